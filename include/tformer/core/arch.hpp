@@ -1,0 +1,39 @@
+// The compile-time instruction-set choice, as macros; no includes, so every header can use it.
+//
+// TFORMER_ARCH_NS names the inline namespace that holds all of tformer but `tformer::Error`
+// (tformer::avx512, tformer::avx2_fma, tformer::sse2, tformer::scalar, ...). Any inline function
+// may be compiled with the instructions a translation unit's -m flags allow, so two units built
+// with different flags must not share a symbol: the linker keeps one copy, and the other unit
+// would run instructions its flags ruled out. Different namespaces make them different symbols.
+// TFORMER_SIMD_SCALAR selects the plain-loop build (namespace `scalar`).
+#pragma once
+
+#if defined(TFORMER_SIMD_SCALAR)
+#define TFORMER_ARCH_NS scalar
+#elif defined(__AVX512F__)
+#define TFORMER_ARCH_NS avx512
+#define TFORMER_XSIMD_ARCH xsimd::avx512f
+#elif defined(__AVX2__) && defined(__FMA__)
+#define TFORMER_ARCH_NS avx2_fma
+#define TFORMER_XSIMD_ARCH xsimd::fma3<xsimd::avx2>
+#elif defined(__AVX2__)
+#define TFORMER_ARCH_NS avx2
+#define TFORMER_XSIMD_ARCH xsimd::avx2
+#elif defined(__AVX__)
+#define TFORMER_ARCH_NS avx
+#define TFORMER_XSIMD_ARCH xsimd::avx
+#elif defined(__SSE4_2__)
+#define TFORMER_ARCH_NS sse4_2
+#define TFORMER_XSIMD_ARCH xsimd::sse4_2
+#elif defined(__SSE2__) || defined(_M_X64)
+#define TFORMER_ARCH_NS sse2
+#define TFORMER_XSIMD_ARCH xsimd::sse2
+#elif defined(__aarch64__)
+#define TFORMER_ARCH_NS neon64
+#define TFORMER_XSIMD_ARCH xsimd::neon64
+#else
+#define TFORMER_ARCH_NS scalar
+#endif
+
+#define TFORMER_STRINGIFY_IMPL(x) #x
+#define TFORMER_STRINGIFY(x) TFORMER_STRINGIFY_IMPL(x)

@@ -1,0 +1,35 @@
+// The compile-time SIMD choice (core/arch.hpp) as types: the xsimd architecture and batch that
+// kernels are written against, or none in the scalar build, where kernels run their tail loops
+// over the whole range.
+#pragma once
+
+#include <cstddef>
+
+#include "tformer/core/arch.hpp"
+
+#if defined(TFORMER_XSIMD_ARCH)
+#define TFORMER_HAS_SIMD 1
+#include "tformer/core/xsimd_compat.hpp"
+#else
+#define TFORMER_HAS_SIMD 0
+#endif
+
+namespace tformer {
+inline namespace TFORMER_ARCH_NS {
+namespace simd {
+
+// The name of the inline namespace this translation unit's tformer lives in.
+inline constexpr const char* arch_name = TFORMER_STRINGIFY(TFORMER_ARCH_NS);
+
+#if TFORMER_HAS_SIMD
+using arch = TFORMER_XSIMD_ARCH;
+using batch = xsimd::batch<float, arch>;
+// Floats in one register.
+inline constexpr std::size_t lanes = batch::size;
+#else
+inline constexpr std::size_t lanes = 1;
+#endif
+
+}  // namespace simd
+}  // namespace TFORMER_ARCH_NS
+}  // namespace tformer

@@ -1,0 +1,92 @@
+// Non-owning views over caller-owned activations.
+//
+// HeadsView<T> describes `[tokens, heads, head_dim]` data: head_dim innermost and contiguous, the
+// heads of one token adjacent, and tokens `token_stride` elements apart. A token stride larger
+// than heads·head_dim lets one view select Q, K or V inside a fused QKV row without a copy.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include "tformer/core/arch.hpp"
+#include "tformer/core/error.hpp"
+
+namespace tformer {
+inline namespace TFORMER_ARCH_NS {
+
+// Signed sizes and indices, as Eigen's Index.
+using index = std::ptrdiff_t;
+
+template <class T>
+class HeadsView {
+ public:
+  using element_type = T;
+
+  constexpr HeadsView() = default;
+  // Dense `[tokens, heads, head_dim]`.
+  constexpr HeadsView(T* data, index tokens, index heads, index head_dim)
+      : HeadsView(data, tokens, heads, head_dim, heads * head_dim) {}
+  // Tokens `token_stride` elements apart.
+  constexpr HeadsView(T* data, index tokens, index heads, index head_dim, index token_stride)
+      : data_(data), tokens_(tokens), heads_(heads), head_dim_(head_dim),
+        token_stride_(token_stride) {}
+
+  // A view of const T converts from a view of T.
+  template <class U>
+    requires(std::is_same_v<const U, T> && !std::is_same_v<U, T>)
+  constexpr HeadsView(const HeadsView<U>& other)
+      : HeadsView(other.data(), other.tokens(), other.heads(), other.head_dim(),
+                  other.token_stride()) {}
+
+  constexpr T* data() const noexcept { return data_; }
+  constexpr index tokens() const noexcept { return tokens_; }
+  constexpr index heads() const noexcept { return heads_; }
+  constexpr index head_dim() const noexcept { return head_dim_; }
+  constexpr index token_stride() const noexcept { return token_stride_; }
+  constexpr index size() const noexcept { return tokens_ * heads_ * head_dim_; }
+
+  // The head_dim contiguous values of head `h` of token `t`.
+  constexpr T* row(index t, index h) const noexcept {
+    return data_ + t * token_stride_ + h * head_dim_;
+  }
+  constexpr std::span<T> row_span(index t, index h) const noexcept {
+    return {row(t, h), static_cast<std::size_t>(head_dim_)};
+  }
+
+  // Tokens [first, first + count).
+  constexpr HeadsView tokens_slice(index first, index count) const noexcept {
+    return {data_ + first * token_stride_, count, heads_, head_dim_, token_stride_};
+  }
+
+ private:
+  T* data_ = nullptr;
+  index tokens_ = 0;
+  index heads_ = 0;
+  index head_dim_ = 0;
+  index token_stride_ = 0;
+};
+
+// Throws unless the view's sizes are non-negative, its rows do not overlap, and it has data.
+template <class T>
+void check_view(std::string_view where, std::string_view name, const HeadsView<T>& v) {
+  auto shape = [&] {
+    std::ostringstream s;
+    s << "[tokens " << v.tokens() << ", heads " << v.heads() << ", head_dim " << v.head_dim()
+      << ", token_stride " << v.token_stride() << "]";
+    return s.str();
+  };
+  std::string what = std::string(name) + " shape";
+  check(v.tokens() >= 0 && v.heads() >= 0 && v.head_dim() >= 0, where, what,
+        "non-negative sizes", shape());
+  check(v.token_stride() >= v.heads() * v.head_dim(), where, what,
+        "token_stride >= heads * head_dim", shape());
+  check(v.size() == 0 || v.data() != nullptr, where, std::string(name) + " data",
+        "a non-null pointer", "nullptr");
+}
+
+}  // namespace TFORMER_ARCH_NS
+}  // namespace tformer

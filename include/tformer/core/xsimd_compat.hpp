@@ -1,0 +1,47 @@
+// The one place that knows which xsimd release we build against (Debian bookworm ships 8.1).
+//
+// xsimd 8.1 names differ from later releases: the horizontal sum is `hadd` (later `reduce_add`),
+// constants are `batch_constant<batch<T, A>, V...>` (later `batch_constant<T, A, V...>`). Kernels
+// call the helpers below, never those names directly, so a move to a newer xsimd touches this file.
+//
+// Also the one place that includes xsimd: GCC 12 reports false -Wmaybe-uninitialized inside
+// avx512fintrin.h for xsimd code even through -isystem, so the include is fenced.
+#pragma once
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+#include <xsimd/xsimd.hpp>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#if !defined(XSIMD_VERSION_MAJOR) || XSIMD_VERSION_MAJOR != 8
+#error "tformer/core/xsimd_compat.hpp is written for xsimd 8.x (Debian bookworm's libxsimd-dev 8.1)"
+#endif
+
+#include "tformer/core/arch.hpp"
+
+namespace tformer {
+inline namespace TFORMER_ARCH_NS {
+namespace xsimd_compat {
+
+// Sum of all lanes.
+template <class T, class A>
+inline T reduce_add(const xsimd::batch<T, A>& x) noexcept {
+  return xsimd::hadd(x);
+}
+
+// A compile-time lane pattern built from Gen::get(lane, lanes), for swizzle().
+template <class Batch, class Gen>
+constexpr auto index_constant() noexcept {
+  using index_batch = xsimd::batch<xsimd::as_unsigned_integer_t<typename Batch::value_type>,
+                                   typename Batch::arch_type>;
+  return xsimd::make_batch_constant<index_batch, Gen>();
+}
+
+}  // namespace xsimd_compat
+}  // namespace TFORMER_ARCH_NS
+}  // namespace tformer

@@ -1,0 +1,135 @@
+// RopeTable: cos and sin for every position in [0, max_positions) and every frequency
+// i in [0, rotary_dim/2), precomputed once so the kernels only load and multiply.
+//
+// Angles are computed in double (position · inv_freq, then cos and sin) and rounded to float
+// once, so position 1,000,000 is as exact as position 10. Computing them on the fly with a
+// vector sincos would be slower, not faster: xsimd's sin/cos leave their fast path beyond ~64π,
+// i.e. past position ~200 for the highest frequency.
+//
+// Row p holds the rotary_dim/2 cos values of position p, then its rotary_dim/2 sin values, both
+// already multiplied by the attention factor (YaRN, LongRoPE; 1 otherwise), as Hugging Face does.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <span>
+#include <utility>
+
+#include "tformer/core/arch.hpp"
+#include "tformer/core/error.hpp"
+#include "tformer/core/memory.hpp"
+#include "tformer/core/views.hpp"
+#include "tformer/rope/scaling.hpp"
+
+namespace tformer {
+inline namespace TFORMER_ARCH_NS {
+
+struct RopeConfig {
+  int rotary_dim = 0;      // d: dimensions that rotate, even, <= head_dim
+  int max_positions = 0;   // positions [0, max_positions) are valid
+  double base = 10000.0;   // rope_theta
+  RopeScaling scaling = rope_scaling::None{};
+};
+
+// The rotary dimension of a partial-rotary model, as Hugging Face computes it:
+// int(head_dim · partial_rotary_factor). Phi-2: 80 · 0.4 = 32; GPT-NeoX: 0.25.
+inline int partial_rotary_dim(int head_dim, double partial_rotary_factor) {
+  check(partial_rotary_factor > 0.0 && partial_rotary_factor <= 1.0, "partial_rotary_dim",
+        "partial_rotary_factor", "a value in (0, 1]", partial_rotary_factor);
+  return static_cast<int>(head_dim * partial_rotary_factor);
+}
+
+class RopeTable {
+ public:
+  explicit RopeTable(RopeConfig config) : config_(std::move(config)) {
+    constexpr const char* where = "RopeTable";
+    check(config_.rotary_dim > 0 && config_.rotary_dim % 2 == 0, where, "rotary_dim",
+          "an even number > 0", config_.rotary_dim);
+    check(config_.max_positions > 0, where, "max_positions", "> 0", config_.max_positions);
+    sequence_length_ = initial_sequence_length();
+    rows_ = AlignedBuffer<float>(static_cast<std::size_t>(config_.max_positions) *
+                                 static_cast<std::size_t>(config_.rotary_dim));
+    compute();
+  }
+
+  RopeTable(RopeTable&&) noexcept = default;
+  RopeTable& operator=(RopeTable&&) noexcept = default;
+  [[nodiscard]] RopeTable copy() const { return RopeTable(*this, rows_.copy()); }
+
+  int rotary_dim() const noexcept { return config_.rotary_dim; }
+  int half() const noexcept { return config_.rotary_dim / 2; }
+  int max_positions() const noexcept { return config_.max_positions; }
+  double base() const noexcept { return config_.base; }
+  const RopeConfig& config() const noexcept { return config_; }
+  // The current sequence length (only dynamic NTK depends on it).
+  int sequence_length() const noexcept { return sequence_length_; }
+
+  // inv_i for i in [0, rotary_dim/2), after scaling; the angle of pair i at position m is m·inv_i.
+  std::span<const double> inv_freq() const noexcept { return frequencies_.inv_freq; }
+  // The factor that multiplies cos and sin (YaRN's mscale; LongRoPE's; 1 otherwise).
+  double attention_factor() const noexcept { return frequencies_.attention_factor; }
+
+  // rotary_dim/2 values each. Precondition: 0 <= p < max_positions().
+  const float* cos(index p) const noexcept { return rows_.data() + p * config_.rotary_dim; }
+  const float* sin(index p) const noexcept { return cos(p) + half(); }
+
+  // Recomputes the table for a new base (the seed's "dynamic base adjustment").
+  void set_base(double base) {
+    config_.base = base;
+    compute();
+  }
+
+  // Dynamic NTK: recomputes the table for a sequence of `length` tokens when that changes the
+  // effective length max(length, L0); other scalings ignore it. Costs one cos and one sin per
+  // table entry, so call it when the sequence grows (e.g. per prefill), not per token.
+  void set_sequence_length(int length) {
+    check(length >= 0, "RopeTable::set_sequence_length", "length", ">= 0", length);
+    const auto* ntk = std::get_if<rope_scaling::DynamicNtk>(&config_.scaling);
+    if (!ntk) {
+      sequence_length_ = length;
+      return;
+    }
+    const int effective_old = std::max(sequence_length_, ntk->original_max_positions);
+    const int effective_new = std::max(length, ntk->original_max_positions);
+    sequence_length_ = length;
+    if (effective_new != effective_old) compute();
+  }
+
+  // Bytes held by the cos/sin rows.
+  std::size_t bytes() const noexcept { return rows_.bytes(); }
+
+ private:
+  RopeTable(const RopeTable& other, AlignedBuffer<float> rows)
+      : config_(other.config_), frequencies_(other.frequencies_),
+        sequence_length_(other.sequence_length_), rows_(std::move(rows)) {}
+
+  int initial_sequence_length() const {
+    if (const auto* ntk = std::get_if<rope_scaling::DynamicNtk>(&config_.scaling))
+      return ntk->original_max_positions;
+    return config_.max_positions;
+  }
+
+  void compute() {
+    frequencies_ = compute_rope_frequencies(config_.scaling, config_.rotary_dim, config_.base,
+                                            config_.max_positions, sequence_length_);
+    const std::size_t h = static_cast<std::size_t>(half());
+    const double a = frequencies_.attention_factor;
+    for (index p = 0; p < config_.max_positions; ++p) {
+      float* c = rows_.data() + p * config_.rotary_dim;
+      float* s = c + h;
+      for (std::size_t i = 0; i < h; ++i) {
+        const double angle = static_cast<double>(p) * frequencies_.inv_freq[i];
+        c[i] = static_cast<float>(a * std::cos(angle));
+        s[i] = static_cast<float>(a * std::sin(angle));
+      }
+    }
+  }
+
+  RopeConfig config_;
+  RopeFrequencies frequencies_;
+  int sequence_length_ = 0;
+  AlignedBuffer<float> rows_;
+};
+
+}  // namespace TFORMER_ARCH_NS
+}  // namespace tformer

@@ -1,0 +1,3 @@
+// Built for the architecture's baseline (-march=x86-64 on x86-64, i.e. SSE2).
+#define TFORMER_ODR_FUNCTION rope_baseline
+#include "odr_unit.inc"

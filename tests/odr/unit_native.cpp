@@ -1,0 +1,3 @@
+// Built with the project's instruction set (-march=native in the dev preset).
+#define TFORMER_ODR_FUNCTION rope_native
+#include "odr_unit.inc"

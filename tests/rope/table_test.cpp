@@ -1,0 +1,88 @@
+// RopeTable: its cos/sin rows against cos and sin evaluated in double, and its updates.
+// A table entry is one double value rounded to float, so it must be within u = FLT_EPSILON/2
+// (relative) of the exact value; the tests allow FLT_EPSILON·|a| absolute, a = attention factor.
+#include <catch2/catch.hpp>
+
+#include <cfloat>
+#include <cmath>
+
+#include "reference/rope_reference.hpp"
+#include "tformer/rope/table.hpp"
+
+using tformer::RopeConfig;
+using tformer::RopeTable;
+namespace rs = tformer::rope_scaling;
+using Catch::Matchers::Contains;
+
+namespace {
+
+void require_rows_match(const RopeTable& table, const std::vector<double>& inv, double factor,
+                        std::initializer_list<int> positions) {
+  for (int p : positions) {
+    for (int i = 0; i < table.half(); ++i) {
+      INFO("position " << p << " frequency " << i);
+      const double angle = p * inv[i];
+      REQUIRE(std::abs(table.cos(p)[i] - factor * std::cos(angle)) <= FLT_EPSILON * factor);
+      REQUIRE(std::abs(table.sin(p)[i] - factor * std::sin(angle)) <= FLT_EPSILON * factor);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("rope/table: rows hold cos and sin of position times inv_freq", "[rope][table]") {
+  RopeTable table(RopeConfig{.rotary_dim = 128, .max_positions = 70000, .base = 500000.0});
+  CHECK(table.rotary_dim() == 128);
+  CHECK(table.half() == 64);
+  CHECK(table.max_positions() == 70000);
+  CHECK(table.bytes() == 70000u * 128u * sizeof(float));
+  CHECK(table.attention_factor() == 1.0);
+  require_rows_match(table, ref::default_inv_freq(128, 500000.0), 1.0, {0, 1, 2, 4000, 69999});
+}
+
+TEST_CASE("rope/table: the attention factor scales cos and sin (YaRN)", "[rope][table]") {
+  RopeTable table(RopeConfig{.rotary_dim = 64, .max_positions = 9000, .base = 10000.0,
+                             .scaling = rs::Yarn{.factor = 4.0, .original_max_positions = 2048}});
+  const double a = 1.0 + 0.1 * std::log(4.0);
+  CHECK(table.attention_factor() == Approx(a).epsilon(1e-15));
+  const auto inv = ref::yarn_inv_freq(64, 10000.0, 4.0, 2048);
+  require_rows_match(table, inv, a, {0, 5, 2047, 8999});
+}
+
+TEST_CASE("rope/table: set_base recomputes every row", "[rope][table]") {
+  RopeTable table(RopeConfig{.rotary_dim = 32, .max_positions = 512});
+  table.set_base(1e6);
+  CHECK(table.base() == 1e6);
+  require_rows_match(table, ref::default_inv_freq(32, 1e6), 1.0, {1, 100, 511});
+}
+
+TEST_CASE("rope/table: dynamic NTK follows the sequence length", "[rope][table]") {
+  const rs::DynamicNtk ntk{.factor = 2.0, .original_max_positions = 256};
+  RopeTable table(RopeConfig{.rotary_dim = 16, .max_positions = 1024, .scaling = ntk});
+  CHECK(table.sequence_length() == 256);
+  require_rows_match(table, ref::default_inv_freq(16, 10000.0), 1.0, {3, 300});
+  table.set_sequence_length(700);
+  require_rows_match(table, ref::dynamic_ntk_inv_freq(16, 10000.0, 2.0, 256, 700), 1.0,
+                     {3, 300, 699});
+  table.set_sequence_length(10);  // back within the original length: plain frequencies
+  require_rows_match(table, ref::default_inv_freq(16, 10000.0), 1.0, {3, 300});
+}
+
+TEST_CASE("rope/table: copy() is deep and moves keep the rows", "[rope][table]") {
+  RopeTable a(RopeConfig{.rotary_dim = 8, .max_positions = 16});
+  RopeTable b = a.copy();
+  b.set_base(100.0);
+  CHECK(a.base() == 10000.0);
+  CHECK(a.cos(3)[1] != b.cos(3)[1]);
+  const float c = a.cos(5)[2];
+  RopeTable moved = std::move(a);
+  CHECK(moved.cos(5)[2] == c);
+}
+
+TEST_CASE("rope/table: invalid configurations raise tformer::Error", "[rope][table][errors]") {
+  CHECK_THROWS_WITH(RopeTable(RopeConfig{.rotary_dim = 7, .max_positions = 4}),
+                    Contains("RopeTable: rotary_dim") && Contains("even") && Contains("got 7"));
+  CHECK_THROWS_WITH(RopeTable(RopeConfig{.rotary_dim = 8, .max_positions = 0}),
+                    Contains("max_positions") && Contains("got 0"));
+  CHECK_THROWS_WITH(tformer::partial_rotary_dim(64, 1.5), Contains("partial_rotary_factor"));
+}
