@@ -1,4 +1,6 @@
 // Built as the scalar kernels.
+#ifndef TFORMER_SIMD_SCALAR
 #define TFORMER_SIMD_SCALAR
+#endif
 #define TFORMER_ODR_FUNCTION rope_scalar
 #include "odr_unit.inc"

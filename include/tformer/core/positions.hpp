@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <span>
+#include <sstream>
+#include <string>
 #include <string_view>
 
 #include "tformer/core/arch.hpp"
@@ -50,8 +52,9 @@ class Positions {
   void validate(std::string_view where, index tokens, std::int64_t limit) const {
     switch (kind_) {
       case Kind::Offset:
-        check(first_ >= 0 && (tokens == 0 || first_ + tokens <= limit), where,
-              "positions (offset + tokens)", in_range(limit), describe_offset(tokens));
+        if (first_ < 0 || (tokens > 0 && first_ + tokens > limit)) [[unlikely]]
+          detail::fail_check(where, "positions (offset + tokens)", in_range(limit),
+                             describe_offset(tokens));
         return;
       case Kind::Ids:
         check_eq(where, "position ids count", tokens, static_cast<index>(values_.size()));

@@ -71,21 +71,21 @@ class HeadsView {
 };
 
 // Throws unless the view's sizes are non-negative, its rows do not overlap, and it has data.
+// Builds no string unless it throws.
 template <class T>
 void check_view(std::string_view where, std::string_view name, const HeadsView<T>& v) {
-  auto shape = [&] {
-    std::ostringstream s;
-    s << "[tokens " << v.tokens() << ", heads " << v.heads() << ", head_dim " << v.head_dim()
-      << ", token_stride " << v.token_stride() << "]";
-    return s.str();
-  };
-  std::string what = std::string(name) + " shape";
-  check(v.tokens() >= 0 && v.heads() >= 0 && v.head_dim() >= 0, where, what,
-        "non-negative sizes", shape());
-  check(v.token_stride() >= v.heads() * v.head_dim(), where, what,
-        "token_stride >= heads * head_dim", shape());
-  check(v.size() == 0 || v.data() != nullptr, where, std::string(name) + " data",
-        "a non-null pointer", "nullptr");
+  const bool sizes_ok = v.tokens() >= 0 && v.heads() >= 0 && v.head_dim() >= 0;
+  const bool stride_ok = v.token_stride() >= v.heads() * v.head_dim();
+  const bool data_ok = v.size() == 0 || v.data() != nullptr;
+  if (sizes_ok && stride_ok && data_ok) [[likely]]
+    return;
+  if (!data_ok) detail::fail_check(where, std::string(name) + " data", "a non-null pointer", "nullptr");
+  std::ostringstream shape;
+  shape << "[tokens " << v.tokens() << ", heads " << v.heads() << ", head_dim " << v.head_dim()
+        << ", token_stride " << v.token_stride() << "]";
+  detail::fail_check(where, std::string(name) + " shape",
+                     sizes_ok ? "token_stride >= heads * head_dim" : "non-negative sizes",
+                     shape.str());
 }
 
 }  // namespace TFORMER_ARCH_NS

@@ -22,6 +22,8 @@
 #error "tformer/core/xsimd_compat.hpp is written for xsimd 8.x (Debian bookworm's libxsimd-dev 8.1)"
 #endif
 
+#include <type_traits>
+
 #include "tformer/core/arch.hpp"
 
 namespace tformer {
@@ -40,6 +42,26 @@ constexpr auto index_constant() noexcept {
   using index_batch = xsimd::batch<xsimd::as_unsigned_integer_t<typename Batch::value_type>,
                                    typename Batch::arch_type>;
   return xsimd::make_batch_constant<index_batch, Gen>();
+}
+
+// [x1, x0, x3, x2, …]: swaps the two lanes of each adjacent pair. One in-lane shuffle
+// (vpermilps / shufps) where xsimd 8.1's generic swizzle would emit a cross-lane permute.
+template <class A>
+inline xsimd::batch<float, A> swap_adjacent_pairs(const xsimd::batch<float, A>& x) noexcept {
+#if defined(__AVX512F__)
+  if constexpr (std::is_base_of_v<xsimd::avx512f, A>) return _mm512_permute_ps(x, 0xB1);
+#endif
+#if defined(__AVX__)
+  if constexpr (std::is_base_of_v<xsimd::avx, A>) return _mm256_permute_ps(x, 0xB1);
+#endif
+#if defined(__SSE2__)
+  if constexpr (std::is_base_of_v<xsimd::sse2, A> && xsimd::batch<float, A>::size == 4)
+    return _mm_shuffle_ps(x, x, 0xB1);
+#endif
+  struct Swap {
+    static constexpr unsigned get(unsigned lane, unsigned) { return lane ^ 1u; }
+  };
+  return xsimd::swizzle(x, index_constant<xsimd::batch<float, A>, Swap>());
 }
 
 }  // namespace xsimd_compat

@@ -6,12 +6,11 @@
 // Each pair (a, b) becomes (a·cos − b·sin, a·sin + b·cos); the inverse rotation negates sin and
 // is also RoPE's backward. Dimensions [rotary_dim, head_dim) pass through unchanged.
 //
-// Entry points check shapes and positions and throw tformer::Error; rotate_row() is the kernel
-// they call and checks nothing. Single-threaded; allocation-free.
+// Entry points check shapes and positions and throw tformer::Error; rotate_token() is the
+// kernel they call and checks nothing. Single-threaded; allocation-free.
 #pragma once
 
 #include <algorithm>
-#include <array>
 #include <cstddef>
 #include <sstream>
 #include <string>
@@ -35,69 +34,82 @@ inline const char* to_string(RopeLayout layout) noexcept {
 namespace rope_kernels {
 
 #if TFORMER_HAS_SIMD
-// Lane patterns for the interleaved layout: duplicate frequency j into lanes 2j, 2j+1 (from the
-// low or the high half of a batch of frequencies), and swap the two lanes of each pair.
+// Lane patterns that spread frequency j over lanes 2j and 2j+1, taken from the low or the high
+// half of a batch of frequencies (the interleaved layout's cos and sin).
 struct DuplicateLow {
   static constexpr unsigned get(unsigned lane, unsigned) { return lane / 2; }
 };
 struct DuplicateHigh {
   static constexpr unsigned get(unsigned lane, unsigned lanes) { return lanes / 2 + lane / 2; }
 };
-struct SwapPairs {
-  static constexpr unsigned get(unsigned lane, unsigned) { return lane ^ 1u; }
-};
 #endif
 
-// Rotates x (head_dim values) into y by the angles whose cos/sin rows are `c`, `s` (half values
-// each, half = rotary_dim / 2). Reads x[0, 2·half), writes y[0, 2·half); y may equal x, no
-// other overlap. Inverse rotates by the negated angles.
+// Rotates `heads` head vectors of one token, all at one position: head h reads
+// x[h·head_dim + j] and writes y[h·head_dim + j] for j in [0, 2·half). `c` and `s` are the
+// position's cos and sin rows (half = rotary_dim / 2 values each). y may equal x; no other
+// overlap. Inverse rotates by the negated angles.
+//
+// Frequencies are the outer loop: a step loads (and for Interleaved, spreads) the cos/sin of
+// one register's worth of pairs once, then applies it to every head.
 template <RopeLayout Layout, bool Inverse>
-inline void rotate_row(const float* x, float* y, const float* c, const float* s,
-                       index half) noexcept {
+inline void rotate_token(const float* x, float* y, index heads, index head_dim, const float* c,
+                         const float* s, index half) noexcept {
   index i = 0;  // first pair not yet rotated
 #if TFORMER_HAS_SIMD
   using B = simd::batch;
   constexpr index W = static_cast<index>(B::size);
   if constexpr (Layout == RopeLayout::RotateHalf) {
-    // y_lo = lo·c − hi·s, y_hi = hi·c + lo·s: W pairs a step, no shuffles.
+    // Pairs (x[i], x[i + half]): y_lo = lo·c − hi·s, y_hi = hi·c + lo·s. No shuffles.
     for (; i + W <= half; i += W) {
-      const B lo = B::load_unaligned(x + i);
-      const B hi = B::load_unaligned(x + half + i);
       const B cv = B::load_unaligned(c + i);
       const B sv = Inverse ? -B::load_unaligned(s + i) : B::load_unaligned(s + i);
-      xsimd::fnma(hi, sv, lo * cv).store_unaligned(y + i);
-      xsimd::fma(lo, sv, hi * cv).store_unaligned(y + half + i);
+      for (index h = 0; h < heads; ++h) {
+        const float* xh = x + h * head_dim;
+        float* yh = y + h * head_dim;
+        const B lo = B::load_unaligned(xh + i);
+        const B hi = B::load_unaligned(xh + half + i);
+        xsimd::fnma(hi, sv, lo * cv).store_unaligned(yh + i);
+        xsimd::fma(lo, sv, hi * cv).store_unaligned(yh + half + i);
+      }
     }
   } else {
-    // y = x·[c0 c0 c1 c1 …] + swap_pairs(x)·[−s0 s0 −s1 s1 …]: W pairs (two batches) a step.
-    constexpr auto dup_lo = xsimd_compat::index_constant<B, DuplicateLow>();
-    constexpr auto dup_hi = xsimd_compat::index_constant<B, DuplicateHigh>();
-    constexpr auto swap = xsimd_compat::index_constant<B, SwapPairs>();
-    alignas(64) std::array<float, W> signs{};
-    for (index lane = 0; lane < W; ++lane) signs[lane] = ((lane % 2 == 0) != Inverse) ? -1.f : 1.f;
-    const B sign = B::load_aligned(signs.data());
+    // Pairs (x[2i], x[2i+1]): y = x·[c0 c0 c1 c1 …] + swap_pairs(x)·[−s0 s0 −s1 s1 …].
+    // W pairs fill two registers (a, b); their spread cos/sin are built once for all heads.
+    constexpr auto spread_lo = xsimd_compat::index_constant<B, DuplicateLow>();
+    constexpr auto spread_hi = xsimd_compat::index_constant<B, DuplicateHigh>();
+    alignas(64) float signs[W];
+    for (index lane = 0; lane < W; ++lane) signs[lane] = (lane % 2 == 0) != Inverse ? -1.f : 1.f;
+    const B sign = B::load_aligned(signs);
     for (; i + W <= half; i += W) {
       const B cv = B::load_unaligned(c + i);
       const B sv = B::load_unaligned(s + i);
-      const B a = B::load_unaligned(x + 2 * i);
-      const B b = B::load_unaligned(x + 2 * i + W);
-      const B sa = xsimd::swizzle(sv, dup_lo) * sign;
-      const B sb = xsimd::swizzle(sv, dup_hi) * sign;
-      xsimd::fma(a, xsimd::swizzle(cv, dup_lo), xsimd::swizzle(a, swap) * sa)
-          .store_unaligned(y + 2 * i);
-      xsimd::fma(b, xsimd::swizzle(cv, dup_hi), xsimd::swizzle(b, swap) * sb)
-          .store_unaligned(y + 2 * i + W);
+      const B ca = xsimd::swizzle(cv, spread_lo), cb = xsimd::swizzle(cv, spread_hi);
+      const B sa = xsimd::swizzle(sv, spread_lo) * sign;
+      const B sb = xsimd::swizzle(sv, spread_hi) * sign;
+      for (index h = 0; h < heads; ++h) {
+        const float* xh = x + h * head_dim + 2 * i;
+        float* yh = y + h * head_dim + 2 * i;
+        const B a = B::load_unaligned(xh);
+        const B b = B::load_unaligned(xh + W);
+        xsimd::fma(a, ca, xsimd_compat::swap_adjacent_pairs(a) * sa).store_unaligned(yh);
+        xsimd::fma(b, cb, xsimd_compat::swap_adjacent_pairs(b) * sb).store_unaligned(yh + W);
+      }
     }
   }
 #endif
-  // Remaining pairs (all of them in the scalar build).
-  for (; i < half; ++i) {
-    const index ia = Layout == RopeLayout::Interleaved ? 2 * i : i;
-    const index ib = Layout == RopeLayout::Interleaved ? 2 * i + 1 : i + half;
-    const float a = x[ia], b = x[ib];
-    const float cs = c[i], sn = Inverse ? -s[i] : s[i];
-    y[ia] = a * cs - b * sn;
-    y[ib] = a * sn + b * cs;
+  // Remaining pairs (all of them in the scalar build), head by head so that the compiler can
+  // vectorise the inner loop.
+  for (index h = 0; h < heads; ++h) {
+    const float* xh = x + h * head_dim;
+    float* yh = y + h * head_dim;
+    for (index j = i; j < half; ++j) {
+      const index ia = Layout == RopeLayout::Interleaved ? 2 * j : j;
+      const index ib = Layout == RopeLayout::Interleaved ? 2 * j + 1 : j + half;
+      const float a = xh[ia], b = xh[ib];
+      const float cs = c[j], sn = Inverse ? -s[j] : s[j];
+      yh[ia] = a * cs - b * sn;
+      yh[ib] = a * sn + b * cs;
+    }
   }
 }
 
@@ -108,17 +120,15 @@ void rotate_heads(const RopeTable& table, HeadsView<const float> in, HeadsView<f
                   const Positions& positions) noexcept {
   const index half = table.half();
   const index rotary_dim = table.rotary_dim();
-  const bool copy_tail = in.data() != out.data() && rotary_dim < in.head_dim();
+  const index head_dim = in.head_dim();
+  const bool copy_tail = in.data() != out.data() && rotary_dim < head_dim;
   for (index t = 0; t < in.tokens(); ++t) {
     const index p = positions(t);
-    const float* c = table.cos(p);
-    const float* s = table.sin(p);
-    for (index h = 0; h < in.heads(); ++h) {
-      const float* x = in.row(t, h);
-      float* y = out.row(t, h);
-      rotate_row<Layout, Inverse>(x, y, c, s, half);
-      if (copy_tail) std::copy(x + rotary_dim, x + in.head_dim(), y + rotary_dim);
-    }
+    rotate_token<Layout, Inverse>(in.row(t, 0), out.row(t, 0), in.heads(), head_dim,
+                                  table.cos(p), table.sin(p), half);
+    if (copy_tail)
+      for (index h = 0; h < in.heads(); ++h)
+        std::copy(in.row(t, h) + rotary_dim, in.row(t, h) + head_dim, out.row(t, h) + rotary_dim);
   }
 }
 
@@ -126,10 +136,11 @@ template <class T>
 void check_rope_view(const char* where, const char* name, const RopeTable& table,
                      const HeadsView<T>& v) {
   check_view(where, name, v);
+  if (v.head_dim() % 2 == 0 && v.head_dim() >= table.rotary_dim()) [[likely]]
+    return;
   std::ostringstream expected;
   expected << "an even number >= rotary_dim (" << table.rotary_dim() << ")";
-  check(v.head_dim() % 2 == 0 && v.head_dim() >= table.rotary_dim(), where,
-        std::string(name) + ".head_dim", expected.str(), v.head_dim());
+  detail::fail_check(where, std::string(name) + ".head_dim", expected.str(), v.head_dim());
 }
 
 template <RopeLayout Layout>

@@ -1,0 +1,104 @@
+// RoPE in place on Q [T, 32, D] and K [T, 8, D], both layouts, D = 64 and 128, for decode
+// (T = 1 at position 4000) and prefill (T = 512, 4096 from position 0). Beside each shape:
+// the scalar kernels on the same data, and memcpy of the same bytes (copy/<KiB>), so that
+// SIMD / scalar and achieved / copy bandwidth are ratios measured in one run.
+//
+// Names: rope/<layout>/d<D>/T<T>[/scalar]. Bytes: read + write of Q and K (the table's few
+// rows are not counted). FLOPS: 6 per rotated pair (4 multiplies, 2 adds).
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "ceilings.hpp"
+#include "rope_scalar_unit.hpp"
+#include "tformer/rope/apply.hpp"
+
+namespace {
+
+constexpr int kQHeads = 32, kKvHeads = 8;
+
+struct Shape {
+  tformer::RopeLayout layout;
+  int head_dim;
+  int tokens;
+  int offset;
+};
+
+std::vector<float> random_floats(std::size_t n) {
+  std::mt19937 rng(42);
+  std::normal_distribution<float> dist;
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+std::size_t qk_bytes(const Shape& s) {
+  return static_cast<std::size_t>(s.tokens) * (kQHeads + kKvHeads) * s.head_dim * sizeof(float);
+}
+
+void report(benchmark::State& state, const Shape& s) {
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * 2 *
+                          static_cast<std::int64_t>(qk_bytes(s)));
+  bench::set_flops(state, 6.0 * s.tokens * (kQHeads + kKvHeads) * (s.head_dim / 2));
+}
+
+void rope_simd(benchmark::State& state, Shape s) {
+  const int max_positions = s.offset + s.tokens;
+  tformer::RopeTable table(tformer::RopeConfig{.rotary_dim = s.head_dim,
+                                               .max_positions = max_positions});
+  auto q = random_floats(static_cast<std::size_t>(s.tokens) * kQHeads * s.head_dim);
+  auto k = random_floats(static_cast<std::size_t>(s.tokens) * kKvHeads * s.head_dim);
+  tformer::HeadsView<float> qv(q.data(), s.tokens, kQHeads, s.head_dim);
+  tformer::HeadsView<float> kv(k.data(), s.tokens, kKvHeads, s.head_dim);
+  const auto at = tformer::Positions::offset(s.offset);
+  // A rotation keeps norms, so repeating it over millions of iterations keeps the data bounded.
+  for (auto _ : state) {
+    if (s.layout == tformer::RopeLayout::Interleaved)
+      tformer::apply_rope_inplace<tformer::RopeLayout::Interleaved>(table, qv, kv, at);
+    else
+      tformer::apply_rope_inplace<tformer::RopeLayout::RotateHalf>(table, qv, kv, at);
+    benchmark::ClobberMemory();
+  }
+  report(state, s);
+  state.SetLabel(tformer::simd::arch_name);
+}
+
+void rope_scalar(benchmark::State& state, Shape s) {
+  auto rope = make_scalar_rope(s.layout == tformer::RopeLayout::Interleaved, s.tokens, kQHeads,
+                               kKvHeads, s.head_dim, s.offset + s.tokens);
+  auto q = random_floats(static_cast<std::size_t>(s.tokens) * kQHeads * s.head_dim);
+  auto k = random_floats(static_cast<std::size_t>(s.tokens) * kKvHeads * s.head_dim);
+  for (auto _ : state) {
+    rope(q.data(), k.data(), s.offset);
+    benchmark::ClobberMemory();
+  }
+  report(state, s);
+  state.SetLabel("scalar");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::set<std::size_t> copy_sizes;
+  for (auto layout : {tformer::RopeLayout::Interleaved, tformer::RopeLayout::RotateHalf}) {
+    for (int d : {64, 128}) {
+      for (int t : {1, 512, 4096}) {
+        const Shape s{layout, d, t, t == 1 ? 4000 : 0};
+        const std::string name = std::string("rope/") + tformer::to_string(layout) + "/d" +
+                                 std::to_string(d) + "/T" + std::to_string(t);
+        benchmark::RegisterBenchmark(name.c_str(), rope_simd, s)->Unit(benchmark::kMicrosecond);
+        benchmark::RegisterBenchmark((name + "/scalar").c_str(), rope_scalar, s)
+            ->Unit(benchmark::kMicrosecond);
+        copy_sizes.insert(qk_bytes(s) / 1024);
+      }
+    }
+  }
+  for (std::size_t kib : copy_sizes) bench::register_copy(kib);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,46 @@
+// Machine ceilings that every benchmark family compares against, measured the same way in the
+// same run: copy bandwidth, FMA peak, Eigen GEMM. bench_ceilings registers all of them; a kernel
+// family's program may register the copy of its own working-set size beside its kernels.
+//
+// Byte convention (all programs): bytes_per_second counts bytes read plus bytes written, so
+// copying N bytes moves 2N, and an in-place kernel over N bytes also moves 2N.
+#pragma once
+
+#include <benchmark/benchmark.h>
+
+#include <cstddef>
+#include <cstring>
+#include <string>
+
+#include "tformer/core/memory.hpp"
+
+namespace bench {
+
+// memcpy of `bytes` bytes between two 64-byte aligned buffers.
+inline void copy_bandwidth(benchmark::State& state, std::size_t bytes) {
+  tformer::AlignedBuffer<char> src(bytes), dst(bytes);
+  std::memset(src.data(), 1, bytes);
+  for (auto _ : state) {
+    std::memcpy(dst.data(), src.data(), bytes);
+    benchmark::DoNotOptimize(dst.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * 2 *
+                          static_cast<std::int64_t>(bytes));
+}
+
+// Registers "copy/<KiB>" for a buffer of `kib` KiB.
+inline void register_copy(std::size_t kib) {
+  benchmark::RegisterBenchmark(("copy/" + std::to_string(kib)).c_str(),
+                               [kib](benchmark::State& s) { copy_bandwidth(s, kib * 1024); })
+      ->Unit(benchmark::kMicrosecond);
+}
+
+// FLOPs as a rate counter named FLOPS (shown as FLOPS/s in G units).
+inline void set_flops(benchmark::State& state, double flops_per_iteration) {
+  state.counters["FLOPS"] = benchmark::Counter(
+      flops_per_iteration * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate,
+      benchmark::Counter::kIs1000);
+}
+
+}  // namespace bench
