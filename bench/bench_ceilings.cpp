@@ -64,14 +64,14 @@ int main(int argc, char** argv) {
       {64, 2048, 512},    // TrafficVLM FFN gate/up, 64 tokens
       {64, 512, 2048},    // TrafficVLM FFN down
       {64, 11008, 4096},  // Llama-7B FFN gate/up, 64 tokens
-      {512, 512, 512},
-      {2048, 2048, 2048},
+      {512, 512, 512},   {2048, 2048, 2048},
   };
   for (const Shape& s : shapes) {
-    const std::string name = "gemm/" + std::to_string(s.m) + "x" + std::to_string(s.n) + "x" +
-                             std::to_string(s.k);
-    benchmark::RegisterBenchmark(name.c_str(), [s](benchmark::State& st) { gemm(st, s.m, s.n, s.k); })
-        ->Unit(benchmark::kMillisecond);
+    const std::string name =
+        "gemm/" + std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k);
+    benchmark::RegisterBenchmark(name.c_str(), [s](benchmark::State& st) {
+      gemm(st, s.m, s.n, s.k);
+    })->Unit(benchmark::kMillisecond);
   }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();

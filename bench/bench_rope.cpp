@@ -47,8 +47,8 @@ void report(benchmark::State& state, const Shape& s) {
 
 void rope_simd(benchmark::State& state, Shape s) {
   const int max_positions = s.offset + s.tokens;
-  tformer::RopeTable table(tformer::RopeConfig{.rotary_dim = s.head_dim,
-                                               .max_positions = max_positions});
+  tformer::RopeTable table(
+      tformer::RopeConfig{.rotary_dim = s.head_dim, .max_positions = max_positions});
   auto q = random_floats(static_cast<std::size_t>(s.tokens) * kQHeads * s.head_dim);
   auto k = random_floats(static_cast<std::size_t>(s.tokens) * kKvHeads * s.head_dim);
   tformer::HeadsView<float> qv(q.data(), s.tokens, kQHeads, s.head_dim);

@@ -31,16 +31,16 @@ inline void copy_bandwidth(benchmark::State& state, std::size_t bytes) {
 
 // Registers "copy/<KiB>" for a buffer of `kib` KiB.
 inline void register_copy(std::size_t kib) {
-  benchmark::RegisterBenchmark(("copy/" + std::to_string(kib)).c_str(),
-                               [kib](benchmark::State& s) { copy_bandwidth(s, kib * 1024); })
-      ->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark(("copy/" + std::to_string(kib)).c_str(), [kib](benchmark::State& s) {
+    copy_bandwidth(s, kib * 1024);
+  })->Unit(benchmark::kMicrosecond);
 }
 
 // FLOPs as a rate counter named FLOPS (shown as FLOPS/s in G units).
 inline void set_flops(benchmark::State& state, double flops_per_iteration) {
-  state.counters["FLOPS"] = benchmark::Counter(
-      flops_per_iteration * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate,
-      benchmark::Counter::kIs1000);
+  state.counters["FLOPS"] =
+      benchmark::Counter(flops_per_iteration * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
 }
 
 }  // namespace bench

@@ -9,3 +9,4 @@
 #include "tformer/rope/apply.hpp"
 #include "tformer/rope/scaling.hpp"
 #include "tformer/rope/table.hpp"
+#include "tformer/version.hpp"

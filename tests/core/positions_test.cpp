@@ -5,8 +5,8 @@
 
 #include "tformer/core/positions.hpp"
 
-using tformer::Positions;
 using Catch::Matchers::Contains;
+using tformer::Positions;
 
 TEST_CASE("core/positions: offset, ids and per-sequence forms", "[core]") {
   auto offset = Positions::offset(5);
@@ -25,9 +25,9 @@ TEST_CASE("core/positions: offset, ids and per-sequence forms", "[core]") {
 TEST_CASE("core/positions: validate checks counts and range", "[core][errors]") {
   CHECK_NOTHROW(Positions::offset(6).validate("f", 4, 10));
   CHECK_NOTHROW(Positions::offset(100).validate("f", 0, 10));  // nothing to read
-  CHECK_THROWS_WITH(Positions::offset(7).validate("f", 4, 10),
-                    Contains("f: positions (offset + tokens)") && Contains("[0, 10)") &&
-                        Contains("got [7, 11)"));
+  CHECK_THROWS_WITH(
+      Positions::offset(7).validate("f", 4, 10),
+      Contains("f: positions (offset + tokens)") && Contains("[0, 10)") && Contains("got [7, 11)"));
   const std::vector<std::int32_t> ids = {1, -2};
   CHECK_THROWS_WITH(Positions::ids(ids).validate("f", 2, 10), Contains("got -2 (token 1)"));
   CHECK_THROWS_WITH(Positions::ids(ids).validate("f", 3, 10),

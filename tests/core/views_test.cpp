@@ -4,8 +4,8 @@
 
 #include "tformer/core/views.hpp"
 
-using tformer::HeadsView;
 using Catch::Matchers::Contains;
+using tformer::HeadsView;
 
 TEST_CASE("core/views: HeadsView addresses [tokens, heads, head_dim] with a token stride",
           "[core]") {

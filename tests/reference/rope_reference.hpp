@@ -30,7 +30,8 @@ inline std::vector<double> dynamic_ntk_inv_freq(int d, double base, double s, do
   return default_inv_freq(d, new_base);
 }
 
-// YaRN's inverse frequencies, ramp written per the formula: inv_i = (f_i/s)·ramp_i + f_i·(1 − ramp_i).
+// YaRN's inverse frequencies, ramp written per the formula: inv_i = (f_i/s)·ramp_i + f_i·(1 −
+// ramp_i).
 inline std::vector<double> yarn_inv_freq(int d, double base, double s, double l0,
                                          double beta_fast = 32, double beta_slow = 1,
                                          bool truncate = true) {

@@ -21,8 +21,8 @@ TEST_CASE("rope/apply: no entry point allocates", "[rope][allocation]") {
   CHECK(test::allocations_during([&] {
           apply_rope_inplace<RopeLayout::RotateHalf>(table, qv, kv, Positions::offset(4000));
           apply_rope_inplace<RopeLayout::Interleaved>(table, qv, kv, Positions::ids(ids));
-          apply_rope_inplace(RopeLayout::Interleaved, table, qv, Positions::per_sequence(offsets, 2),
-                             RopeDirection::Inverse);
+          apply_rope_inplace(RopeLayout::Interleaved, table, qv,
+                             Positions::per_sequence(offsets, 2), RopeDirection::Inverse);
           apply_rope<RopeLayout::RotateHalf>(table, qv, HeadsView<float>(out.data(), 4, 8, 64),
                                              Positions::offset(0));
         }) == 0);

@@ -30,8 +30,8 @@ ref::Layout to_ref(RopeLayout l) {
 }
 
 // Checks y (float, [T, H, D]) against the reference rotation of x at positions pos[t].
-void check_against_reference(const std::vector<float>& x, const std::vector<float>& y, int T,
-                             int H, int D, const RopeTable& table, RopeLayout layout,
+void check_against_reference(const std::vector<float>& x, const std::vector<float>& y, int T, int H,
+                             int D, const RopeTable& table, RopeLayout layout,
                              const std::vector<std::int32_t>& pos, double sign = 1.0) {
   const std::vector<double> inv(table.inv_freq().begin(), table.inv_freq().end());
   const double factor = table.attention_factor();
@@ -100,8 +100,8 @@ TEST_CASE("rope/apply: random shapes match the double reference", "[rope][proper
   const int max_positions = rng.integer(T, 5000);
   const RopeLayout layout = kLayouts[seed % 2];
   CAPTURE(D, d, T, H, max_positions, to_string(layout));
-  RopeTable table(RopeConfig{.rotary_dim = d, .max_positions = max_positions,
-                             .base = rng.uniform(100.0, 1e6)});
+  RopeTable table(
+      RopeConfig{.rotary_dim = d, .max_positions = max_positions, .base = rng.uniform(100.0, 1e6)});
   const auto x = rng.normal_floats(static_cast<std::size_t>(T) * H * D);
   const int first = rng.integer(0, max_positions - T);
 
@@ -197,8 +197,8 @@ TEST_CASE("rope/apply: <R_m q, R_n k> depends only on m - n", "[rope][property]"
   test::Random rng(seed);
   const int D = rng.even(2, 256);
   const int max_positions = 100000;
-  RopeTable table(RopeConfig{.rotary_dim = D, .max_positions = max_positions,
-                             .base = rng.uniform(1e3, 1e6)});
+  RopeTable table(
+      RopeConfig{.rotary_dim = D, .max_positions = max_positions, .base = rng.uniform(1e3, 1e6)});
   const auto q = rng.normal_floats(D), k = rng.normal_floats(D);
   const int m = rng.integer(0, 50000), n = rng.integer(0, 50000);
   const int shift = rng.integer(0, 49999);
@@ -360,9 +360,9 @@ TEST_CASE("rope/apply: bad arguments raise tformer::Error naming them", "[rope][
                         HeadsView<float>(out.data(), 4, 1, 8), Positions::offset(0)),
                     Contains("out.heads") && Contains("expected 2, got 1"));
   HeadsView<float> q(buf.data(), 4, 1, 8), k(out.data(), 3, 1, 8);
-  CHECK_THROWS_WITH(tformer::apply_rope_inplace<RopeLayout::Interleaved>(table, q, k,
-                                                                         Positions::offset(0)),
-                    Contains("k.tokens") && Contains("expected 4, got 3"));
+  CHECK_THROWS_WITH(
+      tformer::apply_rope_inplace<RopeLayout::Interleaved>(table, q, k, Positions::offset(0)),
+      Contains("k.tokens") && Contains("expected 4, got 3"));
   // Nothing was written by a rejected call.
   CHECK(std::all_of(buf.begin(), buf.end(), [](float v) { return v == 0.0f; }));
 }

@@ -51,8 +51,7 @@ TEST_CASE("rope/scaling: the worked example's frequencies", "[rope][scaling]") {
   CHECK(f.inv_freq[1] == Approx(0.01).epsilon(1e-15));
 }
 
-TEST_CASE("rope/scaling: dynamic NTK grows the base past the original length",
-          "[rope][scaling]") {
+TEST_CASE("rope/scaling: dynamic NTK grows the base past the original length", "[rope][scaling]") {
   const int d = 128;
   const double base = 10000.0;
   const rs::DynamicNtk ntk{.factor = 2.0, .original_max_positions = 2048};
@@ -90,7 +89,7 @@ TEST_CASE("rope/scaling: YaRN attention factor and frequency bands", "[rope][sca
   auto f = freqs(yarn, 128, 1e6);
   CHECK(f.attention_factor == Approx(1.0 + 0.1 * std::log(4.0)).epsilon(1e-15));  // 1.13863
   const auto plain = ref::default_inv_freq(128, 1e6);
-  CHECK(f.inv_freq.front() == plain.front());           // fastest: extrapolated (unchanged)
+  CHECK(f.inv_freq.front() == plain.front());            // fastest: extrapolated (unchanged)
   CHECK(f.inv_freq.back() == Approx(plain.back() / 4));  // slowest: interpolated
   // DeepSeek-V3: mscale = mscale_all_dim = 1 gives an attention factor of exactly 1.
   yarn.mscale = 1.0;

@@ -41,7 +41,9 @@ TEST_CASE("rope/table: rows hold cos and sin of position times inv_freq", "[rope
 }
 
 TEST_CASE("rope/table: the attention factor scales cos and sin (YaRN)", "[rope][table]") {
-  RopeTable table(RopeConfig{.rotary_dim = 64, .max_positions = 9000, .base = 10000.0,
+  RopeTable table(RopeConfig{.rotary_dim = 64,
+                             .max_positions = 9000,
+                             .base = 10000.0,
                              .scaling = rs::Yarn{.factor = 4.0, .original_max_positions = 2048}});
   const double a = 1.0 + 0.1 * std::log(4.0);
   CHECK(table.attention_factor() == Approx(a).epsilon(1e-15));

@@ -47,8 +47,8 @@ template <class Expected, class Given>
 
 // Throws unless `condition`; `expected` describes the valid values ("<= 128", "an even number").
 template <class Expected, class Given>
-void check(bool condition, std::string_view where, std::string_view what,
-           const Expected& expected, const Given& given) {
+void check(bool condition, std::string_view where, std::string_view what, const Expected& expected,
+           const Given& given) {
   if (!condition) [[unlikely]]
     detail::fail_check(where, what, expected, given);
 }

@@ -28,7 +28,7 @@ class AlignedBuffer {
   // `size` elements, zero-initialised.
   explicit AlignedBuffer(std::size_t size) : size_(size) {
     if (size_ == 0) return;
-    data_ = static_cast<T*>(::operator new(size_ * sizeof(T), std::align_val_t{buffer_alignment}));
+    data_ = static_cast<T*>(::operator new (size_ * sizeof(T), std::align_val_t{buffer_alignment}));
     std::fill_n(data_, size_, T{});
   }
   AlignedBuffer(AlignedBuffer&& other) noexcept
@@ -62,7 +62,7 @@ class AlignedBuffer {
 
  private:
   void release() noexcept {
-    if (data_) ::operator delete(data_, std::align_val_t{buffer_alignment});
+    if (data_) ::operator delete (data_, std::align_val_t{buffer_alignment});
     data_ = nullptr;
     size_ = 0;
   }

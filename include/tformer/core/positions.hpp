@@ -2,8 +2,9 @@
 //
 // Three forms, all explicit (no entry point guesses a position):
 //   Positions::offset(p)                 token t is at p + t (p = the cache length before the call)
-//   Positions::ids(ids)                  token t is at ids[t] (packed batches, Hugging Face position_ids)
-//   Positions::per_sequence(offsets, n)  tokens are n per sequence; token t of the call belongs to
+//   Positions::ids(ids)                  token t is at ids[t] (packed batches, Hugging Face
+//   position_ids) Positions::per_sequence(offsets, n)  tokens are n per sequence; token t of the
+//   call belongs to
 //                                        sequence t / n and is at offsets[t / n] + t % n
 #pragma once
 

@@ -32,13 +32,16 @@ class HeadsView {
       : HeadsView(data, tokens, heads, head_dim, heads * head_dim) {}
   // Tokens `token_stride` elements apart.
   constexpr HeadsView(T* data, index tokens, index heads, index head_dim, index token_stride)
-      : data_(data), tokens_(tokens), heads_(heads), head_dim_(head_dim),
+      : data_(data),
+        tokens_(tokens),
+        heads_(heads),
+        head_dim_(head_dim),
         token_stride_(token_stride) {}
 
   // A view of const T converts from a view of T.
   template <class U>
-    requires(std::is_same_v<const U, T> && !std::is_same_v<U, T>)
-  constexpr HeadsView(const HeadsView<U>& other)
+  requires(std::is_same_v<const U, T> &&
+           !std::is_same_v<U, T>) constexpr HeadsView(const HeadsView<U>& other)
       : HeadsView(other.data(), other.tokens(), other.heads(), other.head_dim(),
                   other.token_stride()) {}
 
@@ -79,7 +82,8 @@ void check_view(std::string_view where, std::string_view name, const HeadsView<T
   const bool data_ok = v.size() == 0 || v.data() != nullptr;
   if (sizes_ok && stride_ok && data_ok) [[likely]]
     return;
-  if (!data_ok) detail::fail_check(where, std::string(name) + " data", "a non-null pointer", "nullptr");
+  if (!data_ok)
+    detail::fail_check(where, std::string(name) + " data", "a non-null pointer", "nullptr");
   std::ostringstream shape;
   shape << "[tokens " << v.tokens() << ", heads " << v.heads() << ", head_dim " << v.head_dim()
         << ", token_stride " << v.token_stride() << "]";

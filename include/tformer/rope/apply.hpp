@@ -31,6 +31,13 @@ inline const char* to_string(RopeLayout layout) noexcept {
   return layout == RopeLayout::Interleaved ? "interleaved" : "rotate_half";
 }
 
+// GCC 12 warns (-Warray-bounds) that a SIMD load could leave a small stack array when it
+// inlines a kernel whose vector loop can never run for that array (e.g. head_dim 4 on AVX2).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Warray-bounds"
+#endif
+
 namespace rope_kernels {
 
 #if TFORMER_HAS_SIMD
@@ -124,8 +131,8 @@ void rotate_heads(const RopeTable& table, HeadsView<const float> in, HeadsView<f
   const bool copy_tail = in.data() != out.data() && rotary_dim < head_dim;
   for (index t = 0; t < in.tokens(); ++t) {
     const index p = positions(t);
-    rotate_token<Layout, Inverse>(in.row(t, 0), out.row(t, 0), in.heads(), head_dim,
-                                  table.cos(p), table.sin(p), half);
+    rotate_token<Layout, Inverse>(in.row(t, 0), out.row(t, 0), in.heads(), head_dim, table.cos(p),
+                                  table.sin(p), half);
     if (copy_tail)
       for (index h = 0; h < in.heads(); ++h)
         std::copy(in.row(t, h) + rotary_dim, in.row(t, h) + head_dim, out.row(t, h) + rotary_dim);
@@ -204,6 +211,10 @@ inline void apply_rope_inplace(RopeLayout layout, const RopeTable& table, HeadsV
   else
     apply_rope_inplace<RopeLayout::RotateHalf>(table, x, positions, direction);
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 }  // namespace TFORMER_ARCH_NS
 }  // namespace tformer

@@ -77,9 +77,8 @@ struct Llama3 {
 
 }  // namespace rope_scaling
 
-using RopeScaling = std::variant<rope_scaling::None, rope_scaling::Linear,
-                                 rope_scaling::DynamicNtk, rope_scaling::Yarn,
-                                 rope_scaling::LongRope, rope_scaling::Llama3>;
+using RopeScaling = std::variant<rope_scaling::None, rope_scaling::Linear, rope_scaling::DynamicNtk,
+                                 rope_scaling::Yarn, rope_scaling::LongRope, rope_scaling::Llama3>;
 
 // The result of a scaling: inverse frequencies (d/2) and the factor that multiplies cos and sin.
 struct RopeFrequencies {
@@ -97,13 +96,11 @@ inline std::vector<double> default_inv_freq(int rotary_dim, double base) {
 }
 
 inline void check_factor(const char* where, double factor) {
-  check(std::isfinite(factor) && factor > 0, where, "scaling factor", "a finite value > 0",
-        factor);
+  check(std::isfinite(factor) && factor > 0, where, "scaling factor", "a finite value > 0", factor);
 }
 
 inline void check_original(const char* where, int original_max_positions) {
-  check(original_max_positions > 0, where, "original_max_positions", "> 0",
-        original_max_positions);
+  check(original_max_positions > 0, where, "original_max_positions", "> 0", original_max_positions);
 }
 
 inline double yarn_mscale(double scale, double mscale) {
@@ -199,8 +196,7 @@ inline RopeFrequencies compute_rope_frequencies(const RopeScaling& scaling, int 
       const auto& e = max_positions > s.original_max_positions ? s.long_factor : s.short_factor;
       std::vector<double> f(half);
       for (std::size_t i = 0; i < half; ++i) {
-        check(std::isfinite(e[i]) && e[i] > 0, w, "extension factor", "a finite value > 0",
-              e[i]);
+        check(std::isfinite(e[i]) && e[i] > 0, w, "extension factor", "a finite value > 0", e[i]);
         f[i] = 1.0 / (e[i] * std::pow(base, 2.0 * static_cast<double>(i) / d));
       }
       const double a = s.attention_factor.value_or(
@@ -225,8 +221,8 @@ inline RopeFrequencies compute_rope_frequencies(const RopeScaling& scaling, int 
           x /= s.factor;
           continue;
         }
-        const double t = (l0 / wavelen - s.low_freq_factor) /
-                         (s.high_freq_factor - s.low_freq_factor);
+        const double t =
+            (l0 / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
         x = (1.0 - t) * x / s.factor + t * x;
       }
       return {std::move(f), 1.0};

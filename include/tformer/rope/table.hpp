@@ -25,9 +25,9 @@ namespace tformer {
 inline namespace TFORMER_ARCH_NS {
 
 struct RopeConfig {
-  int rotary_dim = 0;      // d: dimensions that rotate, even, <= head_dim
-  int max_positions = 0;   // positions [0, max_positions) are valid
-  double base = 10000.0;   // rope_theta
+  int rotary_dim = 0;     // d: dimensions that rotate, even, <= head_dim
+  int max_positions = 0;  // positions [0, max_positions) are valid
+  double base = 10000.0;  // rope_theta
   RopeScaling scaling = rope_scaling::None{};
 };
 
@@ -100,8 +100,10 @@ class RopeTable {
 
  private:
   RopeTable(const RopeTable& other, AlignedBuffer<float> rows)
-      : config_(other.config_), frequencies_(other.frequencies_),
-        sequence_length_(other.sequence_length_), rows_(std::move(rows)) {}
+      : config_(other.config_),
+        frequencies_(other.frequencies_),
+        sequence_length_(other.sequence_length_),
+        rows_(std::move(rows)) {}
 
   int initial_sequence_length() const {
     if (const auto* ntk = std::get_if<rope_scaling::DynamicNtk>(&config_.scaling))
