@@ -1,4 +1,5 @@
-// Replaces the global allocation functions with counting ones that forward to malloc.
+// Replaces every global allocation function (plain, array, aligned, nothrow) with counting ones
+// that forward to malloc, and every deallocation function with free.
 #include "support/allocation_counter.hpp"
 
 #include <cstdlib>
@@ -28,6 +29,26 @@ void* operator new(std::size_t size, std::align_val_t a) {
 void* operator new[](std::size_t size, std::align_val_t a) {
   return allocate(size, static_cast<std::size_t>(a));
 }
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept try {
+  return allocate(size, alignof(std::max_align_t));
+} catch (...) {
+  return nullptr;
+}
+void* operator new[](std::size_t size, const std::nothrow_t&) noexcept try {
+  return allocate(size, alignof(std::max_align_t));
+} catch (...) {
+  return nullptr;
+}
+void* operator new(std::size_t size, std::align_val_t a, const std::nothrow_t&) noexcept try {
+  return allocate(size, static_cast<std::size_t>(a));
+} catch (...) {
+  return nullptr;
+}
+void* operator new[](std::size_t size, std::align_val_t a, const std::nothrow_t&) noexcept try {
+  return allocate(size, static_cast<std::size_t>(a));
+} catch (...) {
+  return nullptr;
+}
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
@@ -36,3 +57,7 @@ void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
