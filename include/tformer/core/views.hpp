@@ -1,4 +1,4 @@
-// Non-owning views over caller-owned activations.
+// Non-owning views over caller-owned activations and weights.
 //
 // HeadsView<T> describes `[tokens, heads, head_dim]` data: head_dim innermost and contiguous, the
 // heads of one token adjacent, and tokens `token_stride` elements apart. A token stride larger
@@ -72,6 +72,74 @@ class HeadsView {
   index head_dim_ = 0;
   index token_stride_ = 0;
 };
+
+// MatrixView<T> describes row-major `[rows, cols]` data with rows `row_stride` elements apart:
+// activations `[tokens, hidden]`, or a linear weight `[out, in]` as PyTorch stores it. A row
+// range of a weight is a view too, so fused projections (Q|K|V, gate|up) need no copy.
+template <class T>
+class MatrixView {
+ public:
+  using element_type = T;
+
+  constexpr MatrixView() = default;
+  constexpr MatrixView(T* data, index rows, index cols) : MatrixView(data, rows, cols, cols) {}
+  constexpr MatrixView(T* data, index rows, index cols, index row_stride)
+      : data_(data), rows_(rows), cols_(cols), row_stride_(row_stride) {}
+  template <class U>
+  requires(std::is_same_v<const U, T> &&
+           !std::is_same_v<U, T>) constexpr MatrixView(const MatrixView<U>& other)
+      : MatrixView(other.data(), other.rows(), other.cols(), other.row_stride()) {}
+
+  constexpr T* data() const noexcept { return data_; }
+  constexpr index rows() const noexcept { return rows_; }
+  constexpr index cols() const noexcept { return cols_; }
+  constexpr index row_stride() const noexcept { return row_stride_; }
+  constexpr T* row(index r) const noexcept { return data_ + r * row_stride_; }
+  // Rows [first, first + count): e.g. the K rows of a fused QKV weight.
+  constexpr MatrixView row_slice(index first, index count) const noexcept {
+    return {row(first), count, cols_, row_stride_};
+  }
+  // Columns [first, first + count) of every row.
+  constexpr MatrixView col_slice(index first, index count) const noexcept {
+    return {data_ + first, rows_, count, row_stride_};
+  }
+
+ private:
+  T* data_ = nullptr;
+  index rows_ = 0;
+  index cols_ = 0;
+  index row_stride_ = 0;
+};
+
+// Throws unless the matrix has non-negative sizes, row_stride >= cols, and data.
+template <class T>
+void check_view(std::string_view where, std::string_view name, const MatrixView<T>& m) {
+  const bool sizes_ok = m.rows() >= 0 && m.cols() >= 0;
+  const bool stride_ok = m.row_stride() >= m.cols();
+  const bool data_ok = m.rows() * m.cols() == 0 || m.data() != nullptr;
+  if (sizes_ok && stride_ok && data_ok) [[likely]]
+    return;
+  if (!data_ok)
+    detail::fail_check(where, std::string(name) + " data", "a non-null pointer", "nullptr");
+  std::ostringstream shape;
+  shape << "[rows " << m.rows() << ", cols " << m.cols() << ", row_stride " << m.row_stride()
+        << "]";
+  detail::fail_check(where, std::string(name) + " shape",
+                     sizes_ok ? "row_stride >= cols" : "non-negative sizes", shape.str());
+}
+
+// Throws unless m is [rows, cols].
+template <class T>
+void check_shape(std::string_view where, std::string_view name, const MatrixView<T>& m, index rows,
+                 index cols) {
+  check_view(where, name, m);
+  if (m.rows() == rows && m.cols() == cols) [[likely]]
+    return;
+  std::ostringstream expected, given;
+  expected << "[" << rows << ", " << cols << "]";
+  given << "[" << m.rows() << ", " << m.cols() << "]";
+  detail::fail_check(where, std::string(name) + " shape", expected.str(), given.str());
+}
 
 // Throws unless the view's sizes are non-negative, its rows do not overlap, and it has data.
 // Builds no string unless it throws.

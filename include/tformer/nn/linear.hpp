@@ -1,0 +1,54 @@
+// Linear layers: y = x · Wᵀ (+ b), W stored [out, in] as PyTorch stores it, so checkpoints map
+// without a transpose. Eigen's GEMM for many tokens, its GEMV for one; no copy of the weights.
+//
+// Allocation: decode (one token, GEMV) allocates nothing. Eigen's GEMM packs its operands into
+// blocks on the stack up to 128 KiB (EIGEN_STACK_ALLOCATION_LIMIT) and on the heap beyond, so a
+// large prefill may allocate inside Eigen.
+#pragma once
+
+#include <span>
+
+#include "tformer/core/eigen.hpp"
+#include "tformer/core/error.hpp"
+#include "tformer/core/views.hpp"
+
+namespace tformer {
+inline namespace TFORMER_ARCH_NS {
+
+namespace linear_kernels {
+
+// y = x · Wᵀ + b (b may be empty). Preconditions: shapes agree; y overlaps neither x nor W.
+inline void project(MatrixView<const float> x, MatrixView<const float> w,
+                    std::span<const float> bias, MatrixView<float> y) noexcept {
+  if (x.rows() == 0 || w.rows() == 0) return;
+  if (x.rows() == 1) {
+    eigen::map_row(y, 0).noalias() = eigen::map(w) * eigen::map_row(x, 0);
+  } else {
+    eigen::map(y).noalias() = eigen::map(x) * eigen::map(w).transpose();
+  }
+  if (!bias.empty())
+    eigen::map(y).rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias.data(), w.rows());
+}
+
+}  // namespace linear_kernels
+
+// y [T, out] = x [T, in] · w [out, in]ᵀ + bias [out] (bias may be empty). y must not overlap
+// x or w. Row views of a fused weight (w.row_slice) select one projection of it.
+inline void linear(MatrixView<const float> x, MatrixView<const float> w,
+                   std::span<const float> bias, MatrixView<float> y) {
+  constexpr const char* where = "linear";
+  check_view(where, "x", x);
+  check_view(where, "w", w);
+  check_eq(where, "x.cols (= w.cols, the input width)", w.cols(), x.cols());
+  check_shape(where, "y", y, x.rows(), w.rows());
+  if (!bias.empty()) check_eq(where, "bias size (= w.rows)", w.rows(), index(bias.size()));
+  linear_kernels::project(x, w, bias, y);
+}
+
+// y = x · wᵀ without bias.
+inline void linear(MatrixView<const float> x, MatrixView<const float> w, MatrixView<float> y) {
+  linear(x, w, {}, y);
+}
+
+}  // namespace TFORMER_ARCH_NS
+}  // namespace tformer

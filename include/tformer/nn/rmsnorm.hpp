@@ -1,0 +1,148 @@
+// RMSNorm: y = x / sqrt(mean(x²) + eps) · w over each row, as Hugging Face computes it in
+// float32 (LlamaRMSNorm), or · (1 + w) (Gemma's RMSNorm, NormScale::OnePlusWeight).
+//
+// Precision: the sum of squares is accumulated in float in 4 independent SIMD accumulators
+// (4·lanes partial sums; 4 in the scalar build), then mean, eps and the reciprocal square root
+// are taken in double and rounded once. The relative error of an output is at most
+// (n / accumulators + 8)·u, u = 2^−24 (the tests use exactly this bound).
+#pragma once
+
+#include <cmath>
+#include <span>
+#include <type_traits>
+
+#include "tformer/core/error.hpp"
+#include "tformer/core/simd.hpp"
+#include "tformer/core/views.hpp"
+
+namespace tformer {
+inline namespace TFORMER_ARCH_NS {
+
+// How the normalised row is scaled: x̂·w (Llama, Qwen, Mistral) or x̂·(1 + w) (Gemma 1/2/3).
+enum class NormScale { Weight, OnePlusWeight };
+
+namespace rmsnorm_kernels {
+
+// Partial sums of the sum of squares, for error bounds: 4·lanes (4 in the scalar build).
+inline constexpr index accumulators = 4 * static_cast<index>(simd::lanes);
+
+// Σ v[i]² for i < n, in float, over `accumulators` partial sums; v = x, or with Add,
+// v = x + add stored back into x (the fused residual form reads x once).
+template <bool Add, class X>
+inline float sum_squares(X* x, const float* add, index n) noexcept {
+  static_assert(Add != std::is_const_v<X>, "only the Add form writes x");
+  index i = 0;
+  float total = 0.0f;
+#if TFORMER_HAS_SIMD
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  B acc[4] = {B(0.0f), B(0.0f), B(0.0f), B(0.0f)};
+  const index vector_end = n / (4 * W) * (4 * W);
+  for (; i < vector_end; i += 4 * W) {
+    for (int a = 0; a < 4; ++a) {
+      B v = B::load_unaligned(x + i + a * W);
+      if constexpr (Add) {
+        v += B::load_unaligned(add + i + a * W);
+        v.store_unaligned(x + i + a * W);
+      }
+      acc[a] = xsimd::fma(v, v, acc[a]);
+    }
+  }
+  total = xsimd_compat::reduce_add((acc[0] + acc[1]) + (acc[2] + acc[3]));
+#endif
+  float tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (; i < n; ++i) {
+    if constexpr (Add) x[i] += add[i];
+    tail[i % 4] += x[i] * x[i];
+  }
+  return total + ((tail[0] + tail[1]) + (tail[2] + tail[3]));
+}
+
+// y = x · scale · w (Weight) or x · scale · (1 + w) (OnePlusWeight), n values; y may equal x.
+template <NormScale Scale>
+inline void scale_row(const float* x, const float* w, float scale, float* y, index n) noexcept {
+  index i = 0;
+#if TFORMER_HAS_SIMD
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  const B s(scale), one(1.0f);
+  const index vector_end = n / W * W;
+  for (; i < vector_end; i += W) {
+    const B wv =
+        Scale == NormScale::Weight ? B::load_unaligned(w + i) : one + B::load_unaligned(w + i);
+    (B::load_unaligned(x + i) * s * wv).store_unaligned(y + i);
+  }
+#endif
+  for (; i < n; ++i) y[i] = x[i] * scale * (Scale == NormScale::Weight ? w[i] : 1.0f + w[i]);
+}
+
+// 1 / sqrt(sum_sq / n + eps), in double, rounded once.
+inline float inverse_rms(float sum_sq, index n, float eps) noexcept {
+  return static_cast<float>(1.0 / std::sqrt(static_cast<double>(sum_sq) / n + eps));
+}
+
+// Normalises one row of n values from x into y (y may equal x).
+template <NormScale Scale>
+inline void norm_row(const float* x, const float* w, float eps, float* y, index n) noexcept {
+  scale_row<Scale>(x, w, inverse_rms(sum_squares<false>(x, nullptr, n), n, eps), y, n);
+}
+
+// x += add, then normalises x into y (y must not overlap x or add).
+template <NormScale Scale>
+inline void add_norm_row(float* x, const float* add, const float* w, float eps, float* y,
+                         index n) noexcept {
+  scale_row<Scale>(x, w, inverse_rms(sum_squares<true>(x, add, n), n, eps), y, n);
+}
+
+}  // namespace rmsnorm_kernels
+
+namespace rmsnorm_detail {
+inline void check_eps(const char* where, float eps) {
+  check(std::isfinite(eps) && eps >= 0.0f, where, "eps", "a finite value >= 0", eps);
+}
+}  // namespace rmsnorm_detail
+
+// y [T, n] = RMSNorm(x [T, n]) with weight [n]. y may equal x (same view) or not overlap it.
+template <NormScale Scale = NormScale::Weight>
+void rmsnorm(MatrixView<const float> x, std::span<const float> weight, float eps,
+             MatrixView<float> y) {
+  constexpr const char* where = "rmsnorm";
+  check_view(where, "x", x);
+  check_shape(where, "y", y, x.rows(), x.cols());
+  check_eq(where, "weight size (= x.cols)", x.cols(), index(weight.size()));
+  rmsnorm_detail::check_eps(where, eps);
+  for (index r = 0; r < x.rows(); ++r)
+    rmsnorm_kernels::norm_row<Scale>(x.row(r), weight.data(), eps, y.row(r), x.cols());
+}
+
+// The fused residual form of a pre-norm block: x += residual, then y = RMSNorm(x), reading x
+// once for both. x [T, n] is updated in place; y must not overlap x or residual.
+template <NormScale Scale = NormScale::Weight>
+void rmsnorm_residual(MatrixView<float> x, MatrixView<const float> residual,
+                      std::span<const float> weight, float eps, MatrixView<float> y) {
+  constexpr const char* where = "rmsnorm_residual";
+  check_view(where, "x", x);
+  check_shape(where, "residual", residual, x.rows(), x.cols());
+  check_shape(where, "y", y, x.rows(), x.cols());
+  check_eq(where, "weight size (= x.cols)", x.cols(), index(weight.size()));
+  rmsnorm_detail::check_eps(where, eps);
+  for (index r = 0; r < x.rows(); ++r)
+    rmsnorm_kernels::add_norm_row<Scale>(x.row(r), residual.row(r), weight.data(), eps, y.row(r),
+                                         x.cols());
+}
+
+// Per-head RMSNorm in place over head_dim (Qwen3 and Gemma 3 q/k-norm, applied before RoPE),
+// with one weight [head_dim] shared by all heads.
+template <NormScale Scale = NormScale::Weight>
+void rmsnorm_heads(HeadsView<float> x, std::span<const float> weight, float eps) {
+  constexpr const char* where = "rmsnorm_heads";
+  check_view(where, "x", x);
+  check_eq(where, "weight size (= x.head_dim)", x.head_dim(), index(weight.size()));
+  rmsnorm_detail::check_eps(where, eps);
+  for (index t = 0; t < x.tokens(); ++t)
+    for (index h = 0; h < x.heads(); ++h)
+      rmsnorm_kernels::norm_row<Scale>(x.row(t, h), weight.data(), eps, x.row(t, h), x.head_dim());
+}
+
+}  // namespace TFORMER_ARCH_NS
+}  // namespace tformer

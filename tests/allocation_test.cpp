@@ -1,0 +1,61 @@
+// Entry points that run per token in a decoder allocate nothing, their checks included.
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <vector>
+
+#include "support/allocation_counter.hpp"
+#include "support/matrix.hpp"
+#include "tformer/nn/linear.hpp"
+#include "tformer/nn/moe.hpp"
+#include "tformer/nn/rmsnorm.hpp"
+#include "tformer/nn/swiglu.hpp"
+#include "tformer/rope/apply.hpp"
+
+using namespace tformer;
+
+TEST_CASE("rope/apply: no entry point allocates", "[rope][allocation]") {
+  RopeTable table(RopeConfig{.rotary_dim = 64, .max_positions = 4096});
+  std::vector<float> q(4 * 8 * 64, 0.5f), k(4 * 2 * 64, 0.25f), out(q.size());
+  const std::vector<std::int32_t> ids = {5, 9, 100, 4095}, offsets = {10, 20};
+  HeadsView<float> qv(q.data(), 4, 8, 64), kv(k.data(), 4, 2, 64);
+
+  // The counter counts (through a volatile pointer: a new-expression may be optimised away).
+  void* (*volatile allocate)(std::size_t) = &::operator new;
+  REQUIRE(test::allocations_during([&] { ::operator delete(allocate(8)); }) == 1);
+  CHECK(test::allocations_during([&] {
+          apply_rope_inplace<RopeLayout::RotateHalf>(table, qv, kv, Positions::offset(4000));
+          apply_rope_inplace<RopeLayout::Interleaved>(table, qv, kv, Positions::ids(ids));
+          apply_rope_inplace(RopeLayout::Interleaved, table, qv,
+                             Positions::per_sequence(offsets, 2), RopeDirection::Inverse);
+          apply_rope<RopeLayout::RotateHalf>(table, qv, HeadsView<float>(out.data(), 4, 8, 64),
+                                             Positions::offset(0));
+        }) == 0);
+}
+
+TEST_CASE("nn: decode (one token) allocates nothing", "[nn][allocation]") {
+  test::Random rng(3);
+  const int H = 256, I = 512, E = 4;
+  const auto x = test::Matrix::random(rng, 1, H);
+  test::Matrix y(1, H), q(1, 64);
+  const auto wq = test::Matrix::random(rng, 64, H), gate = test::Matrix::random(rng, I, H),
+             up = test::Matrix::random(rng, I, H), down = test::Matrix::random(rng, H, I),
+             router = test::Matrix::random(rng, E, H);
+  const std::vector<float> norm_w(H, 1.0f);
+  const SwiGluWeights ffn{gate.cview(), up.cview(), down.cview()};
+  const TransposedWeights down_t(down.cview());
+  FfnWorkspace ws(1, I);
+  const std::vector<SwiGluWeights> experts(E, ffn);
+  const MoeConfig config{E, 2};
+  MoeWorkspace moe_ws(1, H, I, config);
+  test::Matrix residual = x;
+
+  CHECK(test::allocations_during([&] {
+          linear(x.cview(), wq.cview(), q.view());
+          rmsnorm(x.cview(), norm_w, 1e-6f, y.view());
+          rmsnorm_residual(residual.view(), x.cview(), norm_w, 1e-6f, y.view());
+          swiglu(x.cview(), ffn, y.view(), ws);
+          swiglu_topk(x.cview(), ffn, down_t.view(), TopK::fraction(0.25), y.view(), ws);
+          moe(x.cview(), {router.cview(), experts, std::nullopt, {}}, config, y.view(), moe_ws);
+        }) == 0);
+}

@@ -1,0 +1,90 @@
+// Vectorised activations against the same formulas in double, over [−100, 100] plus extremes.
+// The tolerances are the contract stated in nn/activation.hpp (1 ulp = 2u at worst, u = 2^−24):
+// silu relative 4 ulp, gelu_tanh 4 ulp of |x|, silu·sigmoid relative 8 ulp; plus an absolute
+// 1.5e-36 (`tiny`) for results that far below 1 (xsimd's exp flushes to 0 below e^−87.3).
+#include <catch2/catch.hpp>
+
+#include <cfloat>
+#include <cmath>
+#include <vector>
+
+#include "reference/ffn_reference.hpp"
+#include "support/random.hpp"
+#include "tformer/nn/activation.hpp"
+
+using tformer::Activation;
+using tformer::ActivationKind;
+
+namespace {
+
+constexpr double u = FLT_EPSILON / 2;
+constexpr double tiny = 1.5e-36;
+
+std::vector<float> inputs() {
+  std::vector<float> x;
+  for (int i = -200000; i <= 200000; ++i) x.push_back(float(i) * 5e-4f);  // [−100, 100]
+  test::Random rng(61);
+  for (int i = 0; i < 100000; ++i) x.push_back(float(rng.uniform(-20, 20)));
+  for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, 88.0f, -88.0f, 1e4f, -1e4f, 3e38f, -3e38f})
+    x.push_back(v);
+  return x;
+}
+
+// Runs out = act(x) · 1 through the kernel, so the SIMD body and the scalar tail both run.
+std::vector<float> run(const std::vector<float>& x, Activation act) {
+  std::vector<float> ones(x.size(), 1.0f), out(x.size());
+  tformer::gated_activation(x, ones, out, act);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("nn/activation: SiLU within 4 ulp", "[nn][activation]") {
+  const auto x = inputs();
+  const auto y = run(x, {ActivationKind::SiLU});
+  double worst = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double e = ref::silu(x[i]);
+    const double err = std::abs(y[i] - e);
+    INFO("x = " << x[i]);
+    REQUIRE(std::isfinite(y[i]));
+    REQUIRE(err <= 8 * u * std::abs(e) + tiny);
+    if (e != 0) worst = std::max(worst, err / std::abs(e) / u);
+  }
+  WARN("silu: max relative error " << worst << " u (2^-24)");
+}
+
+TEST_CASE("nn/activation: GELU-tanh within 4 ulp of |x|", "[nn][activation]") {
+  const auto x = inputs();
+  const auto y = run(x, {ActivationKind::GeluTanh});
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (std::abs(x[i]) > 1e19f) continue;  // x³ overflows float: the formula itself is inf·0
+    const double e = ref::gelu_tanh(x[i]);
+    INFO("x = " << x[i]);
+    REQUIRE(std::abs(y[i] - e) <= 8 * u * std::abs(double(x[i])) + tiny);
+  }
+}
+
+TEST_CASE("nn/activation: seed 000's silu(x)·sigmoid(βx) within 8 ulp relative",
+          "[nn][activation]") {
+  const auto x = inputs();
+  for (float beta : {1.0f, 0.5f, 2.0f}) {
+    const auto y = run(x, {ActivationKind::SiluSigmoid, beta});
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const double e = ref::silu(x[i]) * ref::sigmoid(double(beta) * x[i]);
+      INFO("x = " << x[i] << " beta = " << beta);
+      REQUIRE(std::abs(y[i] - e) <= 16 * u * std::abs(e) + tiny);
+    }
+  }
+}
+
+TEST_CASE("nn/activation: gated form multiplies by up, in place", "[nn][activation]") {
+  test::Random rng(62);
+  auto gate = rng.normal_floats(1001);
+  const auto up = rng.normal_floats(1001);
+  const auto original = gate;
+  tformer::gated_activation(gate, up, gate);  // out aliases gate
+  for (std::size_t i = 0; i < gate.size(); ++i)
+    REQUIRE(std::abs(gate[i] - ref::silu(original[i]) * up[i]) <=
+            10 * u * std::abs(ref::silu(original[i]) * up[i]) + tiny);
+}

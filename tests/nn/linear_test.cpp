@@ -1,0 +1,79 @@
+// linear(): against a double matrix-vector reference.
+// Tolerance: a float dot product of n terms, however blocked, is within (n + 2)·u·Σ|x_i·w_i|
+// of the exact value (u = 2^−24; the classical bound γ_n), plus u·|b| for the bias.
+#include <catch2/catch.hpp>
+
+#include <cfloat>
+#include <cmath>
+
+#include "reference/ffn_reference.hpp"
+#include "support/matrix.hpp"
+#include "tformer/nn/linear.hpp"
+
+using Catch::Matchers::Contains;
+using test::Matrix;
+
+namespace {
+
+void check_linear(const Matrix& x, const Matrix& w, const std::vector<float>* bias,
+                  const Matrix& y) {
+  const double u = FLT_EPSILON / 2;
+  for (tformer::index t = 0; t < x.rows; ++t) {
+    ref::Vec xr(x.data.begin() + t * x.cols, x.data.begin() + (t + 1) * x.cols);
+    const ref::Vec expected = ref::matvec(w.data, int(w.rows), int(w.cols), xr, bias);
+    for (tformer::index o = 0; o < w.rows; ++o) {
+      double magnitude = 0;
+      for (tformer::index i = 0; i < x.cols; ++i) magnitude += std::abs(xr[i] * w.at(o, i));
+      const double tol = (x.cols + 2) * u * magnitude + (bias ? u * std::abs((*bias)[o]) : 0.0);
+      INFO("token " << t << " output " << o);
+      REQUIRE(std::abs(y.at(t, o) - expected[o]) <= tol);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("nn/linear: GEMM and GEMV match the reference on random shapes", "[nn][linear]") {
+  const auto seed = GENERATE(range(1, 21));
+  CAPTURE(seed);
+  test::Random rng(seed);
+  const int T = seed % 4 == 0 ? 1 : rng.integer(1, 40);  // one token takes the GEMV path
+  const int in = rng.integer(1, 300), out = rng.integer(1, 200);
+  CAPTURE(T, in, out);
+  const Matrix x = Matrix::random(rng, T, in), w = Matrix::random(rng, out, in);
+  std::vector<float> bias = rng.normal_floats(out);
+  Matrix y(T, out, -1.0f);
+  tformer::linear(x.cview(), w.cview(), y.view());
+  check_linear(x, w, nullptr, y);
+  tformer::linear(x.cview(), w.cview(), bias, y.view());
+  check_linear(x, w, &bias, y);
+}
+
+TEST_CASE("nn/linear: a fused QKV weight equals three separate projections", "[nn][linear]") {
+  test::Random rng(41);
+  const int T = 9, H = 64, q = 64, kv = 16;
+  const Matrix x = Matrix::random(rng, T, H), qkv = Matrix::random(rng, q + 2 * kv, H);
+  Matrix fused(T, q + 2 * kv);
+  tformer::linear(x.cview(), qkv.cview(), fused.view());
+  // Each projection through a row view of the fused weight, written into a column view of y.
+  const int firsts[] = {0, q, q + kv}, counts[] = {q, kv, kv};
+  Matrix separate(T, q + 2 * kv);
+  for (int p = 0; p < 3; ++p)
+    tformer::linear(x.cview(), qkv.cview().row_slice(firsts[p], counts[p]),
+                    separate.view().col_slice(firsts[p], counts[p]));
+  check_linear(x, qkv, nullptr, separate);
+  for (std::size_t i = 0; i < fused.data.size(); ++i)
+    REQUIRE(std::abs(fused.data[i] - separate.data[i]) <= 2 * (H + 2) * FLT_EPSILON / 2 * 64.0);
+}
+
+TEST_CASE("nn/linear: bad shapes raise tformer::Error", "[nn][linear][errors]") {
+  Matrix x(2, 8), w(4, 8), y(2, 4);
+  CHECK_THROWS_WITH(
+      tformer::linear(x.cview(), Matrix(4, 7).cview(), y.view()),
+      Contains("x.cols (= w.cols, the input width)") && Contains("expected 7, got 8"));
+  CHECK_THROWS_WITH(tformer::linear(x.cview(), w.cview(), Matrix(2, 5).view()),
+                    Contains("y shape") && Contains("expected [2, 4], got [2, 5]"));
+  std::vector<float> bias(3);
+  CHECK_THROWS_WITH(tformer::linear(x.cview(), w.cview(), bias, y.view()),
+                    Contains("bias size") && Contains("expected 4, got 3"));
+}

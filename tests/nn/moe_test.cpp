@@ -1,0 +1,185 @@
+// Mixture of experts against a double reference built from the dense reference SwiGLU.
+// Tolerance: the output is a convex (or, with the shared expert, affine) combination of expert
+// outputs, each within the dense bound of swiglu_test; here the simpler 2e-5 · (1 + |y|) covers
+// that bound for the sizes drawn (H, I <= 64, weights of scale 0.1), and routing weights
+// are within 1e-6 of the reference.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <numeric>
+
+#include "reference/ffn_reference.hpp"
+#include "support/matrix.hpp"
+#include "tformer/nn/moe.hpp"
+
+using Catch::Matchers::Contains;
+using test::Matrix;
+using tformer::MoeConfig;
+using tformer::RouterKind;
+
+namespace {
+
+struct Experts {
+  int H, I, E;
+  Matrix router;
+  std::vector<Matrix> gate, up, down;
+  std::vector<tformer::SwiGluWeights> views;
+
+  Experts(test::Random& rng, int h, int i, int e) : H(h), I(i), E(e) {
+    router = Matrix::random(rng, E, H);
+    for (int k = 0; k < E; ++k) {
+      gate.push_back(Matrix::random(rng, I, H, 0.1f));
+      up.push_back(Matrix::random(rng, I, H, 0.1f));
+      down.push_back(Matrix::random(rng, H, I, 0.1f));
+    }
+    for (int k = 0; k < E; ++k) views.push_back({gate[k].cview(), up[k].cview(), down[k].cview()});
+  }
+  tformer::MoeWeights weights() const { return {router.cview(), views, std::nullopt, {}}; }
+  ref::Ffn ref(int e) const { return {&gate[e].data, &up[e].data, &down[e].data, H, I}; }
+};
+
+ref::Vec reference_moe(const Experts& ex, const ref::Vec& x, const MoeConfig& c) {
+  const ref::Vec logits = ref::matvec(ex.router.data, ex.E, ex.H, x);
+  ref::Vec y(ex.H, 0.0);
+  for (auto [e, w] :
+       ref::route(logits, int(c.top_k), c.router == RouterKind::SoftmaxThenTopK, c.renormalize)) {
+    const auto out = ref::swiglu(ex.ref(e), x, ref::Act::SiLU);
+    for (int o = 0; o < ex.H; ++o) y[o] += w * out[o];
+  }
+  return y;
+}
+
+}  // namespace
+
+TEST_CASE("nn/moe: matches the reference for each router", "[nn][moe][property]") {
+  const auto seed = GENERATE(range(1, 13));
+  CAPTURE(seed);
+  test::Random rng(seed);
+  const int H = rng.integer(1, 64), I = rng.integer(1, 64), E = rng.integer(1, 9);
+  const int k = rng.integer(1, E), T = rng.integer(1, 20);
+  const MoeConfig config{E, k, seed % 2 ? RouterKind::SoftmaxThenTopK : RouterKind::TopKThenSoftmax,
+                         seed % 3 != 0};
+  CAPTURE(H, I, E, k, T, int(config.router), config.renormalize);
+  const Experts ex(rng, H, I, E);
+  const Matrix x = Matrix::random(rng, T, H);
+  Matrix y(T, H);
+  tformer::MoeWorkspace ws(T, H, I, config);
+  tformer::moe(x.cview(), ex.weights(), config, y.view(), ws);
+  int routed = 0;
+  for (auto c : ws.expert_counts()) routed += c;
+  CHECK(routed == T * k);
+  for (int t = 0; t < T; ++t) {
+    ref::Vec xr(x.data.begin() + t * H, x.data.begin() + (t + 1) * H);
+    const auto logits = ref::matvec(ex.router.data, E, H, xr);
+    const auto routes =
+        ref::route(logits, k, config.router == RouterKind::SoftmaxThenTopK, config.renormalize);
+    for (int j = 0; j < k; ++j) {
+      REQUIRE(ws.chosen(t)[j] == routes[j].first);
+      REQUIRE(std::abs(ws.weights(t)[j] - routes[j].second) <= 1e-6);
+    }
+    const auto expected = reference_moe(ex, xr, config);
+    for (int o = 0; o < H; ++o)
+      REQUIRE(std::abs(y.at(t, o) - expected[o]) <= 2e-5 * (1 + std::abs(expected[o])));
+  }
+}
+
+TEST_CASE("nn/moe: renormalised routing weights sum to 1", "[nn][moe]") {
+  test::Random rng(70);
+  const Experts ex(rng, 16, 8, 8);
+  const Matrix x = Matrix::random(rng, 30, 16);
+  for (RouterKind kind : {RouterKind::SoftmaxThenTopK, RouterKind::TopKThenSoftmax}) {
+    const MoeConfig config{8, 2, kind, true};
+    tformer::MoeWorkspace ws(30, 16, 8, config);
+    Matrix y(30, 16);
+    tformer::moe(x.cview(), ex.weights(), config, y.view(), ws);
+    for (int t = 0; t < 30; ++t) {
+      const auto w = ws.weights(t);
+      REQUIRE(std::abs(w[0] + w[1] - 1.0) <= 1e-6);
+      REQUIRE(w[0] >= w[1]);
+    }
+  }
+}
+
+TEST_CASE("nn/moe: one expert with k = 1 equals its dense SwiGLU", "[nn][moe]") {
+  test::Random rng(71);
+  const Experts ex(rng, 32, 48, 1);
+  const Matrix x = Matrix::random(rng, 7, 32);
+  const MoeConfig config{1, 1};
+  tformer::MoeWorkspace ws(7, 32, 48, config);
+  tformer::FfnWorkspace ffn(7, 48);
+  Matrix moe_y(7, 32), dense_y(7, 32);
+  tformer::moe(x.cview(), ex.weights(), config, moe_y.view(), ws);
+  tformer::swiglu(x.cview(), ex.views[0], dense_y.view(), ffn);
+  CHECK(ws.weights(0)[0] == 1.0f);  // softmax over one expert: exactly 1
+  for (std::size_t i = 0; i < moe_y.data.size(); ++i)
+    REQUIRE(std::abs(moe_y.data[i] - dense_y.data[i]) <= 1e-6 * (1 + std::abs(dense_y.data[i])));
+}
+
+TEST_CASE("nn/moe: permuting experts with their router rows changes nothing", "[nn][moe]") {
+  test::Random rng(72);
+  const int H = 24, I = 16, E = 6, T = 12;
+  const Experts ex(rng, H, I, E);
+  const Matrix x = Matrix::random(rng, T, H);
+  const std::vector<int> perm = {3, 0, 5, 1, 4, 2};
+  Matrix router(E, H);
+  std::vector<tformer::SwiGluWeights> views(E);
+  for (int e = 0; e < E; ++e) {
+    for (int i = 0; i < H; ++i) router.at(e, i) = ex.router.at(perm[e], i);
+    views[e] = ex.views[perm[e]];
+  }
+  const MoeConfig config{E, 2};
+  tformer::MoeWorkspace ws(T, H, I, config);
+  Matrix a(T, H), b(T, H);
+  tformer::moe(x.cview(), ex.weights(), config, a.view(), ws);
+  tformer::moe(x.cview(), {router.cview(), views, std::nullopt, {}}, config, b.view(), ws);
+  // The same experts are summed, possibly in another order: equal within rounding.
+  for (std::size_t i = 0; i < a.data.size(); ++i)
+    REQUIRE(std::abs(a.data[i] - b.data[i]) <= 1e-6 * (1 + std::abs(a.data[i])));
+}
+
+TEST_CASE("nn/moe: a shared expert is added to every token, optionally gated", "[nn][moe]") {
+  test::Random rng(73);
+  const int H = 16, I = 8, E = 4, T = 5, shared_I = 12;
+  const Experts ex(rng, H, I, E);
+  const Matrix sg = Matrix::random(rng, shared_I, H, 0.1f),
+               su = Matrix::random(rng, shared_I, H, 0.1f),
+               sd = Matrix::random(rng, H, shared_I, 0.1f), gate = Matrix::random(rng, 1, H);
+  const Matrix x = Matrix::random(rng, T, H);
+  const MoeConfig config{E, 2};
+  tformer::MoeWorkspace ws(T, H, I, config, shared_I);
+  auto w = ex.weights();
+  w.shared = tformer::SwiGluWeights{sg.cview(), su.cview(), sd.cview()};
+  w.shared_gate = gate.cview();
+  Matrix y(T, H);
+  tformer::moe(x.cview(), w, config, y.view(), ws);
+  const ref::Ffn shared{&sg.data, &su.data, &sd.data, H, shared_I};
+  for (int t = 0; t < T; ++t) {
+    ref::Vec xr(x.data.begin() + t * H, x.data.begin() + (t + 1) * H);
+    auto expected = reference_moe(ex, xr, config);
+    const auto s = ref::swiglu(shared, xr, ref::Act::SiLU);
+    const double g = ref::sigmoid(ref::matvec(gate.data, 1, H, xr)[0]);
+    for (int o = 0; o < H; ++o) expected[o] += g * s[o];
+    for (int o = 0; o < H; ++o)
+      REQUIRE(std::abs(y.at(t, o) - expected[o]) <= 2e-5 * (1 + std::abs(expected[o])));
+  }
+}
+
+TEST_CASE("nn/moe: bad k and shapes raise tformer::Error", "[nn][moe][errors]") {
+  test::Random rng(74);
+  const Experts ex(rng, 8, 4, 4);
+  Matrix x(2, 8), y(2, 8);
+  for (int k : {0, 5}) {
+    const MoeConfig config{4, k};
+    tformer::MoeWorkspace ws(2, 8, 4, config);
+    CHECK_THROWS_WITH(tformer::moe(x.cview(), ex.weights(), config, y.view(), ws),
+                      Contains("config.top_k") && Contains("[1, 4]"));
+  }
+  const MoeConfig config{4, 2};
+  tformer::MoeWorkspace ws(2, 8, 4, config);
+  CHECK_THROWS_WITH(
+      tformer::moe(Matrix(3, 8).cview(), ex.weights(), config, Matrix(3, 8).view(), ws),
+      Contains("max_tokens (2)"));
+  const MoeConfig five{5, 2};
+  CHECK_THROWS_WITH(tformer::moe(x.cview(), ex.weights(), five, y.view(), ws),
+                    Contains("router shape") && Contains("expected [5, 8], got [4, 8]"));
+}

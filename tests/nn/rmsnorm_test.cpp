@@ -1,0 +1,113 @@
+// RMSNorm against the double reference. Tolerance (nn/rmsnorm.hpp): relative
+// (n / accumulators + 8)·u per output, u = 2^−24.
+#include <catch2/catch.hpp>
+
+#include <cfloat>
+#include <cmath>
+
+#include "reference/ffn_reference.hpp"
+#include "support/matrix.hpp"
+#include "tformer/nn/rmsnorm.hpp"
+
+using Catch::Matchers::Contains;
+using test::Matrix;
+using tformer::NormScale;
+
+namespace {
+
+double bound(tformer::index n) {
+  return (double(n) / tformer::rmsnorm_kernels::accumulators + 8) * FLT_EPSILON / 2;
+}
+
+void check_rows(const Matrix& x, const std::vector<float>& w, float eps, bool one_plus,
+                const Matrix& y) {
+  for (tformer::index r = 0; r < x.rows; ++r) {
+    ref::Vec xr(x.data.begin() + r * x.cols, x.data.begin() + (r + 1) * x.cols);
+    const auto expected = ref::rmsnorm(xr, w, eps, one_plus);
+    for (tformer::index i = 0; i < x.cols; ++i) {
+      INFO("row " << r << " column " << i);
+      REQUIRE(std::abs(y.at(r, i) - expected[i]) <= bound(x.cols) * std::abs(expected[i]) + 1e-30);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("nn/rmsnorm: rows match the reference, both scales", "[nn][rmsnorm][property]") {
+  const auto seed = GENERATE(range(1, 21));
+  CAPTURE(seed);
+  test::Random rng(seed);
+  const int T = rng.integer(1, 12), n = rng.integer(1, 5000);
+  const float eps = seed % 2 ? 1e-6f : 1e-5f;
+  CAPTURE(T, n);
+  const Matrix x = Matrix::random(rng, T, n, float(rng.uniform(0.01, 100.0)));
+  const auto w = rng.normal_floats(n);
+  Matrix y(T, n);
+  tformer::rmsnorm(x.cview(), w, eps, y.view());
+  check_rows(x, w, eps, false, y);
+  tformer::rmsnorm<NormScale::OnePlusWeight>(x.cview(), w, eps, y.view());
+  check_rows(x, w, eps, true, y);
+  Matrix inplace = x;  // y may be x
+  tformer::rmsnorm(inplace.cview(), w, eps, inplace.view());
+  check_rows(x, w, eps, false, inplace);
+}
+
+TEST_CASE("nn/rmsnorm: invariant to scaling x by c > 0", "[nn][rmsnorm][property]") {
+  const auto seed = GENERATE(range(30, 40));
+  CAPTURE(seed);
+  test::Random rng(seed);
+  const int n = rng.integer(1, 4096);
+  const Matrix x = Matrix::random(rng, 3, n);
+  Matrix cx = x;
+  const float c = float(rng.uniform(1e-3, 1e3));
+  for (auto& v : cx.data) v *= c;
+  const auto w = rng.normal_floats(n);
+  Matrix y(3, n), cy(3, n);
+  tformer::rmsnorm(x.cview(), w, 0.0f, y.view());  // eps 0: exactly invariant in real numbers
+  tformer::rmsnorm(cx.cview(), w, 0.0f, cy.view());
+  // Each side within the bound of the exact (shared) result, plus one rounding of c·x.
+  for (std::size_t i = 0; i < y.data.size(); ++i)
+    REQUIRE(std::abs(y.data[i] - cy.data[i]) <=
+            (2 * bound(n) + FLT_EPSILON) * std::abs(y.data[i]) + 1e-30);
+}
+
+TEST_CASE("nn/rmsnorm: the fused residual form equals add then norm", "[nn][rmsnorm]") {
+  test::Random rng(51);
+  const int T = 5, n = 1027;
+  Matrix x = Matrix::random(rng, T, n);
+  const Matrix residual = Matrix::random(rng, T, n);
+  const auto w = rng.normal_floats(n);
+  Matrix added = x;
+  for (std::size_t i = 0; i < added.data.size(); ++i) added.data[i] += residual.data[i];
+  Matrix separate(T, n), fused(T, n);
+  tformer::rmsnorm(added.cview(), w, 1e-6f, separate.view());
+  tformer::rmsnorm_residual(x.view(), residual.cview(), w, 1e-6f, fused.view());
+  // The same float operations in the same order: identical results.
+  CHECK(x.data == added.data);
+  CHECK(fused.data == separate.data);
+}
+
+TEST_CASE("nn/rmsnorm: per-head q/k-norm", "[nn][rmsnorm]") {
+  test::Random rng(52);
+  const int T = 3, H = 5, D = 128;
+  Matrix x = Matrix::random(rng, T, H * D);
+  const Matrix before = x;
+  const auto w = rng.normal_floats(D);
+  tformer::rmsnorm_heads(tformer::HeadsView<float>(x.data.data(), T, H, D), w, 1e-6f);
+  // Viewed as [T·H, D] rows, the result is a row-wise RMSNorm.
+  Matrix b = before, a = x;
+  b.rows = a.rows = T * H;
+  b.cols = a.cols = D;
+  check_rows(b, w, 1e-6f, false, a);
+}
+
+TEST_CASE("nn/rmsnorm: bad arguments raise tformer::Error", "[nn][rmsnorm][errors]") {
+  Matrix x(2, 8), y(2, 8);
+  std::vector<float> w(7);
+  CHECK_THROWS_WITH(tformer::rmsnorm(x.cview(), w, 1e-6f, y.view()),
+                    Contains("weight size (= x.cols)") && Contains("expected 8, got 7"));
+  w.resize(8);
+  CHECK_THROWS_WITH(tformer::rmsnorm(x.cview(), w, -1.0f, y.view()), Contains("eps"));
+  CHECK_THROWS_WITH(tformer::rmsnorm(x.cview(), w, 1e-6f, Matrix(3, 8).view()),
+                    Contains("y shape") && Contains("expected [2, 8], got [3, 8]"));
+}
