@@ -1,3 +1,4 @@
 // Built for the architecture's baseline (-march=x86-64 on x86-64, i.e. SSE2).
 #define TFORMER_ODR_FUNCTION rope_baseline
+#define TFORMER_ODR_SWEEP sweep_baseline
 #include "odr_unit.inc"

@@ -1,3 +1,4 @@
 // Built with the project's instruction set (-march=native in the dev preset).
 #define TFORMER_ODR_FUNCTION rope_native
+#define TFORMER_ODR_SWEEP sweep_native
 #include "odr_unit.inc"

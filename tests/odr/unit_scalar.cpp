@@ -3,4 +3,5 @@
 #define TFORMER_SIMD_SCALAR
 #endif
 #define TFORMER_ODR_FUNCTION rope_scalar
+#define TFORMER_ODR_SWEEP sweep_scalar
 #include "odr_unit.inc"

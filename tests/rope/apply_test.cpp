@@ -29,7 +29,9 @@ ref::Layout to_ref(RopeLayout l) {
   return l == RopeLayout::Interleaved ? ref::Layout::Interleaved : ref::Layout::RotateHalf;
 }
 
-// Checks y (float, [T, H, D]) against the reference rotation of x at positions pos[t].
+// Checks y (float, [T, H, D]) against the reference rotation of x at positions pos[t]. The
+// reference takes inv_freq and the attention factor from the table: scaling_test checks those
+// against independent formulas, so this checks the rotation alone.
 void check_against_reference(const std::vector<float>& x, const std::vector<float>& y, int T, int H,
                              int D, const RopeTable& table, RopeLayout layout,
                              const std::vector<std::int32_t>& pos, double sign = 1.0) {
@@ -148,7 +150,13 @@ TEST_CASE("rope/apply: Q and K of a fused QKV row, rotated together", "[rope]") 
       const std::size_t base = static_cast<std::size_t>(t) * stride + h * D;
       std::vector<double> xr(qkv.begin() + base, qkv.begin() + base + D);
       auto expected = h < Hq + Hkv ? ref::rope(xr, D, ref::Layout::RotateHalf, 10 + t, inv) : xr;
-      for (int i = 0; i < D; ++i) REQUIRE(y[base + i] == Approx(expected[i]).margin(1e-5));
+      for (int i = 0; i < D; ++i) {
+        // The pair partner of i (rotate-half): the 4u bound of check_against_reference.
+        const int partner = i < D / 2 ? i + D / 2 : i - D / 2;
+        const double tol =
+            h < Hq + Hkv ? 2.0 * FLT_EPSILON * (std::abs(xr[i]) + std::abs(xr[partner])) : 0.0;
+        REQUIRE(std::abs(y[base + i] - expected[i]) <= tol);
+      }
     }
   }
 }
@@ -278,6 +286,41 @@ TEST_CASE("rope/apply: the inverse after the rotation is the identity", "[rope][
   }
 }
 
+TEST_CASE(
+    "rope/apply: with an attention factor, Inverse undoes Forward and Transpose is the adjoint",
+    "[rope][property]") {
+  const auto seed = GENERATE(range(320, 326));
+  CAPTURE(seed);
+  test::Random rng(seed);
+  const int D = rng.even(2, 160), T = rng.integer(1, 8), H = rng.integer(1, 5);
+  // YaRN s = 16: attention factor 1 + 0.1 ln 16 = 1.277.
+  RopeTable table(RopeConfig{
+      .rotary_dim = D,
+      .max_positions = 4096,
+      .scaling = tformer::rope_scaling::Yarn{.factor = 16, .original_max_positions = 256}});
+  REQUIRE(table.attention_factor() > 1.2);
+  const auto x = rng.normal_floats(static_cast<std::size_t>(T) * H * D);
+  const auto g = rng.normal_floats(x.size());
+  const auto at = Positions::offset(rng.integer(0, 4096 - T));
+  for (RopeLayout layout : kLayouts) {
+    auto y = x;
+    HeadsView<float> v(y.data(), T, H, D);
+    tformer::apply_rope_inplace(layout, table, v, at);
+    tformer::apply_rope_inplace(layout, table, v, at, RopeDirection::Inverse);
+    for (std::size_t i = 0; i < x.size(); ++i)
+      REQUIRE(std::abs(y[i] - x[i]) <= 8.0 * FLT_EPSILON * (std::abs(x[i]) + 1.0f));
+    // <f R x, g> = <x, f Rᵀ g>: Transpose is the backward pass.
+    auto rx = x, rtg = g;
+    tformer::apply_rope_inplace(layout, table, HeadsView<float>(rx.data(), T, H, D), at);
+    tformer::apply_rope_inplace(layout, table, HeadsView<float>(rtg.data(), T, H, D), at,
+                                RopeDirection::Transpose);
+    const int n = static_cast<int>(x.size());
+    const double lhs = dot(rx.data(), g.data(), n), rhs = dot(x.data(), rtg.data(), n);
+    const double scale = std::sqrt(dot(x.data(), x.data(), n) * dot(g.data(), g.data(), n));
+    REQUIRE(std::abs(lhs - rhs) <= 1e-5 * scale);
+  }
+}
+
 TEST_CASE("rope/apply: per-sequence offsets of a padded batch", "[rope]") {
   // Two sequences of 4 tokens each in one call, at offsets 3 and 90.
   const int per = 4, H = 2, D = 16;
@@ -363,6 +406,19 @@ TEST_CASE("rope/apply: bad arguments raise tformer::Error naming them", "[rope][
   CHECK_THROWS_WITH(
       tformer::apply_rope_inplace<RopeLayout::Interleaved>(table, q, k, Positions::offset(0)),
       Contains("k.tokens") && Contains("expected 4, got 3"));
+  // Overlapping views are rejected; Q and K interleaved in one fused row are not overlapping.
+  CHECK_THROWS_WITH(tformer::apply_rope<RopeLayout::Interleaved>(
+                        table, HeadsView<const float>(buf.data(), 4, 2, 8),
+                        HeadsView<float>(buf.data() + 8, 4, 2, 8), Positions::offset(0)),
+                    Contains("out") && Contains("memory disjoint from in"));
+  CHECK_THROWS_WITH(tformer::apply_rope_inplace<RopeLayout::Interleaved>(
+                        table, HeadsView<float>(buf.data(), 4, 2, 8),
+                        HeadsView<float>(buf.data(), 4, 2, 8), Positions::offset(0)),
+                    Contains("k") && Contains("memory disjoint from q"));
+  CHECK_NOTHROW(tformer::apply_rope_inplace<RopeLayout::Interleaved>(
+      table, HeadsView<float>(buf.data(), 4, 1, 8, 20),
+      HeadsView<float>(buf.data() + 8, 4, 1, 8, 20), Positions::offset(0)));
+  std::fill(buf.begin(), buf.end(), 0.0f);
   // Nothing was written by a rejected call.
   CHECK(std::all_of(buf.begin(), buf.end(), [](float v) { return v == 0.0f; }));
 }

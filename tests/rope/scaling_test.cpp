@@ -83,6 +83,15 @@ TEST_CASE("rope/scaling: YaRN", "[rope][scaling]") {
   CHECK(freqs(yarn, d, base).attention_factor == 1.25);
 }
 
+TEST_CASE("rope/scaling: YaRN with a correction range of one dimension", "[rope][scaling]") {
+  // beta_fast = beta_slow makes low == high; the ramp then spans 0.001 dimensions.
+  rs::Yarn yarn{.factor = 8.0, .original_max_positions = 4096, .beta_fast = 4, .beta_slow = 4};
+  require_close(freqs(yarn, 64, 1e4).inv_freq, ref::yarn_inv_freq(64, 1e4, 8.0, 4096, 4, 4));
+  yarn.beta_fast = 64;  // non-default betas
+  yarn.beta_slow = 2;
+  require_close(freqs(yarn, 64, 1e4).inv_freq, ref::yarn_inv_freq(64, 1e4, 8.0, 4096, 64, 2));
+}
+
 TEST_CASE("rope/scaling: YaRN attention factor and frequency bands", "[rope][scaling]") {
   // Qwen2.5 / DeepSeek style: factor 4, original 32768, d 128, base 1e6.
   rs::Yarn yarn{.factor = 4.0, .original_max_positions = 32768};
@@ -95,7 +104,14 @@ TEST_CASE("rope/scaling: YaRN attention factor and frequency bands", "[rope][sca
   yarn.mscale = 1.0;
   yarn.mscale_all_dim = 1.0;
   CHECK(freqs(yarn, 128, 1e6).attention_factor == 1.0);
-  yarn.mscale_all_dim = 0.0;  // mscale(4, 1) / mscale(4, 0) = 1 + 0.1 ln 4
+  // Hugging Face tests `mscale and mscale_all_dim` for truthiness: a zero falls back to
+  // the default 0.1·ln(s) + 1.
+  yarn.mscale_all_dim = 0.0;
+  CHECK(freqs(yarn, 128, 1e6).attention_factor == Approx(1.0 + 0.1 * std::log(4.0)));
+  yarn.mscale = 0.707;  // DeepSeek-V2: mscale = mscale_all_dim = 0.707 gives exactly 1
+  yarn.mscale_all_dim = 0.707;
+  CHECK(freqs(yarn, 128, 1e6).attention_factor == Approx(1.0).epsilon(1e-15));
+  yarn.mscale_all_dim.reset();
   CHECK(freqs(yarn, 128, 1e6).attention_factor == Approx(1.0 + 0.1 * std::log(4.0)));
 }
 
@@ -106,17 +122,38 @@ TEST_CASE("rope/scaling: LongRoPE", "[rope][scaling]") {
   for (auto& e : short_f) e = rng.uniform(1.0, 3.0);
   for (auto& e : long_f) e = rng.uniform(1.0, 60.0);
   rs::LongRope lr{.short_factor = short_f, .long_factor = long_f, .original_max_positions = 4096};
-  // A table of 131072 positions (past 4096) uses the long factors; s = 32.
-  auto longer = freqs(lr, d, 10000.0, 131072);
+  // A table of 131072 positions: s = 131072 / 4096 = 32, a = sqrt(1 + ln 32 / ln 4096) for
+  // short and long sequences alike; the factors switch on the sequence length, as in HF.
+  const double a = std::sqrt(17.0 / 12.0);
+  auto longer = freqs(lr, d, 10000.0, 131072, 5000);
   require_close(longer.inv_freq, ref::longrope_inv_freq(d, 10000.0, long_f));
-  CHECK(longer.attention_factor == Approx(std::sqrt(17.0 / 12.0)).epsilon(1e-14));  // 1+ln32/ln4096
-  // A table within the original length uses the short factors, and s = 1 gives a = 1.
-  auto shorter = freqs(lr, d, 10000.0, 4096);
+  CHECK(longer.attention_factor == Approx(a).epsilon(1e-14));
+  auto shorter = freqs(lr, d, 10000.0, 131072, 4096);
   require_close(shorter.inv_freq, ref::longrope_inv_freq(d, 10000.0, short_f));
-  CHECK(shorter.attention_factor == 1.0);
+  CHECK(shorter.attention_factor == Approx(a).epsilon(1e-14));
+  // An explicit factor (the model's max_position_embeddings / L0) overrides the table size.
+  lr.factor = 32.0;
+  CHECK(freqs(lr, d, 10000.0, 8192, 100).attention_factor == Approx(a).epsilon(1e-14));
+  // No extension (s = 1): a = 1.
+  lr.factor.reset();
+  CHECK(freqs(lr, d, 10000.0, 4096, 100).attention_factor == 1.0);
   lr.short_factor.pop_back();
   CHECK_THROWS_WITH(freqs(lr, d, 10000.0, 4096),
                     Contains("short_factor size") && Contains("expected 48, got 47"));
+}
+
+TEST_CASE("rope/scaling: Llama 3 with other parameters", "[rope][scaling]") {
+  const auto seed = GENERATE(range(1, 9));
+  CAPTURE(seed);
+  test::Random rng(seed);
+  const double s = rng.uniform(2, 32), lo = rng.uniform(0.5, 2), hi = lo + rng.uniform(0.5, 8);
+  const int l0 = rng.integer(1024, 65536), d = rng.even(16, 256);
+  const double base = rng.uniform(1e4, 1e6);
+  auto f = freqs(
+      rs::Llama3{
+          .factor = s, .low_freq_factor = lo, .high_freq_factor = hi, .original_max_positions = l0},
+      d, base);
+  require_close(f.inv_freq, ref::llama3_inv_freq(d, base, s, lo, hi, l0));
 }
 
 TEST_CASE("rope/scaling: Llama 3", "[rope][scaling]") {
@@ -154,7 +191,10 @@ TEST_CASE("rope/scaling: invalid parameters raise tformer::Error", "[rope][scali
   CHECK_THROWS_WITH(freqs(rs::Yarn{.factor = 2.0}, 8, 1e4),
                     Contains("original_max_positions") && Contains("got 0"));
   CHECK_THROWS_WITH(freqs(rs::Llama3{.low_freq_factor = 4, .high_freq_factor = 1}, 8, 1e4),
-                    Contains("low_freq_factor"));
+                    Contains("low_freq_factor") && Contains("got 4.000000, 1.000000"));
+  CHECK_THROWS_WITH(
+      freqs(rs::Yarn{.factor = 2, .original_max_positions = 64, .beta_slow = -1}, 8, 1e4),
+      Contains("beta_fast, beta_slow") && Contains("got 32.000000, -1.000000"));
   CHECK_THROWS_WITH(freqs(rs::DynamicNtk{.factor = 2, .original_max_positions = 8}, 2, 1e4),
                     Contains("rotary_dim") && Contains("> 2"));
 }

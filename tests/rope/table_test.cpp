@@ -70,6 +70,29 @@ TEST_CASE("rope/table: dynamic NTK follows the sequence length", "[rope][table]"
   require_rows_match(table, ref::default_inv_freq(16, 10000.0), 1.0, {3, 300});
 }
 
+TEST_CASE("rope/table: LongRoPE switches factors with the sequence length", "[rope][table]") {
+  std::vector<double> short_f(8, 1.0), long_f(8, 4.0);
+  const rs::LongRope lr{
+      .short_factor = short_f, .long_factor = long_f, .original_max_positions = 64};
+  RopeTable table(RopeConfig{.rotary_dim = 16, .max_positions = 256, .scaling = lr});
+  const double a = std::sqrt(1 + std::log(4.0) / std::log(64.0));
+  CHECK(table.sequence_length() == 256);  // a new table assumes its full length: long factors
+  require_rows_match(table, ref::longrope_inv_freq(16, 10000.0, long_f), a, {1, 200});
+  table.set_sequence_length(64);  // a prompt within L0: short factors, as Hugging Face
+  require_rows_match(table, ref::longrope_inv_freq(16, 10000.0, short_f), a, {1, 63});
+  table.set_sequence_length(65);
+  require_rows_match(table, ref::longrope_inv_freq(16, 10000.0, long_f), a, {1, 64});
+}
+
+TEST_CASE("rope/table: a rejected update changes nothing", "[rope][table][errors]") {
+  RopeTable table(RopeConfig{.rotary_dim = 8, .max_positions = 16, .base = 500.0});
+  const float c = table.cos(3)[1];
+  CHECK_THROWS_WITH(table.set_base(0.5), Contains("base") && Contains("got 0.5"));
+  CHECK(table.base() == 500.0);
+  CHECK(table.cos(3)[1] == c);
+  CHECK_THROWS_WITH(table.set_sequence_length(-1), Contains("length"));
+}
+
 TEST_CASE("rope/table: copy() is deep and moves keep the rows", "[rope][table]") {
   RopeTable a(RopeConfig{.rotary_dim = 8, .max_positions = 16});
   RopeTable b = a.copy();

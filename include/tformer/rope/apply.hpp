@@ -3,8 +3,12 @@
 // Layouts (both rotate pair i by the angle pos · inv_freq[i], i in [0, d/2), d = rotary_dim):
 //   Interleaved  pairs (x[2i], x[2i+1])    Meta's Llama, GPT-J, llama2.c, llama.cpp NORMAL mode
 //   RotateHalf   pairs (x[i], x[i + d/2])  Hugging Face Llama/Qwen/Mistral/Gemma, GPT-NeoX
-// Each pair (a, b) becomes (a·cos − b·sin, a·sin + b·cos); the inverse rotation negates sin and
-// is also RoPE's backward. Dimensions [rotary_dim, head_dim) pass through unchanged.
+// Each pair (a, b) becomes (a·cos − b·sin, a·sin + b·cos), cos and sin carrying the table's
+// attention factor f (1 unless YaRN or LongRoPE): y = f·R(θ)·x. Directions:
+//   Forward    y = f·R(θ)·x
+//   Transpose  y = f·R(−θ)·x   RoPE's backward (its vector-Jacobian product)
+//   Inverse    y = R(−θ)·x / f the exact inverse of Forward (= Transpose when f = 1)
+// Dimensions [rotary_dim, head_dim) pass through unchanged.
 //
 // Entry points check shapes and positions and throw tformer::Error; rotate_token() is the
 // kernel they call and checks nothing. Single-threaded; allocation-free.
@@ -13,6 +17,7 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <sstream>
 #include <string>
@@ -27,7 +32,7 @@ namespace tformer {
 inline namespace TFORMER_ARCH_NS {
 
 enum class RopeLayout { Interleaved, RotateHalf };
-enum class RopeDirection { Forward, Inverse };
+enum class RopeDirection { Forward, Transpose, Inverse };
 
 inline const char* to_string(RopeLayout layout) noexcept {
   return layout == RopeLayout::Interleaved ? "interleaved" : "rotate_half";
@@ -62,10 +67,10 @@ struct SpreadHigh {
 
 // Rotates the heads of `runs`, all of one token at one position, by the angles whose cos and
 // sin rows are `c` and `s` (half = rotary_dim / 2 values each): head vector v has its values
-// [0, 2·half) rotated, the rest untouched. Inverse rotates by the negated angles. Memory is
+// [0, 2·half) rotated, the rest untouched. Negate rotates by the negated angles. Memory is
 // walked head by head (Interleaved: 4 heads at a time), each head's values in order, so large
 // prefills stream from DRAM.
-template <RopeLayout Layout, bool Inverse>
+template <RopeLayout Layout, bool Negate>
 inline void rotate_token(std::span<const HeadRun> runs, index head_dim, const float* c,
                          const float* s, index half) noexcept {
   index done = 0;  // pairs rotated in every head by the SIMD part
@@ -81,7 +86,7 @@ inline void rotate_token(std::span<const HeadRun> runs, index head_dim, const fl
         float* y = run.y + h * head_dim;
         for (index i = 0; i < done; i += W) {
           const B cv = B::load_unaligned(c + i);
-          const B sv = Inverse ? -B::load_unaligned(s + i) : B::load_unaligned(s + i);
+          const B sv = Negate ? -B::load_unaligned(s + i) : B::load_unaligned(s + i);
           const B lo = B::load_unaligned(x + i);
           const B hi = B::load_unaligned(x + half + i);
           xsimd::fnma(hi, sv, lo * cv).store_unaligned(y + i);
@@ -99,7 +104,7 @@ inline void rotate_token(std::span<const HeadRun> runs, index head_dim, const fl
     constexpr auto spread_lo = xsimd_compat::index_constant<B, SpreadLow>();
     constexpr auto spread_hi = xsimd_compat::index_constant<B, SpreadHigh>();
     alignas(64) float signs[W];
-    for (index lane = 0; lane < W; ++lane) signs[lane] = (lane % 2 == 0) != Inverse ? -1.f : 1.f;
+    for (index lane = 0; lane < W; ++lane) signs[lane] = (lane % 2 == 0) != Negate ? -1.f : 1.f;
     const B sign = B::load_aligned(signs);
     done = half / W * W;
     for (const HeadRun& run : runs) {
@@ -134,7 +139,7 @@ inline void rotate_token(std::span<const HeadRun> runs, index head_dim, const fl
         const index ia = Layout == RopeLayout::Interleaved ? 2 * i : i;
         const index ib = Layout == RopeLayout::Interleaved ? 2 * i + 1 : i + half;
         const float a = x[ia], b = x[ib];
-        const float cs = c[i], sn = Inverse ? -s[i] : s[i];
+        const float cs = c[i], sn = Negate ? -s[i] : s[i];
         y[ia] = a * cs - b * sn;
         y[ib] = a * sn + b * cs;
       }
@@ -143,11 +148,12 @@ inline void rotate_token(std::span<const HeadRun> runs, index head_dim, const fl
 }
 
 // Rotates every head of every token of each `in[v]` into `out[v]` (which may be `in[v]`); all
-// views have the same tokens and head_dim. Preconditions: checked by the entry points below.
-template <RopeLayout Layout, bool Inverse, std::size_t Views>
+// views have the same tokens and head_dim; the rotated values are then multiplied by `scale`
+// unless it is 1. Preconditions: checked by the entry points below.
+template <RopeLayout Layout, bool Negate, std::size_t Views>
 void rotate_heads(const RopeTable& table, const std::array<HeadsView<const float>, Views>& in,
-                  const std::array<HeadsView<float>, Views>& out,
-                  const Positions& positions) noexcept {
+                  const std::array<HeadsView<float>, Views>& out, const Positions& positions,
+                  float scale) noexcept {
   const index half = table.half();
   const index rotary_dim = table.rotary_dim();
   const index head_dim = in[0].head_dim();
@@ -156,12 +162,16 @@ void rotate_heads(const RopeTable& table, const std::array<HeadsView<const float
     for (std::size_t v = 0; v < Views; ++v)
       runs[v] = {in[v].row(t, 0), out[v].row(t, 0), in[v].heads()};
     const index p = positions(t);
-    rotate_token<Layout, Inverse>(runs, head_dim, table.cos(p), table.sin(p), half);
-    for (std::size_t v = 0; v < Views; ++v)
-      if (in[v].data() != out[v].data() && rotary_dim < head_dim)  // out of place: copy the rest
-        for (index h = 0; h < in[v].heads(); ++h)
-          std::copy(in[v].row(t, h) + rotary_dim, in[v].row(t, h) + head_dim,
-                    out[v].row(t, h) + rotary_dim);
+    rotate_token<Layout, Negate>(runs, head_dim, table.cos(p), table.sin(p), half);
+    for (std::size_t v = 0; v < Views; ++v) {
+      for (index h = 0; h < in[v].heads(); ++h) {
+        float* y = out[v].row(t, h);
+        if (scale != 1.0f)
+          for (index i = 0; i < rotary_dim; ++i) y[i] *= scale;
+        if (in[v].data() != out[v].data())  // out of place: copy what does not rotate
+          std::copy(in[v].row(t, h) + rotary_dim, in[v].row(t, h) + head_dim, y + rotary_dim);
+      }
+    }
   }
 }
 
@@ -180,10 +190,38 @@ template <RopeLayout Layout, std::size_t Views>
 void dispatch_rope(const RopeTable& table, const std::array<HeadsView<const float>, Views>& in,
                    const std::array<HeadsView<float>, Views>& out, const Positions& positions,
                    RopeDirection direction) {
-  if (direction == RopeDirection::Forward)
-    rotate_heads<Layout, false>(table, in, out, positions);
-  else
-    rotate_heads<Layout, true>(table, in, out, positions);
+  const double f = table.attention_factor();
+  switch (direction) {
+    case RopeDirection::Forward:
+      return rotate_heads<Layout, false>(table, in, out, positions, 1.0f);
+    case RopeDirection::Transpose:
+      return rotate_heads<Layout, true>(table, in, out, positions, 1.0f);
+    case RopeDirection::Inverse:
+      return rotate_heads<Layout, true>(table, in, out, positions,
+                                        static_cast<float>(1.0 / (f * f)));
+  }
+}
+
+// Whether two views share memory. Views whose address ranges intersect are still disjoint when
+// they interleave row by row, as Q and K inside a fused QKV row do.
+template <class T, class U>
+bool overlap(const HeadsView<T>& a, const HeadsView<U>& b) noexcept {
+  if (a.size() == 0 || b.size() == 0) return false;
+  auto bytes = [](index n) { return static_cast<std::uintptr_t>(n) * sizeof(float); };
+  auto extent = [&](const auto& v) {
+    return bytes((v.tokens() - 1) * v.token_stride() + v.heads() * v.head_dim());
+  };
+  const auto pa = reinterpret_cast<std::uintptr_t>(a.data());
+  const auto pb = reinterpret_cast<std::uintptr_t>(b.data());
+  if (pa + extent(a) <= pb || pb + extent(b) <= pa) return false;
+  if (a.token_stride() != b.token_stride() || a.tokens() != b.tokens()) return true;
+  // Same stride: the later view's row starts `gap` bytes after the earlier one's and must fit
+  // between the end of that row and the start of the next.
+  const bool a_first = pa <= pb;
+  const std::uintptr_t gap = a_first ? pb - pa : pa - pb;
+  const std::uintptr_t first_row = bytes((a_first ? a : b).heads() * (a_first ? a : b).head_dim());
+  const std::uintptr_t second_row = bytes((a_first ? b : a).heads() * (a_first ? b : a).head_dim());
+  return !(gap >= first_row && gap + second_row <= bytes(a.token_stride()));
 }
 
 }  // namespace rope_kernels
@@ -199,6 +237,8 @@ void apply_rope(const RopeTable& table, HeadsView<const float> in, HeadsView<flo
   check_eq(where, "out.tokens", in.tokens(), out.tokens());
   check_eq(where, "out.heads", in.heads(), out.heads());
   check_eq(where, "out.head_dim", in.head_dim(), out.head_dim());
+  check(!rope_kernels::overlap(in, out), where, "out",
+        "memory disjoint from in (or use apply_rope_inplace)", "an overlapping view");
   positions.validate(where, in.tokens(), table.max_positions());
   rope_kernels::dispatch_rope<Layout, 1>(table, {in}, {out}, positions, direction);
 }
@@ -224,6 +264,7 @@ void apply_rope_inplace(const RopeTable& table, HeadsView<float> q, HeadsView<fl
   rope_kernels::check_rope_view(where, "k", table, k);
   check_eq(where, "k.tokens (= q.tokens)", q.tokens(), k.tokens());
   check_eq(where, "k.head_dim (= q.head_dim)", q.head_dim(), k.head_dim());
+  check(!rope_kernels::overlap(q, k), where, "k", "memory disjoint from q", "an overlapping view");
   positions.validate(where, q.tokens(), table.max_positions());
   rope_kernels::dispatch_rope<Layout, 2>(table, {q, k}, {q, k}, positions, direction);
 }

@@ -14,6 +14,7 @@
 #include <numbers>
 #include <optional>
 #include <sstream>
+#include <string>
 #include <variant>
 #include <vector>
 
@@ -46,7 +47,7 @@ struct Yarn {
   double beta_fast = 32.0;
   double beta_slow = 1.0;
   // a; when absent, 0.1·ln(s) + 1, or mscale(s, mscale)/mscale(s, mscale_all_dim) when both
-  // of those are given (DeepSeek-V2/V3 checkpoints).
+  // of those are given and non-zero (DeepSeek-V2/V3 checkpoints; Hugging Face tests truthiness).
   std::optional<double> attention_factor = std::nullopt;
   std::optional<double> mscale = std::nullopt;
   std::optional<double> mscale_all_dim = std::nullopt;
@@ -54,13 +55,15 @@ struct Yarn {
   bool truncate = true;
 };
 
-// LongRoPE (Phi-3): inv_i = 1 / (e_i · b^(2i/d)); e = long_factor when the table's
-// max_positions exceeds L0, else short_factor.
+// LongRoPE (Phi-3): inv_i = 1 / (e_i · b^(2i/d)); e = long_factor when the current sequence
+// length exceeds L0, else short_factor (Hugging Face switches per forward pass on
+// max(position_ids) + 1; RopeTable::set_sequence_length does the same).
 struct LongRope {
   std::vector<double> short_factor;  // d/2 values
   std::vector<double> long_factor;   // d/2 values
   int original_max_positions = 0;
-  // s; when absent, max_positions / L0.
+  // s = max_position_embeddings / L0 of the model's config; when absent, the table's
+  // max_positions / L0 (pass it when the table is smaller than the model's maximum).
   std::optional<double> factor = std::nullopt;
   // a; when absent, sqrt(1 + ln(s)/ln(L0)) if s > 1, else 1.
   std::optional<double> attention_factor = std::nullopt;
@@ -110,8 +113,9 @@ inline double yarn_mscale(double scale, double mscale) {
 }  // namespace detail
 
 // Computes inv_freq and the attention factor of `scaling` for rotary dimension d and base b.
-// `max_positions` is the table's size (LongRoPE's choice of factors); `sequence_length` the
-// current length (dynamic NTK). Throws tformer::Error on invalid parameters.
+// `max_positions` is the table's size (LongRoPE's default factor); `sequence_length` the
+// current length (dynamic NTK; LongRoPE's choice of factors). Throws tformer::Error on invalid
+// parameters.
 inline RopeFrequencies compute_rope_frequencies(const RopeScaling& scaling, int rotary_dim,
                                                 double base, int max_positions,
                                                 int sequence_length) {
@@ -152,8 +156,9 @@ inline RopeFrequencies compute_rope_frequencies(const RopeScaling& scaling, int 
       constexpr const char* w = "rope_scaling::Yarn";
       detail::check_factor(w, s.factor);
       detail::check_original(w, s.original_max_positions);
-      check(s.beta_fast > 0 && s.beta_slow > 0, w, "beta_fast, beta_slow", "values > 0",
-            std::min(s.beta_fast, s.beta_slow));
+      if (!(s.beta_fast > 0 && s.beta_slow > 0)) [[unlikely]]
+        detail::fail_check(w, "beta_fast, beta_slow", "values > 0",
+                           std::to_string(s.beta_fast) + ", " + std::to_string(s.beta_slow));
       const double l0 = s.original_max_positions;
       // The dimension index whose wavelength completes `rotations` turns within L0.
       auto correction_dim = [&](double rotations) {
@@ -178,7 +183,7 @@ inline RopeFrequencies compute_rope_frequencies(const RopeScaling& scaling, int 
       double a;
       if (s.attention_factor)
         a = *s.attention_factor;
-      else if (s.mscale && s.mscale_all_dim)
+      else if (s.mscale.value_or(0.0) != 0.0 && s.mscale_all_dim.value_or(0.0) != 0.0)
         a = detail::yarn_mscale(s.factor, *s.mscale) /
             detail::yarn_mscale(s.factor, *s.mscale_all_dim);
       else
@@ -193,7 +198,7 @@ inline RopeFrequencies compute_rope_frequencies(const RopeScaling& scaling, int 
       const double l0 = s.original_max_positions;
       const double factor = s.factor.value_or(static_cast<double>(max_positions) / l0);
       detail::check_factor(w, factor);
-      const auto& e = max_positions > s.original_max_positions ? s.long_factor : s.short_factor;
+      const auto& e = sequence_length > s.original_max_positions ? s.long_factor : s.short_factor;
       std::vector<double> f(half);
       for (std::size_t i = 0; i < half; ++i) {
         check(std::isfinite(e[i]) && e[i] > 0, w, "extension factor", "a finite value > 0", e[i]);
@@ -207,9 +212,10 @@ inline RopeFrequencies compute_rope_frequencies(const RopeScaling& scaling, int 
       constexpr const char* w = "rope_scaling::Llama3";
       detail::check_factor(w, s.factor);
       detail::check_original(w, s.original_max_positions);
-      check(s.low_freq_factor > 0 && s.high_freq_factor > s.low_freq_factor, w,
-            "low_freq_factor, high_freq_factor", "0 < low_freq_factor < high_freq_factor",
-            s.high_freq_factor);
+      if (!(s.low_freq_factor > 0 && s.high_freq_factor > s.low_freq_factor)) [[unlikely]]
+        detail::fail_check(
+            w, "low_freq_factor, high_freq_factor", "0 < low_freq_factor < high_freq_factor",
+            std::to_string(s.low_freq_factor) + ", " + std::to_string(s.high_freq_factor));
       const double l0 = s.original_max_positions;
       const double low_freq_wavelen = l0 / s.low_freq_factor;
       const double high_freq_wavelen = l0 / s.high_freq_factor;

@@ -10,6 +10,7 @@
 // already multiplied by the attention factor (YaRN, LongRoPE; 1 otherwise), as Hugging Face does.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <span>
@@ -73,26 +74,26 @@ class RopeTable {
   const float* cos(index p) const noexcept { return rows_.data() + p * config_.rotary_dim; }
   const float* sin(index p) const noexcept { return cos(p) + half(); }
 
-  // Recomputes the table for a new base (the seed's "dynamic base adjustment").
+  // Recomputes the table for a new base (the seed's "dynamic base adjustment"). Throws, and
+  // changes nothing, if the base is invalid.
   void set_base(double base) {
-    config_.base = base;
-    compute();
+    RopeConfig next = config_;
+    next.base = base;
+    recompute(std::move(next), sequence_length_);
   }
 
-  // Dynamic NTK: recomputes the table for a sequence of `length` tokens when that changes the
-  // effective length max(length, L0); other scalings ignore it. Costs one cos and one sin per
-  // table entry, so call it when the sequence grows (e.g. per prefill), not per token.
+  // The sequence length that length-dependent scalings use: dynamic NTK (L = max(length, L0))
+  // and LongRoPE (long factors once length > L0). Recomputes the table when that changes the
+  // frequencies, at one cos and one sin per entry, so call it when the sequence grows past a
+  // threshold (e.g. per prefill), not per token. Hugging Face passes max(position_ids) + 1.
+  // Other scalings only record the length.
   void set_sequence_length(int length) {
     check(length >= 0, "RopeTable::set_sequence_length", "length", ">= 0", length);
-    const auto* ntk = std::get_if<rope_scaling::DynamicNtk>(&config_.scaling);
-    if (!ntk) {
+    if (regime(length) == regime(sequence_length_)) {
       sequence_length_ = length;
       return;
     }
-    const int effective_old = std::max(sequence_length_, ntk->original_max_positions);
-    const int effective_new = std::max(length, ntk->original_max_positions);
-    sequence_length_ = length;
-    if (effective_new != effective_old) compute();
+    recompute(config_, length);
   }
 
   // Bytes held by the cos/sin rows.
@@ -111,9 +112,33 @@ class RopeTable {
     return config_.max_positions;
   }
 
+  // What the frequencies depend on for a sequence length: the effective NTK length, LongRoPE's
+  // short/long choice, or nothing.
+  int regime(int length) const {
+    if (const auto* ntk = std::get_if<rope_scaling::DynamicNtk>(&config_.scaling))
+      return std::max(length, ntk->original_max_positions);
+    if (const auto* lr = std::get_if<rope_scaling::LongRope>(&config_.scaling))
+      return length > lr->original_max_positions ? 1 : 0;
+    return 0;
+  }
+
+  // Validates by computing the frequencies first; only then replaces the state.
+  void recompute(RopeConfig config, int length) {
+    RopeFrequencies f = compute_rope_frequencies(config.scaling, config.rotary_dim, config.base,
+                                                 config.max_positions, length);
+    config_ = std::move(config);
+    frequencies_ = std::move(f);
+    sequence_length_ = length;
+    fill_rows();
+  }
+
   void compute() {
     frequencies_ = compute_rope_frequencies(config_.scaling, config_.rotary_dim, config_.base,
                                             config_.max_positions, sequence_length_);
+    fill_rows();
+  }
+
+  void fill_rows() {
     const std::size_t h = static_cast<std::size_t>(half());
     const double a = frequencies_.attention_factor;
     for (index p = 0; p < config_.max_positions; ++p) {
