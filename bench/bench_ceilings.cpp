@@ -2,7 +2,6 @@
 // compiled instruction set, and Eigen's single-thread GEMM at the shapes the kernels use.
 #include <benchmark/benchmark.h>
 
-#include <Eigen/Core>
 #include <array>
 
 #include "ceilings.hpp"
@@ -39,40 +38,19 @@ void fma_peak(benchmark::State& state) {
   state.SetLabel(tformer::simd::arch_name);
 }
 
-// C[M, N] = A[M, K] · W[N, K]ᵀ, row-major, as a linear layer computes it.
-void gemm(benchmark::State& state, Eigen::Index m, Eigen::Index n, Eigen::Index k) {
-  using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  RowMajor a = RowMajor::Random(m, k), w = RowMajor::Random(n, k), c(m, n);
-  for (auto _ : state) {
-    c.noalias() = a * w.transpose();
-    benchmark::DoNotOptimize(c.data());
-  }
-  bench::set_flops(state, 2.0 * m * n * k);
-}
-
 }  // namespace
 
 BENCHMARK(fma_peak);
 
 int main(int argc, char** argv) {
   for (std::size_t kib : {32u, 1024u, 16384u, 262144u}) bench::register_copy(kib);
-  struct Shape {
-    Eigen::Index m, n, k;
-  };
-  const Shape shapes[] = {
-      {1, 4096, 4096},    // decode GEMV
-      {64, 2048, 512},    // TrafficVLM FFN gate/up, 64 tokens
-      {64, 512, 2048},    // TrafficVLM FFN down
-      {64, 11008, 4096},  // Llama-7B FFN gate/up, 64 tokens
-      {512, 512, 512},   {2048, 2048, 2048},
-  };
-  for (const Shape& s : shapes) {
-    const std::string name =
-        "gemm/" + std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k);
-    benchmark::RegisterBenchmark(name.c_str(), [s](benchmark::State& st) {
-      gemm(st, s.m, s.n, s.k);
-    })->Unit(benchmark::kMillisecond);
-  }
+  bench::register_gemm(1, 4096, 4096);    // decode GEMV
+  bench::register_gemm(64, 2048, 512);    // TrafficVLM FFN gate/up, 64 tokens
+  bench::register_gemm(64, 512, 2048);    // TrafficVLM FFN down
+  bench::register_gemm(64, 11008, 4096);  // Llama-7B FFN gate/up, 64 tokens
+  bench::register_gemm(64, 4096, 11008);  // Llama-7B FFN down
+  bench::register_gemm(512, 512, 512);
+  bench::register_gemm(2048, 2048, 2048);
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <string>
 
+#include "tformer/core/eigen.hpp"
 #include "tformer/core/memory.hpp"
 
 namespace bench {
@@ -41,6 +42,26 @@ inline void set_flops(benchmark::State& state, double flops_per_iteration) {
   state.counters["FLOPS"] =
       benchmark::Counter(flops_per_iteration * static_cast<double>(state.iterations()),
                          benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+}
+
+// C[M, N] = A[M, K] · W[N, K]ᵀ with Eigen, row-major, as a linear layer computes it.
+inline void gemm(benchmark::State& state, Eigen::Index m, Eigen::Index n, Eigen::Index k) {
+  using Matrix = tformer::eigen::RowMajorMatrix;
+  Matrix a = Matrix::Random(m, k), w = Matrix::Random(n, k), c(m, n);
+  for (auto _ : state) {
+    c.noalias() = a * w.transpose();
+    benchmark::DoNotOptimize(c.data());
+  }
+  set_flops(state, 2.0 * m * n * k);
+}
+
+// Registers "gemm/<M>x<N>x<K>".
+inline void register_gemm(Eigen::Index m, Eigen::Index n, Eigen::Index k) {
+  const std::string name =
+      "gemm/" + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k);
+  benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
+    gemm(s, m, n, k);
+  })->Unit(benchmark::kMillisecond);
 }
 
 }  // namespace bench

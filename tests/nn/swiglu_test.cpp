@@ -162,11 +162,13 @@ TEST_CASE("nn/swiglu: top-k at 100% equals dense", "[nn][swiglu][topk]") {
 TEST_CASE("nn/swiglu: ties are broken toward the lower index", "[nn][swiglu][topk]") {
   const float h[] = {1.0f, -2.0f, 2.0f, 0.5f, -2.0f, 1.0f};
   std::int32_t idx[6];
-  tformer::ffn_kernels::select_topk(h, 6, 2, idx);
+  float scratch[6];
+  CHECK(tformer::ffn_kernels::select_topk(h, 6, 2, scratch, idx) == 2);
   CHECK(idx[0] == 1);
   CHECK(idx[1] == 2);
-  tformer::ffn_kernels::select_topk(h, 6, 4, idx);
+  CHECK(tformer::ffn_kernels::select_topk(h, 6, 4, scratch, idx) == 4);
   CHECK(std::vector<std::int32_t>(idx, idx + 4) == std::vector<std::int32_t>{0, 1, 2, 4});
+  CHECK(tformer::ffn_kernels::select_topk(h, 6, 6, scratch, idx) == 6);
 }
 
 TEST_CASE("nn/swiglu: bad shapes and k raise tformer::Error", "[nn][swiglu][errors]") {

@@ -1,8 +1,8 @@
 // RMSNorm: y = x / sqrt(mean(x²) + eps) · w over each row, as Hugging Face computes it in
 // float32 (LlamaRMSNorm), or · (1 + w) (Gemma's RMSNorm, NormScale::OnePlusWeight).
 //
-// Precision: the sum of squares is accumulated in float in 4 independent SIMD accumulators
-// (4·lanes partial sums; 4 in the scalar build), then mean, eps and the reciprocal square root
+// Precision: the sum of squares is accumulated in float in 8 independent SIMD accumulators
+// (8·lanes partial sums; 4 in the scalar build), then mean, eps and the reciprocal square root
 // are taken in double and rounded once. The relative error of an output is at most
 // (n / accumulators + 8)·u, u = 2^−24 (the tests use exactly this bound).
 #pragma once
@@ -23,8 +23,9 @@ enum class NormScale { Weight, OnePlusWeight };
 
 namespace rmsnorm_kernels {
 
-// Partial sums of the sum of squares, for error bounds: 4·lanes (4 in the scalar build).
-inline constexpr index accumulators = 4 * static_cast<index>(simd::lanes);
+// Partial sums of the sum of squares, for error bounds: 8·lanes (4 in the scalar build). Eight
+// registers cover the FMA latency on two FMA ports.
+inline constexpr index accumulators = TFORMER_HAS_SIMD ? 8 * static_cast<index>(simd::lanes) : 4;
 
 // Σ v[i]² for i < n, in float, over `accumulators` partial sums; v = x, or with Add,
 // v = x + add stored back into x (the fused residual form reads x once).
@@ -36,10 +37,10 @@ inline float sum_squares(X* x, const float* add, index n) noexcept {
 #if TFORMER_HAS_SIMD
   using B = simd::batch;
   constexpr index W = static_cast<index>(B::size);
-  B acc[4] = {B(0.0f), B(0.0f), B(0.0f), B(0.0f)};
-  const index vector_end = n / (4 * W) * (4 * W);
-  for (; i < vector_end; i += 4 * W) {
-    for (int a = 0; a < 4; ++a) {
+  B acc[8] = {B(0.0f), B(0.0f), B(0.0f), B(0.0f), B(0.0f), B(0.0f), B(0.0f), B(0.0f)};
+  const index vector_end = n / (8 * W) * (8 * W);
+  for (; i < vector_end; i += 8 * W) {
+    for (int a = 0; a < 8; ++a) {
       B v = B::load_unaligned(x + i + a * W);
       if constexpr (Add) {
         v += B::load_unaligned(add + i + a * W);
@@ -48,7 +49,8 @@ inline float sum_squares(X* x, const float* add, index n) noexcept {
       acc[a] = xsimd::fma(v, v, acc[a]);
     }
   }
-  total = xsimd_compat::reduce_add((acc[0] + acc[1]) + (acc[2] + acc[3]));
+  total = xsimd_compat::reduce_add(((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+                                   ((acc[4] + acc[5]) + (acc[6] + acc[7])));
 #endif
   float tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};
   for (; i < n; ++i) {

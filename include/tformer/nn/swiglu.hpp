@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 
@@ -37,31 +38,47 @@ struct SwiGluWeights {
   index intermediate() const noexcept { return gate.rows(); }
 };
 
-// Scratch for up to `max_tokens` tokens of a feed-forward block with `intermediate` width.
+// Scratch for up to `max_tokens` tokens of a feed-forward block with `intermediate` width:
+// the gate and up activations, and the top-k form's selections grouped by column.
 class FfnWorkspace {
  public:
   FfnWorkspace(index max_tokens, index intermediate)
       : max_tokens_(max_tokens),
         intermediate_(intermediate),
-        gate_(static_cast<std::size_t>(max_tokens * intermediate)),
-        up_(static_cast<std::size_t>(max_tokens * intermediate)),
-        order_(static_cast<std::size_t>(intermediate)) {
+        gate_(size(max_tokens * intermediate)),
+        up_(size(max_tokens * intermediate)),
+        selected_(size(max_tokens * intermediate)),
+        entries_(size(max_tokens * intermediate)),
+        magnitude_(size(intermediate)),
+        offsets_(size(intermediate + 1)),
+        kept_(size(max_tokens)) {
     check(max_tokens >= 0 && intermediate >= 0, "FfnWorkspace", "sizes", "non-negative",
           max_tokens < 0 ? max_tokens : intermediate);
   }
   index max_tokens() const noexcept { return max_tokens_; }
   index intermediate() const noexcept { return intermediate_; }
-  std::size_t bytes() const noexcept { return gate_.bytes() + up_.bytes() + order_.bytes(); }
+  std::size_t bytes() const noexcept {
+    return gate_.bytes() + up_.bytes() + selected_.bytes() + entries_.bytes() + magnitude_.bytes() +
+           offsets_.bytes() + kept_.bytes();
+  }
 
   // [tokens, intermediate] views of the two scratch matrices.
   MatrixView<float> gate(index tokens) noexcept { return {gate_.data(), tokens, intermediate_}; }
   MatrixView<float> up(index tokens) noexcept { return {up_.data(), tokens, intermediate_}; }
-  std::int32_t* order() noexcept { return order_.data(); }
+  std::int32_t* selected() noexcept { return selected_.data(); }  // tokens · k
+  std::int32_t* entries() noexcept { return entries_.data(); }    // tokens · k
+  float* magnitude() noexcept { return magnitude_.data(); }       // intermediate
+  std::int32_t* offsets() noexcept { return offsets_.data(); }    // intermediate + 1
+  index* kept() noexcept { return kept_.data(); }                 // tokens
 
  private:
+  static std::size_t size(index n) { return static_cast<std::size_t>(std::max<index>(n, 0)); }
   index max_tokens_, intermediate_;
   AlignedBuffer<float> gate_, up_;
-  AlignedBuffer<std::int32_t> order_;
+  AlignedBuffer<std::int32_t> selected_, entries_;
+  AlignedBuffer<float> magnitude_;
+  AlignedBuffer<std::int32_t> offsets_;
+  AlignedBuffer<index> kept_;
 };
 
 // An owned transpose of a weight: [cols, rows] from [rows, cols]. For swiglu_topk's down
@@ -109,20 +126,31 @@ class TopK {
 
 namespace ffn_kernels {
 
-// idx[0, k) = the k indices of h[0, n) with the largest |h|, ties to the lower index, in
-// increasing order. Uses idx[0, n) as scratch. O(n) expected (nth_element), plus O(k log k).
-inline void select_topk(const float* h, index n, index k, std::int32_t* idx) noexcept {
-  for (index j = 0; j < n; ++j) idx[j] = static_cast<std::int32_t>(j);
-  auto larger = [h](std::int32_t a, std::int32_t b) {
-    const float ma = std::abs(h[a]), mb = std::abs(h[b]);
-    return ma > mb || (ma == mb && a < b);
-  };
-  if (k < n) std::nth_element(idx, idx + k, idx + n, larger);
-  std::sort(idx, idx + k);
+// Writes to idx, in increasing order, the k indices of h[0, n) with the largest |h| (ties to
+// the lower index) and returns how many it wrote: k, or fewer when h holds NaNs. O(n): one
+// nth_element over the magnitudes (scratch, n floats) finds the k-th largest, τ; then one pass
+// takes every |h_j| > τ and the first of those equal to τ.
+inline index select_topk(const float* h, index n, index k, float* scratch,
+                         std::int32_t* idx) noexcept {
+  if (k >= n) {
+    for (index j = 0; j < n; ++j) idx[j] = static_cast<std::int32_t>(j);
+    return n;
+  }
+  for (index j = 0; j < n; ++j) scratch[j] = std::abs(h[j]);
+  std::nth_element(scratch, scratch + (k - 1), scratch + n, std::greater<float>());
+  const float tau = scratch[k - 1];
+  index above = 0;
+  for (index j = 0; j < n; ++j) above += std::abs(h[j]) > tau;
+  index equal_left = k - above, count = 0;
+  for (index j = 0; j < n; ++j) {
+    const float m = std::abs(h[j]);
+    if (m > tau || (m == tau && equal_left-- > 0)) idx[count++] = static_cast<std::int32_t>(j);
+  }
+  return count;
 }
 
-// y[0, m) = Σ_{j in idx[0, k)} h[j] · rows[j][0, m): the down projection over kept columns,
-// reading k rows of the transposed weight, four at a time.
+// y[0, m) = Σ_{j in idx[0, k)} h[j] · rows[j][0, m): one token's down projection over its kept
+// columns, reading k rows of the transposed weight, four at a time.
 inline void gather_rows_axpy(const float* h, const std::int32_t* idx, index k,
                              MatrixView<const float> rows, float* y) noexcept {
   const index m = rows.cols();
@@ -155,6 +183,74 @@ inline void gather_rows_axpy(const float* h, const std::int32_t* idx, index k,
     const float hj = h[idx[j]];
     for (index i = 0; i < m; ++i) y[i] += hj * r[i];
   }
+}
+
+// y[t] += v · row for the (token t, value v) pairs of one column: the row is read once (from L1
+// after the first token) for all tokens that kept this column.
+inline void scatter_row_axpy(const float* row, index m, const std::int32_t* tokens,
+                             const float* values, index count, MatrixView<float> y) noexcept {
+  for (index p = 0; p < count; ++p) {
+    float* yt = y.row(tokens[p]);
+    const float v = values[p];
+    index i = 0;
+#if TFORMER_HAS_SIMD
+    using B = simd::batch;
+    constexpr index W = static_cast<index>(B::size);
+    const B vb(v);
+    for (const index vector_end = m / W * W; i < vector_end; i += W)
+      xsimd::fma(vb, B::load_unaligned(row + i), B::load_unaligned(yt + i)).store_unaligned(yt + i);
+#endif
+    for (; i < m; ++i) yt[i] += v * row[i];
+  }
+}
+
+// The top-k down projection of many tokens at once: each token's kept columns (selected[t·k ..])
+// are regrouped by column (a counting sort into entries/values), then each kept column's row of
+// downᵀ is read once and applied to all tokens that kept it. Cost: the union of kept rows read
+// once, plus T·k·H multiply-adds on y rows held in cache.
+inline void sparse_down(MatrixView<const float> h, const std::int32_t* selected, const index* kept,
+                        index k, MatrixView<const float> down_t, MatrixView<float> y,
+                        FfnWorkspace& ws) noexcept {
+  const index n = h.cols(), tokens = h.rows();
+  std::int32_t* offsets = ws.offsets();
+  std::int32_t* entries = ws.entries();
+  float* values = ws.up(tokens).data();  // free once the activation has been applied
+  std::fill(offsets, offsets + n + 1, 0);
+  for (index t = 0; t < tokens; ++t)
+    for (index j = 0; j < kept[t]; ++j) ++offsets[selected[t * k + j] + 1];
+  for (index j = 0; j < n; ++j) offsets[j + 1] += offsets[j];
+  for (index t = 0; t < tokens; ++t) {
+    for (index j = 0; j < kept[t]; ++j) {
+      const std::int32_t c = selected[t * k + j];
+      const std::int32_t p = offsets[c]++;
+      entries[p] = static_cast<std::int32_t>(t);
+      values[p] = h.row(t)[c];
+    }
+  }
+  for (index j = n; j > 0; --j) offsets[j] = offsets[j - 1];  // undo the advance
+  offsets[0] = 0;
+  for (index t = 0; t < tokens; ++t) std::fill(y.row(t), y.row(t) + y.cols(), 0.0f);
+  for (index c = 0; c < n; ++c) {
+    const index count = offsets[c + 1] - offsets[c];
+    if (count > 0)
+      scatter_row_axpy(down_t.row(c), down_t.cols(), entries + offsets[c], values + offsets[c],
+                       count, y);
+  }
+}
+
+// The down projection of the top-k form: per token, selects the k entries of h [T, I] of largest
+// magnitude and projects them with down_t [I, H] into y [T, H]. One token reads its k rows of
+// down_t directly; many tokens are regrouped by column (sparse_down). h's rows are not changed.
+inline void topk_down(MatrixView<const float> h, index k, MatrixView<const float> down_t,
+                      MatrixView<float> y, FfnWorkspace& ws) noexcept {
+  if (h.rows() == 1) {
+    const index n = select_topk(h.row(0), h.cols(), k, ws.magnitude(), ws.selected());
+    gather_rows_axpy(h.row(0), ws.selected(), n, down_t, y.row(0));
+    return;
+  }
+  for (index t = 0; t < h.rows(); ++t)
+    ws.kept()[t] = select_topk(h.row(t), h.cols(), k, ws.magnitude(), ws.selected() + t * k);
+  sparse_down(h, ws.selected(), ws.kept(), k, down_t, y, ws);
 }
 
 // Shared first half of both forms: ws.gate = act(x·gateᵀ) ⊙ (x·upᵀ), [T, I].
@@ -210,10 +306,7 @@ inline void swiglu_topk(MatrixView<const float> x, const SwiGluWeights& w,
   check_shape(where, "y", y, x.rows(), w.hidden());
   const index kept = k.resolve(w.intermediate());
   const MatrixView<float> h = ffn_kernels::gated_intermediate(x, w, ws, act);
-  for (index t = 0; t < x.rows(); ++t) {
-    ffn_kernels::select_topk(h.row(t), h.cols(), kept, ws.order());
-    ffn_kernels::gather_rows_axpy(h.row(t), ws.order(), kept, down_t, y.row(t));
-  }
+  ffn_kernels::topk_down(h, kept, down_t, y, ws);
 }
 
 // The masked intermediate of swiglu_topk, for inspection: h [T, I] = act(gate(x)) ⊙ up(x) with
@@ -226,9 +319,10 @@ inline void swiglu_topk_intermediate(MatrixView<const float> x, const SwiGluWeig
   const index kept = k.resolve(w.intermediate());
   const MatrixView<float> full = ffn_kernels::gated_intermediate(x, w, ws, act);
   for (index t = 0; t < x.rows(); ++t) {
-    ffn_kernels::select_topk(full.row(t), full.cols(), kept, ws.order());
+    const index n =
+        ffn_kernels::select_topk(full.row(t), full.cols(), kept, ws.magnitude(), ws.selected());
     std::fill(h.row(t), h.row(t) + h.cols(), 0.0f);
-    for (index j = 0; j < kept; ++j) h.row(t)[ws.order()[j]] = full.row(t)[ws.order()[j]];
+    for (index j = 0; j < n; ++j) h.row(t)[ws.selected()[j]] = full.row(t)[ws.selected()[j]];
   }
 }
 

@@ -1,0 +1,90 @@
+// RMSNorm over [T, 4096] (T = 1, 64, 512): plain, fused residual, and per-head q/k-norm over
+// [T, 32, 128], each beside memcpy of its bytes in the same run.
+//
+// Bytes (read + write): rmsnorm reads x and writes y (2·T·H·4); rmsnorm_residual reads x and the
+// residual and writes x and y (4·T·H·4); rmsnorm_heads reads and writes x in place (2·T·H·4).
+// The weight (16 KiB) is not counted.
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "ceilings.hpp"
+#include "tformer/nn/rmsnorm.hpp"
+
+namespace {
+
+constexpr int kHidden = 4096;
+
+std::vector<float> random_floats(std::size_t n) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> dist;
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+void set_bytes(benchmark::State& state, double bytes) {
+  state.SetBytesProcessed(
+      static_cast<std::int64_t>(bytes * static_cast<double>(state.iterations())));
+}
+
+void norm(benchmark::State& state, int tokens) {
+  const auto x = random_floats(std::size_t(tokens) * kHidden), w = random_floats(kHidden);
+  std::vector<float> y(x.size());
+  for (auto _ : state) {
+    tformer::rmsnorm({x.data(), tokens, kHidden}, w, 1e-6f, {y.data(), tokens, kHidden});
+    benchmark::ClobberMemory();
+  }
+  set_bytes(state, 2.0 * tokens * kHidden * 4);
+}
+
+void norm_residual(benchmark::State& state, int tokens) {
+  auto x = random_floats(std::size_t(tokens) * kHidden);
+  const auto r = random_floats(x.size()), w = random_floats(kHidden);
+  std::vector<float> y(x.size());
+  const float scale = 1.0f / 1024;  // keep x bounded while the residual is added repeatedly
+  std::vector<float> small(r.size());
+  for (std::size_t i = 0; i < r.size(); ++i) small[i] = r[i] * scale;
+  for (auto _ : state) {
+    tformer::rmsnorm_residual({x.data(), tokens, kHidden}, {small.data(), tokens, kHidden}, w,
+                              1e-6f, {y.data(), tokens, kHidden});
+    benchmark::ClobberMemory();
+  }
+  set_bytes(state, 4.0 * tokens * kHidden * 4);
+}
+
+void norm_heads(benchmark::State& state, int tokens) {
+  auto x = random_floats(std::size_t(tokens) * kHidden);
+  const auto w = std::vector<float>(128, 1.0f);
+  for (auto _ : state) {
+    tformer::rmsnorm_heads(tformer::HeadsView<float>(x.data(), tokens, 32, 128), w, 1e-6f);
+    benchmark::ClobberMemory();
+  }
+  set_bytes(state, 2.0 * tokens * kHidden * 4);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::set<std::size_t> copies;
+  for (int t : {1, 64, 512}) {
+    const std::string shape = "/H4096/T" + std::to_string(t);
+    benchmark::RegisterBenchmark(("rmsnorm" + shape).c_str(), norm, t)
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("rmsnorm_residual" + shape).c_str(), norm_residual, t)
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("rmsnorm_heads/32x128/T" + std::to_string(t)).c_str(), norm_heads,
+                                 t)
+        ->Unit(benchmark::kMicrosecond);
+    copies.insert(std::size_t(t) * kHidden * 4 / 1024);      // rmsnorm: x → y
+    copies.insert(std::size_t(t) * kHidden * 4 * 2 / 1024);  // residual form: 2 in, 2 out
+  }
+  for (std::size_t kib : copies) bench::register_copy(kib);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
