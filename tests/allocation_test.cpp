@@ -48,10 +48,21 @@ TEST_CASE("nn: decode (one token) allocates nothing", "[nn][allocation]") {
   const std::vector<SwiGluWeights> experts(E, ffn);
   const MoeConfig config{E, 2};
   MoeWorkspace moe_ws(1, H, I, config);
-  test::Matrix residual = x;
+  const MoeConfig gpt_oss{E, 2, RouterKind::TopKThenSoftmax};
+  MoeWorkspace shared_ws(1, H, I, gpt_oss, I);
+  const auto shared_gate = test::Matrix::random(rng, 1, H);
+  const MoeWeights with_shared{router.cview(), experts, ffn, shared_gate.cview()};
+  test::Matrix residual = x, heads = test::Matrix::random(rng, 1, 4 * 64);
+  const std::vector<float> bias(64, 0.5f), head_w(64, 1.0f);
+  std::vector<float> gate_v(I, 0.5f), up_v(I, 2.0f);
 
   CHECK(test::allocations_during([&] {
           linear(x.cview(), wq.cview(), q.view());
+          linear(x.cview(), wq.cview(), bias, q.view());
+          rmsnorm_heads(HeadsView<float>(heads.data.data(), 1, 4, 64), head_w, 1e-6f);
+          gated_activation(gate_v, up_v, gate_v, {ActivationKind::GeluTanh});
+          swiglu_topk(x.cview(), ffn, down_t.view(), TopK::count(7), y.view(), ws);
+          moe(x.cview(), with_shared, gpt_oss, y.view(), shared_ws);
           rmsnorm(x.cview(), norm_w, 1e-6f, y.view());
           rmsnorm_residual(residual.view(), x.cview(), norm_w, 1e-6f, y.view());
           swiglu(x.cview(), ffn, y.view(), ws);

@@ -66,6 +66,26 @@ TEST_CASE("nn/linear: a fused QKV weight equals three separate projections", "[n
     REQUIRE(std::abs(fused.data[i] - separate.data[i]) <= 2 * (H + 2) * FLT_EPSILON / 2 * 64.0);
 }
 
+TEST_CASE("nn/linear: strided views and zero tokens", "[nn][linear]") {
+  test::Random rng(42);
+  const int T = 6, in = 40, out = 24;
+  // x is the first `in` columns of a wider buffer; y the middle columns of another.
+  const Matrix wide = Matrix::random(rng, T, in + 9), w = Matrix::random(rng, out, in);
+  Matrix x(T, in), ybuf(T, out + 10, -3.0f), y(T, out);
+  for (int t = 0; t < T; ++t)
+    for (int i = 0; i < in; ++i) x.at(t, i) = wide.at(t, i);
+  tformer::linear(wide.cview().col_slice(0, in), w.cview(), ybuf.view().col_slice(5, out));
+  for (int t = 0; t < T; ++t)
+    for (int o = 0; o < out; ++o) y.at(t, o) = ybuf.at(t, 5 + o);
+  check_linear(x, w, nullptr, y);
+  for (int t = 0; t < T; ++t) {  // columns outside the view untouched
+    for (int o = 0; o < 5; ++o) REQUIRE(ybuf.at(t, o) == -3.0f);
+    for (int o = 5 + out; o < out + 10; ++o) REQUIRE(ybuf.at(t, o) == -3.0f);
+  }
+  Matrix empty_x(0, in), empty_y(0, out);
+  CHECK_NOTHROW(tformer::linear(empty_x.cview(), w.cview(), empty_y.view()));
+}
+
 TEST_CASE("nn/linear: bad shapes raise tformer::Error", "[nn][linear][errors]") {
   Matrix x(2, 8), w(4, 8), y(2, 4);
   CHECK_THROWS_WITH(
@@ -76,4 +96,7 @@ TEST_CASE("nn/linear: bad shapes raise tformer::Error", "[nn][linear][errors]") 
   std::vector<float> bias(3);
   CHECK_THROWS_WITH(tformer::linear(x.cview(), w.cview(), bias, y.view()),
                     Contains("bias size") && Contains("expected 4, got 3"));
+  Matrix square(4, 4);
+  CHECK_THROWS_WITH(tformer::linear(square.cview(), Matrix(4, 4).cview(), square.view()),
+                    Contains("y: expected memory disjoint from x"));
 }

@@ -5,6 +5,7 @@
 // are within 1e-6 of the reference.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -179,6 +180,23 @@ TEST_CASE("nn/moe: bad k and shapes raise tformer::Error", "[nn][moe][errors]") 
   CHECK_THROWS_WITH(
       tformer::moe(Matrix(3, 8).cview(), ex.weights(), config, Matrix(3, 8).view(), ws),
       Contains("max_tokens (2)"));
+  // Shapes are checked before anything is written.
+  Matrix filled(2, 8, 5.0f);
+  auto bad = ex.weights();
+  const Matrix gate37(1, 3);
+  bad.shared_gate = gate37.cview();
+  CHECK_THROWS_WITH(tformer::moe(x.cview(), bad, config, filled.view(), ws),
+                    Contains("shared_gate") && Contains("no shared expert"));
+  std::vector<tformer::SwiGluWeights> broken = ex.views;
+  const Matrix wrong_down(8, 3);
+  broken[2].down = wrong_down.cview();
+  CHECK_THROWS_WITH(tformer::moe(x.cview(), {ex.router.cview(), broken, std::nullopt, {}}, config,
+                                 filled.view(), ws),
+                    Contains("expert down shape") && Contains("expected [8, 4], got [8, 3]"));
+  CHECK(std::all_of(filled.data.begin(), filled.data.end(), [](float v) { return v == 5.0f; }));
+  Matrix same(2, 8);
+  CHECK_THROWS_WITH(tformer::moe(same.cview(), ex.weights(), config, same.view(), ws),
+                    Contains("memory disjoint from x"));
   const MoeConfig five{5, 2};
   CHECK_THROWS_WITH(tformer::moe(x.cview(), ex.weights(), five, y.view(), ws),
                     Contains("router shape") && Contains("expected [5, 8], got [4, 8]"));

@@ -1,5 +1,5 @@
 // RMSNorm against the double reference. Tolerance (nn/rmsnorm.hpp): relative
-// (n / accumulators + 8)·u per output, u = 2^−24.
+// (max_terms_per_partial_sum(n) + 12)·u per output, u = 2^−24.
 #include <catch2/catch.hpp>
 
 #include <cfloat>
@@ -16,7 +16,7 @@ using tformer::NormScale;
 namespace {
 
 double bound(tformer::index n) {
-  return (double(n) / tformer::rmsnorm_kernels::accumulators + 8) * FLT_EPSILON / 2;
+  return (double(tformer::rmsnorm_kernels::max_terms_per_partial_sum(n)) + 12) * FLT_EPSILON / 2;
 }
 
 void check_rows(const Matrix& x, const std::vector<float>& w, float eps, bool one_plus,
@@ -87,6 +87,42 @@ TEST_CASE("nn/rmsnorm: the fused residual form equals add then norm", "[nn][rmsn
   CHECK(fused.data == separate.data);
 }
 
+TEST_CASE("nn/rmsnorm: Gemma's (1 + w) in the residual and per-head forms, strided rows",
+          "[nn][rmsnorm]") {
+  test::Random rng(53);
+  const int T = 4, n = 300;
+  Matrix x = Matrix::random(rng, T, n);
+  const Matrix r = Matrix::random(rng, T, n);
+  const auto w = rng.normal_floats(n);
+  Matrix added = x;
+  for (std::size_t i = 0; i < added.data.size(); ++i) added.data[i] += r.data[i];
+  Matrix y(T, n);
+  tformer::rmsnorm_residual<NormScale::OnePlusWeight>(x.view(), r.cview(), w, 1e-6f, y.view());
+  check_rows(added, w, 1e-6f, true, y);
+  // Rows 300 apart inside a [T, 310] buffer: strided input and output views.
+  Matrix wide(T, n + 10, 7.0f), out(T, n + 10, -1.0f);
+  for (int t = 0; t < T; ++t)
+    for (int i = 0; i < n; ++i) wide.at(t, i) = added.at(t, i);
+  tformer::rmsnorm<NormScale::OnePlusWeight>(wide.cview().col_slice(0, n), w, 1e-6f,
+                                             out.view().col_slice(0, n));
+  Matrix packed(T, n);
+  for (int t = 0; t < T; ++t)
+    for (int i = 0; i < n; ++i) packed.at(t, i) = out.at(t, i);
+  check_rows(added, w, 1e-6f, true, packed);
+  for (int t = 0; t < T; ++t)
+    for (int i = n; i < n + 10; ++i) REQUIRE(out.at(t, i) == -1.0f);
+  // Per head, (1 + w).
+  Matrix heads = Matrix::random(rng, 2, 3 * 64);
+  const Matrix heads_before = heads;
+  const auto hw = rng.normal_floats(64);
+  tformer::rmsnorm_heads<NormScale::OnePlusWeight>(
+      tformer::HeadsView<float>(heads.data.data(), 2, 3, 64), hw, 1e-6f);
+  Matrix b = heads_before, a = heads;
+  b.rows = a.rows = 6;
+  b.cols = a.cols = 64;
+  check_rows(b, hw, 1e-6f, true, a);
+}
+
 TEST_CASE("nn/rmsnorm: per-head q/k-norm", "[nn][rmsnorm]") {
   test::Random rng(52);
   const int T = 3, H = 5, D = 128;
@@ -110,4 +146,8 @@ TEST_CASE("nn/rmsnorm: bad arguments raise tformer::Error", "[nn][rmsnorm][error
   CHECK_THROWS_WITH(tformer::rmsnorm(x.cview(), w, -1.0f, y.view()), Contains("eps"));
   CHECK_THROWS_WITH(tformer::rmsnorm(x.cview(), w, 1e-6f, Matrix(3, 8).view()),
                     Contains("y shape") && Contains("expected [2, 8], got [3, 8]"));
+  Matrix buf(3, 8);  // y one row below x: overlapping, not the same view
+  CHECK_THROWS_WITH(
+      tformer::rmsnorm(buf.cview().row_slice(0, 2), w, 1e-6f, buf.view().row_slice(1, 2)),
+      Contains("memory disjoint from x"));
 }

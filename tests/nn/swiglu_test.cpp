@@ -171,6 +171,28 @@ TEST_CASE("nn/swiglu: ties are broken toward the lower index", "[nn][swiglu][top
   CHECK(tformer::ffn_kernels::select_topk(h, 6, 6, scratch, idx) == 6);
 }
 
+TEST_CASE("nn/swiglu: top-k keeps exactly k entries with NaNs, and keeps the NaNs",
+          "[nn][swiglu][topk]") {
+  test::Random rng(44);
+  for (int trial = 0; trial < 2000; ++trial) {
+    const int n = rng.integer(2, 40), k = rng.integer(1, n - 1);
+    auto h = rng.normal_floats(n);
+    const int nans = rng.integer(1, 3);
+    for (int j = 0; j < nans; ++j) h[rng.integer(0, n - 1)] = NAN;
+    std::vector<std::int32_t> idx(n);
+    std::vector<float> scratch(n);
+    const auto count =
+        tformer::ffn_kernels::select_topk(h.data(), n, k, scratch.data(), idx.data());
+    CAPTURE(trial, n, k);
+    REQUIRE(count == k);
+    REQUIRE(std::is_sorted(idx.begin(), idx.begin() + k));
+    int kept_nans = 0, total_nans = 0;
+    for (int j = 0; j < n; ++j) total_nans += std::isnan(h[j]);
+    for (int j = 0; j < k; ++j) kept_nans += std::isnan(h[idx[j]]);
+    REQUIRE(kept_nans == std::min(total_nans, k));  // NaN ranks as +inf: it propagates
+  }
+}
+
 TEST_CASE("nn/swiglu: bad shapes and k raise tformer::Error", "[nn][swiglu][errors]") {
   test::Random rng(43);
   const Block b = random_block(rng, 8, 16);

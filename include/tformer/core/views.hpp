@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <sstream>
 #include <string>
@@ -126,6 +127,28 @@ void check_view(std::string_view where, std::string_view name, const MatrixView<
         << "]";
   detail::fail_check(where, std::string(name) + " shape",
                      sizes_ok ? "row_stride >= cols" : "non-negative sizes", shape.str());
+}
+
+// Whether the address ranges of two matrices intersect (conservative: strided views that
+// interleave without sharing an element also count).
+template <class T, class U>
+bool overlap(const MatrixView<T>& a, const MatrixView<U>& b) noexcept {
+  if (a.rows() * a.cols() == 0 || b.rows() * b.cols() == 0) return false;
+  auto begin = [](const auto& m) { return reinterpret_cast<std::uintptr_t>(m.data()); };
+  auto end = [](const auto& m) {
+    return reinterpret_cast<std::uintptr_t>(m.data() + (m.rows() - 1) * m.row_stride() + m.cols());
+  };
+  return begin(a) < end(b) && begin(b) < end(a);
+}
+
+// Throws if `a` and `b` share memory.
+template <class T, class U>
+void check_disjoint(std::string_view where, std::string_view a_name, const MatrixView<T>& a,
+                    std::string_view b_name, const MatrixView<U>& b) {
+  if (!overlap(a, b)) [[likely]]
+    return;
+  detail::fail_check(where, std::string(a_name), "memory disjoint from " + std::string(b_name),
+                     "an overlapping view");
 }
 
 // Throws unless m is [rows, cols].

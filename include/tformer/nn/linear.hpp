@@ -41,6 +41,8 @@ inline void linear(MatrixView<const float> x, MatrixView<const float> w,
   check_view(where, "w", w);
   check_eq(where, "x.cols (= w.cols, the input width)", w.cols(), x.cols());
   check_shape(where, "y", y, x.rows(), w.rows());
+  check_disjoint(where, "y", y, "x", x);
+  check_disjoint(where, "y", y, "w", w);
   if (!bias.empty()) check_eq(where, "bias size (= w.rows)", w.rows(), index(bias.size()));
   linear_kernels::project(x, w, bias, y);
 }

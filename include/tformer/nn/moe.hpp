@@ -5,7 +5,8 @@
 //   SoftmaxThenTopK  p = softmax(all E logits); keep the k largest p (ties to the lower index);
 //                    renormalise them to sum 1 if `renormalize` (Mixtral: yes; Qwen3-MoE:
 //                    norm_topk_prob).
-//   TopKThenSoftmax  keep the k largest logits, w = softmax over those k (gpt-oss).
+//   TopKThenSoftmax  keep the k largest logits, w = softmax over those k (gpt-oss's routing step;
+//                    its router bias and clamped expert activation are not expressed here).
 // Tokens are grouped by expert, so each chosen expert's weights are streamed once per call
 // for all its tokens (one GEMM per expert), and the per-expert token counts are reported.
 #pragma once
@@ -160,9 +161,27 @@ inline void moe(MatrixView<const float> x, const MoeWeights& w, const MoeConfig&
     detail::fail_check(where, "tokens",
                        "<= the workspace's max_tokens (" + std::to_string(ws.max_tokens_) + ")",
                        tokens);
-  for (const SwiGluWeights& e : w.experts) {
-    check_eq(where, "expert hidden", hidden, e.hidden());
-    check_eq(where, "expert intermediate (= workspace)", ws.ffn_.intermediate(), e.intermediate());
+  check_disjoint(where, "y", y, "x", x);
+  // Every weight is checked before y is written: a rejected call writes nothing.
+  struct Names {
+    const char *intermediate, *gate, *up, *down;
+  };
+  auto check_expert = [&](const Names& n, const SwiGluWeights& e, index intermediate) {
+    check_eq(where, n.intermediate, intermediate, e.intermediate());
+    check_shape(where, n.gate, e.gate, intermediate, hidden);
+    check_shape(where, n.up, e.up, intermediate, hidden);
+    check_shape(where, n.down, e.down, hidden, intermediate);
+  };
+  const Names expert{"expert intermediate (= workspace)", "expert gate", "expert up",
+                     "expert down"};
+  const Names shared{"shared expert intermediate (= workspace)", "shared expert gate",
+                     "shared expert up", "shared expert down"};
+  for (const SwiGluWeights& e : w.experts) check_expert(expert, e, ws.ffn_.intermediate());
+  if (w.shared) check_expert(shared, *w.shared, ws.shared_ffn_.intermediate());
+  if (w.shared_gate.rows() > 0) {
+    check(w.shared.has_value(), where, "shared_gate", "a shared expert to gate",
+          "no shared expert");
+    check_shape(where, "shared_gate", w.shared_gate, 1, hidden);
   }
 
   // 1. Router logits and routing.
@@ -189,7 +208,6 @@ inline void moe(MatrixView<const float> x, const MoeWeights& w, const MoeConfig&
   if (w.shared) {
     swiglu(x, *w.shared, y, ws.shared_ffn_, config.activation);
     if (w.shared_gate.rows() > 0) {
-      check_shape(where, "shared_gate", w.shared_gate, 1, hidden);
       for (index t = 0; t < tokens; ++t) {
         double dot = 0.0;
         for (index i = 0; i < hidden; ++i) dot += double(x.row(t)[i]) * w.shared_gate.row(0)[i];

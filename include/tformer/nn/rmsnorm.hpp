@@ -1,10 +1,11 @@
 // RMSNorm: y = x / sqrt(mean(x²) + eps) · w over each row, as Hugging Face computes it in
 // float32 (LlamaRMSNorm), or · (1 + w) (Gemma's RMSNorm, NormScale::OnePlusWeight).
 //
-// Precision: the sum of squares is accumulated in float in 8 independent SIMD accumulators
-// (8·lanes partial sums; 4 in the scalar build), then mean, eps and the reciprocal square root
+// Precision: the sum of squares is accumulated in float over partial sums (8 SIMD registers,
+// then 4 scalar sums for the tail), combined pairwise; mean, eps and the reciprocal square root
 // are taken in double and rounded once. The relative error of an output is at most
-// (n / accumulators + 8)·u, u = 2^−24 (the tests use exactly this bound).
+// (max_terms_per_partial_sum(n) + 12)·u, u = 2^−24: the longest partial sum, the pairwise
+// combination (≤ 9 levels), the rsqrt rounding and the two products (the tests use this bound).
 #pragma once
 
 #include <cmath>
@@ -23,11 +24,18 @@ enum class NormScale { Weight, OnePlusWeight };
 
 namespace rmsnorm_kernels {
 
-// Partial sums of the sum of squares, for error bounds: 8·lanes (4 in the scalar build). Eight
-// registers cover the FMA latency on two FMA ports.
-inline constexpr index accumulators = TFORMER_HAS_SIMD ? 8 * static_cast<index>(simd::lanes) : 4;
+// The sum of squares runs over 8 registers (8·lanes partial sums: they cover the FMA latency on
+// two FMA ports) and finishes the last n mod 8·lanes values in 4 scalar partial sums.
+inline constexpr index vector_block = TFORMER_HAS_SIMD ? 8 * static_cast<index>(simd::lanes) : 0;
 
-// Σ v[i]² for i < n, in float, over `accumulators` partial sums; v = x, or with Add,
+// The most terms any partial sum of a row of n adds: what its rounding error grows with.
+constexpr index max_terms_per_partial_sum(index n) noexcept {
+  const index block = vector_block > 0 ? n / vector_block : 0;
+  const index tail = vector_block > 0 ? n % vector_block : n;
+  return block + (tail + 3) / 4;
+}
+
+// Σ v[i]² for i < n, in float, over the partial sums described above; v = x, or with Add,
 // v = x + add stored back into x (the fused residual form reads x once).
 template <bool Add, class X>
 inline float sum_squares(X* x, const float* add, index n) noexcept {
@@ -109,13 +117,16 @@ inline void check_eps(const char* where, float eps) {
 }
 }  // namespace rmsnorm_detail
 
-// y [T, n] = RMSNorm(x [T, n]) with weight [n]. y may equal x (same view) or not overlap it.
+// y [T, n] = RMSNorm(x [T, n]) with weight [n]. y may be x itself (same data and stride) or must
+// not overlap it.
 template <NormScale Scale = NormScale::Weight>
 void rmsnorm(MatrixView<const float> x, std::span<const float> weight, float eps,
              MatrixView<float> y) {
   constexpr const char* where = "rmsnorm";
   check_view(where, "x", x);
   check_shape(where, "y", y, x.rows(), x.cols());
+  if (y.data() != x.data() || y.row_stride() != x.row_stride())
+    check_disjoint(where, "y", y, "x", x);
   check_eq(where, "weight size (= x.cols)", x.cols(), index(weight.size()));
   rmsnorm_detail::check_eps(where, eps);
   // Past the caches, prefetching the next row during the scale pass hides its latency (measured
@@ -140,6 +151,9 @@ void rmsnorm_residual(MatrixView<float> x, MatrixView<const float> residual,
   check_view(where, "x", x);
   check_shape(where, "residual", residual, x.rows(), x.cols());
   check_shape(where, "y", y, x.rows(), x.cols());
+  check_disjoint(where, "y", y, "x", x);
+  check_disjoint(where, "y", y, "residual", residual);
+  check_disjoint(where, "x", x, "residual", residual);
   check_eq(where, "weight size (= x.cols)", x.cols(), index(weight.size()));
   rmsnorm_detail::check_eps(where, eps);
   for (index r = 0; r < x.rows(); ++r)

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <span>
 #include <string>
 
@@ -51,10 +52,7 @@ class FfnWorkspace {
         entries_(size(max_tokens * intermediate)),
         magnitude_(size(intermediate)),
         offsets_(size(intermediate + 1)),
-        kept_(size(max_tokens)) {
-    check(max_tokens >= 0 && intermediate >= 0, "FfnWorkspace", "sizes", "non-negative",
-          max_tokens < 0 ? max_tokens : intermediate);
-  }
+        kept_(size(max_tokens)) {}
   index max_tokens() const noexcept { return max_tokens_; }
   index intermediate() const noexcept { return intermediate_; }
   std::size_t bytes() const noexcept {
@@ -73,6 +71,14 @@ class FfnWorkspace {
 
  private:
   static std::size_t size(index n) { return static_cast<std::size_t>(std::max<index>(n, 0)); }
+  // Sizes are non-negative and tokens · intermediate fits the int32 column indices.
+  static index checked(index max_tokens, index intermediate) {
+    check(max_tokens >= 0 && intermediate >= 0, "FfnWorkspace", "sizes", "non-negative",
+          std::min(max_tokens, intermediate));
+    check(max_tokens * intermediate < (index(1) << 31), "FfnWorkspace", "max_tokens * intermediate",
+          "< 2^31", max_tokens * intermediate);
+    return max_tokens;
+  }
   index max_tokens_, intermediate_;
   AlignedBuffer<float> gate_, up_;
   AlignedBuffer<std::int32_t> selected_, entries_;
@@ -86,14 +92,18 @@ class FfnWorkspace {
 class TransposedWeights {
  public:
   explicit TransposedWeights(MatrixView<const float> w)
-      : rows_(w.cols()), cols_(w.rows()), data_(static_cast<std::size_t>(w.rows() * w.cols())) {
-    check_view("TransposedWeights", "w", w);
+      : rows_(w.cols()), cols_(w.rows()), data_(checked_size(w)) {
     for (index r = 0; r < w.rows(); ++r)
       for (index c = 0; c < w.cols(); ++c) data_[c * cols_ + r] = w.row(r)[c];
   }
   MatrixView<const float> view() const noexcept { return {data_.data(), rows_, cols_}; }
 
  private:
+  static std::size_t checked_size(MatrixView<const float> w) {
+    check_view("TransposedWeights", "w", w);
+    return static_cast<std::size_t>(w.rows() * w.cols());
+  }
+
   index rows_, cols_;
   AlignedBuffer<float> data_;
 };
@@ -102,48 +112,56 @@ class TransposedWeights {
 // intermediate width (rounded to nearest, at least 1).
 class TopK {
  public:
-  static constexpr TopK count(index k) noexcept { return TopK(k, 0.0); }
-  static constexpr TopK fraction(double f) noexcept { return TopK(-1, f); }
+  static constexpr TopK count(index k) noexcept { return TopK(true, k, 0.0); }
+  static constexpr TopK fraction(double f) noexcept { return TopK(false, 0, f); }
   // k for an intermediate width; throws unless 1 <= k <= intermediate.
   index resolve(index intermediate) const {
-    if (count_ >= 0) {
-      if (count_ < 1 || count_ > intermediate) [[unlikely]]
-        detail::fail_check("swiglu_topk", "k",
-                           "a count in [1, " + std::to_string(intermediate) + "] (intermediate)",
-                           count_);
-      return count_;
+    index k = count_;
+    if (!is_count_) {
+      if (!(fraction_ > 0.0 && fraction_ <= 1.0)) [[unlikely]]
+        detail::fail_check("swiglu_topk", "k fraction", "a value in (0, 1]", fraction_);
+      k = std::max<index>(1, std::llround(fraction_ * static_cast<double>(intermediate)));
     }
-    check(fraction_ > 0.0 && fraction_ <= 1.0, "swiglu_topk", "k fraction", "a value in (0, 1]",
-          fraction_);
-    return std::max<index>(1, std::llround(fraction_ * static_cast<double>(intermediate)));
+    if (k < 1 || k > intermediate) [[unlikely]]
+      detail::fail_check("swiglu_topk", "k",
+                         "a count in [1, " + std::to_string(intermediate) + "] (intermediate)", k);
+    return k;
   }
 
  private:
-  constexpr TopK(index count, double fraction) noexcept : count_(count), fraction_(fraction) {}
+  constexpr TopK(bool is_count, index count, double fraction) noexcept
+      : is_count_(is_count), count_(count), fraction_(fraction) {}
+  bool is_count_;
   index count_;
   double fraction_;
 };
 
 namespace ffn_kernels {
 
-// Writes to idx, in increasing order, the k indices of h[0, n) with the largest |h| (ties to
-// the lower index) and returns how many it wrote: k, or fewer when h holds NaNs. O(n): one
-// nth_element over the magnitudes (scratch, n floats) finds the k-th largest, τ; then one pass
-// takes every |h_j| > τ and the first of those equal to τ.
+// The magnitude that top-k ranks by: |x|, and +inf for NaN, so that a NaN is kept and propagates
+// as it would through the dense form.
+inline float rank_magnitude(float x) noexcept {
+  return std::isnan(x) ? std::numeric_limits<float>::infinity() : std::abs(x);
+}
+
+// Writes to idx, in increasing order, the k indices of h[0, n) with the largest magnitude
+// (rank_magnitude; ties to the lower index) and returns k (n if k >= n). O(n): nth_element over
+// the magnitudes (scratch, n floats) finds the k-th largest, τ; one pass counts those above τ,
+// another takes them and the first of those equal to τ.
 inline index select_topk(const float* h, index n, index k, float* scratch,
                          std::int32_t* idx) noexcept {
   if (k >= n) {
     for (index j = 0; j < n; ++j) idx[j] = static_cast<std::int32_t>(j);
     return n;
   }
-  for (index j = 0; j < n; ++j) scratch[j] = std::abs(h[j]);
+  for (index j = 0; j < n; ++j) scratch[j] = rank_magnitude(h[j]);
   std::nth_element(scratch, scratch + (k - 1), scratch + n, std::greater<float>());
   const float tau = scratch[k - 1];
   index above = 0;
-  for (index j = 0; j < n; ++j) above += std::abs(h[j]) > tau;
+  for (index j = 0; j < n; ++j) above += rank_magnitude(h[j]) > tau;
   index equal_left = k - above, count = 0;
-  for (index j = 0; j < n; ++j) {
-    const float m = std::abs(h[j]);
+  for (index j = 0; j < n && count < k; ++j) {
+    const float m = rank_magnitude(h[j]);
     if (m > tau || (m == tau && equal_left-- > 0)) idx[count++] = static_cast<std::int32_t>(j);
   }
   return count;
@@ -282,7 +300,7 @@ inline void check_ffn(const char* where, MatrixView<const float> x, const SwiGlu
 }
 }  // namespace ffn_detail
 
-// y [T, H] = down(act(gate(x)) ⊙ up(x)) for x [T, H]. y must not overlap x.
+// y [T, H] = down(act(gate(x)) ⊙ up(x)) for x [T, H]. y may be x: x is read before y is written.
 inline void swiglu(MatrixView<const float> x, const SwiGluWeights& w, MatrixView<float> y,
                    FfnWorkspace& ws, Activation act = {}) {
   constexpr const char* where = "swiglu";
