@@ -19,14 +19,6 @@
 
 namespace {
 
-std::vector<float> random_floats(std::size_t n, float stddev, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, stddev);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
-
 // One FFN block's weights, shared by the benchmarks of its shape.
 struct Block {
   int H, I;
@@ -36,9 +28,9 @@ struct Block {
   Block(int h, int i)
       : H(h),
         I(i),
-        gate(random_floats(std::size_t(h) * i, 0.02f, 1)),
-        up(random_floats(std::size_t(h) * i, 0.02f, 2)),
-        down(random_floats(std::size_t(h) * i, 0.02f, 3)) {}
+        gate(bench::random_floats(std::size_t(h) * i, 0.02f, 1)),
+        up(bench::random_floats(std::size_t(h) * i, 0.02f, 2)),
+        down(bench::random_floats(std::size_t(h) * i, 0.02f, 3)) {}
   tformer::SwiGluWeights weights() const {
     return {{gate.data(), I, H}, {up.data(), I, H}, {down.data(), H, I}};
   }
@@ -65,7 +57,7 @@ void report_ffn(benchmark::State& state, int h, int i, int t, double fraction = 
 
 void swiglu_dense(benchmark::State& state, int h, int i, int t) {
   Block& b = block(h, i);
-  const auto x = random_floats(std::size_t(t) * h, 1.0f, 4);
+  const auto x = bench::random_floats(std::size_t(t) * h, 1.0f, 4);
   std::vector<float> y(x.size());
   tformer::FfnWorkspace ws(t, i);
   for (auto _ : state) {
@@ -78,7 +70,7 @@ void swiglu_dense(benchmark::State& state, int h, int i, int t) {
 // The three products alone, Eigen on the same buffers: what the FFN can at best reach.
 void gemm3(benchmark::State& state, int h, int i, int t) {
   Block& b = block(h, i);
-  const auto x = random_floats(std::size_t(t) * h, 1.0f, 4);
+  const auto x = bench::random_floats(std::size_t(t) * h, 1.0f, 4);
   std::vector<float> g(std::size_t(t) * i), u(g.size()), y(x.size());
   const auto w = b.weights();
   for (auto _ : state) {
@@ -92,7 +84,7 @@ void gemm3(benchmark::State& state, int h, int i, int t) {
 
 void swiglu_topk(benchmark::State& state, int h, int i, int t, double fraction) {
   Block& b = block(h, i);
-  const auto x = random_floats(std::size_t(t) * h, 1.0f, 4);
+  const auto x = bench::random_floats(std::size_t(t) * h, 1.0f, 4);
   std::vector<float> y(x.size());
   tformer::FfnWorkspace ws(t, i);
   const auto& down_t = b.transposed();
@@ -107,7 +99,7 @@ void swiglu_topk(benchmark::State& state, int h, int i, int t, double fraction) 
 // The down projection of the top-k form alone: selection and the kept rows of downᵀ.
 void topk_down(benchmark::State& state, int h, int i, int t, double fraction) {
   Block& b = block(h, i);
-  const auto hidden = random_floats(std::size_t(t) * i, 1.0f, 5);
+  const auto hidden = bench::random_floats(std::size_t(t) * i, 1.0f, 5);
   std::vector<float> y(std::size_t(t) * h);
   tformer::FfnWorkspace ws(t, i);
   const auto& down_t = b.transposed();
@@ -121,7 +113,7 @@ void topk_down(benchmark::State& state, int h, int i, int t, double fraction) {
 
 void dense_down(benchmark::State& state, int h, int i, int t) {
   Block& b = block(h, i);
-  const auto hidden = random_floats(std::size_t(t) * i, 1.0f, 5);
+  const auto hidden = bench::random_floats(std::size_t(t) * i, 1.0f, 5);
   std::vector<float> y(std::size_t(t) * h);
   for (auto _ : state) {
     tformer::linear_kernels::project({hidden.data(), t, i}, b.weights().down, {}, {y.data(), t, h});
@@ -140,8 +132,8 @@ void moe(benchmark::State& state, int h, int i, int t) {
     experts.push_back(std::make_unique<Block>(h, i));
     views.push_back(experts.back()->weights());
   }
-  const auto router = random_floats(std::size_t(E) * h, 0.02f, 9);
-  const auto x = random_floats(std::size_t(t) * h, 1.0f, 4);
+  const auto router = bench::random_floats(std::size_t(E) * h, 0.02f, 9);
+  const auto x = bench::random_floats(std::size_t(t) * h, 1.0f, 4);
   std::vector<float> y(x.size());
   const tformer::MoeConfig config{E, 2};
   tformer::MoeWorkspace ws(t, h, i, config);

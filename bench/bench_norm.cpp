@@ -18,21 +18,14 @@ namespace {
 
 constexpr int kHidden = 4096;
 
-std::vector<float> random_floats(std::size_t n) {
-  std::mt19937 rng(7);
-  std::normal_distribution<float> dist;
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
-
 void set_bytes(benchmark::State& state, double bytes) {
   state.SetBytesProcessed(
       static_cast<std::int64_t>(bytes * static_cast<double>(state.iterations())));
 }
 
 void norm(benchmark::State& state, int tokens) {
-  const auto x = random_floats(std::size_t(tokens) * kHidden), w = random_floats(kHidden);
+  const auto x = bench::random_floats(std::size_t(tokens) * kHidden),
+             w = bench::random_floats(kHidden);
   std::vector<float> y(x.size());
   for (auto _ : state) {
     tformer::rmsnorm({x.data(), tokens, kHidden}, w, 1e-6f, {y.data(), tokens, kHidden});
@@ -42,8 +35,8 @@ void norm(benchmark::State& state, int tokens) {
 }
 
 void norm_residual(benchmark::State& state, int tokens) {
-  auto x = random_floats(std::size_t(tokens) * kHidden);
-  const auto r = random_floats(x.size()), w = random_floats(kHidden);
+  auto x = bench::random_floats(std::size_t(tokens) * kHidden);
+  const auto r = bench::random_floats(x.size()), w = bench::random_floats(kHidden);
   std::vector<float> y(x.size());
   const float scale = 1.0f / 1024;  // keep x bounded while the residual is added repeatedly
   std::vector<float> small(r.size());
@@ -57,7 +50,7 @@ void norm_residual(benchmark::State& state, int tokens) {
 }
 
 void norm_heads(benchmark::State& state, int tokens) {
-  auto x = random_floats(std::size_t(tokens) * kHidden);
+  auto x = bench::random_floats(std::size_t(tokens) * kHidden);
   const auto w = std::vector<float>(128, 1.0f);
   for (auto _ : state) {
     tformer::rmsnorm_heads(tformer::HeadsView<float>(x.data(), tokens, 32, 128), w, 1e-6f);

@@ -27,14 +27,6 @@ struct Shape {
   int offset;
 };
 
-std::vector<float> random_floats(std::size_t n) {
-  std::mt19937 rng(42);
-  std::normal_distribution<float> dist;
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
-
 std::size_t qk_bytes(const Shape& s) {
   return static_cast<std::size_t>(s.tokens) * (kQHeads + kKvHeads) * s.head_dim * sizeof(float);
 }
@@ -49,8 +41,8 @@ void rope_simd(benchmark::State& state, Shape s) {
   const int max_positions = s.offset + s.tokens;
   tformer::RopeTable table(
       tformer::RopeConfig{.rotary_dim = s.head_dim, .max_positions = max_positions});
-  auto q = random_floats(static_cast<std::size_t>(s.tokens) * kQHeads * s.head_dim);
-  auto k = random_floats(static_cast<std::size_t>(s.tokens) * kKvHeads * s.head_dim);
+  auto q = bench::random_floats(static_cast<std::size_t>(s.tokens) * kQHeads * s.head_dim);
+  auto k = bench::random_floats(static_cast<std::size_t>(s.tokens) * kKvHeads * s.head_dim);
   tformer::HeadsView<float> qv(q.data(), s.tokens, kQHeads, s.head_dim);
   tformer::HeadsView<float> kv(k.data(), s.tokens, kKvHeads, s.head_dim);
   const auto at = tformer::Positions::offset(s.offset);
@@ -69,8 +61,8 @@ void rope_simd(benchmark::State& state, Shape s) {
 void rope_scalar(benchmark::State& state, Shape s) {
   auto rope = make_scalar_rope(s.layout == tformer::RopeLayout::Interleaved, s.tokens, kQHeads,
                                kKvHeads, s.head_dim, s.offset + s.tokens);
-  auto q = random_floats(static_cast<std::size_t>(s.tokens) * kQHeads * s.head_dim);
-  auto k = random_floats(static_cast<std::size_t>(s.tokens) * kKvHeads * s.head_dim);
+  auto q = bench::random_floats(static_cast<std::size_t>(s.tokens) * kQHeads * s.head_dim);
+  auto k = bench::random_floats(static_cast<std::size_t>(s.tokens) * kKvHeads * s.head_dim);
   for (auto _ : state) {
     rope(q.data(), k.data(), s.offset);
     benchmark::ClobberMemory();

@@ -10,12 +10,23 @@
 
 #include <cstddef>
 #include <cstring>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "tformer/core/eigen.hpp"
 #include "tformer/core/memory.hpp"
 
 namespace bench {
+
+// n normal(0, stddev) floats from a fixed seed: every program measures the same data.
+inline std::vector<float> random_floats(std::size_t n, float stddev = 1.0f, unsigned seed = 42) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, stddev);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
 
 // memcpy of `bytes` bytes between two 64-byte aligned buffers.
 inline void copy_bandwidth(benchmark::State& state, std::size_t bytes) {

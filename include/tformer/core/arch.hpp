@@ -37,3 +37,15 @@
 
 #define TFORMER_STRINGIFY_IMPL(x) #x
 #define TFORMER_STRINGIFY(x) TFORMER_STRINGIFY_IMPL(x)
+
+// Fences around the includes of Eigen and xsimd: GCC 12 reports false -Wmaybe-uninitialized /
+// -Wuninitialized inside their AVX-512 intrinsics even through -isystem.
+#if defined(__GNUC__) && !defined(__clang__)
+#define TFORMER_THIRD_PARTY_BEGIN                                                            \
+  _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"") \
+      _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")
+#define TFORMER_THIRD_PARTY_END _Pragma("GCC diagnostic pop")
+#else
+#define TFORMER_THIRD_PARTY_BEGIN
+#define TFORMER_THIRD_PARTY_END
+#endif

@@ -1,21 +1,15 @@
 // Eigen maps over MatrixView: the zero-copy bridge from caller-owned buffers to Eigen's GEMM and
 // GEMV. Every alias spells its storage order: tformer is row-major throughout.
 //
-// Also the one place that includes Eigen, fenced like xsimd (GCC 12 false -Wmaybe-uninitialized
-// inside its AVX-512 headers).
+// Also the one place that includes Eigen (fenced: TFORMER_THIRD_PARTY_BEGIN in core/arch.hpp).
 #pragma once
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-#include <Eigen/Core>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-
 #include "tformer/core/arch.hpp"
+
+TFORMER_THIRD_PARTY_BEGIN
+#include <Eigen/Core>
+TFORMER_THIRD_PARTY_END
+
 #include "tformer/core/views.hpp"
 
 namespace tformer {

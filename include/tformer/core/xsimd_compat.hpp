@@ -4,27 +4,20 @@
 // constants are `batch_constant<batch<T, A>, V...>` (later `batch_constant<T, A, V...>`). Kernels
 // call the helpers below, never those names directly, so a move to a newer xsimd touches this file.
 //
-// Also the one place that includes xsimd: GCC 12 reports false -Wmaybe-uninitialized inside
-// avx512fintrin.h for xsimd code even through -isystem, so the include is fenced.
+// Also the one place that includes xsimd (fenced: TFORMER_THIRD_PARTY_BEGIN in core/arch.hpp).
 #pragma once
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+#include "tformer/core/arch.hpp"
+
+TFORMER_THIRD_PARTY_BEGIN
 #include <xsimd/xsimd.hpp>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+TFORMER_THIRD_PARTY_END
 
 #if !defined(XSIMD_VERSION_MAJOR) || XSIMD_VERSION_MAJOR != 8
 #error "tformer/core/xsimd_compat.hpp is written for xsimd 8.x (Debian bookworm's libxsimd-dev 8.1)"
 #endif
 
 #include <type_traits>
-
-#include "tformer/core/arch.hpp"
 
 namespace tformer {
 inline namespace TFORMER_ARCH_NS {
