@@ -1,0 +1,170 @@
+// KVCache: keys (after RoPE) and values of every layer for a batch of sequences, laid out
+// [sequence][layer][kv_head][position][head_dim], so one head's keys for all positions are one
+// contiguous block that decode streams once. Capacity is fixed at construction; nothing
+// allocates afterwards.
+//
+// A step writes each layer's new K and V at the sequence's current length, runs attention over
+// view(layer, seq, length + new tokens), and after the last layer calls advance(seq, tokens):
+//   cache.write(layer, seq, k, v);            // positions [length(seq), length(seq) + T)
+//   attention(q, cache.view(layer, seq, cache.length(seq) + T), …);
+//   cache.advance(seq, T);                    // once per step, after all layers
+// truncate() rolls a sequence back (rejected speculative tokens); reset() empties it.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "tformer/core/arch.hpp"
+#include "tformer/core/error.hpp"
+#include "tformer/core/memory.hpp"
+#include "tformer/core/views.hpp"
+
+namespace tformer {
+inline namespace TFORMER_ARCH_NS {
+
+struct KVCacheConfig {
+  index layers = 0;
+  index kv_heads = 0;
+  index head_dim = 0;
+  index capacity = 0;   // positions per sequence
+  index sequences = 1;  // batch size
+};
+
+// Read-only view of one layer of one sequence: `length` positions of `kv_heads` heads.
+struct KVView {
+  const float* keys = nullptr;
+  const float* values = nullptr;
+  index kv_heads = 0;
+  index length = 0;
+  index head_dim = 0;
+  index head_stride = 0;  // elements from one kv head's block to the next
+
+  const float* key(index head, index position) const noexcept {
+    return keys + head * head_stride + position * head_dim;
+  }
+  const float* value(index head, index position) const noexcept {
+    return values + head * head_stride + position * head_dim;
+  }
+};
+
+class KVCache {
+ public:
+  explicit KVCache(const KVCacheConfig& config)
+      : config_(checked(config)),
+        keys_(elements(config)),
+        values_(elements(config)),
+        lengths_(static_cast<std::size_t>(config.sequences)) {}
+
+  KVCache(KVCache&&) noexcept = default;
+  KVCache& operator=(KVCache&&) noexcept = default;
+
+  const KVCacheConfig& config() const noexcept { return config_; }
+  // Positions stored for sequence `seq`.
+  index length(index seq) const {
+    check_index("KVCache::length", "seq", seq, config_.sequences);
+    return lengths_[static_cast<std::size_t>(seq)];
+  }
+  // Bytes of keys and values: exactly 2 · sequences · layers · kv_heads · capacity · head_dim · 4.
+  std::size_t bytes() const noexcept { return keys_.bytes() + values_.bytes(); }
+
+  // Stores k and v [T, kv_heads, head_dim] of layer `layer` at positions
+  // [length(seq), length(seq) + T) of sequence `seq`. The length moves only with advance().
+  void write(index layer, index seq, HeadsView<const float> k, HeadsView<const float> v) {
+    constexpr const char* where = "KVCache::write";
+    check_index(where, "layer", layer, config_.layers);
+    check_index(where, "seq", seq, config_.sequences);
+    check_view(where, "k", k);
+    check_view(where, "v", v);
+    check_eq(where, "k.heads (= kv_heads)", config_.kv_heads, k.heads());
+    check_eq(where, "k.head_dim", config_.head_dim, k.head_dim());
+    check_eq(where, "v.heads (= kv_heads)", config_.kv_heads, v.heads());
+    check_eq(where, "v.head_dim", config_.head_dim, v.head_dim());
+    check_eq(where, "v.tokens (= k.tokens)", k.tokens(), v.tokens());
+    const index first = lengths_[static_cast<std::size_t>(seq)];
+    if (first + k.tokens() > config_.capacity) [[unlikely]]
+      detail::fail_check(where, "positions (length + tokens)",
+                         "<= capacity (" + std::to_string(config_.capacity) + ")",
+                         first + k.tokens());
+    const index d = config_.head_dim;
+    for (index h = 0; h < config_.kv_heads; ++h) {
+      float* kd = keys_.data() + offset(layer, seq, h) + first * d;
+      float* vd = values_.data() + offset(layer, seq, h) + first * d;
+      for (index t = 0; t < k.tokens(); ++t) {
+        std::copy(k.row(t, h), k.row(t, h) + d, kd + t * d);
+        std::copy(v.row(t, h), v.row(t, h) + d, vd + t * d);
+      }
+    }
+  }
+
+  // Positions [0, length) of layer `layer` of sequence `seq`; length may include positions
+  // written in this step but not yet advanced.
+  KVView view(index layer, index seq, index length) const {
+    constexpr const char* where = "KVCache::view";
+    check_index(where, "layer", layer, config_.layers);
+    check_index(where, "seq", seq, config_.sequences);
+    if (length < 0 || length > config_.capacity) [[unlikely]]
+      detail::fail_check(where, "length",
+                         "a value in [0, " + std::to_string(config_.capacity) + "] (capacity)",
+                         length);
+    return {keys_.data() + offset(layer, seq, 0),
+            values_.data() + offset(layer, seq, 0),
+            config_.kv_heads,
+            length,
+            config_.head_dim,
+            config_.capacity * config_.head_dim};
+  }
+
+  // Commits `tokens` written positions of sequence `seq` (after every layer wrote them).
+  void advance(index seq, index tokens) {
+    constexpr const char* where = "KVCache::advance";
+    check_index(where, "seq", seq, config_.sequences);
+    const index next = lengths_[static_cast<std::size_t>(seq)] + tokens;
+    if (tokens < 0 || next > config_.capacity) [[unlikely]]
+      detail::fail_check(where, "length + tokens",
+                         "a value in [length, " + std::to_string(config_.capacity) + "]", next);
+    lengths_[static_cast<std::size_t>(seq)] = next;
+  }
+
+  // Rolls sequence `seq` back to `length` positions (<= its current length).
+  void truncate(index seq, index length) {
+    constexpr const char* where = "KVCache::truncate";
+    check_index(where, "seq", seq, config_.sequences);
+    const index current = lengths_[static_cast<std::size_t>(seq)];
+    if (length < 0 || length > current) [[unlikely]]
+      detail::fail_check(where, "length",
+                         "a value in [0, " + std::to_string(current) + "] (current length)",
+                         length);
+    lengths_[static_cast<std::size_t>(seq)] = length;
+  }
+
+  void reset(index seq) { truncate(seq, 0); }
+  void reset() noexcept { std::fill(lengths_.data(), lengths_.data() + lengths_.size(), index(0)); }
+
+ private:
+  static const KVCacheConfig& checked(const KVCacheConfig& c) {
+    constexpr const char* where = "KVCache";
+    check(c.layers > 0, where, "layers", "> 0", c.layers);
+    check(c.kv_heads > 0, where, "kv_heads", "> 0", c.kv_heads);
+    check(c.head_dim > 0, where, "head_dim", "> 0", c.head_dim);
+    check(c.capacity > 0, where, "capacity", "> 0", c.capacity);
+    check(c.sequences > 0, where, "sequences", "> 0", c.sequences);
+    return c;
+  }
+  static std::size_t elements(const KVCacheConfig& c) {
+    return static_cast<std::size_t>(c.sequences * c.layers * c.kv_heads * c.capacity * c.head_dim);
+  }
+  // Elements from the start of a buffer to the block of (layer, seq, head).
+  index offset(index layer, index seq, index head) const noexcept {
+    const index per_head = config_.capacity * config_.head_dim;
+    return ((seq * config_.layers + layer) * config_.kv_heads + head) * per_head;
+  }
+
+  KVCacheConfig config_;
+  AlignedBuffer<float> keys_, values_;
+  AlignedBuffer<index> lengths_;
+};
+
+}  // namespace TFORMER_ARCH_NS
+}  // namespace tformer

@@ -1,0 +1,222 @@
+// Grouped-query attention over a KV view, streaming softmax in tiles.
+//
+// For query token t at position p = positions(t) and query head h (kv head g = h / (Hq / Hkv):
+// each KV head repeated, not tiled), key position j is visible when
+//   j < kv.length, and (causal) j <= p, and (window W > 0) j > p − W   [Mistral: W keys
+//   including the query's own position], and key_valid[j] != 0 when a padding mask is given.
+// Scores s_j = scale · <q, k_j> (+ bias(h, p, j)), then softcap·tanh(s/softcap) when softcap > 0
+// (Gemma 2), then o = Σ softmax(s)_j · v_j. A query that sees no key gets o = 0.
+//
+// The g query heads of a group are processed together: each K and V row is read once per query
+// token for all of them. Keys are consumed in tiles of 64 with a running maximum and sum
+// (online softmax), so no score matrix over the whole context exists and logits of any magnitude
+// are stable. exp is vectorised. Prefill runs the same loop per query token.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <string>
+
+#include "tformer/cache/kv_cache.hpp"
+#include "tformer/core/error.hpp"
+#include "tformer/core/memory.hpp"
+#include "tformer/core/positions.hpp"
+#include "tformer/core/simd.hpp"
+#include "tformer/core/views.hpp"
+
+namespace tformer {
+inline namespace TFORMER_ARCH_NS {
+
+struct AttentionOptions {
+  float scale = 0.0f;    // 0: 1/sqrt(head_dim); Gemma 2: query_pre_attn_scalar^−1/2
+  float softcap = 0.0f;  // 0: off
+  index window = 0;      // 0: global; W > 0: keys (p − W, p]
+  bool causal = true;
+  std::span<const std::uint8_t> key_valid = {};  // empty, or kv.length flags (0 = padding)
+};
+
+// No additive bias.
+struct NoBias {
+  float operator()(index, index, index) const noexcept { return 0.0f; }
+};
+
+// Scratch for one attention call: per query head of a group, its running accumulator and the
+// scores of a tile. Allocated at construction.
+class AttentionWorkspace {
+ public:
+  static constexpr index tile = 64;
+  AttentionWorkspace(index group_size, index head_dim)
+      : group_(group_size),
+        head_dim_(head_dim),
+        acc_(static_cast<std::size_t>(std::max<index>(group_size * head_dim, 0))),
+        scores_(static_cast<std::size_t>(std::max<index>(group_size * tile, 0))) {}
+  index group_size() const noexcept { return group_; }
+  index head_dim() const noexcept { return head_dim_; }
+  float* acc(index h) noexcept { return acc_.data() + h * head_dim_; }
+  float* scores(index h) noexcept { return scores_.data() + h * tile; }
+
+ private:
+  index group_, head_dim_;
+  AlignedBuffer<float> acc_, scores_;
+};
+
+namespace attention_kernels {
+
+inline float dot(const float* a, const float* b, index n) noexcept {
+  index i = 0;
+  float total = 0.0f;
+#if TFORMER_HAS_SIMD
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  B acc0(0.0f), acc1(0.0f);
+  for (const index end2 = n / (2 * W) * (2 * W); i < end2; i += 2 * W) {
+    acc0 = xsimd::fma(B::load_unaligned(a + i), B::load_unaligned(b + i), acc0);
+    acc1 = xsimd::fma(B::load_unaligned(a + i + W), B::load_unaligned(b + i + W), acc1);
+  }
+  total = xsimd_compat::reduce_add(acc0 + acc1);
+#endif
+  for (; i < n; ++i) total += a[i] * b[i];
+  return total;
+}
+
+// y = y · alpha + p · v, n values.
+inline void scale_add(float* y, float alpha, float p, const float* v, index n) noexcept {
+  index i = 0;
+#if TFORMER_HAS_SIMD
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  const B a(alpha), pb(p);
+  for (const index end = n / W * W; i < end; i += W)
+    xsimd::fma(pb, B::load_unaligned(v + i), B::load_unaligned(y + i) * a).store_unaligned(y + i);
+#endif
+  for (; i < n; ++i) y[i] = y[i] * alpha + p * v[i];
+}
+
+// s[j] = exp(s[j] − m) for j < n; returns their sum. −inf scores give 0.
+inline float exp_shifted(float* s, index n, float m) noexcept {
+  index j = 0;
+  float total = 0.0f;
+#if TFORMER_HAS_SIMD
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  const B mb(m);
+  B acc(0.0f);
+  for (const index end = n / W * W; j < end; j += W) {
+    const B e = xsimd::exp(B::load_unaligned(s + j) - mb);
+    e.store_unaligned(s + j);
+    acc += e;
+  }
+  total = xsimd_compat::reduce_add(acc);
+#endif
+  for (; j < n; ++j) {
+    s[j] = std::exp(s[j] - m);
+    total += s[j];
+  }
+  return total;
+}
+
+// One query token (its group of `group` heads, rows q[h]) against keys [lo, hi) of kv head g.
+template <class Bias>
+void attend(const float* const* q, float* const* o, index group, index first_head, const KVView& kv,
+            index g, index lo, index hi, index position, const AttentionOptions& opt, float scale,
+            const Bias& bias, AttentionWorkspace& ws) noexcept {
+  constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+  const index d = kv.head_dim;
+  float m[16], l[16];  // group <= 16 (checked by the entry point)
+  for (index h = 0; h < group; ++h) {
+    m[h] = neg_inf;
+    l[h] = 0.0f;
+    std::fill(ws.acc(h), ws.acc(h) + d, 0.0f);
+  }
+  for (index k0 = lo; k0 < hi; k0 += AttentionWorkspace::tile) {
+    const index n = std::min(AttentionWorkspace::tile, hi - k0);
+    for (index j = 0; j < n; ++j) {  // one read of each key row for the whole group
+      const float* key = kv.key(g, k0 + j);
+      const bool valid = opt.key_valid.empty() || opt.key_valid[static_cast<std::size_t>(k0 + j)];
+      for (index h = 0; h < group; ++h) {
+        float s =
+            valid ? dot(q[h], key, d) * scale + bias(first_head + h, position, k0 + j) : neg_inf;
+        if (opt.softcap > 0.0f && valid) s = opt.softcap * std::tanh(s / opt.softcap);
+        ws.scores(h)[j] = s;
+      }
+    }
+    for (index h = 0; h < group; ++h) {
+      float* s = ws.scores(h);
+      const float tile_max = *std::max_element(s, s + n);
+      const float m_new = std::max(m[h], tile_max);
+      if (m_new == neg_inf) continue;  // nothing visible yet
+      const float alpha = m[h] == neg_inf ? 0.0f : std::exp(m[h] - m_new);
+      l[h] = l[h] * alpha + exp_shifted(s, n, m_new);
+      m[h] = m_new;
+      if (alpha != 1.0f)  // rescale the accumulator to the new maximum
+        for (index i = 0; i < d; ++i) ws.acc(h)[i] *= alpha;
+    }
+    for (index j = 0; j < n; ++j) {  // one read of each value row for the whole group
+      const float* value = kv.value(g, k0 + j);
+      for (index h = 0; h < group; ++h) {
+        const float p = ws.scores(h)[j];
+        if (p != 0.0f) scale_add(ws.acc(h), 1.0f, p, value, d);
+      }
+    }
+  }
+  for (index h = 0; h < group; ++h) {
+    const float inv = l[h] > 0.0f ? 1.0f / l[h] : 0.0f;
+    for (index i = 0; i < d; ++i) o[h][i] = ws.acc(h)[i] * inv;
+  }
+}
+
+}  // namespace attention_kernels
+
+// o [T, Hq, D] = attention of queries q [T, Hq, D] at `positions` over kv (Hkv heads, positions
+// [0, kv.length)), with Hq = g · Hkv, g <= 16. `bias(q_head, q_position, k_position)` is added
+// to each scaled score (ALiBi, T5 buckets). o must not overlap q. Causal queries need
+// positions < kv.length (their own key written).
+template <class Bias = NoBias>
+void attention(HeadsView<const float> q, const KVView& kv, const Positions& positions,
+               HeadsView<float> o, AttentionWorkspace& ws, const AttentionOptions& opt = {},
+               const Bias& bias = {}) {
+  constexpr const char* where = "attention";
+  check_view(where, "q", q);
+  check_view(where, "o", o);
+  if (kv.kv_heads <= 0 || q.heads() % kv.kv_heads != 0) [[unlikely]]
+    detail::fail_check(where, "q.heads",
+                       "a multiple of kv_heads (" + std::to_string(kv.kv_heads) + ")", q.heads());
+  check_eq(where, "q.head_dim (= kv head_dim)", kv.head_dim, q.head_dim());
+  check_eq(where, "o.tokens (= q.tokens)", q.tokens(), o.tokens());
+  check_eq(where, "o.heads (= q.heads)", q.heads(), o.heads());
+  check_eq(where, "o.head_dim (= q.head_dim)", q.head_dim(), o.head_dim());
+  const index group = q.heads() / kv.kv_heads;
+  check(group <= 16, where, "q.heads / kv_heads", "<= 16", group);
+  check_eq(where, "workspace group size", group, ws.group_size());
+  check_eq(where, "workspace head_dim", q.head_dim(), ws.head_dim());
+  check(opt.window >= 0, where, "window", ">= 0", opt.window);
+  if (!opt.key_valid.empty())
+    check(index(opt.key_valid.size()) >= kv.length, where, "key_valid size", ">= kv.length",
+          opt.key_valid.size());
+  positions.validate(where, q.tokens(),
+                     opt.causal ? kv.length : std::numeric_limits<std::int32_t>::max());
+  const float scale =
+      opt.scale > 0.0f ? opt.scale : 1.0f / std::sqrt(static_cast<float>(q.head_dim()));
+
+  const float* qs[16];
+  float* os[16];
+  for (index t = 0; t < q.tokens(); ++t) {
+    const index p = positions(t);
+    const index hi = opt.causal ? std::min(p + 1, kv.length) : kv.length;
+    const index lo = opt.window > 0 ? std::max<index>(0, p - opt.window + 1) : 0;
+    for (index g = 0; g < kv.kv_heads; ++g) {
+      for (index h = 0; h < group; ++h) {
+        qs[h] = q.row(t, g * group + h);
+        os[h] = o.row(t, g * group + h);
+      }
+      attention_kernels::attend(qs, os, group, g * group, kv, g, lo, std::max(lo, hi), p, opt,
+                                scale, bias, ws);
+    }
+  }
+}
+
+}  // namespace TFORMER_ARCH_NS
+}  // namespace tformer

@@ -1,0 +1,237 @@
+// Grouped-query attention against the double reference.
+//
+// Tolerance per output: each score carries at most E = (D + 2)·u·scale·max_j Σ_i |q_i·k_ji| of
+// rounding, which moves every softmax weight by a relative 2E at most; exp, the running sums over
+// L keys and the final division add (L + 16)·u. The output, a convex combination of value rows,
+// is then within max|v|·(2E + (L + 16)·u) of the reference.
+#include <catch2/catch.hpp>
+
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "reference/attention_reference.hpp"
+#include "support/random.hpp"
+#include "tformer/nn/attention.hpp"
+
+using Catch::Matchers::Contains;
+using tformer::AttentionOptions;
+using tformer::AttentionWorkspace;
+using tformer::HeadsView;
+using tformer::KVCache;
+using tformer::Positions;
+
+namespace {
+
+constexpr double u = FLT_EPSILON / 2;
+
+// One layer, one sequence: random keys and values for `length` positions, stored through write().
+struct Setup {
+  int Hq, Hkv, D, L;
+  std::vector<float> k, v;              // [L, Hkv, D] token-major, as a projection writes them
+  std::vector<float> k_heads, v_heads;  // [Hkv, L, D] for the reference
+  KVCache cache;
+
+  Setup(test::Random& rng, int hq, int hkv, int d, int l, float key_scale = 1.0f)
+      : Hq(hq),
+        Hkv(hkv),
+        D(d),
+        L(l),
+        k(rng.normal_floats(std::size_t(l) * hkv * d, key_scale)),
+        v(rng.normal_floats(std::size_t(l) * hkv * d)),
+        cache({.layers = 1, .kv_heads = hkv, .head_dim = d, .capacity = l}) {
+    cache.write(0, 0, HeadsView<const float>(k.data(), l, hkv, d),
+                HeadsView<const float>(v.data(), l, hkv, d));
+    cache.advance(0, l);
+    k_heads.resize(k.size());
+    v_heads.resize(v.size());
+    for (int t = 0; t < l; ++t)
+      for (int g = 0; g < hkv; ++g)
+        for (int i = 0; i < d; ++i) {
+          k_heads[(std::size_t(g) * l + t) * d + i] = k[(std::size_t(t) * hkv + g) * d + i];
+          v_heads[(std::size_t(g) * l + t) * d + i] = v[(std::size_t(t) * hkv + g) * d + i];
+        }
+  }
+  ref::AttentionCase reference(const AttentionOptions& opt) const {
+    ref::AttentionCase c{
+        Hq, Hkv, D, L, &k_heads, &v_heads, opt.scale > 0 ? opt.scale : 1.0 / std::sqrt(double(D))};
+    c.softcap = opt.softcap;
+    c.window = int(opt.window);
+    c.causal = opt.causal;
+    return c;
+  }
+};
+
+void check_outputs(const Setup& s, const ref::AttentionCase& c, const std::vector<float>& q,
+                   const std::vector<float>& o, const std::vector<std::int32_t>& pos) {
+  double vmax = 0;
+  for (float x : s.v) vmax = std::max(vmax, double(std::abs(x)));
+  const int T = int(pos.size());
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < s.Hq; ++h) {
+      const float* qh = q.data() + (std::size_t(t) * s.Hq + h) * s.D;
+      const auto expected = ref::attend(c, h, qh, pos[t]);
+      double e = 0;
+      const int g = h / (s.Hq / s.Hkv);
+      for (int j = 0; j < s.L; ++j) {
+        double m = 0;
+        for (int i = 0; i < s.D; ++i)
+          m += std::abs(qh[i] * s.k_heads[(std::size_t(g) * s.L + j) * s.D + i]);
+        e = std::max(e, m);
+      }
+      e *= (s.D + 2) * u * c.scale;
+      const double tol = vmax * (2 * e + (s.L + 16) * u) + 1e-30;
+      for (int i = 0; i < s.D; ++i) {
+        INFO("token " << t << " head " << h << " dim " << i << " position " << pos[t]);
+        REQUIRE(std::abs(o[(std::size_t(t) * s.Hq + h) * s.D + i] - expected[i]) <= tol);
+      }
+    }
+}
+
+std::vector<float> run(Setup& s, const std::vector<float>& q, const std::vector<std::int32_t>& pos,
+                       const AttentionOptions& opt = {}) {
+  const int T = int(pos.size());
+  std::vector<float> o(q.size(), -9.0f);
+  AttentionWorkspace ws(s.Hq / s.Hkv, s.D);
+  tformer::attention(HeadsView<const float>(q.data(), T, s.Hq, s.D), s.cache.view(0, 0, s.L),
+                     Positions::ids(pos), HeadsView<float>(o.data(), T, s.Hq, s.D), ws, opt);
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("nn/attention: GQA matches the reference on random shapes and masks",
+          "[nn][attention][property]") {
+  const auto seed = GENERATE(range(1, 25));
+  CAPTURE(seed);
+  test::Random rng(seed);
+  const int Hkv = rng.integer(1, 4), g = rng.integer(1, 4), D = rng.even(2, 96);
+  const int L = rng.integer(1, 300), T = rng.integer(1, std::min(L, 12));
+  Setup s(rng, Hkv * g, Hkv, D, L);
+  AttentionOptions opt;
+  if (seed % 3 == 1) opt.window = rng.integer(1, 80);
+  if (seed % 4 == 2) opt.softcap = 5.0f;
+  if (seed % 5 == 3) opt.causal = false;
+  if (seed % 2) opt.scale = float(rng.uniform(0.05, 0.5));
+  CAPTURE(Hkv, g, D, L, T, opt.window, opt.softcap, opt.causal);
+  const auto q = rng.normal_floats(std::size_t(T) * s.Hq * D);
+  std::vector<std::int32_t> pos(T);
+  for (auto& p : pos) p = rng.integer(0, L - 1);
+  check_outputs(s, s.reference(opt), q, run(s, q, pos, opt), pos);
+}
+
+TEST_CASE("nn/attention: GQA equals MHA with each KV head repeated", "[nn][attention]") {
+  test::Random rng(11);
+  const int Hkv = 2, g = 4, D = 32, L = 50, T = 5;
+  Setup gqa(rng, Hkv * g, Hkv, D, L);
+  // The MHA cache: kv head h holds GQA head h / g.
+  test::Random unused(0);
+  Setup mha(unused, Hkv * g, Hkv * g, D, L);
+  std::vector<float> k(std::size_t(L) * Hkv * g * D), v(k.size());
+  for (int t = 0; t < L; ++t)
+    for (int h = 0; h < Hkv * g; ++h)
+      for (int i = 0; i < D; ++i) {
+        k[(std::size_t(t) * Hkv * g + h) * D + i] = gqa.k[(std::size_t(t) * Hkv + h / g) * D + i];
+        v[(std::size_t(t) * Hkv * g + h) * D + i] = gqa.v[(std::size_t(t) * Hkv + h / g) * D + i];
+      }
+  mha.cache.reset();
+  mha.cache.write(0, 0, HeadsView<const float>(k.data(), L, Hkv * g, D),
+                  HeadsView<const float>(v.data(), L, Hkv * g, D));
+  mha.cache.advance(0, L);
+  const auto q = rng.normal_floats(std::size_t(T) * Hkv * g * D);
+  const std::vector<std::int32_t> pos = {45, 46, 47, 48, 49};
+  // Same per-head arithmetic in the same order: identical results.
+  CHECK(run(gqa, q, pos) == run(mha, q, pos));
+}
+
+TEST_CASE("nn/attention: later tokens never change earlier outputs; prefill equals decode",
+          "[nn][attention]") {
+  test::Random rng(12);
+  const int Hkv = 2, g = 2, D = 40, L = 30;
+  Setup s(rng, Hkv * g, Hkv, D, L);
+  const auto q = rng.normal_floats(std::size_t(L) * s.Hq * D);
+  std::vector<std::int32_t> all(L);
+  for (int t = 0; t < L; ++t) all[t] = t;
+  const auto prefill = run(s, q, all);
+  // Token by token over a cache that grows as decode would see it.
+  KVCache growing({.layers = 1, .kv_heads = Hkv, .head_dim = D, .capacity = L});
+  AttentionWorkspace ws(g, D);
+  for (int t = 0; t < L; ++t) {
+    growing.write(0, 0, HeadsView<const float>(s.k.data() + std::size_t(t) * Hkv * D, 1, Hkv, D),
+                  HeadsView<const float>(s.v.data() + std::size_t(t) * Hkv * D, 1, Hkv, D));
+    std::vector<float> o(std::size_t(s.Hq) * D);
+    tformer::attention(HeadsView<const float>(q.data() + std::size_t(t) * s.Hq * D, 1, s.Hq, D),
+                       growing.view(0, 0, t + 1), Positions::offset(t),
+                       HeadsView<float>(o.data(), 1, s.Hq, D), ws);
+    growing.advance(0, 1);
+    for (int i = 0; i < s.Hq * D; ++i)  // same keys, same order, same code: identical
+      REQUIRE(o[i] == prefill[std::size_t(t) * s.Hq * D + i]);
+  }
+}
+
+TEST_CASE("nn/attention: padded keys change nothing; a window >= T equals causal",
+          "[nn][attention]") {
+  test::Random rng(13);
+  const int Hkv = 1, g = 3, D = 16, L = 40;
+  Setup s(rng, Hkv * g, Hkv, D, L);
+  const auto q = rng.normal_floats(std::size_t(4) * s.Hq * D);
+  const std::vector<std::int32_t> pos = {10, 20, 30, 39};
+  std::vector<std::uint8_t> valid(L, 1);
+  for (int j : {3, 7, 15, 33}) valid[j] = 0;
+  AttentionOptions opt;
+  opt.key_valid = valid;
+  auto c = s.reference(opt);
+  c.key_valid = &valid;
+  check_outputs(s, c, q, run(s, q, pos, opt), pos);
+  AttentionOptions wide;
+  wide.window = L;
+  CHECK(run(s, q, pos, wide) == run(s, q, pos));
+}
+
+TEST_CASE("nn/attention: logits of ±1e4 stay finite and correct", "[nn][attention]") {
+  test::Random rng(14);
+  const int Hkv = 2, g = 2, D = 8, L = 100;
+  Setup s(rng, Hkv * g, Hkv, D, L, 300.0f);  // |q·k|·scale reaches ~1e4
+  auto q = rng.normal_floats(std::size_t(3) * s.Hq * D, 300.0f);
+  const std::vector<std::int32_t> pos = {0, 50, 99};
+  const auto o = run(s, q, pos);
+  for (float x : o) REQUIRE(std::isfinite(x));
+  check_outputs(s, s.reference({}), q, o, pos);
+}
+
+TEST_CASE("nn/attention: a bias hook (ALiBi) is added per head and key distance",
+          "[nn][attention]") {
+  test::Random rng(15);
+  const int Hkv = 2, g = 2, D = 16, L = 60;
+  Setup s(rng, Hkv * g, Hkv, D, L);
+  const auto q = rng.normal_floats(std::size_t(2) * s.Hq * D);
+  const std::vector<std::int32_t> pos = {30, 59};
+  auto alibi = [](tformer::index h, tformer::index p, tformer::index j) {
+    return -std::pow(2.0f, -8.0f * float(h + 1) / 4.0f) * float(p - j);
+  };
+  std::vector<float> o(q.size());
+  AttentionWorkspace ws(g, D);
+  tformer::attention(HeadsView<const float>(q.data(), 2, s.Hq, D), s.cache.view(0, 0, L),
+                     Positions::ids(pos), HeadsView<float>(o.data(), 2, s.Hq, D), ws, {}, alibi);
+  auto c = s.reference({});
+  c.bias = [&](int h, int p, int j) { return double(alibi(h, p, j)); };
+  check_outputs(s, c, q, o, pos);
+}
+
+TEST_CASE("nn/attention: bad shapes raise tformer::Error", "[nn][attention][errors]") {
+  test::Random rng(16);
+  Setup s(rng, 4, 2, 8, 10);
+  std::vector<float> q(3 * 8), o(q.size());
+  AttentionWorkspace ws(1, 8);
+  CHECK_THROWS_WITH(
+      tformer::attention(HeadsView<const float>(q.data(), 1, 3, 8), s.cache.view(0, 0, 10),
+                         Positions::offset(0), HeadsView<float>(o.data(), 1, 3, 8), ws),
+      Contains("q.heads") && Contains("multiple of kv_heads (2)") && Contains("got 3"));
+  std::vector<float> q4(4 * 8), o4(q4.size());
+  AttentionWorkspace ws2(2, 8);
+  CHECK_THROWS_WITH(
+      tformer::attention(HeadsView<const float>(q4.data(), 1, 4, 8), s.cache.view(0, 0, 10),
+                         Positions::offset(10), HeadsView<float>(o4.data(), 1, 4, 8), ws2),
+      Contains("positions") && Contains("[0, 10)"));
+}
