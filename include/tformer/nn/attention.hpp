@@ -7,8 +7,9 @@
 // Scores s_j = scale · <q, k_j> (+ bias(h, p, j)), then softcap·tanh(s/softcap) when softcap > 0
 // (Gemma 2), then o = Σ softmax(s)_j · v_j. A query that sees no key gets o = 0.
 //
-// The g query heads of a group are processed together: each K and V row is read once per query
-// token for all of them. Keys are consumed in tiles of 64 with a running maximum and sum
+// The g query heads of a group are processed together: each K and V row is read from memory once
+// per query token for all of them (a tile stays in L1). Keys are consumed in tiles of 32 with a
+// running maximum and sum
 // (online softmax), so no score matrix over the whole context exists and logits of any magnitude
 // are stable. exp is vectorised. Prefill runs the same loop per query token.
 #pragma once
@@ -47,7 +48,7 @@ struct NoBias {
 // scores of a tile. Allocated at construction.
 class AttentionWorkspace {
  public:
-  static constexpr index tile = 64;
+  static constexpr index tile = 32;
   AttentionWorkspace(index group_size, index head_dim)
       : group_(group_size),
         head_dim_(head_dim),
@@ -82,19 +83,6 @@ inline float dot(const float* a, const float* b, index n) noexcept {
   return total;
 }
 
-// y = y · alpha + p · v, n values.
-inline void scale_add(float* y, float alpha, float p, const float* v, index n) noexcept {
-  index i = 0;
-#if TFORMER_HAS_SIMD
-  using B = simd::batch;
-  constexpr index W = static_cast<index>(B::size);
-  const B a(alpha), pb(p);
-  for (const index end = n / W * W; i < end; i += W)
-    xsimd::fma(pb, B::load_unaligned(v + i), B::load_unaligned(y + i) * a).store_unaligned(y + i);
-#endif
-  for (; i < n; ++i) y[i] = y[i] * alpha + p * v[i];
-}
-
 // s[j] = exp(s[j] − m) for j < n; returns their sum. −inf scores give 0.
 inline float exp_shifted(float* s, index n, float m) noexcept {
   index j = 0;
@@ -118,7 +106,79 @@ inline float exp_shifted(float* s, index n, float m) noexcept {
   return total;
 }
 
+// out[j] = <q, key(g, k0 + j)> for j < n. W keys at a time: one accumulator per key over
+// head_dim, reduced together (haddp), so no key pays a horizontal sum of its own.
+inline void tile_dots(const float* q, const KVView& kv, index g, index k0, index n,
+                      float* out) noexcept {
+  const index d = kv.head_dim;
+  index j = 0;
+#if TFORMER_HAS_SIMD
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  const index dv = d / W * W;
+  for (const index nv = n / W * W; j < nv; j += W) {
+    B acc[W];
+    for (index w = 0; w < W; ++w) acc[w] = B(0.0f);
+    for (index i = 0; i < dv; i += W) {
+      const B qv = B::load_unaligned(q + i);
+      for (index w = 0; w < W; ++w)
+        acc[w] = xsimd::fma(qv, B::load_unaligned(kv.key(g, k0 + j + w) + i), acc[w]);
+    }
+    B sums = xsimd::haddp(acc);
+    if (dv < d) {  // head_dim not a multiple of W: the rest per key
+      alignas(64) float tail[W];
+      for (index w = 0; w < W; ++w) {
+        const float* key = kv.key(g, k0 + j + w);
+        float t = 0.0f;
+        for (index i = dv; i < d; ++i) t += q[i] * key[i];
+        tail[w] = t;
+      }
+      sums += B::load_aligned(tail);
+    }
+    sums.store_unaligned(out + j);
+  }
+#endif
+  for (; j < n; ++j) out[j] = dot(q, kv.key(g, k0 + j), d);
+}
+
+// acc = acc · alpha + Σ_{j < n} p[j] · value(g, k0 + j): head_dim in chunks of up to 8 registers
+// held in registers across the tile.
+inline void tile_values(float* acc, float alpha, const float* p, const KVView& kv, index g,
+                        index k0, index n) noexcept {
+  const index d = kv.head_dim;
+  index i = 0;
+#if TFORMER_HAS_SIMD
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  constexpr index R = 8;  // registers per chunk
+  const B a(alpha);
+  // Full chunks of R registers, then single registers: fixed-size blocks stay in registers.
+  for (const index end = d / (R * W) * (R * W); i < end; i += R * W) {
+    B r[R];
+    for (index k = 0; k < R; ++k) r[k] = B::load_unaligned(acc + i + k * W) * a;
+    for (index j = 0; j < n; ++j) {
+      const B pj(p[j]);
+      const float* v = kv.value(g, k0 + j) + i;
+      for (index k = 0; k < R; ++k) r[k] = xsimd::fma(pj, B::load_unaligned(v + k * W), r[k]);
+    }
+    for (index k = 0; k < R; ++k) r[k].store_unaligned(acc + i + k * W);
+  }
+  for (const index end = d / W * W; i < end; i += W) {
+    B r = B::load_unaligned(acc + i) * a;
+    for (index j = 0; j < n; ++j)
+      r = xsimd::fma(B(p[j]), B::load_unaligned(kv.value(g, k0 + j) + i), r);
+    r.store_unaligned(acc + i);
+  }
+#endif
+  for (; i < d; ++i) {
+    float t = acc[i] * alpha;
+    for (index j = 0; j < n; ++j) t += p[j] * kv.value(g, k0 + j)[i];
+    acc[i] = t;
+  }
+}
+
 // One query token (its group of `group` heads, rows q[h]) against keys [lo, hi) of kv head g.
+// A tile's keys and values (2 · 32 rows) stay in L1 while every head of the group uses them.
 template <class Bias>
 void attend(const float* const* q, float* const* o, index group, index first_head, const KVView& kv,
             index g, index lo, index hi, index position, const AttentionOptions& opt, float scale,
@@ -133,33 +193,21 @@ void attend(const float* const* q, float* const* o, index group, index first_hea
   }
   for (index k0 = lo; k0 < hi; k0 += AttentionWorkspace::tile) {
     const index n = std::min(AttentionWorkspace::tile, hi - k0);
-    for (index j = 0; j < n; ++j) {  // one read of each key row for the whole group
-      const float* key = kv.key(g, k0 + j);
-      const bool valid = opt.key_valid.empty() || opt.key_valid[static_cast<std::size_t>(k0 + j)];
-      for (index h = 0; h < group; ++h) {
-        float s =
-            valid ? dot(q[h], key, d) * scale + bias(first_head + h, position, k0 + j) : neg_inf;
-        if (opt.softcap > 0.0f && valid) s = opt.softcap * std::tanh(s / opt.softcap);
-        ws.scores(h)[j] = s;
-      }
-    }
     for (index h = 0; h < group; ++h) {
       float* s = ws.scores(h);
-      const float tile_max = *std::max_element(s, s + n);
-      const float m_new = std::max(m[h], tile_max);
-      if (m_new == neg_inf) continue;  // nothing visible yet
+      tile_dots(q[h], kv, g, k0, n, s);
+      for (index j = 0; j < n; ++j) {
+        const bool valid = opt.key_valid.empty() || opt.key_valid[static_cast<std::size_t>(k0 + j)];
+        float x = s[j] * scale + bias(first_head + h, position, k0 + j);
+        if (opt.softcap > 0.0f) x = opt.softcap * std::tanh(x / opt.softcap);
+        s[j] = valid ? x : neg_inf;
+      }
+      const float m_new = std::max(m[h], *std::max_element(s, s + n));
+      if (m_new == neg_inf) continue;  // nothing visible yet: weights stay 0
       const float alpha = m[h] == neg_inf ? 0.0f : std::exp(m[h] - m_new);
       l[h] = l[h] * alpha + exp_shifted(s, n, m_new);
       m[h] = m_new;
-      if (alpha != 1.0f)  // rescale the accumulator to the new maximum
-        for (index i = 0; i < d; ++i) ws.acc(h)[i] *= alpha;
-    }
-    for (index j = 0; j < n; ++j) {  // one read of each value row for the whole group
-      const float* value = kv.value(g, k0 + j);
-      for (index h = 0; h < group; ++h) {
-        const float p = ws.scores(h)[j];
-        if (p != 0.0f) scale_add(ws.acc(h), 1.0f, p, value, d);
-      }
+      tile_values(ws.acc(h), alpha, s, kv, g, k0, n);
     }
   }
   for (index h = 0; h < group; ++h) {
