@@ -191,8 +191,16 @@ void attend(const float* const* q, float* const* o, index group, index first_hea
     l[h] = 0.0f;
     std::fill(ws.acc(h), ws.acc(h) + d, 0.0f);
   }
+  constexpr index ahead = 2 * AttentionWorkspace::tile;  // prefetch distance, in keys
   for (index k0 = lo; k0 < hi; k0 += AttentionWorkspace::tile) {
     const index n = std::min(AttentionWorkspace::tile, hi - k0);
+    // Streaming from DRAM: ask for the keys and values two tiles ahead while this one computes
+    // (the hardware prefetcher alone leaves the loads of each tile exposed).
+    for (index j = k0 + ahead; j < std::min(hi, k0 + ahead + n); ++j)
+      for (index i = 0; i < d; i += 64 / index(sizeof(float))) {
+        __builtin_prefetch(kv.key(g, j) + i);
+        __builtin_prefetch(kv.value(g, j) + i);
+      }
     for (index h = 0; h < group; ++h) {
       float* s = ws.scores(h);
       tile_dots(q[h], kv, g, k0, n, s);
