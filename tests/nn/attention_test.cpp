@@ -235,3 +235,58 @@ TEST_CASE("nn/attention: bad shapes raise tformer::Error", "[nn][attention][erro
                          Positions::offset(10), HeadsView<float>(o4.data(), 1, 4, 8), ws2),
       Contains("positions") && Contains("[0, 10)"));
 }
+
+TEST_CASE("nn/attention: a ring cache equals a full cache with the window mask, past its size",
+          "[nn][attention][ring]") {
+  const auto step = GENERATE(1, 3);
+  CAPTURE(step);
+  test::Random rng(17);
+  const int Hkv = 2, g = 2, D = 24, W = 7, L = 60;
+  const auto k = rng.normal_floats(std::size_t(L) * Hkv * D), v = rng.normal_floats(k.size());
+  const auto q = rng.normal_floats(std::size_t(L) * Hkv * g * D);
+  KVCache full({.layers = 1, .kv_heads = Hkv, .head_dim = D, .capacity = L});
+  KVCache ring({.layers = 1, .kv_heads = Hkv, .head_dim = D, .window = W, .max_step = step});
+  CHECK(ring.slots() == W + step - 1);
+  CHECK(ring.bytes() == 2u * Hkv * (W + step - 1) * D * sizeof(float));
+  AttentionWorkspace ws(g, D);
+  AttentionOptions opt;
+  opt.window = W;
+  for (int t0 = 0; t0 < L; t0 += step) {
+    const int T = std::min(step, L - t0);
+    HeadsView<const float> kt(k.data() + std::size_t(t0) * Hkv * D, T, Hkv, D);
+    HeadsView<const float> vt(v.data() + std::size_t(t0) * Hkv * D, T, Hkv, D);
+    HeadsView<const float> qt(q.data() + std::size_t(t0) * Hkv * g * D, T, Hkv * g, D);
+    full.write(0, 0, kt, vt);
+    ring.write(0, 0, kt, vt);
+    std::vector<float> a(std::size_t(T) * Hkv * g * D), b(a.size());
+    tformer::attention(qt, full.view(0, 0, t0 + T), Positions::offset(t0),
+                       HeadsView<float>(a.data(), T, Hkv * g, D), ws, opt);
+    tformer::attention(qt, ring.view(0, 0, t0 + T), Positions::offset(t0),
+                       HeadsView<float>(b.data(), T, Hkv * g, D), ws, opt);
+    full.advance(0, T);
+    ring.advance(0, T);
+    // The same keys in the same order, only stored elsewhere (tiles split at the wrap, so the
+    // float sums may group differently): equal within the attention bound for unit values.
+    for (std::size_t i = 0; i < a.size(); ++i) REQUIRE(std::abs(a[i] - b[i]) <= 1e-6);
+  }
+  CHECK(ring.length(0) == L);  // far past the ring's slots
+  std::vector<float> many(std::size_t(step + 1) * Hkv * D);
+  CHECK_THROWS_WITH(ring.write(0, 0, HeadsView<const float>(many.data(), step + 1, Hkv, D),
+                               HeadsView<const float>(many.data(), step + 1, Hkv, D)),
+                    Contains("max_step"));
+  std::vector<float> q1(std::size_t(Hkv) * g * D), o1(q1.size());
+  AttentionOptions global;  // a ring cannot serve global attention
+  CHECK_THROWS_WITH(tformer::attention(HeadsView<const float>(q1.data(), 1, Hkv * g, D),
+                                       ring.view(0, 0, L), Positions::offset(L - 1),
+                                       HeadsView<float>(o1.data(), 1, Hkv * g, D), ws, global),
+                    Contains("window") && Contains("ring cache"));
+}
+
+TEST_CASE("nn/attention: a 32k-token context matches the reference", "[nn][attention][long]") {
+  test::Random rng(18);
+  const int Hkv = 1, g = 2, D = 32, L = 32768;
+  Setup s(rng, Hkv * g, Hkv, D, L);
+  const auto q = rng.normal_floats(std::size_t(2) * s.Hq * D);
+  const std::vector<std::int32_t> pos = {L - 1, 20000};
+  check_outputs(s, s.reference({}), q, run(s, q, pos), pos);
+}

@@ -8,12 +8,14 @@
 //   cache.write(layer, seq, k, v);            // positions [length(seq), length(seq) + T)
 //   attention(q, cache.view(layer, seq, cache.length(seq) + T), …);
 //   cache.advance(seq, T);                    // once per step, after all layers
-// truncate() rolls a sequence back (rejected speculative tokens); reset() empties it.
+// truncate() rolls a sequence back (rejected speculative tokens); reset() empties it. In ring
+// mode (sliding-window layers) only the last window + max_step − 1 positions are kept.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "tformer/core/arch.hpp"
@@ -28,8 +30,14 @@ struct KVCacheConfig {
   index layers = 0;
   index kv_heads = 0;
   index head_dim = 0;
-  index capacity = 0;   // positions per sequence
+  index capacity = 0;   // positions per sequence (ignored in ring mode)
   index sequences = 1;  // batch size
+  // Ring mode for sliding-window layers: window > 0 keeps only what a window of `window` keys
+  // needs, in window + max_step − 1 slots (position p in slot p mod slots), and sequences may
+  // grow without bound. A step may write at most max_step tokens: its queries still need the
+  // keys that its own writes would otherwise overwrite.
+  index window = 0;
+  index max_step = 1;
 };
 
 // Read-only view of one layer of one sequence: `length` positions of `kv_heads` heads.
@@ -40,12 +48,19 @@ struct KVView {
   index length = 0;
   index head_dim = 0;
   index head_stride = 0;  // elements from one kv head's block to the next
+  index slots = 0;        // ring mode: positions are stored mod slots; 0: position = slot
+  index window = 0;       // ring mode: the window the ring keeps (keys (p − window, p])
 
+  index slot(index position) const noexcept { return slots > 0 ? position % slots : position; }
   const float* key(index head, index position) const noexcept {
-    return keys + head * head_stride + position * head_dim;
+    return keys + head * head_stride + slot(position) * head_dim;
   }
   const float* value(index head, index position) const noexcept {
-    return values + head * head_stride + position * head_dim;
+    return values + head * head_stride + slot(position) * head_dim;
+  }
+  // How many positions from `position` on are stored contiguously (until the ring wraps).
+  index contiguous(index position) const noexcept {
+    return slots > 0 ? slots - position % slots : std::numeric_limits<index>::max();
   }
 };
 
@@ -66,7 +81,10 @@ class KVCache {
     check_index("KVCache::length", "seq", seq, config_.sequences);
     return lengths_[static_cast<std::size_t>(seq)];
   }
-  // Bytes of keys and values: exactly 2 · sequences · layers · kv_heads · capacity · head_dim · 4.
+  // Position slots per sequence: capacity, or window + max_step − 1 in ring mode.
+  index slots() const noexcept { return slots_of(config_); }
+  bool ring() const noexcept { return config_.window > 0; }
+  // Bytes of keys and values: exactly 2 · sequences · layers · kv_heads · slots · head_dim · 4.
   std::size_t bytes() const noexcept { return keys_.bytes() + values_.bytes(); }
 
   // Stores k and v [T, kv_heads, head_dim] of layer `layer` at positions
@@ -83,17 +101,24 @@ class KVCache {
     check_eq(where, "v.head_dim", config_.head_dim, v.head_dim());
     check_eq(where, "v.tokens (= k.tokens)", k.tokens(), v.tokens());
     const index first = lengths_[static_cast<std::size_t>(seq)];
-    if (first + k.tokens() > config_.capacity) [[unlikely]]
+    if (ring()) {
+      if (k.tokens() > config_.max_step) [[unlikely]]
+        detail::fail_check(where, "tokens",
+                           "<= max_step (" + std::to_string(config_.max_step) + ") in ring mode",
+                           k.tokens());
+    } else if (first + k.tokens() > config_.capacity) [[unlikely]] {
       detail::fail_check(where, "positions (length + tokens)",
                          "<= capacity (" + std::to_string(config_.capacity) + ")",
                          first + k.tokens());
-    const index d = config_.head_dim;
+    }
+    const index d = config_.head_dim, slots = this->slots();
     for (index h = 0; h < config_.kv_heads; ++h) {
-      float* kd = keys_.data() + offset(layer, seq, h) + first * d;
-      float* vd = values_.data() + offset(layer, seq, h) + first * d;
+      float* kd = keys_.data() + offset(layer, seq, h);
+      float* vd = values_.data() + offset(layer, seq, h);
       for (index t = 0; t < k.tokens(); ++t) {
-        std::copy(k.row(t, h), k.row(t, h) + d, kd + t * d);
-        std::copy(v.row(t, h), v.row(t, h) + d, vd + t * d);
+        const index slot = (first + t) % slots;
+        std::copy(k.row(t, h), k.row(t, h) + d, kd + slot * d);
+        std::copy(v.row(t, h), v.row(t, h) + d, vd + slot * d);
       }
     }
   }
@@ -104,7 +129,7 @@ class KVCache {
     constexpr const char* where = "KVCache::view";
     check_index(where, "layer", layer, config_.layers);
     check_index(where, "seq", seq, config_.sequences);
-    if (length < 0 || length > config_.capacity) [[unlikely]]
+    if (length < 0 || (!ring() && length > config_.capacity)) [[unlikely]]
       detail::fail_check(where, "length",
                          "a value in [0, " + std::to_string(config_.capacity) + "] (capacity)",
                          length);
@@ -113,7 +138,9 @@ class KVCache {
             config_.kv_heads,
             length,
             config_.head_dim,
-            config_.capacity * config_.head_dim};
+            slots() * config_.head_dim,
+            ring() ? slots() : 0,
+            config_.window};
   }
 
   // Commits `tokens` written positions of sequence `seq` (after every layer wrote them).
@@ -121,7 +148,7 @@ class KVCache {
     constexpr const char* where = "KVCache::advance";
     check_index(where, "seq", seq, config_.sequences);
     const index next = lengths_[static_cast<std::size_t>(seq)] + tokens;
-    if (tokens < 0 || next > config_.capacity) [[unlikely]]
+    if (tokens < 0 || (!ring() && next > config_.capacity)) [[unlikely]]
       detail::fail_check(where, "length + tokens",
                          "a value in [length, " + std::to_string(config_.capacity) + "]", next);
     lengths_[static_cast<std::size_t>(seq)] = next;
@@ -148,16 +175,23 @@ class KVCache {
     check(c.layers > 0, where, "layers", "> 0", c.layers);
     check(c.kv_heads > 0, where, "kv_heads", "> 0", c.kv_heads);
     check(c.head_dim > 0, where, "head_dim", "> 0", c.head_dim);
-    check(c.capacity > 0, where, "capacity", "> 0", c.capacity);
     check(c.sequences > 0, where, "sequences", "> 0", c.sequences);
+    check(c.window >= 0, where, "window", ">= 0 (0: no ring)", c.window);
+    if (c.window > 0)
+      check(c.max_step >= 1, where, "max_step", ">= 1", c.max_step);
+    else
+      check(c.capacity > 0, where, "capacity", "> 0", c.capacity);
     return c;
   }
+  static index slots_of(const KVCacheConfig& c) noexcept {
+    return c.window > 0 ? c.window + c.max_step - 1 : c.capacity;
+  }
   static std::size_t elements(const KVCacheConfig& c) {
-    return static_cast<std::size_t>(c.sequences * c.layers * c.kv_heads * c.capacity * c.head_dim);
+    return static_cast<std::size_t>(c.sequences * c.layers * c.kv_heads * slots_of(c) * c.head_dim);
   }
   // Elements from the start of a buffer to the block of (layer, seq, head).
   index offset(index layer, index seq, index head) const noexcept {
-    const index per_head = config_.capacity * config_.head_dim;
+    const index per_head = slots() * config_.head_dim;
     return ((seq * config_.layers + layer) * config_.kv_heads + head) * per_head;
   }
 

@@ -111,6 +111,7 @@ inline float exp_shifted(float* s, index n, float m) noexcept {
 inline void tile_dots(const float* q, const KVView& kv, index g, index k0, index n,
                       float* out) noexcept {
   const index d = kv.head_dim;
+  const float* keys = kv.key(g, k0);  // the tile's rows are contiguous (attend splits at wraps)
   index j = 0;
 #if TFORMER_HAS_SIMD
   using B = simd::batch;
@@ -122,13 +123,13 @@ inline void tile_dots(const float* q, const KVView& kv, index g, index k0, index
     for (index i = 0; i < dv; i += W) {
       const B qv = B::load_unaligned(q + i);
       for (index w = 0; w < W; ++w)
-        acc[w] = xsimd::fma(qv, B::load_unaligned(kv.key(g, k0 + j + w) + i), acc[w]);
+        acc[w] = xsimd::fma(qv, B::load_unaligned(keys + (j + w) * d + i), acc[w]);
     }
     B sums = xsimd::haddp(acc);
     if (dv < d) {  // head_dim not a multiple of W: the rest per key
       alignas(64) float tail[W];
       for (index w = 0; w < W; ++w) {
-        const float* key = kv.key(g, k0 + j + w);
+        const float* key = keys + (j + w) * d;
         float t = 0.0f;
         for (index i = dv; i < d; ++i) t += q[i] * key[i];
         tail[w] = t;
@@ -138,7 +139,7 @@ inline void tile_dots(const float* q, const KVView& kv, index g, index k0, index
     sums.store_unaligned(out + j);
   }
 #endif
-  for (; j < n; ++j) out[j] = dot(q, kv.key(g, k0 + j), d);
+  for (; j < n; ++j) out[j] = dot(q, keys + j * d, d);
 }
 
 // acc = acc · alpha + Σ_{j < n} p[j] · value(g, k0 + j): head_dim in chunks of up to 8 registers
@@ -146,6 +147,7 @@ inline void tile_dots(const float* q, const KVView& kv, index g, index k0, index
 inline void tile_values(float* acc, float alpha, const float* p, const KVView& kv, index g,
                         index k0, index n) noexcept {
   const index d = kv.head_dim;
+  const float* values = kv.value(g, k0);  // contiguous rows, as in tile_dots
   index i = 0;
 #if TFORMER_HAS_SIMD
   using B = simd::batch;
@@ -158,21 +160,20 @@ inline void tile_values(float* acc, float alpha, const float* p, const KVView& k
     for (index k = 0; k < R; ++k) r[k] = B::load_unaligned(acc + i + k * W) * a;
     for (index j = 0; j < n; ++j) {
       const B pj(p[j]);
-      const float* v = kv.value(g, k0 + j) + i;
+      const float* v = values + j * d + i;
       for (index k = 0; k < R; ++k) r[k] = xsimd::fma(pj, B::load_unaligned(v + k * W), r[k]);
     }
     for (index k = 0; k < R; ++k) r[k].store_unaligned(acc + i + k * W);
   }
   for (const index end = d / W * W; i < end; i += W) {
     B r = B::load_unaligned(acc + i) * a;
-    for (index j = 0; j < n; ++j)
-      r = xsimd::fma(B(p[j]), B::load_unaligned(kv.value(g, k0 + j) + i), r);
+    for (index j = 0; j < n; ++j) r = xsimd::fma(B(p[j]), B::load_unaligned(values + j * d + i), r);
     r.store_unaligned(acc + i);
   }
 #endif
   for (; i < d; ++i) {
     float t = acc[i] * alpha;
-    for (index j = 0; j < n; ++j) t += p[j] * kv.value(g, k0 + j)[i];
+    for (index j = 0; j < n; ++j) t += p[j] * values[j * d + i];
     acc[i] = t;
   }
 }
@@ -192,11 +193,11 @@ void attend(const float* const* q, float* const* o, index group, index first_hea
     std::fill(ws.acc(h), ws.acc(h) + d, 0.0f);
   }
   constexpr index ahead = 2 * AttentionWorkspace::tile;  // prefetch distance, in keys
-  for (index k0 = lo; k0 < hi; k0 += AttentionWorkspace::tile) {
-    const index n = std::min(AttentionWorkspace::tile, hi - k0);
+  for (index k0 = lo, n = 0; k0 < hi; k0 += n) {
+    n = std::min({AttentionWorkspace::tile, hi - k0, kv.contiguous(k0)});
     // Streaming from DRAM: ask for the keys and values two tiles ahead while this one computes
     // (the hardware prefetcher alone leaves the loads of each tile exposed).
-    for (index j = k0 + ahead; j < std::min(hi, k0 + ahead + n); ++j)
+    for (index j = k0 + ahead; j < std::min(hi, k0 + ahead + AttentionWorkspace::tile); ++j)
       for (index i = 0; i < d; i += 64 / index(sizeof(float))) {
         __builtin_prefetch(kv.key(g, j) + i);
         __builtin_prefetch(kv.value(g, j) + i);
@@ -249,11 +250,24 @@ void attention(HeadsView<const float> q, const KVView& kv, const Positions& posi
   check_eq(where, "workspace group size", group, ws.group_size());
   check_eq(where, "workspace head_dim", q.head_dim(), ws.head_dim());
   check(opt.window >= 0, where, "window", ">= 0", opt.window);
+
   if (!opt.key_valid.empty())
     check(index(opt.key_valid.size()) >= kv.length, where, "key_valid size", ">= kv.length",
           opt.key_valid.size());
   positions.validate(where, q.tokens(),
                      opt.causal ? kv.length : std::numeric_limits<std::int32_t>::max());
+  if (kv.slots > 0) {  // a ring keeps the last kv.window keys of each query only
+    if (!(opt.causal && opt.window > 0 && opt.window <= kv.window)) [[unlikely]]
+      detail::fail_check(where, "window",
+                         "causal, in [1, " + std::to_string(kv.window) + "] for a ring cache",
+                         opt.window);
+    for (index t = 0; t < q.tokens(); ++t)
+      if (positions(t) - opt.window + 1 < kv.length - kv.slots) [[unlikely]]
+        detail::fail_check(where, "position",
+                           "one whose window the ring still holds (>= " +
+                               std::to_string(kv.length - kv.slots + opt.window - 1) + ")",
+                           positions(t));
+  }
   const float scale =
       opt.scale > 0.0f ? opt.scale : 1.0f / std::sqrt(static_cast<float>(q.head_dim()));
 
