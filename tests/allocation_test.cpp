@@ -6,6 +6,7 @@
 
 #include "support/allocation_counter.hpp"
 #include "support/matrix.hpp"
+#include "tformer/nn/attention.hpp"
 #include "tformer/nn/linear.hpp"
 #include "tformer/nn/moe.hpp"
 #include "tformer/nn/rmsnorm.hpp"
@@ -68,5 +69,31 @@ TEST_CASE("nn: decode (one token) allocates nothing", "[nn][allocation]") {
           swiglu(x.cview(), ffn, y.view(), ws);
           swiglu_topk(x.cview(), ffn, down_t.view(), TopK::fraction(0.25), y.view(), ws);
           moe(x.cview(), {router.cview(), experts, std::nullopt, {}}, config, y.view(), moe_ws);
+        }) == 0);
+}
+
+TEST_CASE("attention: a decode step (cache write, attention, advance) allocates nothing",
+          "[nn][attention][allocation]") {
+  test::Random rng(4);
+  const int Hkv = 2, g = 4, D = 64, L = 300;
+  KVCache cache({.layers = 1, .kv_heads = Hkv, .head_dim = D, .capacity = L});
+  KVCache ring({.layers = 1, .kv_heads = Hkv, .head_dim = D, .window = 32});
+  AttentionWorkspace ws(g, D);
+  const auto k = rng.normal_floats(std::size_t(Hkv) * D),
+             q = rng.normal_floats(std::size_t(Hkv) * g * D);
+  std::vector<float> o(q.size());
+  AttentionOptions windowed;
+  windowed.window = 32;
+  CHECK(test::allocations_during([&] {
+          for (int t = 0; t < 100; ++t) {
+            for (KVCache* c : {&cache, &ring}) {
+              c->write(0, 0, HeadsView<const float>(k.data(), 1, Hkv, D),
+                       HeadsView<const float>(k.data(), 1, Hkv, D));
+              attention(HeadsView<const float>(q.data(), 1, Hkv * g, D), c->view(0, 0, t + 1),
+                        Positions::offset(t), HeadsView<float>(o.data(), 1, Hkv * g, D), ws,
+                        c == &ring ? windowed : AttentionOptions{});
+              c->advance(0, 1);
+            }
+          }
         }) == 0);
 }

@@ -290,3 +290,99 @@ TEST_CASE("nn/attention: a 32k-token context matches the reference", "[nn][atten
   const std::vector<std::int32_t> pos = {L - 1, 20000};
   check_outputs(s, s.reference({}), q, run(s, q, pos), pos);
 }
+
+TEST_CASE("nn/attention: cross-attention over cached encoder states, invariant to their order",
+          "[nn][attention][cross]") {
+  test::Random rng(19);
+  const int Hkv = 2, g = 4, D = 16, S = 23, T = 3;
+  const auto k = rng.normal_floats(std::size_t(S) * Hkv * D), v = rng.normal_floats(k.size());
+  std::vector<std::uint8_t> valid(S, 1);
+  valid[4] = valid[17] = valid[22] = 0;  // padded vision tokens
+  tformer::CrossKVCache cross({.layers = 2, .kv_heads = Hkv, .head_dim = D, .capacity = 32});
+  for (int layer = 0; layer < 2; ++layer)
+    cross.set(layer, 0, HeadsView<const float>(k.data(), S, Hkv, D),
+              HeadsView<const float>(v.data(), S, Hkv, D), valid);
+  CHECK(cross.tokens(0) == S);
+  const auto q = rng.normal_floats(std::size_t(T) * Hkv * g * D);
+  AttentionWorkspace ws(g, D);
+  AttentionOptions opt;
+  opt.causal = false;
+  opt.key_valid = cross.key_valid(0);
+  std::vector<float> o(q.size());
+  tformer::attention(HeadsView<const float>(q.data(), T, Hkv * g, D), cross.view(1, 0),
+                     Positions::offset(0), HeadsView<float>(o.data(), T, Hkv * g, D), ws, opt);
+  // Against the reference, from the head-major copy of the same keys.
+  std::vector<float> kh(k.size()), vh(v.size());
+  for (int j = 0; j < S; ++j)
+    for (int h = 0; h < Hkv; ++h)
+      for (int i = 0; i < D; ++i) {
+        kh[(std::size_t(h) * S + j) * D + i] = k[(std::size_t(j) * Hkv + h) * D + i];
+        vh[(std::size_t(h) * S + j) * D + i] = v[(std::size_t(j) * Hkv + h) * D + i];
+      }
+  ref::AttentionCase c{Hkv * g, Hkv, D, S, &kh, &vh, 1.0 / std::sqrt(double(D))};
+  c.causal = false;
+  c.key_valid = &valid;
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < Hkv * g; ++h) {
+      const auto e = ref::attend(c, h, q.data() + (std::size_t(t) * Hkv * g + h) * D, 0);
+      for (int i = 0; i < D; ++i)
+        REQUIRE(std::abs(o[(std::size_t(t) * Hkv * g + h) * D + i] - e[i]) <= 1e-5);
+    }
+  // Permute the encoder tokens together with their mask: the output stays the same.
+  std::vector<int> perm(S);
+  for (int j = 0; j < S; ++j) perm[j] = (j * 7 + 3) % S;
+  std::vector<float> kp(k.size()), vp(v.size());
+  std::vector<std::uint8_t> validp(S);
+  for (int j = 0; j < S; ++j) {
+    std::copy_n(k.begin() + std::size_t(perm[j]) * Hkv * D, Hkv * D,
+                kp.begin() + std::size_t(j) * Hkv * D);
+    std::copy_n(v.begin() + std::size_t(perm[j]) * Hkv * D, Hkv * D,
+                vp.begin() + std::size_t(j) * Hkv * D);
+    validp[j] = valid[perm[j]];
+  }
+  for (int layer = 0; layer < 2; ++layer)
+    cross.set(layer, 0, HeadsView<const float>(kp.data(), S, Hkv, D),
+              HeadsView<const float>(vp.data(), S, Hkv, D), validp);
+  opt.key_valid = cross.key_valid(0);
+  std::vector<float> op(q.size());
+  tformer::attention(HeadsView<const float>(q.data(), T, Hkv * g, D), cross.view(1, 0),
+                     Positions::offset(0), HeadsView<float>(op.data(), T, Hkv * g, D), ws, opt);
+  // Same terms summed in another order: within float rounding of unit-scale values.
+  for (std::size_t i = 0; i < o.size(); ++i) REQUIRE(std::abs(o[i] - op[i]) <= 1e-6);
+  CHECK_THROWS_WITH(cross.set(0, 0, HeadsView<const float>(k.data(), S - 1, Hkv, D),
+                              HeadsView<const float>(v.data(), S - 1, Hkv, D)),
+                    Contains("encoder tokens") && Contains("expected 23, got 22"));
+}
+
+TEST_CASE("nn/attention: the explain path returns the weights the fast path applies",
+          "[nn][attention]") {
+  test::Random rng(20);
+  const int Hkv = 2, g = 2, D = 16, L = 40, T = 3;
+  Setup s(rng, Hkv * g, Hkv, D, L);
+  const auto q = rng.normal_floats(std::size_t(T) * s.Hq * D);
+  const std::vector<std::int32_t> pos = {5, 22, 39};
+  AttentionOptions opt;
+  opt.window = 10;
+  const auto o = run(s, q, pos, opt);
+  std::vector<float> w(std::size_t(T) * s.Hq * L);
+  tformer::attention_weights(HeadsView<const float>(q.data(), T, s.Hq, D), s.cache.view(0, 0, L),
+                             Positions::ids(pos), HeadsView<float>(w.data(), T, s.Hq, L), opt);
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < s.Hq; ++h) {
+      const float* wr = w.data() + (std::size_t(t) * s.Hq + h) * L;
+      double total = 0;
+      for (int j = 0; j < L; ++j) {
+        if (j > pos[t] || j <= pos[t] - 10) REQUIRE(wr[j] == 0.0f);  // outside the window
+        total += wr[j];
+      }
+      REQUIRE(std::abs(total - 1.0) <= 1e-6);
+      // o = Σ w_j v_j, the fast path's output.
+      const int kvh = h / g;
+      for (int i = 0; i < D; ++i) {
+        double e = 0;
+        for (int j = 0; j < L; ++j)
+          e += double(wr[j]) * s.v_heads[(std::size_t(kvh) * L + j) * D + i];
+        REQUIRE(std::abs(o[(std::size_t(t) * s.Hq + h) * D + i] - e) <= 1e-5);
+      }
+    }
+}

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <span>
 #include <string>
 
 #include "tformer/core/arch.hpp"
@@ -198,6 +199,52 @@ class KVCache {
   KVCacheConfig config_;
   AlignedBuffer<float> keys_, values_;
   AlignedBuffer<index> lengths_;
+};
+
+// Cross-attention cache: each layer's keys and values of the encoder states (vision tokens),
+// projected once per sequence by the caller (the encoder width may differ from the decoder's)
+// and reused by every decode step, with the encoder's padding mask. Attention over it is
+// non-causal: attention(q, cache.view(layer, seq), …, {.causal = false,
+// .key_valid = cache.key_valid(seq)}).
+class CrossKVCache {
+ public:
+  // config.capacity: the most encoder tokens a sequence may have.
+  explicit CrossKVCache(const KVCacheConfig& config)
+      : cache_(config), valid_(static_cast<std::size_t>(config.sequences * config.capacity)) {}
+
+  // Stores layer `layer`'s projected encoder keys and values [S, kv_heads, head_dim] for
+  // sequence `seq`. Every layer of a sequence must be given the same S (reset(seq) before an
+  // encoder input of another size); `valid` has S flags (0 = padding) or is empty (all valid),
+  // and is kept from the last call.
+  void set(index layer, index seq, HeadsView<const float> k, HeadsView<const float> v,
+           std::span<const std::uint8_t> valid = {}) {
+    constexpr const char* where = "CrossKVCache::set";
+    check_index(where, "seq", seq, cache_.config().sequences);
+    if (!valid.empty())
+      check_eq(where, "valid size (= encoder tokens)", k.tokens(), index(valid.size()));
+    const index length = cache_.length(seq);
+    if (length != 0 && length != k.tokens()) [[unlikely]]
+      detail::fail_check(where, "encoder tokens (as for the other layers)", length, k.tokens());
+    if (length != 0) cache_.truncate(seq, 0);
+    cache_.write(layer, seq, k, v);
+    cache_.advance(seq, k.tokens());
+    std::uint8_t* flags = valid_.data() + seq * cache_.config().capacity;
+    for (index j = 0; j < k.tokens(); ++j)
+      flags[j] = valid.empty() ? 1 : valid[static_cast<std::size_t>(j)];
+  }
+
+  index tokens(index seq) const { return cache_.length(seq); }
+  KVView view(index layer, index seq) const { return cache_.view(layer, seq, tokens(seq)); }
+  std::span<const std::uint8_t> key_valid(index seq) const {
+    check_index("CrossKVCache::key_valid", "seq", seq, cache_.config().sequences);
+    return {valid_.data() + seq * cache_.config().capacity, static_cast<std::size_t>(tokens(seq))};
+  }
+  void reset(index seq) { cache_.reset(seq); }
+  std::size_t bytes() const noexcept { return cache_.bytes() + valid_.bytes(); }
+
+ private:
+  KVCache cache_;
+  AlignedBuffer<std::uint8_t> valid_;
 };
 
 }  // namespace TFORMER_ARCH_NS

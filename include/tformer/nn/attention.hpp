@@ -288,5 +288,56 @@ void attention(HeadsView<const float> q, const KVView& kv, const Positions& posi
   }
 }
 
+// The slow explain path (seed 003's output_attentions): weights [T, Hq, kv.length] receive the
+// softmax probabilities that attention() applies, 0 for keys a query does not see. Forms the
+// whole score matrix; for debugging and pictures, never on the fast path. Same checks and masks.
+template <class Bias = NoBias>
+void attention_weights(HeadsView<const float> q, const KVView& kv, const Positions& positions,
+                       HeadsView<float> weights, const AttentionOptions& opt = {},
+                       const Bias& bias = {}) {
+  constexpr const char* where = "attention_weights";
+  check_view(where, "q", q);
+  check_view(where, "weights", weights);
+  if (kv.kv_heads <= 0 || q.heads() % kv.kv_heads != 0) [[unlikely]]
+    detail::fail_check(where, "q.heads", "a multiple of kv_heads", q.heads());
+  check_eq(where, "q.head_dim (= kv head_dim)", kv.head_dim, q.head_dim());
+  check_eq(where, "weights.tokens", q.tokens(), weights.tokens());
+  check_eq(where, "weights.heads", q.heads(), weights.heads());
+  check_eq(where, "weights.head_dim (= kv.length)", kv.length, weights.head_dim());
+  positions.validate(where, q.tokens(),
+                     opt.causal ? kv.length : std::numeric_limits<std::int32_t>::max());
+  const index group = q.heads() / kv.kv_heads;
+  const double scale =
+      opt.scale > 0.0f ? opt.scale : 1.0 / std::sqrt(static_cast<double>(q.head_dim()));
+  for (index t = 0; t < q.tokens(); ++t) {
+    const index p = positions(t);
+    const index hi = opt.causal ? std::min(p + 1, kv.length) : kv.length;
+    const index lo = std::max<index>(opt.window > 0 ? p - opt.window + 1 : 0,
+                                     kv.slots > 0 ? kv.length - kv.slots : 0);
+    for (index h = 0; h < q.heads(); ++h) {
+      float* w = weights.row(t, h);
+      std::fill(w, w + kv.length, 0.0f);
+      double m = -std::numeric_limits<double>::infinity(), z = 0.0;
+      for (index j = std::max<index>(lo, 0); j < hi; ++j) {
+        if (!opt.key_valid.empty() && !opt.key_valid[static_cast<std::size_t>(j)]) continue;
+        double s = attention_kernels::dot(q.row(t, h), kv.key(h / group, j), q.head_dim()) * scale +
+                   bias(h, p, j);
+        if (opt.softcap > 0.0f) s = opt.softcap * std::tanh(s / opt.softcap);
+        w[j] = static_cast<float>(s);
+        m = std::max(m, s);
+      }
+      if (m == -std::numeric_limits<double>::infinity()) continue;
+      for (index j = std::max<index>(lo, 0); j < hi; ++j) {
+        if (!opt.key_valid.empty() && !opt.key_valid[static_cast<std::size_t>(j)]) continue;
+        z += std::exp(w[j] - m);
+      }
+      for (index j = std::max<index>(lo, 0); j < hi; ++j) {
+        if (!opt.key_valid.empty() && !opt.key_valid[static_cast<std::size_t>(j)]) continue;
+        w[j] = static_cast<float>(std::exp(w[j] - m) / z);
+      }
+    }
+  }
+}
+
 }  // namespace TFORMER_ARCH_NS
 }  // namespace tformer
