@@ -141,8 +141,11 @@ TEST_CASE("nn/attention: GQA equals MHA with each KV head repeated", "[nn][atten
   mha.cache.advance(0, L);
   const auto q = rng.normal_floats(std::size_t(T) * Hkv * g * D);
   const std::vector<std::int32_t> pos = {45, 46, 47, 48, 49};
-  // Same per-head arithmetic in the same order: identical results.
-  CHECK(run(gqa, q, pos) == run(mha, q, pos));
+  // The same per-head arithmetic, grouped differently into GEMM blocks: equal within float
+  // rounding of these unit-scale values (the bound of check_outputs is ~1e-5 here).
+  const auto a = run(gqa, q, pos), b = run(mha, q, pos);
+  for (std::size_t i = 0; i < a.size(); ++i) REQUIRE(std::abs(a[i] - b[i]) <= 1e-5);
+  check_outputs(gqa, gqa.reference({}), q, a, pos);
 }
 
 TEST_CASE("nn/attention: later tokens never change earlier outputs; prefill equals decode",
@@ -165,8 +168,10 @@ TEST_CASE("nn/attention: later tokens never change earlier outputs; prefill equa
                        growing.view(0, 0, t + 1), Positions::offset(t),
                        HeadsView<float>(o.data(), 1, s.Hq, D), ws);
     growing.advance(0, 1);
-    for (int i = 0; i < s.Hq * D; ++i)  // same keys, same order, same code: identical
-      REQUIRE(o[i] == prefill[std::size_t(t) * s.Hq * D + i]);
+    // Decode (one token) and prefill (GEMM blocks) round differently: both within the
+    // reference bound, so within twice that of each other (~1e-5 for these sizes).
+    for (int i = 0; i < s.Hq * D; ++i)
+      REQUIRE(std::abs(o[i] - prefill[std::size_t(t) * s.Hq * D + i]) <= 2e-5);
   }
 }
 
@@ -186,7 +191,7 @@ TEST_CASE("nn/attention: padded keys change nothing; a window >= T equals causal
   check_outputs(s, c, q, run(s, q, pos, opt), pos);
   AttentionOptions wide;
   wide.window = L;
-  CHECK(run(s, q, pos, wide) == run(s, q, pos));
+  CHECK(run(s, q, pos, wide) == run(s, q, pos));  // the same blocks and masks: identical
 }
 
 TEST_CASE("nn/attention: logits of ±1e4 stay finite and correct", "[nn][attention]") {

@@ -11,7 +11,8 @@
 // per query token for all of them (a tile stays in L1). Keys are consumed in tiles of 32 with a
 // running maximum and sum
 // (online softmax), so no score matrix over the whole context exists and logits of any magnitude
-// are stable. exp is vectorised. Prefill runs the same loop per query token.
+// are stable. exp is vectorised. Many query tokens (prefill) take the same steps in blocks of
+// 32 tokens × 64 keys whose inner products are GEMMs (Eigen): S = Q·Kᵀ, then O += P·V.
 #pragma once
 
 #include <algorithm>
@@ -22,6 +23,7 @@
 #include <string>
 
 #include "tformer/cache/kv_cache.hpp"
+#include "tformer/core/eigen.hpp"
 #include "tformer/core/error.hpp"
 #include "tformer/core/memory.hpp"
 #include "tformer/core/positions.hpp"
@@ -48,20 +50,34 @@ struct NoBias {
 // scores of a tile. Allocated at construction.
 class AttentionWorkspace {
  public:
-  static constexpr index tile = 32;
+  static constexpr index tile = 32;        // keys per step of the one-token (decode) path
+  static constexpr index query_tile = 32;  // query tokens per block of the many-token path
+  static constexpr index key_tile = 64;    // keys per block of the many-token path
   AttentionWorkspace(index group_size, index head_dim)
       : group_(group_size),
         head_dim_(head_dim),
-        acc_(static_cast<std::size_t>(std::max<index>(group_size * head_dim, 0))),
-        scores_(static_cast<std::size_t>(std::max<index>(group_size * tile, 0))) {}
+        acc_(size(group_size * head_dim)),
+        scores_(size(group_size * tile)),
+        q_block_(size(query_tile * group_size * head_dim)),
+        o_block_(size(query_tile * group_size * head_dim)),
+        s_block_(size(query_tile * group_size * key_tile)),
+        m_(size(query_tile * group_size)),
+        l_(size(query_tile * group_size)) {}
   index group_size() const noexcept { return group_; }
   index head_dim() const noexcept { return head_dim_; }
   float* acc(index h) noexcept { return acc_.data() + h * head_dim_; }
   float* scores(index h) noexcept { return scores_.data() + h * tile; }
+  // Many-token path: a block of query_tile · group rows.
+  float* q_block() noexcept { return q_block_.data(); }
+  float* o_block() noexcept { return o_block_.data(); }
+  float* s_block() noexcept { return s_block_.data(); }
+  float* row_max() noexcept { return m_.data(); }
+  float* row_sum() noexcept { return l_.data(); }
 
  private:
+  static std::size_t size(index n) { return static_cast<std::size_t>(std::max<index>(n, 0)); }
   index group_, head_dim_;
-  AlignedBuffer<float> acc_, scores_;
+  AlignedBuffer<float> acc_, scores_, q_block_, o_block_, s_block_, m_, l_;
 };
 
 namespace attention_kernels {
@@ -225,6 +241,73 @@ void attend(const float* const* q, float* const* o, index group, index first_hea
   }
 }
 
+// The many-token (prefill) path for query tokens [t0, t0 + tq) and kv head g: their group's
+// rows (token, head) form a block Q [rows, D]; for each key block K [n, D] of the union of
+// their visible ranges, S = Q·Kᵀ and O += P·V are GEMMs (Eigen), with the streaming softmax
+// applied row by row between them.
+template <class Bias>
+void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions& positions,
+                  index t0, index tq, index g, index group, const KVView& kv,
+                  const AttentionOptions& opt, float scale, const Bias& bias,
+                  AttentionWorkspace& ws) {
+  constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+  constexpr index bk = AttentionWorkspace::key_tile;
+  const index d = kv.head_dim, rows = tq * group;
+  float* qb = ws.q_block();
+  float* ob = ws.o_block();
+  float* sb = ws.s_block();
+  float* m = ws.row_max();
+  float* l = ws.row_sum();
+  index lo_min = std::numeric_limits<index>::max(), hi_max = 0;
+  for (index t = 0; t < tq; ++t) {
+    const index p = positions(t0 + t);
+    lo_min = std::min(lo_min, opt.window > 0 ? std::max<index>(0, p - opt.window + 1) : index(0));
+    hi_max = std::max(hi_max, opt.causal ? std::min(p + 1, kv.length) : kv.length);
+    for (index j = 0; j < group; ++j)
+      std::copy(q.row(t0 + t, g * group + j), q.row(t0 + t, g * group + j) + d,
+                qb + (t * group + j) * d);
+  }
+  std::fill(ob, ob + rows * d, 0.0f);
+  std::fill(m, m + rows, neg_inf);
+  std::fill(l, l + rows, 0.0f);
+  const eigen::ConstMatrixMap Q(qb, rows, d, eigen::Stride(d));
+  eigen::MatrixMap O(ob, rows, d, eigen::Stride(d));
+  for (index k0 = lo_min, n = 0; k0 < hi_max; k0 += n) {
+    n = std::min({bk, hi_max - k0, kv.contiguous(k0)});
+    const eigen::ConstMatrixMap K(kv.key(g, k0), n, d, eigen::Stride(d));
+    const eigen::ConstMatrixMap V(kv.value(g, k0), n, d, eigen::Stride(d));
+    eigen::MatrixMap S(sb, rows, n, eigen::Stride(bk));
+    S.noalias() = Q * K.transpose();
+    for (index r = 0; r < rows; ++r) {
+      const index p = positions(t0 + r / group), h = g * group + r % group;
+      float* srow = sb + r * bk;
+      for (index j = 0; j < n; ++j) {
+        const index kp = k0 + j;
+        const bool visible = (!opt.causal || kp <= p) && (opt.window == 0 || kp > p - opt.window) &&
+                             (opt.key_valid.empty() || opt.key_valid[static_cast<std::size_t>(kp)]);
+        float x = srow[j] * scale + bias(h, p, kp);
+        if (opt.softcap > 0.0f) x = opt.softcap * std::tanh(x / opt.softcap);
+        srow[j] = visible ? x : neg_inf;
+      }
+      const float m_new = std::max(m[r], *std::max_element(srow, srow + n));
+      if (m_new == neg_inf) {  // nothing visible to this row yet: its weights stay 0
+        std::fill(srow, srow + n, 0.0f);
+        continue;
+      }
+      const float alpha = m[r] == neg_inf ? 0.0f : std::exp(m[r] - m_new);
+      l[r] = l[r] * alpha + exp_shifted(srow, n, m_new);
+      m[r] = m_new;
+      if (alpha != 1.0f) O.row(r) *= alpha;
+    }
+    O.noalias() += S * V;
+  }
+  for (index r = 0; r < rows; ++r) {
+    const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+    float* out = o.row(t0 + r / group, g * group + r % group);
+    for (index i = 0; i < d; ++i) out[i] = ob[r * d + i] * inv;
+  }
+}
+
 }  // namespace attention_kernels
 
 // o [T, Hq, D] = attention of queries q [T, Hq, D] at `positions` over kv (Hkv heads, positions
@@ -271,20 +354,27 @@ void attention(HeadsView<const float> q, const KVView& kv, const Positions& posi
   const float scale =
       opt.scale > 0.0f ? opt.scale : 1.0f / std::sqrt(static_cast<float>(q.head_dim()));
 
+  if (q.tokens() == 0) return;
+  if (q.tokens() > 1) {  // many tokens: GEMM-shaped blocks
+    for (index g = 0; g < kv.kv_heads; ++g)
+      for (index t0 = 0; t0 < q.tokens(); t0 += AttentionWorkspace::query_tile)
+        attention_kernels::attend_block(q, o, positions, t0,
+                                        std::min(AttentionWorkspace::query_tile, q.tokens() - t0),
+                                        g, group, kv, opt, scale, bias, ws);
+    return;
+  }
   const float* qs[16];
   float* os[16];
-  for (index t = 0; t < q.tokens(); ++t) {
-    const index p = positions(t);
-    const index hi = opt.causal ? std::min(p + 1, kv.length) : kv.length;
-    const index lo = opt.window > 0 ? std::max<index>(0, p - opt.window + 1) : 0;
-    for (index g = 0; g < kv.kv_heads; ++g) {
-      for (index h = 0; h < group; ++h) {
-        qs[h] = q.row(t, g * group + h);
-        os[h] = o.row(t, g * group + h);
-      }
-      attention_kernels::attend(qs, os, group, g * group, kv, g, lo, std::max(lo, hi), p, opt,
-                                scale, bias, ws);
+  const index p = positions(0);
+  const index hi = opt.causal ? std::min(p + 1, kv.length) : kv.length;
+  const index lo = opt.window > 0 ? std::max<index>(0, p - opt.window + 1) : 0;
+  for (index g = 0; g < kv.kv_heads; ++g) {
+    for (index h = 0; h < group; ++h) {
+      qs[h] = q.row(0, g * group + h);
+      os[h] = o.row(0, g * group + h);
     }
+    attention_kernels::attend(qs, os, group, g * group, kv, g, lo, std::max(lo, hi), p, opt, scale,
+                              bias, ws);
   }
 }
 
