@@ -82,6 +82,12 @@ class AttentionWorkspace {
 
 namespace attention_kernels {
 
+// Whether key position kp is visible to a query at position p (the header's rule).
+inline bool visible(const AttentionOptions& opt, index p, index kp) noexcept {
+  return (!opt.causal || kp <= p) && (opt.window == 0 || kp > p - opt.window) &&
+         (opt.key_valid.empty() || opt.key_valid[static_cast<std::size_t>(kp)]);
+}
+
 inline float dot(const float* a, const float* b, index n) noexcept {
   index i = 0;
   float total = 0.0f;
@@ -283,11 +289,9 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
       float* srow = sb + r * bk;
       for (index j = 0; j < n; ++j) {
         const index kp = k0 + j;
-        const bool visible = (!opt.causal || kp <= p) && (opt.window == 0 || kp > p - opt.window) &&
-                             (opt.key_valid.empty() || opt.key_valid[static_cast<std::size_t>(kp)]);
         float x = srow[j] * scale + bias(h, p, kp);
         if (opt.softcap > 0.0f) x = opt.softcap * std::tanh(x / opt.softcap);
-        srow[j] = visible ? x : neg_inf;
+        srow[j] = visible(opt, p, kp) ? x : neg_inf;
       }
       const float m_new = std::max(m[r], *std::max_element(srow, srow + n));
       if (m_new == neg_inf) {  // nothing visible to this row yet: its weights stay 0
@@ -399,17 +403,15 @@ void attention_weights(HeadsView<const float> q, const KVView& kv, const Positio
   const index group = q.heads() / kv.kv_heads;
   const double scale =
       opt.scale > 0.0f ? opt.scale : 1.0 / std::sqrt(static_cast<double>(q.head_dim()));
+  const index first = kv.slots > 0 ? std::max<index>(0, kv.length - kv.slots) : 0;  // ring: held
   for (index t = 0; t < q.tokens(); ++t) {
     const index p = positions(t);
-    const index hi = opt.causal ? std::min(p + 1, kv.length) : kv.length;
-    const index lo = std::max<index>(opt.window > 0 ? p - opt.window + 1 : 0,
-                                     kv.slots > 0 ? kv.length - kv.slots : 0);
     for (index h = 0; h < q.heads(); ++h) {
       float* w = weights.row(t, h);
       std::fill(w, w + kv.length, 0.0f);
       double m = -std::numeric_limits<double>::infinity(), z = 0.0;
-      for (index j = std::max<index>(lo, 0); j < hi; ++j) {
-        if (!opt.key_valid.empty() && !opt.key_valid[static_cast<std::size_t>(j)]) continue;
+      for (index j = first; j < kv.length; ++j) {
+        if (!attention_kernels::visible(opt, p, j)) continue;
         double s = attention_kernels::dot(q.row(t, h), kv.key(h / group, j), q.head_dim()) * scale +
                    bias(h, p, j);
         if (opt.softcap > 0.0f) s = opt.softcap * std::tanh(s / opt.softcap);
@@ -417,14 +419,11 @@ void attention_weights(HeadsView<const float> q, const KVView& kv, const Positio
         m = std::max(m, s);
       }
       if (m == -std::numeric_limits<double>::infinity()) continue;
-      for (index j = std::max<index>(lo, 0); j < hi; ++j) {
-        if (!opt.key_valid.empty() && !opt.key_valid[static_cast<std::size_t>(j)]) continue;
-        z += std::exp(w[j] - m);
-      }
-      for (index j = std::max<index>(lo, 0); j < hi; ++j) {
-        if (!opt.key_valid.empty() && !opt.key_valid[static_cast<std::size_t>(j)]) continue;
-        w[j] = static_cast<float>(std::exp(w[j] - m) / z);
-      }
+      for (index j = first; j < kv.length; ++j)
+        if (attention_kernels::visible(opt, p, j)) z += std::exp(w[j] - m);
+      for (index j = first; j < kv.length; ++j)
+        if (attention_kernels::visible(opt, p, j))
+          w[j] = static_cast<float>(std::exp(w[j] - m) / z);
     }
   }
 }
