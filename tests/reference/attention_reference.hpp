@@ -1,4 +1,4 @@
-// Plain double-precision attention: softmax(q·kᵀ·scale + bias, capped, masked)·v, written from
+// Plain double-precision attention: softmax(cap(q·kᵀ·scale) + bias, masked)·v, written from
 // the definition in nn/attention.hpp's header. Shares no code with include/tformer.
 #pragma once
 
@@ -34,8 +34,9 @@ inline std::vector<double> attend(const AttentionCase& c, int h, const float* q,
     double dot = 0;
     const float* k = c.keys->data() + (std::size_t(g) * c.length + j) * c.head_dim;
     for (int i = 0; i < c.head_dim; ++i) dot += double(q[i]) * k[i];
-    double score = dot * c.scale + (c.bias ? c.bias(h, p, j) : 0.0);
+    double score = dot * c.scale;
     if (c.softcap > 0) score = c.softcap * std::tanh(score / c.softcap);
+    score += c.bias ? c.bias(h, p, j) : 0.0;
     s.push_back(score);
     keys.push_back(j);
   }

@@ -71,7 +71,8 @@ class KVCache {
       : config_(checked(config)),
         keys_(elements(config)),
         values_(elements(config)),
-        lengths_(static_cast<std::size_t>(config.sequences)) {}
+        lengths_(static_cast<std::size_t>(config.sequences)),
+        written_(static_cast<std::size_t>(config.sequences)) {}
 
   KVCache(KVCache&&) noexcept = default;
   KVCache& operator=(KVCache&&) noexcept = default;
@@ -91,27 +92,8 @@ class KVCache {
   // Stores k and v [T, kv_heads, head_dim] of layer `layer` at positions
   // [length(seq), length(seq) + T) of sequence `seq`. The length moves only with advance().
   void write(index layer, index seq, HeadsView<const float> k, HeadsView<const float> v) {
-    constexpr const char* where = "KVCache::write";
-    check_index(where, "layer", layer, config_.layers);
-    check_index(where, "seq", seq, config_.sequences);
-    check_view(where, "k", k);
-    check_view(where, "v", v);
-    check_eq(where, "k.heads (= kv_heads)", config_.kv_heads, k.heads());
-    check_eq(where, "k.head_dim", config_.head_dim, k.head_dim());
-    check_eq(where, "v.heads (= kv_heads)", config_.kv_heads, v.heads());
-    check_eq(where, "v.head_dim", config_.head_dim, v.head_dim());
-    check_eq(where, "v.tokens (= k.tokens)", k.tokens(), v.tokens());
+    check_write("KVCache::write", layer, seq, k, v, length(seq));
     const index first = lengths_[static_cast<std::size_t>(seq)];
-    if (ring()) {
-      if (k.tokens() > config_.max_step) [[unlikely]]
-        detail::fail_check(where, "tokens",
-                           "<= max_step (" + std::to_string(config_.max_step) + ") in ring mode",
-                           k.tokens());
-    } else if (first + k.tokens() > config_.capacity) [[unlikely]] {
-      detail::fail_check(where, "positions (length + tokens)",
-                         "<= capacity (" + std::to_string(config_.capacity) + ")",
-                         first + k.tokens());
-    }
     const index d = config_.head_dim, slots = this->slots();
     for (index h = 0; h < config_.kv_heads; ++h) {
       float* kd = keys_.data() + offset(layer, seq, h);
@@ -122,6 +104,32 @@ class KVCache {
         std::copy(v.row(t, h), v.row(t, h) + d, vd + slot * d);
       }
     }
+    written_[static_cast<std::size_t>(seq)] =
+        std::max(written_[static_cast<std::size_t>(seq)], first + k.tokens());
+  }
+
+  // Throws unless write(layer, seq, k, v) at position `first` would be valid.
+  void check_write(const char* where, index layer, index seq, HeadsView<const float> k,
+                   HeadsView<const float> v, index first) const {
+    check_index(where, "layer", layer, config_.layers);
+    check_index(where, "seq", seq, config_.sequences);
+    check_view(where, "k", k);
+    check_view(where, "v", v);
+    check_eq(where, "k.heads (= kv_heads)", config_.kv_heads, k.heads());
+    check_eq(where, "k.head_dim", config_.head_dim, k.head_dim());
+    check_eq(where, "v.heads (= kv_heads)", config_.kv_heads, v.heads());
+    check_eq(where, "v.head_dim", config_.head_dim, v.head_dim());
+    check_eq(where, "v.tokens (= k.tokens)", k.tokens(), v.tokens());
+    if (ring()) {
+      if (k.tokens() > config_.max_step) [[unlikely]]
+        detail::fail_check(where, "tokens",
+                           "<= max_step (" + std::to_string(config_.max_step) + ") in ring mode",
+                           k.tokens());
+    } else if (first + k.tokens() > config_.capacity) [[unlikely]] {
+      detail::fail_check(where, "positions (length + tokens)",
+                         "<= capacity (" + std::to_string(config_.capacity) + ")",
+                         first + k.tokens());
+    }
   }
 
   // Positions [0, length) of layer `layer` of sequence `seq`; length may include positions
@@ -131,9 +139,11 @@ class KVCache {
     check_index(where, "layer", layer, config_.layers);
     check_index(where, "seq", seq, config_.sequences);
     if (length < 0 || (!ring() && length > config_.capacity)) [[unlikely]]
-      detail::fail_check(where, "length",
-                         "a value in [0, " + std::to_string(config_.capacity) + "] (capacity)",
-                         length);
+      detail::fail_check(
+          where, "length",
+          ring() ? std::string(">= 0")
+                 : "a value in [0, " + std::to_string(config_.capacity) + "] (capacity)",
+          length);
     return {keys_.data() + offset(layer, seq, 0),
             values_.data() + offset(layer, seq, 0),
             config_.kv_heads,
@@ -149,7 +159,8 @@ class KVCache {
     constexpr const char* where = "KVCache::advance";
     check_index(where, "seq", seq, config_.sequences);
     const index next = lengths_[static_cast<std::size_t>(seq)] + tokens;
-    if (tokens < 0 || (!ring() && next > config_.capacity)) [[unlikely]]
+    if (tokens < 0 || (!ring() && next > config_.capacity) || (ring() && tokens > config_.max_step))
+        [[unlikely]]
       detail::fail_check(where, "length + tokens",
                          "a value in [length, " + std::to_string(config_.capacity) + "]", next);
     lengths_[static_cast<std::size_t>(seq)] = next;
@@ -164,11 +175,24 @@ class KVCache {
       detail::fail_check(where, "length",
                          "a value in [0, " + std::to_string(current) + "] (current length)",
                          length);
+    // A ring holds the keys a query at `length` needs only if nothing past length + max_step
+    // was ever written over them.
+    if (ring() && length > 0 && written_[static_cast<std::size_t>(seq)] - length > config_.max_step)
+        [[unlikely]]
+      detail::fail_check(
+          where, "length",
+          ">= positions written - max_step in ring mode (" +
+              std::to_string(written_[static_cast<std::size_t>(seq)] - config_.max_step) + ")",
+          length);
     lengths_[static_cast<std::size_t>(seq)] = length;
+    if (length == 0) written_[static_cast<std::size_t>(seq)] = 0;
   }
 
   void reset(index seq) { truncate(seq, 0); }
-  void reset() noexcept { std::fill(lengths_.data(), lengths_.data() + lengths_.size(), index(0)); }
+  void reset() noexcept {
+    std::fill(lengths_.data(), lengths_.data() + lengths_.size(), index(0));
+    std::fill(written_.data(), written_.data() + written_.size(), index(0));
+  }
 
  private:
   static const KVCacheConfig& checked(const KVCacheConfig& c) {
@@ -199,6 +223,7 @@ class KVCache {
   KVCacheConfig config_;
   AlignedBuffer<float> keys_, values_;
   AlignedBuffer<index> lengths_;
+  AlignedBuffer<index> written_;  // per sequence: one past the highest position written
 };
 
 // Cross-attention cache: each layer's keys and values of the encoder states (vision tokens),
@@ -208,43 +233,73 @@ class KVCache {
 // .key_valid = cache.key_valid(seq)}).
 class CrossKVCache {
  public:
-  // config.capacity: the most encoder tokens a sequence may have.
+  // config.capacity: the most encoder tokens a sequence may have (no ring mode).
   explicit CrossKVCache(const KVCacheConfig& config)
-      : cache_(config), valid_(static_cast<std::size_t>(config.sequences * config.capacity)) {}
+      : cache_(checked(config)),
+        valid_(static_cast<std::size_t>(config.sequences * config.capacity)),
+        set_(static_cast<std::size_t>(config.sequences * config.layers)) {}
 
   // Stores layer `layer`'s projected encoder keys and values [S, kv_heads, head_dim] for
-  // sequence `seq`. Every layer of a sequence must be given the same S (reset(seq) before an
-  // encoder input of another size); `valid` has S flags (0 = padding) or is empty (all valid),
-  // and is kept from the last call.
+  // sequence `seq`. Every layer of one encoder input has the same S; reset(seq) starts the next
+  // input. `valid` has S flags (0 = padding); empty keeps the flags an earlier layer gave, or
+  // marks all valid. A rejected call changes nothing.
   void set(index layer, index seq, HeadsView<const float> k, HeadsView<const float> v,
            std::span<const std::uint8_t> valid = {}) {
     constexpr const char* where = "CrossKVCache::set";
     check_index(where, "seq", seq, cache_.config().sequences);
+    cache_.check_write(where, layer, seq, k, v, 0);
     if (!valid.empty())
       check_eq(where, "valid size (= encoder tokens)", k.tokens(), index(valid.size()));
     const index length = cache_.length(seq);
     if (length != 0 && length != k.tokens()) [[unlikely]]
-      detail::fail_check(where, "encoder tokens (as for the other layers)", length, k.tokens());
+      detail::fail_check(where, "encoder tokens (as for the other layers; reset(seq) first)",
+                         length, k.tokens());
+    check(!is_set(layer, seq), where, "layer", "one not yet set for this input (reset(seq) first)",
+          layer);
+    std::uint8_t* flags = valid_.data() + seq * cache_.config().capacity;
+    if (!valid.empty())
+      std::copy(valid.begin(), valid.end(), flags);
+    else if (length == 0)
+      std::fill(flags, flags + k.tokens(), std::uint8_t(1));
     if (length != 0) cache_.truncate(seq, 0);
     cache_.write(layer, seq, k, v);
     cache_.advance(seq, k.tokens());
-    std::uint8_t* flags = valid_.data() + seq * cache_.config().capacity;
-    for (index j = 0; j < k.tokens(); ++j)
-      flags[j] = valid.empty() ? 1 : valid[static_cast<std::size_t>(j)];
+    set_[static_cast<std::size_t>(seq * cache_.config().layers + layer)] = 1;
   }
 
   index tokens(index seq) const { return cache_.length(seq); }
-  KVView view(index layer, index seq) const { return cache_.view(layer, seq, tokens(seq)); }
+  // Layer `layer`'s keys and values of the current input; throws if that layer was not set.
+  KVView view(index layer, index seq) const {
+    check_index("CrossKVCache::view", "seq", seq, cache_.config().sequences);
+    check_index("CrossKVCache::view", "layer", layer, cache_.config().layers);
+    check(is_set(layer, seq), "CrossKVCache::view", "layer", "one set for the current input",
+          layer);
+    return cache_.view(layer, seq, tokens(seq));
+  }
   std::span<const std::uint8_t> key_valid(index seq) const {
     check_index("CrossKVCache::key_valid", "seq", seq, cache_.config().sequences);
     return {valid_.data() + seq * cache_.config().capacity, static_cast<std::size_t>(tokens(seq))};
   }
-  void reset(index seq) { cache_.reset(seq); }
-  std::size_t bytes() const noexcept { return cache_.bytes() + valid_.bytes(); }
+  void reset(index seq) {
+    cache_.reset(seq);
+    std::fill_n(set_.data() + seq * cache_.config().layers, cache_.config().layers,
+                std::uint8_t(0));
+  }
+  std::size_t bytes() const noexcept { return cache_.bytes() + valid_.bytes() + set_.bytes(); }
 
  private:
+  static const KVCacheConfig& checked(const KVCacheConfig& c) {
+    check(c.window == 0, "CrossKVCache", "window", "0 (cross-attention keeps every token)",
+          c.window);
+    return c;
+  }
+  bool is_set(index layer, index seq) const noexcept {
+    return set_[static_cast<std::size_t>(seq * cache_.config().layers + layer)] != 0;
+  }
+
   KVCache cache_;
   AlignedBuffer<std::uint8_t> valid_;
+  AlignedBuffer<std::uint8_t> set_;  // [seq][layer]: set for the current input
 };
 
 }  // namespace TFORMER_ARCH_NS

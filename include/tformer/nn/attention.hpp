@@ -4,8 +4,9 @@
 // each KV head repeated, not tiled), key position j is visible when
 //   j < kv.length, and (causal) j <= p, and (window W > 0) j > p − W   [Mistral: W keys
 //   including the query's own position], and key_valid[j] != 0 when a padding mask is given.
-// Scores s_j = scale · <q, k_j> (+ bias(h, p, j)), then softcap·tanh(s/softcap) when softcap > 0
-// (Gemma 2), then o = Σ softmax(s)_j · v_j. A query that sees no key gets o = 0.
+// Scores s_j = scale · <q, k_j>, capped to softcap·tanh(s/softcap) when softcap > 0 (Gemma 2),
+// plus bias(h, p, j) (after the cap, as Hugging Face adds its mask), then
+// o = Σ softmax(s)_j · v_j. A query that sees no key gets o = 0.
 //
 // The g query heads of a group are processed together: each K and V row is read from memory once
 // per query token for all of them (a tile stays in L1). Keys are consumed in tiles of 32 with a
@@ -229,9 +230,9 @@ void attend(const float* const* q, float* const* o, index group, index first_hea
       tile_dots(q[h], kv, g, k0, n, s);
       for (index j = 0; j < n; ++j) {
         const bool valid = opt.key_valid.empty() || opt.key_valid[static_cast<std::size_t>(k0 + j)];
-        float x = s[j] * scale + bias(first_head + h, position, k0 + j);
+        float x = s[j] * scale;
         if (opt.softcap > 0.0f) x = opt.softcap * std::tanh(x / opt.softcap);
-        s[j] = valid ? x : neg_inf;
+        s[j] = valid ? x + bias(first_head + h, position, k0 + j) : neg_inf;
       }
       const float m_new = std::max(m[h], *std::max_element(s, s + n));
       if (m_new == neg_inf) continue;  // nothing visible yet: weights stay 0
@@ -245,6 +246,39 @@ void attend(const float* const* q, float* const* o, index group, index first_hea
     const float inv = l[h] > 0.0f ? 1.0f / l[h] : 0.0f;
     for (index i = 0; i < d; ++i) o[h][i] = ws.acc(h)[i] * inv;
   }
+}
+
+// The checks attention() and attention_weights() share: q against the view, the mask options,
+// positions, and what a ring cache still holds.
+inline void check_inputs(const char* where, HeadsView<const float> q, const KVView& kv,
+                         const Positions& positions, const AttentionOptions& opt) {
+  check_view(where, "q", q);
+  if (kv.kv_heads <= 0 || q.heads() % kv.kv_heads != 0) [[unlikely]]
+    detail::fail_check(where, "q.heads",
+                       "a multiple of kv_heads (" + std::to_string(kv.kv_heads) + ")", q.heads());
+  check_eq(where, "q.head_dim (= kv head_dim)", kv.head_dim, q.head_dim());
+  const index group = q.heads() / kv.kv_heads;
+  check(group <= 16, where, "q.heads / kv_heads", "<= 16", group);
+  check(opt.window >= 0, where, "window", ">= 0", opt.window);
+
+  if (!opt.key_valid.empty())
+    check(index(opt.key_valid.size()) >= kv.length, where, "key_valid size", ">= kv.length",
+          opt.key_valid.size());
+  positions.validate(where, q.tokens(),
+                     opt.causal ? kv.length : std::numeric_limits<std::int32_t>::max());
+  if (kv.slots > 0) {  // a ring keeps the last kv.window keys of each query only
+    if (!(opt.causal && opt.window > 0 && opt.window <= kv.window)) [[unlikely]]
+      detail::fail_check(where, "window",
+                         "causal, in [1, " + std::to_string(kv.window) + "] for a ring cache",
+                         opt.window);
+    for (index t = 0; t < q.tokens(); ++t)
+      if (positions(t) - opt.window + 1 < kv.length - kv.slots) [[unlikely]]
+        detail::fail_check(where, "position",
+                           "one whose window the ring still holds (>= " +
+                               std::to_string(kv.length - kv.slots + opt.window - 1) + ")",
+                           positions(t));
+  }
+  check(opt.scale >= 0.0f, where, "scale", ">= 0 (0: 1/sqrt(head_dim))", opt.scale);
 }
 
 // The many-token (prefill) path for query tokens [t0, t0 + tq) and kv head g: their group's
@@ -289,9 +323,9 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
       float* srow = sb + r * bk;
       for (index j = 0; j < n; ++j) {
         const index kp = k0 + j;
-        float x = srow[j] * scale + bias(h, p, kp);
+        float x = srow[j] * scale;
         if (opt.softcap > 0.0f) x = opt.softcap * std::tanh(x / opt.softcap);
-        srow[j] = visible(opt, p, kp) ? x : neg_inf;
+        srow[j] = visible(opt, p, kp) ? x + bias(h, p, kp) : neg_inf;
       }
       const float m_new = std::max(m[r], *std::max_element(srow, srow + n));
       if (m_new == neg_inf) {  // nothing visible to this row yet: its weights stay 0
@@ -323,38 +357,14 @@ void attention(HeadsView<const float> q, const KVView& kv, const Positions& posi
                HeadsView<float> o, AttentionWorkspace& ws, const AttentionOptions& opt = {},
                const Bias& bias = {}) {
   constexpr const char* where = "attention";
-  check_view(where, "q", q);
+  attention_kernels::check_inputs(where, q, kv, positions, opt);
   check_view(where, "o", o);
-  if (kv.kv_heads <= 0 || q.heads() % kv.kv_heads != 0) [[unlikely]]
-    detail::fail_check(where, "q.heads",
-                       "a multiple of kv_heads (" + std::to_string(kv.kv_heads) + ")", q.heads());
-  check_eq(where, "q.head_dim (= kv head_dim)", kv.head_dim, q.head_dim());
   check_eq(where, "o.tokens (= q.tokens)", q.tokens(), o.tokens());
   check_eq(where, "o.heads (= q.heads)", q.heads(), o.heads());
   check_eq(where, "o.head_dim (= q.head_dim)", q.head_dim(), o.head_dim());
   const index group = q.heads() / kv.kv_heads;
-  check(group <= 16, where, "q.heads / kv_heads", "<= 16", group);
   check_eq(where, "workspace group size", group, ws.group_size());
   check_eq(where, "workspace head_dim", q.head_dim(), ws.head_dim());
-  check(opt.window >= 0, where, "window", ">= 0", opt.window);
-
-  if (!opt.key_valid.empty())
-    check(index(opt.key_valid.size()) >= kv.length, where, "key_valid size", ">= kv.length",
-          opt.key_valid.size());
-  positions.validate(where, q.tokens(),
-                     opt.causal ? kv.length : std::numeric_limits<std::int32_t>::max());
-  if (kv.slots > 0) {  // a ring keeps the last kv.window keys of each query only
-    if (!(opt.causal && opt.window > 0 && opt.window <= kv.window)) [[unlikely]]
-      detail::fail_check(where, "window",
-                         "causal, in [1, " + std::to_string(kv.window) + "] for a ring cache",
-                         opt.window);
-    for (index t = 0; t < q.tokens(); ++t)
-      if (positions(t) - opt.window + 1 < kv.length - kv.slots) [[unlikely]]
-        detail::fail_check(where, "position",
-                           "one whose window the ring still holds (>= " +
-                               std::to_string(kv.length - kv.slots + opt.window - 1) + ")",
-                           positions(t));
-  }
   const float scale =
       opt.scale > 0.0f ? opt.scale : 1.0f / std::sqrt(static_cast<float>(q.head_dim()));
 
@@ -390,16 +400,11 @@ void attention_weights(HeadsView<const float> q, const KVView& kv, const Positio
                        HeadsView<float> weights, const AttentionOptions& opt = {},
                        const Bias& bias = {}) {
   constexpr const char* where = "attention_weights";
-  check_view(where, "q", q);
+  attention_kernels::check_inputs(where, q, kv, positions, opt);
   check_view(where, "weights", weights);
-  if (kv.kv_heads <= 0 || q.heads() % kv.kv_heads != 0) [[unlikely]]
-    detail::fail_check(where, "q.heads", "a multiple of kv_heads", q.heads());
-  check_eq(where, "q.head_dim (= kv head_dim)", kv.head_dim, q.head_dim());
   check_eq(where, "weights.tokens", q.tokens(), weights.tokens());
   check_eq(where, "weights.heads", q.heads(), weights.heads());
   check_eq(where, "weights.head_dim (= kv.length)", kv.length, weights.head_dim());
-  positions.validate(where, q.tokens(),
-                     opt.causal ? kv.length : std::numeric_limits<std::int32_t>::max());
   const index group = q.heads() / kv.kv_heads;
   const double scale =
       opt.scale > 0.0f ? opt.scale : 1.0 / std::sqrt(static_cast<double>(q.head_dim()));
@@ -412,9 +417,9 @@ void attention_weights(HeadsView<const float> q, const KVView& kv, const Positio
       double m = -std::numeric_limits<double>::infinity(), z = 0.0;
       for (index j = first; j < kv.length; ++j) {
         if (!attention_kernels::visible(opt, p, j)) continue;
-        double s = attention_kernels::dot(q.row(t, h), kv.key(h / group, j), q.head_dim()) * scale +
-                   bias(h, p, j);
+        double s = attention_kernels::dot(q.row(t, h), kv.key(h / group, j), q.head_dim()) * scale;
         if (opt.softcap > 0.0f) s = opt.softcap * std::tanh(s / opt.softcap);
+        s += bias(h, p, j);
         w[j] = static_cast<float>(s);
         m = std::max(m, s);
       }
