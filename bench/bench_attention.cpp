@@ -3,8 +3,11 @@
 //   decode: bytes = the K and V rows read (2 · 8 · L · 128 · 4); beside each, copy/<KiB> of the
 //           same bytes in the same run.
 //   prefill: FLOPS = 4 · Hq · D · (causal pairs), pairs = T·(T+1)/2.
+//   cross:   over 196 encoder tokens, FLOPS = 4 · Hq · D · S · T.
 #include <benchmark/benchmark.h>
+#include <sys/resource.h>
 
+#include <algorithm>
 #include <set>
 #include <string>
 #include <vector>
@@ -16,12 +19,18 @@ namespace {
 
 constexpr int kQHeads = 32, kKvHeads = 8, kDim = 128;
 
+// A cache of `length` random positions, written in chunks so that no full-size temporary
+// inflates the process's peak memory.
 tformer::KVCache filled_cache(int length) {
   tformer::KVCache cache({.layers = 1, .kv_heads = kKvHeads, .head_dim = kDim, .capacity = length});
-  const auto k = bench::random_floats(std::size_t(length) * kKvHeads * kDim, 1.0f, 1);
-  const auto v = bench::random_floats(k.size(), 1.0f, 2);
-  cache.write(0, 0, {k.data(), length, kKvHeads, kDim}, {v.data(), length, kKvHeads, kDim});
-  cache.advance(0, length);
+  constexpr int chunk = 512;
+  for (int t0 = 0; t0 < length; t0 += chunk) {
+    const int n = std::min(chunk, length - t0);
+    const auto k = bench::random_floats(std::size_t(n) * kKvHeads * kDim, 1.0f, unsigned(t0 + 1));
+    const auto v = bench::random_floats(k.size(), 1.0f, unsigned(t0 + 2));
+    cache.write(0, 0, {k.data(), n, kKvHeads, kDim}, {v.data(), n, kKvHeads, kDim});
+    cache.advance(0, n);
+  }
   return cache;
 }
 
@@ -39,6 +48,35 @@ void decode(benchmark::State& state, int length) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * 2 * kKvHeads *
                           std::int64_t(length) * kDim * 4);
   bench::set_flops(state, 4.0 * kQHeads * kDim * length);
+  // Memory: the cache, the attention workspace, and the process's peak resident set (run one
+  // context alone, e.g. --benchmark_filter=L32768, for a peak that belongs to it).
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  state.counters["cache_MiB"] = double(cache.bytes()) / (1 << 20);
+  state.counters["workspace_KiB"] =
+      double((kQHeads / kKvHeads) * (kDim + tformer::AttentionWorkspace::tile) * 4) / 1024;
+  state.counters["peak_rss_MiB"] = double(usage.ru_maxrss) / 1024;
+}
+
+// Cross-attention over 196 encoder tokens (seed 003's vision tokens), TrafficVLM's 8 query /
+// 2 KV heads of 64, for one decode token and a 32-token prompt.
+void cross(benchmark::State& state, int tokens) {
+  constexpr int S = 196, Hq = 8, Hkv = 2, D = 64;
+  tformer::CrossKVCache cache({.layers = 1, .kv_heads = Hkv, .head_dim = D, .capacity = S});
+  const auto k = bench::random_floats(std::size_t(S) * Hkv * D, 1.0f, 5);
+  cache.set(0, 0, {k.data(), S, Hkv, D}, {k.data(), S, Hkv, D});
+  const auto q = bench::random_floats(std::size_t(tokens) * Hq * D, 0.1f, 6);
+  std::vector<float> o(q.size());
+  tformer::AttentionWorkspace ws(Hq / Hkv, D);
+  tformer::AttentionOptions opt;
+  opt.causal = false;
+  opt.key_valid = cache.key_valid(0);
+  for (auto _ : state) {
+    tformer::attention({q.data(), tokens, Hq, D}, cache.view(0, 0), tformer::Positions::offset(0),
+                       {o.data(), tokens, Hq, D}, ws, opt);
+    benchmark::ClobberMemory();
+  }
+  bench::set_flops(state, 4.0 * Hq * D * S * tokens);
 }
 
 void prefill(benchmark::State& state, int tokens) {
@@ -69,6 +107,10 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark(("attention_prefill/32x8x128/T" + std::to_string(tokens)).c_str(),
                                  prefill, tokens)
         ->Unit(benchmark::kMillisecond);
+  for (int tokens : {1, 32})
+    benchmark::RegisterBenchmark(("attention_cross/8x2x64/S196/T" + std::to_string(tokens)).c_str(),
+                                 cross, tokens)
+        ->Unit(benchmark::kMicrosecond);
   for (std::size_t kib : copies) bench::register_copy(kib);
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();

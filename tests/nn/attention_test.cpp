@@ -405,3 +405,58 @@ TEST_CASE("nn/attention: the explain path returns the weights the fast path appl
       }
     }
 }
+
+TEST_CASE("nn/attention: many-block prefill, wide groups, and the explain path with every mask",
+          "[nn][attention]") {
+  test::Random rng(21);
+  const int Hkv = 1, g = 16, D = 8, L = 150, T = 75;  // 3 query blocks, 3 key blocks, group 16
+  Setup s(rng, Hkv * g, Hkv, D, L);
+  const auto q = rng.normal_floats(std::size_t(T) * s.Hq * D);
+  std::vector<std::int32_t> pos(T);
+  for (int t = 0; t < T; ++t) pos[t] = 70 + t;
+  std::vector<std::uint8_t> valid(L, 1);
+  for (int j : {0, 69, 70, 100, 149}) valid[j] = 0;
+  AttentionOptions opt;
+  opt.window = 40;
+  opt.softcap = 3.0f;
+  opt.key_valid = valid;
+  auto alibi = [](tformer::index h, tformer::index p, tformer::index j) {
+    return -0.05f * float(h + 1) * float(p - j);
+  };
+  std::vector<float> o(q.size()), w(std::size_t(T) * s.Hq * L);
+  AttentionWorkspace ws(g, D);
+  const HeadsView<const float> qv(q.data(), T, s.Hq, D);
+  tformer::attention(qv, s.cache.view(0, 0, L), Positions::ids(pos),
+                     HeadsView<float>(o.data(), T, s.Hq, D), ws, opt, alibi);
+  tformer::attention_weights(qv, s.cache.view(0, 0, L), Positions::ids(pos),
+                             HeadsView<float>(w.data(), T, s.Hq, L), opt, alibi);
+  auto c = s.reference(opt);
+  c.key_valid = &valid;
+  c.bias = [&](int h, int p, int j) { return double(alibi(h, p, j)); };
+  check_outputs(s, c, q, o, pos);
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < s.Hq; ++h) {
+      const float* wr = w.data() + (std::size_t(t) * s.Hq + h) * L;
+      double total = 0;
+      for (int j = 0; j < L; ++j) {
+        if (!valid[j] || j > pos[t] || j <= pos[t] - 40) REQUIRE(wr[j] == 0.0f);
+        total += wr[j];
+      }
+      REQUIRE(std::abs(total - 1.0) <= 1e-6);
+    }
+}
+
+TEST_CASE("nn/attention: a query that sees no key outputs zeros, in both paths",
+          "[nn][attention]") {
+  test::Random rng(22);
+  Setup s(rng, 2, 1, 8, 10);
+  std::vector<std::uint8_t> none(10, 0);
+  AttentionOptions opt;
+  opt.key_valid = none;
+  const auto q = rng.normal_floats(std::size_t(3) * 2 * 8);
+  for (const std::vector<std::int32_t>& pos : {std::vector<std::int32_t>{9},
+                                               std::vector<std::int32_t>{3, 6, 9}}) {
+    const auto o = run(s, std::vector<float>(q.begin(), q.begin() + pos.size() * 16), pos, opt);
+    for (float x : o) REQUIRE(x == 0.0f);
+  }
+}
