@@ -19,6 +19,17 @@
 namespace tformer {
 inline namespace TFORMER_ARCH_NS {
 
+namespace detail {
+// The error of a failed check_view: a null pointer, or `shape` breaking `rule`.
+[[noreturn]] inline void fail_view(std::string_view where, std::string_view name, bool data_ok,
+                                   bool sizes_ok, const char* stride_rule,
+                                   const std::string& shape) {
+  if (!data_ok) fail_check(where, std::string(name) + " data", "a non-null pointer", "nullptr");
+  fail_check(where, std::string(name) + " shape", sizes_ok ? stride_rule : "non-negative sizes",
+             shape);
+}
+}  // namespace detail
+
 // Signed sizes and indices, as Eigen's Index.
 using index = std::ptrdiff_t;
 
@@ -120,13 +131,32 @@ void check_view(std::string_view where, std::string_view name, const MatrixView<
   const bool data_ok = m.rows() * m.cols() == 0 || m.data() != nullptr;
   if (sizes_ok && stride_ok && data_ok) [[likely]]
     return;
-  if (!data_ok)
-    detail::fail_check(where, std::string(name) + " data", "a non-null pointer", "nullptr");
   std::ostringstream shape;
   shape << "[rows " << m.rows() << ", cols " << m.cols() << ", row_stride " << m.row_stride()
         << "]";
-  detail::fail_check(where, std::string(name) + " shape",
-                     sizes_ok ? "row_stride >= cols" : "non-negative sizes", shape.str());
+  detail::fail_view(where, name, data_ok, sizes_ok, "row_stride >= cols", shape.str());
+}
+
+// Whether two HeadsViews share memory. Views whose address ranges intersect are still disjoint when
+// they interleave row by row, as Q and K inside a fused QKV row do.
+template <class T, class U>
+bool overlap(const HeadsView<T>& a, const HeadsView<U>& b) noexcept {
+  if (a.size() == 0 || b.size() == 0) return false;
+  auto bytes = [](index n) { return static_cast<std::uintptr_t>(n) * sizeof(float); };
+  auto extent = [&](const auto& v) {
+    return bytes((v.tokens() - 1) * v.token_stride() + v.heads() * v.head_dim());
+  };
+  const auto pa = reinterpret_cast<std::uintptr_t>(a.data());
+  const auto pb = reinterpret_cast<std::uintptr_t>(b.data());
+  if (pa + extent(a) <= pb || pb + extent(b) <= pa) return false;
+  if (a.token_stride() != b.token_stride() || a.tokens() != b.tokens()) return true;
+  // Same stride: the later view's row starts `gap` bytes after the earlier one's and must fit
+  // between the end of that row and the start of the next.
+  const bool a_first = pa <= pb;
+  const std::uintptr_t gap = a_first ? pb - pa : pa - pb;
+  const std::uintptr_t first_row = bytes((a_first ? a : b).heads() * (a_first ? a : b).head_dim());
+  const std::uintptr_t second_row = bytes((a_first ? b : a).heads() * (a_first ? b : a).head_dim());
+  return !(gap >= first_row && gap + second_row <= bytes(a.token_stride()));
 }
 
 // Whether the address ranges of two matrices intersect (conservative: strided views that
@@ -141,10 +171,10 @@ bool overlap(const MatrixView<T>& a, const MatrixView<U>& b) noexcept {
   return begin(a) < end(b) && begin(b) < end(a);
 }
 
-// Throws if `a` and `b` share memory.
-template <class T, class U>
-void check_disjoint(std::string_view where, std::string_view a_name, const MatrixView<T>& a,
-                    std::string_view b_name, const MatrixView<U>& b) {
+// Throws if views `a` and `b` (both MatrixView or both HeadsView) share memory.
+template <class A, class B>
+void check_disjoint(std::string_view where, std::string_view a_name, const A& a,
+                    std::string_view b_name, const B& b) {
   if (!overlap(a, b)) [[likely]]
     return;
   detail::fail_check(where, std::string(a_name), "memory disjoint from " + std::string(b_name),
@@ -173,14 +203,11 @@ void check_view(std::string_view where, std::string_view name, const HeadsView<T
   const bool data_ok = v.size() == 0 || v.data() != nullptr;
   if (sizes_ok && stride_ok && data_ok) [[likely]]
     return;
-  if (!data_ok)
-    detail::fail_check(where, std::string(name) + " data", "a non-null pointer", "nullptr");
   std::ostringstream shape;
   shape << "[tokens " << v.tokens() << ", heads " << v.heads() << ", head_dim " << v.head_dim()
         << ", token_stride " << v.token_stride() << "]";
-  detail::fail_check(where, std::string(name) + " shape",
-                     sizes_ok ? "token_stride >= heads * head_dim" : "non-negative sizes",
-                     shape.str());
+  detail::fail_view(where, name, data_ok, sizes_ok, "token_stride >= heads * head_dim",
+                    shape.str());
 }
 
 }  // namespace TFORMER_ARCH_NS

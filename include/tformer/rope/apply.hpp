@@ -17,7 +17,6 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
-#include <cstdint>
 #include <span>
 #include <sstream>
 #include <string>
@@ -202,28 +201,6 @@ void dispatch_rope(const RopeTable& table, const std::array<HeadsView<const floa
   }
 }
 
-// Whether two views share memory. Views whose address ranges intersect are still disjoint when
-// they interleave row by row, as Q and K inside a fused QKV row do.
-template <class T, class U>
-bool overlap(const HeadsView<T>& a, const HeadsView<U>& b) noexcept {
-  if (a.size() == 0 || b.size() == 0) return false;
-  auto bytes = [](index n) { return static_cast<std::uintptr_t>(n) * sizeof(float); };
-  auto extent = [&](const auto& v) {
-    return bytes((v.tokens() - 1) * v.token_stride() + v.heads() * v.head_dim());
-  };
-  const auto pa = reinterpret_cast<std::uintptr_t>(a.data());
-  const auto pb = reinterpret_cast<std::uintptr_t>(b.data());
-  if (pa + extent(a) <= pb || pb + extent(b) <= pa) return false;
-  if (a.token_stride() != b.token_stride() || a.tokens() != b.tokens()) return true;
-  // Same stride: the later view's row starts `gap` bytes after the earlier one's and must fit
-  // between the end of that row and the start of the next.
-  const bool a_first = pa <= pb;
-  const std::uintptr_t gap = a_first ? pb - pa : pa - pb;
-  const std::uintptr_t first_row = bytes((a_first ? a : b).heads() * (a_first ? a : b).head_dim());
-  const std::uintptr_t second_row = bytes((a_first ? b : a).heads() * (a_first ? b : a).head_dim());
-  return !(gap >= first_row && gap + second_row <= bytes(a.token_stride()));
-}
-
 }  // namespace rope_kernels
 
 // out = RoPE(in) for `[tokens, heads, head_dim]` data at `positions`. `out` must have in's shape
@@ -237,8 +214,7 @@ void apply_rope(const RopeTable& table, HeadsView<const float> in, HeadsView<flo
   check_eq(where, "out.tokens", in.tokens(), out.tokens());
   check_eq(where, "out.heads", in.heads(), out.heads());
   check_eq(where, "out.head_dim", in.head_dim(), out.head_dim());
-  check(!rope_kernels::overlap(in, out), where, "out",
-        "memory disjoint from in (or use apply_rope_inplace)", "an overlapping view");
+  check_disjoint(where, "out", out, "in (or use apply_rope_inplace)", in);
   positions.validate(where, in.tokens(), table.max_positions());
   rope_kernels::dispatch_rope<Layout, 1>(table, {in}, {out}, positions, direction);
 }
@@ -264,7 +240,7 @@ void apply_rope_inplace(const RopeTable& table, HeadsView<float> q, HeadsView<fl
   rope_kernels::check_rope_view(where, "k", table, k);
   check_eq(where, "k.tokens (= q.tokens)", q.tokens(), k.tokens());
   check_eq(where, "k.head_dim (= q.head_dim)", q.head_dim(), k.head_dim());
-  check(!rope_kernels::overlap(q, k), where, "k", "memory disjoint from q", "an overlapping view");
+  check_disjoint(where, "k", k, "q", q);
   positions.validate(where, q.tokens(), table.max_positions());
   rope_kernels::dispatch_rope<Layout, 2>(table, {q, k}, {q, k}, positions, direction);
 }
