@@ -1,7 +1,8 @@
 // Attention decode (one query token, 32 query / 8 KV heads, head_dim 128) over contexts of 512,
 // 4096, 16384 and 32768 positions, and causal prefill (T = L = 512, 2048).
 //   decode: bytes = the K and V rows read (2 · 8 · L · 128 · 4); beside each, copy/<KiB> of the
-//           same bytes in the same run.
+//           same bytes in the same run, and read/<KiB>, a read-only stream of them (decode reads, it
+//           writes almost nothing).
 //   prefill: FLOPS = 4 · Hq · D · (causal pairs), pairs = T·(T+1)/2.
 //   cross:   over 196 encoder tokens, FLOPS = 4 · Hq · D · S · T.
 #include <benchmark/benchmark.h>
@@ -111,7 +112,10 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark(("attention_cross/8x2x64/S196/T" + std::to_string(tokens)).c_str(),
                                  cross, tokens)
         ->Unit(benchmark::kMicrosecond);
-  for (std::size_t kib : copies) bench::register_copy(kib);
+  for (std::size_t kib : copies) {
+    bench::register_copy(kib);
+    bench::register_read(kib);
+  }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -43,7 +43,10 @@ void fma_peak(benchmark::State& state) {
 BENCHMARK(fma_peak);
 
 int main(int argc, char** argv) {
-  for (std::size_t kib : {32u, 1024u, 16384u, 262144u}) bench::register_copy(kib);
+  for (std::size_t kib : {32u, 1024u, 16384u, 262144u}) {
+    bench::register_copy(kib);
+    bench::register_read(kib);
+  }
   bench::register_gemm(1, 4096, 4096);    // decode GEMV
   bench::register_gemm(64, 2048, 512);    // TrafficVLM FFN gate/up, 64 tokens
   bench::register_gemm(64, 512, 2048);    // TrafficVLM FFN down

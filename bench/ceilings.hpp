@@ -1,5 +1,5 @@
 // Machine ceilings that every benchmark family compares against, measured the same way in the
-// same run: copy bandwidth, FMA peak, Eigen GEMM. bench_ceilings registers all of them; a kernel
+// same run: copy and read-only bandwidth, FMA peak, Eigen GEMM. bench_ceilings registers all of them; a kernel
 // family's program may register the copy of its own working-set size beside its kernels.
 //
 // Byte convention (all programs): bytes_per_second counts bytes read plus bytes written, so
@@ -8,6 +8,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <random>
@@ -16,6 +17,8 @@
 
 #include "tformer/core/eigen.hpp"
 #include "tformer/core/memory.hpp"
+#include "tformer/core/simd.hpp"
+#include "tformer/core/xsimd_compat.hpp"
 
 namespace bench {
 
@@ -45,6 +48,39 @@ inline void copy_bandwidth(benchmark::State& state, std::size_t bytes) {
 inline void register_copy(std::size_t kib) {
   benchmark::RegisterBenchmark(("copy/" + std::to_string(kib)).c_str(), [kib](benchmark::State& s) {
     copy_bandwidth(s, kib * 1024);
+  })->Unit(benchmark::kMicrosecond);
+}
+
+// Sum of `bytes` bytes of floats, 8 independent SIMD accumulators: the read-only stream, the
+// ceiling of kernels that read much and write little (decode attention, decode GEMV).
+inline void read_bandwidth(benchmark::State& state, std::size_t bytes) {
+  const std::size_t n = bytes / sizeof(float);
+  tformer::AlignedBuffer<float> src(n);
+  std::fill(src.data(), src.data() + n, 1.0f);
+  for (auto _ : state) {
+    std::size_t i = 0;
+    float total = 0.0f;
+#if TFORMER_HAS_SIMD
+    using B = tformer::simd::batch;
+    constexpr std::size_t W = B::size, R = 8;
+    B acc[R];
+    for (auto& a : acc) a = B(0.0f);
+    for (; i + R * W <= n; i += R * W)
+      for (std::size_t r = 0; r < R; ++r) acc[r] += B::load_aligned(src.data() + i + r * W);
+    for (std::size_t r = 1; r < R; ++r) acc[0] += acc[r];
+    total = tformer::xsimd_compat::reduce_add(acc[0]);
+#endif
+    for (; i < n; ++i) total += src.data()[i];
+    benchmark::DoNotOptimize(total);
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
+                          static_cast<std::int64_t>(n * sizeof(float)));
+}
+
+// Registers "read/<KiB>" for a buffer of `kib` KiB.
+inline void register_read(std::size_t kib) {
+  benchmark::RegisterBenchmark(("read/" + std::to_string(kib)).c_str(), [kib](benchmark::State& s) {
+    read_bandwidth(s, kib * 1024);
   })->Unit(benchmark::kMicrosecond);
 }
 

@@ -3,6 +3,7 @@
 // give the right answer; SIMD and scalar results must agree.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <string>
@@ -88,4 +89,69 @@ TEST_CASE("odr: SIMD and scalar kernels agree on every shape, layout and directi
     }
   }
   CHECK(cases > 1000);
+}
+
+std::vector<float> attention_native(const std::vector<float>& q, const std::vector<float>& k,
+                                    const std::vector<float>& v, int T, int Hq, int Hkv, int D,
+                                    int L, int window, float softcap);
+std::vector<float> attention_scalar(const std::vector<float>& q, const std::vector<float>& k,
+                                    const std::vector<float>& v, int T, int Hq, int Hkv, int D,
+                                    int L, int window, float softcap);
+std::vector<float> norm_activation_native(const std::vector<float>& x, const std::vector<float>& w,
+                                          int rows, int n);
+std::vector<float> norm_activation_scalar(const std::vector<float>& x, const std::vector<float>& w,
+                                          int rows, int n);
+
+TEST_CASE("odr: SIMD and scalar attention agree on random shapes, decode and prefill",
+          "[odr][attention]") {
+  // Each output is a convex combination of value rows. A float score carries an error up to
+  // (D + 2)·u·|q|·|k|·scale, which moves the weights by at most that relatively; the weighted
+  // sum adds (L + 2)·u·max|v|. Both builds are within that of exact, so within twice of each
+  // other: tol = 2·((D + 2)·max|s| + L + 2)·u·max|v| with max|s| ≤ |q|·|k|·scale.
+  const double u = FLT_EPSILON / 2;
+  test::Random rng(37);
+  for (int trial = 0; trial < 60; ++trial) {
+    const int Hkv = rng.integer(1, 3), Hq = Hkv * rng.integer(1, 5);
+    const int D = 4 * rng.integer(1, 40), L = rng.integer(1, 300);
+    const int T = trial % 2 == 0 ? 1 : rng.integer(1, std::min(L, 70));
+    const int window = trial % 3 == 0 ? rng.integer(1, L) : 0;
+    const float softcap = trial % 5 == 0 ? 5.0f : 0.0f;
+    const auto q = rng.normal_floats(std::size_t(T) * Hq * D);
+    const auto k = rng.normal_floats(std::size_t(L) * Hkv * D);
+    const auto v = rng.normal_floats(k.size());
+    const auto a = attention_native(q, k, v, T, Hq, Hkv, D, L, window, softcap);
+    const auto b = attention_scalar(q, k, v, T, Hq, Hkv, D, L, window, softcap);
+    double q_max = 0, k_max = 0, v_max = 0;
+    for (float x : q) q_max = std::max(q_max, double(std::abs(x)));
+    for (float x : k) k_max = std::max(k_max, double(std::abs(x)));
+    for (float x : v) v_max = std::max(v_max, double(std::abs(x)));
+    const double s_max = q_max * k_max * D / std::sqrt(double(D));  // |q|·|k|·scale bound
+    const double tol = 2 * ((D + 2) * s_max + L + 2) * u * v_max;
+    INFO("trial " << trial << ": T " << T << " Hq " << Hq << " Hkv " << Hkv << " D " << D << " L "
+                  << L << " window " << window << " softcap " << softcap);
+    for (std::size_t i = 0; i < a.size(); ++i) REQUIRE(std::abs(a[i] - b[i]) <= tol);
+  }
+}
+
+TEST_CASE("odr: SIMD and scalar RMSNorm and activation agree", "[odr][rmsnorm]") {
+  // RMSNorm is within (n + 12)·u relatively of exact (rmsnorm_test.cpp) and the activation within
+  // 8u more (activation_test.cpp); twice their sum bounds the difference of the two builds.
+  const double u = FLT_EPSILON / 2;
+  test::Random rng(41);
+  for (int trial = 0; trial < 40; ++trial) {
+    const int rows = rng.integer(1, 5), n = rng.integer(1, 700);
+    const auto x = rng.normal_floats(std::size_t(rows) * n);
+    const auto w = rng.normal_floats(std::size_t(n));
+    const auto a = norm_activation_native(x, w, rows, n);
+    const auto b = norm_activation_scalar(x, w, rows, n);
+    INFO("rows " << rows << " n " << n);
+    const std::size_t m = x.size();
+    for (std::size_t i = 0; i < m; ++i) {
+      // silu(y)'s relative condition number is at most 1 + |y|.
+      const double y = b[i], norm_tol = 2 * (n + 12) * u * std::abs(y);
+      const double act_tol = 2 * ((n + 12) * (1 + std::abs(y)) + 8) * u * std::abs(b[m + i]);
+      REQUIRE(std::abs(a[i] - b[i]) <= norm_tol);
+      REQUIRE(std::abs(a[m + i] - b[m + i]) <= act_tol + 1e-37);
+    }
+  }
 }
