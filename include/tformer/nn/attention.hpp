@@ -66,6 +66,10 @@ class AttentionWorkspace {
         l_(size(query_tile * group_size)) {}
   index group_size() const noexcept { return group_; }
   index head_dim() const noexcept { return head_dim_; }
+  std::size_t bytes() const noexcept {
+    return acc_.bytes() + scores_.bytes() + q_block_.bytes() + o_block_.bytes() +
+           s_block_.bytes() + m_.bytes() + l_.bytes();
+  }
   float* acc(index h) noexcept { return acc_.data() + h * head_dim_; }
   float* scores(index h) noexcept { return scores_.data() + h * tile; }
   // Many-token path: a block of query_tile · group rows.

@@ -1,0 +1,323 @@
+// Decoder<Config>: token embedding, the layers of decoder_layer.hpp, final RMSNorm and the LM
+// head over a KV-cache of several sequences, plus generation and classification.
+//
+//   tformer::OwnedWeights<configs::TrafficVLM> weights({}, /*seed=*/1);
+//   tformer::Decoder<configs::TrafficVLM> dec(weights.view(), {}, {.sequences = 2});
+//   dec.set_encoder(0, vision);                       // cross-attention input, projected once
+//   dec.forward(0, prompt, logits);                   // prefill: logits of the last token
+//   dec.forward(0, next, logits);                     // decode: one token, nothing recomputed
+//
+// A step may hold the tokens of several sequences of different lengths (forward(batch, …)):
+// their rows share every projection (one GEMM), and each attends over its own cache. Prefill
+// and decode are the same call with different token counts. Sizes are fixed at construction;
+// a step allocates nothing (Eigen's GEMM may for large prefill steps, see nn/linear.hpp).
+//
+// Every public call checks its inputs before changing any state: a rejected call leaves the
+// caches as they were.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tformer/cache/kv_cache.hpp"
+#include "tformer/core/error.hpp"
+#include "tformer/core/parallel.hpp"
+#include "tformer/model/config.hpp"
+#include "tformer/model/decoder_layer.hpp"
+#include "tformer/model/sampling.hpp"
+#include "tformer/model/weights.hpp"
+#include "tformer/nn/swiglu.hpp"
+#include "tformer/rope/table.hpp"
+
+namespace tformer {
+inline namespace TFORMER_ARCH_NS {
+
+struct DecoderOptions {
+  index sequences = 1;       // sequences held at once (cache slots)
+  index capacity = 0;        // positions per sequence; 0: the model's max_positions
+  index max_tokens = 0;      // rows per forward step over all sequences; 0: min(capacity, 512)
+  index encoder_tokens = 0;  // cross-attention inputs per sequence; 0: Config::encoder_tokens
+};
+
+// The tokens one sequence contributes to a step.
+struct SequenceTokens {
+  index seq = 0;
+  std::span<const std::int32_t> tokens;
+};
+
+enum class LogitsFor { Last, All };  // one row per sequence, or one per token
+
+template <DecoderConfig C, Executor E = SerialExecutor>
+class Decoder {
+ public:
+  using Config = C;
+
+  Decoder(const ModelWeights& weights, const Dims& dims = {}, const DecoderOptions& options = {},
+          E executor = {})
+      : d_(resolve_dims<C>(dims)),
+        options_(resolved(options, d_)),
+        weights_(checked_weights(weights, d_)),
+        exec_(std::move(executor)),
+        rope_(RopeConfig{.rotary_dim = int(d_.head_dim),
+                         .max_positions = int(options_.capacity),
+                         .base = C::rope_base,
+                         .scaling = C::rope_scaling()}),
+        cache_(KVCacheConfig{.layers = d_.layers,
+                             .kv_heads = d_.kv_heads,
+                             .head_dim = d_.head_dim,
+                             .capacity = options_.capacity,
+                             .sequences = options_.sequences}),
+        ws_(d_, options_.max_tokens, C::cross_attention ? options_.encoder_tokens : 0),
+        last_(static_cast<std::size_t>(options_.sequences * d_.hidden)),
+        logits_(static_cast<std::size_t>(options_.sequences * d_.vocab)),
+        sampler_ws_(d_.vocab) {
+    if constexpr (C::cross_attention)
+      cross_.emplace(KVCacheConfig{.layers = d_.layers,
+                                   .kv_heads = d_.kv_heads,
+                                   .head_dim = d_.head_dim,
+                                   .capacity = options_.encoder_tokens,
+                                   .sequences = options_.sequences});
+    if constexpr (C::ffn == FfnKind::TopK) {
+      down_t_.reserve(weights_.layers.size());
+      for (const LayerWeights& l : weights_.layers) {
+        if (l.ffn_down_t.rows() == 0) down_t_.emplace_back(l.ffn.down);  // built once, here
+        down_t_views_.push_back(l.ffn_down_t.rows() > 0 ? l.ffn_down_t : down_t_.back().view());
+      }
+    }
+    segments_.reserve(static_cast<std::size_t>(options_.sequences));
+  }
+
+  const Dims& dims() const noexcept { return d_; }
+  const DecoderOptions& options() const noexcept { return options_; }
+  const KVCache& cache() const noexcept { return cache_; }
+  index length(index seq) const { return cache_.length(seq); }
+  // Bytes the decoder allocated: caches and workspaces (the weights are the caller's).
+  std::size_t bytes() const noexcept {
+    std::size_t n = cache_.bytes() + ws_.bytes() + last_.bytes() + logits_.bytes();
+    if (cross_) n += 2 * std::size_t(d_.layers * d_.kv_heads * d_.head_dim) *
+                     std::size_t(options_.sequences * options_.encoder_tokens) * sizeof(float);
+    return n;
+  }
+
+  // Forgets sequence `seq` (its cache and its encoder input).
+  void reset(index seq) {
+    cache_.reset(seq);
+    if (cross_) cross_->reset(seq);
+  }
+  // Rolls sequence `seq` back to its first `length` positions (rejected speculative tokens).
+  void truncate(index seq, index length) { cache_.truncate(seq, length); }
+
+  // Cross-attention input of sequence `seq`: encoder states [S, encoder_width] (S <= the
+  // encoder_tokens option), projected to the hidden width once and then to every layer's K, V,
+  // which stay cached for the sequence's steps. `valid` (S flags, 0 = padding) masks tokens.
+  void set_encoder(index seq, MatrixView<const float> states,
+                   std::span<const std::uint8_t> valid = {})
+    requires(C::cross_attention)
+  {
+    constexpr const char* where = "Decoder::set_encoder";
+    check_index(where, "seq", seq, options_.sequences);
+    check_view(where, "states", states);
+    check_eq(where, "states.cols (= encoder_width)", d_.encoder_width, states.cols());
+    check(states.rows() >= 1 && states.rows() <= options_.encoder_tokens, where, "states.rows",
+          "in [1, encoder_tokens]", states.rows());
+    if (!valid.empty()) check_eq(where, "valid size (= states.rows)", states.rows(), index(valid.size()));
+    const index S = states.rows();
+    MatrixView<const float> projected = states;
+    if (weights_.encoder_proj.rows() > 0) {
+      linear(states, weights_.encoder_proj, weights_.encoder_proj_bias, ws_.encoder(S));
+      projected = ws_.encoder(S);
+    }
+    cross_->reset(seq);
+    const index kvd = d_.kv_heads * d_.head_dim;
+    for (index l = 0; l < d_.layers; ++l) {
+      const LayerWeights& w = weights_.layers[std::size_t(l)];
+      parallel_project(exec_, projected, w.cross_wk, ws_.encoder_k(S));
+      parallel_project(exec_, projected, w.cross_wv, ws_.encoder_v(S));
+      cross_->set(l, seq, {ws_.encoder_k(S).data(), S, d_.kv_heads, d_.head_dim, kvd},
+                  {ws_.encoder_v(S).data(), S, d_.kv_heads, d_.head_dim, kvd}, valid);
+    }
+  }
+
+  // One step over the tokens of several sequences (each at most once). logits: [batch, vocab]
+  // for LogitsFor::Last (the last token of each entry, in batch order) or [Σ tokens, vocab]
+  // for LogitsFor::All (every token, in batch order).
+  void forward(std::span<const SequenceTokens> batch, MatrixView<float> logits,
+               LogitsFor which = LogitsFor::Last) {
+    const index rows = check_step("Decoder::forward", batch, logits, which);
+    run(batch, rows, logits, which);
+  }
+  void forward(index seq, std::span<const std::int32_t> tokens, MatrixView<float> logits,
+               LogitsFor which = LogitsFor::Last) {
+    const SequenceTokens one{seq, tokens};
+    forward(std::span<const SequenceTokens>(&one, 1), logits, which);
+  }
+
+  // Feeds `prompt` to sequence `seq` (in steps of max_tokens), then samples up to
+  // max_new_tokens tokens into `out`, feeding each back; stops after `stop_token` (if >= 0).
+  // Returns the number of tokens written. The last sampled token is not fed (its logits are
+  // not needed): a caller continuing the sequence passes it as the next prompt.
+  index generate(index seq, std::span<const std::int32_t> prompt, index max_new_tokens,
+                 const Sampler& sampler, Rng& rng, std::span<std::int32_t> out,
+                 std::int32_t stop_token = -1) {
+    constexpr const char* where = "Decoder::generate";
+    check_index(where, "seq", seq, options_.sequences);
+    check(!prompt.empty(), where, "prompt", "at least one token", prompt.size());
+    check(max_new_tokens >= 0, where, "max_new_tokens", ">= 0", max_new_tokens);
+    check(index(out.size()) >= max_new_tokens, where, "out size", ">= max_new_tokens", out.size());
+    check_sampler(sampler, d_.vocab);
+    const index need = length(seq) + index(prompt.size()) + std::max<index>(max_new_tokens - 1, 0);
+    if (need > options_.capacity) [[unlikely]]
+      detail::fail_check(where, "length + prompt + max_new_tokens − 1",
+                         "<= capacity (" + std::to_string(options_.capacity) + ")", need);
+    const MatrixView<float> logits(logits_.data(), 1, d_.vocab);
+    prefill(seq, prompt, logits);
+    const std::span<const float> row(logits_.data(), std::size_t(d_.vocab));
+    for (index i = 0; i < max_new_tokens; ++i) {
+      const std::int32_t token = sample(row, sampler, rng, sampler_ws_);
+      out[std::size_t(i)] = token;
+      if (token == stop_token) return i + 1;
+      if (i + 1 < max_new_tokens) forward(seq, std::span<const std::int32_t>(&token, 1), logits);
+    }
+    return max_new_tokens;
+  }
+
+  // Classification at the last position (seed 003's [YES]/[NO]): feeds `tokens` to `seq`, then
+  // out_logits[i] = logit of ids[i] and probs = softmax over those logits only.
+  void classify(index seq, std::span<const std::int32_t> tokens, std::span<const std::int32_t> ids,
+                std::span<float> out_logits, std::span<float> probs) {
+    for (std::int32_t id : ids) check_index("Decoder::classify", "ids[i]", id, d_.vocab);
+    check_eq("Decoder::classify", "out_logits size (= ids)", ids.size(), out_logits.size());
+    check_eq("Decoder::classify", "probs size (= ids)", ids.size(), probs.size());
+    const MatrixView<float> logits(logits_.data(), 1, d_.vocab);
+    prefill(seq, tokens, logits);
+    choose({logits_.data(), std::size_t(d_.vocab)}, ids, out_logits, probs);
+  }
+
+ private:
+  static DecoderOptions resolved(DecoderOptions o, const Dims& d) {
+    constexpr const char* where = "Decoder";
+    check(o.sequences >= 1, where, "options.sequences", ">= 1", o.sequences);
+    if (o.capacity == 0) o.capacity = d.max_positions;
+    if (o.capacity < 1 || o.capacity > d.max_positions) [[unlikely]]
+      detail::fail_check(where, "options.capacity",
+                         "in [1, " + std::to_string(d.max_positions) + "] (max_positions)",
+                         o.capacity);
+    if (o.max_tokens == 0) o.max_tokens = std::min<index>(o.capacity * o.sequences, 512);
+    check(o.max_tokens >= 1, where, "options.max_tokens", ">= 1", o.max_tokens);
+    if constexpr (C::cross_attention) {
+      if (o.encoder_tokens == 0) {
+        if constexpr (requires { C::encoder_tokens; }) o.encoder_tokens = C::encoder_tokens;
+      }
+      check(o.encoder_tokens >= 1, where, "options.encoder_tokens",
+            ">= 1 (the Config has cross-attention)", o.encoder_tokens);
+    }
+    return o;
+  }
+  static const ModelWeights& checked_weights(const ModelWeights& w, const Dims& d) {
+    validate_weights<C>(d, w);
+    return w;
+  }
+
+  // Checks a step; returns its rows (Σ tokens).
+  index check_step(const char* where, std::span<const SequenceTokens> batch,
+                   MatrixView<float> logits, LogitsFor which) const {
+    check(!batch.empty() && index(batch.size()) <= options_.sequences, where, "batch size",
+          "in [1, sequences]", batch.size());
+    index rows = 0;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const SequenceTokens& b = batch[i];
+      check_index(where, "batch[i].seq", b.seq, options_.sequences);
+      for (std::size_t j = 0; j < i; ++j)
+        check(batch[j].seq != b.seq, where, "batch[i].seq", "each sequence once per step", b.seq);
+      check(!b.tokens.empty(), where, "batch[i].tokens", "at least one token", b.tokens.size());
+      for (std::int32_t t : b.tokens) check_index(where, "token id", t, d_.vocab);
+      const index end = cache_.length(b.seq) + index(b.tokens.size());
+      if (end > options_.capacity) [[unlikely]]
+        detail::fail_check(where, "sequence length after the step",
+                           "<= capacity (" + std::to_string(options_.capacity) + ")", end);
+      if constexpr (C::cross_attention)
+        check(cross_->tokens(b.seq) > 0, where, "encoder input", "set_encoder(seq, …) first",
+              b.seq);
+      rows += index(b.tokens.size());
+    }
+    if (rows > options_.max_tokens) [[unlikely]]
+      detail::fail_check(where, "tokens in the step",
+                         "<= max_tokens (" + std::to_string(options_.max_tokens) + ")", rows);
+    check_shape(where, "logits", logits, which == LogitsFor::Last ? index(batch.size()) : rows,
+                d_.vocab);
+    return rows;
+  }
+
+  // Feeds tokens to one sequence in steps of max_tokens; logits of the last one.
+  void prefill(index seq, std::span<const std::int32_t> tokens, MatrixView<float> logits) {
+    check(!tokens.empty(), "Decoder", "tokens", "at least one token", tokens.size());
+    for (std::size_t done = 0; done < tokens.size();) {
+      const std::size_t n = std::min<std::size_t>(tokens.size() - done, std::size_t(options_.max_tokens));
+      forward(seq, tokens.subspan(done, n), logits);
+      done += n;
+    }
+  }
+
+  void run(std::span<const SequenceTokens> batch, index rows, MatrixView<float> logits,
+           LogitsFor which) {
+    segments_.clear();
+    index row = 0;
+    for (const SequenceTokens& b : batch) {
+      segments_.push_back({b.seq, row, index(b.tokens.size()), cache_.length(b.seq)});
+      for (std::int32_t t : b.tokens) {  // embedding rows
+        const float* e = weights_.embedding.row(t);
+        std::copy(e, e + d_.hidden, ws_.x(rows).row(row++));
+      }
+    }
+    rmsnorm<C::norm>(ws_.x(rows), weights_.layers[0].attn_norm, C::eps, ws_.xn(rows));
+    for (index l = 0; l < d_.layers; ++l) {
+      const LayerWeights& w = weights_.layers[std::size_t(l)];
+      const bool last = l + 1 == d_.layers;
+      const MatrixView<const float> down_t =
+          C::ffn == FfnKind::TopK ? down_t_views_[std::size_t(l)] : MatrixView<const float>{};
+      const LayerInputs in{d_,
+                           segments_,
+                           rows,
+                           rope_,
+                           cache_,
+                           cross_ ? &*cross_ : nullptr,
+                           down_t,
+                           last ? weights_.final_norm : weights_.layers[std::size_t(l + 1)].attn_norm};
+      decoder_layer<C>(w, l, in, ws_, exec_);
+    }
+    for (const StepSegment& s : segments_) cache_.advance(s.seq, s.tokens);
+
+    const MatrixView<float> xn = ws_.xn(rows);
+    if (which == LogitsFor::All) {
+      parallel_project(exec_, xn, weights_.head(), logits);
+      return;
+    }
+    const MatrixView<float> last(last_.data(), index(segments_.size()), d_.hidden);
+    for (std::size_t i = 0; i < segments_.size(); ++i) {
+      const float* r = xn.row(segments_[i].row + segments_[i].tokens - 1);
+      std::copy(r, r + d_.hidden, last.row(index(i)));
+    }
+    parallel_project(exec_, last, weights_.head(), logits);
+  }
+
+  Dims d_;
+  DecoderOptions options_;
+  ModelWeights weights_;  // views
+  E exec_;
+  RopeTable rope_;
+  KVCache cache_;
+  std::optional<CrossKVCache> cross_;
+  DecoderWorkspace<C> ws_;
+  AlignedBuffer<float> last_, logits_;
+  SamplerWorkspace sampler_ws_;
+  std::vector<TransposedWeights> down_t_;                 // TopK: transposes built here
+  std::vector<MatrixView<const float>> down_t_views_;    // TopK: each layer's down transposed
+  std::vector<StepSegment> segments_;
+};
+
+}  // namespace TFORMER_ARCH_NS
+}  // namespace tformer

@@ -1,0 +1,238 @@
+// One pre-norm decoder layer over the rows of a step (the tokens of one or more sequences,
+// concatenated), and the scratch it uses:
+//
+//   x += attn(norm(x))            Q, K, V projections, qk-norm, RoPE, KV-cache append, GQA
+//   x += cross(norm(x), encoder)  when the Config has cross-attention (K, V cached per sequence)
+//   x += ffn(norm(x))             dense SwiGLU, top-k SwiGLU or MoE
+//
+// Each residual add is fused with the next block's RMSNorm (rmsnorm_residual), so on entry
+// `xn` already holds attn_norm(x) and on exit it holds `next_norm`(x): the next layer's
+// attn_norm, or the final norm after the last layer.
+//
+// Work is split over the executor by KV heads (attention) and by output rows (projections);
+// top-k and MoE feed-forward run on the calling thread. Preconditions (checked by Decoder):
+// shapes agree with the Dims, every segment fits its cache, cross-attention inputs are set.
+#pragma once
+
+#include <algorithm>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "tformer/cache/kv_cache.hpp"
+#include "tformer/core/parallel.hpp"
+#include "tformer/model/config.hpp"
+#include "tformer/model/weights.hpp"
+#include "tformer/nn/activation.hpp"
+#include "tformer/nn/attention.hpp"
+#include "tformer/nn/linear.hpp"
+#include "tformer/nn/moe.hpp"
+#include "tformer/nn/rmsnorm.hpp"
+#include "tformer/nn/swiglu.hpp"
+#include "tformer/rope/apply.hpp"
+#include "tformer/rope/table.hpp"
+
+namespace tformer {
+inline namespace TFORMER_ARCH_NS {
+
+// The rows [row, row + tokens) of a step belong to sequence `seq` at positions start, start + 1, …
+struct StepSegment {
+  index seq = 0;
+  index row = 0;
+  index tokens = 0;
+  index start = 0;
+};
+
+// y = x · wᵀ with the output rows of w split over the executor (chunks of 16 rows or more).
+template <Executor E>
+void parallel_project(const E& exec, MatrixView<const float> x, MatrixView<const float> w,
+                      MatrixView<float> y) {
+  const index workers = exec.concurrency();
+  if (workers <= 1 || w.rows() < 32) {
+    linear_kernels::project(x, w, {}, y);
+    return;
+  }
+  const index chunk = std::max<index>(16, (w.rows() / workers + 15) / 16 * 16);
+  const index chunks = (w.rows() + chunk - 1) / chunk;
+  exec.parallel_for(0, chunks, [&](index c) {
+    const index r0 = c * chunk, n = std::min(chunk, w.rows() - r0);
+    linear_kernels::project(x, w.row_slice(r0, n), {}, y.col_slice(r0, n));
+  });
+}
+
+// Scratch of a decoder for up to `max_tokens` rows per step, sized at construction.
+template <DecoderConfig C>
+class DecoderWorkspace {
+ public:
+  DecoderWorkspace(const Dims& d, index max_tokens, index encoder_tokens)
+      : d_(d),
+        max_tokens_(max_tokens),
+        encoder_tokens_(encoder_tokens),
+        x_(size(max_tokens * d.hidden)),
+        xn_(size(max_tokens * d.hidden)),
+        delta_(size(max_tokens * d.hidden)),
+        q_(size(max_tokens * d.heads * d.head_dim)),
+        k_(size(max_tokens * d.kv_heads * d.head_dim)),
+        v_(size(max_tokens * d.kv_heads * d.head_dim)),
+        att_(size(max_tokens * d.heads * d.head_dim)),
+        encoder_(size(encoder_tokens * d.hidden)),
+        encoder_k_(size(encoder_tokens * d.kv_heads * d.head_dim)),
+        encoder_v_(size(encoder_tokens * d.kv_heads * d.head_dim)),
+        ffn_(C::ffn == FfnKind::MoE ? 0 : max_tokens, d.intermediate) {
+    attention_.reserve(static_cast<std::size_t>(d.kv_heads));
+    for (index g = 0; g < d.kv_heads; ++g)
+      attention_.emplace_back(d.heads / d.kv_heads, d.head_dim);
+    if constexpr (C::ffn == FfnKind::MoE) moe_.emplace(max_tokens, d.hidden, d.intermediate, moe_config(d));
+  }
+
+  static MoeConfig moe_config(const Dims& d) {
+    return {.experts = d.experts,
+            .top_k = d.top_k,
+            .router = C::router,
+            .renormalize = C::renormalize,
+            .activation = C::activation};
+  }
+
+  index max_tokens() const noexcept { return max_tokens_; }
+  index encoder_tokens() const noexcept { return encoder_tokens_; }
+  std::size_t bytes() const noexcept {
+    std::size_t n = x_.bytes() + xn_.bytes() + delta_.bytes() + q_.bytes() + k_.bytes() +
+                    v_.bytes() + att_.bytes() + encoder_.bytes() + encoder_k_.bytes() +
+                    encoder_v_.bytes() + ffn_.bytes();
+    for (const auto& a : attention_) n += a.bytes();
+    if (moe_) n += moe_->bytes();
+    return n;
+  }
+
+  // Row views for a step of T rows.
+  MatrixView<float> x(index T) noexcept { return {x_.data(), T, d_.hidden}; }
+  MatrixView<float> xn(index T) noexcept { return {xn_.data(), T, d_.hidden}; }
+  MatrixView<float> delta(index T) noexcept { return {delta_.data(), T, d_.hidden}; }
+  MatrixView<float> q(index T) noexcept { return {q_.data(), T, d_.heads * d_.head_dim}; }
+  MatrixView<float> k(index T) noexcept { return {k_.data(), T, d_.kv_heads * d_.head_dim}; }
+  MatrixView<float> v(index T) noexcept { return {v_.data(), T, d_.kv_heads * d_.head_dim}; }
+  MatrixView<float> att(index T) noexcept { return {att_.data(), T, d_.heads * d_.head_dim}; }
+  MatrixView<float> encoder(index S) noexcept { return {encoder_.data(), S, d_.hidden}; }
+  MatrixView<float> encoder_k(index S) noexcept {
+    return {encoder_k_.data(), S, d_.kv_heads * d_.head_dim};
+  }
+  MatrixView<float> encoder_v(index S) noexcept {
+    return {encoder_v_.data(), S, d_.kv_heads * d_.head_dim};
+  }
+  AttentionWorkspace& attention(index g) noexcept { return attention_[std::size_t(g)]; }
+  FfnWorkspace& ffn() noexcept { return ffn_; }
+  MoeWorkspace& moe() noexcept { return *moe_; }
+
+ private:
+  static std::size_t size(index n) { return static_cast<std::size_t>(std::max<index>(n, 0)); }
+  Dims d_;
+  index max_tokens_, encoder_tokens_;
+  AlignedBuffer<float> x_, xn_, delta_, q_, k_, v_, att_, encoder_, encoder_k_, encoder_v_;
+  std::vector<AttentionWorkspace> attention_;
+  FfnWorkspace ffn_;
+  std::optional<MoeWorkspace> moe_;
+};
+
+// What a layer reads besides its weights and the workspace.
+struct LayerInputs {
+  const Dims& dims;
+  std::span<const StepSegment> segments;
+  index rows;  // Σ segment tokens
+  const RopeTable& rope;
+  KVCache& cache;
+  const CrossKVCache* cross;               // cross-attention: the encoder's K, V per layer
+  MatrixView<const float> ffn_down_t;      // TopK: this layer's down transposed
+  std::span<const float> next_norm;        // attn_norm of the next layer, or the final norm
+};
+
+namespace decoder_kernels {
+
+// att = attention of q over `kv(segment)` for every segment, split over KV heads.
+template <Executor E, class ViewOf>
+void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> segments,
+                     MatrixView<const float> q, MatrixView<float> att, const ViewOf& view_of,
+                     const AttentionOptions& opt, auto& ws) {
+  const index group = d.heads / d.kv_heads, D = d.head_dim, qd = d.heads * D;
+  exec.parallel_for(0, d.kv_heads, [&](index g) {
+    for (const StepSegment& s : segments) {
+      KVView kv = view_of(s);
+      kv.keys += g * kv.head_stride;
+      kv.values += g * kv.head_stride;
+      kv.kv_heads = 1;
+      attention(HeadsView<const float>(q.row(s.row) + g * group * D, s.tokens, group, D, qd), kv,
+                Positions::offset(static_cast<std::int32_t>(s.start)),
+                HeadsView<float>(att.row(s.row) + g * group * D, s.tokens, group, D, qd),
+                ws.attention(g), opt);
+    }
+  });
+}
+
+}  // namespace decoder_kernels
+
+// One layer, in place on ws.x (residual stream) with ws.xn = attn_norm(x) on entry.
+template <DecoderConfig C, Executor E>
+void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
+                   DecoderWorkspace<C>& ws, const E& exec) {
+  const Dims& d = in.dims;
+  const index T = in.rows, D = d.head_dim;
+  const MatrixView<float> x = ws.x(T), xn = ws.xn(T), delta = ws.delta(T);
+  const MatrixView<float> q = ws.q(T), k = ws.k(T), v = ws.v(T), att = ws.att(T);
+
+  // Self-attention.
+  parallel_project(exec, xn, w.wq, q);
+  parallel_project(exec, xn, w.wk, k);
+  parallel_project(exec, xn, w.wv, v);
+  if constexpr (C::qk_norm) {
+    rmsnorm_heads<C::norm>({q.data(), T, d.heads, D}, w.q_norm, C::eps);
+    rmsnorm_heads<C::norm>({k.data(), T, d.kv_heads, D}, w.k_norm, C::eps);
+  }
+  for (const StepSegment& s : in.segments) {
+    HeadsView<float> qs(q.row(s.row), s.tokens, d.heads, D), ks(k.row(s.row), s.tokens, d.kv_heads, D);
+    apply_rope_inplace<C::rope_layout>(in.rope, qs, ks,
+                                       Positions::offset(static_cast<std::int32_t>(s.start)));
+    in.cache.write(layer, s.seq, ks, HeadsView<const float>(v.row(s.row), s.tokens, d.kv_heads, D));
+  }
+  AttentionOptions self;
+  self.window = C::attention.window_of(layer);
+  decoder_kernels::attend_segments(
+      exec, d, in.segments, q, att,
+      [&](const StepSegment& s) { return in.cache.view(layer, s.seq, s.start + s.tokens); }, self,
+      ws);
+  parallel_project(exec, att, w.wo, delta);
+
+  // Cross-attention to the encoder (non-causal, its padding mask).
+  if constexpr (C::cross_attention) {
+    rmsnorm_residual<C::norm>(x, delta, w.cross_norm, C::eps, xn);
+    parallel_project(exec, xn, w.cross_wq, q);
+    for (const StepSegment& s : in.segments) {
+      AttentionOptions cross;
+      cross.causal = false;
+      cross.key_valid = in.cross->key_valid(s.seq);
+      decoder_kernels::attend_segments(
+          exec, d, std::span<const StepSegment>(&s, 1), q, att,
+          [&](const StepSegment& t) { return in.cross->view(layer, t.seq); }, cross, ws);
+    }
+    parallel_project(exec, att, w.cross_wo, delta);
+  }
+
+  // Feed-forward.
+  rmsnorm_residual<C::norm>(x, delta, w.ffn_norm, C::eps, xn);
+  if constexpr (C::ffn == FfnKind::Dense) {
+    FfnWorkspace& f = ws.ffn();
+    const MatrixView<float> g = f.gate(T), u = f.up(T);
+    parallel_project(exec, xn, w.ffn.gate, g);
+    parallel_project(exec, xn, w.ffn.up, u);
+    activation_kernels::gated(g.data(), u.data(), g.data(), T * d.intermediate, C::activation);
+    parallel_project(exec, g, w.ffn.down, delta);
+  } else if constexpr (C::ffn == FfnKind::TopK) {
+    swiglu_topk(xn, w.ffn, in.ffn_down_t, TopK::count(d.top_k), delta, ws.ffn(), C::activation);
+  } else {
+    const MoeWeights mw{.router = w.router, .experts = w.experts, .shared = std::nullopt,
+                        .shared_gate = {}};
+    moe(xn, mw, DecoderWorkspace<C>::moe_config(d), delta, ws.moe());
+  }
+  rmsnorm_residual<C::norm>(x, delta, in.next_norm, C::eps, xn);
+}
+
+}  // namespace TFORMER_ARCH_NS
+}  // namespace tformer

@@ -1,0 +1,264 @@
+// A decoder's weights as views (ModelWeights: zero copy over buffers someone else owns, e.g. an
+// engine's arena or a memory-mapped checkpoint) and an owning form with seeded random init
+// (OwnedWeights). Matrices are [out, in] as PyTorch stores them.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <numbers>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tformer/core/error.hpp"
+#include "tformer/core/memory.hpp"
+#include "tformer/core/views.hpp"
+#include "tformer/model/config.hpp"
+#include "tformer/nn/swiglu.hpp"
+
+namespace tformer {
+inline namespace TFORMER_ARCH_NS {
+
+// One decoder layer. Which members are used depends on the Config: q_norm/k_norm with qk_norm,
+// cross_* with cross-attention, ffn (+ optional ffn_down_t) for Dense/TopK, router + experts
+// for MoE. Unused members stay empty.
+struct LayerWeights {
+  std::span<const float> attn_norm;        // [H]
+  MatrixView<const float> wq, wk, wv, wo;  // [Hq·D, H], [Hkv·D, H], [Hkv·D, H], [H, Hq·D]
+  std::span<const float> q_norm, k_norm;   // [D] each
+  std::span<const float> cross_norm;       // [H]
+  MatrixView<const float> cross_wq, cross_wk, cross_wv, cross_wo;  // as wq … wo; K, V read
+                                                                   // the projected encoder [S, H]
+  std::span<const float> ffn_norm;          // [H]
+  SwiGluWeights ffn;                        // gate, up [I, H], down [H, I]
+  MatrixView<const float> ffn_down_t;       // TopK: down transposed [I, H]; empty: built once
+  MatrixView<const float> router;           // MoE: [E, H]
+  std::vector<SwiGluWeights> experts;       // MoE: E experts
+};
+
+struct ModelWeights {
+  MatrixView<const float> embedding;  // [V, H]
+  std::vector<LayerWeights> layers;
+  std::span<const float> final_norm;  // [H]
+  MatrixView<const float> lm_head;    // [V, H]; empty: tied to the embedding
+  MatrixView<const float> encoder_proj;        // [H, encoder_width]; empty when equal widths
+  std::span<const float> encoder_proj_bias;    // [H] or empty
+
+  MatrixView<const float> head() const noexcept {
+    return lm_head.rows() > 0 ? lm_head : embedding;
+  }
+};
+
+namespace weights_detail {
+
+inline std::string layer_name(index l, const char* member) {
+  return "layers[" + std::to_string(l) + "]." + member;
+}
+inline void check_matrix(const std::string& name, MatrixView<const float> m, index rows,
+                         index cols) {
+  check_shape("ModelWeights", name.c_str(), m, rows, cols);
+}
+inline void check_vector(const std::string& name, std::span<const float> v, index n) {
+  check_eq("ModelWeights", (name + " size").c_str(), n, index(v.size()));
+}
+
+}  // namespace weights_detail
+
+// Throws tformer::Error naming the first member whose shape does not match the Config and dims.
+template <DecoderConfig C>
+void validate_weights(const Dims& d, const ModelWeights& w) {
+  using namespace weights_detail;
+  const index H = d.hidden, qd = d.heads * d.head_dim, kvd = d.kv_heads * d.head_dim;
+  check_matrix("embedding", w.embedding, d.vocab, H);
+  check_vector("final_norm", w.final_norm, H);
+  if constexpr (C::head == HeadKind::Tied)
+    check(w.lm_head.rows() == 0 || w.lm_head.data() == w.embedding.data(), "ModelWeights",
+          "lm_head", "empty or the embedding (the Config ties the head)", w.lm_head.rows());
+  if constexpr (C::head == HeadKind::Own) check_matrix("lm_head", w.lm_head, d.vocab, H);
+  if constexpr (C::head == HeadKind::AsLoaded)
+    if (w.lm_head.rows() > 0) check_matrix("lm_head", w.lm_head, d.vocab, H);
+  if constexpr (C::cross_attention) {
+    if (w.encoder_proj.rows() > 0 || d.encoder_width != H)
+      check_matrix("encoder_proj", w.encoder_proj, H, d.encoder_width);
+    if (!w.encoder_proj_bias.empty()) check_vector("encoder_proj_bias", w.encoder_proj_bias, H);
+  }
+  check_eq("ModelWeights", "layers count", d.layers, index(w.layers.size()));
+  for (index l = 0; l < d.layers; ++l) {
+    const LayerWeights& lw = w.layers[static_cast<std::size_t>(l)];
+    check_vector(layer_name(l, "attn_norm"), lw.attn_norm, H);
+    check_matrix(layer_name(l, "wq"), lw.wq, qd, H);
+    check_matrix(layer_name(l, "wk"), lw.wk, kvd, H);
+    check_matrix(layer_name(l, "wv"), lw.wv, kvd, H);
+    check_matrix(layer_name(l, "wo"), lw.wo, H, qd);
+    if constexpr (C::qk_norm) {
+      check_vector(layer_name(l, "q_norm"), lw.q_norm, d.head_dim);
+      check_vector(layer_name(l, "k_norm"), lw.k_norm, d.head_dim);
+    }
+    if constexpr (C::cross_attention) {
+      check_vector(layer_name(l, "cross_norm"), lw.cross_norm, H);
+      check_matrix(layer_name(l, "cross_wq"), lw.cross_wq, qd, H);
+      check_matrix(layer_name(l, "cross_wk"), lw.cross_wk, kvd, H);
+      check_matrix(layer_name(l, "cross_wv"), lw.cross_wv, kvd, H);
+      check_matrix(layer_name(l, "cross_wo"), lw.cross_wo, H, qd);
+    }
+    check_vector(layer_name(l, "ffn_norm"), lw.ffn_norm, H);
+    auto check_ffn = [&](const std::string& name, const SwiGluWeights& f) {
+      check_matrix(name + ".gate", f.gate, d.intermediate, H);
+      check_matrix(name + ".up", f.up, d.intermediate, H);
+      check_matrix(name + ".down", f.down, H, d.intermediate);
+    };
+    if constexpr (C::ffn == FfnKind::MoE) {
+      check_matrix(layer_name(l, "router"), lw.router, d.experts, H);
+      check_eq("ModelWeights", layer_name(l, "experts count").c_str(), d.experts,
+               index(lw.experts.size()));
+      for (index e = 0; e < d.experts; ++e)
+        check_ffn(layer_name(l, "experts[") + std::to_string(e) + "]",
+                  lw.experts[static_cast<std::size_t>(e)]);
+    } else {
+      check_ffn(layer_name(l, "ffn"), lw.ffn);
+      if (C::ffn == FfnKind::TopK && lw.ffn_down_t.rows() > 0)
+        check_matrix(layer_name(l, "ffn_down_t"), lw.ffn_down_t, d.intermediate, H);
+    }
+  }
+}
+
+// Weights in one 64-byte aligned arena: seeded random init as seed 003 does it (every matrix
+// normal(0, 0.02), the pad row of the embedding zero, norm weights at identity, biases 0).
+template <DecoderConfig C>
+class OwnedWeights {
+ public:
+  OwnedWeights(const Dims& dims, std::uint64_t seed) : dims_(resolve_dims<C>(dims)) {
+    const index n = carve(nullptr);
+    arena_ = AlignedBuffer<float>(static_cast<std::size_t>(n));
+    carve(arena_.data());
+    fill(seed);
+  }
+  OwnedWeights(OwnedWeights&&) noexcept = default;
+  OwnedWeights& operator=(OwnedWeights&&) noexcept = default;
+
+  const Dims& dims() const noexcept { return dims_; }
+  const ModelWeights& view() const noexcept { return view_; }
+  // Every parameter, for writers (io/llama2c.hpp's tests) and engines that fill their own.
+  std::span<float> data() noexcept { return {arena_.data(), arena_.size()}; }
+  // Mutable access to a member the view names (same memory).
+  static float* mut(std::span<const float> s) noexcept { return const_cast<float*>(s.data()); }
+  static float* mut(MatrixView<const float> m) noexcept { return const_cast<float*>(m.data()); }
+
+ private:
+  // Lays out every member from `base` (nullptr: only counts). Returns the floats used.
+  index carve(float* base) {
+    index used = 0;
+    auto take = [&](index count) -> float* {
+      float* p = base ? base + used : nullptr;
+      used += (count + 15) / 16 * 16;  // each member 64-byte aligned
+      return p;
+    };
+    auto matrix = [&](index rows, index cols) -> MatrixView<const float> {
+      return {take(rows * cols), rows, cols};
+    };
+    auto vec = [&](index count) -> std::span<const float> {
+      return {take(count), static_cast<std::size_t>(count)};
+    };
+    auto ffn = [&]() -> SwiGluWeights {
+      return {matrix(dims_.intermediate, dims_.hidden), matrix(dims_.intermediate, dims_.hidden),
+              matrix(dims_.hidden, dims_.intermediate)};
+    };
+    const Dims& d = dims_;
+    const index H = d.hidden, qd = d.heads * d.head_dim, kvd = d.kv_heads * d.head_dim;
+    ModelWeights w;
+    w.embedding = matrix(d.vocab, H);
+    if constexpr (C::head == HeadKind::Own || C::head == HeadKind::AsLoaded)
+      w.lm_head = matrix(d.vocab, H);
+    w.final_norm = vec(H);
+    if constexpr (C::cross_attention) {
+      if (d.encoder_width != H) {
+        w.encoder_proj = matrix(H, d.encoder_width);
+        w.encoder_proj_bias = vec(H);
+      }
+    }
+    w.layers.resize(static_cast<std::size_t>(d.layers));
+    for (LayerWeights& l : w.layers) {
+      l.attn_norm = vec(H);
+      l.wq = matrix(qd, H);
+      l.wk = matrix(kvd, H);
+      l.wv = matrix(kvd, H);
+      l.wo = matrix(H, qd);
+      if constexpr (C::qk_norm) {
+        l.q_norm = vec(d.head_dim);
+        l.k_norm = vec(d.head_dim);
+      }
+      if constexpr (C::cross_attention) {
+        l.cross_norm = vec(H);
+        l.cross_wq = matrix(qd, H);
+        l.cross_wk = matrix(kvd, H);
+        l.cross_wv = matrix(kvd, H);
+        l.cross_wo = matrix(H, qd);
+      }
+      l.ffn_norm = vec(H);
+      if constexpr (C::ffn == FfnKind::MoE) {
+        l.router = matrix(d.experts, H);
+        for (index e = 0; e < d.experts; ++e) l.experts.push_back(ffn());
+      } else {
+        l.ffn = ffn();
+      }
+    }
+    if (base) view_ = std::move(w);
+    return used;
+  }
+
+  void fill(std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    // Box–Muller on 53-bit uniforms: the same numbers with every standard library.
+    auto uniform = [&] { return (static_cast<double>(rng() >> 11) + 0.5) * 0x1.0p-53; };
+    auto normal = [&](MatrixView<const float> m) {
+      float* p = mut(m);
+      for (index i = 0; i < m.rows() * m.cols(); ++i) {
+        const double r = std::sqrt(-2.0 * std::log(uniform())), a = 2.0 * std::numbers::pi * uniform();
+        p[i] = static_cast<float>(0.02 * r * std::cos(a));
+      }
+    };
+    // Norm weights at identity: 1 for w·x̂, 0 for (1 + w)·x̂.
+    const float one = C::norm == NormScale::Weight ? 1.0f : 0.0f;
+    auto ones = [&](std::span<const float> v) {
+      std::fill(mut(v), mut(v) + v.size(), one);
+    };
+    ModelWeights& w = view_;
+    normal(w.embedding);
+    if (C::pad_id >= 0 && C::pad_id < dims_.vocab)
+      std::fill(mut(w.embedding) + C::pad_id * dims_.hidden,
+                mut(w.embedding) + (C::pad_id + 1) * dims_.hidden, 0.0f);
+    if (w.lm_head.rows() > 0) normal(w.lm_head);
+    ones(w.final_norm);
+    if (w.encoder_proj.rows() > 0) {
+      normal(w.encoder_proj);
+      std::fill(mut(w.encoder_proj_bias), mut(w.encoder_proj_bias) + w.encoder_proj_bias.size(),
+                0.0f);
+    }
+    for (LayerWeights& l : w.layers) {
+      ones(l.attn_norm);
+      for (auto m : {l.wq, l.wk, l.wv, l.wo}) normal(m);
+      if (!l.q_norm.empty()) {
+        ones(l.q_norm);
+        ones(l.k_norm);
+      }
+      if (!l.cross_norm.empty()) {
+        ones(l.cross_norm);
+        for (auto m : {l.cross_wq, l.cross_wk, l.cross_wv, l.cross_wo}) normal(m);
+      }
+      ones(l.ffn_norm);
+      if (l.router.rows() > 0) normal(l.router);
+      for (const SwiGluWeights& f : l.experts)
+        for (auto m : {f.gate, f.up, f.down}) normal(m);
+      if (l.experts.empty())
+        for (auto m : {l.ffn.gate, l.ffn.up, l.ffn.down}) normal(m);
+    }
+  }
+
+  Dims dims_;
+  AlignedBuffer<float> arena_;
+  ModelWeights view_;
+};
+
+}  // namespace TFORMER_ARCH_NS
+}  // namespace tformer

@@ -1,0 +1,370 @@
+// Decoder<Config> against the plain double decoder of tests/reference/decoder_reference.hpp,
+// for every preset on seeded random weights (norm weights randomised too), plus cached decode
+// against full recomputation, batches of sequences of different lengths, generation,
+// classification and the errors a caller can cause.
+//
+// Tolerance: a logit passes through L layers of float dot products of length n <= max(H, I),
+// each within n·u of exact relative to the sum of its |terms| (u = 2^-24); random rounding grows
+// like sqrt(n)·u. Tests allow 1e-5 · (1 + max |logit|): about 20·sqrt(2048)·u·L for L = 4, and
+// 8x the worst error measured over these tests (1.3e-6). A window off by one key fails it by
+// four orders of magnitude (0.13), so it is tight enough to see a wrong mask, position or norm.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <numeric>
+#include <vector>
+
+#include "reference/decoder_reference.hpp"
+#include "support/random.hpp"
+#include "tformer/model/decoder.hpp"
+
+using namespace tformer;
+
+namespace {
+
+// Small sizes for the families whose published sizes are dynamic in the preset.
+constexpr Dims small = {.vocab = 61, .hidden = 48, .intermediate = 80, .layers = 2, .heads = 4,
+                        .kv_heads = 2, .head_dim = 12, .max_positions = 40};
+
+struct SmallWindow : configs::Mistral {
+  static constexpr AttentionPattern attention = {.window = 3};
+};
+struct Hybrid : configs::Llama {  // local window 3, every second layer global
+  static constexpr AttentionPattern attention = {.window = 3, .global_every = 2};
+};
+struct Gemma : configs::Llama {  // (1 + w) norms, MQA-like group of 4
+  static constexpr NormScale norm = NormScale::OnePlusWeight;
+  static constexpr float eps = 1e-6f;
+};
+struct Sparse : configs::Llama {  // top-k SwiGLU keeping 20 of 80
+  static constexpr FfnKind ffn = FfnKind::TopK;
+  static constexpr tformer::index top_k = 20;
+};
+struct SmallVLM : configs::Base, configs::Dynamic {  // TrafficVLM's shape, scaled down
+  static constexpr tformer::index encoder_width = dynamic;
+  static constexpr bool cross_attention = true;
+  static constexpr HeadKind head = HeadKind::Tied;
+  static constexpr tformer::index pad_id = 0;
+};
+
+// Random norm weights around their identity, so that every norm is exercised.
+template <class C>
+void randomise_norms(OwnedWeights<C>& w, std::uint64_t seed) {
+  test::Random rng(seed);
+  const float base = C::norm == NormScale::Weight ? 1.0f : 0.0f;
+  auto perturb = [&](std::span<const float> s) {
+    float* p = OwnedWeights<C>::mut(s);
+    for (std::size_t i = 0; i < s.size(); ++i) p[i] = base + float(rng.uniform(-0.5, 0.5));
+  };
+  const ModelWeights& v = w.view();
+  perturb(v.final_norm);
+  for (const LayerWeights& l : v.layers)
+    for (auto s : {l.attn_norm, l.ffn_norm, l.q_norm, l.k_norm, l.cross_norm}) perturb(s);
+}
+
+std::vector<std::int32_t> random_tokens(test::Random& rng, int n, tformer::index vocab) {
+  std::vector<std::int32_t> t(static_cast<std::size_t>(n));
+  for (auto& x : t) x = rng.integer(0, int(vocab) - 1);
+  return t;
+}
+
+double max_abs(const std::vector<ref::Vec>& rows) {
+  double m = 0;
+  for (const auto& r : rows)
+    for (double x : r) m = std::max(m, std::abs(x));
+  return m;
+}
+
+// Every row of `got` ([rows, vocab]) against reference rows `want[first + i]`.
+void require_logits(const std::vector<float>& got, const std::vector<ref::Vec>& want, tformer::index first,
+                    tformer::index rows, tformer::index vocab) {
+  const double tol = 1e-5 * (1.0 + max_abs(want));
+  double worst = 0;
+  for (tformer::index r = 0; r < rows; ++r)
+    for (tformer::index j = 0; j < vocab; ++j)
+      worst = std::max(worst, std::abs(got[static_cast<std::size_t>(r * vocab + j)] -
+                                       want[static_cast<std::size_t>(first + r)][static_cast<std::size_t>(j)]));
+  INFO("worst logit error " << worst << ", tolerance " << tol);
+  REQUIRE(worst <= tol);
+}
+
+// All-token logits of one prefill against the reference, then cached decode step by step.
+template <class C>
+void check_preset(const Dims& dims, std::uint64_t seed, int prompt, int steps,
+                  std::vector<float> encoder = {}, std::vector<std::uint8_t> valid = {}) {
+  OwnedWeights<C> weights(dims, seed);
+  randomise_norms(weights, seed + 1);
+  const Dims d = weights.dims();
+  test::Random rng(seed + 2);
+  const auto tokens = random_tokens(rng, prompt + steps, d.vocab);
+  const auto want = ref::decoder_logits<C>(weights.view(), d, tokens, encoder, valid);
+
+  const tformer::index S = C::cross_attention ? tformer::index(encoder.size()) / d.encoder_width : 0;
+  Decoder<C> dec(weights.view(), dims,
+                 {.sequences = 1, .capacity = prompt + steps, .encoder_tokens = S});
+  if constexpr (C::cross_attention) dec.set_encoder(0, {encoder.data(), S, d.encoder_width}, valid);
+  // One pass over all tokens: every position's logits.
+  std::vector<float> all(tokens.size() * static_cast<std::size_t>(d.vocab));
+  dec.forward(0, tokens, {all.data(), tformer::index(tokens.size()), d.vocab}, LogitsFor::All);
+  require_logits(all, want, 0, tformer::index(tokens.size()), d.vocab);
+
+  // Prefill, then one token at a time: each step's logits equal the full recomputation.
+  dec.reset(0);
+  if constexpr (C::cross_attention) dec.set_encoder(0, {encoder.data(), S, d.encoder_width}, valid);
+  std::vector<float> last(static_cast<std::size_t>(d.vocab));
+  dec.forward(0, std::span(tokens).first(static_cast<std::size_t>(prompt)), {last.data(), 1, d.vocab});
+  require_logits(last, want, prompt - 1, 1, d.vocab);
+  for (int s = 0; s < steps; ++s) {
+    INFO("decode step " << s);
+    dec.forward(0, std::span(tokens).subspan(static_cast<std::size_t>(prompt + s), 1), {last.data(), 1, d.vocab});
+    require_logits(last, want, prompt + s, 1, d.vocab);
+  }
+  CHECK(dec.length(0) == prompt + steps);
+}
+
+}  // namespace
+
+TEST_CASE("decoder: TrafficVLM at its own size matches the reference, prefill and decode",
+          "[decoder][preset]") {
+  using C = configs::TrafficVLM;
+  test::Random rng(5);
+  const int S = 24;  // vision tokens (196 in the benchmark; fewer keep the double reference quick)
+  auto vision = rng.normal_floats(static_cast<std::size_t>(S) * C::encoder_width);
+  std::vector<std::uint8_t> valid(S, 1);
+  valid[3] = valid[17] = 0;  // padded patches
+  check_preset<C>({}, 11, 6, 3, vision, valid);
+}
+
+TEST_CASE("decoder: family presets match the reference on small random models",
+          "[decoder][preset]") {
+  SECTION("Llama") { check_preset<configs::Llama>(small, 21, 7, 4); }
+  SECTION("Llama 3.1 scaling") {
+    Dims d = small;
+    d.max_positions = 9000;  // the scaling changes low frequencies; positions stay small here
+    check_preset<configs::Llama31>(d, 22, 5, 3);
+  }
+  SECTION("Qwen3 (qk-norm)") { check_preset<configs::Qwen3>(small, 23, 6, 3); }
+  SECTION("Mistral (window 4096)") { check_preset<configs::Mistral>(small, 24, 6, 3); }
+  SECTION("Mistral-like window 3") { check_preset<SmallWindow>(small, 25, 9, 4); }
+  SECTION("hybrid local + global") { check_preset<Hybrid>(small, 26, 9, 4); }
+  SECTION("Mixtral (MoE 8, top-2)") {
+    Dims d = small;
+    d.experts = 8;
+    d.top_k = 2;
+    check_preset<configs::Mixtral>(d, 27, 6, 3);
+  }
+  SECTION("Llama2c (interleaved)") { check_preset<configs::Llama2c>(small, 28, 6, 3); }
+  SECTION("Gemma-style (1 + w) norms") { check_preset<Gemma>(small, 29, 5, 3); }
+  SECTION("top-k SwiGLU") {
+    Dims d = small;
+    d.top_k = 20;
+    check_preset<Sparse>(d, 30, 5, 3);
+  }
+  SECTION("cross-attention with an encoder projection 20 → 48") {
+    Dims d = small;
+    d.encoder_width = 20;
+    test::Random rng(31);
+    const auto enc = rng.normal_floats(7 * 20);
+    check_preset<SmallVLM>(d, 32, 5, 3, enc, {1, 1, 0, 1, 1, 1, 0});
+  }
+}
+
+TEST_CASE("decoder: a batch of two sequences of different lengths equals their separate runs",
+          "[decoder][batch]") {
+  using C = configs::Qwen3;
+  OwnedWeights<C> weights(small, 41);
+  randomise_norms(weights, 42);
+  test::Random rng(43);
+  const auto a = random_tokens(rng, 7, small.vocab), b = random_tokens(rng, 3, small.vocab);
+  const auto a2 = random_tokens(rng, 1, small.vocab), b2 = random_tokens(rng, 1, small.vocab);
+  const tformer::index V = small.vocab;
+
+  Decoder<C> batch(weights.view(), small, {.sequences = 2, .capacity = 16});
+  std::vector<float> lb(2 * static_cast<std::size_t>(V));
+  const SequenceTokens step1[] = {{0, a}, {1, b}};
+  batch.forward(step1, {lb.data(), 2, V});
+  const SequenceTokens step2[] = {{1, b2}, {0, a2}};  // order differs from the sequence order
+  std::vector<float> lb2(2 * static_cast<std::size_t>(V));
+  batch.forward(step2, {lb2.data(), 2, V});
+
+  Decoder<C> single(weights.view(), small, {.sequences = 1, .capacity = 16});
+  std::vector<float> la(static_cast<std::size_t>(V)), la2(static_cast<std::size_t>(V)), lbs(static_cast<std::size_t>(V)),
+      lbs2(static_cast<std::size_t>(V));
+  single.forward(0, a, {la.data(), 1, V});
+  single.forward(0, a2, {la2.data(), 1, V});
+  single.reset(0);
+  single.forward(0, b, {lbs.data(), 1, V});
+  single.forward(0, b2, {lbs2.data(), 1, V});
+  // The same arithmetic row by row (projections are GEMMs over different row counts, which
+  // Eigen may block differently): within a few u of the logit scale.
+  for (tformer::index j = 0; j < V; ++j) {
+    CHECK(lb[static_cast<std::size_t>(j)] == Approx(la[static_cast<std::size_t>(j)]).margin(1e-5));
+    CHECK(lb[static_cast<std::size_t>(V + j)] == Approx(lbs[static_cast<std::size_t>(j)]).margin(1e-5));
+    CHECK(lb2[static_cast<std::size_t>(j)] == Approx(lbs2[static_cast<std::size_t>(j)]).margin(1e-5));
+    CHECK(lb2[static_cast<std::size_t>(V + j)] == Approx(la2[static_cast<std::size_t>(j)]).margin(1e-5));
+  }
+  CHECK(batch.length(0) == 8);
+  CHECK(batch.length(1) == 4);
+}
+
+TEST_CASE("decoder: truncate rolls back, and re-feeding gives the same logits", "[decoder]") {
+  using C = configs::Llama;
+  OwnedWeights<C> weights(small, 51);
+  test::Random rng(52);
+  const auto t = random_tokens(rng, 6, small.vocab);
+  Decoder<C> dec(weights.view(), small, {.capacity = 10});
+  const tformer::index V = small.vocab;
+  std::vector<float> first(static_cast<std::size_t>(V)), again(static_cast<std::size_t>(V));
+  dec.forward(0, std::span(t).first(4), {first.data(), 1, V});
+  dec.forward(0, std::span(t).subspan(4), {first.data(), 1, V});  // speculative: rejected
+  dec.truncate(0, 4);
+  CHECK(dec.length(0) == 4);
+  dec.forward(0, std::span(t).subspan(4), {again.data(), 1, V});
+  CHECK(first == again);
+}
+
+TEST_CASE("decoder: generation is reproducible and greedy follows the reference argmax",
+          "[decoder][generate]") {
+  using C = configs::Llama;
+  OwnedWeights<C> weights(small, 61);
+  randomise_norms(weights, 62);
+  const std::vector<std::int32_t> prompt = {3, 14, 15, 9};
+  Decoder<C> dec(weights.view(), small, {.capacity = 20});
+  std::vector<std::int32_t> out(8);
+  Rng rng(1);
+  REQUIRE(dec.generate(0, prompt, 8, Sampler::greedy(), rng, out) == 8);
+  // The reference's argmax after the prompt and each generated token.
+  std::vector<std::int32_t> seq = prompt;
+  for (int i = 0; i < 8; ++i) {
+    const auto logits = ref::decoder_logits<C>(weights.view(), dec.dims(), seq);
+    const auto& last = logits.back();
+    const auto best = std::int32_t(std::max_element(last.begin(), last.end()) - last.begin());
+    CHECK(out[static_cast<std::size_t>(i)] == best);
+    seq.push_back(out[static_cast<std::size_t>(i)]);
+  }
+  // Sampling: the same seed gives the same tokens; top-k 1 is greedy.
+  for (const Sampler s : {Sampler::with_temperature(0.8f), Sampler::with_top_k(5, 1.2f),
+                          Sampler::with_top_p(0.9f, 1.0f)}) {
+    std::vector<std::int32_t> x(8), y(8);
+    Rng r1(7), r2(7);
+    dec.reset(0);
+    dec.generate(0, prompt, 8, s, r1, x);
+    dec.reset(0);
+    dec.generate(0, prompt, 8, s, r2, y);
+    CHECK(x == y);
+  }
+  std::vector<std::int32_t> k1(8);
+  dec.reset(0);
+  Rng r3(9);
+  dec.generate(0, prompt, 8, Sampler::with_top_k(1), r3, k1);
+  CHECK(k1 == out);
+  // A stop token ends generation after it.
+  dec.reset(0);
+  Rng r4(1);
+  CHECK(dec.generate(0, prompt, 8, Sampler::greedy(), r4, k1, out[2]) == 3);
+}
+
+TEST_CASE("sampling: distributions follow the softmax, top-k and top-p keep what they should",
+          "[decoder][sampling]") {
+  const std::vector<float> logits = {0.0f, 1.0f, 2.0f, std::nanf(""), 1.0f};
+  SamplerWorkspace ws(5);
+  CHECK(sample(logits, Sampler::greedy(), *std::make_unique<Rng>(1), ws) == 2);
+  // Temperature 1: frequencies within 4 standard deviations of softmax (NaN never drawn).
+  const double z = 1 + 2 * std::exp(1.0) + std::exp(2.0);
+  const std::vector<double> p = {1 / z, std::exp(1.0) / z, std::exp(2.0) / z, 0, std::exp(1.0) / z};
+  Rng rng(3);
+  std::vector<int> count(5, 0);
+  const int n = 20000;
+  for (int i = 0; i < n; ++i) ++count[static_cast<std::size_t>(sample(logits, Sampler::with_temperature(1), rng, ws))];
+  for (int j = 0; j < 5; ++j)
+    CHECK(std::abs(count[static_cast<std::size_t>(j)] - n * p[static_cast<std::size_t>(j)]) <=
+          4 * std::sqrt(n * p[static_cast<std::size_t>(j)] * (1 - p[static_cast<std::size_t>(j)])) + 1e-9);
+  // Top-2 keeps ids 2 and 1 (ties to the lower id); top-p 0.5 keeps only id 2 (p = 0.5 > …).
+  for (int i = 0; i < 200; ++i) {
+    const auto t = sample(logits, Sampler::with_top_k(2), rng, ws);
+    CHECK((t == 2 || t == 1));
+    CHECK(sample(logits, Sampler::with_top_p(0.5f), rng, ws) == 2);
+  }
+  CHECK_THROWS_AS(sample(logits, Sampler::with_top_k(6), rng, ws), Error);
+  CHECK_THROWS_AS(sample(logits, Sampler::with_temperature(0), rng, ws), Error);
+  CHECK_THROWS_AS(sample(logits, Sampler::with_top_p(1.5f), rng, ws), Error);
+}
+
+TEST_CASE("decoder: YES/NO classification equals the softmax of the reference logits",
+          "[decoder][classify]") {
+  using C = configs::TrafficVLM;
+  OwnedWeights<C> weights({}, 71);
+  test::Random rng(72);
+  const auto vision = rng.normal_floats(8 * static_cast<std::size_t>(C::encoder_width));
+  const std::vector<std::int32_t> tokens = {2, 45, 67, 12, 3};
+  const std::vector<std::int32_t> ids = {4, 5};  // [YES], [NO]
+  Decoder<C> dec(weights.view());
+  dec.set_encoder(0, {vision.data(), 8, C::encoder_width});
+  std::vector<float> logit(2), prob(2);
+  dec.classify(0, tokens, ids, logit, prob);
+  const auto want = ref::decoder_logits<C>(weights.view(), dec.dims(), tokens, vision).back();
+  const double tol = 1e-5 * (1.0 + std::max(std::abs(want[4]), std::abs(want[5])));
+  CHECK(std::abs(logit[0] - want[4]) <= tol);
+  CHECK(std::abs(logit[1] - want[5]) <= tol);
+  const double p_yes = 1.0 / (1.0 + std::exp(want[5] - want[4]));
+  CHECK(prob[0] == Approx(p_yes).margin(1e-4));
+  CHECK(prob[0] + prob[1] == Approx(1.0).margin(1e-6));
+  // The pad row of the embedding is zero.
+  const auto emb = weights.view().embedding;
+  CHECK(std::all_of(emb.row(0), emb.row(0) + emb.cols(), [](float x) { return x == 0.0f; }));
+}
+
+TEST_CASE("decoder: bad inputs raise tformer::Error and change nothing", "[decoder][errors]") {
+  using C = configs::Llama;
+  OwnedWeights<C> weights(small, 81);
+  Decoder<C> dec(weights.view(), small, {.sequences = 2, .capacity = 8, .max_tokens = 6});
+  const tformer::index V = small.vocab;
+  std::vector<float> logits(2 * static_cast<std::size_t>(V));
+  const MatrixView<float> one(logits.data(), 1, V);
+  const std::vector<std::int32_t> ok = {1, 2, 3}, bad = {1, std::int32_t(V)}, neg = {-1};
+  CHECK_THROWS_WITH(dec.forward(0, bad, one), Catch::Contains("token id"));
+  CHECK_THROWS_AS(dec.forward(0, neg, one), Error);
+  CHECK_THROWS_AS(dec.forward(2, ok, one), Error);                       // no such sequence
+  CHECK_THROWS_AS(dec.forward(0, {}, one), Error);                       // no tokens
+  CHECK_THROWS_AS(dec.forward(0, ok, {logits.data(), 1, V - 1}), Error);  // logits shape
+  const std::vector<std::int32_t> seven(7, 1);
+  CHECK_THROWS_WITH(dec.forward(0, seven, one), Catch::Contains("max_tokens"));
+  const SequenceTokens twice[] = {{0, ok}, {0, ok}};
+  CHECK_THROWS_AS(dec.forward(twice, {logits.data(), 2, V}), Error);
+  CHECK(dec.length(0) == 0);
+  dec.forward(0, ok, one);
+  dec.forward(0, ok, one);
+  CHECK_THROWS_WITH(dec.forward(0, ok, one), Catch::Contains("capacity"));
+  CHECK(dec.length(0) == 6);
+  std::vector<std::int32_t> out(4);
+  Rng rng(1);
+  CHECK_THROWS_WITH(dec.generate(1, ok, 8, Sampler::greedy(), rng, out),
+                    Catch::Contains("out size"));
+  CHECK_THROWS_WITH(dec.generate(0, ok, 2, Sampler::greedy(), rng, out), Catch::Contains("capacity"));
+
+  // Dims against the Config, and weights against the Dims.
+  CHECK_THROWS_WITH(resolve_dims<configs::TrafficVLM>({.hidden = 256}),
+                    Catch::Contains("hidden"));
+  Dims wrong = small;
+  wrong.heads = 3;
+  CHECK_THROWS_WITH(resolve_dims<configs::Llama>(wrong), Catch::Contains("multiple of kv_heads"));
+  Dims wider = small;
+  wider.hidden = 64;
+  CHECK_THROWS_WITH((Decoder<C>(weights.view(), wider)), Catch::Contains("embedding"));
+  ModelWeights missing = weights.view();
+  missing.layers.pop_back();
+  CHECK_THROWS_WITH((Decoder<C>(missing, small)), Catch::Contains("layers count"));
+  CHECK_THROWS_WITH((Decoder<C>(weights.view(), small, {.capacity = 41})),
+                    Catch::Contains("capacity"));
+
+  // Cross-attention needs its encoder input first.
+  OwnedWeights<configs::TrafficVLM> vlm({}, 82);
+  Decoder<configs::TrafficVLM> vd(vlm.view(), {}, {.capacity = 16});
+  std::vector<float> vl(500);
+  CHECK_THROWS_WITH(vd.forward(0, ok, {vl.data(), 1, 500}), Catch::Contains("set_encoder"));
+  std::vector<float> narrow(3 * 512);
+  CHECK_THROWS_WITH(vd.set_encoder(0, {narrow.data(), 3, 512}), Catch::Contains("encoder_width"));
+}

@@ -1,0 +1,203 @@
+// A plain decoder in double precision, written from the definitions (issue 5's reference): no
+// cache, no tiles, one token at a time in loops. It reads the weights through the same
+// tformer::ModelWeights views as the Decoder (data only) and shares no kernel with it.
+// Returns the logits of every position of `tokens`, fed at positions 0, 1, ….
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <span>
+#include <cstdint>
+#include <stdexcept>
+#include <variant>
+#include <vector>
+
+#include "reference/ffn_reference.hpp"
+#include "reference/rope_reference.hpp"
+#include "tformer/model/config.hpp"
+#include "tformer/model/weights.hpp"
+
+namespace ref {
+
+// y = W x (+ b), W a [out, in] view.
+inline Vec matvec(tformer::MatrixView<const float> w, const Vec& x,
+                  std::span<const float> bias = {}) {
+  Vec y(static_cast<std::size_t>(w.rows()), 0.0);
+  for (tformer::index o = 0; o < w.rows(); ++o) {
+    double s = 0;
+    for (tformer::index i = 0; i < w.cols(); ++i) s += double(w.row(o)[i]) * x[static_cast<std::size_t>(i)];
+    y[static_cast<std::size_t>(o)] = s + (bias.empty() ? 0.0 : double(bias[static_cast<std::size_t>(o)]));
+  }
+  return y;
+}
+
+inline Vec rmsnorm(const Vec& x, std::span<const float> w, double eps, bool one_plus) {
+  double ss = 0;
+  for (double v : x) ss += v * v;
+  const double inv = 1.0 / std::sqrt(ss / double(x.size()) + eps);
+  Vec y(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) y[i] = x[i] * inv * (one_plus ? 1.0 + w[i] : w[i]);
+  return y;
+}
+
+inline void add(Vec& x, const Vec& y) {
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] += y[i];
+}
+
+template <class C>
+std::vector<double> decoder_inv_freq(const tformer::Dims& d) {
+  const auto scaling = C::rope_scaling();
+  if (std::holds_alternative<tformer::rope_scaling::None>(scaling))
+    return default_inv_freq(int(d.head_dim), C::rope_base);
+  if (const auto* l3 = std::get_if<tformer::rope_scaling::Llama3>(&scaling))
+    return llama3_inv_freq(int(d.head_dim), C::rope_base, l3->factor, l3->low_freq_factor,
+                           l3->high_freq_factor, l3->original_max_positions);
+  throw std::logic_error("decoder reference: scaling not covered");
+}
+
+// Softmax attention of one query head over keys/values rows [n][D] with a visibility mask.
+inline Vec attend_one(const Vec& q, const std::vector<Vec>& keys, const std::vector<Vec>& values,
+                      const std::vector<bool>& visible, double scale) {
+  std::vector<double> s(keys.size(), 0.0);
+  double m = -INFINITY;
+  for (std::size_t j = 0; j < keys.size(); ++j) {
+    if (!visible[j]) continue;
+    double dot = 0;
+    for (std::size_t i = 0; i < q.size(); ++i) dot += q[i] * keys[j][i];
+    s[j] = dot * scale;
+    m = std::max(m, s[j]);
+  }
+  Vec out(q.size(), 0.0);
+  if (m == -INFINITY) return out;
+  double z = 0;
+  for (std::size_t j = 0; j < keys.size(); ++j)
+    if (visible[j]) z += std::exp(s[j] - m);
+  for (std::size_t j = 0; j < keys.size(); ++j)
+    if (visible[j])
+      for (std::size_t i = 0; i < q.size(); ++i) out[i] += std::exp(s[j] - m) / z * values[j][i];
+  return out;
+}
+
+// Splits a [heads · D] vector into heads.
+inline std::vector<Vec> heads_of(const Vec& x, tformer::index heads, tformer::index D) {
+  std::vector<Vec> h(static_cast<std::size_t>(heads));
+  for (tformer::index i = 0; i < heads; ++i)
+    h[static_cast<std::size_t>(i)] = Vec(x.begin() + i * D, x.begin() + (i + 1) * D);
+  return h;
+}
+
+template <class C>
+  requires(C::activation.kind == tformer::ActivationKind::SiLU)  // the reference's activation
+std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::Dims& d,
+                                const std::vector<std::int32_t>& tokens,
+                                const std::vector<float>& encoder = {},  // [S, encoder_width]
+                                const std::vector<std::uint8_t>& encoder_valid = {}) {
+  using tformer::index;
+  const bool one_plus = C::norm == tformer::NormScale::OnePlusWeight;
+  const double eps = C::eps;
+  const index T = index(tokens.size()), D = d.head_dim, group = d.heads / d.kv_heads;
+  const double scale = 1.0 / std::sqrt(double(D));
+  const auto inv_freq = decoder_inv_freq<C>(d);
+  const Layout layout =
+      C::rope_layout == tformer::RopeLayout::Interleaved ? Layout::Interleaved : Layout::RotateHalf;
+
+  std::vector<Vec> x(static_cast<std::size_t>(T));
+  for (index t = 0; t < T; ++t) {
+    const float* e = w.embedding.row(tokens[static_cast<std::size_t>(t)]);
+    x[static_cast<std::size_t>(t)] = Vec(e, e + d.hidden);
+  }
+  // The encoder, projected to the hidden width.
+  std::vector<Vec> enc;
+  if constexpr (C::cross_attention) {
+    const index S = index(encoder.size()) / d.encoder_width;
+    for (index s = 0; s < S; ++s) {
+      Vec e(encoder.begin() + s * d.encoder_width, encoder.begin() + (s + 1) * d.encoder_width);
+      enc.push_back(w.encoder_proj.rows() > 0 ? matvec(w.encoder_proj, e, w.encoder_proj_bias) : e);
+    }
+  }
+  for (const tformer::LayerWeights& lw : w.layers) {
+    const index layer = index(&lw - w.layers.data());
+    const index window = C::attention.window_of(layer);
+    std::vector<std::vector<Vec>> q(static_cast<std::size_t>(T)), k(static_cast<std::size_t>(T)), v(static_cast<std::size_t>(T));
+    for (index t = 0; t < T; ++t) {
+      const Vec h = rmsnorm(x[static_cast<std::size_t>(t)], lw.attn_norm, eps, one_plus);
+      q[t] = heads_of(matvec(lw.wq, h), d.heads, D);
+      k[t] = heads_of(matvec(lw.wk, h), d.kv_heads, D);
+      v[t] = heads_of(matvec(lw.wv, h), d.kv_heads, D);
+      for (auto& head : q[t]) {
+        if (C::qk_norm) head = rmsnorm(head, lw.q_norm, eps, one_plus);
+        head = rope(head, static_cast<std::size_t>(D), layout, double(t), inv_freq);
+      }
+      for (auto& head : k[t]) {
+        if (C::qk_norm) head = rmsnorm(head, lw.k_norm, eps, one_plus);
+        head = rope(head, static_cast<std::size_t>(D), layout, double(t), inv_freq);
+      }
+    }
+    for (index t = 0; t < T; ++t) {
+      Vec att;
+      for (index h = 0; h < d.heads; ++h) {
+        std::vector<Vec> keys, values;
+        std::vector<bool> visible;
+        for (index j = 0; j < T; ++j) {
+          keys.push_back(k[j][static_cast<std::size_t>(h / group)]);
+          values.push_back(v[j][static_cast<std::size_t>(h / group)]);
+          visible.push_back(j <= t && (window == 0 || j > t - window));
+        }
+        const Vec o = attend_one(q[t][static_cast<std::size_t>(h)], keys, values, visible, scale);
+        att.insert(att.end(), o.begin(), o.end());
+      }
+      add(x[static_cast<std::size_t>(t)], matvec(lw.wo, att));
+    }
+    if constexpr (C::cross_attention) {
+      std::vector<std::vector<Vec>> ck, cv;
+      std::vector<bool> visible;
+      for (std::size_t s = 0; s < enc.size(); ++s) {
+        ck.push_back(heads_of(matvec(lw.cross_wk, enc[s]), d.kv_heads, D));
+        cv.push_back(heads_of(matvec(lw.cross_wv, enc[s]), d.kv_heads, D));
+        visible.push_back(encoder_valid.empty() || encoder_valid[s] != 0);
+      }
+      for (index t = 0; t < T; ++t) {
+        const Vec h = rmsnorm(x[static_cast<std::size_t>(t)], lw.cross_norm, eps, one_plus);
+        const auto cq = heads_of(matvec(lw.cross_wq, h), d.heads, D);
+        Vec att;
+        for (index hh = 0; hh < d.heads; ++hh) {
+          std::vector<Vec> keys, values;
+          for (std::size_t s = 0; s < enc.size(); ++s) {
+            keys.push_back(ck[s][static_cast<std::size_t>(hh / group)]);
+            values.push_back(cv[s][static_cast<std::size_t>(hh / group)]);
+          }
+          const Vec o = attend_one(cq[static_cast<std::size_t>(hh)], keys, values, visible, scale);
+          att.insert(att.end(), o.begin(), o.end());
+        }
+        add(x[static_cast<std::size_t>(t)], matvec(lw.cross_wo, att));
+      }
+    }
+    for (index t = 0; t < T; ++t) {
+      const Vec h = rmsnorm(x[static_cast<std::size_t>(t)], lw.ffn_norm, eps, one_plus);
+      auto ffn = [&](const tformer::SwiGluWeights& f, int topk) {
+        Vec g = matvec(f.gate, h), u = matvec(f.up, h);
+        for (std::size_t j = 0; j < g.size(); ++j) g[j] = silu(g[j]) * u[j];
+        if (topk >= 0) g = keep_topk(g, topk);
+        return matvec(f.down, g);
+      };
+      if constexpr (C::ffn == tformer::FfnKind::MoE) {
+        const auto chosen = route(matvec(lw.router, h), int(d.top_k),
+                                  C::router == tformer::RouterKind::SoftmaxThenTopK, C::renormalize);
+        Vec y(static_cast<std::size_t>(d.hidden), 0.0);
+        for (const auto& [e, weight] : chosen) {
+          const Vec ye = ffn(lw.experts[static_cast<std::size_t>(e)], -1);
+          for (std::size_t i = 0; i < y.size(); ++i) y[i] += weight * ye[i];
+        }
+        add(x[static_cast<std::size_t>(t)], y);
+      } else {
+        add(x[static_cast<std::size_t>(t)], ffn(lw.ffn, C::ffn == tformer::FfnKind::TopK ? int(d.top_k) : -1));
+      }
+    }
+  }
+  std::vector<Vec> logits;
+  for (index t = 0; t < T; ++t)
+    logits.push_back(matvec(w.head(), rmsnorm(x[static_cast<std::size_t>(t)], w.final_norm, eps, one_plus)));
+  return logits;
+}
+
+}  // namespace ref
