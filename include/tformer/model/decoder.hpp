@@ -21,6 +21,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tformer/cache/kv_cache.hpp"
@@ -61,7 +62,7 @@ class Decoder {
       : d_(resolve_dims<C>(dims)),
         options_(resolved(options, d_)),
         weights_(checked_weights(weights, d_)),
-        exec_(std::move(executor)),
+        exec_(std::forward<E>(executor)),
         rope_(RopeConfig{.rotary_dim = int(d_.head_dim),
                          .max_positions = int(options_.capacity),
                          .base = C::rope_base,
