@@ -6,6 +6,7 @@
 
 #include "support/allocation_counter.hpp"
 #include "support/matrix.hpp"
+#include "tformer/model/decoder.hpp"
 #include "tformer/nn/attention.hpp"
 #include "tformer/nn/linear.hpp"
 #include "tformer/nn/moe.hpp"
@@ -96,4 +97,43 @@ TEST_CASE("attention: a decode step (cache write, attention, advance) allocates 
             }
           }
         }) == 0);
+}
+
+TEST_CASE("model/decoder: a decode step, a batched decode step and sampling allocate nothing",
+          "[decoder][allocation]") {
+  struct Small : configs::Qwen3 {};
+  const Dims d = {.vocab = 97, .hidden = 64, .intermediate = 96, .layers = 2, .heads = 4,
+                  .kv_heads = 2, .head_dim = 16, .max_positions = 64};
+  OwnedWeights<Small> weights(d, 5);
+  Decoder<Small> dec(weights.view(), d, {.sequences = 2, .capacity = 32});
+  std::vector<float> logits(2 * 97);
+  const std::vector<std::int32_t> prompt = {1, 2, 3, 4, 5};
+  dec.forward(0, prompt, {logits.data(), 1, 97});
+  dec.forward(1, prompt, {logits.data(), 1, 97});
+  const std::int32_t next[2] = {7, 9};
+  const SequenceTokens batch[] = {{0, {&next[0], 1}}, {1, {&next[1], 1}}};
+  SamplerWorkspace sws(97);
+  Rng rng(3);
+  CHECK(test::allocations_during([&] {
+          dec.forward(0, std::span(&next[0], 1), {logits.data(), 1, 97});
+          dec.forward(batch, {logits.data(), 2, 97});
+          (void)sample({logits.data(), 97}, Sampler::with_top_p(0.9f, 0.8f), rng, sws);
+        }) == 0);
+  // generate's decode loop: count one whole generation after its first call warmed nothing up.
+  std::vector<std::int32_t> out(8);
+  dec.reset(0);
+  CHECK(test::allocations_during([&] {
+          dec.generate(0, prompt, 8, Sampler::with_top_k(5), rng, out);
+        }) == 0);
+}
+
+TEST_CASE("model/decoder: a MoE decode step allocates nothing", "[decoder][allocation]") {
+  const Dims d = {.vocab = 50, .hidden = 32, .intermediate = 48, .layers = 1, .heads = 4,
+                  .kv_heads = 1, .head_dim = 8, .max_positions = 16, .experts = 8, .top_k = 2};
+  OwnedWeights<configs::Mixtral> weights(d, 6);
+  Decoder<configs::Mixtral> dec(weights.view(), d);
+  std::vector<float> logits(50);
+  const std::int32_t t[3] = {1, 2, 3};
+  dec.forward(0, std::span(t, 2), {logits.data(), 1, 50});
+  CHECK(test::allocations_during([&] { dec.forward(0, std::span(t + 2, 1), {logits.data(), 1, 50}); }) == 0);
 }

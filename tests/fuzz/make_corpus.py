@@ -1,0 +1,43 @@
+#!/usr/bin/env python3
+"""Writes the seed corpus of the llama2.c reader fuzz target (tests/fuzz/corpus/).
+
+Each input starts with one selector byte (even: model reader, odd: tokenizer reader), then the
+file bytes. Run once; the outputs are committed."""
+import os
+import random
+import struct
+
+here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+os.makedirs(here, exist_ok=True)
+rng = random.Random(1)
+
+
+def model(dim, hidden, layers, heads, kv, vocab, seq, tied):
+    hd = dim // heads
+    kvd = kv * hd
+    counts = [vocab * dim, layers * dim, layers * dim * dim, layers * kvd * dim, layers * kvd * dim,
+              layers * dim * dim, layers * dim, layers * hidden * dim, layers * dim * hidden,
+              layers * hidden * dim, dim, 2 * seq * (hd // 2)]
+    if not tied:
+        counts.append(vocab * dim)
+    floats = [rng.gauss(0, 0.1) for _ in range(sum(counts))]
+    header = struct.pack("<7i", dim, hidden, layers, heads, kv, vocab if tied else -vocab, seq)
+    return header + struct.pack("<%df" % len(floats), *floats)
+
+
+def tokenizer(pieces):
+    out = struct.pack("<i", max(len(p) for p in pieces))
+    for p in pieces:
+        out += struct.pack("<fi", rng.uniform(-10, 0), len(p)) + p
+    return out
+
+
+files = {
+    "model_tied": b"\0" + model(8, 12, 1, 2, 1, 5, 3, True),
+    "model_untied": b"\0" + model(8, 8, 2, 4, 2, 4, 2, False),
+    "header_only": b"\0" + struct.pack("<7i", 8, 12, 1, 2, 1, 5, 3),
+    "tokenizer": b"\1" + tokenizer([b"<unk>", b"\n<s>\n", b"\n</s>\n", b" ", b"a", b"b", b"ab", b" ab"]),
+}
+for name, data in files.items():
+    with open(os.path.join(here, name), "wb") as f:
+        f.write(data)
