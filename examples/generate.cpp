@@ -150,7 +150,8 @@ int run_default(const Args& a) {
   tformer::OwnedWeights<C> weights({}, a.seed);
   const std::vector<std::int32_t> prompt = {2, 45, 67, 12, 88, 131, 7, 3};  // [SOS] … command
   const int S = int(C::encoder_tokens);
-  if (int(prompt.size()) + steps > C::max_positions) usage("--steps: at most 120 for TrafficVLM");
+  if (steps < 0 || steps > C::max_positions - tformer::index(prompt.size()))
+    usage("--steps: at most 120 for TrafficVLM");
   tformer::Decoder<C> dec(weights.view(), {}, {.sequences = 1, .capacity = C::max_positions});
   if (!a.tokens.empty()) {
     std::vector<float> vision(static_cast<std::size_t>(S * C::encoder_width), 0.0f);

@@ -1,11 +1,24 @@
-// Umbrella header: everything tformer offers.
+// Umbrella header: everything tformer offers, except the checkpoint readers of io/ (POSIX file
+// mapping): include tformer/io/llama2c.hpp where you read llama2.c files.
 #pragma once
 
+#include "tformer/cache/kv_cache.hpp"
 #include "tformer/core/error.hpp"
 #include "tformer/core/memory.hpp"
+#include "tformer/core/parallel.hpp"
 #include "tformer/core/positions.hpp"
 #include "tformer/core/simd.hpp"
 #include "tformer/core/views.hpp"
+#include "tformer/model/config.hpp"
+#include "tformer/model/decoder.hpp"
+#include "tformer/model/sampling.hpp"
+#include "tformer/model/weights.hpp"
+#include "tformer/nn/activation.hpp"
+#include "tformer/nn/attention.hpp"
+#include "tformer/nn/linear.hpp"
+#include "tformer/nn/moe.hpp"
+#include "tformer/nn/rmsnorm.hpp"
+#include "tformer/nn/swiglu.hpp"
 #include "tformer/rope/apply.hpp"
 #include "tformer/rope/scaling.hpp"
 #include "tformer/rope/table.hpp"

@@ -1,5 +1,5 @@
 // Fuzz target for io/llama2c.hpp. Input: one selector byte (even: the model reader, odd: the
-// tokenizer reader, vocab size from the second byte), then the file's bytes. Valid inputs are
+// tokenizer reader, whose vocab size is 1 + selector / 2 mod 64), then the file's bytes. Valid inputs are
 // walked completely (every weight view read at its first and last element, every token
 // decoded), so a view that points past the input shows up under AddressSanitizer. Rejected
 // inputs must raise tformer::Error and nothing else.
@@ -27,7 +27,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (size < 1) return 0;
   // The reader needs 4-byte aligned memory, as a mapped file is.
   std::vector<std::uint32_t> words((size - 1 + 3) / 4);
-  std::memcpy(words.data(), data + 1, size - 1);
+  if (size > 1) std::memcpy(words.data(), data + 1, size - 1);
   const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(words.data()), size - 1);
   try {
     if (data[0] % 2 == 0) {
@@ -42,7 +42,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         touch(l.ffn.gate), touch(l.ffn.up), touch(l.ffn.down);
       }
     } else {
-      const tformer::index vocab = 1 + (size > 1 ? data[1] % 64 : 0);
+      const tformer::index vocab = 1 + (data[0] / 2) % 64;
       const tformer::Llama2cTokenizer tok(bytes, vocab);
       for (std::int32_t i = 0; i < tok.vocab_size(); ++i) sink = float(tok.decode(1, i).size());
       const auto ids = tok.encode("ab a\xc3\xa9 \xe2\x82\xac!", true, true);

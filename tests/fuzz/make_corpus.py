@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of the llama2.c reader fuzz target (tests/fuzz/corpus/).
 
-Each input starts with one selector byte (even: model reader, odd: tokenizer reader), then the
-file bytes. Run once; the outputs are committed."""
+Each input starts with one selector byte (even: model reader, odd: tokenizer reader of vocab
+1 + (selector / 2) % 64), then the file bytes. Run once; the outputs are committed."""
 import os
 import random
 import struct
@@ -36,7 +36,7 @@ files = {
     "model_tied": b"\0" + model(8, 12, 1, 2, 1, 5, 3, True),
     "model_untied": b"\0" + model(8, 8, 2, 4, 2, 4, 2, False),
     "header_only": b"\0" + struct.pack("<7i", 8, 12, 1, 2, 1, 5, 3),
-    "tokenizer": b"\1" + tokenizer([b"<unk>", b"\n<s>\n", b"\n</s>\n", b" ", b"a", b"b", b"ab", b" ab"]),
+    "tokenizer": bytes([2 * 7 + 1]) + tokenizer([b"<unk>", b"\n<s>\n", b"\n</s>\n", b" ", b"a", b"b", b"ab", b" ab"]),
 }
 for name, data in files.items():
     with open(os.path.join(here, name), "wb") as f:

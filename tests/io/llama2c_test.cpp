@@ -62,7 +62,7 @@ std::vector<std::byte> write_llama2c(const Dims& d, const ModelWeights& w, bool 
 // 4-byte aligned copy of bytes (the reader's requirement for in-memory views).
 struct Aligned {
   explicit Aligned(const std::vector<std::byte>& b) : words((b.size() + 3) / 4) {
-    std::memcpy(words.data(), b.data(), b.size());
+    if (!b.empty()) std::memcpy(words.data(), b.data(), b.size());
     size = b.size();
   }
   std::span<const std::byte> bytes() const {
@@ -125,6 +125,40 @@ TEST_CASE("llama2c: a written checkpoint reads back to identical tensors and log
     CHECK(a == b);
   }
   std::filesystem::remove(path);
+}
+
+TEST_CASE("llama2c: arrays sit at the byte offsets run.c's memory_map_weights gives",
+          "[io][llama2c]") {
+  // Offsets written out from run.c (floats after the 28-byte header), for the test's dims:
+  // V 37, D 32, F 40, L 2, kv_dim 16, seq 16, head_size 8; untied.
+  const std::size_t V = 37, D = 32, F = 40, L = 2, KV = 16, S = 16, hs = 8;
+  const std::size_t emb = 0, rms_att = emb + V * D, wq = rms_att + L * D, wk = wq + L * D * D,
+                    wv = wk + L * KV * D, wo = wv + L * KV * D, rms_ffn = wo + L * D * D,
+                    w1 = rms_ffn + L * D, w2 = w1 + L * F * D, w3 = w2 + L * D * F,
+                    rms_final = w3 + L * F * D, freq = rms_final + D, wcls = freq + 2 * S * hs / 2,
+                    end = wcls + V * D;
+  std::vector<float> floats(end);
+  for (std::size_t i = 0; i < end; ++i) floats[i] = float(i);  // each float names its offset
+  std::vector<std::byte> file(28 + 4 * end);
+  const std::int32_t header[7] = {32, 40, 2, 4, 2, -37, 16};
+  std::memcpy(file.data(), header, 28);
+  std::memcpy(file.data() + 28, floats.data(), 4 * end);
+  const Aligned a(file);
+  const auto m = tformer::Llama2cModel::view(a.bytes());
+  const ModelWeights& w = m.weights();
+  CHECK(w.embedding.row(1)[0] == float(emb + D));
+  CHECK(w.layers[1].attn_norm[3] == float(rms_att + D + 3));
+  CHECK(w.layers[1].wq.row(2)[5] == float(wq + D * D + 2 * D + 5));
+  CHECK(w.layers[1].wk.row(15)[31] == float(wk + KV * D + 15 * D + 31));
+  CHECK(w.layers[0].wv.row(0)[0] == float(wv));
+  CHECK(w.layers[1].wo.row(31)[31] == float(wo + 2 * D * D - 1));
+  CHECK(w.layers[1].ffn_norm[0] == float(rms_ffn + D));
+  CHECK(w.layers[1].ffn.gate.row(39)[31] == float(w1 + 2 * F * D - 1));  // w1
+  CHECK(w.layers[0].ffn.down.row(1)[0] == float(w2 + F));                // w2 [D, F]
+  CHECK(w.layers[1].ffn.up.row(0)[1] == float(w3 + F * D + 1));          // w3
+  CHECK(w.final_norm[31] == float(rms_final + 31));
+  CHECK(w.lm_head.row(0)[0] == float(wcls));
+  CHECK(w.lm_head.row(36)[31] == float(end - 1));
 }
 
 TEST_CASE("llama2c: truncated, over-long and inconsistent files raise errors", "[io][llama2c]") {
@@ -230,6 +264,8 @@ TEST_CASE("llama2c tokenizer: run.c's encode (dummy prefix, byte fallback, merge
     CHECK_THROWS_AS(tformer::Llama2cTokenizer(cut, V), tformer::Error);
   }
   CHECK_THROWS_AS(tformer::Llama2cTokenizer(file, V + 1), tformer::Error);
+  CHECK_THROWS_WITH(tformer::Llama2cTokenizer(file, tformer::index(1) << 40),
+                    Catch::Contains("vocab_size"));
   auto bad_len = file;
   const std::int32_t negative = -3;
   std::memcpy(bad_len.data() + 8, &negative, 4);

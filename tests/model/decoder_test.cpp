@@ -288,6 +288,11 @@ TEST_CASE("sampling: distributions follow the softmax, top-k and top-p keep what
     CHECK((t == 2 || t == 1));
     CHECK(sample(logits, Sampler::with_top_p(0.5f), rng, ws) == 2);
   }
+  // +inf is certain, whatever the sampler.
+  const std::vector<float> certain = {0.0f, INFINITY, 1.0f, INFINITY, 0.5f};
+  for (const Sampler s : {Sampler::greedy(), Sampler::with_temperature(2), Sampler::with_top_k(3),
+                          Sampler::with_top_p(0.5f)})
+    CHECK(sample(certain, s, rng, ws) == 1);
   CHECK_THROWS_AS(sample(logits, Sampler::with_top_k(6), rng, ws), Error);
   CHECK_THROWS_AS(sample(logits, Sampler::with_temperature(0), rng, ws), Error);
   CHECK_THROWS_AS(sample(logits, Sampler::with_top_p(1.5f), rng, ws), Error);
@@ -344,6 +349,23 @@ TEST_CASE("decoder: bad inputs raise tformer::Error and change nothing", "[decod
   CHECK_THROWS_WITH(dec.generate(1, ok, 8, Sampler::greedy(), rng, out),
                     Catch::Contains("out size"));
   CHECK_THROWS_WITH(dec.generate(0, ok, 2, Sampler::greedy(), rng, out), Catch::Contains("capacity"));
+
+  // Feeds longer than max_tokens are checked whole before the first step: nothing moves.
+  dec.reset(0);
+  std::vector<std::int32_t> long_bad(8, 1);
+  long_bad[7] = std::int32_t(V);  // in the second step of 6 tokens
+  CHECK_THROWS_WITH(dec.generate(0, long_bad, 1, Sampler::greedy(), rng, out),
+                    Catch::Contains("token id"));
+  float lg[2], pr[2];
+  const std::int32_t yes_no[2] = {4, 5};
+  CHECK_THROWS_AS(dec.classify(0, long_bad, yes_no, lg, pr), Error);
+  CHECK_THROWS_WITH(dec.classify(0, ok, {}, std::span<float>{}, std::span<float>{}),
+                    Catch::Contains("ids"));
+  const std::vector<std::int32_t> nine(9, 1);
+  CHECK_THROWS_WITH(dec.classify(0, nine, yes_no, lg, pr), Catch::Contains("capacity"));
+  CHECK(dec.length(0) == 0);
+  dec.classify(0, std::span(nine).first(7), yes_no, lg, pr);  // two steps of 6 and 1
+  CHECK(dec.length(0) == 7);
 
   // Dims against the Config, and weights against the Dims.
   CHECK_THROWS_WITH(resolve_dims<configs::TrafficVLM>({.hidden = 256}),

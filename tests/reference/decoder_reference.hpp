@@ -117,7 +117,10 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
   }
   for (const tformer::LayerWeights& lw : w.layers) {
     const index layer = index(&lw - w.layers.data());
-    const index window = C::attention.window_of(layer);
+    // Local or global, written out: with global_every = n, layers n−1, 2n−1, … are global.
+    const auto pattern = C::attention;
+    const bool global = pattern.global_every > 0 && (layer + 1) % pattern.global_every == 0;
+    const index window = global ? 0 : pattern.window;
     std::vector<std::vector<Vec>> q(static_cast<std::size_t>(T)), k(static_cast<std::size_t>(T)), v(static_cast<std::size_t>(T));
     for (index t = 0; t < T; ++t) {
       const Vec h = rmsnorm(x[static_cast<std::size_t>(t)], lw.attn_norm, eps, one_plus);

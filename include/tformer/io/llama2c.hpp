@@ -253,6 +253,11 @@ class Llama2cTokenizer {
     max_length_ = llama2c_detail::read_i32(bytes.data());
     at = 4;
     check(max_length_ > 0, where, "max_token_length", "> 0", max_length_);
+    // Each token takes at least 8 bytes: a vocab_size the file cannot hold is refused here.
+    if (vocab_size > index((bytes.size() - 4) / 8)) [[unlikely]]
+      detail::fail_check(where, "vocab_size",
+                         "<= " + std::to_string((bytes.size() - 4) / 8) + " (what the file can hold)",
+                         vocab_size);
     pieces_.reserve(std::size_t(vocab_size));
     scores_.reserve(std::size_t(vocab_size));
     for (index i = 0; i < vocab_size; ++i) {

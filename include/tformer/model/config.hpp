@@ -172,8 +172,8 @@ struct Dynamic {
                          head_dim = dynamic, max_positions = dynamic;
 };
 
-// Llama 2/3 (rotate-half as Hugging Face stores it). Llama 3.1 adds its frequency scaling:
-// use Llama31 below, or declare your own with another rope_scaling.
+// Llama 3 (rotate-half as Hugging Face stores it, base 500000). Llama 3.1 adds its frequency
+// scaling: Llama31 below. Llama 2: Llama2 below (base 10000).
 struct Llama : Base, Dynamic {
   using Base::encoder_width;
   static constexpr double rope_base = 500000.0;
@@ -188,6 +188,13 @@ struct Llama31 : Llama {
                                 .high_freq_factor = 4.0,
                                 .original_max_positions = 8192};
   }
+};
+
+struct Llama2 : Llama {
+  static constexpr double rope_base = 10000.0;
+  static constexpr Dims llama2_7b = {.vocab = 32000, .hidden = 4096, .intermediate = 11008,
+                                     .layers = 32, .heads = 32, .kv_heads = 32, .head_dim = 128,
+                                     .max_positions = 4096};
 };
 
 // Qwen3: per-head RMSNorm of q and k before RoPE.

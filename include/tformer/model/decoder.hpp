@@ -165,15 +165,10 @@ class Decoder {
                  const Sampler& sampler, Rng& rng, std::span<std::int32_t> out,
                  std::int32_t stop_token = -1) {
     constexpr const char* where = "Decoder::generate";
-    check_index(where, "seq", seq, options_.sequences);
-    check(!prompt.empty(), where, "prompt", "at least one token", prompt.size());
     check(max_new_tokens >= 0, where, "max_new_tokens", ">= 0", max_new_tokens);
     check(index(out.size()) >= max_new_tokens, where, "out size", ">= max_new_tokens", out.size());
     check_sampler(sampler, d_.vocab);
-    const index need = length(seq) + index(prompt.size()) + std::max<index>(max_new_tokens - 1, 0);
-    if (need > options_.capacity) [[unlikely]]
-      detail::fail_check(where, "length + prompt + max_new_tokens − 1",
-                         "<= capacity (" + std::to_string(options_.capacity) + ")", need);
+    check_feed(where, seq, prompt, std::max<index>(max_new_tokens - 1, 0));
     const MatrixView<float> logits(logits_.data(), 1, d_.vocab);
     prefill(seq, prompt, logits);
     const std::span<const float> row(logits_.data(), std::size_t(d_.vocab));
@@ -190,9 +185,12 @@ class Decoder {
   // out_logits[i] = logit of ids[i] and probs = softmax over those logits only.
   void classify(index seq, std::span<const std::int32_t> tokens, std::span<const std::int32_t> ids,
                 std::span<float> out_logits, std::span<float> probs) {
-    for (std::int32_t id : ids) check_index("Decoder::classify", "ids[i]", id, d_.vocab);
-    check_eq("Decoder::classify", "out_logits size (= ids)", ids.size(), out_logits.size());
-    check_eq("Decoder::classify", "probs size (= ids)", ids.size(), probs.size());
+    constexpr const char* where = "Decoder::classify";
+    check(!ids.empty(), where, "ids", "at least one token id", ids.size());
+    for (std::int32_t id : ids) check_index(where, "ids[i]", id, d_.vocab);
+    check_eq(where, "out_logits size (= ids)", ids.size(), out_logits.size());
+    check_eq(where, "probs size (= ids)", ids.size(), probs.size());
+    check_feed(where, seq, tokens, 0);
     const MatrixView<float> logits(logits_.data(), 1, d_.vocab);
     prefill(seq, tokens, logits);
     choose({logits_.data(), std::size_t(d_.vocab)}, ids, out_logits, probs);
@@ -253,9 +251,23 @@ class Decoder {
     return rows;
   }
 
-  // Feeds tokens to one sequence in steps of max_tokens; logits of the last one.
+  // Checks, before anything is fed, that `tokens` and then `more` positions fit sequence `seq`
+  // and that every token id is valid: a multi-step feed never stops half way.
+  void check_feed(const char* where, index seq, std::span<const std::int32_t> tokens,
+                  index more) const {
+    check_index(where, "seq", seq, options_.sequences);
+    check(!tokens.empty(), where, "tokens", "at least one token", tokens.size());
+    for (std::int32_t t : tokens) check_index(where, "token id", t, d_.vocab);
+    const index need = length(seq) + index(tokens.size()) + more;
+    if (need > options_.capacity) [[unlikely]]
+      detail::fail_check(where, "length + tokens (+ max_new_tokens − 1)",
+                         "<= capacity (" + std::to_string(options_.capacity) + ")", need);
+    if constexpr (C::cross_attention)
+      check(cross_->tokens(seq) > 0, where, "encoder input", "set_encoder(seq, …) first", seq);
+  }
+
+  // Feeds checked tokens (check_feed) to one sequence in steps of max_tokens; logits of the last.
   void prefill(index seq, std::span<const std::int32_t> tokens, MatrixView<float> logits) {
-    check(!tokens.empty(), "Decoder", "tokens", "at least one token", tokens.size());
     for (std::size_t done = 0; done < tokens.size();) {
       const std::size_t n = std::min<std::size_t>(tokens.size() - done, std::size_t(options_.max_tokens));
       forward(seq, tokens.subspan(done, n), logits);

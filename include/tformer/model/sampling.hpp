@@ -126,6 +126,14 @@ inline std::int32_t sample(std::span<const float> logits, const Sampler& s, Rng&
     if (!std::isnan(x)) m = std::max(m, double(x));
   }
   if (m == -std::numeric_limits<double>::infinity()) return order[0];  // nothing finite
+  if (m == std::numeric_limits<double>::infinity()) {  // +inf is certain: the lowest such id
+    std::int32_t best = -1;
+    for (index j = 0; j < kept; ++j)
+      if (logits[std::size_t(order[j])] == std::numeric_limits<float>::infinity() &&
+          (best < 0 || order[j] < best))
+        best = order[j];
+    return best;
+  }
   double total = 0.0;
   for (index j = 0; j < kept; ++j) {
     const float x = logits[std::size_t(order[j])];

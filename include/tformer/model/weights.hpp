@@ -72,9 +72,11 @@ void validate_weights(const Dims& d, const ModelWeights& w) {
   const index H = d.hidden, qd = d.heads * d.head_dim, kvd = d.kv_heads * d.head_dim;
   check_matrix("embedding", w.embedding, d.vocab, H);
   check_vector("final_norm", w.final_norm, H);
-  if constexpr (C::head == HeadKind::Tied)
+  if constexpr (C::head == HeadKind::Tied) {
     check(w.lm_head.rows() == 0 || w.lm_head.data() == w.embedding.data(), "ModelWeights",
           "lm_head", "empty or the embedding (the Config ties the head)", w.lm_head.rows());
+    if (w.lm_head.rows() > 0) check_matrix("lm_head", w.lm_head, d.vocab, H);
+  }
   if constexpr (C::head == HeadKind::Own) check_matrix("lm_head", w.lm_head, d.vocab, H);
   if constexpr (C::head == HeadKind::AsLoaded)
     if (w.lm_head.rows() > 0) check_matrix("lm_head", w.lm_head, d.vocab, H);
