@@ -15,6 +15,7 @@
 
 #include "ceilings.hpp"
 #include "tformer/nn/attention.hpp"
+#include "tformer/nn/position_bias.hpp"
 
 namespace {
 
@@ -35,7 +36,8 @@ tformer::KVCache filled_cache(int length) {
   return cache;
 }
 
-void decode(benchmark::State& state, int length) {
+template <class Bias = tformer::NoBias>
+void decode(benchmark::State& state, int length, const Bias& bias = {}) {
   const auto cache = filled_cache(length);
   const auto q = bench::random_floats(std::size_t(kQHeads) * kDim, 0.1f, 3);
   std::vector<float> o(q.size());
@@ -43,7 +45,7 @@ void decode(benchmark::State& state, int length) {
   const auto kv = cache.view(0, 0, length);
   for (auto _ : state) {
     tformer::attention({q.data(), 1, kQHeads, kDim}, kv, tformer::Positions::offset(length - 1),
-                       {o.data(), 1, kQHeads, kDim}, ws);
+                       {o.data(), 1, kQHeads, kDim}, ws, {}, bias);
     benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * 2 * kKvHeads *
@@ -100,10 +102,20 @@ int main(int argc, char** argv) {
   std::set<std::size_t> copies;
   for (int length : {512, 4096, 16384, 32768}) {
     benchmark::RegisterBenchmark(("attention_decode/32x8x128/L" + std::to_string(length)).c_str(),
-                                 decode, length)
+                                 decode<tformer::NoBias>, length, tformer::NoBias{})
         ->Unit(benchmark::kMicrosecond);
     copies.insert(std::size_t(2) * kKvHeads * length * kDim * 4 / 1024);
   }
+  // Seed 001's relative position biases through the bias hook, beside the plain decode.
+  static const auto slopes = tformer::alibi_slopes(kQHeads);
+  static const auto t5_table = bench::random_floats(32 * kQHeads, 1.0f, 9);
+  benchmark::RegisterBenchmark("attention_decode_alibi/32x8x128/L4096",
+                               decode<tformer::AlibiBias>, 4096, tformer::AlibiBias{slopes})
+      ->Unit(benchmark::kMicrosecond);
+  static const tformer::T5Bias t5({t5_table.data(), 32, kQHeads}, 128, false);
+  benchmark::RegisterBenchmark("attention_decode_t5/32x8x128/L4096", decode<tformer::T5Bias>, 4096,
+                               t5)
+      ->Unit(benchmark::kMicrosecond);
   for (int tokens : {512, 2048})
     benchmark::RegisterBenchmark(("attention_prefill/32x8x128/T" + std::to_string(tokens)).c_str(),
                                  prefill, tokens)

@@ -50,6 +50,23 @@ struct SmallVLM : configs::Base, configs::Dynamic {  // TrafficVLM's shape, scal
   static constexpr tformer::index pad_id = 0;
 };
 
+// Seed 001's variants: positions through a bias or an absolute table instead of RoPE.
+struct Alibi : configs::Llama {
+  static constexpr PositionKind positions = PositionKind::None;
+  static constexpr BiasKind bias = BiasKind::ALiBi;
+};
+struct T5Relative : configs::Llama {
+  static constexpr PositionKind positions = PositionKind::None;
+  static constexpr BiasKind bias = BiasKind::T5;
+  static constexpr tformer::index t5_buckets = 8, t5_max_distance = 6;  // log buckets from 4 on
+};
+struct Sinusoidal : configs::Llama {
+  static constexpr PositionKind positions = PositionKind::Sinusoidal;
+  static constexpr float position_scale = 2.0f;
+};
+constexpr Dims six_heads = {.vocab = 61, .hidden = 48, .intermediate = 80, .layers = 2,
+                            .heads = 6, .kv_heads = 3, .head_dim = 8, .max_positions = 40};
+
 // Random norm weights around their identity, so that every norm is exercised.
 template <class C>
 void randomise_norms(OwnedWeights<C>& w, std::uint64_t seed) {
@@ -61,6 +78,11 @@ void randomise_norms(OwnedWeights<C>& w, std::uint64_t seed) {
   };
   const ModelWeights& v = w.view();
   perturb(v.final_norm);
+  if (v.relative_bias.rows() > 0)  // T5 bias of order 1, so that it matters
+    for (tformer::index b = 0; b < v.relative_bias.rows(); ++b)
+      for (tformer::index h = 0; h < v.relative_bias.cols(); ++h)
+        OwnedWeights<C>::mut(v.relative_bias)[b * v.relative_bias.cols() + h] =
+            float(rng.uniform(-2.0, 2.0));
   for (const LayerWeights& l : v.layers)
     for (auto s : {l.attn_norm, l.ffn_norm, l.q_norm, l.k_norm, l.cross_norm}) perturb(s);
 }
@@ -163,6 +185,9 @@ TEST_CASE("decoder: family presets match the reference on small random models",
     d.top_k = 20;
     check_preset<Sparse>(d, 30, 5, 3);
   }
+  SECTION("ALiBi, 6 heads (not a power of two)") { check_preset<Alibi>(six_heads, 33, 9, 4); }
+  SECTION("T5 bucketed bias") { check_preset<T5Relative>(six_heads, 34, 10, 5); }
+  SECTION("sinusoidal absolute positions") { check_preset<Sinusoidal>(small, 35, 7, 4); }
   SECTION("cross-attention with an encoder projection 20 → 48") {
     Dims d = small;
     d.encoder_width = 20;

@@ -57,14 +57,15 @@ std::vector<double> decoder_inv_freq(const tformer::Dims& d) {
 
 // Softmax attention of one query head over keys/values rows [n][D] with a visibility mask.
 inline Vec attend_one(const Vec& q, const std::vector<Vec>& keys, const std::vector<Vec>& values,
-                      const std::vector<bool>& visible, double scale) {
+                      const std::vector<bool>& visible, double scale,
+                      const std::vector<double>& bias = {}) {
   std::vector<double> s(keys.size(), 0.0);
   double m = -INFINITY;
   for (std::size_t j = 0; j < keys.size(); ++j) {
     if (!visible[j]) continue;
     double dot = 0;
     for (std::size_t i = 0; i < q.size(); ++i) dot += q[i] * keys[j][i];
-    s[j] = dot * scale;
+    s[j] = dot * scale + (bias.empty() ? 0.0 : bias[j]);
     m = std::max(m, s[j]);
   }
   Vec out(q.size(), 0.0);
@@ -76,6 +77,43 @@ inline Vec attend_one(const Vec& q, const std::vector<Vec>& keys, const std::vec
     if (visible[j])
       for (std::size_t i = 0; i < q.size(); ++i) out[i] += std::exp(s[j] - m) / z * values[j][i];
   return out;
+}
+
+// ALiBi slopes as the paper's repository computes them (get_slopes): for a power of two n,
+// start = 2^(−2^−(log2 n − 3)) and slope_i = start^(i+1); otherwise those of the closest power
+// of two p, then every second slope of 2p.
+inline std::vector<double> alibi_slopes(int n) {
+  auto pow2 = [](int m) {
+    const double start = std::pow(2.0, -std::pow(2.0, -(std::log2(double(m)) - 3)));
+    std::vector<double> s;
+    for (int i = 0; i < m; ++i) s.push_back(start * std::pow(start, i));
+    return s;
+  };
+  const double l = std::log2(double(n));
+  if (l == std::floor(l)) return pow2(n);
+  const int p = 1 << int(std::floor(l));
+  std::vector<double> s = pow2(p);
+  const std::vector<double> twice = alibi_slopes(2 * p);
+  for (int i = 0; int(s.size()) < n; i += 2) s.push_back(twice[static_cast<std::size_t>(i)]);
+  return s;
+}
+
+// Hugging Face's T5 _relative_position_bucket for r = key − query.
+inline long t5_bucket(long r, long buckets, long max_distance, bool bidirectional) {
+  long ret = 0;
+  if (bidirectional) {
+    buckets /= 2;
+    ret += (r > 0 ? 1 : 0) * buckets;
+    r = std::labs(r);
+  } else {
+    r = -std::min(r, 0L);
+  }
+  const long max_exact = buckets / 2;
+  if (r < max_exact) return ret + r;
+  long large = max_exact + long(std::log(double(r) / max_exact) /
+                                std::log(double(max_distance) / max_exact) *
+                                double(buckets - max_exact));
+  return ret + std::min(large, buckets - 1);
 }
 
 // Splits a [heads · D] vector into heads.
@@ -105,7 +143,16 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
   for (index t = 0; t < T; ++t) {
     const float* e = w.embedding.row(tokens[static_cast<std::size_t>(t)]);
     x[static_cast<std::size_t>(t)] = Vec(e, e + d.hidden);
+    if constexpr (C::positions == tformer::PositionKind::Sinusoidal) {  // + scale · pe / |pe|
+      const float* pe = w.position_embedding.row(t);
+      double ss = 0;
+      for (index c = 0; c < d.hidden; ++c) ss += double(pe[c]) * pe[c];
+      for (index c = 0; c < d.hidden; ++c)
+        x[static_cast<std::size_t>(t)][static_cast<std::size_t>(c)] +=
+            ss > 0 ? C::position_scale * pe[c] / std::sqrt(ss) : 0.0;
+    }
   }
+  const std::vector<double> slopes = alibi_slopes(int(d.heads));
   // The encoder, projected to the hidden width.
   std::vector<Vec> enc;
   if constexpr (C::cross_attention) {
@@ -129,11 +176,13 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
       v[t] = heads_of(matvec(lw.wv, h), d.kv_heads, D);
       for (auto& head : q[t]) {
         if (C::qk_norm) head = rmsnorm(head, lw.q_norm, eps, one_plus);
-        head = rope(head, static_cast<std::size_t>(D), layout, double(t), inv_freq);
+        if (C::positions == tformer::PositionKind::Rope)
+          head = rope(head, static_cast<std::size_t>(D), layout, double(t), inv_freq);
       }
       for (auto& head : k[t]) {
         if (C::qk_norm) head = rmsnorm(head, lw.k_norm, eps, one_plus);
-        head = rope(head, static_cast<std::size_t>(D), layout, double(t), inv_freq);
+        if (C::positions == tformer::PositionKind::Rope)
+          head = rope(head, static_cast<std::size_t>(D), layout, double(t), inv_freq);
       }
     }
     for (index t = 0; t < T; ++t) {
@@ -141,12 +190,19 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
       for (index h = 0; h < d.heads; ++h) {
         std::vector<Vec> keys, values;
         std::vector<bool> visible;
+        std::vector<double> bias;
         for (index j = 0; j < T; ++j) {
           keys.push_back(k[j][static_cast<std::size_t>(h / group)]);
           values.push_back(v[j][static_cast<std::size_t>(h / group)]);
           visible.push_back(j <= t && (window == 0 || j > t - window));
+          if (C::bias == tformer::BiasKind::ALiBi)
+            bias.push_back(slopes[static_cast<std::size_t>(h)] * double(j - t));
+          if (C::bias == tformer::BiasKind::T5)
+            bias.push_back(w.relative_bias.row(t5_bucket(j - t, C::t5_buckets, C::t5_max_distance,
+                                                         false))[h]);
         }
-        const Vec o = attend_one(q[t][static_cast<std::size_t>(h)], keys, values, visible, scale);
+        const Vec o =
+            attend_one(q[t][static_cast<std::size_t>(h)], keys, values, visible, scale, bias);
         att.insert(att.end(), o.begin(), o.end());
       }
       add(x[static_cast<std::size_t>(t)], matvec(lw.wo, att));

@@ -53,6 +53,13 @@ struct AttentionPattern {
   }
 };
 
+// How positions enter: RoPE on q and k; a sinusoidal-initialised absolute table added to the
+// token embeddings (rope/sinusoidal.hpp); or neither (position only through a bias).
+enum class PositionKind { Rope, Sinusoidal, None };
+
+// Additive attention bias from relative positions (nn/position_bias.hpp).
+enum class BiasKind { None, ALiBi, T5 };
+
 // Where the LM head comes from: the embedding (tied), its own matrix, or whichever the weights
 // carry (checkpoint readers: llama2.c stores the choice in its header).
 enum class HeadKind { Tied, Own, AsLoaded };
@@ -80,6 +87,8 @@ concept DecoderConfig = requires {
   { C::norm } -> std::convertible_to<NormScale>;
   { C::eps } -> std::convertible_to<float>;
   { C::pad_id } -> std::convertible_to<index>;  // −1: none; its embedding row is zero
+  { C::positions } -> std::convertible_to<PositionKind>;
+  { C::bias } -> std::convertible_to<BiasKind>;
 };
 
 namespace config_detail {
@@ -151,6 +160,10 @@ struct Base {
   static constexpr NormScale norm = NormScale::Weight;
   static constexpr float eps = 1e-5f;
   static constexpr index pad_id = -1;
+  static constexpr PositionKind positions = PositionKind::Rope;
+  static constexpr float position_scale = 1.0f;  // Sinusoidal: the normalised row's scale
+  static constexpr BiasKind bias = BiasKind::None;
+  static constexpr index t5_buckets = 32, t5_max_distance = 128;  // T5 (unidirectional)
 };
 
 // Seed 003's small configuration: Gemma-style decoder with cross-attention to 196 vision

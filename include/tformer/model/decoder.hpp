@@ -31,7 +31,9 @@
 #include "tformer/model/decoder_layer.hpp"
 #include "tformer/model/sampling.hpp"
 #include "tformer/model/weights.hpp"
+#include "tformer/nn/position_bias.hpp"
 #include "tformer/nn/swiglu.hpp"
+#include "tformer/rope/sinusoidal.hpp"
 #include "tformer/rope/table.hpp"
 
 namespace tformer {
@@ -90,6 +92,9 @@ class Decoder {
       }
     }
     segments_.reserve(static_cast<std::size_t>(options_.sequences));
+    if constexpr (C::bias == BiasKind::ALiBi) alibi_ = alibi_slopes(d_.heads);
+    if constexpr (C::bias == BiasKind::T5)
+      t5_.emplace(weights_.relative_bias, C::t5_max_distance, false);
   }
 
   const Dims& dims() const noexcept { return d_; }
@@ -286,6 +291,11 @@ class Decoder {
         std::copy(e, e + d_.hidden, ws_.x(rows).row(row++));
       }
     }
+    if constexpr (C::positions == PositionKind::Sinusoidal)
+      for (const StepSegment& s : segments_)
+        add_position_embeddings(ws_.x(rows).row_slice(s.row, s.tokens), weights_.position_embedding,
+                                Positions::offset(static_cast<std::int32_t>(s.start)),
+                                C::position_scale);
     rmsnorm<C::norm>(ws_.x(rows), weights_.layers[0].attn_norm, C::eps, ws_.xn(rows));
     for (index l = 0; l < d_.layers; ++l) {
       const LayerWeights& w = weights_.layers[std::size_t(l)];
@@ -299,7 +309,9 @@ class Decoder {
                            cache_,
                            cross_ ? &*cross_ : nullptr,
                            down_t,
-                           last ? weights_.final_norm : weights_.layers[std::size_t(l + 1)].attn_norm};
+                           last ? weights_.final_norm : weights_.layers[std::size_t(l + 1)].attn_norm,
+                           alibi_,
+                           t5_ ? &*t5_ : nullptr};
       decoder_layer<C>(w, l, in, ws_, exec_);
     }
     for (const StepSegment& s : segments_) cache_.advance(s.seq, s.tokens);
@@ -330,6 +342,8 @@ class Decoder {
   std::vector<TransposedWeights> down_t_;                 // TopK: transposes built here
   std::vector<MatrixView<const float>> down_t_views_;    // TopK: each layer's down transposed
   std::vector<StepSegment> segments_;
+  std::vector<float> alibi_;      // ALiBi slopes
+  std::optional<T5Bias> t5_;      // T5: the table with its buckets per distance
 };
 
 }  // namespace TFORMER_ARCH_NS

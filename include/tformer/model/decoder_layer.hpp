@@ -2,6 +2,7 @@
 // concatenated), and the scratch it uses:
 //
 //   x += attn(norm(x))            Q, K, V projections, qk-norm, RoPE, KV-cache append, GQA
+//                                 (with the Config's ALiBi or T5 bias on self-attention)
 //   x += cross(norm(x), encoder)  when the Config has cross-attention (K, V cached per sequence)
 //   x += ffn(norm(x))             dense SwiGLU, top-k SwiGLU or MoE
 //
@@ -17,6 +18,7 @@
 #include <algorithm>
 #include <optional>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "tformer/cache/kv_cache.hpp"
@@ -27,6 +29,7 @@
 #include "tformer/nn/attention.hpp"
 #include "tformer/nn/linear.hpp"
 #include "tformer/nn/moe.hpp"
+#include "tformer/nn/position_bias.hpp"
 #include "tformer/nn/rmsnorm.hpp"
 #include "tformer/nn/swiglu.hpp"
 #include "tformer/rope/apply.hpp"
@@ -143,15 +146,18 @@ struct LayerInputs {
   const CrossKVCache* cross;               // cross-attention: the encoder's K, V per layer
   MatrixView<const float> ffn_down_t;      // TopK: this layer's down transposed
   std::span<const float> next_norm;        // attn_norm of the next layer, or the final norm
+  std::span<const float> alibi;            // ALiBi: slopes per query head
+  const T5Bias* t5;                        // T5: the shared table
 };
 
 namespace decoder_kernels {
 
 // att = attention of q over `kv(segment)` for every segment, split over KV heads.
-template <Executor E, class ViewOf>
+// bias(h, q, k) takes the model's query head h; attention sees one KV head's group at a time.
+template <Executor E, class ViewOf, class Bias = NoBias>
 void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> segments,
                      MatrixView<const float> q, MatrixView<float> att, const ViewOf& view_of,
-                     const AttentionOptions& opt, auto& ws) {
+                     const AttentionOptions& opt, auto& ws, const Bias& bias = {}) {
   const index group = d.heads / d.kv_heads, D = d.head_dim, qd = d.heads * D;
   exec.parallel_for(0, d.kv_heads, [&](index g) {
     for (const StepSegment& s : segments) {
@@ -159,10 +165,17 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
       kv.keys += g * kv.head_stride;
       kv.values += g * kv.head_stride;
       kv.kv_heads = 1;
-      attention(HeadsView<const float>(q.row(s.row) + g * group * D, s.tokens, group, D, qd), kv,
-                Positions::offset(static_cast<std::int32_t>(s.start)),
-                HeadsView<float>(att.row(s.row) + g * group * D, s.tokens, group, D, qd),
-                ws.attention(g), opt);
+      const HeadsView<const float> qg(q.row(s.row) + g * group * D, s.tokens, group, D, qd);
+      const HeadsView<float> og(att.row(s.row) + g * group * D, s.tokens, group, D, qd);
+      const auto at = Positions::offset(static_cast<std::int32_t>(s.start));
+      if constexpr (std::is_same_v<Bias, NoBias>) {
+        attention(qg, kv, at, og, ws.attention(g), opt);
+      } else {
+        const auto group_bias = [&bias, first = g * group](index h, index qp, index kp) {
+          return bias(first + h, qp, kp);
+        };
+        attention(qg, kv, at, og, ws.attention(g), opt, group_bias);
+      }
     }
   });
 }
@@ -188,16 +201,24 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
   }
   for (const StepSegment& s : in.segments) {
     HeadsView<float> qs(q.row(s.row), s.tokens, d.heads, D), ks(k.row(s.row), s.tokens, d.kv_heads, D);
-    apply_rope_inplace<C::rope_layout>(in.rope, qs, ks,
-                                       Positions::offset(static_cast<std::int32_t>(s.start)));
+    if constexpr (C::positions == PositionKind::Rope)
+      apply_rope_inplace<C::rope_layout>(in.rope, qs, ks,
+                                         Positions::offset(static_cast<std::int32_t>(s.start)));
     in.cache.write(layer, s.seq, ks, HeadsView<const float>(v.row(s.row), s.tokens, d.kv_heads, D));
   }
   AttentionOptions self;
   self.window = C::attention.window_of(layer);
-  decoder_kernels::attend_segments(
-      exec, d, in.segments, q, att,
-      [&](const StepSegment& s) { return in.cache.view(layer, s.seq, s.start + s.tokens); }, self,
-      ws);
+  const auto self_view = [&](const StepSegment& s) {
+    return in.cache.view(layer, s.seq, s.start + s.tokens);
+  };
+  if constexpr (C::bias == BiasKind::ALiBi)
+    decoder_kernels::attend_segments(exec, d, in.segments, q, att, self_view, self, ws,
+                                     AlibiBias{in.alibi});
+  else if constexpr (C::bias == BiasKind::T5)
+    decoder_kernels::attend_segments(exec, d, in.segments, q, att, self_view, self, ws,
+                                     *in.t5);
+  else
+    decoder_kernels::attend_segments(exec, d, in.segments, q, att, self_view, self, ws);
   parallel_project(exec, att, w.wo, delta);
 
   // Cross-attention to the encoder (non-causal, its padding mask).

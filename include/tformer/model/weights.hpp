@@ -16,6 +16,7 @@
 #include "tformer/core/views.hpp"
 #include "tformer/model/config.hpp"
 #include "tformer/nn/swiglu.hpp"
+#include "tformer/rope/sinusoidal.hpp"
 
 namespace tformer {
 inline namespace TFORMER_ARCH_NS {
@@ -44,6 +45,8 @@ struct ModelWeights {
   MatrixView<const float> lm_head;    // [V, H]; empty: tied to the embedding
   MatrixView<const float> encoder_proj;        // [H, encoder_width]; empty when equal widths
   std::span<const float> encoder_proj_bias;    // [H] or empty
+  MatrixView<const float> position_embedding;  // Sinusoidal: [max_positions, H]
+  MatrixView<const float> relative_bias;       // T5 bias: [t5_buckets, heads], shared by layers
 
   MatrixView<const float> head() const noexcept {
     return lm_head.rows() > 0 ? lm_head : embedding;
@@ -85,6 +88,10 @@ void validate_weights(const Dims& d, const ModelWeights& w) {
       check_matrix("encoder_proj", w.encoder_proj, H, d.encoder_width);
     if (!w.encoder_proj_bias.empty()) check_vector("encoder_proj_bias", w.encoder_proj_bias, H);
   }
+  if constexpr (C::positions == PositionKind::Sinusoidal)
+    check_matrix("position_embedding", w.position_embedding, d.max_positions, H);
+  if constexpr (C::bias == BiasKind::T5)
+    check_matrix("relative_bias", w.relative_bias, C::t5_buckets, d.heads);
   check_eq("ModelWeights", "layers count", d.layers, index(w.layers.size()));
   for (index l = 0; l < d.layers; ++l) {
     const LayerWeights& lw = w.layers[static_cast<std::size_t>(l)];
@@ -126,7 +133,8 @@ void validate_weights(const Dims& d, const ModelWeights& w) {
 }
 
 // Weights in one 64-byte aligned arena: seeded random init as seed 003 does it (every matrix
-// normal(0, 0.02), the pad row of the embedding zero, norm weights at identity, biases 0).
+// normal(0, 0.02), the pad row of the embedding zero, norm weights at identity, biases 0); a
+// sinusoidal position table starts at its formula.
 template <DecoderConfig C>
 class OwnedWeights {
  public:
@@ -173,6 +181,9 @@ class OwnedWeights {
     if constexpr (C::head == HeadKind::Own || C::head == HeadKind::AsLoaded)
       w.lm_head = matrix(d.vocab, H);
     w.final_norm = vec(H);
+    if constexpr (C::positions == PositionKind::Sinusoidal)
+      w.position_embedding = matrix(d.max_positions, H);
+    if constexpr (C::bias == BiasKind::T5) w.relative_bias = matrix(C::t5_buckets, d.heads);
     if constexpr (C::cross_attention) {
       if (d.encoder_width != H) {
         w.encoder_proj = matrix(H, d.encoder_width);
@@ -232,6 +243,9 @@ class OwnedWeights {
                 mut(w.embedding) + (C::pad_id + 1) * dims_.hidden, 0.0f);
     if (w.lm_head.rows() > 0) normal(w.lm_head);
     ones(w.final_norm);
+    if (w.position_embedding.rows() > 0)
+      sinusoidal_init({mut(w.position_embedding), w.position_embedding.rows(), dims_.hidden});
+    if (w.relative_bias.rows() > 0) normal(w.relative_bias);
     if (w.encoder_proj.rows() > 0) {
       normal(w.encoder_proj);
       std::fill(mut(w.encoder_proj_bias), mut(w.encoder_proj_bias) + w.encoder_proj_bias.size(),

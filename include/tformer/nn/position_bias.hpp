@@ -1,0 +1,92 @@
+// Relative position biases for attention's bias hook, bias(head, query_position, key_position),
+// both functions of key − query position only, so they are right at any cache offset.
+//
+//   ALiBi (Press et al.; BLOOM/MPT): bias = slope_h · (k − q). Slopes are the geometric
+//     sequence of the paper for n heads: with p = 2^⌊log2 n⌋, slope_i = 2^(−8i/p) for
+//     i = 1 … p, and for n > p the odd powers 2^(−4(2j−1)/p), j = 1 … n − p (Hugging Face's
+//     build_alibi_tensor).
+//   T5 (seed 001's bucketed bias): bias = table[bucket(k − q)][h] with table [buckets, heads]
+//     and Hugging Face's _relative_position_bucket: half the buckets exact distances, the rest
+//     logarithmic up to max_distance; bidirectional splits buckets by sign (encoders),
+//     unidirectional (decoders) maps every future key to bucket 0.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <span>
+#include <vector>
+
+#include "tformer/core/error.hpp"
+#include "tformer/core/views.hpp"
+
+namespace tformer {
+inline namespace TFORMER_ARCH_NS {
+
+// The ALiBi slopes of `heads` heads.
+inline std::vector<float> alibi_slopes(index heads) {
+  check(heads >= 1, "alibi_slopes", "heads", ">= 1", heads);
+  index p = 1;
+  while (2 * p <= heads) p *= 2;
+  std::vector<float> s;
+  for (index i = 1; i <= p; ++i) s.push_back(float(std::exp2(-8.0 * double(i) / double(p))));
+  for (index j = 1; j <= heads - p; ++j)
+    s.push_back(float(std::exp2(-4.0 * double(2 * j - 1) / double(p))));
+  return s;
+}
+
+struct AlibiBias {
+  std::span<const float> slopes;  // one per query head
+  float operator()(index h, index q, index k) const noexcept {
+    return slopes[static_cast<std::size_t>(h)] * static_cast<float>(k - q);
+  }
+};
+
+// T5's bucket of a relative position r = key − query.
+inline index t5_bucket(index r, index buckets, index max_distance, bool bidirectional) noexcept {
+  index bucket = 0;
+  if (bidirectional) {
+    buckets /= 2;
+    if (r > 0) bucket += buckets;
+    r = r < 0 ? -r : r;
+  } else {
+    r = r < 0 ? -r : 0;  // distance into the past; future keys share bucket 0
+  }
+  const index exact = buckets / 2;
+  if (r < exact) return bucket + r;
+  const index large = exact + static_cast<index>(std::log(double(r) / double(exact)) /
+                                                  std::log(double(max_distance) / double(exact)) *
+                                                  double(buckets - exact));
+  return bucket + std::min(large, buckets - 1);
+}
+
+// T5 bias over a [buckets, heads] table. Buckets are looked up per distance from a small table
+// built at construction: beyond ±max_distance every bucket is the last of its side.
+class T5Bias {
+ public:
+  T5Bias(MatrixView<const float> table, index max_distance, bool bidirectional)
+      : table_(table), max_distance_(max_distance) {
+    constexpr const char* where = "T5Bias";
+    check_view(where, "table", table);
+    check(table.rows() >= (bidirectional ? 4 : 2), where, "table rows (buckets)",
+          bidirectional ? ">= 4" : ">= 2", table.rows());
+    const index exact = (bidirectional ? table.rows() / 2 : table.rows()) / 2;
+    check(max_distance > exact, where, "max_distance", "> the exact buckets", max_distance);
+    bucket_.resize(static_cast<std::size_t>(2 * max_distance + 1));
+    for (index r = -max_distance; r <= max_distance; ++r)
+      bucket_[static_cast<std::size_t>(r + max_distance)] =
+          t5_bucket(r, table.rows(), max_distance, bidirectional);
+  }
+  index heads() const noexcept { return table_.cols(); }
+  float operator()(index h, index q, index k) const noexcept {
+    const index r = std::clamp(k - q, -max_distance_, max_distance_);
+    return table_.row(bucket_[static_cast<std::size_t>(r + max_distance_)])[h];
+  }
+
+ private:
+  MatrixView<const float> table_;
+  index max_distance_;
+  std::vector<index> bucket_;  // by r + max_distance
+};
+
+}  // namespace TFORMER_ARCH_NS
+}  // namespace tformer
