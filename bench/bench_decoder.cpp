@@ -2,7 +2,8 @@
 // seed 003's TrafficVLM and a stories110M-shaped llama2.c model (dim 768, 12 layers, 12 heads,
 // hidden 2048, vocab 32000, tied head).
 //   decode:  one token per iteration at a context of 64 (then rolled back with truncate, so
-//            every iteration sees the same context). bytes = the weights a token streams (every
+//            every iteration sees the same context; with a convolution, which cannot roll back,
+//            contexts 64 … 512). bytes = the weights a token streams (every
 //            layer matrix it multiplies, and the LM head); items = tokens.
 //   prefill: T tokens from position 0 per iteration (reset first); items = tokens.
 // Beside them, in the same run: copy/<KiB> and read/<KiB> of the decode's weight bytes (the
@@ -22,6 +23,9 @@ namespace {
 using tformer::index;
 
 struct Stories110M : tformer::configs::Llama2c {};
+struct Stories110MConv : Stories110M {  // seed 001's convolution + attention, kernel 4
+  static constexpr index conv_kernel = 4;
+};
 constexpr tformer::Dims stories110m = {.vocab = 32000, .hidden = 768, .intermediate = 2048,
                                        .layers = 12, .heads = 12, .kv_heads = 12,
                                        .head_dim = 64, .max_positions = 1024};
@@ -73,7 +77,16 @@ void decode(benchmark::State& state, const tformer::Dims& dims) {
   const std::int32_t next = 5;
   for (auto _ : state) {
     m.decoder.forward(0, std::span(&next, 1), {m.logits.data(), 1, V});
-    m.decoder.truncate(0, 64);
+    if constexpr (C::conv_kernel > 1) {  // a convolution cannot roll back: grow, reset rarely
+      if (m.decoder.length(0) == m.decoder.options().capacity) {
+        state.PauseTiming();
+        m.decoder.reset(0);
+        m.decoder.forward(0, prompt, {m.logits.data(), 1, V});
+        state.ResumeTiming();
+      }
+    } else {
+      m.decoder.truncate(0, 64);
+    }
     benchmark::ClobberMemory();
   }
   const std::size_t bytes = weight_bytes_per_token(m.weights.view());
@@ -112,6 +125,9 @@ int main(int argc, char** argv) {
                                tformer::Dims{}, 64)
       ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("decoder_decode/stories110M/ctx64", decode<Stories110M>, stories110m)
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("decoder_decode/stories110M+conv4/ctx64", decode<Stories110MConv>,
+                               stories110m)
       ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("decoder_prefill/stories110M/T256", prefill<Stories110M>,
                                stories110m, 256)

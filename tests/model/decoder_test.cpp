@@ -64,6 +64,9 @@ struct Sinusoidal : configs::Llama {
   static constexpr PositionKind positions = PositionKind::Sinusoidal;
   static constexpr float position_scale = 2.0f;
 };
+struct ConvAttention : configs::Llama {  // causal depthwise convolution, kernel 4
+  static constexpr tformer::index conv_kernel = 4;
+};
 constexpr Dims six_heads = {.vocab = 61, .hidden = 48, .intermediate = 80, .layers = 2,
                             .heads = 6, .kv_heads = 3, .head_dim = 8, .max_positions = 40};
 
@@ -78,6 +81,12 @@ void randomise_norms(OwnedWeights<C>& w, std::uint64_t seed) {
   };
   const ModelWeights& v = w.view();
   perturb(v.final_norm);
+  for (const LayerWeights& l : v.layers)  // conv kernel and bias of order 1
+    for (tformer::index i = 0; i < l.conv.rows() * l.conv.cols(); ++i) {
+      OwnedWeights<C>::mut(l.conv)[i] = float(rng.uniform(-1.0, 1.0));
+      if (i < tformer::index(l.conv_bias.size()))
+        OwnedWeights<C>::mut(l.conv_bias)[i] = float(rng.uniform(-0.2, 0.2));
+    }
   if (v.relative_bias.rows() > 0)  // T5 bias of order 1, so that it matters
     for (tformer::index b = 0; b < v.relative_bias.rows(); ++b)
       for (tformer::index h = 0; h < v.relative_bias.cols(); ++h)
@@ -188,6 +197,10 @@ TEST_CASE("decoder: family presets match the reference on small random models",
   SECTION("ALiBi, 6 heads (not a power of two)") { check_preset<Alibi>(six_heads, 33, 9, 4); }
   SECTION("T5 bucketed bias") { check_preset<T5Relative>(six_heads, 34, 10, 5); }
   SECTION("sinusoidal absolute positions") { check_preset<Sinusoidal>(small, 35, 7, 4); }
+  SECTION("convolution + attention, kernel 4 (decode streams the conv state)") {
+    check_preset<ConvAttention>(small, 36, 2, 6);  // a prompt shorter than the kernel, too
+    check_preset<ConvAttention>(small, 37, 9, 3);
+  }
   SECTION("cross-attention with an encoder projection 20 → 48") {
     Dims d = small;
     d.encoder_width = 20;
@@ -406,6 +419,18 @@ TEST_CASE("decoder: bad inputs raise tformer::Error and change nothing", "[decod
   CHECK_THROWS_WITH((Decoder<C>(missing, small)), Catch::Contains("layers count"));
   CHECK_THROWS_WITH((Decoder<C>(weights.view(), small, {.capacity = 41})),
                     Catch::Contains("capacity"));
+
+  // A convolution's state cannot roll back part of a sequence.
+  {
+    OwnedWeights<ConvAttention> cw(small, 83);
+    Decoder<ConvAttention> cd(cw.view(), small, {.capacity = 8});
+    cd.forward(0, ok, one);
+    CHECK_THROWS_WITH(cd.truncate(0, 1), Catch::Contains("cannot roll back"));
+    CHECK(cd.length(0) == 3);
+    cd.truncate(0, 3);  // the current length: nothing to do
+    cd.truncate(0, 0);  // a full reset
+    CHECK(cd.length(0) == 0);
+  }
 
   // Cross-attention needs its encoder input first.
   OwnedWeights<configs::TrafficVLM> vlm({}, 82);

@@ -169,8 +169,10 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
     const bool global = pattern.global_every > 0 && (layer + 1) % pattern.global_every == 0;
     const index window = global ? 0 : pattern.window;
     std::vector<std::vector<Vec>> q(static_cast<std::size_t>(T)), k(static_cast<std::size_t>(T)), v(static_cast<std::size_t>(T));
+    std::vector<Vec> normed(static_cast<std::size_t>(T));  // the attention block's input
     for (index t = 0; t < T; ++t) {
       const Vec h = rmsnorm(x[static_cast<std::size_t>(t)], lw.attn_norm, eps, one_plus);
+      normed[static_cast<std::size_t>(t)] = h;
       q[t] = heads_of(matvec(lw.wq, h), d.heads, D);
       k[t] = heads_of(matvec(lw.wk, h), d.kv_heads, D);
       v[t] = heads_of(matvec(lw.wv, h), d.kv_heads, D);
@@ -205,7 +207,21 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
             attend_one(q[t][static_cast<std::size_t>(h)], keys, values, visible, scale, bias);
         att.insert(att.end(), o.begin(), o.end());
       }
-      add(x[static_cast<std::size_t>(t)], matvec(lw.wo, att));
+      Vec out = matvec(lw.wo, att);
+      if constexpr (C::conv_kernel > 0) {  // + Σ_i w[c][i] · h[t − (k − 1) + i][c], zero before 0
+        const index k = C::conv_kernel;
+        for (index c = 0; c < d.hidden; ++c) {
+          double acc = lw.conv_bias.empty() ? 0.0 : lw.conv_bias[static_cast<std::size_t>(c)];
+          for (index i = 0; i < k; ++i) {
+            const index src = t - (k - 1) + i;
+            if (src >= 0)
+              acc += double(lw.conv.row(c)[i]) *
+                     normed[static_cast<std::size_t>(src)][static_cast<std::size_t>(c)];
+          }
+          out[static_cast<std::size_t>(c)] += acc;
+        }
+      }
+      add(x[static_cast<std::size_t>(t)], out);
     }
     if constexpr (C::cross_attention) {
       std::vector<std::vector<Vec>> ck, cv;

@@ -164,6 +164,9 @@ struct Base {
   static constexpr float position_scale = 1.0f;  // Sinusoidal: the normalised row's scale
   static constexpr BiasKind bias = BiasKind::None;
   static constexpr index t5_buckets = 32, t5_max_distance = 128;  // T5 (unidirectional)
+  // > 0: a causal depthwise convolution of this kernel size over the attention block's input,
+  // added to its output (seed 001's convolution + attention; nn/causal_conv.hpp).
+  static constexpr index conv_kernel = 0;
 };
 
 // Seed 003's small configuration: Gemma-style decoder with cross-attention to 196 vision

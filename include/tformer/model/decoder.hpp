@@ -95,6 +95,11 @@ class Decoder {
     if constexpr (C::bias == BiasKind::ALiBi) alibi_ = alibi_slopes(d_.heads);
     if constexpr (C::bias == BiasKind::T5)
       t5_.emplace(weights_.relative_bias, C::t5_max_distance, false);
+    if constexpr (C::conv_kernel > 0) {
+      conv_state_ = AlignedBuffer<float>(static_cast<std::size_t>(
+          options_.sequences * d_.layers * (C::conv_kernel - 1) * d_.hidden));
+      std::fill(conv_state_.data(), conv_state_.data() + conv_state_.size(), 0.0f);
+    }
   }
 
   const Dims& dims() const noexcept { return d_; }
@@ -103,19 +108,35 @@ class Decoder {
   index length(index seq) const { return cache_.length(seq); }
   // Bytes the decoder allocated: caches and workspaces (the weights are the caller's).
   std::size_t bytes() const noexcept {
-    std::size_t n = cache_.bytes() + ws_.bytes() + last_.bytes() + logits_.bytes();
+    std::size_t n = cache_.bytes() + ws_.bytes() + last_.bytes() + logits_.bytes() +
+                    conv_state_.bytes();
     if (cross_) n += 2 * std::size_t(d_.layers * d_.kv_heads * d_.head_dim) *
                      std::size_t(options_.sequences * options_.encoder_tokens) * sizeof(float);
     return n;
   }
 
-  // Forgets sequence `seq` (its cache and its encoder input).
+  // Forgets sequence `seq` (its cache, its encoder input, its convolution state).
   void reset(index seq) {
     cache_.reset(seq);
     if (cross_) cross_->reset(seq);
+    if constexpr (C::conv_kernel > 0)
+      for (index l = 0; l < d_.layers; ++l) {
+        const MatrixView<float> s = conv_state(seq, l);
+        for (index r = 0; r < s.rows(); ++r) std::fill(s.row(r), s.row(r) + s.cols(), 0.0f);
+      }
   }
   // Rolls sequence `seq` back to its first `length` positions (rejected speculative tokens).
-  void truncate(index seq, index length) { cache_.truncate(seq, length); }
+  // With a convolution (conv_kernel > 1) only a full reset can roll back: its state keeps the
+  // last k − 1 inputs, not the history.
+  void truncate(index seq, index length) {
+    if constexpr (C::conv_kernel > 1)
+      if (length != 0 && length != cache_.length(seq)) [[unlikely]]
+        detail::fail_check("Decoder::truncate", "length",
+                           "0 or the current length (a convolution's state cannot roll back)",
+                           length);
+    if (length == 0) return reset(seq);
+    cache_.truncate(seq, length);
+  }
 
   // Cross-attention input of sequence `seq`: encoder states [S, encoder_width] (S <= the
   // encoder_tokens option), projected to the hidden width once and then to every layer's K, V,
@@ -311,7 +332,9 @@ class Decoder {
                            down_t,
                            last ? weights_.final_norm : weights_.layers[std::size_t(l + 1)].attn_norm,
                            alibi_,
-                           t5_ ? &*t5_ : nullptr};
+                           t5_ ? &*t5_ : nullptr,
+                           conv_state(0, l).data(),
+                           d_.layers * conv_state(0, 0).rows() * d_.hidden};
       decoder_layer<C>(w, l, in, ws_, exec_);
     }
     for (const StepSegment& s : segments_) cache_.advance(s.seq, s.tokens);
@@ -329,6 +352,11 @@ class Decoder {
     parallel_project(exec_, last, weights_.head(), logits);
   }
 
+  MatrixView<float> conv_state(index seq, index layer) noexcept {
+    const index k1 = std::max<index>(C::conv_kernel - 1, 0);
+    return {conv_state_.data() + (seq * d_.layers + layer) * k1 * d_.hidden, k1, d_.hidden};
+  }
+
   Dims d_;
   DecoderOptions options_;
   ModelWeights weights_;  // views
@@ -344,6 +372,7 @@ class Decoder {
   std::vector<StepSegment> segments_;
   std::vector<float> alibi_;      // ALiBi slopes
   std::optional<T5Bias> t5_;      // T5: the table with its buckets per distance
+  AlignedBuffer<float> conv_state_;  // conv: [sequences][layers][k − 1][H]
 };
 
 }  // namespace TFORMER_ARCH_NS

@@ -2,7 +2,8 @@
 // concatenated), and the scratch it uses:
 //
 //   x += attn(norm(x))            Q, K, V projections, qk-norm, RoPE, KV-cache append, GQA
-//                                 (with the Config's ALiBi or T5 bias on self-attention)
+//                                 (with the Config's ALiBi or T5 bias on self-attention, and
+//                                 its causal depthwise convolution of norm(x) added)
 //   x += cross(norm(x), encoder)  when the Config has cross-attention (K, V cached per sequence)
 //   x += ffn(norm(x))             dense SwiGLU, top-k SwiGLU or MoE
 //
@@ -27,6 +28,7 @@
 #include "tformer/model/weights.hpp"
 #include "tformer/nn/activation.hpp"
 #include "tformer/nn/attention.hpp"
+#include "tformer/nn/causal_conv.hpp"
 #include "tformer/nn/linear.hpp"
 #include "tformer/nn/moe.hpp"
 #include "tformer/nn/position_bias.hpp"
@@ -148,6 +150,10 @@ struct LayerInputs {
   std::span<const float> next_norm;        // attn_norm of the next layer, or the final norm
   std::span<const float> alibi;            // ALiBi: slopes per query head
   const T5Bias* t5;                        // T5: the shared table
+  // conv_kernel > 0: this layer's convolution state [k − 1, H] of sequence s starts at
+  // conv_state + s · conv_seq_stride.
+  float* conv_state = nullptr;
+  index conv_seq_stride = 0;
 };
 
 namespace decoder_kernels {
@@ -220,6 +226,12 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
   else
     decoder_kernels::attend_segments(exec, d, in.segments, q, att, self_view, self, ws);
   parallel_project(exec, att, w.wo, delta);
+  if constexpr (C::conv_kernel > 0)  // + the causal convolution of the block's input
+    for (const StepSegment& s : in.segments)
+      conv_kernels::causal_conv1d(xn.row_slice(s.row, s.tokens), w.conv, w.conv_bias,
+                                  MatrixView<float>(in.conv_state + s.seq * in.conv_seq_stride,
+                                                    C::conv_kernel - 1, d.hidden),
+                                  delta.row_slice(s.row, s.tokens), true);
 
   // Cross-attention to the encoder (non-causal, its padding mask).
   if constexpr (C::cross_attention) {

@@ -31,6 +31,8 @@ struct LayerWeights {
   std::span<const float> cross_norm;       // [H]
   MatrixView<const float> cross_wq, cross_wk, cross_wv, cross_wo;  // as wq … wo; K, V read
                                                                    // the projected encoder [S, H]
+  MatrixView<const float> conv;             // conv_kernel > 0: depthwise kernel [H, k]
+  std::span<const float> conv_bias;         // [H] or empty
   std::span<const float> ffn_norm;          // [H]
   SwiGluWeights ffn;                        // gate, up [I, H], down [H, I]
   MatrixView<const float> ffn_down_t;       // TopK: down transposed [I, H]; empty: built once
@@ -110,6 +112,10 @@ void validate_weights(const Dims& d, const ModelWeights& w) {
       check_matrix(layer_name(l, "cross_wk"), lw.cross_wk, kvd, H);
       check_matrix(layer_name(l, "cross_wv"), lw.cross_wv, kvd, H);
       check_matrix(layer_name(l, "cross_wo"), lw.cross_wo, H, qd);
+    }
+    if constexpr (C::conv_kernel > 0) {
+      check_matrix(layer_name(l, "conv"), lw.conv, H, C::conv_kernel);
+      if (!lw.conv_bias.empty()) check_vector(layer_name(l, "conv_bias"), lw.conv_bias, H);
     }
     check_vector(layer_name(l, "ffn_norm"), lw.ffn_norm, H);
     auto check_ffn = [&](const std::string& name, const SwiGluWeights& f) {
@@ -208,6 +214,10 @@ class OwnedWeights {
         l.cross_wv = matrix(kvd, H);
         l.cross_wo = matrix(H, qd);
       }
+      if constexpr (C::conv_kernel > 0) {
+        l.conv = matrix(H, C::conv_kernel);
+        l.conv_bias = vec(H);
+      }
       l.ffn_norm = vec(H);
       if constexpr (C::ffn == FfnKind::MoE) {
         l.router = matrix(d.experts, H);
@@ -263,6 +273,10 @@ class OwnedWeights {
         for (auto m : {l.cross_wq, l.cross_wk, l.cross_wv, l.cross_wo}) normal(m);
       }
       ones(l.ffn_norm);
+      if (l.conv.rows() > 0) {
+        normal(l.conv);
+        std::fill(mut(l.conv_bias), mut(l.conv_bias) + l.conv_bias.size(), 0.0f);
+      }
       if (l.router.rows() > 0) normal(l.router);
       for (const SwiGluWeights& f : l.experts)
         for (auto m : {f.gate, f.up, f.down}) normal(m);
