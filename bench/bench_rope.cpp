@@ -15,6 +15,7 @@
 #include "ceilings.hpp"
 #include "rope_scalar_unit.hpp"
 #include "tformer/rope/apply.hpp"
+#include "tformer/rope/givens.hpp"
 
 namespace {
 
@@ -71,9 +72,42 @@ void rope_scalar(benchmark::State& state, Shape s) {
   state.SetLabel("scalar");
 }
 
+// Seed 001's rotary block (n Givens rotations, then R [D, D]) before rotate-half RoPE, on the
+// same Q and K: its cost beside plain RoPE (rope/rotate-half/d128/T<T>).
+void rotary_block(benchmark::State& state, int rotations, int tokens, bool with_r) {
+  const int D = 128;
+  const Shape s{tformer::RopeLayout::RotateHalf, D, tokens, tokens == 1 ? 4000 : 0};
+  tformer::RopeTable table(tformer::RopeConfig{.rotary_dim = D, .max_positions = s.offset + tokens});
+  std::vector<tformer::GivensRotation> planes;
+  for (int r = 0; r < rotations; ++r) planes.push_back({(r * 37) % D, (r * 37 + 1 + r % 5) % D, 0.3f});
+  auto rm = bench::random_floats(std::size_t(D) * D);
+  tformer::reorthogonalize({rm.data(), D, D});
+  tformer::RotaryBlock block(D, planes, with_r ? tformer::MatrixView<const float>(rm.data(), D, D)
+                                              : tformer::MatrixView<const float>());
+  auto q = bench::random_floats(static_cast<std::size_t>(tokens) * kQHeads * D);
+  auto k = bench::random_floats(static_cast<std::size_t>(tokens) * kKvHeads * D);
+  tformer::HeadsView<float> qv(q.data(), tokens, kQHeads, D), kv(k.data(), tokens, kKvHeads, D);
+  for (auto _ : state) {
+    block.apply(qv);
+    block.apply(kv);
+    tformer::apply_rope_inplace<tformer::RopeLayout::RotateHalf>(table, qv, kv,
+                                                                 tformer::Positions::offset(s.offset));
+    benchmark::ClobberMemory();
+  }
+  report(state, s);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  for (bool with_r : {true, false})
+    for (int rotations : {8, 32})
+      for (int t : {1, 512})
+        benchmark::RegisterBenchmark(("rotary_block/rotate-half/d128/T" + std::to_string(t) + "/g" +
+                                      std::to_string(rotations) + (with_r ? "+R" : ""))
+                                         .c_str(),
+                                     rotary_block, rotations, t, with_r)
+            ->Unit(benchmark::kMicrosecond);
   std::set<std::size_t> copy_sizes;
   for (auto layout : {tformer::RopeLayout::Interleaved, tformer::RopeLayout::RotateHalf}) {
     for (int d : {64, 128}) {

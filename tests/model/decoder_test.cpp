@@ -67,6 +67,10 @@ struct Sinusoidal : configs::Llama {
 struct ConvAttention : configs::Llama {  // causal depthwise convolution, kernel 4
   static constexpr tformer::index conv_kernel = 4;
 };
+struct Rotary : configs::Qwen3 {  // qk-norm, then 8 Givens rotations and R, then RoPE
+  static constexpr tformer::index givens_rotations = 8;
+  static constexpr bool rotation_matrix = true;
+};
 constexpr Dims six_heads = {.vocab = 61, .hidden = 48, .intermediate = 80, .layers = 2,
                             .heads = 6, .kv_heads = 3, .head_dim = 8, .max_positions = 40};
 
@@ -197,6 +201,9 @@ TEST_CASE("decoder: family presets match the reference on small random models",
   SECTION("ALiBi, 6 heads (not a power of two)") { check_preset<Alibi>(six_heads, 33, 9, 4); }
   SECTION("T5 bucketed bias") { check_preset<T5Relative>(six_heads, 34, 10, 5); }
   SECTION("sinusoidal absolute positions") { check_preset<Sinusoidal>(small, 35, 7, 4); }
+  SECTION("rotary block: Givens rotations and R before RoPE") {
+    check_preset<Rotary>(small, 38, 7, 4);
+  }
   SECTION("convolution + attention, kernel 4 (decode streams the conv state)") {
     check_preset<ConvAttention>(small, 36, 2, 6);  // a prompt shorter than the kernel, too
     check_preset<ConvAttention>(small, 37, 9, 3);

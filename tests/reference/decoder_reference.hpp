@@ -176,13 +176,25 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
       q[t] = heads_of(matvec(lw.wq, h), d.heads, D);
       k[t] = heads_of(matvec(lw.wk, h), d.kv_heads, D);
       v[t] = heads_of(matvec(lw.wv, h), d.kv_heads, D);
+      // The rotary block: Givens rotations in order, then R, in double.
+      auto rotate = [&](Vec& v) {
+        for (const tformer::GivensRotation& g : lw.givens) {
+          const double c = std::cos(double(g.theta)), s = std::sin(double(g.theta));
+          const double a = v[static_cast<std::size_t>(g.i)], b = v[static_cast<std::size_t>(g.j)];
+          v[static_cast<std::size_t>(g.i)] = c * a - s * b;
+          v[static_cast<std::size_t>(g.j)] = s * a + c * b;
+        }
+        if (lw.rotation.rows() > 0) v = matvec(lw.rotation, v);
+      };
       for (auto& head : q[t]) {
         if (C::qk_norm) head = rmsnorm(head, lw.q_norm, eps, one_plus);
+        rotate(head);
         if (C::positions == tformer::PositionKind::Rope)
           head = rope(head, static_cast<std::size_t>(D), layout, double(t), inv_freq);
       }
       for (auto& head : k[t]) {
         if (C::qk_norm) head = rmsnorm(head, lw.k_norm, eps, one_plus);
+        rotate(head);
         if (C::positions == tformer::PositionKind::Rope)
           head = rope(head, static_cast<std::size_t>(D), layout, double(t), inv_freq);
       }

@@ -1,7 +1,8 @@
 // Eigen maps over MatrixView: the zero-copy bridge from caller-owned buffers to Eigen's GEMM and
 // GEMV. Every alias spells its storage order: tformer is row-major throughout.
 //
-// Also the one place that includes Eigen (fenced: TFORMER_THIRD_PARTY_BEGIN in core/arch.hpp).
+// Also the one place that includes Eigen/Core (fenced: TFORMER_THIRD_PARTY_BEGIN in core/arch.hpp);
+// rope/givens.hpp adds Eigen/SVD, fenced the same way, for re-orthogonalisation only.
 #pragma once
 
 #include "tformer/core/arch.hpp"

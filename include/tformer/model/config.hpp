@@ -167,6 +167,10 @@ struct Base {
   // > 0: a causal depthwise convolution of this kernel size over the attention block's input,
   // added to its output (seed 001's convolution + attention; nn/causal_conv.hpp).
   static constexpr index conv_kernel = 0;
+  // Seed 001's rotary block before RoPE (rope/givens.hpp): this many learned Givens rotations,
+  // then a learned orthogonal [D, D] matrix when rotation_matrix.
+  static constexpr index givens_rotations = 0;
+  static constexpr bool rotation_matrix = false;
 };
 
 // Seed 003's small configuration: Gemma-style decoder with cross-attention to 196 vision

@@ -95,6 +95,10 @@ class Decoder {
     if constexpr (C::bias == BiasKind::ALiBi) alibi_ = alibi_slopes(d_.heads);
     if constexpr (C::bias == BiasKind::T5)
       t5_.emplace(weights_.relative_bias, C::t5_max_distance, false);
+    if constexpr (C::givens_rotations > 0 || C::rotation_matrix) {
+      rotary_.reserve(weights_.layers.size());
+      for (const LayerWeights& l : weights_.layers) rotary_.emplace_back(d_.head_dim, l.givens, l.rotation);
+    }
     if constexpr (C::conv_kernel > 0) {
       conv_state_ = AlignedBuffer<float>(static_cast<std::size_t>(
           options_.sequences * d_.layers * (C::conv_kernel - 1) * d_.hidden));
@@ -334,7 +338,8 @@ class Decoder {
                            alibi_,
                            t5_ ? &*t5_ : nullptr,
                            conv_state(0, l).data(),
-                           d_.layers * conv_state(0, 0).rows() * d_.hidden};
+                           d_.layers * conv_state(0, 0).rows() * d_.hidden,
+                           rotary_.empty() ? nullptr : &rotary_[std::size_t(l)]};
       decoder_layer<C>(w, l, in, ws_, exec_);
     }
     for (const StepSegment& s : segments_) cache_.advance(s.seq, s.tokens);
@@ -373,6 +378,7 @@ class Decoder {
   std::vector<float> alibi_;      // ALiBi slopes
   std::optional<T5Bias> t5_;      // T5: the table with its buckets per distance
   AlignedBuffer<float> conv_state_;  // conv: [sequences][layers][k − 1][H]
+  std::vector<RotaryBlock> rotary_;  // rotary block: one per layer
 };
 
 }  // namespace TFORMER_ARCH_NS

@@ -1,7 +1,8 @@
 // One pre-norm decoder layer over the rows of a step (the tokens of one or more sequences,
 // concatenated), and the scratch it uses:
 //
-//   x += attn(norm(x))            Q, K, V projections, qk-norm, RoPE, KV-cache append, GQA
+//   x += attn(norm(x))            Q, K, V projections, qk-norm, learned rotations (rotary
+//                                 block), RoPE, KV-cache append, GQA
 //                                 (with the Config's ALiBi or T5 bias on self-attention, and
 //                                 its causal depthwise convolution of norm(x) added)
 //   x += cross(norm(x), encoder)  when the Config has cross-attention (K, V cached per sequence)
@@ -35,6 +36,7 @@
 #include "tformer/nn/rmsnorm.hpp"
 #include "tformer/nn/swiglu.hpp"
 #include "tformer/rope/apply.hpp"
+#include "tformer/rope/givens.hpp"
 #include "tformer/rope/table.hpp"
 
 namespace tformer {
@@ -154,6 +156,7 @@ struct LayerInputs {
   // conv_state + s · conv_seq_stride.
   float* conv_state = nullptr;
   index conv_seq_stride = 0;
+  RotaryBlock* rotary = nullptr;  // givens_rotations or rotation_matrix: this layer's block
 };
 
 namespace decoder_kernels {
@@ -204,6 +207,10 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
   if constexpr (C::qk_norm) {
     rmsnorm_heads<C::norm>({q.data(), T, d.heads, D}, w.q_norm, C::eps);
     rmsnorm_heads<C::norm>({k.data(), T, d.kv_heads, D}, w.k_norm, C::eps);
+  }
+  if constexpr (C::givens_rotations > 0 || C::rotation_matrix) {  // learned rotations first
+    in.rotary->apply({q.data(), T, d.heads, D});
+    in.rotary->apply({k.data(), T, d.kv_heads, D});
   }
   for (const StepSegment& s : in.segments) {
     HeadsView<float> qs(q.row(s.row), s.tokens, d.heads, D), ks(k.row(s.row), s.tokens, d.kv_heads, D);

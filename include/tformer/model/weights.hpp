@@ -16,6 +16,7 @@
 #include "tformer/core/views.hpp"
 #include "tformer/model/config.hpp"
 #include "tformer/nn/swiglu.hpp"
+#include "tformer/rope/givens.hpp"
 #include "tformer/rope/sinusoidal.hpp"
 
 namespace tformer {
@@ -28,6 +29,8 @@ struct LayerWeights {
   std::span<const float> attn_norm;        // [H]
   MatrixView<const float> wq, wk, wv, wo;  // [Hq·D, H], [Hkv·D, H], [Hkv·D, H], [H, Hq·D]
   std::span<const float> q_norm, k_norm;   // [D] each
+  std::span<const GivensRotation> givens;  // rotary block: planes and angles, in order
+  MatrixView<const float> rotation;        // rotary block: orthogonal R [D, D]
   std::span<const float> cross_norm;       // [H]
   MatrixView<const float> cross_wq, cross_wk, cross_wv, cross_wo;  // as wq … wo; K, V read
                                                                    // the projected encoder [S, H]
@@ -102,6 +105,10 @@ void validate_weights(const Dims& d, const ModelWeights& w) {
     check_matrix(layer_name(l, "wk"), lw.wk, kvd, H);
     check_matrix(layer_name(l, "wv"), lw.wv, kvd, H);
     check_matrix(layer_name(l, "wo"), lw.wo, H, qd);
+    check_eq("ModelWeights", layer_name(l, "givens count").c_str(), C::givens_rotations,
+             index(lw.givens.size()));
+    if constexpr (C::rotation_matrix)
+      check_matrix(layer_name(l, "rotation"), lw.rotation, d.head_dim, d.head_dim);
     if constexpr (C::qk_norm) {
       check_vector(layer_name(l, "q_norm"), lw.q_norm, d.head_dim);
       check_vector(layer_name(l, "k_norm"), lw.k_norm, d.head_dim);
@@ -207,6 +214,7 @@ class OwnedWeights {
         l.q_norm = vec(d.head_dim);
         l.k_norm = vec(d.head_dim);
       }
+      if constexpr (C::rotation_matrix) l.rotation = matrix(d.head_dim, d.head_dim);
       if constexpr (C::cross_attention) {
         l.cross_norm = vec(H);
         l.cross_wq = matrix(qd, H);
@@ -261,7 +269,22 @@ class OwnedWeights {
       std::fill(mut(w.encoder_proj_bias), mut(w.encoder_proj_bias) + w.encoder_proj_bias.size(),
                 0.0f);
     }
+    givens_.assign(static_cast<std::size_t>(dims_.layers * C::givens_rotations), {});
+    std::uniform_int_distribution<std::int32_t> dim(0, std::int32_t(dims_.head_dim) - 1);
+    for (GivensRotation& g : givens_) {  // random distinct planes, angles in (−π, π)
+      g.i = dim(rng);
+      do g.j = dim(rng);
+      while (g.j == g.i && dims_.head_dim > 1);
+      g.theta = static_cast<float>(std::numbers::pi * (2.0 * uniform() - 1.0));
+    }
     for (LayerWeights& l : w.layers) {
+      const auto n = static_cast<std::size_t>(C::givens_rotations);
+      l.givens = std::span<const GivensRotation>(givens_).subspan(
+          static_cast<std::size_t>(&l - w.layers.data()) * n, n);
+      if (l.rotation.rows() > 0) {  // a random orthogonal matrix
+        normal(l.rotation);
+        reorthogonalize({mut(l.rotation), dims_.head_dim, dims_.head_dim});
+      }
       ones(l.attn_norm);
       for (auto m : {l.wq, l.wk, l.wv, l.wo}) normal(m);
       if (!l.q_norm.empty()) {
@@ -287,6 +310,7 @@ class OwnedWeights {
 
   Dims dims_;
   AlignedBuffer<float> arena_;
+  std::vector<GivensRotation> givens_;  // every layer's rotations, in layer order
   ModelWeights view_;
 };
 

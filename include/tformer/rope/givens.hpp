@@ -1,0 +1,121 @@
+// Seed 001's rotary block with learned rotations, pinned down by issue 6: each head vector x
+// (head_dim D) becomes
+//   x' = R · G_N ⋯ G_2 · G_1 · x,   then standard RoPE (rope/apply.hpp),
+// the same for Q and K. G_k rotates the plane (i_k, j_k) by θ_k:
+//   x_i ← cos θ · x_i − sin θ · x_j,   x_j ← sin θ · x_i + cos θ · x_j
+// (G_ii = G_jj = cos θ, G_ij = −sin θ, G_ji = sin θ), applied in O(1) each, never as a matrix.
+// R [D, D] is orthogonal (checked when loaded, within a tolerance on max |RᵀR − I|; an
+// R that has drifted can be re-orthogonalised). All of it is orthogonal, so norms are kept and,
+// applied to both q and k, <q', k'> still depends only on their relative position.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tformer/core/arch.hpp"
+#include "tformer/core/eigen.hpp"
+#include "tformer/core/error.hpp"
+#include "tformer/core/memory.hpp"
+#include "tformer/core/views.hpp"
+
+TFORMER_THIRD_PARTY_BEGIN
+#include <Eigen/SVD>
+TFORMER_THIRD_PARTY_END
+
+namespace tformer {
+inline namespace TFORMER_ARCH_NS {
+
+struct GivensRotation {
+  std::int32_t i = 0, j = 0;  // the plane, i != j, both < head_dim
+  float theta = 0.0f;
+};
+
+// max |RᵀR − I| over the entries, in double.
+inline double orthogonality_error(MatrixView<const float> r) {
+  const Eigen::MatrixXd m = eigen::map(r).cast<double>();
+  return (m.transpose() * m - Eigen::MatrixXd::Identity(m.rows(), m.cols())).cwiseAbs().maxCoeff();
+}
+
+// Replaces r [D, D] by the nearest orthogonal matrix (the polar factor U·Vᵀ of its SVD).
+inline void reorthogonalize(MatrixView<float> r) {
+  check_view("reorthogonalize", "r", r);
+  check_eq("reorthogonalize", "r.cols (= r.rows)", r.rows(), r.cols());
+  const Eigen::MatrixXd m = eigen::map(MatrixView<const float>(r)).cast<double>();
+  const Eigen::JacobiSVD<Eigen::MatrixXd> svd(m, Eigen::ComputeFullU | Eigen::ComputeFullV);
+  eigen::map(r) = (svd.matrixU() * svd.matrixV().transpose()).cast<float>();
+}
+
+// The learned pre-RoPE rotation of one layer, checked and ready to apply. Holds cos/sin of each
+// θ and a [64, D] scratch (allocated here, not per call): one block serves one thread.
+class RotaryBlock {
+ public:
+  // r: [D, D], or empty for the identity. Throws unless every plane is valid and r is
+  // orthogonal within `tolerance`.
+  RotaryBlock(index head_dim, std::span<const GivensRotation> rotations,
+              MatrixView<const float> r = {}, double tolerance = 1e-4)
+      : d_(head_dim),
+        r_(r),
+        scratch_(static_cast<std::size_t>(rows_per_gemm * std::max<index>(head_dim, 1))) {
+    constexpr const char* where = "RotaryBlock";
+    check(head_dim >= 1, where, "head_dim", ">= 1", head_dim);
+    for (const GivensRotation& g : rotations) {
+      check_index(where, "rotation plane i", g.i, head_dim);
+      check_index(where, "rotation plane j", g.j, head_dim);
+      check(g.i != g.j, where, "rotation plane (i, j)", "two different dimensions", g.i);
+      planes_.push_back({g.i, g.j, std::cos(double(g.theta)), std::sin(double(g.theta))});
+    }
+    if (r.rows() > 0) {
+      check_shape(where, "r", r, head_dim, head_dim);
+      const double err = orthogonality_error(r);
+      check(err <= tolerance, where, "max |RᵀR − I|",
+            "<= " + std::to_string(tolerance) + " (reorthogonalize() repairs drift)", err);
+    }
+  }
+
+  index head_dim() const noexcept { return d_; }
+  index rotations() const noexcept { return index(planes_.size()); }
+
+  // Applies R · G_N ⋯ G_1 to every head vector of x, in place. R multiplies up to 64 head
+  // vectors of a token at once (a GEMM against Rᵀ through the block's scratch).
+  void apply(HeadsView<float> x) {
+    check_view("RotaryBlock::apply", "x", x);
+    check_eq("RotaryBlock::apply", "x.head_dim", d_, x.head_dim());
+    for (index t = 0; t < x.tokens(); ++t)
+      for (index h0 = 0; h0 < x.heads(); h0 += rows_per_gemm) {
+        const index n = std::min(rows_per_gemm, x.heads() - h0);
+        for (index h = h0; h < h0 + n; ++h) rotate_planes(x.row(t, h));
+        if (r_.rows() == 0) continue;
+        const MatrixView<float> rows(x.row(t, h0), n, d_), out(scratch_.data(), n, d_);
+        eigen::map(out).noalias() = eigen::map(MatrixView<const float>(rows)) *
+                                    eigen::map(r_).transpose();
+        eigen::map(rows) = eigen::map(MatrixView<const float>(out));
+      }
+  }
+
+ private:
+  static constexpr index rows_per_gemm = 64;
+
+  void rotate_planes(float* v) const noexcept {
+    for (const Plane& p : planes_) {
+      const double a = v[p.i], b = v[p.j];
+      v[p.i] = static_cast<float>(p.c * a - p.s * b);
+      v[p.j] = static_cast<float>(p.s * a + p.c * b);
+    }
+  }
+
+  struct Plane {
+    index i, j;
+    double c, s;
+  };
+  index d_;
+  MatrixView<const float> r_;
+  std::vector<Plane> planes_;
+  AlignedBuffer<float> scratch_;
+};
+
+}  // namespace TFORMER_ARCH_NS
+}  // namespace tformer
