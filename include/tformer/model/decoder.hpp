@@ -259,18 +259,9 @@ class Decoder {
     index rows = 0;
     for (std::size_t i = 0; i < batch.size(); ++i) {
       const SequenceTokens& b = batch[i];
-      check_index(where, "batch[i].seq", b.seq, options_.sequences);
+      check_feed(where, b.seq, b.tokens, 0);
       for (std::size_t j = 0; j < i; ++j)
         check(batch[j].seq != b.seq, where, "batch[i].seq", "each sequence once per step", b.seq);
-      check(!b.tokens.empty(), where, "batch[i].tokens", "at least one token", b.tokens.size());
-      for (std::int32_t t : b.tokens) check_index(where, "token id", t, d_.vocab);
-      const index end = cache_.length(b.seq) + index(b.tokens.size());
-      if (end > options_.capacity) [[unlikely]]
-        detail::fail_check(where, "sequence length after the step",
-                           "<= capacity (" + std::to_string(options_.capacity) + ")", end);
-      if constexpr (C::cross_attention)
-        check(cross_->tokens(b.seq) > 0, where, "encoder input", "set_encoder(seq, …) first",
-              b.seq);
       rows += index(b.tokens.size());
     }
     if (rows > options_.max_tokens) [[unlikely]]
@@ -290,7 +281,7 @@ class Decoder {
     for (std::int32_t t : tokens) check_index(where, "token id", t, d_.vocab);
     const index need = length(seq) + index(tokens.size()) + more;
     if (need > options_.capacity) [[unlikely]]
-      detail::fail_check(where, "length + tokens (+ max_new_tokens − 1)",
+      detail::fail_check(where, "sequence length after the tokens (+ max_new_tokens − 1)",
                          "<= capacity (" + std::to_string(options_.capacity) + ")", need);
     if constexpr (C::cross_attention)
       check(cross_->tokens(seq) > 0, where, "encoder input", "set_encoder(seq, …) first", seq);
