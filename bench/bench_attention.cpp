@@ -5,6 +5,9 @@
 //           writes almost nothing).
 //   prefill: FLOPS = 4 · Hq · D · (causal pairs), pairs = T·(T+1)/2.
 //   cross:   over 196 encoder tokens, FLOPS = 4 · Hq · D · S · T.
+//   hybrid:  seed 001's local + global decode at position L − 1 of a ring cache that keeps 4
+//            sinks and a window of 4096 (StreamingLLM), beside global decode at the same L;
+//            bytes = the K and V rows of the 4 + 4096 keys it reads.
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
 
@@ -61,6 +64,42 @@ void decode(benchmark::State& state, int length, const Bias& bias = {}) {
   state.counters["peak_rss_MiB"] = double(usage.ru_maxrss) / 1024;
 }
 
+// Decode at position length − 1 with a window of `window` keys and `sinks` attention sinks
+// (in-cache positions, their own query rows), over a ring that has been written `length`
+// positions: memory and time stay those of sinks + window, whatever the length.
+void hybrid_decode(benchmark::State& state, int length, int window, int sinks) {
+  constexpr int chunk = 512;
+  tformer::KVCache ring({.layers = 1, .kv_heads = kKvHeads, .head_dim = kDim, .window = window,
+                         .max_step = chunk, .sinks = sinks});
+  for (int t0 = 0; t0 < length; t0 += chunk) {
+    const int n = std::min(chunk, length - t0);
+    const auto k = bench::random_floats(std::size_t(n) * kKvHeads * kDim, 1.0f, unsigned(t0 + 1));
+    const auto v = bench::random_floats(k.size(), 1.0f, unsigned(t0 + 2));
+    ring.write(0, 0, {k.data(), n, kKvHeads, kDim}, {v.data(), n, kKvHeads, kDim});
+    ring.advance(0, n);
+  }
+  const auto q = bench::random_floats(std::size_t(kQHeads) * kDim, 0.1f, 3);
+  const auto sq = bench::random_floats(q.size(), 0.1f, 4);
+  std::vector<float> o(q.size());
+  tformer::AttentionWorkspace ws(kQHeads / kKvHeads, kDim);
+  tformer::AttentionOptions opt;
+  opt.window = window;
+  opt.sinks = sinks;
+  opt.sink_positions = tformer::SinkPositions::InCache;
+  if (sinks > 0) opt.sink_q = {sq.data(), 1, kQHeads, kDim};
+  const auto kv = ring.view(0, 0, length);
+  for (auto _ : state) {
+    tformer::attention({q.data(), 1, kQHeads, kDim}, kv, tformer::Positions::offset(length - 1),
+                       {o.data(), 1, kQHeads, kDim}, ws, opt);
+    benchmark::ClobberMemory();
+  }
+  const std::int64_t keys = std::min(length, window + sinks);
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * 2 * kKvHeads * keys *
+                          kDim * 4);
+  bench::set_flops(state, 4.0 * kQHeads * kDim * double(keys));
+  state.counters["cache_MiB"] = double(ring.bytes()) / (1 << 20);
+}
+
 // Cross-attention over 196 encoder tokens (seed 003's vision tokens), TrafficVLM's 8 query /
 // 2 KV heads of 64, for one decode token and a 32-token prompt.
 void cross(benchmark::State& state, int tokens) {
@@ -106,6 +145,14 @@ int main(int argc, char** argv) {
         ->Unit(benchmark::kMicrosecond);
     copies.insert(std::size_t(2) * kKvHeads * length * kDim * 4 / 1024);
   }
+  // Seed 001's hybrid local + global decode at 32k (and a window alone), beside global at 32k.
+  benchmark::RegisterBenchmark("attention_decode_hybrid/32x8x128/L32768/S4W4096", hybrid_decode,
+                               32768, 4096, 4)
+      ->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("attention_decode_hybrid/32x8x128/L32768/S0W4096", hybrid_decode,
+                               32768, 4096, 0)
+      ->Unit(benchmark::kMicrosecond);
+  copies.insert(std::size_t(2) * kKvHeads * (4096 + 4) * kDim * 4 / 1024);
   // Seed 001's relative position biases through the bias hook, beside the plain decode.
   static const auto slopes = tformer::alibi_slopes(kQHeads);
   static const auto t5_table = bench::random_floats(32 * kQHeads, 1.0f, 9);

@@ -137,3 +137,29 @@ TEST_CASE("model/decoder: a MoE decode step allocates nothing", "[decoder][alloc
   dec.forward(0, std::span(t, 2), {logits.data(), 1, 50});
   CHECK(test::allocations_during([&] { dec.forward(0, std::span(t + 2, 1), {logits.data(), 1, 50}); }) == 0);
 }
+
+namespace {
+struct Streaming : configs::Llama {
+  static constexpr AttentionPattern attention = {.window = 6, .sinks = 2, .ring = true};
+};
+}  // namespace
+
+TEST_CASE("model/decoder: streaming past the capacity with attention sinks allocates nothing",
+          "[decoder][allocation][sinks]") {
+  const Dims d = {.vocab = 97, .hidden = 64, .intermediate = 96, .layers = 2, .heads = 4,
+                  .kv_heads = 2, .head_dim = 16, .max_positions = 64};
+  OwnedWeights<Streaming> weights(d, 6);
+  Decoder<Streaming> dec(weights.view(), d, {.capacity = 16, .max_tokens = 4});
+  std::vector<float> logits(97);
+  const std::vector<std::int32_t> prompt = {1, 2, 3, 4};
+  for (int i = 0; i < 10; ++i) dec.forward(0, prompt, {logits.data(), 1, 97});  // past 16
+  const std::int32_t next = 7;
+  Rng rng(4);
+  std::vector<std::int32_t> out(40);
+  CHECK(test::allocations_during([&] {
+          dec.forward(0, std::span(&next, 1), {logits.data(), 1, 97});  // RoPE rows, sink queries
+          dec.forward(0, prompt, {logits.data(), 1, 97});
+          dec.generate(0, prompt, 40, Sampler::with_top_k(5), rng, out);
+        }) == 0);
+  CHECK(dec.length(0) > 80);
+}

@@ -71,6 +71,27 @@ struct Rotary : configs::Qwen3 {  // qk-norm, then 8 Givens rotations and R, the
   static constexpr tformer::index givens_rotations = 8;
   static constexpr bool rotation_matrix = true;
 };
+// Seed 001's hybrid local + global attention: a window plus attention sinks (StreamingLLM), in
+// a ring cache that keeps the sinks and the last window.
+struct Streaming : configs::Llama {  // every layer local: sequences outgrow the capacity
+  static constexpr AttentionPattern attention = {.window = 5, .sinks = 2, .ring = true};
+};
+struct StreamingOriginal : configs::Llama {  // sinks scored from the query's own position
+  static constexpr AttentionPattern attention = {
+      .window = 5, .sinks = 2, .sink_positions = SinkPositions::Original, .ring = true};
+};
+struct StreamingAlibi : configs::Llama {  // positions only through the bias (MPT-style)
+  static constexpr PositionKind positions = PositionKind::None;
+  static constexpr BiasKind bias = BiasKind::ALiBi;
+  static constexpr AttentionPattern attention = {.window = 4, .sinks = 3, .ring = true};
+};
+struct SinksFull : configs::Llama {  // window 3 and 2 sinks over a full cache (no ring)
+  static constexpr AttentionPattern attention = {.window = 3, .sinks = 2};
+};
+struct HybridSinks : configs::Qwen3 {  // local layers in a ring, every second layer global
+  static constexpr AttentionPattern attention = {
+      .window = 4, .global_every = 2, .sinks = 1, .ring = true};
+};
 constexpr Dims six_heads = {.vocab = 61, .hidden = 48, .intermediate = 80, .layers = 2,
                             .heads = 6, .kv_heads = 3, .head_dim = 8, .max_positions = 40};
 
@@ -185,6 +206,7 @@ TEST_CASE("decoder: family presets match the reference on small random models",
   SECTION("Mistral (window 4096)") { check_preset<configs::Mistral>(small, 24, 6, 3); }
   SECTION("Mistral-like window 3") { check_preset<SmallWindow>(small, 25, 9, 4); }
   SECTION("hybrid local + global") { check_preset<Hybrid>(small, 26, 9, 4); }
+  SECTION("window 3 with 2 attention sinks, full cache") { check_preset<SinksFull>(small, 39, 9, 5); }
   SECTION("Mixtral (MoE 8, top-2)") {
     Dims d = small;
     d.experts = 8;
@@ -446,4 +468,156 @@ TEST_CASE("decoder: bad inputs raise tformer::Error and change nothing", "[decod
   CHECK_THROWS_WITH(vd.forward(0, ok, {vl.data(), 1, 500}), Catch::Contains("set_encoder"));
   std::vector<float> narrow(3 * 512);
   CHECK_THROWS_WITH(vd.set_encoder(0, {narrow.data(), 3, 512}), Catch::Contains("encoder_width"));
+}
+
+// Streams `tokens` through `dec` in steps of 1 to max_tokens tokens (all logits) and checks
+// every position against `want`.
+template <class C>
+void stream_and_check(Decoder<C>& dec, const std::vector<std::int32_t>& tokens,
+                      const std::vector<ref::Vec>& want, test::Random& rng) {
+  const tformer::index V = dec.dims().vocab;
+  std::vector<float> got(static_cast<std::size_t>(dec.options().max_tokens * V));
+  for (std::size_t done = 0; done < tokens.size();) {
+    const std::size_t n = std::min<std::size_t>(
+        tokens.size() - done, std::size_t(rng.integer(1, int(dec.options().max_tokens))));
+    INFO("positions " << done << " to " << done + n - 1);
+    dec.forward(0, std::span(tokens).subspan(done, n), {got.data(), tformer::index(n), V},
+                LogitsFor::All);
+    require_logits(got, want, tformer::index(done), tformer::index(n), V);
+    done += n;
+  }
+  CHECK(dec.length(0) == tformer::index(tokens.size()));
+}
+
+TEST_CASE("decoder: attention sinks in a ring run far past the capacity and match the reference",
+          "[decoder][sinks]") {
+  // Capacity 12 (the RoPE table's rows); 60 positions; the ring holds 2 + 5 + 3 − 1 = 9 slots.
+  const DecoderOptions options{.sequences = 1, .capacity = 12, .max_tokens = 3};
+  test::Random rng(71);
+  const auto tokens = random_tokens(rng, 60, small.vocab);
+  SECTION("in-cache positions (StreamingLLM)") {
+    OwnedWeights<Streaming> weights(small, 72);
+    randomise_norms(weights, 73);
+    Decoder<Streaming> dec(weights.view(), small, options);
+    REQUIRE(dec.full_cache() == nullptr);
+    REQUIRE(dec.ring_cache()->slots() == 2 + 5 + 3 - 1);
+    const std::size_t bytes = dec.bytes();
+    stream_and_check(dec, tokens, ref::decoder_logits<Streaming>(weights.view(), small, tokens), rng);
+    CHECK(dec.bytes() == bytes);  // constant memory, 5× past the capacity
+    // While the sequence fits (every window reaches the sinks), it is plain causal attention.
+    const auto global = ref::decoder_logits<configs::Llama>(weights.view(), small,
+                                                            std::vector(tokens.begin(), tokens.begin() + 7));
+    dec.reset(0);
+    std::vector<float> got(7 * std::size_t(small.vocab));
+    dec.forward(0, std::span(tokens).first(3), {got.data(), 3, small.vocab}, LogitsFor::All);
+    dec.forward(0, std::span(tokens).subspan(3, 3), {got.data() + 3 * small.vocab, 3, small.vocab},
+                LogitsFor::All);
+    dec.forward(0, std::span(tokens).subspan(6, 1), {got.data() + 6 * small.vocab, 1, small.vocab},
+                LogitsFor::All);
+    require_logits(got, global, 0, 7, small.vocab);
+  }
+  SECTION("original positions") {
+    OwnedWeights<StreamingOriginal> weights(small, 74);
+    randomise_norms(weights, 75);
+    Decoder<StreamingOriginal> dec(weights.view(), small, options);
+    stream_and_check(dec, tokens,
+                     ref::decoder_logits<StreamingOriginal>(weights.view(), small, tokens), rng);
+  }
+  SECTION("ALiBi with in-cache distances") {
+    OwnedWeights<StreamingAlibi> weights(six_heads, 76);
+    randomise_norms(weights, 77);
+    Decoder<StreamingAlibi> dec(weights.view(), six_heads, options);
+    stream_and_check(dec, tokens,
+                     ref::decoder_logits<StreamingAlibi>(weights.view(), six_heads, tokens), rng);
+  }
+}
+
+TEST_CASE("decoder: a batched streaming step mixes a sequence far past the table with a new one",
+          "[decoder][sinks][batch]") {
+  // Sequence 0 needs RoPE rows past the table and sink queries; sequence 1 needs neither.
+  OwnedWeights<Streaming> weights(small, 101);
+  randomise_norms(weights, 102);
+  test::Random rng(103);
+  const auto a = random_tokens(rng, 40, small.vocab), b = random_tokens(rng, 6, small.vocab);
+  const auto want_a = ref::decoder_logits<Streaming>(weights.view(), small, a);
+  const auto want_b = ref::decoder_logits<Streaming>(weights.view(), small, b);
+  Decoder<Streaming> dec(weights.view(), small, {.sequences = 2, .capacity = 12, .max_tokens = 6});
+  const tformer::index V = small.vocab;
+  std::vector<float> got(6 * static_cast<std::size_t>(V));
+  for (std::size_t done = 0; done < 34; done += 2)
+    dec.forward(0, std::span(a).subspan(done, 2), {got.data(), 1, V});
+  for (int step = 0; step < 2; ++step) {
+    const std::size_t at = std::size_t(34 + 3 * step), bt = std::size_t(3 * step);
+    const SequenceTokens batch[] = {{0, std::span(a).subspan(at, 3)}, {1, std::span(b).subspan(bt, 3)}};
+    dec.forward(batch, {got.data(), 6, V}, LogitsFor::All);
+    const auto half = got.begin() + 3 * V;
+    require_logits(std::vector<float>(got.begin(), half), want_a, tformer::index(at), 3, V);
+    require_logits(std::vector<float>(half, got.end()), want_b, tformer::index(bt), 3, V);
+  }
+  CHECK(dec.length(0) == 40);
+  CHECK(dec.length(1) == 6);
+}
+
+TEST_CASE("decoder: local layers with sinks in a ring beside global layers match the reference",
+          "[decoder][sinks]") {
+  OwnedWeights<HybridSinks> weights(small, 81);
+  randomise_norms(weights, 82);
+  test::Random rng(83);
+  const auto tokens = random_tokens(rng, 30, small.vocab);
+  Decoder<HybridSinks> dec(weights.view(), small, {.capacity = 30, .max_tokens = 4});
+  REQUIRE(dec.full_cache()->config().layers == 1);  // layer 1
+  REQUIRE(dec.ring_cache()->config().layers == 1);  // layer 0: 1 + 4 + 3 slots
+  CHECK(dec.ring_cache()->slots() == 8);
+  stream_and_check(dec, tokens, ref::decoder_logits<HybridSinks>(weights.view(), small, tokens), rng);
+  // The global layer bounds the sequence; the ring bounds how far it rolls back.
+  std::vector<float> logits(static_cast<std::size_t>(small.vocab));
+  const std::int32_t one = 1;
+  CHECK_THROWS_WITH(dec.forward(0, std::span(&one, 1), {logits.data(), 1, small.vocab}),
+                    Catch::Contains("<= capacity (30)"));
+  CHECK_THROWS_WITH(dec.truncate(0, 20), Catch::Contains("ring mode"));
+  CHECK(dec.length(0) == 30);
+  dec.truncate(0, 27);
+  CHECK(dec.length(0) == 27);
+}
+
+TEST_CASE("decoder: a streaming decoder depends only on its sinks and window, and stays finite",
+          "[decoder][sinks]") {
+  // One layer: position p's logits read tokens [0, 2) and (p − 5, p] only. Changing a token
+  // that has left the window changes nothing, bit for bit (the ring no longer holds it).
+  Dims one = small;
+  one.layers = 1;
+  OwnedWeights<Streaming> weights(one, 91);
+  test::Random rng(92);
+  auto a = random_tokens(rng, 40, one.vocab);
+  auto b = a;
+  b[10] = (b[10] + 1) % std::int32_t(one.vocab);
+  b[20] = (b[20] + 7) % std::int32_t(one.vocab);
+  const DecoderOptions options{.capacity = 8, .max_tokens = 2};
+  Decoder<Streaming> da(weights.view(), one, options), db(weights.view(), one, options);
+  const tformer::index V = one.vocab;
+  std::vector<float> la(static_cast<std::size_t>(V)), lb(la.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    da.forward(0, std::span(a).subspan(i, 1), {la.data(), 1, V});
+    db.forward(0, std::span(b).subspan(i, 1), {lb.data(), 1, V});
+    INFO("position " << i);
+    if (i >= 25) REQUIRE(la == lb);  // positions 10 and 20 out of every window
+    if (i == 20) REQUIRE(la != lb);  // and the change is visible while inside one
+  }
+  // Generation runs on at constant memory: 3000 tokens through an 8-position capacity.
+  const std::size_t bytes = da.bytes();
+  std::vector<std::int32_t> out(3000);
+  Rng r(5);
+  CHECK(da.generate(0, std::span(a).first(1), 3000, Sampler::with_temperature(1.0f), r, out) == 3000);
+  CHECK(da.length(0) == 40 + 1 + 2999);
+  CHECK(da.bytes() == bytes);
+  const std::int32_t next = out.back();
+  da.forward(0, std::span(&next, 1), {la.data(), 1, V});
+  for (float x : la) REQUIRE(std::isfinite(x));
+}
+
+TEST_CASE("decoder: attention sink options are checked", "[decoder][sinks][errors]") {
+  OwnedWeights<Streaming> weights(small, 95);
+  CHECK_THROWS_WITH(Decoder<Streaming>(weights.view(), small, {.capacity = 6}),
+                    Catch::Contains("sinks + window (7)"));
+  CHECK_NOTHROW(Decoder<Streaming>(weights.view(), small, {.capacity = 7}));
 }

@@ -6,6 +6,7 @@
 // is then within max|v|·(2E + (L + 16)·u) of the reference.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
@@ -59,26 +60,33 @@ struct Setup {
     c.softcap = opt.softcap;
     c.window = int(opt.window);
     c.causal = opt.causal;
+    c.sinks = int(opt.sinks);
+    c.sinks_in_cache = opt.sink_positions == tformer::SinkPositions::InCache;
     return c;
   }
 };
 
+// sink_q: empty, or the sink queries (q's shape) the call was given.
 void check_outputs(const Setup& s, const ref::AttentionCase& c, const std::vector<float>& q,
-                   const std::vector<float>& o, const std::vector<std::int32_t>& pos) {
+                   const std::vector<float>& o, const std::vector<std::int32_t>& pos,
+                   const std::vector<float>& sink_q = {}) {
   double vmax = 0;
   for (float x : s.v) vmax = std::max(vmax, double(std::abs(x)));
   const int T = int(pos.size());
   for (int t = 0; t < T; ++t)
     for (int h = 0; h < s.Hq; ++h) {
       const float* qh = q.data() + (std::size_t(t) * s.Hq + h) * s.D;
-      const auto expected = ref::attend(c, h, qh, pos[t]);
+      const float* sh = sink_q.empty() ? qh : sink_q.data() + (qh - q.data());
+      const auto expected = ref::attend(c, h, qh, pos[t], sh);
       double e = 0;
       const int g = h / (s.Hq / s.Hkv);
       for (int j = 0; j < s.L; ++j) {
-        double m = 0;
-        for (int i = 0; i < s.D; ++i)
+        double m = 0, ms = 0;
+        for (int i = 0; i < s.D; ++i) {
           m += std::abs(qh[i] * s.k_heads[(std::size_t(g) * s.L + j) * s.D + i]);
-        e = std::max(e, m);
+          ms += std::abs(sh[i] * s.k_heads[(std::size_t(g) * s.L + j) * s.D + i]);
+        }
+        e = std::max({e, m, ms});
       }
       e *= (s.D + 2) * u * c.scale;
       const double tol = vmax * (2 * e + (s.L + 16) * u) + 1e-30;
@@ -459,4 +467,164 @@ TEST_CASE("nn/attention: a query that sees no key outputs zeros, in both paths",
     const auto o = run(s, std::vector<float>(q.begin(), q.begin() + pos.size() * 16), pos, opt);
     for (float x : o) REQUIRE(x == 0.0f);
   }
+}
+
+// Attention sinks (StreamingLLM): keys [0, S) stay visible once the window has left them,
+// scored from the sink queries at p or (InCache) at min(p, S + W − 1).
+TEST_CASE("nn/attention: sinks match the reference on random shapes, both paths and policies",
+          "[nn][attention][sinks][property]") {
+  const auto seed = GENERATE(range(1, 31));
+  CAPTURE(seed);
+  test::Random rng(100 + seed);
+  const int Hkv = rng.integer(1, 3), g = rng.integer(1, 4), D = rng.even(2, 80);
+  const int L = rng.integer(2, 300), T = seed % 3 == 0 ? 1 : rng.integer(1, std::min(L, 40));
+  Setup s(rng, Hkv * g, Hkv, D, L);
+  AttentionOptions opt;
+  opt.window = rng.integer(1, std::max(1, L / 3));
+  opt.sinks = rng.integer(1, 6);
+  opt.sink_positions =
+      seed % 2 ? tformer::SinkPositions::InCache : tformer::SinkPositions::Original;
+  if (seed % 5 == 1) opt.softcap = 5.0f;
+  const bool own_sink_q = seed % 4 != 3;  // else the sinks are scored with q
+  CAPTURE(Hkv, g, D, L, T, opt.window, opt.sinks, own_sink_q);
+  const auto q = rng.normal_floats(std::size_t(T) * s.Hq * D);
+  const auto sq = own_sink_q ? rng.normal_floats(q.size()) : std::vector<float>{};
+  if (own_sink_q) opt.sink_q = HeadsView<const float>(sq.data(), T, s.Hq, D);
+  std::vector<std::int32_t> pos(T);
+  for (auto& p : pos) p = rng.integer(0, L - 1);
+  // An ALiBi-like bias, so that the position sinks are scored from matters.
+  auto bias = [](tformer::index h, tformer::index p, tformer::index j) {
+    return -0.05f * float(h + 1) * float(p - j);
+  };
+  std::vector<float> o(q.size(), -9.0f);
+  AttentionWorkspace ws(g, D);
+  tformer::attention(HeadsView<const float>(q.data(), T, s.Hq, D), s.cache.view(0, 0, L),
+                     Positions::ids(pos), HeadsView<float>(o.data(), T, s.Hq, D), ws, opt, bias);
+  auto c = s.reference(opt);
+  c.bias = [&](int h, int p, int j) { return double(bias(h, p, j)); };
+  check_outputs(s, c, q, o, pos, sq);
+}
+
+TEST_CASE("nn/attention: with sinks, a query whose window reaches them equals global attention",
+          "[nn][attention][sinks]") {
+  test::Random rng(41);
+  const int Hkv = 2, g = 2, D = 32, S = 4, W = 9, L = S + W;
+  Setup s(rng, Hkv * g, Hkv, D, L);
+  AttentionOptions sinks;
+  sinks.window = W;
+  sinks.sinks = S;
+  sinks.sink_positions = tformer::SinkPositions::InCache;
+  for (int T : {1, L}) {
+    const auto q = rng.normal_floats(std::size_t(T) * s.Hq * D);
+    std::vector<std::int32_t> pos(T);
+    for (int t = 0; t < T; ++t) pos[t] = T == 1 ? L - 1 : t;  // every position <= S + W − 1
+    const auto a = run(s, q, pos, sinks), b = run(s, q, pos, {});
+    // The same keys, summed in other groups (sinks first): within (L + 16)·u·max|v|.
+    for (std::size_t i = 0; i < a.size(); ++i) REQUIRE(std::abs(a[i] - b[i]) <= 1e-5);
+  }
+}
+
+TEST_CASE("nn/attention: a ring with sinks equals a full cache with the sink mask, far past its size",
+          "[nn][attention][sinks][ring]") {
+  const auto step = GENERATE(1, 4);
+  const auto policy = GENERATE(tformer::SinkPositions::Original, tformer::SinkPositions::InCache);
+  CAPTURE(step, int(policy));
+  test::Random rng(43);
+  const int Hkv = 2, g = 3, D = 40, S = 3, W = 6, L = 70;
+  const auto k = rng.normal_floats(std::size_t(L) * Hkv * D), v = rng.normal_floats(k.size());
+  const auto q = rng.normal_floats(std::size_t(L) * Hkv * g * D), sq = rng.normal_floats(q.size());
+  KVCache full({.layers = 1, .kv_heads = Hkv, .head_dim = D, .capacity = L});
+  KVCache ring({.layers = 1, .kv_heads = Hkv, .head_dim = D, .window = W, .max_step = step,
+                .sinks = S});
+  CHECK(ring.slots() == S + W + step - 1);
+  CHECK(ring.bytes() == 2u * Hkv * (S + W + step - 1) * D * sizeof(float));
+  AttentionWorkspace ws(g, D);
+  AttentionOptions opt;
+  opt.window = W;
+  opt.sinks = S;
+  opt.sink_positions = policy;
+  // A distance bias, so that the policy matters: the explain path (a separate implementation)
+  // must score the sinks from the same position as the fast path.
+  auto bias = [](tformer::index h, tformer::index p, tformer::index j) {
+    return -0.1f * float(h + 1) * float(p - j);
+  };
+  for (int t0 = 0; t0 < L; t0 += step) {
+    const int T = std::min(step, L - t0);
+    HeadsView<const float> kt(k.data() + std::size_t(t0) * Hkv * D, T, Hkv, D);
+    HeadsView<const float> vt(v.data() + std::size_t(t0) * Hkv * D, T, Hkv, D);
+    HeadsView<const float> qt(q.data() + std::size_t(t0) * Hkv * g * D, T, Hkv * g, D);
+    opt.sink_q = HeadsView<const float>(sq.data() + std::size_t(t0) * Hkv * g * D, T, Hkv * g, D);
+    full.write(0, 0, kt, vt);
+    ring.write(0, 0, kt, vt);
+    std::vector<float> a(std::size_t(T) * Hkv * g * D), b(a.size());
+    tformer::attention(qt, full.view(0, 0, t0 + T), Positions::offset(t0),
+                       HeadsView<float>(a.data(), T, Hkv * g, D), ws, opt, bias);
+    tformer::attention(qt, ring.view(0, 0, t0 + T), Positions::offset(t0),
+                       HeadsView<float>(b.data(), T, Hkv * g, D), ws, opt, bias);
+    full.advance(0, T);
+    ring.advance(0, T);
+    // The same S + W keys in the same order, stored elsewhere: within (S + W + 16)·u·max|v|.
+    for (std::size_t i = 0; i < a.size(); ++i) REQUIRE(std::abs(a[i] - b[i]) <= 1e-5);
+    // The explain path sees the same keys through the ring: its weights reproduce b.
+    std::vector<float> w(std::size_t(T) * Hkv * g * (t0 + T));
+    tformer::attention_weights(qt, ring.view(0, 0, t0 + T), Positions::offset(t0),
+                               HeadsView<float>(w.data(), T, Hkv * g, t0 + T), opt, bias);
+    for (int t = 0; t < T; ++t)
+      for (int h = 0; h < Hkv * g; ++h) {
+        const float* wr = w.data() + (std::size_t(t) * Hkv * g + h) * (t0 + T);
+        double sum = 0;
+        for (int j = 0; j < t0 + T; ++j) {
+          sum += wr[j];
+          const bool seen = (j <= t0 + t && j > t0 + t - W) || (j < S && j <= t0 + t);
+          if (!seen) REQUIRE(wr[j] == 0.0f);
+        }
+        REQUIRE(std::abs(sum - 1.0) <= 1e-5);
+        for (int i = 0; i < D; ++i) {
+          double x = 0;
+          for (int j = 0; j < t0 + T; ++j) x += wr[j] * v[(std::size_t(j) * Hkv + h / g) * D + i];
+          REQUIRE(std::abs(x - b[(std::size_t(t) * Hkv * g + h) * D + i]) <= 1e-5);
+        }
+      }
+  }
+  CHECK(ring.length(0) == L);
+  CHECK_THROWS_WITH(ring.truncate(0, L - step - 1), Contains("ring mode"));
+  CHECK_NOTHROW(ring.truncate(0, L - step));  // its window was never written over
+  ring.truncate(0, S);  // within the sinks: their slots never are
+  CHECK(ring.length(0) == S);
+  std::vector<float> q1(std::size_t(Hkv) * g * D), o1(q1.size());
+  AttentionOptions more = opt;  // more sinks than the ring keeps
+  more.sinks = S + 1;
+  more.sink_q = {};
+  CHECK_THROWS_WITH(tformer::attention(HeadsView<const float>(q1.data(), 1, Hkv * g, D),
+                                       ring.view(0, 0, L), Positions::offset(L - 1),
+                                       HeadsView<float>(o1.data(), 1, Hkv * g, D), ws, more),
+                    Contains("sinks"));
+  AttentionOptions early = opt;  // a query whose window the ring no longer holds
+  early.sink_q = {};
+  CHECK_THROWS_WITH(tformer::attention(HeadsView<const float>(q1.data(), 1, Hkv * g, D),
+                                       ring.view(0, 0, L), Positions::offset(L - W - step - 2),
+                                       HeadsView<float>(o1.data(), 1, Hkv * g, D), ws, early),
+                    Contains("ring still holds"));
+}
+
+TEST_CASE("nn/attention: sink options are checked", "[nn][attention][sinks][errors]") {
+  const int D = 8;
+  KVCache cache({.layers = 1, .kv_heads = 1, .head_dim = D, .capacity = 8});
+  std::vector<float> q(D), o(D), wrong(2 * D);
+  AttentionWorkspace ws(1, D);
+  const HeadsView<const float> qv(q.data(), 1, 1, D);
+  const HeadsView<float> ov(o.data(), 1, 1, D);
+  AttentionOptions no_window;
+  no_window.sinks = 2;
+  CHECK_THROWS_WITH(tformer::attention(qv, cache.view(0, 0, 1), Positions::offset(0), ov, ws,
+                                       no_window),
+                    Contains("sinks need a window"));
+  AttentionOptions bad_q;
+  bad_q.window = 2;
+  bad_q.sinks = 1;
+  bad_q.sink_q = HeadsView<const float>(wrong.data(), 2, 1, D);
+  CHECK_THROWS_WITH(tformer::attention(qv, cache.view(0, 0, 1), Positions::offset(0), ov, ws, bad_q),
+                    Contains("sink_q.tokens"));
+  CHECK_THROWS_WITH(KVCache({.layers = 1, .kv_heads = 1, .head_dim = D, .capacity = 8, .sinks = 2}),
+                    Contains("sinks belong to a ring"));
 }

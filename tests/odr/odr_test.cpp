@@ -93,10 +93,10 @@ TEST_CASE("odr: SIMD and scalar kernels agree on every shape, layout and directi
 
 std::vector<float> attention_native(const std::vector<float>& q, const std::vector<float>& k,
                                     const std::vector<float>& v, int T, int Hq, int Hkv, int D,
-                                    int L, int window, float softcap);
+                                    int L, int window, float softcap, int sinks);
 std::vector<float> attention_scalar(const std::vector<float>& q, const std::vector<float>& k,
                                     const std::vector<float>& v, int T, int Hq, int Hkv, int D,
-                                    int L, int window, float softcap);
+                                    int L, int window, float softcap, int sinks);
 std::vector<float> norm_activation_native(const std::vector<float>& x, const std::vector<float>& w,
                                           int rows, int n);
 std::vector<float> norm_activation_scalar(const std::vector<float>& x, const std::vector<float>& w,
@@ -116,11 +116,12 @@ TEST_CASE("odr: SIMD and scalar attention agree on random shapes, decode and pre
     const int T = trial % 2 == 0 ? 1 : rng.integer(1, std::min(L, 70));
     const int window = trial % 3 == 0 ? rng.integer(1, L) : 0;
     const float softcap = trial % 5 == 0 ? 5.0f : 0.0f;
+    const int sinks = window > 0 && trial % 4 < 2 ? rng.integer(1, 8) : 0;  // both paths
     const auto q = rng.normal_floats(std::size_t(T) * Hq * D);
     const auto k = rng.normal_floats(std::size_t(L) * Hkv * D);
     const auto v = rng.normal_floats(k.size());
-    const auto a = attention_native(q, k, v, T, Hq, Hkv, D, L, window, softcap);
-    const auto b = attention_scalar(q, k, v, T, Hq, Hkv, D, L, window, softcap);
+    const auto a = attention_native(q, k, v, T, Hq, Hkv, D, L, window, softcap, sinks);
+    const auto b = attention_scalar(q, k, v, T, Hq, Hkv, D, L, window, softcap, sinks);
     double q_max = 0, k_max = 0, v_max = 0;
     for (float x : q) q_max = std::max(q_max, double(std::abs(x)));
     for (float x : k) k_max = std::max(k_max, double(std::abs(x)));
@@ -128,7 +129,7 @@ TEST_CASE("odr: SIMD and scalar attention agree on random shapes, decode and pre
     const double s_max = q_max * k_max * D / std::sqrt(double(D));  // |q|·|k|·scale bound
     const double tol = 2 * ((D + 2) * s_max + L + 2) * u * v_max;
     INFO("trial " << trial << ": T " << T << " Hq " << Hq << " Hkv " << Hkv << " D " << D << " L "
-                  << L << " window " << window << " softcap " << softcap);
+                  << L << " window " << window << " softcap " << softcap << " sinks " << sinks);
     for (std::size_t i = 0; i < a.size(); ++i) REQUIRE(std::abs(a[i] - b[i]) <= tol);
   }
 }

@@ -168,6 +168,12 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
     const auto pattern = C::attention;
     const bool global = pattern.global_every > 0 && (layer + 1) % pattern.global_every == 0;
     const index window = global ? 0 : pattern.window;
+    // Attention sinks, as StreamingLLM runs them: the first `sinks` keys stay visible. With
+    // in-cache positions, a query past sinks + window − 1 sits at that position of a cache that
+    // holds the sinks at 0…sinks − 1 and its window right after them; RoPE and the bias see
+    // those positions (else every token keeps its own).
+    const index sinks = global ? 0 : pattern.sinks;
+    const bool in_cache = pattern.sink_positions == tformer::SinkPositions::InCache;
     std::vector<std::vector<Vec>> q(static_cast<std::size_t>(T)), k(static_cast<std::size_t>(T)), v(static_cast<std::size_t>(T));
     std::vector<Vec> normed(static_cast<std::size_t>(T));  // the attention block's input
     for (index t = 0; t < T; ++t) {
@@ -186,37 +192,41 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
         }
         if (lw.rotation.rows() > 0) v = matvec(lw.rotation, v);
       };
-      for (auto& head : q[t]) {
+      for (auto& head : q[t]) {  // RoPE comes at attention time, at the pair's positions
         if (C::qk_norm) head = rmsnorm(head, lw.q_norm, eps, one_plus);
         rotate(head);
-        if (C::positions == tformer::PositionKind::Rope)
-          head = rope(head, static_cast<std::size_t>(D), layout, double(t), inv_freq);
       }
       for (auto& head : k[t]) {
         if (C::qk_norm) head = rmsnorm(head, lw.k_norm, eps, one_plus);
         rotate(head);
-        if (C::positions == tformer::PositionKind::Rope)
-          head = rope(head, static_cast<std::size_t>(D), layout, double(t), inv_freq);
       }
     }
+    const auto rotated = [&](const Vec& head, index position) {
+      return C::positions == tformer::PositionKind::Rope
+                 ? rope(head, static_cast<std::size_t>(D), layout, double(position), inv_freq)
+                 : head;
+    };
     for (index t = 0; t < T; ++t) {
       Vec att;
+      const bool shifted = sinks > 0 && in_cache && t > sinks + window - 1;
+      const index qpos = shifted ? sinks + window - 1 : t;
       for (index h = 0; h < d.heads; ++h) {
+        const Vec query = rotated(q[t][static_cast<std::size_t>(h)], qpos);
         std::vector<Vec> keys, values;
         std::vector<bool> visible;
         std::vector<double> bias;
         for (index j = 0; j < T; ++j) {
-          keys.push_back(k[j][static_cast<std::size_t>(h / group)]);
+          const index kpos = !shifted || j < sinks ? j : sinks + window - 1 - (t - j);
+          keys.push_back(rotated(k[j][static_cast<std::size_t>(h / group)], kpos));
           values.push_back(v[j][static_cast<std::size_t>(h / group)]);
-          visible.push_back(j <= t && (window == 0 || j > t - window));
+          visible.push_back(j <= t && (window == 0 || j > t - window || j < sinks));
           if (C::bias == tformer::BiasKind::ALiBi)
-            bias.push_back(slopes[static_cast<std::size_t>(h)] * double(j - t));
+            bias.push_back(slopes[static_cast<std::size_t>(h)] * double(kpos - qpos));
           if (C::bias == tformer::BiasKind::T5)
-            bias.push_back(w.relative_bias.row(t5_bucket(j - t, C::t5_buckets, C::t5_max_distance,
-                                                         false))[h]);
+            bias.push_back(w.relative_bias.row(t5_bucket(kpos - qpos, C::t5_buckets,
+                                                         C::t5_max_distance, false))[h]);
         }
-        const Vec o =
-            attend_one(q[t][static_cast<std::size_t>(h)], keys, values, visible, scale, bias);
+        const Vec o = attend_one(query, keys, values, visible, scale, bias);
         att.insert(att.end(), o.begin(), o.end());
       }
       Vec out = matvec(lw.wo, att);

@@ -422,3 +422,44 @@ TEST_CASE("rope/apply: bad arguments raise tformer::Error naming them", "[rope][
   // Nothing was written by a rejected call.
   CHECK(std::all_of(buf.begin(), buf.end(), [](float v) { return v == 0.0f; }));
 }
+
+TEST_CASE("rope/apply: explicit rows rotate as the table does, past the table too",
+          "[rope][rows]") {
+  test::Random rng(77);
+  const int T = 5, Hq = 4, Hk = 2, D = 32, d = 24;  // partial rotary: 24 of 32
+  RopeTable table(RopeConfig{.rotary_dim = d, .max_positions = 64});
+  const auto q0 = rng.normal_floats(std::size_t(T) * Hq * D), k0 = rng.normal_floats(std::size_t(T) * Hk * D);
+  for (const int first : {10, 1000}) {
+    CAPTURE(first);
+    std::vector<float> rows(std::size_t(T) * d);
+    table.compute_rows(Positions::offset(first), T, {rows.data(), T, d});
+    auto q = q0, k = k0;
+    tformer::apply_rope_rows_inplace<RopeLayout::Interleaved>({rows.data(), T, d},
+                                                             {q.data(), T, Hq, D}, {k.data(), T, Hk, D});
+    if (first + T <= table.max_positions()) {  // the same rows: the same floats
+      auto qt = q0, kt = k0;
+      tformer::apply_rope_inplace<RopeLayout::Interleaved>(table, {qt.data(), T, Hq, D},
+                                                          {kt.data(), T, Hk, D}, Positions::offset(first));
+      REQUIRE(q == qt);
+      REQUIRE(k == kt);
+    } else {  // past the table: the double reference. A rotated value a·c − b·s carries the
+              // rounding of c and s (u each) and of two products and a sum: <= 3u·(|a| + |b|),
+              // within 4·FLT_EPSILON·max|x| of the head vector.
+      const auto inv = ref::default_inv_freq(d, 10000.0);
+      for (int t = 0; t < T; ++t)
+        for (int h = 0; h < Hq; ++h) {
+          const std::vector<double> x(q0.begin() + (t * Hq + h) * D, q0.begin() + (t * Hq + h + 1) * D);
+          const auto want = ref::rope(x, std::size_t(d), ref::Layout::Interleaved, double(first + t), inv);
+          double xmax = 0;
+          for (double xi : x) xmax = std::max(xmax, std::abs(xi));
+          for (int i = 0; i < D; ++i)
+            REQUIRE(std::abs(q[std::size_t((t * Hq + h) * D + i)] - want[std::size_t(i)]) <=
+                    4 * FLT_EPSILON * xmax);
+        }
+    }
+  }
+  std::vector<float> rows(std::size_t(T) * d), q(std::size_t(T) * Hq * D), k(std::size_t(T) * Hk * D);
+  CHECK_THROWS_WITH(tformer::apply_rope_rows_inplace<RopeLayout::RotateHalf>(
+                        {rows.data(), T - 1, d}, {q.data(), T, Hq, D}, {k.data(), T, Hk, D}),
+                    Catch::Contains("rows.rows"));
+}

@@ -111,3 +111,37 @@ TEST_CASE("rope/table: invalid configurations raise tformer::Error", "[rope][tab
                     Contains("max_positions") && Contains("got 0"));
   CHECK_THROWS_WITH(tformer::partial_rotary_dim(64, 1.5), Contains("partial_rotary_factor"));
 }
+
+TEST_CASE("rope/table: compute_rows gives the table's rows, and rows past it (YaRN factor kept)",
+          "[rope][table]") {
+  RopeTable table(RopeConfig{.rotary_dim = 64,
+                             .max_positions = 100,
+                             .base = 10000.0,
+                             .scaling = rs::Yarn{.factor = 4.0, .original_max_positions = 32}});
+  const std::vector<std::int32_t> ids = {0, 7, 99, 100, 4096, 1000000, 2147483646};
+  std::vector<float> rows(ids.size() * 64);
+  table.compute_rows(tformer::Positions::ids(ids), tformer::index(ids.size()),
+                     {rows.data(), tformer::index(ids.size()), 64});
+  for (std::size_t t = 0; t < 3; ++t)  // inside the table: the same rows, bit for bit
+    for (int i = 0; i < 64; ++i) REQUIRE(rows[t * 64 + i] == table.cos(ids[t])[i]);
+  // Past it: within u of the double value of the table's own frequencies (at angles near 1e9
+  // an ulp of a frequency moves the angle by more than u, so the reference's frequencies, equal
+  // to within a few ulps, are compared on their own).
+  const double a = table.attention_factor();
+  const auto ref_inv = ref::yarn_inv_freq(64, 10000.0, 4.0, 32);
+  const auto inv = table.inv_freq();
+  for (int i = 0; i < 32; ++i)
+    REQUIRE(std::abs(inv[std::size_t(i)] - ref_inv[std::size_t(i)]) <= 1e-14 * ref_inv[std::size_t(i)]);
+  for (std::size_t t = 3; t < ids.size(); ++t)
+    for (int i = 0; i < 32; ++i) {
+      INFO("position " << ids[t] << " frequency " << i);
+      const double angle = double(ids[t]) * inv[std::size_t(i)];
+      REQUIRE(std::abs(rows[t * 64 + i] - a * std::cos(angle)) <= FLT_EPSILON * a);
+      REQUIRE(std::abs(rows[t * 64 + 32 + i] - a * std::sin(angle)) <= FLT_EPSILON * a);
+    }
+  std::vector<float> small(64);
+  CHECK_THROWS_WITH(table.compute_rows(tformer::Positions::offset(5), 2, {small.data(), 1, 64}),
+                    Contains("out"));
+  CHECK_THROWS_WITH(table.compute_rows(tformer::Positions::offset(-1), 1, {small.data(), 1, 64}),
+                    Contains("positions"));
+}

@@ -9,7 +9,9 @@
 //   attention(q, cache.view(layer, seq, cache.length(seq) + T), …);
 //   cache.advance(seq, T);                    // once per step, after all layers
 // truncate() rolls a sequence back (rejected speculative tokens); reset() empties it. In ring
-// mode (sliding-window layers) only the last window + max_step − 1 positions are kept.
+// mode (sliding-window layers) only the last window + max_step − 1 positions are kept, plus the
+// first `sinks` positions (attention sinks, StreamingLLM) in slots of their own: a sequence then
+// grows without bound at constant memory.
 #pragma once
 
 #include <algorithm>
@@ -34,12 +36,22 @@ struct KVCacheConfig {
   index capacity = 0;   // positions per sequence (ignored in ring mode)
   index sequences = 1;  // batch size
   // Ring mode for sliding-window layers: window > 0 keeps only what a window of `window` keys
-  // needs, in window + max_step − 1 slots (position p in slot p mod slots), and sequences may
-  // grow without bound. A step may write at most max_step tokens: its queries still need the
+  // needs, in window + max_step − 1 slots after the sinks' (position p in slot cache_slot(p)),
+  // and sequences may grow without bound. A step may write at most max_step tokens: its queries still need the
   // keys that its own writes would otherwise overwrite.
   index window = 0;
   index max_step = 1;
+  // Ring mode: positions [0, sinks) keep slots [0, sinks) for good; later positions share the
+  // window + max_step − 1 slots after them.
+  index sinks = 0;
 };
+
+// The slot of `position` in a cache of `slots` slots of which the first `sinks` hold the sink
+// positions (ring mode), or slot = position (slots = 0: a full cache).
+constexpr index cache_slot(index position, index slots, index sinks) noexcept {
+  if (slots == 0 || position < sinks) return position;
+  return sinks + (position - sinks) % (slots - sinks);
+}
 
 // Read-only view of one layer of one sequence: `length` positions of `kv_heads` heads.
 struct KVView {
@@ -49,19 +61,22 @@ struct KVView {
   index length = 0;
   index head_dim = 0;
   index head_stride = 0;  // elements from one kv head's block to the next
-  index slots = 0;        // ring mode: positions are stored mod slots; 0: position = slot
+  index slots = 0;        // ring mode: slots per head (cache_slot); 0: position = slot
   index window = 0;       // ring mode: the window the ring keeps (keys (p − window, p])
+  index sinks = 0;        // ring mode: positions [0, sinks) are kept for good
 
-  index slot(index position) const noexcept { return slots > 0 ? position % slots : position; }
+  index slot(index position) const noexcept { return cache_slot(position, slots, sinks); }
   const float* key(index head, index position) const noexcept {
     return keys + head * head_stride + slot(position) * head_dim;
   }
   const float* value(index head, index position) const noexcept {
     return values + head * head_stride + slot(position) * head_dim;
   }
-  // How many positions from `position` on are stored contiguously (until the ring wraps).
+  // How many positions from `position` on are stored contiguously (until the ring wraps, or
+  // the sinks end).
   index contiguous(index position) const noexcept {
-    return slots > 0 ? slots - position % slots : std::numeric_limits<index>::max();
+    if (slots == 0) return std::numeric_limits<index>::max();
+    return position < sinks ? sinks - position : slots - slot(position);
   }
 };
 
@@ -83,7 +98,7 @@ class KVCache {
     check_index("KVCache::length", "seq", seq, config_.sequences);
     return lengths_[static_cast<std::size_t>(seq)];
   }
-  // Position slots per sequence: capacity, or window + max_step − 1 in ring mode.
+  // Position slots per sequence: capacity, or sinks + window + max_step − 1 in ring mode.
   index slots() const noexcept { return slots_of(config_); }
   bool ring() const noexcept { return config_.window > 0; }
   // Bytes of keys and values: exactly 2 · sequences · layers · kv_heads · slots · head_dim · 4.
@@ -94,12 +109,12 @@ class KVCache {
   void write(index layer, index seq, HeadsView<const float> k, HeadsView<const float> v) {
     check_write("KVCache::write", layer, seq, k, v, length(seq));
     const index first = lengths_[static_cast<std::size_t>(seq)];
-    const index d = config_.head_dim, slots = this->slots();
+    const index d = config_.head_dim, slots = ring() ? this->slots() : 0;
     for (index h = 0; h < config_.kv_heads; ++h) {
       float* kd = keys_.data() + offset(layer, seq, h);
       float* vd = values_.data() + offset(layer, seq, h);
       for (index t = 0; t < k.tokens(); ++t) {
-        const index slot = (first + t) % slots;
+        const index slot = cache_slot(first + t, slots, config_.sinks);
         std::copy(k.row(t, h), k.row(t, h) + d, kd + slot * d);
         std::copy(v.row(t, h), v.row(t, h) + d, vd + slot * d);
       }
@@ -151,7 +166,8 @@ class KVCache {
             config_.head_dim,
             slots() * config_.head_dim,
             ring() ? slots() : 0,
-            config_.window};
+            config_.window,
+            config_.sinks};
   }
 
   // Commits `tokens` written positions of sequence `seq` (after every layer wrote them).
@@ -176,8 +192,10 @@ class KVCache {
                          "a value in [0, " + std::to_string(current) + "] (current length)",
                          length);
     // A ring holds the keys a query at `length` needs only if nothing past length + max_step
-    // was ever written over them.
-    if (ring() && length > 0 && written_[static_cast<std::size_t>(seq)] - length > config_.max_step)
+    // was ever written over them. Lengths within the sinks are always safe: their slots are
+    // never written over.
+    if (ring() && length > config_.sinks &&
+        written_[static_cast<std::size_t>(seq)] - length > config_.max_step)
         [[unlikely]]
       detail::fail_check(
           where, "length",
@@ -185,7 +203,7 @@ class KVCache {
               std::to_string(written_[static_cast<std::size_t>(seq)] - config_.max_step) + ")",
           length);
     lengths_[static_cast<std::size_t>(seq)] = length;
-    if (length == 0) written_[static_cast<std::size_t>(seq)] = 0;
+    if (length <= config_.sinks) written_[static_cast<std::size_t>(seq)] = length;  // a fresh start
   }
 
   void reset(index seq) { truncate(seq, 0); }
@@ -202,6 +220,8 @@ class KVCache {
     check(c.head_dim > 0, where, "head_dim", "> 0", c.head_dim);
     check(c.sequences > 0, where, "sequences", "> 0", c.sequences);
     check(c.window >= 0, where, "window", ">= 0 (0: no ring)", c.window);
+    check(c.sinks >= 0, where, "sinks", ">= 0", c.sinks);
+    if (c.sinks > 0) check(c.window > 0, where, "window", "> 0 (sinks belong to a ring)", c.window);
     if (c.window > 0)
       check(c.max_step >= 1, where, "max_step", ">= 1", c.max_step);
     else
@@ -209,7 +229,7 @@ class KVCache {
     return c;
   }
   static index slots_of(const KVCacheConfig& c) noexcept {
-    return c.window > 0 ? c.window + c.max_step - 1 : c.capacity;
+    return c.window > 0 ? c.sinks + c.window + c.max_step - 1 : c.capacity;
   }
   static std::size_t elements(const KVCacheConfig& c) {
     return static_cast<std::size_t>(c.sequences * c.layers * c.kv_heads * slots_of(c) * c.head_dim);

@@ -18,6 +18,7 @@
 #include "tformer/core/error.hpp"
 #include "tformer/core/views.hpp"
 #include "tformer/nn/activation.hpp"
+#include "tformer/nn/attention.hpp"
 #include "tformer/nn/moe.hpp"
 #include "tformer/nn/rmsnorm.hpp"
 #include "tformer/rope/apply.hpp"
@@ -44,12 +45,26 @@ enum class FfnKind { Dense, TopK, MoE };
 // Which layers attend globally and which through a sliding window of `window` keys (a query at
 // p sees keys (p − W, p], Mistral's convention). global_every = 0: every layer alike (window 0:
 // all global); global_every = n: layers n−1, 2n−1, … are global, the others local (Gemma 2/3).
+// Local layers may keep `sinks` global tokens, the first positions, visible to every query
+// (StreamingLLM's attention sinks), scored from sink_positions (nn/attention.hpp). With `ring`,
+// local layers keep only those sinks and the last window of keys (plus max_tokens − 1) in a
+// ring cache; when every layer is local, a sequence then grows past the decoder's capacity at
+// constant memory.
 struct AttentionPattern {
   index window = 0;
   index global_every = 0;
+  index sinks = 0;
+  SinkPositions sink_positions = SinkPositions::InCache;
+  bool ring = false;
   constexpr index window_of(index layer) const noexcept {
     if (global_every > 0 && (layer + 1) % global_every == 0) return 0;
     return window;
+  }
+  constexpr index sinks_of(index layer) const noexcept { return window_of(layer) > 0 ? sinks : 0; }
+  constexpr bool ring_of(index layer) const noexcept { return ring && window_of(layer) > 0; }
+  // Whether every layer keeps a ring: sequences are then not bounded by the cache.
+  constexpr bool streaming(index layers) const noexcept {
+    return ring && window > 0 && (global_every == 0 || global_every > layers);
   }
 };
 

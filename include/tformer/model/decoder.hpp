@@ -14,10 +14,16 @@
 //
 // Every public call checks its inputs before changing any state: a rejected call leaves the
 // caches as they were.
+//
+// Local layers of a pattern with `ring` keep their keys in a ring cache (the sinks and the last
+// window + max_tokens − 1 positions); when every layer is local (AttentionPattern::streaming),
+// a sequence may grow past `capacity` at constant memory: RoPE rows past the table are computed
+// per step, and with InCache sinks every distance stays within sinks + window.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <span>
 #include <string>
@@ -41,7 +47,8 @@ inline namespace TFORMER_ARCH_NS {
 
 struct DecoderOptions {
   index sequences = 1;       // sequences held at once (cache slots)
-  index capacity = 0;        // positions per sequence; 0: the model's max_positions
+  index capacity = 0;        // positions per sequence (streaming: RoPE table rows only);
+                             // 0: the model's max_positions
   index max_tokens = 0;      // rows per forward step over all sequences; 0: min(capacity, 512)
   index encoder_tokens = 0;  // cross-attention inputs per sequence; 0: Config::encoder_tokens
 };
@@ -69,11 +76,6 @@ class Decoder {
                          .max_positions = int(options_.capacity),
                          .base = C::rope_base,
                          .scaling = C::rope_scaling()}),
-        cache_(KVCacheConfig{.layers = d_.layers,
-                             .kv_heads = d_.kv_heads,
-                             .head_dim = d_.head_dim,
-                             .capacity = options_.capacity,
-                             .sequences = options_.sequences}),
         ws_(d_, options_.max_tokens, C::cross_attention ? options_.encoder_tokens : 0),
         last_(static_cast<std::size_t>(options_.sequences * d_.hidden)),
         logits_(static_cast<std::size_t>(options_.sequences * d_.vocab)),
@@ -91,6 +93,28 @@ class Decoder {
         down_t_views_.push_back(l.ffn_down_t.rows() > 0 ? l.ffn_down_t : down_t_.back().view());
       }
     }
+    index full_layers = 0, ring_layers = 0;
+    for (index l = 0; l < d_.layers; ++l) {
+      const bool ring = C::attention.ring_of(l);
+      in_ring_.push_back(ring);
+      cache_layer_.push_back(ring ? ring_layers++ : full_layers++);
+    }
+    if (full_layers > 0)
+      full_.emplace(KVCacheConfig{.layers = full_layers,
+                                  .kv_heads = d_.kv_heads,
+                                  .head_dim = d_.head_dim,
+                                  .capacity = options_.capacity,
+                                  .sequences = options_.sequences});
+    if (ring_layers > 0)
+      ring_.emplace(KVCacheConfig{.layers = ring_layers,
+                                  .kv_heads = d_.kv_heads,
+                                  .head_dim = d_.head_dim,
+                                  .sequences = options_.sequences,
+                                  .window = C::attention.window,
+                                  .max_step = options_.max_tokens,
+                                  .sinks = C::attention.sinks});
+    if constexpr (DecoderWorkspace<C>::sink_queries)
+      sink_positions_.resize(static_cast<std::size_t>(options_.max_tokens));
     segments_.reserve(static_cast<std::size_t>(options_.sequences));
     if constexpr (C::bias == BiasKind::ALiBi) alibi_ = alibi_slopes(d_.heads);
     if constexpr (C::bias == BiasKind::T5)
@@ -108,12 +132,19 @@ class Decoder {
 
   const Dims& dims() const noexcept { return d_; }
   const DecoderOptions& options() const noexcept { return options_; }
-  const KVCache& cache() const noexcept { return cache_; }
-  index length(index seq) const { return cache_.length(seq); }
+  // The cache of global layers (capacity positions), if any layer is global.
+  const KVCache* full_cache() const noexcept { return full_ ? &*full_ : nullptr; }
+  // The ring cache of local layers, if the pattern has `ring`.
+  const KVCache* ring_cache() const noexcept { return ring_ ? &*ring_ : nullptr; }
+  index length(index seq) const { return full_ ? full_->length(seq) : ring_->length(seq); }
+  // Whether sequences may grow past `capacity` (every layer keeps a ring).
+  static constexpr bool streaming(const Dims& d) noexcept {
+    return C::attention.streaming(d.layers) && C::positions != PositionKind::Sinusoidal;
+  }
   // Bytes the decoder allocated: caches and workspaces (the weights are the caller's).
   std::size_t bytes() const noexcept {
-    std::size_t n = cache_.bytes() + ws_.bytes() + last_.bytes() + logits_.bytes() +
-                    conv_state_.bytes();
+    std::size_t n = (full_ ? full_->bytes() : 0) + (ring_ ? ring_->bytes() : 0) + ws_.bytes() +
+                    last_.bytes() + logits_.bytes() + conv_state_.bytes();
     if (cross_) n += 2 * std::size_t(d_.layers * d_.kv_heads * d_.head_dim) *
                      std::size_t(options_.sequences * options_.encoder_tokens) * sizeof(float);
     return n;
@@ -121,7 +152,9 @@ class Decoder {
 
   // Forgets sequence `seq` (its cache, its encoder input, its convolution state).
   void reset(index seq) {
-    cache_.reset(seq);
+    check_index("Decoder::reset", "seq", seq, options_.sequences);
+    if (full_) full_->reset(seq);
+    if (ring_) ring_->reset(seq);
     if (cross_) cross_->reset(seq);
     if constexpr (C::conv_kernel > 0)
       for (index l = 0; l < d_.layers; ++l) {
@@ -131,15 +164,16 @@ class Decoder {
   }
   // Rolls sequence `seq` back to its first `length` positions (rejected speculative tokens).
   // With a convolution (conv_kernel > 1) only a full reset can roll back: its state keeps the
-  // last k − 1 inputs, not the history.
+  // last k − 1 inputs, not the history. A ring rolls back at most max_tokens past its last write.
   void truncate(index seq, index length) {
     if constexpr (C::conv_kernel > 1)
-      if (length != 0 && length != cache_.length(seq)) [[unlikely]]
+      if (length != 0 && length != this->length(seq)) [[unlikely]]
         detail::fail_check("Decoder::truncate", "length",
                            "0 or the current length (a convolution's state cannot roll back)",
                            length);
     if (length == 0) return reset(seq);
-    cache_.truncate(seq, length);
+    if (ring_) ring_->truncate(seq, length);  // checks first: the full cache accepts whatever it does
+    if (full_) full_->truncate(seq, length);
   }
 
   // Cross-attention input of sequence `seq`: encoder states [S, encoder_width] (S <= the
@@ -237,6 +271,12 @@ class Decoder {
                          o.capacity);
     if (o.max_tokens == 0) o.max_tokens = std::min<index>(o.capacity * o.sequences, 512);
     check(o.max_tokens >= 1, where, "options.max_tokens", ">= 1", o.max_tokens);
+    constexpr AttentionPattern a = C::attention;
+    static_assert(a.window >= 0 && a.sinks >= 0 && a.global_every >= 0);
+    static_assert(a.sinks == 0 || a.window > 0, "attention sinks belong to local (window) layers");
+    if constexpr (a.sinks > 0)  // the sinks' positions lie in the RoPE table
+      check(o.capacity >= a.sinks + a.window, where, "options.capacity",
+            ">= sinks + window (" + std::to_string(a.sinks + a.window) + ")", o.capacity);
     if constexpr (C::cross_attention) {
       if (o.encoder_tokens == 0) {
         if constexpr (requires { C::encoder_tokens; }) o.encoder_tokens = C::encoder_tokens;
@@ -280,9 +320,13 @@ class Decoder {
     check(!tokens.empty(), where, "tokens", "at least one token", tokens.size());
     for (std::int32_t t : tokens) check_index(where, "token id", t, d_.vocab);
     const index need = length(seq) + index(tokens.size()) + more;
-    if (need > options_.capacity) [[unlikely]]
+    const index limit =
+        streaming(d_) ? index(std::numeric_limits<std::int32_t>::max()) : options_.capacity;
+    if (need > limit) [[unlikely]]
       detail::fail_check(where, "sequence length after the tokens (+ max_new_tokens − 1)",
-                         "<= capacity (" + std::to_string(options_.capacity) + ")", need);
+                         streaming(d_) ? "<= 2^31 − 1 (positions are 32-bit)"
+                                       : "<= capacity (" + std::to_string(limit) + ")",
+                         need);
     if constexpr (C::cross_attention)
       check(cross_->tokens(seq) > 0, where, "encoder input", "set_encoder(seq, …) first", seq);
   }
@@ -301,7 +345,7 @@ class Decoder {
     segments_.clear();
     index row = 0;
     for (const SequenceTokens& b : batch) {
-      segments_.push_back({b.seq, row, index(b.tokens.size()), cache_.length(b.seq)});
+      segments_.push_back({b.seq, row, index(b.tokens.size()), length(b.seq)});
       for (std::int32_t t : b.tokens) {  // embedding rows
         const float* e = weights_.embedding.row(t);
         std::copy(e, e + d_.hidden, ws_.x(rows).row(row++));
@@ -312,17 +356,23 @@ class Decoder {
         add_position_embeddings(ws_.x(rows).row_slice(s.row, s.tokens), weights_.position_embedding,
                                 Positions::offset(static_cast<std::int32_t>(s.start)),
                                 C::position_scale);
+    prepare_positions(rows);
     rmsnorm<C::norm>(ws_.x(rows), weights_.layers[0].attn_norm, C::eps, ws_.xn(rows));
+    const bool streaming_rope = C::positions == PositionKind::Rope && streaming(d_);
     for (index l = 0; l < d_.layers; ++l) {
       const LayerWeights& w = weights_.layers[std::size_t(l)];
       const bool last = l + 1 == d_.layers;
       const MatrixView<const float> down_t =
           C::ffn == FfnKind::TopK ? down_t_views_[std::size_t(l)] : MatrixView<const float>{};
+      KVCache& cache = in_ring_[std::size_t(l)] ? *ring_ : *full_;
       const LayerInputs in{d_,
                            segments_,
                            rows,
                            rope_,
-                           cache_,
+                           streaming_rope ? ws_.rope_rows(rows) : MatrixView<float>{},
+                           cache,
+                           cache_layer_[std::size_t(l)],
+                           sink_positions_now_,
                            cross_ ? &*cross_ : nullptr,
                            down_t,
                            last ? weights_.final_norm : weights_.layers[std::size_t(l + 1)].attn_norm,
@@ -333,7 +383,10 @@ class Decoder {
                            rotary_.empty() ? nullptr : &rotary_[std::size_t(l)]};
       decoder_layer<C>(w, l, in, ws_, exec_);
     }
-    for (const StepSegment& s : segments_) cache_.advance(s.seq, s.tokens);
+    for (const StepSegment& s : segments_) {
+      if (full_) full_->advance(s.seq, s.tokens);
+      if (ring_) ring_->advance(s.seq, s.tokens);
+    }
 
     const MatrixView<float> xn = ws_.xn(rows);
     if (which == LogitsFor::All) {
@@ -348,6 +401,28 @@ class Decoder {
     parallel_project(exec_, last, weights_.head(), logits);
   }
 
+  // What the step's positions need besides the table: RoPE rows past it (streaming), and the
+  // positions sinks are scored from (InCache), once any query's window has left its sinks.
+  void prepare_positions(index rows) {
+    if constexpr (C::positions == PositionKind::Rope)
+      if (streaming(d_))
+        for (const StepSegment& s : segments_)
+          if (s.start + s.tokens > rope_.max_positions())
+            rope_.compute_rows(Positions::offset(static_cast<std::int32_t>(s.start)), s.tokens,
+                               ws_.rope_rows(rows).row_slice(s.row, s.tokens));
+    sink_positions_now_ = {};
+    if constexpr (DecoderWorkspace<C>::sink_queries) {
+      constexpr index cap = C::attention.sinks + C::attention.window - 1;
+      bool needed = false;
+      for (const StepSegment& s : segments_) {
+        needed = needed || s.start + s.tokens - 1 > cap;
+        for (index t = 0; t < s.tokens; ++t)
+          sink_positions_[std::size_t(s.row + t)] = std::int32_t(std::min(s.start + t, cap));
+      }
+      if (needed) sink_positions_now_ = std::span<const std::int32_t>(sink_positions_.data(), std::size_t(rows));
+    }
+  }
+
   MatrixView<float> conv_state(index seq, index layer) noexcept {
     const index k1 = std::max<index>(C::conv_kernel - 1, 0);
     return {conv_state_.data() + (seq * d_.layers + layer) * k1 * d_.hidden, k1, d_.hidden};
@@ -358,7 +433,12 @@ class Decoder {
   ModelWeights weights_;  // views
   E exec_;
   RopeTable rope_;
-  KVCache cache_;
+  std::optional<KVCache> full_;  // global layers' keys and values
+  std::optional<KVCache> ring_;  // local layers' with AttentionPattern::ring
+  std::vector<bool> in_ring_;    // per layer: which cache
+  std::vector<index> cache_layer_;  // per layer: its index in that cache
+  std::vector<std::int32_t> sink_positions_;     // sink_queries: per step row
+  std::span<const std::int32_t> sink_positions_now_;  // this step's, or empty
   std::optional<CrossKVCache> cross_;
   DecoderWorkspace<C> ws_;
   AlignedBuffer<float> last_, logits_;

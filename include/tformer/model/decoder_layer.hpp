@@ -2,7 +2,8 @@
 // concatenated), and the scratch it uses:
 //
 //   x += attn(norm(x))            Q, K, V projections, qk-norm, learned rotations (rotary
-//                                 block), RoPE, KV-cache append, GQA
+//                                 block), RoPE, KV-cache append, GQA (local layers: window,
+//                                 attention sinks, ring cache)
 //                                 (with the Config's ALiBi or T5 bias on self-attention, and
 //                                 its causal depthwise convolution of norm(x) added)
 //   x += cross(norm(x), encoder)  when the Config has cross-attention (K, V cached per sequence)
@@ -85,6 +86,10 @@ class DecoderWorkspace {
         encoder_(size(encoder_tokens * d.hidden)),
         encoder_k_(size(encoder_tokens * d.kv_heads * d.head_dim)),
         encoder_v_(size(encoder_tokens * d.kv_heads * d.head_dim)),
+        sink_q_(size(sink_queries ? max_tokens * d.heads * d.head_dim : 0)),
+        rope_rows_(size(C::positions == PositionKind::Rope && C::attention.streaming(d.layers)
+                            ? max_tokens * d.head_dim
+                            : 0)),
         ffn_(C::ffn == FfnKind::MoE ? 0 : max_tokens, d.intermediate) {
     attention_.reserve(static_cast<std::size_t>(d.kv_heads));
     for (index g = 0; g < d.kv_heads; ++g)
@@ -100,12 +105,17 @@ class DecoderWorkspace {
             .activation = C::activation};
   }
 
+  // Whether local layers score their sinks with queries rotated at other positions (InCache).
+  static constexpr bool sink_queries = C::positions == PositionKind::Rope &&
+                                       C::attention.sinks > 0 &&
+                                       C::attention.sink_positions == SinkPositions::InCache;
+
   index max_tokens() const noexcept { return max_tokens_; }
   index encoder_tokens() const noexcept { return encoder_tokens_; }
   std::size_t bytes() const noexcept {
     std::size_t n = x_.bytes() + xn_.bytes() + delta_.bytes() + q_.bytes() + k_.bytes() +
                     v_.bytes() + att_.bytes() + encoder_.bytes() + encoder_k_.bytes() +
-                    encoder_v_.bytes() + ffn_.bytes();
+                    encoder_v_.bytes() + sink_q_.bytes() + rope_rows_.bytes() + ffn_.bytes();
     for (const auto& a : attention_) n += a.bytes();
     if (moe_) n += moe_->bytes();
     return n;
@@ -126,6 +136,10 @@ class DecoderWorkspace {
   MatrixView<float> encoder_v(index S) noexcept {
     return {encoder_v_.data(), S, d_.kv_heads * d_.head_dim};
   }
+  // sink_queries: the step's queries rotated at their sink positions.
+  MatrixView<float> sink_q(index T) noexcept { return {sink_q_.data(), T, d_.heads * d_.head_dim}; }
+  // Streaming RoPE: cos/sin rows of the step's positions past the table.
+  MatrixView<float> rope_rows(index T) noexcept { return {rope_rows_.data(), T, d_.head_dim}; }
   AttentionWorkspace& attention(index g) noexcept { return attention_[std::size_t(g)]; }
   FfnWorkspace& ffn() noexcept { return ffn_; }
   MoeWorkspace& moe() noexcept { return *moe_; }
@@ -134,7 +148,8 @@ class DecoderWorkspace {
   static std::size_t size(index n) { return static_cast<std::size_t>(std::max<index>(n, 0)); }
   Dims d_;
   index max_tokens_, encoder_tokens_;
-  AlignedBuffer<float> x_, xn_, delta_, q_, k_, v_, att_, encoder_, encoder_k_, encoder_v_;
+  AlignedBuffer<float> x_, xn_, delta_, q_, k_, v_, att_, encoder_, encoder_k_, encoder_v_,
+      sink_q_, rope_rows_;
   std::vector<AttentionWorkspace> attention_;
   FfnWorkspace ffn_;
   std::optional<MoeWorkspace> moe_;
@@ -146,7 +161,12 @@ struct LayerInputs {
   std::span<const StepSegment> segments;
   index rows;  // Σ segment tokens
   const RopeTable& rope;
-  KVCache& cache;
+  // Positions past the table: cos/sin rows of the step's rows (segments that reach past it).
+  MatrixView<const float> rope_rows;
+  KVCache& cache;     // this layer's: the full cache, or the ring of local layers
+  index cache_layer;  // the layer's index in it
+  // Sink queries needed this step: per row, the position its sinks are scored from; else empty.
+  std::span<const std::int32_t> sink_positions;
   const CrossKVCache* cross;               // cross-attention: the encoder's K, V per layer
   MatrixView<const float> ffn_down_t;      // TopK: this layer's down transposed
   std::span<const float> next_norm;        // attn_norm of the next layer, or the final norm
@@ -163,10 +183,12 @@ namespace decoder_kernels {
 
 // att = attention of q over `kv(segment)` for every segment, split over KV heads.
 // bias(h, q, k) takes the model's query head h; attention sees one KV head's group at a time.
+// sink_q (rows like q, or none): the queries the sinks are scored with.
 template <Executor E, class ViewOf, class Bias = NoBias>
 void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> segments,
                      MatrixView<const float> q, MatrixView<float> att, const ViewOf& view_of,
-                     const AttentionOptions& opt, auto& ws, const Bias& bias = {}) {
+                     const AttentionOptions& options, auto& ws, const Bias& bias = {},
+                     MatrixView<const float> sink_q = {}) {
   const index group = d.heads / d.kv_heads, D = d.head_dim, qd = d.heads * D;
   exec.parallel_for(0, d.kv_heads, [&](index g) {
     for (const StepSegment& s : segments) {
@@ -177,6 +199,9 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
       const HeadsView<const float> qg(q.row(s.row) + g * group * D, s.tokens, group, D, qd);
       const HeadsView<float> og(att.row(s.row) + g * group * D, s.tokens, group, D, qd);
       const auto at = Positions::offset(static_cast<std::int32_t>(s.start));
+      AttentionOptions opt = options;
+      if (sink_q.rows() > 0)
+        opt.sink_q = HeadsView<const float>(sink_q.row(s.row) + g * group * D, s.tokens, group, D, qd);
       if constexpr (std::is_same_v<Bias, NoBias>) {
         attention(qg, kv, at, og, ws.attention(g), opt);
       } else {
@@ -212,26 +237,46 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
     in.rotary->apply({q.data(), T, d.heads, D});
     in.rotary->apply({k.data(), T, d.kv_heads, D});
   }
+  // Sinks scored from other positions (InCache) need the queries rotated there too.
+  MatrixView<const float> sink_q;
+  if constexpr (DecoderWorkspace<C>::sink_queries)
+    if (C::attention.sinks_of(layer) > 0 && !in.sink_positions.empty()) {
+      const MatrixView<float> sq = ws.sink_q(T);
+      for (index r = 0; r < T; ++r) std::copy(q.row(r), q.row(r) + q.cols(), sq.row(r));
+      for (const StepSegment& s : in.segments)
+        apply_rope_inplace<C::rope_layout>(
+            in.rope, HeadsView<float>(sq.row(s.row), s.tokens, d.heads, D),
+            Positions::ids(in.sink_positions.subspan(std::size_t(s.row), std::size_t(s.tokens))));
+      sink_q = sq;
+    }
   for (const StepSegment& s : in.segments) {
     HeadsView<float> qs(q.row(s.row), s.tokens, d.heads, D), ks(k.row(s.row), s.tokens, d.kv_heads, D);
-    if constexpr (C::positions == PositionKind::Rope)
-      apply_rope_inplace<C::rope_layout>(in.rope, qs, ks,
-                                         Positions::offset(static_cast<std::int32_t>(s.start)));
-    in.cache.write(layer, s.seq, ks, HeadsView<const float>(v.row(s.row), s.tokens, d.kv_heads, D));
+    if constexpr (C::positions == PositionKind::Rope) {
+      if (s.start + s.tokens <= in.rope.max_positions())
+        apply_rope_inplace<C::rope_layout>(in.rope, qs, ks,
+                                           Positions::offset(static_cast<std::int32_t>(s.start)));
+      else  // past the table (a streaming ring): rows computed for this step
+        apply_rope_rows_inplace<C::rope_layout>(in.rope_rows.row_slice(s.row, s.tokens), qs, ks);
+    }
+    in.cache.write(in.cache_layer, s.seq, ks,
+                   HeadsView<const float>(v.row(s.row), s.tokens, d.kv_heads, D));
   }
   AttentionOptions self;
   self.window = C::attention.window_of(layer);
+  self.sinks = C::attention.sinks_of(layer);
+  self.sink_positions = C::attention.sink_positions;
   const auto self_view = [&](const StepSegment& s) {
-    return in.cache.view(layer, s.seq, s.start + s.tokens);
+    return in.cache.view(in.cache_layer, s.seq, s.start + s.tokens);
   };
   if constexpr (C::bias == BiasKind::ALiBi)
     decoder_kernels::attend_segments(exec, d, in.segments, q, att, self_view, self, ws,
-                                     AlibiBias{in.alibi});
+                                     AlibiBias{in.alibi}, sink_q);
   else if constexpr (C::bias == BiasKind::T5)
     decoder_kernels::attend_segments(exec, d, in.segments, q, att, self_view, self, ws,
-                                     *in.t5);
+                                     *in.t5, sink_q);
   else
-    decoder_kernels::attend_segments(exec, d, in.segments, q, att, self_view, self, ws);
+    decoder_kernels::attend_segments(exec, d, in.segments, q, att, self_view, self, ws, NoBias{},
+                                     sink_q);
   parallel_project(exec, att, w.wo, delta);
   if constexpr (C::conv_kernel > 0)  // + the causal convolution of the block's input
     for (const StepSegment& s : in.segments)

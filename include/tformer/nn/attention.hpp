@@ -4,6 +4,10 @@
 // each KV head repeated, not tiled), key position j is visible when
 //   j < kv.length, and (causal) j <= p, and (window W > 0) j > p − W   [Mistral: W keys
 //   including the query's own position], and key_valid[j] != 0 when a padding mask is given.
+// With attention sinks S (StreamingLLM), a key j < S that the window has left (j <= p − W) is
+// visible too: a sink. Sinks are scored like any key (SinkPositions::Original), or as from the
+// query's position in a cache that holds only the sinks and the window (InCache, StreamingLLM):
+// min(p, S + W − 1), where the bias is evaluated and where opt.sink_q holds the query rotated.
 // Scores s_j = scale · <q, k_j>, capped to softcap·tanh(s/softcap) when softcap > 0 (Gemma 2),
 // plus bias(h, p, j) (after the cap, as Hugging Face adds its mask), then
 // o = Σ softmax(s)_j · v_j. A query that sees no key gets o = 0.
@@ -22,6 +26,7 @@
 #include <limits>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "tformer/cache/kv_cache.hpp"
 #include "tformer/core/eigen.hpp"
@@ -34,12 +39,23 @@
 namespace tformer {
 inline namespace TFORMER_ARCH_NS {
 
+// Where a query scores the sinks from once its window has left them (see the header).
+enum class SinkPositions {
+  Original,  // its own position p: a sink is an ordinary key at distance p − j
+  InCache,   // min(p, sinks + window − 1): distances stay within what the cache spans
+};
+
 struct AttentionOptions {
   float scale = 0.0f;    // 0: 1/sqrt(head_dim); Gemma 2: query_pre_attn_scalar^−1/2
   float softcap = 0.0f;  // 0: off
   index window = 0;      // 0: global; W > 0: keys (p − W, p]
   bool causal = true;
   std::span<const std::uint8_t> key_valid = {};  // empty, or kv.length flags (0 = padding)
+  index sinks = 0;  // with a window: keys [0, sinks) stay visible (attention sinks)
+  SinkPositions sink_positions = SinkPositions::Original;
+  // Queries for the sinks, q's shape: with RoPE and InCache, q rotated at sink_position(p)
+  // instead of p. Empty: q (Original, or positions only through the bias).
+  HeadsView<const float> sink_q = {};
 };
 
 // No additive bias.
@@ -87,10 +103,26 @@ class AttentionWorkspace {
 
 namespace attention_kernels {
 
+inline bool valid(const AttentionOptions& opt, index kp) noexcept {
+  return opt.key_valid.empty() || opt.key_valid[static_cast<std::size_t>(kp)];
+}
+// Whether key position kp is in the window of a query at position p (causal, window, padding).
+inline bool in_window(const AttentionOptions& opt, index p, index kp) noexcept {
+  return (!opt.causal || kp <= p) && (opt.window == 0 || kp > p - opt.window) && valid(opt, kp);
+}
+// Whether kp is a sink the window of p has left.
+inline bool as_sink(const AttentionOptions& opt, index p, index kp) noexcept {
+  return kp < opt.sinks && opt.window > 0 && kp <= p - opt.window && valid(opt, kp);
+}
 // Whether key position kp is visible to a query at position p (the header's rule).
 inline bool visible(const AttentionOptions& opt, index p, index kp) noexcept {
-  return (!opt.causal || kp <= p) && (opt.window == 0 || kp > p - opt.window) &&
-         (opt.key_valid.empty() || opt.key_valid[static_cast<std::size_t>(kp)]);
+  return in_window(opt, p, kp) || as_sink(opt, p, kp);
+}
+// The position a query at p scores its sinks from.
+inline index sink_position(const AttentionOptions& opt, index p) noexcept {
+  return opt.sink_positions == SinkPositions::InCache && opt.window > 0
+             ? std::min(p, opt.sinks + opt.window - 1)
+             : p;
 }
 
 inline float dot(const float* a, const float* b, index n) noexcept {
@@ -205,20 +237,21 @@ inline void tile_values(float* acc, float alpha, const float* p, const KVView& k
   }
 }
 
-// One query token (its group of `group` heads, rows q[h]) against keys [lo, hi) of kv head g.
-// A tile's keys and values (2 · 32 rows) stay in L1 while every head of the group uses them.
+// Running softmax state of one query token's group: per head the maximum score, the sum of
+// exp(score − maximum), and (in the workspace) the weighted sum of values.
+struct DecodeState {
+  float m[16], l[16];  // group <= 16 (checked by the entry point)
+};
+
+// Adds keys [lo, hi) of kv head g to the state of one query token (its group of `group`
+// heads, rows q[h]), scored from `position`. A tile's keys and values (2 · 32 rows) stay in L1
+// while every head of the group uses them.
 template <class Bias>
-void attend(const float* const* q, float* const* o, index group, index first_head, const KVView& kv,
-            index g, index lo, index hi, index position, const AttentionOptions& opt, float scale,
-            const Bias& bias, AttentionWorkspace& ws) noexcept {
+void accumulate(const float* const* q, index group, index first_head, const KVView& kv, index g,
+                index lo, index hi, index position, const AttentionOptions& opt, float scale,
+                const Bias& bias, AttentionWorkspace& ws, DecodeState& st) noexcept {
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   const index d = kv.head_dim;
-  float m[16], l[16];  // group <= 16 (checked by the entry point)
-  for (index h = 0; h < group; ++h) {
-    m[h] = neg_inf;
-    l[h] = 0.0f;
-    std::fill(ws.acc(h), ws.acc(h) + d, 0.0f);
-  }
   constexpr index ahead = 2 * AttentionWorkspace::tile;  // prefetch distance, in keys
   for (index k0 = lo, n = 0; k0 < hi; k0 += n) {
     n = std::min({AttentionWorkspace::tile, hi - k0, kv.contiguous(k0)});
@@ -233,21 +266,40 @@ void attend(const float* const* q, float* const* o, index group, index first_hea
       float* s = ws.scores(h);
       tile_dots(q[h], kv, g, k0, n, s);
       for (index j = 0; j < n; ++j) {
-        const bool valid = opt.key_valid.empty() || opt.key_valid[static_cast<std::size_t>(k0 + j)];
         float x = s[j] * scale;
         if (opt.softcap > 0.0f) x = opt.softcap * std::tanh(x / opt.softcap);
-        s[j] = valid ? x + bias(first_head + h, position, k0 + j) : neg_inf;
+        s[j] = valid(opt, k0 + j) ? x + bias(first_head + h, position, k0 + j) : neg_inf;
       }
-      const float m_new = std::max(m[h], *std::max_element(s, s + n));
+      const float m_new = std::max(st.m[h], *std::max_element(s, s + n));
       if (m_new == neg_inf) continue;  // nothing visible yet: weights stay 0
-      const float alpha = m[h] == neg_inf ? 0.0f : std::exp(m[h] - m_new);
-      l[h] = l[h] * alpha + exp_shifted(s, n, m_new);
-      m[h] = m_new;
+      const float alpha = st.m[h] == neg_inf ? 0.0f : std::exp(st.m[h] - m_new);
+      st.l[h] = st.l[h] * alpha + exp_shifted(s, n, m_new);
+      st.m[h] = m_new;
       tile_values(ws.acc(h), alpha, s, kv, g, k0, n);
     }
   }
+}
+
+// One query token at `position` against kv head g: its window keys [lo, hi) scored with q, and
+// the sinks [0, sinks_end) the window has left (sinks_end <= lo) scored with q_sink.
+template <class Bias>
+void attend(const float* const* q, const float* const* q_sink, float* const* o, index group,
+            index first_head, const KVView& kv, index g, index sinks_end, index lo, index hi,
+            index position, const AttentionOptions& opt, float scale, const Bias& bias,
+            AttentionWorkspace& ws) noexcept {
+  const index d = kv.head_dim;
+  DecodeState st;
   for (index h = 0; h < group; ++h) {
-    const float inv = l[h] > 0.0f ? 1.0f / l[h] : 0.0f;
+    st.m[h] = -std::numeric_limits<float>::infinity();
+    st.l[h] = 0.0f;
+    std::fill(ws.acc(h), ws.acc(h) + d, 0.0f);
+  }
+  if (sinks_end > 0)
+    accumulate(q_sink, group, first_head, kv, g, 0, sinks_end, sink_position(opt, position), opt,
+               scale, bias, ws, st);
+  accumulate(q, group, first_head, kv, g, lo, hi, position, opt, scale, bias, ws, st);
+  for (index h = 0; h < group; ++h) {
+    const float inv = st.l[h] > 0.0f ? 1.0f / st.l[h] : 0.0f;
     for (index i = 0; i < d; ++i) o[h][i] = ws.acc(h)[i] * inv;
   }
 }
@@ -264,22 +316,33 @@ inline void check_inputs(const char* where, HeadsView<const float> q, const KVVi
   const index group = q.heads() / kv.kv_heads;
   check(group <= 16, where, "q.heads / kv_heads", "<= 16", group);
   check(opt.window >= 0, where, "window", ">= 0", opt.window);
+  check(opt.sinks >= 0, where, "sinks", ">= 0", opt.sinks);
+  if (opt.sinks > 0) check(opt.window > 0, where, "window", "> 0 (sinks need a window)", opt.window);
+  if (opt.sink_q.data() != nullptr) {
+    check_view(where, "sink_q", opt.sink_q);
+    check_eq(where, "sink_q.tokens (= q.tokens)", q.tokens(), opt.sink_q.tokens());
+    check_eq(where, "sink_q.heads (= q.heads)", q.heads(), opt.sink_q.heads());
+    check_eq(where, "sink_q.head_dim (= q.head_dim)", q.head_dim(), opt.sink_q.head_dim());
+  }
 
   if (!opt.key_valid.empty())
     check(index(opt.key_valid.size()) >= kv.length, where, "key_valid size", ">= kv.length",
           opt.key_valid.size());
   positions.validate(where, q.tokens(),
                      opt.causal ? kv.length : std::numeric_limits<std::int32_t>::max());
-  if (kv.slots > 0) {  // a ring keeps the last kv.window keys of each query only
+  if (kv.slots > 0) {  // a ring keeps its sinks and the last kv.window keys of each query only
     if (!(opt.causal && opt.window > 0 && opt.window <= kv.window)) [[unlikely]]
       detail::fail_check(where, "window",
                          "causal, in [1, " + std::to_string(kv.window) + "] for a ring cache",
                          opt.window);
+    check(opt.sinks <= kv.sinks, where, "sinks", "<= the ring's sinks", opt.sinks);
+    // Held: positions [0, kv.sinks) and [held_from, kv.length).
+    const index held_from = std::max(kv.sinks, kv.length - (kv.slots - kv.sinks));
     for (index t = 0; t < q.tokens(); ++t)
-      if (positions(t) - opt.window + 1 < kv.length - kv.slots) [[unlikely]]
+      if (std::max<index>(positions(t) - opt.window + 1, kv.sinks) < held_from) [[unlikely]]
         detail::fail_check(where, "position",
                            "one whose window the ring still holds (>= " +
-                               std::to_string(kv.length - kv.slots + opt.window - 1) + ")",
+                               std::to_string(held_from + opt.window - 1) + ")",
                            positions(t));
   }
   check(opt.scale >= 0.0f, where, "scale", ">= 0 (0: 1/sqrt(head_dim))", opt.scale);
@@ -288,7 +351,8 @@ inline void check_inputs(const char* where, HeadsView<const float> q, const KVVi
 // The many-token (prefill) path for query tokens [t0, t0 + tq) and kv head g: their group's
 // rows (token, head) form a block Q [rows, D]; for each key block K [n, D] of the union of
 // their visible ranges, S = Q·Kᵀ and O += P·V are GEMMs (Eigen), with the streaming softmax
-// applied row by row between them.
+// applied row by row between them. Sinks the window has left are a first pass with Q taken
+// from opt.sink_q (when given).
 template <class Bias>
 void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions& positions,
                   index t0, index tq, index g, index group, const KVView& kv,
@@ -302,47 +366,64 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
   float* sb = ws.s_block();
   float* m = ws.row_max();
   float* l = ws.row_sum();
-  index lo_min = std::numeric_limits<index>::max(), hi_max = 0;
+  index lo_min = std::numeric_limits<index>::max(), lo_max = 0, hi_max = 0;
   for (index t = 0; t < tq; ++t) {
     const index p = positions(t0 + t);
-    lo_min = std::min(lo_min, opt.window > 0 ? std::max<index>(0, p - opt.window + 1) : index(0));
+    const index lo = opt.window > 0 ? std::max<index>(0, p - opt.window + 1) : index(0);
+    lo_min = std::min(lo_min, lo);
+    lo_max = std::max(lo_max, lo);
     hi_max = std::max(hi_max, opt.causal ? std::min(p + 1, kv.length) : kv.length);
-    for (index j = 0; j < group; ++j)
-      std::copy(q.row(t0 + t, g * group + j), q.row(t0 + t, g * group + j) + d,
-                qb + (t * group + j) * d);
   }
+  const auto load_q = [&](HeadsView<const float> from) {
+    for (index t = 0; t < tq; ++t)
+      for (index j = 0; j < group; ++j)
+        std::copy(from.row(t0 + t, g * group + j), from.row(t0 + t, g * group + j) + d,
+                  qb + (t * group + j) * d);
+  };
   std::fill(ob, ob + rows * d, 0.0f);
   std::fill(m, m + rows, neg_inf);
   std::fill(l, l + rows, 0.0f);
   const eigen::ConstMatrixMap Q(qb, rows, d, eigen::Stride(d));
   eigen::MatrixMap O(ob, rows, d, eigen::Stride(d));
-  for (index k0 = lo_min, n = 0; k0 < hi_max; k0 += n) {
-    n = std::min({bk, hi_max - k0, kv.contiguous(k0)});
-    const eigen::ConstMatrixMap K(kv.key(g, k0), n, d, eigen::Stride(d));
-    const eigen::ConstMatrixMap V(kv.value(g, k0), n, d, eigen::Stride(d));
-    eigen::MatrixMap S(sb, rows, n, eigen::Stride(bk));
-    S.noalias() = Q * K.transpose();
-    for (index r = 0; r < rows; ++r) {
-      const index p = positions(t0 + r / group), h = g * group + r % group;
-      float* srow = sb + r * bk;
-      for (index j = 0; j < n; ++j) {
-        const index kp = k0 + j;
-        float x = srow[j] * scale;
-        if (opt.softcap > 0.0f) x = opt.softcap * std::tanh(x / opt.softcap);
-        srow[j] = visible(opt, p, kp) ? x + bias(h, p, kp) : neg_inf;
+  // Keys [k_lo, k_hi) for the rows: seen(p, kp) masks, scored from position_of(p).
+  const auto pass = [&](index k_lo, index k_hi, auto seen, auto position_of) {
+    for (index k0 = k_lo, n = 0; k0 < k_hi; k0 += n) {
+      n = std::min({bk, k_hi - k0, kv.contiguous(k0)});
+      const eigen::ConstMatrixMap K(kv.key(g, k0), n, d, eigen::Stride(d));
+      const eigen::ConstMatrixMap V(kv.value(g, k0), n, d, eigen::Stride(d));
+      eigen::MatrixMap S(sb, rows, n, eigen::Stride(bk));
+      S.noalias() = Q * K.transpose();
+      for (index r = 0; r < rows; ++r) {
+        const index p = positions(t0 + r / group), h = g * group + r % group;
+        const index at = position_of(p);
+        float* srow = sb + r * bk;
+        for (index j = 0; j < n; ++j) {
+          const index kp = k0 + j;
+          float x = srow[j] * scale;
+          if (opt.softcap > 0.0f) x = opt.softcap * std::tanh(x / opt.softcap);
+          srow[j] = seen(p, kp) ? x + bias(h, at, kp) : neg_inf;
+        }
+        const float m_new = std::max(m[r], *std::max_element(srow, srow + n));
+        if (m_new == neg_inf) {  // nothing visible to this row yet: its weights stay 0
+          std::fill(srow, srow + n, 0.0f);
+          continue;
+        }
+        const float alpha = m[r] == neg_inf ? 0.0f : std::exp(m[r] - m_new);
+        l[r] = l[r] * alpha + exp_shifted(srow, n, m_new);
+        m[r] = m_new;
+        if (alpha != 1.0f) O.row(r) *= alpha;
       }
-      const float m_new = std::max(m[r], *std::max_element(srow, srow + n));
-      if (m_new == neg_inf) {  // nothing visible to this row yet: its weights stay 0
-        std::fill(srow, srow + n, 0.0f);
-        continue;
-      }
-      const float alpha = m[r] == neg_inf ? 0.0f : std::exp(m[r] - m_new);
-      l[r] = l[r] * alpha + exp_shifted(srow, n, m_new);
-      m[r] = m_new;
-      if (alpha != 1.0f) O.row(r) *= alpha;
+      O.noalias() += S * V;
     }
-    O.noalias() += S * V;
+  };
+  if (const index sinks_end = opt.window > 0 ? std::min(opt.sinks, lo_max) : 0; sinks_end > 0) {
+    load_q(opt.sink_q.data() != nullptr ? opt.sink_q : q);
+    pass(0, sinks_end, [&](index p, index kp) { return as_sink(opt, p, kp); },
+         [&](index p) { return sink_position(opt, p); });
   }
+  load_q(q);
+  pass(lo_min, hi_max, [&](index p, index kp) { return in_window(opt, p, kp); },
+       [](index p) { return p; });
   for (index r = 0; r < rows; ++r) {
     const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
     float* out = o.row(t0 + r / group, g * group + r % group);
@@ -382,17 +463,21 @@ void attention(HeadsView<const float> q, const KVView& kv, const Positions& posi
     return;
   }
   const float* qs[16];
+  const float* sink_qs[16];
   float* os[16];
   const index p = positions(0);
   const index hi = opt.causal ? std::min(p + 1, kv.length) : kv.length;
   const index lo = opt.window > 0 ? std::max<index>(0, p - opt.window + 1) : 0;
+  const index sinks_end = opt.window > 0 ? std::min(opt.sinks, lo) : 0;  // sinks left behind
+  const HeadsView<const float> sq = opt.sink_q.data() != nullptr ? opt.sink_q : q;
   for (index g = 0; g < kv.kv_heads; ++g) {
     for (index h = 0; h < group; ++h) {
       qs[h] = q.row(0, g * group + h);
+      sink_qs[h] = sq.row(0, g * group + h);
       os[h] = o.row(0, g * group + h);
     }
-    attention_kernels::attend(qs, os, group, g * group, kv, g, lo, std::max(lo, hi), p, opt, scale,
-                              bias, ws);
+    attention_kernels::attend(qs, sink_qs, os, group, g * group, kv, g, sinks_end, lo,
+                              std::max(lo, hi), p, opt, scale, bias, ws);
   }
 }
 
@@ -412,27 +497,35 @@ void attention_weights(HeadsView<const float> q, const KVView& kv, const Positio
   const index group = q.heads() / kv.kv_heads;
   const double scale =
       opt.scale > 0.0f ? opt.scale : 1.0 / std::sqrt(static_cast<double>(q.head_dim()));
-  const index first = kv.slots > 0 ? std::max<index>(0, kv.length - kv.slots) : 0;  // ring: held
+  // A ring holds its sinks and [held_from, kv.length); no other key is visible.
+  const index held_from =
+      kv.slots > 0 ? std::max(kv.sinks, kv.length - (kv.slots - kv.sinks)) : index(0);
+  const HeadsView<const float> sq = opt.sink_q.data() != nullptr ? opt.sink_q : q;
   for (index t = 0; t < q.tokens(); ++t) {
     const index p = positions(t);
     for (index h = 0; h < q.heads(); ++h) {
       float* w = weights.row(t, h);
       std::fill(w, w + kv.length, 0.0f);
-      double m = -std::numeric_limits<double>::infinity(), z = 0.0;
-      for (index j = first; j < kv.length; ++j) {
-        if (!attention_kernels::visible(opt, p, j)) continue;
-        double s = attention_kernels::dot(q.row(t, h), kv.key(h / group, j), q.head_dim()) * scale;
-        if (opt.softcap > 0.0f) s = opt.softcap * std::tanh(s / opt.softcap);
-        s += bias(h, p, j);
-        w[j] = static_cast<float>(s);
-        m = std::max(m, s);
-      }
-      if (m == -std::numeric_limits<double>::infinity()) continue;
-      for (index j = first; j < kv.length; ++j)
-        if (attention_kernels::visible(opt, p, j)) z += std::exp(w[j] - m);
-      for (index j = first; j < kv.length; ++j)
-        if (attention_kernels::visible(opt, p, j))
-          w[j] = static_cast<float>(std::exp(w[j] - m) / z);
+      std::vector<double> s;  // scores of the visible keys, in key order
+      std::vector<index> seen;
+      const auto score = [&](index j) {
+        const bool window = attention_kernels::in_window(opt, p, j);
+        if (!window && !attention_kernels::as_sink(opt, p, j)) return;
+        const float* qr = window ? q.row(t, h) : sq.row(t, h);
+        const index at = window ? p : attention_kernels::sink_position(opt, p);
+        double x = attention_kernels::dot(qr, kv.key(h / group, j), q.head_dim()) * scale;
+        if (opt.softcap > 0.0f) x = opt.softcap * std::tanh(x / opt.softcap);
+        s.push_back(x + bias(h, at, j));
+        seen.push_back(j);
+      };
+      for (index j = 0; j < kv.sinks; ++j) score(j);  // a ring's sink slots (held_from >= them)
+      for (index j = held_from; j < kv.length; ++j) score(j);
+      if (s.empty()) continue;
+      const double m = *std::max_element(s.begin(), s.end());
+      double z = 0.0;
+      for (double x : s) z += std::exp(x - m);
+      for (std::size_t n = 0; n < s.size(); ++n)
+        w[seen[n]] = static_cast<float>(std::exp(s[n] - m) / z);
     }
   }
 }

@@ -149,19 +149,19 @@ inline void rotate_token(std::span<const HeadRun> runs, index head_dim, const fl
 // Rotates every head of every token of each `in[v]` into `out[v]` (which may be `in[v]`); all
 // views have the same tokens and head_dim; the rotated values are then multiplied by `scale`
 // unless it is 1. Preconditions: checked by the entry points below.
-template <RopeLayout Layout, bool Negate, std::size_t Views>
-void rotate_heads(const RopeTable& table, const std::array<HeadsView<const float>, Views>& in,
-                  const std::array<HeadsView<float>, Views>& out, const Positions& positions,
-                  float scale) noexcept {
-  const index half = table.half();
-  const index rotary_dim = table.rotary_dim();
+// row_of(t) gives token t's cos row (its sin row follows after half values).
+template <RopeLayout Layout, bool Negate, std::size_t Views, class RowOf>
+void rotate_heads(const RowOf& row_of, index rotary_dim,
+                  const std::array<HeadsView<const float>, Views>& in,
+                  const std::array<HeadsView<float>, Views>& out, float scale) noexcept {
+  const index half = rotary_dim / 2;
   const index head_dim = in[0].head_dim();
   std::array<HeadRun, Views> runs;
   for (index t = 0; t < in[0].tokens(); ++t) {
     for (std::size_t v = 0; v < Views; ++v)
       runs[v] = {in[v].row(t, 0), out[v].row(t, 0), in[v].heads()};
-    const index p = positions(t);
-    rotate_token<Layout, Negate>(runs, head_dim, table.cos(p), table.sin(p), half);
+    const float* c = row_of(t);
+    rotate_token<Layout, Negate>(runs, head_dim, c, c + half, half);
     for (std::size_t v = 0; v < Views; ++v) {
       for (index h = 0; h < in[v].heads(); ++h) {
         float* y = out[v].row(t, h);
@@ -190,14 +190,15 @@ void dispatch_rope(const RopeTable& table, const std::array<HeadsView<const floa
                    const std::array<HeadsView<float>, Views>& out, const Positions& positions,
                    RopeDirection direction) {
   const double f = table.attention_factor();
+  const auto row_of = [&](index t) { return table.cos(positions(t)); };
+  const index d = table.rotary_dim();
   switch (direction) {
     case RopeDirection::Forward:
-      return rotate_heads<Layout, false>(table, in, out, positions, 1.0f);
+      return rotate_heads<Layout, false>(row_of, d, in, out, 1.0f);
     case RopeDirection::Transpose:
-      return rotate_heads<Layout, true>(table, in, out, positions, 1.0f);
+      return rotate_heads<Layout, true>(row_of, d, in, out, 1.0f);
     case RopeDirection::Inverse:
-      return rotate_heads<Layout, true>(table, in, out, positions,
-                                        static_cast<float>(1.0 / (f * f)));
+      return rotate_heads<Layout, true>(row_of, d, in, out, static_cast<float>(1.0 / (f * f)));
   }
 }
 
@@ -243,6 +244,27 @@ void apply_rope_inplace(const RopeTable& table, HeadsView<float> q, HeadsView<fl
   check_disjoint(where, "k", k, "q", q);
   positions.validate(where, q.tokens(), table.max_positions());
   rope_kernels::dispatch_rope<Layout, 2>(table, {q, k}, {q, k}, positions, direction);
+}
+
+// Queries and keys rotated in place (Forward) by explicit rows, one per token: rows
+// [T, rotary_dim] laid out as a RopeTable row (cos, then sin), e.g. from
+// RopeTable::compute_rows for positions past the table.
+template <RopeLayout Layout>
+void apply_rope_rows_inplace(MatrixView<const float> rows, HeadsView<float> q, HeadsView<float> k) {
+  constexpr const char* where = "apply_rope_rows_inplace";
+  check_view(where, "rows", rows);
+  check_view(where, "q", q);
+  check_view(where, "k", k);
+  check(rows.cols() > 0 && rows.cols() % 2 == 0, where, "rows.cols (rotary_dim)", "even, > 0",
+        rows.cols());
+  check_eq(where, "rows.rows (= q.tokens)", q.tokens(), rows.rows());
+  check_eq(where, "k.tokens (= q.tokens)", q.tokens(), k.tokens());
+  check_eq(where, "k.head_dim (= q.head_dim)", q.head_dim(), k.head_dim());
+  if (q.head_dim() % 2 != 0 || q.head_dim() < rows.cols()) [[unlikely]]
+    detail::fail_check(where, "q.head_dim", "an even number >= rows.cols", q.head_dim());
+  check_disjoint(where, "k", k, "q", q);
+  rope_kernels::rotate_heads<Layout, false, 2>([&](index t) { return rows.row(t); }, rows.cols(),
+                                              {q, k}, {q, k}, 1.0f);
 }
 
 // Run-time layout choice, for engines that read it from a checkpoint's config.

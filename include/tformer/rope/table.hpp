@@ -13,12 +13,15 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <limits>
 #include <span>
 #include <utility>
 
 #include "tformer/core/arch.hpp"
 #include "tformer/core/error.hpp"
 #include "tformer/core/memory.hpp"
+#include "tformer/core/positions.hpp"
 #include "tformer/core/views.hpp"
 #include "tformer/rope/scaling.hpp"
 
@@ -73,6 +76,16 @@ class RopeTable {
   // rotary_dim/2 values each. Precondition: 0 <= p < max_positions().
   const float* cos(index p) const noexcept { return rows_.data() + p * config_.rotary_dim; }
   const float* sin(index p) const noexcept { return cos(p) + half(); }
+
+  // Rows laid out as cos(p) and sin(p) are, for the positions of `tokens` tokens (any p >= 0,
+  // e.g. past the table), computed the same way: out [tokens, rotary_dim]. One cos and one sin
+  // per frequency and token; for decoders whose sequences outgrow the table (a ring cache).
+  void compute_rows(const Positions& positions, index tokens, MatrixView<float> out) const {
+    constexpr const char* where = "RopeTable::compute_rows";
+    positions.validate(where, tokens, std::numeric_limits<std::int32_t>::max());
+    check_shape(where, "out", out, tokens, index(config_.rotary_dim));
+    for (index t = 0; t < tokens; ++t) fill_row(positions(t), out.row(t));
+  }
 
   // Recomputes the table for a new base (the seed's "dynamic base adjustment"). Throws, and
   // changes nothing, if the base is invalid.
@@ -139,16 +152,18 @@ class RopeTable {
   }
 
   void fill_rows() {
+    for (index p = 0; p < config_.max_positions; ++p)
+      fill_row(p, rows_.data() + p * config_.rotary_dim);
+  }
+  // Row of position p: rotary_dim/2 cos values, then rotary_dim/2 sin values.
+  void fill_row(index p, float* c) const noexcept {
     const std::size_t h = static_cast<std::size_t>(half());
     const double a = frequencies_.attention_factor;
-    for (index p = 0; p < config_.max_positions; ++p) {
-      float* c = rows_.data() + p * config_.rotary_dim;
-      float* s = c + h;
-      for (std::size_t i = 0; i < h; ++i) {
-        const double angle = static_cast<double>(p) * frequencies_.inv_freq[i];
-        c[i] = static_cast<float>(a * std::cos(angle));
-        s[i] = static_cast<float>(a * std::sin(angle));
-      }
+    float* s = c + h;
+    for (std::size_t i = 0; i < h; ++i) {
+      const double angle = static_cast<double>(p) * frequencies_.inv_freq[i];
+      c[i] = static_cast<float>(a * std::cos(angle));
+      s[i] = static_cast<float>(a * std::sin(angle));
     }
   }
 
