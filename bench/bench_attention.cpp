@@ -25,10 +25,19 @@ namespace {
 constexpr int kQHeads = 32, kKvHeads = 8, kDim = 128;
 
 // A cache of `length` random positions, written in chunks so that no full-size temporary
-// inflates the process's peak memory.
-tformer::KVCache filled_cache(int length) {
-  tformer::KVCache cache({.layers = 1, .kv_heads = kKvHeads, .head_dim = kDim, .capacity = length});
+// inflates the process's peak memory. window > 0: a ring keeping `sinks` sinks and the window.
+tformer::KVCache filled_cache(int length, int window = 0, int sinks = 0) {
   constexpr int chunk = 512;
+  tformer::KVCache cache(window > 0 ? tformer::KVCacheConfig{.layers = 1,
+                                                             .kv_heads = kKvHeads,
+                                                             .head_dim = kDim,
+                                                             .window = window,
+                                                             .max_step = chunk,
+                                                             .sinks = sinks}
+                                    : tformer::KVCacheConfig{.layers = 1,
+                                                             .kv_heads = kKvHeads,
+                                                             .head_dim = kDim,
+                                                             .capacity = length});
   for (int t0 = 0; t0 < length; t0 += chunk) {
     const int n = std::min(chunk, length - t0);
     const auto k = bench::random_floats(std::size_t(n) * kKvHeads * kDim, 1.0f, unsigned(t0 + 1));
@@ -68,16 +77,7 @@ void decode(benchmark::State& state, int length, const Bias& bias = {}) {
 // (in-cache positions, their own query rows), over a ring that has been written `length`
 // positions: memory and time stay those of sinks + window, whatever the length.
 void hybrid_decode(benchmark::State& state, int length, int window, int sinks) {
-  constexpr int chunk = 512;
-  tformer::KVCache ring({.layers = 1, .kv_heads = kKvHeads, .head_dim = kDim, .window = window,
-                         .max_step = chunk, .sinks = sinks});
-  for (int t0 = 0; t0 < length; t0 += chunk) {
-    const int n = std::min(chunk, length - t0);
-    const auto k = bench::random_floats(std::size_t(n) * kKvHeads * kDim, 1.0f, unsigned(t0 + 1));
-    const auto v = bench::random_floats(k.size(), 1.0f, unsigned(t0 + 2));
-    ring.write(0, 0, {k.data(), n, kKvHeads, kDim}, {v.data(), n, kKvHeads, kDim});
-    ring.advance(0, n);
-  }
+  const auto ring = filled_cache(length, window, sinks);
   const auto q = bench::random_floats(std::size_t(kQHeads) * kDim, 0.1f, 3);
   const auto sq = bench::random_floats(q.size(), 0.1f, 4);
   std::vector<float> o(q.size());

@@ -489,6 +489,16 @@ void stream_and_check(Decoder<C>& dec, const std::vector<std::int32_t>& tokens,
   CHECK(dec.length(0) == tformer::index(tokens.size()));
 }
 
+// A decoder on seeded weights (norms randomised) streamed through `tokens` and checked.
+template <class C>
+void check_streaming(const Dims& dims, std::uint64_t seed, const DecoderOptions& options,
+                     const std::vector<std::int32_t>& tokens, test::Random& rng) {
+  OwnedWeights<C> weights(dims, seed);
+  randomise_norms(weights, seed + 1);
+  Decoder<C> dec(weights.view(), dims, options);
+  stream_and_check(dec, tokens, ref::decoder_logits<C>(weights.view(), dims, tokens), rng);
+}
+
 TEST_CASE("decoder: attention sinks in a ring run far past the capacity and match the reference",
           "[decoder][sinks]") {
   // Capacity 12 (the RoPE table's rows); 60 positions; the ring holds 2 + 5 + 3 − 1 = 9 slots.
@@ -517,18 +527,10 @@ TEST_CASE("decoder: attention sinks in a ring run far past the capacity and matc
     require_logits(got, global, 0, 7, small.vocab);
   }
   SECTION("original positions") {
-    OwnedWeights<StreamingOriginal> weights(small, 74);
-    randomise_norms(weights, 75);
-    Decoder<StreamingOriginal> dec(weights.view(), small, options);
-    stream_and_check(dec, tokens,
-                     ref::decoder_logits<StreamingOriginal>(weights.view(), small, tokens), rng);
+    check_streaming<StreamingOriginal>(small, 74, options, tokens, rng);
   }
   SECTION("ALiBi with in-cache distances") {
-    OwnedWeights<StreamingAlibi> weights(six_heads, 76);
-    randomise_norms(weights, 77);
-    Decoder<StreamingAlibi> dec(weights.view(), six_heads, options);
-    stream_and_check(dec, tokens,
-                     ref::decoder_logits<StreamingAlibi>(weights.view(), six_heads, tokens), rng);
+    check_streaming<StreamingAlibi>(six_heads, 76, options, tokens, rng);
   }
 }
 
