@@ -94,11 +94,8 @@ class Decoder {
       }
     }
     index full_layers = 0, ring_layers = 0;
-    for (index l = 0; l < d_.layers; ++l) {
-      const bool ring = C::attention.ring_of(l);
-      in_ring_.push_back(ring);
-      cache_layer_.push_back(ring ? ring_layers++ : full_layers++);
-    }
+    for (index l = 0; l < d_.layers; ++l)
+      cache_layer_.push_back(C::attention.ring_of(l) ? ring_layers++ : full_layers++);
     if (full_layers > 0)
       full_.emplace(KVCacheConfig{.layers = full_layers,
                                   .kv_heads = d_.kv_heads,
@@ -364,7 +361,7 @@ class Decoder {
       const bool last = l + 1 == d_.layers;
       const MatrixView<const float> down_t =
           C::ffn == FfnKind::TopK ? down_t_views_[std::size_t(l)] : MatrixView<const float>{};
-      KVCache& cache = in_ring_[std::size_t(l)] ? *ring_ : *full_;
+      KVCache& cache = C::attention.ring_of(l) ? *ring_ : *full_;
       const LayerInputs in{d_,
                            segments_,
                            rows,
@@ -435,8 +432,7 @@ class Decoder {
   RopeTable rope_;
   std::optional<KVCache> full_;  // global layers' keys and values
   std::optional<KVCache> ring_;  // local layers' with AttentionPattern::ring
-  std::vector<bool> in_ring_;    // per layer: which cache
-  std::vector<index> cache_layer_;  // per layer: its index in that cache
+  std::vector<index> cache_layer_;  // per layer: its index in its cache (ring_of: the ring)
   std::vector<std::int32_t> sink_positions_;     // sink_queries: per step row
   std::span<const std::int32_t> sink_positions_now_;  // this step's, or empty
   std::optional<CrossKVCache> cross_;
