@@ -1,7 +1,10 @@
 // Entry points that run per token in a decoder allocate nothing, their checks included.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <thread>
 #include <vector>
 
 #include "support/allocation_counter.hpp"
@@ -15,6 +18,47 @@
 #include "tformer/rope/apply.hpp"
 
 using namespace tformer;
+
+TEST_CASE("allocation counter: counts new, the C allocation functions and other threads",
+          "[allocation]") {
+  void* (*volatile allocate)(std::size_t) = &::operator new;
+  CHECK(test::allocations_during([&] { ::operator delete(allocate(8)); }) == 1);
+  {  // another thread's allocation counts
+    std::atomic<int> stage{0};
+    std::thread worker([&] {
+      while (stage.load() != 1) std::this_thread::yield();
+      ::operator delete(allocate(8));
+      stage.store(2);
+    });
+    const std::size_t before = test::allocations();
+    stage.store(1);
+    while (stage.load() != 2) std::this_thread::yield();
+    CHECK(test::allocations() - before == 1);
+    worker.join();
+  }
+  if (!test::counts_malloc()) {
+    WARN("sanitizer build: malloc belongs to AddressSanitizer and is not counted here");
+    return;
+  }
+  void* (*volatile c_malloc)(std::size_t) = &std::malloc;
+  void* (*volatile c_calloc)(std::size_t, std::size_t) = &std::calloc;
+  void* (*volatile c_aligned)(std::size_t, std::size_t) = &std::aligned_alloc;
+  int (*volatile c_posix)(void**, std::size_t, std::size_t) = &posix_memalign;
+  CHECK(test::allocations_during([&] { std::free(c_malloc(8)); }) == 1);
+  CHECK(test::allocations_during([&] { std::free(c_calloc(2, 8)); }) == 1);
+  CHECK(test::allocations_during([&] { std::free(c_aligned(64, 128)); }) == 1);
+  CHECK(test::allocations_during([&] {
+          void* p = nullptr;
+          REQUIRE(c_posix(&p, 64, 128) == 0);
+          std::free(p);
+        }) == 1);
+  // Eigen's heap path (a product too large for its stack buffers) goes through malloc.
+  CHECK(test::allocations_during([&] {
+          Eigen::MatrixXf a = Eigen::MatrixXf::Ones(300, 300);
+          Eigen::MatrixXf b = a * a;
+          REQUIRE(b(0, 0) == 300.0f);
+        }) >= 3);
+}
 
 TEST_CASE("rope/apply: no entry point allocates", "[rope][allocation]") {
   RopeTable table(RopeConfig{.rotary_dim = 64, .max_positions = 4096});

@@ -4,6 +4,7 @@
 
 #include "tformer/cache/kv_cache.hpp"
 #include "tformer/core/error.hpp"
+#include "tformer/core/isa.hpp"
 #include "tformer/core/memory.hpp"
 #include "tformer/core/parallel.hpp"
 #include "tformer/core/positions.hpp"

@@ -40,3 +40,21 @@ TEST_CASE("core/positions: validate checks counts and range", "[core][errors]") 
   CHECK_THROWS_WITH(Positions::per_sequence(offsets, 0).validate("f", 0, 10),
                     Contains("tokens per sequence"));
 }
+
+TEST_CASE("core/positions: positions near 2^31 are checked in 64 bits, never wrapped",
+          "[core][errors]") {
+  constexpr std::int32_t max = INT32_MAX;
+  constexpr std::int64_t beyond = std::int64_t{1} << 40;  // a limit past what int32 holds
+  CHECK_NOTHROW(Positions::offset(max - 3).validate("f", 3, beyond));
+  CHECK(Positions::offset(max - 3)(2) == max - 1);
+  // offset + t would wrap a 32-bit sum (UBSan: signed overflow); reported, in 64 bits.
+  CHECK_THROWS_WITH(Positions::offset(max - 1).validate("f", 4, beyond),
+                    Contains("[0, 2147483648)") && Contains("got [2147483646, 2147483650)"));
+  const std::vector<std::int32_t> offsets = {0, max - 2};
+  CHECK_NOTHROW(Positions::per_sequence(offsets, 2).validate("f", 4, beyond));
+  CHECK(Positions::per_sequence(offsets, 2)(3) == max - 1);
+  CHECK_NOTHROW(Positions::per_sequence(offsets, 3).validate("f", 6, beyond));  // up to 2^31 − 1
+  const std::vector<std::int32_t> top = {max - 1};
+  CHECK_THROWS_WITH(Positions::per_sequence(top, 5).validate("f", 5, beyond),
+                    Contains("got 2147483648 (token 2)"));
+}

@@ -129,6 +129,26 @@ TEST_CASE("nn/attention: GQA matches the reference on random shapes and masks",
   check_outputs(s, s.reference(opt), q, run(s, q, pos, opt), pos);
 }
 
+TEST_CASE("nn/attention: multi-query attention, one KV head for up to 71 query heads",
+          "[nn][attention]") {
+  // Falcon-7B: 71 query heads over one KV head (head_dim 64); StarCoder: 48 over one.
+  for (const int g : {71, 48, 17}) {
+    CAPTURE(g);
+    test::Random rng(std::uint64_t(100 + g));
+    Setup s(rng, g, 1, 64, 97);
+    for (const int T : {1, 5}) {  // the decode and the block path
+      const auto q = rng.normal_floats(std::size_t(T) * g * 64);
+      std::vector<std::int32_t> pos(static_cast<std::size_t>(T));
+      for (int t = 0; t < T; ++t) pos[std::size_t(t)] = 92 + t;
+      check_outputs(s, s.reference({}), q, run(s, q, pos), pos);
+      AttentionOptions windowed;  // with a window and sinks too
+      windowed.window = 20;
+      windowed.sinks = 3;
+      check_outputs(s, s.reference(windowed), q, run(s, q, pos, windowed), pos);
+    }
+  }
+}
+
 TEST_CASE("nn/attention: GQA equals MHA with each KV head repeated", "[nn][attention]") {
   test::Random rng(11);
   const int Hkv = 2, g = 4, D = 32, L = 50, T = 5;
@@ -298,13 +318,66 @@ TEST_CASE("nn/attention: a ring cache equals a full cache with the window mask, 
                     Contains("window") && Contains("ring cache"));
 }
 
-TEST_CASE("nn/attention: a 32k-token context matches the reference", "[nn][attention][long]") {
+TEST_CASE("nn/attention: a 32k-token context matches the reference, decode and prefill",
+          "[nn][attention][long]") {
+  // The worst-case bound of check_outputs grows with L (here 2e-3, more than the output itself:
+  // it passed with a 64-key block skipped). Rounding errors of random data add like a random
+  // walk, so this test bounds them statistically, per output i (Higham, Accuracy and
+  // Stability, 2nd ed., sect. 2.8 / Higham & Mary 2019): the running sums over L keys err by
+  // about sqrt(L)·u·Σ_j w_j·|v_ji|, and score errors of relative size E move the output by
+  // about E·sqrt(Σ_j w_j²·v_ji²). tol = 8·(both): 8 standard deviations. A skipped block of 64
+  // keys moves an output by ~sqrt(64)/L ≈ 2.4e-4, a 5 % scale error by ~3e-4; tol ≈ 5e-5.
   test::Random rng(18);
   const int Hkv = 1, g = 2, D = 32, L = 32768;
   Setup s(rng, Hkv * g, Hkv, D, L);
   const auto q = rng.normal_floats(std::size_t(2) * s.Hq * D);
   const std::vector<std::int32_t> pos = {L - 1, 20000};
-  check_outputs(s, s.reference({}), q, run(s, q, pos), pos);
+  const double scale = 1.0 / std::sqrt(double(D));
+  const auto check = [&](const std::vector<float>& o, int t, std::int32_t p) {
+    for (int h = 0; h < s.Hq; ++h) {
+      const float* qh = q.data() + (std::size_t(t) * s.Hq + h) * D;
+      std::vector<double> w(std::size_t(p) + 1);
+      double m = -1e300, z = 0, e = 0;
+      for (int j = 0; j <= p; ++j) {
+        double dot = 0, mag = 0;
+        for (int i = 0; i < D; ++i) {
+          dot += double(qh[i]) * s.k_heads[std::size_t(j) * D + i];
+          mag += std::abs(double(qh[i]) * s.k_heads[std::size_t(j) * D + i]);
+        }
+        w[std::size_t(j)] = dot * scale;
+        m = std::max(m, w[std::size_t(j)]);
+        e = std::max(e, (D + 2) * u * scale * mag);
+      }
+      for (auto& x : w) z += (x = std::exp(x - m));
+      for (int i = 0; i < D; ++i) {
+        double expected = 0, abs_sum = 0, sq_sum = 0;
+        for (int j = 0; j <= p; ++j) {
+          const double wj = w[std::size_t(j)] / z, v = s.v_heads[std::size_t(j) * D + i];
+          expected += wj * v;
+          abs_sum += wj * std::abs(v);
+          sq_sum += wj * wj * v * v;
+        }
+        const double tol = 8 * (std::sqrt(double(p + 1)) * u * abs_sum + 2 * e * std::sqrt(sq_sum));
+        INFO("token " << t << " head " << h << " dim " << i << " position " << p << " tol " << tol);
+        REQUIRE(std::abs(o[(std::size_t(t) * s.Hq + h) * D + i] - expected) <= tol);
+      }
+    }
+  };
+  SECTION("prefill: two query tokens, the block path") {
+    const auto o = run(s, q, pos);
+    check(o, 0, pos[0]);
+    check(o, 1, pos[1]);
+  }
+  SECTION("decode: one query token at a time, the tile path") {
+    for (int t = 0; t < 2; ++t) {
+      const std::vector<float> qt(q.begin() + std::ptrdiff_t(t) * s.Hq * D,
+                                  q.begin() + std::ptrdiff_t(t + 1) * s.Hq * D);
+      std::vector<float> o(q.size());
+      const auto ot = run(s, qt, {pos[std::size_t(t)]});
+      std::copy(ot.begin(), ot.end(), o.begin() + std::ptrdiff_t(t) * s.Hq * D);
+      check(o, t, pos[std::size_t(t)]);
+    }
+  }
 }
 
 TEST_CASE("nn/attention: cross-attention over cached encoder states, invariant to their order",

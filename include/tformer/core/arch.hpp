@@ -6,37 +6,48 @@
 // with different flags must not share a symbol: the linker keeps one copy, and the other unit
 // would run instructions its flags ruled out. Different namespaces make them different symbols.
 // TFORMER_SIMD_SCALAR selects the plain-loop build (namespace `scalar`).
+// TFORMER_NO_EXCEPTIONS changes what every check compiles to (abort instead of throw), so it
+// too is part of the name: tformer::avx512_abort, tformer::scalar_abort, ...
+// TFORMER_ISA_NS is the instruction-set part alone.
 #pragma once
 
 #if defined(TFORMER_SIMD_SCALAR)
-#define TFORMER_ARCH_NS scalar
+#define TFORMER_ISA_NS scalar
 #elif defined(__AVX512F__)
-#define TFORMER_ARCH_NS avx512
+#define TFORMER_ISA_NS avx512
 #define TFORMER_XSIMD_ARCH xsimd::avx512f
 #elif defined(__AVX2__) && defined(__FMA__)
-#define TFORMER_ARCH_NS avx2_fma
+#define TFORMER_ISA_NS avx2_fma
 #define TFORMER_XSIMD_ARCH xsimd::fma3<xsimd::avx2>
 #elif defined(__AVX2__)
-#define TFORMER_ARCH_NS avx2
+#define TFORMER_ISA_NS avx2
 #define TFORMER_XSIMD_ARCH xsimd::avx2
 #elif defined(__AVX__)
-#define TFORMER_ARCH_NS avx
+#define TFORMER_ISA_NS avx
 #define TFORMER_XSIMD_ARCH xsimd::avx
 #elif defined(__SSE4_2__)
-#define TFORMER_ARCH_NS sse4_2
+#define TFORMER_ISA_NS sse4_2
 #define TFORMER_XSIMD_ARCH xsimd::sse4_2
 #elif defined(__SSE2__) || defined(_M_X64)
-#define TFORMER_ARCH_NS sse2
+#define TFORMER_ISA_NS sse2
 #define TFORMER_XSIMD_ARCH xsimd::sse2
 #elif defined(__aarch64__)
-#define TFORMER_ARCH_NS neon64
+#define TFORMER_ISA_NS neon64
 #define TFORMER_XSIMD_ARCH xsimd::neon64
 #else
-#define TFORMER_ARCH_NS scalar
+#define TFORMER_ISA_NS scalar
 #endif
 
 #define TFORMER_STRINGIFY_IMPL(x) #x
 #define TFORMER_STRINGIFY(x) TFORMER_STRINGIFY_IMPL(x)
+#define TFORMER_CONCAT_IMPL(a, b) a##b
+#define TFORMER_CONCAT(a, b) TFORMER_CONCAT_IMPL(a, b)
+
+#if defined(TFORMER_NO_EXCEPTIONS)
+#define TFORMER_ARCH_NS TFORMER_CONCAT(TFORMER_ISA_NS, _abort)
+#else
+#define TFORMER_ARCH_NS TFORMER_ISA_NS
+#endif
 
 // Fences around the includes of Eigen and xsimd: GCC 12 reports false -Wmaybe-uninitialized /
 // -Wuninitialized inside their AVX-512 intrinsics even through -isystem.

@@ -35,22 +35,15 @@ class Positions {
     return Positions(Kind::PerSequence, 0, offsets, tokens_per_sequence);
   }
 
-  // The position of token t. Precondition: validate() accepted this token count.
+  // The position of token t. Precondition: validate() accepted this token count (so it fits).
   constexpr std::int32_t operator()(index t) const noexcept {
-    switch (kind_) {
-      case Kind::Offset:
-        return first_ + static_cast<std::int32_t>(t);
-      case Kind::Ids:
-        return values_[static_cast<std::size_t>(t)];
-      case Kind::PerSequence:
-        return values_[static_cast<std::size_t>(t / per_sequence_)] +
-               static_cast<std::int32_t>(t % per_sequence_);
-    }
-    return 0;
+    return static_cast<std::int32_t>(wide(t));
   }
 
-  // Throws unless positions exist for `tokens` tokens and all lie in [0, limit).
+  // Throws unless positions exist for `tokens` tokens and all lie in [0, limit) (and below 2^31,
+  // so that each fits the std::int32_t operator() returns).
   void validate(std::string_view where, index tokens, std::int64_t limit) const {
+    limit = std::min<std::int64_t>(limit, std::int64_t{1} << 31);
     switch (kind_) {
       case Kind::Offset:
         if (first_ < 0 || (tokens > 0 && first_ + tokens > limit)) [[unlikely]]
@@ -67,7 +60,7 @@ class Positions {
         break;
     }
     for (index t = 0; t < tokens; ++t) {
-      const std::int64_t p = (*this)(t);
+      const std::int64_t p = wide(t);
       if (p < 0 || p >= limit) [[unlikely]] {
         std::ostringstream given;
         given << p << " (token " << t << ")";
@@ -92,6 +85,20 @@ class Positions {
     std::ostringstream s;
     s << "[" << first_ << ", " << static_cast<std::int64_t>(first_) + tokens << ")";
     return s.str();
+  }
+
+  // Token t's position in 64 bits: an offset plus a token index near 2^31 must not wrap.
+  constexpr std::int64_t wide(index t) const noexcept {
+    switch (kind_) {
+      case Kind::Offset:
+        return std::int64_t{first_} + t;
+      case Kind::Ids:
+        return values_[static_cast<std::size_t>(t)];
+      case Kind::PerSequence:
+        return std::int64_t{values_[static_cast<std::size_t>(t / per_sequence_)]} +
+               t % per_sequence_;
+    }
+    return 0;
   }
 
   Kind kind_;

@@ -20,6 +20,8 @@ namespace simd {
 
 // The name of the inline namespace this translation unit's tformer lives in.
 inline constexpr const char* arch_name = TFORMER_STRINGIFY(TFORMER_ARCH_NS);
+// Its instruction-set part (arch_name without the _abort of TFORMER_NO_EXCEPTIONS).
+inline constexpr const char* isa_name = TFORMER_STRINGIFY(TFORMER_ISA_NS);
 
 #if TFORMER_HAS_SIMD
 using arch = TFORMER_XSIMD_ARCH;

@@ -150,7 +150,6 @@ Dims resolve_dims(const Dims& given = {}) {
   if (d.heads % d.kv_heads != 0) [[unlikely]]
     detail::fail_check("Dims", "heads", "a multiple of kv_heads (" + std::to_string(d.kv_heads) + ")",
                        d.heads);
-  check(d.heads / d.kv_heads <= 16, "Dims", "heads / kv_heads", "<= 16", d.heads / d.kv_heads);
   check(d.head_dim % 2 == 0, "Dims", "head_dim", "even", d.head_dim);
   return d;
 }

@@ -79,12 +79,15 @@ class AttentionWorkspace {
         o_block_(size(query_tile * group_size * head_dim)),
         s_block_(size(query_tile * group_size * key_tile)),
         m_(size(query_tile * group_size)),
-        l_(size(query_tile * group_size)) {}
+        l_(size(query_tile * group_size)),
+        q_rows_(size(2 * group_size)),
+        o_rows_(size(group_size)) {}
   index group_size() const noexcept { return group_; }
   index head_dim() const noexcept { return head_dim_; }
   std::size_t bytes() const noexcept {
     return acc_.bytes() + scores_.bytes() + q_block_.bytes() + o_block_.bytes() +
-           s_block_.bytes() + m_.bytes() + l_.bytes();
+           s_block_.bytes() + m_.bytes() + l_.bytes() + q_rows_.bytes() +
+           o_rows_.bytes();
   }
   float* acc(index h) noexcept { return acc_.data() + h * head_dim_; }
   float* scores(index h) noexcept { return scores_.data() + h * tile; }
@@ -94,11 +97,17 @@ class AttentionWorkspace {
   float* s_block() noexcept { return s_block_.data(); }
   float* row_max() noexcept { return m_.data(); }
   float* row_sum() noexcept { return l_.data(); }
+  // One-token path: per head of the group, its query row, sink query row and output row.
+  const float** q_rows() noexcept { return q_rows_.data(); }
+  const float** sink_q_rows() noexcept { return q_rows_.data() + group_; }
+  float** o_rows() noexcept { return o_rows_.data(); }
 
  private:
   static std::size_t size(index n) { return static_cast<std::size_t>(std::max<index>(n, 0)); }
   index group_, head_dim_;
   AlignedBuffer<float> acc_, scores_, q_block_, o_block_, s_block_, m_, l_;
+  AlignedBuffer<const float*> q_rows_;
+  AlignedBuffer<float*> o_rows_;
 };
 
 namespace attention_kernels {
@@ -133,8 +142,8 @@ inline float dot(const float* a, const float* b, index n) noexcept {
   constexpr index W = static_cast<index>(B::size);
   B acc0(0.0f), acc1(0.0f);
   for (const index end2 = n / (2 * W) * (2 * W); i < end2; i += 2 * W) {
-    acc0 = xsimd::fma(B::load_unaligned(a + i), B::load_unaligned(b + i), acc0);
-    acc1 = xsimd::fma(B::load_unaligned(a + i + W), B::load_unaligned(b + i + W), acc1);
+    acc0 = xsimd_compat::fma(B::load_unaligned(a + i), B::load_unaligned(b + i), acc0);
+    acc1 = xsimd_compat::fma(B::load_unaligned(a + i + W), B::load_unaligned(b + i + W), acc1);
   }
   total = xsimd_compat::reduce_add(acc0 + acc1);
 #endif
@@ -166,7 +175,7 @@ inline float exp_shifted(float* s, index n, float m) noexcept {
 }
 
 // out[j] = <q, key(g, k0 + j)> for j < n. W keys at a time: one accumulator per key over
-// head_dim, reduced together (haddp), so no key pays a horizontal sum of its own.
+// head_dim, reduced together (reduce_add_rows), so no key pays a horizontal sum of its own.
 inline void tile_dots(const float* q, const KVView& kv, index g, index k0, index n,
                       float* out) noexcept {
   const index d = kv.head_dim;
@@ -182,9 +191,9 @@ inline void tile_dots(const float* q, const KVView& kv, index g, index k0, index
     for (index i = 0; i < dv; i += W) {
       const B qv = B::load_unaligned(q + i);
       for (index w = 0; w < W; ++w)
-        acc[w] = xsimd::fma(qv, B::load_unaligned(keys + (j + w) * d + i), acc[w]);
+        acc[w] = xsimd_compat::fma(qv, B::load_unaligned(keys + (j + w) * d + i), acc[w]);
     }
-    B sums = xsimd::haddp(acc);
+    B sums = xsimd_compat::reduce_add_rows(acc);
     if (dv < d) {  // head_dim not a multiple of W: the rest per key
       alignas(64) float tail[W];
       for (index w = 0; w < W; ++w) {
@@ -220,13 +229,13 @@ inline void tile_values(float* acc, float alpha, const float* p, const KVView& k
     for (index j = 0; j < n; ++j) {
       const B pj(p[j]);
       const float* v = values + j * d + i;
-      for (index k = 0; k < R; ++k) r[k] = xsimd::fma(pj, B::load_unaligned(v + k * W), r[k]);
+      for (index k = 0; k < R; ++k) r[k] = xsimd_compat::fma(pj, B::load_unaligned(v + k * W), r[k]);
     }
     for (index k = 0; k < R; ++k) r[k].store_unaligned(acc + i + k * W);
   }
   for (const index end = d / W * W; i < end; i += W) {
     B r = B::load_unaligned(acc + i) * a;
-    for (index j = 0; j < n; ++j) r = xsimd::fma(B(p[j]), B::load_unaligned(values + j * d + i), r);
+    for (index j = 0; j < n; ++j) r = xsimd_compat::fma(B(p[j]), B::load_unaligned(values + j * d + i), r);
     r.store_unaligned(acc + i);
   }
 #endif
@@ -237,10 +246,11 @@ inline void tile_values(float* acc, float alpha, const float* p, const KVView& k
   }
 }
 
-// Running softmax state of one query token's group: per head the maximum score, the sum of
-// exp(score − maximum), and (in the workspace) the weighted sum of values.
+// Running softmax state of one query token's group, in the workspace: per head the maximum
+// score m, the sum l of exp(score − maximum), and the weighted sum of values.
 struct DecodeState {
-  float m[16], l[16];  // group <= 16 (checked by the entry point)
+  float* m;
+  float* l;
 };
 
 // Adds keys [lo, hi) of kv head g to the state of one query token (its group of `group`
@@ -288,7 +298,7 @@ void attend(const float* const* q, const float* const* q_sink, float* const* o, 
             index position, const AttentionOptions& opt, float scale, const Bias& bias,
             AttentionWorkspace& ws) noexcept {
   const index d = kv.head_dim;
-  DecodeState st;
+  DecodeState st{ws.row_max(), ws.row_sum()};
   for (index h = 0; h < group; ++h) {
     st.m[h] = -std::numeric_limits<float>::infinity();
     st.l[h] = 0.0f;
@@ -313,8 +323,6 @@ inline void check_inputs(const char* where, HeadsView<const float> q, const KVVi
     detail::fail_check(where, "q.heads",
                        "a multiple of kv_heads (" + std::to_string(kv.kv_heads) + ")", q.heads());
   check_eq(where, "q.head_dim (= kv head_dim)", kv.head_dim, q.head_dim());
-  const index group = q.heads() / kv.kv_heads;
-  check(group <= 16, where, "q.heads / kv_heads", "<= 16", group);
   check(opt.window >= 0, where, "window", ">= 0", opt.window);
   check(opt.sinks >= 0, where, "sinks", ">= 0", opt.sinks);
   if (opt.sinks > 0) check(opt.window > 0, where, "window", "> 0 (sinks need a window)", opt.window);
@@ -434,7 +442,7 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
 }  // namespace attention_kernels
 
 // o [T, Hq, D] = attention of queries q [T, Hq, D] at `positions` over kv (Hkv heads, positions
-// [0, kv.length)), with Hq = g · Hkv, g <= 16. `bias(q_head, q_position, k_position)` is added
+// [0, kv.length)), with Hq = g · Hkv. `bias(q_head, q_position, k_position)` is added
 // to each scaled score (ALiBi, T5 buckets). o must not overlap q. Causal queries need
 // positions < kv.length (their own key written).
 template <class Bias = NoBias>
@@ -462,9 +470,9 @@ void attention(HeadsView<const float> q, const KVView& kv, const Positions& posi
                                         g, group, kv, opt, scale, bias, ws);
     return;
   }
-  const float* qs[16];
-  const float* sink_qs[16];
-  float* os[16];
+  const float** qs = ws.q_rows();
+  const float** sink_qs = ws.sink_q_rows();
+  float** os = ws.o_rows();
   const index p = positions(0);
   const index hi = opt.causal ? std::min(p + 1, kv.length) : kv.length;
   const index lo = opt.window > 0 ? std::max<index>(0, p - opt.window + 1) : 0;

@@ -8,6 +8,7 @@
 // combination (≤ 9 levels), the rsqrt rounding and the two products (the tests use this bound).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <span>
 #include <type_traits>
@@ -25,14 +26,15 @@ enum class NormScale { Weight, OnePlusWeight };
 namespace rmsnorm_kernels {
 
 // The sum of squares runs over 8 registers (8·lanes partial sums: they cover the FMA latency on
-// two FMA ports) and finishes the last n mod 8·lanes values in 4 scalar partial sums.
+// two FMA ports); the last n mod 8·lanes values go one register at a time into those partial
+// sums, the last partial register through a masked load, so a short row (a 64- or 128-float
+// q/k-norm head) is vector code on every instruction set. The scalar build keeps 4 partial sums.
 inline constexpr index vector_block = TFORMER_HAS_SIMD ? 8 * static_cast<index>(simd::lanes) : 0;
 
 // The most terms any partial sum of a row of n adds: what its rounding error grows with.
 constexpr index max_terms_per_partial_sum(index n) noexcept {
-  const index block = vector_block > 0 ? n / vector_block : 0;
-  const index tail = vector_block > 0 ? n % vector_block : n;
-  return block + (tail + 3) / 4;
+  if constexpr (vector_block > 0) return n / vector_block + (n % vector_block > 0 ? 1 : 0);
+  return (n + 3) / 4;
 }
 
 // Σ v[i]² for i < n, in float, over the partial sums described above; v = x, or with Add,
@@ -40,12 +42,11 @@ constexpr index max_terms_per_partial_sum(index n) noexcept {
 template <bool Add, class X>
 inline float sum_squares(X* x, const float* add, index n) noexcept {
   static_assert(Add != std::is_const_v<X>, "only the Add form writes x");
-  index i = 0;
-  float total = 0.0f;
 #if TFORMER_HAS_SIMD
   using B = simd::batch;
   constexpr index W = static_cast<index>(B::size);
   B acc[8] = {B(0.0f), B(0.0f), B(0.0f), B(0.0f), B(0.0f), B(0.0f), B(0.0f), B(0.0f)};
+  index i = 0;
   const index vector_end = n / (8 * W) * (8 * W);
   for (; i < vector_end; i += 8 * W) {
     for (int a = 0; a < 8; ++a) {
@@ -54,30 +55,41 @@ inline float sum_squares(X* x, const float* add, index n) noexcept {
         v += B::load_unaligned(add + i + a * W);
         v.store_unaligned(x + i + a * W);
       }
-      acc[a] = xsimd::fma(v, v, acc[a]);
+      acc[a] = xsimd_compat::fma(v, v, acc[a]);
     }
   }
-  total = xsimd_compat::reduce_add(((acc[0] + acc[1]) + (acc[2] + acc[3])) +
-                                   ((acc[4] + acc[5]) + (acc[6] + acc[7])));
-#endif
+  for (int a = 0; i < n; i += W, ++a) {  // fewer than 8 registers left, the last maybe partial
+    const std::size_t m = static_cast<std::size_t>(std::min(W, n - i));
+    B v = xsimd_compat::load_partial<simd::arch>(x + i, m);
+    if constexpr (Add) {
+      v += xsimd_compat::load_partial<simd::arch>(add + i, m);
+      xsimd_compat::store_partial(x + i, v, m);
+    }
+    acc[a] = xsimd_compat::fma(v, v, acc[a]);
+  }
+  return xsimd_compat::reduce_add(((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+                                  ((acc[4] + acc[5]) + (acc[6] + acc[7])));
+#else
   float tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-  for (; i < n; ++i) {
+  for (index i = 0; i < n; ++i) {
     if constexpr (Add) x[i] += add[i];
     tail[i % 4] += x[i] * x[i];
   }
-  return total + ((tail[0] + tail[1]) + (tail[2] + tail[3]));
+  return (tail[0] + tail[1]) + (tail[2] + tail[3]);
+#endif
 }
 
 // y = x · scale · w (Weight) or x · scale · (1 + w) (OnePlusWeight), n values; y may equal x.
-// When `next` is non-null, the next row (n values) is prefetched meanwhile.
+// When `next` is non-null, the next row (n values) is prefetched meanwhile. The last partial
+// register is masked.
 template <NormScale Scale>
 inline void scale_row(const float* x, const float* w, float scale, float* y, index n,
                       const float* next = nullptr) noexcept {
-  index i = 0;
 #if TFORMER_HAS_SIMD
   using B = simd::batch;
   constexpr index W = static_cast<index>(B::size);
   const B s(scale), one(1.0f);
+  index i = 0;
   const index vector_end = n / W * W;
   for (; i < vector_end; i += W) {
     if (next && i % 16 == 0) __builtin_prefetch(next + i);
@@ -85,10 +97,17 @@ inline void scale_row(const float* x, const float* w, float scale, float* y, ind
         Scale == NormScale::Weight ? B::load_unaligned(w + i) : one + B::load_unaligned(w + i);
     (B::load_unaligned(x + i) * s * wv).store_unaligned(y + i);
   }
+  if (i < n) {
+    const std::size_t m = static_cast<std::size_t>(n - i);
+    const B wv = xsimd_compat::load_partial<simd::arch>(w + i, m);
+    const B xv = xsimd_compat::load_partial<simd::arch>(x + i, m);
+    xsimd_compat::store_partial(y + i, xv * s * (Scale == NormScale::Weight ? wv : one + wv), m);
+  }
 #else
   (void)next;
+  for (index i = 0; i < n; ++i)
+    y[i] = x[i] * scale * (Scale == NormScale::Weight ? w[i] : 1.0f + w[i]);
 #endif
-  for (; i < n; ++i) y[i] = x[i] * scale * (Scale == NormScale::Weight ? w[i] : 1.0f + w[i]);
 }
 
 // 1 / sqrt(sum_sq / n + eps), in double, rounded once.

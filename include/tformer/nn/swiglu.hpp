@@ -187,10 +187,10 @@ inline void gather_rows_axpy(const float* h, const std::int32_t* idx, index k,
     const B b0(h0), b1(h1), b2(h2), b3(h3);
     for (const index vector_end = m / W * W; i < vector_end; i += W) {
       B acc = B::load_unaligned(y + i);
-      acc = xsimd::fma(b0, B::load_unaligned(r0 + i), acc);
-      acc = xsimd::fma(b1, B::load_unaligned(r1 + i), acc);
-      acc = xsimd::fma(b2, B::load_unaligned(r2 + i), acc);
-      acc = xsimd::fma(b3, B::load_unaligned(r3 + i), acc);
+      acc = xsimd_compat::fma(b0, B::load_unaligned(r0 + i), acc);
+      acc = xsimd_compat::fma(b1, B::load_unaligned(r1 + i), acc);
+      acc = xsimd_compat::fma(b2, B::load_unaligned(r2 + i), acc);
+      acc = xsimd_compat::fma(b3, B::load_unaligned(r3 + i), acc);
       acc.store_unaligned(y + i);
     }
 #endif
@@ -216,7 +216,7 @@ inline void scatter_row_axpy(const float* row, index m, const std::int32_t* toke
     constexpr index W = static_cast<index>(B::size);
     const B vb(v);
     for (const index vector_end = m / W * W; i < vector_end; i += W)
-      xsimd::fma(vb, B::load_unaligned(row + i), B::load_unaligned(yt + i)).store_unaligned(yt + i);
+      xsimd_compat::fma(vb, B::load_unaligned(row + i), B::load_unaligned(yt + i)).store_unaligned(yt + i);
 #endif
     for (; i < m; ++i) yt[i] += v * row[i];
   }

@@ -88,8 +88,8 @@ inline void rotate_token(std::span<const HeadRun> runs, index head_dim, const fl
           const B sv = Negate ? -B::load_unaligned(s + i) : B::load_unaligned(s + i);
           const B lo = B::load_unaligned(x + i);
           const B hi = B::load_unaligned(x + half + i);
-          xsimd::fnma(hi, sv, lo * cv).store_unaligned(y + i);
-          xsimd::fma(lo, sv, hi * cv).store_unaligned(y + half + i);
+          xsimd_compat::fnma(hi, sv, lo * cv).store_unaligned(y + i);
+          xsimd_compat::fma(lo, sv, hi * cv).store_unaligned(y + half + i);
         }
       }
     }
@@ -120,8 +120,8 @@ inline void rotate_token(std::span<const HeadRun> runs, index head_dim, const fl
             float* y = run.y + h * head_dim + 2 * i;
             const B a = B::load_unaligned(x);
             const B b = B::load_unaligned(x + W);
-            xsimd::fma(a, ca, xsimd_compat::swap_adjacent_pairs(a) * sa).store_unaligned(y);
-            xsimd::fma(b, cb, xsimd_compat::swap_adjacent_pairs(b) * sb).store_unaligned(y + W);
+            xsimd_compat::fma(a, ca, xsimd_compat::swap_adjacent_pairs(a) * sa).store_unaligned(y);
+            xsimd_compat::fma(b, cb, xsimd_compat::swap_adjacent_pairs(b) * sb).store_unaligned(y + W);
           }
         }
       }

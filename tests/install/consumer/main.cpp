@@ -2,7 +2,13 @@
 
 #include <cmath>
 #include <cstdio>
+#include <string>
 #include <vector>
+
+#if defined(TFORMER_ISA_VARIANT_sse2)
+#include <tformer/core/isa.hpp>
+TFORMER_DECLARE_ISA_VARIANTS(consumer, rotated_q0, float())
+#endif
 
 // The worked example of shared/reference: rotate-half, head_dim 4, position 1.
 int main() {
@@ -16,6 +22,14 @@ int main() {
       std::printf("consumer: q[%d] = %f, expected %f\n", i, q[i], expected[i]);
       return 1;
     }
+#if defined(TFORMER_ISA_VARIANT_sse2)
+  const auto chosen = tformer::select_isa_variant(TFORMER_ISA_VARIANTS(consumer, rotated_q0));
+  if (std::abs(chosen.fn() - expected[0]) > 1e-5f) {
+    std::printf("consumer: the %s variant is wrong\n", std::string(tformer::isa_name(chosen.isa)).c_str());
+    return 1;
+  }
+  std::printf("consumer: runtime dispatch chose %s\n", std::string(tformer::isa_name(chosen.isa)).c_str());
+#endif
   std::printf("consumer: installed tformer works (%s kernels)\n", tformer::simd::arch_name);
   return 0;
 }

@@ -1,0 +1,90 @@
+# tformer's instruction-set levels at build time (include/tformer/core/isa.hpp at run time).
+#
+#   tformer_isa_compile_options(<isa> <options-var> <definitions-var>)
+#       The flags that build code for one level: scalar, sse2, sse4_2, avx2_fma, avx512.
+#
+#   tformer_add_isa_variants(<target> SOURCES <src>... ISAS <isa>... [LINK_LIBRARIES <lib>...])
+#       Compiles SOURCES once per level into <target> (an object library each,
+#       <target>_isa_<isa>, with the level's flags and TFORMER_ISA_VARIANT=<isa>), and defines
+#       TFORMER_ISA_VARIANT_<isa> on <target> for each, which TFORMER_DECLARE_ISA_VARIANTS and
+#       TFORMER_ISA_VARIANTS in tformer/core/isa.hpp read. A variant source defines its entry
+#       points in namespace <yours>::TFORMER_ISA_NS; the program picks one at startup with
+#       tformer::select_isa_variant (environment variable TFORMER_ISA to force a level).
+#       The variants get <target>'s include directories and definitions, and link tformer::tformer
+#       and LINK_LIBRARIES; not <target>'s compile options (they would bring its -march).
+#       Each variant also gets its own copy of every inline function from outside tformer's
+#       namespaces (Eigen's GEMM, the standard library), which the linker would otherwise keep
+#       once for all of them: its objects are linked into one relocatable object whose weak
+#       symbols are made local (tformerIsaLocalize.cmake; GNU ld and objcopy, ELF). Where those
+#       tools are missing the variants share such code, linked lowest level first so that its
+#       copy wins (docs/CONVENTIONS.md, "Instruction sets").
+
+set(TFORMER_ISA_LEVELS scalar sse2 sse4_2 avx2_fma avx512)
+set(TFORMER_ISA_LOCALIZE_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/tformerIsaLocalize.cmake)
+
+function(tformer_isa_compile_options isa options_var definitions_var)
+  set(definitions "")
+  set(options "")
+  if(isa STREQUAL "scalar")
+    set(definitions TFORMER_SIMD_SCALAR)
+  elseif(NOT CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
+    message(FATAL_ERROR "tformer: ISA level '${isa}' is an x86-64 level; this is ${CMAKE_SYSTEM_PROCESSOR}")
+  elseif(isa STREQUAL "sse2")
+    set(options -march=x86-64)
+  elseif(isa STREQUAL "sse4_2")
+    set(options -march=x86-64-v2)
+  elseif(isa STREQUAL "avx2_fma")
+    set(options -march=x86-64-v3)
+  elseif(isa STREQUAL "avx512")
+    set(options -march=x86-64-v4)
+  else()
+    message(FATAL_ERROR "tformer: unknown ISA level '${isa}' (one of: ${TFORMER_ISA_LEVELS})")
+  endif()
+  set(${options_var} ${options} PARENT_SCOPE)
+  set(${definitions_var} ${definitions} PARENT_SCOPE)
+endfunction()
+
+function(tformer_add_isa_variants target)
+  cmake_parse_arguments(ARG "" "" "SOURCES;ISAS;LINK_LIBRARIES" ${ARGN})
+  if(NOT ARG_SOURCES OR NOT ARG_ISAS)
+    message(FATAL_ERROR "tformer_add_isa_variants(${target} SOURCES ... ISAS ...): both are needed")
+  endif()
+  foreach(isa IN LISTS ARG_ISAS)
+    if(NOT isa IN_LIST TFORMER_ISA_LEVELS)
+      message(FATAL_ERROR "tformer_add_isa_variants: unknown level '${isa}' (one of: ${TFORMER_ISA_LEVELS})")
+    endif()
+  endforeach()
+  foreach(isa IN LISTS TFORMER_ISA_LEVELS)  # lowest level first: its copies of shared code win
+    if(NOT isa IN_LIST ARG_ISAS)
+      continue()
+    endif()
+    tformer_isa_compile_options(${isa} options definitions)
+    set(lib ${target}_isa_${isa})
+    add_library(${lib} OBJECT ${ARG_SOURCES})
+    target_link_libraries(${lib} PRIVATE tformer::tformer ${ARG_LINK_LIBRARIES})
+    target_include_directories(${lib} PRIVATE $<TARGET_PROPERTY:${target},INCLUDE_DIRECTORIES>)
+    target_compile_definitions(${lib} PRIVATE $<TARGET_PROPERTY:${target},COMPILE_DEFINITIONS>
+      ${definitions} TFORMER_ISA_VARIANT=${isa})
+    target_compile_options(${lib} PRIVATE ${options})
+    if(CMAKE_LINKER AND CMAKE_NM AND CMAKE_OBJCOPY AND CMAKE_EXECUTABLE_FORMAT STREQUAL "ELF")
+      # GCC makes static locals of inline functions STB_GNU_UNIQUE, which objcopy cannot make
+      # local; weak instead.
+      if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+        target_compile_options(${lib} PRIVATE -fno-gnu-unique)
+      endif()
+      set(out ${CMAKE_CURRENT_BINARY_DIR}/${lib}.o)
+      add_custom_command(OUTPUT ${out}
+        COMMAND ${CMAKE_COMMAND} -DOUTPUT=${out} "-DOBJECTS=$<TARGET_OBJECTS:${lib}>"
+          -DLINKER=${CMAKE_LINKER} -DNM=${CMAKE_NM} -DOBJCOPY=${CMAKE_OBJCOPY}
+          -P ${TFORMER_ISA_LOCALIZE_SCRIPT}
+        DEPENDS ${lib} $<TARGET_OBJECTS:${lib}> ${TFORMER_ISA_LOCALIZE_SCRIPT}
+        COMMENT "tformer: ${lib}, its own copy of Eigen and the standard library"
+        VERBATIM)
+      set_source_files_properties(${out} PROPERTIES EXTERNAL_OBJECT TRUE GENERATED TRUE)
+      target_sources(${target} PRIVATE ${out})
+    else()
+      target_sources(${target} PRIVATE $<TARGET_OBJECTS:${lib}>)
+    endif()
+    target_compile_definitions(${target} PRIVATE TFORMER_ISA_VARIANT_${isa}=1)
+  endforeach()
+endfunction()
