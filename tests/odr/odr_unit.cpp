@@ -19,7 +19,8 @@
 // Eigen's and the standard library's do: one symbol in every variant. tformer_add_isa_variants
 // gives each variant its own copy; were they merged, every variant would return one answer.
 namespace probe {
-inline const char* compiled_for() {
+// noinline, as Eigen's GEMM kernels are: a call, not a copy folded into the caller.
+[[gnu::noinline]] inline const char* compiled_for() {
 #if defined(TFORMER_SIMD_SCALAR)
   return "scalar";
 #elif defined(__AVX512F__)
