@@ -1,5 +1,5 @@
 // RMSNorm over [T, 4096] (T = 1, 64, 512): plain, fused residual, and per-head q/k-norm over
-// [T, 32, 128], each beside memcpy of its bytes in the same run.
+// [T, 32, 128] and [T, 64, 64], each beside memcpy of its bytes in the same run.
 //
 // Bytes (read + write): rmsnorm reads x and writes y (2·T·H·4); rmsnorm_residual reads x and the
 // residual and writes x and y (4·T·H·4); rmsnorm_heads reads and writes x in place (2·T·H·4).
@@ -49,11 +49,12 @@ void norm_residual(benchmark::State& state, int tokens) {
   set_bytes(state, 4.0 * tokens * kHidden * 4);
 }
 
-void norm_heads(benchmark::State& state, int tokens) {
+void norm_heads(benchmark::State& state, int tokens, int head_dim) {
   auto x = bench::random_floats(std::size_t(tokens) * kHidden);
-  const auto w = std::vector<float>(128, 1.0f);
+  const auto w = std::vector<float>(std::size_t(head_dim), 1.0f);
+  const int heads = kHidden / head_dim;
   for (auto _ : state) {
-    tformer::rmsnorm_heads(tformer::HeadsView<float>(x.data(), tokens, 32, 128), w, 1e-6f);
+    tformer::rmsnorm_heads(tformer::HeadsView<float>(x.data(), tokens, heads, head_dim), w, 1e-6f);
     benchmark::ClobberMemory();
   }
   set_bytes(state, 2.0 * tokens * kHidden * 4);
@@ -69,9 +70,13 @@ int main(int argc, char** argv) {
         ->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark(("rmsnorm_residual" + shape).c_str(), norm_residual, t)
         ->Unit(benchmark::kMicrosecond);
-    benchmark::RegisterBenchmark(("rmsnorm_heads/32x128/T" + std::to_string(t)).c_str(), norm_heads,
-                                 t)
-        ->Unit(benchmark::kMicrosecond);
+    for (int d : {128, 64})  // q/k-norm rows: Qwen3 (128), smaller models (64)
+      benchmark::RegisterBenchmark(
+          ("rmsnorm_heads/" + std::to_string(kHidden / d) + "x" + std::to_string(d) + "/T" +
+           std::to_string(t))
+              .c_str(),
+          norm_heads, t, d)
+          ->Unit(benchmark::kMicrosecond);
     copies.insert(std::size_t(t) * kHidden * 4 / 1024);      // rmsnorm: x → y
     copies.insert(std::size_t(t) * kHidden * 4 * 2 / 1024);  // residual form: 2 in, 2 out
   }

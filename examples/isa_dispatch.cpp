@@ -29,9 +29,10 @@ int main() try {
   const auto logits = chosen.fn(prompt, 6, kernels);
   float top = 0.0f;
   for (float l : logits) top = std::max(top, std::abs(l));
-  std::printf("chosen: %s (kernels: tformer::%s), logits after the prompt and after 6 greedy "
-              "tokens, max |logit| %.3f\n",
-              std::string(tformer::isa_name(chosen.isa)).c_str(), kernels.c_str(), top);
+  std::printf(
+      "chosen: %s (kernels: tformer::%s), logits after the prompt and after 6 greedy "
+      "tokens, max |logit| %.3f\n",
+      std::string(tformer::isa_name(chosen.isa)).c_str(), kernels.c_str(), top);
   // Every other level the CPU runs must give the same logits within float rounding: the
   // decoder's tolerance against its double reference is 1e-5·(1 + max|logit|); twice that.
   for (const auto& v : compiled) {
@@ -39,7 +40,8 @@ int main() try {
     std::string other;
     const auto theirs = v.fn(prompt, 6, other);
     float diff = 0.0f;
-    for (std::size_t i = 0; i < logits.size(); ++i) diff = std::max(diff, std::abs(theirs[i] - logits[i]));
+    for (std::size_t i = 0; i < logits.size(); ++i)
+      diff = std::max(diff, std::abs(theirs[i] - logits[i]));
     const bool same = diff <= 2e-5f * (1.0f + top);
     std::printf("  %-9s max |Δlogit| %.2e: %s\n", std::string(tformer::isa_name(v.isa)).c_str(),
                 diff, same ? "agrees" : "DIFFERENT");

@@ -83,7 +83,8 @@ TEST_CASE("xsimd: loads, stores and broadcasts keep every lane in place", "[core
     const B b = B::load_unaligned(x.data() + offset);
     std::vector<float> out(std::size_t(3) * W, -1.0f);
     b.store_unaligned(out.data() + (W - offset));
-    for (int i = 0; i < W; ++i) REQUIRE(out[std::size_t(W - offset + i)] == x[std::size_t(offset + i)]);
+    for (int i = 0; i < W; ++i)
+      REQUIRE(out[std::size_t(W - offset + i)] == x[std::size_t(offset + i)]);
     REQUIRE(out[std::size_t(W - offset - 1)] == -1.0f);  // nothing written before
     REQUIRE(out[std::size_t(2 * W - offset)] == -1.0f);  // nor after
   }
@@ -92,16 +93,17 @@ TEST_CASE("xsimd: loads, stores and broadcasts keep every lane in place", "[core
   for (float v : lanes_of(B(3.25f))) REQUIRE(v == 3.25f);
 }
 
-TEST_CASE("xsimd_compat: partial loads and stores touch only the first n lanes",
-          "[core][xsimd]") {
+TEST_CASE("xsimd_compat: partial loads and stores touch only the first n lanes", "[core][xsimd]") {
   const auto x = distinct_lanes(1, 8);
   for (int n = 0; n <= W; ++n) {
     INFO("n " << n << " of " << W);
-    const auto got = lanes_of(tformer::xsimd_compat::load_partial<tformer::simd::arch>(x.data(), std::size_t(n)));
+    const auto got = lanes_of(
+        tformer::xsimd_compat::load_partial<tformer::simd::arch>(x.data(), std::size_t(n)));
     for (int i = 0; i < W; ++i) REQUIRE(got[i] == (i < n ? x[std::size_t(i)] : 0.0f));
     std::vector<float> out(std::size_t(W) + 1, -1.0f);
     tformer::xsimd_compat::store_partial(out.data(), B::load_unaligned(x.data()), std::size_t(n));
-    for (int i = 0; i <= W; ++i) REQUIRE(out[std::size_t(i)] == (i < n ? x[std::size_t(i)] : -1.0f));
+    for (int i = 0; i <= W; ++i)
+      REQUIRE(out[std::size_t(i)] == (i < n ? x[std::size_t(i)] : -1.0f));
   }
 }
 
@@ -137,8 +139,7 @@ TEST_CASE("xsimd: arithmetic lane by lane, fma and fnma rounded once", "[core][x
   }
 }
 
-TEST_CASE("xsimd: exp, tanh and abs against the standard library, lane by lane",
-          "[core][xsimd]") {
+TEST_CASE("xsimd: exp, tanh and abs against the standard library, lane by lane", "[core][xsimd]") {
   test::Random rng(5);
   std::vector<float> x(std::size_t(64) * W);
   for (auto& v : x) v = float(rng.uniform(-80.0, 80.0));
@@ -163,7 +164,8 @@ TEST_CASE("xsimd: select and comparisons pick per lane", "[core][xsimd]") {
   const B a = B::load_unaligned(signed_x.data()), other = B::load_unaligned(x.data() + W);
   const auto got = lanes_of(xsimd::select(a >= B(0.0f), a, other));
   for (int i = 0; i < W; ++i)
-    REQUIRE(got[i] == (signed_x[std::size_t(i)] >= 0 ? signed_x[std::size_t(i)] : x[std::size_t(W + i)]));
+    REQUIRE(got[i] ==
+            (signed_x[std::size_t(i)] >= 0 ? signed_x[std::size_t(i)] : x[std::size_t(W + i)]));
 }
 
 namespace {
@@ -193,7 +195,8 @@ TEST_CASE("xsimd: swizzles move lanes where their pattern says", "[core][xsimd]"
   check_swizzle<Reverse>(x, "reverse");
   check_swizzle<SpreadLow>(x, "spread low");
   check_swizzle<SpreadHigh>(x, "spread high");
-  const auto swapped = lanes_of(tformer::xsimd_compat::swap_adjacent_pairs(B::load_unaligned(x.data())));
+  const auto swapped =
+      lanes_of(tformer::xsimd_compat::swap_adjacent_pairs(B::load_unaligned(x.data())));
   for (int i = 0; i < W; ++i) REQUIRE(swapped[i] == x[std::size_t(i ^ 1)]);
 }
 

@@ -24,24 +24,28 @@ TFORMER_DECLARE_ISA_VARIANTS(odr, sweep,
                              std::vector<float>(const std::vector<float>&, int, int, int, int, int,
                                                 int, bool, bool, int))
 TFORMER_DECLARE_ISA_VARIANTS(odr, attention,
-                             std::vector<float>(const std::vector<float>&, const std::vector<float>&,
+                             std::vector<float>(const std::vector<float>&,
+                                                const std::vector<float>&,
                                                 const std::vector<float>&, int, int, int, int, int,
                                                 int, float, int))
 TFORMER_DECLARE_ISA_VARIANTS(odr, norm_activation,
-                             std::vector<float>(const std::vector<float>&, const std::vector<float>&,
-                                                int, int))
+                             std::vector<float>(const std::vector<float>&,
+                                                const std::vector<float>&, int, int))
 TFORMER_DECLARE_ISA_VARIANTS(odr, ffn_topk,
-                             std::vector<float>(const std::vector<float>&, const std::vector<float>&,
-                                                const std::vector<float>&, const std::vector<float>&,
-                                                int, int, int, int))
+                             std::vector<float>(const std::vector<float>&,
+                                                const std::vector<float>&,
+                                                const std::vector<float>&,
+                                                const std::vector<float>&, int, int, int, int))
 TFORMER_DECLARE_ISA_VARIANTS(odr, moe,
-                             std::vector<float>(const std::vector<float>&, const std::vector<float>&,
-                                                const std::vector<float>&, const std::vector<float>&,
+                             std::vector<float>(const std::vector<float>&,
+                                                const std::vector<float>&,
+                                                const std::vector<float>&,
+                                                const std::vector<float>&,
                                                 const std::vector<float>&, int, int, int, int, int))
 TFORMER_DECLARE_ISA_VARIANTS(odr, shared_inline_probe, std::string())
 TFORMER_DECLARE_ISA_VARIANTS(odr, linear,
-                             std::vector<float>(const std::vector<float>&, const std::vector<float>&,
-                                                int, int, int))
+                             std::vector<float>(const std::vector<float>&,
+                                                const std::vector<float>&, int, int, int))
 
 namespace {
 
@@ -71,27 +75,27 @@ TEST_CASE("odr: units built for different instruction sets keep their own kernel
   const auto variants = runnable(TFORMER_ISA_VARIANTS(odr, rope));
   CHECK(variants.size() >= 1);  // sse2 at least, on any x86-64 CPU
   for (const auto& variant : variants) {
-  auto native = x;
-  const std::string native_name = variant.fn(native, T, H, D, first);
-  CAPTURE(native_name);
-  CHECK(native_name == tformer::isa_name(variant.isa));  // its own kernels, not another copy's
+    auto native = x;
+    const std::string native_name = variant.fn(native, T, H, D, first);
+    CAPTURE(native_name);
+    CHECK(native_name == tformer::isa_name(variant.isa));  // its own kernels, not another copy's
 
-  // Reference: rotate-half then interleaved, in double.
-  const auto inv = ref::default_inv_freq(D, 10000.0);
-  for (int row = 0; row < T * H; ++row) {
-    std::vector<double> v(x.begin() + row * D, x.begin() + (row + 1) * D);
-    const int pos = first + row / H;
-    v = ref::rope(v, D, ref::Layout::RotateHalf, pos, inv);
-    v = ref::rope(v, D, ref::Layout::Interleaved, pos, inv);
-    for (int i = 0; i < D; ++i) {
-      INFO("row " << row << " dim " << i);
-      // Two rotations, each within 4u·(|a| + |b|) of exact: 1e-5 covers unit-scale inputs.
-      REQUIRE(std::abs(native[row * D + i] - v[i]) <= 1e-5);
-      REQUIRE(std::abs(scalar[row * D + i] - v[i]) <= 1e-5);
-      // SIMD against scalar: both are within ~8u of exact for unit-scale values.
-      REQUIRE(std::abs(native[row * D + i] - scalar[row * D + i]) <= 16 * FLT_EPSILON * 4);
+    // Reference: rotate-half then interleaved, in double.
+    const auto inv = ref::default_inv_freq(D, 10000.0);
+    for (int row = 0; row < T * H; ++row) {
+      std::vector<double> v(x.begin() + row * D, x.begin() + (row + 1) * D);
+      const int pos = first + row / H;
+      v = ref::rope(v, D, ref::Layout::RotateHalf, pos, inv);
+      v = ref::rope(v, D, ref::Layout::Interleaved, pos, inv);
+      for (int i = 0; i < D; ++i) {
+        INFO("row " << row << " dim " << i);
+        // Two rotations, each within 4u·(|a| + |b|) of exact: 1e-5 covers unit-scale inputs.
+        REQUIRE(std::abs(native[row * D + i] - v[i]) <= 1e-5);
+        REQUIRE(std::abs(scalar[row * D + i] - v[i]) <= 1e-5);
+        // SIMD against scalar: both are within ~8u of exact for unit-scale values.
+        REQUIRE(std::abs(native[row * D + i] - scalar[row * D + i]) <= 16 * FLT_EPSILON * 4);
+      }
     }
-  }
   }
 }
 
@@ -103,32 +107,33 @@ TEST_CASE("odr: SIMD and scalar kernels agree on every shape, layout and directi
   test::Random rng(31);
   int cases = 0;
   for (const auto& variant : runnable(TFORMER_ISA_VARIANTS(odr, sweep))) {
-  INFO("level " << tformer::isa_name(variant.isa));
-  for (int D = 2; D <= 80; D += 2) {
-    for (int d = 2; d <= D; d += (D > 40 ? 6 : 2)) {
-      const int T = rng.integer(1, 3), H = rng.integer(1, 6), first = rng.integer(0, 300);
-      const auto x = rng.normal_floats(std::size_t(T) * H * D);
-      for (int layout = 0; layout < 2; ++layout)
-        for (int direction = 0; direction < 3; ++direction)
-          for (bool in_place : {true, false}) {
-            const bool scaled = (cases % 3) == 0;
-            const auto a = variant.fn(x, T, H, D, d, layout, direction, in_place, scaled, first);
-            const auto b = odr::scalar::sweep(x, T, H, D, d, layout, direction, in_place, scaled, first);
-            ++cases;
-            for (int row = 0; row < T * H; ++row)
-              for (int i = 0; i < D; ++i) {
-                const int j = i >= d        ? i
-                              : layout == 0 ? (i ^ 1)
-                                            : (i < d / 2 ? i + d / 2 : i - d / 2);
-                const double tol =
-                    8 * u * 1.14 * (std::abs(x[row * D + i]) + std::abs(x[row * D + j]));
-                INFO("D " << D << " d " << d << " layout " << layout << " direction " << direction
-                          << " in place " << in_place << " scaled " << scaled);
-                REQUIRE(std::abs(a[row * D + i] - b[row * D + i]) <= tol);
-              }
-          }
+    INFO("level " << tformer::isa_name(variant.isa));
+    for (int D = 2; D <= 80; D += 2) {
+      for (int d = 2; d <= D; d += (D > 40 ? 6 : 2)) {
+        const int T = rng.integer(1, 3), H = rng.integer(1, 6), first = rng.integer(0, 300);
+        const auto x = rng.normal_floats(std::size_t(T) * H * D);
+        for (int layout = 0; layout < 2; ++layout)
+          for (int direction = 0; direction < 3; ++direction)
+            for (bool in_place : {true, false}) {
+              const bool scaled = (cases % 3) == 0;
+              const auto a = variant.fn(x, T, H, D, d, layout, direction, in_place, scaled, first);
+              const auto b =
+                  odr::scalar::sweep(x, T, H, D, d, layout, direction, in_place, scaled, first);
+              ++cases;
+              for (int row = 0; row < T * H; ++row)
+                for (int i = 0; i < D; ++i) {
+                  const int j = i >= d        ? i
+                                : layout == 0 ? (i ^ 1)
+                                              : (i < d / 2 ? i + d / 2 : i - d / 2);
+                  const double tol =
+                      8 * u * 1.14 * (std::abs(x[row * D + i]) + std::abs(x[row * D + j]));
+                  INFO("D " << D << " d " << d << " layout " << layout << " direction " << direction
+                            << " in place " << in_place << " scaled " << scaled);
+                  REQUIRE(std::abs(a[row * D + i] - b[row * D + i]) <= tol);
+                }
+            }
+      }
     }
-  }
   }
   CHECK(cases > 1000);
 }
@@ -144,30 +149,30 @@ TEST_CASE("odr: SIMD and scalar attention agree on random shapes, decode and pre
   // other: tol = 2·((D + 2)·max|s| + L + 2)·u·max|v| with max|s| ≤ |q|·|k|·scale.
   const double u = FLT_EPSILON / 2;
   for (const auto& variant : runnable(TFORMER_ISA_VARIANTS(odr, attention))) {
-  INFO("level " << tformer::isa_name(variant.isa));
-  test::Random rng(37);
-  for (int trial = 0; trial < 60; ++trial) {
-    const int Hkv = rng.integer(1, 3), Hq = Hkv * rng.integer(1, 5);
-    const int D = 4 * rng.integer(1, 40), L = rng.integer(1, 300);
-    const int T = trial % 2 == 0 ? 1 : rng.integer(1, std::min(L, 70));
-    const int window = trial % 3 == 0 ? rng.integer(1, L) : 0;
-    const float softcap = trial % 5 == 0 ? 5.0f : 0.0f;
-    const int sinks = window > 0 && trial % 4 < 2 ? rng.integer(1, 8) : 0;  // both paths
-    const auto q = rng.normal_floats(std::size_t(T) * Hq * D);
-    const auto k = rng.normal_floats(std::size_t(L) * Hkv * D);
-    const auto v = rng.normal_floats(k.size());
-    const auto a = variant.fn(q, k, v, T, Hq, Hkv, D, L, window, softcap, sinks);
-    const auto b = odr::scalar::attention(q, k, v, T, Hq, Hkv, D, L, window, softcap, sinks);
-    double q_max = 0, k_max = 0, v_max = 0;
-    for (float x : q) q_max = std::max(q_max, double(std::abs(x)));
-    for (float x : k) k_max = std::max(k_max, double(std::abs(x)));
-    for (float x : v) v_max = std::max(v_max, double(std::abs(x)));
-    const double s_max = q_max * k_max * D / std::sqrt(double(D));  // |q|·|k|·scale bound
-    const double tol = 2 * ((D + 2) * s_max + L + 2) * u * v_max;
-    INFO("trial " << trial << ": T " << T << " Hq " << Hq << " Hkv " << Hkv << " D " << D << " L "
-                  << L << " window " << window << " softcap " << softcap << " sinks " << sinks);
-    for (std::size_t i = 0; i < a.size(); ++i) REQUIRE(std::abs(a[i] - b[i]) <= tol);
-  }
+    INFO("level " << tformer::isa_name(variant.isa));
+    test::Random rng(37);
+    for (int trial = 0; trial < 60; ++trial) {
+      const int Hkv = rng.integer(1, 3), Hq = Hkv * rng.integer(1, 5);
+      const int D = 4 * rng.integer(1, 40), L = rng.integer(1, 300);
+      const int T = trial % 2 == 0 ? 1 : rng.integer(1, std::min(L, 70));
+      const int window = trial % 3 == 0 ? rng.integer(1, L) : 0;
+      const float softcap = trial % 5 == 0 ? 5.0f : 0.0f;
+      const int sinks = window > 0 && trial % 4 < 2 ? rng.integer(1, 8) : 0;  // both paths
+      const auto q = rng.normal_floats(std::size_t(T) * Hq * D);
+      const auto k = rng.normal_floats(std::size_t(L) * Hkv * D);
+      const auto v = rng.normal_floats(k.size());
+      const auto a = variant.fn(q, k, v, T, Hq, Hkv, D, L, window, softcap, sinks);
+      const auto b = odr::scalar::attention(q, k, v, T, Hq, Hkv, D, L, window, softcap, sinks);
+      double q_max = 0, k_max = 0, v_max = 0;
+      for (float x : q) q_max = std::max(q_max, double(std::abs(x)));
+      for (float x : k) k_max = std::max(k_max, double(std::abs(x)));
+      for (float x : v) v_max = std::max(v_max, double(std::abs(x)));
+      const double s_max = q_max * k_max * D / std::sqrt(double(D));  // |q|·|k|·scale bound
+      const double tol = 2 * ((D + 2) * s_max + L + 2) * u * v_max;
+      INFO("trial " << trial << ": T " << T << " Hq " << Hq << " Hkv " << Hkv << " D " << D << " L "
+                    << L << " window " << window << " softcap " << softcap << " sinks " << sinks);
+      for (std::size_t i = 0; i < a.size(); ++i) REQUIRE(std::abs(a[i] - b[i]) <= tol);
+    }
   }
 }
 
@@ -176,24 +181,24 @@ TEST_CASE("odr: SIMD and scalar RMSNorm and activation agree", "[odr][rmsnorm]")
   // 8u more (activation_test.cpp); twice their sum bounds the difference of the two builds.
   const double u = FLT_EPSILON / 2;
   for (const auto& variant : runnable(TFORMER_ISA_VARIANTS(odr, norm_activation))) {
-  INFO("level " << tformer::isa_name(variant.isa));
-  test::Random rng(41);
-  for (int trial = 0; trial < 40; ++trial) {
-    const int rows = rng.integer(1, 5), n = rng.integer(1, 700);
-    const auto x = rng.normal_floats(std::size_t(rows) * n);
-    const auto w = rng.normal_floats(std::size_t(n));
-    const auto a = variant.fn(x, w, rows, n);
-    const auto b = odr::scalar::norm_activation(x, w, rows, n);
-    INFO("rows " << rows << " n " << n);
-    const std::size_t m = x.size();
-    for (std::size_t i = 0; i < m; ++i) {
-      // silu(y)'s relative condition number is at most 1 + |y|.
-      const double y = b[i], norm_tol = 2 * (n + 12) * u * std::abs(y);
-      const double act_tol = 2 * ((n + 12) * (1 + std::abs(y)) + 8) * u * std::abs(b[m + i]);
-      REQUIRE(std::abs(a[i] - b[i]) <= norm_tol);
-      REQUIRE(std::abs(a[m + i] - b[m + i]) <= act_tol + 1e-37);
+    INFO("level " << tformer::isa_name(variant.isa));
+    test::Random rng(41);
+    for (int trial = 0; trial < 40; ++trial) {
+      const int rows = rng.integer(1, 5), n = rng.integer(1, 700);
+      const auto x = rng.normal_floats(std::size_t(rows) * n);
+      const auto w = rng.normal_floats(std::size_t(n));
+      const auto a = variant.fn(x, w, rows, n);
+      const auto b = odr::scalar::norm_activation(x, w, rows, n);
+      INFO("rows " << rows << " n " << n);
+      const std::size_t m = x.size();
+      for (std::size_t i = 0; i < m; ++i) {
+        // silu(y)'s relative condition number is at most 1 + |y|.
+        const double y = b[i], norm_tol = 2 * (n + 12) * u * std::abs(y);
+        const double act_tol = 2 * ((n + 12) * (1 + std::abs(y)) + 8) * u * std::abs(b[m + i]);
+        REQUIRE(std::abs(a[i] - b[i]) <= norm_tol);
+        REQUIRE(std::abs(a[m + i] - b[m + i]) <= act_tol + 1e-37);
+      }
     }
-  }
   }
 }
 
@@ -268,11 +273,13 @@ TEST_CASE("odr: SIMD and scalar top-k SwiGLU and MoE agree", "[odr][swiglu][moe]
       const int E = rng.integer(1, 6), k = rng.integer(1, E);
       const auto x = rng.normal_floats(std::size_t(T) * H);
       const auto router = rng.normal_floats(std::size_t(E) * H);
-      const auto gate = rng.normal_floats(std::size_t(E) * I * H), up = rng.normal_floats(gate.size());
+      const auto gate = rng.normal_floats(std::size_t(E) * I * H),
+                 up = rng.normal_floats(gate.size());
       const auto down = rng.normal_floats(gate.size());
       const auto a = variant.fn(x, router, gate, up, down, T, H, I, E, k);
       const auto b = odr::scalar::moe(x, router, gate, up, down, T, H, I, E, k);
-      INFO("trial " << trial << ": T " << T << " H " << H << " I " << I << " E " << E << " k " << k);
+      INFO("trial " << trial << ": T " << T << " H " << H << " I " << I << " E " << E << " k "
+                    << k);
       // Routing weights (≤ 1) err relatively by 2·(H + 2)·u·R + 8u (R: the largest Σ|router·x|
       // of a logit) through softmax and renormalisation; they scale expert outputs of at most
       // Σ_j |down_ij·h_j| each.
@@ -281,7 +288,8 @@ TEST_CASE("odr: SIMD and scalar top-k SwiGLU and MoE agree", "[odr][swiglu][moe]
         double R = 0;
         for (int e = 0; e < E; ++e) {
           double r = 0;
-          for (int c = 0; c < H; ++c) r += std::abs(router[std::size_t(e) * H + c] * x[std::size_t(t) * H + c]);
+          for (int c = 0; c < H; ++c)
+            r += std::abs(router[std::size_t(e) * H + c] * x[std::size_t(t) * H + c]);
           R = std::max(R, r);
         }
         std::vector<double> tol(static_cast<std::size_t>(H), 0.0);
@@ -300,7 +308,8 @@ TEST_CASE("odr: SIMD and scalar top-k SwiGLU and MoE agree", "[odr][swiglu][moe]
               }
               mag += std::abs(d[std::size_t(i) * I + j]) * std::abs(gj / (1 + std::exp(-gj)) * pj);
             }
-            tol[std::size_t(i)] += 2 * (bound[std::size_t(i)] + (2 * (H + 2) * u * R + 8 * u) * mag);
+            tol[std::size_t(i)] +=
+                2 * (bound[std::size_t(i)] + (2 * (H + 2) * u * R + 8 * u) * mag);
           }
         }
         for (int i = 0; i < H; ++i)
@@ -358,11 +367,15 @@ TEST_CASE("odr: the CPU check agrees with /proc/cpuinfo", "[odr][dispatch]") {
       break;
     }
   std::fclose(f);
-  const auto has = [&](const char* name) { return flags.find(std::string(" ") + name + " ") != std::string::npos ||
-                                                  flags.find(std::string(" ") + name + "\n") != std::string::npos; };
-  CHECK(tformer::isa_supported(tformer::Isa::avx512) ==
-        (has("avx512f") && has("avx512bw") && has("avx512cd") && has("avx512dq") && has("avx512vl")));
-  CHECK(tformer::isa_supported(tformer::Isa::avx2_fma) == (has("avx2") && has("fma") && has("bmi2")));
+  const auto has = [&](const char* name) {
+    return flags.find(std::string(" ") + name + " ") != std::string::npos ||
+           flags.find(std::string(" ") + name + "\n") != std::string::npos;
+  };
+  CHECK(
+      tformer::isa_supported(tformer::Isa::avx512) ==
+      (has("avx512f") && has("avx512bw") && has("avx512cd") && has("avx512dq") && has("avx512vl")));
+  CHECK(tformer::isa_supported(tformer::Isa::avx2_fma) ==
+        (has("avx2") && has("fma") && has("bmi2")));
   CHECK(tformer::isa_supported(tformer::Isa::sse4_2) == (has("sse4_2") && has("popcnt")));
   WARN("this CPU runs: " << [] {
     std::string s;
@@ -380,10 +393,10 @@ TEST_CASE("odr: a TFORMER_NO_EXCEPTIONS unit keeps its own checks", "[odr][error
   CHECK(abort_unit_namespace() == std::string(tformer::simd::isa_name) + "_abort");
   tformer::RopeTable table(tformer::RopeConfig{.rotary_dim = 8, .max_positions = 16});
   std::vector<float> x(2 * 8, 1.0f);
-  CHECK_THROWS_AS(tformer::apply_rope_inplace<tformer::RopeLayout::RotateHalf>(
-                      table, tformer::HeadsView<float>(x.data(), 2, 1, 8),
-                      tformer::Positions::offset(15)),
-                  tformer::Error);
+  CHECK_THROWS_AS(
+      tformer::apply_rope_inplace<tformer::RopeLayout::RotateHalf>(
+          table, tformer::HeadsView<float>(x.data(), 2, 1, 8), tformer::Positions::offset(15)),
+      tformer::Error);
 }
 
 TEST_CASE("odr: each level has its own copy of inline code outside tformer (Eigen, std)",
@@ -404,7 +417,8 @@ TEST_CASE("odr: SIMD and scalar linear() (Eigen GEMV and GEMM) agree", "[odr][li
     for (int trial = 0; trial < 12; ++trial) {
       const int T = trial % 3 == 0 ? 1 : rng.integer(2, 80), in = rng.integer(1, 300);
       const int out = rng.integer(1, 200);
-      const auto x = rng.normal_floats(std::size_t(T) * in), w = rng.normal_floats(std::size_t(out) * in);
+      const auto x = rng.normal_floats(std::size_t(T) * in),
+                 w = rng.normal_floats(std::size_t(out) * in);
       const auto a = variant.fn(x, w, T, in, out), b = odr::scalar::linear(x, w, T, in, out);
       INFO("T " << T << " in " << in << " out " << out);
       for (int t = 0; t < T; ++t)

@@ -11,8 +11,8 @@
 #include "tformer/nn/attention.hpp"
 #include "tformer/nn/linear.hpp"
 #include "tformer/nn/moe.hpp"
-#include "tformer/nn/swiglu.hpp"
 #include "tformer/nn/rmsnorm.hpp"
+#include "tformer/nn/swiglu.hpp"
 #include "tformer/rope/apply.hpp"
 
 // An inline function outside tformer's namespaces whose body depends on the instruction set, as
@@ -62,9 +62,8 @@ std::string rope(std::vector<float>& x, int T, int H, int D, int first) {
 // One RoPE call with every option explicit, for the SIMD-against-scalar sweep: returns
 // out = apply_rope(x) ([T, H, D], rotary_dim d; layout 0 interleaved, 1 rotate-half; direction
 // 0 forward, 1 transpose, 2 inverse; YaRN s = 4 when `scaled`), in place or out of place.
-std::vector<float> sweep(const std::vector<float>& x, int T, int H, int D, int d,
-                                     int layout, int direction, bool in_place, bool scaled,
-                                     int first) {
+std::vector<float> sweep(const std::vector<float>& x, int T, int H, int D, int d, int layout,
+                         int direction, bool in_place, bool scaled, int first) {
   tformer::RopeConfig config{.rotary_dim = d, .max_positions = first + T};
   if (scaled)
     config.scaling = tformer::rope_scaling::Yarn{.factor = 4, .original_max_positions = 64};
@@ -91,8 +90,8 @@ std::vector<float> sweep(const std::vector<float>& x, int T, int H, int D, int d
 // no bias or sink queries, in-cache and original positions score alike). Decode when T = 1,
 // the GEMM block path when T > 1.
 std::vector<float> attention(const std::vector<float>& q, const std::vector<float>& k,
-                                         const std::vector<float>& v, int T, int Hq, int Hkv, int D,
-                                         int L, int window, float softcap, int sinks) {
+                             const std::vector<float>& v, int T, int Hq, int Hkv, int D, int L,
+                             int window, float softcap, int sinks) {
   tformer::KVCache cache({.layers = 1, .kv_heads = Hkv, .head_dim = D, .capacity = L});
   cache.write(0, 0, {k.data(), L, Hkv, D}, {v.data(), L, Hkv, D});
   cache.advance(0, L);
@@ -109,8 +108,8 @@ std::vector<float> attention(const std::vector<float>& q, const std::vector<floa
 }
 
 // Returns [y, a]: y = RMSNorm(x [rows, n]) · w, then a = silu(y) ⊙ x elementwise.
-std::vector<float> norm_activation(const std::vector<float>& x,
-                                               const std::vector<float>& w, int rows, int n) {
+std::vector<float> norm_activation(const std::vector<float>& x, const std::vector<float>& w,
+                                   int rows, int n) {
   std::vector<float> y(2 * x.size());
   const std::span<float> norm(y.data(), x.size()), act(y.data() + x.size(), x.size());
   tformer::rmsnorm({x.data(), rows, n}, w, 1e-6f, {norm.data(), rows, n});

@@ -33,11 +33,16 @@ inline constexpr std::array<Isa, 5> all_isas = {Isa::avx512, Isa::avx2_fma, Isa:
 
 constexpr std::string_view isa_name(Isa isa) noexcept {
   switch (isa) {
-    case Isa::scalar: return "scalar";
-    case Isa::sse2: return "sse2";
-    case Isa::sse4_2: return "sse4_2";
-    case Isa::avx2_fma: return "avx2_fma";
-    case Isa::avx512: return "avx512";
+    case Isa::scalar:
+      return "scalar";
+    case Isa::sse2:
+      return "sse2";
+    case Isa::sse4_2:
+      return "sse4_2";
+    case Isa::avx2_fma:
+      return "avx2_fma";
+    case Isa::avx512:
+      return "avx512";
   }
   return "?";
 }
@@ -57,10 +62,14 @@ inline constexpr const char* avx512_features[] = {"avx512f", "avx512bw", "avx512
 }  // namespace isa_detail
 constexpr std::span<const char* const> isa_features(Isa isa) noexcept {
   switch (isa) {
-    case Isa::sse4_2: return isa_detail::sse4_2_features;
-    case Isa::avx2_fma: return isa_detail::avx2_fma_features;
-    case Isa::avx512: return isa_detail::avx512_features;
-    default: return {};
+    case Isa::sse4_2:
+      return isa_detail::sse4_2_features;
+    case Isa::avx2_fma:
+      return isa_detail::avx2_fma_features;
+    case Isa::avx512:
+      return isa_detail::avx512_features;
+    default:
+      return {};
   }
 }
 
@@ -125,7 +134,8 @@ IsaVariant<Fn> select_isa_variant(std::span<const IsaVariant<Fn>> compiled,
                                   const char* override_name = std::getenv("TFORMER_ISA")) {
   constexpr const char* where = "select_isa_variant";
   std::string built;
-  for (const auto& v : compiled) built += (built.empty() ? "" : ", ") + std::string(isa_name(v.isa));
+  for (const auto& v : compiled)
+    built += (built.empty() ? "" : ", ") + std::string(isa_name(v.isa));
   if (override_name != nullptr && *override_name != '\0') {
     const auto wanted = parse_isa(override_name);
     if (!wanted) [[unlikely]]
@@ -134,8 +144,8 @@ IsaVariant<Fn> select_isa_variant(std::span<const IsaVariant<Fn>> compiled,
     for (const auto& v : compiled)
       if (v.isa == *wanted) {
         if (const auto missing = isa_missing_feature(v.isa); !missing.empty()) [[unlikely]]
-          detail::fail_check(where, "TFORMER_ISA", "a level this CPU runs (it lacks " + missing + ")",
-                             override_name);
+          detail::fail_check(where, "TFORMER_ISA",
+                             "a level this CPU runs (it lacks " + missing + ")", override_name);
         return v;
       }
     detail::fail_check(where, "TFORMER_ISA", "a level that was compiled (" + built + ")",
@@ -147,7 +157,8 @@ IsaVariant<Fn> select_isa_variant(std::span<const IsaVariant<Fn>> compiled,
         isa_supported(v.isa))
       best = &v;
   if (best == nullptr) [[unlikely]]
-    detail::fail_check(where, "compiled variants", "one this CPU runs", built.empty() ? "none" : built);
+    detail::fail_check(where, "compiled variants", "one this CPU runs",
+                       built.empty() ? "none" : built);
   return *best;
 }
 
@@ -191,9 +202,9 @@ IsaVariant<Fn> select_isa_variant(const std::array<IsaVariant<Fn>, N>& compiled,
 #define TFORMER_IF_ISA_scalar(X, ...)
 #endif
 // X(isa, args...) for each compiled level, best first.
-#define TFORMER_FOR_EACH_ISA_VARIANT(X, ...)                                        \
-  TFORMER_IF_ISA_avx512(X, __VA_ARGS__) TFORMER_IF_ISA_avx2_fma(X, __VA_ARGS__)     \
-      TFORMER_IF_ISA_sse4_2(X, __VA_ARGS__) TFORMER_IF_ISA_sse2(X, __VA_ARGS__)     \
+#define TFORMER_FOR_EACH_ISA_VARIANT(X, ...)                                    \
+  TFORMER_IF_ISA_avx512(X, __VA_ARGS__) TFORMER_IF_ISA_avx2_fma(X, __VA_ARGS__) \
+      TFORMER_IF_ISA_sse4_2(X, __VA_ARGS__) TFORMER_IF_ISA_sse2(X, __VA_ARGS__) \
           TFORMER_IF_ISA_scalar(X, __VA_ARGS__)
 
 #define TFORMER_DECLARE_ISA_VARIANT_ONE(isa, ns, fn, ...) \

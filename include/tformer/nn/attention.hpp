@@ -210,8 +210,42 @@ inline void tile_dots(const float* q, const KVView& kv, index g, index k0, index
   for (; j < n; ++j) out[j] = dot(q, keys + j * d, d);
 }
 
-// acc = acc · alpha + Σ_{j < n} p[j] · value(g, k0 + j): head_dim in chunks of up to 8 registers
-// held in registers across the tile.
+#if TFORMER_HAS_SIMD
+// acc[i, i + R·W) = acc · alpha + Σ_{j < n} p[j] · values[j·d + i …]: R registers of the output
+// held across the tile, the keys split over K interleaved partial sums (added at the end), so
+// R·K >= 8 independent FMA chains hide the FMA latency whatever the register width.
+template <int R, int K>
+inline void values_chunk(float* acc, const simd::batch& alpha, const float* p, const float* values,
+                         index d, index n, index i) noexcept {
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  B r[K][R];
+  for (int k = 0; k < R; ++k) {
+    r[0][k] = B::load_unaligned(acc + i + k * W) * alpha;
+    for (int s = 1; s < K; ++s) r[s][k] = B(0.0f);
+  }
+  index j = 0;
+  for (; j + K <= n; j += K)
+    for (int s = 0; s < K; ++s) {
+      const B pj(p[j + s]);
+      const float* v = values + (j + s) * d + i;
+      for (int k = 0; k < R; ++k) r[s][k] = xsimd_compat::fma(pj, B::load_unaligned(v + k * W), r[s][k]);
+    }
+  for (; j < n; ++j) {
+    const B pj(p[j]);
+    for (int k = 0; k < R; ++k)
+      r[0][k] = xsimd_compat::fma(pj, B::load_unaligned(values + j * d + i + k * W), r[0][k]);
+  }
+  for (int k = 0; k < R; ++k) {
+    for (int s = 1; s < K; ++s) r[0][k] += r[s][k];
+    r[0][k].store_unaligned(acc + i + k * W);
+  }
+}
+#endif
+
+// acc = acc · alpha + Σ_{j < n} p[j] · value(g, k0 + j): head_dim in chunks held in registers
+// across the tile, with at least 8 independent FMA chains at every register width (head_dim 64
+// on AVX-512: 4 registers × 2 key sets, where 8 registers would leave it to single registers).
 inline void tile_values(float* acc, float alpha, const float* p, const KVView& kv, index g,
                         index k0, index n) noexcept {
   const index d = kv.head_dim;
@@ -219,25 +253,15 @@ inline void tile_values(float* acc, float alpha, const float* p, const KVView& k
   index i = 0;
 #if TFORMER_HAS_SIMD
   using B = simd::batch;
-  constexpr index W = static_cast<index>(B::size);
-  constexpr index R = 8;  // registers per chunk
+  constexpr int W = static_cast<int>(B::size);
   const B a(alpha);
-  // Full chunks of R registers, then single registers: fixed-size blocks stay in registers.
-  for (const index end = d / (R * W) * (R * W); i < end; i += R * W) {
-    B r[R];
-    for (index k = 0; k < R; ++k) r[k] = B::load_unaligned(acc + i + k * W) * a;
-    for (index j = 0; j < n; ++j) {
-      const B pj(p[j]);
-      const float* v = values + j * d + i;
-      for (index k = 0; k < R; ++k) r[k] = xsimd_compat::fma(pj, B::load_unaligned(v + k * W), r[k]);
-    }
-    for (index k = 0; k < R; ++k) r[k].store_unaligned(acc + i + k * W);
-  }
-  for (const index end = d / W * W; i < end; i += W) {
-    B r = B::load_unaligned(acc + i) * a;
-    for (index j = 0; j < n; ++j) r = xsimd_compat::fma(B(p[j]), B::load_unaligned(values + j * d + i), r);
-    r.store_unaligned(acc + i);
-  }
+  // 8 registers (32, 64 or 128 floats); on AVX-512 then 64 floats as 4 registers × 2 key sets;
+  // then one register × 4 key sets.
+  for (const index end = d / (8 * W) * (8 * W); i < end; i += 8 * W)
+    values_chunk<8, 1>(acc, a, p, values, d, n, i);
+  if constexpr (W == 16)
+    for (const index end = d / 64 * 64; i < end; i += 64) values_chunk<4, 2>(acc, a, p, values, d, n, i);
+  for (const index end = d / W * W; i < end; i += W) values_chunk<1, 4>(acc, a, p, values, d, n, i);
 #endif
   for (; i < d; ++i) {
     float t = acc[i] * alpha;
