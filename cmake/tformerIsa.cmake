@@ -16,11 +16,14 @@
 #       namespaces (Eigen's GEMM, the standard library), which the linker would otherwise keep
 #       once for all of them: its objects are linked into one relocatable object whose weak
 #       symbols are made local (tformerIsaLocalize.cmake; GNU ld and objcopy, ELF). Where those
-#       tools are missing the variants share such code, linked lowest level first so that its
-#       copy wins (docs/CONVENTIONS.md, "Instruction sets").
+#       tools are missing the variants share such code with each other and with <target>'s own
+#       sources, which come first on the link line: build those for the lowest level you ship
+#       (docs/CONVENTIONS.md, "Instruction sets").
+#       Call TFORMER_DECLARE_ISA_VARIANTS at global scope.
 
+# The levels, lowest first (a variable for the including directory; the functions below do not
+# depend on it, so they work from any directory of a project that includes this file).
 set(TFORMER_ISA_LEVELS scalar sse2 sse4_2 avx2_fma avx512)
-set(TFORMER_ISA_LOCALIZE_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/tformerIsaLocalize.cmake)
 
 function(tformer_isa_compile_options isa options_var definitions_var)
   set(definitions "")
@@ -38,23 +41,25 @@ function(tformer_isa_compile_options isa options_var definitions_var)
   elseif(isa STREQUAL "avx512")
     set(options -march=x86-64-v4)
   else()
-    message(FATAL_ERROR "tformer: unknown ISA level '${isa}' (one of: ${TFORMER_ISA_LEVELS})")
+    message(FATAL_ERROR "tformer: unknown ISA level '${isa}' (one of: scalar sse2 sse4_2 avx2_fma avx512)")
   endif()
   set(${options_var} ${options} PARENT_SCOPE)
   set(${definitions_var} ${definitions} PARENT_SCOPE)
 endfunction()
 
 function(tformer_add_isa_variants target)
+  set(levels scalar sse2 sse4_2 avx2_fma avx512)
+  set(localize_script ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/tformerIsaLocalize.cmake)
   cmake_parse_arguments(ARG "" "" "SOURCES;ISAS;LINK_LIBRARIES" ${ARGN})
   if(NOT ARG_SOURCES OR NOT ARG_ISAS)
     message(FATAL_ERROR "tformer_add_isa_variants(${target} SOURCES ... ISAS ...): both are needed")
   endif()
   foreach(isa IN LISTS ARG_ISAS)
-    if(NOT isa IN_LIST TFORMER_ISA_LEVELS)
-      message(FATAL_ERROR "tformer_add_isa_variants: unknown level '${isa}' (one of: ${TFORMER_ISA_LEVELS})")
+    if(NOT isa IN_LIST levels)
+      message(FATAL_ERROR "tformer_add_isa_variants: unknown level '${isa}' (one of: ${levels})")
     endif()
   endforeach()
-  foreach(isa IN LISTS TFORMER_ISA_LEVELS)  # lowest level first: its copies of shared code win
+  foreach(isa IN LISTS levels)  # lowest level first
     if(NOT isa IN_LIST ARG_ISAS)
       continue()
     endif()
@@ -66,6 +71,8 @@ function(tformer_add_isa_variants target)
     target_compile_definitions(${lib} PRIVATE $<TARGET_PROPERTY:${target},COMPILE_DEFINITIONS>
       ${definitions} TFORMER_ISA_VARIANT=${isa})
     target_compile_options(${lib} PRIVATE ${options})
+    # Compiler IR (LTO) would reach ld -r and objcopy unlocalised, and be merged at the link.
+    set_target_properties(${lib} PROPERTIES INTERPROCEDURAL_OPTIMIZATION OFF)
     if(CMAKE_LINKER AND CMAKE_NM AND CMAKE_OBJCOPY AND CMAKE_EXECUTABLE_FORMAT STREQUAL "ELF")
       # GCC makes static locals of inline functions STB_GNU_UNIQUE, which objcopy cannot make
       # local; weak instead.
@@ -76,8 +83,8 @@ function(tformer_add_isa_variants target)
       add_custom_command(OUTPUT ${out}
         COMMAND ${CMAKE_COMMAND} -DOUTPUT=${out} "-DOBJECTS=$<TARGET_OBJECTS:${lib}>"
           -DLINKER=${CMAKE_LINKER} -DNM=${CMAKE_NM} -DOBJCOPY=${CMAKE_OBJCOPY}
-          -P ${TFORMER_ISA_LOCALIZE_SCRIPT}
-        DEPENDS ${lib} $<TARGET_OBJECTS:${lib}> ${TFORMER_ISA_LOCALIZE_SCRIPT}
+          -P ${localize_script}
+        DEPENDS ${lib} $<TARGET_OBJECTS:${lib}> ${localize_script}
         COMMENT "tformer: ${lib}, its own copy of Eigen and the standard library"
         VERBATIM)
       set_source_files_properties(${out} PROPERTIES EXTERNAL_OBJECT TRUE GENERATED TRUE)
@@ -86,5 +93,8 @@ function(tformer_add_isa_variants target)
       target_sources(${target} PRIVATE $<TARGET_OBJECTS:${lib}>)
     endif()
     target_compile_definitions(${target} PRIVATE TFORMER_ISA_VARIANT_${isa}=1)
+  endforeach()
+  foreach(library IN LISTS ARG_LINK_LIBRARIES)  # the objects' own link dependencies
+    target_link_libraries(${target} PRIVATE $<LINK_ONLY:${library}>)
   endforeach()
 endfunction()

@@ -4,6 +4,8 @@
 // exchanged, and its own test uses rows that this permutation leaves unchanged.) The suite runs
 // at every ISA the host supports (scripts/test), so each primitive is proven on each.
 #include <catch2/catch.hpp>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdint>
@@ -105,6 +107,29 @@ TEST_CASE("xsimd_compat: partial loads and stores touch only the first n lanes",
     for (int i = 0; i <= W; ++i)
       REQUIRE(out[std::size_t(i)] == (i < n ? x[std::size_t(i)] : -1.0f));
   }
+}
+
+TEST_CASE("xsimd_compat: partial loads and stores never touch memory past the n-th float",
+          "[core][xsimd]") {
+  // n floats that end where an inaccessible page begins: any access past them faults.
+  const long page = sysconf(_SC_PAGESIZE);
+  void* map = mmap(nullptr, std::size_t(2 * page), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(map != MAP_FAILED);
+  REQUIRE(mprotect(static_cast<char*>(map) + page, std::size_t(page), PROT_NONE) == 0);
+  float* end = reinterpret_cast<float*>(static_cast<char*>(map) + page);
+  const auto x = distinct_lanes(1, 9);
+  for (int n = 0; n <= W; ++n) {
+    INFO("n " << n);
+    float* p = end - n;
+    for (int i = 0; i < n; ++i) p[i] = x[std::size_t(i)];
+    const auto got =
+        lanes_of(tformer::xsimd_compat::load_partial<tformer::simd::arch>(p, std::size_t(n)));
+    for (int i = 0; i < n; ++i) REQUIRE(got[i] == x[std::size_t(i)]);
+    tformer::xsimd_compat::store_partial(p, B::load_unaligned(x.data()), std::size_t(n));
+    for (int i = 0; i < n; ++i) REQUIRE(p[i] == x[std::size_t(i)]);
+  }
+  munmap(map, std::size_t(2 * page));
 }
 
 TEST_CASE("xsimd: arithmetic lane by lane, fma and fnma rounded once", "[core][xsimd]") {

@@ -325,7 +325,8 @@ TEST_CASE("nn/attention: a 32k-token context matches the reference, decode and p
   // walk, so this test bounds them statistically, per output i (Higham, Accuracy and
   // Stability, 2nd ed., sect. 2.8 / Higham & Mary 2019): the running sums over L keys err by
   // about sqrt(L)·u·Σ_j w_j·|v_ji|, and score errors of relative size E move the output by
-  // about E·sqrt(Σ_j w_j²·v_ji²). tol = 8·(both): 8 standard deviations. A skipped block of 64
+  // about E·sqrt(Σ_j w_j²·v_ji²) (E as in check_outputs, a worst case per score). tol = 8 times
+  // their sum, a margin no rounding of random data reaches. A skipped block of 64
   // keys moves an output by ~sqrt(64)/L ≈ 2.4e-4, a 5 % scale error by ~3e-4; tol ≈ 5e-5.
   test::Random rng(18);
   const int Hkv = 1, g = 2, D = 32, L = 32768;

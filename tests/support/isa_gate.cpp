@@ -1,5 +1,6 @@
 // tformer_isa_gate LEVEL PROGRAM [ARGS...]: runs PROGRAM (a test executable built for LEVEL)
-// when this CPU can, else prints which feature it lacks and exits 77 (ctest: skipped).
+// when this CPU can, else prints "skipped LEVEL: this CPU lacks FEATURE" and exits 77 (ctest
+// reads the message: skipped).
 // tformer_isa_gate --list: prints each level and whether this CPU runs it.
 // Built without -march flags, so that it runs on every x86-64 CPU.
 #include <unistd.h>

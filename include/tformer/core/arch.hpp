@@ -43,6 +43,22 @@
 #define TFORMER_CONCAT_IMPL(a, b) a##b
 #define TFORMER_CONCAT(a, b) TFORMER_CONCAT_IMPL(a, b)
 
+// A per-ISA build (tformer_add_isa_variants defines TFORMER_ISA_VARIANT=<level>) must compile for
+// that level: a stray -m flag in the project's flags would put it in another namespace.
+#if defined(TFORMER_ISA_VARIANT)
+#define TFORMER_ISA_ID_scalar 1
+#define TFORMER_ISA_ID_sse2 2
+#define TFORMER_ISA_ID_sse4_2 3
+#define TFORMER_ISA_ID_avx 4
+#define TFORMER_ISA_ID_avx2 5
+#define TFORMER_ISA_ID_avx2_fma 6
+#define TFORMER_ISA_ID_avx512 7
+#define TFORMER_ISA_ID_neon64 8
+#if TFORMER_CONCAT(TFORMER_ISA_ID_, TFORMER_ISA_VARIANT) != TFORMER_CONCAT(TFORMER_ISA_ID_, TFORMER_ISA_NS)
+#error "TFORMER_ISA_VARIANT names another level than this unit's flags select (core/arch.hpp)"
+#endif
+#endif
+
 #if defined(TFORMER_NO_EXCEPTIONS)
 #define TFORMER_ARCH_NS TFORMER_CONCAT(TFORMER_ISA_NS, _abort)
 #else

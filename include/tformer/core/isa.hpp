@@ -4,12 +4,13 @@
 //
 // The levels, best first, with the flags cmake/tformerIsa.cmake compiles each with:
 //   avx512    -march=x86-64-v4  (AVX-512 F, BW, CD, DQ, VL: the skylake-avx512 level)
-//   avx2_fma  -march=x86-64-v3  (AVX2, FMA, BMI1/2, F16C)
+//   avx2_fma  -march=x86-64-v3  (AVX2, FMA, BMI1/2, F16C, LZCNT, MOVBE)
 //   sse4_2    -march=x86-64-v2  (SSE3 to SSE4.2, POPCNT)
 //   sse2      -march=x86-64     (every x86-64 CPU)
 //   scalar    TFORMER_SIMD_SCALAR (plain loops; any CPU)
 // The CPU is asked through the compiler's __builtin_cpu_supports, which also checks that the OS
-// saves the wide registers. Not through xsimd 8.1's available_architectures(): it reads SSE2 and
+// saves the wide registers: feature by feature (to name what is missing), then, with GCC 12 or
+// later, the level as a whole. Not through xsimd 8.1's available_architectures(): it reads SSE2 and
 // AVX from the wrong CPUID registers and never asks the OS (docs/CONVENTIONS.md).
 #pragma once
 
@@ -105,6 +106,18 @@ inline std::string isa_missing_feature(Isa isa) {
     for (const char* f : isa_features(level))
       if (!has(f)) return f;
   }
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+  // GCC 12 also knows the levels as a whole (F16C, LZCNT, MOVBE, CX16, LAHF, … besides the
+  // features above), exactly what -march=x86-64-vN may use.
+  const bool level = isa == Isa::sse2       ? __builtin_cpu_supports("x86-64") != 0
+                     : isa == Isa::sse4_2   ? __builtin_cpu_supports("x86-64-v2") != 0
+                     : isa == Isa::avx2_fma ? __builtin_cpu_supports("x86-64-v3") != 0
+                                            : __builtin_cpu_supports("x86-64-v4") != 0;
+  if (!level) {
+    static constexpr const char* names[] = {"", "x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4"};
+    return std::string("a feature of ") + names[static_cast<int>(isa)];
+  }
+#endif
   return {};
 #else
   return "x86-64";
@@ -174,7 +187,7 @@ IsaVariant<Fn> select_isa_variant(const std::array<IsaVariant<Fn>, N>& compiled,
 // Declares and lists an engine's per-ISA builds of one function. tformer_add_isa_variants
 // defines TFORMER_ISA_VARIANT_<isa> on the target for each level it compiled; a variant source
 // defines the function in namespace NS::TFORMER_ISA_NS (e.g. engine::avx512::forward).
-//   TFORMER_DECLARE_ISA_VARIANTS(engine, forward, float(const float*, int))   // at namespace scope
+//   TFORMER_DECLARE_ISA_VARIANTS(engine, forward, float(const float*, int))   // at global scope
 //   auto chosen = tformer::select_isa_variant(TFORMER_ISA_VARIANTS(engine, forward));
 #if defined(TFORMER_ISA_VARIANT_avx512)
 #define TFORMER_IF_ISA_avx512(X, ...) X(avx512, __VA_ARGS__)

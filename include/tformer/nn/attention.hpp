@@ -244,8 +244,8 @@ inline void values_chunk(float* acc, const simd::batch& alpha, const float* p, c
 #endif
 
 // acc = acc · alpha + Σ_{j < n} p[j] · value(g, k0 + j): head_dim in chunks held in registers
-// across the tile, with at least 8 independent FMA chains at every register width (head_dim 64
-// on AVX-512: 4 registers × 2 key sets, where 8 registers would leave it to single registers).
+// across the tile: 8 registers, then (AVX-512) 64 floats as 4 registers × 2 key sets, so head_dim
+// 64 keeps 8 independent FMA chains at every register width; the rest one register × 4 key sets.
 inline void tile_values(float* acc, float alpha, const float* p, const KVView& kv, index g,
                         index k0, index n) noexcept {
   const index d = kv.head_dim;

@@ -33,17 +33,20 @@ inline constexpr index vector_block = TFORMER_HAS_SIMD ? 8 * static_cast<index>(
 
 // The most terms any partial sum of a row of n adds: what its rounding error grows with.
 constexpr index max_terms_per_partial_sum(index n) noexcept {
-  if constexpr (vector_block > 0) return n / vector_block + (n % vector_block > 0 ? 1 : 0);
+  if constexpr (vector_block > 0) {
+    // AVX-512 rows shorter than 8 registers run in AVX2 registers (sum_squares).
+    const index block = vector_block == 128 && n < 128 ? 64 : vector_block;
+    return n / block + (n % block > 0 ? 1 : 0);
+  }
   return (n + 3) / 4;
 }
 
-// Σ v[i]² for i < n, in float, over the partial sums described above; v = x, or with Add,
-// v = x + add stored back into x (the fused residual form reads x once).
-template <bool Add, class X>
-inline float sum_squares(X* x, const float* add, index n) noexcept {
-  static_assert(Add != std::is_const_v<X>, "only the Add form writes x");
 #if TFORMER_HAS_SIMD
-  using B = simd::batch;
+// Σ v[i]² for i < n, in float, over the partial sums described above, in registers of
+// architecture A; v = x, or with Add, v = x + add stored back into x.
+template <bool Add, class A, class X>
+inline float sum_squares_in(X* x, const float* add, index n) noexcept {
+  using B = xsimd::batch<float, A>;
   constexpr index W = static_cast<index>(B::size);
   B acc[8] = {B(0.0f), B(0.0f), B(0.0f), B(0.0f), B(0.0f), B(0.0f), B(0.0f), B(0.0f)};
   index i = 0;
@@ -58,17 +61,42 @@ inline float sum_squares(X* x, const float* add, index n) noexcept {
       acc[a] = xsimd_compat::fma(v, v, acc[a]);
     }
   }
-  for (int a = 0; i < n; i += W, ++a) {  // fewer than 8 registers left, the last maybe partial
-    const std::size_t m = static_cast<std::size_t>(std::min(W, n - i));
-    B v = xsimd_compat::load_partial<simd::arch>(x + i, m);
+  int a = 0;
+  for (; i + W <= n; i += W, ++a) {  // fewer than 8 full registers left
+    B v = B::load_unaligned(x + i);
     if constexpr (Add) {
-      v += xsimd_compat::load_partial<simd::arch>(add + i, m);
+      v += B::load_unaligned(add + i);
+      v.store_unaligned(x + i);
+    }
+    acc[a] = xsimd_compat::fma(v, v, acc[a]);
+  }
+  if (i < n) {  // the last, partial register, masked
+    const std::size_t m = static_cast<std::size_t>(n - i);
+    B v = xsimd_compat::load_partial<A>(x + i, m);
+    if constexpr (Add) {
+      v += xsimd_compat::load_partial<A>(add + i, m);
       xsimd_compat::store_partial(x + i, v, m);
     }
     acc[a] = xsimd_compat::fma(v, v, acc[a]);
   }
   return xsimd_compat::reduce_add(((acc[0] + acc[1]) + (acc[2] + acc[3])) +
                                   ((acc[4] + acc[5]) + (acc[6] + acc[7])));
+}
+#endif
+
+// Σ v[i]² for i < n, in float, over the partial sums described above; v = x, or with Add,
+// v = x + add stored back into x (the fused residual form reads x once). On AVX-512 a row
+// shorter than 8 registers (128 floats: a q/k-norm head) runs in 8 AVX2 registers instead,
+// whose chains and reduction are shorter: blocks are sized in floats, not in registers.
+template <bool Add, class X>
+inline float sum_squares(X* x, const float* add, index n) noexcept {
+  static_assert(Add != std::is_const_v<X>, "only the Add form writes x");
+#if TFORMER_HAS_SIMD
+#if defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+  if constexpr (simd::lanes == 16)
+    if (n < 8 * 16) return sum_squares_in<Add, xsimd::fma3<xsimd::avx2>>(x, add, n);
+#endif
+  return sum_squares_in<Add, simd::arch>(x, add, n);
 #else
   float tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};
   for (index i = 0; i < n; ++i) {
