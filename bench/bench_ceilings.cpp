@@ -20,7 +20,7 @@ void fma_peak(benchmark::State& state) {
   const B a(0.999999f), b(1e-7f);
   for (auto _ : state) {
     for (int i = 0; i < steps; ++i)
-      for (int c = 0; c < chains; ++c) acc[c] = xsimd::fma(acc[c], a, b);
+      for (int c = 0; c < chains; ++c) acc[c] = tformer::xsimd_compat::fma(acc[c], a, b);
     for (auto& x : acc) benchmark::DoNotOptimize(x);
   }
   constexpr double lanes = B::size;
