@@ -10,7 +10,8 @@
 #       TFORMER_ISA_VARIANTS in tformer/core/isa.hpp read. A variant source defines its entry
 #       points in namespace <yours>::TFORMER_ISA_NS; the program picks one at startup with
 #       tformer::select_isa_variant (environment variable TFORMER_ISA to force a level).
-#       The variants get <target>'s include directories and definitions, and link tformer::tformer
+#       The variants get <target>'s include directories and definitions (but TFORMER_SIMD_SCALAR:
+#       the level is the variant's), and link tformer::tformer
 #       and LINK_LIBRARIES; not <target>'s compile options (they would bring its -march).
 #       Each variant also gets its own copy of every inline function from outside tformer's
 #       namespaces (Eigen's GEMM, the standard library), which the linker would otherwise keep
@@ -68,7 +69,9 @@ function(tformer_add_isa_variants target)
     add_library(${lib} OBJECT ${ARG_SOURCES})
     target_link_libraries(${lib} PRIVATE tformer::tformer ${ARG_LINK_LIBRARIES})
     target_include_directories(${lib} PRIVATE $<TARGET_PROPERTY:${target},INCLUDE_DIRECTORIES>)
-    target_compile_definitions(${lib} PRIVATE $<TARGET_PROPERTY:${target},COMPILE_DEFINITIONS>
+    # <target>'s definitions (its dependencies' included) but the ones that choose a level.
+    target_compile_definitions(${lib} PRIVATE
+      "$<FILTER:$<TARGET_PROPERTY:${target},COMPILE_DEFINITIONS>,EXCLUDE,^TFORMER_(SIMD_SCALAR|ISA_VARIANT)>"
       ${definitions} TFORMER_ISA_VARIANT=${isa})
     target_compile_options(${lib} PRIVATE ${options})
     # Compiler IR (LTO) would reach ld -r and objcopy unlocalised, and be merged at the link.
