@@ -16,7 +16,7 @@
 #       Each variant also gets its own copy of every inline function from outside tformer's
 #       namespaces (Eigen's GEMM, the standard library), which the linker would otherwise keep
 #       once for all of them: its objects are linked into one relocatable object whose weak
-#       symbols are made local (tformerIsaLocalize.cmake; GNU ld and objcopy, ELF). Where those
+#       symbols are made local (tformerIsaLocalize.cmake; GNU ld (ld.bfd) and objcopy, ELF). Where those
 #       tools are missing the variants share such code with each other and with <target>'s own
 #       sources, which come first on the link line: build those for the lowest level you ship
 #       (docs/CONVENTIONS.md, "Instruction sets").
@@ -52,6 +52,15 @@ function(tformer_add_isa_variants target)
   set(levels scalar sse2 sse4_2 avx2_fma avx512)
   set(localize_script ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/tformerIsaLocalize.cmake)
   cmake_parse_arguments(ARG "" "" "SOURCES;ISAS;LINK_LIBRARIES" ${ARGN})
+  # The partial link needs GNU ld's --force-group-allocation (lld has no such option).
+  find_program(TFORMER_GNU_LD NAMES ld.bfd ld)
+  set(gnu_ld "")
+  if(TFORMER_GNU_LD)
+    execute_process(COMMAND ${TFORMER_GNU_LD} --help OUTPUT_VARIABLE ld_help ERROR_QUIET)
+    if(ld_help MATCHES "--force-group-allocation")
+      set(gnu_ld ${TFORMER_GNU_LD})
+    endif()
+  endif()
   if(NOT ARG_SOURCES OR NOT ARG_ISAS)
     message(FATAL_ERROR "tformer_add_isa_variants(${target} SOURCES ... ISAS ...): both are needed")
   endif()
@@ -76,7 +85,7 @@ function(tformer_add_isa_variants target)
     target_compile_options(${lib} PRIVATE ${options})
     # Compiler IR (LTO) would reach ld -r and objcopy unlocalised, and be merged at the link.
     set_target_properties(${lib} PROPERTIES INTERPROCEDURAL_OPTIMIZATION OFF)
-    if(CMAKE_LINKER AND CMAKE_NM AND CMAKE_OBJCOPY AND CMAKE_EXECUTABLE_FORMAT STREQUAL "ELF")
+    if(gnu_ld AND CMAKE_NM AND CMAKE_OBJCOPY AND CMAKE_EXECUTABLE_FORMAT STREQUAL "ELF")
       # GCC makes static locals of inline functions STB_GNU_UNIQUE, which objcopy cannot make
       # local; weak instead.
       if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
@@ -85,7 +94,7 @@ function(tformer_add_isa_variants target)
       set(out ${CMAKE_CURRENT_BINARY_DIR}/${lib}.o)
       add_custom_command(OUTPUT ${out}
         COMMAND ${CMAKE_COMMAND} -DOUTPUT=${out} "-DOBJECTS=$<TARGET_OBJECTS:${lib}>"
-          -DLINKER=${CMAKE_LINKER} -DNM=${CMAKE_NM} -DOBJCOPY=${CMAKE_OBJCOPY}
+          -DLINKER=${gnu_ld} -DNM=${CMAKE_NM} -DOBJCOPY=${CMAKE_OBJCOPY}
           -P ${localize_script}
         DEPENDS ${lib} $<TARGET_OBJECTS:${lib}> ${localize_script}
         COMMENT "tformer: ${lib}, its own copy of Eigen and the standard library"
