@@ -1,0 +1,140 @@
+// Converting float weights to a storage type, and rows of any type back to float.
+//
+// Round-trip error of one value x, with m = the largest |x| of its block of 32 (core/numeric.hpp):
+//   f32   exact
+//   bf16  |x − x̂| <= 2^−8·|x|   (8 significant bits, round to nearest even)
+//   f16   |x − x̂| <= 2^−11·|x| for 2^−14 <= |x| <= 65504; <= 2^−25 below (subnormals)
+//   q8_0  |x − x̂| <= d/2, d = m/127 rounded to f16 (so about m/254)
+//   q4_0  |x − x̂| <= |d|/2 + 2^−11·|x|, d = m/8 rounded to f16, except the values clamped at
+//         the positive end (x near −(the signed extreme)): <= |d|, i.e. m/8
+// (The block bounds hold while d is a normal f16: m >= 127·2^−14 for q8_0, m >= 8·2^−14 for
+// q4_0; smaller blocks lose relative precision to d's subnormal rounding.)
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <span>
+#include <sstream>
+
+#include "tformer/core/error.hpp"
+#include "tformer/core/numeric.hpp"
+#include "tformer/core/views.hpp"
+#include "tformer/core/weight_view.hpp"
+
+namespace tformer {
+inline namespace TFORMER_ARCH_NS {
+
+// Bytes that convert_weights writes for a [rows, cols] matrix of `type`, rows packed.
+constexpr index converted_bytes(WeightType type, index rows, index cols) noexcept {
+  return rows * row_bytes(type, cols);
+}
+
+// Writes src [rows, cols] as `type` into dst (packed rows) and returns the view of it.
+// Throws, writing nothing, unless dst holds converted_bytes(type, rows, cols), cols is a multiple
+// of the type's block, and every value is finite and (for f16 and the f16 block scales) within
+// f16's range: |x| <= 65504 for f16, <= 65504·127 for q8_0, <= 65504·8 for q4_0.
+inline WeightView convert_weights(MatrixView<const float> src, WeightType type,
+                                  std::span<std::byte> dst, const char* name = "weight") {
+  constexpr const char* where = "convert_weights";
+  check_view(where, "src", src);
+  const WeightTypeInfo info = type_info(type);
+  const WeightView out(type, dst.data(), src.rows(), src.cols(), name);
+  check_weight_view(where, out);
+  check_eq(where, "dst size in bytes", converted_bytes(type, src.rows(), src.cols()),
+           index(dst.size()));
+  const float limit = type == WeightType::f16    ? 65504.0f
+                      : type == WeightType::q8_0 ? 65504.0f * 127.0f
+                      : type == WeightType::q4_0 ? 65504.0f * 8.0f
+                                                 : INFINITY;
+  for (index r = 0; r < src.rows(); ++r)
+    for (index c = 0; c < src.cols(); ++c) {
+      const float v = src.row(r)[c];
+      if (!(std::fabs(v) <= limit)) [[unlikely]] {
+        std::ostringstream what, expected;
+        what << name << " value [" << r << ", " << c << "]";
+        expected << "a finite value"
+                 << (limit < INFINITY ? " within ±" + std::to_string(limit) + " for " : "")
+                 << (limit < INFINITY ? info.name : "");
+        detail::fail_check(where, what.str(), expected.str(), v);
+      }
+    }
+  for (index r = 0; r < src.rows(); ++r) {
+    const float* s = src.row(r);
+    std::byte* d = dst.data() + r * row_bytes(type, src.cols());
+    for (index c = 0; c < src.cols(); c += info.block_values) {
+      std::byte* at = d + c / info.block_values * info.block_bytes;
+      switch (type) {
+        case WeightType::f32: std::memcpy(at, s + c, 4); break;
+        case WeightType::bf16: {
+          const bf16 v = to_bf16(s[c]);
+          std::memcpy(at, &v, 2);
+          break;
+        }
+        case WeightType::f16: {
+          const f16 v = to_f16(s[c]);
+          std::memcpy(at, &v, 2);
+          break;
+        }
+        case WeightType::q8_0: {
+          const BlockQ8_0 b = quantize_q8_0(s + c);
+          std::memcpy(at, &b, sizeof b);
+          break;
+        }
+        case WeightType::q4_0: {
+          const BlockQ4_0 b = quantize_q4_0(s + c);
+          std::memcpy(at, &b, sizeof b);
+          break;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+namespace convert_kernels {
+// The values [first, first + count) of row r of w as float; first and count whole blocks for the
+// block types. Preconditions: w is well formed and the range lies inside its row.
+inline void decode_range(const WeightView& w, index r, index first, index count,
+                         float* out) noexcept {
+  const std::byte* row = w.row(r);
+  switch (w.type()) {
+    case WeightType::f32: std::memcpy(out, row + 4 * first, std::size_t(4 * count)); return;
+    case WeightType::bf16:
+      for (index c = 0; c < count; ++c) {
+        bf16 v;
+        std::memcpy(&v, row + 2 * (first + c), 2);
+        out[c] = to_float(v);
+      }
+      return;
+    case WeightType::f16:
+      for (index c = 0; c < count; ++c) {
+        f16 v;
+        std::memcpy(&v, row + 2 * (first + c), 2);
+        out[c] = to_float(v);
+      }
+      return;
+    case WeightType::q8_0:
+      for (index b = first / 32; b < (first + count) / 32; ++b)
+        dequantize(load_block<BlockQ8_0>(row + b * 34), out + (b * 32 - first));
+      return;
+    case WeightType::q4_0:
+      for (index b = first / 32; b < (first + count) / 32; ++b)
+        dequantize(load_block<BlockQ4_0>(row + b * 18), out + (b * 32 - first));
+      return;
+  }
+}
+}  // namespace convert_kernels
+
+// out = row r of w as float (an embedding lookup of a typed table). Exact: every stored value is
+// a float. Throws unless w is well formed, 0 <= r < rows and out holds cols values.
+inline void dequantize_row(const WeightView& w, index r, std::span<float> out) {
+  constexpr const char* where = "dequantize_row";
+  check_weight_view(where, w);
+  check_index(where, "row", r, w.rows());
+  check_eq(where, "out size (= cols)", w.cols(), index(out.size()));
+  convert_kernels::decode_range(w, r, 0, w.cols(), out.data());
+}
+
+}  // namespace TFORMER_ARCH_NS
+}  // namespace tformer

@@ -1,0 +1,190 @@
+// WeightView: a linear weight `[rows = out, cols = in]` in any storage type, over memory the
+// engine owns (a buffer, a memory-mapped checkpoint), read in place by the matmul kernels.
+//
+// Rows are `row_stride` bytes apart; within a row the values (f32, bf16, f16) or blocks of 32
+// values (q8_0, q4_0) are packed, as PyTorch, safetensors and GGUF store them. The type is chosen
+// per matrix at run time, so one model may mix them (4-bit FFN, 8-bit attention, f32 norms).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <string_view>
+
+#include "tformer/core/error.hpp"
+#include "tformer/core/numeric.hpp"
+#include "tformer/core/views.hpp"
+
+namespace tformer {
+
+// How a weight's values are stored. Plain data, outside the instruction-set namespace.
+enum class WeightType : std::uint8_t { f32, bf16, f16, q8_0, q4_0 };
+
+inline namespace TFORMER_ARCH_NS {
+
+// Values per block (1 for the element types) and bytes per block.
+struct WeightTypeInfo {
+  const char* name;
+  index block_values;
+  index block_bytes;
+  index alignment;  // of the data and the row stride, in bytes
+};
+
+constexpr WeightTypeInfo type_info(WeightType type) noexcept {
+  switch (type) {
+    case WeightType::f32: return {"f32", 1, 4, 4};
+    case WeightType::bf16: return {"bf16", 1, 2, 2};
+    case WeightType::f16: return {"f16", 1, 2, 2};
+    case WeightType::q8_0: return {"q8_0", 32, 34, 2};
+    case WeightType::q4_0: return {"q4_0", 32, 18, 2};
+  }
+  return {"unknown", 1, 0, 1};
+}
+
+inline const char* type_name(WeightType type) noexcept { return type_info(type).name; }
+
+// Bytes of one packed row of `cols` values (cols a multiple of the block size).
+constexpr index row_bytes(WeightType type, index cols) noexcept {
+  const WeightTypeInfo info = type_info(type);
+  return cols / info.block_values * info.block_bytes;
+}
+
+class WeightView {
+ public:
+  constexpr WeightView() = default;
+  // Packed rows.
+  constexpr WeightView(WeightType type, const void* data, index rows, index cols,
+                       const char* name = "weight")
+      : WeightView(type, data, rows, cols, tformer::row_bytes(type, cols), name) {}
+  // Rows `row_stride` bytes apart.
+  constexpr WeightView(WeightType type, const void* data, index rows, index cols, index row_stride,
+                       const char* name = "weight")
+      : data_(static_cast<const std::byte*>(data)),
+        rows_(rows),
+        cols_(cols),
+        row_stride_(row_stride),
+        type_(type),
+        name_(name) {}
+  // An f32 matrix view (its row stride in floats becomes bytes).
+  WeightView(MatrixView<const float> m, const char* name = "weight")  // NOLINT: a view converts
+      : WeightView(WeightType::f32, m.data(), m.rows(), m.cols(),
+                   m.row_stride() * index(sizeof(float)), name) {}
+  WeightView(MatrixView<float> m, const char* name = "weight")  // NOLINT
+      : WeightView(MatrixView<const float>(m), name) {}
+
+  constexpr WeightType type() const noexcept { return type_; }
+  constexpr const std::byte* data() const noexcept { return data_; }
+  constexpr index rows() const noexcept { return rows_; }
+  constexpr index cols() const noexcept { return cols_; }
+  constexpr index row_stride() const noexcept { return row_stride_; }
+  // The tensor's name, for error messages.
+  constexpr const char* name() const noexcept { return name_; }
+  constexpr const std::byte* row(index r) const noexcept { return data_ + r * row_stride_; }
+  // Rows [first, first + count): e.g. the K rows of a fused QKV weight.
+  constexpr WeightView row_slice(index first, index count) const noexcept {
+    return {type_, row(first), count, cols_, row_stride_, name_};
+  }
+  // Bytes from the first row's start to the last row's end.
+  constexpr index extent_bytes() const noexcept {
+    return rows_ == 0 ? 0 : (rows_ - 1) * row_stride_ + tformer::row_bytes(type_, cols_);
+  }
+  // The f32 matrix this view is (precondition: type() == f32).
+  MatrixView<const float> f32() const noexcept {
+    return {reinterpret_cast<const float*>(data_), rows_, cols_,
+            row_stride_ / index(sizeof(float))};
+  }
+
+ private:
+  const std::byte* data_ = nullptr;
+  index rows_ = 0;
+  index cols_ = 0;
+  index row_stride_ = 0;
+  WeightType type_ = WeightType::f32;
+  const char* name_ = "weight";
+};
+
+namespace detail {
+inline std::string weight_what(const WeightView& w, std::string_view what) {
+  return std::string(w.name() ? w.name() : "weight") + " (" + type_name(w.type()) + ") " +
+         std::string(what);
+}
+}  // namespace detail
+
+// Throws unless the view is well formed: a known type, non-negative sizes, cols a multiple of the
+// block size, rows that do not overlap, data aligned for the type (4 bytes for f32, 2 otherwise),
+// and data unless it is empty. Reads no weight.
+inline void check_weight_view(std::string_view where, const WeightView& w) {
+  const WeightTypeInfo info = type_info(w.type());
+  if (info.block_bytes == 0)
+    detail::fail_check(where, detail::weight_what(w, "type"), "f32, bf16, f16, q8_0 or q4_0",
+                       int(w.type()));
+  if (w.rows() < 0 || w.cols() < 0) {
+    std::ostringstream given;
+    given << "[" << w.rows() << ", " << w.cols() << "]";
+    detail::fail_check(where, detail::weight_what(w, "shape"), "non-negative sizes", given.str());
+  }
+  if (w.cols() % info.block_values != 0) {
+    std::ostringstream expected;
+    expected << "a multiple of " << info.block_values << " (whole blocks)";
+    detail::fail_check(where, detail::weight_what(w, "cols"), expected.str(), w.cols());
+  }
+  if (w.rows() > 1 && w.row_stride() < row_bytes(w.type(), w.cols())) {
+    std::ostringstream expected;
+    expected << ">= " << row_bytes(w.type(), w.cols()) << " bytes (one packed row)";
+    detail::fail_check(where, detail::weight_what(w, "row_stride"), expected.str(),
+                       w.row_stride());
+  }
+  if (w.rows() * w.cols() == 0) return;
+  if (w.data() == nullptr)
+    detail::fail_check(where, detail::weight_what(w, "data"), "a non-null pointer", "nullptr");
+  const auto address = reinterpret_cast<std::uintptr_t>(w.data());
+  if (address % std::uintptr_t(info.alignment) != 0 ||
+      (w.rows() > 1 && w.row_stride() % info.alignment != 0)) {
+    std::ostringstream expected, given;
+    expected << "data and row_stride multiples of " << info.alignment << " bytes";
+    given << "address " << address % 64 << " mod 64, row_stride " << w.row_stride();
+    detail::fail_check(where, detail::weight_what(w, "alignment"), expected.str(), given.str());
+  }
+}
+
+// Throws unless the view lies inside [begin, begin + size) (e.g. a mapped file): the check a
+// reader makes before handing a view out, so a truncated tensor is an error, not a read past the
+// mapping.
+inline void check_weight_within(std::string_view where, const WeightView& w, const void* begin,
+                                std::size_t size) {
+  const auto lo = reinterpret_cast<std::uintptr_t>(begin);
+  const auto p = reinterpret_cast<std::uintptr_t>(w.data());
+  const auto extent = std::uintptr_t(w.extent_bytes());
+  if (extent == 0) return;
+  if (p < lo || p - lo > size || extent > size - (p - lo)) {
+    std::ostringstream expected, given;
+    expected << extent << " bytes inside a buffer of " << size;
+    given << "offset " << (p >= lo ? std::to_string(p - lo) : "before the start");
+    detail::fail_check(where, detail::weight_what(w, "extent"), expected.str(), given.str());
+  }
+}
+
+// Throws unless every block scale of a q8_0 / q4_0 view is finite (a NaN or inf scale turns a
+// whole block of outputs into NaN). Reads one scale per block: O(rows·cols/32); element types
+// pass at once. Readers call it once per tensor; the kernels do not.
+inline void check_weight_scales(std::string_view where, const WeightView& w) {
+  check_weight_view(where, w);
+  const WeightTypeInfo info = type_info(w.type());
+  if (info.block_values == 1) return;
+  const index blocks = w.cols() / info.block_values;
+  for (index r = 0; r < w.rows(); ++r)
+    for (index b = 0; b < blocks; ++b) {
+      f16 d;
+      std::memcpy(&d, w.row(r) + b * info.block_bytes, sizeof d);
+      if (!std::isfinite(to_float(d))) [[unlikely]] {
+        std::ostringstream what;
+        what << "scale of row " << r << " block " << b;
+        detail::fail_check(where, detail::weight_what(w, what.str()), "a finite f16",
+                           to_float(d));
+      }
+    }
+}
+
+}  // namespace TFORMER_ARCH_NS
+}  // namespace tformer

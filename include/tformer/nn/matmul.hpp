@@ -1,0 +1,360 @@
+// The project's own matmul: y [T, out] = x [T, in] · Wᵀ for a weight W [out, in] of any storage
+// type (core/weight_view.hpp), read in its stored layout, in place, without repacking.
+//
+// Design (llamafile's tinyBLAS, gemma.cpp's MatMul): a tile of RM rows of x times RN rows of W
+// keeps RM·RN vector accumulators, each a dot product along `in`; per step of 32 values it decodes
+// 32 values of each W row to float registers once and multiplies them with all RM rows of x.
+// One horizontal sum per output at the end, RM·RN of them together (reduce_add_rows).
+//   - Decode (T small): RM = T, RN = as many rows as fill the accumulator registers (16 on
+//     AVX-512, 8 on AVX2): W streams from memory once, several rows at a time.
+//   - Prefill: RM×RN tiles; the loop over x's tiles is innermost, so each slice of W is read from
+//     memory once and reused from L1; `in` is split into slices when x is too large for L2.
+// Weights decode to exactly their stored value (core/numeric.hpp), so every type computes the
+// same float dot product of x with W's values; accumulation is float, in 32·lanes/... partial
+// sums per output (error bound: tests/nn/matmul_test.cpp).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+
+#include "tformer/core/convert.hpp"
+#include "tformer/core/error.hpp"
+#include "tformer/core/numeric.hpp"
+#include "tformer/core/simd.hpp"
+#include "tformer/core/views.hpp"
+#include "tformer/core/weight_view.hpp"
+
+namespace tformer {
+inline namespace TFORMER_ARCH_NS {
+namespace matmul_kernels {
+
+// Values per decode step: one q8_0 / q4_0 block.
+inline constexpr index step = 32;
+
+// The values [k, k + 32) of a weight row into 32 floats at `out` (scalar, any ISA).
+template <WeightType T>
+inline void decode_step_scalar(const std::byte* row, index k, float* out) noexcept {
+  if constexpr (T == WeightType::f32) {
+    std::memcpy(out, row + 4 * k, 4 * step);
+  } else if constexpr (T == WeightType::bf16 || T == WeightType::f16) {
+    using E = std::conditional_t<T == WeightType::bf16, bf16, f16>;
+    E v[step];
+    std::memcpy(v, row + 2 * k, sizeof v);
+    for (index j = 0; j < step; ++j) out[j] = to_float(v[j]);
+  } else if constexpr (T == WeightType::q8_0) {
+    dequantize(load_block<BlockQ8_0>(row + k / 32 * 34), out);
+  } else {
+    dequantize(load_block<BlockQ4_0>(row + k / 32 * 18), out);
+  }
+}
+
+// One value of an element-type row (the tail of a row whose length is not a multiple of 32).
+template <WeightType T>
+inline float decode_one(const std::byte* row, index k) noexcept {
+  if constexpr (T == WeightType::f32) {
+    float v;
+    std::memcpy(&v, row + 4 * k, 4);
+    return v;
+  } else {
+    std::conditional_t<T == WeightType::bf16, bf16, f16> v;
+    std::memcpy(&v, row + 2 * k, 2);
+    return to_float(v);
+  }
+}
+
+#if TFORMER_HAS_SIMD
+using B = simd::batch;
+inline constexpr index W = index(simd::lanes);
+inline constexpr index V = step / W;  // registers per step
+
+// An f16 scale as float, by F16C where the level has it.
+inline float scale_to_float(const std::byte* p) noexcept {
+  f16 d;
+  std::memcpy(&d, p, 2);
+#if defined(__F16C__)
+  return _cvtsh_ss(d.bits);
+#else
+  return to_float(d);
+#endif
+}
+
+// The values [k, k + 32) of a weight row into V registers. Preconditions: k + 32 <= cols; k a
+// multiple of 32 for the block types.
+template <WeightType T>
+inline void decode_step(const std::byte* row, index k, B* out) noexcept {
+  if constexpr (T == WeightType::f32) {
+    const float* p = reinterpret_cast<const float*>(row) + k;
+    for (index v = 0; v < V; ++v) out[v] = B::load_unaligned(p + v * W);
+    return;
+  }
+#if defined(__AVX512F__)
+  if constexpr (W == 16) {
+    if constexpr (T == WeightType::bf16) {  // bf16 → f32: the 16 bits move to the top
+      for (index v = 0; v < V; ++v) {
+        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * (k + v * 16)));
+        out[v] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+      }
+    } else if constexpr (T == WeightType::f16) {
+      for (index v = 0; v < V; ++v)
+        out[v] = _mm512_cvtph_ps(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * (k + v * 16))));
+    } else if constexpr (T == WeightType::q8_0) {
+      const std::byte* b = row + k / 32 * 34;
+      const __m512 d = _mm512_set1_ps(scale_to_float(b));
+      for (index v = 0; v < V; ++v) {
+        const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2 + 16 * v));
+        out[v] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), d);
+      }
+    } else {  // q4_0: (n − 8)·d = n·d − 8d, one FMA, exact either way
+      const std::byte* b = row + k / 32 * 18;
+      const float df = scale_to_float(b);
+      const __m512 d = _mm512_set1_ps(df), m = _mm512_set1_ps(-8.0f * df);
+      const __m512i n = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2)));
+      out[0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(n, _mm512_set1_epi32(15))), d, m);
+      out[1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(n, 4)), d, m);
+    }
+    return;
+  }
+#endif
+#if defined(__AVX2__)
+  if constexpr (W == 8) {
+    if constexpr (T == WeightType::bf16) {
+      for (index v = 0; v < V; ++v) {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * (k + v * 8)));
+        out[v] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+      }
+      return;
+    } else if constexpr (T == WeightType::q8_0) {
+      const std::byte* b = row + k / 32 * 34;
+      const __m256 d = _mm256_set1_ps(scale_to_float(b));
+      for (index v = 0; v < V; ++v) {
+        const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 2 + 8 * v));
+        out[v] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
+      }
+      return;
+    } else if constexpr (T == WeightType::q4_0) {
+      const std::byte* b = row + k / 32 * 18;
+      const float df = scale_to_float(b);
+      const __m256 d = _mm256_set1_ps(df), m = _mm256_set1_ps(-8.0f * df);
+      const __m256i mask = _mm256_set1_epi32(15);
+      const __m256i n0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 2)));
+      const __m256i n1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 10)));
+      const auto fma = [](__m256 a, __m256 s, __m256 c) {
+#if defined(__FMA__)
+        return _mm256_fmadd_ps(a, s, c);
+#else
+        return _mm256_add_ps(_mm256_mul_ps(a, s), c);  // a·s exact here, so the same value
+#endif
+      };
+      out[0] = fma(_mm256_cvtepi32_ps(_mm256_and_si256(n0, mask)), d, m);
+      out[1] = fma(_mm256_cvtepi32_ps(_mm256_and_si256(n1, mask)), d, m);
+      out[2] = fma(_mm256_cvtepi32_ps(_mm256_srli_epi32(n0, 4)), d, m);
+      out[3] = fma(_mm256_cvtepi32_ps(_mm256_srli_epi32(n1, 4)), d, m);
+      return;
+    }
+#if defined(__F16C__)
+    if constexpr (T == WeightType::f16) {
+      for (index v = 0; v < V; ++v)
+        out[v] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * (k + v * 8))));
+      return;
+    }
+#endif
+  }
+#endif
+  // Any other level: through a buffer, plainly.
+  alignas(64) float values[step];
+  decode_step_scalar<T>(row, k, values);
+  for (index v = 0; v < V; ++v) out[v] = B::load_aligned(values + v * W);
+}
+
+// Tile shapes: RN rows of W per pass for RM rows of x, RM·RN accumulators. Accumulators fill
+// half the register file (32 on AVX-512, 16 below), leaving room for the decoded W registers.
+inline constexpr index accumulators = W == 16 ? 16 : 8;
+inline constexpr index max_rm = W == 16 ? 4 : 2;
+template <index RM>
+inline constexpr index rn_for = std::max<index>(1, accumulators / RM);
+
+// out[m·RN + n] = x_m · w_n over [k0, k1) for the rows x[0..RM) and w[0..RN).
+// Preconditions: every row holds [k0, k1); k0 a multiple of 32 for the block types, and k1 too
+// unless k1 = cols of an element type (then the last k1 − k0 mod 32 values go through decode_one).
+template <WeightType T, index RM, index RN>
+inline void tile(const float* const* x, const std::byte* const* w, index k0, index k1,
+                 float* out) noexcept {
+  constexpr index N = RM * RN;
+  constexpr index groups = (N + W - 1) / W;
+  B acc[groups * W];
+  for (index i = 0; i < groups * W; ++i) acc[i] = B(0.0f);
+  index k = k0;
+  for (; k + step <= k1; k += step) {
+    for (index n = 0; n < RN; ++n) {
+      B wv[V];
+      decode_step<T>(w[n], k, wv);
+      for (index v = 0; v < V; ++v)
+        for (index m = 0; m < RM; ++m)
+          acc[m * RN + n] = xsimd_compat::fma(B::load_unaligned(x[m] + k + v * W), wv[v],
+                                              acc[m * RN + n]);
+    }
+  }
+  for (index g = 0; g < groups; ++g) {
+    alignas(64) float sums[W];
+    xsimd_compat::reduce_add_rows(acc + g * W).store_aligned(sums);
+    for (index i = 0; i < W && g * W + i < N; ++i) out[g * W + i] = sums[i];
+  }
+  if constexpr (T == WeightType::f32 || T == WeightType::bf16 || T == WeightType::f16) {
+    for (; k < k1; ++k)
+      for (index n = 0; n < RN; ++n) {
+        const float wk = decode_one<T>(w[n], k);
+        for (index m = 0; m < RM; ++m) out[m * RN + n] += x[m][k] * wk;
+      }
+  }
+}
+
+#else  // the scalar build: the same tiles in plain loops
+inline constexpr index max_rm = 4;
+template <index RM>
+inline constexpr index rn_for = 4;
+
+template <WeightType T, index RM, index RN>
+inline void tile(const float* const* x, const std::byte* const* w, index k0, index k1,
+                 float* out) noexcept {
+  float acc[RM * RN] = {};
+  index k = k0;
+  for (; k + step <= k1; k += step)
+    for (index n = 0; n < RN; ++n) {
+      float wv[step];
+      decode_step_scalar<T>(w[n], k, wv);
+      for (index m = 0; m < RM; ++m)
+        for (index j = 0; j < step; ++j) acc[m * RN + n] += x[m][k + j] * wv[j];
+    }
+  if constexpr (T == WeightType::f32 || T == WeightType::bf16 || T == WeightType::f16) {
+    for (; k < k1; ++k)
+      for (index n = 0; n < RN; ++n) {
+        const float wk = decode_one<T>(w[n], k);
+        for (index m = 0; m < RM; ++m) acc[m * RN + n] += x[m][k] * wk;
+      }
+  }
+  for (index i = 0; i < RM * RN; ++i) out[i] = acc[i];
+}
+#endif
+
+// Cache blocking for many rows of x: `in` is cut into slices of at most slice_values, and the
+// rows of x into blocks whose slice fits in x_block_bytes (L2). Within a block, a panel of RN rows
+// of W (RN·slice values, in L1) meets every RM rows of the block before the next panel is read.
+inline constexpr index slice_values = 1024;
+inline constexpr index x_block_bytes = 256 * 1024;
+
+// outputs [m0, m0 + RM) × [n0, n0 + RN) over [k0, k1): written (first slice) or added.
+template <WeightType T, index RM, index RN>
+inline void tile_into(MatrixView<const float> x, index m0, const WeightView& w, index n0, index k0,
+                      index k1, bool first_slice, MatrixView<float> y) noexcept {
+  const float* xr[RM];
+  for (index m = 0; m < RM; ++m) xr[m] = x.row(m0 + m);
+  const std::byte* wr[RN];
+  // Past the last row of W, repeat it: computed, never stored.
+  for (index n = 0; n < RN; ++n) wr[n] = w.row(std::min(n0 + n, w.rows() - 1));
+  float r[RM * RN];
+  tile<T, RM, RN>(xr, wr, k0, k1, r);
+  const index valid = std::min(RN, w.rows() - n0);
+  for (index m = 0; m < RM; ++m) {
+    float* yr = y.row(m0 + m) + n0;
+    if (first_slice)
+      for (index n = 0; n < valid; ++n) yr[n] = r[m * RN + n];
+    else
+      for (index n = 0; n < valid; ++n) yr[n] += r[m * RN + n];
+  }
+}
+
+// Rows [m0, m0 + count) of x, 0 < count <= max_rm, against rows [n0, n0 + RN) of W.
+template <WeightType T, index RN, index RM = max_rm>
+inline void tile_rows(MatrixView<const float> x, index m0, index count, const WeightView& w,
+                      index n0, index k0, index k1, bool first_slice, MatrixView<float> y) noexcept {
+  if constexpr (RM > 1) {
+    if (count < RM) return tile_rows<T, RN, RM - 1>(x, m0, count, w, n0, k0, k1, first_slice, y);
+  }
+  tile_into<T, RM, RN>(x, m0, w, n0, k0, k1, first_slice, y);
+}
+
+// Decode: all rows of x in one tile of RM rows, RN = rn_for<RM> rows of W per pass; W streams once.
+template <WeightType T, index RM = max_rm>
+inline void project_few(MatrixView<const float> x, const WeightView& w,
+                        MatrixView<float> y) noexcept {
+  if constexpr (RM > 1) {
+    if (x.rows() < RM) return project_few<T, RM - 1>(x, w, y);
+  }
+  for (index n0 = 0; n0 < w.rows(); n0 += rn_for<RM>)
+    tile_into<T, RM, rn_for<RM>>(x, 0, w, n0, 0, x.cols(), true, y);
+}
+
+template <WeightType T>
+inline void project_typed(MatrixView<const float> x, const WeightView& w,
+                          MatrixView<float> y) noexcept {
+  const index rows = x.rows(), in = x.cols();
+  if (rows <= max_rm) return project_few<T>(x, w, y);
+  constexpr index RN = rn_for<max_rm>;
+  const index slice = std::min(in, slice_values);
+  const index block = std::max(max_rm, x_block_bytes / (slice * index(sizeof(float))) / max_rm * max_rm);
+  for (index k0 = 0; k0 < in; k0 += slice) {
+    const index k1 = std::min(in, k0 + slice);
+    for (index b0 = 0; b0 < rows; b0 += block) {
+      const index b1 = std::min(rows, b0 + block);
+      for (index n0 = 0; n0 < w.rows(); n0 += RN)
+        for (index m0 = b0; m0 < b1; m0 += max_rm)
+          tile_rows<T, RN>(x, m0, std::min(max_rm, b1 - m0), w, n0, k0, k1, k0 == 0, y);
+    }
+  }
+}
+
+// y = x · Wᵀ + b (b may be empty). Preconditions: shapes agree (x.cols = w.cols, y [x.rows,
+// w.rows]), w well formed, y overlaps neither x nor w.
+inline void project(MatrixView<const float> x, const WeightView& w, std::span<const float> bias,
+                    MatrixView<float> y) noexcept {
+  if (x.rows() == 0 || w.rows() == 0) return;
+  if (x.cols() == 0) {
+    for (index t = 0; t < y.rows(); ++t) std::fill_n(y.row(t), y.cols(), 0.0f);
+  } else {
+    switch (w.type()) {
+      case WeightType::f32: project_typed<WeightType::f32>(x, w, y); break;
+      case WeightType::bf16: project_typed<WeightType::bf16>(x, w, y); break;
+      case WeightType::f16: project_typed<WeightType::f16>(x, w, y); break;
+      case WeightType::q8_0: project_typed<WeightType::q8_0>(x, w, y); break;
+      case WeightType::q4_0: project_typed<WeightType::q4_0>(x, w, y); break;
+    }
+  }
+  if (!bias.empty())
+    for (index t = 0; t < y.rows(); ++t)
+      for (index o = 0; o < y.cols(); ++o) y.row(t)[o] += bias[std::size_t(o)];
+}
+
+}  // namespace matmul_kernels
+
+// y [T, out] = x [T, in] · wᵀ + bias [out] for a weight of any storage type (bias may be empty).
+// Allocates nothing. Throws, writing nothing, unless w is well formed, x.cols = w.cols, y is
+// [T, w.rows] and overlaps neither x nor w.
+inline void matmul(MatrixView<const float> x, const WeightView& w, std::span<const float> bias,
+                   MatrixView<float> y) {
+  constexpr const char* where = "matmul";
+  check_view(where, "x", x);
+  check_weight_view(where, w);
+  check_eq(where, "x.cols (= w.cols, the input width)", w.cols(), x.cols());
+  check_shape(where, "y", y, x.rows(), w.rows());
+  check_disjoint(where, "y", y, "x", x);
+  if (y.rows() * y.cols() > 0 && w.rows() * w.cols() > 0) {
+    const auto yb = reinterpret_cast<std::uintptr_t>(y.data());
+    const auto ye = reinterpret_cast<std::uintptr_t>(y.row(y.rows() - 1) + y.cols());
+    const auto wb = reinterpret_cast<std::uintptr_t>(w.data());
+    if (yb < wb + std::uintptr_t(w.extent_bytes()) && wb < ye)
+      detail::fail_check(where, "y", "memory disjoint from w", "an overlapping view");
+  }
+  if (!bias.empty()) check_eq(where, "bias size (= w.rows)", w.rows(), index(bias.size()));
+  matmul_kernels::project(x, w, bias, y);
+}
+
+inline void matmul(MatrixView<const float> x, const WeightView& w, MatrixView<float> y) {
+  matmul(x, w, {}, y);
+}
+
+}  // namespace TFORMER_ARCH_NS
+}  // namespace tformer

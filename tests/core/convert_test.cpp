@@ -1,0 +1,104 @@
+// core/convert.hpp: float matrices to every storage type and rows back, within the bounds the
+// header states; bad input is an error that writes nothing.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "reference/weight_reference.hpp"
+#include "support/matrix.hpp"
+#include "tformer/core/convert.hpp"
+
+using Catch::Matchers::Contains;
+using tformer::WeightType;
+
+namespace {
+
+constexpr WeightType all_types[] = {WeightType::f32, WeightType::bf16, WeightType::f16,
+                                    WeightType::q8_0, WeightType::q4_0};
+
+ref::Format format_of(WeightType t) {
+  switch (t) {
+    case WeightType::f32: return ref::Format::f32;
+    case WeightType::bf16: return ref::Format::bf16;
+    case WeightType::f16: return ref::Format::f16;
+    case WeightType::q8_0: return ref::Format::q8_0;
+    case WeightType::q4_0: return ref::Format::q4_0;
+  }
+  return ref::Format::f32;
+}
+
+// The header's bound for value x in a block whose largest magnitude is m.
+double bound(WeightType t, double x, double m) {
+  switch (t) {
+    case WeightType::f32: return 0;
+    case WeightType::bf16: return std::abs(x) * 0x1p-8;
+    case WeightType::f16: return std::abs(x) * 0x1p-11 + 0x1p-25;
+    case WeightType::q8_0: return m / 127 * (1 + 0x1p-11) / 2;
+    case WeightType::q4_0: return m / 8 * (1 + 0x1p-11) + std::abs(x) * 0x1p-11;
+  }
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("core/convert: every type round-trips within its bound", "[core][convert]") {
+  const auto seed = GENERATE(range(1, 11));
+  CAPTURE(seed);
+  test::Random rng(seed);
+  const int rows = rng.integer(1, 9), cols = 32 * rng.integer(1, 6);
+  const test::Matrix src = test::Matrix::random(rng, rows, cols, 0.05f);
+  for (WeightType type : all_types) {
+    CAPTURE(tformer::type_name(type));
+    std::vector<std::byte> bytes(std::size_t(tformer::converted_bytes(type, rows, cols)));
+    const tformer::WeightView w = tformer::convert_weights(src.cview(), type, bytes, "w");
+    REQUIRE(w.type() == type);
+    REQUIRE(w.rows() == rows);
+    REQUIRE(w.cols() == cols);
+    std::vector<float> row(static_cast<std::size_t>(cols));
+    for (int r = 0; r < rows; ++r) {
+      tformer::dequantize_row(w, r, row);
+      // The stored bytes decoded by the format's definition give the same values.
+      const auto expected = ref::decode_row(format_of(type),
+                                            reinterpret_cast<const unsigned char*>(bytes.data()), cols, r);
+      for (int c = 0; c < cols; c += 32) {
+        double m = 0;
+        for (int j = 0; j < 32; ++j) m = std::max(m, double(std::abs(src.at(r, c + j))));
+        for (int j = c; j < c + 32; ++j) {
+          INFO("row " << r << " col " << j);
+          REQUIRE(double(row[std::size_t(j)]) == expected[std::size_t(j)]);
+          REQUIRE(std::abs(double(row[std::size_t(j)]) - src.at(r, j)) <= bound(type, src.at(r, j), m));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("core/convert: bad input is an error and writes nothing", "[core][convert]") {
+  test::Matrix src(2, 64, 0.5f);
+  std::vector<std::byte> bytes(std::size_t(tformer::converted_bytes(WeightType::q8_0, 2, 64)),
+                               std::byte{0x5a});
+  const auto untouched = bytes;
+  src.at(1, 40) = NAN;
+  REQUIRE_THROWS_WITH(tformer::convert_weights(src.cview(), WeightType::q8_0, bytes, "blk.1.ffn_up"),
+                      Contains("blk.1.ffn_up value [1, 40]") && Contains("finite"));
+  REQUIRE(bytes == untouched);
+  src.at(1, 40) = 70000.0f;
+  std::vector<std::byte> halves(std::size_t(tformer::converted_bytes(WeightType::f16, 2, 64)));
+  REQUIRE_THROWS_WITH(tformer::convert_weights(src.cview(), WeightType::f16, halves, "w"),
+                      Contains("within ±65504"));
+  src.at(1, 40) = 1.0f;
+  REQUIRE_THROWS_WITH(tformer::convert_weights(src.cview(), WeightType::q8_0,
+                                               std::span(bytes).first(67), "w"),
+                      Contains("dst size in bytes: expected 136, got 67"));
+  const test::Matrix odd(2, 40, 1.0f);
+  std::vector<std::byte> any(200);
+  REQUIRE_THROWS_WITH(tformer::convert_weights(odd.cview(), WeightType::q4_0, any, "w"),
+                      Contains("cols: expected a multiple of 32"));
+  std::vector<float> out(64);
+  const tformer::WeightView w(WeightType::q8_0, bytes.data(), 2, 64);
+  REQUIRE_THROWS_WITH(tformer::dequantize_row(w, 2, out), Contains("row: expected a value in [0, 2)"));
+  REQUIRE_THROWS_WITH(tformer::dequantize_row(w, 0, std::span(out).first(63)),
+                      Contains("out size (= cols): expected 64, got 63"));
+}

@@ -1,0 +1,161 @@
+// nn/matmul.hpp: y = x · Wᵀ for every weight type against a double reference over W's stored
+// values (decoded by tests/reference/weight_reference.hpp from the formats' definitions).
+//
+// Tolerance: the kernel decodes each weight to exactly its stored value, so the only error is the
+// float summation. Each output is the sum of ⌈K/lanes⌉ products per lane (FMA, one rounding each),
+// lanes reduced in a tree of log2(lanes) levels, K/1024 slices added, and up to 31 scalar tail
+// terms: the classical bound γ_n with n = ⌈K/lanes⌉ + log2(lanes) + K/1024 + 33 gives
+// |error| <= n·u·Σ|x_k·w_k| (+ u·|b| for the bias), u = 2^−24. In the scalar build lanes = 1.
+#include <catch2/catch.hpp>
+
+#include <cfloat>
+#include <cmath>
+#include <vector>
+
+#include "reference/weight_reference.hpp"
+#include "support/matrix.hpp"
+#include "tformer/core/convert.hpp"
+#include "tformer/core/simd.hpp"
+#include "tformer/nn/matmul.hpp"
+
+using Catch::Matchers::Contains;
+using tformer::WeightType;
+using tformer::WeightView;
+
+namespace {
+
+ref::Format format_of(WeightType t) {
+  switch (t) {
+    case WeightType::f32: return ref::Format::f32;
+    case WeightType::bf16: return ref::Format::bf16;
+    case WeightType::f16: return ref::Format::f16;
+    case WeightType::q8_0: return ref::Format::q8_0;
+    case WeightType::q4_0: return ref::Format::q4_0;
+  }
+  return ref::Format::f32;
+}
+
+// A weight of `type` converted from random floats, kept with its bytes.
+struct Weight {
+  std::vector<std::byte> bytes;
+  WeightView view;
+  Weight(test::Random& rng, WeightType type, int rows, int cols) {
+    const test::Matrix src = test::Matrix::random(rng, rows, cols, 0.1f);
+    bytes.resize(std::size_t(tformer::converted_bytes(type, rows, cols)));
+    view = tformer::convert_weights(src.cview(), type, bytes, "w");
+  }
+};
+
+// y against the double reference, with the bound above; rows of W from `w_rows` (packed).
+void check_matmul(const test::Matrix& x, WeightType type, const std::vector<std::byte>& w_bytes,
+                  int out, const std::vector<float>* bias, tformer::MatrixView<const float> y) {
+  const long K = long(x.cols);
+  const double u = FLT_EPSILON / 2, lanes = double(tformer::simd::lanes);
+  const double n = std::ceil(K / lanes) + std::log2(lanes) + double(K / 1024) + 33;
+  for (int o = 0; o < out; ++o) {
+    const auto w = ref::decode_row(format_of(type), reinterpret_cast<const unsigned char*>(w_bytes.data()), K, o);
+    for (tformer::index t = 0; t < x.rows; ++t) {
+      double exact = bias ? double((*bias)[std::size_t(o)]) : 0.0, magnitude = 0;
+      for (long k = 0; k < K; ++k) {
+        exact += double(x.at(t, k)) * w[std::size_t(k)];
+        magnitude += std::abs(double(x.at(t, k)) * w[std::size_t(k)]);
+      }
+      const double tol = n * u * magnitude + (bias ? u * std::abs((*bias)[std::size_t(o)]) : 0.0);
+      INFO("token " << t << " output " << o << " of " << out << ", K " << K);
+      REQUIRE(std::abs(double(y.row(t)[o]) - exact) <= tol);
+    }
+  }
+}
+
+constexpr WeightType all_types[] = {WeightType::f32, WeightType::bf16, WeightType::f16,
+                                    WeightType::q8_0, WeightType::q4_0};
+
+}  // namespace
+
+TEST_CASE("nn/matmul: every type matches the reference on random shapes", "[nn][matmul]") {
+  const auto seed = GENERATE(range(1, 31));
+  CAPTURE(seed);
+  test::Random rng(seed);
+  // Decode (1–4 rows) and prefill shapes; `in` beyond one 1024-value slice in some draws.
+  const int T = seed % 3 == 0 ? rng.integer(1, 4) : rng.integer(5, 70);
+  const int blocks = seed % 4 == 0 ? rng.integer(33, 80) : rng.integer(1, 12);
+  const int out = rng.integer(1, 90);
+  const test::Matrix x = test::Matrix::random(rng, T, 32 * blocks);
+  const std::vector<float> bias = rng.normal_floats(std::size_t(out));
+  for (WeightType type : all_types) {
+    CAPTURE(tformer::type_name(type), T, 32 * blocks, out);
+    const Weight w(rng, type, out, 32 * blocks);
+    test::Matrix y(T, out, -7.0f);
+    tformer::matmul(x.cview(), w.view, y.view());
+    check_matmul(x, type, w.bytes, out, nullptr, y.cview());
+    tformer::matmul(x.cview(), w.view, bias, y.view());
+    check_matmul(x, type, w.bytes, out, &bias, y.cview());
+  }
+}
+
+TEST_CASE("nn/matmul: element types take any width (a scalar tail)", "[nn][matmul]") {
+  const auto seed = GENERATE(range(1, 16));
+  CAPTURE(seed);
+  test::Random rng(100 + seed);
+  const int T = rng.integer(1, 12), in = rng.integer(1, 1100), out = rng.integer(1, 40);
+  const test::Matrix x = test::Matrix::random(rng, T, in);
+  for (WeightType type : {WeightType::f32, WeightType::bf16, WeightType::f16}) {
+    CAPTURE(tformer::type_name(type), T, in, out);
+    const Weight w(rng, type, out, in);
+    test::Matrix y(T, out);
+    tformer::matmul(x.cview(), w.view, y.view());
+    check_matmul(x, type, w.bytes, out, nullptr, y.cview());
+  }
+}
+
+TEST_CASE("nn/matmul: strided x and y, row slices of a fused weight", "[nn][matmul]") {
+  test::Random rng(5);
+  const int T = 7, in = 96, q = 40, kv = 24;
+  const test::Matrix wide = test::Matrix::random(rng, T, in + 5);
+  test::Matrix x(T, in);
+  for (int t = 0; t < T; ++t)
+    for (int i = 0; i < in; ++i) x.at(t, i) = wide.at(t, i);
+  for (WeightType type : {WeightType::bf16, WeightType::q4_0}) {
+    CAPTURE(tformer::type_name(type));
+    const Weight qkv(rng, type, q + 2 * kv, in);
+    test::Matrix ybuf(T, q + 2 * kv + 3, -1.0f), y(T, q + 2 * kv);
+    const int firsts[] = {0, q, q + kv}, counts[] = {q, kv, kv};
+    for (int p = 0; p < 3; ++p)
+      tformer::matmul(wide.cview().col_slice(0, in), qkv.view.row_slice(firsts[p], counts[p]),
+                      ybuf.view().col_slice(2 + firsts[p], counts[p]));
+    for (int t = 0; t < T; ++t) {
+      REQUIRE(ybuf.at(t, 0) == -1.0f);  // nothing written outside y's columns
+      REQUIRE(ybuf.at(t, q + 2 * kv + 2) == -1.0f);
+      for (int o = 0; o < q + 2 * kv; ++o) y.at(t, o) = ybuf.at(t, 2 + o);
+    }
+    check_matmul(x, type, qkv.bytes, q + 2 * kv, nullptr, y.cview());
+  }
+}
+
+TEST_CASE("nn/matmul: bad shapes are errors that write nothing", "[nn][matmul]") {
+  test::Random rng(9);
+  const Weight w(rng, WeightType::q8_0, 8, 64);
+  const test::Matrix x = test::Matrix::random(rng, 3, 64), x_bad = test::Matrix::random(rng, 3, 32);
+  test::Matrix y(3, 8, 2.0f), y_bad(3, 7, 2.0f);
+  REQUIRE_THROWS_WITH(tformer::matmul(x_bad.cview(), w.view, y.view()),
+                      Contains("matmul: x.cols (= w.cols, the input width): expected 64, got 32"));
+  REQUIRE_THROWS_WITH(tformer::matmul(x.cview(), w.view, y_bad.view()),
+                      Contains("matmul: y shape: expected [3, 8], got [3, 7]"));
+  const std::vector<float> bias(7);
+  REQUIRE_THROWS_WITH(tformer::matmul(x.cview(), w.view, bias, y.view()),
+                      Contains("bias size (= w.rows): expected 8, got 7"));
+  test::Matrix shared(8, 8, 2.0f);
+  const WeightView over(WeightType::f32, shared.data.data(), 8, 8);
+  const test::Matrix x8 = test::Matrix::random(rng, 3, 8);
+  REQUIRE_THROWS_WITH(tformer::matmul(x8.cview(), over, shared.view().row_slice(5, 3)),
+                      Contains("y: expected memory disjoint from w"));
+  for (float v : shared.data) REQUIRE(v == 2.0f);
+  for (float v : y.data) REQUIRE(v == 2.0f);
+  // Empty shapes: no tokens, no outputs, or no inputs (y = bias).
+  tformer::matmul(x.cview().row_slice(0, 0), w.view, y.view().row_slice(0, 0));
+  const test::Matrix none(2, 0);
+  test::Matrix y2(2, 3, 5.0f);
+  const std::vector<float> b3 = {1, 2, 3};
+  tformer::matmul(none.cview(), WeightView(WeightType::f32, nullptr, 3, 0), b3, y2.view());
+  REQUIRE(y2.at(1, 2) == 3.0f);
+}

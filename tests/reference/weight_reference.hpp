@@ -1,0 +1,80 @@
+// Storage formats decoded from their published definitions, in double: IEEE binary16, bfloat16,
+// and GGML's q8_0 / q4_0 blocks (ggml-common.h: block_q8_0 {ggml_half d; int8_t qs[32]},
+// block_q4_0 {ggml_half d; uint8_t qs[16]}, element j < 16 in the low nibble of qs[j], element
+// j + 16 in its high nibble, value (nibble − 8)·d). Shares no code with include/tformer.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace ref {
+
+// binary16: sign, 5-bit exponent (bias 15), 10-bit fraction.
+inline double half_value(std::uint16_t h) {
+  const int sign = h >> 15, exponent = (h >> 10) & 31, fraction = h & 1023;
+  double magnitude;
+  if (exponent == 0) magnitude = std::ldexp(double(fraction), -24);
+  else if (exponent == 31) magnitude = fraction ? NAN : INFINITY;
+  else magnitude = std::ldexp(1024.0 + fraction, exponent - 25);
+  return sign ? -magnitude : magnitude;
+}
+
+// bfloat16: the upper half of a binary32.
+inline double bfloat_value(std::uint16_t b) {
+  const std::uint32_t bits = std::uint32_t(b) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+enum class Format { f32, bf16, f16, q8_0, q4_0 };
+
+// Row r of a [rows, cols] matrix stored packed in `format`, as doubles.
+inline std::vector<double> decode_row(Format format, const unsigned char* data, long cols, long r) {
+  std::vector<double> out(cols);
+  auto u16 = [](const unsigned char* p) { return std::uint16_t(p[0] | (p[1] << 8)); };
+  switch (format) {
+    case Format::f32: {
+      const unsigned char* row = data + r * cols * 4;
+      for (long c = 0; c < cols; ++c) {
+        float f;
+        std::memcpy(&f, row + 4 * c, 4);
+        out[c] = f;
+      }
+      break;
+    }
+    case Format::bf16:
+    case Format::f16: {
+      const unsigned char* row = data + r * cols * 2;
+      for (long c = 0; c < cols; ++c)
+        out[c] = format == Format::bf16 ? bfloat_value(u16(row + 2 * c)) : half_value(u16(row + 2 * c));
+      break;
+    }
+    case Format::q8_0: {
+      const unsigned char* row = data + r * (cols / 32) * 34;
+      for (long b = 0; b < cols / 32; ++b) {
+        const unsigned char* block = row + 34 * b;
+        const double d = half_value(u16(block));
+        for (int j = 0; j < 32; ++j) out[32 * b + j] = double(std::int8_t(block[2 + j])) * d;
+      }
+      break;
+    }
+    case Format::q4_0: {
+      const unsigned char* row = data + r * (cols / 32) * 18;
+      for (long b = 0; b < cols / 32; ++b) {
+        const unsigned char* block = row + 18 * b;
+        const double d = half_value(u16(block));
+        for (int j = 0; j < 16; ++j) {
+          out[32 * b + j] = double((block[2 + j] & 15) - 8) * d;
+          out[32 * b + j + 16] = double((block[2 + j] >> 4) - 8) * d;
+        }
+      }
+      break;
+    }
+  }
+  return out;
+}
+
+}  // namespace ref
