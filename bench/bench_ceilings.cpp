@@ -2,47 +2,11 @@
 // compiled instruction set, and Eigen's single-thread GEMM at the shapes the kernels use.
 #include <benchmark/benchmark.h>
 
-#include <array>
-
 #include "ceilings.hpp"
 #include "tformer/core/simd.hpp"
 
-namespace {
-
-// 12 independent FMA chains: enough to cover the FMA latency (4-5 cycles) on two FMA ports.
-void fma_peak(benchmark::State& state) {
-  constexpr int chains = 12;
-  constexpr int steps = 1000;
-#if TFORMER_HAS_SIMD
-  using B = tformer::simd::batch;
-  std::array<B, chains> acc;
-  for (int c = 0; c < chains; ++c) acc[c] = B(1.0f + 0.01f * c);
-  const B a(0.999999f), b(1e-7f);
-  for (auto _ : state) {
-    for (int i = 0; i < steps; ++i)
-      for (int c = 0; c < chains; ++c) acc[c] = tformer::xsimd_compat::fma(acc[c], a, b);
-    for (auto& x : acc) benchmark::DoNotOptimize(x);
-  }
-  constexpr double lanes = B::size;
-#else
-  std::array<float, chains> acc;
-  for (int c = 0; c < chains; ++c) acc[c] = 1.0f + 0.01f * c;
-  for (auto _ : state) {
-    for (int i = 0; i < steps; ++i)
-      for (int c = 0; c < chains; ++c) acc[c] = acc[c] * 0.999999f + 1e-7f;
-    for (auto& x : acc) benchmark::DoNotOptimize(x);
-  }
-  constexpr double lanes = 1;
-#endif
-  bench::set_flops(state, 2.0 * lanes * chains * steps);
-  state.SetLabel(tformer::simd::arch_name);
-}
-
-}  // namespace
-
-BENCHMARK(fma_peak);
-
 int main(int argc, char** argv) {
+  bench::register_fma_peak();
   for (std::size_t kib : {32u, 1024u, 16384u, 262144u}) {
     bench::register_copy(kib);
     bench::register_read(kib);

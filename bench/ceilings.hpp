@@ -9,6 +9,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstring>
 #include <random>
@@ -110,5 +111,37 @@ inline void register_gemm(Eigen::Index m, Eigen::Index n, Eigen::Index k) {
     gemm(s, m, n, k);
   })->Unit(benchmark::kMillisecond);
 }
+
+// 12 independent FMA chains: enough to cover the FMA latency (4-5 cycles) on two FMA ports.
+inline void fma_peak(benchmark::State& state) {
+  constexpr int chains = 12;
+  constexpr int steps = 1000;
+#if TFORMER_HAS_SIMD
+  using B = tformer::simd::batch;
+  std::array<B, chains> acc;
+  for (int c = 0; c < chains; ++c) acc[c] = B(1.0f + 0.01f * c);
+  const B a(0.999999f), b(1e-7f);
+  for (auto _ : state) {
+    for (int i = 0; i < steps; ++i)
+      for (int c = 0; c < chains; ++c) acc[c] = tformer::xsimd_compat::fma(acc[c], a, b);
+    for (auto& x : acc) benchmark::DoNotOptimize(x);
+  }
+  constexpr double lanes = B::size;
+#else
+  std::array<float, chains> acc;
+  for (int c = 0; c < chains; ++c) acc[c] = 1.0f + 0.01f * c;
+  for (auto _ : state) {
+    for (int i = 0; i < steps; ++i)
+      for (int c = 0; c < chains; ++c) acc[c] = acc[c] * 0.999999f + 1e-7f;
+    for (auto& x : acc) benchmark::DoNotOptimize(x);
+  }
+  constexpr double lanes = 1;
+#endif
+  bench::set_flops(state, 2.0 * lanes * chains * steps);
+  state.SetLabel(tformer::simd::arch_name);
+}
+
+// Registers "fma_peak".
+inline void register_fma_peak() { benchmark::RegisterBenchmark("fma_peak", fma_peak); }
 
 }  // namespace bench

@@ -46,6 +46,9 @@ TFORMER_DECLARE_ISA_VARIANTS(odr, shared_inline_probe, std::string())
 TFORMER_DECLARE_ISA_VARIANTS(odr, linear,
                              std::vector<float>(const std::vector<float>&,
                                                 const std::vector<float>&, int, int, int))
+TFORMER_DECLARE_ISA_VARIANTS(odr, matmul,
+                             std::vector<float>(const std::vector<float>&,
+                                                const std::vector<float>&, int, int, int, int))
 
 namespace {
 
@@ -428,6 +431,41 @@ TEST_CASE("odr: SIMD and scalar linear() (Eigen GEMV and GEMM) agree", "[odr][li
             mag += std::abs(double(x[std::size_t(t) * in + i]) * w[std::size_t(o) * in + i]);
           REQUIRE(std::abs(a[std::size_t(t) * out + o] - b[std::size_t(t) * out + o]) <=
                   2 * (in + 2) * u * mag);
+        }
+    }
+  }
+}
+
+TEST_CASE("odr: SIMD and scalar matmul() agree for every weight type", "[odr][matmul]") {
+  // Conversion is exact arithmetic on each value (the same bytes at every level); the products
+  // are float dot products of `in` terms over the stored values ŵ, each build within
+  // (in + 40)·u·Σ|x·ŵ| of exact (tests/nn/matmul_test.cpp), so two builds within twice that.
+  // |ŵ| <= |w| + m/8 with m the row's largest |w| (q4_0's bound, the loosest type).
+  const double u = FLT_EPSILON / 2;
+  for (const auto& variant : runnable(TFORMER_ISA_VARIANTS(odr, matmul))) {
+    INFO("level " << tformer::isa_name(variant.isa));
+    test::Random rng(59);
+    for (int trial = 0; trial < 20; ++trial) {
+      const int type = trial % 5;
+      const int T = trial % 4 == 0 ? 1 : rng.integer(2, 70), in = 32 * rng.integer(1, 40);
+      const int out = rng.integer(1, 70);
+      const auto x = rng.normal_floats(std::size_t(T) * in),
+                 w = rng.normal_floats(std::size_t(out) * in, 0.1f);
+      const auto a = variant.fn(x, w, T, in, out, type), b = odr::scalar::matmul(x, w, T, in, out, type);
+      INFO("type " << type << " (0 f32, 1 bf16, 2 f16, 3 q8_0, 4 q4_0) T " << T << " in " << in
+                   << " out " << out);
+      REQUIRE(a.size() == b.size());
+      const std::size_t n = std::size_t(T) * out;
+      for (std::size_t i = n; i < a.size(); ++i) REQUIRE(a[i] == b[i]);  // the converted bytes
+      for (int t = 0; t < T; ++t)
+        for (int o = 0; o < out; ++o) {
+          double m = 0, mag = 0;
+          for (int i = 0; i < in; ++i) m = std::max(m, double(std::abs(w[std::size_t(o) * in + i])));
+          for (int i = 0; i < in; ++i)
+            mag += std::abs(double(x[std::size_t(t) * in + i])) *
+                   (std::abs(w[std::size_t(o) * in + i]) + m / 8);
+          REQUIRE(std::abs(a[std::size_t(t) * out + o] - b[std::size_t(t) * out + o]) <=
+                  2 * (in + 40) * u * mag);
         }
     }
   }

@@ -9,7 +9,9 @@
 #include "tformer/cache/kv_cache.hpp"
 #include "tformer/nn/activation.hpp"
 #include "tformer/nn/attention.hpp"
+#include "tformer/core/convert.hpp"
 #include "tformer/nn/linear.hpp"
+#include "tformer/nn/matmul.hpp"
 #include "tformer/nn/moe.hpp"
 #include "tformer/nn/rmsnorm.hpp"
 #include "tformer/nn/swiglu.hpp"
@@ -44,6 +46,19 @@ std::vector<float> linear(const std::vector<float>& x, const std::vector<float>&
                           int out) {
   std::vector<float> y(std::size_t(T) * out);
   tformer::linear({x.data(), T, in}, {w.data(), out, in}, {y.data(), T, out});
+  return y;
+}
+
+// y [T, out] = x · wᵀ through matmul() with w converted to storage type `type` (a WeightType) in
+// this unit; the converted bytes are appended to y, so the caller checks they agree across levels.
+std::vector<float> matmul(const std::vector<float>& x, const std::vector<float>& w, int T, int in,
+                          int out, int type) {
+  const auto wt = tformer::WeightType(type);
+  std::vector<std::byte> bytes(std::size_t(tformer::converted_bytes(wt, out, in)));
+  const tformer::WeightView view = tformer::convert_weights({w.data(), out, in}, wt, bytes, "w");
+  std::vector<float> y(std::size_t(T) * out);
+  tformer::matmul({x.data(), T, in}, view, {y.data(), T, out});
+  for (std::byte b : bytes) y.push_back(float(b));
   return y;
 }
 

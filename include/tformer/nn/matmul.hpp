@@ -90,8 +90,8 @@ inline void decode_step(const std::byte* row, index k, B* out) noexcept {
     for (index v = 0; v < V; ++v) out[v] = B::load_unaligned(p + v * W);
     return;
   }
-#if defined(__AVX512F__)
-  if constexpr (W == 16) {
+#if defined(__AVX512F__)  // (arch.hpp: 16 lanes)
+  {
     if constexpr (T == WeightType::bf16) {  // bf16 → f32: the 16 bits move to the top
       for (index v = 0; v < V; ++v) {
         const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * (k + v * 16)));
@@ -118,9 +118,8 @@ inline void decode_step(const std::byte* row, index k, B* out) noexcept {
     }
     return;
   }
-#endif
-#if defined(__AVX2__)
-  if constexpr (W == 8) {
+#elif defined(__AVX2__)  // 8 lanes
+  {
     if constexpr (T == WeightType::bf16) {
       for (index v = 0; v < V; ++v) {
         const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * (k + v * 8)));
@@ -170,12 +169,16 @@ inline void decode_step(const std::byte* row, index k, B* out) noexcept {
   for (index v = 0; v < V; ++v) out[v] = B::load_aligned(values + v * W);
 }
 
-// Tile shapes: RN rows of W per pass for RM rows of x, RM·RN accumulators. Accumulators fill
-// half the register file (32 on AVX-512, 16 below), leaving room for the decoded W registers.
+// Tile shapes. RN = 4 rows of W per pass, for any RM: W's rows are adjacent in memory, so a pass
+// reads 4 neighbouring streams (16 rows 16 KiB apart, as a 4096-wide f32 matrix has, fight over
+// the same L1/L2 sets and the prefetchers' stream slots: 10–30× slower from DRAM, measured).
+// RM·RN outputs, each with A accumulators (A partial sums along `in`, A <= V) so that at least
+// 8 independent FMA chains cover the FMA latency; the accumulators fill half the register file.
+inline constexpr index rn = 4;
 inline constexpr index accumulators = W == 16 ? 16 : 8;
 inline constexpr index max_rm = W == 16 ? 4 : 2;
 template <index RM>
-inline constexpr index rn_for = std::max<index>(1, accumulators / RM);
+inline constexpr index chains_for = std::clamp<index>(accumulators / (RM * rn), 1, V);
 
 // out[m·RN + n] = x_m · w_n over [k0, k1) for the rows x[0..RM) and w[0..RN).
 // Preconditions: every row holds [k0, k1); k0 a multiple of 32 for the block types, and k1 too
@@ -183,25 +186,33 @@ inline constexpr index rn_for = std::max<index>(1, accumulators / RM);
 template <WeightType T, index RM, index RN>
 inline void tile(const float* const* x, const std::byte* const* w, index k0, index k1,
                  float* out) noexcept {
+  constexpr index A = chains_for<RM>;
   constexpr index N = RM * RN;
   constexpr index groups = (N + W - 1) / W;
-  B acc[groups * W];
-  for (index i = 0; i < groups * W; ++i) acc[i] = B(0.0f);
+  B acc[N * A];
+  for (index i = 0; i < N * A; ++i) acc[i] = B(0.0f);
   index k = k0;
   for (; k + step <= k1; k += step) {
     for (index n = 0; n < RN; ++n) {
       B wv[V];
       decode_step<T>(w[n], k, wv);
       for (index v = 0; v < V; ++v)
-        for (index m = 0; m < RM; ++m)
-          acc[m * RN + n] = xsimd_compat::fma(B::load_unaligned(x[m] + k + v * W), wv[v],
-                                              acc[m * RN + n]);
+        for (index m = 0; m < RM; ++m) {
+          B& a = acc[(m * RN + n) * A + v % A];
+          a = xsimd_compat::fma(B::load_unaligned(x[m] + k + v * W), wv[v], a);
+        }
     }
   }
+  B sums[groups * W];
+  for (index i = 0; i < groups * W; ++i) {
+    sums[i] = B(0.0f);
+    if (i < N)
+      for (index a = 0; a < A; ++a) sums[i] += acc[i * A + a];
+  }
   for (index g = 0; g < groups; ++g) {
-    alignas(64) float sums[W];
-    xsimd_compat::reduce_add_rows(acc + g * W).store_aligned(sums);
-    for (index i = 0; i < W && g * W + i < N; ++i) out[g * W + i] = sums[i];
+    alignas(64) float lanes[W];
+    xsimd_compat::reduce_add_rows(sums + g * W).store_aligned(lanes);
+    for (index i = 0; i < W && g * W + i < N; ++i) out[g * W + i] = lanes[i];
   }
   if constexpr (T == WeightType::f32 || T == WeightType::bf16 || T == WeightType::f16) {
     for (; k < k1; ++k)
@@ -213,9 +224,8 @@ inline void tile(const float* const* x, const std::byte* const* w, index k0, ind
 }
 
 #else  // the scalar build: the same tiles in plain loops
+inline constexpr index rn = 4;
 inline constexpr index max_rm = 4;
-template <index RM>
-inline constexpr index rn_for = 4;
 
 template <WeightType T, index RM, index RN>
 inline void tile(const float* const* x, const std::byte* const* w, index k0, index k1,
@@ -277,15 +287,14 @@ inline void tile_rows(MatrixView<const float> x, index m0, index count, const We
   tile_into<T, RM, RN>(x, m0, w, n0, k0, k1, first_slice, y);
 }
 
-// Decode: all rows of x in one tile of RM rows, RN = rn_for<RM> rows of W per pass; W streams once.
+// Decode: all rows of x in one tile of RM rows, rn rows of W per pass; W streams once.
 template <WeightType T, index RM = max_rm>
 inline void project_few(MatrixView<const float> x, const WeightView& w,
                         MatrixView<float> y) noexcept {
   if constexpr (RM > 1) {
     if (x.rows() < RM) return project_few<T, RM - 1>(x, w, y);
   }
-  for (index n0 = 0; n0 < w.rows(); n0 += rn_for<RM>)
-    tile_into<T, RM, rn_for<RM>>(x, 0, w, n0, 0, x.cols(), true, y);
+  for (index n0 = 0; n0 < w.rows(); n0 += rn) tile_into<T, RM, rn>(x, 0, w, n0, 0, x.cols(), true, y);
 }
 
 template <WeightType T>
@@ -293,7 +302,7 @@ inline void project_typed(MatrixView<const float> x, const WeightView& w,
                           MatrixView<float> y) noexcept {
   const index rows = x.rows(), in = x.cols();
   if (rows <= max_rm) return project_few<T>(x, w, y);
-  constexpr index RN = rn_for<max_rm>;
+  constexpr index RN = rn;
   const index slice = std::min(in, slice_values);
   const index block = std::max(max_rm, x_block_bytes / (slice * index(sizeof(float))) / max_rm * max_rm);
   for (index k0 = 0; k0 < in; k0 += slice) {

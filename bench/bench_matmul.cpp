@@ -1,0 +1,89 @@
+// The project's matmul (nn/matmul.hpp) for every weight type: decode GEMV against the read
+// bandwidth of the same number of bytes (in cache for small matrices, DRAM for large ones), and
+// prefill GEMM against the FMA peak and Eigen's GEMM, all in one run.
+//
+//   gemv/<type>/<out>x<in>      one token; bytes_per_second = weight bytes read per second
+//   read/<type>/<out>x<in>      the read-only ceiling over a buffer of exactly those bytes
+//   gemm/<type>/<T>x<out>x<in>  T tokens; FLOPS = 2·T·out·in per second
+//   gemm/<T>x<out>x<in>         Eigen's GEMM on the same f32 shape
+#include <benchmark/benchmark.h>
+
+#include <string>
+#include <vector>
+
+#include "ceilings.hpp"
+#include "tformer/core/convert.hpp"
+#include "tformer/nn/matmul.hpp"
+
+namespace {
+
+using tformer::WeightType;
+
+constexpr WeightType all_types[] = {WeightType::f32, WeightType::bf16, WeightType::f16,
+                                    WeightType::q8_0, WeightType::q4_0};
+
+// A converted weight, 64-byte aligned.
+struct Weight {
+  tformer::AlignedBuffer<std::byte> bytes;
+  tformer::WeightView view;
+  Weight(WeightType type, tformer::index out, tformer::index in)
+      : bytes(std::size_t(tformer::converted_bytes(type, out, in))) {
+    const std::vector<float> src = bench::random_floats(std::size_t(out * in), 0.05f);
+    view = tformer::convert_weights({src.data(), out, in}, type, bytes.span(), "w");
+  }
+};
+
+std::string shape(tformer::index a, tformer::index b) {
+  return std::to_string(a) + "x" + std::to_string(b);
+}
+
+void run_matmul(benchmark::State& state, WeightType type, tformer::index t, tformer::index out,
+                tformer::index in) {
+  const Weight w(type, out, in);
+  const std::vector<float> x = bench::random_floats(std::size_t(t * in));
+  std::vector<float> y(std::size_t(t * out));
+  for (auto _ : state) {
+    tformer::matmul({x.data(), t, in}, w.view, {y.data(), t, out});
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(std::int64_t(state.iterations()) * std::int64_t(w.bytes.size()));
+  bench::set_flops(state, 2.0 * double(t) * double(out) * double(in));
+  state.SetLabel(tformer::simd::arch_name);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bench::register_fma_peak();
+  // Decode shapes [out, in]: the 15M / 110M / 1.1B Llama FFNs, a 7B attention and FFN.
+  const std::pair<tformer::index, tformer::index> gemv_shapes[] = {
+      {768, 288}, {288, 768}, {2048, 768}, {5632, 2048}, {4096, 4096}, {11008, 4096}, {4096, 11008}};
+  for (auto [out, in] : gemv_shapes)
+    for (WeightType type : all_types) {
+      const std::string suffix = std::string(tformer::type_name(type)) + "/" + shape(out, in);
+      benchmark::RegisterBenchmark(("gemv/" + suffix).c_str(), [=](benchmark::State& s) {
+        run_matmul(s, type, 1, out, in);
+      })->Unit(benchmark::kMicrosecond);
+      const std::size_t bytes = std::size_t(tformer::converted_bytes(type, out, in));
+      benchmark::RegisterBenchmark(("read/" + suffix).c_str(), [=](benchmark::State& s) {
+        bench::read_bandwidth(s, bytes);
+      })->Unit(benchmark::kMicrosecond);
+    }
+  // Prefill shapes [T, out, in].
+  const std::array<tformer::index, 3> gemm_shapes[] = {
+      {64, 2048, 2048}, {64, 5632, 2048}, {512, 2048, 2048}, {128, 2048, 5632}};
+  for (auto [t, out, in] : gemm_shapes) {
+    for (WeightType type : all_types)
+      benchmark::RegisterBenchmark(
+          ("gemm/" + std::string(tformer::type_name(type)) + "/" + std::to_string(t) + "x" +
+           shape(out, in)).c_str(),
+          [=](benchmark::State& s) { run_matmul(s, type, t, out, in); })
+          ->Unit(benchmark::kMillisecond);
+    bench::register_gemm(t, out, in);
+  }
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
