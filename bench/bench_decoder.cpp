@@ -30,8 +30,9 @@ constexpr tformer::Dims stories110m = {.vocab = 32000, .hidden = 768, .intermedi
                                        .layers = 12, .heads = 12, .kv_heads = 12,
                                        .head_dim = 64, .max_positions = 1024};
 
-std::size_t bytes_of(tformer::MatrixView<const float> m) {
-  return std::size_t(m.rows() * m.cols()) * sizeof(float);
+// Bytes of a matrix in its storage type.
+std::size_t bytes_of(const tformer::WeightView& m) {
+  return std::size_t(tformer::converted_bytes(m.type(), m.rows(), m.cols()));
 }
 
 // The weight bytes one decode token multiplies (cross-attention K, V are projected once per

@@ -37,7 +37,8 @@ std::vector<std::byte> write_llama2c(const Dims& d, const ModelWeights& w, bool 
                                   std::int32_t(tied ? d.vocab : -d.vocab),
                                   std::int32_t(d.max_positions)};
   put(header, sizeof header);
-  auto matrix = [&](tformer::MatrixView<const float> m) {
+  auto matrix = [&](const tformer::WeightView& w) {  // f32 (OwnedWeights)
+    const tformer::MatrixView<const float> m = w.f32();
     for (tformer::index r = 0; r < m.rows(); ++r) put(m.row(r), sizeof(float) * std::size_t(m.cols()));
   };
   auto vec = [&](std::span<const float> v) { put(v.data(), v.size_bytes()); };
@@ -77,6 +78,10 @@ bool same(tformer::MatrixView<const float> a, tformer::MatrixView<const float> b
   for (tformer::index r = 0; r < a.rows(); ++r)
     if (std::memcmp(a.row(r), b.row(r), sizeof(float) * std::size_t(a.cols())) != 0) return false;
   return true;
+}
+bool same(const tformer::WeightView& a, const tformer::WeightView& b) {
+  return a.type() == tformer::WeightType::f32 && b.type() == tformer::WeightType::f32 &&
+         same(a.f32(), b.f32());
 }
 bool same(std::span<const float> a, std::span<const float> b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size_bytes()) == 0;
@@ -146,19 +151,19 @@ TEST_CASE("llama2c: arrays sit at the byte offsets run.c's memory_map_weights gi
   const Aligned a(file);
   const auto m = tformer::Llama2cModel::view(a.bytes());
   const ModelWeights& w = m.weights();
-  CHECK(w.embedding.row(1)[0] == float(emb + D));
+  CHECK(w.embedding.f32().row(1)[0] == float(emb + D));
   CHECK(w.layers[1].attn_norm[3] == float(rms_att + D + 3));
-  CHECK(w.layers[1].wq.row(2)[5] == float(wq + D * D + 2 * D + 5));
-  CHECK(w.layers[1].wk.row(15)[31] == float(wk + KV * D + 15 * D + 31));
-  CHECK(w.layers[0].wv.row(0)[0] == float(wv));
-  CHECK(w.layers[1].wo.row(31)[31] == float(wo + 2 * D * D - 1));
+  CHECK(w.layers[1].wq.f32().row(2)[5] == float(wq + D * D + 2 * D + 5));
+  CHECK(w.layers[1].wk.f32().row(15)[31] == float(wk + KV * D + 15 * D + 31));
+  CHECK(w.layers[0].wv.f32().row(0)[0] == float(wv));
+  CHECK(w.layers[1].wo.f32().row(31)[31] == float(wo + 2 * D * D - 1));
   CHECK(w.layers[1].ffn_norm[0] == float(rms_ffn + D));
-  CHECK(w.layers[1].ffn.gate.row(39)[31] == float(w1 + 2 * F * D - 1));  // w1
-  CHECK(w.layers[0].ffn.down.row(1)[0] == float(w2 + F));                // w2 [D, F]
-  CHECK(w.layers[1].ffn.up.row(0)[1] == float(w3 + F * D + 1));          // w3
+  CHECK(w.layers[1].ffn.gate.f32().row(39)[31] == float(w1 + 2 * F * D - 1));  // w1
+  CHECK(w.layers[0].ffn.down.f32().row(1)[0] == float(w2 + F));                // w2 [D, F]
+  CHECK(w.layers[1].ffn.up.f32().row(0)[1] == float(w3 + F * D + 1));          // w3
   CHECK(w.final_norm[31] == float(rms_final + 31));
-  CHECK(w.lm_head.row(0)[0] == float(wcls));
-  CHECK(w.lm_head.row(36)[31] == float(end - 1));
+  CHECK(w.lm_head.f32().row(0)[0] == float(wcls));
+  CHECK(w.lm_head.f32().row(36)[31] == float(end - 1));
 }
 
 TEST_CASE("llama2c: truncated, over-long and inconsistent files raise errors", "[io][llama2c]") {

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <cstdint>
 #include <memory>
 #include <numeric>
@@ -148,18 +149,25 @@ void require_logits(const std::vector<float>& got, const std::vector<ref::Vec>& 
 }
 
 // All-token logits of one prefill against the reference, then cached decode step by step.
+// With `types`, the matrices are converted to those storage types first (ConvertedWeights), and
+// the reference reads the same stored values (decoded by the formats' definitions): the decoder's
+// tolerance is unchanged, since every stored value is exactly a float.
 template <class C>
 void check_preset(const Dims& dims, std::uint64_t seed, int prompt, int steps,
-                  std::vector<float> encoder = {}, std::vector<std::uint8_t> valid = {}) {
-  OwnedWeights<C> weights(dims, seed);
-  randomise_norms(weights, seed + 1);
-  const Dims d = weights.dims();
+                  std::vector<float> encoder = {}, std::vector<std::uint8_t> valid = {},
+                  const tformer::WeightTypes* types = nullptr) {
+  OwnedWeights<C> owned(dims, seed);
+  randomise_norms(owned, seed + 1);
+  std::optional<tformer::ConvertedWeights> converted;
+  if (types) converted.emplace(owned.view(), *types);
+  const tformer::ModelWeights& view = types ? converted->view() : owned.view();
+  const Dims d = owned.dims();
   test::Random rng(seed + 2);
   const auto tokens = random_tokens(rng, prompt + steps, d.vocab);
-  const auto want = ref::decoder_logits<C>(weights.view(), d, tokens, encoder, valid);
+  const auto want = ref::decoder_logits<C>(view, d, tokens, encoder, valid);
 
   const tformer::index S = C::cross_attention ? tformer::index(encoder.size()) / d.encoder_width : 0;
-  Decoder<C> dec(weights.view(), dims,
+  Decoder<C> dec(view, dims,
                  {.sequences = 1, .capacity = prompt + steps, .encoder_tokens = S});
   if constexpr (C::cross_attention) dec.set_encoder(0, {encoder.data(), S, d.encoder_width}, valid);
   // One pass over all tokens: every position's logits.
@@ -236,6 +244,61 @@ TEST_CASE("decoder: family presets match the reference on small random models",
     test::Random rng(31);
     const auto enc = rng.normal_floats(7 * 20);
     check_preset<SmallVLM>(d, 32, 5, 3, enc, {1, 1, 0, 1, 1, 1, 0});
+  }
+}
+
+TEST_CASE("decoder: typed weights (bf16, f16, q8_0, q4_0, mixed) match the reference",
+          "[decoder][typed]") {
+  using tformer::WeightType;
+  constexpr Dims blocks = {.vocab = 61, .hidden = 64, .intermediate = 96, .layers = 2, .heads = 4,
+                           .kv_heads = 2, .head_dim = 16, .max_positions = 40};
+  SECTION("Llama, every matrix q8_0") {
+    const tformer::WeightTypes t{WeightType::q8_0, WeightType::q8_0, WeightType::q8_0,
+                                 WeightType::q8_0, WeightType::q8_0};
+    check_preset<configs::Llama>(blocks, 41, 7, 4, {}, {}, &t);
+  }
+  SECTION("Llama, mixed: q8_0 attention, q4_0 FFN, bf16 embedding, f16 head") {
+    const tformer::WeightTypes t{.attention = WeightType::q8_0, .ffn = WeightType::q4_0,
+                                 .embedding = WeightType::bf16, .head = WeightType::f16};
+    check_preset<configs::Llama>(blocks, 42, 7, 4, {}, {}, &t);
+  }
+  SECTION("Llama2c, tied head, q4_0 embedding") {
+    const tformer::WeightTypes t{.attention = WeightType::bf16, .ffn = WeightType::f16,
+                                 .embedding = WeightType::q4_0};
+    check_preset<configs::Llama2c>(blocks, 43, 6, 3, {}, {}, &t);
+  }
+  SECTION("Mixtral, q4_0 experts") {
+    Dims d = blocks;
+    d.experts = 8;
+    d.top_k = 2;
+    const tformer::WeightTypes t{.attention = WeightType::f16, .ffn = WeightType::q4_0};
+    check_preset<configs::Mixtral>(d, 44, 6, 3, {}, {}, &t);
+  }
+  SECTION("Qwen3, bf16") {
+    const tformer::WeightTypes t{WeightType::bf16, WeightType::bf16, WeightType::bf16,
+                                 WeightType::bf16, WeightType::bf16};
+    check_preset<configs::Qwen3>(blocks, 45, 6, 3, {}, {}, &t);
+  }
+  SECTION("top-k SwiGLU, q8_0 FFN (down transposed from its stored values)") {
+    Dims d = blocks;
+    d.top_k = 20;
+    const tformer::WeightTypes t{.ffn = WeightType::q8_0};
+    check_preset<Sparse>(d, 46, 5, 3, {}, {}, &t);
+  }
+  SECTION("cross-attention and encoder projection 20 → 64 in bf16") {
+    Dims d = blocks;
+    d.encoder_width = 20;
+    test::Random rng(47);
+    const auto enc = rng.normal_floats(7 * 20);
+    const tformer::WeightTypes t{.attention = WeightType::q4_0, .cross = WeightType::bf16};
+    check_preset<SmallVLM>(d, 48, 5, 3, enc, {1, 1, 0, 1, 1, 1, 0}, &t);
+  }
+  SECTION("a matrix that is not f32 cannot be converted again") {
+    OwnedWeights<configs::Llama> owned(blocks, 49);
+    const tformer::WeightTypes t{.ffn = WeightType::q8_0};
+    const tformer::ConvertedWeights once(owned.view(), t);
+    REQUIRE_THROWS_WITH(tformer::ConvertedWeights(once.view(), t),
+                        Catch::Matchers::Contains("layers[0].ffn.gate type: expected f32, got q8_0"));
   }
 }
 
@@ -385,7 +448,7 @@ TEST_CASE("decoder: YES/NO classification equals the softmax of the reference lo
   CHECK(prob[0] == Approx(p_yes).margin(1e-4));
   CHECK(prob[0] + prob[1] == Approx(1.0).margin(1e-6));
   // The pad row of the embedding is zero.
-  const auto emb = weights.view().embedding;
+  const auto emb = weights.view().embedding.f32();
   CHECK(std::all_of(emb.row(0), emb.row(0) + emb.cols(), [](float x) { return x == 0.0f; }));
 }
 

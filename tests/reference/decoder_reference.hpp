@@ -14,10 +14,31 @@
 
 #include "reference/ffn_reference.hpp"
 #include "reference/rope_reference.hpp"
+#include "reference/weight_reference.hpp"
 #include "tformer/model/config.hpp"
 #include "tformer/model/weights.hpp"
 
 namespace ref {
+
+// A typed weight's row r as doubles, decoded by the format's definition (weight_reference.hpp).
+inline Vec weight_row(const tformer::WeightView& w, tformer::index r) {
+  static constexpr Format formats[] = {Format::f32, Format::bf16, Format::f16, Format::q8_0,
+                                       Format::q4_0};
+  return decode_row_at(formats[static_cast<int>(w.type())],
+                       reinterpret_cast<const unsigned char*>(w.row(r)), long(w.cols()));
+}
+
+// y = W x (+ b), W [out, in] of any storage type.
+inline Vec matvec(const tformer::WeightView& w, const Vec& x, std::span<const float> bias = {}) {
+  Vec y(static_cast<std::size_t>(w.rows()), 0.0);
+  for (tformer::index o = 0; o < w.rows(); ++o) {
+    const Vec row = weight_row(w, o);
+    double s = 0;
+    for (tformer::index i = 0; i < w.cols(); ++i) s += row[static_cast<std::size_t>(i)] * x[static_cast<std::size_t>(i)];
+    y[static_cast<std::size_t>(o)] = s + (bias.empty() ? 0.0 : double(bias[static_cast<std::size_t>(o)]));
+  }
+  return y;
+}
 
 // y = W x (+ b), W a [out, in] view.
 inline Vec matvec(tformer::MatrixView<const float> w, const Vec& x,
@@ -141,8 +162,7 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
 
   std::vector<Vec> x(static_cast<std::size_t>(T));
   for (index t = 0; t < T; ++t) {
-    const float* e = w.embedding.row(tokens[static_cast<std::size_t>(t)]);
-    x[static_cast<std::size_t>(t)] = Vec(e, e + d.hidden);
+    x[static_cast<std::size_t>(t)] = weight_row(w.embedding, tokens[static_cast<std::size_t>(t)]);
     if constexpr (C::positions == tformer::PositionKind::Sinusoidal) {  // + scale · pe / |pe|
       const float* pe = w.position_embedding.row(t);
       double ss = 0;

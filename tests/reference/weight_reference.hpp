@@ -31,13 +31,24 @@ inline double bfloat_value(std::uint16_t b) {
 
 enum class Format { f32, bf16, f16, q8_0, q4_0 };
 
-// Row r of a [rows, cols] matrix stored packed in `format`, as doubles.
-inline std::vector<double> decode_row(Format format, const unsigned char* data, long cols, long r) {
+// Bytes of one packed row.
+inline long packed_row_bytes(Format format, long cols) {
+  switch (format) {
+    case Format::f32: return cols * 4;
+    case Format::bf16:
+    case Format::f16: return cols * 2;
+    case Format::q8_0: return cols / 32 * 34;
+    case Format::q4_0: return cols / 32 * 18;
+  }
+  return 0;
+}
+
+// The `cols` values of the row at `row`, stored in `format`, as doubles.
+inline std::vector<double> decode_row_at(Format format, const unsigned char* row, long cols) {
   std::vector<double> out(cols);
   auto u16 = [](const unsigned char* p) { return std::uint16_t(p[0] | (p[1] << 8)); };
   switch (format) {
     case Format::f32: {
-      const unsigned char* row = data + r * cols * 4;
       for (long c = 0; c < cols; ++c) {
         float f;
         std::memcpy(&f, row + 4 * c, 4);
@@ -47,13 +58,11 @@ inline std::vector<double> decode_row(Format format, const unsigned char* data, 
     }
     case Format::bf16:
     case Format::f16: {
-      const unsigned char* row = data + r * cols * 2;
       for (long c = 0; c < cols; ++c)
         out[c] = format == Format::bf16 ? bfloat_value(u16(row + 2 * c)) : half_value(u16(row + 2 * c));
       break;
     }
     case Format::q8_0: {
-      const unsigned char* row = data + r * (cols / 32) * 34;
       for (long b = 0; b < cols / 32; ++b) {
         const unsigned char* block = row + 34 * b;
         const double d = half_value(u16(block));
@@ -62,7 +71,6 @@ inline std::vector<double> decode_row(Format format, const unsigned char* data, 
       break;
     }
     case Format::q4_0: {
-      const unsigned char* row = data + r * (cols / 32) * 18;
       for (long b = 0; b < cols / 32; ++b) {
         const unsigned char* block = row + 18 * b;
         const double d = half_value(u16(block));
@@ -75,6 +83,11 @@ inline std::vector<double> decode_row(Format format, const unsigned char* data, 
     }
   }
   return out;
+}
+
+// Row r of a [rows, cols] matrix stored packed in `format`.
+inline std::vector<double> decode_row(Format format, const unsigned char* data, long cols, long r) {
+  return decode_row_at(format, data + r * packed_row_bytes(format, cols), cols);
 }
 
 }  // namespace ref

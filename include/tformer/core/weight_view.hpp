@@ -66,12 +66,13 @@ class WeightView {
         row_stride_(row_stride),
         type_(type),
         name_(name) {}
+  // f32 [rows, cols], packed rows, as `{data, rows, cols}` builds a MatrixView.
+  WeightView(const float* data, index rows, index cols, const char* name = "weight")
+      : WeightView(WeightType::f32, data, rows, cols, name) {}
   // An f32 matrix view (its row stride in floats becomes bytes).
   WeightView(MatrixView<const float> m, const char* name = "weight")  // NOLINT: a view converts
       : WeightView(WeightType::f32, m.data(), m.rows(), m.cols(),
                    m.row_stride() * index(sizeof(float)), name) {}
-  WeightView(MatrixView<float> m, const char* name = "weight")  // NOLINT
-      : WeightView(MatrixView<const float>(m), name) {}
 
   constexpr WeightType type() const noexcept { return type_; }
   constexpr const std::byte* data() const noexcept { return data_; }
@@ -146,6 +147,25 @@ inline void check_weight_view(std::string_view where, const WeightView& w) {
     given << "address " << address % 64 << " mod 64, row_stride " << w.row_stride();
     detail::fail_check(where, detail::weight_what(w, "alignment"), expected.str(), given.str());
   }
+}
+
+// check_weight_view, then throws unless w is [rows, cols]; `name` is the member being checked.
+inline void check_shape(std::string_view where, std::string_view name, const WeightView& w,
+                        index rows, index cols) {
+  check_weight_view(where, WeightView(w.type(), w.data(), w.rows(), w.cols(), w.row_stride(),
+                                      std::string(name).c_str()));
+  if (w.rows() == rows && w.cols() == cols) [[likely]]
+    return;
+  std::ostringstream expected, given;
+  expected << "[" << rows << ", " << cols << "]";
+  given << "[" << w.rows() << ", " << w.cols() << "] (" << type_name(w.type()) << ")";
+  detail::fail_check(where, std::string(name) + " shape", expected.str(), given.str());
+}
+
+// check_weight_view under another name, for code generic over MatrixView and WeightView.
+inline void check_view(std::string_view where, std::string_view name, const WeightView& w) {
+  check_weight_view(where, WeightView(w.type(), w.data(), w.rows(), w.cols(), w.row_stride(),
+                                      std::string(name).c_str()));
 }
 
 // Throws unless the view lies inside [begin, begin + size) (e.g. a mapped file): the check a

@@ -203,7 +203,7 @@ class Llama2cModel {
     const index D = h.dim, F = h.hidden_dim, L = h.n_layers, V = h.vocab(),
                 kvd = index(h.n_kv_heads) * h.head_dim();
     ModelWeights& w = weights_;
-    w.embedding = {take(V * D), V, D};
+    w.embedding = MatrixView<const float>(take(V * D), V, D);
     w.layers.resize(static_cast<std::size_t>(L));
     auto per_layer = [&](index rows, index cols, auto assign) {
       const float* base = take(L * rows * cols);
@@ -212,17 +212,17 @@ class Llama2cModel {
     using LW = LayerWeights;
     auto vec = [](const float* d, index n) { return std::span<const float>(d, std::size_t(n)); };
     per_layer(1, D, [&](LW& l, const float* d) { l.attn_norm = vec(d, D); });
-    per_layer(D, D, [&](LW& l, const float* d) { l.wq = {d, D, D}; });
-    per_layer(kvd, D, [&](LW& l, const float* d) { l.wk = {d, kvd, D}; });
-    per_layer(kvd, D, [&](LW& l, const float* d) { l.wv = {d, kvd, D}; });
-    per_layer(D, D, [&](LW& l, const float* d) { l.wo = {d, D, D}; });
+    per_layer(D, D, [&](LW& l, const float* d) { l.wq = MatrixView<const float>(d, D, D); });
+    per_layer(kvd, D, [&](LW& l, const float* d) { l.wk = MatrixView<const float>(d, kvd, D); });
+    per_layer(kvd, D, [&](LW& l, const float* d) { l.wv = MatrixView<const float>(d, kvd, D); });
+    per_layer(D, D, [&](LW& l, const float* d) { l.wo = MatrixView<const float>(d, D, D); });
     per_layer(1, D, [&](LW& l, const float* d) { l.ffn_norm = vec(d, D); });
-    per_layer(F, D, [&](LW& l, const float* d) { l.ffn.gate = {d, F, D}; });  // w1
-    per_layer(D, F, [&](LW& l, const float* d) { l.ffn.down = {d, D, F}; });  // w2
-    per_layer(F, D, [&](LW& l, const float* d) { l.ffn.up = {d, F, D}; });    // w3
+    per_layer(F, D, [&](LW& l, const float* d) { l.ffn.gate = MatrixView<const float>(d, F, D); });  // w1
+    per_layer(D, F, [&](LW& l, const float* d) { l.ffn.down = MatrixView<const float>(d, D, F); });  // w2
+    per_layer(F, D, [&](LW& l, const float* d) { l.ffn.up = MatrixView<const float>(d, F, D); });    // w3
     w.final_norm = vec(take(D), D);
     take(2 * index(h.seq_len) * (h.head_dim() / 2));  // RoPE cos/sin: not needed
-    if (!h.tied()) w.lm_head = {take(V * D), V, D};
+    if (!h.tied()) w.lm_head = MatrixView<const float>(take(V * D), V, D);
   }
 
   MappedFile file_;  // empty for view()

@@ -190,7 +190,7 @@ class Decoder {
     const index S = states.rows();
     MatrixView<const float> projected = states;
     if (weights_.encoder_proj.rows() > 0) {
-      linear(states, weights_.encoder_proj, weights_.encoder_proj_bias, ws_.encoder(S));
+      linear_kernels::project(states, weights_.encoder_proj, weights_.encoder_proj_bias, ws_.encoder(S));
       projected = ws_.encoder(S);
     }
     cross_->reset(seq);
@@ -343,10 +343,8 @@ class Decoder {
     index row = 0;
     for (const SequenceTokens& b : batch) {
       segments_.push_back({b.seq, row, index(b.tokens.size()), length(b.seq)});
-      for (std::int32_t t : b.tokens) {  // embedding rows
-        const float* e = weights_.embedding.row(t);
-        std::copy(e, e + d_.hidden, ws_.x(rows).row(row++));
-      }
+      for (std::int32_t t : b.tokens)  // embedding rows, decoded from their storage type
+        convert_kernels::decode_range(weights_.embedding, t, 0, d_.hidden, ws_.x(rows).row(row++));
     }
     if constexpr (C::positions == PositionKind::Sinusoidal)
       for (const StepSegment& s : segments_)

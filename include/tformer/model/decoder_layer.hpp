@@ -51,9 +51,10 @@ struct StepSegment {
   index start = 0;
 };
 
-// y = x · wᵀ with the output rows of w split over the executor (chunks of 16 rows or more).
+// y = x · wᵀ with the output rows of w split over the executor (chunks of 16 rows or more); w of
+// any storage type.
 template <Executor E>
-void parallel_project(const E& exec, MatrixView<const float> x, MatrixView<const float> w,
+void parallel_project(const E& exec, MatrixView<const float> x, const WeightView& w,
                       MatrixView<float> y) {
   const index workers = exec.concurrency();
   if (workers <= 1 || w.rows() < 32) {

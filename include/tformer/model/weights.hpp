@@ -1,10 +1,14 @@
 // A decoder's weights as views (ModelWeights: zero copy over buffers someone else owns, e.g. an
-// engine's arena or a memory-mapped checkpoint) and an owning form with seeded random init
-// (OwnedWeights). Matrices are [out, in] as PyTorch stores them.
+// engine's arena or a memory-mapped checkpoint), an owning form with seeded random init
+// (OwnedWeights), and a converted copy in other storage types (ConvertedWeights). Matrices are
+// [out, in] as PyTorch stores them. Every matrix a linear layer multiplies (projections, FFN and
+// experts, embedding and LM head, cross-attention, encoder projection) is a WeightView of any
+// storage type, chosen per matrix; norms, biases, routers and the other small tables are f32.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+#include <deque>
 #include <numbers>
 #include <random>
 #include <span>
@@ -13,7 +17,9 @@
 
 #include "tformer/core/error.hpp"
 #include "tformer/core/memory.hpp"
+#include "tformer/core/convert.hpp"
 #include "tformer/core/views.hpp"
+#include "tformer/core/weight_view.hpp"
 #include "tformer/model/config.hpp"
 #include "tformer/nn/swiglu.hpp"
 #include "tformer/rope/givens.hpp"
@@ -27,13 +33,13 @@ inline namespace TFORMER_ARCH_NS {
 // for MoE. Unused members stay empty.
 struct LayerWeights {
   std::span<const float> attn_norm;        // [H]
-  MatrixView<const float> wq, wk, wv, wo;  // [Hq·D, H], [Hkv·D, H], [Hkv·D, H], [H, Hq·D]
+  WeightView wq, wk, wv, wo;               // [Hq·D, H], [Hkv·D, H], [Hkv·D, H], [H, Hq·D]
   std::span<const float> q_norm, k_norm;   // [D] each
   std::span<const GivensRotation> givens;  // rotary block: planes and angles, in order
   MatrixView<const float> rotation;        // rotary block: orthogonal R [D, D]
   std::span<const float> cross_norm;       // [H]
-  MatrixView<const float> cross_wq, cross_wk, cross_wv, cross_wo;  // as wq … wo; K, V read
-                                                                   // the projected encoder [S, H]
+  WeightView cross_wq, cross_wk, cross_wv, cross_wo;  // as wq … wo; K, V read the
+                                                      // projected encoder [S, H]
   MatrixView<const float> conv;             // conv_kernel > 0: depthwise kernel [H, k]
   std::span<const float> conv_bias;         // [H] or empty
   std::span<const float> ffn_norm;          // [H]
@@ -44,16 +50,16 @@ struct LayerWeights {
 };
 
 struct ModelWeights {
-  MatrixView<const float> embedding;  // [V, H]
+  WeightView embedding;               // [V, H]; rows are decoded to float on lookup
   std::vector<LayerWeights> layers;
   std::span<const float> final_norm;  // [H]
-  MatrixView<const float> lm_head;    // [V, H]; empty: tied to the embedding
-  MatrixView<const float> encoder_proj;        // [H, encoder_width]; empty when equal widths
+  WeightView lm_head;                 // [V, H]; empty: tied to the embedding
+  WeightView encoder_proj;                     // [H, encoder_width]; empty when equal widths
   std::span<const float> encoder_proj_bias;    // [H] or empty
   MatrixView<const float> position_embedding;  // Sinusoidal: [max_positions, H]
   MatrixView<const float> relative_bias;       // T5 bias: [t5_buckets, heads], shared by layers
 
-  MatrixView<const float> head() const noexcept {
+  WeightView head() const noexcept {
     return lm_head.rows() > 0 ? lm_head : embedding;
   }
 };
@@ -63,8 +69,8 @@ namespace weights_detail {
 inline std::string layer_name(index l, const char* member) {
   return "layers[" + std::to_string(l) + "]." + member;
 }
-inline void check_matrix(const std::string& name, MatrixView<const float> m, index rows,
-                         index cols) {
+template <class Matrix>  // MatrixView<const float> or WeightView
+void check_matrix(const std::string& name, const Matrix& m, index rows, index cols) {
   check_shape("ModelWeights", name.c_str(), m, rows, cols);
 }
 inline void check_vector(const std::string& name, std::span<const float> v, index n) {
@@ -167,6 +173,10 @@ class OwnedWeights {
   // Mutable access to a member the view names (same memory).
   static float* mut(std::span<const float> s) noexcept { return const_cast<float*>(s.data()); }
   static float* mut(MatrixView<const float> m) noexcept { return const_cast<float*>(m.data()); }
+  // Precondition: an f32 view (every matrix of OwnedWeights is).
+  static float* mut(const WeightView& m) noexcept {
+    return const_cast<float*>(reinterpret_cast<const float*>(m.data()));
+  }
 
  private:
   // Lays out every member from `base` (nullptr: only counts). Returns the floats used.
@@ -242,7 +252,7 @@ class OwnedWeights {
     std::mt19937_64 rng(seed);
     // Box–Muller on 53-bit uniforms: the same numbers with every standard library.
     auto uniform = [&] { return (static_cast<double>(rng() >> 11) + 0.5) * 0x1.0p-53; };
-    auto normal = [&](MatrixView<const float> m) {
+    auto normal = [&](const auto& m) {  // MatrixView<const float> or an f32 WeightView
       float* p = mut(m);
       for (index i = 0; i < m.rows() * m.cols(); ++i) {
         const double r = std::sqrt(-2.0 * std::log(uniform())), a = 2.0 * std::numbers::pi * uniform();
@@ -311,6 +321,86 @@ class OwnedWeights {
   Dims dims_;
   AlignedBuffer<float> arena_;
   std::vector<GivensRotation> givens_;  // every layer's rotations, in layer order
+  ModelWeights view_;
+};
+
+// Storage types for ConvertedWeights, per kind of matrix.
+struct WeightTypes {
+  WeightType attention = WeightType::f32;  // wq, wk, wv, wo
+  WeightType ffn = WeightType::f32;        // gate, up, down of the FFN and of every expert
+  WeightType embedding = WeightType::f32;  // the token embedding (and so a tied LM head)
+  WeightType head = WeightType::f32;       // an LM head of its own
+  WeightType cross = WeightType::f32;      // cross_wq … cross_wo and encoder_proj
+};
+
+// A copy of a model's f32 matrices in other storage types (core/convert.hpp), in one 64-byte
+// aligned arena; the norms, biases, routers and other f32 members of view() still point into the
+// source's memory, which must outlive this object. For engines that quantize their own weights
+// at load time, and for tests. Throws if a source matrix is not f32 or does not convert
+// (cols not whole blocks, values outside f16's range).
+class ConvertedWeights {
+ public:
+  ConvertedWeights(const ModelWeights& src, const WeightTypes& types) {
+    view_ = src;
+    index used = 0;
+    visit(view_, types, [&](WeightView& m, WeightType t, const std::string&) {
+      used += (converted_bytes(t, m.rows(), m.cols()) + 63) / 64 * 64;
+    });
+    arena_ = AlignedBuffer<std::byte>(static_cast<std::size_t>(used));
+    used = 0;
+    visit(view_, types, [&](WeightView& m, WeightType t, const std::string& name) {
+      check(m.type() == WeightType::f32, "ConvertedWeights", name + " type", "f32",
+            type_name(m.type()));
+      const index n = converted_bytes(t, m.rows(), m.cols());
+      const std::span<std::byte> dst(arena_.data() + used, static_cast<std::size_t>(n));
+      names_.push_back(name);  // a deque: the strings stay where they are, moves included
+      m = convert_weights(m.f32(), t, dst, names_.back().c_str());
+      used += (n + 63) / 64 * 64;
+    });
+    if (src.lm_head.rows() > 0 && src.lm_head.data() == src.embedding.data())
+      view_.lm_head = view_.embedding;  // tied, and given as the embedding's own memory
+  }
+  ConvertedWeights(ConvertedWeights&&) noexcept = default;
+  ConvertedWeights& operator=(ConvertedWeights&&) noexcept = default;
+
+  const ModelWeights& view() const noexcept { return view_; }
+  // Bytes of the converted matrices (each padded to 64).
+  std::size_t bytes() const noexcept { return arena_.size(); }
+
+ private:
+  // fn(matrix, its new type, its name) for every non-empty matrix a linear layer multiplies.
+  template <class Fn>
+  static void visit(ModelWeights& w, const WeightTypes& t, Fn&& fn) {
+    auto one = [&](WeightView& m, WeightType type, const std::string& name) {
+      if (m.rows() * m.cols() > 0) fn(m, type, name);
+    };
+    one(w.embedding, t.embedding, "embedding");
+    if (w.lm_head.data() != w.embedding.data()) one(w.lm_head, t.head, "lm_head");
+    one(w.encoder_proj, t.cross, "encoder_proj");
+    for (std::size_t l = 0; l < w.layers.size(); ++l) {
+      LayerWeights& lw = w.layers[l];
+      const std::string at = "layers[" + std::to_string(l) + "].";
+      one(lw.wq, t.attention, at + "wq");
+      one(lw.wk, t.attention, at + "wk");
+      one(lw.wv, t.attention, at + "wv");
+      one(lw.wo, t.attention, at + "wo");
+      one(lw.cross_wq, t.cross, at + "cross_wq");
+      one(lw.cross_wk, t.cross, at + "cross_wk");
+      one(lw.cross_wv, t.cross, at + "cross_wv");
+      one(lw.cross_wo, t.cross, at + "cross_wo");
+      auto ffn = [&](SwiGluWeights& f, const std::string& name) {
+        one(f.gate, t.ffn, name + ".gate");
+        one(f.up, t.ffn, name + ".up");
+        one(f.down, t.ffn, name + ".down");
+      };
+      ffn(lw.ffn, at + "ffn");
+      for (std::size_t e = 0; e < lw.experts.size(); ++e)
+        ffn(lw.experts[e], at + "experts[" + std::to_string(e) + "]");
+    }
+  }
+
+  AlignedBuffer<std::byte> arena_;
+  std::deque<std::string> names_;  // the views' names, for error messages
   ModelWeights view_;
 };
 

@@ -1,5 +1,7 @@
 // Linear layers: y = x · Wᵀ (+ b), W stored [out, in] as PyTorch stores it, so checkpoints map
-// without a transpose. Eigen's GEMM for many tokens, its GEMV for one; no copy of the weights.
+// without a transpose. f32 weights: Eigen's GEMM for many tokens, its GEMV for one; weights of
+// the other storage types (WeightView): the project's own kernels (nn/matmul.hpp). No copy of
+// the weights either way.
 //
 // Allocation: decode (one token, GEMV) allocates nothing. Eigen's GEMM packs its operands into
 // blocks on the stack up to 128 KiB (EIGEN_STACK_ALLOCATION_LIMIT) and on the heap beyond, so a
@@ -11,6 +13,8 @@
 #include "tformer/core/eigen.hpp"
 #include "tformer/core/error.hpp"
 #include "tformer/core/views.hpp"
+#include "tformer/core/weight_view.hpp"
+#include "tformer/nn/matmul.hpp"
 
 namespace tformer {
 inline namespace TFORMER_ARCH_NS {
@@ -28,6 +32,16 @@ inline void project(MatrixView<const float> x, MatrixView<const float> w,
   }
   if (!bias.empty())
     eigen::map(y).rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias.data(), w.rows());
+}
+
+// The same for a weight of any storage type: f32 through Eigen as above, the others through
+// matmul_kernels. Preconditions as above, and w well formed.
+inline void project(MatrixView<const float> x, const WeightView& w, std::span<const float> bias,
+                    MatrixView<float> y) noexcept {
+  if (w.type() == WeightType::f32)
+    project(x, w.f32(), bias, y);
+  else
+    matmul_kernels::project(x, w, bias, y);
 }
 
 }  // namespace linear_kernels
@@ -51,6 +65,8 @@ inline void linear(MatrixView<const float> x, MatrixView<const float> w,
 inline void linear(MatrixView<const float> x, MatrixView<const float> w, MatrixView<float> y) {
   linear(x, w, {}, y);
 }
+
+// Weights of other storage types: matmul() (nn/matmul.hpp), which has the same checks.
 
 }  // namespace TFORMER_ARCH_NS
 }  // namespace tformer

@@ -23,7 +23,9 @@
 #include "tformer/core/error.hpp"
 #include "tformer/core/memory.hpp"
 #include "tformer/core/simd.hpp"
+#include "tformer/core/convert.hpp"
 #include "tformer/core/views.hpp"
+#include "tformer/core/weight_view.hpp"
 #include "tformer/nn/activation.hpp"
 #include "tformer/nn/linear.hpp"
 
@@ -31,9 +33,9 @@ namespace tformer {
 inline namespace TFORMER_ARCH_NS {
 
 struct SwiGluWeights {
-  MatrixView<const float> gate;  // [I, H]
-  MatrixView<const float> up;    // [I, H]
-  MatrixView<const float> down;  // [H, I]
+  WeightView gate;  // [I, H], any storage type
+  WeightView up;    // [I, H]
+  WeightView down;  // [H, I]
 
   index hidden() const noexcept { return gate.cols(); }
   index intermediate() const noexcept { return gate.rows(); }
@@ -91,16 +93,20 @@ class FfnWorkspace {
 // projection, whose columns it reads as contiguous rows.
 class TransposedWeights {
  public:
-  explicit TransposedWeights(MatrixView<const float> w)
+  // From a weight of any storage type (decoded to float: the transpose is f32).
+  explicit TransposedWeights(const WeightView& w)
       : rows_(w.cols()), cols_(w.rows()), data_(checked_size(w)) {
-    for (index r = 0; r < w.rows(); ++r)
-      for (index c = 0; c < w.cols(); ++c) data_[c * cols_ + r] = w.row(r)[c];
+    AlignedBuffer<float> row(static_cast<std::size_t>(w.cols()));
+    for (index r = 0; r < w.rows(); ++r) {
+      dequantize_row(w, r, row.span());
+      for (index c = 0; c < w.cols(); ++c) data_[c * cols_ + r] = row[c];
+    }
   }
   MatrixView<const float> view() const noexcept { return {data_.data(), rows_, cols_}; }
 
  private:
-  static std::size_t checked_size(MatrixView<const float> w) {
-    check_view("TransposedWeights", "w", w);
+  static std::size_t checked_size(const WeightView& w) {
+    check_weight_view("TransposedWeights", w);
     return static_cast<std::size_t>(w.rows() * w.cols());
   }
 
