@@ -8,6 +8,11 @@
 //   prefill: T tokens from position 0 per iteration (reset first); items = tokens.
 // Beside them, in the same run: copy/<KiB> and read/<KiB> of the decode's weight bytes (the
 // decode ceiling is read bandwidth / weight bytes per token).
+//   llama_decode/<shape>/<type>, llama_prefill/<shape>/<type>/T128: Llama shapes of 15M, 110M and
+//            1.1B parameters (llama2.c's stories15M and stories110M, TinyLlama's GQA 32/4) with
+//            every matrix converted to one storage type (ConvertedWeights), beside
+//            read/<type>/<shape>, the read ceiling of the same weight bytes. Run the 1.1B ones
+//            with --benchmark_filter=1.1B: its f32 weights take 4.4 GB and a minute to build.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -96,6 +101,48 @@ void decode(benchmark::State& state, const tformer::Dims& dims) {
   state.counters["weight_MiB"] = double(bytes) / (1 << 20);
 }
 
+// A Llama-shaped model with every matrix in one storage type.
+struct TypedLlama {
+  using C = tformer::configs::Llama2c;
+  TypedLlama(const tformer::Dims& dims, tformer::WeightType type)
+      : owned(dims, 1),
+        converted(owned.view(), {type, type, type, type, type}),
+        decoder(converted.view(), dims, {.capacity = 256}),
+        logits(std::size_t(dims.vocab)) {}
+  tformer::OwnedWeights<C> owned;
+  tformer::ConvertedWeights converted;
+  tformer::Decoder<C> decoder;
+  std::vector<float> logits;
+};
+
+void llama_decode(benchmark::State& state, const tformer::Dims& dims, tformer::WeightType type) {
+  TypedLlama m(dims, type);
+  const auto prompt = tokens(64, dims.vocab);
+  m.decoder.forward(0, prompt, {m.logits.data(), 1, dims.vocab});
+  const std::int32_t next = 5;
+  for (auto _ : state) {
+    m.decoder.forward(0, std::span(&next, 1), {m.logits.data(), 1, dims.vocab});
+    m.decoder.truncate(0, 64);
+    benchmark::ClobberMemory();
+  }
+  const std::size_t bytes = weight_bytes_per_token(m.converted.view());
+  state.SetItemsProcessed(state.iterations());
+  state.SetBytesProcessed(std::int64_t(state.iterations()) * std::int64_t(bytes));
+  state.counters["weight_MiB"] = double(bytes) / (1 << 20);
+}
+
+void llama_prefill(benchmark::State& state, const tformer::Dims& dims, tformer::WeightType type,
+                   int T) {
+  TypedLlama m(dims, type);
+  const auto prompt = tokens(T, dims.vocab);
+  for (auto _ : state) {
+    m.decoder.reset(0);
+    m.decoder.forward(0, prompt, {m.logits.data(), 1, dims.vocab});
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(std::int64_t(state.iterations()) * T);
+}
+
 template <class C>
 void prefill(benchmark::State& state, const tformer::Dims& dims, int T) {
   Model<C> m(dims);
@@ -141,6 +188,38 @@ int main(int argc, char** argv) {
       bench::register_copy(bytes / 1024);
       bench::register_read(bytes / 1024);
     }
+  }
+  {
+    using tformer::WeightType;
+    const std::pair<const char*, tformer::Dims> shapes[] = {
+        {"15M", {.vocab = 32000, .hidden = 288, .intermediate = 768, .layers = 6, .heads = 6,
+                 .kv_heads = 6, .head_dim = 48, .max_positions = 256}},
+        {"110M", stories110m},
+        {"1.1B", {.vocab = 32000, .hidden = 2048, .intermediate = 5632, .layers = 22,
+                  .heads = 32, .kv_heads = 4, .head_dim = 64, .max_positions = 2048}}};
+    for (const auto& [name, dims] : shapes)
+      for (WeightType type : {WeightType::f32, WeightType::bf16, WeightType::f16,
+                              WeightType::q8_0, WeightType::q4_0}) {
+        const std::string suffix = std::string(name) + "/" + tformer::type_name(type);
+        benchmark::RegisterBenchmark(("llama_decode/" + suffix).c_str(), llama_decode, dims, type)
+            ->Unit(benchmark::kMillisecond);
+        benchmark::RegisterBenchmark(("llama_prefill/" + suffix + "/T128").c_str(), llama_prefill,
+                                     dims, type, 128)
+            ->Unit(benchmark::kMillisecond);
+        // The read ceiling of one token's weight bytes in this type (embedding rows excluded,
+        // as in weight_bytes_per_token: the LM head, every layer matrix, the norms).
+        const tformer::index H = dims.hidden, qd = dims.heads * dims.head_dim,
+                             kvd = dims.kv_heads * dims.head_dim;
+        auto b = [&](tformer::index rows, tformer::index cols) {
+          return std::size_t(tformer::converted_bytes(type, rows, cols));
+        };
+        const std::size_t bytes = b(dims.vocab, H) +
+                                  std::size_t(dims.layers) * (b(qd, H) + 2 * b(kvd, H) + b(H, qd) +
+                                                              3 * b(dims.intermediate, H));
+        benchmark::RegisterBenchmark(("read/" + suffix).c_str(), [bytes](benchmark::State& st) {
+          bench::read_bandwidth(st, bytes);
+        })->Unit(benchmark::kMillisecond);
+      }
   }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();

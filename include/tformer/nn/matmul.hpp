@@ -179,6 +179,7 @@ inline constexpr index accumulators = W == 16 ? 16 : 8;
 inline constexpr index max_rm = W == 16 ? 4 : 2;
 template <index RM>
 inline constexpr index chains_for = std::clamp<index>(accumulators / (RM * rn), 1, V);
+inline constexpr bool x_in_registers = W == 16;
 
 // out[m·RN + n] = x_m · w_n over [k0, k1) for the rows x[0..RM) and w[0..RN).
 // Preconditions: every row holds [k0, k1); k0 a multiple of 32 for the block types, and k1 too
@@ -193,13 +194,21 @@ inline void tile(const float* const* x, const std::byte* const* w, index k0, ind
   for (index i = 0; i < N * A; ++i) acc[i] = B(0.0f);
   index k = k0;
   for (; k + step <= k1; k += step) {
+    // AVX-512 (32 registers): x's RM·V registers are loaded once per step and stay; below, they
+    // are reloaded per W row (memory operands of the FMA), which is what 16 registers allow.
+    B xv[x_in_registers ? RM * V : 1];
+    if constexpr (x_in_registers)
+      for (index i = 0; i < RM * V; ++i) xv[i] = B::load_unaligned(x[i / V] + k + (i % V) * W);
     for (index n = 0; n < RN; ++n) {
       B wv[V];
       decode_step<T>(w[n], k, wv);
       for (index v = 0; v < V; ++v)
         for (index m = 0; m < RM; ++m) {
           B& a = acc[(m * RN + n) * A + v % A];
-          a = xsimd_compat::fma(B::load_unaligned(x[m] + k + v * W), wv[v], a);
+          if constexpr (x_in_registers)
+            a = xsimd_compat::fma(xv[m * V + v], wv[v], a);
+          else
+            a = xsimd_compat::fma(B::load_unaligned(x[m] + k + v * W), wv[v], a);
         }
     }
   }
