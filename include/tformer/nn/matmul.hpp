@@ -5,13 +5,14 @@
 // keeps RM·RN vector accumulators, each a dot product along `in`; per step of 32 values it decodes
 // 32 values of each W row to float registers once and multiplies them with all RM rows of x.
 // One horizontal sum per output at the end, RM·RN of them together (reduce_add_rows).
-//   - Decode (T small): RM = T, RN = as many rows as fill the accumulator registers (16 on
-//     AVX-512, 8 on AVX2): W streams from memory once, several rows at a time.
+//   - One token: W one row at a time, a single sequential stream (gemv below).
+//   - A few tokens (T <= max_rm): one tile of RM = T rows against 4 rows of W at a time; W
+//     streams from memory once.
 //   - Prefill: RM×RN tiles; the loop over x's tiles is innermost, so each slice of W is read from
 //     memory once and reused from L1; `in` is split into slices when x is too large for L2.
 // Weights decode to exactly their stored value (core/numeric.hpp), so every type computes the
-// same float dot product of x with W's values; accumulation is float, in 32·lanes/... partial
-// sums per output (error bound: tests/nn/matmul_test.cpp).
+// same float dot product of x with W's values; accumulation is float, in per-lane partial sums
+// (the error bound is derived in tests/nn/matmul_test.cpp).
 #pragma once
 
 #include <algorithm>
