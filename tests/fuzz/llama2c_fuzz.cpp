@@ -14,7 +14,8 @@ namespace {
 
 volatile float sink;
 
-void touch(tformer::MatrixView<const float> m) {
+void touch(const tformer::WeightView& w) {  // the reader gives f32 views
+  const tformer::MatrixView<const float> m = w.f32();
   if (m.rows() > 0 && m.cols() > 0) sink = m.row(0)[0] + m.row(m.rows() - 1)[m.cols() - 1];
 }
 void touch(std::span<const float> v) {
