@@ -149,23 +149,34 @@ inline void check_weight_view(std::string_view where, const WeightView& w) {
   }
 }
 
+// check_weight_view under another name, for code generic over MatrixView and WeightView, with
+// `name` in the message. Builds no string unless it throws (entry points call it every step).
+inline void check_view(std::string_view where, std::string_view name, const WeightView& w) {
+  const WeightTypeInfo info = type_info(w.type());
+  const bool ok = info.block_bytes != 0 && w.rows() >= 0 && w.cols() >= 0 &&
+                  w.cols() % info.block_values == 0 &&
+                  (w.rows() <= 1 || w.row_stride() >= row_bytes(w.type(), w.cols())) &&
+                  (w.rows() * w.cols() == 0 ||
+                   (w.data() != nullptr &&
+                    reinterpret_cast<std::uintptr_t>(w.data()) % std::uintptr_t(info.alignment) == 0 &&
+                    (w.rows() <= 1 || w.row_stride() % info.alignment == 0)));
+  if (ok) [[likely]]
+    return;
+  const std::string named(name);
+  check_weight_view(where, WeightView(w.type(), w.data(), w.rows(), w.cols(), w.row_stride(),
+                                      named.c_str()));
+}
+
 // check_weight_view, then throws unless w is [rows, cols]; `name` is the member being checked.
 inline void check_shape(std::string_view where, std::string_view name, const WeightView& w,
                         index rows, index cols) {
-  check_weight_view(where, WeightView(w.type(), w.data(), w.rows(), w.cols(), w.row_stride(),
-                                      std::string(name).c_str()));
+  check_view(where, name, w);
   if (w.rows() == rows && w.cols() == cols) [[likely]]
     return;
   std::ostringstream expected, given;
   expected << "[" << rows << ", " << cols << "]";
   given << "[" << w.rows() << ", " << w.cols() << "] (" << type_name(w.type()) << ")";
   detail::fail_check(where, std::string(name) + " shape", expected.str(), given.str());
-}
-
-// check_weight_view under another name, for code generic over MatrixView and WeightView.
-inline void check_view(std::string_view where, std::string_view name, const WeightView& w) {
-  check_weight_view(where, WeightView(w.type(), w.data(), w.rows(), w.cols(), w.row_stride(),
-                                      std::string(name).c_str()));
 }
 
 // Throws unless the view lies inside [begin, begin + size) (e.g. a mapped file): the check a
