@@ -18,16 +18,7 @@ namespace {
 constexpr WeightType all_types[] = {WeightType::f32, WeightType::bf16, WeightType::f16,
                                     WeightType::q8_0, WeightType::q4_0};
 
-ref::Format format_of(WeightType t) {
-  switch (t) {
-    case WeightType::f32: return ref::Format::f32;
-    case WeightType::bf16: return ref::Format::bf16;
-    case WeightType::f16: return ref::Format::f16;
-    case WeightType::q8_0: return ref::Format::q8_0;
-    case WeightType::q4_0: return ref::Format::q4_0;
-  }
-  return ref::Format::f32;
-}
+ref::Format format_of(WeightType t) { return ref::Format(int(t)); }
 
 // The header's bound for value x in a block whose largest magnitude is m.
 double bound(WeightType t, double x, double m) {

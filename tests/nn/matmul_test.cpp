@@ -24,16 +24,7 @@ using tformer::WeightView;
 
 namespace {
 
-ref::Format format_of(WeightType t) {
-  switch (t) {
-    case WeightType::f32: return ref::Format::f32;
-    case WeightType::bf16: return ref::Format::bf16;
-    case WeightType::f16: return ref::Format::f16;
-    case WeightType::q8_0: return ref::Format::q8_0;
-    case WeightType::q4_0: return ref::Format::q4_0;
-  }
-  return ref::Format::f32;
-}
+ref::Format format_of(WeightType t) { return ref::Format(int(t)); }
 
 // A weight of `type` converted from random floats, kept with its bytes.
 struct Weight {

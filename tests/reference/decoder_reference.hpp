@@ -22,9 +22,7 @@ namespace ref {
 
 // A typed weight's row r as doubles, decoded by the format's definition (weight_reference.hpp).
 inline Vec weight_row(const tformer::WeightView& w, tformer::index r) {
-  static constexpr Format formats[] = {Format::f32, Format::bf16, Format::f16, Format::q8_0,
-                                       Format::q4_0};
-  return decode_row_at(formats[static_cast<int>(w.type())],
+  return decode_row_at(Format(static_cast<int>(w.type())),
                        reinterpret_cast<const unsigned char*>(w.row(r)), long(w.cols()));
 }
 

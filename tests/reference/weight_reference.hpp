@@ -29,6 +29,7 @@ inline double bfloat_value(std::uint16_t b) {
   return f;
 }
 
+// In the order of tformer::WeightType's enumerators: Format(int(type)) names the same format.
 enum class Format { f32, bf16, f16, q8_0, q4_0 };
 
 // Bytes of one packed row.

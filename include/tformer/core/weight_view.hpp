@@ -106,65 +106,57 @@ class WeightView {
 };
 
 namespace detail {
-inline std::string weight_what(const WeightView& w, std::string_view what) {
-  return std::string(w.name() ? w.name() : "weight") + " (" + type_name(w.type()) + ") " +
-         std::string(what);
+// "<name> (<type>) <what>", with `name` when given, else the view's own.
+inline std::string weight_what(const WeightView& w, std::string_view what,
+                               std::string_view name = {}) {
+  return std::string(!name.empty() ? name : w.name() ? w.name() : "weight") + " (" +
+         type_name(w.type()) + ") " + std::string(what);
 }
 }  // namespace detail
 
 // Throws unless the view is well formed: a known type, non-negative sizes, cols a multiple of the
 // block size, rows that do not overlap, data aligned for the type (4 bytes for f32, 2 otherwise),
 // and data unless it is empty. Reads no weight.
-inline void check_weight_view(std::string_view where, const WeightView& w) {
+// `name`, when given, replaces the view's own in the message. Builds no string unless it throws.
+inline void check_weight_view(std::string_view where, const WeightView& w,
+                              std::string_view name = {}) {
   const WeightTypeInfo info = type_info(w.type());
   if (info.block_bytes == 0)
-    detail::fail_check(where, detail::weight_what(w, "type"), "f32, bf16, f16, q8_0 or q4_0",
+    detail::fail_check(where, detail::weight_what(w, "type", name), "f32, bf16, f16, q8_0 or q4_0",
                        int(w.type()));
   if (w.rows() < 0 || w.cols() < 0) {
     std::ostringstream given;
     given << "[" << w.rows() << ", " << w.cols() << "]";
-    detail::fail_check(where, detail::weight_what(w, "shape"), "non-negative sizes", given.str());
+    detail::fail_check(where, detail::weight_what(w, "shape", name), "non-negative sizes", given.str());
   }
   if (w.cols() % info.block_values != 0) {
     std::ostringstream expected;
     expected << "a multiple of " << info.block_values << " (whole blocks)";
-    detail::fail_check(where, detail::weight_what(w, "cols"), expected.str(), w.cols());
+    detail::fail_check(where, detail::weight_what(w, "cols", name), expected.str(), w.cols());
   }
   if (w.rows() > 1 && w.row_stride() < row_bytes(w.type(), w.cols())) {
     std::ostringstream expected;
     expected << ">= " << row_bytes(w.type(), w.cols()) << " bytes (one packed row)";
-    detail::fail_check(where, detail::weight_what(w, "row_stride"), expected.str(),
+    detail::fail_check(where, detail::weight_what(w, "row_stride", name), expected.str(),
                        w.row_stride());
   }
   if (w.rows() * w.cols() == 0) return;
   if (w.data() == nullptr)
-    detail::fail_check(where, detail::weight_what(w, "data"), "a non-null pointer", "nullptr");
+    detail::fail_check(where, detail::weight_what(w, "data", name), "a non-null pointer", "nullptr");
   const auto address = reinterpret_cast<std::uintptr_t>(w.data());
   if (address % std::uintptr_t(info.alignment) != 0 ||
       (w.rows() > 1 && w.row_stride() % info.alignment != 0)) {
     std::ostringstream expected, given;
     expected << "data and row_stride multiples of " << info.alignment << " bytes";
     given << "address " << address % 64 << " mod 64, row_stride " << w.row_stride();
-    detail::fail_check(where, detail::weight_what(w, "alignment"), expected.str(), given.str());
+    detail::fail_check(where, detail::weight_what(w, "alignment", name), expected.str(), given.str());
   }
 }
 
 // check_weight_view under another name, for code generic over MatrixView and WeightView, with
-// `name` in the message. Builds no string unless it throws (entry points call it every step).
+// `name` in the message.
 inline void check_view(std::string_view where, std::string_view name, const WeightView& w) {
-  const WeightTypeInfo info = type_info(w.type());
-  const bool ok = info.block_bytes != 0 && w.rows() >= 0 && w.cols() >= 0 &&
-                  w.cols() % info.block_values == 0 &&
-                  (w.rows() <= 1 || w.row_stride() >= row_bytes(w.type(), w.cols())) &&
-                  (w.rows() * w.cols() == 0 ||
-                   (w.data() != nullptr &&
-                    reinterpret_cast<std::uintptr_t>(w.data()) % std::uintptr_t(info.alignment) == 0 &&
-                    (w.rows() <= 1 || w.row_stride() % info.alignment == 0)));
-  if (ok) [[likely]]
-    return;
-  const std::string named(name);
-  check_weight_view(where, WeightView(w.type(), w.data(), w.rows(), w.cols(), w.row_stride(),
-                                      named.c_str()));
+  check_weight_view(where, w, name);
 }
 
 // check_weight_view, then throws unless w is [rows, cols]; `name` is the member being checked.
