@@ -6,7 +6,9 @@
 //                                         a check that cached decoding equals recomputation.
 //   tformer-generate --checkpoint model.bin --tokenizer tokenizer.bin --prompt "Once upon"
 //                    [--steps 256] [--temperature 1.0] [--top-p 0.9] [--seed 42]
-//                                         text from a llama2.c checkpoint (temperature 0: greedy)
+//                                         text from a llama2.c checkpoint (temperature 0: greedy):
+//                                         run.c's legacy .bin, export.py's version 1 (float32) or
+//                                         version 2 (int8 groups, runq.c's), told by its header
 //   tformer-generate [--checkpoint model.bin] --tokens 1,5,17 --logits out.f32
 //                                         teacher forcing: the logits of every position,
 //                                         [tokens, vocab] little-endian float32
@@ -109,10 +111,13 @@ int run_checkpoint(const Args& a) {
   using C = tformer::configs::Llama2c;
   const auto model = tformer::Llama2cModel::open(a.checkpoint);
   const tformer::Dims& d = model.dims();
-  std::printf("llama2.c checkpoint %s: dim %ld, layers %ld, heads %ld/%ld, vocab %ld, seq_len %ld, "
-              "%s head\n",
-              a.checkpoint.c_str(), long(d.hidden), long(d.layers), long(d.heads), long(d.kv_heads),
-              long(d.vocab), long(d.max_positions), model.header().tied() ? "tied" : "own");
+  const tformer::WeightView& wq = model.weights().layers.front().wq;
+  std::printf("llama2.c checkpoint %s (version %d, %s weights", a.checkpoint.c_str(),
+              model.header().version, tformer::type_name(wq.type()));
+  if (wq.type() == tformer::WeightType::q8_group) std::printf(" in groups of %ld", long(wq.group()));
+  std::printf("): dim %ld, layers %ld, heads %ld/%ld, vocab %ld, seq_len %ld, %s head\n",
+              long(d.hidden), long(d.layers), long(d.heads), long(d.kv_heads), long(d.vocab),
+              long(d.max_positions), model.header().tied() ? "tied" : "own");
   tformer::Decoder<C> dec(model.weights(), d);
   if (!a.tokens.empty()) return write_logits(dec, a);
 

@@ -28,6 +28,7 @@ double bound(WeightType t, double x, double m) {
     case WeightType::f16: return std::abs(x) * 0x1p-11 + 0x1p-25;
     case WeightType::q8_0: return m / 127 * (1 + 0x1p-11) / 2;
     case WeightType::q4_0: return m / 8 * (1 + 0x1p-11) + std::abs(x) * 0x1p-11;
+    case WeightType::q8_group: break;  // not a conversion target
   }
   return 0;
 }

@@ -1,6 +1,8 @@
 // core/weight_view.hpp: the checks a typed view passes before any kernel reads it.
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -36,7 +38,7 @@ TEST_CASE("core/weight_view: malformed views are errors naming the tensor", "[co
   REQUIRE_THROWS_WITH(tformer::check_weight_view("t", WeightView(WeightType::f16, nullptr, 2, 8, "x")),
                       Contains("data: expected a non-null pointer"));
   REQUIRE_THROWS_WITH(tformer::check_weight_view("t", WeightView(WeightType(9), buf, 2, 8, "x")),
-                      Contains("type: expected f32, bf16, f16, q8_0 or q4_0, got 9"));
+                      Contains("type: expected f32, bf16, f16, q8_0, q4_0 or q8_group, got 9"));
   REQUIRE_THROWS_WITH(tformer::check_weight_view("t", WeightView(WeightType::f32, buf, -1, 8, "x")),
                       Contains("shape: expected non-negative sizes"));
   tformer::check_weight_view("t", WeightView(WeightType::q4_0, buf + 2, 3, 64, "ok"));  // 2-aligned
@@ -58,4 +60,44 @@ TEST_CASE("core/weight_view: a view past its buffer and non-finite scales are er
   std::memcpy(bytes.data() + 2 * 36 + 18, &nan, 2);  // row 2, block 1
   REQUIRE_THROWS_WITH(tformer::check_weight_scales("load", w),
                       Contains("ffn_down (q4_0) scale of row 2 block 1: expected a finite f16"));
+}
+
+TEST_CASE("core/weight_view: q8_group keeps its scales apart, per row and per slice",
+          "[core][weight_view]") {
+  // [3, 8] int8, groups of 4: two scales per row; value (r, c) = q · scales[r·2 + c/4].
+  std::vector<std::int8_t> q(24);
+  for (int i = 0; i < 24; ++i) q[std::size_t(i)] = std::int8_t(i - 12);
+  const std::vector<float> scales = {0.5f, 1, 2, 4, 8, 16};
+  const WeightView w = WeightView::q8_group(q.data(), scales.data(), 4, 3, 8, "wq");
+  tformer::check_weight_view("t", w);
+  REQUIRE(w.extent_bytes() == 24);
+  REQUIRE(w.scales_extent_bytes() == 24);
+  const WeightView tail = w.row_slice(1, 2);
+  REQUIRE(tail.group() == 4);
+  std::vector<float> row(8);
+  tformer::dequantize_row(tail, 1, row);  // row 2 of w
+  for (int c = 0; c < 8; ++c) REQUIRE(row[std::size_t(c)] == float(16 + c - 12) * scales[std::size_t(4 + c / 4)]);
+  // Errors: a group that does not divide cols, no scales, scales past the buffer, a NaN scale.
+  REQUIRE_THROWS_WITH(tformer::check_weight_view("t", WeightView::q8_group(q.data(), scales.data(), 3, 3, 8, "wq")),
+                      Contains("wq (q8_group) group: expected a divisor of cols (8), got 3"));
+  REQUIRE_THROWS_WITH(tformer::check_weight_view("t", WeightView::q8_group(q.data(), nullptr, 4, 3, 8, "wq")),
+                      Contains("wq (q8_group) scales: expected a non-null pointer"));
+  REQUIRE_THROWS_WITH(tformer::check_weight_within("load", w, scales.data(), 20),
+                      Contains("wq (q8_group) extent"));
+  std::vector<std::byte> file(24 + 20);
+  std::memcpy(file.data(), q.data(), 24);
+  const WeightView in_file = WeightView::q8_group(reinterpret_cast<const std::int8_t*>(file.data()),
+                                                  reinterpret_cast<const float*>(file.data() + 24), 4, 3, 8, "wq");
+  REQUIRE_THROWS_WITH(tformer::check_weight_within("load", in_file, file.data(), file.size()),
+                      Contains("wq (q8_group) scales extent: expected 24 bytes inside a buffer of 44"));
+  auto bad = scales;
+  bad[3] = INFINITY;
+  REQUIRE_THROWS_WITH(tformer::check_weight_scales("load", WeightView::q8_group(q.data(), bad.data(), 4, 3, 8, "wq")),
+                      Contains("wq (q8_group) scale of row 1 group 1: expected a finite f32, got inf"));
+  tformer::check_weight_scales("load", w);
+  // Not a conversion target: its scales live apart.
+  std::vector<float> src(8, 1.0f);
+  std::vector<std::byte> out(8);
+  REQUIRE_THROWS_WITH(tformer::convert_weights({src.data(), 1, 8}, WeightType::q8_group, out),
+                      Contains("type: expected f32, bf16, f16, q8_0 or q4_0 (a packed type), got q8_group"));
 }

@@ -1,6 +1,6 @@
-// Fuzz target for io/llama2c.hpp. Input: one selector byte (even: the model reader, odd: the
+// Fuzz target for io/llama2c.hpp (all three checkpoint versions). Input: one selector byte (even: the model reader, odd: the
 // tokenizer reader, whose vocab size is 1 + selector / 2 mod 64), then the file's bytes. Valid inputs are
-// walked completely (every weight view read at its first and last element, every token
+// walked completely (every weight view read in its first and last rows, scales included, every token
 // decoded), so a view that points past the input shows up under AddressSanitizer. Rejected
 // inputs must raise tformer::Error and nothing else.
 #include <cstddef>
@@ -8,15 +8,19 @@
 #include <cstring>
 #include <vector>
 
+#include "tformer/core/convert.hpp"
 #include "tformer/io/llama2c.hpp"
 
 namespace {
 
 volatile float sink;
 
-void touch(const tformer::WeightView& w) {  // the reader gives f32 views
-  const tformer::MatrixView<const float> m = w.f32();
-  if (m.rows() > 0 && m.cols() > 0) sink = m.row(0)[0] + m.row(m.rows() - 1)[m.cols() - 1];
+void touch(const tformer::WeightView& w) {  // f32 or q8_group: the first and last rows, whole
+  if (w.rows() == 0 || w.cols() == 0) return;
+  std::vector<float> row(static_cast<std::size_t>(w.cols()));
+  tformer::dequantize_row(w, 0, row);
+  tformer::dequantize_row(w, w.rows() - 1, row);
+  sink = row.front() + row.back();
 }
 void touch(std::span<const float> v) {
   if (!v.empty()) sink = v.front() + v.back();

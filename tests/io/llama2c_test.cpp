@@ -1,7 +1,8 @@
-// io/llama2c.hpp: a checkpoint written here (by this file's own writer, from the format's
-// description, not the library's) reads back to identical tensors and identical logits;
-// truncated, over-long and inconsistent files raise tformer::Error; the tokenizer follows
-// run.c's encode and decode.
+// io/llama2c.hpp: a checkpoint written here (by this file's own writers, from the formats'
+// description in llama2.c's export.py, not the library's) reads back to identical tensors and
+// identical logits (versions 0 and 1), or to int8 groups whose values and logits match a double
+// reference (version 2); truncated, over-long and inconsistent files raise tformer::Error; the
+// tokenizer follows run.c's encode and decode.
 #include <catch2/catch.hpp>
 
 #include <cstdint>
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "reference/decoder_reference.hpp"
 #include "support/random.hpp"
 #include "tformer/io/llama2c.hpp"
 #include "tformer/model/decoder.hpp"
@@ -56,6 +58,64 @@ std::vector<std::byte> write_llama2c(const Dims& d, const ModelWeights& w, bool 
   const std::vector<float> freq(std::size_t(d.max_positions * d.head_dim / 2), 0.5f);
   vec(freq);  // cos
   vec(freq);  // sin
+  if (!tied) matrix(w.lm_head);
+  return out;
+}
+
+// export.py's quantize_q80: per group of `gs` values, scale = max|w| / 127 and
+// q = round(w / scale) (round half to even, as torch.round).
+void quantize_groups(const float* w, std::size_t n, int gs, std::vector<std::int8_t>& q,
+                     std::vector<float>& scales) {
+  for (std::size_t g = 0; g < n / std::size_t(gs); ++g) {
+    float m = 0;
+    for (int i = 0; i < gs; ++i) m = std::max(m, std::abs(w[g * std::size_t(gs) + std::size_t(i)]));
+    const float scale = m / 127.0f;
+    scales.push_back(scale);
+    for (int i = 0; i < gs; ++i)
+      q.push_back(std::int8_t(std::nearbyint(w[g * std::size_t(gs) + std::size_t(i)] / scale)));
+  }
+}
+
+// The .bin bytes of `w` in export.py's version 1 (float32) or 2 (int8 groups of `gs`).
+std::vector<std::byte> write_versioned(int version, const Dims& d, const ModelWeights& w, bool tied,
+                                       int gs = 0) {
+  std::vector<std::byte> out(256);
+  auto at = [&](std::size_t offset, const void* p, std::size_t n) { std::memcpy(out.data() + offset, p, n); };
+  const std::uint32_t magic = 0x616b3432;
+  const std::int32_t header[9] = {version, std::int32_t(d.hidden), std::int32_t(d.intermediate),
+                                  std::int32_t(d.layers), std::int32_t(d.heads), std::int32_t(d.kv_heads),
+                                  std::int32_t(d.vocab), std::int32_t(d.max_positions)};
+  at(0, &magic, 4);
+  at(4, header, 4 * 8);
+  out[36] = std::byte(tied ? 1 : 0);
+  if (version == 2) at(37, &gs, 4);
+  auto put = [&](const void* p, std::size_t n) {
+    const auto* b = static_cast<const std::byte*>(p);
+    out.insert(out.end(), b, b + n);
+  };
+  auto vec = [&](std::span<const float> v) { put(v.data(), v.size_bytes()); };
+  auto matrix = [&](const tformer::WeightView& wv) {
+    const tformer::MatrixView<const float> m = wv.f32();
+    std::vector<float> flat;
+    for (tformer::index r = 0; r < m.rows(); ++r) flat.insert(flat.end(), m.row(r), m.row(r) + m.cols());
+    if (version == 1) return vec(flat);
+    std::vector<std::int8_t> q;
+    std::vector<float> scales;
+    quantize_groups(flat.data(), flat.size(), gs, q, scales);
+    put(q.data(), q.size());
+    vec(scales);
+  };
+  for (const auto& l : w.layers) vec(l.attn_norm);
+  for (const auto& l : w.layers) vec(l.ffn_norm);
+  vec(w.final_norm);
+  matrix(w.embedding);
+  for (const auto& l : w.layers) matrix(l.wq);
+  for (const auto& l : w.layers) matrix(l.wk);
+  for (const auto& l : w.layers) matrix(l.wv);
+  for (const auto& l : w.layers) matrix(l.wo);
+  for (const auto& l : w.layers) matrix(l.ffn.gate);  // w1
+  for (const auto& l : w.layers) matrix(l.ffn.down);  // w2
+  for (const auto& l : w.layers) matrix(l.ffn.up);    // w3
   if (!tied) matrix(w.lm_head);
   return out;
 }
@@ -276,4 +336,142 @@ TEST_CASE("llama2c tokenizer: run.c's encode (dummy prefix, byte fallback, merge
   std::memcpy(bad_len.data() + 8, &negative, 4);
   CHECK_THROWS_WITH(tformer::Llama2cTokenizer(bad_len, V), Catch::Contains("token length"));
   CHECK_THROWS_AS(tok.piece(std::int32_t(V)), tformer::Error);
+}
+
+TEST_CASE("llama2c version 1: the same tensors and logits as the legacy file", "[io][llama2c]") {
+  const bool tied = GENERATE(true, false);
+  tformer::OwnedWeights<C> owned(dims, 5);
+  ModelWeights w = owned.view();
+  if (tied) w.lm_head = {};
+  const Aligned v0(write_llama2c(dims, w, tied)), v1(write_versioned(1, dims, w, tied));
+  const auto a = tformer::Llama2cModel::view(v0.bytes()), b = tformer::Llama2cModel::view(v1.bytes());
+  CHECK(b.header().version == 1);
+  CHECK(b.header().tied() == tied);
+  CHECK(b.dims() == dims);
+  const ModelWeights &x = a.weights(), &y = b.weights();
+  CHECK((same(x.embedding, y.embedding) && same(x.final_norm, y.final_norm)));
+  CHECK(y.lm_head.rows() == (tied ? 0 : dims.vocab));
+  if (!tied) CHECK(same(x.lm_head, y.lm_head));
+  for (std::size_t l = 0; l < x.layers.size(); ++l) {
+    const auto &p = x.layers[l], &q = y.layers[l];
+    CHECK((same(p.attn_norm, q.attn_norm) && same(p.ffn_norm, q.ffn_norm)));
+    CHECK((same(p.wq, q.wq) && same(p.wk, q.wk) && same(p.wv, q.wv) && same(p.wo, q.wo)));
+    CHECK((same(p.ffn.gate, q.ffn.gate) && same(p.ffn.up, q.ffn.up) && same(p.ffn.down, q.ffn.down)));
+  }
+}
+
+TEST_CASE("llama2c version 2: int8 groups read in place, values and logits as runq.c's",
+          "[io][llama2c]") {
+  const bool tied = GENERATE(true, false);
+  const int gs = GENERATE(8, 32);  // divides dim 32 and hidden_dim 40 only when 8
+  tformer::OwnedWeights<C> owned(dims, 6);
+  ModelWeights w = owned.view();
+  if (tied) w.lm_head = {};
+  const Aligned file(write_versioned(2, dims, w, tied, gs));
+  if (dims.intermediate % gs != 0) {
+    CHECK_THROWS_WITH(tformer::Llama2cModel::view(file.bytes()),
+                      Catch::Contains("group_size: expected a divisor of dim and hidden_dim, got 32"));
+    return;
+  }
+  const auto m = tformer::Llama2cModel::view(file.bytes());
+  CHECK(m.header().version == 2);
+  CHECK(m.header().group_size == gs);
+  const ModelWeights& r = m.weights();
+  // Each matrix: q8_group over the file, its values within half a step of the float weights.
+  auto near = [&](const tformer::WeightView& q, const tformer::WeightView& f) {
+    if (q.type() != tformer::WeightType::q8_group || q.group() != gs || q.rows() != f.rows() ||
+        q.cols() != f.cols())
+      return false;
+    std::vector<float> row(std::size_t(q.cols()));
+    for (tformer::index i = 0; i < q.rows(); ++i) {
+      tformer::dequantize_row(q, i, row);
+      for (tformer::index c = 0; c < q.cols(); c += gs) {
+        float m = 0;
+        for (int j = 0; j < gs; ++j) m = std::max(m, std::abs(f.f32().row(i)[c + j]));
+        for (int j = 0; j < gs; ++j)  // |w − q·s| <= s/2 (+ the float rounding of w/s and q·s)
+          if (std::abs(row[std::size_t(c + j)] - f.f32().row(i)[c + j]) > m / 127 * (0.5 + 1e-5))
+            return false;
+      }
+    }
+    return true;
+  };
+  CHECK(near(r.embedding, w.embedding));
+  CHECK(same(r.final_norm, w.final_norm));
+  if (!tied) CHECK(near(r.lm_head, w.lm_head));
+  for (std::size_t l = 0; l < w.layers.size(); ++l) {
+    const auto &a = r.layers[l], &b = w.layers[l];
+    CHECK((same(a.attn_norm, b.attn_norm) && same(a.ffn_norm, b.ffn_norm)));
+    CHECK((near(a.wq, b.wq) && near(a.wk, b.wk) && near(a.wv, b.wv) && near(a.wo, b.wo)));
+    CHECK((near(a.ffn.gate, b.ffn.gate) && near(a.ffn.up, b.ffn.up) && near(a.ffn.down, b.ffn.down)));
+  }
+  // The last layer's w3 sits at the end of the int8 section runq.c's init_quantized_tensors maps:
+  // its scales are the file's last bytes when the classifier is shared.
+  if (tied) {
+    const auto& w3 = r.layers.back().ffn.up;
+    CHECK(w3.scale_row(w3.rows() - 1) + w3.scale_row_bytes() == file.bytes().data() + file.bytes().size());
+  }
+  // Logits against the double reference reading the same int8 values and scales.
+  const std::vector<std::int32_t> tokens = {1, 7, 30, 2, 11};
+  const auto want = ref::decoder_logits<C>(r, dims, tokens);
+  std::vector<float> got(tokens.size() * 37);
+  tformer::Decoder<C> dec(r, m.dims());
+  dec.forward(0, tokens, {got.data(), 5, 37}, tformer::LogitsFor::All);
+  double worst = 0, scale = 1;
+  for (std::size_t t = 0; t < tokens.size(); ++t)
+    for (std::size_t j = 0; j < 37; ++j) {
+      worst = std::max(worst, std::abs(got[t * 37 + j] - want[t][j]));
+      scale = std::max(scale, std::abs(want[t][j]));
+    }
+  INFO("worst logit error " << worst);
+  CHECK(worst <= 1e-5 * scale);  // the decoder tests' tolerance: float kernels, exact weights
+}
+
+TEST_CASE("llama2c versions 1 and 2: bad headers, truncation and NaN scales are errors",
+          "[io][llama2c]") {
+  tformer::OwnedWeights<C> owned(dims, 7);
+  ModelWeights w = owned.view();
+  w.lm_head = {};
+  for (int version : {1, 2}) {
+    INFO("version " << version);
+    const auto good = write_versioned(version, dims, w, true, 8);
+    REQUIRE_NOTHROW(tformer::Llama2cModel::view(Aligned(good).bytes()));
+    for (std::size_t n = 0; n < good.size(); n += (n + 4 < good.size() ? 89 : 1)) {
+      INFO("truncated to " << n << " bytes");
+      const std::vector<std::byte> cut(good.begin(), good.begin() + std::ptrdiff_t(n));
+      CHECK_THROWS_AS(tformer::Llama2cModel::view(Aligned(cut).bytes()), tformer::Error);
+    }
+    auto patched = [&](std::size_t offset, std::int32_t value) {
+      auto b = good;
+      std::memcpy(b.data() + offset, &value, offset == 36 ? 1 : 4);  // 36: the one-byte flag
+      return b;
+    };
+    const struct {
+      std::size_t offset;
+      std::int32_t value;
+      const char* message;
+    } bad[] = {
+        {4, 3, "version: expected 1 (float32) or 2 (int8 groups, runq.c), got 3"},
+        {8, 0, "dim"}, {28, -37, "vocab_size: expected > 0"}, {32, 0, "seq_len"},
+        {36, 2, "shared_classifier: expected 0 or 1"},
+        {36, 0, "file size"},  // not shared, but no classifier stored
+    };
+    for (const auto& b : bad) {
+      INFO("offset " << b.offset << " = " << b.value);
+      CHECK_THROWS_WITH(tformer::Llama2cModel::view(Aligned(patched(b.offset, b.value)).bytes()),
+                        Catch::Contains(b.message));
+    }
+    if (version == 2) {
+      CHECK_THROWS_WITH(tformer::Llama2cModel::view(Aligned(patched(37, 0)).bytes()),
+                        Catch::Contains("group_size"));
+      CHECK_THROWS_WITH(tformer::Llama2cModel::view(Aligned(patched(37, 7)).bytes()),
+                        Catch::Contains("group_size"));
+      // A NaN scale: the embedding's first scale follows its V·D int8 values.
+      const std::size_t first_scale = 256 + 4 * (2 * 2 * 32 + 32) + 37 * 32;
+      const float nan = NAN;
+      auto b = good;
+      std::memcpy(b.data() + first_scale + 4 * 5, &nan, 4);
+      CHECK_THROWS_WITH(tformer::Llama2cModel::view(Aligned(b).bytes()),
+                        Catch::Contains("token_embedding (q8_group) scale of row 1 group 1: expected a finite f32"));
+    }
+  }
 }

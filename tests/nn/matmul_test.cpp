@@ -26,25 +26,50 @@ namespace {
 
 ref::Format format_of(WeightType t) { return ref::Format(int(t)); }
 
-// A weight of `type` converted from random floats, kept with its bytes.
+// A random divisor of n: a q8_group group size (llama2.c uses 32 or 64; any divisor is allowed).
+int random_divisor(test::Random& rng, int n) {
+  std::vector<int> divisors;
+  for (int d = 1; d <= n; ++d)
+    if (n % d == 0) divisors.push_back(d);
+  return divisors[std::size_t(rng.integer(0, int(divisors.size()) - 1))];
+}
+
+// A weight of `type` converted from random floats (q8_group: random int8 values and scales, a
+// group of 32 or 64 when it divides cols, else a random divisor), kept with its bytes.
 struct Weight {
   std::vector<std::byte> bytes;
+  std::vector<float> scales;
   WeightView view;
   Weight(test::Random& rng, WeightType type, int rows, int cols) {
+    if (type == WeightType::q8_group) {
+      const int group = cols % 64 == 0 && rng.integer(0, 2) > 0 ? 64
+                        : cols % 32 == 0 && rng.integer(0, 1) > 0 ? 32
+                                                                  : random_divisor(rng, cols);
+      bytes.resize(std::size_t(rows) * std::size_t(cols));
+      for (auto& b : bytes) b = std::byte(std::uint8_t(std::int8_t(rng.integer(-127, 127))));
+      scales.resize(std::size_t(rows * (cols / group)));
+      for (auto& d : scales) d = 0.1f / 127.0f * float(rng.integer(1, 1000)) / 500.0f;
+      view = WeightView::q8_group(reinterpret_cast<const std::int8_t*>(bytes.data()), scales.data(),
+                                  group, rows, cols, "w");
+      return;
+    }
     const test::Matrix src = test::Matrix::random(rng, rows, cols, 0.1f);
     bytes.resize(std::size_t(tformer::converted_bytes(type, rows, cols)));
     view = tformer::convert_weights(src.cview(), type, bytes, "w");
   }
 };
 
-// y against the double reference, with the bound above; rows of W from `w_rows` (packed).
-void check_matmul(const test::Matrix& x, WeightType type, const std::vector<std::byte>& w_bytes,
-                  int out, const std::vector<float>* bias, tformer::MatrixView<const float> y) {
+// y against the double reference, with the bound above; W's rows decoded from w's memory.
+void check_matmul(const test::Matrix& x, const WeightView& wv, int out,
+                  const std::vector<float>* bias, tformer::MatrixView<const float> y) {
   const long K = long(x.cols);
   const double u = FLT_EPSILON / 2, lanes = double(tformer::simd::lanes);
   const double n = std::ceil(K / lanes) + std::log2(lanes) + double(K / 1024) + 33;
   for (int o = 0; o < out; ++o) {
-    const auto w = ref::decode_row(format_of(type), reinterpret_cast<const unsigned char*>(w_bytes.data()), K, o);
+    const auto w = ref::decode_row_at(format_of(wv.type()),
+                                      reinterpret_cast<const unsigned char*>(wv.row(o)), K,
+                                      reinterpret_cast<const unsigned char*>(wv.scale_row(o)),
+                                      long(wv.group()));
     for (tformer::index t = 0; t < x.rows; ++t) {
       double exact = bias ? double((*bias)[std::size_t(o)]) : 0.0, magnitude = 0;
       for (long k = 0; k < K; ++k) {
@@ -59,7 +84,7 @@ void check_matmul(const test::Matrix& x, WeightType type, const std::vector<std:
 }
 
 constexpr WeightType all_types[] = {WeightType::f32, WeightType::bf16, WeightType::f16,
-                                    WeightType::q8_0, WeightType::q4_0};
+                                    WeightType::q8_0, WeightType::q4_0, WeightType::q8_group};
 
 }  // namespace
 
@@ -76,11 +101,12 @@ TEST_CASE("nn/matmul: every type matches the reference on random shapes", "[nn][
   for (WeightType type : all_types) {
     CAPTURE(tformer::type_name(type), T, 32 * blocks, out);
     const Weight w(rng, type, out, 32 * blocks);
+    CAPTURE(w.view.group());
     test::Matrix y(T, out, -7.0f);
     tformer::matmul(x.cview(), w.view, y.view());
-    check_matmul(x, type, w.bytes, out, nullptr, y.cview());
+    check_matmul(x, w.view, out, nullptr, y.cview());
     tformer::matmul(x.cview(), w.view, bias, y.view());
-    check_matmul(x, type, w.bytes, out, &bias, y.cview());
+    check_matmul(x, w.view, out, &bias, y.cview());
   }
 }
 
@@ -90,12 +116,13 @@ TEST_CASE("nn/matmul: element types take any width (a scalar tail)", "[nn][matmu
   test::Random rng(100 + seed);
   const int T = rng.integer(1, 12), in = rng.integer(1, 1100), out = rng.integer(1, 40);
   const test::Matrix x = test::Matrix::random(rng, T, in);
-  for (WeightType type : {WeightType::f32, WeightType::bf16, WeightType::f16}) {
+  for (WeightType type : {WeightType::f32, WeightType::bf16, WeightType::f16, WeightType::q8_group}) {
     CAPTURE(tformer::type_name(type), T, in, out);
     const Weight w(rng, type, out, in);
+    CAPTURE(w.view.group());
     test::Matrix y(T, out);
     tformer::matmul(x.cview(), w.view, y.view());
-    check_matmul(x, type, w.bytes, out, nullptr, y.cview());
+    check_matmul(x, w.view, out, nullptr, y.cview());
   }
 }
 
@@ -106,7 +133,7 @@ TEST_CASE("nn/matmul: strided x and y, row slices of a fused weight", "[nn][matm
   test::Matrix x(T, in);
   for (int t = 0; t < T; ++t)
     for (int i = 0; i < in; ++i) x.at(t, i) = wide.at(t, i);
-  for (WeightType type : {WeightType::bf16, WeightType::q4_0}) {
+  for (WeightType type : {WeightType::bf16, WeightType::q4_0, WeightType::q8_group}) {
     CAPTURE(tformer::type_name(type));
     const Weight qkv(rng, type, q + 2 * kv, in);
     test::Matrix ybuf(T, q + 2 * kv + 3, -1.0f), y(T, q + 2 * kv);
@@ -119,7 +146,7 @@ TEST_CASE("nn/matmul: strided x and y, row slices of a fused weight", "[nn][matm
       REQUIRE(ybuf.at(t, q + 2 * kv + 2) == -1.0f);
       for (int o = 0; o < q + 2 * kv; ++o) y.at(t, o) = ybuf.at(t, 2 + o);
     }
-    check_matmul(x, type, qkv.bytes, q + 2 * kv, nullptr, y.cview());
+    check_matmul(x, qkv.view, q + 2 * kv, nullptr, y.cview());
   }
 }
 

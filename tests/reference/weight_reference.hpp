@@ -1,7 +1,9 @@
 // Storage formats decoded from their published definitions, in double: IEEE binary16, bfloat16,
 // and GGML's q8_0 / q4_0 blocks (ggml-common.h: block_q8_0 {ggml_half d; int8_t qs[32]},
 // block_q4_0 {ggml_half d; uint8_t qs[16]}, element j < 16 in the low nibble of qs[j], element
-// j + 16 in its high nibble, value (nibble − 8)·d). Shares no code with include/tformer.
+// j + 16 in its high nibble, value (nibble − 8)·d), and llama2.c's version-2 groups (int8 values,
+// a float32 scale per `group` values kept apart; runq.c's value is the float product q·s).
+// Shares no code with include/tformer.
 #pragma once
 
 #include <cmath>
@@ -30,7 +32,7 @@ inline double bfloat_value(std::uint16_t b) {
 }
 
 // In the order of tformer::WeightType's enumerators: Format(int(type)) names the same format.
-enum class Format { f32, bf16, f16, q8_0, q4_0 };
+enum class Format { f32, bf16, f16, q8_0, q4_0, q8_group };
 
 // Bytes of one packed row.
 inline long packed_row_bytes(Format format, long cols) {
@@ -40,12 +42,15 @@ inline long packed_row_bytes(Format format, long cols) {
     case Format::f16: return cols * 2;
     case Format::q8_0: return cols / 32 * 34;
     case Format::q4_0: return cols / 32 * 18;
+    case Format::q8_group: return cols;  // the int8 values; scales apart
   }
   return 0;
 }
 
-// The `cols` values of the row at `row`, stored in `format`, as doubles.
-inline std::vector<double> decode_row_at(Format format, const unsigned char* row, long cols) {
+// The `cols` values of the row at `row`, stored in `format`, as doubles (q8_group: with the
+// row's scales, one float32 per `group` values).
+inline std::vector<double> decode_row_at(Format format, const unsigned char* row, long cols,
+                                         const unsigned char* scales = nullptr, long group = 0) {
   std::vector<double> out(cols);
   auto u16 = [](const unsigned char* p) { return std::uint16_t(p[0] | (p[1] << 8)); };
   switch (format) {
@@ -79,6 +84,14 @@ inline std::vector<double> decode_row_at(Format format, const unsigned char* row
           out[32 * b + j] = double((block[2 + j] & 15) - 8) * d;
           out[32 * b + j + 16] = double((block[2 + j] >> 4) - 8) * d;
         }
+      }
+      break;
+    }
+    case Format::q8_group: {
+      for (long c = 0; c < cols; ++c) {
+        float s;
+        std::memcpy(&s, scales + 4 * (c / group), 4);
+        out[c] = double(float(std::int8_t(row[c])) * s);  // rounded to float once, as runq.c
       }
       break;
     }

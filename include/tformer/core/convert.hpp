@@ -7,6 +7,7 @@
 //   q8_0  |x − x̂| <= d/2, d = m/127 rounded to f16 (so about m/254)
 //   q4_0  |x − x̂| <= |d|/2 + 2^−11·|x|, d = m/8 rounded to f16, except the values clamped at
 //         the positive end (x near −(the signed extreme)): <= |d|, i.e. m/8
+// (q8_group is read, not written: its scales live apart, in the checkpoint's own layout.)
 // (The block bounds hold while d is a normal f16: m >= 127·2^−14 for q8_0, m >= 8·2^−14 for
 // q4_0; smaller blocks lose relative precision to d's subnormal rounding.)
 #pragma once
@@ -39,6 +40,8 @@ inline WeightView convert_weights(MatrixView<const float> src, WeightType type,
   constexpr const char* where = "convert_weights";
   check_view(where, "src", src);
   const WeightTypeInfo info = type_info(type);
+  check(type != WeightType::q8_group, where, "type", "f32, bf16, f16, q8_0 or q4_0 (a packed type)",
+        type_name(type));
   const WeightView out(type, dst.data(), src.rows(), src.cols(), name);
   check_weight_view(where, out);
   check_eq(where, "dst size in bytes", converted_bytes(type, src.rows(), src.cols()),
@@ -86,6 +89,7 @@ inline WeightView convert_weights(MatrixView<const float> src, WeightType type,
           std::memcpy(at, &b, sizeof b);
           break;
         }
+        case WeightType::q8_group: break;  // refused above
       }
     }
   }
@@ -122,6 +126,15 @@ inline void decode_range(const WeightView& w, index r, index first, index count,
       for (index b = first / 32; b < (first + count) / 32; ++b)
         dequantize(load_block<BlockQ4_0>(row + b * 18), out + (b * 32 - first));
       return;
+    case WeightType::q8_group: {
+      const std::byte* scales = w.scale_row(r);
+      for (index c = first; c < first + count; ++c) {
+        float d;
+        std::memcpy(&d, scales + c / w.group() * index(sizeof d), sizeof d);
+        out[c - first] = float(std::int8_t(row[c])) * d;
+      }
+      return;
+    }
   }
 }
 }  // namespace convert_kernels

@@ -2,12 +2,17 @@
 // engine owns (a buffer, a memory-mapped checkpoint), read in place by the matmul kernels.
 //
 // Rows are `row_stride` bytes apart; within a row the values (f32, bf16, f16) or blocks of 32
-// values (q8_0, q4_0) are packed, as PyTorch, safetensors and GGUF store them. The type is chosen
-// per matrix at run time, so one model may mix them (4-bit FFN, 8-bit attention, f32 norms).
+// values (q8_0, q4_0) are packed, as PyTorch, safetensors and GGUF store them. q8_group keeps its
+// scales apart: int8 values, packed rows, and a separate f32 array with one scale per `group`
+// values of a row (llama2.c's version-2 checkpoints; per-group int8 tensors with a scale tensor).
+// The type is chosen per matrix at run time, so one model may mix them (4-bit FFN, 8-bit
+// attention, f32 norms).
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -19,7 +24,7 @@
 namespace tformer {
 
 // How a weight's values are stored. Plain data, outside the instruction-set namespace.
-enum class WeightType : std::uint8_t { f32, bf16, f16, q8_0, q4_0 };
+enum class WeightType : std::uint8_t { f32, bf16, f16, q8_0, q4_0, q8_group };
 
 inline namespace TFORMER_ARCH_NS {
 
@@ -38,13 +43,15 @@ constexpr WeightTypeInfo type_info(WeightType type) noexcept {
     case WeightType::f16: return {"f16", 1, 2, 2};
     case WeightType::q8_0: return {"q8_0", 32, 34, 2};
     case WeightType::q4_0: return {"q4_0", 32, 18, 2};
+    case WeightType::q8_group: return {"q8_group", 1, 1, 1};  // the int8 values; scales apart
   }
   return {"unknown", 1, 0, 1};
 }
 
 inline const char* type_name(WeightType type) noexcept { return type_info(type).name; }
 
-// Bytes of one packed row of `cols` values (cols a multiple of the block size).
+// Bytes of one packed row of `cols` values (cols a multiple of the block size; for q8_group,
+// the int8 values only).
 constexpr index row_bytes(WeightType type, index cols) noexcept {
   const WeightTypeInfo info = type_info(type);
   return cols / info.block_values * info.block_bytes;
@@ -66,6 +73,15 @@ class WeightView {
         row_stride_(row_stride),
         type_(type),
         name_(name) {}
+  // q8_group: int8 values [rows, cols], packed rows, and f32 scales [rows, cols / group]; value
+  // (r, c) is values[r·cols + c] · scales[(r·cols + c) / group].
+  static WeightView q8_group(const std::int8_t* values, const float* scales, index group,
+                                       index rows, index cols, const char* name = "weight") {
+    WeightView w(WeightType::q8_group, values, rows, cols, name);
+    w.scales_ = reinterpret_cast<const std::byte*>(scales);
+    w.group_ = group;
+    return w;
+  }
   // f32 [rows, cols], packed rows, as `{data, rows, cols}` builds a MatrixView.
   WeightView(const float* data, index rows, index cols, const char* name = "weight")
       : WeightView(WeightType::f32, data, rows, cols, name) {}
@@ -82,13 +98,31 @@ class WeightView {
   // The tensor's name, for error messages.
   constexpr const char* name() const noexcept { return name_; }
   constexpr const std::byte* row(index r) const noexcept { return data_ + r * row_stride_; }
+  // q8_group: values per scale, and the f32 scales of row r (cols / group of them, unaligned).
+  constexpr index group() const noexcept { return group_; }
+  constexpr const std::byte* scales() const noexcept { return scales_; }
+  constexpr const std::byte* scale_row(index r) const noexcept {
+    return scales_ + r * scale_row_bytes();
+  }
+  constexpr index scale_row_bytes() const noexcept {
+    return group_ > 0 ? cols_ / group_ * index(sizeof(float)) : 0;
+  }
   // Rows [first, first + count): e.g. the K rows of a fused QKV weight.
   constexpr WeightView row_slice(index first, index count) const noexcept {
-    return {type_, row(first), count, cols_, row_stride_, name_};
+    WeightView w{type_, row(first), count, cols_, row_stride_, name_};
+    if (type_ == WeightType::q8_group) {
+      w.scales_ = scale_row(first);
+      w.group_ = group_;
+    }
+    return w;
   }
   // Bytes from the first row's start to the last row's end.
   constexpr index extent_bytes() const noexcept {
     return rows_ == 0 ? 0 : (rows_ - 1) * row_stride_ + tformer::row_bytes(type_, cols_);
+  }
+  // Bytes of the separate scales (q8_group; 0 for the other types).
+  constexpr index scales_extent_bytes() const noexcept {
+    return type_ == WeightType::q8_group ? rows_ * scale_row_bytes() : 0;
   }
   // The f32 matrix this view is (precondition: type() == f32).
   MatrixView<const float> f32() const noexcept {
@@ -101,6 +135,8 @@ class WeightView {
   index rows_ = 0;
   index cols_ = 0;
   index row_stride_ = 0;
+  const std::byte* scales_ = nullptr;  // q8_group only
+  index group_ = 0;                    // q8_group only
   WeightType type_ = WeightType::f32;
   const char* name_ = "weight";
 };
@@ -115,14 +151,15 @@ inline std::string weight_what(const WeightView& w, std::string_view what,
 }  // namespace detail
 
 // Throws unless the view is well formed: a known type, non-negative sizes, cols a multiple of the
-// block size, rows that do not overlap, data aligned for the type (4 bytes for f32, 2 otherwise),
-// and data unless it is empty. Reads no weight.
+// block size, rows that do not overlap, data aligned for the type (4 bytes for f32, 2 for the
+// 16-bit and block types), and data unless it is empty; for q8_group a group > 0 that divides
+// cols and scales. Reads no weight.
 // `name`, when given, replaces the view's own in the message. Builds no string unless it throws.
 inline void check_weight_view(std::string_view where, const WeightView& w,
                               std::string_view name = {}) {
   const WeightTypeInfo info = type_info(w.type());
   if (info.block_bytes == 0)
-    detail::fail_check(where, detail::weight_what(w, "type", name), "f32, bf16, f16, q8_0 or q4_0",
+    detail::fail_check(where, detail::weight_what(w, "type", name), "f32, bf16, f16, q8_0, q4_0 or q8_group",
                        int(w.type()));
   if (w.rows() < 0 || w.cols() < 0) {
     std::ostringstream given;
@@ -134,6 +171,11 @@ inline void check_weight_view(std::string_view where, const WeightView& w,
     expected << "a multiple of " << info.block_values << " (whole blocks)";
     detail::fail_check(where, detail::weight_what(w, "cols", name), expected.str(), w.cols());
   }
+  if (w.type() == WeightType::q8_group && (w.group() <= 0 || w.cols() % w.group() != 0)) {
+    std::ostringstream expected;
+    expected << "a divisor of cols (" << w.cols() << ")";
+    detail::fail_check(where, detail::weight_what(w, "group", name), expected.str(), w.group());
+  }
   if (w.rows() > 1 && w.row_stride() < row_bytes(w.type(), w.cols())) {
     std::ostringstream expected;
     expected << ">= " << row_bytes(w.type(), w.cols()) << " bytes (one packed row)";
@@ -143,6 +185,9 @@ inline void check_weight_view(std::string_view where, const WeightView& w,
   if (w.rows() * w.cols() == 0) return;
   if (w.data() == nullptr)
     detail::fail_check(where, detail::weight_what(w, "data", name), "a non-null pointer", "nullptr");
+  if (w.type() == WeightType::q8_group && w.scales() == nullptr)
+    detail::fail_check(where, detail::weight_what(w, "scales", name), "a non-null pointer",
+                       "nullptr");
   const auto address = reinterpret_cast<std::uintptr_t>(w.data());
   if (address % std::uintptr_t(info.alignment) != 0 ||
       (w.rows() > 1 && w.row_stride() % info.alignment != 0)) {
@@ -177,23 +222,41 @@ inline void check_shape(std::string_view where, std::string_view name, const Wei
 inline void check_weight_within(std::string_view where, const WeightView& w, const void* begin,
                                 std::size_t size) {
   const auto lo = reinterpret_cast<std::uintptr_t>(begin);
-  const auto p = reinterpret_cast<std::uintptr_t>(w.data());
-  const auto extent = std::uintptr_t(w.extent_bytes());
-  if (extent == 0) return;
-  if (p < lo || p - lo > size || extent > size - (p - lo)) {
-    std::ostringstream expected, given;
-    expected << extent << " bytes inside a buffer of " << size;
-    given << "offset " << (p >= lo ? std::to_string(p - lo) : "before the start");
-    detail::fail_check(where, detail::weight_what(w, "extent"), expected.str(), given.str());
-  }
+  const auto inside = [&](const std::byte* at, index bytes, const char* what) {
+    const auto p = reinterpret_cast<std::uintptr_t>(at);
+    const auto extent = std::uintptr_t(bytes);
+    if (extent == 0) return;
+    if (p < lo || p - lo > size || extent > size - (p - lo)) {
+      std::ostringstream expected, given;
+      expected << extent << " bytes inside a buffer of " << size;
+      given << "offset " << (p >= lo ? std::to_string(p - lo) : "before the start");
+      detail::fail_check(where, detail::weight_what(w, what), expected.str(), given.str());
+    }
+  };
+  inside(w.data(), w.extent_bytes(), "extent");
+  inside(w.scales(), w.scales_extent_bytes(), "scales extent");
 }
 
-// Throws unless every block scale of a q8_0 / q4_0 view is finite (a NaN or inf scale turns a
-// whole block of outputs into NaN). Reads one scale per block: O(rows·cols/32); element types
+// Throws unless every scale of a q8_0 / q4_0 / q8_group view is finite (a NaN or inf scale turns
+// a whole block of outputs into NaN). Reads one scale per block: O(rows·cols/32); element types
 // pass at once. Readers call it once per tensor; the kernels do not.
 inline void check_weight_scales(std::string_view where, const WeightView& w) {
   check_weight_view(where, w);
   const WeightTypeInfo info = type_info(w.type());
+  if (w.type() == WeightType::q8_group) {
+    const index groups = w.cols() / w.group();
+    for (index r = 0; r < w.rows(); ++r)
+      for (index g = 0; g < groups; ++g) {
+        float d;
+        std::memcpy(&d, w.scale_row(r) + g * index(sizeof d), sizeof d);
+        if (!std::isfinite(d)) [[unlikely]] {
+          std::ostringstream what;
+          what << "scale of row " << r << " group " << g;
+          detail::fail_check(where, detail::weight_what(w, what.str()), "a finite f32", d);
+        }
+      }
+    return;
+  }
   if (info.block_values == 1) return;
   const index blocks = w.cols() / info.block_values;
   for (index r = 0; r < w.rows(); ++r)

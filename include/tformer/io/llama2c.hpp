@@ -1,23 +1,31 @@
-// Karpathy's llama2.c checkpoints (the legacy "version 0" .bin that run.c reads) and its
-// tokenizer.bin, read without copying the weights.
+// Karpathy's llama2.c checkpoints in its three formats, and its tokenizer.bin, read without
+// copying the weights. The format is told by the first 4 bytes: the magic "ak42" (uint32
+// 0x616b3432) starts a versioned file, anything else is the legacy one.
 //
-// Model file: seven int32 (dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size,
-// seq_len; vocab_size < 0 means the classifier is stored separately, > 0 that it is tied to
-// the embedding), then float32 arrays: token embedding [vocab, dim], attention RMSNorm
+// Version 0 (legacy, run.c): seven int32 (dim, hidden_dim, n_layers, n_heads, n_kv_heads,
+// vocab_size, seq_len; vocab_size < 0 means the classifier is stored separately, > 0 that it is
+// tied to the embedding), then float32 arrays: token embedding [vocab, dim], attention RMSNorm
 // [layers, dim], wq [layers, dim, dim], wk and wv [layers, kv_dim, dim], wo [layers, dim, dim],
 // FFN RMSNorm [layers, dim], w1 [layers, hidden, dim], w2 [layers, dim, hidden],
 // w3 [layers, hidden, dim], final RMSNorm [dim], RoPE cos and sin [seq_len, head_dim/2] each
-// (skipped: the decoder's table computes them), classifier [vocab, dim] when untied.
-// Little-endian, as the exporter writes it. The file is memory-mapped; its floats start at
-// byte 28, so they are 4-byte aligned only (Eigen maps them unaligned).
+// (skipped: the decoder's table computes them), classifier [vocab, dim] when untied. Its floats
+// start at byte 28, so they are 4-byte aligned only (Eigen maps them unaligned).
 //
-// Every size is checked, with overflow-safe arithmetic, against the file length before a float
-// is read: a file that is shorter or longer than its header implies raises tformer::Error.
+// Versions 1 and 2 (export.py's version1_export / version2_export): a 256-byte header of the
+// magic, int32 version, the seven int32 above (vocab_size > 0), uint8 shared_classifier, for
+// version 2 an int32 group_size, zeros. Version 1 then holds float32 arrays: attention RMSNorms
+// [layers, dim], FFN RMSNorms [layers, dim], final RMSNorm [dim], embedding, wq, wk, wv, wo, w1,
+// w2, w3 (each [layers, …] as above) and the classifier unless shared. Version 2 (runq.c) keeps
+// the three RMSNorm arrays in float32 and stores every matrix (embedding, then wq, wk, wv, wo,
+// w1, w2, w3 of each layer in turn, then the classifier unless shared) as int8 values followed by
+// its float32 scales, one per group_size values (read as WeightType::q8_group views, in place).
+// group_size must divide dim and hidden_dim (runq.c's matmul assumes it).
 //
-// Tokenizer file: int32 max_token_length, then per token (vocab_size of them, from the model)
-// float32 score, int32 length, the bytes. Encoding is run.c's: optional BOS (1), a dummy-prefix
-// space, UTF-8 code points looked up (unknown ones as byte tokens <0xXX> = byte + 3), then
-// repeated merging of the adjacent pair whose concatenation has the highest score.
+// Little-endian, as the exporter writes it. The file is memory-mapped. Every size is checked,
+// with overflow-safe arithmetic, against the file length before a weight is read: a file that is
+// shorter or longer than its header implies raises tformer::Error, and so does a non-finite
+// version-2 scale (each is read once, at open).
+//
 #pragma once
 
 #include <fcntl.h>
@@ -84,16 +92,21 @@ class MappedFile {
 };
 
 struct Llama2cHeader {
+  int version = 0;  // 0: legacy (run.c), 1: "ak42" float32, 2: "ak42" int8 groups (runq.c)
   std::int32_t dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0,
                vocab_size = 0, seq_len = 0;
-  bool tied() const noexcept { return vocab_size > 0; }
+  bool shared_classifier = false;  // versions 1 and 2
+  std::int32_t group_size = 0;     // version 2
+  bool tied() const noexcept { return version == 0 ? vocab_size > 0 : shared_classifier; }
   index vocab() const noexcept { return vocab_size < 0 ? -index(vocab_size) : vocab_size; }
   index head_dim() const noexcept { return n_heads > 0 ? dim / n_heads : 0; }
 };
 
 namespace llama2c_detail {
 
-constexpr std::size_t header_bytes = 7 * sizeof(std::int32_t);
+constexpr std::size_t legacy_header_bytes = 7 * sizeof(std::int32_t);
+constexpr std::size_t versioned_header_bytes = 256;
+constexpr std::uint32_t magic = 0x616b3432;  // "ak42"
 
 // a · b · c, or throws when the product leaves [0, 2^62).
 inline std::uint64_t product(const char* what, std::uint64_t a, std::uint64_t b,
@@ -111,8 +124,8 @@ inline std::int32_t read_i32(const std::byte* p) noexcept {
   return v;
 }
 
-// Checks a header; returns the floats its file holds after the header.
-inline std::uint64_t checked_floats(const Llama2cHeader& h) {
+// Checks a header; returns the bytes its file holds (header included).
+inline std::uint64_t checked_bytes(const Llama2cHeader& h) {
   constexpr const char* where = "llama2c header";
   check(h.dim > 0, where, "dim", "> 0", h.dim);
   check(h.hidden_dim > 0, where, "hidden_dim", "> 0", h.hidden_dim);
@@ -122,36 +135,50 @@ inline std::uint64_t checked_floats(const Llama2cHeader& h) {
         where, "n_kv_heads", "a divisor of n_heads, n_heads / n_kv_heads <= 16", h.n_kv_heads);
   check(h.dim % h.n_heads == 0 && (h.dim / h.n_heads) % 2 == 0, where, "dim",
         "a multiple of n_heads with an even head_dim", h.dim);
-  check(h.vocab_size != 0 && h.vocab_size != INT32_MIN, where, "vocab_size", "non-zero",
-        h.vocab_size);
+  if (h.version == 0)
+    check(h.vocab_size != 0 && h.vocab_size != INT32_MIN, where, "vocab_size", "non-zero",
+          h.vocab_size);
+  else
+    check(h.vocab_size > 0, where, "vocab_size", "> 0", h.vocab_size);
   check(h.seq_len > 0, where, "seq_len", "> 0", h.seq_len);
+  if (h.version == 2)
+    check(h.group_size > 0 && h.dim % h.group_size == 0 && h.hidden_dim % h.group_size == 0, where,
+          "group_size", "a divisor of dim and hidden_dim", h.group_size);
   const std::uint64_t D = std::uint64_t(h.dim), F = std::uint64_t(h.hidden_dim),
                       L = std::uint64_t(h.n_layers), V = std::uint64_t(h.vocab()),
                       kvd = std::uint64_t(h.n_kv_heads) * std::uint64_t(h.head_dim());
-  std::uint64_t n = 0;
+  std::uint64_t n = h.version == 0 ? legacy_header_bytes : versioned_header_bytes;
   auto add = [&](std::uint64_t x) {
     if (__builtin_add_overflow(n, x, &n) || n >= (std::uint64_t(1) << 62)) [[unlikely]]
-      detail::fail_check(where, "total size", "below 2^62 floats", "an overflowing sum");
+      detail::fail_check(where, "total size", "below 2^62 bytes", "an overflowing sum");
   };
-  add(product("embedding", V, D));
-  add(product("rms_att", L, D));
-  add(product("wq", L, D, D));
-  add(product("wk", L, kvd, D));
-  add(product("wv", L, kvd, D));
-  add(product("wo", L, D, D));
-  add(product("rms_ffn", L, D));
-  add(product("w1", L, F, D));
-  add(product("w2", L, D, F));
-  add(product("w3", L, F, D));
-  add(D);
-  add(product("freq_cis", 2, std::uint64_t(h.seq_len), std::uint64_t(h.head_dim() / 2)));
-  if (!h.tied()) add(product("wcls", V, D));
+  // A matrix of `values` (already checked below 2^62): float32, or int8 and its scales.
+  auto matrix = [&](const char* what, std::uint64_t count, std::uint64_t values) {
+    if (h.version != 2) return add(product(what, count, values, 4));
+    add(product(what, count, values));
+    add(product(what, count, values / std::uint64_t(h.group_size), 4));
+  };
+  add(product("rms_att", L, D, 4));
+  add(product("rms_ffn", L, D, 4));
+  add(4 * D);  // final RMSNorm
+  matrix("embedding", 1, product("embedding", V, D));
+  matrix("wq", L, product("wq", D, D));
+  matrix("wk", L, product("wk", kvd, D));
+  matrix("wv", L, product("wv", kvd, D));
+  matrix("wo", L, product("wo", D, D));
+  matrix("w1", L, product("w1", F, D));
+  matrix("w2", L, product("w2", D, F));
+  matrix("w3", L, product("w3", F, D));
+  if (h.version == 0)
+    add(product("freq_cis", 2 * 4, std::uint64_t(h.seq_len), std::uint64_t(h.head_dim() / 2)));
+  if (!h.tied()) matrix("wcls", 1, product("wcls", V, D));
   return n;
 }
 
 }  // namespace llama2c_detail
 
-// A llama2.c model: header, Dims and ModelWeights viewing the file's memory. Use with
+// A llama2.c model: header, Dims and ModelWeights viewing the file's memory (f32 views for
+// versions 0 and 1, q8_group views for version 2). Use with
 // Decoder<configs::Llama2c>(model.weights(), model.dims()).
 class Llama2cModel {
  public:
@@ -177,52 +204,102 @@ class Llama2cModel {
   explicit Llama2cModel(std::span<const std::byte> bytes) {
     using namespace llama2c_detail;
     constexpr const char* where = "llama2c";
-    check(bytes.size() >= header_bytes, where, "file size", ">= 28 bytes (the header)",
+    check(bytes.size() >= legacy_header_bytes, where, "file size", ">= 28 bytes (the header)",
           bytes.size());
     check(reinterpret_cast<std::uintptr_t>(bytes.data()) % alignof(float) == 0, where, "data",
           "4-byte aligned", "an unaligned buffer");
+    Llama2cHeader& h = header_;
+    std::uint32_t first;
+    std::memcpy(&first, bytes.data(), 4);
+    std::size_t at = 0;  // the header's seven int32
+    if (first == magic) {
+      check(bytes.size() >= versioned_header_bytes, where, "file size",
+            ">= 256 bytes (the version 1/2 header)", bytes.size());
+      h.version = read_i32(bytes.data() + 4);
+      check(h.version == 1 || h.version == 2, where, "version",
+            "1 (float32) or 2 (int8 groups, runq.c)", h.version);
+      at = 8;
+      h.shared_classifier = std::to_integer<int>(bytes[36]) != 0;
+      check(std::to_integer<int>(bytes[36]) <= 1, where, "shared_classifier", "0 or 1",
+            std::to_integer<int>(bytes[36]));
+      if (h.version == 2) h.group_size = read_i32(bytes.data() + 37);
+    }
     std::int32_t f[7];
-    for (int i = 0; i < 7; ++i) f[i] = read_i32(bytes.data() + 4 * i);
-    header_ = {f[0], f[1], f[2], f[3], f[4], f[5], f[6]};
-    const std::uint64_t floats = checked_floats(header_);
-    const std::uint64_t want = header_bytes + 4 * floats;
+    for (int i = 0; i < 7; ++i) f[i] = read_i32(bytes.data() + at + 4 * std::size_t(i));
+    h.dim = f[0], h.hidden_dim = f[1], h.n_layers = f[2], h.n_heads = f[3], h.n_kv_heads = f[4],
+    h.vocab_size = f[5], h.seq_len = f[6];
+    const std::uint64_t want = checked_bytes(h);
     if (bytes.size() != want) [[unlikely]]
       detail::fail_check(where, "file size",
                          std::to_string(want) + " bytes (as the header implies)", bytes.size());
 
-    const Llama2cHeader& h = header_;
     dims_ = {.vocab = h.vocab(), .hidden = h.dim, .intermediate = h.hidden_dim,
              .layers = h.n_layers, .heads = h.n_heads, .kv_heads = h.n_kv_heads,
              .head_dim = h.head_dim(), .max_positions = h.seq_len};
-    const float* p = reinterpret_cast<const float*>(bytes.data() + header_bytes);
-    auto take = [&](index count) {
-      const float* q = p;
-      p += count;
-      return q;
-    };
+    const std::byte* p = bytes.data() + (h.version == 0 ? legacy_header_bytes : versioned_header_bytes);
     const index D = h.dim, F = h.hidden_dim, L = h.n_layers, V = h.vocab(),
                 kvd = index(h.n_kv_heads) * h.head_dim();
     ModelWeights& w = weights_;
-    w.embedding = MatrixView<const float>(take(V * D), V, D);
     w.layers.resize(static_cast<std::size_t>(L));
-    auto per_layer = [&](index rows, index cols, auto assign) {
-      const float* base = take(L * rows * cols);
-      for (index l = 0; l < L; ++l) assign(w.layers[std::size_t(l)], base + l * rows * cols);
-    };
     using LW = LayerWeights;
+    auto floats = [&](index count) {
+      const float* q = reinterpret_cast<const float*>(p);
+      p += 4 * count;
+      return q;
+    };
     auto vec = [](const float* d, index n) { return std::span<const float>(d, std::size_t(n)); };
-    per_layer(1, D, [&](LW& l, const float* d) { l.attn_norm = vec(d, D); });
-    per_layer(D, D, [&](LW& l, const float* d) { l.wq = MatrixView<const float>(d, D, D); });
-    per_layer(kvd, D, [&](LW& l, const float* d) { l.wk = MatrixView<const float>(d, kvd, D); });
-    per_layer(kvd, D, [&](LW& l, const float* d) { l.wv = MatrixView<const float>(d, kvd, D); });
-    per_layer(D, D, [&](LW& l, const float* d) { l.wo = MatrixView<const float>(d, D, D); });
-    per_layer(1, D, [&](LW& l, const float* d) { l.ffn_norm = vec(d, D); });
-    per_layer(F, D, [&](LW& l, const float* d) { l.ffn.gate = MatrixView<const float>(d, F, D); });  // w1
-    per_layer(D, F, [&](LW& l, const float* d) { l.ffn.down = MatrixView<const float>(d, D, F); });  // w2
-    per_layer(F, D, [&](LW& l, const float* d) { l.ffn.up = MatrixView<const float>(d, F, D); });    // w3
-    w.final_norm = vec(take(D), D);
-    take(2 * index(h.seq_len) * (h.head_dim() / 2));  // RoPE cos/sin: not needed
-    if (!h.tied()) w.lm_head = MatrixView<const float>(take(V * D), V, D);
+    auto norms = [&](auto member) {  // [layers, dim] float32
+      const float* base = floats(L * D);
+      for (index l = 0; l < L; ++l) w.layers[std::size_t(l)].*member = vec(base + l * D, D);
+    };
+    // One matrix in the file's storage (float32, or int8 then its scales), checked in place.
+    auto matrix = [&](index rows, index cols, const char* name) {
+      if (h.version != 2) return WeightView(floats(rows * cols), rows, cols, name);
+      const auto* values = reinterpret_cast<const std::int8_t*>(p);
+      p += rows * cols;
+      const auto* scales = reinterpret_cast<const float*>(p);
+      p += 4 * (rows * cols / h.group_size);
+      const WeightView v = WeightView::q8_group(values, scales, h.group_size, rows, cols, name);
+      check_weight_within(where, v, bytes.data(), bytes.size());
+      check_weight_scales(where, v);
+      return v;
+    };
+    // One matrix per layer: all layers' version 0/1 arrays are consecutive, and so are version
+    // 2's (each with its scales).
+    auto per_layer = [&](index rows, index cols, const char* name, auto member) {
+      for (index l = 0; l < L; ++l) member(w.layers[std::size_t(l)]) = matrix(rows, cols, name);
+    };
+    auto wq = [](LW& l) -> WeightView& { return l.wq; };
+    auto wk = [](LW& l) -> WeightView& { return l.wk; };
+    auto wv = [](LW& l) -> WeightView& { return l.wv; };
+    auto wo = [](LW& l) -> WeightView& { return l.wo; };
+    auto w1 = [](LW& l) -> WeightView& { return l.ffn.gate; };
+    auto w2 = [](LW& l) -> WeightView& { return l.ffn.down; };
+    auto w3 = [](LW& l) -> WeightView& { return l.ffn.up; };
+    auto attention_and_ffn = [&] {
+      per_layer(D, D, "wq", wq);
+      per_layer(kvd, D, "wk", wk);
+      per_layer(kvd, D, "wv", wv);
+      per_layer(D, D, "wo", wo);
+      if (h.version == 0) norms(&LW::ffn_norm);
+      per_layer(F, D, "w1", w1);
+      per_layer(D, F, "w2", w2);
+      per_layer(F, D, "w3", w3);
+    };
+    if (h.version == 0) {
+      w.embedding = matrix(V, D, "token_embedding");
+      norms(&LW::attn_norm);
+      attention_and_ffn();
+      w.final_norm = vec(floats(D), D);
+      floats(2 * index(h.seq_len) * (h.head_dim() / 2));  // RoPE cos/sin: not needed
+    } else {
+      norms(&LW::attn_norm);
+      norms(&LW::ffn_norm);
+      w.final_norm = vec(floats(D), D);
+      w.embedding = matrix(V, D, "token_embedding");
+      attention_and_ffn();
+    }
+    if (!h.tied()) w.lm_head = matrix(V, D, "wcls");
   }
 
   MappedFile file_;  // empty for view()

@@ -35,9 +35,31 @@ namespace matmul_kernels {
 // Values per decode step: one q8_0 / q4_0 block.
 inline constexpr index step = 32;
 
+// Types without blocks: a row may end in a partial step.
+template <WeightType T>
+inline constexpr bool element_type = type_info(T).block_values == 1;
+
+// One row of W as the kernels read it: its values, and for q8_group its scales.
+struct Row {
+  const std::byte* values = nullptr;
+  const std::byte* scales = nullptr;  // q8_group
+  index group = 0;                    // q8_group
+};
+inline Row row_of(const WeightView& w, index r) noexcept {
+  return {w.row(r), w.scale_row(r), w.group()};
+}
+
+// q8_group: the scale of value k of the row.
+inline float group_scale(const Row& row, index k) noexcept {
+  float d;
+  std::memcpy(&d, row.scales + k / row.group * index(sizeof d), sizeof d);
+  return d;
+}
+
 // The values [k, k + 32) of a weight row into 32 floats at `out` (scalar, any ISA).
 template <WeightType T>
-inline void decode_step_scalar(const std::byte* row, index k, float* out) noexcept {
+inline void decode_step_scalar(const Row& r, index k, float* out) noexcept {
+  const std::byte* row = r.values;
   if constexpr (T == WeightType::f32) {
     std::memcpy(out, row + 4 * k, 4 * step);
   } else if constexpr (T == WeightType::bf16 || T == WeightType::f16) {
@@ -47,18 +69,24 @@ inline void decode_step_scalar(const std::byte* row, index k, float* out) noexce
     for (index j = 0; j < step; ++j) out[j] = to_float(v[j]);
   } else if constexpr (T == WeightType::q8_0) {
     dequantize(load_block<BlockQ8_0>(row + k / 32 * 34), out);
-  } else {
+  } else if constexpr (T == WeightType::q4_0) {
     dequantize(load_block<BlockQ4_0>(row + k / 32 * 18), out);
+  } else {  // q8_group: q·d rounded once, as llama2.c's runq.c dequantizes
+    for (index j = 0; j < step; ++j)
+      out[j] = float(std::int8_t(row[k + j])) * group_scale(r, k + j);
   }
 }
 
 // One value of an element-type row (the tail of a row whose length is not a multiple of 32).
 template <WeightType T>
-inline float decode_one(const std::byte* row, index k) noexcept {
+inline float decode_one(const Row& r, index k) noexcept {
+  const std::byte* row = r.values;
   if constexpr (T == WeightType::f32) {
     float v;
     std::memcpy(&v, row + 4 * k, 4);
     return v;
+  } else if constexpr (T == WeightType::q8_group) {
+    return float(std::int8_t(row[k])) * group_scale(r, k);
   } else {
     std::conditional_t<T == WeightType::bf16, bf16, f16> v;
     std::memcpy(&v, row + 2 * k, 2);
@@ -85,7 +113,8 @@ inline float scale_to_float(const std::byte* p) noexcept {
 // The values [k, k + 32) of a weight row into V registers. Preconditions: k + 32 <= cols; k a
 // multiple of 32 for the block types.
 template <WeightType T>
-inline void decode_step(const std::byte* row, index k, B* out) noexcept {
+inline void decode_step(const Row& r, index k, B* out) noexcept {
+  const std::byte* row = r.values;
   if constexpr (T == WeightType::f32) {
     const float* p = reinterpret_cast<const float*>(row) + k;
     for (index v = 0; v < V; ++v) out[v] = B::load_unaligned(p + v * W);
@@ -109,13 +138,25 @@ inline void decode_step(const std::byte* row, index k, B* out) noexcept {
         const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2 + 16 * v));
         out[v] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), d);
       }
-    } else {  // q4_0: (n − 8)·d = n·d − 8d, one FMA, exact either way
+    } else if constexpr (T == WeightType::q4_0) {  // (n − 8)·d = n·d − 8d, one FMA, exact
       const std::byte* b = row + k / 32 * 18;
       const float df = scale_to_float(b);
       const __m512 d = _mm512_set1_ps(df), m = _mm512_set1_ps(-8.0f * df);
       const __m512i n = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2)));
       out[0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(n, _mm512_set1_epi32(15))), d, m);
       out[1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(n, 4)), d, m);
+    } else if constexpr (T == WeightType::q8_group) {
+      if (r.group % W == 0) {  // one scale per register (llama2.c: groups of 32 or 64)
+        for (index v = 0; v < V; ++v) {
+          const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k + 16 * v));
+          out[v] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)),
+                                 _mm512_set1_ps(group_scale(r, k + 16 * v)));
+        }
+        return;
+      }
+      alignas(64) float values[step];
+      decode_step_scalar<T>(r, k, values);
+      for (index v = 0; v < V; ++v) out[v] = B::load_aligned(values + v * W);
     }
     return;
   }
@@ -154,6 +195,15 @@ inline void decode_step(const std::byte* row, index k, B* out) noexcept {
       out[2] = fma(_mm256_cvtepi32_ps(_mm256_srli_epi32(n0, 4)), d, m);
       out[3] = fma(_mm256_cvtepi32_ps(_mm256_srli_epi32(n1, 4)), d, m);
       return;
+    } else if constexpr (T == WeightType::q8_group) {
+      if (r.group % W == 0) {
+        for (index v = 0; v < V; ++v) {
+          const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + k + 8 * v));
+          out[v] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)),
+                                 _mm256_set1_ps(group_scale(r, k + 8 * v)));
+        }
+        return;
+      }
     }
 #if defined(__F16C__)
     if constexpr (T == WeightType::f16) {
@@ -166,7 +216,7 @@ inline void decode_step(const std::byte* row, index k, B* out) noexcept {
 #endif
   // Any other level: through a buffer, plainly.
   alignas(64) float values[step];
-  decode_step_scalar<T>(row, k, values);
+  decode_step_scalar<T>(r, k, values);
   for (index v = 0; v < V; ++v) out[v] = B::load_aligned(values + v * W);
 }
 
@@ -186,7 +236,7 @@ inline constexpr bool x_in_registers = W == 16;
 // Preconditions: every row holds [k0, k1); k0 a multiple of 32 for the block types, and k1 too
 // unless k1 = cols of an element type (then the last k1 − k0 mod 32 values go through decode_one).
 template <WeightType T, index RM, index RN>
-inline void tile(const float* const* x, const std::byte* const* w, index k0, index k1,
+inline void tile(const float* const* x, const Row* w, index k0, index k1,
                  float* out) noexcept {
   constexpr index A = chains_for<RM>;
   constexpr index N = RM * RN;
@@ -224,7 +274,7 @@ inline void tile(const float* const* x, const std::byte* const* w, index k0, ind
     xsimd_compat::reduce_add_rows(sums + g * W).store_aligned(lanes);
     for (index i = 0; i < W && g * W + i < N; ++i) out[g * W + i] = lanes[i];
   }
-  if constexpr (T == WeightType::f32 || T == WeightType::bf16 || T == WeightType::f16) {
+  if constexpr (element_type<T>) {
     for (; k < k1; ++k)
       for (index n = 0; n < RN; ++n) {
         const float wk = decode_one<T>(w[n], k);
@@ -240,7 +290,7 @@ inline void tile(const float* const* x, const std::byte* const* w, index k0, ind
 inline constexpr index unroll = std::max<index>(1, 8 / V);
 
 template <WeightType T>
-inline B dot_row(const float* x, const std::byte* w, index in) noexcept {
+inline B dot_row(const float* x, const Row& w, index in) noexcept {
   B acc[unroll * V];
   for (index i = 0; i < unroll * V; ++i) acc[i] = B(0.0f);
   index k = 0;
@@ -268,13 +318,13 @@ inline void gemv(const float* x, const WeightView& w, float* y) noexcept {
   for (index r0 = 0; r0 < w.rows(); r0 += W) {
     const index n = std::min(W, w.rows() - r0);
     B totals[W];
-    for (index i = 0; i < W; ++i) totals[i] = i < n ? dot_row<T>(x, w.row(r0 + i), in) : B(0.0f);
+    for (index i = 0; i < W; ++i) totals[i] = i < n ? dot_row<T>(x, row_of(w, r0 + i), in) : B(0.0f);
     alignas(64) float sums[W];
     xsimd_compat::reduce_add_rows(totals).store_aligned(sums);
     for (index i = 0; i < n; ++i) {
       float r = sums[i];
-      if constexpr (T == WeightType::f32 || T == WeightType::bf16 || T == WeightType::f16)
-        for (index k = full; k < in; ++k) r += x[k] * decode_one<T>(w.row(r0 + i), k);
+      if constexpr (element_type<T>)
+        for (index k = full; k < in; ++k) r += x[k] * decode_one<T>(row_of(w, r0 + i), k);
       y[r0 + i] = r;
     }
   }
@@ -285,7 +335,7 @@ inline constexpr index rn = 4;
 inline constexpr index max_rm = 4;
 
 template <WeightType T, index RM, index RN>
-inline void tile(const float* const* x, const std::byte* const* w, index k0, index k1,
+inline void tile(const float* const* x, const Row* w, index k0, index k1,
                  float* out) noexcept {
   float acc[RM * RN] = {};
   index k = k0;
@@ -296,7 +346,7 @@ inline void tile(const float* const* x, const std::byte* const* w, index k0, ind
       for (index m = 0; m < RM; ++m)
         for (index j = 0; j < step; ++j) acc[m * RN + n] += x[m][k + j] * wv[j];
     }
-  if constexpr (T == WeightType::f32 || T == WeightType::bf16 || T == WeightType::f16) {
+  if constexpr (element_type<T>) {
     for (; k < k1; ++k)
       for (index n = 0; n < RN; ++n) {
         const float wk = decode_one<T>(w[n], k);
@@ -319,9 +369,9 @@ inline void tile_into(MatrixView<const float> x, index m0, const WeightView& w, 
                       index k1, bool first_slice, MatrixView<float> y) noexcept {
   const float* xr[RM];
   for (index m = 0; m < RM; ++m) xr[m] = x.row(m0 + m);
-  const std::byte* wr[RN];
+  Row wr[RN];
   // Past the last row of W, repeat it: computed, never stored.
-  for (index n = 0; n < RN; ++n) wr[n] = w.row(std::min(n0 + n, w.rows() - 1));
+  for (index n = 0; n < RN; ++n) wr[n] = row_of(w, std::min(n0 + n, w.rows() - 1));
   float r[RM * RN];
   tile<T, RM, RN>(xr, wr, k0, k1, r);
   const index valid = std::min(RN, w.rows() - n0);
@@ -390,6 +440,7 @@ inline void project(MatrixView<const float> x, const WeightView& w, std::span<co
       case WeightType::f16: project_typed<WeightType::f16>(x, w, y); break;
       case WeightType::q8_0: project_typed<WeightType::q8_0>(x, w, y); break;
       case WeightType::q4_0: project_typed<WeightType::q4_0>(x, w, y); break;
+      case WeightType::q8_group: project_typed<WeightType::q8_group>(x, w, y); break;
     }
   }
   if (!bias.empty())
@@ -414,7 +465,9 @@ inline void matmul(MatrixView<const float> x, const WeightView& w, std::span<con
     const auto yb = reinterpret_cast<std::uintptr_t>(y.data());
     const auto ye = reinterpret_cast<std::uintptr_t>(y.row(y.rows() - 1) + y.cols());
     const auto wb = reinterpret_cast<std::uintptr_t>(w.data());
-    if (yb < wb + std::uintptr_t(w.extent_bytes()) && wb < ye)
+    const auto sb = reinterpret_cast<std::uintptr_t>(w.scales());
+    if ((yb < wb + std::uintptr_t(w.extent_bytes()) && wb < ye) ||
+        (yb < sb + std::uintptr_t(w.scales_extent_bytes()) && sb < ye))
       detail::fail_check(where, "y", "memory disjoint from w", "an overlapping view");
   }
   if (!bias.empty()) check_eq(where, "bias size (= w.rows)", w.rows(), index(bias.size()));
