@@ -20,15 +20,32 @@ namespace {
 using tformer::WeightType;
 
 constexpr WeightType all_types[] = {WeightType::f32, WeightType::bf16, WeightType::f16,
-                                    WeightType::q8_0, WeightType::q4_0};
+                                    WeightType::q8_0, WeightType::q4_0, WeightType::q8_group};
 
-// A converted weight, 64-byte aligned.
+// q8_group as llama2.c's 110M checkpoint has it: groups of 64.
+constexpr tformer::index group = 64;
+
+// Bytes of a weight, scales included.
+std::size_t weight_bytes(WeightType type, tformer::index out, tformer::index in) {
+  return type == WeightType::q8_group ? std::size_t(out * in + out * (in / group) * 4)
+                                      : std::size_t(tformer::converted_bytes(type, out, in));
+}
+
+// A converted weight (q8_group: random int8 values, then the scales), 64-byte aligned.
 struct Weight {
   tformer::AlignedBuffer<std::byte> bytes;
   tformer::WeightView view;
-  Weight(WeightType type, tformer::index out, tformer::index in)
-      : bytes(std::size_t(tformer::converted_bytes(type, out, in))) {
+  Weight(WeightType type, tformer::index out, tformer::index in) : bytes(weight_bytes(type, out, in)) {
     const std::vector<float> src = bench::random_floats(std::size_t(out * in), 0.05f);
+    if (type == WeightType::q8_group) {
+      for (std::size_t i = 0; i < std::size_t(out * in); ++i)
+        bytes.data()[i] = std::byte(std::uint8_t(std::int8_t(src[i] * 2000.0f)));
+      auto* scales = reinterpret_cast<float*>(bytes.data() + out * in);
+      for (tformer::index i = 0; i < out * (in / group); ++i) scales[i] = 0.0004f;
+      view = tformer::WeightView::q8_group(reinterpret_cast<const std::int8_t*>(bytes.data()),
+                                           scales, group, out, in, "w");
+      return;
+    }
     view = tformer::convert_weights({src.data(), out, in}, type, bytes.span(), "w");
   }
 };
@@ -65,7 +82,7 @@ int main(int argc, char** argv) {
       benchmark::RegisterBenchmark(("gemv/" + suffix).c_str(), [=](benchmark::State& s) {
         run_matmul(s, type, 1, out, in);
       })->Unit(benchmark::kMicrosecond);
-      const std::size_t bytes = std::size_t(tformer::converted_bytes(type, out, in));
+      const std::size_t bytes = weight_bytes(type, out, in);
       benchmark::RegisterBenchmark(("read/" + suffix).c_str(), [=](benchmark::State& s) {
         bench::read_bandwidth(s, bytes);
       })->Unit(benchmark::kMicrosecond);

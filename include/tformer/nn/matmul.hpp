@@ -16,6 +16,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -44,15 +45,19 @@ struct Row {
   const std::byte* values = nullptr;
   const std::byte* scales = nullptr;  // q8_group
   index group = 0;                    // q8_group
+  int shift = -1;                     // q8_group: log2(group) for a power of two, else −1
 };
 inline Row row_of(const WeightView& w, index r) noexcept {
-  return {w.row(r), w.scale_row(r), w.group()};
+  const index g = w.group();
+  return {w.row(r), w.scale_row(r), g,
+          g > 0 && (g & (g - 1)) == 0 ? std::countr_zero(std::uint64_t(g)) : -1};
 }
 
-// q8_group: the scale of value k of the row.
+// q8_group: the scale of value k of the row (a shift for a power-of-two group, not a division).
 inline float group_scale(const Row& row, index k) noexcept {
+  const index g = row.shift >= 0 ? k >> row.shift : k / row.group;
   float d;
-  std::memcpy(&d, row.scales + k / row.group * index(sizeof d), sizeof d);
+  std::memcpy(&d, row.scales + g * index(sizeof d), sizeof d);
   return d;
 }
 
@@ -110,6 +115,15 @@ inline float scale_to_float(const std::byte* p) noexcept {
 #endif
 }
 
+// decode_step through a buffer (any type, any level), out of line: the rare q8_group with a
+// group that is not a power of two >= 32 keeps the hot loop free of its division.
+template <WeightType T>
+[[gnu::noinline]] inline void decode_step_buffered(const Row& r, index k, B* out) noexcept {
+  alignas(64) float values[step];
+  decode_step_scalar<T>(r, k, values);
+  for (index v = 0; v < V; ++v) out[v] = B::load_aligned(values + v * W);
+}
+
 // The values [k, k + 32) of a weight row into V registers. Preconditions: k + 32 <= cols; k a
 // multiple of 32 for the block types.
 template <WeightType T>
@@ -146,17 +160,15 @@ inline void decode_step(const Row& r, index k, B* out) noexcept {
       out[0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(n, _mm512_set1_epi32(15))), d, m);
       out[1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(n, 4)), d, m);
     } else if constexpr (T == WeightType::q8_group) {
-      if (r.group % W == 0) {  // one scale per register (llama2.c: groups of 32 or 64)
+      if (r.shift >= 5) [[likely]] {  // a power of two >= 32: one scale (llama2.c: 32, 64)
+        const __m512 d = _mm512_set1_ps(group_scale(r, k));
         for (index v = 0; v < V; ++v) {
           const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k + 16 * v));
-          out[v] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)),
-                                 _mm512_set1_ps(group_scale(r, k + 16 * v)));
+          out[v] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), d);
         }
         return;
       }
-      alignas(64) float values[step];
-      decode_step_scalar<T>(r, k, values);
-      for (index v = 0; v < V; ++v) out[v] = B::load_aligned(values + v * W);
+      decode_step_buffered<T>(r, k, out);
     }
     return;
   }
@@ -196,14 +208,15 @@ inline void decode_step(const Row& r, index k, B* out) noexcept {
       out[3] = fma(_mm256_cvtepi32_ps(_mm256_srli_epi32(n1, 4)), d, m);
       return;
     } else if constexpr (T == WeightType::q8_group) {
-      if (r.group % W == 0) {
+      if (r.shift >= 5) [[likely]] {  // a power of two >= 32: one scale
+        const __m256 d = _mm256_set1_ps(group_scale(r, k));
         for (index v = 0; v < V; ++v) {
           const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + k + 8 * v));
-          out[v] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)),
-                                 _mm256_set1_ps(group_scale(r, k + 8 * v)));
+          out[v] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
         }
         return;
       }
+      return decode_step_buffered<T>(r, k, out);
     }
 #if defined(__F16C__)
     if constexpr (T == WeightType::f16) {
