@@ -22,12 +22,12 @@ using tformer::WeightType;
 constexpr WeightType all_types[] = {WeightType::f32, WeightType::bf16, WeightType::f16,
                                     WeightType::q8_0, WeightType::q4_0, WeightType::q8_group};
 
-// q8_group as llama2.c's 110M checkpoint has it: groups of 64.
-constexpr tformer::index group = 64;
+// q8_group's group as llama2.c's export picks it: 64, halved until it divides the width.
+tformer::index group_for(tformer::index in) { return in % 64 == 0 ? 64 : 32; }
 
 // Bytes of a weight, scales included.
 std::size_t weight_bytes(WeightType type, tformer::index out, tformer::index in) {
-  return type == WeightType::q8_group ? std::size_t(out * in + out * (in / group) * 4)
+  return type == WeightType::q8_group ? std::size_t(out * in + out * (in / group_for(in)) * 4)
                                       : std::size_t(tformer::converted_bytes(type, out, in));
 }
 
@@ -41,9 +41,9 @@ struct Weight {
       for (std::size_t i = 0; i < std::size_t(out * in); ++i)
         bytes.data()[i] = std::byte(std::uint8_t(std::int8_t(src[i] * 2000.0f)));
       auto* scales = reinterpret_cast<float*>(bytes.data() + out * in);
-      for (tformer::index i = 0; i < out * (in / group); ++i) scales[i] = 0.0004f;
+      for (tformer::index i = 0; i < out * (in / group_for(in)); ++i) scales[i] = 0.0004f;
       view = tformer::WeightView::q8_group(reinterpret_cast<const std::int8_t*>(bytes.data()),
-                                           scales, group, out, in, "w");
+                                           scales, group_for(in), out, in, "w");
       return;
     }
     view = tformer::convert_weights({src.data(), out, in}, type, bytes.span(), "w");
@@ -76,8 +76,9 @@ int main(int argc, char** argv) {
   // Decode shapes [out, in]: the 15M / 110M / 1.1B Llama FFNs, a 7B attention and FFN.
   const std::pair<tformer::index, tformer::index> gemv_shapes[] = {
       {768, 288}, {288, 768}, {2048, 768}, {5632, 2048}, {4096, 4096}, {11008, 4096}, {4096, 11008}};
-  for (auto [out, in] : gemv_shapes)
+  for (auto [out_, in_] : gemv_shapes)
     for (WeightType type : all_types) {
+      const tformer::index out = out_, in = in_;  // (clang 14 cannot capture structured bindings)
       const std::string suffix = std::string(tformer::type_name(type)) + "/" + shape(out, in);
       benchmark::RegisterBenchmark(("gemv/" + suffix).c_str(), [=](benchmark::State& s) {
         run_matmul(s, type, 1, out, in);
@@ -90,7 +91,8 @@ int main(int argc, char** argv) {
   // Prefill shapes [T, out, in].
   const std::array<tformer::index, 3> gemm_shapes[] = {
       {64, 2048, 2048}, {64, 5632, 2048}, {512, 2048, 2048}, {128, 2048, 5632}};
-  for (auto [t, out, in] : gemm_shapes) {
+  for (auto [t_, out_, in_] : gemm_shapes) {
+    const tformer::index t = t_, out = out_, in = in_;
     for (WeightType type : all_types)
       benchmark::RegisterBenchmark(
           ("gemm/" + std::string(tformer::type_name(type)) + "/" + std::to_string(t) + "x" +
