@@ -6,6 +6,7 @@
 //   read/<type>/<out>x<in>      the read-only ceiling over a buffer of exactly those bytes
 //   gemm/<type>/<T>x<out>x<in>  T tokens; FLOPS = 2·T·out·in per second
 //   gemm/<T>x<out>x<in>         Eigen's GEMM on the same f32 shape
+// <type>+int8: the same weight with int8 activations (nn/matmul_int8.hpp).
 #include <benchmark/benchmark.h>
 
 #include <string>
@@ -50,13 +51,18 @@ struct Weight {
   }
 };
 
+bool has_int8(WeightType t) {
+  return t == WeightType::q8_0 || t == WeightType::q4_0 || t == WeightType::q8_group;
+}
+
 std::string shape(tformer::index a, tformer::index b) {
   return std::to_string(a) + "x" + std::to_string(b);
 }
 
 void run_matmul(benchmark::State& state, WeightType type, tformer::index t, tformer::index out,
-                tformer::index in) {
-  const Weight w(type, out, in);
+                tformer::index in, tformer::Activations a = tformer::Activations::f32) {
+  Weight w(type, out, in);
+  w.view = w.view.with_activations(a);
   const std::vector<float> x = bench::random_floats(std::size_t(t * in));
   std::vector<float> y(std::size_t(t * out));
   for (auto _ : state) {
@@ -83,6 +89,11 @@ int main(int argc, char** argv) {
       benchmark::RegisterBenchmark(("gemv/" + suffix).c_str(), [=](benchmark::State& s) {
         run_matmul(s, type, 1, out, in);
       })->Unit(benchmark::kMicrosecond);
+      if (has_int8(type))
+        benchmark::RegisterBenchmark(
+            ("gemv/" + std::string(tformer::type_name(type)) + "+int8/" + shape(out, in)).c_str(),
+            [=](benchmark::State& s) { run_matmul(s, type, 1, out, in, tformer::Activations::int8); })
+            ->Unit(benchmark::kMicrosecond);
       const std::size_t bytes = weight_bytes(type, out, in);
       benchmark::RegisterBenchmark(("read/" + suffix).c_str(), [=](benchmark::State& s) {
         bench::read_bandwidth(s, bytes);
@@ -99,6 +110,13 @@ int main(int argc, char** argv) {
            shape(out, in)).c_str(),
           [=](benchmark::State& s) { run_matmul(s, type, t, out, in); })
           ->Unit(benchmark::kMillisecond);
+    for (WeightType type : all_types)
+      if (has_int8(type))
+        benchmark::RegisterBenchmark(
+            ("gemm/" + std::string(tformer::type_name(type)) + "+int8/" + std::to_string(t) + "x" +
+             shape(out, in)).c_str(),
+            [=](benchmark::State& s) { run_matmul(s, type, t, out, in, tformer::Activations::int8); })
+            ->Unit(benchmark::kMillisecond);
     bench::register_gemm(t, out, in);
   }
   benchmark::Initialize(&argc, argv);

@@ -6,6 +6,7 @@
 //                                         a check that cached decoding equals recomputation.
 //   tformer-generate --checkpoint model.bin --tokenizer tokenizer.bin --prompt "Once upon"
 //                    [--steps 256] [--temperature 1.0] [--top-p 0.9] [--seed 42]
+//                    [--activations int8]   int8 activations for the version-2 int8 weights
 //                                         text from a llama2.c checkpoint (temperature 0: greedy):
 //                                         run.c's legacy .bin, export.py's version 1 (float32) or
 //                                         version 2 (int8 groups, runq.c's), told by its header
@@ -45,6 +46,7 @@ struct Args {
   int steps = -1;
   float temperature = 1.0f, top_p = 0.9f;
   std::uint64_t seed = 42;
+  tformer::Activations activations = tformer::Activations::f32;
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -52,7 +54,8 @@ struct Args {
                "tformer-generate: %s\n"
                "usage: tformer-generate [--steps N]\n"
                "       tformer-generate --checkpoint model.bin --tokenizer tokenizer.bin "
-               "--prompt TEXT [--steps N] [--temperature T] [--top-p P] [--seed S]\n"
+               "--prompt TEXT [--steps N] [--temperature T] [--top-p P] [--seed S] "
+               "[--activations f32|int8]\n"
                "       tformer-generate [--checkpoint model.bin] --tokens 1,5,17 --logits out.f32\n",
                why);
   std::exit(2);
@@ -73,6 +76,10 @@ Args parse(int argc, char** argv) {
       else if (flag == "--temperature") a.temperature = std::stof(value);
       else if (flag == "--top-p") a.top_p = std::stof(value);
       else if (flag == "--seed") a.seed = std::stoull(value);
+      else if (flag == "--activations") {
+        if (value != "f32" && value != "int8") usage("--activations takes f32 or int8");
+        a.activations = value == "f32" ? tformer::Activations::f32 : tformer::Activations::int8;
+      }
       else if (flag == "--tokens") {
         std::stringstream s(value);
         for (std::string t; std::getline(s, t, ',');) a.tokens.push_back(std::stoi(t));
@@ -111,14 +118,18 @@ int run_checkpoint(const Args& a) {
   using C = tformer::configs::Llama2c;
   const auto model = tformer::Llama2cModel::open(a.checkpoint);
   const tformer::Dims& d = model.dims();
-  const tformer::WeightView& wq = model.weights().layers.front().wq;
+  tformer::ModelWeights weights = model.weights();  // views: a copy to set the activations on
+  tformer::set_activations(weights, a.activations);
+  const tformer::WeightView& wq = weights.layers.front().wq;
   std::printf("llama2.c checkpoint %s (version %d, %s weights", a.checkpoint.c_str(),
               model.header().version, tformer::type_name(wq.type()));
   if (wq.type() == tformer::WeightType::q8_group) std::printf(" in groups of %ld", long(wq.group()));
+  std::printf(", %s activations", wq.activations() == tformer::Activations::int8 ? "int8" : "f32");
+  if (a.activations != wq.activations()) std::printf(" (int8 needs int8 weights in groups of 32, 64, …)");
   std::printf("): dim %ld, layers %ld, heads %ld/%ld, vocab %ld, seq_len %ld, %s head\n",
               long(d.hidden), long(d.layers), long(d.heads), long(d.kv_heads), long(d.vocab),
               long(d.max_positions), model.header().tied() ? "tied" : "own");
-  tformer::Decoder<C> dec(model.weights(), d);
+  tformer::Decoder<C> dec(weights, d);
   if (!a.tokens.empty()) return write_logits(dec, a);
 
   const auto tok = tformer::Llama2cTokenizer::open(a.tokenizer, d.vocab);

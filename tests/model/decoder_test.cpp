@@ -302,6 +302,66 @@ TEST_CASE("decoder: typed weights (bf16, f16, q8_0, q4_0, mixed) match the refer
   }
 }
 
+TEST_CASE("decoder: int8 activations stay close to the float reference, prefill and decode",
+          "[decoder][typed][int8]") {
+  // Each projection with int8 activations is the exact integer product of x quantized per block
+  // of 32 (tests/nn/matmul_test.cpp checks that, and its distance from the float product, per
+  // matmul). Through the network the logits move by the quantization of x, about 1/254 of each
+  // block's largest |x| per projection: measured 5e-4–4e-3 of (1 + the logits' scale) here. The
+  // tolerance, 2e-2 of it, catches what a wrong scale, block or nibble order does (errors of O(1)).
+  using tformer::WeightType;
+  constexpr Dims blocks = {.vocab = 61, .hidden = 64, .intermediate = 96, .layers = 2, .heads = 4,
+                           .kv_heads = 2, .head_dim = 16, .max_positions = 40};
+  auto run = [&]<class C>(const Dims& dims, std::uint64_t seed, const tformer::WeightTypes& t) {
+    OwnedWeights<C> owned(dims, seed);
+    randomise_norms(owned, seed + 1);
+    const tformer::ConvertedWeights converted(owned.view(), t);
+    tformer::WeightTypes f = t;
+    f.activations = tformer::Activations::f32;
+    const tformer::ConvertedWeights exact(owned.view(), f);
+    const Dims d = owned.dims();
+    test::Random rng(seed + 2);
+    const auto tokens = random_tokens(rng, 10, d.vocab);
+    const auto want = ref::decoder_logits<C>(exact.view(), d, tokens);
+    const double tol = 2e-2 * (1.0 + max_abs(want));
+    Decoder<C> dec(converted.view(), dims, {.capacity = 10});
+    std::vector<float> all(tokens.size() * std::size_t(d.vocab)), last(std::size_t(d.vocab));
+    dec.forward(0, tokens, {all.data(), 10, d.vocab}, LogitsFor::All);
+    double worst = 0;
+    for (std::size_t i = 0; i < all.size(); ++i)
+      worst = std::max(worst, std::abs(all[i] - want[i / std::size_t(d.vocab)][i % std::size_t(d.vocab)]));
+    dec.reset(0);
+    for (std::size_t p = 0; p < tokens.size(); ++p) {  // one token at a time
+      dec.forward(0, std::span(tokens).subspan(p, 1), {last.data(), 1, d.vocab});
+      for (std::size_t j = 0; j < last.size(); ++j) worst = std::max(worst, std::abs(last[j] - want[p][j]));
+    }
+    INFO("worst logit error " << worst << ", tolerance " << tol << ", scale " << max_abs(want));
+    REQUIRE(worst <= tol);
+    REQUIRE(worst > 0);  // the int8 path ran: it does not round like float
+  };
+  SECTION("Llama, q8_0 attention, q4_0 FFN, q8_0 embedding and tied head") {
+    run.operator()<configs::Llama2c>(blocks, 61, {.attention = WeightType::q8_0, .ffn = WeightType::q4_0,
+                                                  .embedding = WeightType::q8_0,
+                                                  .activations = tformer::Activations::int8});
+  }
+  SECTION("Mixtral, q4_0 experts, bf16 attention (stays float)") {
+    Dims d = blocks;
+    d.experts = 8;
+    d.top_k = 2;
+    run.operator()<configs::Mixtral>(d, 62, {.attention = WeightType::bf16, .ffn = WeightType::q4_0,
+                                             .activations = tformer::Activations::int8});
+  }
+  SECTION("set_activations on a model's views: the q8/q4 ones take int8, the others stay f32") {
+    OwnedWeights<configs::Llama> owned(blocks, 63);
+    const tformer::ConvertedWeights c(owned.view(), {.attention = WeightType::q8_0, .ffn = WeightType::bf16});
+    tformer::ModelWeights w = c.view();
+    tformer::set_activations(w, tformer::Activations::int8);
+    CHECK(w.layers[1].wq.activations() == tformer::Activations::int8);
+    CHECK(w.layers[1].ffn.up.activations() == tformer::Activations::f32);
+    CHECK(w.embedding.activations() == tformer::Activations::f32);
+  }
+}
+
 TEST_CASE("decoder: a batch of two sequences of different lengths equals their separate runs",
           "[decoder][batch]") {
   using C = configs::Qwen3;

@@ -177,3 +177,116 @@ TEST_CASE("nn/matmul: bad shapes are errors that write nothing", "[nn][matmul]")
   tformer::matmul(none.cview(), WeightView(WeightType::f32, nullptr, 3, 0), b3, y2.view());
   REQUIRE(y2.at(1, 2) == 3.0f);
 }
+
+// ---- int8 activations (nn/matmul_int8.hpp) ----
+namespace {
+
+// x's blocks of 32 quantized by the definition: d = max|x|/127 in float, q = nearbyint(x·(1/d)).
+struct QuantizedRow {
+  std::vector<int> q;
+  std::vector<float> d;
+};
+QuantizedRow quantize_by_definition(const float* x, long n) {
+  QuantizedRow r;
+  for (long b = 0; b < n / 32; ++b) {
+    float m = 0;
+    for (long j = 0; j < 32; ++j) m = std::max(m, std::abs(x[32 * b + j]));
+    const float d = m / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+    r.d.push_back(d);
+    for (long j = 0; j < 32; ++j) r.q.push_back(int(std::nearbyint(x[32 * b + j] * id)));
+  }
+  return r;
+}
+
+// y against Σ_b d_w·d_x·Σ q_w·q_x (exact integer sums, products in double), within the float
+// bound of the kernel's accumulation: each block's lanes are exact integers, scaled by d_w·d_x
+// (one rounding) and summed; n·u·Σ|d_w q_w · d_x q_x| with n as above covers it. And against the
+// float product of x and W's values: quantizing x moves each output by at most
+// Σ_b (d_x,b / 2)·Σ_{k in b} |w_k| (|x − d·q| <= d/2, plus d's own rounding) and the float bound.
+void check_int8(const test::Matrix& x, const WeightView& wv, tformer::MatrixView<const float> y) {
+  const long K = long(x.cols);
+  const double u = FLT_EPSILON / 2, lanes = double(tformer::simd::lanes);
+  const double n = std::ceil(K / lanes) + std::log2(lanes) + double(K / 1024) + 35;
+  for (tformer::index t = 0; t < x.rows; ++t) {
+    const QuantizedRow qx = quantize_by_definition(x.data.data() + t * x.cols, K);
+    for (int o = 0; o < wv.rows(); ++o) {
+      const auto w = ref::decode_row_at(format_of(wv.type()),
+                                        reinterpret_cast<const unsigned char*>(wv.row(o)), K,
+                                        reinterpret_cast<const unsigned char*>(wv.scale_row(o)),
+                                        long(wv.group()));
+      double exact = 0, magnitude = 0, real = 0, real_magnitude = 0, quantization = 0;
+      for (long k = 0; k < K; ++k) {
+        const double xq = double(qx.d[std::size_t(k / 32)]) * qx.q[std::size_t(k)];
+        exact += w[std::size_t(k)] * xq;
+        magnitude += std::abs(w[std::size_t(k)] * xq);
+        real += w[std::size_t(k)] * double(x.at(t, k));
+        real_magnitude += std::abs(w[std::size_t(k)] * double(x.at(t, k)));
+        quantization += std::abs(w[std::size_t(k)]) * double(qx.d[std::size_t(k / 32)]) * (0.5 + 1e-6);
+      }
+      INFO("token " << t << " output " << o << " of " << wv.rows() << ", K " << K);
+      REQUIRE(std::abs(double(y.row(t)[o]) - exact) <= n * u * magnitude);
+      REQUIRE(std::abs(double(y.row(t)[o]) - real) <= quantization + n * u * (real_magnitude + magnitude));
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("nn/matmul: int8 activations give the integer dot products of quantized x",
+          "[nn][matmul][int8]") {
+  const auto seed = GENERATE(range(1, 25));
+  CAPTURE(seed);
+  test::Random rng(300 + seed);
+  // Decode and prefill shapes; some rows past the 64 KiB buffer's slice (16 rows: 3,264 values).
+  const int T = seed % 3 == 0 ? rng.integer(1, 4) : rng.integer(5, 40);
+  const int blocks = seed % 4 == 0 ? rng.integer(100, 180) : rng.integer(1, 24);
+  const int out = rng.integer(1, 40);
+  const test::Matrix x = test::Matrix::random(rng, T, 32 * blocks);
+  for (WeightType type : {WeightType::q8_0, WeightType::q4_0, WeightType::q8_group}) {
+    Weight w(rng, type, out, 32 * blocks);
+    if (type == WeightType::q8_group && (w.view.group() < 32 || (w.view.group() & (w.view.group() - 1))))
+      continue;  // int8 activations need a power-of-two group >= 32
+    CAPTURE(tformer::type_name(type), T, 32 * blocks, out, w.view.group());
+    test::Matrix y(T, out, -7.0f);
+    tformer::matmul(x.cview(), w.view.with_activations(tformer::Activations::int8), y.view());
+    check_int8(x, w.view, y.cview());
+    // A row alone (one token, one slice) meets the same integer sums as in the batch: its blocks
+    // quantize the same.
+    const int t = rng.integer(0, T - 1);
+    test::Matrix row(1, 32 * blocks), one(1, out);
+    for (int k = 0; k < 32 * blocks; ++k) row.at(0, k) = x.at(t, k);
+    tformer::matmul(row.cview(), w.view.with_activations(tformer::Activations::int8), one.view());
+    check_int8(row, w.view, one.cview());
+  }
+}
+
+TEST_CASE("nn/matmul: int8 activations: zero and non-finite blocks, and the types that have them",
+          "[nn][matmul][int8]") {
+  test::Random rng(77);
+  const Weight w(rng, WeightType::q4_0, 5, 96);
+  test::Matrix x = test::Matrix::random(rng, 3, 96);
+  for (int k = 32; k < 64; ++k) x.at(0, k) = 0.0f;  // an all-zero block: d = 0, contributes 0
+  x.at(1, 70) = NAN;
+  x.at(2, 3) = INFINITY;
+  test::Matrix y(3, 5);
+  tformer::matmul(x.cview(), w.view.with_activations(tformer::Activations::int8), y.view());
+  for (int o = 0; o < 5; ++o) {
+    REQUIRE(std::isfinite(y.at(0, o)));
+    REQUIRE(std::isnan(y.at(1, o)));
+    REQUIRE(std::isnan(y.at(2, o)));
+  }
+  test::Matrix x0(1, 96);
+  for (int k = 0; k < 96; ++k) x0.at(0, k) = x.at(0, k);
+  check_int8(x0, w.view, y.cview().row_slice(0, 1));
+  test::Matrix y1(1, 5);
+  for (WeightType type : {WeightType::f32, WeightType::bf16, WeightType::f16}) {
+    const Weight e(rng, type, 5, 96);
+    REQUIRE_THROWS_WITH(tformer::matmul(x.cview().row_slice(0, 1), e.view.with_activations(tformer::Activations::int8), y1.view()),
+                        Contains("activations: expected f32, or int8 with q8_0, q4_0 or q8_group in power-of-two groups >= 32, got int8"));
+  }
+  std::vector<std::int8_t> q(5 * 96);
+  std::vector<float> s(5 * 6, 0.01f);
+  const WeightView g16 = WeightView::q8_group(q.data(), s.data(), 16, 5, 96, "w");
+  REQUIRE_THROWS_WITH(tformer::matmul(x.cview().row_slice(0, 1), g16.with_activations(tformer::Activations::int8), y1.view()),
+                      Contains("got int8 with a group of 16"));
+}

@@ -26,6 +26,11 @@ namespace tformer {
 // How a weight's values are stored. Plain data, outside the instruction-set namespace.
 enum class WeightType : std::uint8_t { f32, bf16, f16, q8_0, q4_0, q8_group };
 
+// What x is multiplied in: float as given (every type), or int8, each block of 32 values
+// quantized once per call with its own f32 scale (q8_0, q4_0 and q8_group with a power-of-two
+// group >= 32: integer dot products, as llama.cpp's q8_0 activations; nn/matmul_int8.hpp).
+enum class Activations : std::uint8_t { f32, int8 };
+
 inline namespace TFORMER_ARCH_NS {
 
 // Values per block (1 for the element types) and bytes per block.
@@ -114,6 +119,14 @@ class WeightView {
       w.scales_ = scale_row(first);
       w.group_ = group_;
     }
+    w.activations_ = activations_;
+    return w;
+  }
+  // How matmul multiplies x with this weight (Activations above; f32 unless set).
+  constexpr Activations activations() const noexcept { return activations_; }
+  constexpr WeightView with_activations(Activations a) const noexcept {
+    WeightView w = *this;
+    w.activations_ = a;
     return w;
   }
   // Bytes from the first row's start to the last row's end.
@@ -138,8 +151,16 @@ class WeightView {
   const std::byte* scales_ = nullptr;  // q8_group only
   index group_ = 0;                    // q8_group only
   WeightType type_ = WeightType::f32;
+  Activations activations_ = Activations::f32;
   const char* name_ = "weight";
 };
+
+// Whether w's type (and group) can multiply int8 activations: q8_0, q4_0, and q8_group in
+// power-of-two groups of at least 32 (one scale per block of x).
+constexpr bool takes_int8_activations(const WeightView& w) noexcept {
+  return w.type() == WeightType::q8_0 || w.type() == WeightType::q4_0 ||
+         (w.type() == WeightType::q8_group && w.group() >= 32 && (w.group() & (w.group() - 1)) == 0);
+}
 
 namespace detail {
 // "<name> (<type>) <what>", with `name` when given, else the view's own.
@@ -153,7 +174,7 @@ inline std::string weight_what(const WeightView& w, std::string_view what,
 // Throws unless the view is well formed: a known type, non-negative sizes, cols a multiple of the
 // block size, rows that do not overlap, data aligned for the type (4 bytes for f32, 2 for the
 // 16-bit and block types), and data unless it is empty; for q8_group a group > 0 that divides
-// cols and scales. Reads no weight.
+// cols and scales; int8 activations only with a type that has them. Reads no weight.
 // `name`, when given, replaces the view's own in the message. Builds no string unless it throws.
 inline void check_weight_view(std::string_view where, const WeightView& w,
                               std::string_view name = {}) {
@@ -176,6 +197,11 @@ inline void check_weight_view(std::string_view where, const WeightView& w,
     expected << "a divisor of cols (" << w.cols() << ")";
     detail::fail_check(where, detail::weight_what(w, "group", name), expected.str(), w.group());
   }
+  if (w.activations() == Activations::int8 && !takes_int8_activations(w))
+    detail::fail_check(where, detail::weight_what(w, "activations", name),
+                       "f32, or int8 with q8_0, q4_0 or q8_group in power-of-two groups >= 32",
+                       w.type() == WeightType::q8_group ? "int8 with a group of " + std::to_string(w.group())
+                                                         : std::string("int8"));
   if (w.rows() > 1 && w.row_stride() < row_bytes(w.type(), w.cols())) {
     std::ostringstream expected;
     expected << ">= " << row_bytes(w.type(), w.cols()) << " bytes (one packed row)";

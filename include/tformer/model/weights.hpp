@@ -324,6 +324,52 @@ class OwnedWeights {
   ModelWeights view_;
 };
 
+// The kinds of matrix a model multiplies, as WeightTypes names them.
+enum class MatrixKind { attention, ffn, embedding, head, cross };
+
+// fn(matrix, its kind, its name) for every non-empty matrix of w a linear layer multiplies (a tied
+// LM head, which is the embedding's memory, only as the embedding).
+template <class Fn>
+void for_each_matrix(ModelWeights& w, Fn&& fn) {
+  auto one = [&](WeightView& m, MatrixKind kind, const std::string& name) {
+    if (m.rows() * m.cols() > 0) fn(m, kind, name);
+  };
+  one(w.embedding, MatrixKind::embedding, "embedding");
+  if (w.lm_head.data() != w.embedding.data()) one(w.lm_head, MatrixKind::head, "lm_head");
+  one(w.encoder_proj, MatrixKind::cross, "encoder_proj");
+  for (std::size_t l = 0; l < w.layers.size(); ++l) {
+    LayerWeights& lw = w.layers[l];
+    const std::string at = "layers[" + std::to_string(l) + "].";
+    one(lw.wq, MatrixKind::attention, at + "wq");
+    one(lw.wk, MatrixKind::attention, at + "wk");
+    one(lw.wv, MatrixKind::attention, at + "wv");
+    one(lw.wo, MatrixKind::attention, at + "wo");
+    one(lw.cross_wq, MatrixKind::cross, at + "cross_wq");
+    one(lw.cross_wk, MatrixKind::cross, at + "cross_wk");
+    one(lw.cross_wv, MatrixKind::cross, at + "cross_wv");
+    one(lw.cross_wo, MatrixKind::cross, at + "cross_wo");
+    auto ffn = [&](SwiGluWeights& f, const std::string& name) {
+      one(f.gate, MatrixKind::ffn, name + ".gate");
+      one(f.up, MatrixKind::ffn, name + ".up");
+      one(f.down, MatrixKind::ffn, name + ".down");
+    };
+    ffn(lw.ffn, at + "ffn");
+    for (std::size_t e = 0; e < lw.experts.size(); ++e)
+      ffn(lw.experts[e], at + "experts[" + std::to_string(e) + "]");
+  }
+}
+
+// Sets `a` on every matrix of w that can take it (int8: the q8_0, q4_0 and q8_group ones; the
+// others stay f32), e.g. on a copy of a reader's ModelWeights. A tied LM head follows the
+// embedding.
+inline void set_activations(ModelWeights& w, Activations a) {
+  const bool tied = w.lm_head.rows() > 0 && w.lm_head.data() == w.embedding.data();
+  for_each_matrix(w, [&](WeightView& m, MatrixKind, const std::string&) {
+    if (a == Activations::f32 || takes_int8_activations(m)) m = m.with_activations(a);
+  });
+  if (tied) w.lm_head = w.embedding;
+}
+
 // Storage types for ConvertedWeights, per kind of matrix.
 struct WeightTypes {
   WeightType attention = WeightType::f32;  // wq, wk, wv, wo
@@ -331,6 +377,19 @@ struct WeightTypes {
   WeightType embedding = WeightType::f32;  // the token embedding (and so a tied LM head)
   WeightType head = WeightType::f32;       // an LM head of its own
   WeightType cross = WeightType::f32;      // cross_wq … cross_wo and encoder_proj
+  // int8: every q8_0 / q4_0 matrix multiplies int8 activations (nn/matmul_int8.hpp).
+  Activations activations = Activations::f32;
+
+  WeightType of(MatrixKind kind) const noexcept {
+    switch (kind) {
+      case MatrixKind::attention: return attention;
+      case MatrixKind::ffn: return ffn;
+      case MatrixKind::embedding: return embedding;
+      case MatrixKind::head: return head;
+      case MatrixKind::cross: return cross;
+    }
+    return WeightType::f32;
+  }
 };
 
 // A copy of a model's f32 matrices in other storage types (core/convert.hpp), in one 64-byte
@@ -343,18 +402,21 @@ class ConvertedWeights {
   ConvertedWeights(const ModelWeights& src, const WeightTypes& types) {
     view_ = src;
     index used = 0;
-    visit(view_, types, [&](WeightView& m, WeightType t, const std::string&) {
-      used += (converted_bytes(t, m.rows(), m.cols()) + 63) / 64 * 64;
+    for_each_matrix(view_, [&](WeightView& m, MatrixKind kind, const std::string&) {
+      used += (converted_bytes(types.of(kind), m.rows(), m.cols()) + 63) / 64 * 64;
     });
     arena_ = AlignedBuffer<std::byte>(static_cast<std::size_t>(used));
     used = 0;
-    visit(view_, types, [&](WeightView& m, WeightType t, const std::string& name) {
+    for_each_matrix(view_, [&](WeightView& m, MatrixKind kind, const std::string& name) {
       check(m.type() == WeightType::f32, "ConvertedWeights", name + " type", "f32",
             type_name(m.type()));
+      const WeightType t = types.of(kind);
       const index n = converted_bytes(t, m.rows(), m.cols());
       const std::span<std::byte> dst(arena_.data() + used, static_cast<std::size_t>(n));
       names_.push_back(name);  // a deque: the strings stay where they are, moves included
       m = convert_weights(m.f32(), t, dst, names_.back().c_str());
+      if (types.activations == Activations::int8 && takes_int8_activations(m))
+        m = m.with_activations(Activations::int8);
       used += (n + 63) / 64 * 64;
     });
     if (src.lm_head.rows() > 0 && src.lm_head.data() == src.embedding.data())
@@ -368,37 +430,6 @@ class ConvertedWeights {
   std::size_t bytes() const noexcept { return arena_.size(); }
 
  private:
-  // fn(matrix, its new type, its name) for every non-empty matrix a linear layer multiplies.
-  template <class Fn>
-  static void visit(ModelWeights& w, const WeightTypes& t, Fn&& fn) {
-    auto one = [&](WeightView& m, WeightType type, const std::string& name) {
-      if (m.rows() * m.cols() > 0) fn(m, type, name);
-    };
-    one(w.embedding, t.embedding, "embedding");
-    if (w.lm_head.data() != w.embedding.data()) one(w.lm_head, t.head, "lm_head");
-    one(w.encoder_proj, t.cross, "encoder_proj");
-    for (std::size_t l = 0; l < w.layers.size(); ++l) {
-      LayerWeights& lw = w.layers[l];
-      const std::string at = "layers[" + std::to_string(l) + "].";
-      one(lw.wq, t.attention, at + "wq");
-      one(lw.wk, t.attention, at + "wk");
-      one(lw.wv, t.attention, at + "wv");
-      one(lw.wo, t.attention, at + "wo");
-      one(lw.cross_wq, t.cross, at + "cross_wq");
-      one(lw.cross_wk, t.cross, at + "cross_wk");
-      one(lw.cross_wv, t.cross, at + "cross_wv");
-      one(lw.cross_wo, t.cross, at + "cross_wo");
-      auto ffn = [&](SwiGluWeights& f, const std::string& name) {
-        one(f.gate, t.ffn, name + ".gate");
-        one(f.up, t.ffn, name + ".up");
-        one(f.down, t.ffn, name + ".down");
-      };
-      ffn(lw.ffn, at + "ffn");
-      for (std::size_t e = 0; e < lw.experts.size(); ++e)
-        ffn(lw.experts[e], at + "experts[" + std::to_string(e) + "]");
-    }
-  }
-
   AlignedBuffer<std::byte> arena_;
   std::deque<std::string> names_;  // the views' names, for error messages
   ModelWeights view_;

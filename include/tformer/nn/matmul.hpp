@@ -10,6 +10,7 @@
 //     streams from memory once.
 //   - Prefill: RM×RN tiles; the loop over x's tiles is innermost, so each slice of W is read from
 //     memory once and reused from L1; `in` is split into slices when x is too large for L2.
+// A view with int8 activations goes to nn/matmul_int8.hpp instead (integer dot products).
 // Weights decode to exactly their stored value (core/numeric.hpp), so every type computes the
 // same float dot product of x with W's values; accumulation is float, in per-lane partial sums
 // (the error bound is derived in tests/nn/matmul_test.cpp).
@@ -28,6 +29,7 @@
 #include "tformer/core/simd.hpp"
 #include "tformer/core/views.hpp"
 #include "tformer/core/weight_view.hpp"
+#include "tformer/nn/matmul_int8.hpp"
 
 namespace tformer {
 inline namespace TFORMER_ARCH_NS {
@@ -443,6 +445,7 @@ inline void project_typed(MatrixView<const float> x, const WeightView& w,
 // w.rows]), w well formed, y overlaps neither x nor w.
 inline void project(MatrixView<const float> x, const WeightView& w, std::span<const float> bias,
                     MatrixView<float> y) noexcept {
+  if (w.activations() == Activations::int8) return matmul_int8_kernels::project(x, w, bias, y);
   if (x.rows() == 0 || w.rows() == 0) return;
   if (x.cols() == 0) {
     for (index t = 0; t < y.rows(); ++t) std::fill_n(y.row(t), y.cols(), 0.0f);

@@ -1,0 +1,274 @@
+// y = x · Wᵀ with int8 activations (a WeightView whose activations() is Activations::int8): each
+// block of 32 values of x is quantized once per call, d = max|x|/127 (f32), q = nearbyint(x/d)
+// (as x · (1/d), ties to even), and each output is Σ over blocks of d_w·d_x · Σ q_w·q_x, the
+// integer sums exact. The x blocks start at every multiple of 32 of a row, so a row quantizes the
+// same in any batch (decode and prefill agree). A block holding a NaN or an infinity gets d = NaN:
+// every output it meets is NaN, as in float.
+//
+// Kernels (one block of 32 = one 256-bit register of bytes):
+//   AVX512_VNNI + VL, or AVX-VNNI: vpdpbusd (unsigned × signed bytes, 4 per int32 lane). q4_0's
+//     nibbles n are the unsigned side; q8 weights become unsigned as w ⊕ 0x80 = w + 128. The
+//     excess (8 or 128)·Σq_x starts lane 0 negated, so the lanes sum to Σ q_w·q_x exactly.
+//   AVX2: vpmaddubsw + vpmaddwd. q8 as |w| · sign(w)·q_x (pairs within ±32512, no saturation),
+//     q4_0 as n·q_x with the same −8·Σq_x start.
+//   Otherwise: the integer sums in plain loops.
+// Per block and x row: the lanes to float, times d_w·d_x (rounded once), into float accumulators.
+//
+// No allocation: x is quantized into a 64 KiB stack buffer, up to 16 rows and a slice of `in`
+// at a time (a row of up to 52,000 values in one slice); each slice of W meets the rows of a
+// buffer from L1/L2 (W row outer, groups of 4 x rows inner).
+#pragma once
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <span>
+
+#include "tformer/core/numeric.hpp"
+#include "tformer/core/simd.hpp"
+#include "tformer/core/views.hpp"
+#include "tformer/core/weight_view.hpp"
+
+namespace tformer {
+inline namespace TFORMER_ARCH_NS {
+namespace matmul_int8_kernels {
+
+inline constexpr index block = 32;
+
+// One quantized block of x: its scale, and the sum of its 32 int8 values.
+struct BlockScale {
+  float d;
+  std::int32_t sum;
+};
+
+// x[0, n) (n a multiple of 32) into q[0, n) and s[0, n/32), by the definition above.
+inline void quantize_input(const float* x, index n, std::int8_t* q, BlockScale* s) noexcept {
+  for (index b = 0; b < n / block; ++b) {
+    const float* xb = x + b * block;
+    float m = 0;
+    bool finite = true;
+    for (index j = 0; j < block; ++j) {
+      m = std::max(m, std::fabs(xb[j]));
+      finite &= std::isfinite(xb[j]);
+    }
+    const float d = m / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+    std::int32_t sum = 0;
+    for (index j = 0; j < block; ++j) {
+      const std::int32_t v = finite ? std::int32_t(std::nearbyint(xb[j] * id)) : 0;
+      q[b * block + j] = std::int8_t(v);
+      sum += v;
+    }
+    s[b] = {finite ? d : std::numeric_limits<float>::quiet_NaN(), sum};
+  }
+}
+
+// One row of W as these kernels read it.
+struct WRow {
+  const std::byte* values;
+  const std::byte* scales;  // q8_group
+  int shift;                // q8_group: log2(group)
+};
+
+// Block b of a row: its scale and its bytes (q8: 32 int8; q4_0: 16 bytes of nibble pairs).
+template <WeightType T>
+inline float weight_scale(const WRow& w, index b) noexcept {
+  if constexpr (T == WeightType::q8_group) {
+    float d;
+    std::memcpy(&d, w.scales + ((b * block) >> w.shift) * index(sizeof d), sizeof d);
+    return d;
+  } else {
+    f16 d;
+    std::memcpy(&d, w.values + b * (T == WeightType::q8_0 ? 34 : 18), 2);
+#if defined(__F16C__)
+    return _cvtsh_ss(d.bits);
+#else
+    return to_float(d);
+#endif
+  }
+}
+template <WeightType T>
+inline const std::byte* weight_bytes(const WRow& w, index b) noexcept {
+  if constexpr (T == WeightType::q8_group) return w.values + b * block;
+  else if constexpr (T == WeightType::q8_0) return w.values + b * 34 + 2;
+  else return w.values + b * 18 + 2;
+}
+
+#if defined(__AVX2__)
+inline constexpr bool vnni =
+#if (defined(__AVX512VNNI__) && defined(__AVX512VL__)) || defined(__AVXVNNI__)
+    true;
+#else
+    false;
+#endif
+
+// init + Σ of u·s per lane of 4 bytes (u unsigned, s signed). Without VNNI, pairs of u·s must stay
+// within ±32767 (vpmaddubsw saturates); the callers' operands keep them there.
+inline __m256i dot_lanes(__m256i init, __m256i u, __m256i s) noexcept {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpbusd_epi32(init, u, s);
+#elif defined(__AVXVNNI__)
+  return _mm256_dpbusd_avx_epi32(init, u, s);
+#else
+  return _mm256_add_epi32(init, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+
+inline float horizontal_sum(__m256 v) noexcept {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// out[m] = Σ over blocks [b0, b1) for the x rows m < RM against one row of W. A = 4/RM
+// accumulators per row, taking blocks in turn, so 4 FMA chains cover the FMA latency when few
+// rows share a block (one token: A = 4).
+template <WeightType T, index RM>
+inline void tile(const WRow& w, const std::int8_t* const* xq, const BlockScale* const* xs, index b0,
+                 index b1, float* out) noexcept {
+  constexpr index A = std::max<index>(1, 4 / RM);
+  __m256 acc[RM * A];
+  for (index i = 0; i < RM * A; ++i) acc[i] = _mm256_setzero_ps();
+  const auto step = [&](index b, index a) {
+    const float dw = weight_scale<T>(w, b);
+    const std::byte* p = weight_bytes<T>(w, b);
+    __m256i u, q = _mm256_setzero_si256();
+    std::int32_t excess = 0;  // the unsigned operand's offset, per unit of Σ q_x
+    if constexpr (T == WeightType::q4_0) {
+      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      u = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(15));
+      excess = 8;
+    } else {
+      q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+      if constexpr (vnni) {
+        u = _mm256_xor_si256(q, _mm256_set1_epi8(char(0x80)));
+        excess = 128;
+      } else {
+        u = _mm256_sign_epi8(q, q);  // |w|; the sign moves to x below
+      }
+    }
+    for (index m = 0; m < RM; ++m) {
+      __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[m] + (b - b0) * block));
+      if constexpr (T != WeightType::q4_0 && !vnni) s = _mm256_sign_epi8(s, q);
+      const BlockScale xb = xs[m][b - b0];
+      const __m256i init = _mm256_setr_epi32(-excess * xb.sum, 0, 0, 0, 0, 0, 0, 0);
+      const __m256i lanes = dot_lanes(init, u, s);
+      acc[m * A + a] =
+          _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(dw * xb.d), acc[m * A + a]);
+    }
+  };
+  index b = b0;
+  for (; b + A <= b1; b += A) {
+#pragma GCC unroll 4
+    for (index a = 0; a < A; ++a) step(b + a, a);
+  }
+  for (; b < b1; ++b) step(b, 0);
+  for (index m = 0; m < RM; ++m) {
+    for (index a = 1; a < A; ++a) acc[m * A] = _mm256_add_ps(acc[m * A], acc[m * A + a]);
+    out[m] = horizontal_sum(acc[m * A]);
+  }
+}
+#else
+// The integer sums in plain loops.
+template <WeightType T, index RM>
+inline void tile(const WRow& w, const std::int8_t* const* xq, const BlockScale* const* xs, index b0,
+                 index b1, float* out) noexcept {
+  float acc[RM] = {};
+  for (index b = b0; b < b1; ++b) {
+    const float dw = weight_scale<T>(w, b);
+    const auto* p = reinterpret_cast<const std::uint8_t*>(weight_bytes<T>(w, b));
+    std::int32_t wq[block];
+    for (index j = 0; j < block; ++j) {
+      if constexpr (T == WeightType::q4_0)
+        wq[j] = std::int32_t(j < 16 ? p[j] & 15 : p[j - 16] >> 4) - 8;
+      else
+        wq[j] = std::int8_t(p[j]);
+    }
+    for (index m = 0; m < RM; ++m) {
+      const std::int8_t* x = xq[m] + (b - b0) * block;
+      std::int32_t sum = 0;
+      for (index j = 0; j < block; ++j) sum += wq[j] * std::int32_t(x[j]);
+      acc[m] += float(sum) * (dw * xs[m][b - b0].d);
+    }
+  }
+  for (index m = 0; m < RM; ++m) out[m] = acc[m];
+}
+#endif
+
+// Rows of x quantized together, the stack buffer, and 4 x rows per tile.
+inline constexpr index rows_per_buffer = 16;
+inline constexpr index buffer_bytes = 64 * 1024;
+inline constexpr index rm = 4;
+
+// Tiles of up to rm rows over x rows [0, count) of the buffer, against W row o, into y.
+template <WeightType T, index RM = rm>
+inline void rows_against(const WRow& w, const std::int8_t* const* xq, const BlockScale* const* xs,
+                         index count, index b0, index b1, bool first_slice, MatrixView<float> y,
+                         index t0, index o) noexcept {
+  for (index m0 = 0; m0 < count; m0 += RM) {
+    if constexpr (RM > 1) {
+      if (count - m0 < RM) return rows_against<T, RM - 1>(w, xq + m0, xs + m0, count - m0, b0, b1,
+                                                         first_slice, y, t0 + m0, o);
+    }
+    float r[RM];
+    tile<T, RM>(w, xq + m0, xs + m0, b0, b1, r);
+    for (index m = 0; m < RM; ++m) {
+      float& dst = y.row(t0 + m0 + m)[o];
+      dst = first_slice ? r[m] : dst + r[m];
+    }
+  }
+}
+
+template <WeightType T>
+inline void project_typed(MatrixView<const float> x, const WeightView& w, MatrixView<float> y) noexcept {
+  const index T_ = x.rows(), in = x.cols();
+  const index R = std::min(T_, rows_per_buffer);
+  // The most whole blocks of R rows that fit the buffer (1 byte + 8/32 bytes of scale a value).
+  const index slice = std::min(in, buffer_bytes / R / (block + index(sizeof(BlockScale))) * block);
+  alignas(64) std::byte buffer[buffer_bytes];
+  const int shift = w.type() == WeightType::q8_group ? std::countr_zero(std::uint64_t(w.group())) : 0;
+  for (index t0 = 0; t0 < T_; t0 += R) {
+    const index count = std::min(R, T_ - t0);
+    for (index k0 = 0; k0 < in; k0 += slice) {
+      const index n = std::min(slice, in - k0), blocks = n / block;
+      std::int8_t* xq[rows_per_buffer];
+      BlockScale* xs[rows_per_buffer];
+      for (index m = 0; m < count; ++m) {
+        xq[m] = reinterpret_cast<std::int8_t*>(buffer) + m * n;
+        xs[m] = reinterpret_cast<BlockScale*>(buffer + count * n) + m * blocks;
+        quantize_input(x.row(t0 + m) + k0, n, xq[m], xs[m]);
+      }
+      for (index o = 0; o < w.rows(); ++o) {
+        const WRow row{w.row(o), w.scale_row(o), shift};
+        rows_against<T>(row, xq, xs, count, k0 / block, k0 / block + blocks, k0 == 0, y, t0, o);
+      }
+    }
+  }
+}
+
+// y = x · Wᵀ + b with int8 activations. Preconditions: as matmul_kernels::project, and w's type
+// supports int8 activations (check_weight_view).
+inline void project(MatrixView<const float> x, const WeightView& w, std::span<const float> bias,
+                    MatrixView<float> y) noexcept {
+  if (x.rows() == 0 || w.rows() == 0) return;
+  if (x.cols() == 0) {
+    for (index t = 0; t < y.rows(); ++t) std::fill_n(y.row(t), y.cols(), 0.0f);
+  } else if (w.type() == WeightType::q8_0) {
+    project_typed<WeightType::q8_0>(x, w, y);
+  } else if (w.type() == WeightType::q4_0) {
+    project_typed<WeightType::q4_0>(x, w, y);
+  } else {
+    project_typed<WeightType::q8_group>(x, w, y);
+  }
+  if (!bias.empty())
+    for (index t = 0; t < y.rows(); ++t)
+      for (index o = 0; o < y.cols(); ++o) y.row(t)[o] += bias[std::size_t(o)];
+}
+
+}  // namespace matmul_int8_kernels
+}  // namespace TFORMER_ARCH_NS
+}  // namespace tformer
