@@ -104,9 +104,9 @@ void decode(benchmark::State& state, const tformer::Dims& dims) {
 // A Llama-shaped model with every matrix in one storage type.
 struct TypedLlama {
   using C = tformer::configs::Llama2c;
-  TypedLlama(const tformer::Dims& dims, tformer::WeightType type)
+  TypedLlama(const tformer::Dims& dims, tformer::WeightType type, tformer::Activations a)
       : owned(dims, 1),
-        converted(owned.view(), {type, type, type, type, type}),
+        converted(owned.view(), {type, type, type, type, type, a}),
         decoder(converted.view(), dims, {.capacity = 256}),
         logits(std::size_t(dims.vocab)) {}
   tformer::OwnedWeights<C> owned;
@@ -115,8 +115,9 @@ struct TypedLlama {
   std::vector<float> logits;
 };
 
-void llama_decode(benchmark::State& state, const tformer::Dims& dims, tformer::WeightType type) {
-  TypedLlama m(dims, type);
+void llama_decode(benchmark::State& state, const tformer::Dims& dims, tformer::WeightType type,
+                  tformer::Activations a) {
+  TypedLlama m(dims, type, a);
   const auto prompt = tokens(64, dims.vocab);
   m.decoder.forward(0, prompt, {m.logits.data(), 1, dims.vocab});
   const std::int32_t next = 5;
@@ -132,8 +133,8 @@ void llama_decode(benchmark::State& state, const tformer::Dims& dims, tformer::W
 }
 
 void llama_prefill(benchmark::State& state, const tformer::Dims& dims, tformer::WeightType type,
-                   int T) {
-  TypedLlama m(dims, type);
+                   tformer::Activations a, int T) {
+  TypedLlama m(dims, type, a);
   const auto prompt = tokens(T, dims.vocab);
   for (auto _ : state) {
     m.decoder.reset(0);
@@ -201,11 +202,17 @@ int main(int argc, char** argv) {
       for (WeightType type : {WeightType::f32, WeightType::bf16, WeightType::f16,
                               WeightType::q8_0, WeightType::q4_0}) {
         const std::string suffix = std::string(name) + "/" + tformer::type_name(type);
-        benchmark::RegisterBenchmark(("llama_decode/" + suffix).c_str(), llama_decode, dims, type)
-            ->Unit(benchmark::kMillisecond);
-        benchmark::RegisterBenchmark(("llama_prefill/" + suffix + "/T128").c_str(), llama_prefill,
-                                     dims, type, 128)
-            ->Unit(benchmark::kMillisecond);
+        // <type>+int8: the same weights multiplying int8 activations (q8_0 and q4_0).
+        const bool int8 = type == WeightType::q8_0 || type == WeightType::q4_0;
+        for (tformer::Activations a : {tformer::Activations::f32, tformer::Activations::int8}) {
+          if (a == tformer::Activations::int8 && !int8) continue;
+          const std::string id = suffix + (a == tformer::Activations::int8 ? "+int8" : "");
+          benchmark::RegisterBenchmark(("llama_decode/" + id).c_str(), llama_decode, dims, type, a)
+              ->Unit(benchmark::kMillisecond);
+          benchmark::RegisterBenchmark(("llama_prefill/" + id + "/T128").c_str(), llama_prefill,
+                                       dims, type, a, 128)
+              ->Unit(benchmark::kMillisecond);
+        }
         // The read ceiling of one token's weight bytes in this type (embedding rows excluded,
         // as in weight_bytes_per_token: the LM head, every layer matrix, the norms).
         const tformer::index H = dims.hidden, qd = dims.heads * dims.head_dim,
