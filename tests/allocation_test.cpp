@@ -171,6 +171,26 @@ TEST_CASE("model/decoder: a decode step, a batched decode step and sampling allo
         }) == 0);
 }
 
+TEST_CASE("model/decoder: a decode step on typed weights with int8 activations allocates nothing",
+          "[decoder][allocation]") {
+  struct Small : configs::Llama {};
+  const Dims d = {.vocab = 97, .hidden = 64, .intermediate = 96, .layers = 2, .heads = 4,
+                  .kv_heads = 2, .head_dim = 16, .max_positions = 64};
+  OwnedWeights<Small> weights(d, 6);
+  const ConvertedWeights typed(weights.view(), {.attention = WeightType::q8_0, .ffn = WeightType::q4_0,
+                                                .embedding = WeightType::q8_0,
+                                                .head = WeightType::bf16,
+                                                .activations = Activations::int8});
+  Decoder<Small> dec(typed.view(), d, {.capacity = 32});
+  std::vector<float> logits(97);
+  const std::vector<std::int32_t> prompt = {1, 2, 3, 4, 5};
+  dec.forward(0, prompt, {logits.data(), 1, 97});
+  const std::int32_t next = 7;
+  CHECK(test::allocations_during([&] {
+          dec.forward(0, std::span(&next, 1), {logits.data(), 1, 97});
+        }) == 0);
+}
+
 TEST_CASE("model/decoder: a MoE decode step allocates nothing", "[decoder][allocation]") {
   const Dims d = {.vocab = 50, .hidden = 32, .intermediate = 48, .layers = 1, .heads = 4,
                   .kv_heads = 1, .head_dim = 8, .max_positions = 16, .experts = 8, .top_k = 2};

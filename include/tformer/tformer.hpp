@@ -21,6 +21,7 @@
 #include "tformer/nn/attention.hpp"
 #include "tformer/nn/linear.hpp"
 #include "tformer/nn/matmul.hpp"
+#include "tformer/nn/matmul_int8.hpp"
 #include "tformer/nn/moe.hpp"
 #include "tformer/nn/rmsnorm.hpp"
 #include "tformer/nn/swiglu.hpp"
