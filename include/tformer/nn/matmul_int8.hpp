@@ -11,7 +11,7 @@
 //     nibbles n are the unsigned side; q8 weights become unsigned as w ⊕ 0x80 = w + 128. The
 //     excess (8 or 128)·Σq_x, computed with x's quantization, starts lane 0 negated, so the
 //     lanes sum to Σ q_w·q_x exactly.
-//   AVX2: vpmaddubsw + vpmaddwd. q8 as |w| · sign(w)·q_x (pairs within ±32512, no saturation),
+//   AVX2 (with FMA and F16C): vpmaddubsw + vpmaddwd. q8 as |w| · sign(w)·q_x (pairs within ±32512, no saturation),
 //     q4_0 as n·q_x with the same −8·Σq_x start.
 //   Otherwise: the integer sums in plain loops.
 // Per block and x row: the lanes to float, times d_w·d_x (rounded once), into float accumulators.
@@ -34,6 +34,14 @@
 #include "tformer/core/simd.hpp"
 #include "tformer/core/views.hpp"
 #include "tformer/core/weight_view.hpp"
+
+// The 256-bit kernels need AVX2 with FMA and F16C (x86-64-v3 and above); other builds take the
+// plain loops.
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__) && !defined(TFORMER_SIMD_SCALAR)
+#define TFORMER_INT8_AVX2 1
+#else
+#define TFORMER_INT8_AVX2 0
+#endif
 
 namespace tformer {
 inline namespace TFORMER_ARCH_NS {
@@ -93,7 +101,7 @@ inline float weight_scale(const WRow& w, index b) noexcept {
 #endif
   }
 }
-#if defined(__AVX2__)
+#if TFORMER_INT8_AVX2
 // The same scale in all 8 lanes (an f16 scale broadcast, then converted: no scalar round trip).
 template <WeightType T>
 inline __m256 weight_scale_lanes(const WRow& w, index b) noexcept {
@@ -114,7 +122,7 @@ inline const std::byte* weight_bytes(const WRow& w, index b) noexcept {
   else return w.values + b * 18 + 2;
 }
 
-#if defined(__AVX2__)
+#if TFORMER_INT8_AVX2
 inline constexpr bool vnni =
 #if (defined(__AVX512VNNI__) && defined(__AVX512VL__)) || defined(__AVXVNNI__)
     true;
@@ -272,7 +280,7 @@ inline void tile(const WRow& w, const std::int8_t* const* xq, const BlockScale* 
 // nibbles, 128 for q8 weights made unsigned (VNNI); none where the kernel multiplies signed values.
 template <WeightType T>
 inline constexpr std::int32_t excess = 0;
-#if defined(__AVX2__)
+#if TFORMER_INT8_AVX2
 template <>
 inline constexpr std::int32_t excess<WeightType::q4_0> = 8;
 template <>
