@@ -202,7 +202,8 @@ QuantizedRow quantize_by_definition(const float* x, long n) {
 // bound of the kernel's accumulation: each block's lanes are exact integers, scaled by d_w·d_x
 // (one rounding) and summed; n·u·Σ|d_w q_w · d_x q_x| with n as above covers it. And against the
 // float product of x and W's values: quantizing x moves each output by at most
-// Σ_b (d_x,b / 2)·Σ_{k in b} |w_k| (|x − d·q| <= d/2, plus d's own rounding) and the float bound.
+// Σ_b (d_x,b / 2 + 127·2u·d_x,b)·Σ_{k in b} |w_k| (|x/d − q| <= 1/2, and x·(1/d) differs from x/d
+// by two roundings of a value up to 127) and the float bound.
 void check_int8(const test::Matrix& x, const WeightView& wv, tformer::MatrixView<const float> y) {
   const long K = long(x.cols);
   const double u = FLT_EPSILON / 2, lanes = double(tformer::simd::lanes);
@@ -221,7 +222,7 @@ void check_int8(const test::Matrix& x, const WeightView& wv, tformer::MatrixView
         magnitude += std::abs(w[std::size_t(k)] * xq);
         real += w[std::size_t(k)] * double(x.at(t, k));
         real_magnitude += std::abs(w[std::size_t(k)] * double(x.at(t, k)));
-        quantization += std::abs(w[std::size_t(k)]) * double(qx.d[std::size_t(k / 32)]) * (0.5 + 1e-6);
+        quantization += std::abs(w[std::size_t(k)]) * double(qx.d[std::size_t(k / 32)]) * (0.5 + 127 * 2 * u);
       }
       INFO("token " << t << " output " << o << " of " << wv.rows() << ", K " << K);
       REQUIRE(std::abs(double(y.row(t)[o]) - exact) <= n * u * magnitude);
