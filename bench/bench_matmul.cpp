@@ -6,9 +6,11 @@
 //   read/<type>/<out>x<in>      the read-only ceiling over a buffer of exactly those bytes
 //   gemm/<type>/<T>x<out>x<in>  T tokens; FLOPS = 2·T·out·in per second
 //   gemm/<T>x<out>x<in>         Eigen's GEMM on the same f32 shape
-// <type>+int8: the same weight with int8 activations (nn/matmul_int8.hpp).
+// <type>+int8, bf16+bf16: the same weight with int8 activations (nn/matmul_int8.hpp) or bf16
+// activations (nn/matmul_bf16.hpp).
 #include <benchmark/benchmark.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,8 +53,14 @@ struct Weight {
   }
 };
 
+// The reduced activations a type has: int8 for the 8- and 4-bit types, bf16 for bf16.
 bool has_int8(WeightType t) {
   return t == WeightType::q8_0 || t == WeightType::q4_0 || t == WeightType::q8_group;
+}
+std::optional<tformer::Activations> reduced_activations(WeightType t) {
+  if (has_int8(t)) return tformer::Activations::int8;
+  if (t == WeightType::bf16) return tformer::Activations::bf16;
+  return std::nullopt;
 }
 
 std::string shape(tformer::index a, tformer::index b) {
@@ -89,10 +97,11 @@ int main(int argc, char** argv) {
       benchmark::RegisterBenchmark(("gemv/" + suffix).c_str(), [=](benchmark::State& s) {
         run_matmul(s, type, 1, out, in);
       })->Unit(benchmark::kMicrosecond);
-      if (has_int8(type))
+      if (const auto a = reduced_activations(type))
         benchmark::RegisterBenchmark(
-            ("gemv/" + std::string(tformer::type_name(type)) + "+int8/" + shape(out, in)).c_str(),
-            [=](benchmark::State& s) { run_matmul(s, type, 1, out, in, tformer::Activations::int8); })
+            ("gemv/" + std::string(tformer::type_name(type)) + "+" + tformer::activations_name(*a) +
+             "/" + shape(out, in)).c_str(),
+            [=](benchmark::State& s) { run_matmul(s, type, 1, out, in, *a); })
             ->Unit(benchmark::kMicrosecond);
       const std::size_t bytes = weight_bytes(type, out, in);
       benchmark::RegisterBenchmark(("read/" + suffix).c_str(), [=](benchmark::State& s) {
@@ -111,11 +120,11 @@ int main(int argc, char** argv) {
           [=](benchmark::State& s) { run_matmul(s, type, t, out, in); })
           ->Unit(benchmark::kMillisecond);
     for (WeightType type : all_types)
-      if (has_int8(type))
+      if (const auto a = reduced_activations(type))
         benchmark::RegisterBenchmark(
-            ("gemm/" + std::string(tformer::type_name(type)) + "+int8/" + std::to_string(t) + "x" +
-             shape(out, in)).c_str(),
-            [=](benchmark::State& s) { run_matmul(s, type, t, out, in, tformer::Activations::int8); })
+            ("gemm/" + std::string(tformer::type_name(type)) + "+" + tformer::activations_name(*a) +
+             "/" + std::to_string(t) + "x" + shape(out, in)).c_str(),
+            [=](benchmark::State& s) { run_matmul(s, type, t, out, in, *a); })
             ->Unit(benchmark::kMillisecond);
     bench::register_gemm(t, out, in);
   }

@@ -285,11 +285,77 @@ TEST_CASE("nn/matmul: int8 activations: zero and non-finite blocks, and the type
   for (WeightType type : {WeightType::f32, WeightType::bf16, WeightType::f16}) {
     const Weight e(rng, type, 5, 96);
     REQUIRE_THROWS_WITH(tformer::matmul(x.cview().row_slice(0, 1), e.view.with_activations(tformer::Activations::int8), y1.view()),
-                        Contains("activations: expected f32, or int8 with q8_0, q4_0 or q8_group in power-of-two groups >= 32, got int8"));
+                        Contains("activations: expected f32, int8 with q8_0, q4_0 or q8_group in power-of-two groups >= 32, or bf16 with bf16, got int8"));
   }
   std::vector<std::int8_t> q(5 * 96);
   std::vector<float> s(5 * 6, 0.01f);
   const WeightView g16 = WeightView::q8_group(q.data(), s.data(), 16, 5, 96, "w");
   REQUIRE_THROWS_WITH(tformer::matmul(x.cview().row_slice(0, 1), g16.with_activations(tformer::Activations::int8), y1.view()),
                       Contains("got int8 with a group of 16"));
+}
+
+// bf16 activations (nn/matmul_bf16.hpp): y is the float sum of the products of x rounded to bf16
+// with W's values, so check_matmul's bound holds against the double reference over the rounded x
+// (per lane at most 2 roundings per 32 values with vdpbf16ps, 1 per lane of W values elsewhere;
+// K/1024 slices; the same reduction tree; x holds no subnormals, which vdpbf16ps zeroes).
+TEST_CASE("nn/matmul: bf16 activations are the float products of x rounded to bf16", "[nn][matmul][bf16]") {
+  const auto seed = GENERATE(range(1, 25));
+  CAPTURE(seed);
+  test::Random rng(300 + seed);
+  // Decode and prefill; any width (tails of a 32-value step); more rows than one 64 KiB buffer of
+  // rounded x holds (32 rows of a 1024-value slice) in some draws.
+  const int T = seed % 3 == 0 ? rng.integer(1, 3) : seed % 4 == 1 ? rng.integer(33, 120) : rng.integer(4, 32);
+  const int in = seed % 2 == 0 ? rng.integer(1, 300) : rng.integer(900, 2600);
+  const int out = rng.integer(1, 40);
+  CAPTURE(T, in, out);
+  const test::Matrix x = test::Matrix::random(rng, T, in);
+  test::Matrix rounded = x;
+  for (int t = 0; t < T; ++t)
+    for (int k = 0; k < in; ++k) rounded.at(t, k) = tformer::to_float(tformer::to_bf16(x.at(t, k)));
+  const Weight w(rng, WeightType::bf16, out, in);
+  const std::vector<float> bias = rng.normal_floats(std::size_t(out));
+  test::Matrix y(T, out, -7.0f);
+  const WeightView wb = w.view.with_activations(tformer::Activations::bf16);
+  tformer::matmul(x.cview(), wb, y.view());
+  check_matmul(rounded, w.view, out, nullptr, y.cview());
+  tformer::matmul(x.cview(), wb, bias, y.view());
+  check_matmul(rounded, w.view, out, &bias, y.cview());
+}
+
+TEST_CASE("nn/matmul: bf16 activations round x to nearest, ties to even", "[nn][matmul][bf16]") {
+  // x = 1 + 2^-10 rounds to 1 and 1 + 2^-8 (halfway to 1 + 2^-7) to the even 1; 1 + 3·2^-8 (halfway
+  // between 1 + 2^-7 and 1 + 2^-6) to 1 + 2^-6. W holds ones (exact in bf16) at the tested column.
+  for (int T : {1, 2, 5}) {
+    CAPTURE(T);
+    const int in = 70, out = 9;
+    test::Matrix x(T, in, 0.0f), wf(out, in, 0.0f);
+    const float values[] = {1.0f + 0x1p-10f, 1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f};
+    const float expected[] = {1.0f, 1.0f, 1.0f + 0x1p-6f};
+    for (int o = 0; o < out; ++o) wf.at(o, (o * 7) % in) = 1.0f;
+    for (int t = 0; t < T; ++t)
+      for (int o = 0; o < out; ++o) x.at(t, (o * 7) % in) = values[(t + o) % 3];
+    std::vector<std::byte> bytes(std::size_t(tformer::converted_bytes(WeightType::bf16, out, in)));
+    const WeightView w = tformer::convert_weights(wf.cview(), WeightType::bf16, bytes, "w");
+    test::Matrix y(T, out), yf(T, out);
+    tformer::matmul(x.cview(), w.with_activations(tformer::Activations::bf16), y.view());
+    tformer::matmul(x.cview(), w, yf.view());
+    for (int t = 0; t < T; ++t)
+      for (int o = 0; o < out; ++o) {
+        CAPTURE(t, o);
+        REQUIRE(y.at(t, o) == expected[(t + o) % 3]);
+        REQUIRE(yf.at(t, o) == values[(t + o) % 3]);
+      }
+  }
+}
+
+TEST_CASE("nn/matmul: bf16 activations only with bf16 weights", "[nn][matmul][bf16]") {
+  test::Random rng(5);
+  const test::Matrix x = test::Matrix::random(rng, 2, 64);
+  test::Matrix y(2, 3, -7.0f);
+  for (WeightType type : {WeightType::f32, WeightType::f16, WeightType::q8_0, WeightType::q4_0}) {
+    const Weight w(rng, type, 3, 64);
+    REQUIRE_THROWS_WITH(tformer::matmul(x.cview(), w.view.with_activations(tformer::Activations::bf16), y.view()),
+                        Contains("activations: expected f32, int8 with q8_0, q4_0 or q8_group in power-of-two groups >= 32, or bf16 with bf16, got bf16"));
+    REQUIRE(y.at(1, 2) == -7.0f);
+  }
 }

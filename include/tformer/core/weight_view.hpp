@@ -26,10 +26,16 @@ namespace tformer {
 // How a weight's values are stored. Plain data, outside the instruction-set namespace.
 enum class WeightType : std::uint8_t { f32, bf16, f16, q8_0, q4_0, q8_group };
 
-// What x is multiplied in: float as given (every type), or int8, each block of 32 values
+// What x is multiplied in: float as given (every type); int8, each block of 32 values
 // quantized once per call with its own f32 scale (q8_0, q4_0 and q8_group with a power-of-two
-// group >= 32: integer dot products, as llama.cpp's q8_0 activations; nn/matmul_int8.hpp).
-enum class Activations : std::uint8_t { f32, int8 };
+// group >= 32: integer dot products, as llama.cpp's q8_0 activations; nn/matmul_int8.hpp); or
+// bf16, x rounded to bf16 once per call (bf16 weights: AVX512_BF16's vdpbf16ps, as llama.cpp's
+// bf16 activations; nn/matmul_bf16.hpp).
+enum class Activations : std::uint8_t { f32, int8, bf16 };
+
+inline const char* activations_name(Activations a) noexcept {
+  return a == Activations::f32 ? "f32" : a == Activations::int8 ? "int8" : "bf16";
+}
 
 inline namespace TFORMER_ARCH_NS {
 
@@ -162,6 +168,12 @@ constexpr bool takes_int8_activations(const WeightView& w) noexcept {
          (w.type() == WeightType::q8_group && w.group() >= 32 && (w.group() & (w.group() - 1)) == 0);
 }
 
+// Whether w can multiply activations `a`: f32 always, int8 as above, bf16 with bf16 weights.
+constexpr bool takes_activations(const WeightView& w, Activations a) noexcept {
+  return a == Activations::f32 || (a == Activations::int8 && takes_int8_activations(w)) ||
+         (a == Activations::bf16 && w.type() == WeightType::bf16);
+}
+
 namespace detail {
 // "<name> (<type>) <what>", with `name` when given, else the view's own.
 inline std::string weight_what(const WeightView& w, std::string_view what,
@@ -174,7 +186,7 @@ inline std::string weight_what(const WeightView& w, std::string_view what,
 // Throws unless the view is well formed: a known type, non-negative sizes, cols a multiple of the
 // block size, rows that do not overlap, data aligned for the type (4 bytes for f32, 2 for the
 // 16-bit and block types), and data unless it is empty; for q8_group a group > 0 that divides
-// cols and scales; int8 activations only with a type that has them. Reads no weight.
+// cols and scales; int8 or bf16 activations only with a type that has them. Reads no weight.
 // `name`, when given, replaces the view's own in the message. Builds no string unless it throws.
 inline void check_weight_view(std::string_view where, const WeightView& w,
                               std::string_view name = {}) {
@@ -197,11 +209,13 @@ inline void check_weight_view(std::string_view where, const WeightView& w,
     expected << "a divisor of cols (" << w.cols() << ")";
     detail::fail_check(where, detail::weight_what(w, "group", name), expected.str(), w.group());
   }
-  if (w.activations() == Activations::int8 && !takes_int8_activations(w))
+  if (!takes_activations(w, w.activations()))
     detail::fail_check(where, detail::weight_what(w, "activations", name),
-                       "f32, or int8 with q8_0, q4_0 or q8_group in power-of-two groups >= 32",
-                       w.type() == WeightType::q8_group ? "int8 with a group of " + std::to_string(w.group())
-                                                         : std::string("int8"));
+                       "f32, int8 with q8_0, q4_0 or q8_group in power-of-two groups >= 32, or bf16 "
+                       "with bf16",
+                       w.type() == WeightType::q8_group && w.activations() == Activations::int8
+                           ? "int8 with a group of " + std::to_string(w.group())
+                           : std::string(activations_name(w.activations())));
   if (w.rows() > 1 && w.row_stride() < row_bytes(w.type(), w.cols())) {
     std::ostringstream expected;
     expected << ">= " << row_bytes(w.type(), w.cols()) << " bytes (one packed row)";

@@ -359,13 +359,13 @@ void for_each_matrix(ModelWeights& w, Fn&& fn) {
   }
 }
 
-// Sets `a` on every matrix of w that can take it (int8: the q8_0, q4_0 and q8_group ones; the
-// others stay f32), e.g. on a copy of a reader's ModelWeights. A tied LM head follows the
-// embedding.
+// Sets `a` on every matrix of w that can take it (int8: the q8_0, q4_0 and q8_group ones; bf16:
+// the bf16 ones; the others stay f32), e.g. on a copy of a reader's ModelWeights. A tied LM head
+// follows the embedding.
 inline void set_activations(ModelWeights& w, Activations a) {
   const bool tied = w.lm_head.rows() > 0 && w.lm_head.data() == w.embedding.data();
   for_each_matrix(w, [&](WeightView& m, MatrixKind, const std::string&) {
-    if (a == Activations::f32 || takes_int8_activations(m)) m = m.with_activations(a);
+    if (takes_activations(m, a)) m = m.with_activations(a);
   });
   if (tied) w.lm_head = w.embedding;
 }
@@ -377,7 +377,8 @@ struct WeightTypes {
   WeightType embedding = WeightType::f32;  // the token embedding (and so a tied LM head)
   WeightType head = WeightType::f32;       // an LM head of its own
   WeightType cross = WeightType::f32;      // cross_wq … cross_wo and encoder_proj
-  // int8: every q8_0 / q4_0 matrix multiplies int8 activations (nn/matmul_int8.hpp).
+  // int8: every q8_0 / q4_0 matrix multiplies int8 activations (nn/matmul_int8.hpp); bf16:
+  // every bf16 matrix multiplies bf16 activations (nn/matmul_bf16.hpp).
   Activations activations = Activations::f32;
 
   WeightType of(MatrixKind kind) const noexcept {
@@ -415,8 +416,7 @@ class ConvertedWeights {
       const std::span<std::byte> dst(arena_.data() + used, static_cast<std::size_t>(n));
       names_.push_back(name);  // a deque: the strings stay where they are, moves included
       m = convert_weights(m.f32(), t, dst, names_.back().c_str());
-      if (types.activations == Activations::int8 && takes_int8_activations(m))
-        m = m.with_activations(Activations::int8);
+      if (takes_activations(m, types.activations)) m = m.with_activations(types.activations);
       used += (n + 63) / 64 * 64;
     });
     if (src.lm_head.rows() > 0 && src.lm_head.data() == src.embedding.data())

@@ -11,7 +11,8 @@
 //   - Prefill (SIMD builds): W in panels of 8 (AVX-512) or 4 rows × a slice of `in`, decoded once
 //     to f32 in L1 (project_panels); x's rows stream from L2 in tiles of 3 against the panel,
 //     24 or 12 accumulators (panel_tile). The scalar build runs the RM×RN tiles instead.
-// A view with int8 activations goes to nn/matmul_int8.hpp instead (integer dot products).
+// A view with int8 activations goes to nn/matmul_int8.hpp instead (integer dot products), one
+// with bf16 activations to nn/matmul_bf16.hpp (vdpbf16ps).
 // Weights decode to exactly their stored value (core/numeric.hpp), so every type computes the
 // same float dot product of x with W's values; accumulation is float, in per-lane partial sums
 // (the error bound is derived in tests/nn/matmul_test.cpp).
@@ -30,6 +31,7 @@
 #include "tformer/core/simd.hpp"
 #include "tformer/core/views.hpp"
 #include "tformer/core/weight_view.hpp"
+#include "tformer/nn/matmul_bf16.hpp"
 #include "tformer/nn/matmul_int8.hpp"
 
 namespace tformer {
@@ -581,6 +583,7 @@ inline void project_typed(MatrixView<const float> x, const WeightView& w,
 inline void project(MatrixView<const float> x, const WeightView& w, std::span<const float> bias,
                     MatrixView<float> y) noexcept {
   if (w.activations() == Activations::int8) return matmul_int8_kernels::project(x, w, bias, y);
+  if (w.activations() == Activations::bf16) return matmul_bf16_kernels::project(x, w, bias, y);
   if (x.rows() == 0 || w.rows() == 0) return;
   if (x.cols() == 0) {
     for (index t = 0; t < y.rows(); ++t) std::fill_n(y.row(t), y.cols(), 0.0f);

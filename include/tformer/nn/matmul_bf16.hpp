@@ -1,0 +1,213 @@
+// y = x · Wᵀ for a bf16 weight with bf16 activations (a WeightView whose activations() is
+// Activations::bf16): x is rounded to bf16 once per call (nearest, ties to even: core/numeric.hpp's
+// to_bf16), and every product of a bf16 x with a bf16 weight, exact in f32, is accumulated in f32.
+// Rows of x round the same in any batch, so decode and prefill agree.
+//
+// Kernels:
+//   AVX512_BF16: vdpbf16ps, 32 products a register per instruction (twice an FMA's 16). It
+//     treats subnormal inputs and results as zero (|x| or |w| below 2^-126: a product below
+//     2^-126·|other|, far under the f32 rounding of any sum it would join).
+//   Any other SIMD level: the same products by float FMAs, both sides widened in registers.
+//   The scalar build: plain loops.
+// Tiles of tile_m rows of x × tile_n rows of W, one vector accumulator each, along `in` (as the
+// f32 prefill panels of nn/matmul.hpp); one horizontal sum per output.
+//
+// No allocation: x is rounded into a 64 KiB stack buffer, a block of rows × a slice of `in` at a
+// time (rows padded with zeros to whole 32-value steps); W is read in place, each panel of tile_n
+// rows meeting every x tile of the block from L1.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+
+#include "tformer/core/numeric.hpp"
+#include "tformer/core/simd.hpp"
+#include "tformer/core/views.hpp"
+#include "tformer/core/weight_view.hpp"
+
+#if defined(__AVX512BF16__) && defined(__AVX512BW__) && !defined(TFORMER_SIMD_SCALAR)
+#define TFORMER_BF16_DOT 1
+#else
+#define TFORMER_BF16_DOT 0
+#endif
+
+namespace tformer {
+inline namespace TFORMER_ARCH_NS {
+namespace matmul_bf16_kernels {
+
+inline constexpr index step = 32;                     // values per step (one 512-bit register)
+inline constexpr index buffer_values = 32 * 1024;     // 64 KiB of rounded x
+inline constexpr index slice_values = 1024;           // W panel: tile_n rows × 2 KiB in L1
+inline constexpr index tile_m = 3;
+inline constexpr index tile_n = TFORMER_HAS_SIMD && simd::lanes == 16 ? 8 : 4;
+
+// x[0, n) rounded to bf16 into out[0, padded), zeros after n.
+inline void round_row(const float* x, index n, index padded, std::uint16_t* out) noexcept {
+  for (index k = 0; k < n; ++k) out[k] = to_bf16(x[k]).bits;
+  std::fill(out + n, out + padded, std::uint16_t(0));
+}
+
+inline float widen(std::uint16_t v) noexcept { return to_float(bf16{v}); }
+
+#if TFORMER_BF16_DOT
+inline __m512bh as_bh(__m512i v) noexcept { return (__m512bh)v; }
+
+// acc[m·PN + n] += the products of 32 values of x_m and w_n from k; W loads masked by `mask`.
+template <index PM, index PN, bool Masked>
+[[gnu::always_inline]] inline void dot_step(const std::uint16_t* const* x,
+                                            const std::uint16_t* const* w, index k,
+                                            __mmask32 mask, simd::batch* acc) noexcept {
+  using B = simd::batch;
+  __m512i xv[PM];
+  for (index m = 0; m < PM; ++m) xv[m] = _mm512_loadu_si512(x[m] + k);
+  for (index n = 0; n < PN; ++n) {
+    __m512i wv;
+    if constexpr (Masked) {
+      wv = _mm512_maskz_loadu_epi16(mask, w[n] + k);
+    } else {
+      wv = _mm512_loadu_si512(w[n] + k);
+      asm("" : "+v"(wv));  // one load per W row, not one per product (in_register, nn/matmul.hpp)
+    }
+    for (index m = 0; m < PM; ++m)
+      acc[m * PN + n] = B(_mm512_dpbf16_ps(acc[m * PN + n], as_bh(xv[m]), as_bh(wv)));
+  }
+}
+
+// out[m·PN + n] = Σ over [0, len) of x_m · w_n, x rows padded to whole steps (the W rows are
+// read only up to len).
+template <index PM, index PN>
+inline void tile(const std::uint16_t* const* x, const std::uint16_t* const* w, index len,
+                 float* out) noexcept {
+  using B = simd::batch;
+  constexpr index N = PM * PN, groups = (N + 15) / 16;
+  B acc[groups * 16];
+  for (index i = 0; i < groups * 16; ++i) acc[i] = B(0.0f);
+  index k = 0;
+  for (; k + step <= len; k += step) dot_step<PM, PN, false>(x, w, k, 0, acc);
+  if (k < len) dot_step<PM, PN, true>(x, w, k, __mmask32((1u << (len - k)) - 1), acc);
+  for (index g = 0; g < groups; ++g) {
+    alignas(64) float lanes[16];
+    xsimd_compat::reduce_add_rows(acc + g * 16).store_aligned(lanes);
+    for (index i = 0; i < 16 && g * 16 + i < N; ++i) out[g * 16 + i] = lanes[i];
+  }
+}
+#elif TFORMER_HAS_SIMD
+using B = simd::batch;
+inline constexpr index W = index(simd::lanes);
+
+// W bf16 values as floats (exact).
+inline B widen_lanes(const std::uint16_t* p) noexcept {
+#if defined(__AVX512F__)
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+#elif defined(__AVX2__)
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+#else
+  alignas(64) float f[W];
+  for (index i = 0; i < W; ++i) f[i] = widen(p[i]);
+  return B::load_aligned(f);
+#endif
+}
+
+template <index PM, index PN>
+inline void tile(const std::uint16_t* const* x, const std::uint16_t* const* w, index len,
+                 float* out) noexcept {
+  constexpr index N = PM * PN, groups = (N + W - 1) / W;
+  B acc[groups * W];
+  for (index i = 0; i < groups * W; ++i) acc[i] = B(0.0f);
+  index k = 0;
+  for (; k + W <= len; k += W) {
+    B xv[PM];
+    for (index m = 0; m < PM; ++m) xv[m] = widen_lanes(x[m] + k);
+    for (index n = 0; n < PN; ++n) {
+      const B wv = widen_lanes(w[n] + k);
+      for (index m = 0; m < PM; ++m) acc[m * PN + n] = xsimd_compat::fma(xv[m], wv, acc[m * PN + n]);
+    }
+  }
+  for (index g = 0; g < groups; ++g) {
+    alignas(64) float lanes[W];
+    xsimd_compat::reduce_add_rows(acc + g * W).store_aligned(lanes);
+    for (index i = 0; i < W && g * W + i < N; ++i) out[g * W + i] = lanes[i];
+  }
+  for (; k < len; ++k)
+    for (index m = 0; m < PM; ++m)
+      for (index n = 0; n < PN; ++n) out[m * PN + n] += widen(x[m][k]) * widen(w[n][k]);
+}
+#else
+template <index PM, index PN>
+inline void tile(const std::uint16_t* const* x, const std::uint16_t* const* w, index len,
+                 float* out) noexcept {
+  for (index i = 0; i < PM * PN; ++i) out[i] = 0.0f;
+  for (index k = 0; k < len; ++k)
+    for (index m = 0; m < PM; ++m)
+      for (index n = 0; n < PN; ++n) out[m * PN + n] += widen(x[m][k]) * widen(w[n][k]);
+}
+#endif
+
+// Buffer rows [m0, m0 + count), 0 < count <= PM, against W rows [n0, n0 + valid) (tile_n row
+// pointers, the last repeated past valid): y written (first slice) or added.
+template <index PM = tile_m>
+inline void rows_against(const std::uint16_t* const* x, index m0, index count,
+                         const std::uint16_t* const* w, index len, index t0, index n0, index valid,
+                         bool first_slice, MatrixView<float> y) noexcept {
+  if constexpr (PM > 1) {
+    if (count < PM)
+      return rows_against<PM - 1>(x, m0, count, w, len, t0, n0, valid, first_slice, y);
+  }
+  float r[PM * tile_n];
+  tile<PM, tile_n>(x + m0, w, len, r);
+  for (index m = 0; m < PM; ++m) {
+    float* yr = y.row(t0 + m0 + m) + n0;
+    if (first_slice)
+      for (index n = 0; n < valid; ++n) yr[n] = r[m * tile_n + n];
+    else
+      for (index n = 0; n < valid; ++n) yr[n] += r[m * tile_n + n];
+  }
+}
+
+// y = x · Wᵀ + b with bf16 activations. Preconditions: as matmul_kernels::project, and w bf16.
+inline void project(MatrixView<const float> x, const WeightView& w, std::span<const float> bias,
+                    MatrixView<float> y) noexcept {
+  const index rows = x.rows(), in = x.cols();
+  if (rows == 0 || w.rows() == 0) return;
+  if (in == 0) {
+    for (index t = 0; t < rows; ++t) std::fill_n(y.row(t), y.cols(), 0.0f);
+  } else {
+    // A few rows (decode): whole rows of W, one stream; more: slices whose panel fits L1.
+    const index slice = std::min(in, rows <= tile_m ? buffer_values / tile_m / step * step : slice_values);
+    const index padded = (slice + step - 1) / step * step;
+    const index block = std::min(rows, buffer_values / padded);  // >= 32 rows
+    alignas(64) std::uint16_t buffer[buffer_values];
+    for (index t0 = 0; t0 < rows; t0 += block) {
+      const index count = std::min(block, rows - t0);
+      for (index k0 = 0; k0 < in; k0 += slice) {
+        const index n = std::min(slice, in - k0);
+        const std::uint16_t* xr[buffer_values / step];
+        for (index m = 0; m < count; ++m) {
+          std::uint16_t* row = buffer + m * padded;
+          round_row(x.row(t0 + m) + k0, n, padded, row);
+          xr[m] = row;
+        }
+        for (index n0 = 0; n0 < w.rows(); n0 += tile_n) {
+          const std::uint16_t* wr[tile_n];
+          for (index i = 0; i < tile_n; ++i)
+            wr[i] = reinterpret_cast<const std::uint16_t*>(w.row(std::min(n0 + i, w.rows() - 1))) + k0;
+          const index valid = std::min(tile_n, w.rows() - n0);
+          for (index m0 = 0; m0 < count; m0 += tile_m)
+            rows_against(xr, m0, std::min(tile_m, count - m0), wr, n, t0, n0, valid, k0 == 0, y);
+        }
+      }
+    }
+  }
+  if (!bias.empty())
+    for (index t = 0; t < rows; ++t)
+      for (index o = 0; o < y.cols(); ++o) y.row(t)[o] += bias[std::size_t(o)];
+}
+
+}  // namespace matmul_bf16_kernels
+}  // namespace TFORMER_ARCH_NS
+}  // namespace tformer
