@@ -202,11 +202,16 @@ int main(int argc, char** argv) {
       for (WeightType type : {WeightType::f32, WeightType::bf16, WeightType::f16,
                               WeightType::q8_0, WeightType::q4_0}) {
         const std::string suffix = std::string(name) + "/" + tformer::type_name(type);
-        // <type>+int8: the same weights multiplying int8 activations (q8_0 and q4_0).
+        // <type>+int8, bf16+bf16: the same weights multiplying int8 activations (q8_0 and q4_0)
+        // or bf16 activations (bf16).
         const bool int8 = type == WeightType::q8_0 || type == WeightType::q4_0;
-        for (tformer::Activations a : {tformer::Activations::f32, tformer::Activations::int8}) {
-          if (a == tformer::Activations::int8 && !int8) continue;
-          const std::string id = suffix + (a == tformer::Activations::int8 ? "+int8" : "");
+        for (tformer::Activations a : {tformer::Activations::f32, tformer::Activations::int8,
+                                       tformer::Activations::bf16}) {
+          if ((a == tformer::Activations::int8 && !int8) ||
+              (a == tformer::Activations::bf16 && type != WeightType::bf16))
+            continue;
+          const std::string id =
+              suffix + (a == tformer::Activations::f32 ? "" : std::string("+") + tformer::activations_name(a));
           benchmark::RegisterBenchmark(("llama_decode/" + id).c_str(), llama_decode, dims, type, a)
               ->Unit(benchmark::kMillisecond);
           benchmark::RegisterBenchmark(("llama_prefill/" + id + "/T128").c_str(), llama_prefill,

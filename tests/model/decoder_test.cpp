@@ -302,8 +302,8 @@ TEST_CASE("decoder: typed weights (bf16, f16, q8_0, q4_0, mixed) match the refer
   }
 }
 
-TEST_CASE("decoder: int8 activations stay close to the float reference, prefill and decode",
-          "[decoder][typed][int8]") {
+TEST_CASE("decoder: int8 and bf16 activations stay close to the float reference, prefill and decode",
+          "[decoder][typed][int8][bf16]") {
   // Each projection with int8 activations is the exact integer product of x quantized per block
   // of 32 (tests/nn/matmul_test.cpp checks that, and its distance from the float product, per
   // matmul). Through the network the logits move by the quantization of x, about 1/254 of each
@@ -337,7 +337,7 @@ TEST_CASE("decoder: int8 activations stay close to the float reference, prefill 
     }
     INFO("worst logit error " << worst << ", tolerance " << tol << ", scale " << max_abs(want));
     REQUIRE(worst <= tol);
-    REQUIRE(worst > 0);  // the int8 path ran: it does not round like float
+    REQUIRE(worst > 0);  // the int8 / bf16 path ran: it does not round like float
   };
   SECTION("Llama, q8_0 attention, q4_0 FFN, q8_0 embedding and tied head") {
     run.operator()<configs::Llama2c>(blocks, 61, {.attention = WeightType::q8_0, .ffn = WeightType::q4_0,
@@ -351,6 +351,11 @@ TEST_CASE("decoder: int8 activations stay close to the float reference, prefill 
     run.operator()<configs::Mixtral>(d, 62, {.attention = WeightType::bf16, .ffn = WeightType::q4_0,
                                              .activations = tformer::Activations::int8});
   }
+  SECTION("Qwen3-shaped, bf16 everywhere with bf16 activations (x rounded to bf16, 2^-9 relative)") {
+    run.operator()<configs::Qwen3>(blocks, 64, {.attention = WeightType::bf16, .ffn = WeightType::bf16,
+                                                .embedding = WeightType::bf16, .head = WeightType::bf16,
+                                                .activations = tformer::Activations::bf16});
+  }
   SECTION("set_activations on a model's views: the q8/q4 ones take int8, the others stay f32") {
     OwnedWeights<configs::Llama> owned(blocks, 63);
     const tformer::ConvertedWeights c(owned.view(), {.attention = WeightType::q8_0, .ffn = WeightType::bf16});
@@ -359,6 +364,9 @@ TEST_CASE("decoder: int8 activations stay close to the float reference, prefill 
     CHECK(w.layers[1].wq.activations() == tformer::Activations::int8);
     CHECK(w.layers[1].ffn.up.activations() == tformer::Activations::f32);
     CHECK(w.embedding.activations() == tformer::Activations::f32);
+    tformer::set_activations(w, tformer::Activations::bf16);  // bf16: the bf16 ones; the rest f32
+    CHECK(w.layers[1].wq.activations() == tformer::Activations::f32);
+    CHECK(w.layers[1].ffn.up.activations() == tformer::Activations::bf16);
   }
 }
 

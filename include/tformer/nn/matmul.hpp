@@ -108,7 +108,7 @@ inline float decode_one(const Row& r, index k) noexcept {
 // rows of x into blocks whose slice fits in x_block_bytes (L2). Within a block, a panel of RN rows
 // of W (RN·slice values, in L1) meets every RM rows of the block before the next panel is read.
 inline constexpr index slice_values = 1024;
-inline constexpr index x_block_bytes = 256 * 1024;
+inline constexpr index x_block_bytes = 512 * 1024;
 
 #if TFORMER_HAS_SIMD
 using B = simd::batch;
@@ -443,21 +443,6 @@ inline void load_panel(const WeightView& w, index n0, index k0, index k1, float*
   }
 }
 
-// The next panel's bytes into L2 while the current one is multiplied (a panel from DRAM is
-// short row pieces far apart, which the hardware prefetchers pick up late): a share per x tile.
-struct PanelPrefetch {
-  const WeightView& w;
-  index n0, offset, line_count, per_call, done = 0;
-  PanelPrefetch(const WeightView& w_, index n0_, index offset_, index bytes, index calls) noexcept
-      : w(w_), n0(n0_), offset(offset_), line_count((bytes + 63) / 64),
-        per_call((std::min(panel_n, w_.rows() - n0_) * line_count + calls - 1) / calls) {}
-  void some() noexcept {
-    const index total = n0 < w.rows() ? std::min(panel_n, w.rows() - n0) * line_count : 0;
-    for (const index end = std::min(total, done + per_call); done < end; ++done)
-      __builtin_prefetch(w.row(n0 + done / line_count) + offset + done % line_count * 64, 0, 2);
-  }
-};
-
 template <WeightType T>
 inline void project_panels(MatrixView<const float> x, const WeightView& w,
                            MatrixView<float> y) noexcept {
@@ -473,12 +458,8 @@ inline void project_panels(MatrixView<const float> x, const WeightView& w,
         const float* p[panel_n];
         load_panel<T>(w, n0, k0, k1, buffer, p);
         const index valid = std::min(panel_n, w.rows() - n0);
-        PanelPrefetch next(w, n0 + panel_n, row_bytes(T, k0), row_bytes(T, k1 - k0),
-                           (b1 - b0 + panel_m - 1) / panel_m);
-        for (index m0 = b0; m0 < b1; m0 += panel_m) {
-          next.some();
+        for (index m0 = b0; m0 < b1; m0 += panel_m)
           panel_rows(x, m0, std::min(panel_m, b1 - m0), k0, p, k1 - k0, n0, valid, k0 == 0, y);
-        }
       }
     }
   }
