@@ -440,20 +440,24 @@ TEST_CASE("odr: SIMD and scalar matmul() agree for every weight type", "[odr][ma
   // Conversion is exact arithmetic on each value (the same bytes at every level); the products
   // are float dot products of `in` terms over the stored values ŵ, each build within
   // (in + 40)·u·Σ|x·ŵ| of exact (tests/nn/matmul_test.cpp), so two builds within twice that.
-  // |ŵ| <= |w| + m/8 with m the row's largest |w| (q4_0's bound, the loosest type).
+  // |ŵ| <= |w| + m/8 with m the row's largest |w| (q4_0's bound, the loosest type). With int8 or
+  // bf16 activations x is quantized the same way at every level (the same bytes), and the
+  // products are of the quantized x̂: |x̂| <= |x| + (block's largest |x|)/254 (int8) or
+  // |x|·(1 + 2^-8) (bf16), which the magnitude below covers.
   const double u = FLT_EPSILON / 2;
   for (const auto& variant : runnable(TFORMER_ISA_VARIANTS(odr, matmul))) {
     INFO("level " << tformer::isa_name(variant.isa));
     test::Random rng(59);
-    for (int trial = 0; trial < 20; ++trial) {
-      const int type = trial % 5;
+    for (int trial = 0; trial < 30; ++trial) {
+      // Trials 20–29: int8 activations on q8_0 / q4_0, bf16 activations on bf16.
+      const int type = trial < 20 ? trial % 5 : trial % 3 == 0 ? 1 + 8 * 2 : 3 + trial % 2 + 8 * 1;
       const int T = trial % 4 == 0 ? 1 : rng.integer(2, 70), in = 32 * rng.integer(1, 40);
       const int out = rng.integer(1, 70);
       const auto x = rng.normal_floats(std::size_t(T) * in),
                  w = rng.normal_floats(std::size_t(out) * in, 0.1f);
       const auto a = variant.fn(x, w, T, in, out, type), b = odr::scalar::matmul(x, w, T, in, out, type);
-      INFO("type " << type << " (0 f32, 1 bf16, 2 f16, 3 q8_0, 4 q4_0) T " << T << " in " << in
-                   << " out " << out);
+      INFO("type " << type % 8 << " (0 f32, 1 bf16, 2 f16, 3 q8_0, 4 q4_0), activations "
+                   << type / 8 << " (0 f32, 1 int8, 2 bf16), T " << T << " in " << in << " out " << out);
       REQUIRE(a.size() == b.size());
       const std::size_t n = std::size_t(T) * out;
       for (std::size_t i = n; i < a.size(); ++i) REQUIRE(a[i] == b[i]);  // the converted bytes
@@ -461,9 +465,14 @@ TEST_CASE("odr: SIMD and scalar matmul() agree for every weight type", "[odr][ma
         for (int o = 0; o < out; ++o) {
           double m = 0, mag = 0;
           for (int i = 0; i < in; ++i) m = std::max(m, double(std::abs(w[std::size_t(o) * in + i])));
-          for (int i = 0; i < in; ++i)
-            mag += std::abs(double(x[std::size_t(t) * in + i])) *
-                   (std::abs(w[std::size_t(o) * in + i]) + m / 8);
+          for (int i = 0; i < in; ++i) {
+            double block_max = 0;  // of x's block of 32 around i
+            for (int j = i / 32 * 32; j < i / 32 * 32 + 32; ++j)
+              block_max = std::max(block_max, std::abs(double(x[std::size_t(t) * in + j])));
+            const double xi = std::abs(double(x[std::size_t(t) * in + i])) * (1 + 0x1p-8) +
+                              (type / 8 == 1 ? block_max / 254 : 0.0);
+            mag += xi * (std::abs(w[std::size_t(o) * in + i]) + m / 8);
+          }
           REQUIRE(std::abs(a[std::size_t(t) * out + o] - b[std::size_t(t) * out + o]) <=
                   2 * (in + 40) * u * mag);
         }

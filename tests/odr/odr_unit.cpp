@@ -49,13 +49,15 @@ std::vector<float> linear(const std::vector<float>& x, const std::vector<float>&
   return y;
 }
 
-// y [T, out] = x · wᵀ through matmul() with w converted to storage type `type` (a WeightType) in
-// this unit; the converted bytes are appended to y, so the caller checks they agree across levels.
+// y [T, out] = x · wᵀ through matmul() with w converted to storage type `type % 8` (a
+// WeightType) in this unit, multiplying activations `type / 8` (an Activations); the converted
+// bytes are appended to y, so the caller checks they agree across levels.
 std::vector<float> matmul(const std::vector<float>& x, const std::vector<float>& w, int T, int in,
                           int out, int type) {
-  const auto wt = tformer::WeightType(type);
+  const auto wt = tformer::WeightType(type % 8);
   std::vector<std::byte> bytes(std::size_t(tformer::converted_bytes(wt, out, in)));
-  const tformer::WeightView view = tformer::convert_weights({w.data(), out, in}, wt, bytes, "w");
+  const tformer::WeightView view = tformer::convert_weights({w.data(), out, in}, wt, bytes, "w")
+                                       .with_activations(tformer::Activations(type / 8));
   std::vector<float> y(std::size_t(T) * out);
   tformer::matmul({x.data(), T, in}, view, {y.data(), T, out});
   for (std::byte b : bytes) y.push_back(float(b));

@@ -1,11 +1,12 @@
 // Linear layers: y = x · Wᵀ (+ b), W stored [out, in] as PyTorch stores it, so checkpoints map
-// without a transpose. f32 weights: Eigen's GEMM for many tokens, its GEMV for one; weights of
-// the other storage types (WeightView): the project's own kernels (nn/matmul.hpp). No copy of
-// the weights either way.
+// without a transpose. f32 MatrixViews: Eigen's GEMM for many tokens, its GEMV for one. Typed
+// weights (WeightView): the project's own kernels (nn/matmul.hpp), but for f32 views of up to
+// 4 tokens, Eigen's GEMV. No copy of the weights either way.
 //
-// Allocation: decode (one token, GEMV) allocates nothing. Eigen's GEMM packs its operands into
-// blocks on the stack up to 128 KiB (EIGEN_STACK_ALLOCATION_LIMIT) and on the heap beyond, so a
-// large prefill may allocate inside Eigen.
+// Allocation: decode (one token, GEMV) allocates nothing, nor does a WeightView's prefill (SIMD
+// builds). Eigen's GEMM (a MatrixView's prefill, and f32 views in the scalar build) packs its
+// operands into blocks on the stack up to 128 KiB (EIGEN_STACK_ALLOCATION_LIMIT) and on the heap
+// beyond, so a large prefill may allocate inside Eigen.
 #pragma once
 
 #include <span>
@@ -34,11 +35,16 @@ inline void project(MatrixView<const float> x, MatrixView<const float> w,
     eigen::map(y).rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias.data(), w.rows());
 }
 
-// The same for a weight of any storage type: f32 through Eigen as above, the others through
-// matmul_kernels. Preconditions as above, and w well formed.
+// The same for a weight of any storage type: the project's kernels (matmul_kernels), but f32
+// weights with f32 activations for up to max_rm tokens, which take Eigen's GEMV above (it
+// streams f32 rows at the read bound; docs/PERFORMANCE.md). Prefill of f32 weights takes the
+// f32 panels (1.1–1.4× Eigen's GEMM where W fits L3, 0.85–1.05× from DRAM), which, unlike
+// Eigen's GEMM, never allocate. Preconditions as above, and w well formed.
 inline void project(MatrixView<const float> x, const WeightView& w, std::span<const float> bias,
                     MatrixView<float> y) noexcept {
-  if (w.type() == WeightType::f32)
+  const bool f32_gemv = w.type() == WeightType::f32 && w.activations() == Activations::f32 &&
+                        (!TFORMER_HAS_SIMD || x.rows() <= matmul_kernels::max_rm);
+  if (f32_gemv)
     project(x, w.f32(), bias, y);
   else
     matmul_kernels::project(x, w, bias, y);
