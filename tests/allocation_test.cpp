@@ -12,6 +12,7 @@
 #include "tformer/model/decoder.hpp"
 #include "tformer/nn/attention.hpp"
 #include "tformer/nn/linear.hpp"
+#include "tformer/nn/matmul.hpp"
 #include "tformer/nn/moe.hpp"
 #include "tformer/nn/rmsnorm.hpp"
 #include "tformer/nn/swiglu.hpp"
@@ -189,6 +190,25 @@ TEST_CASE("model/decoder: a decode step on typed weights with int8 activations a
   CHECK(test::allocations_during([&] {
           dec.forward(0, std::span(&next, 1), {logits.data(), 1, 97});
         }) == 0);
+}
+
+TEST_CASE("nn/matmul: a prefill GEMM allocates nothing, every weight type and activation",
+          "[nn][allocation]") {
+  // Beyond Eigen's 128 KiB stack limit for its packed blocks: 96 tokens × 1100 inputs.
+  const tformer::index T = 96, in = 1100, out = 70;
+  const std::vector<float> x(std::size_t(T * in), 0.5f), w(std::size_t(out * in), 0.25f);
+  std::vector<float> y(std::size_t(T * out));
+  for (WeightType type : {WeightType::f32, WeightType::bf16, WeightType::f16}) {
+    std::vector<std::byte> bytes(std::size_t(tformer::converted_bytes(type, out, in)));
+    const tformer::WeightView view = tformer::convert_weights({w.data(), out, in}, type, bytes, "w");
+    for (Activations a : {Activations::f32, Activations::bf16}) {
+      if (!tformer::takes_activations(view, a)) continue;
+      CAPTURE(tformer::type_name(type), tformer::activations_name(a));
+      CHECK(test::allocations_during([&] {
+              tformer::matmul({x.data(), T, in}, view.with_activations(a), {y.data(), T, out});
+            }) == 0);
+    }
+  }
 }
 
 TEST_CASE("model/decoder: a MoE decode step allocates nothing", "[decoder][allocation]") {
