@@ -95,11 +95,12 @@ TEST_CASE("nn/matmul: every type matches the reference on random shapes", "[nn][
   CAPTURE(seed);
   test::Random rng(seed);
   // Decode (1–4 rows) and prefill shapes; `in` beyond one slice of the prefill panels (768
-  // values on AVX-512, 1536 on AVX2) in some draws, and rows past one block of x (85 rows of a
-  // 768-value slice) in others.
-  const int T = seed % 3 == 0 ? rng.integer(1, 4) : seed % 5 == 1 ? rng.integer(86, 200) : rng.integer(5, 70);
-  const int blocks = seed % 4 == 0 ? rng.integer(33, 80) : rng.integer(1, 12);
-  const int out = rng.integer(1, 90);
+  // values on AVX-512, 1536 on AVX2) in some draws, and rows past one block of x (168 rows of a
+  // 768-value slice on AVX-512, 85 of 1536 on AVX2) in others.
+  const bool many_rows = seed % 5 == 1 && seed % 3 != 0;
+  const int T = seed % 3 == 0 ? rng.integer(1, 4) : many_rows ? rng.integer(170, 400) : rng.integer(5, 70);
+  const int blocks = seed % 4 == 0 || many_rows ? rng.integer(33, 80) : rng.integer(1, 12);
+  const int out = many_rows ? rng.integer(1, 30) : rng.integer(1, 90);
   const test::Matrix x = test::Matrix::random(rng, T, 32 * blocks);
   const std::vector<float> bias = rng.normal_floats(std::size_t(out));
   for (WeightType type : all_types) {
@@ -322,6 +323,22 @@ TEST_CASE("nn/matmul: bf16 activations are the float products of x rounded to bf
   check_matmul(rounded, w.view, out, nullptr, y.cview());
   tformer::matmul(x.cview(), wb, bias, y.view());
   check_matmul(rounded, w.view, out, &bias, y.cview());
+}
+
+TEST_CASE("nn/matmul: bf16 activations, decode rows longer than one buffer slice", "[nn][matmul][bf16]") {
+  // Decode takes whole rows up to 10,912 values; longer rows run in slices.
+  test::Random rng(41);
+  for (int T : {1, 3}) {
+    const int in = 23000, out = 9;
+    const test::Matrix x = test::Matrix::random(rng, T, in);
+    test::Matrix rounded = x;
+    for (int t = 0; t < T; ++t)
+      for (int k = 0; k < in; ++k) rounded.at(t, k) = tformer::to_float(tformer::to_bf16(x.at(t, k)));
+    const Weight w(rng, WeightType::bf16, out, in);
+    test::Matrix y(T, out, -7.0f);
+    tformer::matmul(x.cview(), w.view.with_activations(tformer::Activations::bf16), y.view());
+    check_matmul(rounded, w.view, out, nullptr, y.cview());
+  }
 }
 
 TEST_CASE("nn/matmul: bf16 activations round x to nearest, ties to even", "[nn][matmul][bf16]") {

@@ -34,7 +34,12 @@ enum class WeightType : std::uint8_t { f32, bf16, f16, q8_0, q4_0, q8_group };
 enum class Activations : std::uint8_t { f32, int8, bf16 };
 
 inline const char* activations_name(Activations a) noexcept {
-  return a == Activations::f32 ? "f32" : a == Activations::int8 ? "int8" : "bf16";
+  switch (a) {
+    case Activations::f32: return "f32";
+    case Activations::int8: return "int8";
+    case Activations::bf16: return "bf16";
+  }
+  return "unknown";
 }
 
 inline namespace TFORMER_ARCH_NS {

@@ -1,12 +1,14 @@
 // Linear layers: y = x · Wᵀ (+ b), W stored [out, in] as PyTorch stores it, so checkpoints map
 // without a transpose. f32 MatrixViews: Eigen's GEMM for many tokens, its GEMV for one. Typed
-// weights (WeightView): the project's own kernels (nn/matmul.hpp), but for f32 views of up to
-// 4 tokens, Eigen's GEMV. No copy of the weights either way.
+// weights (WeightView): the project's own kernels (nn/matmul.hpp), but f32 views of up to
+// matmul_kernels::max_rm tokens (4 on AVX-512, 2 below) take Eigen as a MatrixView does. No copy
+// of the weights either way.
 //
-// Allocation: decode (one token, GEMV) allocates nothing, nor does a WeightView's prefill (SIMD
-// builds). Eigen's GEMM (a MatrixView's prefill, and f32 views in the scalar build) packs its
-// operands into blocks on the stack up to 128 KiB (EIGEN_STACK_ALLOCATION_LIMIT) and on the heap
-// beyond, so a large prefill may allocate inside Eigen.
+// Allocation: decode (one token, GEMV) allocates nothing, nor does a WeightView of more than
+// max_rm tokens (SIMD builds). Eigen's GEMM (a MatrixView of 2 or more tokens, an f32 WeightView
+// of 2..max_rm tokens, and every f32 WeightView in the scalar build) packs its operands into
+// blocks on the stack up to 128 KiB (EIGEN_STACK_ALLOCATION_LIMIT) and on the heap beyond, so it
+// may allocate for large widths.
 #pragma once
 
 #include <span>
@@ -36,10 +38,10 @@ inline void project(MatrixView<const float> x, MatrixView<const float> w,
 }
 
 // The same for a weight of any storage type: the project's kernels (matmul_kernels), but f32
-// weights with f32 activations for up to max_rm tokens, which take Eigen's GEMV above (it
-// streams f32 rows at the read bound; docs/PERFORMANCE.md). Prefill of f32 weights takes the
-// f32 panels (1.1–1.4× Eigen's GEMM where W fits L3, 0.85–1.05× from DRAM), which, unlike
-// Eigen's GEMM, never allocate. Preconditions as above, and w well formed.
+// weights for up to max_rm tokens, which take Eigen as above (its GEMV streams f32 rows at the
+// read bound; docs/PERFORMANCE.md). Prefill of f32 weights takes the f32 panels (1.25–1.27×
+// Eigen's GEMM where W fits L3, 0.85–1.02× from DRAM), which, unlike Eigen's GEMM, never
+// allocate. Preconditions as above, and w well formed.
 inline void project(MatrixView<const float> x, const WeightView& w, std::span<const float> bias,
                     MatrixView<float> y) noexcept {
   const bool f32_gemv = w.type() == WeightType::f32 && w.activations() == Activations::f32 &&

@@ -1,7 +1,8 @@
 // y = x · Wᵀ for a bf16 weight with bf16 activations (a WeightView whose activations() is
 // Activations::bf16): x is rounded to bf16 once per call (nearest, ties to even: core/numeric.hpp's
 // to_bf16), and every product of a bf16 x with a bf16 weight, exact in f32, is accumulated in f32.
-// Rows of x round the same in any batch, so decode and prefill agree.
+// Rows of x round the same in any batch, so decode and prefill multiply the same values (their
+// float sums may differ in order: decode takes whole rows, prefill slices of 1024).
 //
 // Kernels:
 //   AVX512_BF16: vdpbf16ps, 32 products a register per instruction (twice an FMA's 16). It
@@ -51,6 +52,13 @@ inline void round_row(const float* x, index n, index padded, std::uint16_t* out)
 }
 
 inline float widen(std::uint16_t v) noexcept { return to_float(bf16{v}); }
+
+// The bf16 at p, which may point into any bytes (a weight's memory): read as bytes.
+inline float widen_at(const std::uint16_t* p) noexcept {
+  std::uint16_t v;
+  std::memcpy(&v, p, sizeof v);
+  return widen(v);
+}
 
 #if TFORMER_BF16_DOT
 inline __m512bh as_bh(__m512i v) noexcept { return (__m512bh)v; }
@@ -135,7 +143,7 @@ inline void tile(const std::uint16_t* const* x, const std::uint16_t* const* w, i
   }
   for (; k < len; ++k)
     for (index m = 0; m < PM; ++m)
-      for (index n = 0; n < PN; ++n) out[m * PN + n] += widen(x[m][k]) * widen(w[n][k]);
+      for (index n = 0; n < PN; ++n) out[m * PN + n] += widen(x[m][k]) * widen_at(w[n] + k);
 }
 #else
 template <index PM, index PN>
@@ -144,24 +152,23 @@ inline void tile(const std::uint16_t* const* x, const std::uint16_t* const* w, i
   for (index i = 0; i < PM * PN; ++i) out[i] = 0.0f;
   for (index k = 0; k < len; ++k)
     for (index m = 0; m < PM; ++m)
-      for (index n = 0; n < PN; ++n) out[m * PN + n] += widen(x[m][k]) * widen(w[n][k]);
+      for (index n = 0; n < PN; ++n) out[m * PN + n] += widen(x[m][k]) * widen_at(w[n] + k);
 }
 #endif
 
-// Buffer rows [m0, m0 + count), 0 < count <= PM, against W rows [n0, n0 + valid) (tile_n row
-// pointers, the last repeated past valid): y written (first slice) or added.
+// Buffer rows x[0, count), 0 < count <= PM, against W rows [n0, n0 + valid) (tile_n row
+// pointers, the last repeated past valid): y rows [t0, t0 + count) written (first slice) or added.
 template <index PM = tile_m>
-inline void rows_against(const std::uint16_t* const* x, index m0, index count,
-                         const std::uint16_t* const* w, index len, index t0, index n0, index valid,
-                         bool first_slice, MatrixView<float> y) noexcept {
+inline void rows_against(const std::uint16_t* const* x, index count, const std::uint16_t* const* w,
+                         index len, index t0, index n0, index valid, bool first_slice,
+                         MatrixView<float> y) noexcept {
   if constexpr (PM > 1) {
-    if (count < PM)
-      return rows_against<PM - 1>(x, m0, count, w, len, t0, n0, valid, first_slice, y);
+    if (count < PM) return rows_against<PM - 1>(x, count, w, len, t0, n0, valid, first_slice, y);
   }
   float r[PM * tile_n];
-  tile<PM, tile_n>(x + m0, w, len, r);
+  tile<PM, tile_n>(x, w, len, r);
   for (index m = 0; m < PM; ++m) {
-    float* yr = y.row(t0 + m0 + m) + n0;
+    float* yr = y.row(t0 + m) + n0;
     if (first_slice)
       for (index n = 0; n < valid; ++n) yr[n] = r[m * tile_n + n];
     else
@@ -177,28 +184,28 @@ inline void project(MatrixView<const float> x, const WeightView& w, std::span<co
   if (in == 0) {
     for (index t = 0; t < rows; ++t) std::fill_n(y.row(t), y.cols(), 0.0f);
   } else {
-    // A few rows (decode): whole rows of W, one stream; more: slices whose panel fits L1.
+    // A few rows (decode): whole rows of W (up to 10,912 values), tile_n adjacent rows at a
+    // time; more: slices whose panel fits L1.
     const index slice = std::min(in, rows <= tile_m ? buffer_values / tile_m / step * step : slice_values);
     const index padded = (slice + step - 1) / step * step;
-    const index block = std::min(rows, buffer_values / padded);  // >= 32 rows
+    const index block = std::min(rows, buffer_values / padded);  // all rows, or >= 32
     alignas(64) std::uint16_t buffer[buffer_values];
     for (index t0 = 0; t0 < rows; t0 += block) {
       const index count = std::min(block, rows - t0);
       for (index k0 = 0; k0 < in; k0 += slice) {
         const index n = std::min(slice, in - k0);
-        const std::uint16_t* xr[buffer_values / step];
-        for (index m = 0; m < count; ++m) {
-          std::uint16_t* row = buffer + m * padded;
-          round_row(x.row(t0 + m) + k0, n, padded, row);
-          xr[m] = row;
-        }
+        for (index m = 0; m < count; ++m) round_row(x.row(t0 + m) + k0, n, padded, buffer + m * padded);
         for (index n0 = 0; n0 < w.rows(); n0 += tile_n) {
           const std::uint16_t* wr[tile_n];
           for (index i = 0; i < tile_n; ++i)
             wr[i] = reinterpret_cast<const std::uint16_t*>(w.row(std::min(n0 + i, w.rows() - 1))) + k0;
           const index valid = std::min(tile_n, w.rows() - n0);
-          for (index m0 = 0; m0 < count; m0 += tile_m)
-            rows_against(xr, m0, std::min(tile_m, count - m0), wr, n, t0, n0, valid, k0 == 0, y);
+          for (index m0 = 0; m0 < count; m0 += tile_m) {
+            const index c = std::min(tile_m, count - m0);
+            const std::uint16_t* xt[tile_m];
+            for (index m = 0; m < tile_m; ++m) xt[m] = buffer + (m0 + std::min(m, c - 1)) * padded;
+            rows_against(xt, c, wr, n, t0 + m0, n0, valid, k0 == 0, y);
+          }
         }
       }
     }
