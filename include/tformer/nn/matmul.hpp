@@ -11,7 +11,7 @@
 //     streams from memory once.
 //   - Prefill (SIMD builds): W in panels of 8 (AVX-512) or 4 rows × a slice of `in`, decoded once
 //     to f32 in L1 (project_panels); x's rows stream from L2 in tiles of 3 against the panel,
-//     24 or 12 accumulators (panel_tile). The scalar build runs the RM×RN tiles instead.
+//     24 or 12 accumulators (matmul_tile::dot_tile). The scalar build runs the RM×RN tiles instead.
 // A view with int8 activations goes to nn/matmul_int8.hpp instead (integer dot products), one
 // with bf16 activations to nn/matmul_bf16.hpp (vdpbf16ps).
 // Weights decode to exactly their stored value (core/numeric.hpp), so every type computes the
@@ -34,6 +34,7 @@
 #include "tformer/core/weight_view.hpp"
 #include "tformer/nn/matmul_bf16.hpp"
 #include "tformer/nn/matmul_int8.hpp"
+#include "tformer/nn/matmul_tile.hpp"
 
 namespace tformer {
 inline namespace TFORMER_ARCH_NS {
@@ -150,10 +151,8 @@ inline void decode_step(const Row& r, index k, B* out) noexcept {
 #if defined(__AVX512F__)  // (arch.hpp: 16 lanes)
   {
     if constexpr (T == WeightType::bf16) {  // bf16 → f32: the 16 bits move to the top
-      for (index v = 0; v < V; ++v) {
-        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * (k + v * 16)));
-        out[v] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-      }
+      for (index v = 0; v < V; ++v)
+        out[v] = matmul_tile::lanes_at(reinterpret_cast<const std::uint16_t*>(row) + k + v * W);
     } else if constexpr (T == WeightType::f16) {
       for (index v = 0; v < V; ++v)
         out[v] = _mm512_cvtph_ps(
@@ -188,10 +187,8 @@ inline void decode_step(const Row& r, index k, B* out) noexcept {
 #elif defined(__AVX2__)  // 8 lanes
   {
     if constexpr (T == WeightType::bf16) {
-      for (index v = 0; v < V; ++v) {
-        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * (k + v * 8)));
-        out[v] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-      }
+      for (index v = 0; v < V; ++v)
+        out[v] = matmul_tile::lanes_at(reinterpret_cast<const std::uint16_t*>(row) + k + v * W);
       return;
     } else if constexpr (T == WeightType::q8_0) {
       const std::byte* b = row + k / 32 * 34;
@@ -366,42 +363,6 @@ inline constexpr index panel_m = 3;
 inline constexpr index panel_n = W == 16 ? 8 : 4;                 // 24 or 12 accumulators
 inline constexpr index panel_k = 24 * 1024 / (panel_n * 4) / step * step;  // 24 KiB of panel
 
-// Keeps a loaded vector in a register: otherwise GCC folds the load into each of the PM FMAs
-// that use it, PM loads instead of one (the kernel is then load-bound: 0.70 of the FMA peak).
-inline void in_register(B& v) noexcept {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-  asm("" : "+v"(v.data));
-#endif
-}
-
-// out[m·PN + n] = x_m · p_n over [0, len) (PM rows of x, PN panel rows, f32).
-template <index PM, index PN>
-inline void panel_tile(const float* const* x, const float* const* p, index len,
-                       float* out) noexcept {
-  constexpr index N = PM * PN;
-  constexpr index groups = (N + W - 1) / W;
-  B acc[groups * W];
-  for (index i = 0; i < groups * W; ++i) acc[i] = B(0.0f);
-  index k = 0;
-  for (; k + W <= len; k += W) {
-    B xv[PM];
-    for (index m = 0; m < PM; ++m) xv[m] = B::load_unaligned(x[m] + k);
-    for (index n = 0; n < PN; ++n) {
-      B wv = B::load_unaligned(p[n] + k);
-      in_register(wv);
-      for (index m = 0; m < PM; ++m) acc[m * PN + n] = xsimd_compat::fma(xv[m], wv, acc[m * PN + n]);
-    }
-  }
-  for (index g = 0; g < groups; ++g) {
-    alignas(64) float lanes[W];
-    xsimd_compat::reduce_add_rows(acc + g * W).store_aligned(lanes);
-    for (index i = 0; i < W && g * W + i < N; ++i) out[g * W + i] = lanes[i];
-  }
-  for (; k < len; ++k)
-    for (index m = 0; m < PM; ++m)
-      for (index n = 0; n < PN; ++n) out[m * PN + n] += x[m][k] * p[n][k];
-}
-
 // Rows [m0, m0 + count) of x, 0 < count <= PM, against the panel: y's outputs [n0, n0 + valid)
 // written (first slice) or added.
 template <index PM = panel_m>
@@ -414,14 +375,8 @@ inline void panel_rows(MatrixView<const float> x, index m0, index count, index k
   const float* xr[PM];
   for (index m = 0; m < PM; ++m) xr[m] = x.row(m0 + m) + k0;
   float r[PM * panel_n];
-  panel_tile<PM, panel_n>(xr, p, len, r);
-  for (index m = 0; m < PM; ++m) {
-    float* yr = y.row(m0 + m) + n0;
-    if (first_slice)
-      for (index n = 0; n < valid; ++n) yr[n] = r[m * panel_n + n];
-    else
-      for (index n = 0; n < valid; ++n) yr[n] += r[m * panel_n + n];
-  }
+  matmul_tile::dot_tile<PM, panel_n>(xr, p, len, r);
+  matmul_tile::store_tile(r, PM, panel_n, valid, y, m0, n0, !first_slice);
 }
 
 // The panel rows [n0, n0 + PN) × [k0, k1) decoded to f32 into `buffer` (PN rows of panel_k), every
@@ -456,7 +411,7 @@ inline void gemv_f32(const float* x, const WeightView& w, float* y) noexcept {
     for (index n = 0; n < panel_n; ++n)
       p[n] = reinterpret_cast<const float*>(w.row(std::min(r0 + n, w.rows() - 1)));
     float r[panel_n];
-    panel_tile<1, panel_n>(&x, p, w.cols(), r);
+    matmul_tile::dot_tile<1, panel_n>(&x, p, w.cols(), r);
     for (index n = 0; n < std::min(panel_n, w.rows() - r0); ++n) y[r0 + n] = r[n];
   }
 }
@@ -522,14 +477,7 @@ inline void tile_into(MatrixView<const float> x, index m0, const WeightView& w, 
   for (index n = 0; n < RN; ++n) wr[n] = row_of(w, std::min(n0 + n, w.rows() - 1));
   float r[RM * RN];
   tile<T, RM, RN>(xr, wr, k0, k1, r);
-  const index valid = std::min(RN, w.rows() - n0);
-  for (index m = 0; m < RM; ++m) {
-    float* yr = y.row(m0 + m) + n0;
-    if (first_slice)
-      for (index n = 0; n < valid; ++n) yr[n] = r[m * RN + n];
-    else
-      for (index n = 0; n < valid; ++n) yr[n] += r[m * RN + n];
-  }
+  matmul_tile::store_tile(r, RM, RN, std::min(RN, w.rows() - n0), y, m0, n0, !first_slice);
 }
 
 // Rows [m0, m0 + count) of x, 0 < count <= max_rm, against rows [n0, n0 + RN) of W.

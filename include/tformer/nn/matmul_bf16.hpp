@@ -8,8 +8,8 @@
 //   AVX512_BF16: vdpbf16ps, 32 products a register per instruction (twice an FMA's 16). It
 //     treats subnormal inputs and results as zero (|x| or |w| below 2^-126: a product below
 //     2^-126·|other|, far under the f32 rounding of any sum it would join).
-//   Any other SIMD level: the same products by float FMAs, both sides widened in registers.
-//   The scalar build: plain loops.
+//   Any other level: the same products by float FMAs, both sides widened in registers
+//   (matmul_tile::dot_tile, the f32 prefill's tile; plain loops in the scalar build).
 // Tiles of tile_m rows of x × tile_n rows of W, one vector accumulator each, along `in` (as the
 // f32 prefill panels of nn/matmul.hpp); one horizontal sum per output.
 //
@@ -28,6 +28,7 @@
 #include "tformer/core/simd.hpp"
 #include "tformer/core/views.hpp"
 #include "tformer/core/weight_view.hpp"
+#include "tformer/nn/matmul_tile.hpp"
 
 #if defined(__AVX512BF16__) && defined(__AVX512BW__) && !defined(TFORMER_SIMD_SCALAR)
 #define TFORMER_BF16_DOT 1
@@ -51,15 +52,6 @@ inline void round_row(const float* x, index n, index padded, std::uint16_t* out)
   std::fill(out + n, out + padded, std::uint16_t(0));
 }
 
-inline float widen(std::uint16_t v) noexcept { return to_float(bf16{v}); }
-
-// The bf16 at p, which may point into any bytes (a weight's memory): read as bytes.
-inline float widen_at(const std::uint16_t* p) noexcept {
-  std::uint16_t v;
-  std::memcpy(&v, p, sizeof v);
-  return widen(v);
-}
-
 #if TFORMER_BF16_DOT
 inline __m512bh as_bh(__m512i v) noexcept { return (__m512bh)v; }
 
@@ -77,7 +69,7 @@ template <index PM, index PN, bool Masked>
       wv = _mm512_maskz_loadu_epi16(mask, w[n] + k);
     } else {
       wv = _mm512_loadu_si512(w[n] + k);
-      asm("" : "+v"(wv));  // one load per W row, not one per product (in_register, nn/matmul.hpp)
+      asm("" : "+v"(wv));  // one load per W row, not one per product (matmul_tile::in_register)
     }
     for (index m = 0; m < PM; ++m)
       acc[m * PN + n] = B(_mm512_dpbf16_ps(acc[m * PN + n], as_bh(xv[m]), as_bh(wv)));
@@ -102,57 +94,11 @@ inline void tile(const std::uint16_t* const* x, const std::uint16_t* const* w, i
     for (index i = 0; i < 16 && g * 16 + i < N; ++i) out[g * 16 + i] = lanes[i];
   }
 }
-#elif TFORMER_HAS_SIMD
-using B = simd::batch;
-inline constexpr index W = index(simd::lanes);
-
-// W bf16 values as floats (exact).
-inline B widen_lanes(const std::uint16_t* p) noexcept {
-#if defined(__AVX512F__)
-  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-#elif defined(__AVX2__)
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-#else
-  alignas(64) float f[W];
-  for (index i = 0; i < W; ++i) f[i] = widen(p[i]);
-  return B::load_aligned(f);
-#endif
-}
-
-template <index PM, index PN>
-inline void tile(const std::uint16_t* const* x, const std::uint16_t* const* w, index len,
-                 float* out) noexcept {
-  constexpr index N = PM * PN, groups = (N + W - 1) / W;
-  B acc[groups * W];
-  for (index i = 0; i < groups * W; ++i) acc[i] = B(0.0f);
-  index k = 0;
-  for (; k + W <= len; k += W) {
-    B xv[PM];
-    for (index m = 0; m < PM; ++m) xv[m] = widen_lanes(x[m] + k);
-    for (index n = 0; n < PN; ++n) {
-      const B wv = widen_lanes(w[n] + k);
-      for (index m = 0; m < PM; ++m) acc[m * PN + n] = xsimd_compat::fma(xv[m], wv, acc[m * PN + n]);
-    }
-  }
-  for (index g = 0; g < groups; ++g) {
-    alignas(64) float lanes[W];
-    xsimd_compat::reduce_add_rows(acc + g * W).store_aligned(lanes);
-    for (index i = 0; i < W && g * W + i < N; ++i) out[g * W + i] = lanes[i];
-  }
-  for (; k < len; ++k)
-    for (index m = 0; m < PM; ++m)
-      for (index n = 0; n < PN; ++n) out[m * PN + n] += widen(x[m][k]) * widen_at(w[n] + k);
-}
 #else
 template <index PM, index PN>
 inline void tile(const std::uint16_t* const* x, const std::uint16_t* const* w, index len,
                  float* out) noexcept {
-  for (index i = 0; i < PM * PN; ++i) out[i] = 0.0f;
-  for (index k = 0; k < len; ++k)
-    for (index m = 0; m < PM; ++m)
-      for (index n = 0; n < PN; ++n) out[m * PN + n] += widen(x[m][k]) * widen_at(w[n] + k);
+  matmul_tile::dot_tile<PM, PN>(x, w, len, out);
 }
 #endif
 
@@ -167,13 +113,7 @@ inline void rows_against(const std::uint16_t* const* x, index count, const std::
   }
   float r[PM * tile_n];
   tile<PM, tile_n>(x, w, len, r);
-  for (index m = 0; m < PM; ++m) {
-    float* yr = y.row(t0 + m) + n0;
-    if (first_slice)
-      for (index n = 0; n < valid; ++n) yr[n] = r[m * tile_n + n];
-    else
-      for (index n = 0; n < valid; ++n) yr[n] += r[m * tile_n + n];
-  }
+  matmul_tile::store_tile(r, PM, tile_n, valid, y, t0, n0, !first_slice);
 }
 
 // y = x · Wᵀ + b with bf16 activations. Preconditions: as matmul_kernels::project, and w bf16.
