@@ -1,22 +1,53 @@
-// AlignedBuffer: the owning, 64-byte aligned array behind every table, cache and workspace.
+// AlignedBuffer: the owning, 64-byte aligned array behind every table, cache and workspace, and
+// checked_size(): the product of sizes every constructor computes before it allocates.
 //
 // Move-only; a deep copy is the explicit copy(), so a costly copy is never an accident.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
+#include <initializer_list>
 #include <new>
 #include <span>
+#include <sstream>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
 #include "tformer/core/arch.hpp"
+#include "tformer/core/error.hpp"
+#include "tformer/core/views.hpp"
 
 namespace tformer {
 inline namespace TFORMER_ARCH_NS {
 
 // One cache line; also the widest SIMD register (AVX-512).
 inline constexpr std::size_t buffer_alignment = 64;
+
+// The most bytes one buffer may hold: 1 TiB, past any CPU machine's memory. A larger size is bad
+// input (usually a wrapped or garbage size), reported before anything is allocated.
+inline constexpr std::size_t max_buffer_bytes = std::size_t(1) << 40;
+
+// The product of `factors`, checked: every factor >= 0, and the product times `element_bytes` at
+// most max_buffer_bytes, so it neither wraps nor asks for absurd memory. Otherwise throws
+//   "KVCache: sequences * layers * kv_heads * slots * head_dim: expected a product of at most
+//    2^40 bytes (4-byte elements), got 2 * 3 * 4611686018427387904 * 8 * 128".
+inline index checked_size(std::string_view where, std::string_view what,
+                          std::initializer_list<index> factors, std::size_t element_bytes) {
+  std::size_t product = element_bytes;
+  bool ok = true;
+  for (const index f : factors)
+    ok = ok && f >= 0 && !__builtin_mul_overflow(product, static_cast<std::size_t>(f), &product) &&
+         product <= max_buffer_bytes;
+  if (!ok) [[unlikely]] {
+    std::ostringstream expected, given;
+    expected << "a product of at most 2^40 bytes (" << element_bytes << "-byte elements)";
+    const char* sep = "";
+    for (const index f : factors) given << std::exchange(sep, " * ") << f;
+    detail::fail_check(where, what, expected.str(), given.str());
+  }
+  return static_cast<index>(product / element_bytes);
+}
 
 template <class T>
 class AlignedBuffer {
@@ -26,9 +57,16 @@ class AlignedBuffer {
  public:
   AlignedBuffer() = default;
   // `size` elements, zero-initialised.
+  // Throws tformer::Error, stating the bytes, for more than max_buffer_bytes or when the
+  // allocation fails (never std::bad_alloc).
   explicit AlignedBuffer(std::size_t size) : size_(size) {
     if (size_ == 0) return;
-    data_ = static_cast<T*>(::operator new (size_ * sizeof(T), std::align_val_t{buffer_alignment}));
+    if (size_ > max_buffer_bytes / sizeof(T)) [[unlikely]]
+      fail_allocation("at most 2^40 bytes");
+    data_ = static_cast<T*>(
+        ::operator new (size_ * sizeof(T), std::align_val_t{buffer_alignment}, std::nothrow));
+    if (data_ == nullptr) [[unlikely]]
+      fail_allocation("memory the system can give");
     std::fill_n(data_, size_, T{});
   }
   AlignedBuffer(AlignedBuffer&& other) noexcept
@@ -65,6 +103,13 @@ class AlignedBuffer {
     if (data_) ::operator delete (data_, std::align_val_t{buffer_alignment});
     data_ = nullptr;
     size_ = 0;
+  }
+
+  [[noreturn]] void fail_allocation(const char* expected) {
+    std::ostringstream given;
+    given << size_ << " elements of " << sizeof(T) << " bytes";
+    size_ = 0;
+    detail::fail_check("AlignedBuffer", "size", expected, given.str());
   }
 
   T* data_ = nullptr;

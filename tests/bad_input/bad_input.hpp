@@ -1,0 +1,73 @@
+// The bad-input suite's table runner: every public entry point with the bad inputs it must
+// reject, each a row { entry, input, names, call, state }.
+//
+// A row passes when `call` throws tformer::Error (not another exception, not nothing) whose
+// message contains `names` (the parameter it must name), and, when `state` is given, `state()`
+// returns the same before and after the call (a rejected call changes nothing). The program
+// prints its counts at exit: entry points, inputs, and how many raised the expected Error.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+#include <exception>
+#include <functional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "tformer/core/error.hpp"
+
+namespace bad_input {
+
+struct Row {
+  std::string entry;  // "KVCache::advance"
+  std::string input;  // "tokens = INT64_MAX"
+  std::string names;  // a part of the message: the parameter's name
+  std::function<void()> call;
+  std::function<std::string()> state = {};  // the object's observable state, or empty
+};
+
+// Counts over the whole program, printed at exit.
+struct Tally {
+  std::set<std::string> entries;
+  int inputs = 0, errors = 0;
+  ~Tally() {
+    std::printf("bad_input: %zu entry points, %d bad inputs, %d raised tformer::Error naming the "
+                "parameter with no state change\n",
+                entries.size(), inputs, errors);
+  }
+};
+inline Tally& tally() {
+  static Tally t;
+  return t;
+}
+
+// Runs the rows; each failure is reported with its entry point and input.
+inline void run(const std::vector<Row>& rows) {
+  for (const Row& row : rows) {
+    tally().entries.insert(row.entry);
+    ++tally().inputs;
+    INFO(row.entry << " with " << row.input);
+    const std::string before = row.state ? row.state() : std::string();
+    std::string outcome;
+    try {
+      row.call();
+      outcome = "returned normally";
+    } catch (const tformer::Error& e) {
+      const std::string message = e.what();
+      if (message.find(row.names) == std::string::npos)
+        outcome = "tformer::Error without \"" + row.names + "\": " + message;
+    } catch (const std::exception& e) {
+      outcome = std::string("escaped non-tformer exception: ") + e.what();
+    } catch (...) {
+      outcome = "escaped an unknown exception";
+    }
+    if (outcome.empty() && row.state && row.state() != before)
+      outcome = "changed state before failing";
+    CHECK(outcome == "");
+    if (outcome.empty()) ++tally().errors;
+  }
+}
+
+}  // namespace bad_input

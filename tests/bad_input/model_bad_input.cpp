@@ -1,0 +1,2 @@
+// Bad inputs of the public entry points in include/tformer/model/ (see bad_input.hpp).
+#include "bad_input/bad_input.hpp"
