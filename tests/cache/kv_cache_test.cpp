@@ -1,12 +1,16 @@
 #include <catch2/catch.hpp>
 
+#include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "support/random.hpp"
 #include "tformer/cache/kv_cache.hpp"
 
 using Catch::Matchers::Contains;
+using tformer::CrossKVCache;
 using tformer::HeadsView;
+using tformer::index;
 using tformer::KVCache;
 
 TEST_CASE("cache/kv_cache: layout, lengths per sequence, truncate and reset", "[cache]") {
@@ -50,8 +54,74 @@ TEST_CASE("cache/kv_cache: overflow and bad arguments raise tformer::Error", "[c
   CHECK_THROWS_WITH(cache.write(0, 0, HeadsView<const float>(kv.data(), 1, 2, 2),
                                 HeadsView<const float>(kv.data(), 1, 2, 2)),
                     Contains("k.heads (= kv_heads)") && Contains("expected 1, got 2"));
-  CHECK_THROWS_WITH(cache.advance(0, 5), Contains("length + tokens"));
+  CHECK_THROWS_WITH(cache.advance(0, 5), Contains("tokens") && Contains("capacity 4 - length 0"));
   CHECK_THROWS_WITH(cache.truncate(0, 1), Contains("[0, 0] (current length)"));
   CHECK_THROWS_WITH(KVCache({.layers = 0, .kv_heads = 1, .head_dim = 2, .capacity = 4}),
                     Contains("layers"));
+}
+
+TEST_CASE("cache/kv_cache: view() covers only positions written to that layer", "[cache][errors]") {
+  KVCache cache({.layers = 2, .kv_heads = 1, .head_dim = 2, .capacity = 8});
+  std::vector<float> kv(3 * 2, 1.0f);
+  const HeadsView<const float> three(kv.data(), 3, 1, 2), one(kv.data(), 1, 1, 2);
+  cache.write(0, 0, three, three);
+  CHECK(cache.view(0, 0, 3).length == 3);
+  // Layer 1 was never written: attending over it would read zeros or stale keys.
+  CHECK_THROWS_WITH(cache.view(1, 0, 3), Contains("length") && Contains("[0, 0]"));
+  cache.write(1, 0, three, three);
+  cache.advance(0, 3);
+  // Roll back one position (a rejected draft token): position 2 is stale until written again.
+  cache.truncate(0, 2);
+  CHECK_THROWS_WITH(cache.view(0, 0, 3), Contains("[0, 2]"));
+  cache.write(0, 0, one, one);
+  CHECK(cache.view(0, 0, 3).length == 3);
+  CHECK_THROWS_WITH(cache.view(1, 0, 3), Contains("[0, 2]"));
+  // A layer skipped for a whole step leaves a gap that a later write does not hide.
+  cache.advance(0, 1);  // layer 1 did not write position 2
+  cache.write(1, 0, one, one);
+  CHECK_THROWS_WITH(cache.view(1, 0, 4), Contains("[0, 2]"));
+  cache.reset(0);
+  CHECK_THROWS_WITH(cache.view(0, 0, 1), Contains("[0, 0]"));
+}
+
+TEST_CASE("cache/kv_cache: sizes that overflow or exceed 2^40 bytes are refused before allocating",
+          "[cache][errors]") {
+  constexpr index huge = index(1) << 62;
+  CHECK_THROWS_WITH(KVCache({.layers = 1, .kv_heads = 1, .head_dim = 2, .window = huge,
+                             .max_step = huge + 2}),
+                    Contains("window") && Contains("2^40"));
+  CHECK_THROWS_WITH(KVCache({.layers = 1 << 16, .kv_heads = 1 << 16, .head_dim = 1 << 16,
+                             .capacity = 1 << 16, .sequences = 1 << 16}),
+                    Contains("sequences * layers * kv_heads * slots * head_dim") &&
+                        Contains("65536 * 65536"));
+  CHECK_THROWS_WITH(KVCache({.layers = 1, .kv_heads = 8, .head_dim = 128,
+                             .capacity = index(1) << 40}),
+                    Contains("2^40 bytes"));
+}
+
+TEST_CASE("cache/kv_cache: advance(INT64_MAX) fails without changing the length", "[cache][errors]") {
+  KVCache cache({.layers = 1, .kv_heads = 1, .head_dim = 2, .capacity = 4});
+  std::vector<float> kv(2, 0.5f);
+  cache.write(0, 0, HeadsView<const float>(kv.data(), 1, 1, 2),
+              HeadsView<const float>(kv.data(), 1, 1, 2));
+  cache.advance(0, 1);
+  CHECK_THROWS_WITH(cache.advance(0, std::numeric_limits<index>::max()), Contains("tokens"));
+  CHECK(cache.length(0) == 1);
+  KVCache ring({.layers = 1, .kv_heads = 1, .head_dim = 2, .window = 4, .max_step = 2});
+  CHECK_THROWS_WITH(ring.advance(0, std::numeric_limits<index>::max()), Contains("max_step"));
+  CHECK(ring.length(0) == 0);
+}
+
+TEST_CASE("cache/cross_kv_cache: every layer of one input has the same padding mask",
+          "[cache][errors]") {
+  CrossKVCache cross({.layers = 2, .kv_heads = 1, .head_dim = 2, .capacity = 3});
+  std::vector<float> kv(3 * 2, 0.25f);
+  const HeadsView<const float> s(kv.data(), 3, 1, 2);
+  const std::vector<std::uint8_t> mask{1, 1, 0}, other{1, 0, 0};
+  cross.set(0, 0, s, s, mask);
+  CHECK_THROWS_WITH(cross.set(1, 0, s, s, other), Contains("valid") && Contains("padding mask"));
+  cross.set(1, 0, s, s, mask);  // the same mask, or none, is fine
+  CHECK(std::vector<std::uint8_t>(cross.key_valid(0).begin(), cross.key_valid(0).end()) == mask);
+  CHECK(cross.view(0, 0).length == 3);
+  CHECK(cross.view(1, 0).length == 3);
 }

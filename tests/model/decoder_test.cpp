@@ -476,10 +476,10 @@ TEST_CASE("decoder: generation is reproducible and greedy follows the reference 
 
 TEST_CASE("sampling: distributions follow the softmax, top-k and top-p keep what they should",
           "[decoder][sampling]") {
-  const std::vector<float> logits = {0.0f, 1.0f, 2.0f, std::nanf(""), 1.0f};
+  const std::vector<float> logits = {0.0f, 1.0f, 2.0f, -INFINITY, 1.0f};
   SamplerWorkspace ws(5);
   CHECK(sample(logits, Sampler::greedy(), *std::make_unique<Rng>(1), ws) == 2);
-  // Temperature 1: frequencies within 4 standard deviations of softmax (NaN never drawn).
+  // Temperature 1: frequencies within 4 standard deviations of softmax (−inf never drawn).
   const double z = 1 + 2 * std::exp(1.0) + std::exp(2.0);
   const std::vector<double> p = {1 / z, std::exp(1.0) / z, std::exp(2.0) / z, 0, std::exp(1.0) / z};
   Rng rng(3);
@@ -495,11 +495,26 @@ TEST_CASE("sampling: distributions follow the softmax, top-k and top-p keep what
     CHECK((t == 2 || t == 1));
     CHECK(sample(logits, Sampler::with_top_p(0.5f), rng, ws) == 2);
   }
-  // +inf is certain, whatever the sampler.
-  const std::vector<float> certain = {0.0f, INFINITY, 1.0f, INFINITY, 0.5f};
+  // NaN or +inf is non-finite data: every sampler reports it (never a valid token), and
+  // choose() propagates it to every probability, as softmax does. Every kept token at −inf: the
+  // lowest kept id.
+  const std::vector<float> masked = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
   for (const Sampler s : {Sampler::greedy(), Sampler::with_temperature(2), Sampler::with_top_k(3),
-                          Sampler::with_top_p(0.5f)})
-    CHECK(sample(certain, s, rng, ws) == 1);
+                          Sampler::with_top_p(0.5f)}) {
+    for (const float bad : {std::nanf(""), INFINITY}) {
+      const std::vector<float> row = {0.0f, 1.0f, bad, 0.5f, 1.0f};
+      CHECK_THROWS_WITH(sample(row, s, rng, ws),
+                        Catch::Contains("logits[2]") && Catch::Contains("below +inf"));
+    }
+    CHECK(sample(masked, s, rng, ws) == 0);
+  }
+  for (const float bad : {std::nanf(""), INFINITY}) {
+    const std::vector<float> row = {0.0f, 1.0f, bad};
+    const std::vector<std::int32_t> ids = {0, 2};
+    std::vector<float> out(2), probs(2);
+    tformer::choose(row, ids, out, probs);
+    CHECK((std::isnan(probs[0]) && std::isnan(probs[1])));
+  }
   CHECK_THROWS_AS(sample(logits, Sampler::with_top_k(6), rng, ws), Error);
   CHECK_THROWS_AS(sample(logits, Sampler::with_temperature(0), rng, ws), Error);
   CHECK_THROWS_AS(sample(logits, Sampler::with_top_p(1.5f), rng, ws), Error);

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <numeric>
 
 #include "reference/ffn_reference.hpp"
@@ -171,10 +173,14 @@ TEST_CASE("nn/moe: bad k and shapes raise tformer::Error", "[nn][moe][errors]") 
   Matrix x(2, 8), y(2, 8);
   for (int k : {0, 5}) {
     const MoeConfig config{4, k};
-    tformer::MoeWorkspace ws(2, 8, 4, config);
+    CHECK_THROWS_WITH(tformer::MoeWorkspace(2, 8, 4, config),
+                      Contains("config.top_k") && Contains("[1, 4]"));
+    tformer::MoeWorkspace ws(2, 8, 4, MoeConfig{4, 2});
     CHECK_THROWS_WITH(tformer::moe(x.cview(), ex.weights(), config, y.view(), ws),
                       Contains("config.top_k") && Contains("[1, 4]"));
   }
+  CHECK_THROWS_WITH(tformer::MoeWorkspace(tformer::index(1) << 40, 1 << 20, 4, MoeConfig{4, 2}),
+                    Contains("max_tokens * experts") && Contains("2^40 bytes"));
   const MoeConfig config{4, 2};
   tformer::MoeWorkspace ws(2, 8, 4, config);
   CHECK_THROWS_WITH(
@@ -200,4 +206,29 @@ TEST_CASE("nn/moe: bad k and shapes raise tformer::Error", "[nn][moe][errors]") 
   const MoeConfig five{5, 2};
   CHECK_THROWS_WITH(tformer::moe(x.cview(), ex.weights(), five, y.view(), ws),
                     Contains("router shape") && Contains("expected [5, 8], got [4, 8]"));
+}
+
+TEST_CASE("nn/moe: a NaN or +Inf router logit ranks first and makes the token's weights NaN",
+          "[nn][moe][nonfinite]") {
+  const float nan = std::numeric_limits<float>::quiet_NaN(),
+              inf = std::numeric_limits<float>::infinity();
+  for (const RouterKind kind : {RouterKind::SoftmaxThenTopK, RouterKind::TopKThenSoftmax}) {
+    std::int32_t chosen[2], order[5];
+    float weights[2];
+    const float with_nan[5] = {0.5f, nan, 1.0f, -2.0f, nan};
+    tformer::moe_kernels::route(with_nan, 5, 2, kind, true, chosen, weights, order);
+    CHECK(chosen[0] == 1);  // NaN ranks above every number (torch.topk), ties to the lower index
+    CHECK(chosen[1] == 4);
+    CHECK((std::isnan(weights[0]) && std::isnan(weights[1])));
+    const float with_inf[5] = {0.5f, 3.0f, inf, -2.0f, 1.0f};
+    tformer::moe_kernels::route(with_inf, 5, 2, kind, true, chosen, weights, order);
+    CHECK(chosen[0] == 2);
+    CHECK(chosen[1] == 1);
+    CHECK((std::isnan(weights[0]) && std::isnan(weights[1])));  // softmax of +Inf is NaN
+    const float finite[5] = {0.5f, 3.0f, 2.0f, -2.0f, 1.0f};
+    tformer::moe_kernels::route(finite, 5, 2, kind, true, chosen, weights, order);
+    CHECK(chosen[0] == 1);
+    CHECK(chosen[1] == 2);
+    CHECK(std::abs(weights[0] + weights[1] - 1.0f) <= 1e-6f);
+  }
 }

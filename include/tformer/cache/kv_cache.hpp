@@ -87,7 +87,8 @@ class KVCache {
         keys_(elements(config)),
         values_(elements(config)),
         lengths_(static_cast<std::size_t>(config.sequences)),
-        written_(static_cast<std::size_t>(config.sequences)) {}
+        written_(static_cast<std::size_t>(config.sequences)),
+        valid_(static_cast<std::size_t>(config.sequences * config.layers)) {}
 
   KVCache(KVCache&&) noexcept = default;
   KVCache& operator=(KVCache&&) noexcept = default;
@@ -106,21 +107,10 @@ class KVCache {
 
   // Stores k and v [T, kv_heads, head_dim] of layer `layer` at positions
   // [length(seq), length(seq) + T) of sequence `seq`. The length moves only with advance().
+  // Precondition for the data: none (NaN and Inf are stored as given).
   void write(index layer, index seq, HeadsView<const float> k, HeadsView<const float> v) {
     check_write("KVCache::write", layer, seq, k, v, length(seq));
-    const index first = lengths_[static_cast<std::size_t>(seq)];
-    const index d = config_.head_dim, slots = ring() ? this->slots() : 0;
-    for (index h = 0; h < config_.kv_heads; ++h) {
-      float* kd = keys_.data() + offset(layer, seq, h);
-      float* vd = values_.data() + offset(layer, seq, h);
-      for (index t = 0; t < k.tokens(); ++t) {
-        const index slot = cache_slot(first + t, slots, config_.sinks);
-        std::copy(k.row(t, h), k.row(t, h) + d, kd + slot * d);
-        std::copy(v.row(t, h), v.row(t, h) + d, vd + slot * d);
-      }
-    }
-    written_[static_cast<std::size_t>(seq)] =
-        std::max(written_[static_cast<std::size_t>(seq)], first + k.tokens());
+    store(layer, seq, k, v, lengths_[static_cast<std::size_t>(seq)]);
   }
 
   // Throws unless write(layer, seq, k, v) at position `first` would be valid.
@@ -148,17 +138,19 @@ class KVCache {
   }
 
   // Positions [0, length) of layer `layer` of sequence `seq`; length may include positions
-  // written in this step but not yet advanced.
+  // written in this step but not yet advanced. Every position below `length` must have been
+  // written to this layer since the sequence last rolled back past it (a forgotten write() would
+  // attend to stale memory).
   KVView view(index layer, index seq, index length) const {
     constexpr const char* where = "KVCache::view";
     check_index(where, "layer", layer, config_.layers);
     check_index(where, "seq", seq, config_.sequences);
-    if (length < 0 || (!ring() && length > config_.capacity)) [[unlikely]]
-      detail::fail_check(
-          where, "length",
-          ring() ? std::string(">= 0")
-                 : "a value in [0, " + std::to_string(config_.capacity) + "] (capacity)",
-          length);
+    const index valid = valid_[static_cast<std::size_t>(seq * config_.layers + layer)];
+    if (length < 0 || length > valid) [[unlikely]]
+      detail::fail_check(where, "length",
+                         "a value in [0, " + std::to_string(valid) +
+                             "] (the positions written to this layer)",
+                         length);
     return {keys_.data() + offset(layer, seq, 0),
             values_.data() + offset(layer, seq, 0),
             config_.kv_heads,
@@ -174,12 +166,16 @@ class KVCache {
   void advance(index seq, index tokens) {
     constexpr const char* where = "KVCache::advance";
     check_index(where, "seq", seq, config_.sequences);
-    const index next = lengths_[static_cast<std::size_t>(seq)] + tokens;
-    if (tokens < 0 || (!ring() && next > config_.capacity) || (ring() && tokens > config_.max_step))
-        [[unlikely]]
-      detail::fail_check(where, "length + tokens",
-                         "a value in [length, " + std::to_string(config_.capacity) + "]", next);
-    lengths_[static_cast<std::size_t>(seq)] = next;
+    const index length = lengths_[static_cast<std::size_t>(seq)];
+    const index most = ring() ? config_.max_step : config_.capacity - length;
+    if (tokens < 0 || tokens > most) [[unlikely]]
+      detail::fail_check(where, "tokens",
+                         ring() ? "a value in [0, " + std::to_string(most) + "] (max_step)"
+                                : "a value in [0, " + std::to_string(most) + "] (capacity " +
+                                      std::to_string(config_.capacity) + " - length " +
+                                      std::to_string(length) + ")",
+                         tokens);
+    lengths_[static_cast<std::size_t>(seq)] = length + tokens;
   }
 
   // Rolls sequence `seq` back to `length` positions (<= its current length).
@@ -204,15 +200,41 @@ class KVCache {
           length);
     lengths_[static_cast<std::size_t>(seq)] = length;
     if (length <= config_.sinks) written_[static_cast<std::size_t>(seq)] = length;  // a fresh start
+    for (index l = 0; l < config_.layers; ++l) {
+      index& valid = valid_[static_cast<std::size_t>(seq * config_.layers + l)];
+      valid = std::min(valid, length);
+    }
   }
 
   void reset(index seq) { truncate(seq, 0); }
   void reset() noexcept {
     std::fill(lengths_.data(), lengths_.data() + lengths_.size(), index(0));
     std::fill(written_.data(), written_.data() + written_.size(), index(0));
+    std::fill(valid_.data(), valid_.data() + valid_.size(), index(0));
   }
 
  private:
+  friend class CrossKVCache;  // stores each layer's encoder keys at position 0 (store)
+
+  // write()'s copy at positions [first, first + T), after its checks.
+  void store(index layer, index seq, HeadsView<const float> k, HeadsView<const float> v,
+             index first) noexcept {
+    const index d = config_.head_dim, slots = ring() ? this->slots() : 0;
+    for (index h = 0; h < config_.kv_heads; ++h) {
+      float* kd = keys_.data() + offset(layer, seq, h);
+      float* vd = values_.data() + offset(layer, seq, h);
+      for (index t = 0; t < k.tokens(); ++t) {
+        const index slot = cache_slot(first + t, slots, config_.sinks);
+        std::copy(k.row(t, h), k.row(t, h) + d, kd + slot * d);
+        std::copy(v.row(t, h), v.row(t, h) + d, vd + slot * d);
+      }
+    }
+    written_[static_cast<std::size_t>(seq)] =
+        std::max(written_[static_cast<std::size_t>(seq)], first + k.tokens());
+    index& valid = valid_[static_cast<std::size_t>(seq * config_.layers + layer)];
+    if (valid >= first) valid = first + k.tokens();  // else a gap stays: view() refuses past it
+  }
+
   static const KVCacheConfig& checked(const KVCacheConfig& c) {
     constexpr const char* where = "KVCache";
     check(c.layers > 0, where, "layers", "> 0", c.layers);
@@ -222,15 +244,23 @@ class KVCache {
     check(c.window >= 0, where, "window", ">= 0 (0: no ring)", c.window);
     check(c.sinks >= 0, where, "sinks", ">= 0", c.sinks);
     if (c.sinks > 0) check(c.window > 0, where, "window", "> 0 (sinks belong to a ring)", c.window);
-    if (c.window > 0)
+    if (c.window > 0) {
       check(c.max_step >= 1, where, "max_step", ">= 1", c.max_step);
-    else
+      // slots_of() stays far from overflow: each term is at most 2^40.
+      for (const auto& [name, value] : {std::pair{"window", c.window}, std::pair{"sinks", c.sinks},
+                                        std::pair{"max_step", c.max_step}})
+        check(value <= index(max_buffer_bytes), where, name, "<= 2^40", value);
+    } else {
       check(c.capacity > 0, where, "capacity", "> 0", c.capacity);
+    }
+    checked_size(where, "sequences * layers * kv_heads * slots * head_dim",
+                 {c.sequences, c.layers, c.kv_heads, slots_of(c), c.head_dim}, sizeof(float));
     return c;
   }
   static index slots_of(const KVCacheConfig& c) noexcept {
     return c.window > 0 ? c.sinks + c.window + c.max_step - 1 : c.capacity;
   }
+  // Precondition: checked(c).
   static std::size_t elements(const KVCacheConfig& c) {
     return static_cast<std::size_t>(c.sequences * c.layers * c.kv_heads * slots_of(c) * c.head_dim);
   }
@@ -244,6 +274,8 @@ class KVCache {
   AlignedBuffer<float> keys_, values_;
   AlignedBuffer<index> lengths_;
   AlignedBuffer<index> written_;  // per sequence: one past the highest position written
+  // [seq][layer]: positions [0, valid) hold what was written to the layer (view()'s bound).
+  AlignedBuffer<index> valid_;
 };
 
 // Cross-attention cache: each layer's keys and values of the encoder states (vision tokens),
@@ -261,8 +293,8 @@ class CrossKVCache {
 
   // Stores layer `layer`'s projected encoder keys and values [S, kv_heads, head_dim] for
   // sequence `seq`. Every layer of one encoder input has the same S; reset(seq) starts the next
-  // input. `valid` has S flags (0 = padding); empty keeps the flags an earlier layer gave, or
-  // marks all valid. A rejected call changes nothing.
+  // input. `valid` has S flags (0 = padding), the same for every layer of the input; empty keeps
+  // the flags an earlier layer gave, or marks all valid. A rejected call changes nothing.
   void set(index layer, index seq, HeadsView<const float> k, HeadsView<const float> v,
            std::span<const std::uint8_t> valid = {}) {
     constexpr const char* where = "CrossKVCache::set";
@@ -277,13 +309,18 @@ class CrossKVCache {
     check(!is_set(layer, seq), where, "layer", "one not yet set for this input (reset(seq) first)",
           layer);
     std::uint8_t* flags = valid_.data() + seq * cache_.config().capacity;
-    if (!valid.empty())
-      std::copy(valid.begin(), valid.end(), flags);
-    else if (length == 0)
-      std::fill(flags, flags + k.tokens(), std::uint8_t(1));
-    if (length != 0) cache_.truncate(seq, 0);
-    cache_.write(layer, seq, k, v);
-    cache_.advance(seq, k.tokens());
+    if (length != 0 && !valid.empty() && !std::equal(valid.begin(), valid.end(), flags))
+        [[unlikely]]
+      detail::fail_check(where, "valid", "the padding mask an earlier layer of this input gave "
+                         "(or empty; reset(seq) for a new input)", "a different mask");
+    if (length == 0) {
+      if (valid.empty())
+        std::fill(flags, flags + k.tokens(), std::uint8_t(1));
+      else
+        std::copy(valid.begin(), valid.end(), flags);
+    }
+    cache_.store(layer, seq, k, v, 0);
+    if (length == 0) cache_.advance(seq, k.tokens());
     set_[static_cast<std::size_t>(seq * cache_.config().layers + layer)] = 1;
   }
 

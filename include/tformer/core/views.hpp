@@ -25,13 +25,25 @@ namespace detail {
                                    bool sizes_ok, const char* stride_rule,
                                    const std::string& shape) {
   if (!data_ok) fail_check(where, std::string(name) + " data", "a non-null pointer", "nullptr");
-  fail_check(where, std::string(name) + " shape", sizes_ok ? stride_rule : "non-negative sizes",
-             shape);
+  fail_check(where, std::string(name) + " shape",
+             sizes_ok ? stride_rule : "non-negative sizes spanning fewer than 2^63 bytes", shape);
 }
 }  // namespace detail
 
 // Signed sizes and indices, as Eigen's Index.
 using index = std::ptrdiff_t;
+
+namespace detail {
+// Whether `outer` rows `stride` elements apart, each `inner` elements long (all >= 0), span
+// more bytes of T than an index can count: the products a view's accessors compute then wrap.
+template <class T>
+constexpr bool span_overflows(index outer, index stride, index inner) noexcept {
+  index last = 0, end = 0, bytes = 0;
+  return outer > 0 && (__builtin_mul_overflow(outer - 1, stride, &last) ||
+                       __builtin_add_overflow(last, inner, &end) ||
+                       __builtin_mul_overflow(end, index(sizeof(T)), &bytes));
+}
+}  // namespace detail
 
 template <class T>
 class HeadsView {
@@ -39,9 +51,11 @@ class HeadsView {
   using element_type = T;
 
   constexpr HeadsView() = default;
-  // Dense `[tokens, heads, head_dim]`.
+  // Dense `[tokens, heads, head_dim]` (a product that wraps makes check_view fail, never UB here).
   constexpr HeadsView(T* data, index tokens, index heads, index head_dim)
-      : HeadsView(data, tokens, heads, head_dim, heads * head_dim) {}
+      : HeadsView(data, tokens, heads, head_dim,
+                  static_cast<index>(static_cast<std::size_t>(heads) *
+                                     static_cast<std::size_t>(head_dim))) {}
   // Tokens `token_stride` elements apart.
   constexpr HeadsView(T* data, index tokens, index heads, index head_dim, index token_stride)
       : data_(data),
@@ -123,12 +137,14 @@ class MatrixView {
   index row_stride_ = 0;
 };
 
-// Throws unless the matrix has non-negative sizes, row_stride >= cols, and data.
+// Throws unless the matrix has non-negative sizes, row_stride >= cols, data, and spans fewer than
+// 2^63 bytes (so no index computed from it wraps).
 template <class T>
 void check_view(std::string_view where, std::string_view name, const MatrixView<T>& m) {
-  const bool sizes_ok = m.rows() >= 0 && m.cols() >= 0;
+  const bool sizes_ok = m.rows() >= 0 && m.cols() >= 0 &&
+                        !detail::span_overflows<T>(m.rows(), m.row_stride(), m.cols());
   const bool stride_ok = m.row_stride() >= m.cols();
-  const bool data_ok = m.rows() * m.cols() == 0 || m.data() != nullptr;
+  const bool data_ok = m.rows() == 0 || m.cols() == 0 || m.data() != nullptr;
   if (sizes_ok && stride_ok && data_ok) [[likely]]
     return;
   std::ostringstream shape;
@@ -194,13 +210,17 @@ void check_shape(std::string_view where, std::string_view name, const MatrixView
   detail::fail_check(where, std::string(name) + " shape", expected.str(), given.str());
 }
 
-// Throws unless the view's sizes are non-negative, its rows do not overlap, and it has data.
-// Builds no string unless it throws.
+// Throws unless the view's sizes are non-negative, its rows do not overlap, it has data, and it
+// spans fewer than 2^63 bytes (so no index computed from it wraps). Builds no string unless it
+// throws.
 template <class T>
 void check_view(std::string_view where, std::string_view name, const HeadsView<T>& v) {
-  const bool sizes_ok = v.tokens() >= 0 && v.heads() >= 0 && v.head_dim() >= 0;
-  const bool stride_ok = v.token_stride() >= v.heads() * v.head_dim();
-  const bool data_ok = v.size() == 0 || v.data() != nullptr;
+  index row = 0;
+  const bool sizes_ok = v.tokens() >= 0 && v.heads() >= 0 && v.head_dim() >= 0 &&
+                        !__builtin_mul_overflow(v.heads(), v.head_dim(), &row) &&
+                        !detail::span_overflows<T>(v.tokens(), v.token_stride(), row);
+  const bool stride_ok = v.token_stride() >= row;
+  const bool data_ok = v.tokens() == 0 || row == 0 || v.data() != nullptr;
   if (sizes_ok && stride_ok && data_ok) [[likely]]
     return;
   std::ostringstream shape;

@@ -13,9 +13,11 @@
 #pragma once
 
 #include <concepts>
+#include <limits>
 #include <string>
 
 #include "tformer/core/error.hpp"
+#include "tformer/core/memory.hpp"
 #include "tformer/core/views.hpp"
 #include "tformer/nn/activation.hpp"
 #include "tformer/nn/attention.hpp"
@@ -151,6 +153,19 @@ Dims resolve_dims(const Dims& given = {}) {
     detail::fail_check("Dims", "heads", "a multiple of kv_heads (" + std::to_string(d.kv_heads) + ")",
                        d.heads);
   check(d.head_dim % 2 == 0, "Dims", "head_dim", "even", d.head_dim);
+  // RoPE tables and attention index positions with int.
+  check(d.max_positions <= std::numeric_limits<int>::max(), "Dims", "max_positions", "<= 2^31 - 1",
+        d.max_positions);
+  // Each matrix fits a buffer (core/memory.hpp); OwnedWeights checks their sum.
+  checked_size("Dims", "vocab * hidden", {d.vocab, d.hidden}, 4);
+  checked_size("Dims", "heads * head_dim * hidden", {d.heads, d.head_dim, d.hidden}, 4);
+  checked_size("Dims", "intermediate * hidden", {d.intermediate, d.hidden}, 4);
+  if constexpr (C::positions == PositionKind::Sinusoidal)
+    checked_size("Dims", "max_positions * hidden", {d.max_positions, d.hidden}, 4);
+  if constexpr (C::ffn == FfnKind::MoE)
+    checked_size("Dims", "experts * intermediate * hidden", {d.experts, d.intermediate, d.hidden},
+                 4);
+  checked_size("Dims", "encoder_width * hidden", {d.encoder_width, d.hidden}, 4);
   return d;
 }
 

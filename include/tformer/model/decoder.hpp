@@ -22,6 +22,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -176,6 +177,7 @@ class Decoder {
   // Cross-attention input of sequence `seq`: encoder states [S, encoder_width] (S <= the
   // encoder_tokens option), projected to the hidden width once and then to every layer's K, V,
   // which stay cached for the sequence's steps. `valid` (S flags, 0 = padding) masks tokens.
+  // Every state must be finite (checked: one NaN would make every logit NaN).
   void set_encoder(index seq, MatrixView<const float> states,
                    std::span<const std::uint8_t> valid = {})
     requires(C::cross_attention)
@@ -187,6 +189,12 @@ class Decoder {
     check(states.rows() >= 1 && states.rows() <= options_.encoder_tokens, where, "states.rows",
           "in [1, encoder_tokens]", states.rows());
     if (!valid.empty()) check_eq(where, "valid size (= states.rows)", states.rows(), index(valid.size()));
+    for (index r = 0; r < states.rows(); ++r)  // a NaN here would make every logit NaN
+      for (index c = 0; c < states.cols(); ++c)
+        if (!std::isfinite(states.row(r)[c])) [[unlikely]]
+          detail::fail_check(where,
+                             "states[" + std::to_string(r) + "][" + std::to_string(c) + "]",
+                             "a finite number", states.row(r)[c]);
     const index S = states.rows();
     MatrixView<const float> projected = states;
     if (weights_.encoder_proj.rows() > 0) {
@@ -266,7 +274,10 @@ class Decoder {
       detail::fail_check(where, "options.capacity",
                          "in [1, " + std::to_string(d.max_positions) + "] (max_positions)",
                          o.capacity);
-    if (o.max_tokens == 0) o.max_tokens = std::min<index>(o.capacity * o.sequences, 512);
+    if (o.max_tokens == 0)  // min(capacity · sequences, 512), without overflow
+      o.max_tokens = o.capacity >= 512 || o.sequences >= 512
+                         ? 512
+                         : std::min<index>(o.capacity * o.sequences, 512);
     check(o.max_tokens >= 1, where, "options.max_tokens", ">= 1", o.max_tokens);
     constexpr AttentionPattern a = C::attention;
     static_assert(a.window >= 0 && a.sinks >= 0 && a.global_every >= 0);
@@ -280,7 +291,21 @@ class Decoder {
       }
       check(o.encoder_tokens >= 1, where, "options.encoder_tokens",
             ">= 1 (the Config has cross-attention)", o.encoder_tokens);
+      checked_size(where, "options.encoder_tokens * hidden", {o.encoder_tokens, d.hidden}, 4);
+      checked_size(where, "options.encoder_tokens * kv_heads * head_dim",
+                   {o.encoder_tokens, d.kv_heads, d.head_dim}, 4);
     }
+    // Every workspace and cache size, before anything is allocated.
+    checked_size(where, "options.max_tokens * hidden", {o.max_tokens, d.hidden}, 4);
+    checked_size(where, "options.max_tokens * heads * head_dim",
+                 {o.max_tokens, d.heads, d.head_dim}, 4);
+    checked_size(where, "options.max_tokens * intermediate", {o.max_tokens, d.intermediate}, 4);
+    checked_size(where, "options.sequences * vocab", {o.sequences, d.vocab}, 4);
+    checked_size(where, "options.sequences * layers * capacity * kv_heads * head_dim",
+                 {o.sequences, d.layers, o.capacity, d.kv_heads, d.head_dim}, 4);
+    if constexpr (C::conv_kernel > 0)
+      checked_size(where, "options.sequences * layers * conv_kernel * hidden",
+                   {o.sequences, d.layers, C::conv_kernel, d.hidden}, 4);
     return o;
   }
   static const ModelWeights& checked_weights(const ModelWeights& w, const Dims& d) {

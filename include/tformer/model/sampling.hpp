@@ -87,21 +87,29 @@ inline void check_sampler(const Sampler& s, index vocab) {
     check(s.top_p > 0.0f && s.top_p <= 1.0f, where, "top_p", "a value in (0, 1]", s.top_p);
 }
 
-// The next token from `logits` (vocab entries). A NaN logit counts as −inf: it is never
-// sampled, and greedy picks it only when no logit is a number.
+// Throws unless every logit is a number below +Inf (−Inf is a masked token). A NaN or +Inf
+// logit is non-finite data from the model or its inputs: sample() reports it rather than turn it
+// into a valid token; choose() propagates it (NaN probabilities), as softmax does.
+inline void check_logits(const char* where, std::span<const float> logits) {
+  for (std::size_t i = 0; i < logits.size(); ++i)
+    if (!(logits[i] < std::numeric_limits<float>::infinity())) [[unlikely]]
+      detail::fail_check(where, "logits[" + std::to_string(i) + "]",
+                         "a number below +inf (non-finite logits: check the model and its inputs)",
+                         logits[i]);
+}
+
+// The next token from `logits` (vocab entries, each a number below +Inf: see check_logits).
 inline std::int32_t sample(std::span<const float> logits, const Sampler& s, Rng& rng,
                            SamplerWorkspace& ws) {
   const index n = index(logits.size());
   check_eq("sample", "logits size (= workspace vocab)", ws.vocab_, n);
   check(n > 0, "sample", "vocab", "> 0", n);
   check_sampler(s, n);
-  // Order: larger logit first, NaN as −inf, ties to the lower id (a strict weak order).
-  auto key = [&](std::int32_t a) {
-    const float x = logits[std::size_t(a)];
-    return std::isnan(x) ? -std::numeric_limits<float>::infinity() : x;
-  };
+  check_logits("sample", logits);
+  // Order: larger logit first, ties to the lower id (a strict weak order: no NaN).
   auto better = [&](std::int32_t a, std::int32_t b) {
-    return key(a) > key(b) || (key(a) == key(b) && a < b);
+    const float la = logits[std::size_t(a)], lb = logits[std::size_t(b)];
+    return la > lb || (la == lb && a < b);
   };
   if (s.kind == SamplerKind::Greedy) {
     std::int32_t best = 0;
@@ -121,23 +129,15 @@ inline std::int32_t sample(std::span<const float> logits, const Sampler& s, Rng&
   }
   // Softmax over the kept tokens at the temperature (in double, shifted by the largest).
   double m = -std::numeric_limits<double>::infinity();
-  for (index j = 0; j < kept; ++j) {
-    const float x = logits[std::size_t(order[j])];
-    if (!std::isnan(x)) m = std::max(m, double(x));
-  }
-  if (m == -std::numeric_limits<double>::infinity()) return order[0];  // nothing finite
-  if (m == std::numeric_limits<double>::infinity()) {  // +inf is certain: the lowest such id
-    std::int32_t best = -1;
-    for (index j = 0; j < kept; ++j)
-      if (logits[std::size_t(order[j])] == std::numeric_limits<float>::infinity() &&
-          (best < 0 || order[j] < best))
-        best = order[j];
+  for (index j = 0; j < kept; ++j) m = std::max(m, double(logits[std::size_t(order[j])]));
+  if (m == -std::numeric_limits<double>::infinity()) {  // every kept token masked: the lowest id
+    std::int32_t best = order[0];
+    for (index j = 1; j < kept; ++j) best = std::min(best, order[j]);
     return best;
   }
   double total = 0.0;
   for (index j = 0; j < kept; ++j) {
-    const float x = logits[std::size_t(order[j])];
-    p[j] = std::isnan(x) ? 0.0 : std::exp((double(x) - m) / s.temperature);
+    p[j] = std::exp((double(logits[std::size_t(order[j])]) - m) / s.temperature);
     total += p[j];
   }
   if (s.kind == SamplerKind::TopP) {  // the shortest sorted prefix reaching top_p
@@ -159,7 +159,8 @@ inline std::int32_t sample(std::span<const float> logits, const Sampler& s, Rng&
 }
 
 // Classification over chosen tokens (seed 003's [YES]/[NO]): out_logits[i] = logits[ids[i]],
-// probs = softmax(out_logits) over the chosen ids only (computed in double).
+// probs = softmax(out_logits) over the chosen ids only (computed in double). A NaN or +Inf among
+// the chosen logits makes every probability NaN (as softmax does): the caller sees it.
 inline void choose(std::span<const float> logits, std::span<const std::int32_t> ids,
                    std::span<float> out_logits, std::span<float> probs) {
   constexpr const char* where = "choose";

@@ -182,13 +182,15 @@ class OwnedWeights {
   // Lays out every member from `base` (nullptr: only counts). Returns the floats used.
   index carve(float* base) {
     index used = 0;
-    auto take = [&](index count) -> float* {
+    auto take = [&](index count) -> float* {  // count: at most 2^38 (resolve_dims)
       float* p = base ? base + used : nullptr;
-      used += (count + 15) / 16 * 16;  // each member 64-byte aligned
+      used = checked_size("OwnedWeights", "floats of all weights", {used + (count + 15) / 16 * 16},
+                          sizeof(float));  // each member 64-byte aligned
       return p;
     };
     auto matrix = [&](index rows, index cols) -> MatrixView<const float> {
-      return {take(rows * cols), rows, cols};
+      return {take(checked_size("OwnedWeights", "rows * cols", {rows, cols}, sizeof(float))), rows,
+              cols};
     };
     auto vec = [&](index count) -> std::span<const float> {
       return {take(count), static_cast<std::size_t>(count)};

@@ -53,7 +53,7 @@ class MoeWorkspace {
  public:
   MoeWorkspace(index max_tokens, index hidden, index intermediate, const MoeConfig& config,
                index shared_intermediate = 0)
-      : max_tokens_(max_tokens),
+      : max_tokens_(checked(max_tokens, hidden, config)),
         hidden_(hidden),
         experts_(config.experts),
         top_k_(config.top_k),
@@ -90,6 +90,24 @@ class MoeWorkspace {
 
  private:
   static std::size_t size(index n) { return static_cast<std::size_t>(std::max<index>(n, 0)); }
+  // Sizes non-negative, k in [1, E], and every buffer's size checked (FfnWorkspace checks the
+  // intermediates).
+  static index checked(index max_tokens, index hidden, const MoeConfig& c) {
+    constexpr const char* where = "MoeWorkspace";
+    check(max_tokens >= 0, where, "max_tokens", ">= 0", max_tokens);
+    check(hidden >= 0, where, "hidden", ">= 0", hidden);
+    check(c.experts >= 1 && c.experts < (index(1) << 31), where, "config.experts",
+          "a value in [1, 2^31)", c.experts);
+    if (c.top_k < 1 || c.top_k > c.experts) [[unlikely]]
+      detail::fail_check(where, "config.top_k",
+                         "a value in [1, " + std::to_string(c.experts) + "] (experts)", c.top_k);
+    checked_size(where, "max_tokens * experts", {max_tokens, c.experts}, sizeof(float));
+    const index entries =
+        checked_size(where, "max_tokens * top_k", {max_tokens, c.top_k}, sizeof(float));
+    check(entries < (index(1) << 31), where, "max_tokens * top_k", "< 2^31", entries);
+    checked_size(where, "max_tokens * hidden", {max_tokens, hidden}, sizeof(float));
+    return max_tokens;
+  }
   friend void moe(MatrixView<const float> x, const MoeWeights& w, const MoeConfig& config,
                   MatrixView<float> y, MoeWorkspace& ws);
 
@@ -109,10 +127,14 @@ namespace moe_kernels {
 // `order` is scratch for E indices.
 inline void route(const float* logits, index experts, index k, RouterKind kind, bool renormalize,
                   std::int32_t* chosen, float* weights, std::int32_t* order) noexcept {
-  // The k largest logits, ties to the lower index. Softmax is monotonic, so the same k win
-  // before and after it.
+  // The k largest logits, ties to the lower index; NaN ranks above every number (as
+  // torch.topk), so the order is total. Softmax is monotonic, so the same k win before and after
+  // it. A NaN or +Inf logit makes every weight of the token NaN (as PyTorch's softmax), so its
+  // output row is NaN: the non-finite value propagates, it is never read as a valid routing.
   for (index e = 0; e < experts; ++e) order[e] = static_cast<std::int32_t>(e);
   std::partial_sort(order, order + k, order + experts, [logits](std::int32_t a, std::int32_t b) {
+    const bool nan_a = std::isnan(logits[a]), nan_b = std::isnan(logits[b]);
+    if (nan_a || nan_b) return nan_a && (!nan_b || a < b);
     return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
   });
   const float top = logits[order[0]];

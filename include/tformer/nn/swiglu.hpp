@@ -46,7 +46,7 @@ struct SwiGluWeights {
 class FfnWorkspace {
  public:
   FfnWorkspace(index max_tokens, index intermediate)
-      : max_tokens_(max_tokens),
+      : max_tokens_(checked(max_tokens, intermediate)),
         intermediate_(intermediate),
         gate_(size(max_tokens * intermediate)),
         up_(size(max_tokens * intermediate)),
@@ -75,10 +75,11 @@ class FfnWorkspace {
   static std::size_t size(index n) { return static_cast<std::size_t>(std::max<index>(n, 0)); }
   // Sizes are non-negative and tokens · intermediate fits the int32 column indices.
   static index checked(index max_tokens, index intermediate) {
-    check(max_tokens >= 0 && intermediate >= 0, "FfnWorkspace", "sizes", "non-negative",
-          std::min(max_tokens, intermediate));
-    check(max_tokens * intermediate < (index(1) << 31), "FfnWorkspace", "max_tokens * intermediate",
-          "< 2^31", max_tokens * intermediate);
+    check(max_tokens >= 0, "FfnWorkspace", "max_tokens", ">= 0", max_tokens);
+    check(intermediate >= 0, "FfnWorkspace", "intermediate", ">= 0", intermediate);
+    const index n = checked_size("FfnWorkspace", "max_tokens * intermediate",
+                                 {max_tokens, intermediate}, sizeof(float));
+    check(n < (index(1) << 31), "FfnWorkspace", "max_tokens * intermediate", "< 2^31", n);
     return max_tokens;
   }
   index max_tokens_, intermediate_;
@@ -95,7 +96,7 @@ class TransposedWeights {
  public:
   // From a weight of any storage type (decoded to float: the transpose is f32).
   explicit TransposedWeights(const WeightView& w)
-      : rows_(w.cols()), cols_(w.rows()), data_(checked_size(w)) {
+      : rows_(w.cols()), cols_(w.rows()), data_(elements(w)) {
     AlignedBuffer<float> row(static_cast<std::size_t>(w.cols()));
     for (index r = 0; r < w.rows(); ++r) {
       dequantize_row(w, r, row.span());
@@ -105,9 +106,10 @@ class TransposedWeights {
   MatrixView<const float> view() const noexcept { return {data_.data(), rows_, cols_}; }
 
  private:
-  static std::size_t checked_size(const WeightView& w) {
+  static std::size_t elements(const WeightView& w) {
     check_weight_view("TransposedWeights", w);
-    return static_cast<std::size_t>(w.rows() * w.cols());
+    return static_cast<std::size_t>(
+        checked_size("TransposedWeights", "rows * cols", {w.rows(), w.cols()}, sizeof(float)));
   }
 
   index rows_, cols_;
