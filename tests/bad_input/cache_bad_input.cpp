@@ -8,19 +8,20 @@
 #include "tformer/cache/kv_cache.hpp"
 
 using namespace tformer;
+using Index = tformer::index;
 
 namespace {
 
-constexpr index huge = index(1) << 62;
-constexpr index max_index = std::numeric_limits<index>::max();
+constexpr Index huge = Index(1) << 62;
+constexpr Index max_index = std::numeric_limits<Index>::max();
 
 // Every length and what view() accepts, per sequence and layer.
 std::string state(const KVCache& c) {
   std::ostringstream s;
-  for (index q = 0; q < c.config().sequences; ++q) {
+  for (Index q = 0; q < c.config().sequences; ++q) {
     s << c.length(q) << ":";
-    for (index l = 0; l < c.config().layers; ++l) {
-      index valid = 0;
+    for (Index l = 0; l < c.config().layers; ++l) {
+      Index valid = 0;
       while (valid < c.slots()) {
         try {
           (void)c.view(l, q, valid + 1);
@@ -35,9 +36,9 @@ std::string state(const KVCache& c) {
   return s.str();
 }
 
-std::string state(const CrossKVCache& c, index sequences) {
+std::string state(const CrossKVCache& c, Index sequences) {
   std::ostringstream s;
-  for (index q = 0; q < sequences; ++q) {
+  for (Index q = 0; q < sequences; ++q) {
     s << c.tokens(q) << ":";
     for (const std::uint8_t f : c.key_valid(q)) s << int(f);
     s << ",";
@@ -100,14 +101,14 @@ TEST_CASE("bad_input: KVCache and CrossKVCache", "[bad_input][cache]") {
        }))},
       {"KVCache", "size product wraps to 16 floats (2^64 + 16)", "sequences * layers",
        make(with([](auto& c) {
-         c.sequences = index(1) << 30;
-         c.layers = index(1) << 30;
+         c.sequences = Index(1) << 30;
+         c.layers = Index(1) << 30;
          c.kv_heads = 16;
          c.capacity = 1;
          c.head_dim = 1;
        }))},
       {"KVCache", "2^40 positions", "2^40 bytes",
-       make(with([](auto& c) { c.capacity = index(1) << 40; }))},
+       make(with([](auto& c) { c.capacity = Index(1) << 40; }))},
       {"KVCache::length", "seq = 2", "seq", [&] { (void)cache.length(2); }, cache_state},
       {"KVCache::write", "layer = 2", "layer", [&] { cache.write(2, 0, k3, k3); }, cache_state},
       {"KVCache::write", "seq = -1", "seq", [&] { cache.write(0, -1, k3, k3); }, cache_state},

@@ -64,12 +64,17 @@ struct Sampler {
 class SamplerWorkspace {
  public:
   explicit SamplerWorkspace(index vocab)
-      : vocab_(vocab), probs_(static_cast<std::size_t>(vocab)),
+      : vocab_(checked(vocab)), probs_(static_cast<std::size_t>(vocab)),
         order_(static_cast<std::size_t>(vocab)) {}
   index vocab() const noexcept { return vocab_; }
 
  private:
   friend std::int32_t sample(std::span<const float>, const Sampler&, Rng&, SamplerWorkspace&);
+  static index checked(index vocab) {  // token ids are int32
+    check(vocab >= 1 && vocab <= std::numeric_limits<std::int32_t>::max(), "SamplerWorkspace",
+          "vocab", "a value in [1, 2^31 - 1]", vocab);
+    return vocab;
+  }
   index vocab_;
   AlignedBuffer<double> probs_;
   AlignedBuffer<std::int32_t> order_;
@@ -77,6 +82,8 @@ class SamplerWorkspace {
 
 inline void check_sampler(const Sampler& s, index vocab) {
   constexpr const char* where = "sample";
+  check(s.kind >= SamplerKind::Greedy && s.kind <= SamplerKind::TopP, where, "sampler kind",
+        "Greedy, Temperature, TopK or TopP", static_cast<int>(s.kind));
   if (s.kind == SamplerKind::Greedy) return;
   check(s.temperature > 0.0f && std::isfinite(s.temperature), where, "temperature",
         "> 0 and finite", s.temperature);
