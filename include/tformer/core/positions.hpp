@@ -55,8 +55,13 @@ class Positions {
         break;
       case Kind::PerSequence:
         check(per_sequence_ > 0, where, "tokens per sequence", "> 0", per_sequence_);
-        check_eq(where, "tokens (sequences * tokens per sequence)",
-                 static_cast<index>(values_.size()) * per_sequence_, tokens);
+        if (index total = 0;
+            __builtin_mul_overflow(static_cast<index>(values_.size()), per_sequence_, &total))
+            [[unlikely]]
+          detail::fail_check(where, "tokens per sequence", "a count whose product with the "
+                             "sequences fits 64 bits", per_sequence_);
+        else
+          check_eq(where, "tokens (sequences * tokens per sequence)", total, tokens);
         break;
     }
     for (index t = 0; t < tokens; ++t) {

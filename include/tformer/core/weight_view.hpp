@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -204,6 +205,13 @@ inline void check_weight_view(std::string_view where, const WeightView& w,
     given << "[" << w.rows() << ", " << w.cols() << "]";
     detail::fail_check(where, detail::weight_what(w, "shape", name), "non-negative sizes", given.str());
   }
+  if (w.cols() / info.block_values > std::numeric_limits<index>::max() / info.block_bytes ||
+      detail::span_overflows<std::byte>(w.rows(), w.row_stride(), row_bytes(w.type(), w.cols()))) {
+    std::ostringstream given;
+    given << "[" << w.rows() << ", " << w.cols() << "], row_stride " << w.row_stride();
+    detail::fail_check(where, detail::weight_what(w, "shape", name),
+                       "sizes spanning fewer than 2^63 bytes", given.str());
+  }
   if (w.cols() % info.block_values != 0) {
     std::ostringstream expected;
     expected << "a multiple of " << info.block_values << " (whole blocks)";
@@ -227,7 +235,7 @@ inline void check_weight_view(std::string_view where, const WeightView& w,
     detail::fail_check(where, detail::weight_what(w, "row_stride", name), expected.str(),
                        w.row_stride());
   }
-  if (w.rows() * w.cols() == 0) return;
+  if (w.rows() == 0 || w.cols() == 0) return;
   if (w.data() == nullptr)
     detail::fail_check(where, detail::weight_what(w, "data", name), "a non-null pointer", "nullptr");
   if (w.type() == WeightType::q8_group && w.scales() == nullptr)
