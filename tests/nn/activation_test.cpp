@@ -6,6 +6,8 @@
 
 #include <cfloat>
 #include <cmath>
+#include <limits>
+#include <span>
 #include <vector>
 
 #include "reference/ffn_reference.hpp"
@@ -87,4 +89,47 @@ TEST_CASE("nn/activation: gated form multiplies by up, in place", "[nn][activati
   for (std::size_t i = 0; i < gate.size(); ++i)
     REQUIRE(std::abs(gate[i] - ref::silu(original[i]) * up[i]) <=
             10 * u * std::abs(ref::silu(original[i]) * up[i]) + tiny);
+}
+
+TEST_CASE("nn/activation: NaN in the data propagates, SIMD body and scalar tail alike",
+          "[nn][activation]") {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (const Activation act : {Activation{ActivationKind::SiLU}, Activation{ActivationKind::GeluTanh},
+                               Activation{ActivationKind::SiluSigmoid, 0.7f}}) {
+    CAPTURE(int(act.kind));
+    std::vector<float> gate(37, 0.5f), up(37, 2.0f), out(37);
+    gate[3] = nan;   // in a vector register at every width
+    up[36] = nan;    // in the scalar tail at every width > 1
+    tformer::gated_activation(gate, up, out, act);
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      INFO("i = " << i);
+      CHECK(std::isnan(out[i]) == (i == 3 || i == 36));
+    }
+  }
+}
+
+TEST_CASE("nn/activation: bad parameters and overlaps raise tformer::Error",
+          "[nn][activation][errors]") {
+  using Catch::Contains;
+  std::vector<float> gate(16, 1.0f), up(16, 1.0f), out(16, 0.0f);
+  for (const float beta : {std::numeric_limits<float>::quiet_NaN(),
+                           std::numeric_limits<float>::infinity()})
+    CHECK_THROWS_WITH(
+        tformer::gated_activation(gate, up, out, {ActivationKind::SiluSigmoid, beta}),
+        Contains("gated_activation: beta") && Contains("finite"));
+  // β is SiluSigmoid's alone: the other kinds ignore it.
+  CHECK_NOTHROW(tformer::gated_activation(
+      gate, up, out, {ActivationKind::SiLU, std::numeric_limits<float>::quiet_NaN()}));
+  CHECK_THROWS_WITH(
+      tformer::gated_activation(gate, up, out, {static_cast<ActivationKind>(3), 1.0f}),
+      Contains("gated_activation: kind") && Contains("got 3"));
+  // out may be gate or up exactly, never shifted against them.
+  std::vector<float> buf(32, 1.0f);
+  const std::span<float> all(buf);
+  CHECK_THROWS_WITH(tformer::gated_activation(all.subspan(0, 16), up, all.subspan(1, 16)),
+                    Contains("out") && Contains("gate"));
+  CHECK_THROWS_WITH(tformer::gated_activation(gate, all.subspan(4, 16), all.subspan(0, 16)),
+                    Contains("out") && Contains("up"));
+  CHECK_NOTHROW(tformer::gated_activation(all.subspan(0, 16), all.subspan(16, 16),
+                                          all.subspan(16, 16)));
 }

@@ -10,11 +10,13 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "reference/attention_reference.hpp"
 #include "support/random.hpp"
 #include "tformer/nn/attention.hpp"
+#include "tformer/nn/position_bias.hpp"
 
 using Catch::Matchers::Contains;
 using tformer::AttentionOptions;
@@ -303,6 +305,7 @@ TEST_CASE("nn/attention: a ring cache equals a full cache with the window mask, 
     for (std::size_t i = 0; i < a.size(); ++i) REQUIRE(std::abs(a[i] - b[i]) <= 1e-5);
   }
   CHECK(ring.length(0) == L);  // far past the ring's slots
+  const auto ring_view = ring.view(0, 0, L);  // taken before the rollback below
   // Rolling back further than max_step past the last write would read overwritten keys.
   if (step == 1) CHECK_THROWS_WITH(ring.truncate(0, L - 2), Contains("ring mode"));
   CHECK_NOTHROW(ring.truncate(0, L - step));
@@ -313,7 +316,7 @@ TEST_CASE("nn/attention: a ring cache equals a full cache with the window mask, 
   std::vector<float> q1(std::size_t(Hkv) * g * D), o1(q1.size());
   AttentionOptions global;  // a ring cannot serve global attention
   CHECK_THROWS_WITH(tformer::attention(HeadsView<const float>(q1.data(), 1, Hkv * g, D),
-                                       ring.view(0, 0, L), Positions::offset(L - 1),
+                                       ring_view, Positions::offset(L - 1),
                                        HeadsView<float>(o1.data(), 1, Hkv * g, D), ws, global),
                     Contains("window") && Contains("ring cache"));
 }
@@ -661,6 +664,7 @@ TEST_CASE("nn/attention: a ring with sinks equals a full cache with the sink mas
       }
   }
   CHECK(ring.length(0) == L);
+  const auto ring_view = ring.view(0, 0, L);  // taken before the rollbacks below
   CHECK_THROWS_WITH(ring.truncate(0, L - step - 1), Contains("ring mode"));
   CHECK_NOTHROW(ring.truncate(0, L - step));  // its window was never written over
   ring.truncate(0, S);  // within the sinks: their slots never are
@@ -670,13 +674,13 @@ TEST_CASE("nn/attention: a ring with sinks equals a full cache with the sink mas
   more.sinks = S + 1;
   more.sink_q = {};
   CHECK_THROWS_WITH(tformer::attention(HeadsView<const float>(q1.data(), 1, Hkv * g, D),
-                                       ring.view(0, 0, L), Positions::offset(L - 1),
+                                       ring_view, Positions::offset(L - 1),
                                        HeadsView<float>(o1.data(), 1, Hkv * g, D), ws, more),
                     Contains("sinks"));
   AttentionOptions early = opt;  // a query whose window the ring no longer holds
   early.sink_q = {};
   CHECK_THROWS_WITH(tformer::attention(HeadsView<const float>(q1.data(), 1, Hkv * g, D),
-                                       ring.view(0, 0, L), Positions::offset(L - W - step - 2),
+                                       ring_view, Positions::offset(L - W - step - 2),
                                        HeadsView<float>(o1.data(), 1, Hkv * g, D), ws, early),
                     Contains("ring still holds"));
 }
@@ -688,6 +692,7 @@ TEST_CASE("nn/attention: sink options are checked", "[nn][attention][sinks][erro
   AttentionWorkspace ws(1, D);
   const HeadsView<const float> qv(q.data(), 1, 1, D);
   const HeadsView<float> ov(o.data(), 1, 1, D);
+  cache.write(0, 0, qv, qv);  // position 0, so that view(0, 0, 1) holds written keys
   AttentionOptions no_window;
   no_window.sinks = 2;
   CHECK_THROWS_WITH(tformer::attention(qv, cache.view(0, 0, 1), Positions::offset(0), ov, ws,
@@ -701,4 +706,187 @@ TEST_CASE("nn/attention: sink options are checked", "[nn][attention][sinks][erro
                     Contains("sink_q.tokens"));
   CHECK_THROWS_WITH(KVCache({.layers = 1, .kv_heads = 1, .head_dim = D, .capacity = 8, .sinks = 2}),
                     Contains("sinks belong to a ring"));
+}
+
+// NaN policy (nn/attention.hpp): a NaN score a query sees makes that query's output NaN, as in
+// PyTorch; nothing else changes. The other outputs are compared bit for bit with a clean run:
+// each output row is computed by the same operations whatever the other rows hold.
+TEST_CASE("nn/attention: a NaN in a query or a visible key makes exactly those outputs NaN",
+          "[nn][attention][property]") {
+  const auto seed = GENERATE(range(1, 17));
+  CAPTURE(seed);
+  test::Random rng(std::uint64_t(300 + seed));
+  const int Hkv = rng.integer(1, 3), g = rng.integer(1, 4), D = rng.even(2, 80);
+  const int L = rng.integer(1, 200);
+  const int T = seed % 2 ? 1 : rng.integer(2, std::min(L, 40) + 1);  // decode, or block path
+  const int Hq = Hkv * g;
+  CAPTURE(Hkv, g, D, L, T);
+  Setup s(rng, Hq, Hkv, D, L);
+  AttentionOptions opt;
+  if (seed % 3 == 0) opt.window = rng.integer(1, 60);
+  std::vector<std::int32_t> pos(static_cast<std::size_t>(T));
+  for (auto& p : pos) p = rng.integer(0, L - 1);
+  const auto q = rng.normal_floats(std::size_t(T) * Hq * D);
+  const auto clean = run(s, q, pos, opt);
+  check_outputs(s, s.reference(opt), q, clean, pos);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const auto row = [&](int t, int h) { return (std::size_t(t) * Hq + h) * D; };
+
+  // One element of one query head: that head's output at that token is NaN (it sees at least
+  // its own position, causal), everything else is unchanged.
+  const int t0 = rng.integer(0, T - 1), h0 = rng.integer(0, Hq - 1);
+  auto poisoned = q;
+  poisoned[row(t0, h0) + std::size_t(rng.integer(0, D - 1))] = nan;
+  const auto o = run(s, poisoned, pos, opt);
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < Hq; ++h) {
+      INFO("token " << t << " head " << h);
+      for (int i = 0; i < D; ++i) {
+        const float got = o[row(t, h) + std::size_t(i)];
+        if (t == t0 && h == h0)
+          REQUIRE(std::isnan(got));
+        else
+          REQUIRE(got == clean[row(t, h) + std::size_t(i)]);
+      }
+    }
+
+  // One element of the key at position j0 of kv head g0: the heads of group g0 whose query sees
+  // j0 are NaN; the rest are unchanged (a key masked for a query is never scored for it).
+  const int j0 = rng.integer(0, L - 1), g0 = rng.integer(0, Hkv - 1);
+  auto keys = s.k;
+  keys[(std::size_t(j0) * Hkv + g0) * D + std::size_t(rng.integer(0, D - 1))] = nan;
+  KVCache cache({.layers = 1, .kv_heads = Hkv, .head_dim = D, .capacity = L});
+  cache.write(0, 0, HeadsView<const float>(keys.data(), L, Hkv, D),
+              HeadsView<const float>(s.v.data(), L, Hkv, D));
+  cache.advance(0, L);
+  std::vector<float> ok(q.size());
+  AttentionWorkspace ws(g, D);
+  tformer::attention(HeadsView<const float>(q.data(), T, Hq, D), cache.view(0, 0, L),
+                     Positions::ids(pos), HeadsView<float>(ok.data(), T, Hq, D), ws, opt);
+  for (int t = 0; t < T; ++t) {
+    const bool sees = j0 <= pos[std::size_t(t)] && (opt.window == 0 || j0 > pos[std::size_t(t)] - opt.window);
+    for (int h = 0; h < Hq; ++h) {
+      INFO("token " << t << " head " << h << " sees the NaN key: " << sees);
+      for (int i = 0; i < D; ++i) {
+        const float got = ok[row(t, h) + std::size_t(i)];
+        if (sees && h / g == g0)
+          REQUIRE(std::isnan(got));
+        else
+          REQUIRE(got == clean[row(t, h) + std::size_t(i)]);
+      }
+    }
+  }
+}
+
+TEST_CASE("nn/attention: a NaN query head with sinks, and the explain path, propagate NaN",
+          "[nn][attention]") {
+  test::Random rng(31);
+  const int D = 16, L = 90;
+  Setup s(rng, 2, 1, D, L);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  AttentionOptions opt;
+  opt.window = 16;
+  opt.sinks = 4;
+  for (const std::vector<std::int32_t>& pos :
+       {std::vector<std::int32_t>{80}, std::vector<std::int32_t>{40, 60, 80}}) {
+    const int T = int(pos.size());
+    auto q = rng.normal_floats(std::size_t(T) * 2 * D);
+    auto sink_q = q;
+    sink_q[std::size_t(D) + 3] = nan;  // only the sink query of token 0, head 1
+    opt.sink_q = HeadsView<const float>(sink_q.data(), T, 2, D);
+    const auto o = run(s, q, pos, opt);
+    for (int i = 0; i < D; ++i) {
+      REQUIRE(std::isfinite(o[std::size_t(i)]));
+      REQUIRE(std::isnan(o[std::size_t(D + i)]));
+    }
+    opt.sink_q = {};
+    q[5] = nan;  // token 0, head 0
+    std::vector<float> w(std::size_t(T) * 2 * L);
+    tformer::attention_weights(HeadsView<const float>(q.data(), T, 2, D), s.cache.view(0, 0, L),
+                               Positions::ids(pos), HeadsView<float>(w.data(), T, 2, L), opt);
+    for (int j = 0; j < L; ++j) {
+      const bool seen = j < 4 || (j <= pos[0] && j > pos[0] - 16);
+      REQUIRE(std::isnan(w[std::size_t(j)]) == seen);
+      REQUIRE(std::isfinite(w[std::size_t(L + j)]));
+    }
+  }
+}
+
+TEST_CASE("nn/attention: non-finite options, short biases, overlaps and workspaces are rejected",
+          "[nn][attention][errors]") {
+  using tformer::index;
+  test::Random rng(32);
+  const int D = 8;
+  Setup s(rng, 4, 2, D, 10);
+  std::vector<float> q(std::size_t(2) * 4 * D, 1.0f), o(q.size(), 0.0f);
+  AttentionWorkspace ws(2, D);
+  const HeadsView<const float> qv(q.data(), 2, 4, D);
+  const HeadsView<float> ov(o.data(), 2, 4, D);
+  const auto at = Positions::offset(8);
+  const auto kv = s.cache.view(0, 0, 10);
+  const auto attend = [&](const AttentionOptions& opt) {
+    tformer::attention(qv, kv, at, ov, ws, opt);
+  };
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  for (const float scale : {inf, nan, -1.0f}) {
+    AttentionOptions opt;
+    opt.scale = scale;
+    CHECK_THROWS_WITH(attend(opt), Contains("attention: scale"));
+    std::vector<float> w(std::size_t(2) * 4 * 10);
+    CHECK_THROWS_WITH(tformer::attention_weights(qv, kv, at, HeadsView<float>(w.data(), 2, 4, 10), opt),
+                      Contains("attention_weights: scale"));
+  }
+  for (const float cap : {inf, nan, -2.0f}) {
+    AttentionOptions opt;
+    opt.softcap = cap;
+    CHECK_THROWS_WITH(attend(opt), Contains("attention: softcap"));
+  }
+  AttentionOptions bad_sinks;
+  bad_sinks.window = 4;
+  bad_sinks.sinks = 1;
+  bad_sinks.sink_positions = static_cast<tformer::SinkPositions>(5);
+  CHECK_THROWS_WITH(attend(bad_sinks), Contains("sink_positions") && Contains("got 5"));
+
+  // ALiBi with fewer slopes than query heads; a T5 table with fewer columns.
+  const auto three = tformer::alibi_slopes(3);
+  CHECK_THROWS_WITH(tformer::attention(qv, kv, at, ov, ws, {}, tformer::AlibiBias{three}),
+                    Contains("attention: bias heads") && Contains(">= q.heads (4)") &&
+                        Contains("got 3"));
+  std::vector<float> table(32 * 2, 0.0f);
+  const tformer::T5Bias t5({table.data(), 32, 2}, 128, false);
+  CHECK_THROWS_WITH(tformer::attention(qv, kv, at, ov, ws, {}, t5), Contains("bias heads"));
+  const auto four = tformer::alibi_slopes(4);
+  CHECK_NOTHROW(tformer::attention(qv, kv, at, ov, ws, {}, tformer::AlibiBias{four}));
+  std::fill(o.begin(), o.end(), 0.0f);
+
+  // o overlapping q: in place, and shifted by one head.
+  std::vector<float> buf(std::size_t(3) * 4 * D, 1.0f);
+  CHECK_THROWS_WITH(tformer::attention(HeadsView<const float>(buf.data(), 2, 4, D), kv, at,
+                                       HeadsView<float>(buf.data(), 2, 4, D), ws),
+                    Contains("attention: o") && Contains("memory disjoint from q"));
+  CHECK_THROWS_WITH(tformer::attention(HeadsView<const float>(buf.data(), 2, 4, D), kv, at,
+                                       HeadsView<float>(buf.data() + D, 2, 4, D), ws),
+                    Contains("memory disjoint from q"));
+  AttentionOptions with_sink_q;
+  with_sink_q.window = 4;
+  with_sink_q.sinks = 1;
+  with_sink_q.sink_q = HeadsView<const float>(o.data(), 2, 4, D);
+  CHECK_THROWS_WITH(attend(with_sink_q), Contains("memory disjoint from sink_q"));
+  CHECK_THROWS_WITH(tformer::attention_weights(qv, kv, at, HeadsView<float>(q.data(), 2, 4, D)),
+                    Contains("weights") && Contains("memory disjoint from q"));
+
+  // A KV view with a negative length.
+  auto negative = kv;
+  negative.length = -1;
+  AttentionOptions global;
+  global.causal = false;
+  CHECK_THROWS_WITH(tformer::attention(qv, negative, Positions::offset(0), ov, ws, global),
+                    Contains("kv.length"));
+
+  // Workspaces: sizes checked before anything is allocated.
+  CHECK_THROWS_WITH(AttentionWorkspace(0, D), Contains("AttentionWorkspace: group_size"));
+  CHECK_THROWS_WITH(AttentionWorkspace(2, -8), Contains("AttentionWorkspace: head_dim"));
+  CHECK_THROWS_WITH(AttentionWorkspace(index(1) << 60, 16),
+                    Contains("AttentionWorkspace: query_tile * group_size * head_dim"));
+  CHECK(std::all_of(o.begin(), o.end(), [](float v) { return v == 0.0f; }));
 }

@@ -2,6 +2,7 @@
 // through the state equals one pass.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <vector>
@@ -57,4 +58,30 @@ TEST_CASE("causal_conv1d: reference, chunked streaming, errors", "[conv]") {
   CHECK_THROWS_AS(tformer::causal_conv1d({x.data(), 3, 2}, {w.data(), 2, 3}, {},
                                          {state.data(), 2, 2}, {x.data(), 3, 2}),
                   tformer::Error);  // y aliases x
+}
+
+TEST_CASE("causal_conv1d: overlaps and wrapped sizes raise tformer::Error", "[conv][errors]") {
+  using Catch::Contains;
+  std::vector<float> buf(64, 0.0f), w(6, 1.0f), state(4, 0.0f), y(6, 0.0f);
+  const std::vector<float> x(6, 1.0f);
+  // The state is written after x is read: it must not overlap x, w or y.
+  CHECK_THROWS_WITH(tformer::causal_conv1d({buf.data(), 3, 2}, {w.data(), 2, 3}, {},
+                                           {buf.data() + 2, 2, 2}, {y.data(), 3, 2}),
+                    Contains("state") && Contains("memory disjoint from x"));
+  CHECK_THROWS_WITH(tformer::causal_conv1d({x.data(), 3, 2}, {buf.data(), 2, 3}, {},
+                                           {buf.data() + 4, 2, 2}, {y.data(), 3, 2}),
+                    Contains("state") && Contains("memory disjoint from w"));
+  CHECK_THROWS_WITH(tformer::causal_conv1d({x.data(), 3, 2}, {buf.data(), 2, 3}, {},
+                                           {state.data(), 2, 2}, {buf.data() + 2, 3, 2}),
+                    Contains("y") && Contains("memory disjoint from w"));
+  CHECK_THROWS_WITH(tformer::causal_conv1d({x.data(), index(1) << 62, 2, index(1) << 62},
+                                           {w.data(), 2, 3}, {}, {state.data(), 2, 2},
+                                           {y.data(), 3, 2}),
+                    Contains("causal_conv1d: x shape"));
+  const std::vector<float> bias(3, 0.0f);
+  CHECK_THROWS_WITH(tformer::causal_conv1d({x.data(), 3, 2}, {w.data(), 2, 3}, bias,
+                                           {state.data(), 2, 2}, {y.data(), 3, 2}),
+                    Contains("bias size (= channels)") && Contains("expected 2, got 3"));
+  CHECK(std::all_of(y.begin(), y.end(), [](float v) { return v == 0.0f; }));
+  CHECK(std::all_of(state.begin(), state.end(), [](float v) { return v == 0.0f; }));
 }

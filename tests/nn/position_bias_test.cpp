@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "tformer/nn/position_bias.hpp"
@@ -63,4 +64,25 @@ TEST_CASE("t5: relative position buckets as Hugging Face computes them", "[bias]
   CHECK_THROWS_AS(tformer::T5Bias({table.data(), 32, 2}, 16, false),
                   tformer::Error);  // max_distance within the exact buckets
   CHECK_THROWS_AS(tformer::T5Bias({table.data(), 3, 2}, 128, true), tformer::Error);
+}
+
+TEST_CASE("bias: bad sizes raise tformer::Error naming them", "[bias][errors]") {
+  using Catch::Contains;
+  CHECK_THROWS_WITH(tformer::alibi_slopes(-3), Contains("alibi_slopes: heads") && Contains("got -3"));
+  CHECK_THROWS_WITH(tformer::alibi_slopes(std::numeric_limits<index>::max()),
+                    Contains("alibi_slopes: heads"));
+  const auto s4 = tformer::alibi_slopes(4);
+  CHECK(tformer::AlibiBias{s4}.heads() == 4);
+
+  std::vector<float> table(32 * 2);
+  CHECK_THROWS_WITH(tformer::T5Bias({table.data(), 32, 2}, std::numeric_limits<index>::max(), false),
+                    Contains("T5Bias: max_distance"));
+  CHECK_THROWS_WITH(tformer::T5Bias({table.data(), 32, 2}, index(1) << 40, false),
+                    Contains("T5Bias: max_distance"));
+  CHECK_THROWS_WITH(tformer::T5Bias({table.data(), 32, 0}, 128, false),
+                    Contains("T5Bias: table cols (heads)"));
+  CHECK_THROWS_WITH(tformer::T5Bias({nullptr, 32, 2}, 128, false), Contains("table data"));
+  CHECK_THROWS_WITH(tformer::t5_bucket(5, 1, 128, false), Contains("t5_bucket: buckets"));
+  CHECK_THROWS_WITH(tformer::t5_bucket(5, 3, 128, true), Contains("t5_bucket: buckets"));
+  CHECK_THROWS_WITH(tformer::t5_bucket(5, 32, 16, false), Contains("t5_bucket: max_distance"));
 }

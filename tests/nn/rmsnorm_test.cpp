@@ -4,6 +4,8 @@
 
 #include <cfloat>
 #include <cmath>
+#include <algorithm>
+#include <limits>
 
 #include "reference/ffn_reference.hpp"
 #include "support/matrix.hpp"
@@ -150,4 +152,80 @@ TEST_CASE("nn/rmsnorm: bad arguments raise tformer::Error", "[nn][rmsnorm][error
   CHECK_THROWS_WITH(
       tformer::rmsnorm(buf.cview().row_slice(0, 2), w, 1e-6f, buf.view().row_slice(1, 2)),
       Contains("memory disjoint from x"));
+}
+
+TEST_CASE("nn/rmsnorm: rows whose squares overflow or underflow float are normalised",
+          "[nn][rmsnorm]") {
+  // mean(x²) of a row of 1e20 is 1e40, past float: the row must still normalise to ±w, in every
+  // form and at lengths that take the SIMD body, the masked tail and the scalar build's loop.
+  for (const int n : {1, 7, 64, 131, 1000}) {
+    for (const float big : {1e20f, 3e38f, 1e-30f, 1e-44f}) {
+      CAPTURE(n, big);
+      test::Random rng(n);
+      Matrix x(2, n);
+      for (auto& v : x.data) v = big * float(rng.uniform(0.5, 1.0)) * (rng.uniform(0, 1) < 0.5 ? -1.0f : 1.0f);
+      const auto w = rng.normal_floats(std::size_t(n));
+      // eps 0 for the tiny rows: any eps would rightly dominate their mean square.
+      const float eps = big < 1.0f ? 0.0f : 1e-6f;
+      Matrix y(2, n);
+      tformer::rmsnorm(x.cview(), w, eps, y.view());
+      check_rows(x, w, eps, false, y);
+      tformer::rmsnorm<NormScale::OnePlusWeight>(x.cview(), w, eps, y.view());
+      check_rows(x, w, eps, true, y);
+      Matrix heads = x;
+      tformer::rmsnorm_heads(tformer::HeadsView<float>(heads.data.data(), 2, 1, n), w, eps);
+      check_rows(x, w, eps, false, heads);
+      Matrix xr = x, zero(2, n);  // residual form: x += 0, then normalised
+      tformer::rmsnorm_residual(xr.view(), zero.cview(), w, eps, y.view());
+      check_rows(x, w, eps, false, y);
+    }
+  }
+}
+
+TEST_CASE("nn/rmsnorm: NaN and inf follow float32 PyTorch", "[nn][rmsnorm]") {
+  // A NaN makes its whole row NaN; an inf makes mean(x²) inf, so 1/rms = 0: the inf element
+  // gives inf·0 = NaN and every finite element ±0 (other rows unchanged).
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  for (const int n : {5, 100}) {
+    CAPTURE(n);
+    Matrix x(3, n, 1.0f), y(3, n);
+    x.at(0, n - 1) = nan;
+    x.at(1, 2) = inf;
+    const std::vector<float> w(std::size_t(n), 2.0f);
+    tformer::rmsnorm(x.cview(), w, 1e-6f, y.view());
+    for (int i = 0; i < n; ++i) {
+      INFO("i = " << i);
+      CHECK(std::isnan(y.at(0, i)));
+      if (i == 2)
+        CHECK(std::isnan(y.at(1, i)));
+      else
+        CHECK(y.at(1, i) == 0.0f);
+      CHECK(y.at(2, i) == Approx(2.0f).epsilon(1e-6));
+    }
+  }
+}
+
+TEST_CASE("nn/rmsnorm: non-finite eps, wrapped sizes and overlaps raise tformer::Error",
+          "[nn][rmsnorm][errors]") {
+  using tformer::index;
+  Matrix x(2, 8, 1.0f), y(2, 8), r(2, 8);
+  const std::vector<float> w(8, 1.0f);
+  for (const float eps : {std::numeric_limits<float>::quiet_NaN(),
+                          std::numeric_limits<float>::infinity(), -1e-6f}) {
+    CHECK_THROWS_WITH(tformer::rmsnorm(x.cview(), w, eps, y.view()), Contains("rmsnorm: eps"));
+    CHECK_THROWS_WITH(tformer::rmsnorm_residual(x.view(), r.cview(), w, eps, y.view()),
+                      Contains("rmsnorm_residual: eps"));
+    CHECK_THROWS_WITH(tformer::rmsnorm_heads(tformer::HeadsView<float>(x.data.data(), 2, 1, 8), w, eps),
+                      Contains("rmsnorm_heads: eps"));
+  }
+  CHECK_THROWS_WITH(tformer::rmsnorm({x.data.data(), index(1) << 62, 8, index(1) << 62}, w, 0.0f,
+                                     {y.data.data(), index(1) << 62, 8, index(1) << 62}),
+                    Contains("rmsnorm: x shape"));
+  CHECK_THROWS_WITH(tformer::rmsnorm_heads(
+                        tformer::HeadsView<float>(x.data.data(), 1, index(1) << 61, 8), w, 0.0f),
+                    Contains("rmsnorm_heads: x shape"));
+  CHECK_THROWS_WITH(tformer::rmsnorm_residual(x.view(), x.cview(), w, 1e-6f, y.view()),
+                    Contains("x") && Contains("memory disjoint from residual"));
+  CHECK(std::all_of(y.data.begin(), y.data.end(), [](float v) { return v == 0.0f; }));
 }

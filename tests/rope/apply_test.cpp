@@ -5,9 +5,11 @@
 // below 3u·(|a| + |b|)·attention_factor; the tests allow 2·FLT_EPSILON·(|a| + |b|)·factor = 4u.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -462,4 +464,81 @@ TEST_CASE("rope/apply: explicit rows rotate as the table does, past the table to
   CHECK_THROWS_WITH(tformer::apply_rope_rows_inplace<RopeLayout::RotateHalf>(
                         {rows.data(), T - 1, d}, {q.data(), T, Hq, D}, {k.data(), T, Hk, D}),
                     Catch::Contains("rows.rows"));
+}
+
+TEST_CASE("rope/apply: sizes whose products wrap, and enums out of range, raise tformer::Error",
+          "[rope][errors]") {
+  using Catch::Matchers::Contains;
+  using tformer::index;
+  RopeTable table(RopeConfig{.rotary_dim = 8, .max_positions = 16});
+  std::vector<float> buf(64, 0.0f), rows(8, 0.0f);
+  // heads · head_dim = 2^61 · 8 wraps to 0: the view's token stride and size look empty.
+  const HeadsView<float> wrapped(buf.data(), 1, index(1) << 61, 8);
+  const HeadsView<float> small(buf.data() + 32, 1, 2, 8);
+  const auto at0 = Positions::offset(0);
+  CHECK_THROWS_WITH(tformer::apply_rope_inplace<RopeLayout::Interleaved>(table, wrapped, at0),
+                    Contains("apply_rope_inplace: x shape") &&
+                        Contains("heads 2305843009213693952, head_dim 8"));
+  CHECK_THROWS_WITH(tformer::apply_rope_inplace<RopeLayout::RotateHalf>(table, small, wrapped, at0),
+                    Contains("k shape"));
+  CHECK_THROWS_WITH(tformer::apply_rope_inplace<RopeLayout::RotateHalf>(table, wrapped, small, at0),
+                    Contains("q shape"));
+  CHECK_THROWS_WITH(tformer::apply_rope<RopeLayout::RotateHalf>(table, wrapped, small, at0),
+                    Contains("in shape"));
+  CHECK_THROWS_WITH(tformer::apply_rope<RopeLayout::RotateHalf>(table, small, wrapped, at0),
+                    Contains("out shape"));
+  CHECK_THROWS_WITH(tformer::apply_rope_rows_inplace<RopeLayout::RotateHalf>(
+                        {rows.data(), 1, 8}, wrapped, small),
+                    Contains("q shape"));
+  // Two tokens 2^62 floats apart.
+  const HeadsView<float> far(buf.data(), 2, 1, 8, index(1) << 62);
+  CHECK_THROWS_WITH(tformer::apply_rope_inplace<RopeLayout::Interleaved>(table, far, at0),
+                    Contains("x shape"));
+  CHECK_THROWS_WITH(tformer::apply_rope_rows_inplace<RopeLayout::RotateHalf>(
+                        {rows.data(), index(1) << 62, 8, index(1) << 62}, small, small),
+                    Contains("rows shape"));
+
+  const auto bad_direction = static_cast<RopeDirection>(7);
+  CHECK_THROWS_WITH(
+      tformer::apply_rope_inplace<RopeLayout::Interleaved>(table, small, at0, bad_direction),
+      Contains("apply_rope_inplace: direction") && Contains("got 7"));
+  CHECK_THROWS_WITH(tformer::apply_rope<RopeLayout::Interleaved>(
+                        table, HeadsView<const float>(buf.data(), 1, 2, 8), small, at0,
+                        bad_direction),
+                    Contains("direction"));
+  CHECK_THROWS_WITH(tformer::apply_rope_inplace<RopeLayout::Interleaved>(
+                        table, HeadsView<float>(buf.data(), 1, 2, 8), small, at0, bad_direction),
+                    Contains("direction"));
+  CHECK_THROWS_WITH(
+      tformer::apply_rope_inplace(static_cast<RopeLayout>(2), table, small, at0),
+      Contains("apply_rope_inplace: layout") && Contains("got 2"));
+  CHECK_THROWS_WITH(tformer::apply_rope_inplace(RopeLayout::Interleaved, table, small, at0,
+                                                static_cast<RopeDirection>(-1)),
+                    Contains("direction"));
+  CHECK(std::all_of(buf.begin(), buf.end(), [](float v) { return v == 0.0f; }));
+}
+
+TEST_CASE("rope/apply: NaN and inf in the data propagate to their own pair only, every path",
+          "[rope]") {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  RopeTable table(RopeConfig{.rotary_dim = 64, .max_positions = 16});
+  for (const RopeLayout layout : {RopeLayout::Interleaved, RopeLayout::RotateHalf}) {
+    CAPTURE(tformer::to_string(layout));
+    std::vector<float> x(3 * 64, 1.0f);
+    // Pair 5 of the middle head, pair 31 (the last) of the last head.
+    const int a5 = layout == RopeLayout::Interleaved ? 10 : 5;
+    const int a31 = layout == RopeLayout::Interleaved ? 62 : 31;
+    x[64 + a5] = nan;
+    x[128 + a31] = std::numeric_limits<float>::infinity();
+    tformer::apply_rope_inplace(layout, table, {x.data(), 1, 3, 64}, Positions::offset(3));
+    for (int h = 0; h < 3; ++h)
+      for (int i = 0; i < 32; ++i) {
+        const int ia = layout == RopeLayout::Interleaved ? 2 * i : i;
+        const int ib = layout == RopeLayout::Interleaved ? 2 * i + 1 : i + 32;
+        const bool poisoned = (h == 1 && i == 5) || (h == 2 && i == 31);
+        INFO("head " << h << " pair " << i);
+        CHECK(std::isfinite(x[std::size_t(h * 64 + ia)]) != poisoned);
+        CHECK(std::isfinite(x[std::size_t(h * 64 + ib)]) != poisoned);
+      }
+  }
 }

@@ -5,6 +5,7 @@
 
 #include <cfloat>
 #include <cmath>
+#include <limits>
 #include <numbers>
 #include <vector>
 
@@ -134,4 +135,44 @@ TEST_CASE("rotary block: planes and R are checked; reorthogonalize repairs drift
   for (std::size_t i = 0; i < r.size(); ++i) CHECK(again[i] == Approx(r[i]).margin(1e-6));
   std::vector<float> wide(std::size_t(D) * (D + 1));
   CHECK_THROWS_AS(tformer::RotaryBlock(D, {}, {wide.data(), D, D + 1}), tformer::Error);
+}
+
+TEST_CASE("rotary block: non-finite angles, tolerances and matrices raise tformer::Error",
+          "[givens][errors]") {
+  using Catch::Contains;
+  using tformer::index;
+  const int D = 8;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<GivensRotation> nan_theta = {{0, 1, 0.3f}, {2, 5, nan}},
+                                    inf_theta = {{0, 1, std::numeric_limits<float>::infinity()}};
+  CHECK_THROWS_WITH(tformer::RotaryBlock(D, nan_theta),
+                    Contains("RotaryBlock: rotation 1 theta") && Contains("finite"));
+  CHECK_THROWS_WITH(tformer::RotaryBlock(D, inf_theta), Contains("rotation 0 theta"));
+  std::vector<float> eye(D * D, 0.0f);
+  for (int i = 0; i < D; ++i) eye[std::size_t(i * D + i)] = 1.0f;
+  for (const double tol : {double(nan), -1.0, std::numeric_limits<double>::infinity()})
+    CHECK_THROWS_WITH(tformer::RotaryBlock(D, {}, {eye.data(), D, D}, tol), Contains("tolerance"));
+  // The scratch is sized after head_dim is checked: a head_dim whose scratch would pass 2^40
+  // bytes names head_dim, not the allocation.
+  CHECK_THROWS_WITH(tformer::RotaryBlock(index(1) << 40, {}), Contains("RotaryBlock: head_dim"));
+  CHECK_THROWS_WITH(tformer::RotaryBlock(-4, {}), Contains("RotaryBlock: head_dim"));
+
+  // orthogonality_error and reorthogonalize check their matrix.
+  std::vector<float> wide(std::size_t(D) * (D + 1), 0.0f);
+  CHECK_THROWS_WITH(tformer::orthogonality_error({wide.data(), D, D + 1}),
+                    Contains("orthogonality_error: r.cols (= r.rows)"));
+  CHECK_THROWS_WITH(tformer::orthogonality_error({nullptr, D, D}), Contains("r data"));
+  CHECK_THROWS_WITH(tformer::orthogonality_error({eye.data(), 0, 0}), Contains("r.rows"));
+  auto poisoned = eye;
+  poisoned[9] = nan;
+  CHECK_THROWS_WITH(tformer::reorthogonalize({poisoned.data(), D, D}),
+                    Contains("reorthogonalize: r") && Contains("finite") && Contains("(1, 1)"));
+  CHECK(std::isnan(poisoned[9]));  // unchanged
+  CHECK_THROWS_WITH(tformer::reorthogonalize({eye.data(), 0, 0}), Contains("r.rows"));
+
+  // apply: a view whose heads · head_dim wraps.
+  tformer::RotaryBlock block(D, {});
+  std::vector<float> x(2 * D);
+  CHECK_THROWS_WITH(block.apply({x.data(), 1, index(1) << 61, D}),
+                    Contains("RotaryBlock::apply: x shape"));
 }

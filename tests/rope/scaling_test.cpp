@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "reference/rope_reference.hpp"
@@ -197,4 +198,72 @@ TEST_CASE("rope/scaling: invalid parameters raise tformer::Error", "[rope][scali
       Contains("beta_fast, beta_slow") && Contains("got 32.000000, -1.000000"));
   CHECK_THROWS_WITH(freqs(rs::DynamicNtk{.factor = 2, .original_max_positions = 8}, 2, 1e4),
                     Contains("rotary_dim") && Contains("> 2"));
+}
+
+TEST_CASE("rope/scaling: non-finite and degenerate parameters are rejected, naming them",
+          "[rope][scaling][errors]") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  using rs::Yarn;
+  const Yarn yarn{.factor = 4, .original_max_positions = 64};
+  auto with = [&](auto change) {
+    Yarn y = yarn;
+    change(y);
+    return y;
+  };
+  for (const double a : {nan, inf, 0.0, -1.0}) {
+    CAPTURE(a);
+    CHECK_THROWS_WITH(freqs(with([&](Yarn& y) { y.attention_factor = a; }), 8, 1e4),
+                      Contains("rope_scaling::Yarn: attention_factor"));
+  }
+  CHECK_THROWS_WITH(freqs(with([&](Yarn& y) { y.mscale = nan; y.mscale_all_dim = 1.0; }), 8, 1e4),
+                    Contains("mscale"));
+  CHECK_THROWS_WITH(freqs(with([&](Yarn& y) { y.mscale = 1.0; y.mscale_all_dim = inf; }), 8, 1e4),
+                    Contains("mscale_all_dim"));
+  // mscale(s, −20) = 0.1·(−20)·ln 4 + 1 < 0: the quotient would be a negative attention factor.
+  CHECK_THROWS_WITH(freqs(with([&](Yarn& y) { y.mscale = -20.0; y.mscale_all_dim = 1.0; }), 8, 1e4),
+                    Contains("attention factor"));
+  CHECK_THROWS_WITH(freqs(with([&](Yarn& y) { y.beta_fast = inf; }), 8, 1e4),
+                    Contains("beta_fast, beta_slow"));
+  CHECK_THROWS_WITH(freqs(with([&](Yarn& y) { y.factor = nan; }), 8, 1e4),
+                    Contains("scaling factor"));
+
+  // LongRoPE: ln(L0) divides the default attention factor, so L0 = 1 would make it infinite.
+  const rs::LongRope lr{.short_factor = {1, 1}, .long_factor = {2, 2}, .original_max_positions = 1};
+  CHECK_THROWS_WITH(freqs(lr, 4, 1e4), Contains("original_max_positions") && Contains("got 1"));
+  rs::LongRope given = lr;
+  given.attention_factor = 1.2;  // an explicit factor needs no logarithm
+  CHECK(freqs(given, 4, 1e4).attention_factor == 1.2);
+  for (const double a : {nan, inf, 0.0}) {
+    rs::LongRope bad = given;
+    bad.attention_factor = a;
+    CHECK_THROWS_WITH(freqs(bad, 4, 1e4), Contains("rope_scaling::LongRope: attention_factor"));
+  }
+  rs::LongRope nan_factor = given;
+  nan_factor.factor = nan;
+  CHECK_THROWS_WITH(freqs(nan_factor, 4, 1e4), Contains("scaling factor"));
+  rs::LongRope nan_extension = given;
+  nan_extension.short_factor[1] = nan;
+  CHECK_THROWS_WITH(freqs(nan_extension, 4, 1e4), Contains("extension factor"));
+
+  for (const double f : {nan, inf, 0.0, -2.0}) {
+    CAPTURE(f);
+    CHECK_THROWS_WITH(freqs(rs::Linear{f}, 8, 1e4), Contains("scaling factor"));
+    CHECK_THROWS_WITH(freqs(rs::DynamicNtk{f, 64}, 8, 1e4, 4096, 128), Contains("scaling factor"));
+    CHECK_THROWS_WITH(freqs(rs::Llama3{.factor = f}, 8, 1e4), Contains("scaling factor"));
+  }
+  // Dynamic NTK at a factor so large that s·L/L0 − (s − 1) rounds to 0: the base would be 0.
+  CHECK_THROWS_WITH(freqs(rs::DynamicNtk{1e17, 64}, 8, 1e4, 4096, 64), Contains("base"));
+  // A linear factor so small that the frequencies overflow.
+  CHECK_THROWS_WITH(freqs(rs::Linear{1e-310}, 8, 1e4), Contains("inverse frequency"));
+  CHECK_THROWS_WITH(freqs(rs::Llama3{.high_freq_factor = inf}, 8, 1e4),
+                    Contains("low_freq_factor, high_freq_factor"));
+  CHECK_THROWS_WITH(freqs(rs::Llama3{.low_freq_factor = nan}, 8, 1e4),
+                    Contains("low_freq_factor, high_freq_factor"));
+  CHECK_THROWS_WITH(freqs(rs::Llama3{.original_max_positions = -5}, 8, 1e4),
+                    Contains("original_max_positions"));
+  for (const double b : {nan, inf, -inf, 1.0, 0.0})
+    CHECK_THROWS_WITH(freqs(rs::None{}, 8, b), Contains("base"));
+  CHECK_THROWS_WITH(freqs(rs::None{}, 8, 1e4, 0, 0), Contains("max_positions"));
+  CHECK_THROWS_WITH(freqs(rs::None{}, 8, 1e4, 16, -1), Contains("sequence_length"));
 }

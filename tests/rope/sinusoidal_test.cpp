@@ -1,7 +1,9 @@
 // Sinusoidal absolute position table and its normalised addition (rope/sinusoidal.hpp).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "tformer/rope/sinusoidal.hpp"
@@ -36,4 +38,32 @@ TEST_CASE("sinusoidal: the Transformer formula, normalised rows added", "[sinuso
   CHECK_THROWS_AS(tformer::add_position_embeddings({x.data(), 2, H}, {t.data(), P / 2, 2 * H},
                                                    tformer::Positions::offset(0)),
                   tformer::Error);
+}
+
+TEST_CASE("sinusoidal: non-finite parameters, wrapped sizes and overlaps raise tformer::Error",
+          "[sinusoidal][errors]") {
+  using Catch::Contains;
+  using tformer::index;
+  const int P = 8, H = 4;
+  std::vector<float> t(P * H, 0.0f), x(2 * H, 0.0f);
+  for (const double base : {std::numeric_limits<double>::infinity(),
+                            std::numeric_limits<double>::quiet_NaN(), 1.0})
+    CHECK_THROWS_WITH(tformer::sinusoidal_init({t.data(), P, H}, base),
+                      Contains("sinusoidal_init: base"));
+  CHECK_THROWS_WITH(tformer::sinusoidal_init({t.data(), index(1) << 62, H, index(1) << 62}),
+                    Contains("sinusoidal_init: table shape"));
+  tformer::sinusoidal_init({t.data(), P, H});
+  for (const float scale : {std::numeric_limits<float>::quiet_NaN(),
+                            std::numeric_limits<float>::infinity()})
+    CHECK_THROWS_WITH(tformer::add_position_embeddings({x.data(), 2, H}, {t.data(), P, H},
+                                                       tformer::Positions::offset(0), scale),
+                      Contains("add_position_embeddings: scale"));
+  CHECK_THROWS_WITH(tformer::add_position_embeddings({t.data(), 2, H}, {t.data(), P, H},
+                                                     tformer::Positions::offset(0)),
+                    Contains("x") && Contains("memory disjoint from table"));
+  CHECK_THROWS_WITH(tformer::add_position_embeddings({x.data(), index(1) << 62, H, index(1) << 62},
+                                                     {t.data(), P, H},
+                                                     tformer::Positions::offset(0)),
+                    Contains("add_position_embeddings: x shape"));
+  CHECK(std::all_of(x.begin(), x.end(), [](float v) { return v == 0.0f; }));
 }

@@ -5,6 +5,9 @@
 
 #include <cfloat>
 #include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
 
 #include "reference/rope_reference.hpp"
 #include "tformer/rope/table.hpp"
@@ -144,4 +147,39 @@ TEST_CASE("rope/table: compute_rows gives the table's rows, and rows past it (Ya
                     Contains("out"));
   CHECK_THROWS_WITH(table.compute_rows(tformer::Positions::offset(-1), 1, {small.data(), 1, 64}),
                     Contains("positions"));
+}
+
+TEST_CASE("rope/table: sizes past 2^40 bytes and bad partial-rotary inputs raise tformer::Error",
+          "[rope][table][errors]") {
+  constexpr int int32_max = std::numeric_limits<std::int32_t>::max();
+  // max_positions · rotary_dim · 4 bytes: 2^43 and 2^42 bytes, reported before any allocation.
+  CHECK_THROWS_WITH(RopeTable(RopeConfig{.rotary_dim = 1024, .max_positions = int32_max}),
+                    Contains("RopeTable: max_positions * rotary_dim") &&
+                        Contains("2147483647 * 1024"));
+  CHECK_THROWS_WITH(RopeTable(RopeConfig{.rotary_dim = int32_max - 1, .max_positions = 512}),
+                    Contains("RopeTable: max_positions * rotary_dim"));
+  // Parameters are checked before the table is allocated: a bad base with a huge table names
+  // the base, not the allocation.
+  CHECK_THROWS_WITH(
+      RopeTable(RopeConfig{.rotary_dim = 128, .max_positions = int32_max / 2, .base = -1.0}),
+      Contains("base"));
+  CHECK_THROWS_WITH(RopeTable(RopeConfig{.rotary_dim = 8, .max_positions = -3}),
+                    Contains("max_positions") && Contains("got -3"));
+  CHECK_THROWS_WITH(tformer::partial_rotary_dim(-128, 0.5),
+                    Contains("partial_rotary_dim: head_dim") && Contains("got -128"));
+  CHECK_THROWS_WITH(tformer::partial_rotary_dim(0, 0.5), Contains("head_dim"));
+  CHECK_THROWS_WITH(tformer::partial_rotary_dim(64, std::numeric_limits<double>::quiet_NaN()),
+                    Contains("partial_rotary_factor"));
+  CHECK(tformer::partial_rotary_dim(80, 0.4) == 32);
+
+  RopeTable table(RopeConfig{.rotary_dim = 8, .max_positions = 16});
+  CHECK_THROWS_WITH(table.set_base(std::numeric_limits<double>::infinity()), Contains("base"));
+  CHECK_THROWS_WITH(table.set_base(std::numeric_limits<double>::quiet_NaN()), Contains("base"));
+  CHECK(table.base() == 10000.0);
+  // compute_rows: an output whose rows · row_stride wraps.
+  std::vector<float> out(8);
+  CHECK_THROWS_WITH(
+      table.compute_rows(tformer::Positions::offset(0), 1,
+                         {out.data(), tformer::index(1) << 62, 8, tformer::index(1) << 62}),
+      Contains("compute_rows: out shape"));
 }

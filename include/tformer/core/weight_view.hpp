@@ -71,7 +71,9 @@ inline const char* type_name(WeightType type) noexcept { return type_info(type).
 // the int8 values only).
 constexpr index row_bytes(WeightType type, index cols) noexcept {
   const WeightTypeInfo info = type_info(type);
-  return cols / info.block_values * info.block_bytes;
+  // Wraps (defined, unsigned) for absurd cols, which check_weight_view refuses.
+  return static_cast<index>(static_cast<std::size_t>(cols / info.block_values) *
+                            static_cast<std::size_t>(info.block_bytes));
 }
 
 class WeightView {

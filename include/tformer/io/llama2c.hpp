@@ -21,10 +21,21 @@
 // its float32 scales, one per group_size values (read as WeightType::q8_group views, in place).
 // group_size must divide dim and hidden_dim (runq.c's matmul assumes it).
 //
-// Little-endian, as the exporter writes it. The file is memory-mapped. Every size is checked,
-// with overflow-safe arithmetic, against the file length before a weight is read: a file that is
-// shorter or longer than its header implies raises tformer::Error, and so does a non-finite
-// version-2 scale (each is read once, at open).
+// Little-endian, as the exporter writes it. Every size is checked, with overflow-safe arithmetic,
+// against the file length before a weight is read: a file that is shorter or longer than its
+// header implies raises tformer::Error, and so does a non-finite version-2 scale (each is read
+// once, at open).
+//
+// Files: open() takes regular files only (a FIFO, directory or device is an error, at once) and
+// either memory-maps them (FileMode::Map, the model's default: no copy) or reads them into an
+// owned buffer (FileMode::Read). A mapped checkpoint truncated on disk after open kills the
+// process with SIGBUS when a weight past the new end is read, as with every mmap-based loader;
+// Read mode is immune. See FileMode.
+//
+// The tokenizer (tokenizer.bin: int32 max_token_length, then per token float32 score, int32
+// length, its bytes) encodes as run.c does, in O(n log n) instead of run.c's O(n^2) (a 400 KB
+// prompt: about 0.1 s instead of half an hour), and never returns an id outside
+// [0, vocab_size): see Llama2cTokenizer::encode.
 //
 #pragma once
 
@@ -33,10 +44,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <iomanip>
+#include <queue>
 #include <span>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -44,51 +59,133 @@
 #include <vector>
 
 #include "tformer/core/error.hpp"
+#include "tformer/core/memory.hpp"
 #include "tformer/model/config.hpp"
 #include "tformer/model/weights.hpp"
 
 namespace tformer {
 inline namespace TFORMER_ARCH_NS {
 
-// A read-only memory map of a whole file (move-only).
-class MappedFile {
- public:
-  MappedFile() = default;
-  explicit MappedFile(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY);
-    check(fd >= 0, "MappedFile", "path", "a readable file", path);
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || st.st_size <= 0) {
-      ::close(fd);
-      check(false, "MappedFile", "file size", "> 0", path);
-    }
-    size_ = static_cast<std::size_t>(st.st_size);
-    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    ::close(fd);
-    check(p != MAP_FAILED, "MappedFile", "mmap", "success", path);
-    data_ = static_cast<const std::byte*>(p);
+// How open() brings a file into memory.
+enum class FileMode {
+  // mmap(2), read-only and private: no copy; pages are read from the page cache on first use.
+  // The file must keep its length while the model lives: once it is truncated (rewritten in
+  // place, cut by a full disk, replaced over NFS), the first touch of a page past its new end
+  // raises SIGBUS, which kills the process at decode. Every mmap-based loader has this hazard
+  // and no check at open can exclude it; use Read where files may change under the process.
+  Map,
+  // read(2) into an owned, 64-byte aligned buffer: one copy and the memory of the whole file,
+  // but nothing later done to the file can reach what was read.
+  Read,
+};
+
+namespace file_detail {
+
+// Closes the descriptor on every path out of the constructor.
+struct Descriptor {
+  int fd = -1;
+  ~Descriptor() {
+    if (fd >= 0) ::close(fd);
   }
-  MappedFile(MappedFile&& o) noexcept
-      : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
-  MappedFile& operator=(MappedFile&& o) noexcept {
+};
+
+// What a file that is not a regular file is, for the message.
+inline const char* kind(mode_t mode) noexcept {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+// "path (the system's reason)", from errno: call right after the failing call.
+inline std::string with_reason(const std::string& path) {
+  return path + " (" + std::strerror(errno) + ")";
+}
+
+}  // namespace file_detail
+
+// The bytes of a whole regular file, mapped or read (move-only).
+class FileBytes {
+ public:
+  FileBytes() = default;
+  // Opens `path` with O_NONBLOCK, so that a FIFO without a writer is refused at once instead of
+  // blocking open(2) forever, and takes only a non-empty regular file: a directory, FIFO, device
+  // or socket raises tformer::Error naming `where`, the path and what it is.
+  FileBytes(const std::string& path, FileMode mode, std::string_view where = "FileBytes") {
+    using namespace file_detail;
+    const Descriptor file{::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC)};
+    if (file.fd < 0) [[unlikely]]
+      detail::fail_check(where, "path", "a readable file", with_reason(path));
+    struct stat st {};
+    if (::fstat(file.fd, &st) != 0) [[unlikely]]
+      detail::fail_check(where, "path", "a file fstat(2) can describe", with_reason(path));
+    if (!S_ISREG(st.st_mode)) [[unlikely]]
+      detail::fail_check(where, "path", "a regular file", std::string(kind(st.st_mode)) + ": " + path);
+    if (st.st_size <= 0) [[unlikely]]
+      detail::fail_check(where, "file size", "> 0 bytes", "0 bytes: " + path);
+    size_ = static_cast<std::size_t>(st.st_size);
+    if (mode == FileMode::Map)
+      map(file.fd, path, where);
+    else
+      read(file.fd, path, where);
+  }
+  FileBytes(FileBytes&& o) noexcept
+      : owned_(std::move(o.owned_)),
+        data_(std::exchange(o.data_, nullptr)),
+        size_(std::exchange(o.size_, 0)),
+        mapped_(std::exchange(o.mapped_, false)) {}
+  FileBytes& operator=(FileBytes&& o) noexcept {
     if (this != &o) {
       unmap();
+      owned_ = std::move(o.owned_);
       data_ = std::exchange(o.data_, nullptr);
       size_ = std::exchange(o.size_, 0);
+      mapped_ = std::exchange(o.mapped_, false);
     }
     return *this;
   }
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-  ~MappedFile() { unmap(); }
+  FileBytes(const FileBytes&) = delete;
+  FileBytes& operator=(const FileBytes&) = delete;
+  ~FileBytes() { unmap(); }
+
   std::span<const std::byte> bytes() const noexcept { return {data_, size_}; }
+  bool mapped() const noexcept { return mapped_; }
 
  private:
-  void unmap() noexcept {
-    if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
+  void map(int fd, const std::string& path, std::string_view where) {
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) [[unlikely]]
+      detail::fail_check(where, "path", "a file mmap(2) can map", file_detail::with_reason(path));
+    data_ = static_cast<const std::byte*>(p);
+    mapped_ = true;
   }
+  // The whole file, as long as fstat said at open; a file that shrinks meanwhile is an error.
+  void read(int fd, const std::string& path, std::string_view where) {
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);  // plain blocking reads
+    owned_ = AlignedBuffer<std::byte>(size_);
+    for (std::size_t got = 0; got < size_;) {
+      const ssize_t n = ::read(fd, owned_.data() + got, size_ - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) [[unlikely]]
+        detail::fail_check(where, "path", "a file read(2) can read", file_detail::with_reason(path));
+      if (n == 0) [[unlikely]]
+        detail::fail_check(where, "file size", std::to_string(size_) + " bytes (its size at open)",
+                           std::to_string(got) + " bytes, as it shrank while read: " + path);
+      got += static_cast<std::size_t>(n);
+    }
+    data_ = owned_.data();
+  }
+  void unmap() noexcept {
+    if (mapped_) ::munmap(const_cast<std::byte*>(data_), size_);
+    mapped_ = false;
+  }
+
+  AlignedBuffer<std::byte> owned_;  // Read mode's copy
   const std::byte* data_ = nullptr;
   std::size_t size_ = 0;
+  bool mapped_ = false;
 };
 
 struct Llama2cHeader {
@@ -182,11 +279,11 @@ inline std::uint64_t checked_bytes(const Llama2cHeader& h) {
 // Decoder<configs::Llama2c>(model.weights(), model.dims()).
 class Llama2cModel {
  public:
-  // Maps `path`; throws tformer::Error if it cannot be read or is not a consistent checkpoint.
-  static Llama2cModel open(const std::string& path) {
-    MappedFile file(path);
-    const auto bytes = file.bytes();
-    Llama2cModel m(bytes);
+  // Maps (or reads, see FileMode) `path`; throws tformer::Error if it is not a regular file,
+  // cannot be read or is not a consistent checkpoint.
+  static Llama2cModel open(const std::string& path, FileMode mode = FileMode::Map) {
+    FileBytes file(path, mode, "Llama2cModel::open");
+    Llama2cModel m(file.bytes());
     m.file_ = std::move(file);
     return m;
   }
@@ -302,24 +399,32 @@ class Llama2cModel {
     if (!h.tied()) w.lm_head = matrix(V, D, "wcls");
   }
 
-  MappedFile file_;  // empty for view()
+  FileBytes file_;  // empty for view()
   Llama2cHeader header_;
   Dims dims_;
   ModelWeights weights_;
 };
 
-// llama2.c's tokenizer.bin: vocabulary pieces with merge scores.
+// llama2.c's tokenizer.bin: vocabulary pieces with merge scores. Ids follow llama2.c's layout:
+// 0 <unk>, 1 BOS, 2 EOS, 3 + b the byte b (<0x00>..<0xFF>), then merged pieces. A vocabulary
+// smaller than that layout is accepted; encode() raises tformer::Error when it would need an id
+// the vocabulary lacks.
 class Llama2cTokenizer {
  public:
   static constexpr std::int32_t bos = 1, eos = 2;
 
-  static Llama2cTokenizer open(const std::string& path, index vocab_size) {
-    MappedFile file(path);
+  // Reads `path` (see FileMode: the tokenizer copies its pieces, so the file is needed only
+  // during open, and Read is the default).
+  static Llama2cTokenizer open(const std::string& path, index vocab_size,
+                               FileMode mode = FileMode::Read) {
+    const FileBytes file(path, mode, "Llama2cTokenizer::open");
     return Llama2cTokenizer(file.bytes(), vocab_size);
   }
+  // The first `vocab_size` tokens of a tokenizer.bin held in `bytes` (copied; any alignment).
   Llama2cTokenizer(std::span<const std::byte> bytes, index vocab_size) {
-    constexpr const char* where = "llama2c tokenizer";
-    check(vocab_size > 0, where, "vocab_size", "> 0", vocab_size);
+    constexpr const char* where = "Llama2cTokenizer";
+    check(vocab_size > 0 && vocab_size <= INT32_MAX, where, "vocab_size", "in [1, 2^31)",
+          vocab_size);
     std::size_t at = 0;
     auto need = [&](std::size_t n, const char* what) {
       if (n > bytes.size() - at) [[unlikely]]
@@ -349,6 +454,7 @@ class Llama2cTokenizer {
       scores_.push_back(score);
       at += std::size_t(len);
     }
+    // Equal pieces: the first id owns the string (encode never returns the later ones).
     for (std::size_t i = 0; i < pieces_.size(); ++i) ids_.try_emplace(pieces_[i], std::int32_t(i));
   }
 
@@ -357,54 +463,35 @@ class Llama2cTokenizer {
     check_index("Llama2cTokenizer::piece", "id", id, vocab_size());
     return pieces_[std::size_t(id)];
   }
+  // The merge score of `id`'s piece.
+  float score(std::int32_t id) const {
+    check_index("Llama2cTokenizer::score", "id", id, vocab_size());
+    return scores_[std::size_t(id)];
+  }
 
-  // run.c's encode: BOS if asked, the dummy prefix " ", code points (or bytes + 3), then
-  // greedy merges by score; EOS if asked.
+  // run.c's encode: BOS if asked, the dummy prefix " " (for non-empty text), each UTF-8 code
+  // point's piece or else its bytes' tokens (byte b is id b + 3), then greedy merges by score
+  // (merge()); EOS if asked. Never returns an id outside [0, vocab_size): asking for a BOS or EOS
+  // the vocabulary lacks, or a byte whose token it lacks, raises tformer::Error naming the
+  // argument, or the byte and its offset in `text`.
   std::vector<std::int32_t> encode(std::string_view text, bool add_bos = true,
                                    bool add_eos = false) const {
+    check_special("add_bos", add_bos, bos);
+    check_special("add_eos", add_eos, eos);
     std::vector<std::int32_t> t;
+    t.reserve(text.size() + 3);
     if (add_bos) t.push_back(bos);
-    if (!text.empty()) {
-      if (auto it = ids_.find(" "); it != ids_.end()) t.push_back(it->second);
-    }
-    for (std::size_t i = 0; i < text.size();) {
-      std::size_t n = 1;  // a UTF-8 code point: its lead byte and up to 3 continuation bytes
-      while (i + n < text.size() && n < 4 && (static_cast<unsigned char>(text[i + n]) & 0xC0) == 0x80)
-        ++n;
-      if (auto it = ids_.find(std::string(text.substr(i, n))); it != ids_.end()) {
-        t.push_back(it->second);
-      } else {
-        for (std::size_t j = 0; j < n; ++j)
-          t.push_back(std::int32_t(static_cast<unsigned char>(text[i + j])) + 3);
-      }
-      i += n;
-    }
-    const std::size_t first = add_bos ? 1 : 0;  // BOS takes no part in merges
-    for (;;) {
-      float best = -1e10f;
-      std::size_t at = t.size();
-      std::int32_t merged = -1;
-      for (std::size_t i = first; i + 1 < t.size(); ++i) {
-        if (t[i] < 0 || t[i] >= vocab_size() || t[i + 1] < 0 || t[i + 1] >= vocab_size()) continue;
-        const auto it = ids_.find(pieces_[std::size_t(t[i])] + pieces_[std::size_t(t[i + 1])]);
-        if (it != ids_.end() && scores_[std::size_t(it->second)] > best) {
-          best = scores_[std::size_t(it->second)];
-          at = i;
-          merged = it->second;
-        }
-      }
-      if (merged < 0) break;
-      t[at] = merged;
-      t.erase(t.begin() + std::ptrdiff_t(at) + 1);
-    }
+    append_symbols(text, t);
+    merge(t, add_bos ? 1 : 0);  // BOS takes no part in merges
     if (add_eos) t.push_back(eos);
     return t;
   }
 
   // The text of `token` after `prev` (run.c's decode): the space after BOS is dropped and a byte
-  // token <0xXX> is that byte.
+  // token <0xXX> is that byte. `prev` is only compared with BOS, so any value may be passed.
   std::string decode(std::int32_t prev, std::int32_t token) const {
-    std::string_view p = piece(token);
+    check_index("Llama2cTokenizer::decode", "token", token, vocab_size());
+    std::string_view p = pieces_[std::size_t(token)];
     if (prev == bos && !p.empty() && p[0] == ' ') p.remove_prefix(1);
     if (p.size() == 6 && p.substr(0, 3) == "<0x" && p[5] == '>') {
       const auto hex = [](char c) {
@@ -417,6 +504,104 @@ class Llama2cTokenizer {
   }
 
  private:
+  // run.c starts its best score at -1e10: a pair whose piece scores no higher never merges.
+  static constexpr float merge_threshold = -1e10f;
+
+  // Throws when `asked` for the special token `id` that the vocabulary lacks.
+  void check_special(const char* what, bool asked, std::int32_t id) const {
+    if (asked && id >= vocab_size()) [[unlikely]]
+      detail::fail_check("Llama2cTokenizer::encode", what,
+                         "false, or a vocabulary holding id " + std::to_string(id) +
+                             " (vocab_size > " + std::to_string(id) + ")",
+                         "true with vocab_size " + std::to_string(vocab_size()));
+  }
+
+  // Byte text[at]'s fallback token, text[at] + 3; throws when the vocabulary lacks it.
+  std::int32_t byte_token(std::string_view text, std::size_t at) const {
+    const int b = static_cast<unsigned char>(text[at]);
+    if (b + 3 >= vocab_size()) [[unlikely]] {
+      std::ostringstream what, expected;
+      what << "text[" << at << "] = 0x" << std::hex << std::uppercase << std::setw(2)
+           << std::setfill('0') << b << " (no piece: its byte token)";
+      expected << "a token id in [0, " << vocab_size() << ")";
+      detail::fail_check("Llama2cTokenizer::encode", what.str(), expected.str(), b + 3);
+    }
+    return std::int32_t(b + 3);
+  }
+
+  // The symbols before merging: the dummy prefix " " (when text is not empty and " " is a
+  // piece), then per UTF-8 code point (its lead byte and up to 3 continuation bytes) its piece,
+  // or else one token per byte.
+  void append_symbols(std::string_view text, std::vector<std::int32_t>& t) const {
+    if (text.empty()) return;
+    if (auto it = ids_.find(" "); it != ids_.end()) t.push_back(it->second);
+    std::string unit;
+    for (std::size_t i = 0; i < text.size();) {
+      std::size_t n = 1;
+      while (i + n < text.size() && n < 4 &&
+             (static_cast<unsigned char>(text[i + n]) & 0xC0) == 0x80)
+        ++n;
+      unit.assign(text.substr(i, n));
+      if (auto it = ids_.find(unit); it != ids_.end()) {
+        t.push_back(it->second);
+      } else {
+        for (std::size_t j = i; j < i + n; ++j) t.push_back(byte_token(text, j));
+      }
+      i += n;
+    }
+  }
+
+  // A pair of adjacent symbols whose concatenation is the piece `merged`.
+  struct Candidate {
+    float score;
+    std::size_t left, right;             // positions in the symbol list
+    std::int32_t left_id, right_id, merged;
+  };
+
+  // run.c's merges of t[first..]: each step, of all adjacent pairs whose concatenation is a
+  // piece scoring above merge_threshold, the one with the highest score, the leftmost of equal
+  // scores, becomes that piece, until no pair is left. run.c rescans every pair per step
+  // (O(n^2)); here a max-heap of candidate pairs (score, then position) over a linked list of
+  // symbols gives the same steps in O(n log n). A merge pushes the two pairs it creates; a
+  // candidate whose symbols changed since it was pushed is dropped when popped.
+  void merge(std::vector<std::int32_t>& t, std::size_t first) const {
+    if (t.size() < first + 2) return;
+    std::int32_t* s = t.data() + first;  // symbol i's id; -1 once merged into its left neighbour
+    const std::size_t n = t.size() - first;
+    constexpr std::size_t none = std::size_t(-1);
+    std::vector<std::size_t> prev(n), next(n);
+    for (std::size_t i = 0; i < n; ++i) prev[i] = i - 1, next[i] = i + 1 < n ? i + 1 : none;  // 0 - 1 == none
+    const auto lower = [](const Candidate& a, const Candidate& b) {  // b goes first
+      return a.score < b.score || (a.score == b.score && a.left > b.left);
+    };
+    std::priority_queue<Candidate, std::vector<Candidate>, decltype(lower)> heap(lower);
+    std::string key;
+    const auto consider = [&](std::size_t l, std::size_t r) {
+      if (l == none || r == none) return;
+      key.assign(pieces_[std::size_t(s[l])]).append(pieces_[std::size_t(s[r])]);
+      const auto it = ids_.find(key);
+      if (it == ids_.end()) return;
+      const float score = scores_[std::size_t(it->second)];
+      if (score > merge_threshold) heap.push({score, l, r, s[l], s[r], it->second});  // not NaN
+    };
+    for (std::size_t i = 0; i + 1 < n; ++i) consider(i, i + 1);
+    while (!heap.empty()) {
+      const Candidate c = heap.top();
+      heap.pop();
+      if (next[c.left] != c.right || s[c.left] != c.left_id || s[c.right] != c.right_id)
+        continue;  // a symbol was merged away or changed since
+      s[c.left] = c.merged;
+      s[c.right] = -1;
+      next[c.left] = next[c.right];
+      if (next[c.left] != none) prev[next[c.left]] = c.left;
+      consider(prev[c.left], c.left);
+      consider(c.left, next[c.left]);
+    }
+    std::size_t out = first;  // the surviving symbols, in order (symbol 0 always survives)
+    for (std::size_t i = 0; i != none; i = next[i]) t[out++] = s[i];
+    t.resize(out);
+  }
+
   std::int32_t max_length_ = 0;
   std::vector<std::string> pieces_;
   std::vector<float> scores_;

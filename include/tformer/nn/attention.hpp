@@ -12,6 +12,14 @@
 // plus bias(h, p, j) (after the cap, as Hugging Face adds its mask), then
 // o = Σ softmax(s)_j · v_j. A query that sees no key gets o = 0.
 //
+// NaN: a NaN score among the keys a query sees (a NaN in its query, in a visible key, or from
+// the bias) makes that query head's whole output NaN, as PyTorch's softmax does; other queries
+// are untouched. A masked key is never scored for the query it is masked from. A NaN or inf in a
+// value reaches the outputs through the weighted sum, and in the many-token path also the rows
+// of a block that give that value weight 0 (0 · NaN in the block's P·V GEMM, as in PyTorch's
+// math backend). Options are checked: scale and softcap finite and >= 0, a bias with heads()
+// (AlibiBias, T5Bias) covering q.heads, o disjoint from q and sink_q.
+//
 // The g query heads of a group are processed together: each K and V row is read from memory once
 // per query token for all of them (a tile stays in L1). Keys are consumed in tiles of 32 with a
 // running maximum and sum
@@ -22,6 +30,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <limits>
 #include <span>
@@ -70,8 +79,9 @@ class AttentionWorkspace {
   static constexpr index tile = 32;        // keys per step of the one-token (decode) path
   static constexpr index query_tile = 32;  // query tokens per block of the many-token path
   static constexpr index key_tile = 64;    // keys per block of the many-token path
+  // Throws unless group_size >= 1, head_dim >= 1 and the largest buffer is at most 2^40 bytes.
   AttentionWorkspace(index group_size, index head_dim)
-      : group_(group_size),
+      : group_(checked(group_size, head_dim)),
         head_dim_(head_dim),
         acc_(size(group_size * head_dim)),
         scores_(size(group_size * tile)),
@@ -104,6 +114,16 @@ class AttentionWorkspace {
 
  private:
   static std::size_t size(index n) { return static_cast<std::size_t>(std::max<index>(n, 0)); }
+  static index checked(index group_size, index head_dim) {
+    constexpr const char* where = "AttentionWorkspace";
+    check(group_size >= 1, where, "group_size", ">= 1", group_size);
+    check(head_dim >= 1, where, "head_dim", ">= 1", head_dim);
+    checked_size(where, "query_tile * group_size * head_dim", {query_tile, group_size, head_dim},
+                 sizeof(float));
+    checked_size(where, "query_tile * group_size * key_tile", {query_tile, group_size, key_tile},
+                 sizeof(float));
+    return group_size;
+  }
   index group_, head_dim_;
   AlignedBuffer<float> acc_, scores_, q_block_, o_block_, s_block_, m_, l_;
   AlignedBuffer<const float*> q_rows_;
@@ -270,8 +290,18 @@ inline void tile_values(float* acc, float alpha, const float* p, const KVView& k
   }
 }
 
+// Whether s[0, n) holds a NaN: asked only when a tile's maximum is −inf, i.e. when std::max and
+// std::max_element may have skipped NaN scores (they compare with <), so that a NaN score
+// makes the output NaN without a test per key on the hot path.
+inline bool has_nan(const float* s, index n) noexcept {
+  for (index j = 0; j < n; ++j)
+    if (std::isnan(s[j])) return true;
+  return false;
+}
+
 // Running softmax state of one query token's group, in the workspace: per head the maximum
-// score m, the sum l of exp(score − maximum), and the weighted sum of values.
+// score m (NaN once a NaN score was seen), the sum l of exp(score − maximum), and the weighted
+// sum of values.
 struct DecodeState {
   float* m;
   float* l;
@@ -305,7 +335,11 @@ void accumulate(const float* const* q, index group, index first_head, const KVVi
         s[j] = valid(opt, k0 + j) ? x + bias(first_head + h, position, k0 + j) : neg_inf;
       }
       const float m_new = std::max(st.m[h], *std::max_element(s, s + n));
-      if (m_new == neg_inf) continue;  // nothing visible yet: weights stay 0
+      if (m_new == neg_inf) [[unlikely]] {  // nothing visible yet, or only NaN scores
+        if (has_nan(s, n)) st.m[h] = st.l[h] = std::numeric_limits<float>::quiet_NaN();
+        continue;  // else weights stay 0
+      }
+      // A NaN max (marked above) stays NaN through std::max, alpha and the sums.
       const float alpha = st.m[h] == neg_inf ? 0.0f : std::exp(st.m[h] - m_new);
       st.l[h] = st.l[h] * alpha + exp_shifted(s, n, m_new);
       st.m[h] = m_new;
@@ -333,9 +367,29 @@ void attend(const float* const* q, const float* const* q_sink, float* const* o, 
                scale, bias, ws, st);
   accumulate(q, group, first_head, kv, g, lo, hi, position, opt, scale, bias, ws, st);
   for (index h = 0; h < group; ++h) {
-    const float inv = st.l[h] > 0.0f ? 1.0f / st.l[h] : 0.0f;
+    const float inv = st.l[h] == 0.0f ? 0.0f : 1.0f / st.l[h];  // NaN stays NaN
     for (index i = 0; i < d; ++i) o[h][i] = ws.acc(h)[i] * inv;
   }
+}
+
+// A KV view's sizes: a length >= 0, keys and values when it holds any, and heads, positions (or
+// ring slots) and head_dim spanning at most 2^40 bytes.
+inline void check_kv(const char* where, const KVView& kv) {
+  check(kv.length >= 0, where, "kv.length", ">= 0", kv.length);
+  check(kv.slots >= 0, where, "kv.slots", ">= 0", kv.slots);
+  if (kv.slots > 0)
+    check(kv.sinks >= 0 && kv.sinks < kv.slots && kv.window >= 1, where,
+          "kv.sinks, kv.window (ring)", "0 <= sinks < slots, window >= 1", kv.sinks);
+  const index held = kv.slots > 0 ? kv.slots : kv.length;
+  const index head = checked_size(where, "kv positions held * head_dim", {held, kv.head_dim},
+                                  sizeof(float));
+  if (kv.kv_heads > 1 && held > 0) {
+    checked_size(where, "kv kv_heads * head_stride", {kv.kv_heads, kv.head_stride}, sizeof(float));
+    check(kv.head_stride >= head, where, "kv.head_stride", ">= positions held * head_dim",
+          kv.head_stride);
+  }
+  if (kv.length > 0 && (kv.keys == nullptr || kv.values == nullptr)) [[unlikely]]
+    detail::fail_check(where, "kv keys, values", "non-null pointers", "nullptr");
 }
 
 // The checks attention() and attention_weights() share: q against the view, the mask options,
@@ -346,10 +400,15 @@ inline void check_inputs(const char* where, HeadsView<const float> q, const KVVi
   if (kv.kv_heads <= 0 || q.heads() % kv.kv_heads != 0) [[unlikely]]
     detail::fail_check(where, "q.heads",
                        "a multiple of kv_heads (" + std::to_string(kv.kv_heads) + ")", q.heads());
+  check(q.head_dim() >= 1, where, "q.head_dim", ">= 1", q.head_dim());
   check_eq(where, "q.head_dim (= kv head_dim)", kv.head_dim, q.head_dim());
+  check_kv(where, kv);
   check(opt.window >= 0, where, "window", ">= 0", opt.window);
   check(opt.sinks >= 0, where, "sinks", ">= 0", opt.sinks);
   if (opt.sinks > 0) check(opt.window > 0, where, "window", "> 0 (sinks need a window)", opt.window);
+  const int sink_positions = static_cast<int>(opt.sink_positions);
+  check(sink_positions == 0 || sink_positions == 1, where, "sink_positions",
+        "Original or InCache (0 or 1)", sink_positions);
   if (opt.sink_q.data() != nullptr) {
     check_view(where, "sink_q", opt.sink_q);
     check_eq(where, "sink_q.tokens (= q.tokens)", q.tokens(), opt.sink_q.tokens());
@@ -377,7 +436,22 @@ inline void check_inputs(const char* where, HeadsView<const float> q, const KVVi
                                std::to_string(held_from + opt.window - 1) + ")",
                            positions(t));
   }
-  check(opt.scale >= 0.0f, where, "scale", ">= 0 (0: 1/sqrt(head_dim))", opt.scale);
+  check(std::isfinite(opt.scale) && opt.scale >= 0.0f, where, "scale",
+        "a finite value >= 0 (0: 1/sqrt(head_dim))", opt.scale);
+  check(std::isfinite(opt.softcap) && opt.softcap >= 0.0f, where, "softcap",
+        "a finite value >= 0 (0: off)", opt.softcap);
+}
+
+// A bias that states its heads (AlibiBias: its slopes; T5Bias: its table's columns) must cover
+// every query head. Other callables (a lambda over a model's heads) are the caller's to size.
+template <class Bias>
+void check_bias(const char* where, const Bias& bias, index q_heads) {
+  if constexpr (requires { { bias.heads() } -> std::convertible_to<index>; }) {
+    const index heads = bias.heads();
+    if (heads < q_heads) [[unlikely]]
+      detail::fail_check(where, "bias heads (ALiBi slopes, T5 table columns)",
+                         ">= q.heads (" + std::to_string(q_heads) + ")", heads);
+  }
 }
 
 // The many-token (prefill) path for query tokens [t0, t0 + tq) and kv head g: their group's
@@ -436,8 +510,12 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
           srow[j] = seen(p, kp) ? x + bias(h, at, kp) : neg_inf;
         }
         const float m_new = std::max(m[r], *std::max_element(srow, srow + n));
-        if (m_new == neg_inf) {  // nothing visible to this row yet: its weights stay 0
-          std::fill(srow, srow + n, 0.0f);
+        if (m_new == neg_inf) [[unlikely]] {  // nothing visible to this row yet, or only NaN
+          if (has_nan(srow, n)) {  // the row is NaN from now on (see accumulate)
+            m[r] = l[r] = std::numeric_limits<float>::quiet_NaN();
+            O.row(r).setConstant(m[r]);
+          }
+          std::fill(srow, srow + n, 0.0f);  // else its weights stay 0
           continue;
         }
         const float alpha = m[r] == neg_inf ? 0.0f : std::exp(m[r] - m_new);
@@ -457,7 +535,7 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
   pass(lo_min, hi_max, [&](index p, index kp) { return in_window(opt, p, kp); },
        [](index p) { return p; });
   for (index r = 0; r < rows; ++r) {
-    const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+    const float inv = l[r] == 0.0f ? 0.0f : 1.0f / l[r];  // NaN stays NaN
     float* out = o.row(t0 + r / group, g * group + r % group);
     for (index i = 0; i < d; ++i) out[i] = ob[r * d + i] * inv;
   }
@@ -479,6 +557,9 @@ void attention(HeadsView<const float> q, const KVView& kv, const Positions& posi
   check_eq(where, "o.tokens (= q.tokens)", q.tokens(), o.tokens());
   check_eq(where, "o.heads (= q.heads)", q.heads(), o.heads());
   check_eq(where, "o.head_dim (= q.head_dim)", q.head_dim(), o.head_dim());
+  check_disjoint(where, "o", o, "q", q);
+  if (opt.sink_q.data() != nullptr) check_disjoint(where, "o", o, "sink_q", opt.sink_q);
+  attention_kernels::check_bias(where, bias, q.heads());
   const index group = q.heads() / kv.kv_heads;
   check_eq(where, "workspace group size", group, ws.group_size());
   check_eq(where, "workspace head_dim", q.head_dim(), ws.head_dim());
@@ -526,6 +607,9 @@ void attention_weights(HeadsView<const float> q, const KVView& kv, const Positio
   check_eq(where, "weights.tokens", q.tokens(), weights.tokens());
   check_eq(where, "weights.heads", q.heads(), weights.heads());
   check_eq(where, "weights.head_dim (= kv.length)", kv.length, weights.head_dim());
+  check_disjoint(where, "weights", weights, "q", q);
+  if (opt.sink_q.data() != nullptr) check_disjoint(where, "weights", weights, "sink_q", opt.sink_q);
+  attention_kernels::check_bias(where, bias, q.heads());
   const index group = q.heads() / kv.kv_heads;
   const double scale =
       opt.scale > 0.0f ? opt.scale : 1.0 / std::sqrt(static_cast<double>(q.head_dim()));

@@ -36,6 +36,8 @@ inline std::vector<float> alibi_slopes(index heads) {
 
 struct AlibiBias {
   std::span<const float> slopes;  // one per query head
+  // The query heads it covers (attention() checks them against q.heads).
+  index heads() const noexcept { return static_cast<index>(slopes.size()); }
   float operator()(index h, index q, index k) const noexcept {
     return slopes[static_cast<std::size_t>(h)] * static_cast<float>(k - q);
   }

@@ -10,8 +10,9 @@
 //   Inverse    y = R(−θ)·x / f the exact inverse of Forward (= Transpose when f = 1)
 // Dimensions [rotary_dim, head_dim) pass through unchanged.
 //
-// Entry points check shapes and positions and throw tformer::Error; rotate_token() is the
-// kernel they call and checks nothing. Single-threaded; allocation-free.
+// Entry points check shapes, positions, the direction and (run-time form) the layout, and throw
+// tformer::Error; rotate_token() is the kernel they call and checks nothing. NaN and infinity in
+// the data stay in the pair they are in. Single-threaded; allocation-free.
 #pragma once
 
 #include <algorithm>
@@ -174,6 +175,12 @@ void rotate_heads(const RowOf& row_of, index rotary_dim,
   }
 }
 
+inline void check_direction(const char* where, RopeDirection direction) {
+  const int d = static_cast<int>(direction);
+  check(d >= 0 && d <= static_cast<int>(RopeDirection::Inverse), where, "direction",
+        "Forward, Transpose or Inverse (0, 1 or 2)", d);
+}
+
 template <class T>
 void check_rope_view(const char* where, const char* name, const RopeTable& table,
                      const HeadsView<T>& v) {
@@ -200,6 +207,7 @@ void dispatch_rope(const RopeTable& table, const std::array<HeadsView<const floa
     case RopeDirection::Inverse:
       return rotate_heads<Layout, true>(row_of, d, in, out, static_cast<float>(1.0 / (f * f)));
   }
+  check_direction("apply_rope", direction);  // unreachable: the entry points checked it
 }
 
 }  // namespace rope_kernels
@@ -216,6 +224,7 @@ void apply_rope(const RopeTable& table, HeadsView<const float> in, HeadsView<flo
   check_eq(where, "out.heads", in.heads(), out.heads());
   check_eq(where, "out.head_dim", in.head_dim(), out.head_dim());
   check_disjoint(where, "out", out, "in (or use apply_rope_inplace)", in);
+  rope_kernels::check_direction(where, direction);
   positions.validate(where, in.tokens(), table.max_positions());
   rope_kernels::dispatch_rope<Layout, 1>(table, {in}, {out}, positions, direction);
 }
@@ -226,6 +235,7 @@ void apply_rope_inplace(const RopeTable& table, HeadsView<float> x, const Positi
                         RopeDirection direction = RopeDirection::Forward) {
   constexpr const char* where = "apply_rope_inplace";
   rope_kernels::check_rope_view(where, "x", table, x);
+  rope_kernels::check_direction(where, direction);
   positions.validate(where, x.tokens(), table.max_positions());
   rope_kernels::dispatch_rope<Layout, 1>(table, {x}, {x}, positions, direction);
 }
@@ -242,6 +252,7 @@ void apply_rope_inplace(const RopeTable& table, HeadsView<float> q, HeadsView<fl
   check_eq(where, "k.tokens (= q.tokens)", q.tokens(), k.tokens());
   check_eq(where, "k.head_dim (= q.head_dim)", q.head_dim(), k.head_dim());
   check_disjoint(where, "k", k, "q", q);
+  rope_kernels::check_direction(where, direction);
   positions.validate(where, q.tokens(), table.max_positions());
   rope_kernels::dispatch_rope<Layout, 2>(table, {q, k}, {q, k}, positions, direction);
 }
@@ -271,6 +282,8 @@ void apply_rope_rows_inplace(MatrixView<const float> rows, HeadsView<float> q, H
 inline void apply_rope_inplace(RopeLayout layout, const RopeTable& table, HeadsView<float> x,
                                const Positions& positions,
                                RopeDirection direction = RopeDirection::Forward) {
+  const int l = static_cast<int>(layout);
+  check(l == 0 || l == 1, "apply_rope_inplace", "layout", "Interleaved or RotateHalf (0 or 1)", l);
   if (layout == RopeLayout::Interleaved)
     apply_rope_inplace<RopeLayout::Interleaved>(table, x, positions, direction);
   else

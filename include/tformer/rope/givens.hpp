@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <span>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -34,16 +35,35 @@ struct GivensRotation {
   float theta = 0.0f;
 };
 
-// max |RᵀR − I| over the entries, in double.
+namespace givens_detail {
+// Throws unless r is a square matrix of at least one row.
+template <class T>
+void check_square(const char* where, MatrixView<T> r) {
+  check_view(where, "r", r);
+  check(r.rows() >= 1, where, "r.rows", ">= 1", r.rows());
+  check_eq(where, "r.cols (= r.rows)", r.rows(), r.cols());
+}
+}  // namespace givens_detail
+
+// max |RᵀR − I| over the entries of a square r, in double (NaN if r holds NaN).
 inline double orthogonality_error(MatrixView<const float> r) {
+  givens_detail::check_square("orthogonality_error", r);
   const Eigen::MatrixXd m = eigen::map(r).cast<double>();
   return (m.transpose() * m - Eigen::MatrixXd::Identity(m.rows(), m.cols())).cwiseAbs().maxCoeff();
 }
 
-// Replaces r [D, D] by the nearest orthogonal matrix (the polar factor U·Vᵀ of its SVD).
+// Replaces r [D, D] by the nearest orthogonal matrix (the polar factor U·Vᵀ of its SVD). Throws,
+// changing nothing, unless every entry is finite.
 inline void reorthogonalize(MatrixView<float> r) {
-  check_view("reorthogonalize", "r", r);
-  check_eq("reorthogonalize", "r.cols (= r.rows)", r.rows(), r.cols());
+  constexpr const char* where = "reorthogonalize";
+  givens_detail::check_square(where, r);
+  for (index i = 0; i < r.rows(); ++i)
+    for (index j = 0; j < r.cols(); ++j)
+      if (!std::isfinite(r.row(i)[j])) [[unlikely]] {
+        std::ostringstream given;
+        given << r.row(i)[j] << " at (" << i << ", " << j << ")";
+        detail::fail_check(where, "r", "finite entries", given.str());
+      }
   const Eigen::MatrixXd m = eigen::map(MatrixView<const float>(r)).cast<double>();
   const Eigen::JacobiSVD<Eigen::MatrixXd> svd(m, Eigen::ComputeFullU | Eigen::ComputeFullV);
   eigen::map(r) = (svd.matrixU() * svd.matrixV().transpose()).cast<float>();
@@ -53,19 +73,27 @@ inline void reorthogonalize(MatrixView<float> r) {
 // θ and a [64, D] scratch (allocated here, not per call): one block serves one thread.
 class RotaryBlock {
  public:
-  // r: [D, D], or empty for the identity. Throws unless every plane is valid and r is
-  // orthogonal within `tolerance`.
+  // r: [D, D], or empty for the identity. Throws unless head_dim >= 1 (and its scratch at most
+  // 2^40 bytes), every plane is valid with a finite θ, `tolerance` is finite and >= 0, and r is
+  // orthogonal within it.
   RotaryBlock(index head_dim, std::span<const GivensRotation> rotations,
               MatrixView<const float> r = {}, double tolerance = 1e-4)
-      : d_(head_dim),
-        r_(r),
-        scratch_(static_cast<std::size_t>(rows_per_gemm * std::max<index>(head_dim, 1))) {
+      : d_(head_dim), r_(r) {
     constexpr const char* where = "RotaryBlock";
     check(head_dim >= 1, where, "head_dim", ">= 1", head_dim);
-    for (const GivensRotation& g : rotations) {
+    const index scratch = checked_size(where, "head_dim (scratch: 64 * head_dim)",
+                                       {rows_per_gemm, head_dim}, sizeof(float));
+    check(std::isfinite(tolerance) && tolerance >= 0, where, "tolerance", "a finite value >= 0",
+          tolerance);
+    planes_.reserve(rotations.size());
+    for (std::size_t k = 0; k < rotations.size(); ++k) {
+      const GivensRotation& g = rotations[k];
       check_index(where, "rotation plane i", g.i, head_dim);
       check_index(where, "rotation plane j", g.j, head_dim);
       check(g.i != g.j, where, "rotation plane (i, j)", "two different dimensions", g.i);
+      if (!std::isfinite(g.theta)) [[unlikely]]
+        detail::fail_check(where, "rotation " + std::to_string(k) + " theta", "a finite angle",
+                           g.theta);
       planes_.push_back({g.i, g.j, std::cos(double(g.theta)), std::sin(double(g.theta))});
     }
     if (r.rows() > 0) {
@@ -74,6 +102,7 @@ class RotaryBlock {
       check(err <= tolerance, where, "max |RᵀR − I|",
             "<= " + std::to_string(tolerance) + " (reorthogonalize() repairs drift)", err);
     }
+    scratch_ = AlignedBuffer<float>(static_cast<std::size_t>(scratch));
   }
 
   index head_dim() const noexcept { return d_; }

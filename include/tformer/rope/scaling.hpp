@@ -7,6 +7,11 @@
 //
 // Everything here is computed in double: Hugging Face computes in float32, which differs from
 // the exact values by ~1e-7 relative; double keeps the table exact at any position.
+//
+// Every parameter must be finite and in its range (factors > 0, original lengths > 0, ...), and
+// so must what it produces (every inv_i finite and >= 0, the attention factor finite and > 0):
+// compute_rope_frequencies throws tformer::Error naming the parameter otherwise, so no NaN or
+// infinity reaches a table.
 #pragma once
 
 #include <algorithm>
@@ -46,8 +51,9 @@ struct Yarn {
   int original_max_positions = 0;
   double beta_fast = 32.0;
   double beta_slow = 1.0;
-  // a; when absent, 0.1·ln(s) + 1, or mscale(s, mscale)/mscale(s, mscale_all_dim) when both
-  // of those are given and non-zero (DeepSeek-V2/V3 checkpoints; Hugging Face tests truthiness).
+  // a (finite, > 0); when absent, 0.1·ln(s) + 1, or mscale(s, mscale)/mscale(s, mscale_all_dim)
+  // when both of those are given and non-zero (DeepSeek-V2/V3 checkpoints; Hugging Face tests
+  // truthiness). mscale and mscale_all_dim must be finite.
   std::optional<double> attention_factor = std::nullopt;
   std::optional<double> mscale = std::nullopt;
   std::optional<double> mscale_all_dim = std::nullopt;
@@ -65,7 +71,7 @@ struct LongRope {
   // s = max_position_embeddings / L0 of the model's config; when absent, the table's
   // max_positions / L0 (pass it when the table is smaller than the model's maximum).
   std::optional<double> factor = std::nullopt;
-  // a; when absent, sqrt(1 + ln(s)/ln(L0)) if s > 1, else 1.
+  // a (finite, > 0); when absent, sqrt(1 + ln(s)/ln(L0)) if s > 1 (which needs L0 > 1), else 1.
   std::optional<double> attention_factor = std::nullopt;
 };
 
@@ -106,6 +112,11 @@ inline void check_original(const char* where, int original_max_positions) {
   check(original_max_positions > 0, where, "original_max_positions", "> 0", original_max_positions);
 }
 
+inline void check_attention_factor(const char* where, const std::optional<double>& a) {
+  if (a)
+    check(std::isfinite(*a) && *a > 0, where, "attention_factor", "a finite value > 0", *a);
+}
+
 inline double yarn_mscale(double scale, double mscale) {
   return scale <= 1.0 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0;
 }
@@ -123,6 +134,8 @@ inline RopeFrequencies compute_rope_frequencies(const RopeScaling& scaling, int 
   check(rotary_dim > 0 && rotary_dim % 2 == 0, where, "rotary_dim", "an even number > 0",
         rotary_dim);
   check(std::isfinite(base) && base > 1.0, where, "base", "a finite value > 1", base);
+  check(max_positions > 0, where, "max_positions", "> 0", max_positions);
+  check(sequence_length >= 0, where, "sequence_length", ">= 0", sequence_length);
   const double d = rotary_dim;
   const std::size_t half = static_cast<std::size_t>(rotary_dim / 2);
 
@@ -150,15 +163,25 @@ inline RopeFrequencies compute_rope_frequencies(const RopeScaling& scaling, int 
       const double l0 = s.original_max_positions;
       const double len = std::max<double>(sequence_length, l0);
       const double b = base * std::pow(s.factor * len / l0 - (s.factor - 1.0), d / (d - 2.0));
+      // >= base in exact arithmetic; a factor near 2^53 rounds s·L/L0 − (s − 1) to 0.
+      check(std::isfinite(b) && b > 1.0, "rope_scaling::DynamicNtk",
+            "scaled base (from factor and original_max_positions)", "a finite value > 1", b);
       return {detail::default_inv_freq(rotary_dim, b), 1.0};
     }
     RopeFrequencies operator()(const rope_scaling::Yarn& s) const {
       constexpr const char* w = "rope_scaling::Yarn";
       detail::check_factor(w, s.factor);
       detail::check_original(w, s.original_max_positions);
-      if (!(s.beta_fast > 0 && s.beta_slow > 0)) [[unlikely]]
-        detail::fail_check(w, "beta_fast, beta_slow", "values > 0",
+      if (!(std::isfinite(s.beta_fast) && s.beta_fast > 0 && std::isfinite(s.beta_slow) &&
+            s.beta_slow > 0)) [[unlikely]]
+        detail::fail_check(w, "beta_fast, beta_slow", "finite values > 0",
                            std::to_string(s.beta_fast) + ", " + std::to_string(s.beta_slow));
+      detail::check_attention_factor(w, s.attention_factor);
+      if (s.mscale)
+        check(std::isfinite(*s.mscale), w, "mscale", "a finite value", *s.mscale);
+      if (s.mscale_all_dim)
+        check(std::isfinite(*s.mscale_all_dim), w, "mscale_all_dim", "a finite value",
+              *s.mscale_all_dim);
       const double l0 = s.original_max_positions;
       // The dimension index whose wavelength completes `rotations` turns within L0.
       auto correction_dim = [&](double rotations) {
@@ -198,6 +221,12 @@ inline RopeFrequencies compute_rope_frequencies(const RopeScaling& scaling, int 
       const double l0 = s.original_max_positions;
       const double factor = s.factor.value_or(static_cast<double>(max_positions) / l0);
       detail::check_factor(w, factor);
+      detail::check_attention_factor(w, s.attention_factor);
+      if (!s.attention_factor && factor > 1.0)  // ln(L0) divides the default attention factor
+        check(s.original_max_positions > 1, w, "original_max_positions",
+              "> 1 (ln(original_max_positions) divides the attention factor; or give "
+              "attention_factor)",
+              s.original_max_positions);
       const auto& e = sequence_length > s.original_max_positions ? s.long_factor : s.short_factor;
       std::vector<double> f(half);
       for (std::size_t i = 0; i < half; ++i) {
@@ -212,9 +241,11 @@ inline RopeFrequencies compute_rope_frequencies(const RopeScaling& scaling, int 
       constexpr const char* w = "rope_scaling::Llama3";
       detail::check_factor(w, s.factor);
       detail::check_original(w, s.original_max_positions);
-      if (!(s.low_freq_factor > 0 && s.high_freq_factor > s.low_freq_factor)) [[unlikely]]
+      if (!(s.low_freq_factor > 0 && s.high_freq_factor > s.low_freq_factor &&
+            std::isfinite(s.high_freq_factor))) [[unlikely]]
         detail::fail_check(
-            w, "low_freq_factor, high_freq_factor", "0 < low_freq_factor < high_freq_factor",
+            w, "low_freq_factor, high_freq_factor",
+            "0 < low_freq_factor < high_freq_factor, both finite",
             std::to_string(s.low_freq_factor) + ", " + std::to_string(s.high_freq_factor));
       const double l0 = s.original_max_positions;
       const double low_freq_wavelen = l0 / s.low_freq_factor;
@@ -234,7 +265,20 @@ inline RopeFrequencies compute_rope_frequencies(const RopeScaling& scaling, int 
       return {std::move(f), 1.0};
     }
   };
-  return std::visit(Visitor{rotary_dim, d, half, base, max_positions, sequence_length}, scaling);
+  RopeFrequencies f =
+      std::visit(Visitor{rotary_dim, d, half, base, max_positions, sequence_length}, scaling);
+  // What valid-looking parameters may still produce at the edges of double's range (a factor
+  // near 1e-308 overflows a frequency; mscale values whose quotient is negative).
+  for (std::size_t i = 0; i < f.inv_freq.size(); ++i)
+    if (!(std::isfinite(f.inv_freq[i]) && f.inv_freq[i] >= 0)) [[unlikely]] {
+      std::ostringstream what;
+      what << "inverse frequency " << i << " (from the scaling's parameters)";
+      detail::fail_check(where, what.str(), "a finite value >= 0", f.inv_freq[i]);
+    }
+  check(std::isfinite(f.attention_factor) && f.attention_factor > 0, where,
+        "attention factor (from the scaling's parameters)", "a finite value > 0",
+        f.attention_factor);
+  return f;
 }
 
 }  // namespace TFORMER_ARCH_NS

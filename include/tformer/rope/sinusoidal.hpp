@@ -14,10 +14,11 @@
 namespace tformer {
 inline namespace TFORMER_ARCH_NS {
 
-// Fills table [max_positions, hidden] with the sinusoidal formula.
+// Fills table [max_positions, hidden] with the sinusoidal formula. Throws unless base is finite
+// and > 1.
 inline void sinusoidal_init(MatrixView<float> table, double base = 10000.0) {
   check_view("sinusoidal_init", "table", table);
-  check(base > 1.0, "sinusoidal_init", "base", "> 1", base);
+  check(std::isfinite(base) && base > 1.0, "sinusoidal_init", "base", "a finite value > 1", base);
   const index n = table.cols();
   for (index p = 0; p < table.rows(); ++p)
     for (index c = 0; c < n; ++c) {
@@ -27,13 +28,15 @@ inline void sinusoidal_init(MatrixView<float> table, double base = 10000.0) {
 }
 
 // x[t] += scale · table[positions(t)] / ‖table[positions(t)]‖ for each row t of x [T, hidden]
-// (a zero row adds nothing).
+// (a zero row adds nothing). Throws unless scale is finite and x does not overlap the table.
 inline void add_position_embeddings(MatrixView<float> x, MatrixView<const float> table,
                                     const Positions& positions, float scale = 1.0f) {
   constexpr const char* where = "add_position_embeddings";
   check_view(where, "x", x);
   check_view(where, "table", table);
   check_eq(where, "table cols (= x.cols)", x.cols(), table.cols());
+  check_disjoint(where, "x", x, "table", table);
+  check(std::isfinite(scale), where, "scale", "a finite value", scale);
   positions.validate(where, x.rows(), table.rows());
   for (index t = 0; t < x.rows(); ++t) {
     const float* e = table.row(positions(t));

@@ -37,7 +37,9 @@ struct RopeConfig {
 
 // The rotary dimension of a partial-rotary model, as Hugging Face computes it:
 // int(head_dim · partial_rotary_factor). Phi-2: 80 · 0.4 = 32; GPT-NeoX: 0.25.
+// Throws unless head_dim > 0 and the factor is in (0, 1].
 inline int partial_rotary_dim(int head_dim, double partial_rotary_factor) {
+  check(head_dim > 0, "partial_rotary_dim", "head_dim", "> 0", head_dim);
   check(partial_rotary_factor > 0.0 && partial_rotary_factor <= 1.0, "partial_rotary_dim",
         "partial_rotary_factor", "a value in (0, 1]", partial_rotary_factor);
   return static_cast<int>(head_dim * partial_rotary_factor);
@@ -45,15 +47,21 @@ inline int partial_rotary_dim(int head_dim, double partial_rotary_factor) {
 
 class RopeTable {
  public:
+  // Throws tformer::Error naming the parameter unless rotary_dim is even and > 0, max_positions
+  // > 0, the table (max_positions · rotary_dim floats) at most 2^40 bytes, and base and scaling
+  // valid (compute_rope_frequencies). Everything is checked before the table is allocated.
   explicit RopeTable(RopeConfig config) : config_(std::move(config)) {
     constexpr const char* where = "RopeTable";
     check(config_.rotary_dim > 0 && config_.rotary_dim % 2 == 0, where, "rotary_dim",
           "an even number > 0", config_.rotary_dim);
     check(config_.max_positions > 0, where, "max_positions", "> 0", config_.max_positions);
+    const index size = checked_size(where, "max_positions * rotary_dim",
+                                    {config_.max_positions, config_.rotary_dim}, sizeof(float));
     sequence_length_ = initial_sequence_length();
-    rows_ = AlignedBuffer<float>(static_cast<std::size_t>(config_.max_positions) *
-                                 static_cast<std::size_t>(config_.rotary_dim));
-    compute();
+    frequencies_ = compute_rope_frequencies(config_.scaling, config_.rotary_dim, config_.base,
+                                            config_.max_positions, sequence_length_);
+    rows_ = AlignedBuffer<float>(static_cast<std::size_t>(size));
+    fill_rows();
   }
 
   RopeTable(RopeTable&&) noexcept = default;
@@ -121,7 +129,7 @@ class RopeTable {
 
   int initial_sequence_length() const {
     if (const auto* ntk = std::get_if<rope_scaling::DynamicNtk>(&config_.scaling))
-      return ntk->original_max_positions;
+      return std::max(ntk->original_max_positions, 0);  // < 1 is reported as the parameter
     return config_.max_positions;
   }
 
@@ -142,12 +150,6 @@ class RopeTable {
     config_ = std::move(config);
     frequencies_ = std::move(f);
     sequence_length_ = length;
-    fill_rows();
-  }
-
-  void compute() {
-    frequencies_ = compute_rope_frequencies(config_.scaling, config_.rotary_dim, config_.base,
-                                            config_.max_positions, sequence_length_);
     fill_rows();
   }
 
