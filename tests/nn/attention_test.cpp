@@ -872,7 +872,8 @@ TEST_CASE("nn/attention: non-finite options, short biases, overlaps and workspac
   with_sink_q.sinks = 1;
   with_sink_q.sink_q = HeadsView<const float>(o.data(), 2, 4, D);
   CHECK_THROWS_WITH(attend(with_sink_q), Contains("memory disjoint from sink_q"));
-  CHECK_THROWS_WITH(tformer::attention_weights(qv, kv, at, HeadsView<float>(q.data(), 2, 4, D)),
+  CHECK_THROWS_WITH(tformer::attention_weights(HeadsView<const float>(buf.data(), 2, 4, D), kv, at,
+                                               HeadsView<float>(buf.data() + D, 2, 4, 10)),
                     Contains("weights") && Contains("memory disjoint from q"));
 
   // A KV view with a negative length.

@@ -14,7 +14,10 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 #include <span>
+#include <string>
+#include <string_view>
 #include <type_traits>
 
 #include "tformer/core/error.hpp"
@@ -96,12 +99,41 @@ inline void gated(const float* gate, const float* up, float* out, index n,
 
 }  // namespace activation_kernels
 
-// out = act(gate) ⊙ up, elementwise over spans of equal size; out may alias gate or up.
+// Throws tformer::Error unless act.kind is one of ActivationKind and, for SiluSigmoid, β is
+// finite: what every entry point taking an Activation checks.
+inline void check_activation(std::string_view where, const Activation& act) {
+  const int kind = static_cast<int>(act.kind);
+  check(kind >= 0 && kind <= static_cast<int>(ActivationKind::SiluSigmoid), where, "kind",
+        "SiLU, GeluTanh or SiluSigmoid (0, 1 or 2)", kind);
+  if (act.kind == ActivationKind::SiluSigmoid)
+    check(std::isfinite(act.beta), where, "beta", "a finite value", act.beta);
+}
+
+namespace activation_detail {
+// Throws if out overlaps `in` other than exactly (the same first element).
+inline void check_alias(const char* where, std::span<const float> in, const char* in_name,
+                        std::span<float> out) {
+  if (out.empty() || in.data() == out.data()) return;
+  const auto a = reinterpret_cast<std::uintptr_t>(in.data());
+  const auto b = reinterpret_cast<std::uintptr_t>(out.data());
+  if (a < b + out.size_bytes() && b < a + in.size_bytes()) [[unlikely]]
+    detail::fail_check(where, "out",
+                       std::string("the same memory as ") + in_name + ", or memory disjoint from it",
+                       "a shifted overlap");
+}
+}  // namespace activation_detail
+
+// out = act(gate) ⊙ up, elementwise over spans of equal size; out may alias gate or up (the
+// same memory), not overlap them otherwise. Throws unless the kind is one of ActivationKind and,
+// for SiluSigmoid, β is finite. NaN in the data propagates elementwise.
 inline void gated_activation(std::span<const float> gate, std::span<const float> up,
                              std::span<float> out, Activation act = {}) {
   constexpr const char* where = "gated_activation";
   check_eq(where, "up size (= gate size)", gate.size(), up.size());
   check_eq(where, "out size (= gate size)", gate.size(), out.size());
+  check_activation(where, act);
+  activation_detail::check_alias(where, gate, "gate", out);
+  activation_detail::check_alias(where, up, "up", out);
   activation_kernels::gated(gate.data(), up.data(), out.data(), index(gate.size()), act);
 }
 

@@ -48,6 +48,8 @@ inline void causal_conv1d(MatrixView<const float> x, MatrixView<const float> w,
 
 // y [T, C] = (or += when `accumulate`) the causal depthwise convolution of x [T, C] with
 // w [C, k] and bias [C] (or empty), continuing from `state` [k − 1, C], which it updates.
+// y and state are written while x and w are read: each must be disjoint from x, w and the
+// other (checked). NaN and inf in the data propagate to the outputs whose sums hold them.
 inline void causal_conv1d(MatrixView<const float> x, MatrixView<const float> w,
                           std::span<const float> bias, MatrixView<float> state,
                           MatrixView<float> y, bool accumulate = false) {
@@ -60,7 +62,10 @@ inline void causal_conv1d(MatrixView<const float> x, MatrixView<const float> w,
   check_shape(where, "state", state, w.cols() - 1, x.cols());
   check_shape(where, "y", y, x.rows(), x.cols());
   check_disjoint(where, "y", y, "x", x);
-  if (state.rows() > 0) check_disjoint(where, "y", y, "state", state);
+  check_disjoint(where, "y", y, "w", w);
+  check_disjoint(where, "y", y, "state", state);
+  check_disjoint(where, "state", state, "x", x);
+  check_disjoint(where, "state", state, "w", w);
   conv_kernels::causal_conv1d(x, w, bias, state, y, accumulate);
 }
 

@@ -17,14 +17,17 @@
 #include <vector>
 
 #include "tformer/core/error.hpp"
+#include "tformer/core/memory.hpp"
 #include "tformer/core/views.hpp"
 
 namespace tformer {
 inline namespace TFORMER_ARCH_NS {
 
-// The ALiBi slopes of `heads` heads.
+// The ALiBi slopes of `heads` heads. Throws unless heads >= 1 (and the slopes at most 2^40
+// bytes).
 inline std::vector<float> alibi_slopes(index heads) {
   check(heads >= 1, "alibi_slopes", "heads", ">= 1", heads);
+  checked_size("alibi_slopes", "heads", {heads}, sizeof(float));
   index p = 1;
   while (2 * p <= heads) p *= 2;
   std::vector<float> s;
@@ -43,8 +46,15 @@ struct AlibiBias {
   }
 };
 
-// T5's bucket of a relative position r = key − query.
-inline index t5_bucket(index r, index buckets, index max_distance, bool bidirectional) noexcept {
+// T5's bucket of a relative position r = key − query, in [0, buckets). Throws unless buckets >=
+// 2 (4 bidirectional) and max_distance > the exact buckets (buckets / 2, halved again
+// bidirectional).
+inline index t5_bucket(index r, index buckets, index max_distance, bool bidirectional) {
+  constexpr const char* where = "t5_bucket";
+  check(buckets >= (bidirectional ? 4 : 2), where, "buckets",
+        bidirectional ? ">= 4 (bidirectional)" : ">= 2", buckets);
+  check(max_distance > (bidirectional ? buckets / 2 : buckets) / 2, where, "max_distance",
+        "> the exact buckets", max_distance);
   index bucket = 0;
   if (bidirectional) {
     buckets /= 2;
@@ -65,14 +75,20 @@ inline index t5_bucket(index r, index buckets, index max_distance, bool bidirect
 // built at construction: beyond ±max_distance every bucket is the last of its side.
 class T5Bias {
  public:
+  // table [buckets, heads]. Throws unless it has data, buckets >= 2 (4 bidirectional), heads
+  // >= 1, and max_distance > the exact buckets with its 2·max_distance + 1 lookup entries at
+  // most 2^40 bytes.
   T5Bias(MatrixView<const float> table, index max_distance, bool bidirectional)
       : table_(table), max_distance_(max_distance) {
     constexpr const char* where = "T5Bias";
     check_view(where, "table", table);
     check(table.rows() >= (bidirectional ? 4 : 2), where, "table rows (buckets)",
           bidirectional ? ">= 4" : ">= 2", table.rows());
+    check(table.cols() >= 1, where, "table cols (heads)", ">= 1", table.cols());
     const index exact = (bidirectional ? table.rows() / 2 : table.rows()) / 2;
     check(max_distance > exact, where, "max_distance", "> the exact buckets", max_distance);
+    checked_size(where, "max_distance (2 * max_distance lookup entries)", {2, max_distance},
+                 sizeof(index));
     bucket_.resize(static_cast<std::size_t>(2 * max_distance + 1));
     for (index r = -max_distance; r <= max_distance; ++r)
       bucket_[static_cast<std::size_t>(r + max_distance)] =

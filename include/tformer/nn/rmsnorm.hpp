@@ -6,9 +6,18 @@
 // are taken in double and rounded once. The relative error of an output is at most
 // (max_terms_per_partial_sum(n) + 12)·u, u = 2^−24: the longest partial sum, the pairwise
 // combination (≤ 9 levels), the rsqrt rounding and the two products (the tests use this bound).
+//
+// Range: a float sum of squares overflows for rows past ~1e19 (float32 PyTorch then returns 0),
+// and underflows for rows below ~1e-19. Such a row, found by one comparison of its sum, is
+// normalised again in double (sum, scale and products; one rounding per output): rare and off
+// the hot loop. The bound above then holds for every finite row of any magnitude (eps = 0
+// included; a zero row with eps = 0 is 0/0, NaN). Non-finite data follow float32 PyTorch: a
+// NaN makes its row NaN; an inf makes mean(x²) inf, so that element gives NaN and the finite
+// ones 0. eps must be finite and >= 0.
 #pragma once
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <span>
 #include <type_traits>
@@ -143,17 +152,47 @@ inline float inverse_rms(float sum_sq, index n, float eps) noexcept {
   return static_cast<float>(1.0 / std::sqrt(static_cast<double>(sum_sq) / n + eps));
 }
 
+// Whether a row's float sum of squares lost its value: overflowed (or holds the NaN or inf of
+// the row), or underflowed below FLT_MIN where eps does not dominate it.
+inline bool sum_lost(float sum_sq, float eps) noexcept {
+  return !(sum_sq <= FLT_MAX) || (sum_sq < FLT_MIN && eps < FLT_MIN);
+}
+
+// The rare path of such a row: the whole normalisation in double, each output rounded once
+// (y may equal x).
+template <NormScale Scale>
+[[gnu::noinline, gnu::cold]] inline void norm_row_wide(const float* x, const float* w, float eps,
+                                                       float* y, index n) noexcept {
+  double sum_sq = 0.0;
+  for (index i = 0; i < n; ++i) sum_sq += static_cast<double>(x[i]) * x[i];
+  const double inv = 1.0 / std::sqrt(sum_sq / static_cast<double>(n) + eps);
+  for (index i = 0; i < n; ++i) {
+    const double wi = Scale == NormScale::Weight ? w[i] : 1.0 + static_cast<double>(w[i]);
+    y[i] = static_cast<float>(static_cast<double>(x[i]) * inv * wi);
+  }
+}
+
+// Normalises one row of n values from x into y (y may equal x), scaling with `inv` unless the
+// sum of squares was lost. `next`: the row to prefetch meanwhile, or null.
+template <NormScale Scale>
+inline void finish_row(const float* x, float sum_sq, const float* w, float eps, float* y, index n,
+                       const float* next = nullptr) noexcept {
+  if (sum_lost(sum_sq, eps)) [[unlikely]]
+    return norm_row_wide<Scale>(x, w, eps, y, n);
+  scale_row<Scale>(x, w, inverse_rms(sum_sq, n, eps), y, n, next);
+}
+
 // Normalises one row of n values from x into y (y may equal x).
 template <NormScale Scale>
 inline void norm_row(const float* x, const float* w, float eps, float* y, index n) noexcept {
-  scale_row<Scale>(x, w, inverse_rms(sum_squares<false>(x, nullptr, n), n, eps), y, n);
+  finish_row<Scale>(x, sum_squares<false>(x, nullptr, n), w, eps, y, n);
 }
 
 // x += add, then normalises x into y (y must not overlap x or add).
 template <NormScale Scale>
 inline void add_norm_row(float* x, const float* add, const float* w, float eps, float* y,
                          index n) noexcept {
-  scale_row<Scale>(x, w, inverse_rms(sum_squares<true>(x, add, n), n, eps), y, n);
+  finish_row<Scale>(x, sum_squares<true>(x, add, n), w, eps, y, n);
 }
 
 }  // namespace rmsnorm_kernels
@@ -182,10 +221,9 @@ void rmsnorm(MatrixView<const float> x, std::span<const float> weight, float eps
   const bool prefetch = x.rows() * x.cols() * index(sizeof(float)) > (index(4) << 20);
   for (index r = 0; r < x.rows(); ++r) {
     const float* xr = x.row(r);
-    const float inv = rmsnorm_kernels::inverse_rms(
-        rmsnorm_kernels::sum_squares<false>(xr, nullptr, x.cols()), x.cols(), eps);
-    rmsnorm_kernels::scale_row<Scale>(xr, weight.data(), inv, y.row(r), x.cols(),
-                                      prefetch && r + 1 < x.rows() ? x.row(r + 1) : nullptr);
+    rmsnorm_kernels::finish_row<Scale>(xr, rmsnorm_kernels::sum_squares<false>(xr, nullptr, x.cols()),
+                                       weight.data(), eps, y.row(r), x.cols(),
+                                       prefetch && r + 1 < x.rows() ? x.row(r + 1) : nullptr);
   }
 }
 
