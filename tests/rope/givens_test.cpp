@@ -168,6 +168,9 @@ TEST_CASE("rotary block: non-finite angles, tolerances and matrices raise tforme
   CHECK_THROWS_WITH(tformer::reorthogonalize({poisoned.data(), D, D}),
                     Contains("reorthogonalize: r") && Contains("finite") && Contains("(1, 1)"));
   CHECK(std::isnan(poisoned[9]));  // unchanged
+  // Eigen's maxCoeff skips NaN: orthogonality_error reports it, so RotaryBlock refuses such an R.
+  CHECK(std::isnan(tformer::orthogonality_error({poisoned.data(), D, D})));
+  CHECK_THROWS_WITH(tformer::RotaryBlock(D, {}, {poisoned.data(), D, D}), Contains("RᵀR"));
   CHECK_THROWS_WITH(tformer::reorthogonalize({eye.data(), 0, 0}), Contains("r.rows"));
 
   // apply: a view whose heads · head_dim wraps.

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <sstream>
 #include <string>
@@ -45,10 +46,11 @@ void check_square(const char* where, MatrixView<T> r) {
 }
 }  // namespace givens_detail
 
-// max |RᵀR − I| over the entries of a square r, in double (NaN if r holds NaN).
+// max |RᵀR − I| over the entries of a square r, in double (NaN if r holds NaN or inf).
 inline double orthogonality_error(MatrixView<const float> r) {
   givens_detail::check_square("orthogonality_error", r);
   const Eigen::MatrixXd m = eigen::map(r).cast<double>();
+  if (!m.allFinite()) return std::numeric_limits<double>::quiet_NaN();  // maxCoeff skips NaN
   return (m.transpose() * m - Eigen::MatrixXd::Identity(m.rows(), m.cols())).cwiseAbs().maxCoeff();
 }
 
