@@ -5,11 +5,16 @@
 // message contains `names` (the parameter it must name), and, when `state` is given, `state()`
 // returns the same before and after the call (a rejected call changes nothing). The program
 // prints its counts at exit: entry points, inputs, and how many raised the expected Error.
+//
+// BAD_INPUT_ROW=n runs only the n-th row of the program (0-based, in the order run() meets them)
+// and prints its outcome: to probe a build where a row may crash or hang, one process per row
+// (scripts/probe-bad-input).
 #pragma once
 
 #include <catch2/catch.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <functional>
 #include <set>
@@ -32,10 +37,11 @@ struct Row {
 struct Tally {
   std::set<std::string> entries;
   int inputs = 0, errors = 0;
+  long rows = 0;  // rows met, run or not (BAD_INPUT_ROW)
   ~Tally() {
     std::printf("bad_input: %zu entry points, %d bad inputs, %d raised tformer::Error naming the "
-                "parameter with no state change\n",
-                entries.size(), inputs, errors);
+                "parameter with no state change (%ld rows in the table)\n",
+                entries.size(), inputs, errors, rows);
   }
 };
 inline Tally& tally() {
@@ -45,7 +51,12 @@ inline Tally& tally() {
 
 // Runs the rows; each failure is reported with its entry point and input.
 inline void run(const std::vector<Row>& rows) {
+  static long next_row = 0;
+  static const char* only = std::getenv("BAD_INPUT_ROW");
   for (const Row& row : rows) {
+    const long number = next_row++;
+    tally().rows = next_row;
+    if (only != nullptr && std::atol(only) != number) continue;
     tally().entries.insert(row.entry);
     ++tally().inputs;
     INFO(row.entry << " with " << row.input);
@@ -65,6 +76,9 @@ inline void run(const std::vector<Row>& rows) {
     }
     if (outcome.empty() && row.state && row.state() != before)
       outcome = "changed state before failing";
+    if (only != nullptr)
+      std::printf("row %ld: %s with %s: %s\n", number, row.entry.c_str(), row.input.c_str(),
+                  outcome.empty() ? "ok" : outcome.c_str());
     CHECK(outcome == "");
     if (outcome.empty()) ++tally().errors;
   }
