@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,7 @@
 #include "tformer/io/llama2c.hpp"
 
 using namespace tformer;
+using Index = tformer::index;
 
 namespace {
 
@@ -179,7 +181,8 @@ TEST_CASE("bad_input: llama2.c checkpoints (Llama2cModel::view, ::open in both m
       {"version 1: version = 3", with_field(v1, 4, 3), "version"},
       {"version 1: vocab_size = -5", with_field(v1, 28, -5), "vocab_size"},
       {"version 1: shared_classifier = 2", with_field(v1, 36, 2), "shared_classifier"},
-      {"version 1: shared_classifier = 0 (no classifier stored)", with_field(v1, 36, 0), "file size"},
+      {"version 1: shared_classifier = 0 (no classifier stored)", with_field(v1, 36, 0),
+       "file size"},
       {"version 1: cut to 255 bytes", resized(v1, 255), "file size"},
       {"version 2: group_size = 0", with_field(v2, 37, 0), "group_size"},
       {"version 2: group_size = 3 (divides neither dim nor hidden_dim)", with_field(v2, 37, 3),
@@ -191,7 +194,8 @@ TEST_CASE("bad_input: llama2.c checkpoints (Llama2cModel::view, ::open in both m
   int n = 0;
   for (const auto& f : files) {
     const auto held = std::make_shared<Held>(f.bytes);
-    rows.push_back({"Llama2cModel::view", f.input, f.names, [held] { Llama2cModel::view(held->bytes()); }});
+    rows.push_back(
+        {"Llama2cModel::view", f.input, f.names, [held] { Llama2cModel::view(held->bytes()); }});
     const std::string path = dir.write("model" + std::to_string(n++) + ".bin", f.bytes);
     rows.push_back({"Llama2cModel::open", f.input, f.names, [path] { Llama2cModel::open(path); }});
     rows.push_back({"Llama2cModel::open(FileMode::Read)", f.input, f.names,
@@ -203,8 +207,9 @@ TEST_CASE("bad_input: llama2.c checkpoints (Llama2cModel::view, ::open in both m
   rows.push_back({"Llama2cModel::view", "no bytes", "file size", [] { Llama2cModel::view({}); }});
 
   // Paths that are not a regular file with a checkpoint in it.
-  const std::string missing = (dir.path / "missing.bin").string(), fifo = (dir.path / "fifo").string(),
-                    empty = dir.write("empty.bin", {}), directory = dir.path.string();
+  const std::string missing = (dir.path / "missing.bin").string(),
+                    fifo = (dir.path / "fifo").string(), empty = dir.write("empty.bin", {}),
+                    directory = dir.path.string();
   REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
   const struct {
     const char* input;
@@ -223,13 +228,14 @@ TEST_CASE("bad_input: llama2.c checkpoints (Llama2cModel::view, ::open in both m
     rows.push_back({"Llama2cModel::open", p.input, p.names, [path] { Llama2cModel::open(path); }});
     rows.push_back({"Llama2cModel::open(FileMode::Read)", p.input, p.names,
                     [path] { Llama2cModel::open(path, FileMode::Read); }});
-    rows.push_back({"Llama2cTokenizer::open", p.input, p.names,
-                    [path] { Llama2cTokenizer::open(path, 3); }});
+    rows.push_back(
+        {"Llama2cTokenizer::open", p.input, p.names, [path] { Llama2cTokenizer::open(path, 3); }});
     rows.push_back({"Llama2cTokenizer::open(FileMode::Map)", p.input, p.names,
                     [path] { Llama2cTokenizer::open(path, 3, FileMode::Map); }});
     for (const FileMode mode : {FileMode::Map, FileMode::Read})
-      rows.push_back({"FileBytes", std::string(p.input) + (mode == FileMode::Map ? ", Map" : ", Read"),
-                      p.names, [path, mode] { FileBytes(path, mode); }});
+      rows.push_back({"FileBytes",
+                      std::string(p.input) + (mode == FileMode::Map ? ", Map" : ", Read"), p.names,
+                      [path, mode] { (void)FileBytes(path, mode); }});
   }
   bad_input::run(rows);
 }
@@ -237,7 +243,8 @@ TEST_CASE("bad_input: llama2.c checkpoints (Llama2cModel::view, ::open in both m
 TEST_CASE("bad_input: llama2.c tokenizers (reader, encode, decode, piece, score)",
           "[bad_input][io]") {
   const TempDir dir;
-  const std::vector<std::string> small_pieces = {"<unk>", "\n<s>\n", "\n</s>\n", " ", "a", "b", "ab"};
+  const std::vector<std::string> small_pieces = {"<unk>", "\n<s>\n", "\n</s>\n", " ",
+                                                 "a",     "b",       "ab"};
   const auto small_file = tokenizer_file(small_pieces);
   const Llama2cTokenizer tok(small_file, 7);
   const auto one = std::make_shared<Llama2cTokenizer>(small_file, 1),
@@ -246,18 +253,20 @@ TEST_CASE("bad_input: llama2.c tokenizers (reader, encode, decode, piece, score)
   const Llama2cTokenizer no_ff(full_file, 258);  // the byte tokens up to <0xFE>
   const std::string path = dir.write("tokenizer.bin", small_file);
 
-  auto file_with = [&](std::size_t offset, std::int32_t v) { return with_field(small_file, offset, v); };
+  auto file_with = [&](std::size_t offset, std::int32_t v) {
+    return with_field(small_file, offset, v);
+  };
   const auto long_pieces = tokenizer_file({"aaaaaaaaaaaa", "bbbbbbbbbbbb"});
   const struct {
     const char* input;
     std::vector<std::byte> bytes;
-    index vocab;
+    Index vocab;
     const char* names;
   } files[] = {
       {"vocab_size = 0", small_file, 0, "vocab_size"},
       {"vocab_size = -1", small_file, -1, "vocab_size"},
-      {"vocab_size = 2^40", small_file, index(1) << 40, "vocab_size"},
-      {"vocab_size = 2^31", small_file, index(1) << 31, "vocab_size"},
+      {"vocab_size = 2^40", small_file, Index(1) << 40, "vocab_size"},
+      {"vocab_size = 2^31", small_file, Index(1) << 31, "vocab_size"},
       {"vocab_size = 8 (the file holds 7)", small_file, 8, "token"},
       {"vocab_size = 100 (more than the file's bytes can hold)", small_file, 100, "vocab_size"},
       {"no bytes", {}, 7, "max_token_length"},
@@ -267,7 +276,8 @@ TEST_CASE("bad_input: llama2.c tokenizers (reader, encode, decode, piece, score)
       {"token length = -3", file_with(8, -3), 7, "token length"},
       {"token length = 17 (> max_token_length)", file_with(8, 17), 7, "token length"},
       {"token length = INT32_MAX", file_with(8, INT32_MAX), 7, "token length"},
-      {"the last piece cut by a byte", resized(small_file, small_file.size() - 1), 7, "token bytes"},
+      {"the last piece cut by a byte", resized(small_file, small_file.size() - 1), 7,
+       "token bytes"},
       {"the second token's score and length cut", resized(long_pieces, 4 + 20 + 4), 2,
        "token score and length"},
   };
@@ -275,8 +285,9 @@ TEST_CASE("bad_input: llama2.c tokenizers (reader, encode, decode, piece, score)
   int n = 0;
   for (const auto& f : files) {
     const auto bytes = std::make_shared<std::vector<std::byte>>(f.bytes);
-    const index vocab = f.vocab;
-    rows.push_back({"Llama2cTokenizer", f.input, f.names, [bytes, vocab] { Llama2cTokenizer(*bytes, vocab); }});
+    const Index vocab = f.vocab;
+    rows.push_back({"Llama2cTokenizer", f.input, f.names,
+                    [bytes, vocab] { Llama2cTokenizer(*bytes, vocab); }});
     if (f.bytes.empty()) continue;  // an empty file is refused before it is parsed (above)
     const std::string file = dir.write("tokenizer" + std::to_string(n++) + ".bin", f.bytes);
     rows.push_back({"Llama2cTokenizer::open", f.input, f.names,
@@ -291,8 +302,9 @@ TEST_CASE("bad_input: llama2.c tokenizers (reader, encode, decode, piece, score)
        [two] { two->encode("", false, true); }},
       {"Llama2cTokenizer::encode", "'x' (byte token 123) with vocab_size 7", "text[2] = 0x78",
        [&] { tok.encode("abx"); }},
-      {"Llama2cTokenizer::encode", "\"\\xe2\\x82\\xac\" (no piece, byte token 229) with vocab_size 7",
-       "text[0] = 0xE2", [&] { tok.encode("\xe2\x82\xac", false); }},
+      {"Llama2cTokenizer::encode",
+       "\"\\xe2\\x82\\xac\" (no piece, byte token 229) with vocab_size 7", "text[0] = 0xE2",
+       [&] { tok.encode("\xe2\x82\xac", false); }},
       {"Llama2cTokenizer::encode", "byte 0xFF with vocab_size 258 (no <0xFF>)", "text[1] = 0xFF",
        [&] { no_ff.encode("a\xff"); }},
       {"Llama2cTokenizer::decode", "token = -1", "token", [&] { tok.decode(1, -1); }},

@@ -1,7 +1,10 @@
 // A bounded, deterministic stand-in for libFuzzer where it is not available (GCC builds): runs
 // every file of the seed corpus, then `runs` mutations of them (bit flips, byte overwrites with
-// boundary values, truncations, extensions, and header fields set to extreme int32 values).
+// boundary values, truncations, extensions, and the int32 fields at bytes 1 + 4k, k < 7, set to
+// extreme values: a model's header fields, or a tokenizer input's vocab_size and prompt length).
+// Linked with one target (llama2c_fuzz.cpp or tokenizer_fuzz.cpp):
 //   tformer_fuzz_llama2c_driver <corpus dir> <runs>
+//   tformer_fuzz_tokenizer_driver <corpus dir> <runs>
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
