@@ -109,6 +109,14 @@ TEST_CASE("bad_input: SwiGLU, top-k and their workspaces", "[bad_input][nn]") {
          swiglu(x.cview(), {gate.cview(), up.cview(), Buffer(8, 5).cview()}, y.view(), ws);
        },
        y_state},
+      {"swiglu", "SiluSigmoid with beta NaN", "beta",
+       [&] {
+         swiglu(x.cview(), w, y.view(), ws,
+                {ActivationKind::SiluSigmoid, std::numeric_limits<float>::quiet_NaN()});
+       },
+       y_state},
+      {"swiglu", "an activation kind outside the enum", "kind",
+       [&] { swiglu(x.cview(), w, y.view(), ws, {static_cast<ActivationKind>(7)}); }, y_state},
       {"swiglu_topk", "k = 0", "k",
        [&] { swiglu_topk(x.cview(), w, down_t.cview(), TopK::count(0), y.view(), ws); }, y_state},
       {"swiglu_topk", "k = 7 of 6", "k",
@@ -156,6 +164,13 @@ TEST_CASE("bad_input: mixture of experts", "[bad_input][nn]") {
        [] { MoeWorkspace s(2, 8, 6, MoeConfig{Index(1) << 40, 2}); }},
       {"moe", "top_k = 3 against a workspace of 2", "workspace top_k",
        [&] { moe(x.cview(), w, MoeConfig{4, 3}, y.view(), ws); }, y_state},
+      {"moe", "SiluSigmoid with beta +inf", "beta",
+       [&] {
+         MoeConfig c = config;
+         c.activation = {ActivationKind::SiluSigmoid, std::numeric_limits<float>::infinity()};
+         moe(x.cview(), w, c, y.view(), ws);
+       },
+       y_state},
       {"moe", "router of 3 rows", "router shape",
        [&] {
          moe(x.cview(), {Buffer(3, 8).cview(), experts, std::nullopt, {}}, config, y.view(), ws);

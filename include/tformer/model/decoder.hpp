@@ -268,6 +268,7 @@ class Decoder {
  private:
   static DecoderOptions resolved(DecoderOptions o, const Dims& d) {
     constexpr const char* where = "Decoder";
+    check_activation("Decoder: Config::activation", C::activation);
     check(o.sequences >= 1, where, "options.sequences", ">= 1", o.sequences);
     if (o.capacity == 0) o.capacity = d.max_positions;
     if (o.capacity < 1 || o.capacity > d.max_positions) [[unlikely]]

@@ -168,6 +168,7 @@ inline void moe(MatrixView<const float> x, const MoeWeights& w, const MoeConfig&
                 MatrixView<float> y, MoeWorkspace& ws) {
   constexpr const char* where = "moe";
   const index tokens = x.rows(), hidden = x.cols(), E = config.experts, k = config.top_k;
+  check_activation(where, config.activation);
   check(E >= 1, where, "config.experts", ">= 1", E);
   if (k < 1 || k > E) [[unlikely]]
     detail::fail_check(where, "config.top_k", "a value in [1, " + std::to_string(E) + "] (experts)",

@@ -295,7 +295,8 @@ inline MatrixView<float> gated_intermediate(MatrixView<const float> x, const Swi
 namespace ffn_detail {
 // Checks x, the gate and up weights and the workspace (callers check y and down).
 inline void check_ffn(const char* where, MatrixView<const float> x, const SwiGluWeights& w,
-                      const FfnWorkspace& ws) {
+                      const FfnWorkspace& ws, const Activation& act) {
+  check_activation(where, act);
   check_view(where, "x", x);
   check_view(where, "w.gate", w.gate);
   check_shape(where, "w.up", w.up, w.intermediate(), w.hidden());
@@ -312,7 +313,7 @@ inline void check_ffn(const char* where, MatrixView<const float> x, const SwiGlu
 inline void swiglu(MatrixView<const float> x, const SwiGluWeights& w, MatrixView<float> y,
                    FfnWorkspace& ws, Activation act = {}) {
   constexpr const char* where = "swiglu";
-  ffn_detail::check_ffn(where, x, w, ws);
+  ffn_detail::check_ffn(where, x, w, ws, act);
   check_shape(where, "w.down", w.down, w.hidden(), w.intermediate());
   check_shape(where, "y", y, x.rows(), w.hidden());
   const MatrixView<float> h = ffn_kernels::gated_intermediate(x, w, ws, act);
@@ -327,7 +328,7 @@ inline void swiglu_topk(MatrixView<const float> x, const SwiGluWeights& w,
                         MatrixView<const float> down_t, TopK k, MatrixView<float> y,
                         FfnWorkspace& ws, Activation act = {}) {
   constexpr const char* where = "swiglu_topk";
-  ffn_detail::check_ffn(where, x, w, ws);
+  ffn_detail::check_ffn(where, x, w, ws, act);
   check_shape(where, "down_t", down_t, w.intermediate(), w.hidden());
   check_shape(where, "y", y, x.rows(), w.hidden());
   const index kept = k.resolve(w.intermediate());
@@ -340,7 +341,7 @@ inline void swiglu_topk(MatrixView<const float> x, const SwiGluWeights& w,
 inline void swiglu_topk_intermediate(MatrixView<const float> x, const SwiGluWeights& w, TopK k,
                                      MatrixView<float> h, FfnWorkspace& ws, Activation act = {}) {
   constexpr const char* where = "swiglu_topk_intermediate";
-  ffn_detail::check_ffn(where, x, w, ws);
+  ffn_detail::check_ffn(where, x, w, ws, act);
   check_shape(where, "h", h, x.rows(), w.intermediate());
   const index kept = k.resolve(w.intermediate());
   const MatrixView<float> full = ffn_kernels::gated_intermediate(x, w, ws, act);
