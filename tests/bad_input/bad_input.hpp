@@ -16,14 +16,44 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <fstream>
 #include <functional>
+#include <limits>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "tformer/core/error.hpp"
+#include "tformer/core/views.hpp"
 
 namespace bad_input {
+
+// Values the tables reuse.
+inline constexpr tformer::index huge = tformer::index(1) << 62;
+inline constexpr tformer::index max_index = std::numeric_limits<tformer::index>::max();
+inline constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+inline constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// v, hidden from the optimiser: a size that makes a check throw is then not also propagated
+// into the loop after the check (GCC warns of the undefined behaviour it would have).
+inline tformer::index opaque(tformer::index v) {
+  asm volatile("" : "+r"(v));
+  return v;
+}
+
+// Whether the kernel refuses allocations past its memory (overcommit heuristic or never), so
+// that asking for more than the machine has fails instead of succeeding lazily and being killed
+// when touched: rows that need a failing allocation run only then.
+inline bool overcommit_refuses() {
+  std::ifstream f("/proc/sys/vm/overcommit_memory");
+  int mode = -1;
+  return f >> mode && mode != 1;
+}
+
+// The bytes of a buffer, so that a row can state that a rejected call wrote nothing.
+inline std::string contents(const std::vector<float>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+}
 
 struct Row {
   std::string entry;  // "KVCache::advance"

@@ -9,11 +9,10 @@
 
 using namespace tformer;
 using Index = tformer::index;
+using namespace bad_input;
 
 namespace {
 
-constexpr Index huge = Index(1) << 62;
-constexpr Index max_index = std::numeric_limits<Index>::max();
 
 // Every length and what view() accepts, per sequence and layer.
 std::string state(const KVCache& c) {

@@ -14,21 +14,7 @@
 
 using namespace tformer;
 using Index = tformer::index;
-
-namespace {
-
-constexpr Index huge = Index(1) << 62;
-constexpr Index max_index = std::numeric_limits<Index>::max();
-
-// Whether the kernel refuses allocations past its memory (overcommit heuristic or never), so
-// that asking for 512 GiB fails instead of succeeding lazily and being killed when touched.
-bool overcommit_refuses() {
-  std::ifstream f("/proc/sys/vm/overcommit_memory");
-  int mode = -1;
-  return f >> mode && mode != 1;
-}
-
-}  // namespace
+using namespace bad_input;
 
 TEST_CASE("bad_input: sizes, buffers and views", "[bad_input][core]") {
   std::vector<float> data(64, 1.0f);

@@ -15,10 +15,10 @@
 
 using namespace tformer;
 using Index = tformer::index;
+using namespace bad_input;
 
 namespace {
 
-constexpr Index huge = Index(1) << 62;
 
 struct Buffer {  // a matrix of its own
   Index rows, cols;

@@ -17,10 +17,12 @@
 #include <vector>
 
 #include "bad_input/bad_input.hpp"
+#include "support/temp_dir.hpp"
 #include "tformer/io/llama2c.hpp"
 
 using namespace tformer;
 using Index = tformer::index;
+using namespace bad_input;
 
 namespace {
 
@@ -107,26 +109,6 @@ std::vector<std::string> layout(const std::vector<std::string>& extra) {
   return p;
 }
 
-// A unique temporary directory, removed with its contents.
-struct TempDir {
-  TempDir() {
-    std::string t = (std::filesystem::temp_directory_path() / "tformer_io_bad_XXXXXX").string();
-    if (::mkdtemp(t.data()) == nullptr) std::abort();
-    path = t;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-  std::string write(const std::string& name, const std::vector<std::byte>& bytes) const {
-    const auto file = path / name;
-    std::ofstream(file, std::ios::binary)
-        .write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
-    return file.string();
-  }
-  std::filesystem::path path;
-};
-
 // Bytes at a 4-byte aligned address (as a mapped file's), or at an odd one.
 struct Held {
   explicit Held(const std::vector<std::byte>& b, std::size_t shift = 0)
@@ -144,7 +126,7 @@ struct Held {
 
 TEST_CASE("bad_input: llama2.c checkpoints (Llama2cModel::view, ::open in both modes)",
           "[bad_input][io]") {
-  const TempDir dir;
+  const test::TempDir dir;
   const auto good = legacy(small), v1 = versioned(1), v2 = versioned(2);
   REQUIRE_NOTHROW(Llama2cModel::view(Held(good).bytes()));
   REQUIRE_NOTHROW(Llama2cModel::view(Held(v1).bytes()));
@@ -242,7 +224,7 @@ TEST_CASE("bad_input: llama2.c checkpoints (Llama2cModel::view, ::open in both m
 
 TEST_CASE("bad_input: llama2.c tokenizers (reader, encode, decode, piece, score)",
           "[bad_input][io]") {
-  const TempDir dir;
+  const test::TempDir dir;
   const std::vector<std::string> small_pieces = {"<unk>", "\n<s>\n", "\n</s>\n", " ",
                                                  "a",     "b",       "ab"};
   const auto small_file = tokenizer_file(small_pieces);

@@ -12,12 +12,10 @@
 
 using namespace tformer;
 using Index = tformer::index;
+using namespace bad_input;
 
 namespace {
 
-constexpr Index huge = Index(1) << 62;
-const float kNaN = std::numeric_limits<float>::quiet_NaN();
-const float kInf = std::numeric_limits<float>::infinity();
 
 const Dims small = {.vocab = 64, .hidden = 32, .intermediate = 48, .layers = 2, .heads = 4,
                     .kv_heads = 2, .head_dim = 8, .max_positions = 16};

@@ -15,26 +15,7 @@
 
 using namespace tformer;
 using Index = tformer::index;
-
-namespace {
-
-constexpr Index huge = Index(1) << 62;
-constexpr Index max_index = std::numeric_limits<Index>::max();
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-constexpr float kInf = std::numeric_limits<float>::infinity();
-
-// v, hidden from the optimiser (see rope_bad_input.cpp).
-Index opaque(Index v) {
-  asm volatile("" : "+r"(v));
-  return v;
-}
-
-// The bytes of buffers, so that a row can state that a rejected call wrote nothing.
-std::string contents(const std::vector<float>& v) {
-  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
-}
-
-}  // namespace
+using namespace bad_input;
 
 TEST_CASE("bad_input: activations, RMSNorm, convolution", "[bad_input][nn]") {
   std::vector<float> gate(16, 0.5f), up(16, 2.0f), out(16, 0.0f), buf(48, 1.0f);

@@ -15,35 +15,20 @@
 
 using namespace tformer;
 using Index = tformer::index;
+using bad_input::contents;
+using bad_input::huge;
+using bad_input::opaque;
+using bad_input::overcommit_refuses;
 namespace rs = tformer::rope_scaling;
 
 namespace {
 
-constexpr Index huge = Index(1) << 62;
 constexpr int int32_max = std::numeric_limits<std::int32_t>::max();
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr float kNaNf = std::numeric_limits<float>::quiet_NaN();
 constexpr float kInff = std::numeric_limits<float>::infinity();
 
-// v, hidden from the optimiser: a size that makes a check throw is then not also propagated
-// into the loop after the check (GCC warns of the undefined behaviour it would have).
-Index opaque(Index v) {
-  asm volatile("" : "+r"(v));
-  return v;
-}
-
-// The bytes of a buffer, so that a row can state that a rejected call wrote nothing.
-std::string contents(const std::vector<float>& v) {
-  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
-}
-
-// Whether the kernel refuses allocations past its memory (as in core_bad_input.cpp).
-bool overcommit_refuses() {
-  std::ifstream f("/proc/sys/vm/overcommit_memory");
-  int mode = -1;
-  return f >> mode && mode != 1;
-}
 
 // compute_rope_frequencies for a scaling, rotary_dim 8, base 10^4, 4096 positions, length 64.
 auto freqs(RopeScaling s, int rotary_dim = 8, double base = 1e4, int max_positions = 4096,

@@ -33,6 +33,7 @@
 #include "reference/decoder_reference.hpp"
 #include "reference/llama2c_tokenizer_reference.hpp"
 #include "support/random.hpp"
+#include "support/temp_dir.hpp"
 #include "tformer/io/llama2c.hpp"
 #include "tformer/model/decoder.hpp"
 
@@ -190,27 +191,6 @@ std::vector<float> logits(const ModelWeights& w, const Dims& d,
               tformer::LogitsFor::All);
   return out;
 }
-
-// A unique directory under the system's temporary directory, removed with its contents.
-struct TempDir {
-  TempDir() {
-    std::string t = (std::filesystem::temp_directory_path() / "tformer_io_XXXXXX").string();
-    REQUIRE(::mkdtemp(t.data()) != nullptr);
-    path = t;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-  // Writes `bytes` to the file `name` in this directory; returns its path.
-  std::string write(const std::string& name, const std::vector<std::byte>& bytes) const {
-    const auto file = path / name;
-    std::ofstream(file, std::ios::binary)
-        .write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
-    return file.string();
-  }
-  std::filesystem::path path;
-};
 
 // Calls `open` (on a FIFO without a writer, say). If it has not returned after 5 s, opens
 // `fifo` for writing, which lets a reader blocked in open(2) go on; returns whether it had to.
@@ -680,7 +660,7 @@ TEST_CASE("llama2c versions 1 and 2: bad headers, truncation and NaN scales are 
 
 TEST_CASE("llama2c: open takes regular files only, and refuses a FIFO without blocking",
           "[io][llama2c]") {
-  const TempDir dir;
+  const test::TempDir dir;
   const std::string fifo = (dir.path / "model.fifo").string();
   REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
   // No writer ever opens the FIFO: open(2) for reading would wait for one forever.
@@ -714,7 +694,7 @@ TEST_CASE("llama2c: Read mode gives Map mode's model and survives the file's tru
   tformer::OwnedWeights<C> owned(dims, 8);
   ModelWeights w = owned.view();
   w.lm_head = {};
-  const TempDir dir;
+  const test::TempDir dir;
   const std::string path =
       dir.write("model.bin", version == 0 ? write_llama2c(dims, w, true)
                                           : write_versioned(version, dims, w, true, 8));
@@ -739,7 +719,7 @@ TEST_CASE("llama2c: Map mode, the documented hazard: a file truncated after open
   tformer::OwnedWeights<C> owned(dims, 9);
   ModelWeights w = owned.view();
   w.lm_head = {};
-  const TempDir dir;
+  const test::TempDir dir;
   const std::string path = dir.write("model.bin", write_llama2c(dims, w, true));
   const pid_t child = ::fork();
   REQUIRE(child >= 0);
@@ -768,7 +748,7 @@ TEST_CASE("llama2c tokenizer: Map mode, Read mode and bytes give the same tokeni
           "[io][llama2c][tokenizer]") {
   const Words words(11, 50);
   const auto bytes = tokenizer_file(words.vocab);
-  const TempDir dir;
+  const test::TempDir dir;
   const std::string path = dir.write("tokenizer.bin", bytes);
   const tformer::index V = words.vocab.size();
   const tformer::Llama2cTokenizer from_bytes(bytes, V),
