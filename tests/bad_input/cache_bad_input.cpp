@@ -35,11 +35,20 @@ std::string state(const KVCache& c) {
   return s.str();
 }
 
-std::string state(const CrossKVCache& c, Index sequences) {
+// Tokens, padding flags and which layers are set, per sequence.
+std::string state(const CrossKVCache& c, Index sequences, Index layers) {
   std::ostringstream s;
   for (Index q = 0; q < sequences; ++q) {
     s << c.tokens(q) << ":";
     for (const std::uint8_t f : c.key_valid(q)) s << int(f);
+    for (Index l = 0; l < layers; ++l) {
+      try {
+        (void)c.view(l, q);
+        s << "+";
+      } catch (const Error&) {
+        s << "-";
+      }
+    }
     s << ",";
   }
   return s.str();
@@ -72,7 +81,7 @@ TEST_CASE("bad_input: KVCache and CrossKVCache", "[bad_input][cache]") {
   CrossKVCache cross({.layers = 2, .kv_heads = 2, .head_dim = 4, .capacity = 4, .sequences = 2});
   const std::vector<std::uint8_t> mask{1, 1, 0}, other{1, 0, 0}, short_mask{1, 1};
   cross.set(0, 0, k3, k3, mask);
-  auto cross_state = [&] { return state(cross, 2); };
+  auto cross_state = [&] { return state(cross, 2, 2); };
 
   bad_input::run({
       {"KVCache", "layers = 0", "layers", make(with([](auto& c) { c.layers = 0; }))},

@@ -47,7 +47,7 @@ TEST_CASE("bad_input: sizes, buffers and views", "[bad_input][core]") {
        [&] { check_view("f", "q", HeadsView<const float>(data.data(), max_index, 2, 4)); }},
       {"check_view(HeadsView)", "head_dim = -2", "q shape",
        [&] { check_view("f", "q", HeadsView<const float>(data.data(), 1, 2, -2, 8)); }},
-      {"check_disjoint", "y overlapping x", "y",
+      {"check_disjoint", "y overlapping x", "y: expected memory disjoint from x",
        [&] {
          check_disjoint("f", "y", MatrixView<const float>(data.data() + 4, 2, 4), "x",
                         MatrixView<const float>(data.data(), 2, 4));

@@ -51,9 +51,9 @@ TEST_CASE("bad_input: linear and matmul", "[bad_input][nn]") {
        [&] { linear(x.cview(), w.cview(), y_short.view()); }},
       {"linear", "bias of 3 for 4 outputs", "bias size",
        [&] { linear(x.cview(), w.cview(), bias3, y.view()); }, y_state},
-      {"linear", "y overlapping x", "y",
+      {"linear", "y overlapping x", "y: expected memory disjoint from x",
        [&] { linear(x.cview(), w.cview(), MatrixView<float>(x.data.data(), 3, 4)); }},
-      {"linear", "y overlapping w", "y",
+      {"linear", "y overlapping w", "y: expected memory disjoint from w",
        [&] { linear(x.cview(), w.cview(), MatrixView<float>(w.data.data(), 3, 4, 8)); }},
       {"linear", "x with 2^62 rows", "x shape",
        [&] { linear(MatrixView<const float>(x.data.data(), huge, 8), w.cview(), y.view()); },
@@ -68,7 +68,7 @@ TEST_CASE("bad_input: linear and matmul", "[bad_input][nn]") {
       {"matmul", "bias of 3 for 4 outputs", "bias size",
        [&] { matmul(x32.cview(), WeightView(WeightType::q8_0, q8, 4, 32), bias3, y4.view()); },
        y4_state},
-      {"matmul", "y overlapping w", "y",
+      {"matmul", "y overlapping w", "y: expected memory disjoint from w",
        [&] {
          matmul(x32.cview(), WeightView(WeightType::q8_0, q8, 4, 32),
                 MatrixView<float>(reinterpret_cast<float*>(q8), 3, 4));
@@ -117,9 +117,9 @@ TEST_CASE("bad_input: SwiGLU, top-k and their workspaces", "[bad_input][nn]") {
        y_state},
       {"swiglu", "an activation kind outside the enum", "kind",
        [&] { swiglu(x.cview(), w, y.view(), ws, {static_cast<ActivationKind>(7)}); }, y_state},
-      {"swiglu_topk", "k = 0", "k",
+      {"swiglu_topk", "k = 0", "k:",
        [&] { swiglu_topk(x.cview(), w, down_t.cview(), TopK::count(0), y.view(), ws); }, y_state},
-      {"swiglu_topk", "k = 7 of 6", "k",
+      {"swiglu_topk", "k = 7 of 6", "k:",
        [&] { swiglu_topk(x.cview(), w, down_t.cview(), TopK::count(7), y.view(), ws); }, y_state},
       {"swiglu_topk", "fraction NaN", "k fraction",
        [&] {
@@ -132,7 +132,7 @@ TEST_CASE("bad_input: SwiGLU, top-k and their workspaces", "[bad_input][nn]") {
        y_state},
       {"swiglu_topk", "down_t [8, 6] (not transposed)", "down_t",
        [&] { swiglu_topk(x.cview(), w, down.cview(), TopK::count(2), y.view(), ws); }, y_state},
-      {"swiglu_topk_intermediate", "h of 5 columns", "h",
+      {"swiglu_topk_intermediate", "h of 5 columns", "h shape",
        [&] { swiglu_topk_intermediate(x.cview(), w, TopK::count(2), Buffer(2, 5).view(), ws); }},
       {"TransposedWeights", "cols not whole q8_0 blocks", "cols",
        [&] {
@@ -168,6 +168,13 @@ TEST_CASE("bad_input: mixture of experts", "[bad_input][nn]") {
        [&] {
          MoeConfig c = config;
          c.activation = {ActivationKind::SiluSigmoid, std::numeric_limits<float>::infinity()};
+         moe(x.cview(), w, c, y.view(), ws);
+       },
+       y_state},
+      {"moe", "a router kind outside the enum", "config.router",
+       [&] {
+         MoeConfig c = config;
+         c.router = static_cast<RouterKind>(5);
          moe(x.cview(), w, c, y.view(), ws);
        },
        y_state},

@@ -59,6 +59,7 @@ TEST_CASE("bad_input: RoPE frequencies and tables", "[bad_input][rope]") {
   const std::string f = "compute_rope_frequencies";
   std::vector<bad_input::Row> rows = {
       {f, "rotary_dim = 7", "rotary_dim", freqs(rs::None{}, 7)},
+      {f, "rotary_dim = 2^30 (8 GiB of frequencies)", "rotary_dim", freqs(rs::None{}, 1 << 30)},
       {f, "rotary_dim = -8", "rotary_dim", freqs(rs::None{}, -8)},
       {f, "base = NaN", "base", freqs(rs::None{}, 8, kNaN)},
       {f, "base = +inf", "base", freqs(rs::None{}, 8, kInf)},

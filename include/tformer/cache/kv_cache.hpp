@@ -109,8 +109,10 @@ class KVCache {
   // [length(seq), length(seq) + T) of sequence `seq`. The length moves only with advance().
   // Precondition for the data: none (NaN and Inf are stored as given).
   void write(index layer, index seq, HeadsView<const float> k, HeadsView<const float> v) {
-    check_write("KVCache::write", layer, seq, k, v, length(seq));
-    store(layer, seq, k, v, lengths_[static_cast<std::size_t>(seq)]);
+    check_index("KVCache::write", "seq", seq, config_.sequences);
+    const index first = lengths_[static_cast<std::size_t>(seq)];
+    check_write("KVCache::write", layer, seq, k, v, first);
+    store(layer, seq, k, v, first);
   }
 
   // Throws unless write(layer, seq, k, v) at position `first` would be valid.
@@ -288,7 +290,7 @@ class CrossKVCache {
   // config.capacity: the most encoder tokens a sequence may have (no ring mode).
   explicit CrossKVCache(const KVCacheConfig& config)
       : cache_(checked(config)),
-        valid_(static_cast<std::size_t>(config.sequences * config.capacity)),
+        key_valid_(static_cast<std::size_t>(config.sequences * config.capacity)),
         set_(static_cast<std::size_t>(config.sequences * config.layers)) {}
 
   // Stores layer `layer`'s projected encoder keys and values [S, kv_heads, head_dim] for
@@ -308,7 +310,7 @@ class CrossKVCache {
                          length, k.tokens());
     check(!is_set(layer, seq), where, "layer", "one not yet set for this input (reset(seq) first)",
           layer);
-    std::uint8_t* flags = valid_.data() + seq * cache_.config().capacity;
+    std::uint8_t* flags = key_valid_.data() + seq * cache_.config().capacity;
     if (length != 0 && !valid.empty() && !std::equal(valid.begin(), valid.end(), flags))
         [[unlikely]]
       detail::fail_check(where, "valid", "the padding mask an earlier layer of this input gave "
@@ -324,7 +326,10 @@ class CrossKVCache {
     set_[static_cast<std::size_t>(seq * cache_.config().layers + layer)] = 1;
   }
 
-  index tokens(index seq) const { return cache_.length(seq); }
+  index tokens(index seq) const {
+    check_index("CrossKVCache::tokens", "seq", seq, cache_.config().sequences);
+    return cache_.length(seq);
+  }
   // Layer `layer`'s keys and values of the current input; throws if that layer was not set.
   KVView view(index layer, index seq) const {
     check_index("CrossKVCache::view", "seq", seq, cache_.config().sequences);
@@ -335,14 +340,15 @@ class CrossKVCache {
   }
   std::span<const std::uint8_t> key_valid(index seq) const {
     check_index("CrossKVCache::key_valid", "seq", seq, cache_.config().sequences);
-    return {valid_.data() + seq * cache_.config().capacity, static_cast<std::size_t>(tokens(seq))};
+    return {key_valid_.data() + seq * cache_.config().capacity, static_cast<std::size_t>(tokens(seq))};
   }
   void reset(index seq) {
+    check_index("CrossKVCache::reset", "seq", seq, cache_.config().sequences);
     cache_.reset(seq);
     std::fill_n(set_.data() + seq * cache_.config().layers, cache_.config().layers,
                 std::uint8_t(0));
   }
-  std::size_t bytes() const noexcept { return cache_.bytes() + valid_.bytes() + set_.bytes(); }
+  std::size_t bytes() const noexcept { return cache_.bytes() + key_valid_.bytes() + set_.bytes(); }
 
  private:
   static const KVCacheConfig& checked(const KVCacheConfig& c) {
@@ -355,7 +361,7 @@ class CrossKVCache {
   }
 
   KVCache cache_;
-  AlignedBuffer<std::uint8_t> valid_;
+  AlignedBuffer<std::uint8_t> key_valid_;  // [seq][encoder token]: 0 = padding
   AlignedBuffer<std::uint8_t> set_;  // [seq][layer]: set for the current input
 };
 

@@ -107,7 +107,8 @@ class WeightView {
   // An f32 matrix view (its row stride in floats becomes bytes).
   WeightView(MatrixView<const float> m, const char* name = "weight")  // NOLINT: a view converts
       : WeightView(WeightType::f32, m.data(), m.rows(), m.cols(),
-                   m.row_stride() * index(sizeof(float)), name) {}
+                   static_cast<index>(static_cast<std::size_t>(m.row_stride()) * sizeof(float)),
+                   name) {}  // a wrapped stride fails check_weight_view, never UB here
 
   constexpr WeightType type() const noexcept { return type_; }
   constexpr const std::byte* data() const noexcept { return data_; }
@@ -224,6 +225,12 @@ inline void check_weight_view(std::string_view where, const WeightView& w,
     expected << "a divisor of cols (" << w.cols() << ")";
     detail::fail_check(where, detail::weight_what(w, "group", name), expected.str(), w.group());
   }
+  if (index row = 0, all = 0;
+      w.type() == WeightType::q8_group &&
+      (__builtin_mul_overflow(w.cols() / w.group(), index(sizeof(float)), &row) ||
+       __builtin_mul_overflow(w.rows(), row, &all)))
+    detail::fail_check(where, detail::weight_what(w, "scales", name),
+                       "rows * cols / group * 4 bytes fewer than 2^63", "an overflow");
   if (!takes_activations(w, w.activations()))
     detail::fail_check(where, detail::weight_what(w, "activations", name),
                        "f32, int8 with q8_0, q4_0 or q8_group in power-of-two groups >= 32, or bf16 "

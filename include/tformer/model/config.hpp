@@ -166,10 +166,6 @@ Dims resolve_dims(const Dims& given = {}) {
   if constexpr (C::ffn == FfnKind::MoE)
     checked_size("Dims", "experts * intermediate * hidden", {d.experts, d.intermediate, d.hidden},
                  4);
-  // The attention and FFN weights of one layer (each term is below 2^38 after the checks above).
-  const index per_layer = (2 * d.heads + 2 * d.kv_heads) * d.head_dim * d.hidden +
-                          3 * std::max<index>(d.experts, 1) * d.intermediate * d.hidden;
-  checked_size("Dims", "layers * weights per layer", {d.layers, per_layer}, 4);
   checked_size("Dims", "encoder_width * hidden", {d.encoder_width, d.hidden}, 4);
   return d;
 }

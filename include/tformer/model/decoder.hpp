@@ -229,7 +229,9 @@ class Decoder {
   // Feeds `prompt` to sequence `seq` (in steps of max_tokens), then samples up to
   // max_new_tokens tokens into `out`, feeding each back; stops after `stop_token` (if >= 0).
   // Returns the number of tokens written. The last sampled token is not fed (its logits are
-  // not needed): a caller continuing the sequence passes it as the next prompt.
+  // not needed): a caller continuing the sequence passes it as the next prompt. Bad arguments
+  // are refused before anything runs; a NaN or +inf logit (non-finite data from the model) is
+  // an Error raised after the steps before it, which stay in the cache (length(seq)).
   index generate(index seq, std::span<const std::int32_t> prompt, index max_new_tokens,
                  const Sampler& sampler, Rng& rng, std::span<std::int32_t> out,
                  std::int32_t stop_token = -1) {

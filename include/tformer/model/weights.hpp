@@ -158,6 +158,14 @@ template <DecoderConfig C>
 class OwnedWeights {
  public:
   OwnedWeights(const Dims& dims, std::uint64_t seed) : dims_(resolve_dims<C>(dims)) {
+    // f32 weights of all layers in one buffer: bounded before carve() sizes the layer list.
+    // Each term is below 2^38 (resolve_dims).
+    const index experts = C::ffn == FfnKind::MoE ? dims_.experts : 1;
+    const index per_layer =
+        (2 * dims_.heads + 2 * dims_.kv_heads) * dims_.head_dim * dims_.hidden +
+        3 * experts * dims_.intermediate * dims_.hidden;
+    checked_size("OwnedWeights", "layers * weights per layer", {dims_.layers, per_layer},
+                 sizeof(float));
     const index n = carve(nullptr);
     arena_ = AlignedBuffer<float>(static_cast<std::size_t>(n));
     carve(arena_.data());

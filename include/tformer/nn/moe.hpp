@@ -169,6 +169,10 @@ inline void moe(MatrixView<const float> x, const MoeWeights& w, const MoeConfig&
   constexpr const char* where = "moe";
   const index tokens = x.rows(), hidden = x.cols(), E = config.experts, k = config.top_k;
   check_activation(where, config.activation);
+  check(config.router == RouterKind::SoftmaxThenTopK ||
+            config.router == RouterKind::TopKThenSoftmax,
+        where, "config.router", "SoftmaxThenTopK or TopKThenSoftmax",
+        static_cast<int>(config.router));
   check(E >= 1, where, "config.experts", ">= 1", E);
   if (k < 1 || k > E) [[unlikely]]
     detail::fail_check(where, "config.top_k", "a value in [1, " + std::to_string(E) + "] (experts)",

@@ -23,11 +23,11 @@
 namespace tformer {
 inline namespace TFORMER_ARCH_NS {
 
-// The ALiBi slopes of `heads` heads. Throws unless heads >= 1 (and the slopes at most 2^40
-// bytes).
+// The ALiBi slopes of `heads` heads. Throws unless 1 <= heads <= 2^20 (no model has more, and
+// the vector then never fails to allocate).
 inline std::vector<float> alibi_slopes(index heads) {
-  check(heads >= 1, "alibi_slopes", "heads", ">= 1", heads);
-  checked_size("alibi_slopes", "heads", {heads}, sizeof(float));
+  check(heads >= 1 && heads <= (index(1) << 20), "alibi_slopes", "heads", "a count in [1, 2^20]",
+        heads);
   index p = 1;
   while (2 * p <= heads) p *= 2;
   std::vector<float> s;
@@ -76,8 +76,8 @@ inline index t5_bucket(index r, index buckets, index max_distance, bool bidirect
 class T5Bias {
  public:
   // table [buckets, heads]. Throws unless it has data, buckets >= 2 (4 bidirectional), heads
-  // >= 1, and max_distance > the exact buckets with its 2·max_distance + 1 lookup entries at
-  // most 2^40 bytes.
+  // >= 1, and the exact buckets < max_distance <= 2^20 (T5 uses 128; the lookup table of
+  // 2·max_distance + 1 entries then never fails to allocate).
   T5Bias(MatrixView<const float> table, index max_distance, bool bidirectional)
       : table_(table), max_distance_(max_distance) {
     constexpr const char* where = "T5Bias";
@@ -87,8 +87,7 @@ class T5Bias {
     check(table.cols() >= 1, where, "table cols (heads)", ">= 1", table.cols());
     const index exact = (bidirectional ? table.rows() / 2 : table.rows()) / 2;
     check(max_distance > exact, where, "max_distance", "> the exact buckets", max_distance);
-    checked_size(where, "max_distance (2 * max_distance lookup entries)", {2, max_distance},
-                 sizeof(index));
+    check(max_distance <= (index(1) << 20), where, "max_distance", "<= 2^20", max_distance);
     bucket_.resize(static_cast<std::size_t>(2 * max_distance + 1));
     for (index r = -max_distance; r <= max_distance; ++r)
       bucket_[static_cast<std::size_t>(r + max_distance)] =

@@ -131,8 +131,9 @@ inline RopeFrequencies compute_rope_frequencies(const RopeScaling& scaling, int 
                                                 double base, int max_positions,
                                                 int sequence_length) {
   constexpr const char* where = "compute_rope_frequencies";
-  check(rotary_dim > 0 && rotary_dim % 2 == 0, where, "rotary_dim", "an even number > 0",
-        rotary_dim);
+  // At most 2^20: no model rotates more, and the frequency vectors never fail to allocate.
+  check(rotary_dim > 0 && rotary_dim % 2 == 0 && rotary_dim <= (1 << 20), where, "rotary_dim",
+        "an even number in [2, 2^20]", rotary_dim);
   check(std::isfinite(base) && base > 1.0, where, "base", "a finite value > 1", base);
   check(max_positions > 0, where, "max_positions", "> 0", max_positions);
   check(sequence_length >= 0, where, "sequence_length", ">= 0", sequence_length);
