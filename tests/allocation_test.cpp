@@ -224,7 +224,9 @@ TEST_CASE("model/decoder: a MoE decode step allocates nothing", "[decoder][alloc
 
 namespace {
 struct Streaming : configs::Llama {
-  static constexpr AttentionPattern attention = {.window = 6, .sinks = 2, .ring = true};
+  static ModelParams params() {
+    return {.rope_base = 500000.0, .attention = {.window = 6, .sinks = 2, .ring = true}};
+  }
 };
 }  // namespace
 

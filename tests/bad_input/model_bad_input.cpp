@@ -80,6 +80,56 @@ TEST_CASE("bad_input: Dims, OwnedWeights and the Decoder's construction", "[bad_
   });
 }
 
+TEST_CASE("bad_input: the model's runtime parameters", "[bad_input][model]") {
+  using C = configs::Llama;
+  const OwnedWeights<C> weights(small, 3);
+  const auto params = [](auto change) {
+    ModelParams p = presets::llama3();
+    change(p);
+    return p;
+  };
+  auto decoder = [&](ModelParams p) {
+    return [&, p] { Decoder<C> dec(weights.view(), small, p, {.capacity = 8}); };
+  };
+  auto owned = [](ModelParams p) { return [p] { OwnedWeights<C> w(small, 1, p); }; };
+  bad_input::run({
+      {"Decoder", "rope_base 0", "params.rope_base",
+       decoder(params([](ModelParams& p) { p.rope_base = 0; }))},
+      {"Decoder", "rope_base NaN", "params.rope_base",
+       decoder(params([](ModelParams& p) { p.rope_base = kNaN; }))},
+      {"Decoder", "eps -1e-6", "params.eps", decoder(params([](ModelParams& p) { p.eps = -1e-6f; }))},
+      {"Decoder", "eps +inf", "params.eps", decoder(params([](ModelParams& p) { p.eps = kInf; }))},
+      {"Decoder", "attention.window -1", "params.attention.window",
+       decoder(params([](ModelParams& p) { p.attention.window = -1; }))},
+      {"Decoder", "attention.global_every -2", "params.attention.global_every",
+       decoder(params([](ModelParams& p) { p.attention = {.window = 2, .global_every = -2}; }))},
+      {"Decoder", "attention.sinks without a window", "params.attention.sinks",
+       decoder(params([](ModelParams& p) { p.attention.sinks = 1; }))},
+      {"Decoder", "attention.ring without a window", "params.attention.ring",
+       decoder(params([](ModelParams& p) { p.attention.ring = true; }))},
+      {"Decoder", "sinks + window above the capacity", "options.capacity",
+       decoder(params([](ModelParams& p) { p.attention = {.window = 6, .sinks = 4}; }))},
+      {"Decoder", "activation SiluSigmoid with beta NaN", "params.activation: beta",
+       decoder(params([](ModelParams& p) {
+         p.activation = {.kind = ActivationKind::SiluSigmoid, .beta = kNaN};
+       }))},
+      {"Decoder", "router kind 7", "params.router",
+       decoder(params([](ModelParams& p) { p.router = static_cast<RouterKind>(7); }))},
+      {"Decoder", "pad_id = vocab", "params.pad_id",
+       decoder(params([](ModelParams& p) { p.pad_id = small.vocab; }))},
+      {"Decoder", "pad_id -2", "params.pad_id", decoder(params([](ModelParams& p) { p.pad_id = -2; }))},
+      {"Decoder", "position_scale NaN", "params.position_scale",
+       decoder(params([](ModelParams& p) { p.position_scale = kNaN; }))},
+      {"Decoder", "qk_norm without q_norm weights", "q_norm",
+       decoder(params([](ModelParams& p) { p.qk_norm = true; }))},
+      {"Decoder", "Llama 3 scaling factor 0", "factor",
+       decoder(params([](ModelParams& p) { p.rope_scaling = rope_scaling::Llama3{.factor = 0}; }))},
+      {"OwnedWeights", "pad_id = vocab", "params.pad_id",
+       owned(params([](ModelParams& p) { p.pad_id = small.vocab; }))},
+      {"OwnedWeights", "eps 0", "params.eps", owned(params([](ModelParams& p) { p.eps = 0; }))},
+  });
+}
+
 TEST_CASE("bad_input: Decoder calls", "[bad_input][model]") {
   using C = configs::Llama;
   const OwnedWeights<C> weights(small, 5);

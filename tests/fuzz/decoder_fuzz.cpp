@@ -25,14 +25,17 @@ namespace {
 using tformer::index;
 
 struct Hybrid : tformer::configs::Qwen3 {  // local ring layers with a sink, every second global
-  static constexpr tformer::AttentionPattern attention = {
-      .window = 4, .global_every = 2, .sinks = 1, .ring = true};
+  static tformer::ModelParams params() {
+    tformer::ModelParams p = tformer::presets::qwen3();
+    p.attention = {.window = 4, .global_every = 2, .sinks = 1, .ring = true};
+    return p;
+  }
 };
 struct SmallVLM : tformer::configs::Base, tformer::configs::Dynamic {
   static constexpr index encoder_width = tformer::dynamic;
   static constexpr bool cross_attention = true;
   static constexpr tformer::HeadKind head = tformer::HeadKind::Tied;
-  static constexpr index pad_id = 0;
+  static tformer::ModelParams params() { return {.pad_id = 0}; }
 };
 
 constexpr tformer::Dims dims = {.vocab = 37, .hidden = 32, .intermediate = 48, .layers = 2,

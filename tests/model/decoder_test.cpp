@@ -30,15 +30,30 @@ namespace {
 constexpr Dims small = {.vocab = 61, .hidden = 48, .intermediate = 80, .layers = 2, .heads = 4,
                         .kv_heads = 2, .head_dim = 12, .max_positions = 40};
 
+// ModelParams with one change from the Config's defaults.
+template <class C, class Change>
+ModelParams changed(Change change) {
+  ModelParams p = tformer::default_params<C>();
+  change(p);
+  return p;
+}
+
 struct SmallWindow : configs::Mistral {
-  static constexpr AttentionPattern attention = {.window = 3};
+  static ModelParams params() {
+    return changed<configs::Mistral>([](ModelParams& p) { p.attention = {.window = 3}; });
+  }
 };
 struct Hybrid : configs::Llama {  // local window 3, every second layer global
-  static constexpr AttentionPattern attention = {.window = 3, .global_every = 2};
+  static ModelParams params() {
+    return changed<configs::Llama>(
+        [](ModelParams& p) { p.attention = {.window = 3, .global_every = 2}; });
+  }
 };
 struct Gemma : configs::Llama {  // (1 + w) norms, MQA-like group of 4
   static constexpr NormScale norm = NormScale::OnePlusWeight;
-  static constexpr float eps = 1e-6f;
+  static ModelParams params() {
+    return changed<configs::Llama>([](ModelParams& p) { p.eps = 1e-6f; });
+  }
 };
 struct Sparse : configs::Llama {  // top-k SwiGLU keeping 20 of 80
   static constexpr FfnKind ffn = FfnKind::TopK;
@@ -48,7 +63,7 @@ struct SmallVLM : configs::Base, configs::Dynamic {  // TrafficVLM's shape, scal
   static constexpr tformer::index encoder_width = dynamic;
   static constexpr bool cross_attention = true;
   static constexpr HeadKind head = HeadKind::Tied;
-  static constexpr tformer::index pad_id = 0;
+  static ModelParams params() { return {.pad_id = 0}; }
 };
 
 // Seed 001's variants: positions through a bias or an absolute table instead of RoPE.
@@ -59,11 +74,18 @@ struct Alibi : configs::Llama {
 struct T5Relative : configs::Llama {
   static constexpr PositionKind positions = PositionKind::None;
   static constexpr BiasKind bias = BiasKind::T5;
-  static constexpr tformer::index t5_buckets = 8, t5_max_distance = 6;  // log buckets from 4 on
+  static ModelParams params() {  // log buckets from 4 on
+    return changed<configs::Llama>([](ModelParams& p) {
+      p.t5_buckets = 8;
+      p.t5_max_distance = 6;
+    });
+  }
 };
 struct Sinusoidal : configs::Llama {
   static constexpr PositionKind positions = PositionKind::Sinusoidal;
-  static constexpr float position_scale = 2.0f;
+  static ModelParams params() {
+    return changed<configs::Llama>([](ModelParams& p) { p.position_scale = 2.0f; });
+  }
 };
 struct ConvAttention : configs::Llama {  // causal depthwise convolution, kernel 4
   static constexpr tformer::index conv_kernel = 4;
@@ -75,23 +97,38 @@ struct Rotary : configs::Qwen3 {  // qk-norm, then 8 Givens rotations and R, the
 // Seed 001's hybrid local + global attention: a window plus attention sinks (StreamingLLM), in
 // a ring cache that keeps the sinks and the last window.
 struct Streaming : configs::Llama {  // every layer local: sequences outgrow the capacity
-  static constexpr AttentionPattern attention = {.window = 5, .sinks = 2, .ring = true};
+  static ModelParams params() {
+    return changed<configs::Llama>(
+        [](ModelParams& p) { p.attention = {.window = 5, .sinks = 2, .ring = true}; });
+  }
 };
 struct StreamingOriginal : configs::Llama {  // sinks scored from the query's own position
-  static constexpr AttentionPattern attention = {
-      .window = 5, .sinks = 2, .sink_positions = SinkPositions::Original, .ring = true};
+  static ModelParams params() {
+    return changed<configs::Llama>([](ModelParams& p) {
+      p.attention = {
+          .window = 5, .sinks = 2, .sink_positions = SinkPositions::Original, .ring = true};
+    });
+  }
 };
 struct StreamingAlibi : configs::Llama {  // positions only through the bias (MPT-style)
   static constexpr PositionKind positions = PositionKind::None;
   static constexpr BiasKind bias = BiasKind::ALiBi;
-  static constexpr AttentionPattern attention = {.window = 4, .sinks = 3, .ring = true};
+  static ModelParams params() {
+    return changed<configs::Llama>(
+        [](ModelParams& p) { p.attention = {.window = 4, .sinks = 3, .ring = true}; });
+  }
 };
 struct SinksFull : configs::Llama {  // window 3 and 2 sinks over a full cache (no ring)
-  static constexpr AttentionPattern attention = {.window = 3, .sinks = 2};
+  static ModelParams params() {
+    return changed<configs::Llama>([](ModelParams& p) { p.attention = {.window = 3, .sinks = 2}; });
+  }
 };
 struct HybridSinks : configs::Qwen3 {  // local layers in a ring, every second layer global
-  static constexpr AttentionPattern attention = {
-      .window = 4, .global_every = 2, .sinks = 1, .ring = true};
+  static ModelParams params() {
+    return changed<configs::Qwen3>([](ModelParams& p) {
+      p.attention = {.window = 4, .global_every = 2, .sinks = 1, .ring = true};
+    });
+  }
 };
 constexpr Dims six_heads = {.vocab = 61, .hidden = 48, .intermediate = 80, .layers = 2,
                             .heads = 6, .kv_heads = 3, .head_dim = 8, .max_positions = 40};
@@ -152,11 +189,13 @@ void require_logits(const std::vector<float>& got, const std::vector<ref::Vec>& 
 // With `types`, the matrices are converted to those storage types first (ConvertedWeights), and
 // the reference reads the same stored values (decoded by the formats' definitions): the decoder's
 // tolerance is unchanged, since every stored value is exactly a float.
+// With `params`: the model's runtime parameters (default: the Config's).
 template <class C>
 void check_preset(const Dims& dims, std::uint64_t seed, int prompt, int steps,
                   std::vector<float> encoder = {}, std::vector<std::uint8_t> valid = {},
-                  const tformer::WeightTypes* types = nullptr) {
-  OwnedWeights<C> owned(dims, seed);
+                  const tformer::WeightTypes* types = nullptr,
+                  const ModelParams& params = tformer::default_params<C>()) {
+  OwnedWeights<C> owned(dims, seed, params);
   randomise_norms(owned, seed + 1);
   std::optional<tformer::ConvertedWeights> converted;
   if (types) converted.emplace(owned.view(), *types);
@@ -164,10 +203,10 @@ void check_preset(const Dims& dims, std::uint64_t seed, int prompt, int steps,
   const Dims d = owned.dims();
   test::Random rng(seed + 2);
   const auto tokens = random_tokens(rng, prompt + steps, d.vocab);
-  const auto want = ref::decoder_logits<C>(view, d, tokens, encoder, valid);
+  const auto want = ref::decoder_logits<C>(view, d, tokens, encoder, valid, params);
 
   const tformer::index S = C::cross_attention ? tformer::index(encoder.size()) / d.encoder_width : 0;
-  Decoder<C> dec(view, dims,
+  Decoder<C> dec(view, dims, params,
                  {.sequences = 1, .capacity = prompt + steps, .encoder_tokens = S});
   if constexpr (C::cross_attention) dec.set_encoder(0, {encoder.data(), S, d.encoder_width}, valid);
   // One pass over all tokens: every position's logits.
@@ -202,13 +241,100 @@ TEST_CASE("decoder: TrafficVLM at its own size matches the reference, prefill an
   check_preset<C>({}, 11, 6, 3, vision, valid);
 }
 
+// gemma.cpp's lesson: numbers that do not change the code are runtime parameters, so one
+// compiled Llama-family decoder runs every member of the family.
+TEST_CASE("decoder: one compiled Llama decoder runs each family member's parameters",
+          "[decoder][params]") {
+  Dims d = small;
+  d.max_positions = 9000;  // Llama 3.1/3.2 scaling: low frequencies change
+  const auto with = [](ModelParams p, auto change) {
+    change(p);
+    return p;
+  };
+  // Llama 3.1 and 3.2 differ in the scaling factor (8, 32), which moves only frequencies with
+  // wavelengths past 2048 positions: 150 positions reach them (the last section shows it).
+  SECTION("Llama 2") { check_preset<configs::Llama>(d, 41, 6, 3, {}, {}, nullptr, presets::llama2()); }
+  SECTION("Llama 3.1") {
+    check_preset<configs::Llama>(d, 42, 150, 3, {}, {}, nullptr, presets::llama31());
+  }
+  SECTION("Llama 3.2") {
+    check_preset<configs::Llama>(d, 43, 150, 3, {}, {}, nullptr, presets::llama32());
+  }
+  SECTION("Qwen3 (qk-norm and eps from the parameters)") {
+    check_preset<configs::Llama>(d, 44, 6, 3, {}, {}, nullptr, presets::qwen3());
+  }
+  SECTION("Mistral, window 3 from the parameters") {
+    check_preset<configs::Llama>(d, 45, 9, 4, {}, {}, nullptr,
+                                 with(presets::mistral_7b_v01(),
+                                      [](ModelParams& p) { p.attention.window = 3; }));
+  }
+  SECTION("Mixtral with 4 experts, top-3 (counts from the Dims)") {
+    Dims m = small;
+    m.experts = 4;
+    m.top_k = 3;
+    check_preset<configs::Mixtral>(m, 46, 6, 3);
+  }
+  SECTION("Llama 3.1 and 3.2: each decoder matches its own reference, not the other's") {
+    OwnedWeights<configs::Llama> w(d, 47);
+    // Sharper attention (q, k × 12), so that positions move the logits well past the tolerance.
+    for (const LayerWeights& l : w.view().layers)
+      for (const WeightView& m : {l.wq, l.wk})
+        for (tformer::index i = 0; i < m.rows() * m.cols(); ++i) OwnedWeights<configs::Llama>::mut(m)[i] *= 12;
+    test::Random rng(47);
+    const auto tokens = random_tokens(rng, 150, d.vocab);
+    const auto decoded = [&](const ModelParams& p) {
+      Decoder<configs::Llama> dec(w.view(), d, p, {.capacity = 160});
+      std::vector<float> out(static_cast<std::size_t>(d.vocab));
+      dec.forward(0, tokens, {out.data(), 1, d.vocab});
+      return out;
+    };
+    const auto got31 = decoded(presets::llama31()), got32 = decoded(presets::llama32());
+    const auto want31 = ref::decoder_logits<configs::Llama>(w.view(), d, tokens, {}, {}, presets::llama31());
+    const auto want32 = ref::decoder_logits<configs::Llama>(w.view(), d, tokens, {}, {}, presets::llama32());
+    require_logits(got31, want31, 149, 1, d.vocab);
+    require_logits(got32, want32, 149, 1, d.vocab);
+    double apart = 0;  // between the two references
+    for (std::size_t j = 0; j < got31.size(); ++j) apart = std::max(apart, std::abs(want31[149][j] - want32[149][j]));
+    const double tol = 1e-5 * (1.0 + max_abs(want31));  // require_logits's
+    INFO("the references differ by " << apart << ", tolerance " << tol);
+    CHECK(apart > 10 * tol);
+  }
+}
+
+TEST_CASE("decoder: parameters are checked at construction", "[decoder][params][errors]") {
+  OwnedWeights<configs::Llama> w(small, 48);
+  const auto bad = [&](ModelParams p, const char* name) {
+    INFO(name);
+    REQUIRE_THROWS_WITH((Decoder<configs::Llama>(w.view(), small, p, {.capacity = 16})),
+                        Catch::Contains(name));
+  };
+  ModelParams p = presets::llama3();
+  p.rope_base = 0;
+  bad(p, "params.rope_base");
+  p = presets::llama3();
+  p.eps = std::numeric_limits<float>::quiet_NaN();
+  bad(p, "params.eps");
+  p = presets::llama3();
+  p.attention = {.window = -1};
+  bad(p, "params.attention.window");
+  p = presets::llama3();
+  p.attention = {.sinks = 2};
+  bad(p, "params.attention.sinks");
+  p = presets::llama3();
+  p.pad_id = small.vocab;
+  bad(p, "params.pad_id");
+  p = presets::llama3();
+  p.qk_norm = true;  // the weights have no q_norm
+  bad(p, "q_norm");
+}
+
 TEST_CASE("decoder: family presets match the reference on small random models",
           "[decoder][preset]") {
   SECTION("Llama") { check_preset<configs::Llama>(small, 21, 7, 4); }
   SECTION("Llama 3.1 scaling") {
     Dims d = small;
     d.max_positions = 9000;  // the scaling changes low frequencies; positions stay small here
-    check_preset<configs::Llama31>(d, 22, 5, 3);
+    check_preset<configs::Llama>(d, 22, 5, 3, {}, {}, nullptr, tformer::presets::llama31());
   }
   SECTION("Qwen3 (qk-norm)") { check_preset<configs::Qwen3>(small, 23, 6, 3); }
   SECTION("Mistral (window 4096)") { check_preset<configs::Mistral>(small, 24, 6, 3); }

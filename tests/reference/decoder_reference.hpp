@@ -64,13 +64,12 @@ inline void add(Vec& x, const Vec& y) {
   for (std::size_t i = 0; i < x.size(); ++i) x[i] += y[i];
 }
 
-template <class C>
-std::vector<double> decoder_inv_freq(const tformer::Dims& d) {
-  const auto scaling = C::rope_scaling();
+inline std::vector<double> decoder_inv_freq(const tformer::Dims& d, const tformer::ModelParams& p) {
+  const auto& scaling = p.rope_scaling;
   if (std::holds_alternative<tformer::rope_scaling::None>(scaling))
-    return default_inv_freq(int(d.head_dim), C::rope_base);
+    return default_inv_freq(int(d.head_dim), p.rope_base);
   if (const auto* l3 = std::get_if<tformer::rope_scaling::Llama3>(&scaling))
-    return llama3_inv_freq(int(d.head_dim), C::rope_base, l3->factor, l3->low_freq_factor,
+    return llama3_inv_freq(int(d.head_dim), p.rope_base, l3->factor, l3->low_freq_factor,
                            l3->high_freq_factor, l3->original_max_positions);
   throw std::logic_error("decoder reference: scaling not covered");
 }
@@ -145,17 +144,19 @@ inline std::vector<Vec> heads_of(const Vec& x, tformer::index heads, tformer::in
 }
 
 template <class C>
-  requires(C::activation.kind == tformer::ActivationKind::SiLU)  // the reference's activation
 std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::Dims& d,
                                 const std::vector<std::int32_t>& tokens,
                                 const std::vector<float>& encoder = {},  // [S, encoder_width]
-                                const std::vector<std::uint8_t>& encoder_valid = {}) {
+                                const std::vector<std::uint8_t>& encoder_valid = {},
+                                const tformer::ModelParams& p = tformer::default_params<C>()) {
   using tformer::index;
+  if (p.activation.kind != tformer::ActivationKind::SiLU)  // the reference's activation
+    throw std::logic_error("decoder reference: SiLU only");
   const bool one_plus = C::norm == tformer::NormScale::OnePlusWeight;
-  const double eps = C::eps;
+  const double eps = p.eps;
   const index T = index(tokens.size()), D = d.head_dim, group = d.heads / d.kv_heads;
   const double scale = 1.0 / std::sqrt(double(D));
-  const auto inv_freq = decoder_inv_freq<C>(d);
+  const auto inv_freq = decoder_inv_freq(d, p);
   const Layout layout =
       C::rope_layout == tformer::RopeLayout::Interleaved ? Layout::Interleaved : Layout::RotateHalf;
 
@@ -168,7 +169,7 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
       for (index c = 0; c < d.hidden; ++c) ss += double(pe[c]) * pe[c];
       for (index c = 0; c < d.hidden; ++c)
         x[static_cast<std::size_t>(t)][static_cast<std::size_t>(c)] +=
-            ss > 0 ? C::position_scale * pe[c] / std::sqrt(ss) : 0.0;
+            ss > 0 ? p.position_scale * pe[c] / std::sqrt(ss) : 0.0;
     }
   }
   const std::vector<double> slopes = alibi_slopes(int(d.heads));
@@ -184,7 +185,7 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
   for (const tformer::LayerWeights& lw : w.layers) {
     const index layer = index(&lw - w.layers.data());
     // Local or global, written out: with global_every = n, layers n−1, 2n−1, … are global.
-    const auto pattern = C::attention;
+    const auto pattern = p.attention;
     const bool global = pattern.global_every > 0 && (layer + 1) % pattern.global_every == 0;
     const index window = global ? 0 : pattern.window;
     // Attention sinks, as StreamingLLM runs them: the first `sinks` keys stay visible. With
@@ -212,11 +213,11 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
         if (lw.rotation.rows() > 0) v = matvec(lw.rotation, v);
       };
       for (auto& head : q[t]) {  // RoPE comes at attention time, at the pair's positions
-        if (C::qk_norm) head = rmsnorm(head, lw.q_norm, eps, one_plus);
+        if (p.qk_norm) head = rmsnorm(head, lw.q_norm, eps, one_plus);
         rotate(head);
       }
       for (auto& head : k[t]) {
-        if (C::qk_norm) head = rmsnorm(head, lw.k_norm, eps, one_plus);
+        if (p.qk_norm) head = rmsnorm(head, lw.k_norm, eps, one_plus);
         rotate(head);
       }
     }
@@ -242,8 +243,8 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
           if (C::bias == tformer::BiasKind::ALiBi)
             bias.push_back(slopes[static_cast<std::size_t>(h)] * double(kpos - qpos));
           if (C::bias == tformer::BiasKind::T5)
-            bias.push_back(w.relative_bias.row(t5_bucket(kpos - qpos, C::t5_buckets,
-                                                         C::t5_max_distance, false))[h]);
+            bias.push_back(w.relative_bias.row(t5_bucket(kpos - qpos, p.t5_buckets,
+                                                         p.t5_max_distance, false))[h]);
         }
         const Vec o = attend_one(query, keys, values, visible, scale, bias);
         att.insert(att.end(), o.begin(), o.end());
@@ -298,7 +299,7 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
       };
       if constexpr (C::ffn == tformer::FfnKind::MoE) {
         const auto chosen = route(matvec(lw.router, h), int(d.top_k),
-                                  C::router == tformer::RouterKind::SoftmaxThenTopK, C::renormalize);
+                                  p.router == tformer::RouterKind::SoftmaxThenTopK, p.renormalize);
         Vec y(static_cast<std::size_t>(d.hidden), 0.0);
         for (const auto& [e, weight] : chosen) {
           const Vec ye = ffn(lw.experts[static_cast<std::size_t>(e)], -1);

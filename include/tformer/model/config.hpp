@@ -1,21 +1,32 @@
-// A decoder's configuration: a plain struct of static members, checked by the DecoderConfig
-// concept. Each size is a compile-time constant or `tformer::dynamic`, then read at run time
-// from a Dims value (Eigen's fixed-or-Dynamic idea); choices are enums and small structs.
+// A decoder's configuration in two parts:
 //
-//   struct MyModel {
-//     static constexpr index vocab = dynamic, hidden = 4096, …;   // every size below
-//     static constexpr RopeLayout rope_layout = RopeLayout::RotateHalf;
-//     static constexpr FfnKind ffn = FfnKind::Dense;  …           // every choice below
+// - a Config type: what changes the code. Structural choices (RoPE layout, FFN kind,
+//   cross-attention, position and bias kinds, norm placement, head tying, which optional blocks
+//   exist) as static members, checked by the DecoderConfig concept, and optionally static sizes:
+//   each size is a compile-time constant or `tformer::dynamic`, then read at run time from a
+//   Dims value (Eigen's fixed-or-Dynamic idea);
+// - ModelParams: every number that does not change the code (RoPE base and scaling, eps,
+//   attention window and sinks, activation, router, qk-norm, pad id, …), a runtime struct a
+//   checkpoint reader fills. A Config may name its family's usual values (`static ModelParams
+//   params()`), which a Decoder built without explicit parameters uses.
+//
+//   struct MyModel : configs::Base, configs::Dynamic {
+//     static constexpr RopeLayout rope_layout = RopeLayout::RotateHalf;   // what changes code
+//     static ModelParams params() { return presets::llama3(); }           // default numbers
 //   };
+//   Decoder<MyModel> dec(weights, dims, presets::llama31(), {.capacity = 4096});
 //
-// configs:: holds presets: TrafficVLM (seed 003, all sizes static), Llama, Qwen3, Mistral,
-// Mixtral (families: sizes dynamic, with the published sizes of one model as a Dims), Llama2c.
+// configs:: holds the structural presets: TrafficVLM (seed 003, all sizes static), Llama (one
+// type for Llama 2/3/3.1/3.2, Qwen2/3, Mistral: they differ in numbers only), Qwen3 (its
+// defaults), Mistral, Mixtral (MoE), Llama2c. presets:: holds the named parameter sets.
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <concepts>
 #include <limits>
 #include <string>
+#include <variant>
 
 #include "tformer/core/error.hpp"
 #include "tformer/core/memory.hpp"
@@ -82,6 +93,23 @@ enum class BiasKind { None, ALiBi, T5 };
 // carry (checkpoint readers: llama2.c stores the choice in its header).
 enum class HeadKind { Tied, Own, AsLoaded };
 
+// The numbers of a model that do not change its code, filled at run time (a checkpoint's
+// config.json or GGUF metadata, or a preset). Checked by check_params when a Decoder is built.
+struct ModelParams {
+  double rope_base = 10000.0;                        // θ_i = pos · base^(−2i/d)
+  RopeScaling rope_scaling = rope_scaling::None{};   // linear, dynamic NTK, YaRN, Llama 3, LongRoPE
+  float eps = 1e-5f;                                 // every RMSNorm's ε
+  AttentionPattern attention = {};                   // window, global layers, sinks, ring
+  Activation activation = {};                        // of the gated FFN (SwiGLU: SiLU)
+  bool qk_norm = false;                              // per-head RMSNorm of q and k (Qwen3)
+  RouterKind router = RouterKind::SoftmaxThenTopK;   // MoE
+  bool renormalize = true;                           // MoE: the k weights sum to 1
+  index pad_id = -1;                                 // −1: none; its embedding row is zero
+  float position_scale = 1.0f;                       // Sinusoidal: the normalised row's scale
+  index t5_buckets = 32, t5_max_distance = 128;      // T5 bias (unidirectional)
+};
+
+// What a Config must state: its sizes (static or dynamic) and its structural choices.
 template <class C>
 concept DecoderConfig = requires {
   { C::vocab } -> std::convertible_to<index>;
@@ -94,20 +122,56 @@ concept DecoderConfig = requires {
   { C::max_positions } -> std::convertible_to<index>;
   { C::encoder_width } -> std::convertible_to<index>;
   { C::rope_layout } -> std::convertible_to<RopeLayout>;
-  { C::rope_scaling() } -> std::convertible_to<RopeScaling>;  // a function: LongRoPE holds vectors
-  { C::rope_base } -> std::convertible_to<double>;
   { C::ffn } -> std::convertible_to<FfnKind>;
-  { C::activation } -> std::convertible_to<Activation>;
-  { C::attention } -> std::convertible_to<AttentionPattern>;
-  { C::qk_norm } -> std::convertible_to<bool>;
   { C::cross_attention } -> std::convertible_to<bool>;
   { C::head } -> std::convertible_to<HeadKind>;
   { C::norm } -> std::convertible_to<NormScale>;
-  { C::eps } -> std::convertible_to<float>;
-  { C::pad_id } -> std::convertible_to<index>;  // −1: none; its embedding row is zero
   { C::positions } -> std::convertible_to<PositionKind>;
   { C::bias } -> std::convertible_to<BiasKind>;
 };
+
+// The parameters a Config names as its family's (C::params()), or ModelParams' defaults.
+template <DecoderConfig C>
+ModelParams default_params() {
+  if constexpr (requires { { C::params() } -> std::convertible_to<ModelParams>; })
+    return C::params();
+  else
+    return {};
+}
+
+// Throws tformer::Error naming the first parameter that cannot hold for a model of these sizes
+// (`where` names the caller). The RoPE scaling is checked where its table is built.
+template <DecoderConfig C>
+void check_params(const char* where, const ModelParams& p, const Dims& d) {
+  const auto finite_positive = [&](const char* what, double v) {
+    if (!(std::isfinite(v) && v > 0)) [[unlikely]]
+      detail::fail_check(where, what, "a finite number > 0", v);
+  };
+  finite_positive("params.rope_base", p.rope_base);
+  finite_positive("params.eps", p.eps);
+  check_activation(std::string(where) + ": params.activation", p.activation);
+  const AttentionPattern& a = p.attention;
+  check(a.window >= 0, where, "params.attention.window", ">= 0", a.window);
+  check(a.global_every >= 0, where, "params.attention.global_every", ">= 0", a.global_every);
+  check(a.sinks >= 0, where, "params.attention.sinks", ">= 0", a.sinks);
+  check(a.sinks == 0 || a.window > 0, where, "params.attention.sinks",
+        "0 without a window (sinks belong to local layers)", a.sinks);
+  check(a.sink_positions == SinkPositions::InCache || a.sink_positions == SinkPositions::Original,
+        where, "params.attention.sink_positions", "InCache or Original", int(a.sink_positions));
+  check(!a.ring || a.window > 0, where, "params.attention.ring", "false without a window", a.ring);
+  check(p.router == RouterKind::SoftmaxThenTopK || p.router == RouterKind::TopKThenSoftmax, where,
+        "params.router", "SoftmaxThenTopK or TopKThenSoftmax", int(p.router));
+  check(p.pad_id >= -1 && p.pad_id < d.vocab, where, "params.pad_id",
+        "-1 or a token id < vocab (" + std::to_string(d.vocab) + ")", p.pad_id);
+  if (!std::isfinite(p.position_scale)) [[unlikely]]
+    detail::fail_check(where, "params.position_scale", "a finite number", p.position_scale);
+  if constexpr (C::bias == BiasKind::T5) {  // nn/position_bias.hpp's limits
+    check(p.t5_buckets >= 2 && p.t5_buckets <= (index(1) << 20), where, "params.t5_buckets",
+          "in [2, 2^20]", p.t5_buckets);
+    check(p.t5_max_distance >= 1 && p.t5_max_distance <= (index(1) << 20), where,
+          "params.t5_max_distance", "in [1, 2^20]", p.t5_max_distance);
+  }
+}
 
 namespace config_detail {
 inline index resolve(const char* name, index fixed, index given) {
@@ -170,30 +234,46 @@ Dims resolve_dims(const Dims& given = {}) {
   return d;
 }
 
+namespace presets {
+
+// Named parameter sets of public models (their config.json values).
+inline ModelParams llama2() { return {}; }                       // base 10000, eps 1e-5
+inline ModelParams llama3() { return {.rope_base = 500000.0}; }  // Llama 3 / 3.0
+inline ModelParams llama31() {  // Llama 3.1: the Llama 3 frequency scaling, factor 8
+  return {.rope_base = 500000.0,
+          .rope_scaling = rope_scaling::Llama3{.factor = 8.0,
+                                               .low_freq_factor = 1.0,
+                                               .high_freq_factor = 4.0,
+                                               .original_max_positions = 8192}};
+}
+inline ModelParams llama32() {  // Llama 3.2 (1B, 3B): factor 32
+  ModelParams p = llama31();
+  std::get<rope_scaling::Llama3>(p.rope_scaling).factor = 32.0;
+  return p;
+}
+inline ModelParams qwen3() { return {.rope_base = 1000000.0, .eps = 1e-6f, .qk_norm = true}; }
+inline ModelParams mistral_7b_v01() {  // sliding window of 4096 keys on every layer
+  return {.attention = {.window = 4096}};
+}
+inline ModelParams mixtral() { return {.rope_base = 1000000.0}; }  // softmax, top-k, renormalised
+inline ModelParams traffic_vlm() { return {.eps = 1e-6f, .pad_id = 0}; }
+inline ModelParams llama2c() { return {}; }  // run.c: base 10000, eps 1e-5
+
+}  // namespace presets
+
 namespace configs {
 
 // The choices most decoders share; presets override what differs.
 struct Base {
   static constexpr index encoder_width = 0;
   static constexpr RopeLayout rope_layout = RopeLayout::RotateHalf;
-  static RopeScaling rope_scaling() { return rope_scaling::None{}; }
-  static constexpr double rope_base = 10000.0;
   static constexpr FfnKind ffn = FfnKind::Dense;
   static constexpr index experts = 0, top_k = 0;  // MoE: experts and k; TopK: kept entries
-  static constexpr RouterKind router = RouterKind::SoftmaxThenTopK;
-  static constexpr bool renormalize = true;
-  static constexpr Activation activation = {};
-  static constexpr AttentionPattern attention = {};
-  static constexpr bool qk_norm = false;
   static constexpr bool cross_attention = false;
   static constexpr HeadKind head = HeadKind::Own;
   static constexpr NormScale norm = NormScale::Weight;
-  static constexpr float eps = 1e-5f;
-  static constexpr index pad_id = -1;
   static constexpr PositionKind positions = PositionKind::Rope;
-  static constexpr float position_scale = 1.0f;  // Sinusoidal: the normalised row's scale
   static constexpr BiasKind bias = BiasKind::None;
-  static constexpr index t5_buckets = 32, t5_max_distance = 128;  // T5 (unidirectional)
   // > 0: a causal depthwise convolution of this kernel size over the attention block's input,
   // added to its output (seed 001's convolution + attention; nn/causal_conv.hpp).
   static constexpr index conv_kernel = 0;
@@ -211,8 +291,7 @@ struct TrafficVLM : Base {
   static constexpr index encoder_tokens = 196;
   static constexpr bool cross_attention = true;
   static constexpr HeadKind head = HeadKind::Tied;
-  static constexpr float eps = 1e-6f;
-  static constexpr index pad_id = 0;
+  static ModelParams params() { return presets::traffic_vlm(); }
 };
 
 // Sizes dynamic: a family, not one model.
@@ -222,60 +301,45 @@ struct Dynamic {
                          head_dim = dynamic, max_positions = dynamic;
 };
 
-// Llama 3 (rotate-half as Hugging Face stores it, base 500000). Llama 3.1 adds its frequency
-// scaling: Llama31 below. Llama 2: Llama2 below (base 10000).
+// The Llama family as Hugging Face stores it (rotate-half, SwiGLU, RMSNorm, own head): Llama 2,
+// 3, 3.1 and 3.2, Qwen3 and Mistral differ only in ModelParams (presets::). Defaults: Llama 3.
 struct Llama : Base, Dynamic {
   using Base::encoder_width;
-  static constexpr double rope_base = 500000.0;
+  static ModelParams params() { return presets::llama3(); }
   static constexpr Dims llama3_8b = {.vocab = 128256, .hidden = 4096, .intermediate = 14336,
                                      .layers = 32, .heads = 32, .kv_heads = 8, .head_dim = 128,
                                      .max_positions = 8192};
-};
-struct Llama31 : Llama {
-  static RopeScaling rope_scaling() {
-    return rope_scaling::Llama3{.factor = 8.0,
-                                .low_freq_factor = 1.0,
-                                .high_freq_factor = 4.0,
-                                .original_max_positions = 8192};
-  }
-};
-
-struct Llama2 : Llama {
-  static constexpr double rope_base = 10000.0;
   static constexpr Dims llama2_7b = {.vocab = 32000, .hidden = 4096, .intermediate = 11008,
                                      .layers = 32, .heads = 32, .kv_heads = 32, .head_dim = 128,
                                      .max_positions = 4096};
 };
 
-// Qwen3: per-head RMSNorm of q and k before RoPE.
-struct Qwen3 : Base, Dynamic {
-  using Base::encoder_width;
-  static constexpr double rope_base = 1000000.0;
-  static constexpr bool qk_norm = true;
-  static constexpr float eps = 1e-6f;
+// Qwen3: the Llama structure with Qwen3's defaults (per-head RMSNorm of q and k before RoPE).
+struct Qwen3 : Llama {
+  static ModelParams params() { return presets::qwen3(); }
   static constexpr Dims qwen3_8b = {.vocab = 151936, .hidden = 4096, .intermediate = 12288,
                                     .layers = 36, .heads = 32, .kv_heads = 8, .head_dim = 128,
                                     .max_positions = 40960};
 };
 
-// Mistral 7B v0.1: sliding window of 4096 keys on every layer.
-struct Mistral : Base, Dynamic {
-  using Base::encoder_width;
-  static constexpr AttentionPattern attention = {.window = 4096};
+// Mistral 7B v0.1's defaults: sliding window of 4096 keys on every layer.
+struct Mistral : Llama {
+  static ModelParams params() { return presets::mistral_7b_v01(); }
   static constexpr Dims mistral_7b = {.vocab = 32000, .hidden = 4096, .intermediate = 14336,
                                       .layers = 32, .heads = 32, .kv_heads = 8, .head_dim = 128,
                                       .max_positions = 32768};
 };
 
-// Mixtral 8x7B: 8 SwiGLU experts, top-2, softmax then top-k, renormalised.
+// Mixtral: SwiGLU experts (count and k from the Dims), softmax then top-k, renormalised.
 struct Mixtral : Base, Dynamic {
   using Base::encoder_width;
-  static constexpr double rope_base = 1000000.0;
   static constexpr FfnKind ffn = FfnKind::MoE;
-  static constexpr index experts = 8, top_k = 2;
+  static constexpr index experts = dynamic, top_k = dynamic;
+  static ModelParams params() { return presets::mixtral(); }
   static constexpr Dims mixtral_8x7b = {.vocab = 32000, .hidden = 4096, .intermediate = 14336,
                                         .layers = 32, .heads = 32, .kv_heads = 8,
-                                        .head_dim = 128, .max_positions = 32768};
+                                        .head_dim = 128, .max_positions = 32768,
+                                        .experts = 8, .top_k = 2};
 };
 
 // Karpathy's llama2.c checkpoints (io/llama2c.hpp): interleaved RoPE, base 10000, eps 1e-5,
@@ -284,6 +348,7 @@ struct Llama2c : Base, Dynamic {
   using Base::encoder_width;
   static constexpr RopeLayout rope_layout = RopeLayout::Interleaved;
   static constexpr HeadKind head = HeadKind::AsLoaded;
+  static ModelParams params() { return presets::llama2c(); }
 };
 
 }  // namespace configs

@@ -3,6 +3,7 @@
 //
 //   tformer::OwnedWeights<configs::TrafficVLM> weights({}, /*seed=*/1);
 //   tformer::Decoder<configs::TrafficVLM> dec(weights.view(), {}, {.sequences = 2});
+//   // or with a checkpoint's parameters: Decoder<configs::Llama> dec(w, dims, params, options)
 //   dec.set_encoder(0, vision);                       // cross-attention input, projected once
 //   dec.forward(0, prompt, logits);                   // prefill: logits of the last token
 //   dec.forward(0, next, logits);                     // decode: one token, nothing recomputed
@@ -67,17 +68,23 @@ class Decoder {
  public:
   using Config = C;
 
+  // A model with the Config's own parameters (C::params(), or ModelParams' defaults).
   Decoder(const ModelWeights& weights, const Dims& dims = {}, const DecoderOptions& options = {},
           E executor = {})
+      : Decoder(weights, dims, default_params<C>(), options, std::forward<E>(executor)) {}
+  // A model with the given parameters (a checkpoint's, or a preset's).
+  Decoder(const ModelWeights& weights, const Dims& dims, const ModelParams& params,
+          const DecoderOptions& options = {}, E executor = {})
       : d_(resolve_dims<C>(dims)),
-        options_(resolved(options, d_)),
-        weights_(checked_weights(weights, d_)),
+        p_(checked_params(params, d_)),
+        options_(resolved(options, d_, p_)),
+        weights_(checked_weights(weights, d_, p_)),
         exec_(std::forward<E>(executor)),
         rope_(RopeConfig{.rotary_dim = int(d_.head_dim),
                          .max_positions = int(options_.capacity),
-                         .base = C::rope_base,
-                         .scaling = C::rope_scaling()}),
-        ws_(d_, options_.max_tokens, C::cross_attention ? options_.encoder_tokens : 0),
+                         .base = p_.rope_base,
+                         .scaling = p_.rope_scaling}),
+        ws_(d_, p_, options_.max_tokens, C::cross_attention ? options_.encoder_tokens : 0),
         last_(static_cast<std::size_t>(options_.sequences * d_.hidden)),
         logits_(static_cast<std::size_t>(options_.sequences * d_.vocab)),
         sampler_ws_(d_.vocab) {
@@ -96,7 +103,7 @@ class Decoder {
     }
     index full_layers = 0, ring_layers = 0;
     for (index l = 0; l < d_.layers; ++l)
-      cache_layer_.push_back(C::attention.ring_of(l) ? ring_layers++ : full_layers++);
+      cache_layer_.push_back(p_.attention.ring_of(l) ? ring_layers++ : full_layers++);
     if (full_layers > 0)
       full_.emplace(KVCacheConfig{.layers = full_layers,
                                   .kv_heads = d_.kv_heads,
@@ -108,15 +115,14 @@ class Decoder {
                                   .kv_heads = d_.kv_heads,
                                   .head_dim = d_.head_dim,
                                   .sequences = options_.sequences,
-                                  .window = C::attention.window,
+                                  .window = p_.attention.window,
                                   .max_step = options_.max_tokens,
-                                  .sinks = C::attention.sinks});
-    if constexpr (DecoderWorkspace<C>::sink_queries)
-      sink_positions_.resize(static_cast<std::size_t>(options_.max_tokens));
+                                  .sinks = p_.attention.sinks});
+    if (ws_.sink_queries()) sink_positions_.resize(static_cast<std::size_t>(options_.max_tokens));
     segments_.reserve(static_cast<std::size_t>(options_.sequences));
     if constexpr (C::bias == BiasKind::ALiBi) alibi_ = alibi_slopes(d_.heads);
     if constexpr (C::bias == BiasKind::T5)
-      t5_.emplace(weights_.relative_bias, C::t5_max_distance, false);
+      t5_.emplace(weights_.relative_bias, p_.t5_max_distance, false);
     if constexpr (C::givens_rotations > 0 || C::rotation_matrix) {
       rotary_.reserve(weights_.layers.size());
       for (const LayerWeights& l : weights_.layers) rotary_.emplace_back(d_.head_dim, l.givens, l.rotation);
@@ -129,6 +135,7 @@ class Decoder {
   }
 
   const Dims& dims() const noexcept { return d_; }
+  const ModelParams& params() const noexcept { return p_; }
   const DecoderOptions& options() const noexcept { return options_; }
   // The cache of global layers (capacity positions), if any layer is global.
   const KVCache* full_cache() const noexcept { return full_ ? &*full_ : nullptr; }
@@ -136,8 +143,9 @@ class Decoder {
   const KVCache* ring_cache() const noexcept { return ring_ ? &*ring_ : nullptr; }
   index length(index seq) const { return full_ ? full_->length(seq) : ring_->length(seq); }
   // Whether sequences may grow past `capacity` (every layer keeps a ring).
-  static constexpr bool streaming(const Dims& d) noexcept {
-    return C::attention.streaming(d.layers) && C::positions != PositionKind::Sinusoidal;
+  bool streaming() const noexcept { return streaming(d_, p_); }
+  static constexpr bool streaming(const Dims& d, const ModelParams& p) noexcept {
+    return p.attention.streaming(d.layers) && C::positions != PositionKind::Sinusoidal;
   }
   // Bytes the decoder allocated: caches and workspaces (the weights are the caller's).
   std::size_t bytes() const noexcept {
@@ -268,9 +276,12 @@ class Decoder {
   }
 
  private:
-  static DecoderOptions resolved(DecoderOptions o, const Dims& d) {
+  static ModelParams checked_params(const ModelParams& p, const Dims& d) {
+    check_params<C>("Decoder", p, d);
+    return p;
+  }
+  static DecoderOptions resolved(DecoderOptions o, const Dims& d, const ModelParams& p) {
     constexpr const char* where = "Decoder";
-    check_activation("Decoder: Config::activation", C::activation);
     check(o.sequences >= 1, where, "options.sequences", ">= 1", o.sequences);
     if (o.capacity == 0) o.capacity = d.max_positions;
     if (o.capacity < 1 || o.capacity > d.max_positions) [[unlikely]]
@@ -282,10 +293,8 @@ class Decoder {
                          ? 512
                          : std::min<index>(o.capacity * o.sequences, 512);
     check(o.max_tokens >= 1, where, "options.max_tokens", ">= 1", o.max_tokens);
-    constexpr AttentionPattern a = C::attention;
-    static_assert(a.window >= 0 && a.sinks >= 0 && a.global_every >= 0);
-    static_assert(a.sinks == 0 || a.window > 0, "attention sinks belong to local (window) layers");
-    if constexpr (a.sinks > 0)  // the sinks' positions lie in the RoPE table
+    const AttentionPattern& a = p.attention;
+    if (a.sinks > 0)  // the sinks' positions lie in the RoPE table
       check(o.capacity >= a.sinks + a.window, where, "options.capacity",
             ">= sinks + window (" + std::to_string(a.sinks + a.window) + ")", o.capacity);
     if constexpr (C::cross_attention) {
@@ -311,8 +320,9 @@ class Decoder {
                    {o.sequences, d.layers, C::conv_kernel, d.hidden}, 4);
     return o;
   }
-  static const ModelWeights& checked_weights(const ModelWeights& w, const Dims& d) {
-    validate_weights<C>(d, w);
+  static const ModelWeights& checked_weights(const ModelWeights& w, const Dims& d,
+                                             const ModelParams& p) {
+    validate_weights<C>(d, w, p);
     return w;
   }
 
@@ -346,10 +356,10 @@ class Decoder {
     for (std::int32_t t : tokens) check_index(where, "token id", t, d_.vocab);
     const index need = length(seq) + index(tokens.size()) + more;
     const index limit =
-        streaming(d_) ? index(std::numeric_limits<std::int32_t>::max()) : options_.capacity;
+        streaming() ? index(std::numeric_limits<std::int32_t>::max()) : options_.capacity;
     if (need > limit) [[unlikely]]
       detail::fail_check(where, "sequence length after the tokens (+ max_new_tokens − 1)",
-                         streaming(d_) ? "<= 2^31 − 1 (positions are 32-bit)"
+                         streaming() ? "<= 2^31 − 1 (positions are 32-bit)"
                                        : "<= capacity (" + std::to_string(limit) + ")",
                          need);
     if constexpr (C::cross_attention)
@@ -378,17 +388,18 @@ class Decoder {
       for (const StepSegment& s : segments_)
         add_position_embeddings(ws_.x(rows).row_slice(s.row, s.tokens), weights_.position_embedding,
                                 Positions::offset(static_cast<std::int32_t>(s.start)),
-                                C::position_scale);
+                                p_.position_scale);
     prepare_positions(rows);
-    rmsnorm<C::norm>(ws_.x(rows), weights_.layers[0].attn_norm, C::eps, ws_.xn(rows));
-    const bool streaming_rope = C::positions == PositionKind::Rope && streaming(d_);
+    rmsnorm<C::norm>(ws_.x(rows), weights_.layers[0].attn_norm, p_.eps, ws_.xn(rows));
+    const bool streaming_rope = C::positions == PositionKind::Rope && streaming();
     for (index l = 0; l < d_.layers; ++l) {
       const LayerWeights& w = weights_.layers[std::size_t(l)];
       const bool last = l + 1 == d_.layers;
       const MatrixView<const float> down_t =
           C::ffn == FfnKind::TopK ? down_t_views_[std::size_t(l)] : MatrixView<const float>{};
-      KVCache& cache = C::attention.ring_of(l) ? *ring_ : *full_;
+      KVCache& cache = p_.attention.ring_of(l) ? *ring_ : *full_;
       const LayerInputs in{d_,
+                           p_,
                            segments_,
                            rows,
                            rope_,
@@ -428,14 +439,14 @@ class Decoder {
   // positions sinks are scored from (InCache), once any query's window has left its sinks.
   void prepare_positions(index rows) {
     if constexpr (C::positions == PositionKind::Rope)
-      if (streaming(d_))
+      if (streaming())
         for (const StepSegment& s : segments_)
           if (s.start + s.tokens > rope_.max_positions())
             rope_.compute_rows(Positions::offset(static_cast<std::int32_t>(s.start)), s.tokens,
                                ws_.rope_rows(rows).row_slice(s.row, s.tokens));
     sink_positions_now_ = {};
-    if constexpr (DecoderWorkspace<C>::sink_queries) {
-      constexpr index cap = C::attention.sinks + C::attention.window - 1;
+    if (ws_.sink_queries()) {
+      const index cap = p_.attention.sinks + p_.attention.window - 1;
       bool needed = false;
       for (const StepSegment& s : segments_) {
         needed = needed || s.start + s.tokens - 1 > cap;
@@ -452,6 +463,7 @@ class Decoder {
   }
 
   Dims d_;
+  ModelParams p_;
   DecoderOptions options_;
   ModelWeights weights_;  // views
   E exec_;

@@ -73,8 +73,9 @@ void parallel_project(const E& exec, MatrixView<const float> x, const WeightView
 template <DecoderConfig C>
 class DecoderWorkspace {
  public:
-  DecoderWorkspace(const Dims& d, index max_tokens, index encoder_tokens)
+  DecoderWorkspace(const Dims& d, const ModelParams& p, index max_tokens, index encoder_tokens)
       : d_(d),
+        sink_queries_(sink_queries(p)),
         max_tokens_(max_tokens),
         encoder_tokens_(encoder_tokens),
         x_(size(max_tokens * d.hidden)),
@@ -87,29 +88,32 @@ class DecoderWorkspace {
         encoder_(size(encoder_tokens * d.hidden)),
         encoder_k_(size(encoder_tokens * d.kv_heads * d.head_dim)),
         encoder_v_(size(encoder_tokens * d.kv_heads * d.head_dim)),
-        sink_q_(size(sink_queries ? max_tokens * d.heads * d.head_dim : 0)),
-        rope_rows_(size(C::positions == PositionKind::Rope && C::attention.streaming(d.layers)
+        sink_q_(size(sink_queries_ ? max_tokens * d.heads * d.head_dim : 0)),
+        rope_rows_(size(C::positions == PositionKind::Rope && p.attention.streaming(d.layers)
                             ? max_tokens * d.head_dim
                             : 0)),
         ffn_(C::ffn == FfnKind::MoE ? 0 : max_tokens, d.intermediate) {
     attention_.reserve(static_cast<std::size_t>(d.kv_heads));
     for (index g = 0; g < d.kv_heads; ++g)
       attention_.emplace_back(d.heads / d.kv_heads, d.head_dim);
-    if constexpr (C::ffn == FfnKind::MoE) moe_.emplace(max_tokens, d.hidden, d.intermediate, moe_config(d));
+    if constexpr (C::ffn == FfnKind::MoE)
+      moe_.emplace(max_tokens, d.hidden, d.intermediate, moe_config(d, p));
   }
 
-  static MoeConfig moe_config(const Dims& d) {
+  static MoeConfig moe_config(const Dims& d, const ModelParams& p) {
     return {.experts = d.experts,
             .top_k = d.top_k,
-            .router = C::router,
-            .renormalize = C::renormalize,
-            .activation = C::activation};
+            .router = p.router,
+            .renormalize = p.renormalize,
+            .activation = p.activation};
   }
 
   // Whether local layers score their sinks with queries rotated at other positions (InCache).
-  static constexpr bool sink_queries = C::positions == PositionKind::Rope &&
-                                       C::attention.sinks > 0 &&
-                                       C::attention.sink_positions == SinkPositions::InCache;
+  static constexpr bool sink_queries(const ModelParams& p) noexcept {
+    return C::positions == PositionKind::Rope && p.attention.sinks > 0 &&
+           p.attention.sink_positions == SinkPositions::InCache;
+  }
+  bool sink_queries() const noexcept { return sink_queries_; }
 
   index max_tokens() const noexcept { return max_tokens_; }
   index encoder_tokens() const noexcept { return encoder_tokens_; }
@@ -148,6 +152,7 @@ class DecoderWorkspace {
  private:
   static std::size_t size(index n) { return static_cast<std::size_t>(std::max<index>(n, 0)); }
   Dims d_;
+  bool sink_queries_;
   index max_tokens_, encoder_tokens_;
   AlignedBuffer<float> x_, xn_, delta_, q_, k_, v_, att_, encoder_, encoder_k_, encoder_v_,
       sink_q_, rope_rows_;
@@ -159,6 +164,7 @@ class DecoderWorkspace {
 // What a layer reads besides its weights and the workspace.
 struct LayerInputs {
   const Dims& dims;
+  const ModelParams& params;
   std::span<const StepSegment> segments;
   index rows;  // Σ segment tokens
   const RopeTable& rope;
@@ -222,6 +228,7 @@ template <DecoderConfig C, Executor E>
 void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
                    DecoderWorkspace<C>& ws, const E& exec) {
   const Dims& d = in.dims;
+  const ModelParams& p = in.params;
   const index T = in.rows, D = d.head_dim;
   const MatrixView<float> x = ws.x(T), xn = ws.xn(T), delta = ws.delta(T);
   const MatrixView<float> q = ws.q(T), k = ws.k(T), v = ws.v(T), att = ws.att(T);
@@ -230,9 +237,9 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
   parallel_project(exec, xn, w.wq, q);
   parallel_project(exec, xn, w.wk, k);
   parallel_project(exec, xn, w.wv, v);
-  if constexpr (C::qk_norm) {
-    rmsnorm_heads<C::norm>({q.data(), T, d.heads, D}, w.q_norm, C::eps);
-    rmsnorm_heads<C::norm>({k.data(), T, d.kv_heads, D}, w.k_norm, C::eps);
+  if (p.qk_norm) {
+    rmsnorm_heads<C::norm>({q.data(), T, d.heads, D}, w.q_norm, p.eps);
+    rmsnorm_heads<C::norm>({k.data(), T, d.kv_heads, D}, w.k_norm, p.eps);
   }
   if constexpr (C::givens_rotations > 0 || C::rotation_matrix) {  // learned rotations first
     in.rotary->apply({q.data(), T, d.heads, D});
@@ -240,16 +247,15 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
   }
   // Sinks scored from other positions (InCache) need the queries rotated there too.
   MatrixView<const float> sink_q;
-  if constexpr (DecoderWorkspace<C>::sink_queries)
-    if (C::attention.sinks_of(layer) > 0 && !in.sink_positions.empty()) {
-      const MatrixView<float> sq = ws.sink_q(T);
-      for (index r = 0; r < T; ++r) std::copy(q.row(r), q.row(r) + q.cols(), sq.row(r));
-      for (const StepSegment& s : in.segments)
-        apply_rope_inplace<C::rope_layout>(
-            in.rope, HeadsView<float>(sq.row(s.row), s.tokens, d.heads, D),
-            Positions::ids(in.sink_positions.subspan(std::size_t(s.row), std::size_t(s.tokens))));
-      sink_q = sq;
-    }
+  if (ws.sink_queries() && p.attention.sinks_of(layer) > 0 && !in.sink_positions.empty()) {
+    const MatrixView<float> sq = ws.sink_q(T);
+    for (index r = 0; r < T; ++r) std::copy(q.row(r), q.row(r) + q.cols(), sq.row(r));
+    for (const StepSegment& s : in.segments)
+      apply_rope_inplace<C::rope_layout>(
+          in.rope, HeadsView<float>(sq.row(s.row), s.tokens, d.heads, D),
+          Positions::ids(in.sink_positions.subspan(std::size_t(s.row), std::size_t(s.tokens))));
+    sink_q = sq;
+  }
   for (const StepSegment& s : in.segments) {
     HeadsView<float> qs(q.row(s.row), s.tokens, d.heads, D), ks(k.row(s.row), s.tokens, d.kv_heads, D);
     if constexpr (C::positions == PositionKind::Rope) {
@@ -263,9 +269,9 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
                    HeadsView<const float>(v.row(s.row), s.tokens, d.kv_heads, D));
   }
   AttentionOptions self;
-  self.window = C::attention.window_of(layer);
-  self.sinks = C::attention.sinks_of(layer);
-  self.sink_positions = C::attention.sink_positions;
+  self.window = p.attention.window_of(layer);
+  self.sinks = p.attention.sinks_of(layer);
+  self.sink_positions = p.attention.sink_positions;
   const auto self_view = [&](const StepSegment& s) {
     return in.cache.view(in.cache_layer, s.seq, s.start + s.tokens);
   };
@@ -288,7 +294,7 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
 
   // Cross-attention to the encoder (non-causal, its padding mask).
   if constexpr (C::cross_attention) {
-    rmsnorm_residual<C::norm>(x, delta, w.cross_norm, C::eps, xn);
+    rmsnorm_residual<C::norm>(x, delta, w.cross_norm, p.eps, xn);
     parallel_project(exec, xn, w.cross_wq, q);
     for (const StepSegment& s : in.segments) {
       AttentionOptions cross;
@@ -302,22 +308,22 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
   }
 
   // Feed-forward.
-  rmsnorm_residual<C::norm>(x, delta, w.ffn_norm, C::eps, xn);
+  rmsnorm_residual<C::norm>(x, delta, w.ffn_norm, p.eps, xn);
   if constexpr (C::ffn == FfnKind::Dense) {
     FfnWorkspace& f = ws.ffn();
     const MatrixView<float> g = f.gate(T), u = f.up(T);
     parallel_project(exec, xn, w.ffn.gate, g);
     parallel_project(exec, xn, w.ffn.up, u);
-    activation_kernels::gated(g.data(), u.data(), g.data(), T * d.intermediate, C::activation);
+    activation_kernels::gated(g.data(), u.data(), g.data(), T * d.intermediate, p.activation);
     parallel_project(exec, g, w.ffn.down, delta);
   } else if constexpr (C::ffn == FfnKind::TopK) {
-    swiglu_topk(xn, w.ffn, in.ffn_down_t, TopK::count(d.top_k), delta, ws.ffn(), C::activation);
+    swiglu_topk(xn, w.ffn, in.ffn_down_t, TopK::count(d.top_k), delta, ws.ffn(), p.activation);
   } else {
     const MoeWeights mw{.router = w.router, .experts = w.experts, .shared = std::nullopt,
                         .shared_gate = {}};
-    moe(xn, mw, DecoderWorkspace<C>::moe_config(d), delta, ws.moe());
+    moe(xn, mw, DecoderWorkspace<C>::moe_config(d, p), delta, ws.moe());
   }
-  rmsnorm_residual<C::norm>(x, delta, in.next_norm, C::eps, xn);
+  rmsnorm_residual<C::norm>(x, delta, in.next_norm, p.eps, xn);
 }
 
 }  // namespace TFORMER_ARCH_NS

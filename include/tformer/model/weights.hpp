@@ -79,9 +79,11 @@ inline void check_vector(const std::string& name, std::span<const float> v, inde
 
 }  // namespace weights_detail
 
-// Throws tformer::Error naming the first member whose shape does not match the Config and dims.
+// Throws tformer::Error naming the first member whose shape does not match the Config, the dims
+// and the parameters (qk_norm, t5_buckets).
 template <DecoderConfig C>
-void validate_weights(const Dims& d, const ModelWeights& w) {
+void validate_weights(const Dims& d, const ModelWeights& w,
+                      const ModelParams& p = default_params<C>()) {
   using namespace weights_detail;
   const index H = d.hidden, qd = d.heads * d.head_dim, kvd = d.kv_heads * d.head_dim;
   check_matrix("embedding", w.embedding, d.vocab, H);
@@ -102,7 +104,7 @@ void validate_weights(const Dims& d, const ModelWeights& w) {
   if constexpr (C::positions == PositionKind::Sinusoidal)
     check_matrix("position_embedding", w.position_embedding, d.max_positions, H);
   if constexpr (C::bias == BiasKind::T5)
-    check_matrix("relative_bias", w.relative_bias, C::t5_buckets, d.heads);
+    check_matrix("relative_bias", w.relative_bias, p.t5_buckets, d.heads);
   check_eq("ModelWeights", "layers count", d.layers, index(w.layers.size()));
   for (index l = 0; l < d.layers; ++l) {
     const LayerWeights& lw = w.layers[static_cast<std::size_t>(l)];
@@ -115,7 +117,7 @@ void validate_weights(const Dims& d, const ModelWeights& w) {
              index(lw.givens.size()));
     if constexpr (C::rotation_matrix)
       check_matrix(layer_name(l, "rotation"), lw.rotation, d.head_dim, d.head_dim);
-    if constexpr (C::qk_norm) {
+    if (p.qk_norm) {
       check_vector(layer_name(l, "q_norm"), lw.q_norm, d.head_dim);
       check_vector(layer_name(l, "k_norm"), lw.k_norm, d.head_dim);
     }
@@ -153,11 +155,14 @@ void validate_weights(const Dims& d, const ModelWeights& w) {
 
 // Weights in one 64-byte aligned arena: seeded random init as seed 003 does it (every matrix
 // normal(0, 0.02), the pad row of the embedding zero, norm weights at identity, biases 0); a
-// sinusoidal position table starts at its formula.
+// sinusoidal position table starts at its formula. The parameters decide the optional members
+// (qk-norm weights, the T5 table's buckets) and the pad row.
 template <DecoderConfig C>
 class OwnedWeights {
  public:
-  OwnedWeights(const Dims& dims, std::uint64_t seed) : dims_(resolve_dims<C>(dims)) {
+  OwnedWeights(const Dims& dims, std::uint64_t seed, const ModelParams& params = default_params<C>())
+      : dims_(resolve_dims<C>(dims)), params_(params) {
+    check_params<C>("OwnedWeights", params_, dims_);
     // f32 weights of all layers in one buffer: bounded before carve() sizes the layer list.
     // Each term is below 2^38 (resolve_dims).
     const index experts = C::ffn == FfnKind::MoE ? dims_.experts : 1;
@@ -216,7 +221,7 @@ class OwnedWeights {
     w.final_norm = vec(H);
     if constexpr (C::positions == PositionKind::Sinusoidal)
       w.position_embedding = matrix(d.max_positions, H);
-    if constexpr (C::bias == BiasKind::T5) w.relative_bias = matrix(C::t5_buckets, d.heads);
+    if constexpr (C::bias == BiasKind::T5) w.relative_bias = matrix(params_.t5_buckets, d.heads);
     if constexpr (C::cross_attention) {
       if (d.encoder_width != H) {
         w.encoder_proj = matrix(H, d.encoder_width);
@@ -230,7 +235,7 @@ class OwnedWeights {
       l.wk = matrix(kvd, H);
       l.wv = matrix(kvd, H);
       l.wo = matrix(H, qd);
-      if constexpr (C::qk_norm) {
+      if (params_.qk_norm) {
         l.q_norm = vec(d.head_dim);
         l.k_norm = vec(d.head_dim);
       }
@@ -276,9 +281,9 @@ class OwnedWeights {
     };
     ModelWeights& w = view_;
     normal(w.embedding);
-    if (C::pad_id >= 0 && C::pad_id < dims_.vocab)
-      std::fill(mut(w.embedding) + C::pad_id * dims_.hidden,
-                mut(w.embedding) + (C::pad_id + 1) * dims_.hidden, 0.0f);
+    if (params_.pad_id >= 0)
+      std::fill(mut(w.embedding) + params_.pad_id * dims_.hidden,
+                mut(w.embedding) + (params_.pad_id + 1) * dims_.hidden, 0.0f);
     if (w.lm_head.rows() > 0) normal(w.lm_head);
     ones(w.final_norm);
     if (w.position_embedding.rows() > 0)
@@ -329,6 +334,7 @@ class OwnedWeights {
   }
 
   Dims dims_;
+  ModelParams params_;  // qk_norm, pad_id and t5_buckets shape the weights
   AlignedBuffer<float> arena_;
   std::vector<GivensRotation> givens_;  // every layer's rotations, in layer order
   ModelWeights view_;
