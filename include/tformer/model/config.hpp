@@ -301,10 +301,12 @@ struct Dynamic {
                          head_dim = dynamic, max_positions = dynamic;
 };
 
-// The Llama family as Hugging Face stores it (rotate-half, SwiGLU, RMSNorm, own head): Llama 2,
-// 3, 3.1 and 3.2, Qwen3 and Mistral differ only in ModelParams (presets::). Defaults: Llama 3.
+// The Llama family as Hugging Face stores it (rotate-half, SwiGLU, RMSNorm; the head tied or not
+// as the weights have it): Llama 2, 3, 3.1 and 3.2, Qwen3 and Mistral differ only in ModelParams
+// (presets::). Defaults: Llama 3.
 struct Llama : Base, Dynamic {
   using Base::encoder_width;
+  static constexpr HeadKind head = HeadKind::AsLoaded;
   static ModelParams params() { return presets::llama3(); }
   static constexpr Dims llama3_8b = {.vocab = 128256, .hidden = 4096, .intermediate = 14336,
                                      .layers = 32, .heads = 32, .kv_heads = 8, .head_dim = 128,
@@ -333,6 +335,7 @@ struct Mistral : Llama {
 // Mixtral: SwiGLU experts (count and k from the Dims), softmax then top-k, renormalised.
 struct Mixtral : Base, Dynamic {
   using Base::encoder_width;
+  static constexpr HeadKind head = HeadKind::AsLoaded;
   static constexpr FfnKind ffn = FfnKind::MoE;
   static constexpr index experts = dynamic, top_k = dynamic;
   static ModelParams params() { return presets::mixtral(); }
@@ -350,6 +353,9 @@ struct Llama2c : Base, Dynamic {
   static constexpr HeadKind head = HeadKind::AsLoaded;
   static ModelParams params() { return presets::llama2c(); }
 };
+// The Llama structure with Meta's interleaved q/k rows: llama2.c files, and llama.cpp's GGUF
+// llama models (io/gguf_model.hpp).
+using LlamaInterleaved = Llama2c;
 
 }  // namespace configs
 

@@ -1,0 +1,171 @@
+// llama.cpp's GGUF files (io/gguf.hpp) loaded as a LoadedModel: the architecture's metadata
+// keys read into Dims and ModelParams, the tensors as typed views in place (f32, f16, bf16,
+// q8_0, q4_0, chosen per tensor as the file stores them), norm vectors copied to f32.
+//
+//   LoadedModel m = load_gguf("llama-3.2-1b-q8_0.gguf");
+//   auto dec = m.decoder<configs::LlamaInterleaved>({.capacity = 4096});
+//
+// Architectures (general.architecture): llama (Llama 1/2/3, Mistral as llama.cpp converts it)
+// and qwen3. llama.cpp's converter permutes llama's q/k rows to Meta's interleaved order and runs
+// them with its NORMAL RoPE (pairs (x[2i], x[2i+1])): a llama GGUF loads with
+// RopeLayout::Interleaved, as stored, never permuted back. qwen3 keeps Hugging Face's
+// rotate-half rows (llama.cpp's NEOX RoPE). Keys read ({a} = the architecture):
+// {a}.embedding_length, .feed_forward_length, .block_count, .context_length,
+// .attention.head_count, .attention.head_count_kv (= heads), .attention.key_length
+// (= hidden / heads; .value_length must equal it), .attention.layer_norm_rms_epsilon,
+// .rope.freq_base (10000), .rope.dimension_count (= head_dim: partial rotary is refused),
+// .rope.scaling.type (none, linear) with .rope.scaling.factor, .vocab_size (else the
+// embedding's rows), .expert_count (refused when > 0: MoE GGUFs are not loaded yet). The
+// tensor rope_freqs.weight (head_dim / 2 divisors of the frequencies, how llama.cpp stores
+// Llama 3.1's scaling) becomes a LongRope scaling with equal short and long factors and
+// attention factor 1, which computes exactly f_i / factor_i. Every tensor of the file must be
+// used: an unknown one is an error, never ignored.
+#pragma once
+
+#include <memory>
+#include <set>
+#include <string>
+
+#include "tformer/io/gguf.hpp"
+#include "tformer/io/loaded_model.hpp"
+
+namespace tformer {
+inline namespace TFORMER_ARCH_NS {
+
+namespace gguf_model_detail {
+
+inline index size_key(const GgufFile& g, const std::string& key) {
+  const std::uint64_t v = g.get_uint(key);
+  if (v < 1 || v > std::uint64_t(std::numeric_limits<std::int32_t>::max())) [[unlikely]]
+    detail::fail_check(g.where(), "metadata key '" + key + "'", "an integer in [1, 2^31 - 1]", v);
+  return index(v);
+}
+inline index size_key_or(const GgufFile& g, const std::string& key, index fallback) {
+  return g.find(key) ? size_key(g, key) : fallback;
+}
+inline double number_key(const GgufFile& g, const std::string& key) {
+  const GgufValue* v = g.find(key);
+  if (v != nullptr) {
+    if (const auto* f = std::get_if<float>(&v->value)) return *f;
+    if (const auto* d = std::get_if<double>(&v->value)) return *d;
+  }
+  return g.get<float>(key);  // throws: missing or of another type, naming the key
+}
+inline double number_key_or(const GgufFile& g, const std::string& key, double fallback) {
+  return g.find(key) ? number_key(g, key) : fallback;
+}
+
+}  // namespace gguf_model_detail
+
+// Reads `path` (see the header comment); FileMode as for GgufFile::open.
+inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::Map) {
+  using namespace gguf_model_detail;
+  auto file = std::make_shared<GgufFile>(GgufFile::open(path, mode));
+  const GgufFile& g = *file;
+  const std::string& where = g.where();
+  LoadedModel m;
+  CheckpointInfo& info = m.mutable_info();
+  info.family = g.get<std::string>("general.architecture");
+  const std::string& a = info.family;
+  if (a != "llama" && a != "qwen3") [[unlikely]]
+    detail::fail_check(where, "metadata key 'general.architecture'", "llama or qwen3", a);
+  info.rope_layout = a == "llama" ? RopeLayout::Interleaved : RopeLayout::RotateHalf;
+
+  Dims& d = info.dims;
+  d.hidden = size_key(g, a + ".embedding_length");
+  d.intermediate = size_key(g, a + ".feed_forward_length");
+  d.layers = size_key(g, a + ".block_count");
+  d.max_positions = size_key(g, a + ".context_length");
+  d.heads = size_key(g, a + ".attention.head_count");
+  d.kv_heads = size_key_or(g, a + ".attention.head_count_kv", d.heads);
+  d.head_dim = size_key_or(g, a + ".attention.key_length", d.hidden / d.heads);
+  const index value_length = size_key_or(g, a + ".attention.value_length", d.head_dim);
+  if (value_length != d.head_dim) [[unlikely]]
+    detail::fail_check(where, "metadata key '" + a + ".attention.value_length'",
+                       "the key length " + std::to_string(d.head_dim), value_length);
+  const index rotary = size_key_or(g, a + ".rope.dimension_count", d.head_dim);
+  if (rotary != d.head_dim) [[unlikely]]
+    detail::fail_check(where, "metadata key '" + a + ".rope.dimension_count'",
+                       "the head size " + std::to_string(d.head_dim) +
+                           " (partial rotary is not supported yet)",
+                       rotary);
+  if (g.find(a + ".expert_count") && g.get_uint(a + ".expert_count") > 0) [[unlikely]]
+    detail::fail_check(where, "metadata key '" + a + ".expert_count'",
+                       "0 (mixture-of-experts GGUF files are not loaded yet)",
+                       g.get_uint(a + ".expert_count"));
+  const GgufTensor& embedding = g.tensor("token_embd.weight");
+  if (embedding.dims.size() != 2) [[unlikely]]
+    detail::fail_check(where, "tensor 'token_embd.weight'", "2 dimensions", embedding.dims.size());
+  d.vocab = size_key_or(g, a + ".vocab_size", index(std::min<std::uint64_t>(
+                                                  embedding.dims[1], std::uint64_t(1) << 40)));
+
+  ModelParams& p = info.params;
+  p.eps = static_cast<float>(number_key(g, a + ".attention.layer_norm_rms_epsilon"));
+  p.rope_base = number_key_or(g, a + ".rope.freq_base", 10000.0);
+  p.qk_norm = a == "qwen3";
+  if (g.find(a + ".rope.scaling.type")) {
+    const std::string& type = g.get<std::string>(a + ".rope.scaling.type");
+    if (type == "linear")
+      p.rope_scaling = rope_scaling::Linear{.factor = number_key(g, a + ".rope.scaling.factor")};
+    else if (type != "none") [[unlikely]]
+      detail::fail_check(where, "metadata key '" + a + ".rope.scaling.type'",
+                         "none or linear (yarn is not loaded from GGUF yet)", type);
+  }
+  std::set<std::string> used;
+  const auto weight = [&](const std::string& name, index rows, index cols) {
+    used.insert(name);
+    return g.weight(name, rows, cols);
+  };
+  const auto vector = [&](const std::string& name, index n) -> std::span<const float> {
+    used.insert(name);
+    const std::span<float> out = m.own_vector(n);
+    g.vector_f32(name, n, out);
+    return out;
+  };
+  if (g.find_tensor("rope_freqs.weight")) {  // Llama 3.1's scaling, as frequency divisors
+    const std::span<const float> f = vector("rope_freqs.weight", d.head_dim / 2);
+    const std::vector<double> factors(f.begin(), f.end());
+    p.rope_scaling = rope_scaling::LongRope{.short_factor = factors,
+                                            .long_factor = factors,
+                                            .original_max_positions = int(d.max_positions),
+                                            .attention_factor = 1.0};
+  }
+
+  ModelWeights& w = m.mutable_weights();
+  const index H = d.hidden, qd = d.heads * d.head_dim, kvd = d.kv_heads * d.head_dim;
+  w.embedding = weight("token_embd.weight", d.vocab, H);
+  w.final_norm = vector("output_norm.weight", H);
+  info.tied = g.find_tensor("output.weight") == nullptr;
+  if (!info.tied) w.lm_head = weight("output.weight", d.vocab, H);
+  w.layers.resize(static_cast<std::size_t>(d.layers));
+  for (index l = 0; l < d.layers; ++l) {
+    LayerWeights& lw = w.layers[static_cast<std::size_t>(l)];
+    const std::string b = "blk." + std::to_string(l) + ".";
+    lw.attn_norm = vector(b + "attn_norm.weight", H);
+    lw.wq = weight(b + "attn_q.weight", qd, H);
+    lw.wk = weight(b + "attn_k.weight", kvd, H);
+    lw.wv = weight(b + "attn_v.weight", kvd, H);
+    lw.wo = weight(b + "attn_output.weight", H, qd);
+    if (p.qk_norm) {
+      lw.q_norm = vector(b + "attn_q_norm.weight", d.head_dim);
+      lw.k_norm = vector(b + "attn_k_norm.weight", d.head_dim);
+    }
+    lw.ffn_norm = vector(b + "ffn_norm.weight", H);
+    lw.ffn = {weight(b + "ffn_gate.weight", d.intermediate, H),
+              weight(b + "ffn_up.weight", d.intermediate, H),
+              weight(b + "ffn_down.weight", H, d.intermediate)};
+  }
+  for (const GgufTensor& t : g.tensors())
+    if (!used.contains(t.name)) [[unlikely]]
+      detail::fail_check(where, "tensor '" + t.name + "'",
+                         "one the " + a + " loader reads (token_embd, output_norm, output, "
+                         "rope_freqs, blk.N.attn_*/ffn_*)",
+                         "a tensor it does not know");
+  std::size_t bytes = 0;
+  for (const GgufTensor& t : g.tensors()) bytes += t.bytes.size();
+  m.hold(std::move(file), path, bytes);
+  return m;
+}
+
+}  // namespace TFORMER_ARCH_NS
+}  // namespace tformer

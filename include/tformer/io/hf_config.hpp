@@ -1,0 +1,223 @@
+// Hugging Face's config.json read into a CheckpointInfo: the Dims, the runtime ModelParams and
+// the structure (RoPE layout of the stored q/k rows, FFN kind, head tying) a Decoder needs.
+//
+//   CheckpointInfo info = read_hf_config("Llama-3.2-1B/config.json");
+//   // info.family "llama", info.dims, info.params (rope_theta, rms_norm_eps, llama3 scaling …)
+//
+// Families (model_type): llama, mistral, qwen3 (qk-norm), mixtral (MoE). Keys read, with
+// Hugging Face's defaults where a key may be absent: vocab_size, hidden_size, intermediate_size,
+// num_hidden_layers, num_attention_heads, num_key_value_heads (= heads), head_dim
+// (= hidden / heads), max_position_embeddings, rms_norm_eps, rope_theta (10000), rope_scaling
+// (default, linear, dynamic, yarn, llama3, longrope), tie_word_embeddings (false), hidden_act
+// (silu), sliding_window (mistral, mixtral), num_local_experts and num_experts_per_tok
+// (mixtral). What tformer's decoder cannot express yet is refused, never ignored: Q/K/V or MLP
+// biases (attention_bias, mlp_bias; qwen2 always has them), other activations, partial rotary,
+// Qwen's use_sliding_window. Each refusal and each malformed value is a tformer::Error naming
+// the file, the key, the expected and the found value.
+//
+// Uses nlohmann/json (Debian's nlohmann-json3-dev): a well-kept, header-only parser; its
+// exceptions never escape (each becomes a tformer::Error).
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tformer/core/error.hpp"
+#include "tformer/io/file_bytes.hpp"
+#include "tformer/io/loaded_model.hpp"
+#include "tformer/model/config.hpp"
+
+namespace tformer {
+inline namespace TFORMER_ARCH_NS {
+
+namespace hf_detail {
+
+using json = nlohmann::json;
+
+class Keys {
+ public:
+  Keys(const json& j, std::string where) : j_(j), where_(std::move(where)) {}
+
+  const json* find(const char* key) const {
+    const auto it = j_.find(key);
+    return it == j_.end() || it->is_null() ? nullptr : &*it;
+  }
+  [[noreturn]] void fail(const std::string& key, const std::string& expected,
+                         const std::string& found) const {
+    detail::fail_check(where_, key, expected, found);
+  }
+  // A positive integer below 2^31 (every size of a model).
+  index size(const char* key) const {
+    const json* v = find(key);
+    if (!v) fail(key, "a positive integer", "no such key");
+    return size_of(key, *v);
+  }
+  index size_or(const char* key, index fallback) const {
+    const json* v = find(key);
+    return v ? size_of(key, *v) : fallback;
+  }
+  double number_or(const char* key, double fallback) const {
+    const json* v = find(key);
+    if (!v) return fallback;
+    if (!v->is_number()) fail(key, "a number", v->dump());
+    return v->get<double>();
+  }
+  double number(const char* key) const {
+    const json* v = find(key);
+    if (!v) fail(key, "a number", "no such key");
+    return number_or(key, 0);
+  }
+  bool flag_or(const char* key, bool fallback) const {
+    const json* v = find(key);
+    if (!v) return fallback;
+    if (!v->is_boolean()) fail(key, "true or false", v->dump());
+    return v->get<bool>();
+  }
+  std::string text_or(const char* key, const std::string& fallback) const {
+    const json* v = find(key);
+    if (!v) return fallback;
+    if (!v->is_string()) fail(key, "a string", v->dump());
+    return v->get<std::string>();
+  }
+  std::vector<double> numbers(const char* key) const {
+    const json* v = find(key);
+    if (!v || !v->is_array()) fail(key, "an array of numbers", v ? v->dump() : "no such key");
+    std::vector<double> out;
+    for (const json& x : *v) {
+      if (!x.is_number()) fail(key, "an array of numbers", x.dump());
+      out.push_back(x.get<double>());
+    }
+    return out;
+  }
+
+ private:
+  index size_of(const char* key, const json& v) const {
+    if (!v.is_number_integer() || v.get<std::int64_t>() < 1 ||
+        v.get<std::int64_t>() > std::numeric_limits<std::int32_t>::max())
+      fail(key, "an integer in [1, 2^31 - 1]", v.dump());
+    return v.get<std::int64_t>();
+  }
+  const json& j_;
+  std::string where_;
+};
+
+inline int to_int(index v) { return static_cast<int>(v); }  // sizes are below 2^31 (Keys::size)
+
+// rope_scaling → RopeScaling (Hugging Face's rope_type, or the older "type").
+inline RopeScaling rope_scaling_of(const json& s, const Keys& top, const std::string& where,
+                                   index max_positions) {
+  if (!s.is_object()) top.fail("rope_scaling", "an object or null", s.dump());
+  const Keys k(s, where + ": rope_scaling");
+  std::string type = k.text_or("rope_type", k.text_or("type", "default"));
+  if (type == "default") return rope_scaling::None{};
+  if (type == "linear") return rope_scaling::Linear{.factor = k.number("factor")};
+  if (type == "dynamic")  // the base grows past max_position_embeddings
+    return rope_scaling::DynamicNtk{.factor = k.number("factor"),
+                                    .original_max_positions = to_int(max_positions)};
+  if (type == "yarn") {
+    rope_scaling::Yarn y{.factor = k.number("factor"),
+                         .original_max_positions = to_int(
+                             k.size_or("original_max_position_embeddings", max_positions)),
+                         .beta_fast = k.number_or("beta_fast", 32.0),
+                         .beta_slow = k.number_or("beta_slow", 1.0)};
+    if (k.find("attention_factor")) y.attention_factor = k.number("attention_factor");
+    if (k.find("mscale")) y.mscale = k.number("mscale");
+    if (k.find("mscale_all_dim")) y.mscale_all_dim = k.number("mscale_all_dim");
+    y.truncate = k.flag_or("truncate", true);
+    return y;
+  }
+  if (type == "llama3")
+    return rope_scaling::Llama3{
+        .factor = k.number("factor"),
+        .low_freq_factor = k.number("low_freq_factor"),
+        .high_freq_factor = k.number("high_freq_factor"),
+        .original_max_positions = to_int(k.size("original_max_position_embeddings"))};
+  if (type == "longrope") {
+    rope_scaling::LongRope l{.short_factor = k.numbers("short_factor"),
+                             .long_factor = k.numbers("long_factor"),
+                             .original_max_positions = to_int(top.size_or(
+                                 "original_max_position_embeddings",
+                                 k.size("original_max_position_embeddings")))};
+    l.factor = double(max_positions) / l.original_max_positions;
+    if (k.find("attention_factor")) l.attention_factor = k.number("attention_factor");
+    return l;
+  }
+  k.fail("rope_type", "default, linear, dynamic, yarn, llama3 or longrope", type);
+}
+
+}  // namespace hf_detail
+
+// config.json's text (`name` for messages: its path) → CheckpointInfo. See the header comment.
+inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& name) {
+  using hf_detail::json;
+  const std::string where = "parse_hf_config: " + name;
+  const json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) detail::fail_check(where, "text", "JSON", "text that does not parse");
+  if (!j.is_object()) detail::fail_check(where, "text", "a JSON object", j.type_name());
+  const hf_detail::Keys k(j, where);
+
+  CheckpointInfo info;
+  info.family = k.text_or("model_type", "");
+  const std::string& f = info.family;
+  if (f == "qwen2" || f == "qwen2_moe")
+    k.fail("model_type", "llama, mistral, qwen3 or mixtral",
+           f + " (its Q/K/V projections have biases, which the decoder does not take yet)");
+  if (f != "llama" && f != "mistral" && f != "qwen3" && f != "mixtral")
+    k.fail("model_type", "llama, mistral, qwen3 or mixtral", f.empty() ? "no such key" : f);
+
+  Dims& d = info.dims;
+  d.vocab = k.size("vocab_size");
+  d.hidden = k.size("hidden_size");
+  d.intermediate = k.size("intermediate_size");
+  d.layers = k.size("num_hidden_layers");
+  d.heads = k.size("num_attention_heads");
+  d.kv_heads = k.size_or("num_key_value_heads", d.heads);
+  d.head_dim = k.size_or("head_dim", d.hidden / d.heads);
+  d.max_positions = k.size("max_position_embeddings");
+
+  ModelParams& p = info.params;
+  p.eps = static_cast<float>(k.number("rms_norm_eps"));
+  p.rope_base = k.number_or("rope_theta", 10000.0);
+  if (const json* s = k.find("rope_scaling"))
+    p.rope_scaling = hf_detail::rope_scaling_of(*s, k, where, d.max_positions);
+  info.tied = k.flag_or("tie_word_embeddings", false);
+  const std::string act = k.text_or("hidden_act", "silu");
+  if (act != "silu") k.fail("hidden_act", "silu (SwiGLU)", act);
+  if (k.flag_or("attention_bias", false))
+    k.fail("attention_bias", "false (Q/K/V/O biases are not supported yet)", "true");
+  if (k.flag_or("mlp_bias", false)) k.fail("mlp_bias", "false", "true");
+  if (k.number_or("partial_rotary_factor", 1.0) != 1.0)
+    k.fail("partial_rotary_factor", "1 (partial rotary is not supported yet)",
+           std::to_string(k.number("partial_rotary_factor")));
+
+  if (f == "mistral" || f == "mixtral") p.attention.window = k.size_or("sliding_window", 0);
+  if (f == "qwen3") {
+    p.qk_norm = true;
+    if (k.flag_or("use_sliding_window", false))
+      k.fail("use_sliding_window", "false (Qwen's max_window_layers is not supported yet)", "true");
+  }
+  if (f == "mixtral") {
+    info.ffn = FfnKind::MoE;
+    d.experts = k.size("num_local_experts");
+    d.top_k = k.size("num_experts_per_tok");
+    p.router = RouterKind::SoftmaxThenTopK;  // softmax over all experts, top-k, renormalised
+    p.renormalize = true;
+  }
+  return info;
+}
+
+// Reads config.json at `path` (a regular file; io/file_bytes.hpp's checks).
+inline CheckpointInfo read_hf_config(const std::string& path) {
+  const FileBytes file(path, FileMode::Read, "read_hf_config");
+  const auto bytes = file.bytes();
+  return parse_hf_config(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
+                         path);
+}
+
+}  // namespace TFORMER_ARCH_NS
+}  // namespace tformer
