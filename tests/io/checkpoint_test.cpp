@@ -11,6 +11,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -18,7 +22,7 @@
 #include "support/gguf_writer.hpp"
 #include "support/random.hpp"
 #include "support/temp_dir.hpp"
-#include "tformer/io/gguf_model.hpp"
+#include "tformer/io/checkpoint.hpp"
 #include "tformer/model/weights.hpp"
 
 using tformer::Dims;
@@ -212,6 +216,134 @@ std::vector<float> llama31_divisors(Index head_dim, double base) {
   return out;
 }
 
+// ---- Hugging Face directories, written here: config.json by hand, safetensors by the format's
+// definition (u64 header length, JSON header, the tensors' bytes in order) ------------------------
+
+struct StTensor {
+  std::string name, dtype;
+  std::vector<Index> shape;
+  std::vector<std::uint8_t> data;
+};
+
+const char* st_dtype(WeightType t) {
+  switch (t) {
+    case WeightType::f32: return "F32";
+    case WeightType::f16: return "F16";
+    case WeightType::bf16: return "BF16";
+    default: FAIL("no safetensors dtype"); return "";
+  }
+}
+
+std::vector<std::byte> safetensors_file(const std::vector<StTensor>& tensors) {
+  std::string header = "{\"__metadata__\":{\"format\":\"pt\"}";
+  std::size_t offset = 0;
+  for (const StTensor& t : tensors) {
+    header += ",\"" + t.name + "\":{\"dtype\":\"" + t.dtype + "\",\"shape\":[";
+    for (std::size_t i = 0; i < t.shape.size(); ++i) header += (i ? "," : "") + std::to_string(t.shape[i]);
+    header += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + t.data.size()) + "]}";
+    offset += t.data.size();
+  }
+  header += "}";
+  while ((8 + header.size()) % 8) header += ' ';  // the data 8-byte aligned, as writers pad
+  std::vector<std::byte> out(8 + header.size());
+  const std::uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i) out[std::size_t(i)] = std::byte(n >> (8 * i));
+  std::memcpy(out.data() + 8, header.data(), header.size());
+  for (const StTensor& t : tensors)
+    for (std::uint8_t b : t.data) out.push_back(std::byte(b));
+  return out;
+}
+
+struct HfModel {
+  std::string type = "llama";  // model_type
+  bool tied = false;
+  bool write_lm_head = true;   // with tied: a checkpoint that still ships lm_head.weight
+  std::string extra = "";      // more config.json members, e.g. "\"sliding_window\": 3,"
+  std::string extra_tensor = "";
+  int shards = 1;
+};
+
+// A model directory of `w` (Hugging Face's layout and names) in `dir`/`name`; returns its path.
+std::string hf_dir(const test::TempDir& dir, const std::string& name, const tformer::ModelWeights& w,
+                   const Dims& d, const ModelParams& p, const HfModel& h) {
+  std::vector<StTensor> t;
+  const auto matrix = [&](const std::string& n, const WeightView& m) {
+    t.push_back({n, st_dtype(m.type()), {m.rows(), m.cols()}, bytes_of(m)});
+  };
+  const auto vector = [&](const std::string& n, std::span<const float> v) {
+    t.push_back({n, "F32", {Index(v.size())}, bytes_of(v)});
+  };
+  matrix("model.embed_tokens.weight", w.embedding);
+  vector("model.norm.weight", w.final_norm);
+  if (h.write_lm_head) matrix("lm_head.weight", h.tied ? w.embedding : w.lm_head);
+  for (std::size_t l = 0; l < w.layers.size(); ++l) {
+    const auto& lw = w.layers[l];
+    const std::string b = "model.layers." + std::to_string(l) + ".";
+    vector(b + "input_layernorm.weight", lw.attn_norm);
+    matrix(b + "self_attn.q_proj.weight", lw.wq);
+    matrix(b + "self_attn.k_proj.weight", lw.wk);
+    matrix(b + "self_attn.v_proj.weight", lw.wv);
+    matrix(b + "self_attn.o_proj.weight", lw.wo);
+    if (!lw.q_norm.empty()) {
+      vector(b + "self_attn.q_norm.weight", lw.q_norm);
+      vector(b + "self_attn.k_norm.weight", lw.k_norm);
+    }
+    vector(b + "post_attention_layernorm.weight", lw.ffn_norm);
+    if (lw.experts.empty()) {
+      matrix(b + "mlp.gate_proj.weight", lw.ffn.gate);
+      matrix(b + "mlp.up_proj.weight", lw.ffn.up);
+      matrix(b + "mlp.down_proj.weight", lw.ffn.down);
+    } else {
+      matrix(b + "block_sparse_moe.gate.weight", WeightView(lw.router));
+      for (std::size_t e = 0; e < lw.experts.size(); ++e) {
+        const std::string x = b + "block_sparse_moe.experts." + std::to_string(e) + ".";
+        matrix(x + "w1.weight", lw.experts[e].gate);
+        matrix(x + "w3.weight", lw.experts[e].up);
+        matrix(x + "w2.weight", lw.experts[e].down);
+      }
+    }
+  }
+  if (!h.extra_tensor.empty()) vector(h.extra_tensor, w.final_norm);
+  const std::filesystem::path root = dir.path / name;
+  std::filesystem::create_directory(root);
+  const auto write = [&](const std::string& file, const std::vector<std::byte>& bytes) {
+    std::ofstream(root / file, std::ios::binary)
+        .write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+  };
+  if (h.shards == 1) {
+    write("model.safetensors", safetensors_file(t));
+  } else {  // shards of consecutive tensors and their index
+    std::string index = "{\"metadata\":{},\"weight_map\":{";
+    const std::size_t per = (t.size() + std::size_t(h.shards) - 1) / std::size_t(h.shards);
+    for (int s = 0; s < h.shards; ++s) {
+      const std::string file = "model-0000" + std::to_string(s + 1) + "-of-0000" + std::to_string(h.shards) + ".safetensors";
+      std::vector<StTensor> part(t.begin() + std::ptrdiff_t(std::min(t.size(), s * per)),
+                                 t.begin() + std::ptrdiff_t(std::min(t.size(), (s + 1) * per)));
+      for (const StTensor& x : part) index += (index.back() == '{' ? "" : ",") + ("\"" + x.name + "\":\"" + file + "\"");
+      write(file, safetensors_file(part));
+    }
+    index += "}}";
+    write("model.safetensors.index.json", std::vector<std::byte>(reinterpret_cast<const std::byte*>(index.data()),
+                                                                 reinterpret_cast<const std::byte*>(index.data()) + index.size()));
+  }
+  std::ostringstream c;
+  c << "{\n  \"architectures\": [\"X\"],\n  \"model_type\": \"" << h.type << "\",\n"
+    << "  \"vocab_size\": " << d.vocab << ", \"hidden_size\": " << d.hidden
+    << ", \"intermediate_size\": " << d.intermediate << ",\n  \"num_hidden_layers\": " << d.layers
+    << ", \"num_attention_heads\": " << d.heads << ", \"num_key_value_heads\": " << d.kv_heads
+    << ", \"head_dim\": " << d.head_dim << ",\n  \"max_position_embeddings\": " << d.max_positions
+    << ", \"rms_norm_eps\": " << std::setprecision(9) << p.eps << ", \"rope_theta\": " << p.rope_base
+    << ",\n  \"tie_word_embeddings\": " << (h.tied ? "true" : "false") << ", \"hidden_act\": \"silu\","
+    << " \"attention_bias\": false,\n  " << h.extra;  // h.extra's members last: they override
+  if (h.extra.find("rope_scaling") == std::string::npos) c << "\"rope_scaling\": null, ";
+  if (d.experts > 0) c << "\"num_local_experts\": " << d.experts << ", \"num_experts_per_tok\": " << d.top_k << ",";
+  c << "\"torch_dtype\": \"bfloat16\"\n}\n";
+  const std::string text = c.str();
+  write("config.json", std::vector<std::byte>(reinterpret_cast<const std::byte*>(text.data()),
+                                              reinterpret_cast<const std::byte*>(text.data()) + text.size()));
+  return root.string();
+}
+
 }  // namespace
 
 TEST_CASE("checkpoint: a llama GGUF file loads in one call and matches the reference in every type",
@@ -308,4 +440,123 @@ TEST_CASE("checkpoint: bad GGUF models raise an Error naming the file and the ke
   const tformer::LoadedModel m = tformer::load_gguf(path);
   CHECK_THAT(error_of([&] { (void)m.decoder<configs::LlamaInterleaved>({.capacity = 49}); }),
              Catch::Contains("options.capacity"));
+}
+
+TEST_CASE("checkpoint: Hugging Face directories of each family load in one call and match the reference",
+          "[checkpoint][safetensors]") {
+  test::Random rng(9);
+  std::vector<std::int32_t> tokens(12);
+  for (auto& x : tokens) x = rng.integer(0, int(small.vocab) - 1);
+  const test::TempDir dir;
+  const auto check = [&](const tformer::LoadedModel& m, const tformer::ModelWeights& stored,
+                         const ModelParams& p, auto config) {
+    using C = decltype(config);
+    CHECK(m.info().rope_layout == tformer::RopeLayout::RotateHalf);
+    auto dec = m.decoder<C>({.capacity = 16});
+    require_matches(dec, tokens, ref::decoder_logits<C>(stored, m.dims(), tokens, {}, {}, p));
+  };
+  SECTION("llama in f32, f16 and bf16, own head") {
+    const ModelParams p = presets::llama3();
+    auto owned = random_model<configs::Llama>(small, 10, p);
+    for (WeightType type : {WeightType::f32, WeightType::f16, WeightType::bf16}) {
+      INFO("type " << tformer::type_name(type));
+      const tformer::ConvertedWeights stored(owned.view(), {.attention = type, .ffn = type, .embedding = type, .head = type});
+      const auto m = tformer::load_checkpoint(hf_dir(dir, std::string("llama_") + tformer::type_name(type), stored.view(), small, p, {}));
+      CHECK(m.info().family == "llama");
+      CHECK(m.dims() == small);
+      CHECK(m.params().rope_base == 500000.0);
+      CHECK(m.weights().layers[0].wq.type() == type);
+      CHECK(!m.info().tied);
+      check(m, stored.view(), p, configs::Llama{});
+    }
+  }
+  SECTION("llama 3.2 style: tied, lm_head.weight still in the file (ignored, as Hugging Face does)") {
+    const ModelParams p = presets::llama3();
+    auto owned = random_model<TiedQwen>(small, 11, ModelParams{.rope_base = 500000.0});  // tied, no qk-norm
+    const auto m = tformer::load_hf(hf_dir(dir, "llama32", owned.view(), small, p, {.tied = true}));
+    CHECK(m.info().tied);
+    CHECK(m.weights().lm_head.rows() == 0);
+    check(m, owned.view(), p, configs::Llama{});
+  }
+  SECTION("qwen3 (qk-norm, eps 1e-6), bf16, in three shards") {
+    const ModelParams p = presets::qwen3();
+    auto owned = random_model<configs::Qwen3>(small, 12, p);
+    const tformer::ConvertedWeights stored(owned.view(), {.attention = WeightType::bf16, .ffn = WeightType::bf16,
+                                                          .embedding = WeightType::bf16, .head = WeightType::bf16});
+    const auto m = tformer::load_hf(hf_dir(dir, "qwen3", stored.view(), small, p, {.type = "qwen3", .shards = 3}));
+    CHECK(m.params().qk_norm);
+    CHECK(m.params().eps == 1e-6f);
+    CHECK(m.params().rope_base == 1e6);
+    check(m, stored.view(), p, configs::Llama{});  // the same compiled decoder as Llama's
+  }
+  SECTION("mistral: the sliding window from config.json") {
+    ModelParams p = presets::mistral_7b_v01();
+    p.attention.window = 3;
+    p.rope_base = 10000.0;
+    auto owned = random_model<configs::Llama>(small, 13, p);
+    const auto m = tformer::load_hf(hf_dir(dir, "mistral", owned.view(), small, p, {.type = "mistral", .extra = "\"sliding_window\": 3,"}));
+    CHECK(m.params().attention.window == 3);
+    check(m, owned.view(), p, configs::Llama{});
+  }
+  SECTION("mixtral: 4 experts, top-2, router copied to f32") {
+    Dims d = small;
+    d.experts = 4;
+    d.top_k = 2;
+    const ModelParams p = presets::mixtral();
+    auto owned = random_model<configs::Mixtral>(d, 14, p);
+    const auto m = tformer::load_hf(hf_dir(dir, "mixtral", owned.view(), d, p, {.type = "mixtral"}));
+    CHECK(m.info().ffn == tformer::FfnKind::MoE);
+    CHECK(m.dims().experts == 4);
+    check(m, owned.view(), p, configs::Mixtral{});
+    CHECK_THAT(error_of([&] { (void)m.decoder<configs::Llama>(); }), Catch::Contains("Config::ffn"));
+  }
+}
+
+TEST_CASE("checkpoint: bad Hugging Face directories raise an Error naming the file and the key or tensor",
+          "[checkpoint][safetensors][errors]") {
+  const ModelParams p = presets::llama3();
+  auto owned = random_model<configs::Llama>(small, 15, p);
+  const test::TempDir dir;
+  const auto error = [&](const std::string& name, const HfModel& h) {
+    const std::string path = hf_dir(dir, name, owned.view(), small, p, h);
+    return error_of([&] { (void)tformer::load_hf(path); });
+  };
+  CHECK_THAT(error("qwen2", {.type = "qwen2"}), Catch::Contains("model_type") && Catch::Contains("biases"));
+  CHECK_THAT(error("gpt2", {.type = "gpt2"}), Catch::Contains("model_type") && Catch::Contains("gpt2"));
+  CHECK_THAT(error("bias", {.extra = "\"mlp_bias\": true,"}), Catch::Contains("mlp_bias"));
+  CHECK_THAT(error("act", {.extra = "\"hidden_act\": \"gelu\","}), Catch::Contains("hidden_act"));
+  CHECK_THAT(error("heads", {.extra = "\"num_attention_heads\": 0,"}), Catch::Contains("num_attention_heads"));
+  CHECK_THAT(error("extra", {.extra_tensor = "model.layers.0.mlp.extra.weight"}),
+             Catch::Contains("model.layers.0.mlp.extra.weight"));
+  CHECK_THAT(error("no_head", {.write_lm_head = false}), Catch::Contains("lm_head.weight"));
+  CHECK_THAT(error("scaling", {.extra = "\"rope_scaling\": {\"rope_type\": \"magic\"},"}),
+             Catch::Contains("rope_type") && Catch::Contains("magic"));
+  CHECK_THAT(error_of([&] { (void)tformer::load_hf(dir.path.string() + "/nothing"); }),
+             Catch::Contains("config.json"));
+  CHECK_THAT(error_of([] { (void)tformer::parse_hf_config("{\"model_type\": \"llama\",", "cfg.json"); }),
+             Catch::Contains("cfg.json") && Catch::Contains("JSON"));
+}
+
+TEST_CASE("checkpoint: config.json's rope_scaling kinds map to the RoPE scalings", "[checkpoint][config]") {
+  const std::string base = R"({"model_type": "llama", "vocab_size": 10, "hidden_size": 8, "intermediate_size": 16,
+    "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 4096, "rms_norm_eps": 1e-6, )";
+  const auto scaling = [&](const std::string& s) {
+    return tformer::parse_hf_config(base + "\"rope_scaling\": " + s + "}", "config.json").params.rope_scaling;
+  };
+  namespace rs = tformer::rope_scaling;
+  CHECK(std::holds_alternative<rs::None>(scaling("null")));
+  CHECK(std::get<rs::Linear>(scaling(R"({"type": "linear", "factor": 2.0})")).factor == 2.0);
+  const auto dyn = std::get<rs::DynamicNtk>(scaling(R"({"rope_type": "dynamic", "factor": 4.0})"));
+  CHECK((dyn.factor == 4.0 && dyn.original_max_positions == 4096));
+  const auto yarn = std::get<rs::Yarn>(scaling(
+      R"({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 1024, "beta_fast": 16})"));
+  CHECK((yarn.factor == 4.0 && yarn.original_max_positions == 1024 && yarn.beta_fast == 16 && yarn.beta_slow == 1));
+  const auto l3 = std::get<rs::Llama3>(scaling(R"({"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+      "high_freq_factor": 4.0, "original_max_position_embeddings": 8192})"));
+  CHECK((l3.factor == 32 && l3.original_max_positions == 8192));
+  const auto lr = std::get<rs::LongRope>(scaling(R"({"rope_type": "longrope", "short_factor": [1, 1],
+      "long_factor": [2, 3], "original_max_position_embeddings": 1024})"));
+  CHECK((lr.long_factor == std::vector<double>{2, 3} && lr.original_max_positions == 1024 && *lr.factor == 4.0));
+  const auto d = tformer::parse_hf_config(base + "\"rope_theta\": 1e6}", "config.json");
+  CHECK((d.dims.kv_heads == 2 && d.dims.head_dim == 4 && d.params.rope_base == 1e6 && d.params.eps == 1e-6f));
 }

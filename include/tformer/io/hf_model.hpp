@@ -1,0 +1,122 @@
+// A Hugging Face model directory (config.json + model.safetensors, or shards listed by
+// model.safetensors.index.json) loaded as a LoadedModel: config.json read into Dims and
+// ModelParams (io/hf_config.hpp), the matrices as typed views in place (F32, F16, BF16), norm
+// vectors and MoE routers copied to f32.
+//
+//   LoadedModel m = load_hf("Llama-3.2-1B");
+//   auto dec = m.decoder<configs::Llama>({.capacity = 4096});
+//
+// Tensor names (the Llama, Mistral, Qwen3 and Mixtral modeling code's; N a layer, E an expert):
+//   model.embed_tokens.weight              embedding [V, H]
+//   model.norm.weight                      final_norm
+//   lm_head.weight                         lm_head (absent, or ignored, when tie_word_embeddings:
+//                                          Hugging Face then uses the embedding, whatever the file)
+//   model.layers.N.input_layernorm         attn_norm            (.weight, as every name below)
+//   model.layers.N.self_attn.{q,k,v,o}_proj  wq, wk, wv, wo     (rows in rotate-half order:
+//                                          loaded as stored, RopeLayout::RotateHalf)
+//   model.layers.N.self_attn.{q,k}_norm    q_norm, k_norm (qwen3)
+//   model.layers.N.post_attention_layernorm  ffn_norm (the FFN's input norm, despite its name)
+//   model.layers.N.mlp.{gate,up,down}_proj   ffn.gate, ffn.up, ffn.down
+//   model.layers.N.block_sparse_moe.gate   router [E, H] (mixtral)
+//   model.layers.N.block_sparse_moe.experts.E.{w1,w3,w2}  experts[E].gate, .up, .down
+// model.layers.N.self_attn.rotary_emb.inv_freq (a buffer some old checkpoints kept) is skipped;
+// any other tensor is an error, never ignored.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "tformer/io/hf_config.hpp"
+#include "tformer/io/loaded_model.hpp"
+#include "tformer/io/safetensors.hpp"
+
+namespace tformer {
+inline namespace TFORMER_ARCH_NS {
+
+// Reads the model directory `dir` (see the header comment); FileMode as for SafetensorsModel.
+inline LoadedModel load_hf(const std::string& dir, FileMode mode = FileMode::Map) {
+  const std::string config = (std::filesystem::path(dir) / "config.json").string();
+  LoadedModel m;
+  CheckpointInfo& info = m.mutable_info();
+  info = read_hf_config(config);
+  auto files = std::make_shared<SafetensorsModel>(SafetensorsModel::open(dir, mode));
+  const SafetensorsModel& st = *files;
+  const std::string where = "load_hf: " + dir;
+  const Dims& d = info.dims;
+  const index H = d.hidden, qd = d.heads * d.head_dim, kvd = d.kv_heads * d.head_dim;
+
+  std::set<std::string, std::less<>> used;
+  const auto weight = [&](const std::string& name, index rows, index cols) {
+    used.insert(name);
+    return st.weight(name, rows, cols);
+  };
+  const auto vector = [&](const std::string& name, index n) -> std::span<const float> {
+    used.insert(name);
+    const std::span<float> out = m.own_vector(n);
+    st.vector_f32(name, out);
+    return out;
+  };
+
+  ModelWeights& w = m.mutable_weights();
+  w.embedding = weight("model.embed_tokens.weight", d.vocab, H);
+  w.final_norm = vector("model.norm.weight", H);
+  if (!info.tied)
+    w.lm_head = weight("lm_head.weight", d.vocab, H);
+  else if (st.find("lm_head.weight"))
+    used.insert("lm_head.weight");  // tied: Hugging Face uses the embedding in its place
+  w.layers.resize(static_cast<std::size_t>(d.layers));
+  for (index l = 0; l < d.layers; ++l) {
+    LayerWeights& lw = w.layers[static_cast<std::size_t>(l)];
+    const std::string b = "model.layers." + std::to_string(l) + ".";
+    lw.attn_norm = vector(b + "input_layernorm.weight", H);
+    lw.wq = weight(b + "self_attn.q_proj.weight", qd, H);
+    lw.wk = weight(b + "self_attn.k_proj.weight", kvd, H);
+    lw.wv = weight(b + "self_attn.v_proj.weight", kvd, H);
+    lw.wo = weight(b + "self_attn.o_proj.weight", H, qd);
+    if (info.params.qk_norm) {
+      lw.q_norm = vector(b + "self_attn.q_norm.weight", d.head_dim);
+      lw.k_norm = vector(b + "self_attn.k_norm.weight", d.head_dim);
+    }
+    if (st.find(b + "self_attn.rotary_emb.inv_freq")) used.insert(b + "self_attn.rotary_emb.inv_freq");
+    lw.ffn_norm = vector(b + "post_attention_layernorm.weight", H);
+    if (info.ffn == FfnKind::MoE) {
+      const std::string router = b + "block_sparse_moe.gate.weight";
+      const SafetensorsTensor& t = st.at(router);
+      if (t.shape != std::vector<index>{d.experts, H}) [[unlikely]]
+        detail::fail_check(where, "tensor '" + router + "' shape",
+                           "[" + std::to_string(d.experts) + ", " + std::to_string(H) + "]",
+                           "[" + std::to_string(t.shape.empty() ? 0 : t.shape[0]) + ", …] (" +
+                               std::to_string(t.shape.size()) + " dims)");
+      used.insert(router);
+      const std::span<float> r = m.own_vector(d.experts * H);
+      st.to_f32(router, r);
+      lw.router = MatrixView<const float>(r.data(), d.experts, H);
+      for (index e = 0; e < d.experts; ++e) {
+        const std::string x = b + "block_sparse_moe.experts." + std::to_string(e) + ".";
+        lw.experts.push_back({weight(x + "w1.weight", d.intermediate, H),
+                              weight(x + "w3.weight", d.intermediate, H),
+                              weight(x + "w2.weight", H, d.intermediate)});
+      }
+    } else {
+      lw.ffn = {weight(b + "mlp.gate_proj.weight", d.intermediate, H),
+                weight(b + "mlp.up_proj.weight", d.intermediate, H),
+                weight(b + "mlp.down_proj.weight", H, d.intermediate)};
+    }
+  }
+  std::size_t bytes = 0;
+  st.for_each([&](const SafetensorsFile&, const SafetensorsTensor& t) {
+    if (!used.contains(t.name)) [[unlikely]]
+      detail::fail_check(where, "tensor '" + t.name + "'",
+                         "one the " + info.family + " loader reads (model.embed_tokens, "
+                         "model.norm, lm_head, model.layers.N.…)",
+                         "a tensor it does not know");
+    bytes += t.bytes.size();
+  });
+  m.hold(std::move(files), dir, bytes);
+  return m;
+}
+
+}  // namespace TFORMER_ARCH_NS
+}  // namespace tformer
