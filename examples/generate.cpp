@@ -10,7 +10,13 @@
 //                                         text from a llama2.c checkpoint (temperature 0: greedy):
 //                                         run.c's legacy .bin, export.py's version 1 (float32) or
 //                                         version 2 (int8 groups, runq.c's), told by its header
-//   tformer-generate [--checkpoint model.bin] --tokens 1,5,17 --logits out.f32
+//   tformer-generate --model DIR|FILE.gguf --tokens 1,5,17 [--steps 32] [--temperature T] …
+//                                         a Hugging Face directory (config.json + safetensors:
+//                                         Llama, Mistral, Qwen3, Mixtral) or a llama.cpp GGUF file
+//                                         (llama, qwen3): prints what it loaded, then generates
+//                                         from the prompt's token ids (with a GGUF file's
+//                                         vocabulary, their text too)
+//   tformer-generate [--checkpoint model.bin | --model …] --tokens 1,5,17 --logits out.f32
 //                                         teacher forcing: the logits of every position,
 //                                         [tokens, vocab] little-endian float32
 //   --steps N also sets the default run's decode length.
@@ -30,6 +36,7 @@
 #include <vector>
 
 #include "tformer/core/simd.hpp"
+#include "tformer/io/checkpoint.hpp"
 #include "tformer/io/llama2c.hpp"
 #include "tformer/model/decoder.hpp"
 
@@ -41,7 +48,8 @@ double seconds_since(Clock::time_point t) {
 }
 
 struct Args {
-  std::string checkpoint, tokenizer, prompt, logits_path;
+  std::string checkpoint, model, tokenizer, prompt, logits_path;
+  tformer::index capacity = 0;
   std::vector<std::int32_t> tokens;
   int steps = -1;
   float temperature = 1.0f, top_p = 0.9f;
@@ -56,7 +64,10 @@ struct Args {
                "       tformer-generate --checkpoint model.bin --tokenizer tokenizer.bin "
                "--prompt TEXT [--steps N] [--temperature T] [--top-p P] [--seed S] "
                "[--activations f32|int8]\n"
-               "       tformer-generate [--checkpoint model.bin] --tokens 1,5,17 --logits out.f32\n",
+               "       tformer-generate --model DIR|FILE.gguf --tokens 1,5,17 [--steps N] "
+               "[--temperature T] [--top-p P] [--seed S] [--capacity N]\n"
+               "       tformer-generate [--checkpoint model.bin | --model DIR|FILE.gguf] "
+               "--tokens 1,5,17 --logits out.f32\n",
                why);
   std::exit(2);
 }
@@ -69,6 +80,8 @@ Args parse(int argc, char** argv) {
     const std::string value = argv[++i];
     try {
       if (flag == "--checkpoint") a.checkpoint = value;
+      else if (flag == "--model") a.model = value;
+      else if (flag == "--capacity") a.capacity = std::stol(value);
       else if (flag == "--tokenizer") a.tokenizer = value;
       else if (flag == "--prompt") a.prompt = value;
       else if (flag == "--logits") a.logits_path = value;
@@ -89,7 +102,10 @@ Args parse(int argc, char** argv) {
     }
   }
   if (!a.logits_path.empty() && a.tokens.empty()) usage("--logits needs --tokens");
-  if (!a.tokens.empty() && a.logits_path.empty()) usage("--tokens needs --logits");
+  if (!a.tokens.empty() && a.logits_path.empty() && a.model.empty())
+    usage("--tokens needs --logits (or --model)");
+  if (!a.model.empty() && a.tokens.empty()) usage("--model needs --tokens (the prompt's ids)");
+  if (!a.model.empty() && !a.checkpoint.empty()) usage("--model and --checkpoint exclude each other");
   if (!a.prompt.empty() && (a.checkpoint.empty() || a.tokenizer.empty()))
     usage("--prompt needs --checkpoint and --tokenizer");
   return a;
@@ -112,6 +128,12 @@ int write_logits(Dec& dec, const Args& a) {
   if (!out) throw std::runtime_error("cannot write " + a.logits_path);
   std::printf("wrote logits [%ld, %ld] float32 to %s\n", long(T), long(V), a.logits_path.c_str());
   return 0;
+}
+
+tformer::Sampler sampler_of(const Args& a) {
+  return a.temperature <= 0.0f ? tformer::Sampler::greedy()
+         : a.top_p < 1.0f      ? tformer::Sampler::with_top_p(a.top_p, a.temperature)
+                               : tformer::Sampler::with_temperature(a.temperature);
 }
 
 int run_checkpoint(const Args& a) {
@@ -137,9 +159,7 @@ int run_checkpoint(const Args& a) {
   const tformer::index room = d.max_positions - tformer::index(prompt.size()) + 1;
   if (room < 1) throw std::runtime_error("prompt longer than the model's seq_len");
   const tformer::index steps = std::min<tformer::index>(a.steps < 0 ? 256 : a.steps, room);
-  const tformer::Sampler sampler = a.temperature <= 0.0f ? tformer::Sampler::greedy()
-                                   : a.top_p < 1.0f ? tformer::Sampler::with_top_p(a.top_p, a.temperature)
-                                                    : tformer::Sampler::with_temperature(a.temperature);
+  const tformer::Sampler sampler = sampler_of(a);
   tformer::Rng rng(a.seed);
   std::vector<std::int32_t> out(static_cast<std::size_t>(steps));
   const auto t0 = Clock::now();
@@ -155,6 +175,66 @@ int run_checkpoint(const Args& a) {
   std::printf("\n\n%ld prompt + %ld generated tokens in %.3f s: %.1f tokens/s\n", long(prompt.size()),
               long(n), s, double(tformer::index(prompt.size()) + n) / s);
   return 0;
+}
+
+// A GGUF file's vocabulary (tokenizer.ggml.tokens), for printing; empty otherwise.
+std::vector<std::string> gguf_vocabulary(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || S_ISDIR(st.st_mode)) return {};
+  const auto g = tformer::GgufFile::open(path);
+  if (const auto* v = g.find("tokenizer.ggml.tokens"))
+    if (const auto* tokens = std::get_if<std::vector<std::string>>(&v->value)) return *tokens;
+  return {};
+}
+
+// A token's text: SentencePiece's "▁" as a space.
+std::string piece(const std::vector<std::string>& vocab, std::int32_t id) {
+  if (id < 0 || std::size_t(id) >= vocab.size()) return "";
+  std::string s = vocab[std::size_t(id)];
+  for (std::size_t at; (at = s.find("\xe2\x96\x81")) != std::string::npos;) s.replace(at, 3, " ");
+  return s;
+}
+
+template <class C>
+int generate_from(const tformer::LoadedModel& m, const Args& a) {
+  const tformer::index cap = a.capacity > 0 ? a.capacity : 0;
+  auto dec = m.decoder<C>({.capacity = cap});
+  std::printf("decoder: capacity %ld positions, %.2f MiB of cache and workspace\n",
+              long(dec.options().capacity), double(dec.bytes()) / (1 << 20));
+  if (!a.logits_path.empty()) return write_logits(dec, a);
+  const tformer::index room = dec.options().capacity - tformer::index(a.tokens.size()) + 1;
+  if (room < 1) throw std::runtime_error("prompt longer than the decoder's capacity");
+  const tformer::index steps = std::min<tformer::index>(a.steps < 0 ? 32 : a.steps, room);
+  tformer::Rng rng(a.seed);
+  std::vector<std::int32_t> out(static_cast<std::size_t>(steps));
+  const auto t0 = Clock::now();
+  const tformer::index n = dec.generate(0, a.tokens, steps, sampler_of(a), rng, out);
+  const double s = seconds_since(t0);
+  const std::vector<std::string> vocab = gguf_vocabulary(a.model);
+  std::printf("generated:");
+  for (tformer::index i = 0; i < n; ++i) std::printf(" %d", out[std::size_t(i)]);
+  std::printf("\n");
+  if (!vocab.empty()) {
+    std::printf("text: ");
+    for (std::int32_t t : a.tokens) std::fputs(piece(vocab, t).c_str(), stdout);
+    std::printf(" |");
+    for (tformer::index i = 0; i < n; ++i) std::fputs(piece(vocab, out[std::size_t(i)]).c_str(), stdout);
+    std::printf("\n");
+  }
+  std::printf("%zu prompt + %ld generated tokens in %.3f s: %.1f tokens/s\n", a.tokens.size(),
+              long(n), s, double(tformer::index(a.tokens.size()) + n) / s);
+  return 0;
+}
+
+// A Hugging Face directory or a GGUF file: the Config its structure needs.
+int run_model(const Args& a) {
+  const tformer::LoadedModel m = tformer::load_checkpoint(a.model);
+  std::fputs(m.summary().c_str(), stdout);
+  using namespace tformer::configs;
+  if (m.info().ffn == tformer::FfnKind::MoE) return generate_from<Mixtral>(m, a);
+  if (m.info().rope_layout == tformer::RopeLayout::Interleaved)
+    return generate_from<LlamaInterleaved>(m, a);
+  return generate_from<Llama>(m, a);
 }
 
 // The embedded default: seed 003's TrafficVLM with random weights and vision tokens.
@@ -249,6 +329,7 @@ int run_default(const Args& a) {
 int main(int argc, char** argv) {
   const Args args = parse(argc, argv);
   try {
+    if (!args.model.empty()) return run_model(args);
     return args.checkpoint.empty() ? run_default(args) : run_checkpoint(args);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tformer-generate: %s\n", e.what());

@@ -301,6 +301,37 @@ TEST_CASE("decoder: one compiled Llama decoder runs each family member's paramet
   }
 }
 
+// Gemma's numbers: the embedding scaled by √hidden, a query scale, soft-capped attention scores
+// and logits. Each must reach the logits (the reference moves by more than 10 tolerances without
+// it), and the decoder must match the reference with all of them.
+TEST_CASE("decoder: Gemma's embedding scale, attention scale and soft-caps", "[decoder][params]") {
+  ModelParams gemma = tformer::default_params<Gemma>();
+  gemma.embed_scale = std::sqrt(float(small.hidden));
+  gemma.attention_scale = 0.5f;       // instead of 1/√12
+  gemma.attention_softcap = 0.02f;    // small: the random model's scores are small
+  gemma.final_softcap = 0.3f;         // the logits are ~0.2
+  check_preset<Gemma>(small, 49, 7, 4, {}, {}, nullptr, gemma);
+  OwnedWeights<Gemma> w(small, 50, gemma);
+  randomise_norms(w, 51);
+  test::Random rng(52);
+  const auto tokens = random_tokens(rng, 9, small.vocab);
+  const auto want = ref::decoder_logits<Gemma>(w.view(), small, tokens, {}, {}, gemma);
+  const double tol = 1e-5 * (1.0 + max_abs(want));
+  const auto apart = [&](auto change) {
+    ModelParams p = gemma;
+    change(p);
+    const auto other = ref::decoder_logits<Gemma>(w.view(), small, tokens, {}, {}, p);
+    double m = 0;
+    for (std::size_t t = 0; t < want.size(); ++t)
+      for (std::size_t j = 0; j < want[t].size(); ++j) m = std::max(m, std::abs(want[t][j] - other[t][j]));
+    return m;
+  };
+  CHECK(apart([](ModelParams& p) { p.embed_scale = 1; }) > 10 * tol);
+  CHECK(apart([](ModelParams& p) { p.attention_scale = 0; }) > 10 * tol);
+  CHECK(apart([](ModelParams& p) { p.attention_softcap = 0; }) > 10 * tol);
+  CHECK(apart([](ModelParams& p) { p.final_softcap = 0; }) > 10 * tol);
+}
+
 TEST_CASE("decoder: parameters are checked at construction", "[decoder][params][errors]") {
   OwnedWeights<configs::Llama> w(small, 48);
   const auto bad = [&](ModelParams p, const char* name) {

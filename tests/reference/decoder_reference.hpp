@@ -77,14 +77,15 @@ inline std::vector<double> decoder_inv_freq(const tformer::Dims& d, const tforme
 // Softmax attention of one query head over keys/values rows [n][D] with a visibility mask.
 inline Vec attend_one(const Vec& q, const std::vector<Vec>& keys, const std::vector<Vec>& values,
                       const std::vector<bool>& visible, double scale,
-                      const std::vector<double>& bias = {}) {
+                      const std::vector<double>& bias = {}, double softcap = 0) {
   std::vector<double> s(keys.size(), 0.0);
   double m = -INFINITY;
   for (std::size_t j = 0; j < keys.size(); ++j) {
     if (!visible[j]) continue;
     double dot = 0;
     for (std::size_t i = 0; i < q.size(); ++i) dot += q[i] * keys[j][i];
-    s[j] = dot * scale + (bias.empty() ? 0.0 : bias[j]);
+    const double capped = softcap > 0 ? softcap * std::tanh(dot * scale / softcap) : dot * scale;
+    s[j] = capped + (bias.empty() ? 0.0 : bias[j]);
     m = std::max(m, s[j]);
   }
   Vec out(q.size(), 0.0);
@@ -163,6 +164,7 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
   std::vector<Vec> x(static_cast<std::size_t>(T));
   for (index t = 0; t < T; ++t) {
     x[static_cast<std::size_t>(t)] = weight_row(w.embedding, tokens[static_cast<std::size_t>(t)]);
+    for (double& e : x[static_cast<std::size_t>(t)]) e *= p.embed_scale;
     if constexpr (C::positions == tformer::PositionKind::Sinusoidal) {  // + scale · pe / |pe|
       const float* pe = w.position_embedding.row(t);
       double ss = 0;
@@ -246,7 +248,8 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
             bias.push_back(w.relative_bias.row(t5_bucket(kpos - qpos, p.t5_buckets,
                                                          p.t5_max_distance, false))[h]);
         }
-        const Vec o = attend_one(query, keys, values, visible, scale, bias);
+        const Vec o = attend_one(query, keys, values, visible, p.attention_scale > 0 ? double(p.attention_scale) : scale,
+                                 bias, p.attention_softcap);
         att.insert(att.end(), o.begin(), o.end());
       }
       Vec out = matvec(lw.wo, att);
@@ -312,8 +315,11 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
     }
   }
   std::vector<Vec> logits;
-  for (index t = 0; t < T; ++t)
+  for (index t = 0; t < T; ++t) {
     logits.push_back(matvec(w.head(), rmsnorm(x[static_cast<std::size_t>(t)], w.final_norm, eps, one_plus)));
+    if (p.final_softcap > 0)
+      for (double& z : logits.back()) z = p.final_softcap * std::tanh(z / p.final_softcap);
+  }
   return logits;
 }
 

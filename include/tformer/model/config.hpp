@@ -107,6 +107,11 @@ struct ModelParams {
   index pad_id = -1;                                 // −1: none; its embedding row is zero
   float position_scale = 1.0f;                       // Sinusoidal: the normalised row's scale
   index t5_buckets = 32, t5_max_distance = 128;      // T5 bias (unidirectional)
+  // Gemma's numbers (Hugging Face's GemmaModel / Gemma2Model):
+  float embed_scale = 1.0f;        // embedding rows × this (Gemma: √hidden)
+  float attention_scale = 0.0f;    // scores × this; 0: 1/√head_dim (Gemma 2: query_pre_attn_scalar^−½)
+  float attention_softcap = 0.0f;  // self-attention scores s → c·tanh(s/c); 0: off (Gemma 2: 50)
+  float final_softcap = 0.0f;      // logits z → c·tanh(z/c); 0: off (Gemma 2: 30)
 };
 
 // What a Config must state: its sizes (static or dynamic) and its structural choices.
@@ -165,6 +170,14 @@ void check_params(const char* where, const ModelParams& p, const Dims& d) {
         "-1 or a token id < vocab (" + std::to_string(d.vocab) + ")", p.pad_id);
   if (!std::isfinite(p.position_scale)) [[unlikely]]
     detail::fail_check(where, "params.position_scale", "a finite number", p.position_scale);
+  finite_positive("params.embed_scale", p.embed_scale);
+  const auto finite_or_off = [&](const char* what, float v) {
+    if (!(std::isfinite(v) && v >= 0)) [[unlikely]]
+      detail::fail_check(where, what, "a finite number >= 0 (0: the default)", v);
+  };
+  finite_or_off("params.attention_scale", p.attention_scale);
+  finite_or_off("params.attention_softcap", p.attention_softcap);
+  finite_or_off("params.final_softcap", p.final_softcap);
   if constexpr (C::bias == BiasKind::T5) {  // nn/position_bias.hpp's limits
     check(p.t5_buckets >= 2 && p.t5_buckets <= (index(1) << 20), where, "params.t5_buckets",
           "in [2, 2^20]", p.t5_buckets);

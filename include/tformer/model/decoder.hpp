@@ -50,7 +50,8 @@ inline namespace TFORMER_ARCH_NS {
 struct DecoderOptions {
   index sequences = 1;       // sequences held at once (cache slots)
   index capacity = 0;        // positions per sequence (streaming: RoPE table rows only);
-                             // 0: the model's max_positions
+                             // 0: min(max_positions, 4096) (Llama 3.1's 131072 positions
+                             // would take 16 GiB of f32 cache per sequence at 8B)
   index max_tokens = 0;      // rows per forward step over all sequences; 0: min(capacity, 512)
   index encoder_tokens = 0;  // cross-attention inputs per sequence; 0: Config::encoder_tokens
 };
@@ -283,7 +284,7 @@ class Decoder {
   static DecoderOptions resolved(DecoderOptions o, const Dims& d, const ModelParams& p) {
     constexpr const char* where = "Decoder";
     check(o.sequences >= 1, where, "options.sequences", ">= 1", o.sequences);
-    if (o.capacity == 0) o.capacity = d.max_positions;
+    if (o.capacity == 0) o.capacity = std::min<index>(d.max_positions, 4096);
     if (o.capacity < 1 || o.capacity > d.max_positions) [[unlikely]]
       detail::fail_check(where, "options.capacity",
                          "in [1, " + std::to_string(d.max_positions) + "] (max_positions)",
@@ -384,6 +385,9 @@ class Decoder {
       for (std::int32_t t : b.tokens)  // embedding rows, decoded from their storage type
         convert_kernels::decode_range(weights_.embedding, t, 0, d_.hidden, ws_.x(rows).row(row++));
     }
+    if (p_.embed_scale != 1.0f)  // Gemma: × √hidden
+      for (index r = 0; r < rows; ++r)
+        for (float& v : std::span<float>(ws_.x(rows).row(r), std::size_t(d_.hidden))) v *= p_.embed_scale;
     if constexpr (C::positions == PositionKind::Sinusoidal)
       for (const StepSegment& s : segments_)
         add_position_embeddings(ws_.x(rows).row_slice(s.row, s.tokens), weights_.position_embedding,
@@ -425,6 +429,7 @@ class Decoder {
     const MatrixView<float> xn = ws_.xn(rows);
     if (which == LogitsFor::All) {
       parallel_project(exec_, xn, weights_.head(), logits);
+      softcap_logits(logits);
       return;
     }
     const MatrixView<float> last(last_.data(), index(segments_.size()), d_.hidden);
@@ -433,6 +438,15 @@ class Decoder {
       std::copy(r, r + d_.hidden, last.row(index(i)));
     }
     parallel_project(exec_, last, weights_.head(), logits);
+    softcap_logits(logits);
+  }
+
+  // Gemma 2's final soft-cap: z → c·tanh(z/c).
+  void softcap_logits(MatrixView<float> logits) const {
+    const float c = p_.final_softcap;
+    if (c <= 0.0f) return;
+    for (index r = 0; r < logits.rows(); ++r)
+      for (float& z : std::span<float>(logits.row(r), std::size_t(logits.cols()))) z = c * std::tanh(z / c);
   }
 
   // What the step's positions need besides the table: RoPE rows past it (streaming), and the

@@ -272,6 +272,8 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
   self.window = p.attention.window_of(layer);
   self.sinks = p.attention.sinks_of(layer);
   self.sink_positions = p.attention.sink_positions;
+  self.scale = p.attention_scale;
+  self.softcap = p.attention_softcap;
   const auto self_view = [&](const StepSegment& s) {
     return in.cache.view(in.cache_layer, s.seq, s.start + s.tokens);
   };
