@@ -68,7 +68,7 @@ void touch(const tformer::GgufFile& g, const tformer::GgufTensor& t) {
   if (rows == 1 && (type == tformer::WeightType::f32 || type == tformer::WeightType::f16 ||
                     type == tformer::WeightType::bf16)) {
     std::vector<float> v(static_cast<std::size_t>(t.dims[0]));
-    g.vector_f32(t.name, tformer::index(t.dims[0]), v);
+    g.vector_f32(t.name, v);
     if (!v.empty()) sink = v.front() + v.back();
   }
 }

@@ -57,6 +57,24 @@ tformer::OwnedWeights<C> random_model(const Dims& d, std::uint64_t seed, const M
   return w;
 }
 
+// Rounds every norm vector of w to bf16 (nearest, ties to even), so that a BF16 file holds them
+// exactly.
+template <class C>
+void round_norms_to_bf16(tformer::OwnedWeights<C>& w) {
+  const auto round = [](std::span<const float> s) {
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      float& x = tformer::OwnedWeights<C>::mut(s)[i];
+      std::uint32_t u;
+      std::memcpy(&u, &x, 4);
+      u = (u + 0x7fff + ((u >> 16) & 1)) & 0xffff0000u;
+      std::memcpy(&x, &u, 4);
+    }
+  };
+  round(w.view().final_norm);
+  for (const auto& l : w.view().layers)
+    for (auto s : {l.attn_norm, l.ffn_norm, l.q_norm, l.k_norm}) round(s);
+}
+
 std::vector<std::uint8_t> bytes_of(const WeightView& m) {
   const auto* p = reinterpret_cast<const std::uint8_t*>(m.data());
   return {p, p + m.rows() * m.row_stride()};
@@ -101,6 +119,10 @@ struct GgufModel {
   bool drop_ffn_down = false;
   std::uint32_t rope_dims = 0;  // 0: head_dim
   std::uint32_t experts = 0;
+  float linear = 0;             // > 0: a linear RoPE scaling factor …
+  bool old_key = false;         // … as rope.scale_linear (no type key) instead of rope.scaling.*
+  std::uint32_t value_length = 0;  // > 0: written
+  bool key_length = false;         // write attention.key_length = head_dim
 };
 
 // A GGUF file of `w` (Hugging Face layout) as llama.cpp's converter writes it.
@@ -140,7 +162,8 @@ std::vector<std::byte> gguf_file(const tformer::ModelWeights& w, const Dims& d,
   }
   if (g.extra_tensor) vector("blk.0.attn_norm_2.weight", w.final_norm);
   const std::string a = g.arch;
-  const std::uint64_t kvs = 11 + (g.experts > 0 ? 1 : 0);
+  const std::uint64_t kvs = 11 + (g.experts > 0) + (g.linear > 0 ? (g.old_key ? 1 : 2) : 0) +
+                            (g.value_length > 0) + g.key_length;
   const auto bytes = test::gguf::build(t, kvs, [&](test::gguf::Writer& k) {
     k.kv_str("general.architecture", a);
     k.kv_u32(a + ".embedding_length", std::uint32_t(d.hidden));
@@ -158,6 +181,14 @@ std::vector<std::byte> gguf_file(const tformer::ModelWeights& w, const Dims& d,
     k.u32(6);
     k.f32(g.rope_base);
     if (g.experts > 0) k.kv_u32(a + ".expert_count", g.experts);
+    if (g.linear > 0) {
+      k.str(a + (g.old_key ? ".rope.scale_linear" : ".rope.scaling.factor"));
+      k.u32(6);
+      k.f32(g.linear);
+      if (!g.old_key) k.kv_str(a + ".rope.scaling.type", "linear");
+    }
+    if (g.value_length > 0) k.kv_u32(a + ".attention.value_length", g.value_length);
+    if (g.key_length) k.kv_u32(a + ".attention.key_length", std::uint32_t(d.head_dim));
   });
   std::vector<std::byte> out(bytes.size());
   std::memcpy(out.data(), bytes.data(), bytes.size());
@@ -261,6 +292,7 @@ struct HfModel {
   std::string extra = "";      // more config.json members, e.g. "\"sliding_window\": 3,"
   std::string extra_tensor = "";
   int shards = 1;
+  bool bf16_norms = false;     // norm vectors as BF16 (their values must be bf16 already)
 };
 
 // A model directory of `w` (Hugging Face's layout and names) in `dir`/`name`; returns its path.
@@ -271,11 +303,27 @@ std::string hf_dir(const test::TempDir& dir, const std::string& name, const tfor
     t.push_back({n, st_dtype(m.type()), {m.rows(), m.cols()}, bytes_of(m)});
   };
   const auto vector = [&](const std::string& n, std::span<const float> v) {
-    t.push_back({n, "F32", {Index(v.size())}, bytes_of(v)});
+    if (!h.bf16_norms) {
+      t.push_back({n, "F32", {Index(v.size())}, bytes_of(v)});
+      return;
+    }
+    std::vector<std::uint8_t> b;  // the upper half of each f32, little-endian
+    for (float x : v) {
+      std::uint32_t u;
+      std::memcpy(&u, &x, 4);
+      REQUIRE((u & 0xffff) == 0);
+      b.push_back(std::uint8_t(u >> 16));
+      b.push_back(std::uint8_t(u >> 24));
+    }
+    t.push_back({n, "BF16", {Index(v.size())}, b});
   };
   matrix("model.embed_tokens.weight", w.embedding);
   vector("model.norm.weight", w.final_norm);
-  if (h.write_lm_head) matrix("lm_head.weight", h.tied ? w.embedding : w.lm_head);
+  // Tied: a checkpoint may still ship lm_head.weight; this one holds 7s, which would show.
+  const std::vector<float> decoy(std::size_t(w.embedding.rows() * w.embedding.cols()), 7.0f);
+  if (h.write_lm_head)
+    matrix("lm_head.weight", h.tied ? WeightView(decoy.data(), w.embedding.rows(), w.embedding.cols())
+                                    : w.lm_head);
   for (std::size_t l = 0; l < w.layers.size(); ++l) {
     const auto& lw = w.layers[l];
     const std::string b = "model.layers." + std::to_string(l) + ".";
@@ -405,6 +453,20 @@ TEST_CASE("checkpoint: GGUF rope_freqs (Llama 3.1's scaling) and a tied qwen3 fi
     for (std::size_t j = 0; j < want.back().size(); ++j) apart = std::max(apart, std::abs(want.back()[j] - plain.back()[j]));
     CHECK(apart > 10 * 1e-5 * (1 + max_abs(want)));
   }
+  SECTION("linear scaling, from rope.scaling.* and from the older rope.scale_linear") {
+    ModelParams params = presets::llama3();
+    params.rope_scaling = tformer::rope_scaling::Linear{.factor = 4.0};
+    auto owned = random_model<configs::Llama>(small, 16, params);
+    for (const bool old_key : {false, true}) {
+      const std::string path = dir.write(old_key ? "old_linear.gguf" : "linear.gguf",
+                                         gguf_file(owned.view(), small, {.linear = 4.0f, .old_key = old_key, .key_length = true}));
+      const tformer::LoadedModel m = tformer::load_gguf(path);
+      REQUIRE(std::holds_alternative<tformer::rope_scaling::Linear>(m.params().rope_scaling));
+      CHECK(std::get<tformer::rope_scaling::Linear>(m.params().rope_scaling).factor == 4.0);
+      auto dec = m.decoder<configs::LlamaInterleaved>({.capacity = 48});
+      require_matches(dec, tokens, ref::decoder_logits<configs::Llama>(owned.view(), small, tokens, {}, {}, params));
+    }
+  }
   SECTION("qwen3: rotate-half rows, qk-norm, tied head") {
     const ModelParams params = presets::qwen3();
     auto owned = random_model<TiedQwen>(small, 7, params);
@@ -433,6 +495,9 @@ TEST_CASE("checkpoint: bad GGUF models raise an Error naming the file and the ke
   CHECK_THAT(load_error("missing.gguf", {.drop_ffn_down = true}), Catch::Contains("blk.0.ffn_down.weight"));
   CHECK_THAT(load_error("partial.gguf", {.rope_dims = 8}), Catch::Contains("rope.dimension_count"));
   CHECK_THAT(load_error("moe.gguf", {.experts = 4}), Catch::Contains("expert_count"));
+  CHECK_THAT(load_error("value.gguf", {.value_length = 8}), Catch::Contains("value_length"));
+  CHECK_THAT(load_error("freqs_and_linear.gguf", {.rope_freqs = std::vector<float>(8, 2.0f), .linear = 2.0f}),
+             Catch::Contains("rope_freqs.weight"));
   // A qwen3 file without its q/k norms.
   CHECK_THAT(load_error("qwen_no_norm.gguf", {.arch = "qwen3"}), Catch::Contains("attn_q_norm"));
   // Dims from the file that the decoder refuses: the model loads, the decoder names the problem.
@@ -478,12 +543,17 @@ TEST_CASE("checkpoint: Hugging Face directories of each family load in one call 
     CHECK(m.weights().lm_head.rows() == 0);
     check(m, owned.view(), p, configs::Llama{});
   }
-  SECTION("qwen3 (qk-norm, eps 1e-6), bf16, in three shards") {
+  SECTION("qwen3 (qk-norm, eps 1e-6), bf16 with bf16 norms, head_dim 32 != hidden / heads, three shards") {
     const ModelParams p = presets::qwen3();
-    auto owned = random_model<configs::Qwen3>(small, 12, p);
+    Dims d = small;
+    d.head_dim = 32;  // as Qwen3-0.6B: 16 heads × 128 > hidden 1024
+    auto owned = random_model<configs::Qwen3>(d, 12, p);
+    round_norms_to_bf16(owned);
     const tformer::ConvertedWeights stored(owned.view(), {.attention = WeightType::bf16, .ffn = WeightType::bf16,
                                                           .embedding = WeightType::bf16, .head = WeightType::bf16});
-    const auto m = tformer::load_hf(hf_dir(dir, "qwen3", stored.view(), small, p, {.type = "qwen3", .shards = 3}));
+    const auto m = tformer::load_hf(hf_dir(dir, "qwen3", stored.view(), d, p,
+                                           {.type = "qwen3", .shards = 3, .bf16_norms = true}));
+    CHECK(m.dims().head_dim == 32);
     CHECK(m.params().qk_norm);
     CHECK(m.params().eps == 1e-6f);
     CHECK(m.params().rope_base == 1e6);
@@ -557,6 +627,35 @@ TEST_CASE("checkpoint: config.json's rope_scaling kinds map to the RoPE scalings
   const auto lr = std::get<rs::LongRope>(scaling(R"({"rope_type": "longrope", "short_factor": [1, 1],
       "long_factor": [2, 3], "original_max_position_embeddings": 1024})"));
   CHECK((lr.long_factor == std::vector<double>{2, 3} && lr.original_max_positions == 1024 && *lr.factor == 4.0));
+  // Phi-3 keeps the original length at the top level, beside rope_scaling.
+  const auto phi = tformer::parse_hf_config(
+      base + R"("original_max_position_embeddings": 2048, "rope_scaling": {"type": "longrope",
+      "short_factor": [1, 1], "long_factor": [2, 3]}})", "config.json");
+  const auto& pl = std::get<rs::LongRope>(phi.params.rope_scaling);
+  CHECK((pl.original_max_positions == 2048 && *pl.factor == 2.0));
+  // transformers 5: rope_parameters holds rope_theta and the scaling.
+  const auto v5 = tformer::parse_hf_config(base + R"("rope_parameters": {"rope_type": "llama3",
+      "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+      "original_max_position_embeddings": 8192}})", "config.json");
+  CHECK(v5.params.rope_base == 500000.0);
+  CHECK(std::get<rs::Llama3>(v5.params.rope_scaling).factor == 8.0);
+  CHECK_THAT(error_of([&] {
+               (void)tformer::parse_hf_config(base + R"("rope_theta": 1e4, "rope_parameters": {"rope_theta": 5e5}})", "c.json");
+             }),
+             Catch::Contains("rope_theta"));
+  // Each family's defaults for keys a config may lack.
+  const std::string bare = R"("vocab_size": 10, "hidden_size": 64, "intermediate_size": 16,
+    "num_hidden_layers": 1, "num_attention_heads": 64, "max_position_embeddings": 4096})";
+  const auto qwen = tformer::parse_hf_config(R"({"model_type": "qwen3", )" + bare, "q.json");
+  CHECK((qwen.dims.kv_heads == 32 && qwen.dims.head_dim == 128 && qwen.params.eps == 1e-6f &&
+         qwen.params.rope_base == 10000.0));
+  const auto mistral = tformer::parse_hf_config(R"({"model_type": "mistral", )" + bare, "m.json");
+  CHECK((mistral.dims.kv_heads == 8 && mistral.dims.head_dim == 1 && mistral.params.attention.window == 4096));
+  const auto mixtral = tformer::parse_hf_config(R"({"model_type": "mixtral", "num_local_experts": 8,
+    "num_experts_per_tok": 2, )" + bare, "x.json");
+  CHECK((mixtral.dims.kv_heads == 8 && mixtral.params.rope_base == 1e6 && mixtral.params.eps == 1e-5f &&
+         mixtral.params.attention.window == 0));
+  CHECK(tformer::parse_hf_config(base + R"("partial_rotary_factor": 0.5})", "p.json").params.rotary_dim == 2);
   const auto d = tformer::parse_hf_config(base + "\"rope_theta\": 1e6}", "config.json");
   CHECK((d.dims.kv_heads == 2 && d.dims.head_dim == 4 && d.params.rope_base == 1e6 && d.params.eps == 1e-6f));
 }

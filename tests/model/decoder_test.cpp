@@ -268,6 +268,27 @@ TEST_CASE("decoder: one compiled Llama decoder runs each family member's paramet
                                  with(presets::mistral_7b_v01(),
                                       [](ModelParams& p) { p.attention.window = 3; }));
   }
+  SECTION("partial rotary: the first 6 of 12 values, rotate-half and interleaved") {
+    ModelParams p = presets::llama3();
+    p.rotary_dim = 6;
+    check_preset<configs::Llama>(d, 53, 9, 3, {}, {}, nullptr, p);
+    check_preset<configs::LlamaInterleaved>(d, 54, 9, 3, {}, {}, nullptr, p);
+  }
+  SECTION("partial rotary in a streaming ring (RoPE rows past the table)") {
+    ModelParams p = presets::llama3();
+    p.rotary_dim = 4;
+    p.attention = {.window = 4, .ring = true};
+    OwnedWeights<configs::Llama> w(small, 55, p);
+    test::Random rng(56);
+    const auto tokens = random_tokens(rng, 30, small.vocab);
+    Decoder<configs::Llama> dec(w.view(), small, p, {.capacity = 8, .max_tokens = 4});
+    const auto want = ref::decoder_logits<configs::Llama>(w.view(), small, tokens, {}, {}, p);
+    std::vector<float> last(static_cast<std::size_t>(small.vocab));
+    for (std::size_t t = 0; t < tokens.size(); ++t) {
+      dec.forward(0, std::span(tokens).subspan(t, 1), {last.data(), 1, small.vocab});
+      require_logits(last, want, tformer::index(t), 1, small.vocab);
+    }
+  }
   SECTION("Mixtral with 4 experts, top-3 (counts from the Dims)") {
     Dims m = small;
     m.experts = 4;

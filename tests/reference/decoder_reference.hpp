@@ -66,10 +66,16 @@ inline void add(Vec& x, const Vec& y) {
 
 inline std::vector<double> decoder_inv_freq(const tformer::Dims& d, const tformer::ModelParams& p) {
   const auto& scaling = p.rope_scaling;
+  const int rotary = int(p.rotary_dim > 0 ? p.rotary_dim : d.head_dim);
   if (std::holds_alternative<tformer::rope_scaling::None>(scaling))
-    return default_inv_freq(int(d.head_dim), p.rope_base);
+    return default_inv_freq(rotary, p.rope_base);
+  if (const auto* lin = std::get_if<tformer::rope_scaling::Linear>(&scaling)) {  // positions / s
+    std::vector<double> f = default_inv_freq(rotary, p.rope_base);
+    for (double& x : f) x /= lin->factor;
+    return f;
+  }
   if (const auto* l3 = std::get_if<tformer::rope_scaling::Llama3>(&scaling))
-    return llama3_inv_freq(int(d.head_dim), p.rope_base, l3->factor, l3->low_freq_factor,
+    return llama3_inv_freq(rotary, p.rope_base, l3->factor, l3->low_freq_factor,
                            l3->high_freq_factor, l3->original_max_positions);
   throw std::logic_error("decoder reference: scaling not covered");
 }
@@ -225,7 +231,8 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
     }
     const auto rotated = [&](const Vec& head, index position) {
       return C::positions == tformer::PositionKind::Rope
-                 ? rope(head, static_cast<std::size_t>(D), layout, double(position), inv_freq)
+                 ? rope(head, static_cast<std::size_t>(p.rotary_dim > 0 ? p.rotary_dim : D), layout,
+                        double(position), inv_freq)
                  : head;
     };
     for (index t = 0; t < T; ++t) {

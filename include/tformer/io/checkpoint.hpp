@@ -3,9 +3,11 @@
 // (io/gguf_model.hpp) into a LoadedModel (io/loaded_model.hpp).
 //
 //   LoadedModel m = load_checkpoint(argv[1]);
-//   auto dec = m.info().rope_layout == RopeLayout::Interleaved
-//                  ? … m.decoder<configs::LlamaInterleaved>(options)    // GGUF llama
-//                  : … m.decoder<configs::Llama>(options);              // Hugging Face, GGUF qwen3
+//   if (m.info().rope_layout == RopeLayout::Interleaved) {    // GGUF llama
+//     auto dec = m.decoder<configs::LlamaInterleaved>(options);  …
+//   } else {                                                  // Hugging Face, GGUF qwen3
+//     auto dec = m.decoder<configs::Llama>(options);  …       // (configs::Mixtral for MoE)
+//   }
 //
 // llama2.c files have their own reader (io/llama2c.hpp).
 #pragma once

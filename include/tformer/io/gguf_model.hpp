@@ -14,14 +14,16 @@
 // .attention.head_count, .attention.head_count_kv (= heads), .attention.key_length
 // (= hidden / heads; .value_length must equal it), .attention.layer_norm_rms_epsilon,
 // .rope.freq_base (10000), .rope.dimension_count (= head_dim: partial rotary is refused),
-// .rope.scaling.type (none, linear) with .rope.scaling.factor, .vocab_size (else the
-// embedding's rows), .expert_count (refused when > 0: MoE GGUFs are not loaded yet). The
+// .rope.scaling.type (none, linear; linear when absent, as llama.cpp reads it) with
+// .rope.scaling.factor (or the older .rope.scale_linear), .vocab_size (else the embedding's rows), .expert_count (refused when > 0: MoE GGUFs are not loaded yet). The
 // tensor rope_freqs.weight (head_dim / 2 divisors of the frequencies, how llama.cpp stores
 // Llama 3.1's scaling) becomes a LongRope scaling with equal short and long factors and
 // attention factor 1, which computes exactly f_i / factor_i. Every tensor of the file must be
 // used: an unknown one is an error, never ignored.
 #pragma once
 
+#include <cmath>
+#include <limits>
 #include <memory>
 #include <set>
 #include <string>
@@ -51,6 +53,13 @@ inline double number_key(const GgufFile& g, const std::string& key) {
   }
   return g.get<float>(key);  // throws: missing or of another type, naming the key
 }
+// A number that must convert to float: finite, |x| <= FLT_MAX.
+inline float float_key(const GgufFile& g, const std::string& key, const std::string& where) {
+  const double x = number_key(g, key);
+  if (!(std::abs(x) <= std::numeric_limits<float>::max())) [[unlikely]]
+    detail::fail_check(where, "metadata key '" + key + "'", "a finite float", x);
+  return static_cast<float>(x);
+}
 inline double number_key_or(const GgufFile& g, const std::string& key, double fallback) {
   return g.find(key) ? number_key(g, key) : fallback;
 }
@@ -62,7 +71,7 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
   using namespace gguf_model_detail;
   auto file = std::make_shared<GgufFile>(GgufFile::open(path, mode));
   const GgufFile& g = *file;
-  const std::string& where = g.where();
+  const std::string where = "load_gguf: " + path;
   LoadedModel m;
   CheckpointInfo& info = m.mutable_info();
   info.family = g.get<std::string>("general.architecture");
@@ -100,17 +109,20 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
                                                   embedding.dims[1], std::uint64_t(1) << 40)));
 
   ModelParams& p = info.params;
-  p.eps = static_cast<float>(number_key(g, a + ".attention.layer_norm_rms_epsilon"));
+  p.eps = float_key(g, a + ".attention.layer_norm_rms_epsilon", where);
   p.rope_base = number_key_or(g, a + ".rope.freq_base", 10000.0);
   p.qk_norm = a == "qwen3";
-  if (g.find(a + ".rope.scaling.type")) {
-    const std::string& type = g.get<std::string>(a + ".rope.scaling.type");
-    if (type == "linear")
-      p.rope_scaling = rope_scaling::Linear{.factor = number_key(g, a + ".rope.scaling.factor")};
-    else if (type != "none") [[unlikely]]
-      detail::fail_check(where, "metadata key '" + a + ".rope.scaling.type'",
-                         "none or linear (yarn is not loaded from GGUF yet)", type);
-  }
+  // llama.cpp's load_hparams: the factor from rope.scaling.factor, else the older
+  // rope.scale_linear; the type "linear" when absent; a factor of 0 or 1 scales nothing.
+  double factor = number_key_or(g, a + ".rope.scaling.factor", 0.0);
+  if (factor == 0.0) factor = number_key_or(g, a + ".rope.scale_linear", 0.0);
+  const std::string type =
+      g.find(a + ".rope.scaling.type") ? g.get<std::string>(a + ".rope.scaling.type") : "linear";
+  if (type != "none" && type != "linear") [[unlikely]]
+    detail::fail_check(where, "metadata key '" + a + ".rope.scaling.type'",
+                       "none or linear (yarn is not loaded from GGUF yet)", type);
+  if (type == "linear" && factor != 0.0 && factor != 1.0)
+    p.rope_scaling = rope_scaling::Linear{.factor = factor};
   std::set<std::string> used;
   const auto weight = [&](const std::string& name, index rows, index cols) {
     used.insert(name);
@@ -118,11 +130,18 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
   };
   const auto vector = [&](const std::string& name, index n) -> std::span<const float> {
     used.insert(name);
+    if (g.tensor(name).elements() != std::uint64_t(n)) [[unlikely]]  // before allocating n
+      detail::fail_check(where, "tensor '" + name + "'", "a vector of " + std::to_string(n) + " values",
+                         std::to_string(g.tensor(name).elements()) + " values");
     const std::span<float> out = m.own_vector(n);
-    g.vector_f32(name, n, out);
+    g.vector_f32(name, out);
     return out;
   };
   if (g.find_tensor("rope_freqs.weight")) {  // Llama 3.1's scaling, as frequency divisors
+    if (!std::holds_alternative<rope_scaling::None>(p.rope_scaling)) [[unlikely]]
+      detail::fail_check(where, "tensor 'rope_freqs.weight'",
+                         "no linear scaling beside it (the two are not composed yet)",
+                         "a linear factor " + std::to_string(factor));
     const std::span<const float> f = vector("rope_freqs.weight", d.head_dim / 2);
     const std::vector<double> factors(f.begin(), f.end());
     p.rope_scaling = rope_scaling::LongRope{.short_factor = factors,

@@ -4,21 +4,24 @@
 //   CheckpointInfo info = read_hf_config("Llama-3.2-1B/config.json");
 //   // info.family "llama", info.dims, info.params (rope_theta, rms_norm_eps, llama3 scaling …)
 //
-// Families (model_type): llama, mistral, qwen3 (qk-norm), mixtral (MoE). Keys read, with
-// Hugging Face's defaults where a key may be absent: vocab_size, hidden_size, intermediate_size,
-// num_hidden_layers, num_attention_heads, num_key_value_heads (= heads), head_dim
-// (= hidden / heads), max_position_embeddings, rms_norm_eps, rope_theta (10000), rope_scaling
-// (default, linear, dynamic, yarn, llama3, longrope), tie_word_embeddings (false), hidden_act
-// (silu), sliding_window (mistral, mixtral), num_local_experts and num_experts_per_tok
-// (mixtral). What tformer's decoder cannot express yet is refused, never ignored: Q/K/V or MLP
-// biases (attention_bias, mlp_bias; qwen2 always has them), other activations, partial rotary,
-// Qwen's use_sliding_window. Each refusal and each malformed value is a tformer::Error naming
+// Families (model_type): llama, mistral, qwen3 (qk-norm), mixtral (MoE). Keys read, with the
+// family's transformers defaults where a key may be absent: vocab_size, hidden_size,
+// intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads (llama: heads;
+// mistral, mixtral: 8; qwen3: 32), head_dim (hidden / heads; qwen3: 128),
+// max_position_embeddings, rms_norm_eps (1e-6; mixtral 1e-5), rope_theta (10000; mixtral 1e6),
+// rope_scaling (default, linear, dynamic, yarn, llama3, longrope) or transformers 5's
+// rope_parameters (its rope_theta and the same kinds), tie_word_embeddings (false), hidden_act
+// (silu), sliding_window (mistral: 4096; mixtral: none), num_local_experts and
+// num_experts_per_tok (mixtral). What tformer's decoder cannot express yet is refused, never ignored: Q/K/V or MLP
+// biases (attention_bias, mlp_bias; qwen2 always has them), other activations, Qwen's
+// use_sliding_window. partial_rotary_factor f rotates the first int(head_dim · f) values. Each refusal and each malformed value is a tformer::Error naming
 // the file, the key, the expected and the found value.
 //
 // Uses nlohmann/json (Debian's nlohmann-json3-dev): a well-kept, header-only parser; its
 // exceptions never escape (each becomes a tformer::Error).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -84,6 +87,12 @@ class Keys {
     if (!v->is_string()) fail(key, "a string", v->dump());
     return v->get<std::string>();
   }
+  // A number that converts to float (|x| <= FLT_MAX).
+  float single(const char* key, double fallback) const {
+    const double x = number_or(key, fallback);
+    if (!(std::abs(x) <= std::numeric_limits<float>::max())) fail(key, "a finite float", std::to_string(x));
+    return static_cast<float>(x);
+  }
   std::vector<double> numbers(const char* key) const {
     const json* v = find(key);
     if (!v || !v->is_array()) fail(key, "an array of numbers", v ? v->dump() : "no such key");
@@ -138,12 +147,21 @@ inline RopeScaling rope_scaling_of(const json& s, const Keys& top, const std::st
         .high_freq_factor = k.number("high_freq_factor"),
         .original_max_positions = to_int(k.size("original_max_position_embeddings"))};
   if (type == "longrope") {
+    // Hugging Face's _compute_longrope_parameters: the original length from the config's top
+    // level (Phi-3), else from rope_scaling; without either, max_position_embeddings and the
+    // factor of rope_scaling.
     rope_scaling::LongRope l{.short_factor = k.numbers("short_factor"),
-                             .long_factor = k.numbers("long_factor"),
-                             .original_max_positions = to_int(top.size_or(
-                                 "original_max_position_embeddings",
-                                 k.size("original_max_position_embeddings")))};
-    l.factor = double(max_positions) / l.original_max_positions;
+                             .long_factor = k.numbers("long_factor")};
+    if (top.find("original_max_position_embeddings") ||
+        k.find("original_max_position_embeddings")) {
+      l.original_max_positions = to_int(top.find("original_max_position_embeddings")
+                                            ? top.size("original_max_position_embeddings")
+                                            : k.size("original_max_position_embeddings"));
+      l.factor = double(max_positions) / l.original_max_positions;
+    } else {
+      l.original_max_positions = to_int(max_positions);
+      l.factor = k.number_or("factor", 1.0);
+    }
     if (k.find("attention_factor")) l.attention_factor = k.number("attention_factor");
     return l;
   }
@@ -170,32 +188,62 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
   if (f != "llama" && f != "mistral" && f != "qwen3" && f != "mixtral")
     k.fail("model_type", "llama, mistral, qwen3 or mixtral", f.empty() ? "no such key" : f);
 
+  // Each family's defaults for keys a saved config may lack (transformers' LlamaConfig,
+  // MistralConfig, Qwen3Config, MixtralConfig).
+  struct Defaults {
+    index kv_heads;  // 0: = heads
+    index head_dim;  // 0: = hidden / heads
+    double rope_theta, eps;
+    index window;    // mistral's sliding_window
+  };
+  const Defaults def = f == "llama"     ? Defaults{0, 0, 10000.0, 1e-6, 0}
+                       : f == "mistral" ? Defaults{8, 0, 10000.0, 1e-6, 4096}
+                       : f == "qwen3"   ? Defaults{32, 128, 10000.0, 1e-6, 0}
+                                        : Defaults{8, 0, 1e6, 1e-5, 0};  // mixtral
+
   Dims& d = info.dims;
   d.vocab = k.size("vocab_size");
   d.hidden = k.size("hidden_size");
   d.intermediate = k.size("intermediate_size");
   d.layers = k.size("num_hidden_layers");
   d.heads = k.size("num_attention_heads");
-  d.kv_heads = k.size_or("num_key_value_heads", d.heads);
-  d.head_dim = k.size_or("head_dim", d.hidden / d.heads);
+  d.kv_heads = k.size_or("num_key_value_heads", def.kv_heads > 0 ? def.kv_heads : d.heads);
+  d.head_dim = k.size_or("head_dim", def.head_dim > 0 ? def.head_dim : d.hidden / d.heads);
   d.max_positions = k.size("max_position_embeddings");
 
   ModelParams& p = info.params;
-  p.eps = static_cast<float>(k.number("rms_norm_eps"));
-  p.rope_base = k.number_or("rope_theta", 10000.0);
-  if (const json* s = k.find("rope_scaling"))
+  p.eps = k.single("rms_norm_eps", def.eps);
+  p.rope_base = k.number_or("rope_theta", def.rope_theta);
+  if (const hf_detail::json* rp = k.find("rope_parameters")) {  // transformers 5's form
+    if (!rp->is_object()) k.fail("rope_parameters", "an object", rp->dump());
+    const hf_detail::Keys r(*rp, where + ": rope_parameters");
+    const double theta = r.number_or("rope_theta", p.rope_base);
+    if (k.find("rope_theta") && theta != p.rope_base)
+      k.fail("rope_theta", "the value of rope_parameters.rope_theta (" + std::to_string(theta) + ")",
+             std::to_string(p.rope_base));
+    if (k.find("rope_scaling"))
+      k.fail("rope_scaling", "absent beside rope_parameters (one form, not both)", "present");
+    p.rope_base = theta;
+    p.rope_scaling = hf_detail::rope_scaling_of(*rp, k, where, d.max_positions);
+  } else if (const hf_detail::json* s = k.find("rope_scaling")) {
     p.rope_scaling = hf_detail::rope_scaling_of(*s, k, where, d.max_positions);
+  }
   info.tied = k.flag_or("tie_word_embeddings", false);
   const std::string act = k.text_or("hidden_act", "silu");
   if (act != "silu") k.fail("hidden_act", "silu (SwiGLU)", act);
   if (k.flag_or("attention_bias", false))
     k.fail("attention_bias", "false (Q/K/V/O biases are not supported yet)", "true");
   if (k.flag_or("mlp_bias", false)) k.fail("mlp_bias", "false", "true");
-  if (k.number_or("partial_rotary_factor", 1.0) != 1.0)
-    k.fail("partial_rotary_factor", "1 (partial rotary is not supported yet)",
-           std::to_string(k.number("partial_rotary_factor")));
+  if (k.find("partial_rotary_factor")) {  // Hugging Face: int(head_dim · factor) values rotate
+    const double f = k.number("partial_rotary_factor");
+    const double n = std::floor(double(d.head_dim) * f);
+    if (!(f > 0 && f <= 1) || static_cast<index>(n) % 2 != 0 || n < 2)
+      k.fail("partial_rotary_factor", "in (0, 1], giving an even rotary size >= 2",
+             std::to_string(f) + " (head_dim " + std::to_string(d.head_dim) + ")");
+    if (n < double(d.head_dim)) p.rotary_dim = static_cast<index>(n);
+  }
 
-  if (f == "mistral" || f == "mixtral") p.attention.window = k.size_or("sliding_window", 0);
+  if (f == "mistral" || f == "mixtral") p.attention.window = k.size_or("sliding_window", def.window);
   if (f == "qwen3") {
     p.qk_norm = true;
     if (k.flag_or("use_sliding_window", false))

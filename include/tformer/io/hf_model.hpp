@@ -54,6 +54,10 @@ inline LoadedModel load_hf(const std::string& dir, FileMode mode = FileMode::Map
   };
   const auto vector = [&](const std::string& name, index n) -> std::span<const float> {
     used.insert(name);
+    if (st.at(name).elements() != n) [[unlikely]]  // before allocating n
+      detail::fail_check(where, "tensor '" + name + "'",
+                         "a vector of " + std::to_string(n) + " values (config.json's sizes)",
+                         std::to_string(st.at(name).elements()) + " values");
     const std::span<float> out = m.own_vector(n);
     st.vector_f32(name, out);
     return out;

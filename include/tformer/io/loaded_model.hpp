@@ -46,8 +46,8 @@ inline const char* layout_name(RopeLayout layout) noexcept {
 class LoadedModel {
  public:
   LoadedModel() = default;
-  LoadedModel(LoadedModel&&) noexcept = default;
-  LoadedModel& operator=(LoadedModel&&) noexcept = default;
+  LoadedModel(LoadedModel&&) = default;
+  LoadedModel& operator=(LoadedModel&&) = default;
   LoadedModel(const LoadedModel&) = delete;
   LoadedModel& operator=(const LoadedModel&) = delete;
 
@@ -56,7 +56,7 @@ class LoadedModel {
   const ModelParams& params() const noexcept { return info_.params; }
   const ModelWeights& weights() const noexcept { return weights_; }
   const std::string& source() const noexcept { return source_; }
-  // Bytes of the checkpoint files held (mapped or read) and of the f32 copies made.
+  // Bytes of the tensors in the checkpoint files (mapped or read), and of the f32 copies made.
   std::size_t file_bytes() const noexcept { return file_bytes_; }
   std::size_t copied_bytes() const noexcept {
     std::size_t n = 0;
@@ -122,8 +122,8 @@ class LoadedModel {
       types[type_name(m.type())] += m.rows() * m.cols();
     });
     for (const auto& [name, values] : types) s << " " << name << " (" << values << " values)";
-    s << "\nmemory: " << file_bytes_ << " bytes of checkpoint files, " << copied_bytes()
-      << " bytes of f32 copies\n";
+    s << "\nmemory: " << file_bytes_ << " bytes of tensors in the checkpoint files (mapped or read), "
+      << copied_bytes() << " bytes of f32 copies\n";
     return s.str();
   }
 

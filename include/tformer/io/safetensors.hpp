@@ -85,11 +85,10 @@ struct SafetensorsTensor {
 
   // Values: the product of the shape (1 for a scalar; checked at open to fit the file).
   index elements() const noexcept {
-    index n = 1;
-    for (const index d : shape) {
+    for (const index d : shape)
       if (d == 0) return 0;  // empty, however large the other sizes (checked only when nonzero)
-      n *= d;
-    }
+    index n = 1;
+    for (const index d : shape) n *= d;
     return n;
   }
   // Bytes of one value (dtype is one the reader accepts).

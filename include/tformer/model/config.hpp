@@ -17,7 +17,7 @@
 //   Decoder<MyModel> dec(weights, dims, presets::llama31(), {.capacity = 4096});
 //
 // configs:: holds the structural presets: TrafficVLM (seed 003, all sizes static), Llama (one
-// type for Llama 2/3/3.1/3.2, Qwen2/3, Mistral: they differ in numbers only), Qwen3 (its
+// type for Llama 2/3/3.1/3.2, Qwen3, Mistral: they differ in numbers only), Qwen3 (its
 // defaults), Mistral, Mixtral (MoE), Llama2c. presets:: holds the named parameter sets.
 #pragma once
 
@@ -57,8 +57,9 @@ struct Dims {
 enum class FfnKind { Dense, TopK, MoE };
 
 // Which layers attend globally and which through a sliding window of `window` keys (a query at
-// p sees keys (p − W, p], Mistral's convention). global_every = 0: every layer alike (window 0:
-// all global); global_every = n: layers n−1, 2n−1, … are global, the others local (Gemma 2/3).
+// p sees keys (p − W, p], Hugging Face's sliding-window mask). global_every = 0: every layer
+// alike (window 0: all global); global_every = n: layers n−1, 2n−1, … are global, the others
+// local (Gemma 2/3).
 // Local layers may keep `sinks` global tokens, the first positions, visible to every query
 // (StreamingLLM's attention sinks), scored from sink_positions (nn/attention.hpp). With `ring`,
 // local layers keep only those sinks and the last window of keys (plus max_tokens − 1) in a
@@ -97,6 +98,7 @@ enum class HeadKind { Tied, Own, AsLoaded };
 // config.json or GGUF metadata, or a preset). Checked by check_params when a Decoder is built.
 struct ModelParams {
   double rope_base = 10000.0;                        // θ_i = pos · base^(−2i/d)
+  index rotary_dim = 0;  // d: RoPE on the first d values of each head (partial); 0: head_dim
   RopeScaling rope_scaling = rope_scaling::None{};   // linear, dynamic NTK, YaRN, Llama 3, LongRoPE
   float eps = 1e-5f;                                 // every RMSNorm's ε
   AttentionPattern attention = {};                   // window, global layers, sinks, ring
@@ -135,6 +137,11 @@ concept DecoderConfig = requires {
   { C::bias } -> std::convertible_to<BiasKind>;
 };
 
+// The values RoPE rotates in each head: params.rotary_dim, or all of head_dim.
+inline index rotary_dim_of(const ModelParams& p, const Dims& d) noexcept {
+  return p.rotary_dim > 0 ? p.rotary_dim : d.head_dim;
+}
+
 // The parameters a Config names as its family's (C::params()), or ModelParams' defaults.
 template <DecoderConfig C>
 ModelParams default_params() {
@@ -153,6 +160,11 @@ void check_params(const char* where, const ModelParams& p, const Dims& d) {
       detail::fail_check(where, what, "a finite number > 0", v);
   };
   finite_positive("params.rope_base", p.rope_base);
+  if (p.rotary_dim != 0 && (p.rotary_dim < 2 || p.rotary_dim > d.head_dim || p.rotary_dim % 2 != 0))
+      [[unlikely]]
+    detail::fail_check(where, "params.rotary_dim",
+                       "0 (all) or even in [2, head_dim = " + std::to_string(d.head_dim) + "]",
+                       p.rotary_dim);
   finite_positive("params.eps", p.eps);
   check_activation(std::string(where) + ": params.activation", p.activation);
   const AttentionPattern& a = p.attention;

@@ -66,6 +66,18 @@ enum class LogitsFor { Last, All };  // one row per sequence, or one per token
 
 template <DecoderConfig C, Executor E = SerialExecutor>
 class Decoder {
+  // Numbers that were Config members before are ModelParams now: a Config that still sets
+  // them would be silently ignored, so it does not compile.
+  static_assert(!requires { C::rope_base; } && !requires { C::rope_scaling(); } &&
+                    !requires { C::eps; } && !requires { C::attention; } &&
+                    !requires { C::activation; } && !requires { C::qk_norm; } &&
+                    !requires { C::router; } && !requires { C::renormalize; } &&
+                    !requires { C::pad_id; } && !requires { C::position_scale; } &&
+                    !requires { C::t5_buckets; } && !requires { C::t5_max_distance; },
+                "rope_base, rope_scaling, eps, attention, activation, qk_norm, router, "
+                "renormalize, pad_id, position_scale and t5_* are ModelParams members now: set "
+                "them in the Config's `static ModelParams params()` or pass a ModelParams");
+
  public:
   using Config = C;
 
@@ -73,15 +85,18 @@ class Decoder {
   Decoder(const ModelWeights& weights, const Dims& dims = {}, const DecoderOptions& options = {},
           E executor = {})
       : Decoder(weights, dims, default_params<C>(), options, std::forward<E>(executor)) {}
-  // A model with the given parameters (a checkpoint's, or a preset's).
-  Decoder(const ModelWeights& weights, const Dims& dims, const ModelParams& params,
+  // A model with the given parameters (a checkpoint's, or a preset's). A template so that
+  // Decoder(w, dims, {}) stays the first constructor's (`{}` deduces no P): pass the parameters
+  // as a ModelParams value (ModelParams{.rope_base = …}, presets::llama31()).
+  template <std::same_as<ModelParams> P>
+  Decoder(const ModelWeights& weights, const Dims& dims, const P& params,
           const DecoderOptions& options = {}, E executor = {})
       : d_(resolve_dims<C>(dims)),
         p_(checked_params(params, d_)),
         options_(resolved(options, d_, p_)),
         weights_(checked_weights(weights, d_, p_)),
         exec_(std::forward<E>(executor)),
-        rope_(RopeConfig{.rotary_dim = int(d_.head_dim),
+        rope_(RopeConfig{.rotary_dim = int(rotary_dim_of(p_, d_)),
                          .max_positions = int(options_.capacity),
                          .base = p_.rope_base,
                          .scaling = p_.rope_scaling}),

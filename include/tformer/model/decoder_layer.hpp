@@ -78,6 +78,7 @@ class DecoderWorkspace {
         sink_queries_(sink_queries(p)),
         max_tokens_(max_tokens),
         encoder_tokens_(encoder_tokens),
+        rotary_(rotary_dim_of(p, d)),
         x_(size(max_tokens * d.hidden)),
         xn_(size(max_tokens * d.hidden)),
         delta_(size(max_tokens * d.hidden)),
@@ -90,7 +91,7 @@ class DecoderWorkspace {
         encoder_v_(size(encoder_tokens * d.kv_heads * d.head_dim)),
         sink_q_(size(sink_queries_ ? max_tokens * d.heads * d.head_dim : 0)),
         rope_rows_(size(C::positions == PositionKind::Rope && p.attention.streaming(d.layers)
-                            ? max_tokens * d.head_dim
+                            ? max_tokens * rotary_
                             : 0)),
         ffn_(C::ffn == FfnKind::MoE ? 0 : max_tokens, d.intermediate) {
     attention_.reserve(static_cast<std::size_t>(d.kv_heads));
@@ -144,7 +145,7 @@ class DecoderWorkspace {
   // sink_queries: the step's queries rotated at their sink positions.
   MatrixView<float> sink_q(index T) noexcept { return {sink_q_.data(), T, d_.heads * d_.head_dim}; }
   // Streaming RoPE: cos/sin rows of the step's positions past the table.
-  MatrixView<float> rope_rows(index T) noexcept { return {rope_rows_.data(), T, d_.head_dim}; }
+  MatrixView<float> rope_rows(index T) noexcept { return {rope_rows_.data(), T, rotary_}; }
   AttentionWorkspace& attention(index g) noexcept { return attention_[std::size_t(g)]; }
   FfnWorkspace& ffn() noexcept { return ffn_; }
   MoeWorkspace& moe() noexcept { return *moe_; }
@@ -154,6 +155,7 @@ class DecoderWorkspace {
   Dims d_;
   bool sink_queries_;
   index max_tokens_, encoder_tokens_;
+  index rotary_;  // RoPE's values per head
   AlignedBuffer<float> x_, xn_, delta_, q_, k_, v_, att_, encoder_, encoder_k_, encoder_v_,
       sink_q_, rope_rows_;
   std::vector<AttentionWorkspace> attention_;
