@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -73,6 +74,23 @@ void round_norms_to_bf16(tformer::OwnedWeights<C>& w) {
   round(w.view().final_norm);
   for (const auto& l : w.view().layers)
     for (auto s : {l.attn_norm, l.ffn_norm, l.q_norm, l.k_norm}) round(s);
+}
+
+// w with random q, k, v (and o) biases, kept in `store`.
+tformer::ModelWeights with_biases(tformer::ModelWeights w, const Dims& d, bool o,
+                                  std::deque<std::vector<float>>& store, std::uint64_t seed) {
+  test::Random rng(seed);
+  const auto bias = [&](Index n) -> std::span<const float> {
+    store.push_back(rng.normal_floats(std::size_t(n), 0.5f));
+    return store.back();
+  };
+  for (auto& l : w.layers) {
+    l.bq = bias(d.heads * d.head_dim);
+    l.bk = bias(d.kv_heads * d.head_dim);
+    l.bv = bias(d.kv_heads * d.head_dim);
+    if (o) l.bo = bias(d.hidden);
+  }
+  return w;
 }
 
 std::vector<std::uint8_t> bytes_of(const WeightView& m) {
@@ -151,6 +169,11 @@ std::vector<std::byte> gguf_file(const tformer::ModelWeights& w, const Dims& d,
     matrix(b + "attn_k.weight", lw.wk, d.kv_heads);
     matrix(b + "attn_v.weight", lw.wv);
     matrix(b + "attn_output.weight", lw.wo);
+    if (!lw.bq.empty()) {
+      vector(b + "attn_q.bias", lw.bq);
+      vector(b + "attn_k.bias", lw.bk);
+      vector(b + "attn_v.bias", lw.bv);
+    }
     if (!lw.q_norm.empty()) {
       vector(b + "attn_q_norm.weight", lw.q_norm);
       vector(b + "attn_k_norm.weight", lw.k_norm);
@@ -332,6 +355,12 @@ std::string hf_dir(const test::TempDir& dir, const std::string& name, const tfor
     matrix(b + "self_attn.k_proj.weight", lw.wk);
     matrix(b + "self_attn.v_proj.weight", lw.wv);
     matrix(b + "self_attn.o_proj.weight", lw.wo);
+    if (!lw.bq.empty()) {
+      vector(b + "self_attn.q_proj.bias", lw.bq);
+      vector(b + "self_attn.k_proj.bias", lw.bk);
+      vector(b + "self_attn.v_proj.bias", lw.bv);
+    }
+    if (!lw.bo.empty()) vector(b + "self_attn.o_proj.bias", lw.bo);
     if (!lw.q_norm.empty()) {
       vector(b + "self_attn.q_norm.weight", lw.q_norm);
       vector(b + "self_attn.k_norm.weight", lw.k_norm);
@@ -467,6 +496,17 @@ TEST_CASE("checkpoint: GGUF rope_freqs (Llama 3.1's scaling) and a tied qwen3 fi
       require_matches(dec, tokens, ref::decoder_logits<configs::Llama>(owned.view(), small, tokens, {}, {}, params));
     }
   }
+  SECTION("qwen2: rotate-half rows, q/k/v biases") {
+    const ModelParams params = presets::llama3();
+    auto owned = random_model<configs::Llama>(small, 20, params);
+    std::deque<std::vector<float>> store;
+    const auto w = with_biases(owned.view(), small, false, store, 21);
+    const std::string path = dir.write("qwen2.gguf", gguf_file(w, small, {.arch = "qwen2"}));
+    const tformer::LoadedModel m = tformer::load_gguf(path);
+    CHECK(m.info().qkv_bias);
+    auto dec = m.decoder<configs::Llama>({.capacity = 48});
+    require_matches(dec, tokens, ref::decoder_logits<configs::Llama>(w, small, tokens, {}, {}, params));
+  }
   SECTION("qwen3: rotate-half rows, qk-norm, tied head") {
     const ModelParams params = presets::qwen3();
     auto owned = random_model<TiedQwen>(small, 7, params);
@@ -559,6 +599,19 @@ TEST_CASE("checkpoint: Hugging Face directories of each family load in one call 
     CHECK(m.params().rope_base == 1e6);
     check(m, stored.view(), p, configs::Llama{});  // the same compiled decoder as Llama's
   }
+  SECTION("qwen2: q, k, v biases; llama with attention_bias: o too") {
+    const ModelParams p = presets::llama3();
+    auto owned = random_model<configs::Llama>(small, 17, p);
+    std::deque<std::vector<float>> store;
+    const auto qwen2 = with_biases(owned.view(), small, false, store, 18);
+    const auto m = tformer::load_hf(hf_dir(dir, "qwen2", qwen2, small, p, {.type = "qwen2"}));
+    CHECK((m.info().qkv_bias && !m.info().o_bias && m.weights().layers[0].bk.size() == 32));
+    check(m, qwen2, p, configs::Llama{});
+    const auto llama = with_biases(owned.view(), small, true, store, 19);
+    const auto ml = tformer::load_hf(hf_dir(dir, "llama_bias", llama, small, p, {.extra = "\"attention_bias\": true,"}));
+    CHECK((ml.info().qkv_bias && ml.info().o_bias));
+    check(ml, llama, p, configs::Llama{});
+  }
   SECTION("mistral: the sliding window from config.json") {
     ModelParams p = presets::mistral_7b_v01();
     p.attention.window = 3;
@@ -591,7 +644,7 @@ TEST_CASE("checkpoint: bad Hugging Face directories raise an Error naming the fi
     const std::string path = hf_dir(dir, name, owned.view(), small, p, h);
     return error_of([&] { (void)tformer::load_hf(path); });
   };
-  CHECK_THAT(error("qwen2", {.type = "qwen2"}), Catch::Contains("model_type") && Catch::Contains("biases"));
+  CHECK_THAT(error("qwen2", {.type = "qwen2"}), Catch::Contains("self_attn.q_proj.bias"));  // none written
   CHECK_THAT(error("gpt2", {.type = "gpt2"}), Catch::Contains("model_type") && Catch::Contains("gpt2"));
   CHECK_THAT(error("bias", {.extra = "\"mlp_bias\": true,"}), Catch::Contains("mlp_bias"));
   CHECK_THAT(error("act", {.extra = "\"hidden_act\": \"gelu\","}), Catch::Contains("hidden_act"));

@@ -353,6 +353,50 @@ TEST_CASE("decoder: Gemma's embedding scale, attention scale and soft-caps", "[d
   CHECK(apart([](ModelParams& p) { p.final_softcap = 0; }) > 10 * tol);
 }
 
+// Qwen2's q, k, v projection biases and Llama's attention_bias (o too): weights the decoder adds
+// when present, in any storage type of the matrices.
+TEST_CASE("decoder: attention projection biases", "[decoder][bias]") {
+  const ModelParams p = presets::llama3();
+  OwnedWeights<configs::Llama> owned(small, 57, p);
+  randomise_norms(owned, 58);
+  test::Random rng(59);
+  const tformer::index qd = small.heads * small.head_dim, kvd = small.kv_heads * small.head_dim;
+  std::vector<std::vector<float>> biases;
+  const auto bias = [&](tformer::index n) -> std::span<const float> {
+    biases.push_back(rng.normal_floats(static_cast<std::size_t>(n), 0.5f));
+    return biases.back();
+  };
+  biases.reserve(4 * std::size_t(small.layers));
+  for (const bool with_o : {false, true}) {
+    INFO((with_o ? "q, k, v and o biases" : "q, k, v biases (Qwen2)"));
+    for (const WeightType type : {WeightType::f32, WeightType::bf16}) {
+      const tformer::ConvertedWeights stored(owned.view(), {.attention = type, .ffn = type});
+      ModelWeights w = stored.view();
+      for (LayerWeights& l : w.layers) {
+        l.bq = bias(qd);
+        l.bk = bias(kvd);
+        l.bv = bias(kvd);
+        if (with_o) l.bo = bias(small.hidden);
+      }
+      const auto tokens = random_tokens(rng, 10, small.vocab);
+      const auto want = ref::decoder_logits<configs::Llama>(w, small, tokens, {}, {}, p);
+      Decoder<configs::Llama> dec(w, small, p, {.capacity = 16});
+      std::vector<float> all(tokens.size() * static_cast<std::size_t>(small.vocab));
+      dec.forward(0, tokens, {all.data(), tformer::index(tokens.size()), small.vocab}, LogitsFor::All);
+      require_logits(all, want, 0, tformer::index(tokens.size()), small.vocab);
+      // Without the biases the logits move: they are used.
+      const auto plain = ref::decoder_logits<configs::Llama>(stored.view(), small, tokens, {}, {}, p);
+      CHECK(std::abs(plain.back()[0] - want.back()[0]) + std::abs(plain.back()[1] - want.back()[1]) > 1e-4);
+      biases.clear();
+    }
+  }
+  ModelWeights bad = owned.view();
+  const std::vector<float> short_bias(3, 0.0f);
+  bad.layers[1].bk = short_bias;
+  REQUIRE_THROWS_WITH((Decoder<configs::Llama>(bad, small, p, {.capacity = 8})),
+                      Catch::Contains("layers[1].bk size"));
+}
+
 TEST_CASE("decoder: parameters are checked at construction", "[decoder][params][errors]") {
   OwnedWeights<configs::Llama> w(small, 48);
   const auto bad = [&](ModelParams p, const char* name) {

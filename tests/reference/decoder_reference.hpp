@@ -207,9 +207,9 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
     for (index t = 0; t < T; ++t) {
       const Vec h = rmsnorm(x[static_cast<std::size_t>(t)], lw.attn_norm, eps, one_plus);
       normed[static_cast<std::size_t>(t)] = h;
-      q[t] = heads_of(matvec(lw.wq, h), d.heads, D);
-      k[t] = heads_of(matvec(lw.wk, h), d.kv_heads, D);
-      v[t] = heads_of(matvec(lw.wv, h), d.kv_heads, D);
+      q[t] = heads_of(matvec(lw.wq, h, lw.bq), d.heads, D);
+      k[t] = heads_of(matvec(lw.wk, h, lw.bk), d.kv_heads, D);
+      v[t] = heads_of(matvec(lw.wv, h, lw.bv), d.kv_heads, D);
       // The rotary block: Givens rotations in order, then R, in double.
       auto rotate = [&](Vec& v) {
         for (const tformer::GivensRotation& g : lw.givens) {
@@ -259,7 +259,7 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
                                  bias, p.attention_softcap);
         att.insert(att.end(), o.begin(), o.end());
       }
-      Vec out = matvec(lw.wo, att);
+      Vec out = matvec(lw.wo, att, lw.bo);
       if constexpr (C::conv_kernel > 0) {  // + Σ_i w[c][i] · h[t − (k − 1) + i][c], zero before 0
         const index k = C::conv_kernel;
         for (index c = 0; c < d.hidden; ++c) {

@@ -5,10 +5,11 @@
 //   LoadedModel m = load_gguf("llama-3.2-1b-q8_0.gguf");
 //   auto dec = m.decoder<configs::LlamaInterleaved>({.capacity = 4096});
 //
-// Architectures (general.architecture): llama (Llama 1/2/3, Mistral as llama.cpp converts it)
-// and qwen3. llama.cpp's converter permutes llama's q/k rows to Meta's interleaved order and runs
-// them with its NORMAL RoPE (pairs (x[2i], x[2i+1])): a llama GGUF loads with
-// RopeLayout::Interleaved, as stored, never permuted back. qwen3 keeps Hugging Face's
+// Architectures (general.architecture): llama (Llama 1/2/3, Mistral as llama.cpp converts it),
+// qwen2 (q/k/v biases: blk.N.attn_{q,k,v}.bias) and qwen3. llama.cpp's converter permutes
+// llama's q/k rows to Meta's interleaved order and runs them with its NORMAL RoPE (pairs
+// (x[2i], x[2i+1])): a llama GGUF loads with
+// RopeLayout::Interleaved, as stored, never permuted back. qwen2 and qwen3 keep Hugging Face's
 // rotate-half rows (llama.cpp's NEOX RoPE). Keys read ({a} = the architecture):
 // {a}.embedding_length, .feed_forward_length, .block_count, .context_length,
 // .attention.head_count, .attention.head_count_kv (= heads), .attention.key_length
@@ -76,9 +77,10 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
   CheckpointInfo& info = m.mutable_info();
   info.family = g.get<std::string>("general.architecture");
   const std::string& a = info.family;
-  if (a != "llama" && a != "qwen3") [[unlikely]]
-    detail::fail_check(where, "metadata key 'general.architecture'", "llama or qwen3", a);
+  if (a != "llama" && a != "qwen2" && a != "qwen3") [[unlikely]]
+    detail::fail_check(where, "metadata key 'general.architecture'", "llama, qwen2 or qwen3", a);
   info.rope_layout = a == "llama" ? RopeLayout::Interleaved : RopeLayout::RotateHalf;
+  info.qkv_bias = a == "qwen2";
 
   Dims& d = info.dims;
   d.hidden = size_key(g, a + ".embedding_length");
@@ -165,6 +167,11 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
     lw.wk = weight(b + "attn_k.weight", kvd, H);
     lw.wv = weight(b + "attn_v.weight", kvd, H);
     lw.wo = weight(b + "attn_output.weight", H, qd);
+    if (a == "qwen2") {  // llama.cpp's qwen2: q, k, v biases
+      lw.bq = vector(b + "attn_q.bias", qd);
+      lw.bk = vector(b + "attn_k.bias", kvd);
+      lw.bv = vector(b + "attn_v.bias", kvd);
+    }
     if (p.qk_norm) {
       lw.q_norm = vector(b + "attn_q_norm.weight", d.head_dim);
       lw.k_norm = vector(b + "attn_k_norm.weight", d.head_dim);

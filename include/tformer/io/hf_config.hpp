@@ -4,18 +4,19 @@
 //   CheckpointInfo info = read_hf_config("Llama-3.2-1B/config.json");
 //   // info.family "llama", info.dims, info.params (rope_theta, rms_norm_eps, llama3 scaling …)
 //
-// Families (model_type): llama, mistral, qwen3 (qk-norm), mixtral (MoE). Keys read, with the
-// family's transformers defaults where a key may be absent: vocab_size, hidden_size,
-// intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads (llama: heads;
-// mistral, mixtral: 8; qwen3: 32), head_dim (hidden / heads; qwen3: 128),
+// Families (model_type): llama, mistral, qwen2 (Q/K/V biases), qwen3 (qk-norm), mixtral (MoE).
+// Keys read, with the family's transformers defaults where a key may be absent: vocab_size,
+// hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads
+// (llama: heads; mistral, mixtral: 8; qwen2, qwen3: 32), head_dim (hidden / heads; qwen3: 128),
 // max_position_embeddings, rms_norm_eps (1e-6; mixtral 1e-5), rope_theta (10000; mixtral 1e6),
 // rope_scaling (default, linear, dynamic, yarn, llama3, longrope) or transformers 5's
 // rope_parameters (its rope_theta and the same kinds), tie_word_embeddings (false), hidden_act
-// (silu), sliding_window (mistral: 4096; mixtral: none), num_local_experts and
-// num_experts_per_tok (mixtral). What tformer's decoder cannot express yet is refused, never ignored: Q/K/V or MLP
-// biases (attention_bias, mlp_bias; qwen2 always has them), other activations, Qwen's
-// use_sliding_window. partial_rotary_factor f rotates the first int(head_dim · f) values. Each refusal and each malformed value is a tformer::Error naming
-// the file, the key, the expected and the found value.
+// (silu), attention_bias (llama: biases on q, k, v, o), sliding_window (mistral: 4096; mixtral:
+// none), partial_rotary_factor (f: the first int(head_dim · f) values rotate),
+// num_local_experts and num_experts_per_tok (mixtral). What tformer's decoder cannot express yet
+// is refused, never ignored: mlp_bias, other activations, Qwen's use_sliding_window. Each
+// refusal and each malformed value is a tformer::Error naming the file, the key, the expected
+// and the found value.
 //
 // Uses nlohmann/json (Debian's nlohmann-json3-dev): a well-kept, header-only parser; its
 // exceptions never escape (each becomes a tformer::Error).
@@ -182,11 +183,8 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
   CheckpointInfo info;
   info.family = k.text_or("model_type", "");
   const std::string& f = info.family;
-  if (f == "qwen2" || f == "qwen2_moe")
-    k.fail("model_type", "llama, mistral, qwen3 or mixtral",
-           f + " (its Q/K/V projections have biases, which the decoder does not take yet)");
-  if (f != "llama" && f != "mistral" && f != "qwen3" && f != "mixtral")
-    k.fail("model_type", "llama, mistral, qwen3 or mixtral", f.empty() ? "no such key" : f);
+  if (f != "llama" && f != "mistral" && f != "qwen2" && f != "qwen3" && f != "mixtral")
+    k.fail("model_type", "llama, mistral, qwen2, qwen3 or mixtral", f.empty() ? "no such key" : f);
 
   // Each family's defaults for keys a saved config may lack (transformers' LlamaConfig,
   // MistralConfig, Qwen3Config, MixtralConfig).
@@ -199,6 +197,7 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
   const Defaults def = f == "llama"     ? Defaults{0, 0, 10000.0, 1e-6, 0}
                        : f == "mistral" ? Defaults{8, 0, 10000.0, 1e-6, 4096}
                        : f == "qwen3"   ? Defaults{32, 128, 10000.0, 1e-6, 0}
+                       : f == "qwen2"   ? Defaults{32, 0, 10000.0, 1e-6, 0}
                                         : Defaults{8, 0, 1e6, 1e-5, 0};  // mixtral
 
   Dims& d = info.dims;
@@ -231,8 +230,9 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
   info.tied = k.flag_or("tie_word_embeddings", false);
   const std::string act = k.text_or("hidden_act", "silu");
   if (act != "silu") k.fail("hidden_act", "silu (SwiGLU)", act);
-  if (k.flag_or("attention_bias", false))
-    k.fail("attention_bias", "false (Q/K/V/O biases are not supported yet)", "true");
+  // Biases of the attention projections: Qwen2's q, k, v always; Llama's attention_bias all four.
+  info.qkv_bias = f == "qwen2" || k.flag_or("attention_bias", false);
+  info.o_bias = f != "qwen2" && k.flag_or("attention_bias", false);
   if (k.flag_or("mlp_bias", false)) k.fail("mlp_bias", "false", "true");
   if (k.find("partial_rotary_factor")) {  // Hugging Face: int(head_dim · factor) values rotate
     const double f = k.number("partial_rotary_factor");
@@ -244,6 +244,8 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
   }
 
   if (f == "mistral" || f == "mixtral") p.attention.window = k.size_or("sliding_window", def.window);
+  if (f == "qwen2" && k.flag_or("use_sliding_window", false))
+    k.fail("use_sliding_window", "false (Qwen's max_window_layers is not supported yet)", "true");
   if (f == "qwen3") {
     p.qk_norm = true;
     if (k.flag_or("use_sliding_window", false))

@@ -14,6 +14,7 @@
 //   model.layers.N.input_layernorm         attn_norm            (.weight, as every name below)
 //   model.layers.N.self_attn.{q,k,v,o}_proj  wq, wk, wv, wo     (rows in rotate-half order:
 //                                          loaded as stored, RopeLayout::RotateHalf)
+//   model.layers.N.self_attn.{q,k,v,o}_proj.bias  bq, bk, bv (qwen2; llama's attention_bias: bo too)
 //   model.layers.N.self_attn.{q,k}_norm    q_norm, k_norm (qwen3)
 //   model.layers.N.post_attention_layernorm  ffn_norm (the FFN's input norm, despite its name)
 //   model.layers.N.mlp.{gate,up,down}_proj   ffn.gate, ffn.up, ffn.down
@@ -79,6 +80,12 @@ inline LoadedModel load_hf(const std::string& dir, FileMode mode = FileMode::Map
     lw.wk = weight(b + "self_attn.k_proj.weight", kvd, H);
     lw.wv = weight(b + "self_attn.v_proj.weight", kvd, H);
     lw.wo = weight(b + "self_attn.o_proj.weight", H, qd);
+    if (info.qkv_bias) {
+      lw.bq = vector(b + "self_attn.q_proj.bias", qd);
+      lw.bk = vector(b + "self_attn.k_proj.bias", kvd);
+      lw.bv = vector(b + "self_attn.v_proj.bias", kvd);
+    }
+    if (info.o_bias) lw.bo = vector(b + "self_attn.o_proj.bias", H);
     if (info.params.qk_norm) {
       lw.q_norm = vector(b + "self_attn.q_norm.weight", d.head_dim);
       lw.k_norm = vector(b + "self_attn.k_norm.weight", d.head_dim);

@@ -36,7 +36,9 @@ struct CheckpointInfo {
   ModelParams params;
   RopeLayout rope_layout = RopeLayout::RotateHalf;  // the order of the stored q/k rows
   FfnKind ffn = FfnKind::Dense;
-  bool tied = false;  // the LM head is the embedding
+  bool tied = false;     // the LM head is the embedding
+  bool qkv_bias = false;  // q, k, v projections have biases (Qwen2; Llama's attention_bias)
+  bool o_bias = false;    // the o projection too (Llama's attention_bias)
 };
 
 inline const char* layout_name(RopeLayout layout) noexcept {

@@ -51,21 +51,23 @@ struct StepSegment {
   index start = 0;
 };
 
-// y = x · wᵀ with the output rows of w split over the executor (chunks of 16 rows or more); w of
-// any storage type.
+// y = x · wᵀ (+ bias: empty, or one per output) with the output rows of w split over the
+// executor (chunks of 16 rows or more); w of any storage type.
 template <Executor E>
 void parallel_project(const E& exec, MatrixView<const float> x, const WeightView& w,
-                      MatrixView<float> y) {
+                      MatrixView<float> y, std::span<const float> bias = {}) {
   const index workers = exec.concurrency();
   if (workers <= 1 || w.rows() < 32) {
-    linear_kernels::project(x, w, {}, y);
+    linear_kernels::project(x, w, bias, y);
     return;
   }
   const index chunk = std::max<index>(16, (w.rows() / workers + 15) / 16 * 16);
   const index chunks = (w.rows() + chunk - 1) / chunk;
   exec.parallel_for(0, chunks, [&](index c) {
     const index r0 = c * chunk, n = std::min(chunk, w.rows() - r0);
-    linear_kernels::project(x, w.row_slice(r0, n), {}, y.col_slice(r0, n));
+    linear_kernels::project(x, w.row_slice(r0, n),
+                            bias.empty() ? bias : bias.subspan(std::size_t(r0), std::size_t(n)),
+                            y.col_slice(r0, n));
   });
 }
 
@@ -236,9 +238,9 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
   const MatrixView<float> q = ws.q(T), k = ws.k(T), v = ws.v(T), att = ws.att(T);
 
   // Self-attention.
-  parallel_project(exec, xn, w.wq, q);
-  parallel_project(exec, xn, w.wk, k);
-  parallel_project(exec, xn, w.wv, v);
+  parallel_project(exec, xn, w.wq, q, w.bq);  // biases: Qwen2's (empty: none)
+  parallel_project(exec, xn, w.wk, k, w.bk);
+  parallel_project(exec, xn, w.wv, v, w.bv);
   if (p.qk_norm) {
     rmsnorm_heads<C::norm>({q.data(), T, d.heads, D}, w.q_norm, p.eps);
     rmsnorm_heads<C::norm>({k.data(), T, d.kv_heads, D}, w.k_norm, p.eps);
@@ -288,7 +290,7 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
   else
     decoder_kernels::attend_segments(exec, d, in.segments, q, att, self_view, self, ws, NoBias{},
                                      sink_q);
-  parallel_project(exec, att, w.wo, delta);
+  parallel_project(exec, att, w.wo, delta, w.bo);
   if constexpr (C::conv_kernel > 0)  // + the causal convolution of the block's input
     for (const StepSegment& s : in.segments)
       conv_kernels::causal_conv1d(xn.row_slice(s.row, s.tokens), w.conv, w.conv_bias,

@@ -34,6 +34,8 @@ inline namespace TFORMER_ARCH_NS {
 struct LayerWeights {
   std::span<const float> attn_norm;        // [H]
   WeightView wq, wk, wv, wo;               // [Hq·D, H], [Hkv·D, H], [Hkv·D, H], [H, Hq·D]
+  std::span<const float> bq, bk, bv, bo;   // their biases, each empty (none) or [rows]: Qwen2
+                                           // has bq, bk, bv; Llama's attention_bias all four
   std::span<const float> q_norm, k_norm;   // [D] each
   std::span<const GivensRotation> givens;  // rotary block: planes and angles, in order
   MatrixView<const float> rotation;        // rotary block: orthogonal R [D, D]
@@ -113,6 +115,10 @@ void validate_weights(const Dims& d, const ModelWeights& w,
     check_matrix(layer_name(l, "wk"), lw.wk, kvd, H);
     check_matrix(layer_name(l, "wv"), lw.wv, kvd, H);
     check_matrix(layer_name(l, "wo"), lw.wo, H, qd);
+    if (!lw.bq.empty()) check_vector(layer_name(l, "bq"), lw.bq, qd);
+    if (!lw.bk.empty()) check_vector(layer_name(l, "bk"), lw.bk, kvd);
+    if (!lw.bv.empty()) check_vector(layer_name(l, "bv"), lw.bv, kvd);
+    if (!lw.bo.empty()) check_vector(layer_name(l, "bo"), lw.bo, H);
     check_eq("ModelWeights", layer_name(l, "givens count").c_str(), C::givens_rotations,
              index(lw.givens.size()));
     if constexpr (C::rotation_matrix)
