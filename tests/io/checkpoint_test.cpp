@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "support/error_of.hpp"
 #include "reference/decoder_reference.hpp"
 #include "support/gguf_writer.hpp"
 #include "support/random.hpp"
@@ -241,15 +242,7 @@ void require_matches(Dec& dec, const std::vector<std::int32_t>& tokens,
   REQUIRE(worst <= tol);
 }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const tformer::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 // Llama 3.1's frequency divisors as llama.cpp's converter stores them (rope_freqs.weight),
 // written from the published formula here.

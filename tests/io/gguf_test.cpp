@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "support/error_of.hpp"
 #include "support/gguf_writer.hpp"
 #include "support/temp_dir.hpp"
 #include "tformer/core/convert.hpp"
@@ -48,17 +49,7 @@ GgufFile parse(const Buffer& b, std::string name = "test.gguf") {
   return GgufFile::parse(b.span(), std::move(name));
 }
 
-// The message of the tformer::Error that f raises ("" if it raises none; any other exception
-// escapes and fails the test).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const tformer::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 std::string parse_error(const std::vector<std::uint8_t>& bytes, std::string name = "bad.gguf") {
   const Buffer b(bytes);

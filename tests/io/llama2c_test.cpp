@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/error_of.hpp"
 #include "reference/decoder_reference.hpp"
 #include "reference/llama2c_tokenizer_reference.hpp"
 #include "support/random.hpp"
@@ -212,16 +213,7 @@ bool blocked_until_rescued(const std::string& fifo, Open open) {
   return rescued;
 }
 
-// The message of the tformer::Error that `call` raises ("" if none).
-template <class Call>
-std::string error_of(Call call) {
-  try {
-    call();
-  } catch (const tformer::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 // A tokenizer's vocabulary: token i is pieces[i] with scores[i].
 struct Vocabulary {
