@@ -1,6 +1,7 @@
 // Vectorised activations against the same formulas in double, over [−100, 100] plus extremes.
 // The tolerances are the contract stated in nn/activation.hpp (1 ulp = 2u at worst, u = 2^−24):
-// silu relative 4 ulp, gelu_tanh 4 ulp of |x|, silu·sigmoid relative 8 ulp; plus an absolute
+// silu relative 4 ulp, gelu_tanh 4 ulp of |x|, silu·sigmoid relative 8 ulp, soft cap relative
+// 4 ulp; plus an absolute
 // 1.5e-36 (`tiny`) for results that far below 1 (xsimd's exp flushes to 0 below e^−87.3).
 #include <catch2/catch.hpp>
 
@@ -80,6 +81,26 @@ TEST_CASE("nn/activation: seed 000's silu(x)·sigmoid(βx) within 8 ulp relative
   }
 }
 
+TEST_CASE("nn/activation: soft cap c·tanh(x/c) within 4 ulp relative", "[nn][activation]") {
+  const auto x = inputs();
+  for (const float cap : {30.0f, 50.0f, 1.0f, 0.125f}) {
+    std::vector<float> y = x;
+    tformer::soft_cap(y, cap);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const double e = double(cap) * std::tanh(double(x[i]) / cap);
+      INFO("cap = " << cap << ", x = " << x[i]);
+      REQUIRE(std::abs(y[i] - e) <= 8 * u * std::abs(e) + tiny);
+      REQUIRE(std::abs(y[i]) <= cap);
+    }
+  }
+  // Odd lengths, so the scalar tail runs after the vector body; NaN stays where it was.
+  std::vector<float> z = {1.0f, std::numeric_limits<float>::quiet_NaN(), -2.0f, 100.0f, 5.0f};
+  tformer::soft_cap(z, 2.0f);
+  CHECK(std::isnan(z[1]));
+  CHECK(z[3] == Approx(2.0f * std::tanh(50.0)).epsilon(1e-6));
+  CHECK(z[4] == Approx(2.0f * std::tanh(2.5)).epsilon(1e-6));
+}
+
 TEST_CASE("nn/activation: gated form multiplies by up, in place", "[nn][activation]") {
   test::Random rng(62);
   auto gate = rng.normal_floats(1001);
@@ -132,4 +153,7 @@ TEST_CASE("nn/activation: bad parameters and overlaps raise tformer::Error",
                     Contains("out") && Contains("up"));
   CHECK_NOTHROW(tformer::gated_activation(all.subspan(0, 16), all.subspan(16, 16),
                                           all.subspan(16, 16)));
+  for (const float cap : {0.0f, -1.0f, std::numeric_limits<float>::quiet_NaN(),
+                          std::numeric_limits<float>::infinity()})
+    CHECK_THROWS_WITH(tformer::soft_cap(gate, cap), Contains("soft_cap: cap") && Contains("> 0"));
 }

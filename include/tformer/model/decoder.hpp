@@ -40,6 +40,7 @@
 #include "tformer/model/sampling.hpp"
 #include "tformer/model/weights.hpp"
 #include "tformer/nn/position_bias.hpp"
+#include "tformer/nn/activation.hpp"
 #include "tformer/nn/swiglu.hpp"
 #include "tformer/rope/sinusoidal.hpp"
 #include "tformer/rope/table.hpp"
@@ -460,8 +461,7 @@ class Decoder {
   void softcap_logits(MatrixView<float> logits) const {
     const float c = p_.final_softcap;
     if (c <= 0.0f) return;
-    for (index r = 0; r < logits.rows(); ++r)
-      for (float& z : std::span<float>(logits.row(r), std::size_t(logits.cols()))) z = c * std::tanh(z / c);
+    for (index r = 0; r < logits.rows(); ++r) activation_kernels::soft_cap(logits.row(r), logits.cols(), c);
   }
 
   // What the step's positions need besides the table: RoPE rows past it (streaming), and the

@@ -4,13 +4,15 @@
 //   SiLU          silu(x) = x · sigmoid(x), sigmoid(x) = 1 / (1 + e^−x)     Llama, Qwen, Mistral
 //   GeluTanh      0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))               Gemma (GeGLU)
 //   SiluSigmoid   silu(x) · sigmoid(β·x)                                     seed 000's gated form
+//   soft cap      c · tanh(x / c), in place                                  Gemma 2's final logits
 //
 // Accuracy against the same formulas in double, checked by tests/nn/activation_test.cpp over
 // [−100, 100] and extremes (xsimd 8.1's exp ≤ 1.5 ulp, tanh ≤ 1.4 ulp):
 //   silu: relative error ≤ 4 ulp (4.8e-7); below x = −87.3 xsimd's exp flushes to 0, so there
 //   the result is −0 where the exact value has magnitude < 1.5e-36;
 //   gelu_tanh: absolute error ≤ 4 ulp of |x| (the float sum 1 + tanh cancels for x < −3, as in
-//   PyTorch's float32 GELU); silu(x)·sigmoid(βx): relative error ≤ 8 ulp.
+//   PyTorch's float32 GELU); silu(x)·sigmoid(βx): relative error ≤ 8 ulp; soft cap: relative
+//   error ≤ 4 ulp.
 #pragma once
 
 #include <cmath>
@@ -48,6 +50,7 @@ inline float gelu_tanh(float x) noexcept {
   constexpr float k = 0.7978845608028654f;  // sqrt(2/π)
   return 0.5f * x * (1.0f + std::tanh(k * (x + 0.044715f * x * x * x)));
 }
+inline float soft_cap(float x, float cap) noexcept { return cap * std::tanh(x / cap); }
 
 #if TFORMER_HAS_SIMD
 inline simd::batch sigmoid(const simd::batch& x) noexcept {
@@ -59,6 +62,10 @@ inline simd::batch silu(const simd::batch& x) noexcept { return x * sigmoid(x); 
 inline simd::batch gelu_tanh(const simd::batch& x) noexcept {
   const simd::batch k(0.7978845608028654f), c(0.044715f), half(0.5f), one(1.0f);
   return half * x * (one + xsimd::tanh(k * (x + c * x * x * x)));
+}
+inline simd::batch soft_cap(const simd::batch& x, float cap) noexcept {
+  const simd::batch c(cap);
+  return c * xsimd::tanh(x / c);
 }
 #endif
 
@@ -95,6 +102,18 @@ inline void gated(const float* gate, const float* up, float* out, index n,
       });
     }
   }
+}
+
+// x[i] = cap · tanh(x[i] / cap) for i < n. Precondition: cap finite and > 0.
+inline void soft_cap(float* x, index n, float cap) noexcept {
+  index i = 0;
+#if TFORMER_HAS_SIMD
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  for (const index vector_end = n / W * W; i < vector_end; i += W)
+    activation_math::soft_cap(B::load_unaligned(x + i), cap).store_unaligned(x + i);
+#endif
+  for (; i < n; ++i) x[i] = activation_math::soft_cap(x[i], cap);
 }
 
 }  // namespace activation_kernels
@@ -135,6 +154,13 @@ inline void gated_activation(std::span<const float> gate, std::span<const float>
   activation_detail::check_alias(where, gate, "gate", out);
   activation_detail::check_alias(where, up, "up", out);
   activation_kernels::gated(gate.data(), up.data(), out.data(), index(gate.size()), act);
+}
+
+// x = cap · tanh(x / cap), elementwise in place (Gemma 2 caps its logits with cap 30 and its
+// attention scores with 50). Throws unless cap is finite and > 0. NaN propagates.
+inline void soft_cap(std::span<float> x, float cap) {
+  check(std::isfinite(cap) && cap > 0.0f, "soft_cap", "cap", "a finite value > 0", cap);
+  activation_kernels::soft_cap(x.data(), index(x.size()), cap);
 }
 
 }  // namespace TFORMER_ARCH_NS
