@@ -26,7 +26,6 @@
 #include <cmath>
 #include <limits>
 #include <memory>
-#include <set>
 #include <string>
 
 #include "tformer/io/gguf.hpp"
@@ -125,26 +124,13 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
                        "none or linear (yarn is not loaded from GGUF yet)", type);
   if (type == "linear" && factor != 0.0 && factor != 1.0)
     p.rope_scaling = rope_scaling::Linear{.factor = factor};
-  std::set<std::string> used;
-  const auto weight = [&](const std::string& name, index rows, index cols) {
-    used.insert(name);
-    return g.weight(name, rows, cols);
-  };
-  const auto vector = [&](const std::string& name, index n) -> std::span<const float> {
-    used.insert(name);
-    if (g.tensor(name).elements() != std::uint64_t(n)) [[unlikely]]  // before allocating n
-      detail::fail_check(where, "tensor '" + name + "'", "a vector of " + std::to_string(n) + " values",
-                         std::to_string(g.tensor(name).elements()) + " values");
-    const std::span<float> out = m.own_vector(n);
-    g.vector_f32(name, out);
-    return out;
-  };
+  detail::TensorReader<GgufFile> read(g, m, where);
   if (g.find_tensor("rope_freqs.weight")) {  // Llama 3.1's scaling, as frequency divisors
     if (!std::holds_alternative<rope_scaling::None>(p.rope_scaling)) [[unlikely]]
       detail::fail_check(where, "tensor 'rope_freqs.weight'",
                          "no linear scaling beside it (the two are not composed yet)",
                          "a linear factor " + std::to_string(factor));
-    const std::span<const float> f = vector("rope_freqs.weight", d.head_dim / 2);
+    const std::span<const float> f = read.vector("rope_freqs.weight", d.head_dim / 2);
     const std::vector<double> factors(f.begin(), f.end());
     p.rope_scaling = rope_scaling::LongRope{.short_factor = factors,
                                             .long_factor = factors,
@@ -154,41 +140,38 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
 
   ModelWeights& w = m.mutable_weights();
   const index H = d.hidden, qd = d.heads * d.head_dim, kvd = d.kv_heads * d.head_dim;
-  w.embedding = weight("token_embd.weight", d.vocab, H);
-  w.final_norm = vector("output_norm.weight", H);
+  w.embedding = read.weight("token_embd.weight", d.vocab, H);
+  w.final_norm = read.vector("output_norm.weight", H);
   info.tied = g.find_tensor("output.weight") == nullptr;
-  if (!info.tied) w.lm_head = weight("output.weight", d.vocab, H);
+  if (!info.tied) w.lm_head = read.weight("output.weight", d.vocab, H);
   w.layers.resize(static_cast<std::size_t>(d.layers));
   for (index l = 0; l < d.layers; ++l) {
     LayerWeights& lw = w.layers[static_cast<std::size_t>(l)];
     const std::string b = "blk." + std::to_string(l) + ".";
-    lw.attn_norm = vector(b + "attn_norm.weight", H);
-    lw.wq = weight(b + "attn_q.weight", qd, H);
-    lw.wk = weight(b + "attn_k.weight", kvd, H);
-    lw.wv = weight(b + "attn_v.weight", kvd, H);
-    lw.wo = weight(b + "attn_output.weight", H, qd);
+    lw.attn_norm = read.vector(b + "attn_norm.weight", H);
+    lw.wq = read.weight(b + "attn_q.weight", qd, H);
+    lw.wk = read.weight(b + "attn_k.weight", kvd, H);
+    lw.wv = read.weight(b + "attn_v.weight", kvd, H);
+    lw.wo = read.weight(b + "attn_output.weight", H, qd);
     if (a == "qwen2") {  // llama.cpp's qwen2: q, k, v biases
-      lw.bq = vector(b + "attn_q.bias", qd);
-      lw.bk = vector(b + "attn_k.bias", kvd);
-      lw.bv = vector(b + "attn_v.bias", kvd);
+      lw.bq = read.vector(b + "attn_q.bias", qd);
+      lw.bk = read.vector(b + "attn_k.bias", kvd);
+      lw.bv = read.vector(b + "attn_v.bias", kvd);
     }
     if (p.qk_norm) {
-      lw.q_norm = vector(b + "attn_q_norm.weight", d.head_dim);
-      lw.k_norm = vector(b + "attn_k_norm.weight", d.head_dim);
+      lw.q_norm = read.vector(b + "attn_q_norm.weight", d.head_dim);
+      lw.k_norm = read.vector(b + "attn_k_norm.weight", d.head_dim);
     }
-    lw.ffn_norm = vector(b + "ffn_norm.weight", H);
-    lw.ffn = {weight(b + "ffn_gate.weight", d.intermediate, H),
-              weight(b + "ffn_up.weight", d.intermediate, H),
-              weight(b + "ffn_down.weight", H, d.intermediate)};
+    lw.ffn_norm = read.vector(b + "ffn_norm.weight", H);
+    lw.ffn = {read.weight(b + "ffn_gate.weight", d.intermediate, H),
+              read.weight(b + "ffn_up.weight", d.intermediate, H),
+              read.weight(b + "ffn_down.weight", H, d.intermediate)};
   }
-  for (const GgufTensor& t : g.tensors())
-    if (!used.contains(t.name)) [[unlikely]]
-      detail::fail_check(where, "tensor '" + t.name + "'",
-                         "one the " + a + " loader reads (token_embd, output_norm, output, "
-                         "rope_freqs, blk.N.attn_*/ffn_*)",
-                         "a tensor it does not know");
   std::size_t bytes = 0;
-  for (const GgufTensor& t : g.tensors()) bytes += t.bytes.size();
+  for (const GgufTensor& t : g.tensors()) {
+    read.check_read(t.name, "token_embd, output_norm, output, rope_freqs, blk.N.attn_*/ffn_*");
+    bytes += t.bytes.size();
+  }
   m.hold(std::move(file), path, bytes);
   return m;
 }

@@ -26,7 +26,6 @@
 
 #include <filesystem>
 #include <memory>
-#include <set>
 #include <string>
 
 #include "tformer/io/hf_config.hpp"
@@ -48,50 +47,35 @@ inline LoadedModel load_hf(const std::string& dir, FileMode mode = FileMode::Map
   const Dims& d = info.dims;
   const index H = d.hidden, qd = d.heads * d.head_dim, kvd = d.kv_heads * d.head_dim;
 
-  std::set<std::string, std::less<>> used;
-  const auto weight = [&](const std::string& name, index rows, index cols) {
-    used.insert(name);
-    return st.weight(name, rows, cols);
-  };
-  const auto vector = [&](const std::string& name, index n) -> std::span<const float> {
-    used.insert(name);
-    if (st.at(name).elements() != n) [[unlikely]]  // before allocating n
-      detail::fail_check(where, "tensor '" + name + "'",
-                         "a vector of " + std::to_string(n) + " values (config.json's sizes)",
-                         std::to_string(st.at(name).elements()) + " values");
-    const std::span<float> out = m.own_vector(n);
-    st.vector_f32(name, out);
-    return out;
-  };
-
+  detail::TensorReader<SafetensorsModel> read(st, m, where);
   ModelWeights& w = m.mutable_weights();
-  w.embedding = weight("model.embed_tokens.weight", d.vocab, H);
-  w.final_norm = vector("model.norm.weight", H);
+  w.embedding = read.weight("model.embed_tokens.weight", d.vocab, H);
+  w.final_norm = read.vector("model.norm.weight", H);
   if (!info.tied)
-    w.lm_head = weight("lm_head.weight", d.vocab, H);
+    w.lm_head = read.weight("lm_head.weight", d.vocab, H);
   else if (st.find("lm_head.weight"))
-    used.insert("lm_head.weight");  // tied: Hugging Face uses the embedding in its place
+    read.mark_read("lm_head.weight");  // tied: Hugging Face uses the embedding in its place
   w.layers.resize(static_cast<std::size_t>(d.layers));
   for (index l = 0; l < d.layers; ++l) {
     LayerWeights& lw = w.layers[static_cast<std::size_t>(l)];
     const std::string b = "model.layers." + std::to_string(l) + ".";
-    lw.attn_norm = vector(b + "input_layernorm.weight", H);
-    lw.wq = weight(b + "self_attn.q_proj.weight", qd, H);
-    lw.wk = weight(b + "self_attn.k_proj.weight", kvd, H);
-    lw.wv = weight(b + "self_attn.v_proj.weight", kvd, H);
-    lw.wo = weight(b + "self_attn.o_proj.weight", H, qd);
+    lw.attn_norm = read.vector(b + "input_layernorm.weight", H);
+    lw.wq = read.weight(b + "self_attn.q_proj.weight", qd, H);
+    lw.wk = read.weight(b + "self_attn.k_proj.weight", kvd, H);
+    lw.wv = read.weight(b + "self_attn.v_proj.weight", kvd, H);
+    lw.wo = read.weight(b + "self_attn.o_proj.weight", H, qd);
     if (info.qkv_bias) {
-      lw.bq = vector(b + "self_attn.q_proj.bias", qd);
-      lw.bk = vector(b + "self_attn.k_proj.bias", kvd);
-      lw.bv = vector(b + "self_attn.v_proj.bias", kvd);
+      lw.bq = read.vector(b + "self_attn.q_proj.bias", qd);
+      lw.bk = read.vector(b + "self_attn.k_proj.bias", kvd);
+      lw.bv = read.vector(b + "self_attn.v_proj.bias", kvd);
     }
-    if (info.o_bias) lw.bo = vector(b + "self_attn.o_proj.bias", H);
+    if (info.o_bias) lw.bo = read.vector(b + "self_attn.o_proj.bias", H);
     if (info.params.qk_norm) {
-      lw.q_norm = vector(b + "self_attn.q_norm.weight", d.head_dim);
-      lw.k_norm = vector(b + "self_attn.k_norm.weight", d.head_dim);
+      lw.q_norm = read.vector(b + "self_attn.q_norm.weight", d.head_dim);
+      lw.k_norm = read.vector(b + "self_attn.k_norm.weight", d.head_dim);
     }
-    if (st.find(b + "self_attn.rotary_emb.inv_freq")) used.insert(b + "self_attn.rotary_emb.inv_freq");
-    lw.ffn_norm = vector(b + "post_attention_layernorm.weight", H);
+    read.mark_read(b + "self_attn.rotary_emb.inv_freq");  // older files: recomputed, not read
+    lw.ffn_norm = read.vector(b + "post_attention_layernorm.weight", H);
     if (info.ffn == FfnKind::MoE) {
       const std::string router = b + "block_sparse_moe.gate.weight";
       const SafetensorsTensor& t = st.at(router);
@@ -100,29 +84,25 @@ inline LoadedModel load_hf(const std::string& dir, FileMode mode = FileMode::Map
                            "[" + std::to_string(d.experts) + ", " + std::to_string(H) + "]",
                            "[" + std::to_string(t.shape.empty() ? 0 : t.shape[0]) + ", …] (" +
                                std::to_string(t.shape.size()) + " dims)");
-      used.insert(router);
+      read.mark_read(router);
       const std::span<float> r = m.own_vector(d.experts * H);
       st.to_f32(router, r);
       lw.router = MatrixView<const float>(r.data(), d.experts, H);
       for (index e = 0; e < d.experts; ++e) {
         const std::string x = b + "block_sparse_moe.experts." + std::to_string(e) + ".";
-        lw.experts.push_back({weight(x + "w1.weight", d.intermediate, H),
-                              weight(x + "w3.weight", d.intermediate, H),
-                              weight(x + "w2.weight", H, d.intermediate)});
+        lw.experts.push_back({read.weight(x + "w1.weight", d.intermediate, H),
+                              read.weight(x + "w3.weight", d.intermediate, H),
+                              read.weight(x + "w2.weight", H, d.intermediate)});
       }
     } else {
-      lw.ffn = {weight(b + "mlp.gate_proj.weight", d.intermediate, H),
-                weight(b + "mlp.up_proj.weight", d.intermediate, H),
-                weight(b + "mlp.down_proj.weight", H, d.intermediate)};
+      lw.ffn = {read.weight(b + "mlp.gate_proj.weight", d.intermediate, H),
+                read.weight(b + "mlp.up_proj.weight", d.intermediate, H),
+                read.weight(b + "mlp.down_proj.weight", H, d.intermediate)};
     }
   }
   std::size_t bytes = 0;
   st.for_each([&](const SafetensorsFile&, const SafetensorsTensor& t) {
-    if (!used.contains(t.name)) [[unlikely]]
-      detail::fail_check(where, "tensor '" + t.name + "'",
-                         "one the " + info.family + " loader reads (model.embed_tokens, "
-                         "model.norm, lm_head, model.layers.N.…)",
-                         "a tensor it does not know");
+    read.check_read(t.name, "model.embed_tokens, model.norm, lm_head, model.layers.N.…");
     bytes += t.bytes.size();
   });
   m.hold(std::move(files), dir, bytes);

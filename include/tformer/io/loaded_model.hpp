@@ -13,6 +13,9 @@
 #include <cstddef>
 #include <deque>
 #include <map>
+#include <set>
+#include <span>
+#include <string_view>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -156,6 +159,57 @@ class LoadedModel {
   std::deque<std::vector<float>> vectors_;  // f32 copies (a deque: addresses stay)
   ModelWeights weights_;
 };
+
+namespace detail {
+
+// For the loaders: reads a checkpoint's tensors into a LoadedModel and remembers each name it
+// read, so that a loader refuses the tensors it does not know instead of ignoring them. File is
+// GgufFile or SafetensorsModel (weight(name, rows, cols), vector_f32(name, out)).
+template <class File>
+class TensorReader {
+ public:
+  TensorReader(const File& file, LoadedModel& model, std::string where)
+      : file_(file), model_(model), where_(std::move(where)) {}
+
+  WeightView weight(const std::string& name, index rows, index cols) {
+    used_.insert(name);
+    return file_.weight(name, rows, cols);
+  }
+  // An f32 copy of a vector of n values in the model, its size checked before allocating n.
+  std::span<const float> vector(const std::string& name, index n) {
+    used_.insert(name);
+    const std::uint64_t have = elements(name);
+    if (have != std::uint64_t(n)) [[unlikely]]
+      detail::fail_check(where_, "tensor '" + name + "'",
+                         "a vector of " + std::to_string(n) + " values", std::to_string(have) + " values");
+    const std::span<float> out = model_.own_vector(n);
+    file_.vector_f32(name, out);
+    return out;
+  }
+  // A tensor read otherwise, or known and not needed.
+  void mark_read(const std::string& name) { used_.insert(name); }
+  // Throws unless `name` was read; `known` lists what this loader reads.
+  void check_read(const std::string& name, std::string_view known) const {
+    if (!used_.contains(name)) [[unlikely]]
+      detail::fail_check(where_, "tensor '" + name + "'", "one the loader reads (" + std::string(known) + ")",
+                         "a tensor it does not know");
+  }
+
+ private:
+  std::uint64_t elements(const std::string& name) const {
+    if constexpr (requires { file_.tensor(name).elements(); })
+      return file_.tensor(name).elements();  // GGUF
+    else
+      return std::uint64_t(file_.at(name).elements());  // safetensors
+  }
+
+  const File& file_;
+  LoadedModel& model_;
+  std::string where_;
+  std::set<std::string, std::less<>> used_;
+};
+
+}  // namespace detail
 
 }  // namespace TFORMER_ARCH_NS
 }  // namespace tformer
