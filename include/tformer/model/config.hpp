@@ -34,6 +34,7 @@
 #include "tformer/nn/activation.hpp"
 #include "tformer/nn/attention.hpp"
 #include "tformer/nn/moe.hpp"
+#include "tformer/nn/position_bias.hpp"
 #include "tformer/nn/rmsnorm.hpp"
 #include "tformer/rope/apply.hpp"
 #include "tformer/rope/scaling.hpp"
@@ -176,8 +177,7 @@ void check_params(const char* where, const ModelParams& p, const Dims& d) {
   check(a.sink_positions == SinkPositions::InCache || a.sink_positions == SinkPositions::Original,
         where, "params.attention.sink_positions", "InCache or Original", int(a.sink_positions));
   check(!a.ring || a.window > 0, where, "params.attention.ring", "false without a window", a.ring);
-  check(p.router == RouterKind::SoftmaxThenTopK || p.router == RouterKind::TopKThenSoftmax, where,
-        "params.router", "SoftmaxThenTopK or TopKThenSoftmax", int(p.router));
+  check_router(where, "params.router", p.router);
   check(p.pad_id >= -1 && p.pad_id < d.vocab, where, "params.pad_id",
         "-1 or a token id < vocab (" + std::to_string(d.vocab) + ")", p.pad_id);
   if (!std::isfinite(p.position_scale)) [[unlikely]]
@@ -190,10 +190,10 @@ void check_params(const char* where, const ModelParams& p, const Dims& d) {
   finite_or_off("params.attention_scale", p.attention_scale);
   finite_or_off("params.attention_softcap", p.attention_softcap);
   finite_or_off("params.final_softcap", p.final_softcap);
-  if constexpr (C::bias == BiasKind::T5) {  // nn/position_bias.hpp's limits
-    check(p.t5_buckets >= 2 && p.t5_buckets <= (index(1) << 20), where, "params.t5_buckets",
+  if constexpr (C::bias == BiasKind::T5) {  // before any table: T5Bias checks the rest
+    check(p.t5_buckets >= 2 && p.t5_buckets <= t5_limit, where, "params.t5_buckets",
           "in [2, 2^20]", p.t5_buckets);
-    check(p.t5_max_distance >= 1 && p.t5_max_distance <= (index(1) << 20), where,
+    check(p.t5_max_distance >= 1 && p.t5_max_distance <= t5_limit, where,
           "params.t5_max_distance", "in [1, 2^20]", p.t5_max_distance);
   }
 }

@@ -17,6 +17,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "tformer/core/error.hpp"
 #include "tformer/core/memory.hpp"
@@ -163,16 +164,19 @@ inline void route(const float* logits, index experts, index k, RouterKind kind, 
 
 }  // namespace moe_kernels
 
+// Throws unless kind is one of RouterKind; `what` names the parameter in the error.
+inline void check_router(std::string_view where, std::string_view what, RouterKind kind) {
+  check(kind == RouterKind::SoftmaxThenTopK || kind == RouterKind::TopKThenSoftmax, where, what,
+        "SoftmaxThenTopK or TopKThenSoftmax", static_cast<int>(kind));
+}
+
 // y [T, H] = Σ_e w_e · expert_e(x) (+ shared expert) for x [T, H]. y must not overlap x.
 inline void moe(MatrixView<const float> x, const MoeWeights& w, const MoeConfig& config,
                 MatrixView<float> y, MoeWorkspace& ws) {
   constexpr const char* where = "moe";
   const index tokens = x.rows(), hidden = x.cols(), E = config.experts, k = config.top_k;
   check_activation(where, config.activation);
-  check(config.router == RouterKind::SoftmaxThenTopK ||
-            config.router == RouterKind::TopKThenSoftmax,
-        where, "config.router", "SoftmaxThenTopK or TopKThenSoftmax",
-        static_cast<int>(config.router));
+  check_router(where, "config.router", config.router);
   check(E >= 1, where, "config.experts", ">= 1", E);
   if (k < 1 || k > E) [[unlikely]]
     detail::fail_check(where, "config.top_k", "a value in [1, " + std::to_string(E) + "] (experts)",

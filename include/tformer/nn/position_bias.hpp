@@ -73,6 +73,10 @@ inline index t5_bucket(index r, index buckets, index max_distance, bool bidirect
 
 // T5 bias over a [buckets, heads] table. Buckets are looked up per distance from a small table
 // built at construction: beyond ±max_distance every bucket is the last of its side.
+// The largest T5 max_distance (and bucket count) accepted: the lookup table of
+// 2·max_distance + 1 entries then never fails to allocate.
+inline constexpr index t5_limit = index(1) << 20;
+
 class T5Bias {
  public:
   // table [buckets, heads]. Throws unless it has data, buckets >= 2 (4 bidirectional), heads
@@ -87,7 +91,7 @@ class T5Bias {
     check(table.cols() >= 1, where, "table cols (heads)", ">= 1", table.cols());
     const index exact = (bidirectional ? table.rows() / 2 : table.rows()) / 2;
     check(max_distance > exact, where, "max_distance", "> the exact buckets", max_distance);
-    check(max_distance <= (index(1) << 20), where, "max_distance", "<= 2^20", max_distance);
+    check(max_distance <= t5_limit, where, "max_distance", "<= 2^20", max_distance);
     bucket_.resize(static_cast<std::size_t>(2 * max_distance + 1));
     for (index r = -max_distance; r <= max_distance; ++r)
       bucket_[static_cast<std::size_t>(r + max_distance)] =
