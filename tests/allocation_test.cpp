@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <thread>
@@ -164,11 +165,29 @@ TEST_CASE("model/decoder: a decode step, a batched decode step and sampling allo
           dec.forward(batch, {logits.data(), 2, 97});
           (void)sample({logits.data(), 97}, Sampler::with_top_p(0.9f, 0.8f), rng, sws);
         }) == 0);
+  // Every sampler step: bias, penalties over a history, each truncation, the log-probability.
+  Sampler every = Sampler::with_top_p(0.9f, 0.8f);
+  every.top_k = 20;
+  every.min_p = 0.05f;
+  every.repetition_penalty = 1.2f;
+  every.frequency_penalty = 0.1f;
+  const LogitBias bias[] = {{3, -INFINITY}, {4, 2.0f}};
+  every.logit_bias = bias;
+  CHECK(test::allocations_during([&] {
+          (void)sample_with_logprob({logits.data(), 97}, every, rng, sws, prompt);
+          (void)sample({logits.data(), 97}, Sampler::with_temperature(1.0f), rng, sws, prompt);
+          (void)sample({logits.data(), 97}, Sampler::with_min_p(0.1f), rng, sws);
+        }) == 0);
   // generate's decode loop: count one whole generation after its first call warmed nothing up.
   std::vector<std::int32_t> out(8);
+  std::vector<float> logprobs(8);
   dec.reset(0);
   CHECK(test::allocations_during([&] {
           dec.generate(0, prompt, 8, Sampler::with_top_k(5), rng, out);
+        }) == 0);
+  dec.reset(0);
+  CHECK(test::allocations_during([&] {
+          dec.generate(0, prompt, 8, every, rng, out, -1, logprobs);
         }) == 0);
 }
 

@@ -152,6 +152,7 @@ TEST_CASE("bad_input: Decoder calls", "[bad_input][model]") {
   const SequenceTokens twice[] = {{0, ok}, {0, ok}};
   const SequenceTokens three[] = {{0, ok}, {1, ok}, {1, ok}};
   std::vector<std::int32_t> out(4);
+  std::vector<float> small_logprobs(1);
   Rng rng(1);
   float lg[2], pr[2];
   const std::int32_t yes_no[2] = {4, 5}, bad_ids[2] = {4, std::int32_t(V)};
@@ -186,6 +187,11 @@ TEST_CASE("bad_input: Decoder calls", "[bad_input][model]") {
        [&] { dec.generate(1, ok, 1, Sampler::with_top_k(V + 1), rng, out); }, state},
       {"Decoder::generate", "top_p NaN", "top_p",
        [&] { dec.generate(1, ok, 1, Sampler::with_top_p(kNaN), rng, out); }, state},
+      {"Decoder::generate", "min_p 2", "min_p",
+       [&] { dec.generate(1, ok, 1, Sampler::with_min_p(2.0f), rng, out); }, state},
+      {"Decoder::generate", "logprobs smaller than max_new_tokens", "logprobs size",
+       [&] { dec.generate(1, ok, 2, Sampler::greedy(), rng, out, -1, std::span(small_logprobs)); },
+       state},
       {"Decoder::generate", "a token id = vocab in the second step", "token id",
        [&] {
          std::vector<std::int32_t> long_bad(8, 1);
@@ -253,6 +259,8 @@ TEST_CASE("bad_input: sample, choose and SamplerWorkspace", "[bad_input][model]"
                            with_inf = {0.0f, 1.0f, kInf, 0.5f}, three = {0.0f, 1.0f, 2.0f};
   const std::vector<std::int32_t> ids = {0, 2}, bad_ids = {0, 4}, none;
   std::vector<float> out(2), probs(2), one(1);
+  const std::vector<LogitBias> bias_past = {{4, 1.0f}}, bias_negative = {{-1, 1.0f}},
+                               bias_inf = {{1, kInf}}, bias_nan = {{1, kNaN}};
   bad_input::run({
       {"SamplerWorkspace", "vocab = -1", "vocab", [] { SamplerWorkspace w(-1); }},
       {"SamplerWorkspace", "vocab 2^62", "vocab", [] { SamplerWorkspace w(huge); }},
@@ -272,9 +280,33 @@ TEST_CASE("bad_input: sample, choose and SamplerWorkspace", "[bad_input][model]"
       {"sample", "top_p = 1.5", "top_p",
        [&] { (void)sample(logits, Sampler::with_top_p(1.5f), rng, ws); }},
       {"sample", "an unknown kind", "sampler kind",
-       [&] {
-         (void)sample(logits, Sampler{static_cast<SamplerKind>(9), 1.0f, 0, 1.0f}, rng, ws);
-       }},
+       [&] { (void)sample(logits, Sampler{.kind = static_cast<SamplerKind>(9)}, rng, ws); }},
+      {"sample", "min_p = -0.5", "min_p", [&] { (void)sample(logits, Sampler::with_min_p(-0.5f), rng, ws); }},
+      {"sample", "min_p NaN", "min_p", [&] { (void)sample(logits, Sampler::with_min_p(kNaN), rng, ws); }},
+      {"sample", "top_k = -1 (temperature)", "top_k",
+       [&] { (void)sample(logits, Sampler{.kind = SamplerKind::Temperature, .top_k = -1}, rng, ws); }},
+      {"sample", "repetition_penalty 0", "repetition_penalty",
+       [&] { (void)sample(logits, Sampler{.repetition_penalty = 0.0f}, rng, ws); }},
+      {"sample", "repetition_penalty +inf", "repetition_penalty",
+       [&] { (void)sample(logits, Sampler{.repetition_penalty = kInf}, rng, ws); }},
+      {"sample", "frequency_penalty NaN", "frequency_penalty",
+       [&] { (void)sample(logits, Sampler{.frequency_penalty = kNaN}, rng, ws); }},
+      {"sample", "presence_penalty -inf", "presence_penalty",
+       [&] { (void)sample(logits, Sampler{.presence_penalty = -kInf}, rng, ws); }},
+      {"sample", "penalty_window -1", "penalty_window",
+       [&] { (void)sample(logits, Sampler{.penalty_window = -1}, rng, ws); }},
+      {"sample", "logit_bias token 4 of 4", "logit_bias token",
+       [&] { (void)sample(logits, Sampler{.logit_bias = bias_past}, rng, ws); }},
+      {"sample", "logit_bias token -1", "logit_bias token",
+       [&] { (void)sample(logits, Sampler{.logit_bias = bias_negative}, rng, ws); }},
+      {"sample", "logit_bias +inf", "logit_bias bias",
+       [&] { (void)sample(logits, Sampler{.logit_bias = bias_inf}, rng, ws); }},
+      {"sample", "logit_bias NaN", "logit_bias bias",
+       [&] { (void)sample(logits, Sampler{.logit_bias = bias_nan}, rng, ws); }},
+      {"sample", "history token 4 of 4", "history token",
+       [&] { (void)sample(logits, Sampler::greedy(), rng, ws, bad_ids); }},
+      {"sample_with_logprob", "a NaN logit", "logits[1]",
+       [&] { (void)sample_with_logprob(with_nan, Sampler::greedy(), rng, ws); }},
       {"choose", "no ids", "ids", [&] { choose(logits, none, {}, {}); }},
       {"choose", "id = 4 of 4", "ids[i]", [&] { choose(logits, bad_ids, out, probs); }},
       {"choose", "out_logits of the wrong size", "out_logits size",

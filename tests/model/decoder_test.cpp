@@ -694,52 +694,25 @@ TEST_CASE("decoder: generation is reproducible and greedy follows the reference 
   dec.reset(0);
   Rng r4(1);
   CHECK(dec.generate(0, prompt, 8, Sampler::greedy(), r4, k1, out[2]) == 3);
-}
-
-TEST_CASE("sampling: distributions follow the softmax, top-k and top-p keep what they should",
-          "[decoder][sampling]") {
-  const std::vector<float> logits = {0.0f, 1.0f, 2.0f, -INFINITY, 1.0f};
-  SamplerWorkspace ws(5);
-  CHECK(sample(logits, Sampler::greedy(), *std::make_unique<Rng>(1), ws) == 2);
-  // Temperature 1: frequencies within 4 standard deviations of softmax (−inf never drawn).
-  const double z = 1 + 2 * std::exp(1.0) + std::exp(2.0);
-  const std::vector<double> p = {1 / z, std::exp(1.0) / z, std::exp(2.0) / z, 0, std::exp(1.0) / z};
-  Rng rng(3);
-  std::vector<int> count(5, 0);
-  const int n = 20000;
-  for (int i = 0; i < n; ++i) ++count[static_cast<std::size_t>(sample(logits, Sampler::with_temperature(1), rng, ws))];
-  for (int j = 0; j < 5; ++j)
-    CHECK(std::abs(count[static_cast<std::size_t>(j)] - n * p[static_cast<std::size_t>(j)]) <=
-          4 * std::sqrt(n * p[static_cast<std::size_t>(j)] * (1 - p[static_cast<std::size_t>(j)])) + 1e-9);
-  // Top-2 keeps ids 2 and 1 (ties to the lower id); top-p 0.5 keeps only id 2 (p = 0.5 > …).
-  for (int i = 0; i < 200; ++i) {
-    const auto t = sample(logits, Sampler::with_top_k(2), rng, ws);
-    CHECK((t == 2 || t == 1));
-    CHECK(sample(logits, Sampler::with_top_p(0.5f), rng, ws) == 2);
+  // Log-probabilities are the reference's log-softmax; penalties see the prompt and the tokens
+  // generated so far (a presence penalty of 1e4 never repeats a token).
+  Sampler no_repeats = Sampler::greedy();
+  no_repeats.presence_penalty = 1e4f;
+  std::vector<std::int32_t> fresh(8);
+  std::vector<float> logprobs(8);
+  dec.reset(0);
+  REQUIRE(dec.generate(0, prompt, 8, no_repeats, r4, fresh, -1, logprobs) == 8);
+  std::vector<std::int32_t> all = prompt;
+  for (std::size_t i = 0; i < 8; ++i) {
+    CAPTURE(i);
+    CHECK(std::find(all.begin(), all.end(), fresh[i]) == all.end());
+    const auto last = ref::decoder_logits<C>(weights.view(), dec.dims(), all).back();
+    double m = -INFINITY, z = 0;
+    for (double x : last) m = std::max(m, x);
+    for (double x : last) z += std::exp(x - m);
+    CHECK(logprobs[i] == Approx(last[std::size_t(fresh[i])] - m - std::log(z)).margin(1e-4));
+    all.push_back(fresh[i]);
   }
-  // NaN or +inf is non-finite data: every sampler reports it (never a valid token), and
-  // choose() propagates it to every probability, as softmax does. Every kept token at −inf: the
-  // lowest kept id.
-  const std::vector<float> masked = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
-  for (const Sampler s : {Sampler::greedy(), Sampler::with_temperature(2), Sampler::with_top_k(3),
-                          Sampler::with_top_p(0.5f)}) {
-    for (const float bad : {std::nanf(""), INFINITY}) {
-      const std::vector<float> row = {0.0f, 1.0f, bad, 0.5f, 1.0f};
-      CHECK_THROWS_WITH(sample(row, s, rng, ws),
-                        Catch::Contains("logits[2]") && Catch::Contains("below +inf"));
-    }
-    CHECK(sample(masked, s, rng, ws) == 0);
-  }
-  for (const float bad : {std::nanf(""), INFINITY}) {
-    const std::vector<float> row = {0.0f, 1.0f, bad};
-    const std::vector<std::int32_t> ids = {0, 2};
-    std::vector<float> out(2), probs(2);
-    tformer::choose(row, ids, out, probs);
-    CHECK((std::isnan(probs[0]) && std::isnan(probs[1])));
-  }
-  CHECK_THROWS_AS(sample(logits, Sampler::with_top_k(6), rng, ws), Error);
-  CHECK_THROWS_AS(sample(logits, Sampler::with_temperature(0), rng, ws), Error);
-  CHECK_THROWS_AS(sample(logits, Sampler::with_top_p(1.5f), rng, ws), Error);
 }
 
 TEST_CASE("decoder: YES/NO classification equals the softmax of the reference logits",

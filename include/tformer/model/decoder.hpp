@@ -253,23 +253,32 @@ class Decoder {
 
   // Feeds `prompt` to sequence `seq` (in steps of max_tokens), then samples up to
   // max_new_tokens tokens into `out`, feeding each back; stops after `stop_token` (if >= 0).
-  // Returns the number of tokens written. The last sampled token is not fed (its logits are
-  // not needed): a caller continuing the sequence passes it as the next prompt. Bad arguments
-  // are refused before anything runs; a NaN or +inf logit (non-finite data from the model) is
-  // an Error raised after the steps before it, which stay in the cache (length(seq)).
+  // Returns the number of tokens written. The sampler's penalties see the prompt and the tokens
+  // this call generated. With `logprobs` (empty, or >= max_new_tokens values), logprobs[i] is
+  // the model's log-probability of out[i] (see Sampled). The last sampled token is not fed (its
+  // logits are not needed): a caller continuing the sequence passes it as the next prompt. Bad
+  // arguments are refused before anything runs; a NaN or +inf logit (non-finite data from the
+  // model) is an Error raised after the steps before it, which stay in the cache (length(seq)).
   index generate(index seq, std::span<const std::int32_t> prompt, index max_new_tokens,
                  const Sampler& sampler, Rng& rng, std::span<std::int32_t> out,
-                 std::int32_t stop_token = -1) {
+                 std::int32_t stop_token = -1, std::span<float> logprobs = {}) {
     constexpr const char* where = "Decoder::generate";
     check(max_new_tokens >= 0, where, "max_new_tokens", ">= 0", max_new_tokens);
     check(index(out.size()) >= max_new_tokens, where, "out size", ">= max_new_tokens", out.size());
+    if (!logprobs.empty() && index(logprobs.size()) < max_new_tokens) [[unlikely]]
+      detail::fail_check(where, "logprobs size", "0 or >= max_new_tokens (" +
+                         std::to_string(max_new_tokens) + ")", logprobs.size());
     check_sampler(sampler, d_.vocab);
     check_feed(where, seq, prompt, std::max<index>(max_new_tokens - 1, 0));
     const MatrixView<float> logits(logits_.data(), 1, d_.vocab);
     prefill(seq, prompt, logits);
     const std::span<const float> row(logits_.data(), std::size_t(d_.vocab));
     for (index i = 0; i < max_new_tokens; ++i) {
-      const std::int32_t token = sample(row, sampler, rng, sampler_ws_);
+      const sampling_detail::History history{prompt, out.first(std::size_t(i))};
+      const Sampled s =
+          sampling_detail::run(row, sampler, rng, sampler_ws_, history, !logprobs.empty());
+      const std::int32_t token = s.token;
+      if (!logprobs.empty()) logprobs[std::size_t(i)] = s.logprob;
       out[std::size_t(i)] = token;
       if (token == stop_token) return i + 1;
       if (i + 1 < max_new_tokens) forward(seq, std::span<const std::int32_t>(&token, 1), logits);

@@ -1,23 +1,39 @@
 // Choosing the next token from a row of logits, and scoring chosen tokens (classification).
 //
-//   Greedy:       argmax (the lowest id among equal maxima).
-//   Temperature:  sample from softmax(logits / T).
-//   TopK:         keep the k largest logits, then as Temperature.
-//   TopP:         keep the smallest set of most probable tokens whose probability reaches p
-//                 (after the temperature), then sample among them renormalised.
-// Sampling draws one uniform number per token from a Rng (SplitMix64 seeded by the caller), so
-// a seed reproduces a run on every platform. Scratch lives in SamplerWorkspace: no allocation.
+// sample() runs these steps, each only when its setting is on:
+//   1. logit_bias                 l[t] += bias (−inf bans t)                        OpenAI, HF
+//   2. penalties over the history  repetition r: l → l/r if l > 0, else l·r        CTRL, HF
+//                                  frequency f, presence q: l −= f·count + q·[count > 0]  OpenAI
+//   3. Greedy: the largest logit (the lowest id among equal maxima); else, at temperature T,
+//      p ∝ exp(l / T), then the truncations, in Hugging Face's order:
+//   4. top_k > 0                   keep the k most probable
+//   5. top_p < 1                   keep the shortest most-probable prefix whose mass reaches
+//                                  top_p of what step 4 kept
+//   6. min_p > 0                   keep tokens at least min_p times as probable as the first
+//   7. one uniform draw from what is kept, renormalised, in the order most probable first
+//      (no truncation: in id order).
+// Ties order by the lower id. Sampling draws exactly one uniform number per token from a Rng
+// (SplitMix64 seeded by the caller), so a seed reproduces a run on every platform (up to draws
+// within about 1e-6 of a boundary, where float rounding of one instruction set may differ).
+//
+// No step sorts the vocabulary: the truncations gather the tokens above a logit threshold with
+// one vector pass, lowering it only when what is gathered cannot hold the kept set; only the
+// gathered few are sorted. Steps 3 to 7 read exp() of the whole vocabulary only when their
+// result depends on all of it (no truncation, or top_p without top_k). Scratch lives in
+// SamplerWorkspace: no allocation per token.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <span>
 #include <string>
 
 #include "tformer/core/error.hpp"
 #include "tformer/core/memory.hpp"
+#include "tformer/core/simd.hpp"
 #include "tformer/core/views.hpp"
 
 namespace tformer {
@@ -40,58 +56,273 @@ class Rng {
   std::uint64_t state_;
 };
 
+// Greedy takes the argmax. The other kinds sample with every truncation that is set; each names
+// the one its factory sets (and requires it: TopK a top_k >= 1, TopP a top_p in (0, 1]).
 enum class SamplerKind { Greedy, Temperature, TopK, TopP };
+
+// A bias added to one token's logit before anything else (−inf: never chosen).
+struct LogitBias {
+  std::int32_t token = 0;
+  float bias = 0.0f;
+};
 
 struct Sampler {
   SamplerKind kind = SamplerKind::Greedy;
   float temperature = 1.0f;  // > 0 (not Greedy)
-  index top_k = 0;           // TopK: in [1, vocab]
-  float top_p = 1.0f;        // TopP: in (0, 1]
+  index top_k = 0;           // in [0, vocab]; 0: off
+  float top_p = 1.0f;        // in (0, 1]; 1: off
+  float min_p = 0.0f;        // in [0, 1]; 0: off
+  float repetition_penalty = 1.0f;  // > 0; 1: off (1.1–1.3 is usual)
+  float frequency_penalty = 0.0f;   // finite; 0: off
+  float presence_penalty = 0.0f;    // finite; 0: off
+  index penalty_window = 0;         // the last tokens of the history penalised; 0: all of it
+  std::span<const LogitBias> logit_bias = {};  // ids in [0, vocab), bias a number or −inf
 
   static constexpr Sampler greedy() noexcept { return {}; }
   static constexpr Sampler with_temperature(float t) noexcept {
-    return {SamplerKind::Temperature, t, 0, 1.0f};
+    return {.kind = SamplerKind::Temperature, .temperature = t};
   }
   static constexpr Sampler with_top_k(index k, float t = 1.0f) noexcept {
-    return {SamplerKind::TopK, t, k, 1.0f};
+    return {.kind = SamplerKind::TopK, .temperature = t, .top_k = k};
   }
   static constexpr Sampler with_top_p(float p, float t = 1.0f) noexcept {
-    return {SamplerKind::TopP, t, 0, p};
+    return {.kind = SamplerKind::TopP, .temperature = t, .top_p = p};
+  }
+  static constexpr Sampler with_min_p(float p, float t = 1.0f) noexcept {
+    return {.kind = SamplerKind::Temperature, .temperature = t, .min_p = p};
+  }
+
+  bool penalises() const noexcept {
+    return repetition_penalty != 1.0f || frequency_penalty != 0.0f || presence_penalty != 0.0f;
   }
 };
 
-// Scratch for one vocabulary: probabilities and an index order.
+// A sampled token and its log-probability under the model's own distribution:
+// log softmax(logits)[token], at temperature 1, before bias, penalties and truncation (what
+// perplexity and OpenAI-style logprobs report).
+struct Sampled {
+  std::int32_t token = 0;
+  float logprob = 0.0f;
+};
+
+namespace sampling_kernels {
+
+inline constexpr index block = 256;  // exp_sum's unit: a float sum per block, blocks in double
+
+// A token the truncations consider.
+struct Candidate {
+  std::int32_t id = 0;
+  float logit = 0.0f;
+  double weight = 0.0;  // exp((logit − max)/T)
+};
+
+struct MaxScan {
+  float max;
+  bool bad;  // a NaN or +inf among the values (max is then meaningless)
+};
+
+// The largest of x[0, n), n >= 1, and whether any value is NaN or +inf.
+inline MaxScan max_scan(const float* x, index n) noexcept {
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  float m = -inf;
+  bool bad = false;
+  index i = 0;
+#if TFORMER_HAS_SIMD
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  if (n >= W) {
+    B vm(-inf);
+    auto vbad = B(0.0f) != B(0.0f);  // all false
+    for (const index end = n / W * W; i < end; i += W) {
+      const B v = B::load_unaligned(x + i);
+      vbad = vbad | !(v < B(inf));
+      vm = xsimd::max(vm, v);
+    }
+    alignas(64) float lanes[W];
+    vm.store_aligned(lanes);
+    for (index j = 0; j < W; ++j) m = std::max(m, lanes[j]);
+    bad = xsimd::any(vbad);
+  }
+#endif
+  for (; i < n; ++i) {
+    bad = bad || !(x[i] < inf);
+    m = std::max(m, x[i]);
+  }
+  return {m, bad};
+}
+
+// The first i < n with x[i] == v. Precondition: there is one.
+inline index find_first(const float* x, [[maybe_unused]] index n, float v) noexcept {
+  index i = 0;
+#if TFORMER_HAS_SIMD
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  for (const index end = n / W * W; i < end; i += W)
+    if (xsimd::any(B::load_unaligned(x + i) == B(v))) break;
+#endif
+  while (x[i] != v) ++i;
+  return i;
+}
+
+// Σ exp((x[i] − m)·inv_t) over i < n: in float within blocks of `block` values, the block sums
+// in double. Writes e[i] = exp(…) and blocks[b] = the sum of block b when they are not null.
+// Precondition: x[i] <= m (each term in [0, 1]).
+inline double exp_sum(const float* x, index n, float m, float inv_t, float* e,
+                      double* blocks) noexcept {
+  double total = 0.0;
+  for (index b0 = 0; b0 < n; b0 += block) {
+    const index b1 = std::min(n, b0 + block);
+    float sum = 0.0f;
+    index i = b0;
+#if TFORMER_HAS_SIMD
+    using B = simd::batch;
+    constexpr index W = static_cast<index>(B::size);
+    B vs(0.0f);
+    for (const index end = b0 + (b1 - b0) / W * W; i < end; i += W) {
+      const B v = xsimd::exp((B::load_unaligned(x + i) - B(m)) * B(inv_t));
+      if (e) v.store_unaligned(e + i);
+      vs += v;
+    }
+    alignas(64) float lanes[W];
+    vs.store_aligned(lanes);
+    for (index j = 0; j < W; ++j) sum += lanes[j];
+#endif
+    for (; i < b1; ++i) {
+      const float v = std::exp((x[i] - m) * inv_t);
+      if (e) e[i] = v;
+      sum += v;
+    }
+    if (blocks) blocks[b0 / block] = sum;
+    total += sum;
+  }
+  return total;
+}
+
+// Writes every i < n with x[i] >= threshold to out, in increasing order; returns how many.
+inline index gather_at_least(const float* x, index n, float threshold, std::int32_t* out) noexcept {
+  index c = 0, i = 0;
+#if TFORMER_HAS_SIMD
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  for (const index end = n / W * W; i < end; i += W)
+    if (xsimd::any(B::load_unaligned(x + i) >= B(threshold)))
+      for (index j = i; j < i + W; ++j)
+        if (x[j] >= threshold) out[c++] = std::int32_t(j);
+#endif
+  for (; i < n; ++i)
+    if (x[i] >= threshold) out[c++] = std::int32_t(i);
+  return c;
+}
+
+// Writes the k best of x[0, n) (larger first, ties to the lower index) to out, in no order;
+// returns min(k, n). One pass: indices at or above the running k-th best are buffered and cut
+// back to k (nth_element) when the buffer fills, raising the bar. Precondition: k >= 1; out
+// has room for n indices.
+inline index select_top_k(const float* x, index n, index k, std::int32_t* out) {
+  if (k >= n) {
+    for (index i = 0; i < n; ++i) out[i] = std::int32_t(i);
+    return n;
+  }
+  const auto better = [x](std::int32_t a, std::int32_t b) {
+    return x[a] > x[b] || (x[a] == x[b] && a < b);
+  };
+  // Before the first cut everything is taken; after it only what beats the k-th best, which
+  // an equal value met later cannot (its index is higher).
+  float bar = -std::numeric_limits<float>::infinity();
+  bool strict = false;
+  index c = 0;
+  const auto cut = [&] {
+    std::nth_element(out, out + (k - 1), out + c, better);
+    c = k;
+    bar = x[out[k - 1]];
+    strict = true;
+  };
+  const auto take = [&](index i) {
+    if (strict ? x[i] > bar : x[i] >= bar) out[c++] = std::int32_t(i);
+  };
+  index i = 0;
+#if TFORMER_HAS_SIMD
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+#else
+  constexpr index W = 1;
+#endif
+  const index room = std::min(n, 2 * k + 4 * W + 64);  // > k + W: a cut always frees a register's room
+#if TFORMER_HAS_SIMD
+  for (const index end = n / W * W; i < end; i += W) {
+    if (c + W > room) cut();
+    const B v = B::load_unaligned(x + i);
+    if (xsimd::any(strict ? v > B(bar) : v >= B(bar)))
+      for (index j = i; j < i + W; ++j) take(j);
+  }
+#endif
+  for (; i < n; ++i) {
+    if (c + 1 > room) cut();
+    take(i);
+  }
+  if (c > k) cut();
+  return c;
+}
+
+}  // namespace sampling_kernels
+
+// Scratch for one vocabulary, sized at construction.
 class SamplerWorkspace {
  public:
   explicit SamplerWorkspace(index vocab)
-      : vocab_(checked(vocab)), probs_(static_cast<std::size_t>(vocab)),
-        order_(static_cast<std::size_t>(vocab)) {}
+      : vocab_(checked(vocab)), adjusted_(size(vocab)), e_(size(vocab)), probs_(size(vocab)),
+        blocks_(size((vocab + sampling_kernels::block - 1) / sampling_kernels::block)),
+        order_(size(vocab)), candidates_(size(vocab)), counts_(size(vocab)) {}
   index vocab() const noexcept { return vocab_; }
 
  private:
-  friend std::int32_t sample(std::span<const float>, const Sampler&, Rng&, SamplerWorkspace&);
+  friend struct sampling_detail;
   static index checked(index vocab) {  // token ids are int32
     check(vocab >= 1 && vocab <= std::numeric_limits<std::int32_t>::max(), "SamplerWorkspace",
           "vocab", "a value in [1, 2^31 - 1]", vocab);
     return vocab;
   }
+  static std::size_t size(index n) { return static_cast<std::size_t>(n); }
   index vocab_;
-  AlignedBuffer<double> probs_;
-  AlignedBuffer<std::int32_t> order_;
+  AlignedBuffer<float> adjusted_;     // logits after bias and penalties
+  AlignedBuffer<float> e_;            // exp((l − max)/T), no truncation only
+  AlignedBuffer<double> probs_;       // kept weights by id for a draw over many; zero between calls
+  AlignedBuffer<double> blocks_;      // e_'s block sums
+  AlignedBuffer<std::int32_t> order_;   // gathered token ids
+  AlignedBuffer<sampling_kernels::Candidate> candidates_;  // gathered tokens with logit and weight
+  AlignedBuffer<std::int32_t> counts_;  // history counts, zero between calls
 };
 
+// Throws unless the sampler's settings are valid for `vocab` tokens.
 inline void check_sampler(const Sampler& s, index vocab) {
   constexpr const char* where = "sample";
   check(s.kind >= SamplerKind::Greedy && s.kind <= SamplerKind::TopP, where, "sampler kind",
         "Greedy, Temperature, TopK or TopP", static_cast<int>(s.kind));
+  check(s.repetition_penalty > 0.0f && std::isfinite(s.repetition_penalty), where,
+        "repetition_penalty", "> 0 and finite (1: off)", s.repetition_penalty);
+  check(std::isfinite(s.frequency_penalty), where, "frequency_penalty", "a finite number",
+        s.frequency_penalty);
+  check(std::isfinite(s.presence_penalty), where, "presence_penalty", "a finite number",
+        s.presence_penalty);
+  check(s.penalty_window >= 0, where, "penalty_window", ">= 0 (0: the whole history)",
+        s.penalty_window);
+  for (const LogitBias& b : s.logit_bias) {
+    check_index(where, "logit_bias token", b.token, vocab);
+    if (!(b.bias < std::numeric_limits<float>::infinity())) [[unlikely]]
+      detail::fail_check(where, "logit_bias bias", "a number below +inf (-inf bans the token)",
+                         b.bias);
+  }
   if (s.kind == SamplerKind::Greedy) return;
   check(s.temperature > 0.0f && std::isfinite(s.temperature), where, "temperature",
         "> 0 and finite", s.temperature);
-  if (s.kind == SamplerKind::TopK && (s.top_k < 1 || s.top_k > vocab)) [[unlikely]]
-    detail::fail_check(where, "top_k", "a count in [1, " + std::to_string(vocab) + "] (vocab)",
+  const index min_k = s.kind == SamplerKind::TopK ? 1 : 0;
+  if (s.top_k < min_k || s.top_k > vocab) [[unlikely]]
+    detail::fail_check(where, "top_k",
+                       "a count in [" + std::to_string(min_k) + ", " + std::to_string(vocab) +
+                           "] (vocab" + (min_k ? ")" : "; 0: off)"),
                        s.top_k);
-  if (s.kind == SamplerKind::TopP)
-    check(s.top_p > 0.0f && s.top_p <= 1.0f, where, "top_p", "a value in (0, 1]", s.top_p);
+  check(s.top_p > 0.0f && s.top_p <= 1.0f, where, "top_p", "a value in (0, 1] (1: off)", s.top_p);
+  check(s.min_p >= 0.0f && s.min_p <= 1.0f, where, "min_p", "a value in [0, 1] (0: off)", s.min_p);
 }
 
 // Throws unless every logit is a number below +Inf (−Inf is a masked token). A NaN or +Inf
@@ -105,64 +336,262 @@ inline void check_logits(const char* where, std::span<const float> logits) {
                          logits[i]);
 }
 
-// The next token from `logits` (vocab entries, each a number below +Inf: see check_logits).
-inline std::int32_t sample(std::span<const float> logits, const Sampler& s, Rng& rng,
-                           SamplerWorkspace& ws) {
-  const index n = index(logits.size());
-  check_eq("sample", "logits size (= workspace vocab)", ws.vocab_, n);
-  check(n > 0, "sample", "vocab", "> 0", n);
-  check_sampler(s, n);
-  check_logits("sample", logits);
-  // Order: larger logit first, ties to the lower id (a strict weak order: no NaN).
-  auto better = [&](std::int32_t a, std::int32_t b) {
-    const float la = logits[std::size_t(a)], lb = logits[std::size_t(b)];
-    return la > lb || (la == lb && a < b);
+// Throws unless every token of `history` is an id in [0, vocab).
+inline void check_history(const char* where, std::span<const std::int32_t> history, index vocab) {
+  for (std::int32_t t : history) check_index(where, "history token", t, vocab);
+}
+
+struct sampling_detail {
+  using Candidate = sampling_kernels::Candidate;
+
+  // The history as two spans (a generate call's prompt, then what it generated), of which the
+  // last `window` tokens count (0: all).
+  struct History {
+    std::span<const std::int32_t> a, b;
+    History last(index window) const noexcept {
+      if (window == 0) return *this;
+      const std::size_t w = static_cast<std::size_t>(window);
+      if (b.size() >= w) return {{}, b.last(w)};
+      return {a.last(std::min(a.size(), w - b.size())), b};
+    }
   };
-  if (s.kind == SamplerKind::Greedy) {
-    std::int32_t best = 0;
-    for (std::int32_t i = 1; i < std::int32_t(n); ++i)
-      if (better(i, best)) best = i;
-    return best;
+
+  // Steps 1 and 2 into ws.adjusted_; returns the logits the later steps read.
+  static const float* adjust(const float* logits, index n, const Sampler& s, History h,
+                             SamplerWorkspace& ws) {
+    if (s.logit_bias.empty() && !s.penalises()) return logits;
+    float* l = ws.adjusted_.data();
+    std::memcpy(l, logits, static_cast<std::size_t>(n) * sizeof(float));
+    for (const LogitBias& b : s.logit_bias) l[b.token] += b.bias;
+    if (!s.penalises()) return l;
+    h = h.last(s.penalty_window);
+    std::int32_t* count = ws.counts_.data();
+    for (auto part : {h.a, h.b})
+      for (std::int32_t t : part) ++count[t];
+    for (auto part : {h.a, h.b})
+      for (std::int32_t t : part) {
+        if (count[t] == 0) continue;  // already penalised
+        float& x = l[t];
+        if (s.repetition_penalty != 1.0f)
+          x = x > 0.0f ? x / s.repetition_penalty : x * s.repetition_penalty;
+        x -= s.frequency_penalty * float(count[t]) + s.presence_penalty;
+        count[t] = 0;
+      }
+    return l;
   }
-  std::int32_t* order = ws.order_.data();
-  double* p = ws.probs_.data();
-  for (std::int32_t i = 0; i < std::int32_t(n); ++i) order[i] = i;
-  index kept = n;
-  if (s.kind == SamplerKind::TopK) {
-    kept = s.top_k;
-    std::partial_sort(order, order + kept, order + n, better);
-  } else if (s.kind == SamplerKind::TopP) {
-    std::sort(order, order + n, better);
+
+  // Steps 3 to 7 on the adjusted logits l, whose largest is m (finite).
+  static std::int32_t draw(const float* l, index n, float m, const Sampler& s, Rng& rng,
+                           SamplerWorkspace& ws) {
+    namespace k = sampling_kernels;
+    const double T = s.temperature;
+    const index top_k = s.top_k;
+    const bool top_p = s.top_p < 1.0f, min_p = s.min_p > 0.0f;
+    if (top_k == 0 && !top_p && !min_p) {  // every token, in id order
+      float* e = ws.e_.data();
+      double* blocks = ws.blocks_.data();
+      const double total = k::exp_sum(l, n, m, float(1.0 / T), e, blocks);
+      const double r = rng.uniform() * total;
+      double acc = 0.0;
+      index b = 0;
+      const index nb = (n + k::block - 1) / k::block;
+      while (b + 1 < nb && acc + blocks[b] <= r) acc += blocks[b++];
+      const index end = std::min(n, (b + 1) * k::block);
+      for (index i = b * k::block; i < end; ++i) {
+        acc += e[i];
+        if (r < acc) return std::int32_t(i);
+      }
+      for (index i = n; i-- > 0;)  // rounding left r at the top: the last with weight
+        if (e[i] > 0.0f) return std::int32_t(i);
+      return 0;
+    }
+    const double log_min_p = min_p ? std::log(double(s.min_p)) : -HUGE_VAL;
+    std::int32_t* order = ws.order_.data();
+    if (top_k > 0) {  // exactly the k most probable, then top_p and min_p within them
+      const index c = k::select_top_k(l, n, top_k, order);
+      return draw_kept(l, m, s, rng, ws, c, nullptr, 0.0, log_min_p, false);
+    }
+    // Without top_k, top_p's mass is a fraction of all tokens' (a float-block sum of e_).
+    const double total_all = top_p ? k::exp_sum(l, n, m, float(1.0 / T), ws.e_.data(), nullptr) : 0.0;
+    // No logit below `lowest` is kept under min_p: a margin below the exact bound, which
+    // draw_kept applies in double.
+    const double lowest =
+        min_p ? double(m) + T * log_min_p - 1e-3 * (1.0 + std::abs(double(m))) : -HUGE_VAL;
+    // Gather the tokens with (l − m)/T >= tau; lower tau until they hold the kept set.
+    for (double tau = -9.0;; tau = tau > -90.0 ? tau - 18.0 : -HUGE_VAL) {
+      const double bound = std::max(double(m) + T * tau, lowest);
+      const float threshold = bound < -double(std::numeric_limits<float>::max())
+                                  ? -std::numeric_limits<float>::infinity()
+                                  : float(bound);
+      const index c = k::gather_at_least(l, n, threshold, order);
+      // Everything that can be kept is gathered when the bound is min_p's or there is none;
+      // otherwise top_p needs its prefix here (draw_kept says), min_p alone the whole set.
+      const bool complete = threshold == -std::numeric_limits<float>::infinity() || bound == lowest;
+      if (!complete && !top_p) continue;
+      const std::int32_t token = draw_kept(l, m, s, rng, ws, c, top_p ? ws.e_.data() : nullptr,
+                                           total_all, log_min_p, !complete);
+      if (token >= 0) return token;
+    }
   }
-  // Softmax over the kept tokens at the temperature (in double, shifted by the largest).
-  double m = -std::numeric_limits<double>::infinity();
-  for (index j = 0; j < kept; ++j) m = std::max(m, double(logits[std::size_t(order[j])]));
-  if (m == -std::numeric_limits<double>::infinity()) {  // every kept token masked: the lowest id
-    std::int32_t best = order[0];
-    for (index j = 1; j < kept; ++j) best = std::min(best, order[j]);
-    return best;
+
+  // Steps 5 to 7 over the c tokens ws.order_[0, c), which hold every token steps 5 and 6 keep:
+  // top_p's shortest most-probable prefix reaching top_p of `total` (0: of these c), min_p's
+  // cut, one draw in id order. Weights from e (indexed by id) when given, else exp in double.
+  // With `may_need_more`, returns −1 (drawing nothing) when top_p's prefix goes past the c.
+  static std::int32_t draw_kept(const float* l, float m, const Sampler& s, Rng& rng,
+                                SamplerWorkspace& ws, index c, const float* e, double total,
+                                double log_min_p, bool may_need_more) {
+    const double T = s.temperature;
+    Candidate* cand = ws.candidates_.data();
+    double mass_of_c = 0.0;
+    for (index j = 0; j < c; ++j) {
+      const std::int32_t t = ws.order_[std::size_t(j)];
+      const double w = e ? double(e[t]) : std::exp((double(l[t]) - m) / T);
+      cand[j] = {t, l[t], w};
+      mass_of_c += w;
+    }
+    index kept = c;
+    if (s.top_p < 1.0f) {
+      const double target = s.top_p * (total > 0.0 ? total : mass_of_c);
+      if (mass_of_c < target && may_need_more) return -1;
+      kept = top_p_prefix(cand, c, target);
+    }
+    if (s.min_p > 0.0f)  // the most probable token always passes ((m − m)/T = 0 >= log min_p)
+      kept = index(std::partition(cand, cand + kept, [&](const Candidate& x) {
+                     return (double(x.logit) - m) / T >= log_min_p;
+                   }) - cand);
+    // One draw over the kept tokens in id order: sorted when few, else marked and scanned.
+    double sum = 0.0;
+    for (index j = 0; j < kept; ++j) sum += cand[j].weight;
+    const double r = rng.uniform() * sum;
+    const index n = ws.vocab_;
+    if (kept <= 4096 || kept * 16 <= n) {
+      std::sort(cand, cand + kept, [](const Candidate& a, const Candidate& b) { return a.id < b.id; });
+      double acc = 0.0;
+      for (index j = 0; j < kept; ++j) {
+        acc += cand[j].weight;
+        if (r < acc) return cand[j].id;
+      }
+      for (index j = kept; j-- > 0;)  // rounding left r at the top: the last with weight
+        if (cand[j].weight > 0.0) return cand[j].id;
+      return cand[0].id;
+    }
+    double* w = ws.probs_.data();  // zero between calls
+    for (index j = 0; j < kept; ++j) w[cand[j].id] = cand[j].weight;
+    std::int32_t token = -1, last = cand[0].id;
+    double acc = 0.0;
+    for (index i = 0; i < n; ++i) {
+      if (w[i] > 0.0) last = std::int32_t(i);
+      acc += w[i];
+      if (r < acc) {
+        token = std::int32_t(i);
+        break;
+      }
+    }
+    for (index j = 0; j < kept; ++j) w[cand[j].id] = 0.0;
+    return token >= 0 ? token : last;
   }
-  double total = 0.0;
-  for (index j = 0; j < kept; ++j) {
-    p[j] = std::exp((double(logits[std::size_t(order[j])]) - m) / s.temperature);
-    total += p[j];
+
+  // Reorders cand[0, c) so that its first j are the j most probable (larger logit first, ties
+  // to the lower id), j the fewest whose weights reach `target` (all c if none do); returns j.
+  // A quickselect weighted by mass: expected O(c), never a full sort.
+  static index top_p_prefix(Candidate* cand, index c, double target) {
+    const auto better = [](const Candidate& a, const Candidate& b) {
+      return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+    };
+    index lo = 0, hi = c;  // cand[0, lo) is in the prefix, with mass acc < target
+    double acc = 0.0;
+    while (hi - lo > 32) {
+      Candidate* a = cand + lo;
+      Candidate* mid = cand + (lo + hi) / 2;
+      Candidate* z = cand + hi - 1;
+      Candidate* pivot = better(*a, *mid) ? (better(*mid, *z) ? mid : (better(*a, *z) ? z : a))
+                                          : (better(*a, *z) ? a : (better(*mid, *z) ? z : mid));
+      std::swap(*pivot, *z);  // the pivot waits at the end
+      const Candidate pv = *z;
+      Candidate* split = std::partition(cand + lo, z, [&](const Candidate& x) { return better(x, pv); });
+      std::swap(*split, *z);  // now [lo, split) beat the pivot, which sits at split
+      double left = 0.0;
+      for (const Candidate* x = cand + lo; x != split; ++x) left += x->weight;
+      const index at = index(split - cand);
+      if (acc + left >= target) {
+        hi = at;
+      } else if (acc + left + pv.weight >= target) {
+        return at + 1;
+      } else {
+        acc += left + pv.weight;
+        lo = at + 1;
+      }
+    }
+    std::sort(cand + lo, cand + hi, better);
+    for (index j = lo; j < hi; ++j) {
+      acc += cand[j].weight;
+      if (acc >= target) return j + 1;
+    }
+    return hi;
   }
-  if (s.kind == SamplerKind::TopP) {  // the shortest sorted prefix reaching top_p
-    double mass = 0.0;
-    index j = 0;
-    while (j < kept && mass < s.top_p * total) mass += p[j++];
-    kept = std::max<index>(j, 1);
-    total = mass > 0.0 ? mass : p[0];
+
+  // The whole of sample(); logprob only when asked (one more exp pass over the vocabulary).
+  static Sampled run(std::span<const float> logits, const Sampler& s, Rng& rng,
+                     SamplerWorkspace& ws, History h, bool want_logprob) {
+    const index n = index(logits.size());
+    const float* raw = logits.data();
+    const sampling_kernels::MaxScan raw_max = sampling_kernels::max_scan(raw, n);
+    if (raw_max.bad) [[unlikely]]
+      check_logits("sample", logits);
+    const float* l = adjust(raw, n, s, h, ws);
+    float m = raw_max.max;
+    if (l != raw) {
+      const sampling_kernels::MaxScan adjusted = sampling_kernels::max_scan(l, n);
+      if (adjusted.bad) [[unlikely]]
+        check_logits("sample: logits after logit_bias and penalties", {l, std::size_t(n)});
+      m = adjusted.max;
+    }
+    Sampled out;
+    if (m == -std::numeric_limits<float>::infinity()) {  // every token masked: the lowest id
+      if (s.kind != SamplerKind::Greedy) (void)rng.uniform();  // one draw per token, always
+      out.token = 0;
+    }
+    else if (s.kind == SamplerKind::Greedy)
+      out.token = std::int32_t(sampling_kernels::find_first(l, n, m));
+    else
+      out.token = draw(l, n, m, s, rng, ws);
+    if (want_logprob) {
+      const float x = raw[out.token];
+      const float mr = raw_max.max;
+      if (x == -std::numeric_limits<float>::infinity() || mr == -std::numeric_limits<float>::infinity()) {
+        out.logprob = -std::numeric_limits<float>::infinity();
+      } else {
+        const double z = sampling_kernels::exp_sum(raw, n, mr, 1.0f, nullptr, nullptr);
+        out.logprob = static_cast<float>(double(x) - mr - std::log(z));
+      }
+    }
+    return out;
   }
-  const double r = rng.uniform() * total;
-  double acc = 0.0;
-  for (index j = 0; j < kept; ++j) {
-    acc += p[j];
-    if (r < acc) return order[j];
+
+  static void check_call(std::span<const float> logits, const Sampler& s, SamplerWorkspace& ws,
+                         std::span<const std::int32_t> history) {
+    const index n = index(logits.size());
+    check_eq("sample", "logits size (= workspace vocab)", ws.vocab_, n);
+    check_sampler(s, n);
+    check_history("sample", history, n);
   }
-  for (index j = kept; j-- > 0;)  // rounding left r at the top: the last with weight
-    if (p[j] > 0.0) return order[j];
-  return order[0];
+};
+
+// The next token from `logits` (vocab entries, each a number below +Inf: see check_logits).
+// `history` (the tokens so far, oldest first) feeds the penalties; ids in [0, vocab).
+inline std::int32_t sample(std::span<const float> logits, const Sampler& s, Rng& rng,
+                           SamplerWorkspace& ws, std::span<const std::int32_t> history = {}) {
+  sampling_detail::check_call(logits, s, ws, history);
+  return sampling_detail::run(logits, s, rng, ws, {history, {}}, false).token;
+}
+
+// sample(), and the token's log-probability under the model (see Sampled).
+inline Sampled sample_with_logprob(std::span<const float> logits, const Sampler& s, Rng& rng,
+                                   SamplerWorkspace& ws,
+                                   std::span<const std::int32_t> history = {}) {
+  sampling_detail::check_call(logits, s, ws, history);
+  return sampling_detail::run(logits, s, rng, ws, {history, {}}, true);
 }
 
 // Classification over chosen tokens (seed 003's [YES]/[NO]): out_logits[i] = logits[ids[i]],

@@ -1,0 +1,329 @@
+// The samplers against the plain double reference (tests/reference/sampling_reference.hpp) on
+// random vocabularies, logits and settings; the vector kernels against plain loops on lanes that
+// all differ; the distributions by frequency.
+//
+// Tolerances: the library computes exp in float (xsimd ≤ 1.5 ulp, blocks of 256 summed in float,
+// 1e-6 relative at worst on the totals) and applies bias and penalties in float; a sampled token
+// may differ from the reference's only where the reference's decision was within 1e-5 (relative)
+// of going the other way, which the random cases reach rarely (at most 1% of them is allowed).
+// Log-probabilities: within 1e-5·(1 + |logprob|).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "reference/sampling_reference.hpp"
+#include "support/random.hpp"
+#include "tformer/model/sampling.hpp"
+
+using tformer::LogitBias;
+using tformer::Rng;
+using tformer::Sampler;
+using tformer::SamplerKind;
+using tformer::SamplerWorkspace;
+using tformer::sample;
+namespace kernels = tformer::sampling_kernels;
+
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// A random sampler: any kind, any combination of truncations, sometimes penalties and biases.
+Sampler random_sampler(test::Random& rng, tformer::index vocab, std::vector<LogitBias>& bias) {
+  Sampler s;
+  s.kind = static_cast<SamplerKind>(rng.integer(0, 3));
+  s.temperature = float(rng.uniform(0.2, 2.0));
+  if (s.kind == SamplerKind::TopK || rng.integer(0, 2) == 0)
+    s.top_k = rng.integer(1, int(std::min<tformer::index>(vocab, 100)));
+  if (s.kind == SamplerKind::TopP || rng.integer(0, 2) == 0) s.top_p = float(rng.uniform(0.05, 1.0));
+  if (rng.integer(0, 2) == 0) s.min_p = float(rng.uniform(0.0, 0.3));
+  if (rng.integer(0, 2) == 0) {
+    s.repetition_penalty = float(rng.uniform(0.7, 1.5));
+    s.frequency_penalty = float(rng.uniform(-0.5, 1.0));
+    s.presence_penalty = float(rng.uniform(-0.5, 1.0));
+    s.penalty_window = rng.integer(0, 20);
+  }
+  bias.clear();
+  if (rng.integer(0, 2) == 0)
+    for (int i = rng.integer(1, 4); i-- > 0;)
+      bias.push_back({rng.integer(0, int(vocab) - 1),
+                      rng.integer(0, 4) == 0 ? -kInf : float(rng.uniform(-5, 5))});
+  s.logit_bias = bias;
+  return s;
+}
+
+// Logits of one of three shapes: Gaussian of a random spread, peaked (a few far above a Gaussian
+// body, as a model's usually are), or coarse (integers: many ties); some masked.
+std::vector<float> random_logits(test::Random& rng, std::size_t n) {
+  std::vector<float> l = rng.normal_floats(n, float(rng.uniform(0.3, 4.0)));
+  switch (rng.integer(0, 2)) {
+    case 1:
+      for (int i = rng.integer(1, 5); i-- > 0;) l[std::size_t(rng.integer(0, int(n) - 1))] += float(rng.uniform(5, 15));
+      break;
+    case 2:
+      for (float& x : l) x = std::round(x);
+      break;
+    default:
+      break;
+  }
+  if (rng.integer(0, 3) == 0)
+    for (int i = rng.integer(1, 3); i-- > 0;) l[std::size_t(rng.integer(0, int(n) - 1))] = -kInf;
+  return l;
+}
+
+}  // namespace
+
+TEST_CASE("sampling: every sampler agrees with the double reference on random cases",
+          "[sampling]") {
+  int cases = 0, excused = 0;
+  for (const int vocab : {1, 2, 7, 33, 300, 1000, 5000, 40000}) {
+    SamplerWorkspace ws(vocab);
+    for (int seed = 0; seed < (vocab >= 5000 ? 60 : 300); ++seed) {
+      CAPTURE(vocab, seed);
+      test::Random rng(std::uint64_t(vocab) * 1000 + std::uint64_t(seed));
+      std::vector<LogitBias> bias;
+      const Sampler s = random_sampler(rng, vocab, bias);
+      const std::vector<float> logits = random_logits(rng, std::size_t(vocab));
+      std::vector<std::int32_t> history(std::size_t(rng.integer(0, 30)));
+      for (auto& t : history) t = rng.integer(0, vocab - 1);
+      CAPTURE(int(s.kind), s.temperature, s.top_k, s.top_p, s.min_p, s.repetition_penalty,
+              s.frequency_penalty, s.presence_penalty, s.penalty_window, bias.size());
+      Rng draw(std::uint64_t(seed) + 5);
+      Rng copy = draw;
+      const double u = copy.uniform();
+      const tformer::Sampled got = tformer::sample_with_logprob(logits, s, draw, ws, history);
+      const ref::SampleResult want = ref::sample(logits, s, u, history);
+      CAPTURE(got.token, want.token, want.margin, logits, u);
+      ++cases;
+      if (got.token != want.token) {
+        REQUIRE(want.margin < 1e-5);
+        ++excused;
+      }
+      // One uniform per non-greedy token, none for greedy.
+      Rng expect = s.kind == SamplerKind::Greedy ? Rng(std::uint64_t(seed) + 5) : copy;
+      CHECK(draw.next() == expect.next());
+      const double lp = ref::logprob(logits, got.token);
+      if (!std::isfinite(lp))  // the token masked (−inf), or all of them (NaN)
+        CHECK(got.logprob == -kInf);
+      else
+        CHECK(std::abs(got.logprob - lp) <= 1e-5 * (1 + std::abs(lp)));
+      CHECK(sample(logits, s, *std::make_unique<Rng>(std::uint64_t(seed) + 5), ws, history) == got.token);
+    }
+  }
+  WARN("sampling: " << cases << " random cases, " << excused
+                    << " tokens differing from the reference within 1e-5 of a decision boundary");
+  CHECK(excused * 100 <= cases);
+}
+
+TEST_CASE("sampling: top-p over a flat vocabulary keeps the growing prefix it needs",
+          "[sampling]") {
+  // Equal logits: no threshold short of all of them holds top_p's mass, so every lowering of the
+  // threshold runs; ties order by id, so top_p·n of the lowest ids are kept.
+  const int n = 50000;
+  const std::vector<float> flat(n, 1.5f);
+  SamplerWorkspace ws(n);
+  for (const float p : {0.3f, 0.999f, 1.0f}) {
+    Rng rng(11);
+    for (int i = 0; i < 50; ++i) {
+      Rng copy = rng;
+      const std::int32_t t = sample(flat, Sampler::with_top_p(p), rng, ws);
+      CHECK(t == ref::sample(flat, Sampler::with_top_p(p), copy.uniform()).token);
+      CHECK(t < std::int32_t(std::ceil(p * n)) + 1);
+    }
+  }
+  // Top-k larger than the tokens near the top: the threshold goes down until k are in.
+  std::vector<float> peaked(n, -30.0f);
+  peaked[123] = 10.0f;
+  SamplerWorkspace ws2(n);
+  Rng rng(3);
+  int far = 0;
+  for (int i = 0; i < 2000; ++i) far += sample(peaked, Sampler::with_top_k(n, 100.0f), rng, ws2) != 123;
+  CHECK(far > 1000);  // at T = 100 the 49,999 others hold ~1/(1 + e^0.4/5e4) of the mass
+}
+
+TEST_CASE("sampling: distributions follow the softmax, top-k and top-p keep what they should",
+          "[sampling]") {
+  const std::vector<float> logits = {0.0f, 1.0f, 2.0f, -INFINITY, 1.0f};
+  SamplerWorkspace ws(5);
+  CHECK(sample(logits, Sampler::greedy(), *std::make_unique<Rng>(1), ws) == 2);
+  // Temperature 1: frequencies within 4 standard deviations of softmax (−inf never drawn).
+  const double z = 1 + 2 * std::exp(1.0) + std::exp(2.0);
+  const std::vector<double> p = {1 / z, std::exp(1.0) / z, std::exp(2.0) / z, 0, std::exp(1.0) / z};
+  Rng rng(3);
+  for (const Sampler s : {Sampler::with_temperature(1), Sampler::with_top_p(1.0f),
+                          Sampler::with_min_p(0.01f)}) {
+    std::vector<int> count(5, 0);
+    const int n = 20000;
+    for (int i = 0; i < n; ++i) ++count[static_cast<std::size_t>(sample(logits, s, rng, ws))];
+    for (std::size_t j = 0; j < 5; ++j)
+      CHECK(std::abs(count[j] - n * p[j]) <= 4 * std::sqrt(n * p[j] * (1 - p[j])) + 1e-9);
+  }
+  // Top-2 keeps ids 2 and 1 (ties to the lower id); top-p 0.5 keeps only id 2 (p = 0.5 > …);
+  // min_p 0.5 keeps id 2 alone (e^−1 < 0.5), 0.3 also ids 1 and 4.
+  for (int i = 0; i < 200; ++i) {
+    const auto t = sample(logits, Sampler::with_top_k(2), rng, ws);
+    CHECK((t == 2 || t == 1));
+    CHECK(sample(logits, Sampler::with_top_p(0.5f), rng, ws) == 2);
+    CHECK(sample(logits, Sampler::with_min_p(0.5f), rng, ws) == 2);
+    const auto m = sample(logits, Sampler::with_min_p(0.3f), rng, ws);
+    CHECK((m == 2 || m == 1 || m == 4));
+  }
+  // NaN or +inf is non-finite data: every sampler reports it (never a valid token), and
+  // choose() propagates it to every probability, as softmax does. Every token at −inf: id 0.
+  const std::vector<float> masked = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+  for (const Sampler s : {Sampler::greedy(), Sampler::with_temperature(2), Sampler::with_top_k(3),
+                          Sampler::with_top_p(0.5f), Sampler::with_min_p(0.1f)}) {
+    for (const float bad : {std::nanf(""), INFINITY}) {
+      const std::vector<float> row = {0.0f, 1.0f, bad, 0.5f, 1.0f};
+      CHECK_THROWS_WITH(sample(row, s, rng, ws),
+                        Catch::Contains("logits[2]") && Catch::Contains("below +inf"));
+    }
+    CHECK(sample(masked, s, rng, ws) == 0);
+  }
+  for (const float bad : {std::nanf(""), INFINITY}) {
+    const std::vector<float> row = {0.0f, 1.0f, bad};
+    const std::vector<std::int32_t> ids = {0, 2};
+    std::vector<float> out(2), probs(2);
+    tformer::choose(row, ids, out, probs);
+    CHECK((std::isnan(probs[0]) && std::isnan(probs[1])));
+  }
+}
+
+TEST_CASE("sampling: bias and penalties change the logits as defined", "[sampling]") {
+  const std::vector<float> logits = {2.0f, 1.9f, -1.0f, 0.5f};
+  SamplerWorkspace ws(4);
+  Rng rng(1);
+  // Bias: −inf bans the argmax; a positive bias lifts another token above it.
+  const std::vector<LogitBias> ban = {{0, -INFINITY}}, lift = {{3, 1.6f}};
+  Sampler s = Sampler::greedy();
+  s.logit_bias = ban;
+  CHECK(sample(logits, s, rng, ws) == 1);
+  s.logit_bias = lift;
+  CHECK(sample(logits, s, rng, ws) == 3);
+  // Repetition 1.2: 2.0 → 1.667 below 1.9; a negative logit is multiplied (−1 → −1.2).
+  const std::vector<std::int32_t> seen = {0, 0, 2};
+  s = Sampler::greedy();
+  s.repetition_penalty = 1.2f;
+  CHECK(sample(logits, s, rng, ws, seen) == 1);
+  CHECK(sample(logits, s, rng, ws) == 0);  // no history: no penalty
+  // Frequency 0.06 per occurrence: 2.0 − 2·0.06 = 1.88 < 1.9; presence alone 0.06 is not enough.
+  s = Sampler::greedy();
+  s.frequency_penalty = 0.06f;
+  CHECK(sample(logits, s, rng, ws, seen) == 1);
+  s = Sampler::greedy();
+  s.presence_penalty = 0.06f;
+  CHECK(sample(logits, s, rng, ws, seen) == 0);
+  // The window: only the last token (2) counts, so 0 keeps its lead.
+  s.presence_penalty = 0.2f;
+  s.penalty_window = 1;
+  CHECK(sample(logits, s, rng, ws, seen) == 0);
+  s.penalty_window = 2;
+  CHECK(sample(logits, s, rng, ws, seen) == 1);
+  // The counts are cleared after each call: the same call twice gives the same answer.
+  CHECK(sample(logits, s, rng, ws, seen) == 1);
+  // The logits themselves are not changed.
+  CHECK(logits == std::vector<float>{2.0f, 1.9f, -1.0f, 0.5f});
+}
+
+TEST_CASE("sampling: log-probabilities are the model's, before bias and truncation",
+          "[sampling]") {
+  const std::vector<float> logits = {0.0f, 1.0f, 2.0f, -INFINITY};
+  SamplerWorkspace ws(4);
+  Rng rng(2);
+  Sampler s = Sampler::with_top_k(1, 0.1f);
+  const std::vector<LogitBias> lift = {{0, 10.0f}};
+  s.logit_bias = lift;
+  const tformer::Sampled got = tformer::sample_with_logprob(logits, s, rng, ws);
+  CHECK(got.token == 0);
+  CHECK(got.logprob == Approx(ref::logprob(logits, 0)).epsilon(1e-6));
+}
+
+TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "[sampling]") {
+  // Every length up to three registers and a tail, the extreme at every position.
+  for (int n = 1; n <= 3 * 16 + 5; ++n) {
+    std::vector<float> x(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) x[std::size_t(i)] = float((i * 7919) % 101) - 60.0f;  // all differ in a register
+    for (int at = 0; at < n; ++at) {
+      CAPTURE(n, at);
+      std::vector<float> y = x;
+      y[std::size_t(at)] = 50.0f;
+      const auto scan = kernels::max_scan(y.data(), n);
+      CHECK(scan.max == 50.0f);
+      CHECK_FALSE(scan.bad);
+      CHECK(kernels::find_first(y.data(), n, 50.0f) == at);
+      for (const float bad : {std::nanf(""), INFINITY}) {
+        std::vector<float> z = y;
+        z[std::size_t(at)] = bad;
+        CHECK(kernels::max_scan(z.data(), n).bad);
+      }
+      std::vector<std::int32_t> got(std::size_t(n) + 1), want;
+      const float threshold = y[std::size_t((at * 13) % n)];
+      for (int i = 0; i < n; ++i)
+        if (y[std::size_t(i)] >= threshold) want.push_back(i);
+      got.resize(std::size_t(kernels::gather_at_least(y.data(), n, threshold, got.data())));
+      CHECK(got == want);
+    }
+    // exp_sum: the sum, the values and the block sums, against double.
+    std::vector<float> e(static_cast<std::size_t>(n));
+    std::vector<double> blocks(1);
+    const double total = kernels::exp_sum(x.data(), n, 41.0f, 0.5f, e.data(), blocks.data());
+    double want = 0;
+    for (int i = 0; i < n; ++i) {
+      const double v = std::exp((double(x[std::size_t(i)]) - 41.0) * 0.5);
+      CHECK(std::abs(e[std::size_t(i)] - v) <= 1e-6 * v);
+      want += v;
+    }
+    CHECK(std::abs(total - want) <= 1e-6 * want);
+    CHECK(blocks[0] == total);
+  }
+}
+
+TEST_CASE("sampling: bad settings raise tformer::Error naming them", "[sampling][errors]") {
+  const std::vector<float> logits = {0.0f, 1.0f, 2.0f, 0.5f, 1.0f};
+  SamplerWorkspace ws(5);
+  Rng rng(1);
+  const auto error = [&](Sampler s, std::span<const std::int32_t> history = {}) {
+    try {
+      (void)sample(logits, s, rng, ws, history);
+    } catch (const tformer::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  using Catch::Contains;
+  CHECK_THAT(error(Sampler::with_top_k(6)), Contains("top_k"));
+  CHECK_THAT(error(Sampler::with_temperature(0)), Contains("temperature"));
+  CHECK_THAT(error(Sampler::with_top_p(1.5f)), Contains("top_p"));
+  CHECK_THAT(error(Sampler::with_min_p(-0.1f)), Contains("min_p"));
+  CHECK_THAT(error(Sampler::with_min_p(1.5f)), Contains("min_p"));
+  Sampler s = Sampler::greedy();
+  s.repetition_penalty = 0;
+  CHECK_THAT(error(s), Contains("repetition_penalty"));
+  s = Sampler::greedy();
+  s.frequency_penalty = std::nanf("");
+  CHECK_THAT(error(s), Contains("frequency_penalty"));
+  s = Sampler::greedy();
+  s.presence_penalty = INFINITY;
+  CHECK_THAT(error(s), Contains("presence_penalty"));
+  s = Sampler::greedy();
+  s.penalty_window = -1;
+  CHECK_THAT(error(s), Contains("penalty_window"));
+  const std::vector<LogitBias> out_of_range = {{5, 1.0f}}, plus_inf = {{1, INFINITY}};
+  s = Sampler::greedy();
+  s.logit_bias = out_of_range;
+  CHECK_THAT(error(s), Contains("logit_bias token"));
+  s.logit_bias = plus_inf;
+  CHECK_THAT(error(s), Contains("logit_bias bias"));
+  const std::vector<std::int32_t> bad_history = {1, 7};
+  CHECK_THAT(error(Sampler::greedy(), bad_history), Contains("history token"));
+  // Finite logits pushed to +inf by a bias are reported too.
+  const std::vector<float> huge = {3e38f, 0.0f};
+  SamplerWorkspace ws2(2);
+  const std::vector<LogitBias> push = {{0, 3e38f}};
+  s = Sampler::greedy();
+  s.logit_bias = push;
+  CHECK_THROWS_WITH(sample(huge, s, rng, ws2), Contains("after logit_bias"));
+}
