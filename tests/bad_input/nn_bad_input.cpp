@@ -227,6 +227,9 @@ TEST_CASE("bad_input: attention", "[bad_input][nn][attention]") {
     return k;
   };
   const std::string a = "attention", aw = "attention_weights", ws_name = "AttentionWorkspace";
+  std::vector<float> lse(std::size_t(2 * Hq), 0.0f);
+  const MatrixView<const float> lse_c(lse.data(), 2, Hq);
+  auto lse_state = [&] { return contents(o) + contents(big) + contents(lse); };
   AttentionOptions with_sink_q;
   with_sink_q.window = 4;
   with_sink_q.sinks = 1;
@@ -370,6 +373,22 @@ TEST_CASE("bad_input: attention", "[bad_input][nn][attention]") {
        [&] { attention_weights(qv, kv, at, wv, {}, AlibiBias{three}); }, state},
       {aw, "causal position 10 of 10 keys", "positions",
        [&] { attention_weights(qv, kv, Positions::offset(9), wv); }, state},
+      {"attention_lse", "lse [2, 3] for 4 heads", "lse",
+       [&] { attention_lse(qv, kv, at, ov, {lse.data(), 2, 3}, ws); }, lse_state},
+      {"attention_lse", "lse null", "lse",
+       [&] { attention_lse(qv, kv, at, ov, {static_cast<float*>(nullptr), 2, Hq}, ws); }, lse_state},
+      {"attention_lse", "causal position 10 of 10 keys", "positions",
+       [&] { attention_lse(qv, kv, Positions::offset(9), ov, {lse.data(), 2, Hq}, ws); }, lse_state},
+      {"merge_attention", "o_b with 2 heads", "o_b.heads",
+       [&] { merge_attention(qv, lse_c, {q.data(), 2, 2, 2 * D}, lse_c, ov, {lse.data(), 2, Hq}); },
+       lse_state},
+      {"merge_attention", "o_a head_dim 4", "o_a.head_dim",
+       [&] { merge_attention({q.data(), 2, Hq, D / 2}, lse_c, qv, lse_c, ov, {lse.data(), 2, Hq}); },
+       lse_state},
+      {"merge_attention", "lse_b [1, 4]", "lse_b",
+       [&] { merge_attention(qv, lse_c, qv, {lse.data(), 1, Hq}, ov, {lse.data(), 2, Hq}); }, lse_state},
+      {"merge_attention", "lse [2, 5]", "lse",
+       [&] { merge_attention(qv, lse_c, qv, lse_c, ov, {big.data(), 2, 5}); }, lse_state},
   });
   // The valid calls next to those rows go through.
   CHECK_NOTHROW(attention(qv, kv, at, ov, ws, {}, AlibiBias{four}));

@@ -891,3 +891,103 @@ TEST_CASE("nn/attention: non-finite options, short biases, overlaps and workspac
                     Contains("AttentionWorkspace: query_tile * group_size * head_dim"));
   CHECK(std::all_of(o.begin(), o.end(), [](float v) { return v == 0.0f; }));
 }
+
+TEST_CASE("nn/attention: attention over two key sets merged equals attention over all of them",
+          "[nn][attention][merge]") {
+  const auto seed = GENERATE(range(1, 17));
+  CAPTURE(seed);
+  test::Random rng(seed);
+  const int Hkv = rng.integer(1, 3), g = rng.integer(1, 4), D = rng.even(2, 80);
+  const int L = rng.integer(2, 400), split = rng.integer(1, L - 1), T = rng.integer(1, 40);
+  Setup s(rng, Hkv * g, Hkv, D, L, float(rng.uniform(0.5, 3.0)));
+  CAPTURE(Hkv, g, D, L, split, T);
+  AttentionOptions opt;
+  opt.causal = false;  // a key set's view counts its keys from 0: no position masks across it
+  const auto q = rng.normal_floats(std::size_t(T) * s.Hq * D);
+  const std::vector<std::int32_t> pos(std::size_t(T), L - 1);
+  const HeadsView<const float> qv(q.data(), T, s.Hq, D);
+  AttentionWorkspace ws(g, D);
+  // Keys [0, split) and [split, L) as two views of the same cache.
+  const tformer::KVView all = s.cache.view(0, 0, L);
+  tformer::KVView first = all, second = all;
+  first.length = split;
+  second.keys += std::ptrdiff_t(split) * D;
+  second.values += std::ptrdiff_t(split) * D;
+  second.length = L - split;
+  std::vector<float> oa(q.size()), ob(q.size()), lse_a(std::size_t(T) * s.Hq),
+      lse_b(lse_a.size()), lse_all(lse_a.size());
+  tformer::attention_lse(qv, first, Positions::ids(pos), HeadsView<float>(oa.data(), T, s.Hq, D),
+                         {lse_a.data(), T, s.Hq}, ws, opt);
+  tformer::attention_lse(qv, second, Positions::ids(pos), HeadsView<float>(ob.data(), T, s.Hq, D),
+                         {lse_b.data(), T, s.Hq}, ws, opt);
+  std::vector<float> o_all(q.size());
+  tformer::attention_lse(qv, all, Positions::ids(pos), HeadsView<float>(o_all.data(), T, s.Hq, D),
+                         {lse_all.data(), T, s.Hq}, ws, opt);
+  // In place into the first part.
+  tformer::merge_attention(HeadsView<const float>(oa.data(), T, s.Hq, D), {lse_a.data(), T, s.Hq},
+                           HeadsView<const float>(ob.data(), T, s.Hq, D), {lse_b.data(), T, s.Hq},
+                           HeadsView<float>(oa.data(), T, s.Hq, D), {lse_a.data(), T, s.Hq});
+  // The merged output against the double reference over all keys (this file's tolerance, plus
+  // the merge's few roundings), and every lse against log Σ exp of the double scores.
+  check_outputs(s, s.reference(opt), q, oa, pos);
+  const double scale = 1.0 / std::sqrt(double(D));
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < s.Hq; ++h) {
+      const float* qh = q.data() + (std::size_t(t) * s.Hq + h) * D;
+      std::vector<double> sc(static_cast<std::size_t>(L));
+      double m = -INFINITY, bound = 0;
+      for (int j = 0; j < L; ++j) {
+        double dot = 0, mag = 0;
+        for (int i = 0; i < D; ++i) {
+          const double kv = s.k_heads[(std::size_t(h / g) * L + j) * D + i];
+          dot += qh[i] * kv;
+          mag += std::abs(qh[i] * kv);
+        }
+        sc[std::size_t(j)] = dot * scale;
+        m = std::max(m, sc[std::size_t(j)]);
+        bound = std::max(bound, mag * scale);
+      }
+      double z = 0;
+      for (double x : sc) z += std::exp(x - m);
+      const double want = m + std::log(z);
+      const double tol = (D + 2) * u * bound * 2 + (L + 16) * u + 4 * u * std::abs(want);
+      CHECK(std::abs(lse_all[std::size_t(t) * s.Hq + h] - want) <= tol);
+      CHECK(std::abs(lse_a[std::size_t(t) * s.Hq + h] - want) <= tol);
+    }
+}
+
+TEST_CASE("nn/attention: merging parts that saw no key or NaN", "[nn][attention][merge]") {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> oa = {1, 2, 3, 4}, ob = {5, 6, 7, 8}, o(4);
+  // Rows: b saw no key; a saw none; neither did; a NaN lse.
+  for (const auto& [la, lb, want0, want_lse] :
+       {std::tuple{0.5f, -inf, 1.0f, 0.5f}, std::tuple{-inf, 2.0f, 5.0f, 2.0f},
+        std::tuple{-inf, -inf, 0.0f, -inf}}) {
+    std::vector<float> lse_a = {la}, lse_b = {lb}, lse(1);
+    tformer::merge_attention(HeadsView<const float>(oa.data(), 1, 1, 4), {lse_a.data(), 1, 1},
+                             HeadsView<const float>(ob.data(), 1, 1, 4), {lse_b.data(), 1, 1},
+                             HeadsView<float>(o.data(), 1, 1, 4), {lse.data(), 1, 1});
+    CHECK(o[0] == want0);
+    CHECK(lse[0] == want_lse);
+  }
+  std::vector<float> lse_a = {nan}, lse_b = {1.0f}, lse(1);
+  tformer::merge_attention(HeadsView<const float>(oa.data(), 1, 1, 4), {lse_a.data(), 1, 1},
+                           HeadsView<const float>(ob.data(), 1, 1, 4), {lse_b.data(), 1, 1},
+                           HeadsView<float>(o.data(), 1, 1, 4), {lse.data(), 1, 1});
+  CHECK(std::isnan(o[3]));
+  CHECK(std::isnan(lse[0]));
+  // Equal weights average the rows.
+  lse_a = {3.0f};
+  lse_b = {3.0f};
+  tformer::merge_attention(HeadsView<const float>(oa.data(), 1, 1, 4), {lse_a.data(), 1, 1},
+                           HeadsView<const float>(ob.data(), 1, 1, 4), {lse_b.data(), 1, 1},
+                           HeadsView<float>(o.data(), 1, 1, 4), {lse.data(), 1, 1});
+  CHECK(o == std::vector<float>{3, 4, 5, 6});
+  CHECK(lse[0] == Approx(3.0 + std::log(2.0)));
+  // Shapes are checked.
+  CHECK_THROWS_WITH(
+      tformer::merge_attention(HeadsView<const float>(oa.data(), 1, 1, 4), {lse_a.data(), 1, 1},
+                               HeadsView<const float>(ob.data(), 1, 2, 2), {lse_b.data(), 1, 1},
+                               HeadsView<float>(o.data(), 1, 1, 4), {lse.data(), 1, 1}),
+      Contains("merge_attention") && Contains("o_b.heads"));
+}

@@ -101,6 +101,9 @@ class AttentionWorkspace {
   }
   float* acc(index h) noexcept { return acc_.data() + h * head_dim_; }
   float* scores(index h) noexcept { return scores_.data() + h * tile; }
+  // The one-token path's running state (attention_kernels::DecodeState) for the group.
+  float* decode_max() noexcept { return m_.data(); }
+  float* decode_sum() noexcept { return l_.data(); }
   // Many-token path: a block of query_tile · group rows.
   float* q_block() noexcept { return q_block_.data(); }
   float* o_block() noexcept { return o_block_.data(); }
@@ -299,12 +302,26 @@ inline bool has_nan(const float* s, index n) noexcept {
   return false;
 }
 
-// Running softmax state of one query token's group, in the workspace: per head the maximum
-// score m (NaN once a NaN score was seen), the sum l of exp(score − maximum), and the weighted
-// sum of values.
+// Running softmax state of one query token's group over some keys: per head the maximum
+// score m (NaN once a NaN score was seen), the sum l of exp(score − m), and acc, the sum of
+// exp(score − m) · value; plus the scores of a tile. In an AttentionWorkspace, or in a caller's
+// buffers for a part of the keys (split-K decode).
 struct DecodeState {
-  float* m;
-  float* l;
+  float* m;       // [group]
+  float* l;       // [group]
+  float* acc;     // [group, head_dim]
+  float* scores;  // [group, AttentionWorkspace::tile]
+  index head_dim;
+  float* acc_of(index h) const noexcept { return acc + h * head_dim; }
+  float* scores_of(index h) const noexcept { return scores + h * AttentionWorkspace::tile; }
+  // No key seen yet.
+  void reset(index group) const noexcept {
+    for (index h = 0; h < group; ++h) {
+      m[h] = -std::numeric_limits<float>::infinity();
+      l[h] = 0.0f;
+      std::fill(acc_of(h), acc_of(h) + head_dim, 0.0f);
+    }
+  }
 };
 
 // Adds keys [lo, hi) of kv head g to the state of one query token (its group of `group`
@@ -313,7 +330,7 @@ struct DecodeState {
 template <class Bias>
 void accumulate(const float* const* q, index group, index first_head, const KVView& kv, index g,
                 index lo, index hi, index position, const AttentionOptions& opt, float scale,
-                const Bias& bias, AttentionWorkspace& ws, DecodeState& st) noexcept {
+                const Bias& bias, const DecodeState& st) noexcept {
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   const index d = kv.head_dim;
   constexpr index ahead = 2 * AttentionWorkspace::tile;  // prefetch distance, in keys
@@ -327,7 +344,7 @@ void accumulate(const float* const* q, index group, index first_head, const KVVi
         __builtin_prefetch(kv.value(g, j) + i);
       }
     for (index h = 0; h < group; ++h) {
-      float* s = ws.scores(h);
+      float* s = st.scores_of(h);
       tile_dots(q[h], kv, g, k0, n, s);
       for (index j = 0; j < n; ++j) {
         float x = s[j] * scale;
@@ -343,33 +360,73 @@ void accumulate(const float* const* q, index group, index first_head, const KVVi
       const float alpha = st.m[h] == neg_inf ? 0.0f : std::exp(st.m[h] - m_new);
       st.l[h] = st.l[h] * alpha + exp_shifted(s, n, m_new);
       st.m[h] = m_new;
-      tile_values(ws.acc(h), alpha, s, kv, g, k0, n);
+      tile_values(st.acc_of(h), alpha, s, kv, g, k0, n);
     }
   }
 }
 
-// One query token at `position` against kv head g: its window keys [lo, hi) scored with q, and
-// the sinks [0, sinks_end) the window has left (sinks_end <= lo) scored with q_sink.
+// The state of one query token at `position` against kv head g over its window keys
+// [lo, hi) scored with q, after the sinks [0, sinks_end) the window has left (sinks_end <= lo)
+// scored with q_sink.
 template <class Bias>
-void attend(const float* const* q, const float* const* q_sink, float* const* o, index group,
-            index first_head, const KVView& kv, index g, index sinks_end, index lo, index hi,
-            index position, const AttentionOptions& opt, float scale, const Bias& bias,
-            AttentionWorkspace& ws) noexcept {
-  const index d = kv.head_dim;
-  DecodeState st{ws.row_max(), ws.row_sum()};
-  for (index h = 0; h < group; ++h) {
-    st.m[h] = -std::numeric_limits<float>::infinity();
-    st.l[h] = 0.0f;
-    std::fill(ws.acc(h), ws.acc(h) + d, 0.0f);
-  }
+void attend_state(const float* const* q, const float* const* q_sink, index group,
+                  index first_head, const KVView& kv, index g, index sinks_end, index lo,
+                  index hi, index position, const AttentionOptions& opt, float scale,
+                  const Bias& bias, const DecodeState& st) noexcept {
+  st.reset(group);
   if (sinks_end > 0)
     accumulate(q_sink, group, first_head, kv, g, 0, sinks_end, sink_position(opt, position), opt,
-               scale, bias, ws, st);
-  accumulate(q, group, first_head, kv, g, lo, hi, position, opt, scale, bias, ws, st);
+               scale, bias, st);
+  accumulate(q, group, first_head, kv, g, lo, hi, position, opt, scale, bias, st);
+}
+
+// o[h] = acc / l per head of the state (0 where no key was seen; NaN stays NaN).
+inline void finish(const DecodeState& st, index group, float* const* o) noexcept {
   for (index h = 0; h < group; ++h) {
-    const float inv = st.l[h] == 0.0f ? 0.0f : 1.0f / st.l[h];  // NaN stays NaN
-    for (index i = 0; i < d; ++i) o[h][i] = ws.acc(h)[i] * inv;
+    const float inv = st.l[h] == 0.0f ? 0.0f : 1.0f / st.l[h];
+    for (index i = 0; i < st.head_dim; ++i) o[h][i] = st.acc_of(h)[i] * inv;
   }
+}
+
+// log Σ exp(score) of a state's head: m + log l, −inf when no key was seen, NaN stays NaN.
+inline float log_sum_exp(float m, float l) noexcept {
+  return l == 0.0f ? -std::numeric_limits<float>::infinity() : m + std::log(l);
+}
+
+// Head h of `parts` states over disjoint key sets, combined in their order into `into` (which
+// may be parts[0]): the state over all of them. Any NaN maximum makes the result NaN.
+inline void merge_states(const DecodeState* parts, index count, index h,
+                         const DecodeState& into) noexcept {
+  constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+  const index d = into.head_dim;
+  float m = neg_inf;
+  bool nan = false;
+  for (index c = 0; c < count; ++c) {
+    nan = nan || std::isnan(parts[c].m[h]);
+    m = std::max(m, parts[c].m[h]);
+  }
+  float* acc = into.acc_of(h);
+  if (nan || m == neg_inf) {  // NaN everywhere, or no key seen: l = 0 gives o = 0
+    into.m[h] = nan ? std::numeric_limits<float>::quiet_NaN() : neg_inf;
+    into.l[h] = nan ? std::numeric_limits<float>::quiet_NaN() : 0.0f;
+    std::fill(acc, acc + d, into.l[h]);
+    return;
+  }
+  float l = 0.0f;
+  for (index c = 0; c < count; ++c) {
+    const float w = parts[c].m[h] == neg_inf ? 0.0f : std::exp(parts[c].m[h] - m);
+    const float* a = parts[c].acc_of(h);
+    if (c == 0 && a == acc) {
+      for (index i = 0; i < d; ++i) acc[i] *= w;
+    } else if (c == 0) {
+      for (index i = 0; i < d; ++i) acc[i] = w * a[i];
+    } else {
+      for (index i = 0; i < d; ++i) acc[i] += w * a[i];
+    }
+    l += w * parts[c].l[h];
+  }
+  into.m[h] = m;
+  into.l[h] = l;
 }
 
 // A KV view's sizes: a length >= 0, keys and values when it holds any, and heads, positions (or
@@ -463,7 +520,7 @@ template <class Bias>
 void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions& positions,
                   index t0, index tq, index g, index group, const KVView& kv,
                   const AttentionOptions& opt, float scale, const Bias& bias,
-                  AttentionWorkspace& ws) {
+                  AttentionWorkspace& ws, MatrixView<float> lse) {
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   constexpr index bk = AttentionWorkspace::key_tile;
   const index d = kv.head_dim, rows = tq * group;
@@ -538,28 +595,27 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
     const float inv = l[r] == 0.0f ? 0.0f : 1.0f / l[r];  // NaN stays NaN
     float* out = o.row(t0 + r / group, g * group + r % group);
     for (index i = 0; i < d; ++i) out[i] = ob[r * d + i] * inv;
+    if (lse.data() != nullptr) lse.row(t0 + r / group)[g * group + r % group] = log_sum_exp(m[r], l[r]);
   }
 }
 
 }  // namespace attention_kernels
 
-// o [T, Hq, D] = attention of queries q [T, Hq, D] at `positions` over kv (Hkv heads, positions
-// [0, kv.length)), with Hq = g · Hkv. `bias(q_head, q_position, k_position)` is added
-// to each scaled score (ALiBi, T5 buckets). o must not overlap q. Causal queries need
-// positions < kv.length (their own key written).
-template <class Bias = NoBias>
-void attention(HeadsView<const float> q, const KVView& kv, const Positions& positions,
-               HeadsView<float> o, AttentionWorkspace& ws, const AttentionOptions& opt = {},
-               const Bias& bias = {}) {
-  constexpr const char* where = "attention";
-  attention_kernels::check_inputs(where, q, kv, positions, opt);
+namespace attention_kernels {
+
+// attention() and attention_lse(): lse [T, Hq] written when it has data.
+template <class Bias>
+void attention_checked(const char* where, HeadsView<const float> q, const KVView& kv,
+                       const Positions& positions, HeadsView<float> o, MatrixView<float> lse,
+                       AttentionWorkspace& ws, const AttentionOptions& opt, const Bias& bias) {
+  check_inputs(where, q, kv, positions, opt);
   check_view(where, "o", o);
   check_eq(where, "o.tokens (= q.tokens)", q.tokens(), o.tokens());
   check_eq(where, "o.heads (= q.heads)", q.heads(), o.heads());
   check_eq(where, "o.head_dim (= q.head_dim)", q.head_dim(), o.head_dim());
   check_disjoint(where, "o", o, "q", q);
   if (opt.sink_q.data() != nullptr) check_disjoint(where, "o", o, "sink_q", opt.sink_q);
-  attention_kernels::check_bias(where, bias, q.heads());
+  check_bias(where, bias, q.heads());
   const index group = q.heads() / kv.kv_heads;
   check_eq(where, "workspace group size", group, ws.group_size());
   check_eq(where, "workspace head_dim", q.head_dim(), ws.head_dim());
@@ -570,9 +626,8 @@ void attention(HeadsView<const float> q, const KVView& kv, const Positions& posi
   if (q.tokens() > 1) {  // many tokens: GEMM-shaped blocks
     for (index g = 0; g < kv.kv_heads; ++g)
       for (index t0 = 0; t0 < q.tokens(); t0 += AttentionWorkspace::query_tile)
-        attention_kernels::attend_block(q, o, positions, t0,
-                                        std::min(AttentionWorkspace::query_tile, q.tokens() - t0),
-                                        g, group, kv, opt, scale, bias, ws);
+        attend_block(q, o, positions, t0, std::min(AttentionWorkspace::query_tile, q.tokens() - t0),
+                     g, group, kv, opt, scale, bias, ws, lse);
     return;
   }
   const float** qs = ws.q_rows();
@@ -589,9 +644,85 @@ void attention(HeadsView<const float> q, const KVView& kv, const Positions& posi
       sink_qs[h] = sq.row(0, g * group + h);
       os[h] = o.row(0, g * group + h);
     }
-    attention_kernels::attend(qs, sink_qs, os, group, g * group, kv, g, sinks_end, lo,
-                              std::max(lo, hi), p, opt, scale, bias, ws);
+    const DecodeState st{ws.decode_max(), ws.decode_sum(), ws.acc(0), ws.scores(0), q.head_dim()};
+    attend_state(qs, sink_qs, group, g * group, kv, g, sinks_end, lo, std::max(lo, hi), p, opt,
+                 scale, bias, st);
+    finish(st, group, os);
+    if (lse.data() != nullptr)
+      for (index h = 0; h < group; ++h) lse.row(0)[g * group + h] = log_sum_exp(st.m[h], st.l[h]);
   }
+}
+
+}  // namespace attention_kernels
+
+// o [T, Hq, D] = attention of queries q [T, Hq, D] at `positions` over kv (Hkv heads, positions
+// [0, kv.length)), with Hq = g · Hkv. `bias(q_head, q_position, k_position)` is added
+// to each scaled score (ALiBi, T5 buckets). o must not overlap q. Causal queries need
+// positions < kv.length (their own key written).
+template <class Bias = NoBias>
+void attention(HeadsView<const float> q, const KVView& kv, const Positions& positions,
+               HeadsView<float> o, AttentionWorkspace& ws, const AttentionOptions& opt = {},
+               const Bias& bias = {}) {
+  attention_kernels::attention_checked("attention", q, kv, positions, o, MatrixView<float>{}, ws,
+                                       opt, bias);
+}
+
+// attention(), and lse [T, Hq] = log Σ_j exp(s_j) over the keys each query sees (−inf when it
+// sees none): an attention over part of the keys (a shared prefix, a page, a split of a long
+// context) that merge_attention() combines with the other parts exactly.
+template <class Bias = NoBias>
+void attention_lse(HeadsView<const float> q, const KVView& kv, const Positions& positions,
+                   HeadsView<float> o, MatrixView<float> lse, AttentionWorkspace& ws,
+                   const AttentionOptions& opt = {}, const Bias& bias = {}) {
+  constexpr const char* where = "attention_lse";
+  check_view(where, "lse", lse);
+  check_shape(where, "lse", lse, q.tokens(), q.heads());
+  attention_kernels::attention_checked(where, q, kv, positions, o, lse, ws, opt, bias);
+}
+
+// Two attentions of the same queries over disjoint key sets, (o_a, lse_a) and (o_b, lse_b)
+// from attention_lse() [T, H, D] and [T, H], combined into the attention over both keys:
+//   lse = log(e^lse_a + e^lse_b),  o = (e^(lse_a − lse)·o_a + e^(lse_b − lse)·o_b).
+// o and lse may be o_a and lse_a (or o_b and lse_b), not overlap them otherwise. A part that
+// saw no key (lse −inf) adds nothing; a NaN in either lse makes the row NaN.
+inline void merge_attention(HeadsView<const float> o_a, MatrixView<const float> lse_a,
+                            HeadsView<const float> o_b, MatrixView<const float> lse_b,
+                            HeadsView<float> o, MatrixView<float> lse) {
+  constexpr const char* where = "merge_attention";
+  const index T = o.tokens(), H = o.heads(), D = o.head_dim();
+  for (const auto& [name, v] : {std::pair{"o_a", o_a}, std::pair{"o_b", o_b}}) {
+    check_view(where, name, v);
+    check_eq(where, (std::string(name) + ".tokens (= o.tokens)").c_str(), T, v.tokens());
+    check_eq(where, (std::string(name) + ".heads (= o.heads)").c_str(), H, v.heads());
+    check_eq(where, (std::string(name) + ".head_dim (= o.head_dim)").c_str(), D, v.head_dim());
+  }
+  check_view(where, "o", o);
+  check_shape(where, "lse_a", lse_a, T, H);
+  check_shape(where, "lse_b", lse_b, T, H);
+  check_shape(where, "lse", lse, T, H);
+  constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+  for (index t = 0; t < T; ++t)
+    for (index h = 0; h < H; ++h) {
+      const float a = lse_a.row(t)[h], b = lse_b.row(t)[h];
+      const float* xa = o_a.row(t, h);
+      const float* xb = o_b.row(t, h);
+      float* out = o.row(t, h);
+      if (std::isnan(a) || std::isnan(b)) {
+        std::fill(out, out + D, std::numeric_limits<float>::quiet_NaN());
+        lse.row(t)[h] = std::numeric_limits<float>::quiet_NaN();
+        continue;
+      }
+      const float m = std::max(a, b);
+      if (m == neg_inf) {  // neither part saw a key
+        std::fill(out, out + D, 0.0f);
+        lse.row(t)[h] = neg_inf;
+        continue;
+      }
+      const float wa = std::exp(a - m), wb = std::exp(b - m), z = wa + wb;
+      const float ca = wa / z, cb = wb / z;
+      for (index i = 0; i < D; ++i) out[i] = ca * xa[i] + cb * xb[i];
+      lse.row(t)[h] = m + std::log(z);
+    }
 }
 
 // The slow explain path (seed 003's output_attentions): weights [T, Hq, kv.length] receive the
