@@ -163,9 +163,81 @@ void prefill(benchmark::State& state, const tformer::Dims& dims, int T) {
   state.SetItemsProcessed(std::int64_t(state.iterations()) * T);
 }
 
+// Threads: the library's ThreadTeam. Decode of the 110M shape at a context of 64 (the weights
+// dominate) and 4096 (the split-K attention then reads 4096 keys per layer, 300 MB a token),
+// and the 1.1B GQA shape at 64; prefill of T = 128. Real time (the workers' CPU time is not
+// the caller's).
+struct Threaded {
+  using C = tformer::configs::Llama2c;
+  Threaded(const tformer::Dims& dims, tformer::index threads, tformer::index capacity)
+      : team(threads), owned(dims, 1),
+        decoder(owned.view(), dims, {.capacity = capacity, .max_tokens = 512}, team),
+        logits(std::size_t(dims.vocab)) {}
+  tformer::ThreadTeam team;
+  tformer::OwnedWeights<C> owned;
+  tformer::Decoder<C, tformer::ThreadTeam&> decoder;
+  std::vector<float> logits;
+};
+
+void threads_decode(benchmark::State& state, tformer::Dims dims, tformer::index threads, int ctx) {
+  dims.max_positions = std::max<index>(dims.max_positions, ctx + 1);
+  Threaded m(dims, threads, ctx + 1);
+  const auto prompt = tokens(ctx, dims.vocab);
+  for (int i = 0; i < ctx; i += 512)
+    m.decoder.forward(0, std::span(prompt).subspan(std::size_t(i), std::size_t(std::min(512, ctx - i))),
+                      {m.logits.data(), 1, dims.vocab});
+  const std::int32_t next = 5;
+  for (auto _ : state) {
+    m.decoder.forward(0, std::span(&next, 1), {m.logits.data(), 1, dims.vocab});
+    m.decoder.truncate(0, ctx);
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+void threads_prefill(benchmark::State& state, tformer::Dims dims, tformer::index threads, int T) {
+  Threaded m(dims, threads, T);
+  const auto prompt = tokens(T, dims.vocab);
+  for (auto _ : state) {
+    m.decoder.reset(0);
+    m.decoder.forward(0, prompt, {m.logits.data(), 1, dims.vocab});
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(std::int64_t(state.iterations()) * T);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  {
+    const tformer::Dims tiny_llama = {.vocab = 32000, .hidden = 2048, .intermediate = 5632,
+                                      .layers = 22, .heads = 32, .kv_heads = 4, .head_dim = 64,
+                                      .max_positions = 2048};
+    for (const tformer::index threads : {1, 2}) {
+      const std::string t = "/threads" + std::to_string(threads);
+      benchmark::RegisterBenchmark(("threads_decode/110M/ctx64" + t).c_str(), threads_decode,
+                                   stories110m, threads, 64)
+          ->Unit(benchmark::kMillisecond)->UseRealTime();
+      benchmark::RegisterBenchmark(("threads_decode/110M/ctx4096" + t).c_str(), threads_decode,
+                                   stories110m, threads, 4096)
+          ->Unit(benchmark::kMillisecond)->UseRealTime();
+      benchmark::RegisterBenchmark(("threads_prefill/110M/T128" + t).c_str(), threads_prefill,
+                                   stories110m, threads, 128)
+          ->Unit(benchmark::kMillisecond)->UseRealTime();
+      benchmark::RegisterBenchmark(("threads_decode/1.1B/ctx64" + t).c_str(), threads_decode,
+                                   tiny_llama, threads, 64)
+          ->Unit(benchmark::kMillisecond)->UseRealTime();
+      // The read ceiling of 110M's f32 weights (one decode token's bytes) on as many threads.
+      tformer::OwnedWeights<tformer::configs::Llama2c> w(stories110m, 1);
+      const std::size_t bytes = weight_bytes_per_token(w.view());
+      benchmark::RegisterBenchmark(("threads_read/110M" + t).c_str(),
+                                   [bytes, threads](benchmark::State& st) {
+                                     const tformer::ThreadTeam team(threads);
+                                     bench::read_bandwidth_threads(st, bytes, team);
+                                   })
+          ->Unit(benchmark::kMillisecond)->UseRealTime();
+    }
+  }
   using TrafficVLM = tformer::configs::TrafficVLM;
   benchmark::RegisterBenchmark("decoder_decode/TrafficVLM/ctx64", decode<TrafficVLM>,
                                tformer::Dims{})

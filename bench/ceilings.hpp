@@ -78,6 +78,39 @@ inline void read_bandwidth(benchmark::State& state, std::size_t bytes) {
                           static_cast<std::int64_t>(n * sizeof(float)));
 }
 
+// read_bandwidth on every thread of an executor at once, each reading its share of `bytes`.
+template <class E>
+inline void read_bandwidth_threads(benchmark::State& state, std::size_t bytes, const E& exec) {
+  const std::size_t n = bytes / sizeof(float);
+  const tformer::index parts = exec.concurrency();
+  tformer::AlignedBuffer<float> src(n);
+  std::fill(src.data(), src.data() + n, 1.0f);
+  std::vector<float> totals(static_cast<std::size_t>(parts) * 16);
+  for (auto _ : state) {
+    exec.parallel_for(0, parts, [&](tformer::index p) {
+      const std::size_t lo = n * std::size_t(p) / std::size_t(parts) / 64 * 64;
+      const std::size_t hi = p + 1 == parts ? n : n * std::size_t(p + 1) / std::size_t(parts) / 64 * 64;
+      float total = 0.0f;
+      std::size_t i = lo;
+#if TFORMER_HAS_SIMD
+      using B = tformer::simd::batch;
+      constexpr std::size_t W = B::size, R = 8;
+      B acc[R];
+      for (auto& a : acc) a = B(0.0f);
+      for (; i + R * W <= hi; i += R * W)
+        for (std::size_t r = 0; r < R; ++r) acc[r] += B::load_aligned(src.data() + i + r * W);
+      for (std::size_t r = 1; r < R; ++r) acc[0] += acc[r];
+      total = tformer::xsimd_compat::reduce_add(acc[0]);
+#endif
+      for (; i < hi; ++i) total += src.data()[i];
+      totals[std::size_t(p) * 16] = total;  // a cache line each
+    });
+    benchmark::DoNotOptimize(totals.data());
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
+                          static_cast<std::int64_t>(n * sizeof(float)));
+}
+
 // Registers "read/<KiB>" for a buffer of `kib` KiB.
 inline void register_read(std::size_t kib) {
   benchmark::RegisterBenchmark(("read/" + std::to_string(kib)).c_str(), [kib](benchmark::State& s) {

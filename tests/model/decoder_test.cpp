@@ -14,6 +14,7 @@
 #include <cmath>
 #include <optional>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <numeric>
 #include <vector>
@@ -207,7 +208,8 @@ void check_preset(const Dims& dims, std::uint64_t seed, int prompt, int steps,
 
   const tformer::index S = C::cross_attention ? tformer::index(encoder.size()) / d.encoder_width : 0;
   Decoder<C> dec(view, dims, params,
-                 {.sequences = 1, .capacity = prompt + steps, .encoder_tokens = S});
+                 {.sequences = 1, .capacity = prompt + steps, .max_tokens = prompt + steps,
+                  .encoder_tokens = S});
   if constexpr (C::cross_attention) dec.set_encoder(0, {encoder.data(), S, d.encoder_width}, valid);
   // One pass over all tokens: every position's logits.
   std::vector<float> all(tokens.size() * static_cast<std::size_t>(d.vocab));
@@ -972,4 +974,105 @@ TEST_CASE("decoder: attention sink options are checked", "[decoder][sinks][error
   CHECK_THROWS_WITH(Decoder<Streaming>(weights.view(), small, {.capacity = 6}),
                     Catch::Contains("sinks + window (7)"));
   CHECK_NOTHROW(Decoder<Streaming>(weights.view(), small, {.capacity = 7}));
+}
+
+namespace {
+
+// Runs every item, last first, and claims 3 workers (so projections split their rows in 3):
+// an order and a split no thread team produces, which must not change a bit either.
+struct Reversed {
+  tformer::index concurrency() const noexcept { return 3; }
+  template <class F>
+  void parallel_for(tformer::index begin, tformer::index end, F&& f) const {
+    for (tformer::index i = end; i-- > begin;) f(i);
+  }
+};
+
+// A long context on two sequences through `exec`: a prefill in steps of 256 rows, decode steps
+// one token at a time past several runs of split_keys keys, and batched decode steps of both
+// sequences; every logit returned, in order.
+template <class C, class E>
+std::vector<float> long_run(const tformer::ModelWeights& w, const Dims& d, const ModelParams& p,
+                            const std::vector<std::int32_t>& tokens, const std::vector<float>& enc,
+                            tformer::index S, E&& exec) {
+  Decoder<C, E> dec(w, d, p,
+                    {.sequences = 2, .capacity = tformer::index(tokens.size()), .max_tokens = 256,
+                     .encoder_tokens = S},
+                    std::forward<E>(exec));
+  const tformer::index V = d.vocab;
+  if constexpr (C::cross_attention)
+    for (tformer::index s = 0; s < 2; ++s) dec.set_encoder(s, {enc.data(), S, d.encoder_width});
+  const std::size_t prompt = tokens.size() - 4;
+  std::vector<float> out, logits(2 * static_cast<std::size_t>(V));
+  const auto keep = [&](tformer::index rows) {
+    out.insert(out.end(), logits.begin(), logits.begin() + rows * V);
+  };
+  for (const auto& [seq, n] : {std::pair{tformer::index(0), prompt}, std::pair{tformer::index(1), prompt - 100}})
+    for (std::size_t i = 0; i < n; i += 256) {  // steps of 256 rows, the last row's logits
+      dec.forward(seq, std::span(tokens).subspan(i, std::min<std::size_t>(256, n - i)),
+                  {logits.data(), 1, V});
+      keep(1);
+    }
+  for (std::size_t i = prompt; i < prompt + 2; ++i) {
+    dec.forward(0, std::span(tokens).subspan(i, 1), {logits.data(), 1, V});
+    keep(1);
+  }
+  for (std::size_t i = 0; i < 2; ++i) {
+    const SequenceTokens both[] = {{0, std::span(tokens).subspan(prompt + 2 + i, 1)},
+                                   {1, std::span(tokens).subspan(prompt - 100 + i, 1)}};
+    dec.forward(both, {logits.data(), 2, V});
+    keep(2);
+  }
+  return out;
+}
+
+template <class C>
+void same_bits_on_every_executor(const Dims& d, std::uint64_t seed, int length,
+                                 tformer::index S = 0) {
+  const ModelParams p = tformer::default_params<C>();
+  OwnedWeights<C> owned(d, seed, p);
+  randomise_norms(owned, seed + 1);
+  test::Random rng(seed + 2);
+  const auto tokens = random_tokens(rng, length, d.vocab);
+  const auto enc = rng.normal_floats(static_cast<std::size_t>(S * d.encoder_width));
+  const auto serial = long_run<C>(owned.view(), owned.dims(), p, tokens, enc, S, SerialExecutor{});
+  for (const tformer::index threads : {1, 2, 3}) {
+    INFO(threads << " threads");
+    ThreadTeam team(threads);
+    const auto got = long_run<C, ThreadTeam&>(owned.view(), owned.dims(), p, tokens, enc, S, team);
+    REQUIRE(got.size() == serial.size());
+    CHECK(std::memcmp(got.data(), serial.data(), got.size() * sizeof(float)) == 0);
+  }
+  const auto reversed = long_run<C>(owned.view(), owned.dims(), p, tokens, enc, S, Reversed{});
+  CHECK(std::memcmp(reversed.data(), serial.data(), serial.size() * sizeof(float)) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("decoder: split-K decode attention matches the reference past 1,000 keys",
+          "[decoder][threads]") {
+  Dims d = small;
+  d.max_positions = 1200;
+  // Every decode step attends over 3 runs of split_keys (512) keys, merged.
+  SECTION("global attention") { check_preset<configs::Llama>(d, 71, 1030, 4); }
+  SECTION("sinks and a window") { check_preset<SinksFull>(d, 72, 600, 3); }
+  SECTION("cross-attention over 600 encoder tokens (two runs)") {
+    d.encoder_width = 20;
+    test::Random rng(73);
+    const auto enc = rng.normal_floats(600 * 20);
+    check_preset<SmallVLM>(d, 74, 30, 3, enc, std::vector<std::uint8_t>(600, 1));
+  }
+}
+
+TEST_CASE("decoder: the same bits on 1, 2 and 3 threads and in any order, decode and prefill",
+          "[decoder][threads]") {
+  Dims d = small;
+  d.max_positions = 1400;
+  same_bits_on_every_executor<configs::Llama>(d, 81, 1300);
+  same_bits_on_every_executor<Hybrid>(d, 82, 1300);
+  same_bits_on_every_executor<SinksFull>(d, 83, 700);
+  Dims v = small;
+  v.encoder_width = 20;
+  v.max_positions = 400;
+  same_bits_on_every_executor<SmallVLM>(v, 84, 300, 600);
 }

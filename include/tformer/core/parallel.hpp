@@ -1,13 +1,26 @@
-// Executors: how Decoder spreads independent work (KV heads, output rows) over threads.
-// Kernels themselves are single-threaded. An executor is any type with
+// Executors: how Decoder spreads independent work (output rows, KV heads, runs of keys) over
+// threads. Kernels themselves are single-threaded. An executor is any type with
 //   index concurrency() const;                              // workers it may use at once
 //   void parallel_for(index begin, index end, F&& f) const; // f(i) for each i, any order
 // that returns after every f(i) has returned. f never throws (inputs are checked before).
-// SerialExecutor is the default; OpenMPExecutor exists when compiled with OpenMP; an engine
-// adapts its own thread pool with a struct of these two functions (examples/engine_integration).
+// SerialExecutor is the default; ThreadTeam is the library's own persistent team; OpenMPExecutor
+// exists when compiled with OpenMP; an engine adapts its own thread pool with a struct of these
+// two functions (examples/engine_integration). What an f(i) computes never depends on which
+// thread runs it or on how many there are, so every executor gives the same bits.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <concepts>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "tformer/core/error.hpp"
 
 #include "tformer/core/views.hpp"
 
@@ -30,6 +43,127 @@ struct SerialExecutor {
   void parallel_for(index begin, index end, F&& f) const {
     for (index i = begin; i < end; ++i) f(i);
   }
+};
+
+// A persistent team: the calling thread and threads − 1 workers started at construction. A
+// parallel_for hands the items out one at a time (an atomic counter) to the caller and the
+// workers, and returns when all are done. Between calls the workers spin for up to
+// `spin` (a decoder step makes hundreds of calls, microseconds apart), then sleep on a condition
+// variable. Calls from several threads at once are serialised; a call from inside an f(i) (nested)
+// runs serially on that thread.
+class ThreadTeam {
+ public:
+  // Throws unless threads >= 1 (1: everything on the calling thread, no worker started).
+  explicit ThreadTeam(index threads,
+                      std::chrono::microseconds spin = std::chrono::microseconds(200))
+      : shared_(std::make_unique<Shared>()) {
+    check(threads >= 1 && threads <= 1024, "ThreadTeam", "threads", "a count in [1, 1024]",
+          threads);
+    shared_->spin = spin;
+    workers_.reserve(static_cast<std::size_t>(threads - 1));
+    for (index w = 1; w < threads; ++w) workers_.emplace_back([s = shared_.get()] { s->work(); });
+  }
+  ThreadTeam(const ThreadTeam&) = delete;
+  ThreadTeam& operator=(const ThreadTeam&) = delete;
+  ~ThreadTeam() {
+    {
+      std::lock_guard<std::mutex> lock(shared_->mutex);
+      shared_->stop.store(true, std::memory_order_release);
+      shared_->generation.fetch_add(1, std::memory_order_release);
+    }
+    shared_->wake.notify_all();
+    for (std::thread& t : workers_) t.join();
+  }
+
+  index concurrency() const noexcept { return index(workers_.size()) + 1; }
+
+  template <class F>
+  void parallel_for(index begin, index end, F&& f) const {
+    if (end - begin <= 1 || workers_.empty() || inside_) {
+      for (index i = begin; i < end; ++i) f(i);
+      return;
+    }
+    Shared& s = *shared_;
+    std::lock_guard<std::mutex> one_call(s.call);
+    auto* fp = &f;
+    s.fn = [](void* ctx, index i) { (*static_cast<decltype(fp)>(ctx))(i); };
+    s.ctx = static_cast<void*>(fp);
+    s.next.store(begin, std::memory_order_relaxed);
+    s.end = end;
+    s.busy.store(index(workers_.size()), std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      s.generation.fetch_add(1, std::memory_order_release);
+    }
+    s.wake.notify_all();
+    inside_ = true;
+    s.run_items();
+    inside_ = false;
+    // Wait for the workers to leave the call (they may still be finishing an item).
+    const auto start = std::chrono::steady_clock::now();
+    for (unsigned n = 0; s.busy.load(std::memory_order_acquire) != 0; ++n) {
+      if (n % 64 == 0 && std::chrono::steady_clock::now() - start > s.spin) {
+        std::unique_lock<std::mutex> lock(s.mutex);
+        s.done.wait(lock, [&] { return s.busy.load(std::memory_order_acquire) == 0; });
+        break;
+      }
+      pause();
+    }
+  }
+
+ private:
+  static void pause() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#else
+    std::this_thread::yield();
+#endif
+  }
+
+  struct Shared {
+    std::mutex call;   // one parallel_for at a time
+    std::mutex mutex;  // guards sleeping and waking
+    std::condition_variable wake, done;
+    std::atomic<std::uint64_t> generation{0};
+    std::atomic<index> next{0};
+    std::atomic<index> busy{0};  // workers still in the current call
+    index end = 0;
+    void (*fn)(void*, index) = nullptr;
+    void* ctx = nullptr;
+    std::atomic<bool> stop{false};
+    std::chrono::microseconds spin{200};
+
+    void run_items() {
+      for (index i; (i = next.fetch_add(1, std::memory_order_relaxed)) < end;) fn(ctx, i);
+    }
+    void work() {
+      std::uint64_t seen = 0;
+      for (;;) {
+        const auto start = std::chrono::steady_clock::now();
+        for (unsigned n = 0; generation.load(std::memory_order_acquire) == seen; ++n) {
+          if (n % 64 == 0 && std::chrono::steady_clock::now() - start > spin) {
+            std::unique_lock<std::mutex> lock(mutex);
+            wake.wait(lock, [&] { return generation.load(std::memory_order_acquire) != seen; });
+            break;
+          }
+          pause();
+        }
+        seen = generation.load(std::memory_order_acquire);
+        if (stop.load(std::memory_order_acquire)) return;
+        inside_ = true;
+        run_items();
+        inside_ = false;
+        if (busy.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+          std::lock_guard<std::mutex> lock(mutex);
+          done.notify_all();
+        }
+      }
+    }
+  };
+
+  static inline thread_local bool inside_ = false;  // this thread is running an f(i)
+  std::unique_ptr<Shared> shared_;
+  std::vector<std::thread> workers_;
 };
 
 #if defined(_OPENMP)

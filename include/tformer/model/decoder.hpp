@@ -101,7 +101,8 @@ class Decoder {
                          .max_positions = int(options_.capacity),
                          .base = p_.rope_base,
                          .scaling = p_.rope_scaling}),
-        ws_(d_, p_, options_.max_tokens, C::cross_attention ? options_.encoder_tokens : 0),
+        ws_(d_, p_, options_.max_tokens, C::cross_attention ? options_.encoder_tokens : 0,
+            options_.sequences, options_.capacity),
         last_(static_cast<std::size_t>(options_.sequences * d_.hidden)),
         logits_(static_cast<std::size_t>(options_.sequences * d_.vocab)),
         sampler_ws_(d_.vocab) {

@@ -75,7 +75,14 @@ void parallel_project(const E& exec, MatrixView<const float> x, const WeightView
 template <DecoderConfig C>
 class DecoderWorkspace {
  public:
-  DecoderWorkspace(const Dims& d, const ModelParams& p, index max_tokens, index encoder_tokens)
+  // Split-K decode attention cuts a decode token's keys at multiples of this many: the parts
+  // depend on the context alone, never on the number of threads, so results do not either.
+  static constexpr index split_keys = 512;
+
+  // sequences and max_keys (the most keys one query sees: the cache capacity, or the encoder's
+  // tokens) size the split-K parts.
+  DecoderWorkspace(const Dims& d, const ModelParams& p, index max_tokens, index encoder_tokens,
+                   index sequences = 1, index max_keys = 0)
       : d_(d),
         sink_queries_(sink_queries(p)),
         max_tokens_(max_tokens),
@@ -95,7 +102,15 @@ class DecoderWorkspace {
         rope_rows_(size(C::positions == PositionKind::Rope && p.attention.streaming(d.layers)
                             ? max_tokens * rotary_
                             : 0)),
-        ffn_(C::ffn == FfnKind::MoE ? 0 : max_tokens, d.intermediate) {
+        ffn_(C::ffn == FfnKind::MoE ? 0 : max_tokens, d.intermediate),
+        parts_(std::max<index>(sequences, 1) * d.kv_heads *
+               ((std::max(max_keys, encoder_tokens) + split_keys - 1) / split_keys + 2)),
+        part_m_(size(parts_ * (d.heads / d.kv_heads))),
+        part_l_(size(parts_ * (d.heads / d.kv_heads))),
+        part_acc_(size(parts_ * d.heads / d.kv_heads * d.head_dim)),
+        part_scores_(size(parts_ * d.heads / d.kv_heads * AttentionWorkspace::tile)),
+        part_q_(size(parts_ * (d.heads / d.kv_heads))),
+        plan_(size(parts_)) {
     attention_.reserve(static_cast<std::size_t>(d.kv_heads));
     for (index g = 0; g < d.kv_heads; ++g)
       attention_.emplace_back(d.heads / d.kv_heads, d.head_dim);
@@ -123,7 +138,9 @@ class DecoderWorkspace {
   std::size_t bytes() const noexcept {
     std::size_t n = x_.bytes() + xn_.bytes() + delta_.bytes() + q_.bytes() + k_.bytes() +
                     v_.bytes() + att_.bytes() + encoder_.bytes() + encoder_k_.bytes() +
-                    encoder_v_.bytes() + sink_q_.bytes() + rope_rows_.bytes() + ffn_.bytes();
+                    encoder_v_.bytes() + sink_q_.bytes() + rope_rows_.bytes() + ffn_.bytes() +
+                    part_m_.bytes() + part_l_.bytes() + part_acc_.bytes() + part_scores_.bytes() +
+                    part_q_.bytes() + plan_.bytes();
     for (const auto& a : attention_) n += a.bytes();
     if (moe_) n += moe_->bytes();
     return n;
@@ -149,6 +166,26 @@ class DecoderWorkspace {
   // Streaming RoPE: cos/sin rows of the step's positions past the table.
   MatrixView<float> rope_rows(index T) noexcept { return {rope_rows_.data(), T, rotary_}; }
   AttentionWorkspace& attention(index g) noexcept { return attention_[std::size_t(g)]; }
+
+  // Split-K decode: one part of a decode token's attention (a kv head, and a run of keys or
+  // the sinks), planned per step; its running state and query rows.
+  struct Part {
+    index segment;  // in the step's segments
+    index g;        // kv head
+    index lo, hi;   // keys [lo, hi)
+    bool sinks;     // the sinks the window has left, scored with the sink queries
+    index first;    // the segment's kv head's first part: parts [first, first + count)
+    index count;
+  };
+  index max_parts() const noexcept { return parts_; }
+  Part* plan() noexcept { return plan_.data(); }
+  attention_kernels::DecodeState part_state(index i) noexcept {
+    const index group = d_.heads / d_.kv_heads;
+    return {part_m_.data() + i * group, part_l_.data() + i * group,
+            part_acc_.data() + i * group * d_.head_dim,
+            part_scores_.data() + i * group * AttentionWorkspace::tile, d_.head_dim};
+  }
+  const float** part_q(index i) noexcept { return part_q_.data() + i * (d_.heads / d_.kv_heads); }
   FfnWorkspace& ffn() noexcept { return ffn_; }
   MoeWorkspace& moe() noexcept { return *moe_; }
 
@@ -163,6 +200,10 @@ class DecoderWorkspace {
   std::vector<AttentionWorkspace> attention_;
   FfnWorkspace ffn_;
   std::optional<MoeWorkspace> moe_;
+  index parts_;
+  AlignedBuffer<float> part_m_, part_l_, part_acc_, part_scores_;
+  AlignedBuffer<const float*> part_q_;
+  AlignedBuffer<Part> plan_;
 };
 
 // What a layer reads besides its weights and the workspace.
@@ -192,35 +233,99 @@ struct LayerInputs {
 
 namespace decoder_kernels {
 
-// att = attention of q over `kv(segment)` for every segment, split over KV heads.
-// bias(h, q, k) takes the model's query head h; attention sees one KV head's group at a time.
-// sink_q (rows like q, or none): the queries the sinks are scored with.
+// att = attention of q over `kv(segment)` for every segment. Segments of many tokens
+// (prefill) are split over KV heads; a decode token's attention over KV heads and runs of
+// split_keys keys (split-K, flash-decoding), whose states merge in key order. The split depends
+// on the context alone, so results are the same bit for bit whatever the executor's threads.
+// bias(h, q, k) takes the model's query head h. sink_q (rows like q, or none): the queries the
+// sinks are scored with.
 template <Executor E, class ViewOf, class Bias = NoBias>
 void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> segments,
                      MatrixView<const float> q, MatrixView<float> att, const ViewOf& view_of,
                      const AttentionOptions& options, auto& ws, const Bias& bias = {},
                      MatrixView<const float> sink_q = {}) {
   const index group = d.heads / d.kv_heads, D = d.head_dim, qd = d.heads * D;
-  exec.parallel_for(0, d.kv_heads, [&](index g) {
-    for (const StepSegment& s : segments) {
-      KVView kv = view_of(s);
-      kv.keys += g * kv.head_stride;
-      kv.values += g * kv.head_stride;
-      kv.kv_heads = 1;
-      const HeadsView<const float> qg(q.row(s.row) + g * group * D, s.tokens, group, D, qd);
-      const HeadsView<float> og(att.row(s.row) + g * group * D, s.tokens, group, D, qd);
-      const auto at = Positions::offset(static_cast<std::int32_t>(s.start));
-      AttentionOptions opt = options;
-      if (sink_q.rows() > 0)
-        opt.sink_q = HeadsView<const float>(sink_q.row(s.row) + g * group * D, s.tokens, group, D, qd);
-      if constexpr (std::is_same_v<Bias, NoBias>) {
-        attention(qg, kv, at, og, ws.attention(g), opt);
-      } else {
+  const auto head_view = [&](const StepSegment& s, index g) {
+    KVView kv = view_of(s);
+    kv.keys += g * kv.head_stride;
+    kv.values += g * kv.head_stride;
+    kv.kv_heads = 1;
+    return kv;
+  };
+  const bool prefill = std::ranges::any_of(segments, [](const StepSegment& s) { return s.tokens > 1; });
+  if (prefill)
+    exec.parallel_for(0, d.kv_heads, [&](index g) {
+      for (const StepSegment& s : segments) {
+        if (s.tokens <= 1) continue;
+        const KVView kv = head_view(s, g);
+        const HeadsView<const float> qg(q.row(s.row) + g * group * D, s.tokens, group, D, qd);
+        const HeadsView<float> og(att.row(s.row) + g * group * D, s.tokens, group, D, qd);
+        const auto at = Positions::offset(static_cast<std::int32_t>(s.start));
+        AttentionOptions opt = options;
+        if (sink_q.rows() > 0)
+          opt.sink_q = HeadsView<const float>(sink_q.row(s.row) + g * group * D, s.tokens, group, D, qd);
         const auto group_bias = [&bias, first = g * group](index h, index qp, index kp) {
           return bias(first + h, qp, kp);
         };
-        attention(qg, kv, at, og, ws.attention(g), opt, group_bias);
+        if constexpr (std::is_same_v<Bias, NoBias>)
+          attention(qg, kv, at, og, ws.attention(g), opt);
+        else
+          attention(qg, kv, at, og, ws.attention(g), opt, group_bias);
       }
+    });
+
+  // The decode tokens' parts: per segment and kv head, the sinks (if the window has left them),
+  // then the window's keys cut at multiples of split_keys.
+  using Part = typename std::remove_reference_t<decltype(ws)>::Part;
+  constexpr index split = std::remove_reference_t<decltype(ws)>::split_keys;
+  Part* plan = ws.plan();
+  index parts = 0;
+  for (index si = 0; si < index(segments.size()); ++si) {
+    const StepSegment& s = segments[std::size_t(si)];
+    if (s.tokens != 1) continue;
+    const index p = s.start, length = view_of(s).length;
+    const index hi = options.causal ? std::min(p + 1, length) : length;
+    const index lo = options.window > 0 ? std::max<index>(0, p - options.window + 1) : 0;
+    const index sinks_end = options.window > 0 ? std::min(options.sinks, lo) : 0;
+    for (index g = 0; g < d.kv_heads; ++g) {
+      const index first = parts;
+      if (sinks_end > 0) plan[parts++] = {si, g, 0, sinks_end, true, first, 0};
+      index k0 = lo;
+      do {  // at least one part, empty when no key is visible
+        const index k1 = std::min(std::max(lo, hi), (k0 / split + 1) * split);
+        plan[parts++] = {si, g, k0, k1, false, first, 0};
+        k0 = k1;
+      } while (k0 < hi);
+      for (index i = first; i < parts; ++i) plan[i].count = parts - first;
+    }
+  }
+  if (parts == 0) return;
+  const float scale = options.scale > 0.0f ? options.scale : 1.0f / std::sqrt(static_cast<float>(D));
+  exec.parallel_for(0, parts, [&](index i) {
+    const Part& part = plan[i];
+    const StepSegment& s = segments[std::size_t(part.segment)];
+    const KVView kv = head_view(s, part.g);
+    const MatrixView<const float> rows = part.sinks && sink_q.rows() > 0 ? sink_q : q;
+    const float** qs = ws.part_q(i);
+    for (index h = 0; h < group; ++h) qs[h] = rows.row(s.row) + (part.g * group + h) * D;
+    const attention_kernels::DecodeState st = ws.part_state(i);
+    st.reset(group);
+    const index position = part.sinks ? attention_kernels::sink_position(options, s.start) : s.start;
+    attention_kernels::accumulate(qs, group, part.g * group, kv, 0, part.lo, part.hi, position,
+                                  options, scale, bias, st);
+  });
+  // Merge each (segment, kv head)'s parts in key order, into its first part, and normalise.
+  exec.parallel_for(0, parts, [&](index i) {
+    const Part& part = plan[i];
+    if (part.first != i) return;  // one merge per (segment, kv head), at its first part
+    const StepSegment& s = segments[std::size_t(part.segment)];
+    const attention_kernels::DecodeState into = ws.part_state(i);
+    const auto part_of = [&](index c) { return ws.part_state(i + c); };
+    for (index h = 0; h < group; ++h) {
+      if (part.count > 1) attention_kernels::merge_states(part.count, part_of, h, into);
+      const float inv = into.l[h] == 0.0f ? 0.0f : 1.0f / into.l[h];  // NaN stays NaN
+      float* out = att.row(s.row) + (part.g * group + h) * D;
+      for (index j = 0; j < D; ++j) out[j] = into.acc_of(h)[j] * inv;
     }
   });
 }

@@ -393,17 +393,19 @@ inline float log_sum_exp(float m, float l) noexcept {
   return l == 0.0f ? -std::numeric_limits<float>::infinity() : m + std::log(l);
 }
 
-// Head h of `parts` states over disjoint key sets, combined in their order into `into` (which
-// may be parts[0]): the state over all of them. Any NaN maximum makes the result NaN.
-inline void merge_states(const DecodeState* parts, index count, index h,
-                         const DecodeState& into) noexcept {
+// Head h of `count` states over disjoint key sets, part(c) for c < count, combined in that
+// order into `into` (which may be part(0)): the state over all of them. Any NaN maximum makes
+// the result NaN.
+template <class PartOf>
+void merge_states(index count, const PartOf& part, index h, const DecodeState& into) noexcept {
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   const index d = into.head_dim;
   float m = neg_inf;
   bool nan = false;
   for (index c = 0; c < count; ++c) {
-    nan = nan || std::isnan(parts[c].m[h]);
-    m = std::max(m, parts[c].m[h]);
+    const float mc = part(c).m[h];
+    nan = nan || std::isnan(mc);
+    m = std::max(m, mc);
   }
   float* acc = into.acc_of(h);
   if (nan || m == neg_inf) {  // NaN everywhere, or no key seen: l = 0 gives o = 0
@@ -414,16 +416,14 @@ inline void merge_states(const DecodeState* parts, index count, index h,
   }
   float l = 0.0f;
   for (index c = 0; c < count; ++c) {
-    const float w = parts[c].m[h] == neg_inf ? 0.0f : std::exp(parts[c].m[h] - m);
-    const float* a = parts[c].acc_of(h);
-    if (c == 0 && a == acc) {
-      for (index i = 0; i < d; ++i) acc[i] *= w;
-    } else if (c == 0) {
-      for (index i = 0; i < d; ++i) acc[i] = w * a[i];
-    } else {
+    const DecodeState pc = part(c);
+    const float w = pc.m[h] == neg_inf ? 0.0f : std::exp(pc.m[h] - m);
+    const float* a = pc.acc_of(h);
+    if (c == 0)
+      for (index i = 0; i < d; ++i) acc[i] = w * a[i];  // a may be acc
+    else
       for (index i = 0; i < d; ++i) acc[i] += w * a[i];
-    }
-    l += w * parts[c].l[h];
+    l += w * pc.l[h];
   }
   into.m[h] = m;
   into.l[h] = l;

@@ -1,0 +1,74 @@
+// Executors: ThreadTeam runs each item exactly once, on several threads, for many calls in a
+// row; nested and concurrent calls are safe; 1 thread starts no worker. (The decoder's results
+// on every executor are compared bit for bit in tests/model/decoder_test.cpp.)
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "tformer/core/parallel.hpp"
+
+using tformer::ThreadTeam;
+using Index = tformer::index;
+
+TEST_CASE("core/parallel: a thread team runs every item once, on its threads",
+          "[core][parallel]") {
+  for (const Index threads : {1, 2, 3, 4}) {
+    CAPTURE(threads);
+    ThreadTeam team(threads);
+    CHECK(team.concurrency() == threads);
+    for (const Index n : {0, 1, 2, 3, 7, 64, 1000}) {
+      CAPTURE(n);
+      std::vector<std::atomic<int>> hits(static_cast<std::size_t>(n + 5));
+      team.parallel_for(5, 5 + n, [&](Index i) { hits[std::size_t(i)].fetch_add(1); });
+      for (Index i = 0; i < n + 5; ++i) CHECK(hits[std::size_t(i)].load() == (i >= 5 ? 1 : 0));
+    }
+    // Items that take a while are shared: with more than one thread, more than one runs them.
+    std::mutex m;
+    std::set<std::thread::id> ids;
+    team.parallel_for(0, 64, [&](Index) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+      const std::lock_guard<std::mutex> lock(m);
+      ids.insert(std::this_thread::get_id());
+    });
+    CHECK(ids.size() >= (threads > 1 ? 2u : 1u));
+    CHECK(ids.size() <= std::size_t(threads));
+  }
+}
+
+TEST_CASE("core/parallel: many short calls in a row, with and without sleeping workers",
+          "[core][parallel]") {
+  for (const auto spin : {std::chrono::microseconds(0), std::chrono::microseconds(200)}) {
+    ThreadTeam team(3, spin);
+    long total = 0;
+    std::vector<long> slot(8);
+    for (int call = 0; call < 3000; ++call) {
+      team.parallel_for(0, 8, [&](Index i) { slot[std::size_t(i)] += i + call; });
+      if (call % 1000 == 999) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    for (Index i = 0; i < 8; ++i) total += slot[std::size_t(i)];
+    CHECK(total == 3000L * (0 + 7) * 8 / 2 + 8L * (2999L * 3000 / 2));
+  }
+}
+
+TEST_CASE("core/parallel: nested calls run serially, concurrent callers take turns",
+          "[core][parallel]") {
+  ThreadTeam team(2);
+  std::atomic<int> inner{0};
+  team.parallel_for(0, 4, [&](Index) {
+    team.parallel_for(0, 10, [&](Index) { inner.fetch_add(1); });
+  });
+  CHECK(inner.load() == 40);
+  std::atomic<long> sum{0};
+  std::vector<std::thread> callers;
+  for (int c = 0; c < 3; ++c)
+    callers.emplace_back([&] {
+      for (int k = 0; k < 200; ++k) team.parallel_for(0, 16, [&](Index i) { sum.fetch_add(i); });
+    });
+  for (auto& t : callers) t.join();
+  CHECK(sum.load() == 3L * 200 * (15 * 16 / 2));
+  CHECK_THROWS_WITH(ThreadTeam(0), Catch::Contains("ThreadTeam: threads"));
+}
