@@ -189,6 +189,18 @@ TEST_CASE("model/decoder: a decode step, a batched decode step and sampling allo
   CHECK(test::allocations_during([&] {
           dec.generate(0, prompt, 8, every, rng, out, -1, logprobs);
         }) == 0);
+  // On a thread team, with split-K attention over more than one run of keys: nothing either.
+  ThreadTeam team(2);
+  const Dims long_d = {.vocab = 97, .hidden = 64, .intermediate = 96, .layers = 2, .heads = 4,
+                       .kv_heads = 2, .head_dim = 16, .max_positions = 1200};
+  OwnedWeights<Small> long_weights(long_d, 7);
+  Decoder<Small, ThreadTeam&> threaded(long_weights.view(), long_d,
+                                       {.capacity = 1200, .max_tokens = 1100}, team);
+  const std::vector<std::int32_t> long_prompt(1100, 3);
+  threaded.forward(0, long_prompt, {logits.data(), 1, 97});
+  CHECK(test::allocations_during([&] {
+          for (int i = 0; i < 4; ++i) threaded.forward(0, std::span(&next[0], 1), {logits.data(), 1, 97});
+        }) == 0);
 }
 
 TEST_CASE("model/decoder: a decode step on typed weights with int8 activations allocates nothing",

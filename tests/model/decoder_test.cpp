@@ -14,7 +14,10 @@
 #include <cmath>
 #include <optional>
 #include <cstdint>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
+#include <thread>
 #include <memory>
 #include <numeric>
 #include <vector>
@@ -1075,4 +1078,60 @@ TEST_CASE("decoder: the same bits on 1, 2 and 3 threads and in any order, decode
   v.encoder_width = 20;
   v.max_positions = 400;
   same_bits_on_every_executor<SmallVLM>(v, 84, 300, 600);
+}
+
+namespace {
+// An executor that, once armed, holds its next call until released: a call on the Decoder is
+// then certainly running while another thread calls it.
+struct Gate {
+  mutable std::mutex m;
+  mutable std::condition_variable cv;
+  mutable bool armed = false, inside = false, released = false;
+  tformer::index concurrency() const noexcept { return 1; }
+  template <class F>
+  void parallel_for(tformer::index begin, tformer::index end, F&& f) const {
+    {
+      std::unique_lock<std::mutex> lock(m);
+      if (armed) {
+        armed = false;
+        inside = true;
+        cv.notify_all();
+        cv.wait(lock, [&] { return released; });
+      }
+    }
+    for (tformer::index i = begin; i < end; ++i) f(i);
+  }
+};
+}  // namespace
+
+TEST_CASE("decoder: a call while another thread's call runs is refused; nested calls are not",
+          "[decoder][threads]") {
+  using C = configs::Llama;
+  OwnedWeights<C> weights(small, 91);
+  Gate gate;
+  Decoder<C, Gate&> dec(weights.view(), small, {.capacity = 20}, gate);
+  const std::vector<std::int32_t> prompt = {1, 2, 3};
+  std::vector<float> a(std::size_t(small.vocab)), b(a.size());
+  gate.armed = true;
+  std::thread first([&] { dec.forward(0, prompt, {a.data(), 1, small.vocab}); });
+  {
+    std::unique_lock<std::mutex> lock(gate.m);
+    gate.cv.wait(lock, [&] { return gate.inside; });
+  }
+  CHECK_THROWS_WITH(dec.forward(0, prompt, {b.data(), 1, small.vocab}),
+                    Catch::Contains("Decoder::forward: calls on this Decoder") &&
+                        Catch::Contains("one at a time"));
+  CHECK_THROWS_WITH(dec.reset(0), Catch::Contains("one at a time"));
+  {
+    const std::lock_guard<std::mutex> lock(gate.m);
+    gate.released = true;
+  }
+  gate.cv.notify_all();
+  first.join();
+  CHECK(dec.length(0) == 3);  // the first call completed; the refused ones changed nothing
+  // generate calls forward inside itself, and truncate calls reset: both allowed.
+  Rng rng(1);
+  std::vector<std::int32_t> out(2);
+  CHECK(dec.generate(0, prompt, 2, Sampler::greedy(), rng, out) == 2);
+  CHECK_NOTHROW(dec.truncate(0, 0));
 }

@@ -16,6 +16,11 @@
 // Every public call checks its inputs before changing any state: a rejected call leaves the
 // caches as they were.
 //
+// Threads: a Decoder's calls share its workspace and caches, so it takes one call at a time;
+// a call made while another thread's call on the same Decoder runs is refused with an Error
+// (nothing is changed). Within a call, the executor spreads the work over its threads. Decoders
+// over the same weights may run concurrently.
+//
 // Local layers of a pattern with `ring` keep their keys in a ring cache (the sinks and the last
 // window + max_tokens − 1 positions); when every layer is local (AttentionPattern::streaming),
 // a sequence may grow past `capacity` at constant memory: RoPE rows past the table are computed
@@ -23,11 +28,13 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <optional>
 #include <span>
+#include <thread>
 #include <string>
 #include <utility>
 #include <vector>
@@ -64,6 +71,45 @@ struct SequenceTokens {
 };
 
 enum class LogitsFor { Last, All };  // one row per sequence, or one per token
+
+namespace decoder_detail {
+
+// The thread running a call on a Decoder, or none: a second thread's call is refused, a call
+// nested in the same thread's call (generate → forward) is not. Moving a Decoder moves no call.
+class CallOwner {
+ public:
+  CallOwner() = default;
+  CallOwner(CallOwner&&) noexcept {}
+  CallOwner& operator=(CallOwner&&) noexcept { return *this; }
+
+  class Scope {
+   public:
+    Scope(CallOwner& o, const char* where) : owner_(o) {
+      std::thread::id none{};
+      if (o.id_.compare_exchange_strong(none, std::this_thread::get_id(),
+                                        std::memory_order_acquire)) {
+        outer_ = true;
+      } else if (none != std::this_thread::get_id()) [[unlikely]] {
+        detail::fail_check(where, "calls on this Decoder",
+                           "one at a time (another thread's call is running)", "two at once");
+      }
+    }
+    ~Scope() {
+      if (outer_) owner_.id_.store(std::thread::id{}, std::memory_order_release);
+    }
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    CallOwner& owner_;
+    bool outer_ = false;
+  };
+
+ private:
+  std::atomic<std::thread::id> id_{};
+};
+
+}  // namespace decoder_detail
 
 template <DecoderConfig C, Executor E = SerialExecutor>
 class Decoder {
@@ -176,6 +222,7 @@ class Decoder {
 
   // Forgets sequence `seq` (its cache, its encoder input, its convolution state).
   void reset(index seq) {
+    const decoder_detail::CallOwner::Scope one(call_, "Decoder::reset");
     check_index("Decoder::reset", "seq", seq, options_.sequences);
     if (full_) full_->reset(seq);
     if (ring_) ring_->reset(seq);
@@ -190,6 +237,7 @@ class Decoder {
   // With a convolution (conv_kernel > 1) only a full reset can roll back: its state keeps the
   // last k − 1 inputs, not the history. A ring rolls back at most max_tokens past its last write.
   void truncate(index seq, index length) {
+    const decoder_detail::CallOwner::Scope one(call_, "Decoder::truncate");
     if constexpr (C::conv_kernel > 1)
       if (length != 0 && length != this->length(seq)) [[unlikely]]
         detail::fail_check("Decoder::truncate", "length",
@@ -208,6 +256,7 @@ class Decoder {
                    std::span<const std::uint8_t> valid = {})
     requires(C::cross_attention)
   {
+    const decoder_detail::CallOwner::Scope one(call_, "Decoder::set_encoder");
     constexpr const char* where = "Decoder::set_encoder";
     check_index(where, "seq", seq, options_.sequences);
     check_view(where, "states", states);
@@ -243,6 +292,7 @@ class Decoder {
   // for LogitsFor::All (every token, in batch order).
   void forward(std::span<const SequenceTokens> batch, MatrixView<float> logits,
                LogitsFor which = LogitsFor::Last) {
+    const decoder_detail::CallOwner::Scope one(call_, "Decoder::forward");
     const index rows = check_step("Decoder::forward", batch, logits, which);
     run(batch, rows, logits, which);
   }
@@ -264,6 +314,7 @@ class Decoder {
                  const Sampler& sampler, Rng& rng, std::span<std::int32_t> out,
                  std::int32_t stop_token = -1, std::span<float> logprobs = {}) {
     constexpr const char* where = "Decoder::generate";
+    const decoder_detail::CallOwner::Scope one(call_, where);
     check(max_new_tokens >= 0, where, "max_new_tokens", ">= 0", max_new_tokens);
     check(index(out.size()) >= max_new_tokens, where, "out size", ">= max_new_tokens", out.size());
     if (!logprobs.empty() && index(logprobs.size()) < max_new_tokens) [[unlikely]]
@@ -292,6 +343,7 @@ class Decoder {
   void classify(index seq, std::span<const std::int32_t> tokens, std::span<const std::int32_t> ids,
                 std::span<float> out_logits, std::span<float> probs) {
     constexpr const char* where = "Decoder::classify";
+    const decoder_detail::CallOwner::Scope one(call_, where);
     check(!ids.empty(), where, "ids", "at least one token id", ids.size());
     for (std::int32_t id : ids) check_index(where, "ids[i]", id, d_.vocab);
     check_eq(where, "out_logits size (= ids)", ids.size(), out_logits.size());
@@ -516,6 +568,7 @@ class Decoder {
   DecoderWorkspace<C> ws_;
   AlignedBuffer<float> last_, logits_;
   SamplerWorkspace sampler_ws_;
+  decoder_detail::CallOwner call_;  // one call at a time
   std::vector<TransposedWeights> down_t_;                 // TopK: transposes built here
   std::vector<MatrixView<const float>> down_t_views_;    // TopK: each layer's down transposed
   std::vector<StepSegment> segments_;
