@@ -13,8 +13,9 @@
 // `xn` already holds attn_norm(x) and on exit it holds `next_norm`(x): the next layer's
 // attn_norm, or the final norm after the last layer.
 //
-// Work is split over the executor by KV heads (attention) and by output rows (projections);
-// top-k and MoE feed-forward run on the calling thread. Preconditions (checked by Decoder):
+// Work is split over the executor by output rows (projections), by KV heads (prefill
+// attention), and by KV heads × runs of keys (decode attention, split-K); norms, RoPE, top-k and
+// MoE feed-forward run on the calling thread. Preconditions (checked by Decoder):
 // shapes agree with the Dims, every segment fits its cache, cross-attention inputs are set.
 #pragma once
 
