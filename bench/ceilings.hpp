@@ -52,28 +52,31 @@ inline void register_copy(std::size_t kib) {
   })->Unit(benchmark::kMicrosecond);
 }
 
+// The sum of x[0, n): a read of every value, 8 registers in flight.
+inline float read_sum(const float* x, std::size_t n) {
+  std::size_t i = 0;
+  float total = 0.0f;
+#if TFORMER_HAS_SIMD
+  using B = tformer::simd::batch;
+  constexpr std::size_t W = B::size, R = 8;
+  B acc[R];
+  for (auto& a : acc) a = B(0.0f);
+  for (; i + R * W <= n; i += R * W)
+    for (std::size_t r = 0; r < R; ++r) acc[r] += B::load_unaligned(x + i + r * W);
+  for (std::size_t r = 1; r < R; ++r) acc[0] += acc[r];
+  total = tformer::xsimd_compat::reduce_add(acc[0]);
+#endif
+  for (; i < n; ++i) total += x[i];
+  return total;
+}
+
 // Sum of `bytes` bytes of floats, 8 independent SIMD accumulators: the read-only stream, the
 // ceiling of kernels that read much and write little (decode attention, decode GEMV).
 inline void read_bandwidth(benchmark::State& state, std::size_t bytes) {
   const std::size_t n = bytes / sizeof(float);
   tformer::AlignedBuffer<float> src(n);
   std::fill(src.data(), src.data() + n, 1.0f);
-  for (auto _ : state) {
-    std::size_t i = 0;
-    float total = 0.0f;
-#if TFORMER_HAS_SIMD
-    using B = tformer::simd::batch;
-    constexpr std::size_t W = B::size, R = 8;
-    B acc[R];
-    for (auto& a : acc) a = B(0.0f);
-    for (; i + R * W <= n; i += R * W)
-      for (std::size_t r = 0; r < R; ++r) acc[r] += B::load_aligned(src.data() + i + r * W);
-    for (std::size_t r = 1; r < R; ++r) acc[0] += acc[r];
-    total = tformer::xsimd_compat::reduce_add(acc[0]);
-#endif
-    for (; i < n; ++i) total += src.data()[i];
-    benchmark::DoNotOptimize(total);
-  }
+  for (auto _ : state) benchmark::DoNotOptimize(read_sum(src.data(), n));
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
                           static_cast<std::int64_t>(n * sizeof(float)));
 }
@@ -90,20 +93,7 @@ inline void read_bandwidth_threads(benchmark::State& state, std::size_t bytes, c
     exec.parallel_for(0, parts, [&](tformer::index p) {
       const std::size_t lo = n * std::size_t(p) / std::size_t(parts) / 64 * 64;
       const std::size_t hi = p + 1 == parts ? n : n * std::size_t(p + 1) / std::size_t(parts) / 64 * 64;
-      float total = 0.0f;
-      std::size_t i = lo;
-#if TFORMER_HAS_SIMD
-      using B = tformer::simd::batch;
-      constexpr std::size_t W = B::size, R = 8;
-      B acc[R];
-      for (auto& a : acc) a = B(0.0f);
-      for (; i + R * W <= hi; i += R * W)
-        for (std::size_t r = 0; r < R; ++r) acc[r] += B::load_aligned(src.data() + i + r * W);
-      for (std::size_t r = 1; r < R; ++r) acc[0] += acc[r];
-      total = tformer::xsimd_compat::reduce_add(acc[0]);
-#endif
-      for (; i < hi; ++i) total += src.data()[i];
-      totals[std::size_t(p) * 16] = total;  // a cache line each
+      totals[std::size_t(p) * 16] = read_sum(src.data() + lo, hi - lo);  // a cache line each
     });
     benchmark::DoNotOptimize(totals.data());
   }
