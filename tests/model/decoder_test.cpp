@@ -1067,6 +1067,36 @@ TEST_CASE("decoder: split-K decode attention matches the reference past 1,000 ke
   }
 }
 
+TEST_CASE("decoder: a ring window wider than the capacity splits its keys like a full cache",
+          "[decoder][threads]") {
+  // Every layer a ring of window 1100 (streaming), capacity 64: a decode token sees 1100 keys,
+  // up to four runs of split_keys (past position 1536), more than the capacity alone would size.
+  using C = configs::Llama;
+  Dims d = small;
+  d.max_positions = 1600;
+  ModelParams ring = tformer::default_params<C>(), full = ring;
+  ring.attention = {.window = 1100, .ring = true};
+  full.attention = {.window = 1100};
+  OwnedWeights<C> w(d, 95, ring);
+  test::Random rng(96);
+  const auto tokens = random_tokens(rng, 1560, d.vocab);
+  ThreadTeam team(2);
+  Decoder<C, ThreadTeam&> a(w.view(), d, ring, {.capacity = 64, .max_tokens = 64}, team);
+  Decoder<C> b(w.view(), d, full, {.capacity = 1560, .max_tokens = 64});
+  std::vector<float> la(std::size_t(d.vocab)), lb(la.size());
+  for (std::size_t i = 0; i < 1100; i += 64) {
+    const auto step = std::span(tokens).subspan(i, std::min<std::size_t>(64, 1100 - i));
+    a.forward(0, step, {la.data(), 1, d.vocab});
+    b.forward(0, step, {lb.data(), 1, d.vocab});
+  }
+  for (std::size_t i = 1100; i < 1560; ++i) {
+    a.forward(0, std::span(tokens).subspan(i, 1), {la.data(), 1, d.vocab});
+    b.forward(0, std::span(tokens).subspan(i, 1), {lb.data(), 1, d.vocab});
+    INFO("position " << i);
+    for (std::size_t j = 0; j < la.size(); ++j) REQUIRE(std::abs(la[j] - lb[j]) <= 1e-5 * (1 + std::abs(lb[j])));
+  }
+}
+
 TEST_CASE("decoder: the same bits on 1, 2 and 3 threads and in any order, decode and prefill",
           "[decoder][threads]") {
   Dims d = small;

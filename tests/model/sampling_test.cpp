@@ -228,6 +228,18 @@ TEST_CASE("sampling: bias and penalties change the logits as defined", "[samplin
   CHECK(logits == std::vector<float>{2.0f, 1.9f, -1.0f, 0.5f});
 }
 
+TEST_CASE("sampling: a temperature below 1/FLT_MAX samples the argmax", "[sampling]") {
+  const std::vector<float> logits = {0.5f, 3.0f, -1.0f, 2.999f};
+  SamplerWorkspace ws(4);
+  Rng rng(4);
+  for (const float t : {1e-39f, 1e-45f, 1e-30f})
+    for (Sampler s : {Sampler::with_temperature(t), Sampler::with_top_p(0.9f, t),
+                      Sampler::with_min_p(0.5f, t), Sampler::with_top_k(3, t)}) {
+      CAPTURE(t, int(s.kind));
+      CHECK(sample(logits, s, rng, ws) == 1);
+    }
+}
+
 TEST_CASE("sampling: log-probabilities are the model's, before bias and truncation",
           "[sampling]") {
   const std::vector<float> logits = {0.0f, 1.0f, 2.0f, -INFINITY};

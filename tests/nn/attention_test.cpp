@@ -976,6 +976,15 @@ TEST_CASE("nn/attention: merging parts that saw no key or NaN", "[nn][attention]
                            HeadsView<float>(o.data(), 1, 1, 4), {lse.data(), 1, 1});
   CHECK(std::isnan(o[3]));
   CHECK(std::isnan(lse[0]));
+  // A part that saw no key is not read: its rows may hold anything (an unused page).
+  std::vector<float> junk = {nan, inf, -inf, nan};
+  lse_a = {-inf};
+  lse_b = {0.25f};
+  tformer::merge_attention(HeadsView<const float>(junk.data(), 1, 1, 4), {lse_a.data(), 1, 1},
+                           HeadsView<const float>(ob.data(), 1, 1, 4), {lse_b.data(), 1, 1},
+                           HeadsView<float>(o.data(), 1, 1, 4), {lse.data(), 1, 1});
+  CHECK(o == ob);
+  CHECK(lse[0] == 0.25f);
   // Equal weights average the rows.
   lse_a = {3.0f};
   lse_b = {3.0f};

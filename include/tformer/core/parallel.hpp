@@ -61,19 +61,16 @@ class ThreadTeam {
           threads);
     shared_->spin = spin;
     workers_.reserve(static_cast<std::size_t>(threads - 1));
-    for (index w = 1; w < threads; ++w) workers_.emplace_back([s = shared_.get()] { s->work(); });
+    try {
+      for (index w = 1; w < threads; ++w) workers_.emplace_back([s = shared_.get()] { s->work(); });
+    } catch (...) {  // a thread that could not start: stop the ones that did, then report
+      stop_workers();
+      throw;
+    }
   }
   ThreadTeam(const ThreadTeam&) = delete;
   ThreadTeam& operator=(const ThreadTeam&) = delete;
-  ~ThreadTeam() {
-    {
-      std::lock_guard<std::mutex> lock(shared_->mutex);
-      shared_->stop.store(true, std::memory_order_release);
-      shared_->generation.fetch_add(1, std::memory_order_release);
-    }
-    shared_->wake.notify_all();
-    for (std::thread& t : workers_) t.join();
-  }
+  ~ThreadTeam() { stop_workers(); }
 
   index concurrency() const noexcept { return index(workers_.size()) + 1; }
 
@@ -112,6 +109,16 @@ class ThreadTeam {
   }
 
  private:
+  void stop_workers() noexcept {
+    {
+      std::lock_guard<std::mutex> lock(shared_->mutex);
+      shared_->stop.store(true, std::memory_order_release);
+      shared_->generation.fetch_add(1, std::memory_order_release);
+    }
+    shared_->wake.notify_all();
+    for (std::thread& t : workers_) t.join();
+  }
+
   static void pause() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();

@@ -16,10 +16,11 @@
 // Every public call checks its inputs before changing any state: a rejected call leaves the
 // caches as they were.
 //
-// Threads: a Decoder's calls share its workspace and caches, so it takes one call at a time;
-// a call made while another thread's call on the same Decoder runs is refused with an Error
-// (nothing is changed). Within a call, the executor spreads the work over its threads. Decoders
-// over the same weights may run concurrently.
+// Threads: a Decoder's calls share its workspace and caches, so it takes one call at a time.
+// forward, generate, classify, reset, truncate and set_encoder, made while another thread's
+// call on the same Decoder runs, are refused with an Error (nothing is changed); the const
+// accessors (length, caches, bytes) are not synchronised with them. Within a call, the executor
+// spreads the work over its threads. Decoders over the same weights may run concurrently.
 //
 // Local layers of a pattern with `ring` keep their keys in a ring cache (the sinks and the last
 // window + max_tokens − 1 positions); when every layer is local (AttentionPattern::streaming),
@@ -148,7 +149,7 @@ class Decoder {
                          .base = p_.rope_base,
                          .scaling = p_.rope_scaling}),
         ws_(d_, p_, options_.max_tokens, C::cross_attention ? options_.encoder_tokens : 0,
-            options_.sequences, options_.capacity),
+            options_.sequences, std::max(options_.capacity, p_.attention.window)),
         last_(static_cast<std::size_t>(options_.sequences * d_.hidden)),
         logits_(static_cast<std::size_t>(options_.sequences * d_.vocab)),
         sampler_ws_(d_.vocab) {

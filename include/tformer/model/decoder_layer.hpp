@@ -80,10 +80,10 @@ class DecoderWorkspace {
   // depend on the context alone, never on the number of threads, so results do not either.
   static constexpr index split_keys = 512;
 
-  // sequences and max_keys (the most keys one query sees: the cache capacity, or the encoder's
-  // tokens) size the split-K parts.
+  // sequences and max_keys (the most keys one decode token sees in one layer: the capacity, or
+  // a ring's window when it is larger; the encoder's tokens count too) size the split-K parts.
   DecoderWorkspace(const Dims& d, const ModelParams& p, index max_tokens, index encoder_tokens,
-                   index sequences = 1, index max_keys = 0)
+                   index sequences, index max_keys)
       : d_(d),
         sink_queries_(sink_queries(p)),
         max_tokens_(max_tokens),
@@ -276,7 +276,8 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
     });
 
   // The decode tokens' parts: per segment and kv head, the sinks (if the window has left them),
-  // then the window's keys cut at multiples of split_keys.
+  // then the window's keys cut at multiples of split_keys. The workspace holds them all
+  // (DecoderWorkspace sizes them from the most keys a token sees); checked before any is written.
   using Part = typename std::remove_reference_t<decltype(ws)>::Part;
   constexpr index split = std::remove_reference_t<decltype(ws)>::split_keys;
   Part* plan = ws.plan();
@@ -288,6 +289,11 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
     const index hi = options.causal ? std::min(p + 1, length) : length;
     const index lo = options.window > 0 ? std::max<index>(0, p - options.window + 1) : 0;
     const index sinks_end = options.window > 0 ? std::min(options.sinks, lo) : 0;
+    const index per_head = (sinks_end > 0) + std::max<index>(1, (std::max(lo, hi) - 1) / split - lo / split + 1);
+    if (parts + d.kv_heads * per_head > ws.max_parts()) [[unlikely]]
+      detail::fail_check("decoder attention", "split-K parts",
+                         "at most " + std::to_string(ws.max_parts()) + " (the workspace's)",
+                         parts + d.kv_heads * per_head);
     for (index g = 0; g < d.kv_heads; ++g) {
       const index first = parts;
       if (sinks_end > 0) plan[parts++] = {si, g, 0, sinks_end, true, first, 0};

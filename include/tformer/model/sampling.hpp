@@ -10,8 +10,7 @@
 //   5. top_p < 1                   keep the shortest most-probable prefix whose mass reaches
 //                                  top_p of what step 4 kept
 //   6. min_p > 0                   keep tokens at least min_p times as probable as the first
-//   7. one uniform draw from what is kept, renormalised, in the order most probable first
-//      (no truncation: in id order).
+//   7. one uniform draw from what is kept, renormalised, over the kept tokens in id order.
 // Ties order by the lower id. Sampling draws exactly one uniform number per token from a Rng
 // (SplitMix64 seeded by the caller), so a seed reproduces a run on every platform (up to draws
 // within about 1e-6 of a boundary, where float rounding of one instruction set may differ).
@@ -385,23 +384,30 @@ struct sampling_detail {
                            SamplerWorkspace& ws) {
     namespace k = sampling_kernels;
     const double T = s.temperature;
+    // 1/T in float, at most FLT_MAX: a temperature below 1/FLT_MAX is greedy (0 · inf is NaN).
+    const float inv_t = float(std::min(1.0 / T, double(std::numeric_limits<float>::max())));
     const index top_k = s.top_k;
     const bool top_p = s.top_p < 1.0f, min_p = s.min_p > 0.0f;
     if (top_k == 0 && !top_p && !min_p) {  // every token, in id order
       float* e = ws.e_.data();
       double* blocks = ws.blocks_.data();
-      const double total = k::exp_sum(l, n, m, float(1.0 / T), e, blocks);
+      const double total = k::exp_sum(l, n, m, inv_t, e, blocks);
       const double r = rng.uniform() * total;
       double acc = 0.0;
       index b = 0;
       const index nb = (n + k::block - 1) / k::block;
       while (b + 1 < nb && acc + blocks[b] <= r) acc += blocks[b++];
+      // The block whose (float) sum holds r; re-added here, rounding may leave r just past its
+      // end: then its last token with weight. Past the last block: the last token with weight.
       const index end = std::min(n, (b + 1) * k::block);
+      index last = -1;
       for (index i = b * k::block; i < end; ++i) {
         acc += e[i];
+        if (e[i] > 0.0f) last = i;
         if (r < acc) return std::int32_t(i);
       }
-      for (index i = n; i-- > 0;)  // rounding left r at the top: the last with weight
+      if (last >= 0) return std::int32_t(last);
+      for (index i = n; i-- > 0;)
         if (e[i] > 0.0f) return std::int32_t(i);
       return 0;
     }
@@ -412,7 +418,7 @@ struct sampling_detail {
       return draw_kept(l, m, s, rng, ws, c, nullptr, 0.0, log_min_p, false);
     }
     // Without top_k, top_p's mass is a fraction of all tokens' (a float-block sum of e_).
-    const double total_all = top_p ? k::exp_sum(l, n, m, float(1.0 / T), ws.e_.data(), nullptr) : 0.0;
+    const double total_all = top_p ? k::exp_sum(l, n, m, inv_t, ws.e_.data(), nullptr) : 0.0;
     // No logit below `lowest` is kept under min_p: a margin below the exact bound, which
     // draw_kept applies in double.
     const double lowest =

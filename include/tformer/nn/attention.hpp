@@ -720,7 +720,13 @@ inline void merge_attention(HeadsView<const float> o_a, MatrixView<const float> 
       }
       const float wa = std::exp(a - m), wb = std::exp(b - m), z = wa + wb;
       const float ca = wa / z, cb = wb / z;
-      for (index i = 0; i < D; ++i) out[i] = ca * xa[i] + cb * xb[i];
+      // A part without weight is not read (its rows may be anything, e.g. an unused page).
+      if (cb == 0.0f)
+        for (index i = 0; i < D; ++i) out[i] = ca * xa[i];
+      else if (ca == 0.0f)
+        for (index i = 0; i < D; ++i) out[i] = cb * xb[i];
+      else
+        for (index i = 0; i < D; ++i) out[i] = ca * xa[i] + cb * xb[i];
       lse.row(t)[h] = m + std::log(z);
     }
 }
