@@ -6,7 +6,10 @@
 // SerialExecutor is the default; ThreadTeam is the library's own persistent team; OpenMPExecutor
 // exists when compiled with OpenMP; an engine adapts its own thread pool with a struct of these
 // two functions (examples/engine_integration). What an f(i) computes never depends on which
-// thread runs it or on how many there are, so every executor gives the same bits.
+// thread runs it, on how many there are or on the order of the items, so a compiled decoder
+// gives the same bits on any number of threads. Two executor types are two compiled decoders,
+// which a compiler may contract into FMAs differently (GCC's default -ffp-contract=fast decides
+// per inlined copy): equal to rounding, or bit for bit with -ffp-contract=off.
 #pragma once
 
 #include <algorithm>

@@ -253,7 +253,8 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
     kv.kv_heads = 1;
     return kv;
   };
-  const bool prefill = std::ranges::any_of(segments, [](const StepSegment& s) { return s.tokens > 1; });
+  const bool prefill = std::any_of(segments.begin(), segments.end(),
+                                  [](const StepSegment& s) { return s.tokens > 1; });
   if (prefill)
     exec.parallel_for(0, d.kv_heads, [&](index g) {
       for (const StepSegment& s : segments) {
