@@ -167,8 +167,8 @@ void prefill(benchmark::State& state, const tformer::Dims& dims, int T) {
 // dominate) and 4096 (the split-K attention then reads 4096 keys per layer, 300 MB a token),
 // and the 1.1B GQA shape at 64; prefill of T = 128. Real time (the workers' CPU time is not
 // the caller's).
+template <class C>
 struct Threaded {
-  using C = tformer::configs::Llama2c;
   Threaded(const tformer::Dims& dims, tformer::index threads, tformer::index capacity)
       : team(threads), owned(dims, 1),
         decoder(owned.view(), dims, {.capacity = capacity, .max_tokens = 512}, team),
@@ -179,9 +179,10 @@ struct Threaded {
   std::vector<float> logits;
 };
 
+template <class C = tformer::configs::Llama2c>
 void threads_decode(benchmark::State& state, tformer::Dims dims, tformer::index threads, int ctx) {
   dims.max_positions = std::max<index>(dims.max_positions, ctx + 1);
-  Threaded m(dims, threads, ctx + 1);
+  Threaded<C> m(dims, threads, ctx + 1);
   const auto prompt = tokens(ctx, dims.vocab);
   for (int i = 0; i < ctx; i += 512)
     m.decoder.forward(0, std::span(prompt).subspan(std::size_t(i), std::size_t(std::min(512, ctx - i))),
@@ -195,8 +196,9 @@ void threads_decode(benchmark::State& state, tformer::Dims dims, tformer::index 
   state.SetItemsProcessed(state.iterations());
 }
 
+template <class C = tformer::configs::Llama2c>
 void threads_prefill(benchmark::State& state, tformer::Dims dims, tformer::index threads, int T) {
-  Threaded m(dims, threads, T);
+  Threaded<C> m(dims, threads, T);
   const auto prompt = tokens(T, dims.vocab);
   for (auto _ : state) {
     m.decoder.reset(0);
@@ -213,19 +215,32 @@ int main(int argc, char** argv) {
     const tformer::Dims tiny_llama = {.vocab = 32000, .hidden = 2048, .intermediate = 5632,
                                       .layers = 22, .heads = 32, .kv_heads = 4, .head_dim = 64,
                                       .max_positions = 2048};
+    const tformer::Dims small_moe = {.vocab = 32000, .hidden = 1024, .intermediate = 2816,
+                                     .layers = 6, .heads = 16, .kv_heads = 4, .head_dim = 64,
+                                     .max_positions = 2048, .experts = 8, .top_k = 2};
     for (const tformer::index threads : {1, 2}) {
       const std::string t = "/threads" + std::to_string(threads);
-      benchmark::RegisterBenchmark(("threads_decode/110M/ctx64" + t).c_str(), threads_decode,
+      benchmark::RegisterBenchmark(("threads_decode/110M/ctx64" + t).c_str(), threads_decode<>,
                                    stories110m, threads, 64)
           ->Unit(benchmark::kMillisecond)->UseRealTime();
-      benchmark::RegisterBenchmark(("threads_decode/110M/ctx4096" + t).c_str(), threads_decode,
+      benchmark::RegisterBenchmark(("threads_decode/110M/ctx4096" + t).c_str(), threads_decode<>,
                                    stories110m, threads, 4096)
           ->Unit(benchmark::kMillisecond)->UseRealTime();
-      benchmark::RegisterBenchmark(("threads_prefill/110M/T128" + t).c_str(), threads_prefill,
+      benchmark::RegisterBenchmark(("threads_prefill/110M/T128" + t).c_str(), threads_prefill<>,
                                    stories110m, threads, 128)
           ->Unit(benchmark::kMillisecond)->UseRealTime();
-      benchmark::RegisterBenchmark(("threads_decode/1.1B/ctx64" + t).c_str(), threads_decode,
+      benchmark::RegisterBenchmark(("threads_decode/1.1B/ctx64" + t).c_str(), threads_decode<>,
                                    tiny_llama, threads, 64)
+          ->Unit(benchmark::kMillisecond)->UseRealTime();
+      // Mixtral's block (8 experts, top 2) at a small width: each token streams its 2 experts'
+      // rows split over the threads (12 MB per expert and layer, 6 layers).
+      benchmark::RegisterBenchmark(("threads_decode/MoE8x2/ctx64" + t).c_str(),
+                                   threads_decode<tformer::configs::Mixtral>, small_moe, threads,
+                                   64)
+          ->Unit(benchmark::kMillisecond)->UseRealTime();
+      benchmark::RegisterBenchmark(("threads_prefill/MoE8x2/T128" + t).c_str(),
+                                   threads_prefill<tformer::configs::Mixtral>, small_moe, threads,
+                                   128)
           ->Unit(benchmark::kMillisecond)->UseRealTime();
       // The read ceiling of 110M's f32 weights (one decode token's bytes) on as many threads.
       tformer::OwnedWeights<tformer::configs::Llama2c> w(stories110m, 1);

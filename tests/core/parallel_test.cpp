@@ -1,14 +1,18 @@
 // Executors: ThreadTeam runs each item exactly once, on several threads, for many calls in a
-// row; nested and concurrent calls are safe; 1 thread starts no worker. (The decoder's results
+// row; nested and concurrent calls are safe; 1 thread starts no worker. for_row_chunks covers the
+// rows once in chunks that do not depend on the executor; an engine's pool (tests/support) and
+// OpenMPExecutor (with -fopenmp: tformer_openmp_tests) run the same items. (The decoder's results
 // on every executor are compared bit for bit in tests/model/decoder_test.cpp.)
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <set>
 #include <thread>
 #include <vector>
 
+#include "support/engine_pool.hpp"
 #include "tformer/core/parallel.hpp"
 
 using tformer::ThreadTeam;
@@ -71,4 +75,59 @@ TEST_CASE("core/parallel: nested calls run serially, concurrent callers take tur
   for (auto& t : callers) t.join();
   CHECK(sum.load() == 3L * 200 * (15 * 16 / 2));
   CHECK_THROWS_WITH(ThreadTeam(0), Catch::Contains("ThreadTeam: threads"));
+}
+
+namespace {
+// The chunks for_row_chunks gives f on `exec`, in first-row order; checks they cover [0, rows).
+template <class E>
+std::vector<std::pair<Index, Index>> row_chunks(const E& exec, Index rows) {
+  std::mutex m;
+  std::vector<std::pair<Index, Index>> got;
+  tformer::for_row_chunks(exec, rows, [&](Index first, Index n) {
+    const std::lock_guard<std::mutex> lock(m);
+    got.emplace_back(first, n);
+  });
+  std::sort(got.begin(), got.end());
+  Index covered = 0;
+  for (const auto& [first, n] : got) {
+    CHECK(first == covered);
+    CHECK(n >= 1);
+    CHECK(first % 16 == 0);
+    covered = first + n;
+  }
+  CHECK(covered == rows);
+  return got;
+}
+}  // namespace
+
+TEST_CASE("core/parallel: row chunks cover the rows once and do not depend on the executor",
+          "[core][parallel]") {
+  const ThreadTeam one(1), two(2), three(3);
+  const test::EnginePool pool(2);
+  for (const Index rows : {0, 1, 15, 63, 64, 65, 100, 768, 3000, 32000, 128256}) {
+    CAPTURE(rows);
+    const auto serial = row_chunks(tformer::SerialExecutor{}, rows);
+    CHECK(row_chunks(one, rows) == serial);
+    CHECK(row_chunks(two, rows) == serial);
+    CHECK(row_chunks(three, rows) == serial);
+    CHECK(row_chunks(pool, rows) == serial);
+    CHECK(serial.size() <= 48u);  // rows / 48 per chunk at least (but 64): up to 48 workers
+    if (rows >= 128) CHECK(serial.size() >= 2u);
+  }
+}
+
+TEST_CASE("core/parallel: an engine's pool and OpenMP run every item once", "[core][parallel]") {
+  const auto check_once = [](const auto& exec) {
+    for (const Index n : {0, 1, 5, 1000}) {
+      std::vector<std::atomic<int>> hits(static_cast<std::size_t>(n));
+      for (int call = 0; call < 50; ++call)
+        exec.parallel_for(0, n, [&](Index i) { hits[std::size_t(i)].fetch_add(1); });
+      for (Index i = 0; i < n; ++i) CHECK(hits[std::size_t(i)].load() == 50);
+    }
+  };
+  for (const int threads : {1, 2, 3}) check_once(test::EnginePool(threads));
+#if defined(_OPENMP)
+  check_once(tformer::OpenMPExecutor{});
+  CHECK(tformer::OpenMPExecutor{}.concurrency() >= 1);
+#endif
 }

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "reference/decoder_reference.hpp"
+#include "support/engine_pool.hpp"
 #include "support/random.hpp"
 #include "tformer/model/decoder.hpp"
 
@@ -987,11 +988,15 @@ namespace {
 // two instantiations the compiler may have contracted into FMAs differently (GCC's default
 // -ffp-contract=fast decides per inlined copy).
 struct Schedule {
-  const ThreadTeam* team = nullptr;  // null: reversed on the calling thread
-  tformer::index concurrency() const noexcept { return team ? team->concurrency() : 3; }
+  const ThreadTeam* team = nullptr;       // or
+  const test::EnginePool* pool = nullptr;  // an engine's pool; neither: reversed on this thread
+  tformer::index concurrency() const noexcept {
+    return team ? team->concurrency() : pool ? pool->concurrency() : 3;
+  }
   template <class F>
   void parallel_for(tformer::index begin, tformer::index end, F&& f) const {
     if (team) return team->parallel_for(begin, end, std::forward<F>(f));
+    if (pool) return pool->parallel_for(begin, end, std::forward<F>(f));
     for (tformer::index i = end; i-- > begin;) f(i);
   }
 };
@@ -1050,6 +1055,13 @@ void same_bits_on_every_executor(const Dims& d, std::uint64_t seed, int length,
     const ThreadTeam team(threads);
     const auto got = long_run<C>(owned.view(), owned.dims(), p, tokens, enc, S, Schedule{&team});
     REQUIRE(got.size() == first.size());
+    CHECK(std::memcmp(got.data(), first.data(), got.size() * sizeof(float)) == 0);
+  }
+  for (const int threads : {2, 3}) {
+    INFO("an engine's pool of " << threads << " threads");
+    const test::EnginePool pool(threads);
+    const auto got =
+        long_run<C>(owned.view(), owned.dims(), p, tokens, enc, S, Schedule{nullptr, &pool});
     CHECK(std::memcmp(got.data(), first.data(), got.size() * sizeof(float)) == 0);
   }
   const auto reversed = long_run<C>(owned.view(), owned.dims(), p, tokens, enc, S, Schedule{});
@@ -1111,7 +1123,7 @@ TEST_CASE("decoder: a ring window wider than the capacity splits its keys like a
   }
 }
 
-TEST_CASE("decoder: the same bits on 1, 2 and 3 threads and in any order, decode and prefill",
+TEST_CASE("decoder: the same bits on 1-3 threads, an engine's pool, any order; decode, prefill",
           "[decoder][threads]") {
   Dims d = small;
   d.max_positions = 1400;
@@ -1122,6 +1134,14 @@ TEST_CASE("decoder: the same bits on 1, 2 and 3 threads and in any order, decode
   v.encoder_width = 20;
   v.max_positions = 400;
   same_bits_on_every_executor<SmallVLM>(v, 84, 300, 600);
+  Dims m = small;  // every expert's rows split over the threads
+  m.max_positions = 400;
+  m.experts = 8;
+  m.top_k = 2;
+  same_bits_on_every_executor<configs::Mixtral>(m, 85, 300);
+  Dims s = small;
+  s.max_positions = 400;
+  same_bits_on_every_executor<Sparse>(s, 86, 300);
 }
 
 namespace {

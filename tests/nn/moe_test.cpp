@@ -13,6 +13,7 @@
 
 #include "reference/ffn_reference.hpp"
 #include "support/matrix.hpp"
+#include "tformer/core/parallel.hpp"
 #include "tformer/nn/moe.hpp"
 
 using Catch::Matchers::Contains;
@@ -83,6 +84,39 @@ TEST_CASE("nn/moe: matches the reference for each router", "[nn][moe][property]"
     const auto expected = reference_moe(ex, xr, config);
     for (int o = 0; o < H; ++o)
       REQUIRE(std::abs(y.at(t, o) - expected[o]) <= 2e-5 * (1 + std::abs(expected[o])));
+  }
+}
+
+TEST_CASE("nn/moe: the same bits on 1, 2 and 3 threads, and the reference", "[nn][moe][threads]") {
+  test::Random rng(90);
+  const int H = 48, I = 100, E = 6, k = 2, T = GENERATE(1, 7);
+  const MoeConfig config{E, k};
+  const Experts ex(rng, H, I, E);
+  Matrix shared_gate = Matrix::random(rng, I, H, 0.1f), shared_up = Matrix::random(rng, I, H, 0.1f),
+         shared_down = Matrix::random(rng, H, I, 0.1f), gate_row = Matrix::random(rng, 1, H);
+  tformer::MoeWeights w = ex.weights();
+  w.shared = tformer::SwiGluWeights{shared_gate.cview(), shared_up.cview(), shared_down.cview()};
+  w.shared_gate = gate_row.cview();
+  const Matrix x = Matrix::random(rng, T, H);
+  std::vector<Matrix> outs;
+  for (const tformer::index threads : {1, 2, 3}) {
+    const tformer::ThreadTeam team(threads);
+    tformer::MoeWorkspace ws(T, H, I, config, I);
+    outs.emplace_back(T, H);
+    tformer::moe(x.cview(), w, config, outs.back().view(), ws, team);
+  }
+  CHECK(outs[1].data == outs[0].data);
+  CHECK(outs[2].data == outs[0].data);
+  for (int t = 0; t < T; ++t) {  // the routed experts against the reference; the shared one added
+    ref::Vec xr(x.data.begin() + t * H, x.data.begin() + (t + 1) * H);
+    auto expected = reference_moe(ex, xr, config);
+    const auto s = ref::swiglu({&shared_gate.data, &shared_up.data, &shared_down.data, H, I}, xr,
+                               ref::Act::SiLU);
+    double dot = 0;
+    for (int i = 0; i < H; ++i) dot += xr[i] * gate_row.data[i];
+    for (int o = 0; o < H; ++o) expected[o] += s[o] / (1 + std::exp(-dot));
+    for (int o = 0; o < H; ++o)
+      REQUIRE(std::abs(outs[0].at(t, o) - expected[o]) <= 2e-5 * (1 + std::abs(expected[o])));
   }
 }
 

@@ -97,6 +97,36 @@ TEST_CASE("nn/swiglu: dense matches the reference for every activation", "[nn][s
   }
 }
 
+TEST_CASE("nn/swiglu: the same bits on 1, 2 and 3 threads, dense and top-k",
+          "[nn][swiglu][threads]") {
+  test::Random rng(91);
+  const int H = 40, I = 130, T = GENERATE(1, 5);
+  const Block b = random_block(rng, H, I);
+  const tformer::TransposedWeights down_t(b.down.cview());
+  const Matrix x = Matrix::random(rng, T, H);
+  const Activation act{ActivationKind::GeluTanh};
+  std::vector<Matrix> dense, sparse;
+  for (const tformer::index threads : {1, 2, 3}) {
+    const tformer::ThreadTeam team(threads);
+    tformer::FfnWorkspace ws(T, I);
+    dense.emplace_back(T, H);
+    sparse.emplace_back(T, H);
+    tformer::swiglu(x.cview(), b.weights(), dense.back().view(), ws, act, team);
+    tformer::swiglu_topk(x.cview(), b.weights(), down_t.view(), TopK::count(33),
+                         sparse.back().view(), ws, act, team);
+  }
+  for (int i : {1, 2}) {
+    CHECK(dense[i].data == dense[0].data);
+    CHECK(sparse[i].data == sparse[0].data);
+  }
+  for (int t = 0; t < T; ++t) {
+    ref::Vec xr(x.data.begin() + t * H, x.data.begin() + (t + 1) * H);
+    const auto expected = ref::swiglu(b.ref(), xr, ref::Act::GeluTanh);
+    const auto tol = error_bound(b, xr, act, {});
+    for (int o = 0; o < H; ++o) REQUIRE(std::abs(dense[0].at(t, o) - expected[o]) <= tol[o]);
+  }
+}
+
 TEST_CASE("nn/swiglu: top-k keeps exactly k entries, the largest, and projects only them",
           "[nn][swiglu][topk][property]") {
   const auto seed = GENERATE(range(20, 32));

@@ -86,8 +86,10 @@ class ThreadTeam {
     Shared& s = *shared_;
     std::lock_guard<std::mutex> one_call(s.call);
     auto* fp = &f;
-    s.fn = [](void* ctx, index i) { (*static_cast<decltype(fp)>(ctx))(i); };
-    s.ctx = static_cast<void*>(fp);
+    s.fn = [](const void* ctx, index i) {
+      (*static_cast<decltype(fp)>(const_cast<void*>(ctx)))(i);  // f's own constness restored
+    };
+    s.ctx = fp;
     s.next.store(begin, std::memory_order_relaxed);
     s.end = end;
     s.busy.store(index(workers_.size()), std::memory_order_relaxed);
@@ -138,8 +140,8 @@ class ThreadTeam {
     std::atomic<index> next{0};
     std::atomic<index> busy{0};  // workers still in the current call
     index end = 0;
-    void (*fn)(void*, index) = nullptr;
-    void* ctx = nullptr;
+    void (*fn)(const void*, index) = nullptr;  // calls the caller's f (ctx) on item i
+    const void* ctx = nullptr;
     std::atomic<bool> stop{false};
     std::chrono::microseconds spin{200};
 
@@ -175,6 +177,30 @@ class ThreadTeam {
   std::unique_ptr<Shared> shared_;
   std::vector<std::thread> workers_;
 };
+
+// Rows per chunk of for_row_chunks: about rows / 48 (so up to 48 workers share the work), a
+// multiple of 16 (a chunk starts on a vector boundary at every ISA), at least 64.
+constexpr index row_chunk(index rows) noexcept {
+  return std::max<index>(64, (rows / 48 + 15) / 16 * 16);
+}
+
+// Runs f(first, count) for the chunks [first, first + count) of row_chunk(rows) rows (the last
+// may be shorter) that cover [0, rows), on exec's workers. The chunks depend on `rows` alone, not
+// on the workers, so a kernel whose result depends on its slice (Eigen's GEMM blocking does) still
+// gives the same bits on any number of threads. For work split by output rows.
+template <Executor E, class F>
+void for_row_chunks(const E& exec, index rows, F&& f) {
+  const index chunk = row_chunk(rows), chunks = (rows + chunk - 1) / chunk;
+  const auto run = [&](index c) {
+    const index first = c * chunk;
+    f(first, std::min(chunk, rows - first));
+  };
+  if (chunks <= 1 || exec.concurrency() <= 1) {
+    for (index c = 0; c < chunks; ++c) run(c);
+  } else {
+    exec.parallel_for(0, chunks, run);
+  }
+}
 
 #if defined(_OPENMP)
 struct OpenMPExecutor {

@@ -52,26 +52,6 @@ struct StepSegment {
   index start = 0;
 };
 
-// y = x · wᵀ (+ bias: empty, or one per output) with the output rows of w split over the
-// executor (chunks of 16 rows or more); w of any storage type.
-template <Executor E>
-void parallel_project(const E& exec, MatrixView<const float> x, const WeightView& w,
-                      MatrixView<float> y, std::span<const float> bias = {}) {
-  const index workers = exec.concurrency();
-  if (workers <= 1 || w.rows() < 32) {
-    linear_kernels::project(x, w, bias, y);
-    return;
-  }
-  const index chunk = std::max<index>(16, (w.rows() / workers + 15) / 16 * 16);
-  const index chunks = (w.rows() + chunk - 1) / chunk;
-  exec.parallel_for(0, chunks, [&](index c) {
-    const index r0 = c * chunk, n = std::min(chunk, w.rows() - r0);
-    linear_kernels::project(x, w.row_slice(r0, n),
-                            bias.empty() ? bias : bias.subspan(std::size_t(r0), std::size_t(n)),
-                            y.col_slice(r0, n));
-  });
-}
-
 // Scratch of a decoder for up to `max_tokens` rows per step, sized at construction.
 template <DecoderConfig C>
 class DecoderWorkspace {
@@ -331,9 +311,7 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
     const auto part_of = [&](index c) { return ws.part_state(i + c); };
     for (index h = 0; h < group; ++h) {
       if (part.count > 1) attention_kernels::merge_states(part.count, part_of, h, into);
-      const float inv = into.l[h] == 0.0f ? 0.0f : 1.0f / into.l[h];  // NaN stays NaN
-      float* out = att.row(s.row) + (part.g * group + h) * D;
-      for (index j = 0; j < D; ++j) out[j] = into.acc_of(h)[j] * inv;
+      attention_kernels::finish_head(into, h, att.row(s.row) + (part.g * group + h) * D);
     }
   });
 }
@@ -429,18 +407,16 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
   // Feed-forward.
   rmsnorm_residual<C::norm>(x, delta, w.ffn_norm, p.eps, xn);
   if constexpr (C::ffn == FfnKind::Dense) {
-    FfnWorkspace& f = ws.ffn();
-    const MatrixView<float> g = f.gate(T), u = f.up(T);
-    parallel_project(exec, xn, w.ffn.gate, g);
-    parallel_project(exec, xn, w.ffn.up, u);
-    activation_kernels::gated(g.data(), u.data(), g.data(), T * d.intermediate, p.activation);
-    parallel_project(exec, g, w.ffn.down, delta);
+    ffn_kernels::swiglu_rows(exec, xn, w.ffn, delta, ws.ffn(), p.activation);
   } else if constexpr (C::ffn == FfnKind::TopK) {
-    swiglu_topk(xn, w.ffn, in.ffn_down_t, TopK::count(d.top_k), delta, ws.ffn(), p.activation);
+    const MatrixView<float> h = ffn_kernels::gated_intermediate(exec, xn, w.ffn, ws.ffn(),
+                                                                p.activation);
+    ffn_kernels::topk_down(h, TopK::count(d.top_k).resolve(d.intermediate), in.ffn_down_t, delta,
+                           ws.ffn());
   } else {
     const MoeWeights mw{.router = w.router, .experts = w.experts, .shared = std::nullopt,
                         .shared_gate = {}};
-    moe(xn, mw, DecoderWorkspace<C>::moe_config(d, p), delta, ws.moe());
+    moe(xn, mw, DecoderWorkspace<C>::moe_config(d, p), delta, ws.moe(), exec);
   }
   rmsnorm_residual<C::norm>(x, delta, in.next_norm, p.eps, xn);
 }

@@ -380,12 +380,15 @@ void attend_state(const float* const* q, const float* const* q_sink, index group
   accumulate(q, group, first_head, kv, g, lo, hi, position, opt, scale, bias, st);
 }
 
-// o[h] = acc / l per head of the state (0 where no key was seen; NaN stays NaN).
+// o = acc / l of head h of the state (0 where no key was seen; NaN stays NaN).
+inline void finish_head(const DecodeState& st, index h, float* o) noexcept {
+  const float inv = st.l[h] == 0.0f ? 0.0f : 1.0f / st.l[h];
+  for (index i = 0; i < st.head_dim; ++i) o[i] = st.acc_of(h)[i] * inv;
+}
+
+// o[h] = acc / l per head of the state.
 inline void finish(const DecodeState& st, index group, float* const* o) noexcept {
-  for (index h = 0; h < group; ++h) {
-    const float inv = st.l[h] == 0.0f ? 0.0f : 1.0f / st.l[h];
-    for (index i = 0; i < st.head_dim; ++i) o[h][i] = st.acc_of(h)[i] * inv;
-  }
+  for (index h = 0; h < group; ++h) finish_head(st, h, o[h]);
 }
 
 // log Σ exp(score) of a state's head: m + log l, −inf when no key was seen, NaN stays NaN.

@@ -15,6 +15,7 @@
 
 #include "tformer/core/eigen.hpp"
 #include "tformer/core/error.hpp"
+#include "tformer/core/parallel.hpp"
 #include "tformer/core/views.hpp"
 #include "tformer/core/weight_view.hpp"
 #include "tformer/nn/matmul.hpp"
@@ -72,6 +73,19 @@ inline void linear(MatrixView<const float> x, MatrixView<const float> w,
 // y = x · wᵀ without bias.
 inline void linear(MatrixView<const float> x, MatrixView<const float> w, MatrixView<float> y) {
   linear(x, w, {}, y);
+}
+
+// linear_kernels::project with the output rows of w split over the executor (for_row_chunks);
+// the bits do not depend on the number of workers. Preconditions as linear_kernels::project.
+template <Executor E>
+void parallel_project(const E& exec, MatrixView<const float> x, const WeightView& w,
+                      MatrixView<float> y, std::span<const float> bias = {}) {
+  for_row_chunks(exec, w.rows(), [&](index first, index n) {
+    linear_kernels::project(
+        x, w.row_slice(first, n),
+        bias.empty() ? bias : bias.subspan(std::size_t(first), std::size_t(n)),
+        y.col_slice(first, n));
+  });
 }
 
 // Weights of other storage types: matmul() (nn/matmul.hpp), which has the same checks.

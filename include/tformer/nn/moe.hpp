@@ -21,6 +21,7 @@
 
 #include "tformer/core/error.hpp"
 #include "tformer/core/memory.hpp"
+#include "tformer/core/parallel.hpp"
 #include "tformer/core/views.hpp"
 #include "tformer/nn/swiglu.hpp"
 
@@ -45,8 +46,9 @@ struct MoeWeights {
 };
 
 class MoeWorkspace;
-inline void moe(MatrixView<const float> x, const MoeWeights& w, const MoeConfig& config,
-                MatrixView<float> y, MoeWorkspace& ws);
+template <Executor Exec = SerialExecutor>
+void moe(MatrixView<const float> x, const MoeWeights& w, const MoeConfig& config,
+         MatrixView<float> y, MoeWorkspace& ws, const Exec& exec = {});
 
 // Scratch for up to `max_tokens` tokens: router logits, routing, grouped tokens, expert
 // intermediates. Allocates at construction only.
@@ -109,8 +111,9 @@ class MoeWorkspace {
     checked_size(where, "max_tokens * hidden", {max_tokens, hidden}, sizeof(float));
     return max_tokens;
   }
+  template <Executor Exec>
   friend void moe(MatrixView<const float> x, const MoeWeights& w, const MoeConfig& config,
-                  MatrixView<float> y, MoeWorkspace& ws);
+                  MatrixView<float> y, MoeWorkspace& ws, const Exec& exec);
 
   index max_tokens_, hidden_, experts_, top_k_;
   AlignedBuffer<float> logits_;
@@ -170,9 +173,12 @@ inline void check_router(std::string_view where, std::string_view what, RouterKi
         "SoftmaxThenTopK or TopKThenSoftmax", static_cast<int>(kind));
 }
 
-// y [T, H] = Σ_e w_e · expert_e(x) (+ shared expert) for x [T, H]. y must not overlap x.
-inline void moe(MatrixView<const float> x, const MoeWeights& w, const MoeConfig& config,
-                MatrixView<float> y, MoeWorkspace& ws) {
+// y [T, H] = Σ_e w_e · expert_e(x) (+ shared expert) for x [T, H]. y must not overlap x. Each
+// expert's projections are split by rows over `exec`; routing, gathering and the weighted sums
+// run on the calling thread in a fixed order, so results do not depend on exec's threads.
+template <Executor Exec>
+void moe(MatrixView<const float> x, const MoeWeights& w, const MoeConfig& config,
+         MatrixView<float> y, MoeWorkspace& ws, const Exec& exec) {
   constexpr const char* where = "moe";
   const index tokens = x.rows(), hidden = x.cols(), E = config.experts, k = config.top_k;
   check_activation(where, config.activation);
@@ -237,7 +243,7 @@ inline void moe(MatrixView<const float> x, const MoeWeights& w, const MoeConfig&
 
   // 3. Shared expert (or zeros), then each chosen expert once over all its tokens.
   if (w.shared) {
-    swiglu(x, *w.shared, y, ws.shared_ffn_, config.activation);
+    ffn_kernels::swiglu_rows(exec, x, *w.shared, y, ws.shared_ffn_, config.activation);
     if (w.shared_gate.rows() > 0) {
       for (index t = 0; t < tokens; ++t) {
         double dot = 0.0;
@@ -256,7 +262,7 @@ inline void moe(MatrixView<const float> x, const MoeWeights& w, const MoeConfig&
     MatrixView<float> in(ws.gathered_.data(), n, hidden), out(ws.expert_out_.data(), n, hidden);
     for (index j = 0; j < n; ++j)
       std::copy(x.row(entries[j] / k), x.row(entries[j] / k) + hidden, in.row(j));
-    swiglu(in, w.experts[e], out, ws.ffn_, config.activation);
+    ffn_kernels::swiglu_rows(exec, in, w.experts[e], out, ws.ffn_, config.activation);
     for (index j = 0; j < n; ++j) {
       const float weight = ws.weights_[entries[j]];
       float* yt = y.row(entries[j] / k);

@@ -22,6 +22,7 @@
 
 #include "tformer/core/error.hpp"
 #include "tformer/core/memory.hpp"
+#include "tformer/core/parallel.hpp"
 #include "tformer/core/simd.hpp"
 #include "tformer/core/convert.hpp"
 #include "tformer/core/views.hpp"
@@ -279,15 +280,29 @@ inline void topk_down(MatrixView<const float> h, index k, MatrixView<const float
   sparse_down(h, ws.selected(), ws.kept(), k, down_t, y, ws);
 }
 
-// Shared first half of both forms: ws.gate = act(x·gateᵀ) ⊙ (x·upᵀ), [T, I].
-inline MatrixView<float> gated_intermediate(MatrixView<const float> x, const SwiGluWeights& w,
-                                            FfnWorkspace& ws, Activation act) noexcept {
-  const index t = x.rows(), n = w.intermediate();
-  MatrixView<float> g = ws.gate(t), u = ws.up(t);
-  linear_kernels::project(x, w.gate, {}, g);
-  linear_kernels::project(x, w.up, {}, u);
-  activation_kernels::gated(g.data(), u.data(), g.data(), t * n, act);
+// Shared first half of both forms: ws.gate = act(x·gateᵀ) ⊙ (x·upᵀ), [T, I], with the rows of
+// gate and up split over the executor; each chunk applies the activation to its own columns, a
+// token at a time, so the bits do not depend on the number of workers.
+template <Executor E>
+MatrixView<float> gated_intermediate(const E& exec, MatrixView<const float> x,
+                                     const SwiGluWeights& w, FfnWorkspace& ws, Activation act) {
+  const index tokens = x.rows();
+  MatrixView<float> g = ws.gate(tokens), u = ws.up(tokens);
+  for_row_chunks(exec, w.intermediate(), [&](index first, index n) {
+    linear_kernels::project(x, w.gate.row_slice(first, n), {}, g.col_slice(first, n));
+    linear_kernels::project(x, w.up.row_slice(first, n), {}, u.col_slice(first, n));
+    for (index t = 0; t < tokens; ++t)
+      activation_kernels::gated(g.row(t) + first, u.row(t) + first, g.row(t) + first, n, act);
+  });
   return g;
+}
+
+// y = down(act(gate(x)) ⊙ up(x)), every projection split by rows over exec. Preconditions:
+// shapes agree, x.rows() <= ws.max_tokens(), y does not overlap the workspace (y may be x).
+template <Executor E>
+void swiglu_rows(const E& exec, MatrixView<const float> x, const SwiGluWeights& w,
+                 MatrixView<float> y, FfnWorkspace& ws, Activation act) {
+  parallel_project(exec, gated_intermediate(exec, x, w, ws, act), w.down, y);
 }
 
 }  // namespace ffn_kernels
@@ -310,29 +325,32 @@ inline void check_ffn(const char* where, MatrixView<const float> x, const SwiGlu
 }  // namespace ffn_detail
 
 // y [T, H] = down(act(gate(x)) ⊙ up(x)) for x [T, H]. y may be x: x is read before y is written.
-inline void swiglu(MatrixView<const float> x, const SwiGluWeights& w, MatrixView<float> y,
-                   FfnWorkspace& ws, Activation act = {}) {
+// The rows of each projection are split over `exec` (results do not depend on its threads).
+template <Executor E = SerialExecutor>
+void swiglu(MatrixView<const float> x, const SwiGluWeights& w, MatrixView<float> y,
+            FfnWorkspace& ws, Activation act = {}, const E& exec = {}) {
   constexpr const char* where = "swiglu";
   ffn_detail::check_ffn(where, x, w, ws, act);
   check_shape(where, "w.down", w.down, w.hidden(), w.intermediate());
   check_shape(where, "y", y, x.rows(), w.hidden());
-  const MatrixView<float> h = ffn_kernels::gated_intermediate(x, w, ws, act);
-  linear_kernels::project(h, w.down, {}, y);
+  ffn_kernels::swiglu_rows(exec, x, w, y, ws, act);
 }
 
 // Top-k sparse form: per token, keeps the k entries of act(gate(x)) ⊙ up(x) of largest
 // magnitude (ties to the lower index) and projects only those: y = Σ_kept h_j · down[:, j].
 // `down_t` is down transposed, [I, H] (TransposedWeights); w.down is not read. With k = I it
-// equals swiglu() up to rounding.
-inline void swiglu_topk(MatrixView<const float> x, const SwiGluWeights& w,
-                        MatrixView<const float> down_t, TopK k, MatrixView<float> y,
-                        FfnWorkspace& ws, Activation act = {}) {
+// equals swiglu() up to rounding. The gate and up projections are split over `exec`; the
+// selection and the sparse down projection run on the calling thread.
+template <Executor E = SerialExecutor>
+void swiglu_topk(MatrixView<const float> x, const SwiGluWeights& w, MatrixView<const float> down_t,
+                 TopK k, MatrixView<float> y, FfnWorkspace& ws, Activation act = {},
+                 const E& exec = {}) {
   constexpr const char* where = "swiglu_topk";
   ffn_detail::check_ffn(where, x, w, ws, act);
   check_shape(where, "down_t", down_t, w.intermediate(), w.hidden());
   check_shape(where, "y", y, x.rows(), w.hidden());
   const index kept = k.resolve(w.intermediate());
-  const MatrixView<float> h = ffn_kernels::gated_intermediate(x, w, ws, act);
+  const MatrixView<float> h = ffn_kernels::gated_intermediate(exec, x, w, ws, act);
   ffn_kernels::topk_down(h, kept, down_t, y, ws);
 }
 
@@ -344,7 +362,7 @@ inline void swiglu_topk_intermediate(MatrixView<const float> x, const SwiGluWeig
   ffn_detail::check_ffn(where, x, w, ws, act);
   check_shape(where, "h", h, x.rows(), w.intermediate());
   const index kept = k.resolve(w.intermediate());
-  const MatrixView<float> full = ffn_kernels::gated_intermediate(x, w, ws, act);
+  const MatrixView<float> full = ffn_kernels::gated_intermediate(SerialExecutor{}, x, w, ws, act);
   for (index t = 0; t < x.rows(); ++t) {
     const index n =
         ffn_kernels::select_topk(full.row(t), full.cols(), kept, ws.magnitude(), ws.selected());
