@@ -145,8 +145,8 @@ inline void fma_peak(benchmark::State& state) {
   for (int c = 0; c < chains; ++c) acc[c] = B(1.0f + 0.01f * c);
   const B a(0.999999f), b(1e-7f);
   for (auto _ : state) {
-    for (int i = 0; i < steps; ++i)
-      for (int c = 0; c < chains; ++c) acc[c] = tformer::xsimd_compat::fma(acc[c], a, b);
+    for (int i = 0; i < steps; ++i)  // unrolled, so the chains stay in registers at -O2 too
+      TFORMER_UNROLL for (int c = 0; c < chains; ++c) acc[c] = tformer::xsimd_compat::fma(acc[c], a, b);
     for (auto& x : acc) benchmark::DoNotOptimize(x);
   }
   constexpr double lanes = B::size;
@@ -155,7 +155,7 @@ inline void fma_peak(benchmark::State& state) {
   for (int c = 0; c < chains; ++c) acc[c] = 1.0f + 0.01f * c;
   for (auto _ : state) {
     for (int i = 0; i < steps; ++i)
-      for (int c = 0; c < chains; ++c) acc[c] = acc[c] * 0.999999f + 1e-7f;
+      TFORMER_UNROLL for (int c = 0; c < chains; ++c) acc[c] = acc[c] * 0.999999f + 1e-7f;
     for (auto& x : acc) benchmark::DoNotOptimize(x);
   }
   constexpr double lanes = 1;

@@ -76,3 +76,11 @@
 #define TFORMER_THIRD_PARTY_BEGIN
 #define TFORMER_THIRD_PARTY_END
 #endif
+
+// Unrolls the next loop completely (GCC, Clang): small fixed-count loops over arrays of SIMD
+// accumulators, which stay in registers only when unrolled; -O2 does not unroll them by itself.
+#if defined(__GNUC__) || defined(__clang__)
+#define TFORMER_UNROLL _Pragma("GCC unroll 64")
+#else
+#define TFORMER_UNROLL
+#endif

@@ -265,19 +265,20 @@ inline void tile(const float* const* x, const Row* w, index k0, index k1,
   constexpr index N = RM * RN;
   constexpr index groups = (N + W - 1) / W;
   B acc[N * A];
-  for (index i = 0; i < N * A; ++i) acc[i] = B(0.0f);
+  TFORMER_UNROLL for (index i = 0; i < N * A; ++i) acc[i] = B(0.0f);
   index k = k0;
   for (; k + step <= k1; k += step) {
     // AVX-512 (32 registers): x's RM·V registers are loaded once per step and stay; below, they
     // are reloaded per W row (memory operands of the FMA), which is what 16 registers allow.
     B xv[x_in_registers ? RM * V : 1];
     if constexpr (x_in_registers)
-      for (index i = 0; i < RM * V; ++i) xv[i] = B::load_unaligned(x[i / V] + k + (i % V) * W);
-    for (index n = 0; n < RN; ++n) {
+      TFORMER_UNROLL for (index i = 0; i < RM * V; ++i)
+        xv[i] = B::load_unaligned(x[i / V] + k + (i % V) * W);
+    TFORMER_UNROLL for (index n = 0; n < RN; ++n) {
       B wv[V];
       decode_step<T>(w[n], k, wv);
-      for (index v = 0; v < V; ++v)
-        for (index m = 0; m < RM; ++m) {
+      TFORMER_UNROLL for (index v = 0; v < V; ++v)
+        TFORMER_UNROLL for (index m = 0; m < RM; ++m) {
           B& a = acc[(m * RN + n) * A + v % A];
           if constexpr (x_in_registers)
             a = xsimd_compat::fma(xv[m * V + v], wv[v], a);

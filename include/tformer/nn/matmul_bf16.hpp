@@ -62,8 +62,8 @@ template <index PM, index PN, bool Masked>
                                             __mmask32 mask, simd::batch* acc) noexcept {
   using B = simd::batch;
   __m512i xv[PM];
-  for (index m = 0; m < PM; ++m) xv[m] = _mm512_loadu_si512(x[m] + k);
-  for (index n = 0; n < PN; ++n) {
+  TFORMER_UNROLL for (index m = 0; m < PM; ++m) xv[m] = _mm512_loadu_si512(x[m] + k);
+  TFORMER_UNROLL for (index n = 0; n < PN; ++n) {
     __m512i wv;
     if constexpr (Masked) {
       wv = _mm512_maskz_loadu_epi16(mask, w[n] + k);
@@ -71,7 +71,7 @@ template <index PM, index PN, bool Masked>
       wv = _mm512_loadu_si512(w[n] + k);
       asm("" : "+v"(wv));  // one load per W row, not one per product (matmul_tile::in_register)
     }
-    for (index m = 0; m < PM; ++m)
+    TFORMER_UNROLL for (index m = 0; m < PM; ++m)
       acc[m * PN + n] = B(_mm512_dpbf16_ps(acc[m * PN + n], as_bh(xv[m]), as_bh(wv)));
   }
 }

@@ -157,7 +157,7 @@ inline void tile(const WRow& w, const std::int8_t* const* xq, const BlockScale* 
                  index b1, float* out) noexcept {
   constexpr index A = std::max<index>(1, 4 / RM);
   __m256 acc[RM * A];
-  for (index i = 0; i < RM * A; ++i) acc[i] = _mm256_setzero_ps();
+  TFORMER_UNROLL for (index i = 0; i < RM * A; ++i) acc[i] = _mm256_setzero_ps();
   const auto step = [&](index b, index a) {
     const __m256 dw = weight_scale_lanes<T>(w, b);
     const std::byte* p = weight_bytes<T>(w, b);
@@ -172,7 +172,7 @@ inline void tile(const WRow& w, const std::int8_t* const* xq, const BlockScale* 
       else
         u = _mm256_sign_epi8(q, q);  // |w|; the sign moves to x below
     }
-    for (index m = 0; m < RM; ++m) {
+    TFORMER_UNROLL for (index m = 0; m < RM; ++m) {
       __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[m] + (b - b0) * block));
       if constexpr (T != WeightType::q4_0 && !vnni) s = _mm256_sign_epi8(s, q);
       const BlockScale& xb = xs[m][b - b0];
@@ -187,7 +187,7 @@ inline void tile(const WRow& w, const std::int8_t* const* xq, const BlockScale* 
   // Two blocks per 512-bit register: half the instructions, and fewer loads (the limit at one a
   // block: 5 loads per 32 values). Lanes 0–7 hold block b, 8–15 block b + 1.
   __m512 acc2[RM * A];
-  for (index i = 0; i < RM * A; ++i) acc2[i] = _mm512_setzero_ps();
+  TFORMER_UNROLL for (index i = 0; i < RM * A; ++i) acc2[i] = _mm512_setzero_ps();
   const __m512i pick_scale = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   const __m512i pick_correction = _mm512_setr_epi32(1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0);
   const auto pair = [&](index b, index a) {
@@ -218,7 +218,7 @@ inline void tile(const WRow& w, const std::int8_t* const* xq, const BlockScale* 
       std::memcpy(&h1, p1 - 2, 2);
       dw = _mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(h0), h1, 1));
     }
-    for (index m = 0; m < RM; ++m) {
+    TFORMER_UNROLL for (index m = 0; m < RM; ++m) {
       // xs of blocks b, b + 1: [d, correction, d, correction].
       const __m128 xb = _mm_loadu_ps(reinterpret_cast<const float*>(xs[m] + (b - b0)));
       const __m128 scale = _mm_mul_ps(dw, _mm_shuffle_ps(xb, xb, _MM_SHUFFLE(2, 0, 2, 0)));
