@@ -1142,6 +1142,10 @@ TEST_CASE("decoder: the same bits on 1-3 threads, an engine's pool, any order; d
   Dims s = small;
   s.max_positions = 400;
   same_bits_on_every_executor<Sparse>(s, 86, 300);
+  Dims mqa = small;  // one KV head: prefill attention is split by blocks of queries only
+  mqa.max_positions = 400;
+  mqa.kv_heads = 1;
+  same_bits_on_every_executor<configs::Llama>(mqa, 87, 300);
 }
 
 namespace {

@@ -149,7 +149,8 @@ class Decoder {
                          .base = p_.rope_base,
                          .scaling = p_.rope_scaling}),
         ws_(d_, p_, options_.max_tokens, C::cross_attention ? options_.encoder_tokens : 0,
-            options_.sequences, std::max(options_.capacity, p_.attention.window)),
+            options_.sequences, std::max(options_.capacity, p_.attention.window),
+            exec_.concurrency()),
         last_(static_cast<std::size_t>(options_.sequences * d_.hidden)),
         logits_(static_cast<std::size_t>(options_.sequences * d_.vocab)),
         sampler_ws_(d_.vocab) {

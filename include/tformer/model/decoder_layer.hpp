@@ -20,6 +20,8 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <optional>
 #include <span>
 #include <type_traits>
@@ -62,8 +64,9 @@ class DecoderWorkspace {
 
   // sequences and max_keys (the most keys one decode token sees in one layer: the capacity, or
   // a ring's window when it is larger; the encoder's tokens count too) size the split-K parts.
+  // workers: the executor's concurrency, one prefill attention scratch each.
   DecoderWorkspace(const Dims& d, const ModelParams& p, index max_tokens, index encoder_tokens,
-                   index sequences, index max_keys)
+                   index sequences, index max_keys, index workers = 1)
       : d_(d),
         sink_queries_(sink_queries(p)),
         max_tokens_(max_tokens),
@@ -92,9 +95,9 @@ class DecoderWorkspace {
         part_scores_(size(parts_ * d.heads / d.kv_heads * AttentionWorkspace::tile)),
         part_q_(size(parts_ * (d.heads / d.kv_heads))),
         plan_(size(parts_)) {
-    attention_.reserve(static_cast<std::size_t>(d.kv_heads));
-    for (index g = 0; g < d.kv_heads; ++g)
-      attention_.emplace_back(d.heads / d.kv_heads, d.head_dim);
+    const index scratch = std::clamp<index>(workers, 1, 256);
+    attention_.reserve(static_cast<std::size_t>(scratch));
+    for (index w = 0; w < scratch; ++w) attention_.emplace_back(d.heads / d.kv_heads, d.head_dim);
     if constexpr (C::ffn == FfnKind::MoE)
       moe_.emplace(max_tokens, d.hidden, d.intermediate, moe_config(d, p));
   }
@@ -146,7 +149,9 @@ class DecoderWorkspace {
   MatrixView<float> sink_q(index T) noexcept { return {sink_q_.data(), T, d_.heads * d_.head_dim}; }
   // Streaming RoPE: cos/sin rows of the step's positions past the table.
   MatrixView<float> rope_rows(index T) noexcept { return {rope_rows_.data(), T, rotary_}; }
-  AttentionWorkspace& attention(index g) noexcept { return attention_[std::size_t(g)]; }
+  // Prefill attention scratch of worker w < attention_workers().
+  AttentionWorkspace& attention(index w) noexcept { return attention_[std::size_t(w)]; }
+  index attention_workers() const noexcept { return index(attention_.size()); }
 
   // Split-K decode: one part of a decode token's attention (a kv head, and a run of keys or
   // the sinks), planned per step; its running state and query rows.
@@ -235,26 +240,43 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
   };
   const bool prefill = std::any_of(segments.begin(), segments.end(),
                                   [](const StepSegment& s) { return s.tokens > 1; });
-  if (prefill)
-    exec.parallel_for(0, d.kv_heads, [&](index g) {
+  if (prefill) {
+    // Tasks: (segment, kv head, block of query_tile queries), the last blocks (most keys) first.
+    // Each worker takes tasks from a shared counter into its own scratch; a task's result does
+    // not depend on which worker runs it or on what ran before.
+    constexpr index tile = AttentionWorkspace::query_tile;
+    index tasks = 0;
+    for (const StepSegment& s : segments)
+      if (s.tokens > 1) tasks += d.kv_heads * ((s.tokens + tile - 1) / tile);
+    const auto run_task = [&](index task, AttentionWorkspace& scratch) {
       for (const StepSegment& s : segments) {
         if (s.tokens <= 1) continue;
-        const KVView kv = head_view(s, g);
-        const HeadsView<const float> qg(q.row(s.row) + g * group * D, s.tokens, group, D, qd);
-        const HeadsView<float> og(att.row(s.row) + g * group * D, s.tokens, group, D, qd);
-        const auto at = Positions::offset(static_cast<std::int32_t>(s.start));
+        const index blocks = (s.tokens + tile - 1) / tile, here = d.kv_heads * blocks;
+        if (task >= here) {
+          task -= here;
+          continue;
+        }
+        const index g = task % d.kv_heads, t0 = (blocks - 1 - task / d.kv_heads) * tile;
+        const HeadsView<const float> qs(q.row(s.row), s.tokens, d.heads, D, qd);
+        const HeadsView<float> os(att.row(s.row), s.tokens, d.heads, D, qd);
         AttentionOptions opt = options;
         if (sink_q.rows() > 0)
-          opt.sink_q = HeadsView<const float>(sink_q.row(s.row) + g * group * D, s.tokens, group, D, qd);
-        const auto group_bias = [&bias, first = g * group](index h, index qp, index kp) {
-          return bias(first + h, qp, kp);
-        };
-        if constexpr (std::is_same_v<Bias, NoBias>)
-          attention(qg, kv, at, og, ws.attention(g), opt);
-        else
-          attention(qg, kv, at, og, ws.attention(g), opt, group_bias);
+          opt.sink_q = HeadsView<const float>(sink_q.row(s.row), s.tokens, d.heads, D, qd);
+        const float scale =
+            opt.scale > 0.0f ? opt.scale : 1.0f / std::sqrt(static_cast<float>(D));
+        attention_kernels::attend_block(qs, os, Positions::offset(static_cast<std::int32_t>(s.start)),
+                                        t0, std::min(tile, s.tokens - t0), g, group, view_of(s),
+                                        opt, scale, bias, scratch, MatrixView<float>{});
+        return;
       }
+    };
+    const index workers = std::min({exec.concurrency(), ws.attention_workers(), tasks});
+    std::atomic<index> next{0};
+    exec.parallel_for(0, workers, [&](index w) {
+      for (index task; (task = next.fetch_add(1, std::memory_order_relaxed)) < tasks;)
+        run_task(task, ws.attention(w));
     });
+  }
 
   // The decode tokens' parts: per segment and kv head, the sinks (if the window has left them),
   // then the window's keys cut at multiples of split_keys. The workspace holds them all

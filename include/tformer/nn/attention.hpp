@@ -35,6 +35,7 @@
 #include <limits>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "tformer/cache/kv_cache.hpp"
@@ -293,6 +294,19 @@ inline void tile_values(float* acc, float alpha, const float* p, const KVView& k
   }
 }
 
+// s[j] *= scale for j < n.
+inline void scale_scores(float* s, index n, float scale) noexcept {
+  index j = 0;
+#if TFORMER_HAS_SIMD
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  const B f(scale);
+  for (const index end = n / W * W; j < end; j += W)
+    (B::load_unaligned(s + j) * f).store_unaligned(s + j);
+#endif
+  for (; j < n; ++j) s[j] *= scale;
+}
+
 // Whether s[0, n) holds a NaN: asked only when a tile's maximum is −inf, i.e. when std::max and
 // std::max_element may have skipped NaN scores (they compare with <), so that a NaN score
 // makes the output NaN without a test per key on the hot path.
@@ -334,6 +348,8 @@ void accumulate(const float* const* q, index group, index first_head, const KVVi
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   const index d = kv.head_dim;
   constexpr index ahead = 2 * AttentionWorkspace::tile;  // prefetch distance, in keys
+  // No bias, soft-cap or padding mask: a score is its dot product scaled, one vector pass.
+  const bool plain = std::is_same_v<Bias, NoBias> && opt.softcap == 0.0f && opt.key_valid.empty();
   for (index k0 = lo, n = 0; k0 < hi; k0 += n) {
     n = std::min({AttentionWorkspace::tile, hi - k0, kv.contiguous(k0)});
     // Streaming from DRAM: ask for the keys and values two tiles ahead while this one computes
@@ -346,10 +362,14 @@ void accumulate(const float* const* q, index group, index first_head, const KVVi
     for (index h = 0; h < group; ++h) {
       float* s = st.scores_of(h);
       tile_dots(q[h], kv, g, k0, n, s);
-      for (index j = 0; j < n; ++j) {
-        float x = s[j] * scale;
-        if (opt.softcap > 0.0f) x = opt.softcap * std::tanh(x / opt.softcap);
-        s[j] = valid(opt, k0 + j) ? x + bias(first_head + h, position, k0 + j) : neg_inf;
+      if (plain) {
+        scale_scores(s, n, scale);
+      } else {
+        for (index j = 0; j < n; ++j) {
+          float x = s[j] * scale;
+          if (opt.softcap > 0.0f) x = opt.softcap * std::tanh(x / opt.softcap);
+          s[j] = valid(opt, k0 + j) ? x + bias(first_head + h, position, k0 + j) : neg_inf;
+        }
       }
       const float m_new = std::max(st.m[h], *std::max_element(s, s + n));
       if (m_new == neg_inf) [[unlikely]] {  // nothing visible yet, or only NaN scores
