@@ -813,7 +813,7 @@ TEST_CASE("decoder: bad inputs raise tformer::Error and change nothing", "[decod
     CHECK_THROWS_WITH(cd.truncate(0, 1), Catch::Contains("cannot roll back"));
     CHECK(cd.length(0) == 3);
     cd.truncate(0, 3);  // the current length: nothing to do
-    cd.truncate(0, 0);  // a full reset
+    cd.truncate(0, 0);  // every token forgotten
     CHECK(cd.length(0) == 0);
   }
 
@@ -824,6 +824,19 @@ TEST_CASE("decoder: bad inputs raise tformer::Error and change nothing", "[decod
   CHECK_THROWS_WITH(vd.forward(0, ok, {vl.data(), 1, 500}), Catch::Contains("set_encoder"));
   std::vector<float> narrow(3 * 512);
   CHECK_THROWS_WITH(vd.set_encoder(0, {narrow.data(), 3, 512}), Catch::Contains("encoder_width"));
+  // truncate(seq, 0) forgets the tokens and keeps the encoder input; reset forgets both.
+  test::Random image_rng(83);
+  const auto image = image_rng.normal_floats(std::size_t(5 * vd.dims().encoder_width));
+  vd.set_encoder(0, {image.data(), 5, vd.dims().encoder_width});
+  const tformer::index vv = vd.dims().vocab;
+  std::vector<float> first(static_cast<std::size_t>(vv)), again(first.size());
+  vd.forward(0, ok, {first.data(), 1, vv});
+  vd.truncate(0, 0);
+  CHECK(vd.length(0) == 0);
+  vd.forward(0, ok, {again.data(), 1, vv});
+  CHECK(again == first);
+  vd.reset(0);
+  CHECK_THROWS_WITH(vd.forward(0, ok, {first.data(), 1, vv}), Catch::Contains("set_encoder"));
 }
 
 // Streams `tokens` through `dec` in steps of 1 to max_tokens tokens (all logits) and checks

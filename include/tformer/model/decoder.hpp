@@ -222,22 +222,19 @@ class Decoder {
     return n;
   }
 
-  // Forgets sequence `seq` (its cache, its encoder input, its convolution state).
+  // Forgets sequence `seq`: its tokens (cache and convolution state) and its encoder input
+  // (set_encoder again before the next forward). To keep the encoder input (a new question about
+  // the same image), truncate(seq, 0) instead.
   void reset(index seq) {
     const decoder_detail::CallOwner::Scope one(call_, "Decoder::reset");
     check_index("Decoder::reset", "seq", seq, options_.sequences);
-    if (full_) full_->reset(seq);
-    if (ring_) ring_->reset(seq);
+    forget_tokens(seq);
     if (cross_) cross_->reset(seq);
-    if constexpr (C::conv_kernel > 0)
-      for (index l = 0; l < d_.layers; ++l) {
-        const MatrixView<float> s = conv_state(seq, l);
-        for (index r = 0; r < s.rows(); ++r) std::fill(s.row(r), s.row(r) + s.cols(), 0.0f);
-      }
   }
-  // Rolls sequence `seq` back to its first `length` positions (rejected speculative tokens).
-  // With a convolution (conv_kernel > 1) only a full reset can roll back: its state keeps the
-  // last k − 1 inputs, not the history. A ring rolls back at most max_tokens past its last write.
+  // Rolls sequence `seq` back to its first `length` positions (rejected speculative tokens);
+  // length 0 forgets every token but keeps the encoder input. With a convolution
+  // (conv_kernel > 1) only length 0 can roll back: its state keeps the last k − 1 inputs, not the
+  // history. A ring rolls back at most max_tokens past its last write.
   void truncate(index seq, index length) {
     const decoder_detail::CallOwner::Scope one(call_, "Decoder::truncate");
     if constexpr (C::conv_kernel > 1)
@@ -245,7 +242,10 @@ class Decoder {
         detail::fail_check("Decoder::truncate", "length",
                            "0 or the current length (a convolution's state cannot roll back)",
                            length);
-    if (length == 0) return reset(seq);
+    if (length == 0) {
+      check_index("Decoder::truncate", "seq", seq, options_.sequences);
+      return forget_tokens(seq);
+    }
     if (ring_) ring_->truncate(seq, length);  // checks first: the full cache accepts whatever it does
     if (full_) full_->truncate(seq, length);
   }
@@ -550,6 +550,16 @@ class Decoder {
     }
   }
 
+  // Empties sequence `seq`'s caches and zeroes its convolution state (not its encoder input).
+  void forget_tokens(index seq) {
+    if (full_) full_->reset(seq);
+    if (ring_) ring_->reset(seq);
+    if constexpr (C::conv_kernel > 0)
+      for (index l = 0; l < d_.layers; ++l) {
+        const MatrixView<float> s = conv_state(seq, l);
+        for (index r = 0; r < s.rows(); ++r) std::fill(s.row(r), s.row(r) + s.cols(), 0.0f);
+      }
+  }
   MatrixView<float> conv_state(index seq, index layer) noexcept {
     const index k1 = std::max<index>(C::conv_kernel - 1, 0);
     return {conv_state_.data() + (seq * d_.layers + layer) * k1 * d_.hidden, k1, d_.hidden};
