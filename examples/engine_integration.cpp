@@ -5,8 +5,8 @@
 //     stores Q, K and V fused as one [Hq·D + 2·Hkv·D, H] matrix per layer, and gate|up fused;
 //     row slices of those are the views tformer needs.
 //  2. The engine's thread pool becomes an executor: a struct with concurrency() and
-//     parallel_for(begin, end, f). Decoder splits projection rows, KV heads and runs of keys
-//     over it.
+//     parallel_for(begin, end, f). Decoder splits projection and FFN rows, prompt attention
+//     (KV heads × blocks of queries) and decode attention (KV heads × runs of keys) over it.
 //  3. Two requests of different lengths share each step (forward with a batch).
 // The program checks that the pool and the serial executor give the same logits.
 #include <algorithm>

@@ -1210,7 +1210,7 @@ TEST_CASE("decoder: a call while another thread's call runs is refused; nested c
   gate.cv.notify_all();
   first.join();
   CHECK(dec.length(0) == 3);  // the first call completed; the refused ones changed nothing
-  // generate calls forward inside itself, and truncate calls reset: both allowed.
+  // generate calls forward inside itself (a nested call of the same thread): allowed.
   Rng rng(1);
   std::vector<std::int32_t> out(2);
   CHECK(dec.generate(0, prompt, 2, Sampler::greedy(), rng, out) == 2);

@@ -1,6 +1,7 @@
 // An engine's own thread pool as tests adapt it to tformer's executor interface (the pattern of
-// examples/engine_integration.cpp): one job at a time, handed out by a mutex-guarded counter,
-// workers sleeping on a condition variable. Nothing shared with ThreadTeam, so the threaded
+// examples/engine_integration.cpp): one job at a time (callers from several threads take turns;
+// a call from inside an item would deadlock, and tformer never makes one), handed out by a
+// mutex-guarded counter, workers sleeping on a condition variable. Nothing shared with ThreadTeam, so the threaded
 // decoder tests (and ThreadSanitizer) run through a second, independent executor.
 #pragma once
 
@@ -8,6 +9,7 @@
 #include <cstdint>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "tformer/core/views.hpp"
@@ -17,23 +19,22 @@ namespace test {
 class EnginePool {
  public:
   explicit EnginePool(int threads) : threads_(threads < 1 ? 1 : threads) {
-    for (int w = 1; w < threads_; ++w) workers_.emplace_back([this] { work(); });
+    try {
+      for (int w = 1; w < threads_; ++w) workers_.emplace_back([this] { work(); });
+    } catch (...) {  // a thread that could not start: stop the started ones, then report
+      stop();
+      throw;
+    }
   }
   EnginePool(const EnginePool&) = delete;
   EnginePool& operator=(const EnginePool&) = delete;
-  ~EnginePool() {
-    {
-      const std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-    }
-    wake_.notify_all();
-    for (std::thread& t : workers_) t.join();
-  }
+  ~EnginePool() { stop(); }
 
   tformer::index concurrency() const noexcept { return threads_; }
 
   template <class F>
   void parallel_for(tformer::index begin, tformer::index end, F&& f) const {
+    const std::lock_guard<std::mutex> one_job(job_);
     std::unique_lock<std::mutex> lock(mutex_);
     call_ = [](const void* fn, tformer::index i) {
       (*static_cast<std::remove_reference_t<F>*>(const_cast<void*>(fn)))(i);
@@ -49,6 +50,14 @@ class EnginePool {
   }
 
  private:
+  void stop() {
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (std::thread& t : workers_) t.join();
+  }
   // Takes items until none is left; called and returns with the lock held.
   void run(std::unique_lock<std::mutex>& lock) const {
     while (next_ < end_) {
@@ -71,6 +80,7 @@ class EnginePool {
 
   int threads_;
   std::vector<std::thread> workers_;
+  mutable std::mutex job_;  // one parallel_for at a time
   mutable std::mutex mutex_;
   mutable std::condition_variable wake_, done_;
   mutable void (*call_)(const void*, tformer::index) = nullptr;

@@ -1,5 +1,5 @@
-// Executors: how Decoder spreads independent work (output rows, KV heads, runs of keys) over
-// threads. Kernels themselves are single-threaded. An executor is any type with
+// Executors: how Decoder spreads independent work (output rows, blocks of queries, runs of keys)
+// over threads. Kernels themselves are single-threaded. An executor is any type with
 //   index concurrency() const;                              // workers it may use at once
 //   void parallel_for(index begin, index end, F&& f) const; // f(i) for each i, any order
 // that returns after every f(i) has returned. f never throws (inputs are checked before).
@@ -178,10 +178,10 @@ class ThreadTeam {
   std::vector<std::thread> workers_;
 };
 
-// Rows per chunk of for_row_chunks: about rows / 48 (so up to 48 workers share the work), a
-// multiple of 16 (a chunk starts on a vector boundary at every ISA), at least 64.
+// Rows per chunk of for_row_chunks: at least rows / 48 (so at most 48 chunks, for up to 48
+// workers), a multiple of 16 (a chunk starts on a vector boundary at every ISA), at least 64.
 constexpr index row_chunk(index rows) noexcept {
-  return std::max<index>(64, (rows / 48 + 15) / 16 * 16);
+  return std::max<index>(64, ((rows + 47) / 48 + 15) / 16 * 16);
 }
 
 // Runs f(first, count) for the chunks [first, first + count) of row_chunk(rows) rows (the last

@@ -13,9 +13,11 @@
 // `xn` already holds attn_norm(x) and on exit it holds `next_norm`(x): the next layer's
 // attn_norm, or the final norm after the last layer.
 //
-// Work is split over the executor by output rows (projections), by KV heads (prefill
-// attention), and by KV heads × runs of keys (decode attention, split-K); norms, RoPE, top-k and
-// MoE feed-forward run on the calling thread. Preconditions (checked by Decoder):
+// Work is split over the executor by output rows (projections, every FFN and MoE expert), by
+// (sequence, KV head, block of 32 queries) tasks (prefill attention), and by KV heads × runs of
+// keys (decode attention, split-K); norms, RoPE, cache writes, MoE routing and the top-k FFN's
+// selection run on the calling thread. Every split depends on the sizes alone, never on the
+// number of threads. Preconditions (checked by Decoder):
 // shapes agree with the Dims, every segment fits its cache, cross-attention inputs are set.
 #pragma once
 
@@ -94,8 +96,12 @@ class DecoderWorkspace {
         part_acc_(size(parts_ * d.heads / d.kv_heads * d.head_dim)),
         part_scores_(size(parts_ * d.heads / d.kv_heads * AttentionWorkspace::tile)),
         part_q_(size(parts_ * (d.heads / d.kv_heads))),
-        plan_(size(parts_)) {
-    const index scratch = std::clamp<index>(workers, 1, 256);
+        plan_(size(parts_)),
+        views_(size(std::max<index>(sequences, 1))) {
+    // One prefill scratch per worker, but no more than a step has tasks (1 for decode only).
+    const index tasks = d.kv_heads * ((max_tokens + AttentionWorkspace::query_tile - 1) /
+                                      AttentionWorkspace::query_tile + std::max<index>(sequences, 1));
+    const index scratch = max_tokens > 1 ? std::clamp<index>(std::min(workers, tasks), 1, 256) : 1;
     attention_.reserve(static_cast<std::size_t>(scratch));
     for (index w = 0; w < scratch; ++w) attention_.emplace_back(d.heads / d.kv_heads, d.head_dim);
     if constexpr (C::ffn == FfnKind::MoE)
@@ -165,6 +171,9 @@ class DecoderWorkspace {
   };
   index max_parts() const noexcept { return parts_; }
   Part* plan() noexcept { return plan_.data(); }
+  // The KV view of each segment of a step (built on the calling thread), up to `sequences`.
+  KVView* segment_views() noexcept { return views_.data(); }
+  index max_segments() const noexcept { return index(views_.size()); }
   attention_kernels::DecodeState part_state(index i) noexcept {
     const index group = d_.heads / d_.kv_heads;
     return {part_m_.data() + i * group, part_l_.data() + i * group,
@@ -190,6 +199,7 @@ class DecoderWorkspace {
   AlignedBuffer<float> part_m_, part_l_, part_acc_, part_scores_;
   AlignedBuffer<const float*> part_q_;
   AlignedBuffer<Part> plan_;
+  AlignedBuffer<KVView> views_;
 };
 
 // What a layer reads besides its weights and the workspace.
@@ -220,9 +230,11 @@ struct LayerInputs {
 namespace decoder_kernels {
 
 // att = attention of q over `kv(segment)` for every segment. Segments of many tokens
-// (prefill) are split over KV heads; a decode token's attention over KV heads and runs of
-// split_keys keys (split-K, flash-decoding), whose states merge in key order. The split depends
-// on the context alone, so results are the same bit for bit whatever the executor's threads.
+// (prefill) are split into (segment, KV head, block of 32 queries) tasks; a decode token's
+// attention over KV heads and runs of split_keys keys (split-K, flash-decoding), whose states
+// merge in key order. The split depends on the sizes alone, so results are the same bit for bit
+// whatever the executor's threads. The views (which check) are built on the calling thread;
+// the workers run unchecked kernels only.
 // bias(h, q, k) takes the model's query head h. sink_q (rows like q, or none): the queries the
 // sinks are scored with.
 template <Executor E, class ViewOf, class Bias = NoBias>
@@ -231,8 +243,14 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
                      const AttentionOptions& options, auto& ws, const Bias& bias = {},
                      MatrixView<const float> sink_q = {}) {
   const index group = d.heads / d.kv_heads, D = d.head_dim, qd = d.heads * D;
-  const auto head_view = [&](const StepSegment& s, index g) {
-    KVView kv = view_of(s);
+  if (index(segments.size()) > ws.max_segments()) [[unlikely]]
+    detail::fail_check("decoder attention", "segments",
+                       "at most " + std::to_string(ws.max_segments()) + " (the sequences)",
+                       index(segments.size()));
+  KVView* const views = ws.segment_views();
+  for (std::size_t i = 0; i < segments.size(); ++i) views[i] = view_of(segments[i]);
+  const auto head_view = [&](index si, index g) {
+    KVView kv = views[si];
     kv.keys += g * kv.head_stride;
     kv.values += g * kv.head_stride;
     kv.kv_heads = 1;
@@ -249,7 +267,8 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
     for (const StepSegment& s : segments)
       if (s.tokens > 1) tasks += d.kv_heads * ((s.tokens + tile - 1) / tile);
     const auto run_task = [&](index task, AttentionWorkspace& scratch) {
-      for (const StepSegment& s : segments) {
+      for (index si = 0; si < index(segments.size()); ++si) {
+        const StepSegment& s = segments[std::size_t(si)];
         if (s.tokens <= 1) continue;
         const index blocks = (s.tokens + tile - 1) / tile, here = d.kv_heads * blocks;
         if (task >= here) {
@@ -265,12 +284,13 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
         const float scale =
             opt.scale > 0.0f ? opt.scale : 1.0f / std::sqrt(static_cast<float>(D));
         attention_kernels::attend_block(qs, os, Positions::offset(static_cast<std::int32_t>(s.start)),
-                                        t0, std::min(tile, s.tokens - t0), g, group, view_of(s),
+                                        t0, std::min(tile, s.tokens - t0), g, group, views[si],
                                         opt, scale, bias, scratch, MatrixView<float>{});
         return;
       }
     };
-    const index workers = std::min({exec.concurrency(), ws.attention_workers(), tasks});
+    const index workers =
+        std::max<index>(1, std::min({index(exec.concurrency()), ws.attention_workers(), tasks}));
     std::atomic<index> next{0};
     exec.parallel_for(0, workers, [&](index w) {
       for (index task; (task = next.fetch_add(1, std::memory_order_relaxed)) < tasks;)
@@ -288,7 +308,7 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
   for (index si = 0; si < index(segments.size()); ++si) {
     const StepSegment& s = segments[std::size_t(si)];
     if (s.tokens != 1) continue;
-    const index p = s.start, length = view_of(s).length;
+    const index p = s.start, length = views[si].length;
     const index hi = options.causal ? std::min(p + 1, length) : length;
     const index lo = options.window > 0 ? std::max<index>(0, p - options.window + 1) : 0;
     const index sinks_end = options.window > 0 ? std::min(options.sinks, lo) : 0;
@@ -314,7 +334,7 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
   exec.parallel_for(0, parts, [&](index i) {
     const Part& part = plan[i];
     const StepSegment& s = segments[std::size_t(part.segment)];
-    const KVView kv = head_view(s, part.g);
+    const KVView kv = head_view(part.segment, part.g);
     const MatrixView<const float> rows = part.sinks && sink_q.rows() > 0 ? sink_q : q;
     const float** qs = ws.part_q(i);
     for (index h = 0; h < group; ++h) qs[h] = rows.row(s.row) + (part.g * group + h) * D;
