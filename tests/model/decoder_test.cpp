@@ -1136,7 +1136,7 @@ TEST_CASE("decoder: a ring window wider than the capacity splits its keys like a
   }
 }
 
-TEST_CASE("decoder: the same bits on 1-3 threads, an engine's pool, any order; decode, prefill",
+TEST_CASE("decoder: the same bits on 1-3 threads, an engine's pool and any order, decode and prefill",
           "[decoder][threads]") {
   Dims d = small;
   d.max_positions = 1400;
@@ -1185,7 +1185,7 @@ struct Gate {
 };
 }  // namespace
 
-TEST_CASE("decoder: a call while another thread's call runs is refused; nested calls are not",
+TEST_CASE("decoder: a call while another thread's call runs is refused, nested calls are not",
           "[decoder][threads]") {
   using C = configs::Llama;
   OwnedWeights<C> weights(small, 91);

@@ -178,7 +178,7 @@ TEST_CASE("nn/attention: GQA equals MHA with each KV head repeated", "[nn][atten
   check_outputs(gqa, gqa.reference({}), q, a, pos);
 }
 
-TEST_CASE("nn/attention: later tokens never change earlier outputs; prefill equals decode",
+TEST_CASE("nn/attention: later tokens never change earlier outputs and prefill equals decode",
           "[nn][attention]") {
   test::Random rng(12);
   const int Hkv = 2, g = 2, D = 40, L = 30;
@@ -205,7 +205,7 @@ TEST_CASE("nn/attention: later tokens never change earlier outputs; prefill equa
   }
 }
 
-TEST_CASE("nn/attention: padded keys change nothing; a window >= T equals causal",
+TEST_CASE("nn/attention: padded keys change nothing and a window >= T equals causal",
           "[nn][attention]") {
   test::Random rng(13);
   const int Hkv = 1, g = 3, D = 16, L = 40;

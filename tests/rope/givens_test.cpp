@@ -73,7 +73,7 @@ TEST_CASE("rotary block: matches a double reference of R · G_N ⋯ G_1 · x", "
   }
 }
 
-TEST_CASE("rotary block: identity is plain RoPE; norms and relative positions are kept",
+TEST_CASE("rotary block: identity is plain RoPE, norms and relative positions are kept",
           "[givens]") {
   test::Random rng(92);
   const int D = 64, H = 3;
@@ -113,7 +113,7 @@ TEST_CASE("rotary block: identity is plain RoPE; norms and relative positions ar
   }
 }
 
-TEST_CASE("rotary block: planes and R are checked; reorthogonalize repairs drift", "[givens]") {
+TEST_CASE("rotary block: planes and R are checked and reorthogonalize repairs drift", "[givens]") {
   test::Random rng(93);
   const int D = 16;
   auto r = random_orthogonal(rng, D);
