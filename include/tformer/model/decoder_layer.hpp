@@ -256,6 +256,7 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
     kv.kv_heads = 1;
     return kv;
   };
+  const float scale = options.scale > 0.0f ? options.scale : 1.0f / std::sqrt(static_cast<float>(D));
   const bool prefill = std::any_of(segments.begin(), segments.end(),
                                   [](const StepSegment& s) { return s.tokens > 1; });
   if (prefill) {
@@ -281,8 +282,6 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
         AttentionOptions opt = options;
         if (sink_q.rows() > 0)
           opt.sink_q = HeadsView<const float>(sink_q.row(s.row), s.tokens, d.heads, D, qd);
-        const float scale =
-            opt.scale > 0.0f ? opt.scale : 1.0f / std::sqrt(static_cast<float>(D));
         attention_kernels::attend_block(qs, os, Positions::offset(static_cast<std::int32_t>(s.start)),
                                         t0, std::min(tile, s.tokens - t0), g, group, views[si],
                                         opt, scale, bias, scratch, MatrixView<float>{});
@@ -330,7 +329,6 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
     }
   }
   if (parts == 0) return;
-  const float scale = options.scale > 0.0f ? options.scale : 1.0f / std::sqrt(static_cast<float>(D));
   exec.parallel_for(0, parts, [&](index i) {
     const Part& part = plan[i];
     const StepSegment& s = segments[std::size_t(part.segment)];
@@ -451,10 +449,9 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
   if constexpr (C::ffn == FfnKind::Dense) {
     ffn_kernels::swiglu_rows(exec, xn, w.ffn, delta, ws.ffn(), p.activation);
   } else if constexpr (C::ffn == FfnKind::TopK) {
-    const MatrixView<float> h = ffn_kernels::gated_intermediate(exec, xn, w.ffn, ws.ffn(),
-                                                                p.activation);
-    ffn_kernels::topk_down(h, TopK::count(d.top_k).resolve(d.intermediate), in.ffn_down_t, delta,
-                           ws.ffn());
+    ffn_kernels::swiglu_topk_rows(exec, xn, w.ffn, in.ffn_down_t,
+                                  TopK::count(d.top_k).resolve(d.intermediate), delta, ws.ffn(),
+                                  p.activation);
   } else {
     const MoeWeights mw{.router = w.router, .experts = w.experts, .shared = std::nullopt,
                         .shared_gate = {}};

@@ -305,6 +305,16 @@ void swiglu_rows(const E& exec, MatrixView<const float> x, const SwiGluWeights& 
   parallel_project(exec, gated_intermediate(exec, x, w, ws, act), w.down, y);
 }
 
+// The top-k form keeping `kept` entries per token: gate and up split over exec, the selection
+// and the sparse down projection (down_t [I, H]) on the calling thread. Preconditions as above,
+// and kept in [1, I].
+template <Executor E>
+void swiglu_topk_rows(const E& exec, MatrixView<const float> x, const SwiGluWeights& w,
+                      MatrixView<const float> down_t, index kept, MatrixView<float> y,
+                      FfnWorkspace& ws, Activation act) {
+  topk_down(gated_intermediate(exec, x, w, ws, act), kept, down_t, y, ws);
+}
+
 }  // namespace ffn_kernels
 
 namespace ffn_detail {
@@ -349,9 +359,7 @@ void swiglu_topk(MatrixView<const float> x, const SwiGluWeights& w, MatrixView<c
   ffn_detail::check_ffn(where, x, w, ws, act);
   check_shape(where, "down_t", down_t, w.intermediate(), w.hidden());
   check_shape(where, "y", y, x.rows(), w.hidden());
-  const index kept = k.resolve(w.intermediate());
-  const MatrixView<float> h = ffn_kernels::gated_intermediate(exec, x, w, ws, act);
-  ffn_kernels::topk_down(h, kept, down_t, y, ws);
+  ffn_kernels::swiglu_topk_rows(exec, x, w, down_t, k.resolve(w.intermediate()), y, ws, act);
 }
 
 // The masked intermediate of swiglu_topk, for inspection: h [T, I] = act(gate(x)) ⊙ up(x) with
