@@ -1,6 +1,7 @@
 // Attention decode (one query token, 32 query / 8 KV heads, head_dim 128) over contexts of 512,
 // 4096, 16384 and 32768 positions, and causal prefill (T = L = 512, 2048).
-//   decode: bytes = the K and V rows read (2 · 8 · L · 128 · 4); beside each, copy/<KiB> of the
+//   decode: bytes = the K and V rows read (2 · 8 · L · 128 · 4, or · 2 for the f16 and bf16
+//           caches of attention_decode_f16 / _bf16); beside each, copy/<KiB> of the
 //           same bytes in the same run, and read/<KiB>, a read-only stream of them (decode reads, it
 //           writes almost nothing).
 //   prefill: FLOPS = 4 · Hq · D · (causal pairs), pairs = T·(T+1)/2.
@@ -26,18 +27,21 @@ constexpr int kQHeads = 32, kKvHeads = 8, kDim = 128;
 
 // A cache of `length` random positions, written in chunks so that no full-size temporary
 // inflates the process's peak memory. window > 0: a ring keeping `sinks` sinks and the window.
-tformer::KVCache filled_cache(int length, int window = 0, int sinks = 0) {
+tformer::KVCache filled_cache(int length, int window = 0, int sinks = 0,
+                              tformer::KVType type = tformer::KVType::f32) {
   constexpr int chunk = 512;
   tformer::KVCache cache(window > 0 ? tformer::KVCacheConfig{.layers = 1,
                                                              .kv_heads = kKvHeads,
                                                              .head_dim = kDim,
                                                              .window = window,
                                                              .max_step = chunk,
-                                                             .sinks = sinks}
+                                                             .sinks = sinks,
+                                                             .type = type}
                                     : tformer::KVCacheConfig{.layers = 1,
                                                              .kv_heads = kKvHeads,
                                                              .head_dim = kDim,
-                                                             .capacity = length});
+                                                             .capacity = length,
+                                                             .type = type});
   for (int t0 = 0; t0 < length; t0 += chunk) {
     const int n = std::min(chunk, length - t0);
     const auto k = bench::random_floats(std::size_t(n) * kKvHeads * kDim, 1.0f, unsigned(t0 + 1));
@@ -49,8 +53,9 @@ tformer::KVCache filled_cache(int length, int window = 0, int sinks = 0) {
 }
 
 template <class Bias = tformer::NoBias>
-void decode(benchmark::State& state, int length, const Bias& bias = {}) {
-  const auto cache = filled_cache(length);
+void decode(benchmark::State& state, int length, const Bias& bias = {},
+            tformer::KVType type = tformer::KVType::f32) {
+  const auto cache = filled_cache(length, 0, 0, type);
   const auto q = bench::random_floats(std::size_t(kQHeads) * kDim, 0.1f, 3);
   std::vector<float> o(q.size());
   tformer::AttentionWorkspace ws(kQHeads / kKvHeads, kDim);
@@ -61,7 +66,7 @@ void decode(benchmark::State& state, int length, const Bias& bias = {}) {
     benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * 2 * kKvHeads *
-                          std::int64_t(length) * kDim * 4);
+                          std::int64_t(length) * kDim * tformer::kv_type_bytes(type));
   bench::set_flops(state, 4.0 * kQHeads * kDim * length);
   // Memory: the cache, the attention workspace, and the process's peak resident set (run one
   // context alone, e.g. --benchmark_filter=L32768, for a peak that belongs to it).
@@ -121,8 +126,8 @@ void cross(benchmark::State& state, int tokens) {
   bench::set_flops(state, 4.0 * Hq * D * S * tokens);
 }
 
-void prefill(benchmark::State& state, int tokens) {
-  const auto cache = filled_cache(tokens);
+void prefill(benchmark::State& state, int tokens, tformer::KVType type) {
+  const auto cache = filled_cache(tokens, 0, 0, type);
   const auto q = bench::random_floats(std::size_t(tokens) * kQHeads * kDim, 0.1f, 3);
   std::vector<float> o(q.size());
   tformer::AttentionWorkspace ws(kQHeads / kKvHeads, kDim);
@@ -141,10 +146,21 @@ int main(int argc, char** argv) {
   std::set<std::size_t> copies;
   for (int length : {512, 4096, 16384, 32768}) {
     benchmark::RegisterBenchmark(("attention_decode/32x8x128/L" + std::to_string(length)).c_str(),
-                                 decode<tformer::NoBias>, length, tformer::NoBias{})
+                                 decode<tformer::NoBias>, length, tformer::NoBias{},
+                                 tformer::KVType::f32)
         ->Unit(benchmark::kMicrosecond);
     copies.insert(std::size_t(2) * kKvHeads * length * kDim * 4 / 1024);
   }
+  // The same over 16-bit caches: half the bytes.
+  for (const auto type : {tformer::KVType::f16, tformer::KVType::bf16})
+    for (int length : {4096, 16384, 32768}) {
+      benchmark::RegisterBenchmark(("attention_decode_" + std::string(tformer::kv_type_name(type)) +
+                                    "/32x8x128/L" + std::to_string(length))
+                                       .c_str(),
+                                   decode<tformer::NoBias>, length, tformer::NoBias{}, type)
+          ->Unit(benchmark::kMicrosecond);
+      copies.insert(std::size_t(2) * kKvHeads * length * kDim * 2 / 1024);
+    }
   // Seed 001's hybrid local + global decode at 32k (and a window alone), beside global at 32k.
   benchmark::RegisterBenchmark("attention_decode_hybrid/32x8x128/L32768/S4W4096", hybrid_decode,
                                32768, 4096, 4)
@@ -157,15 +173,22 @@ int main(int argc, char** argv) {
   static const auto slopes = tformer::alibi_slopes(kQHeads);
   static const auto t5_table = bench::random_floats(32 * kQHeads, 1.0f, 9);
   benchmark::RegisterBenchmark("attention_decode_alibi/32x8x128/L4096",
-                               decode<tformer::AlibiBias>, 4096, tformer::AlibiBias{slopes})
+                               decode<tformer::AlibiBias>, 4096, tformer::AlibiBias{slopes},
+                               tformer::KVType::f32)
       ->Unit(benchmark::kMicrosecond);
   static const tformer::T5Bias t5({t5_table.data(), 32, kQHeads}, 128, false);
   benchmark::RegisterBenchmark("attention_decode_t5/32x8x128/L4096", decode<tformer::T5Bias>, 4096,
-                               t5)
+                               t5, tformer::KVType::f32)
       ->Unit(benchmark::kMicrosecond);
   for (int tokens : {512, 2048})
     benchmark::RegisterBenchmark(("attention_prefill/32x8x128/T" + std::to_string(tokens)).c_str(),
-                                 prefill, tokens)
+                                 prefill, tokens, tformer::KVType::f32)
+        ->Unit(benchmark::kMillisecond);
+  for (const auto type : {tformer::KVType::f16, tformer::KVType::bf16})
+    benchmark::RegisterBenchmark(("attention_prefill_" + std::string(tformer::kv_type_name(type)) +
+                                  "/32x8x128/T512")
+                                     .c_str(),
+                                 prefill, 512, type)
         ->Unit(benchmark::kMillisecond);
   for (int tokens : {1, 32})
     benchmark::RegisterBenchmark(("attention_cross/8x2x64/S196/T" + std::to_string(tokens)).c_str(),

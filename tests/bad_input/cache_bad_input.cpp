@@ -90,6 +90,8 @@ TEST_CASE("bad_input: KVCache and CrossKVCache", "[bad_input][cache]") {
       {"KVCache", "sequences = 0", "sequences", make(with([](auto& c) { c.sequences = 0; }))},
       {"KVCache", "capacity = 0", "capacity", make(with([](auto& c) { c.capacity = 0; }))},
       {"KVCache", "window = -1", "window", make(with([](auto& c) { c.window = -1; }))},
+      {"KVCache", "type 3 (not a KVType)", "type",
+       make(with([](auto& c) { c.type = static_cast<tformer::KVType>(3); }))},
       {"KVCache", "sinks without a window", "window", make(with([](auto& c) { c.sinks = 2; }))},
       {"KVCache", "sinks = -1", "sinks", make(with([](auto& c) {
          c.window = 4;

@@ -1,16 +1,17 @@
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <vector>
 
+#include "reference/weight_reference.hpp"
 #include "support/random.hpp"
 #include "tformer/cache/kv_cache.hpp"
 
 using Catch::Matchers::Contains;
 using tformer::CrossKVCache;
 using tformer::HeadsView;
-using tformer::index;
 using tformer::KVCache;
 
 TEST_CASE("cache/kv_cache: layout, lengths per sequence, truncate and reset", "[cache]") {
@@ -42,6 +43,80 @@ TEST_CASE("cache/kv_cache: layout, lengths per sequence, truncate and reset", "[
   CHECK(cache.length(1) == 0);
 }
 
+namespace {
+
+// The value of 16-bit `bits` of `type`, decoded from the format's definition (ref::).
+double decoded(tformer::KVType type, std::uint16_t bits) {
+  return type == tformer::KVType::f16 ? ref::half_value(bits) : ref::bfloat_value(bits);
+}
+
+// Whether `bits` is x rounded to nearest, ties to even, in `type`: no neighbour (one unit of the
+// last place either way, same sign) is nearer, and a tie picks the even one. f16 overflows to inf
+// from 65520 on (IEEE: beyond the largest finite value plus half its unit in the last place).
+bool rounds_to_nearest_even(tformer::KVType type, float x, std::uint16_t bits) {
+  const double y = decoded(type, bits);
+  if (std::isnan(x)) return std::isnan(y);
+  if (type == tformer::KVType::f16 && std::abs(x) >= 65520.0f)
+    return std::isinf(y) && (y > 0) == (x > 0);
+  const double e = std::abs(double(x) - y);
+  for (const int step : {-1, 1}) {
+    const int magnitude = (bits & 0x7fff) + step;
+    if (magnitude < 0 || magnitude > 0x7fff) continue;
+    const double n = decoded(type, std::uint16_t((bits & 0x8000) | magnitude));
+    if (!std::isfinite(n)) continue;
+    const double en = std::abs(double(x) - n);
+    if (en < e || (en == e && (bits & 1))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("cache/kv_cache: f16 and bf16 caches store each value rounded to nearest even, in half "
+          "the bytes",
+          "[cache][kv16]") {
+  const auto type = GENERATE(tformer::KVType::f16, tformer::KVType::bf16);
+  CAPTURE(tformer::kv_type_name(type));
+  const tformer::KVCacheConfig config{
+      .layers = 2, .kv_heads = 3, .head_dim = 40, .capacity = 9, .sequences = 2, .type = type};
+  KVCache cache(config);
+  CHECK(cache.bytes() == 2u * 2 * 2 * 3 * 9 * 40 * 2);
+  test::Random rng(7);
+  const int T = 9, H = 3, D = 40;
+  auto k = rng.normal_floats(std::size_t(T) * H * D, 3.0f), v = rng.normal_floats(k.size());
+  // Every scale f16 and bf16 round differently at: subnormal f16, ties, overflow, NaN, ±inf.
+  for (std::size_t i = 0; i < k.size(); i += 7) k[i] *= std::ldexp(1.0f, int(i % 50) - 30);
+  k[1] = 65519.0f;  // f16: rounds to 65504
+  k[2] = -70000.0f;  // f16: −inf
+  k[3] = 1.0f + std::ldexp(1.0f, -11);  // a tie in f16 (to 1), not in bf16 (to 1)
+  k[4] = 1.0f + 3 * std::ldexp(1.0f, -8);  // a tie in bf16 (1.5 units: to 1 + 2^−6)
+  k[5] = std::numeric_limits<float>::quiet_NaN();
+  k[6] = -std::numeric_limits<float>::infinity();
+  k[8] = 1e-9f;  // f16: subnormal range (2^−24 steps)
+  cache.write(1, 1, HeadsView<const float>(k.data(), T, H, D), HeadsView<const float>(v.data(), T, H, D));
+  cache.advance(1, T);
+  const tformer::KVView view = cache.view(1, 1, T);
+  CHECK(view.type == type);
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < H; ++h)
+      for (int i = 0; i < D; ++i) {
+        const std::uint16_t kb = static_cast<const std::uint16_t*>(view.keys)[(h * 9 + t) * D + i];
+        const std::uint16_t vb = static_cast<const std::uint16_t*>(view.values)[(h * 9 + t) * D + i];
+        const float kx = k[(std::size_t(t) * H + h) * D + i], vx = v[(std::size_t(t) * H + h) * D + i];
+        INFO("t " << t << " head " << h << " dim " << i << " k " << kx << " stored " << kb);
+        REQUIRE(rounds_to_nearest_even(type, kx, kb));
+        REQUIRE(rounds_to_nearest_even(type, vx, vb));
+      }
+  // The typed accessors see the same bytes.
+  if (type == tformer::KVType::f16)
+    CHECK(static_cast<const void*>(view.key<tformer::f16>(2, 4)) ==
+          static_cast<const void*>(static_cast<const std::uint16_t*>(view.keys) + (2 * 9 + 4) * D));
+  // A view from position 3 on starts at position 3's keys.
+  CHECK(view.from(3).length == T - 3);
+  CHECK(view.from(3).keys == static_cast<const void*>(static_cast<const std::uint16_t*>(view.keys) + 3 * D));
+  CHECK(view.head(2).keys == static_cast<const void*>(static_cast<const std::uint16_t*>(view.keys) + 2 * 9 * D));
+}
+
 TEST_CASE("cache/kv_cache: overflow and bad arguments raise tformer::Error", "[cache][errors]") {
   KVCache cache({.layers = 1, .kv_heads = 1, .head_dim = 2, .capacity = 4});
   std::vector<float> kv(5 * 2);
@@ -58,6 +133,9 @@ TEST_CASE("cache/kv_cache: overflow and bad arguments raise tformer::Error", "[c
   CHECK_THROWS_WITH(cache.truncate(0, 1), Contains("[0, 0] (current length)"));
   CHECK_THROWS_WITH(KVCache({.layers = 0, .kv_heads = 1, .head_dim = 2, .capacity = 4}),
                     Contains("layers"));
+  CHECK_THROWS_WITH(KVCache({.layers = 1, .kv_heads = 1, .head_dim = 2, .capacity = 4,
+                             .type = static_cast<tformer::KVType>(7)}),
+                    Contains("type") && Contains("f32, f16 or bf16") && Contains("got 7"));
 }
 
 TEST_CASE("cache/kv_cache: view() covers only positions written to that layer", "[cache][errors]") {
@@ -86,7 +164,7 @@ TEST_CASE("cache/kv_cache: view() covers only positions written to that layer", 
 
 TEST_CASE("cache/kv_cache: sizes that overflow or exceed 2^40 bytes are refused before allocating",
           "[cache][errors]") {
-  constexpr index huge = index(1) << 62;
+  constexpr tformer::index huge = tformer::index(1) << 62;
   CHECK_THROWS_WITH(KVCache({.layers = 1, .kv_heads = 1, .head_dim = 2, .window = huge,
                              .max_step = huge + 2}),
                     Contains("window") && Contains("2^40"));
@@ -95,7 +173,7 @@ TEST_CASE("cache/kv_cache: sizes that overflow or exceed 2^40 bytes are refused 
                     Contains("sequences * layers * kv_heads * slots * head_dim") &&
                         Contains("65536 * 65536"));
   CHECK_THROWS_WITH(KVCache({.layers = 1, .kv_heads = 8, .head_dim = 128,
-                             .capacity = index(1) << 40}),
+                             .capacity = tformer::index(1) << 40}),
                     Contains("2^40 bytes"));
 }
 
@@ -105,10 +183,10 @@ TEST_CASE("cache/kv_cache: advance(INT64_MAX) fails without changing the length"
   cache.write(0, 0, HeadsView<const float>(kv.data(), 1, 1, 2),
               HeadsView<const float>(kv.data(), 1, 1, 2));
   cache.advance(0, 1);
-  CHECK_THROWS_WITH(cache.advance(0, std::numeric_limits<index>::max()), Contains("tokens"));
+  CHECK_THROWS_WITH(cache.advance(0, std::numeric_limits<tformer::index>::max()), Contains("tokens"));
   CHECK(cache.length(0) == 1);
   KVCache ring({.layers = 1, .kv_heads = 1, .head_dim = 2, .window = 4, .max_step = 2});
-  CHECK_THROWS_WITH(ring.advance(0, std::numeric_limits<index>::max()), Contains("max_step"));
+  CHECK_THROWS_WITH(ring.advance(0, std::numeric_limits<tformer::index>::max()), Contains("max_step"));
   CHECK(ring.length(0) == 0);
 }
 

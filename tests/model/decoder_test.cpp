@@ -607,6 +607,77 @@ TEST_CASE("decoder: int8 and bf16 activations stay close to the float reference,
   }
 }
 
+TEST_CASE("decoder: f16 and bf16 KV caches stay close to the float reference, prefill and decode",
+          "[decoder][kv16]") {
+  // Each cached key and value is rounded once (2^-11 relative for f16, 2^-8 for bf16); per
+  // attention call the output stays within the bound nn/attention_test checks. Through the
+  // network the logits moved by at most 6e-5 (f16) and 7e-4 (bf16) of (1 + the logits' scale)
+  // here. The tolerance, 2e-2 of it as for bf16 activations, catches what a wrong element type,
+  // offset, head or ring slot does (errors of O(1)).
+  const auto type = GENERATE(tformer::KVType::f16, tformer::KVType::bf16);
+  CAPTURE(tformer::kv_type_name(type));
+  const auto run = [&]<class C>(const Dims& dims, std::uint64_t seed, int prompt, int steps,
+                                const DecoderOptions& base, std::vector<float> encoder = {}) {
+    OwnedWeights<C> owned(dims, seed);
+    randomise_norms(owned, seed + 1);
+    const Dims d = owned.dims();
+    test::Random rng(seed + 2);
+    const auto tokens = random_tokens(rng, prompt + steps, d.vocab);
+    const std::vector<std::uint8_t> valid(encoder.size() / std::size_t(std::max<tformer::index>(1, d.encoder_width)), 1);
+    const auto want = ref::decoder_logits<C>(owned.view(), d, tokens, encoder, valid);
+    const double tol = 2e-2 * (1.0 + max_abs(want));
+    const tformer::index S = C::cross_attention ? tformer::index(valid.size()) : 0;
+    DecoderOptions options = base;
+    options.encoder_tokens = S;
+    options.kv_type = type;
+    Decoder<C> dec(owned.view(), dims, options);
+    if (dec.full_cache()) CHECK(dec.full_cache()->config().type == type);
+    if (dec.ring_cache()) CHECK(dec.ring_cache()->config().type == type);
+    const auto set_encoder = [&](auto& decoder) {
+      if constexpr (C::cross_attention) decoder.set_encoder(0, {encoder.data(), S, d.encoder_width}, valid);
+    };
+    // Prompt logits from one prefill, then one token at a time.
+    const auto logits_of = [&](auto& decoder) {
+      set_encoder(decoder);
+      std::vector<float> all(tokens.size() * std::size_t(d.vocab));
+      decoder.forward(0, std::span(tokens).first(std::size_t(prompt)), {all.data(), prompt, d.vocab},
+                      LogitsFor::All);
+      for (int p = prompt; p < prompt + steps; ++p)
+        decoder.forward(0, std::span(tokens).subspan(std::size_t(p), 1),
+                        {all.data() + std::ptrdiff_t(p) * d.vocab, 1, d.vocab});
+      return all;
+    };
+    const std::vector<float> all = logits_of(dec);
+    double worst = 0;
+    for (std::size_t i = 0; i < all.size(); ++i)
+      worst = std::max(worst, std::abs(all[i] - want[i / std::size_t(d.vocab)][i % std::size_t(d.vocab)]));
+    INFO("worst logit error " << worst << ", tolerance " << tol << ", scale " << max_abs(want));
+    REQUIRE(worst <= tol);
+    // The 16-bit path ran: an f32 cache gives other logits.
+    options.kv_type = tformer::KVType::f32;
+    Decoder<C> exact(owned.view(), dims, options);
+    const std::vector<float> other = logits_of(exact);
+    double path = 0;
+    for (std::size_t i = 0; i < all.size(); ++i) path = std::max(path, double(std::abs(all[i] - other[i])));
+    INFO("largest change from the f32 cache " << path);
+    REQUIRE(path > 1e-7 * (1.0 + max_abs(want)));
+  };
+  SECTION("Llama, a full cache, decode past 1,000 keys (split-K parts)") {
+    Dims d = small;
+    d.max_positions = 1100;
+    run.operator()<configs::Llama>(d, 91, 1030, 4, {.capacity = 1034, .max_tokens = 1030});
+  }
+  SECTION("local layers with sinks in a ring beside global layers") {
+    run.operator()<HybridSinks>(small, 92, 9, 20, {.capacity = 30, .max_tokens = 9});
+  }
+  SECTION("cross-attention over encoder states (TrafficVLM's shape, scaled down)") {
+    Dims d = small;
+    d.encoder_width = 20;
+    test::Random rng(93);
+    run.operator()<SmallVLM>(d, 94, 7, 5, {.capacity = 12}, rng.normal_floats(33 * 20));
+  }
+}
+
 TEST_CASE("decoder: a batch of two sequences of different lengths equals their separate runs",
           "[decoder][batch]") {
   using C = configs::Qwen3;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "reference/attention_reference.hpp"
+#include "reference/weight_reference.hpp"
 #include "support/random.hpp"
 #include "tformer/nn/attention.hpp"
 #include "tformer/nn/position_bias.hpp"
@@ -29,32 +30,47 @@ namespace {
 
 constexpr double u = FLT_EPSILON / 2;
 
-// One layer, one sequence: random keys and values for `length` positions, stored through write().
+// One layer, one sequence: random keys and values for `length` positions, stored through write()
+// in a cache of `type`.
 struct Setup {
   int Hq, Hkv, D, L;
   std::vector<float> k, v;              // [L, Hkv, D] token-major, as a projection writes them
-  std::vector<float> k_heads, v_heads;  // [Hkv, L, D] for the reference
+  std::vector<float> k_heads, v_heads;  // [Hkv, L, D] for the reference: the values stored
   KVCache cache;
 
-  Setup(test::Random& rng, int hq, int hkv, int d, int l, float key_scale = 1.0f)
+  Setup(test::Random& rng, int hq, int hkv, int d, int l, float key_scale = 1.0f,
+        tformer::KVType type = tformer::KVType::f32)
       : Hq(hq),
         Hkv(hkv),
         D(d),
         L(l),
         k(rng.normal_floats(std::size_t(l) * hkv * d, key_scale)),
         v(rng.normal_floats(std::size_t(l) * hkv * d)),
-        cache({.layers = 1, .kv_heads = hkv, .head_dim = d, .capacity = l}) {
+        cache({.layers = 1, .kv_heads = hkv, .head_dim = d, .capacity = l, .type = type}) {
     cache.write(0, 0, HeadsView<const float>(k.data(), l, hkv, d),
                 HeadsView<const float>(v.data(), l, hkv, d));
     cache.advance(0, l);
     k_heads.resize(k.size());
     v_heads.resize(v.size());
-    for (int t = 0; t < l; ++t)
-      for (int g = 0; g < hkv; ++g)
-        for (int i = 0; i < d; ++i) {
-          k_heads[(std::size_t(g) * l + t) * d + i] = k[(std::size_t(t) * hkv + g) * d + i];
-          v_heads[(std::size_t(g) * l + t) * d + i] = v[(std::size_t(t) * hkv + g) * d + i];
-        }
+    if (type == tformer::KVType::f32) {
+      for (int t = 0; t < l; ++t)
+        for (int g = 0; g < hkv; ++g)
+          for (int i = 0; i < d; ++i) {
+            k_heads[(std::size_t(g) * l + t) * d + i] = k[(std::size_t(t) * hkv + g) * d + i];
+            v_heads[(std::size_t(g) * l + t) * d + i] = v[(std::size_t(t) * hkv + g) * d + i];
+          }
+    } else {  // the stored 16-bit values, decoded from their format's definition
+      const tformer::KVView view = cache.view(0, 0, l);
+      const auto* keys = static_cast<const std::uint16_t*>(view.keys);
+      const auto* values = static_cast<const std::uint16_t*>(view.values);
+      const auto value_of = [&](std::uint16_t bits) {
+        return float(type == tformer::KVType::f16 ? ref::half_value(bits) : ref::bfloat_value(bits));
+      };
+      for (std::size_t n = 0; n < k_heads.size(); ++n) {  // [head][position][dim], as stored
+        k_heads[n] = value_of(keys[n]);
+        v_heads[n] = value_of(values[n]);
+      }
+    }
   }
   ref::AttentionCase reference(const AttentionOptions& opt) const {
     ref::AttentionCase c{
@@ -73,7 +89,7 @@ void check_outputs(const Setup& s, const ref::AttentionCase& c, const std::vecto
                    const std::vector<float>& o, const std::vector<std::int32_t>& pos,
                    const std::vector<float>& sink_q = {}) {
   double vmax = 0;
-  for (float x : s.v) vmax = std::max(vmax, double(std::abs(x)));
+  for (float x : s.v_heads) vmax = std::max(vmax, double(std::abs(x)));
   const int T = int(pos.size());
   for (int t = 0; t < T; ++t)
     for (int h = 0; h < s.Hq; ++h) {
@@ -129,6 +145,68 @@ TEST_CASE("nn/attention: GQA matches the reference on random shapes and masks",
   std::vector<std::int32_t> pos(T);
   for (auto& p : pos) p = rng.integer(0, L - 1);
   check_outputs(s, s.reference(opt), q, run(s, q, pos, opt), pos);
+}
+
+TEST_CASE("nn/attention: f16 and bf16 caches match the reference over the stored values, both "
+          "paths and every mask",
+          "[nn][attention][property][kv16]") {
+  const auto type = GENERATE(tformer::KVType::f16, tformer::KVType::bf16);
+  const auto seed = GENERATE(range(1, 17));
+  CAPTURE(tformer::kv_type_name(type), seed);
+  test::Random rng(seed + 100);
+  const int Hkv = rng.integer(1, 4), g = rng.integer(1, 5), D = rng.integer(1, 140);
+  const int L = rng.integer(1, 400), T = seed % 2 ? 1 : rng.integer(2, std::min(L + 1, 40));
+  Setup s(rng, Hkv * g, Hkv, D, L, 1.0f, type);
+  AttentionOptions opt;
+  if (seed % 3 == 1) opt.window = rng.integer(1, 80);
+  if (seed % 4 == 2) opt.softcap = 5.0f;
+  if (seed % 5 == 3) opt.causal = false;
+  if (seed % 7 == 5 && opt.window > 0) opt.sinks = rng.integer(1, 6);
+  CAPTURE(Hkv, g, D, L, T, opt.window, opt.softcap, opt.causal, opt.sinks);
+  const auto q = rng.normal_floats(std::size_t(T) * s.Hq * D);
+  std::vector<std::int32_t> pos(T);
+  for (auto& p : pos) p = rng.integer(0, L - 1);
+  check_outputs(s, s.reference(opt), q, run(s, q, pos, opt), pos);
+}
+
+TEST_CASE("nn/attention: f16 and bf16 caches stay within their stated bound of the f32 cache",
+          "[nn][attention][kv16]") {
+  // Bound: each stored key moves each score by at most r·scale·Σ_i |q_i·k_i| (r = 2^−11 for
+  // f16 in its normal range, 2^−8 for bf16), so each softmax weight by a relative factor within
+  // e^(2E) − 1 (E the largest such move); each value by r·|v|. On top, both runs' own float
+  // rounding (the reference tolerance of check_outputs, twice).
+  const auto type = GENERATE(tformer::KVType::f16, tformer::KVType::bf16);
+  const auto seed = GENERATE(range(1, 9));
+  CAPTURE(tformer::kv_type_name(type), seed);
+  test::Random rng(seed);
+  const int Hkv = rng.integer(1, 3), g = rng.integer(1, 4), D = rng.integer(16, 128);
+  const int L = rng.integer(50, 2000), T = seed % 2 ? 1 : 37;
+  test::Random rng16 = rng;  // the same keys and values for both caches
+  Setup s32(rng, Hkv * g, Hkv, D, L), s16(rng16, Hkv * g, Hkv, D, L, 1.0f, type);
+  const auto q = rng.normal_floats(std::size_t(T) * s32.Hq * D);
+  std::vector<std::int32_t> pos(T);
+  for (auto& p : pos) p = rng.integer(0, L - 1);
+  const auto o32 = run(s32, q, pos), o16 = run(s16, q, pos);
+  const double r = type == tformer::KVType::f16 ? std::ldexp(1.0, -11) : std::ldexp(1.0, -8);
+  const double scale = 1.0 / std::sqrt(double(D));
+  double vmax = 0, qk = 0;
+  for (float x : s32.v) vmax = std::max(vmax, double(std::abs(x)));
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < s32.Hq; ++h)
+      for (int j = 0; j < L; ++j) {
+        double m = 0;
+        for (int i = 0; i < D; ++i)
+          m += std::abs(q[(std::size_t(t) * s32.Hq + h) * D + i] *
+                        s32.k_heads[(std::size_t(h / g) * L + j) * D + i]);
+        qk = std::max(qk, m);
+      }
+  const double E = r * scale * qk, e32 = (D + 2) * u * scale * qk;
+  const double tol = vmax * (std::expm1(2 * E) + r) + 2 * vmax * (2 * e32 + (L + 16) * u);
+  double worst = 0;
+  for (std::size_t n = 0; n < o32.size(); ++n) worst = std::max(worst, double(std::abs(o32[n] - o16[n])));
+  CAPTURE(worst, tol);
+  CHECK(worst <= tol);
+  CHECK(worst > 0);  // the 16-bit cache really rounded
 }
 
 TEST_CASE("nn/attention: multi-query attention, one KV head for up to 71 query heads",
@@ -909,11 +987,9 @@ TEST_CASE("nn/attention: attention over two key sets merged equals attention ove
   AttentionWorkspace ws(g, D);
   // Keys [0, split) and [split, L) as two views of the same cache.
   const tformer::KVView all = s.cache.view(0, 0, L);
-  tformer::KVView first = all, second = all;
+  tformer::KVView first = all;
   first.length = split;
-  second.keys += std::ptrdiff_t(split) * D;
-  second.values += std::ptrdiff_t(split) * D;
-  second.length = L - split;
+  const tformer::KVView second = all.from(split);
   std::vector<float> oa(q.size()), ob(q.size()), lse_a(std::size_t(T) * s.Hq),
       lse_b(lse_a.size()), lse_all(lse_a.size());
   tformer::attention_lse(qv, first, Positions::ids(pos), HeadsView<float>(oa.data(), T, s.Hq, D),

@@ -12,6 +12,10 @@
 // mode (sliding-window layers) only the last window + max_step − 1 positions are kept, plus the
 // first `sinks` positions (attention sinks, StreamingLLM) in slots of their own: a sequence then
 // grows without bound at constant memory.
+//
+// Element type, chosen per cache at run time (KVCacheConfig::type): f32, or f16 / bf16 at half
+// the bytes, which decode streams at half the time. write() rounds each value to nearest even
+// once; the attention kernels read the stored type directly (core/simd_load.hpp).
 #pragma once
 
 #include <algorithm>
@@ -24,10 +28,35 @@
 #include "tformer/core/arch.hpp"
 #include "tformer/core/error.hpp"
 #include "tformer/core/memory.hpp"
+#include "tformer/core/numeric.hpp"
+#include "tformer/core/simd_load.hpp"
 #include "tformer/core/views.hpp"
 
 namespace tformer {
+
+// What a KV cache stores its keys and values as. Round trip of one value x (core/convert.hpp):
+// f32 exact; bf16 |x − x̂| <= 2^−8·|x|; f16 |x − x̂| <= 2^−11·|x| for 2^−14 <= |x| <= 65504
+// (|x| >= 65520 is stored as ±inf, below 2^−14 as a subnormal: within 2^−25).
+enum class KVType : std::uint8_t { f32, f16, bf16 };
+
+constexpr index kv_type_bytes(KVType t) noexcept { return t == KVType::f32 ? 4 : 2; }
+constexpr const char* kv_type_name(KVType t) noexcept {
+  return t == KVType::f32 ? "f32" : t == KVType::f16 ? "f16" : t == KVType::bf16 ? "bf16" : "?";
+}
+
 inline namespace TFORMER_ARCH_NS {
+
+// Calls f(T{}) with T the element type (float, f16 or bf16) of `type`: one kernel instantiation
+// per stored type, chosen at run time. Precondition: type is one of KVType's enumerators.
+template <class F>
+decltype(auto) visit_kv_type(KVType type, F&& f) {
+  switch (type) {
+    case KVType::f16: return f(f16{});
+    case KVType::bf16: return f(bf16{});
+    case KVType::f32: break;
+  }
+  return f(float{});
+}
 
 struct KVCacheConfig {
   index layers = 0;
@@ -44,6 +73,7 @@ struct KVCacheConfig {
   // Ring mode: positions [0, sinks) keep slots [0, sinks) for good; later positions share the
   // window + max_step − 1 slots after them.
   index sinks = 0;
+  KVType type = KVType::f32;  // the element type of keys and values
 };
 
 // The slot of `position` in a cache of `slots` slots of which the first `sinks` hold the sink
@@ -53,10 +83,11 @@ constexpr index cache_slot(index position, index slots, index sinks) noexcept {
   return sinks + (position - sinks) % (slots - sinks);
 }
 
-// Read-only view of one layer of one sequence: `length` positions of `kv_heads` heads.
+// Read-only view of one layer of one sequence: `length` positions of `kv_heads` heads, stored
+// as `type` (key<T>() and value<T>() with T its element type: float, f16 or bf16).
 struct KVView {
-  const float* keys = nullptr;
-  const float* values = nullptr;
+  const void* keys = nullptr;
+  const void* values = nullptr;
   index kv_heads = 0;
   index length = 0;
   index head_dim = 0;
@@ -64,13 +95,36 @@ struct KVView {
   index slots = 0;        // ring mode: slots per head (cache_slot); 0: position = slot
   index window = 0;       // ring mode: the window the ring keeps (keys (p − window, p])
   index sinks = 0;        // ring mode: positions [0, sinks) are kept for good
+  KVType type = KVType::f32;
 
   index slot(index position) const noexcept { return cache_slot(position, slots, sinks); }
-  const float* key(index head, index position) const noexcept {
-    return keys + head * head_stride + slot(position) * head_dim;
+  // Precondition: T is the element type of `type` (float for f32, f16, bf16).
+  template <FloatStorage T = float>
+  const T* key(index head, index position) const noexcept {
+    return static_cast<const T*>(keys) + head * head_stride + slot(position) * head_dim;
   }
-  const float* value(index head, index position) const noexcept {
-    return values + head * head_stride + slot(position) * head_dim;
+  template <FloatStorage T = float>
+  const T* value(index head, index position) const noexcept {
+    return static_cast<const T*>(values) + head * head_stride + slot(position) * head_dim;
+  }
+  // Head g alone (kv_heads = 1). Precondition: 0 <= g < kv_heads.
+  KVView head(index g) const noexcept {
+    KVView one = *this;
+    const index offset = g * head_stride * kv_type_bytes(type);
+    one.keys = static_cast<const std::byte*>(keys) + offset;
+    one.values = static_cast<const std::byte*>(values) + offset;
+    one.kv_heads = 1;
+    return one;
+  }
+  // Positions [first, length) alone, renumbered from 0 (a split of the keys for attention_lse
+  // and merge_attention). Precondition: not a ring (slots == 0), 0 <= first <= length.
+  KVView from(index first) const noexcept {
+    KVView rest = *this;
+    const index offset = first * head_dim * kv_type_bytes(type);
+    rest.keys = static_cast<const std::byte*>(keys) + offset;
+    rest.values = static_cast<const std::byte*>(values) + offset;
+    rest.length = length - first;
+    return rest;
   }
   // How many positions from `position` on are stored contiguously (until the ring wraps, or
   // the sinks end).
@@ -84,8 +138,8 @@ class KVCache {
  public:
   explicit KVCache(const KVCacheConfig& config)
       : config_(checked(config)),
-        keys_(elements(config)),
-        values_(elements(config)),
+        keys_(buffer_bytes(config)),
+        values_(buffer_bytes(config)),
         lengths_(static_cast<std::size_t>(config.sequences)),
         written_(static_cast<std::size_t>(config.sequences)),
         valid_(static_cast<std::size_t>(config.sequences * config.layers)) {}
@@ -102,12 +156,14 @@ class KVCache {
   // Position slots per sequence: capacity, or sinks + window + max_step − 1 in ring mode.
   index slots() const noexcept { return slots_of(config_); }
   bool ring() const noexcept { return config_.window > 0; }
-  // Bytes of keys and values: exactly 2 · sequences · layers · kv_heads · slots · head_dim · 4.
+  // Bytes of keys and values: exactly
+  // 2 · sequences · layers · kv_heads · slots · head_dim · kv_type_bytes(type).
   std::size_t bytes() const noexcept { return keys_.bytes() + values_.bytes(); }
 
   // Stores k and v [T, kv_heads, head_dim] of layer `layer` at positions
-  // [length(seq), length(seq) + T) of sequence `seq`. The length moves only with advance().
-  // Precondition for the data: none (NaN and Inf are stored as given).
+  // [length(seq), length(seq) + T) of sequence `seq`, rounded to the cache's type (nearest,
+  // ties to even). The length moves only with advance(). Precondition for the data: none (NaN
+  // and Inf are stored as NaN and Inf; f16 stores |x| >= 65520 as ±inf).
   void write(index layer, index seq, HeadsView<const float> k, HeadsView<const float> v) {
     check_index("KVCache::write", "seq", seq, config_.sequences);
     const index first = lengths_[static_cast<std::size_t>(seq)];
@@ -161,7 +217,8 @@ class KVCache {
             slots() * config_.head_dim,
             ring() ? slots() : 0,
             config_.window,
-            config_.sinks};
+            config_.sinks,
+            config_.type};
   }
 
   // Commits `tokens` written positions of sequence `seq` (after every layer wrote them).
@@ -222,23 +279,35 @@ class KVCache {
   void store(index layer, index seq, HeadsView<const float> k, HeadsView<const float> v,
              index first) noexcept {
     const index d = config_.head_dim, slots = ring() ? this->slots() : 0;
-    for (index h = 0; h < config_.kv_heads; ++h) {
-      float* kd = keys_.data() + offset(layer, seq, h);
-      float* vd = values_.data() + offset(layer, seq, h);
-      for (index t = 0; t < k.tokens(); ++t) {
-        const index slot = cache_slot(first + t, slots, config_.sinks);
-        std::copy(k.row(t, h), k.row(t, h) + d, kd + slot * d);
-        std::copy(v.row(t, h), v.row(t, h) + d, vd + slot * d);
+    visit_kv_type(config_.type, [&]<class T>(T) {
+      for (index h = 0; h < config_.kv_heads; ++h) {
+        T* kd = reinterpret_cast<T*>(keys_.data() + offset(layer, seq, h));
+        T* vd = reinterpret_cast<T*>(values_.data() + offset(layer, seq, h));
+        for (index t = 0; t < k.tokens(); ++t) {
+          const index slot = cache_slot(first + t, slots, config_.sinks);
+          store_row(k.row(t, h), d, kd + slot * d);
+          store_row(v.row(t, h), d, vd + slot * d);
+        }
       }
-    }
+    });
     written_[static_cast<std::size_t>(seq)] =
         std::max(written_[static_cast<std::size_t>(seq)], first + k.tokens());
     index& valid = valid_[static_cast<std::size_t>(seq * config_.layers + layer)];
     if (valid >= first) valid = first + k.tokens();  // else a gap stays: view() refuses past it
   }
 
+  static void store_row(const float* from, index n, float* to) noexcept { std::copy(from, from + n, to); }
+  static void store_row(const float* from, index n, bf16* to) noexcept {
+    for (index i = 0; i < n; ++i) to[i] = to_bf16(from[i]);
+  }
+  static void store_row(const float* from, index n, f16* to) noexcept {
+    for (index i = 0; i < n; ++i) to[i] = to_f16(from[i]);
+  }
+
   static const KVCacheConfig& checked(const KVCacheConfig& c) {
     constexpr const char* where = "KVCache";
+    const int type = static_cast<int>(c.type);
+    check(type >= 0 && type <= 2, where, "type", "f32, f16 or bf16 (KVType 0, 1 or 2)", type);
     check(c.layers > 0, where, "layers", "> 0", c.layers);
     check(c.kv_heads > 0, where, "kv_heads", "> 0", c.kv_heads);
     check(c.head_dim > 0, where, "head_dim", "> 0", c.head_dim);
@@ -256,24 +325,27 @@ class KVCache {
       check(c.capacity > 0, where, "capacity", "> 0", c.capacity);
     }
     checked_size(where, "sequences * layers * kv_heads * slots * head_dim",
-                 {c.sequences, c.layers, c.kv_heads, slots_of(c), c.head_dim}, sizeof(float));
+                 {c.sequences, c.layers, c.kv_heads, slots_of(c), c.head_dim},
+                 std::size_t(kv_type_bytes(c.type)));
     return c;
   }
   static index slots_of(const KVCacheConfig& c) noexcept {
     return c.window > 0 ? c.sinks + c.window + c.max_step - 1 : c.capacity;
   }
-  // Precondition: checked(c).
-  static std::size_t elements(const KVCacheConfig& c) {
-    return static_cast<std::size_t>(c.sequences * c.layers * c.kv_heads * slots_of(c) * c.head_dim);
+  // Bytes of keys (and of values). Precondition: checked(c).
+  static std::size_t buffer_bytes(const KVCacheConfig& c) {
+    return static_cast<std::size_t>(c.sequences * c.layers * c.kv_heads * slots_of(c) * c.head_dim *
+                                    kv_type_bytes(c.type));
   }
-  // Elements from the start of a buffer to the block of (layer, seq, head).
+  // Bytes from the start of a buffer to the block of (layer, seq, head).
   index offset(index layer, index seq, index head) const noexcept {
     const index per_head = slots() * config_.head_dim;
-    return ((seq * config_.layers + layer) * config_.kv_heads + head) * per_head;
+    return ((seq * config_.layers + layer) * config_.kv_heads + head) * per_head *
+           kv_type_bytes(config_.type);
   }
 
   KVCacheConfig config_;
-  AlignedBuffer<float> keys_, values_;
+  AlignedBuffer<std::byte> keys_, values_;
   AlignedBuffer<index> lengths_;
   AlignedBuffer<index> written_;  // per sequence: one past the highest position written
   // [seq][layer]: positions [0, valid) hold what was written to the layer (view()'s bound).

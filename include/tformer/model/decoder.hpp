@@ -63,6 +63,7 @@ struct DecoderOptions {
                              // would take 16 GiB of f32 cache per sequence at 8B)
   index max_tokens = 0;      // rows per forward step over all sequences; 0: min(capacity, 512)
   index encoder_tokens = 0;  // cross-attention inputs per sequence; 0: Config::encoder_tokens
+  KVType kv_type = KVType::f32;  // what the KV caches store (f16, bf16: half the bytes)
 };
 
 // The tokens one sequence contributes to a step.
@@ -159,7 +160,8 @@ class Decoder {
                                    .kv_heads = d_.kv_heads,
                                    .head_dim = d_.head_dim,
                                    .capacity = options_.encoder_tokens,
-                                   .sequences = options_.sequences});
+                                   .sequences = options_.sequences,
+                                   .type = options_.kv_type});
     if constexpr (C::ffn == FfnKind::TopK) {
       down_t_.reserve(weights_.layers.size());
       for (const LayerWeights& l : weights_.layers) {
@@ -175,7 +177,8 @@ class Decoder {
                                   .kv_heads = d_.kv_heads,
                                   .head_dim = d_.head_dim,
                                   .capacity = options_.capacity,
-                                  .sequences = options_.sequences});
+                                  .sequences = options_.sequences,
+                                  .type = options_.kv_type});
     if (ring_layers > 0)
       ring_.emplace(KVCacheConfig{.layers = ring_layers,
                                   .kv_heads = d_.kv_heads,
@@ -183,7 +186,8 @@ class Decoder {
                                   .sequences = options_.sequences,
                                   .window = p_.attention.window,
                                   .max_step = options_.max_tokens,
-                                  .sinks = p_.attention.sinks});
+                                  .sinks = p_.attention.sinks,
+                                  .type = options_.kv_type});
     if (ws_.sink_queries()) sink_positions_.resize(static_cast<std::size_t>(options_.max_tokens));
     segments_.reserve(static_cast<std::size_t>(options_.sequences));
     if constexpr (C::bias == BiasKind::ALiBi) alibi_ = alibi_slopes(d_.heads);

@@ -249,13 +249,6 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
                        index(segments.size()));
   KVView* const views = ws.segment_views();
   for (std::size_t i = 0; i < segments.size(); ++i) views[i] = view_of(segments[i]);
-  const auto head_view = [&](index si, index g) {
-    KVView kv = views[si];
-    kv.keys += g * kv.head_stride;
-    kv.values += g * kv.head_stride;
-    kv.kv_heads = 1;
-    return kv;
-  };
   const float scale = options.scale > 0.0f ? options.scale : 1.0f / std::sqrt(static_cast<float>(D));
   const bool prefill = std::any_of(segments.begin(), segments.end(),
                                   [](const StepSegment& s) { return s.tokens > 1; });
@@ -332,7 +325,7 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
   exec.parallel_for(0, parts, [&](index i) {
     const Part& part = plan[i];
     const StepSegment& s = segments[std::size_t(part.segment)];
-    const KVView kv = head_view(part.segment, part.g);
+    const KVView kv = views[part.segment].head(part.g);
     const MatrixView<const float> rows = part.sinks && sink_q.rows() > 0 ? sink_q : q;
     const float** qs = ws.part_q(i);
     for (index h = 0; h < group; ++h) qs[h] = rows.row(s.row) + (part.g * group + h) * D;

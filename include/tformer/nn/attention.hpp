@@ -26,6 +26,10 @@
 // (online softmax), so no score matrix over the whole context exists and logits of any magnitude
 // are stable. exp is vectorised. Many query tokens (prefill) take the same steps in blocks of
 // 32 tokens × 64 keys whose inner products are GEMMs (Eigen): S = Q·Kᵀ, then O += P·V.
+//
+// The cache's element type (KVView::type: f32, f16, bf16) is read as stored: the one-token path
+// widens each register it loads (core/simd_load.hpp), the many-token path widens each 64-key
+// block once into the workspace. Results equal f32 attention over the stored (rounded) values.
 #pragma once
 
 #include <algorithm>
@@ -44,6 +48,7 @@
 #include "tformer/core/memory.hpp"
 #include "tformer/core/positions.hpp"
 #include "tformer/core/simd.hpp"
+#include "tformer/core/simd_load.hpp"
 #include "tformer/core/views.hpp"
 
 namespace tformer {
@@ -91,14 +96,16 @@ class AttentionWorkspace {
         s_block_(size(query_tile * group_size * key_tile)),
         m_(size(query_tile * group_size)),
         l_(size(query_tile * group_size)),
+        k_block_(size(key_tile * head_dim)),
+        v_block_(size(key_tile * head_dim)),
         q_rows_(size(2 * group_size)),
         o_rows_(size(group_size)) {}
   index group_size() const noexcept { return group_; }
   index head_dim() const noexcept { return head_dim_; }
   std::size_t bytes() const noexcept {
     return acc_.bytes() + scores_.bytes() + q_block_.bytes() + o_block_.bytes() +
-           s_block_.bytes() + m_.bytes() + l_.bytes() + q_rows_.bytes() +
-           o_rows_.bytes();
+           s_block_.bytes() + m_.bytes() + l_.bytes() + q_rows_.bytes() + o_rows_.bytes() +
+           k_block_.bytes() + v_block_.bytes();
   }
   float* acc(index h) noexcept { return acc_.data() + h * head_dim_; }
   float* scores(index h) noexcept { return scores_.data() + h * tile; }
@@ -111,6 +118,9 @@ class AttentionWorkspace {
   float* s_block() noexcept { return s_block_.data(); }
   float* row_max() noexcept { return m_.data(); }
   float* row_sum() noexcept { return l_.data(); }
+  // Many-token path over a 16-bit cache: a block of key_tile keys and values widened to float.
+  float* k_block() noexcept { return k_block_.data(); }
+  float* v_block() noexcept { return v_block_.data(); }
   // One-token path: per head of the group, its query row, sink query row and output row.
   const float** q_rows() noexcept { return q_rows_.data(); }
   const float** sink_q_rows() noexcept { return q_rows_.data() + group_; }
@@ -129,7 +139,7 @@ class AttentionWorkspace {
     return group_size;
   }
   index group_, head_dim_;
-  AlignedBuffer<float> acc_, scores_, q_block_, o_block_, s_block_, m_, l_;
+  AlignedBuffer<float> acc_, scores_, q_block_, o_block_, s_block_, m_, l_, k_block_, v_block_;
   AlignedBuffer<const float*> q_rows_;
   AlignedBuffer<float*> o_rows_;
 };
@@ -158,7 +168,9 @@ inline index sink_position(const AttentionOptions& opt, index p) noexcept {
              : p;
 }
 
-inline float dot(const float* a, const float* b, index n) noexcept {
+// <a, b> over n values, b stored as T.
+template <FloatStorage T>
+inline float dot(const float* a, const T* b, index n) noexcept {
   index i = 0;
   float total = 0.0f;
 #if TFORMER_HAS_SIMD
@@ -166,13 +178,24 @@ inline float dot(const float* a, const float* b, index n) noexcept {
   constexpr index W = static_cast<index>(B::size);
   B acc0(0.0f), acc1(0.0f);
   for (const index end2 = n / (2 * W) * (2 * W); i < end2; i += 2 * W) {
-    acc0 = xsimd_compat::fma(B::load_unaligned(a + i), B::load_unaligned(b + i), acc0);
-    acc1 = xsimd_compat::fma(B::load_unaligned(a + i + W), B::load_unaligned(b + i + W), acc1);
+    acc0 = xsimd_compat::fma(B::load_unaligned(a + i), simd::load_float(b + i), acc0);
+    acc1 = xsimd_compat::fma(B::load_unaligned(a + i + W), simd::load_float(b + i + W), acc1);
   }
   total = xsimd_compat::reduce_add(acc0 + acc1);
 #endif
-  for (; i < n; ++i) total += a[i] * b[i];
+  for (; i < n; ++i) total += a[i] * as_float(b[i]);
   return total;
+}
+
+// to[i] = from[i] as float for i < n.
+template <FloatStorage T>
+inline void widen(const T* from, index n, float* to) noexcept {
+  index i = 0;
+#if TFORMER_HAS_SIMD
+  constexpr index W = static_cast<index>(simd::lanes);
+  for (const index end = n / W * W; i < end; i += W) simd::load_float(from + i).store_unaligned(to + i);
+#endif
+  for (; i < n; ++i) to[i] = as_float(from[i]);
 }
 
 // s[j] = exp(s[j] − m) for j < n; returns their sum. −inf scores give 0.
@@ -198,12 +221,14 @@ inline float exp_shifted(float* s, index n, float m) noexcept {
   return total;
 }
 
-// out[j] = <q, key(g, k0 + j)> for j < n. W keys at a time: one accumulator per key over
-// head_dim, reduced together (reduce_add_rows), so no key pays a horizontal sum of its own.
+// out[j] = <q, key(g, k0 + j)> for j < n, keys stored as T. W keys at a time: one accumulator
+// per key over head_dim, reduced together (reduce_add_rows), so no key pays a horizontal sum of
+// its own.
+template <FloatStorage T>
 inline void tile_dots(const float* q, const KVView& kv, index g, index k0, index n,
                       float* out) noexcept {
   const index d = kv.head_dim;
-  const float* keys = kv.key(g, k0);  // the tile's rows are contiguous (attend splits at wraps)
+  const T* keys = kv.key<T>(g, k0);  // the tile's rows are contiguous (attend splits at wraps)
   index j = 0;
 #if TFORMER_HAS_SIMD
   using B = simd::batch;
@@ -215,15 +240,15 @@ inline void tile_dots(const float* q, const KVView& kv, index g, index k0, index
     for (index i = 0; i < dv; i += W) {
       const B qv = B::load_unaligned(q + i);
       for (index w = 0; w < W; ++w)
-        acc[w] = xsimd_compat::fma(qv, B::load_unaligned(keys + (j + w) * d + i), acc[w]);
+        acc[w] = xsimd_compat::fma(qv, simd::load_float(keys + (j + w) * d + i), acc[w]);
     }
     B sums = xsimd_compat::reduce_add_rows(acc);
     if (dv < d) {  // head_dim not a multiple of W: the rest per key
       alignas(64) float tail[W];
       for (index w = 0; w < W; ++w) {
-        const float* key = keys + (j + w) * d;
+        const T* key = keys + (j + w) * d;
         float t = 0.0f;
-        for (index i = dv; i < d; ++i) t += q[i] * key[i];
+        for (index i = dv; i < d; ++i) t += q[i] * as_float(key[i]);
         tail[w] = t;
       }
       sums += B::load_aligned(tail);
@@ -238,8 +263,8 @@ inline void tile_dots(const float* q, const KVView& kv, index g, index k0, index
 // acc[i, i + R·W) = acc · alpha + Σ_{j < n} p[j] · values[j·d + i …]: R registers of the output
 // held across the tile, the keys split over K interleaved partial sums (added at the end), so
 // R·K >= 8 independent FMA chains hide the FMA latency whatever the register width.
-template <int R, int K>
-inline void values_chunk(float* acc, const simd::batch& alpha, const float* p, const float* values,
+template <int R, int K, FloatStorage T>
+inline void values_chunk(float* acc, const simd::batch& alpha, const float* p, const T* values,
                          index d, index n, index i) noexcept {
   using B = simd::batch;
   constexpr index W = static_cast<index>(B::size);
@@ -252,13 +277,13 @@ inline void values_chunk(float* acc, const simd::batch& alpha, const float* p, c
   for (; j + K <= n; j += K)
     for (int s = 0; s < K; ++s) {
       const B pj(p[j + s]);
-      const float* v = values + (j + s) * d + i;
-      for (int k = 0; k < R; ++k) r[s][k] = xsimd_compat::fma(pj, B::load_unaligned(v + k * W), r[s][k]);
+      const T* v = values + (j + s) * d + i;
+      for (int k = 0; k < R; ++k) r[s][k] = xsimd_compat::fma(pj, simd::load_float(v + k * W), r[s][k]);
     }
   for (; j < n; ++j) {
     const B pj(p[j]);
     for (int k = 0; k < R; ++k)
-      r[0][k] = xsimd_compat::fma(pj, B::load_unaligned(values + j * d + i + k * W), r[0][k]);
+      r[0][k] = xsimd_compat::fma(pj, simd::load_float(values + j * d + i + k * W), r[0][k]);
   }
   for (int k = 0; k < R; ++k) {
     for (int s = 1; s < K; ++s) r[0][k] += r[s][k];
@@ -270,10 +295,11 @@ inline void values_chunk(float* acc, const simd::batch& alpha, const float* p, c
 // acc = acc · alpha + Σ_{j < n} p[j] · value(g, k0 + j): head_dim in chunks held in registers
 // across the tile: 8 registers, then (AVX-512) 64 floats as 4 registers × 2 key sets, so head_dim
 // 64 keeps 8 independent FMA chains at every register width; the rest one register × 4 key sets.
+template <FloatStorage T>
 inline void tile_values(float* acc, float alpha, const float* p, const KVView& kv, index g,
                         index k0, index n) noexcept {
   const index d = kv.head_dim;
-  const float* values = kv.value(g, k0);  // contiguous rows, as in tile_dots
+  const T* values = kv.value<T>(g, k0);  // contiguous rows, as in tile_dots
   index i = 0;
 #if TFORMER_HAS_SIMD
   using B = simd::batch;
@@ -289,7 +315,7 @@ inline void tile_values(float* acc, float alpha, const float* p, const KVView& k
 #endif
   for (; i < d; ++i) {
     float t = acc[i] * alpha;
-    for (index j = 0; j < n; ++j) t += p[j] * values[j * d + i];
+    for (index j = 0; j < n; ++j) t += p[j] * as_float(values[j * d + i]);
     acc[i] = t;
   }
 }
@@ -338,13 +364,11 @@ struct DecodeState {
   }
 };
 
-// Adds keys [lo, hi) of kv head g to the state of one query token (its group of `group`
-// heads, rows q[h]), scored from `position`. A tile's keys and values (2 · 32 rows) stay in L1
-// while every head of the group uses them.
-template <class Bias>
-void accumulate(const float* const* q, index group, index first_head, const KVView& kv, index g,
-                index lo, index hi, index position, const AttentionOptions& opt, float scale,
-                const Bias& bias, const DecodeState& st) noexcept {
+// accumulate() for keys and values stored as T.
+template <FloatStorage T, class Bias>
+void accumulate_as(const float* const* q, index group, index first_head, const KVView& kv,
+                   index g, index lo, index hi, index position, const AttentionOptions& opt,
+                   float scale, const Bias& bias, const DecodeState& st) noexcept {
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   const index d = kv.head_dim;
   constexpr index ahead = 2 * AttentionWorkspace::tile;  // prefetch distance, in keys
@@ -355,13 +379,13 @@ void accumulate(const float* const* q, index group, index first_head, const KVVi
     // Streaming from DRAM: ask for the keys and values two tiles ahead while this one computes
     // (the hardware prefetcher alone leaves the loads of each tile exposed).
     for (index j = k0 + ahead; j < std::min(hi, k0 + ahead + AttentionWorkspace::tile); ++j)
-      for (index i = 0; i < d; i += 64 / index(sizeof(float))) {
-        __builtin_prefetch(kv.key(g, j) + i);
-        __builtin_prefetch(kv.value(g, j) + i);
+      for (index i = 0; i < d; i += 64 / index(sizeof(T))) {
+        __builtin_prefetch(kv.key<T>(g, j) + i);
+        __builtin_prefetch(kv.value<T>(g, j) + i);
       }
     for (index h = 0; h < group; ++h) {
       float* s = st.scores_of(h);
-      tile_dots(q[h], kv, g, k0, n, s);
+      tile_dots<T>(q[h], kv, g, k0, n, s);
       if (plain) {
         scale_scores(s, n, scale);
       } else {
@@ -380,9 +404,21 @@ void accumulate(const float* const* q, index group, index first_head, const KVVi
       const float alpha = st.m[h] == neg_inf ? 0.0f : std::exp(st.m[h] - m_new);
       st.l[h] = st.l[h] * alpha + exp_shifted(s, n, m_new);
       st.m[h] = m_new;
-      tile_values(st.acc_of(h), alpha, s, kv, g, k0, n);
+      tile_values<T>(st.acc_of(h), alpha, s, kv, g, k0, n);
     }
   }
+}
+
+// Adds keys [lo, hi) of kv head g to the state of one query token (its group of `group`
+// heads, rows q[h]), scored from `position`. A tile's keys and values (2 · 32 rows) stay in L1
+// while every head of the group uses them.
+template <class Bias>
+void accumulate(const float* const* q, index group, index first_head, const KVView& kv, index g,
+                index lo, index hi, index position, const AttentionOptions& opt, float scale,
+                const Bias& bias, const DecodeState& st) noexcept {
+  visit_kv_type(kv.type, [&]<class T>(T) {
+    accumulate_as<T>(q, group, first_head, kv, g, lo, hi, position, opt, scale, bias, st);
+  });
 }
 
 // The state of one query token at `position` against kv head g over its window keys
@@ -455,16 +491,18 @@ void merge_states(index count, const PartOf& part, index h, const DecodeState& i
 // A KV view's sizes: a length >= 0, keys and values when it holds any, and heads, positions (or
 // ring slots) and head_dim spanning at most 2^40 bytes.
 inline void check_kv(const char* where, const KVView& kv) {
+  const int type = static_cast<int>(kv.type);
+  check(type >= 0 && type <= 2, where, "kv.type", "f32, f16 or bf16 (KVType 0, 1 or 2)", type);
+  const auto bytes = std::size_t(kv_type_bytes(kv.type));
   check(kv.length >= 0, where, "kv.length", ">= 0", kv.length);
   check(kv.slots >= 0, where, "kv.slots", ">= 0", kv.slots);
   if (kv.slots > 0)
     check(kv.sinks >= 0 && kv.sinks < kv.slots && kv.window >= 1, where,
           "kv.sinks, kv.window (ring)", "0 <= sinks < slots, window >= 1", kv.sinks);
   const index held = kv.slots > 0 ? kv.slots : kv.length;
-  const index head = checked_size(where, "kv positions held * head_dim", {held, kv.head_dim},
-                                  sizeof(float));
+  const index head = checked_size(where, "kv positions held * head_dim", {held, kv.head_dim}, bytes);
   if (kv.kv_heads > 1 && held > 0) {
-    checked_size(where, "kv kv_heads * head_stride", {kv.kv_heads, kv.head_stride}, sizeof(float));
+    checked_size(where, "kv kv_heads * head_stride", {kv.kv_heads, kv.head_stride}, bytes);
     check(kv.head_stride >= head, where, "kv.head_stride", ">= positions held * head_dim",
           kv.head_stride);
   }
@@ -575,8 +613,19 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
   const auto pass = [&](index k_lo, index k_hi, auto seen, auto position_of) {
     for (index k0 = k_lo, n = 0; k0 < k_hi; k0 += n) {
       n = std::min({bk, k_hi - k0, kv.contiguous(k0)});
-      const eigen::ConstMatrixMap K(kv.key(g, k0), n, d, eigen::Stride(d));
-      const eigen::ConstMatrixMap V(kv.value(g, k0), n, d, eigen::Stride(d));
+      const float* kb = ws.k_block();
+      const float* vb = ws.v_block();
+      if (kv.type == KVType::f32) {
+        kb = kv.key<float>(g, k0);
+        vb = kv.value<float>(g, k0);
+      } else {  // widened once per block, for every row of the block's GEMMs
+        visit_kv_type(kv.type, [&]<class T>(T) {
+          widen(kv.key<T>(g, k0), n * d, ws.k_block());
+          widen(kv.value<T>(g, k0), n * d, ws.v_block());
+        });
+      }
+      const eigen::ConstMatrixMap K(kb, n, d, eigen::Stride(d));
+      const eigen::ConstMatrixMap V(vb, n, d, eigen::Stride(d));
       eigen::MatrixMap S(sb, rows, n, eigen::Stride(bk));
       S.noalias() = Q * K.transpose();
       for (index r = 0; r < rows; ++r) {
@@ -789,7 +838,9 @@ void attention_weights(HeadsView<const float> q, const KVView& kv, const Positio
         if (!window && !attention_kernels::as_sink(opt, p, j)) return;
         const float* qr = window ? q.row(t, h) : sq.row(t, h);
         const index at = window ? p : attention_kernels::sink_position(opt, p);
-        double x = attention_kernels::dot(qr, kv.key(h / group, j), q.head_dim()) * scale;
+        double x = visit_kv_type(kv.type, [&]<class T>(T) {
+                     return attention_kernels::dot(qr, kv.key<T>(h / group, j), q.head_dim());
+                   }) * scale;
         if (opt.softcap > 0.0f) x = opt.softcap * std::tanh(x / opt.softcap);
         s.push_back(x + bias(h, at, j));
         seen.push_back(j);
