@@ -7,12 +7,15 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
+#include "reference/weight_reference.hpp"
 #include "support/random.hpp"
 #include "tformer/core/simd.hpp"
+#include "tformer/core/simd_load.hpp"
 
 #if TFORMER_HAS_SIMD
 
@@ -74,6 +77,36 @@ TEST_CASE("xsimd: reduce_add sums the lanes of one register", "[core][xsimd]") {
     for (int i = 0; i < W; ++i) expected += x[std::size_t(r) * W + i];
     const float got = tformer::xsimd_compat::reduce_add(B::load_unaligned(x.data() + r * W));
     REQUIRE(std::abs(got - expected) <= (W - 1) * u * expected);
+  }
+}
+
+TEST_CASE("xsimd: max lane by lane", "[core][xsimd]") {
+  const auto x = distinct_lanes(2, 9);
+  const B a = B::load_unaligned(x.data()), b = B::load_unaligned(x.data() + W);
+  const auto m = lanes_of(xsimd::max(b, a)), al = lanes_of(a), bl = lanes_of(b);
+  for (int i = 0; i < W; ++i) REQUIRE(m[i] == std::max(al[i], bl[i]));
+}
+
+TEST_CASE("simd_load: bf16 and f16 rows widen to the floats they hold, lane by lane",
+          "[core][xsimd]") {
+  // Lanes that all differ: the bits of lane i hold i, so a lane moved or dropped shows.
+  std::vector<tformer::bf16> b(std::size_t(2 * W));
+  std::vector<tformer::f16> h(b.size());
+  for (std::size_t i = 0; i < b.size(); ++i) {
+    b[i] = {std::uint16_t(0x3f80 + 3 * i)};  // 1 + 3i·2^-7 …
+    h[i] = {std::uint16_t(0x3c00 + 37 * i)};  // 1 + 37i·2^-10 …
+  }
+  b[3] = {0xc2f7};  // −123.5
+  h[2] = {0x0001};  // the smallest subnormal, 2^−24
+  h[5] = {0xfc00};  // −inf
+  for (int offset : {0, 1, W}) {  // unaligned too
+    const auto bl = lanes_of(tformer::simd::load_float(b.data() + offset));
+    const auto hl = lanes_of(tformer::simd::load_float(h.data() + offset));
+    for (int i = 0; i < W; ++i) {
+      INFO("offset " << offset << " lane " << i);
+      REQUIRE(bl[i] == float(ref::bfloat_value(b[std::size_t(offset + i)].bits)));
+      REQUIRE(hl[i] == float(ref::half_value(h[std::size_t(offset + i)].bits)));
+    }
   }
 }
 
