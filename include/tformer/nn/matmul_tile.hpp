@@ -10,6 +10,7 @@
 
 #include "tformer/core/numeric.hpp"
 #include "tformer/core/simd.hpp"
+#include "tformer/core/simd_load.hpp"
 #include "tformer/core/views.hpp"
 
 namespace tformer {
@@ -56,17 +57,7 @@ inline B lanes_at(const float* p) noexcept {
   return v;
 }
 inline B lanes_at(const std::uint16_t* p) noexcept {
-#if defined(__AVX512F__)
-  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-#elif defined(__AVX2__)
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-#else
-  alignas(64) float f[W];
-  for (index i = 0; i < W; ++i) f[i] = value_at(p + i);
-  return B::load_aligned(f);
-#endif
+  return simd::load_float(reinterpret_cast<const bf16*>(p));
 }
 #endif
 
