@@ -63,6 +63,8 @@ TEST_CASE("bad_input: Dims, OwnedWeights and the Decoder's construction", "[bad_
       {"OwnedWeights", "layers 2^40", "layers * weights per layer",
        owned(with(small, &Dims::layers, Index(1) << 40))},
       {"Decoder", "options.sequences = 0", "options.sequences", decoder({.sequences = 0})},
+      {"Decoder", "options.kv_type 5 (not a KVType)", "options.kv_type",
+       decoder({.kv_type = static_cast<tformer::KVType>(5)})},
       {"Decoder", "options.capacity above max_positions", "options.capacity",
        decoder({.capacity = 17})},
       {"Decoder", "options.capacity = -1", "options.capacity", decoder({.capacity = -1})},

@@ -1,7 +1,9 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <limits>
 #include <vector>
 
@@ -33,10 +35,10 @@ TEST_CASE("cache/kv_cache: layout, lengths per sequence, truncate and reset", "[
   for (int t = 0; t < 3; ++t)
     for (int h = 0; h < 2; ++h)
       for (int i = 0; i < 4; ++i) {
-        REQUIRE(view.key(h, t)[i] == k[(t * 2 + h) * 4 + i]);  // [head][position][dim]
-        REQUIRE(view.value(h, t)[i] == v[(t * 2 + h) * 4 + i]);
+        REQUIRE(view.key<float>(h, t)[i] == k[(t * 2 + h) * 4 + i]);  // [head][position][dim]
+        REQUIRE(view.value<float>(h, t)[i] == v[(t * 2 + h) * 4 + i]);
       }
-  CHECK(view.key(1, 0) == view.key(0, 0) + 10 * 4);  // one head's positions are contiguous
+  CHECK(view.key<float>(1, 0) == view.key<float>(0, 0) + 10 * 4);  // one head's positions are contiguous
   cache.truncate(1, 1);
   CHECK(cache.length(1) == 1);
   cache.reset(1);
@@ -56,6 +58,7 @@ double decoded(tformer::KVType type, std::uint16_t bits) {
 bool rounds_to_nearest_even(tformer::KVType type, float x, std::uint16_t bits) {
   const double y = decoded(type, bits);
   if (std::isnan(x)) return std::isnan(y);
+  if (std::isinf(x)) return y == double(x);
   if (type == tformer::KVType::f16 && std::abs(x) >= 65520.0f)
     return std::isinf(y) && (y > 0) == (x > 0);
   const double e = std::abs(double(x) - y);
@@ -92,7 +95,8 @@ TEST_CASE("cache/kv_cache: f16 and bf16 caches store each value rounded to neare
   k[4] = 1.0f + 3 * std::ldexp(1.0f, -8);  // a tie in bf16 (1.5 units: to 1 + 2^−6)
   k[5] = std::numeric_limits<float>::quiet_NaN();
   k[6] = -std::numeric_limits<float>::infinity();
-  k[8] = 1e-9f;  // f16: subnormal range (2^−24 steps)
+  k[8] = 1e-7f;  // f16: a subnormal (about 1.7 steps of 2^−24)
+  k[9] = 1e-9f;  // f16: below half the smallest subnormal, to zero
   cache.write(1, 1, HeadsView<const float>(k.data(), T, H, D), HeadsView<const float>(v.data(), T, H, D));
   cache.advance(1, T);
   const tformer::KVView view = cache.view(1, 1, T);
@@ -100,21 +104,24 @@ TEST_CASE("cache/kv_cache: f16 and bf16 caches store each value rounded to neare
   for (int t = 0; t < T; ++t)
     for (int h = 0; h < H; ++h)
       for (int i = 0; i < D; ++i) {
-        const std::uint16_t kb = static_cast<const std::uint16_t*>(view.keys)[(h * 9 + t) * D + i];
-        const std::uint16_t vb = static_cast<const std::uint16_t*>(view.values)[(h * 9 + t) * D + i];
+        // The stored bits, through the typed accessors.
+        const auto bits = [&](auto tag) {
+          using E = decltype(tag);
+          return std::pair{view.key<E>(h, t)[i].bits, view.value<E>(h, t)[i].bits};
+        };
+        const auto [kb, vb] = type == tformer::KVType::f16 ? bits(tformer::f16{}) : bits(tformer::bf16{});
         const float kx = k[(std::size_t(t) * H + h) * D + i], vx = v[(std::size_t(t) * H + h) * D + i];
         INFO("t " << t << " head " << h << " dim " << i << " k " << kx << " stored " << kb);
         REQUIRE(rounds_to_nearest_even(type, kx, kb));
         REQUIRE(rounds_to_nearest_even(type, vx, vb));
       }
-  // The typed accessors see the same bytes.
-  if (type == tformer::KVType::f16)
-    CHECK(static_cast<const void*>(view.key<tformer::f16>(2, 4)) ==
-          static_cast<const void*>(static_cast<const std::uint16_t*>(view.keys) + (2 * 9 + 4) * D));
-  // A view from position 3 on starts at position 3's keys.
+  // [head][slot][dim], 2 bytes a value; a view of one head, and one from position 3 on.
+  const auto* base = static_cast<const std::byte*>(view.keys);
+  CHECK(static_cast<const void*>(view.key<tformer::f16>(2, 4)) == base + 2 * ((2 * 9 + 4) * D));
   CHECK(view.from(3).length == T - 3);
-  CHECK(view.from(3).keys == static_cast<const void*>(static_cast<const std::uint16_t*>(view.keys) + 3 * D));
-  CHECK(view.head(2).keys == static_cast<const void*>(static_cast<const std::uint16_t*>(view.keys) + 2 * 9 * D));
+  CHECK(view.from(3).keys == base + 2 * (3 * D));
+  CHECK(view.head(2).keys == base + 2 * (2 * 9 * D));
+  CHECK(view.head(2).kv_heads == 1);
 }
 
 TEST_CASE("cache/kv_cache: overflow and bad arguments raise tformer::Error", "[cache][errors]") {

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "reference/attention_reference.hpp"
@@ -61,15 +62,20 @@ struct Setup {
           }
     } else {  // the stored 16-bit values, decoded from their format's definition
       const tformer::KVView view = cache.view(0, 0, l);
-      const auto* keys = static_cast<const std::uint16_t*>(view.keys);
-      const auto* values = static_cast<const std::uint16_t*>(view.values);
-      const auto value_of = [&](std::uint16_t bits) {
-        return float(type == tformer::KVType::f16 ? ref::half_value(bits) : ref::bfloat_value(bits));
+      const auto decode = [&](auto tag) {
+        using E = decltype(tag);
+        const auto value_of = [](E x) {
+          return float(std::is_same_v<E, tformer::f16> ? ref::half_value(x.bits) : ref::bfloat_value(x.bits));
+        };
+        for (int g = 0; g < hkv; ++g)
+          for (int t = 0; t < l; ++t)
+            for (int i = 0; i < d; ++i) {
+              k_heads[(std::size_t(g) * l + t) * d + i] = value_of(view.key<E>(g, t)[i]);
+              v_heads[(std::size_t(g) * l + t) * d + i] = value_of(view.value<E>(g, t)[i]);
+            }
       };
-      for (std::size_t n = 0; n < k_heads.size(); ++n) {  // [head][position][dim], as stored
-        k_heads[n] = value_of(keys[n]);
-        v_heads[n] = value_of(values[n]);
-      }
+      if (type == tformer::KVType::f16) decode(tformer::f16{});
+      else decode(tformer::bf16{});
     }
   }
   ref::AttentionCase reference(const AttentionOptions& opt) const {
@@ -169,12 +175,14 @@ TEST_CASE("nn/attention: f16 and bf16 caches match the reference over the stored
   check_outputs(s, s.reference(opt), q, run(s, q, pos, opt), pos);
 }
 
-TEST_CASE("nn/attention: f16 and bf16 caches stay within their stated bound of the f32 cache",
+TEST_CASE("nn/attention: f16 and bf16 caches are within the stated bound of the f32 cache, and "
+          "equal an f32 cache of the stored values",
           "[nn][attention][kv16]") {
   // Bound: each stored key moves each score by at most r·scale·Σ_i |q_i·k_i| (r = 2^−11 for
   // f16 in its normal range, 2^−8 for bf16), so each softmax weight by a relative factor within
   // e^(2E) − 1 (E the largest such move); each value by r·|v|. On top, both runs' own float
-  // rounding (the reference tolerance of check_outputs, twice).
+  // rounding (the reference tolerance of check_outputs, twice). A worst-case bound, loose for
+  // bf16 (the test against the reference over the stored values above is the tight one).
   const auto type = GENERATE(tformer::KVType::f16, tformer::KVType::bf16);
   const auto seed = GENERATE(range(1, 9));
   CAPTURE(tformer::kv_type_name(type), seed);
@@ -207,6 +215,23 @@ TEST_CASE("nn/attention: f16 and bf16 caches stay within their stated bound of t
   CAPTURE(worst, tol);
   CHECK(worst <= tol);
   CHECK(worst > 0);  // the 16-bit cache really rounded
+  // Exactly: an f32 cache holding the stored values (decoded by the formats' definitions) gives
+  // the same bits, both paths: the 16-bit kernels widen exactly and sum in the same order.
+  std::vector<float> k(s16.k_heads.size()), v(k.size());
+  for (int t = 0; t < L; ++t)
+    for (int kh = 0; kh < Hkv; ++kh)
+      for (int i = 0; i < D; ++i) {
+        k[(std::size_t(t) * Hkv + kh) * D + i] = s16.k_heads[(std::size_t(kh) * L + t) * D + i];
+        v[(std::size_t(t) * Hkv + kh) * D + i] = s16.v_heads[(std::size_t(kh) * L + t) * D + i];
+      }
+  KVCache stored({.layers = 1, .kv_heads = Hkv, .head_dim = D, .capacity = L});
+  stored.write(0, 0, HeadsView<const float>(k.data(), L, Hkv, D), HeadsView<const float>(v.data(), L, Hkv, D));
+  stored.advance(0, L);
+  std::vector<float> o_stored(q.size());
+  AttentionWorkspace ws(g, D);
+  tformer::attention(HeadsView<const float>(q.data(), T, s32.Hq, D), stored.view(0, 0, L),
+                     Positions::ids(pos), HeadsView<float>(o_stored.data(), T, s32.Hq, D), ws);
+  for (std::size_t n = 0; n < o16.size(); ++n) REQUIRE(o16[n] == o_stored[n]);
 }
 
 TEST_CASE("nn/attention: multi-query attention, one KV head for up to 71 query heads",
@@ -352,15 +377,17 @@ TEST_CASE("nn/attention: bad shapes raise tformer::Error", "[nn][attention][erro
 TEST_CASE("nn/attention: a ring cache equals a full cache with the window mask, past its size",
           "[nn][attention][ring]") {
   const auto step = GENERATE(1, 3);
-  CAPTURE(step);
+  const auto type = GENERATE(tformer::KVType::f32, tformer::KVType::f16, tformer::KVType::bf16);
+  CAPTURE(step, tformer::kv_type_name(type));
   test::Random rng(17);
   const int Hkv = 2, g = 2, D = 24, W = 7, L = 60;
   const auto k = rng.normal_floats(std::size_t(L) * Hkv * D), v = rng.normal_floats(k.size());
   const auto q = rng.normal_floats(std::size_t(L) * Hkv * g * D);
-  KVCache full({.layers = 1, .kv_heads = Hkv, .head_dim = D, .capacity = L});
-  KVCache ring({.layers = 1, .kv_heads = Hkv, .head_dim = D, .window = W, .max_step = step});
+  KVCache full({.layers = 1, .kv_heads = Hkv, .head_dim = D, .capacity = L, .type = type});
+  KVCache ring({.layers = 1, .kv_heads = Hkv, .head_dim = D, .window = W, .max_step = step,
+                .type = type});
   CHECK(ring.slots() == W + step - 1);
-  CHECK(ring.bytes() == 2u * Hkv * (W + step - 1) * D * sizeof(float));
+  CHECK(ring.bytes() == 2u * Hkv * (W + step - 1) * D * std::size_t(tformer::kv_type_bytes(type)));
   AttentionWorkspace ws(g, D);
   AttentionOptions opt;
   opt.window = W;

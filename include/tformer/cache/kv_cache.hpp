@@ -14,8 +14,9 @@
 // grows without bound at constant memory.
 //
 // Element type, chosen per cache at run time (KVCacheConfig::type): f32, or f16 / bf16 at half
-// the bytes, which decode streams at half the time. write() rounds each value to nearest even
-// once; the attention kernels read the stored type directly (core/simd_load.hpp).
+// the bytes. write() rounds each value to nearest even once; the attention kernels read the
+// stored type directly (core/simd_load.hpp). Decode time falls less than the bytes do: the
+// kernel is bound by its arithmetic as much as by memory (docs/PERFORMANCE.md).
 #pragma once
 
 #include <algorithm>
@@ -35,8 +36,9 @@
 namespace tformer {
 
 // What a KV cache stores its keys and values as. Round trip of one value x (core/convert.hpp):
-// f32 exact; bf16 |x − x̂| <= 2^−8·|x|; f16 |x − x̂| <= 2^−11·|x| for 2^−14 <= |x| <= 65504
-// (|x| >= 65520 is stored as ±inf, below 2^−14 as a subnormal: within 2^−25).
+// f32 exact; bf16 |x − x̂| <= 2^−8·|x| for normal x up to bf16's largest finite value (beyond,
+// ±inf); f16 |x − x̂| <= 2^−11·|x| for 2^−14 <= |x| <= 65504 (|x| >= 65520 is stored as ±inf,
+// below 2^−14 as a subnormal: within 2^−25). NaN stays NaN.
 enum class KVType : std::uint8_t { f32, f16, bf16 };
 
 constexpr index kv_type_bytes(KVType t) noexcept { return t == KVType::f32 ? 4 : 2; }
@@ -99,11 +101,11 @@ struct KVView {
 
   index slot(index position) const noexcept { return cache_slot(position, slots, sinks); }
   // Precondition: T is the element type of `type` (float for f32, f16, bf16).
-  template <FloatStorage T = float>
+  template <FloatStorage T>
   const T* key(index head, index position) const noexcept {
     return static_cast<const T*>(keys) + head * head_stride + slot(position) * head_dim;
   }
-  template <FloatStorage T = float>
+  template <FloatStorage T>
   const T* value(index head, index position) const noexcept {
     return static_cast<const T*>(values) + head * head_stride + slot(position) * head_dim;
   }

@@ -1,6 +1,7 @@
 // Values stored as float, bf16 or f16 read as floats: one at a time (as_float) or a register's
 // worth at a time (simd::load_float). Every bf16 and f16 is a float, so both are exact.
-//   bf16: its 16 bits moved to the top of a 32-bit lane (x86 from SSE2);
+//   bf16: its 16 bits moved to the top of a 32-bit lane (the sse2, sse4_2, avx2, avx2_fma and
+//         avx512 levels); elsewhere (avx without AVX2, neon64) one value at a time;
 //   f16:  F16C's vcvtph2ps (x86 levels with F16C: avx2_fma, avx512); elsewhere one at a time.
 #pragma once
 

@@ -221,8 +221,7 @@ class Decoder {
   std::size_t bytes() const noexcept {
     std::size_t n = (full_ ? full_->bytes() : 0) + (ring_ ? ring_->bytes() : 0) + ws_.bytes() +
                     last_.bytes() + logits_.bytes() + conv_state_.bytes();
-    if (cross_) n += 2 * std::size_t(d_.layers * d_.kv_heads * d_.head_dim) *
-                     std::size_t(options_.sequences * options_.encoder_tokens) * sizeof(float);
+    if (cross_) n += cross_->bytes();
     return n;
   }
 
@@ -368,6 +367,9 @@ class Decoder {
   static DecoderOptions resolved(DecoderOptions o, const Dims& d, const ModelParams& p) {
     constexpr const char* where = "Decoder";
     check(o.sequences >= 1, where, "options.sequences", ">= 1", o.sequences);
+    const int kv_type = static_cast<int>(o.kv_type);
+    check(kv_type >= 0 && kv_type <= 2, where, "options.kv_type",
+          "KVType::f32, f16 or bf16 (0, 1 or 2)", kv_type);
     if (o.capacity == 0) o.capacity = std::min<index>(d.max_positions, 4096);
     if (o.capacity < 1 || o.capacity > d.max_positions) [[unlikely]]
       detail::fail_check(where, "options.capacity",

@@ -136,6 +136,7 @@ class AttentionWorkspace {
                  sizeof(float));
     checked_size(where, "query_tile * group_size * key_tile", {query_tile, group_size, key_tile},
                  sizeof(float));
+    checked_size(where, "key_tile * head_dim", {key_tile, head_dim}, sizeof(float));
     return group_size;
   }
   index group_, head_dim_;
