@@ -19,7 +19,8 @@
 //   tformer-generate [--checkpoint model.bin | --model …] --tokens 1,5,17 --logits out.f32
 //                                         teacher forcing: the logits of every position,
 //                                         [tokens, vocab] little-endian float32
-//   --steps N also sets the default run's decode length.
+//   --steps N also sets the default run's decode length. --kv f16|bf16 stores the KV cache at
+//   half the bytes (default f32).
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -55,6 +56,7 @@ struct Args {
   float temperature = 1.0f, top_p = 0.9f;
   std::uint64_t seed = 42;
   tformer::Activations activations = tformer::Activations::f32;
+  tformer::KVType kv = tformer::KVType::f32;
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -63,9 +65,9 @@ struct Args {
                "usage: tformer-generate [--steps N]\n"
                "       tformer-generate --checkpoint model.bin --tokenizer tokenizer.bin "
                "--prompt TEXT [--steps N] [--temperature T] [--top-p P] [--seed S] "
-               "[--activations f32|int8]\n"
+               "[--activations f32|int8] [--kv f32|f16|bf16]\n"
                "       tformer-generate --model DIR|FILE.gguf --tokens 1,5,17 [--steps N] "
-               "[--temperature T] [--top-p P] [--seed S] [--capacity N]\n"
+               "[--temperature T] [--top-p P] [--seed S] [--capacity N] [--kv f32|f16|bf16]\n"
                "       tformer-generate [--checkpoint model.bin | --model DIR|FILE.gguf] "
                "--tokens 1,5,17 --logits out.f32\n",
                why);
@@ -89,7 +91,12 @@ Args parse(int argc, char** argv) {
       else if (flag == "--temperature") a.temperature = std::stof(value);
       else if (flag == "--top-p") a.top_p = std::stof(value);
       else if (flag == "--seed") a.seed = std::stoull(value);
-      else if (flag == "--activations") {
+      else if (flag == "--kv") {
+        if (value == "f32") a.kv = tformer::KVType::f32;
+        else if (value == "f16") a.kv = tformer::KVType::f16;
+        else if (value == "bf16") a.kv = tformer::KVType::bf16;
+        else usage("--kv takes f32, f16 or bf16");
+      } else if (flag == "--activations") {
         if (value != "f32" && value != "int8") usage("--activations takes f32 or int8");
         a.activations = value == "f32" ? tformer::Activations::f32 : tformer::Activations::int8;
       }
@@ -151,7 +158,7 @@ int run_checkpoint(const Args& a) {
   std::printf("): dim %ld, layers %ld, heads %ld/%ld, vocab %ld, seq_len %ld, %s head\n",
               long(d.hidden), long(d.layers), long(d.heads), long(d.kv_heads), long(d.vocab),
               long(d.max_positions), model.header().tied() ? "tied" : "own");
-  tformer::Decoder<C> dec(weights, d);
+  tformer::Decoder<C> dec(weights, d, {.kv_type = a.kv});
   if (!a.tokens.empty()) return write_logits(dec, a);
 
   const auto tok = tformer::Llama2cTokenizer::open(a.tokenizer, d.vocab);
@@ -198,9 +205,10 @@ std::string piece(const std::vector<std::string>& vocab, std::int32_t id) {
 template <class C>
 int generate_from(const tformer::LoadedModel& m, const Args& a) {
   const tformer::index cap = a.capacity > 0 ? a.capacity : 0;
-  auto dec = m.decoder<C>({.capacity = cap});
-  std::printf("decoder: capacity %ld positions, %.2f MiB of cache and workspace\n",
-              long(dec.options().capacity), double(dec.bytes()) / (1 << 20));
+  auto dec = m.decoder<C>({.capacity = cap, .kv_type = a.kv});
+  std::printf("decoder: capacity %ld positions, %.2f MiB of %s cache and workspace\n",
+              long(dec.options().capacity), double(dec.bytes()) / (1 << 20),
+              tformer::kv_type_name(a.kv));
   if (!a.logits_path.empty()) return write_logits(dec, a);
   const tformer::index room = dec.options().capacity - tformer::index(a.tokens.size()) + 1;
   if (room < 1) throw std::runtime_error("prompt longer than the decoder's capacity");
@@ -248,7 +256,8 @@ int run_default(const Args& a) {
   const int S = int(C::encoder_tokens);
   if (steps < 0 || steps > C::max_positions - tformer::index(prompt.size()))
     usage("--steps: at most 120 for TrafficVLM");
-  tformer::Decoder<C> dec(weights.view(), {}, {.sequences = 1, .capacity = C::max_positions});
+  tformer::Decoder<C> dec(weights.view(), {},
+                         {.sequences = 1, .capacity = C::max_positions, .kv_type = a.kv});
   if (!a.tokens.empty()) {
     std::vector<float> vision(static_cast<std::size_t>(S * C::encoder_width), 0.0f);
     dec.set_encoder(0, {vision.data(), S, C::encoder_width});
