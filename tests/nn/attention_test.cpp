@@ -131,6 +131,23 @@ std::vector<float> run(Setup& s, const std::vector<float>& q, const std::vector<
   return o;
 }
 
+// The property tests' mask options by seed: a window (one draw of rng), a soft-cap, non-causal.
+AttentionOptions seeded_masks(int seed, test::Random& rng) {
+  AttentionOptions opt;
+  if (seed % 3 == 1) opt.window = rng.integer(1, 80);
+  if (seed % 4 == 2) opt.softcap = 5.0f;
+  if (seed % 5 == 3) opt.causal = false;
+  return opt;
+}
+
+// Random queries for T tokens at random positions below s.L, run and checked against the reference.
+void check_random_queries(Setup& s, test::Random& rng, int T, const AttentionOptions& opt) {
+  const auto q = rng.normal_floats(std::size_t(T) * s.Hq * s.D);
+  std::vector<std::int32_t> pos(T);
+  for (auto& p : pos) p = rng.integer(0, s.L - 1);
+  check_outputs(s, s.reference(opt), q, run(s, q, pos, opt), pos);
+}
+
 }  // namespace
 
 TEST_CASE("nn/attention: GQA matches the reference on random shapes and masks",
@@ -141,16 +158,10 @@ TEST_CASE("nn/attention: GQA matches the reference on random shapes and masks",
   const int Hkv = rng.integer(1, 4), g = rng.integer(1, 4), D = rng.even(2, 96);
   const int L = rng.integer(1, 300), T = rng.integer(1, std::min(L, 12));
   Setup s(rng, Hkv * g, Hkv, D, L);
-  AttentionOptions opt;
-  if (seed % 3 == 1) opt.window = rng.integer(1, 80);
-  if (seed % 4 == 2) opt.softcap = 5.0f;
-  if (seed % 5 == 3) opt.causal = false;
+  AttentionOptions opt = seeded_masks(seed, rng);
   if (seed % 2) opt.scale = float(rng.uniform(0.05, 0.5));
   CAPTURE(Hkv, g, D, L, T, opt.window, opt.softcap, opt.causal);
-  const auto q = rng.normal_floats(std::size_t(T) * s.Hq * D);
-  std::vector<std::int32_t> pos(T);
-  for (auto& p : pos) p = rng.integer(0, L - 1);
-  check_outputs(s, s.reference(opt), q, run(s, q, pos, opt), pos);
+  check_random_queries(s, rng, T, opt);
 }
 
 TEST_CASE("nn/attention: f16 and bf16 caches match the reference over the stored values, both "
@@ -163,16 +174,10 @@ TEST_CASE("nn/attention: f16 and bf16 caches match the reference over the stored
   const int Hkv = rng.integer(1, 4), g = rng.integer(1, 5), D = rng.integer(1, 140);
   const int L = rng.integer(1, 400), T = seed % 2 ? 1 : rng.integer(2, std::min(L + 1, 40));
   Setup s(rng, Hkv * g, Hkv, D, L, 1.0f, type);
-  AttentionOptions opt;
-  if (seed % 3 == 1) opt.window = rng.integer(1, 80);
-  if (seed % 4 == 2) opt.softcap = 5.0f;
-  if (seed % 5 == 3) opt.causal = false;
+  AttentionOptions opt = seeded_masks(seed, rng);
   if (seed % 7 == 5 && opt.window > 0) opt.sinks = rng.integer(1, 6);
   CAPTURE(Hkv, g, D, L, T, opt.window, opt.softcap, opt.causal, opt.sinks);
-  const auto q = rng.normal_floats(std::size_t(T) * s.Hq * D);
-  std::vector<std::int32_t> pos(T);
-  for (auto& p : pos) p = rng.integer(0, L - 1);
-  check_outputs(s, s.reference(opt), q, run(s, q, pos, opt), pos);
+  check_random_queries(s, rng, T, opt);
 }
 
 TEST_CASE("nn/attention: f16 and bf16 caches are within the stated bound of the f32 cache, and "

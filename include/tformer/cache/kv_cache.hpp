@@ -41,6 +41,10 @@ namespace tformer {
 // below 2^−14 as a subnormal: within 2^−25). NaN stays NaN.
 enum class KVType : std::uint8_t { f32, f16, bf16 };
 
+// Whether t is one of KVType's enumerators (a value cast from an integer may not be).
+constexpr bool valid_kv_type(KVType t) noexcept {
+  return t == KVType::f32 || t == KVType::f16 || t == KVType::bf16;
+}
 constexpr index kv_type_bytes(KVType t) noexcept { return t == KVType::f32 ? 4 : 2; }
 constexpr const char* kv_type_name(KVType t) noexcept {
   return t == KVType::f32 ? "f32" : t == KVType::f16 ? "f16" : t == KVType::bf16 ? "bf16" : "?";
@@ -308,8 +312,8 @@ class KVCache {
 
   static const KVCacheConfig& checked(const KVCacheConfig& c) {
     constexpr const char* where = "KVCache";
-    const int type = static_cast<int>(c.type);
-    check(type >= 0 && type <= 2, where, "type", "f32, f16 or bf16 (KVType 0, 1 or 2)", type);
+    check(valid_kv_type(c.type), where, "type", "f32, f16 or bf16 (KVType 0, 1 or 2)",
+          static_cast<int>(c.type));
     check(c.layers > 0, where, "layers", "> 0", c.layers);
     check(c.kv_heads > 0, where, "kv_heads", "> 0", c.kv_heads);
     check(c.head_dim > 0, where, "head_dim", "> 0", c.head_dim);

@@ -367,9 +367,8 @@ class Decoder {
   static DecoderOptions resolved(DecoderOptions o, const Dims& d, const ModelParams& p) {
     constexpr const char* where = "Decoder";
     check(o.sequences >= 1, where, "options.sequences", ">= 1", o.sequences);
-    const int kv_type = static_cast<int>(o.kv_type);
-    check(kv_type >= 0 && kv_type <= 2, where, "options.kv_type",
-          "KVType::f32, f16 or bf16 (0, 1 or 2)", kv_type);
+    check(valid_kv_type(o.kv_type), where, "options.kv_type",
+          "KVType::f32, f16 or bf16 (0, 1 or 2)", static_cast<int>(o.kv_type));
     if (o.capacity == 0) o.capacity = std::min<index>(d.max_positions, 4096);
     if (o.capacity < 1 || o.capacity > d.max_positions) [[unlikely]]
       detail::fail_check(where, "options.capacity",

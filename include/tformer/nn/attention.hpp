@@ -492,8 +492,8 @@ void merge_states(index count, const PartOf& part, index h, const DecodeState& i
 // A KV view's sizes: a length >= 0, keys and values when it holds any, and heads, positions (or
 // ring slots) and head_dim spanning at most 2^40 bytes.
 inline void check_kv(const char* where, const KVView& kv) {
-  const int type = static_cast<int>(kv.type);
-  check(type >= 0 && type <= 2, where, "kv.type", "f32, f16 or bf16 (KVType 0, 1 or 2)", type);
+  check(valid_kv_type(kv.type), where, "kv.type", "f32, f16 or bf16 (KVType 0, 1 or 2)",
+        static_cast<int>(kv.type));
   const auto bytes = std::size_t(kv_type_bytes(kv.type));
   check(kv.length >= 0, where, "kv.length", ">= 0", kv.length);
   check(kv.slots >= 0, where, "kv.slots", ">= 0", kv.slots);
