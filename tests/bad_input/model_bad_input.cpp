@@ -158,6 +158,7 @@ TEST_CASE("bad_input: Decoder calls", "[bad_input][model]") {
   Rng rng(1);
   float lg[2], pr[2];
   const std::int32_t yes_no[2] = {4, 5}, bad_ids[2] = {4, std::int32_t(V)};
+  StepTrace past_rows{.attention_rows = {0, 3}}, negative_row{.attention_rows = {-1}};
   bad_input::run({
       {"Decoder::forward", "token id = vocab", "token id", [&] { dec.forward(0, too_big, one); },
        state},
@@ -173,6 +174,10 @@ TEST_CASE("bad_input: Decoder calls", "[bad_input][model]") {
        [&] { dec.forward(twice, {logits.data(), 2, V}); }, state},
       {"Decoder::forward", "batch larger than sequences", "batch size",
        [&] { dec.forward(three, {logits.data(), 2, V}); }, state},
+      {"Decoder::forward", "trace.attention_rows past the step's 3 rows", "trace.attention_rows",
+       [&] { dec.forward(1, ok, one, LogitsFor::Last, past_rows); }, state},
+      {"Decoder::forward", "trace.attention_rows -1", "trace.attention_rows",
+       [&] { dec.forward(1, ok, one, LogitsFor::Last, negative_row); }, state},
       {"Decoder::generate", "max_new_tokens = -1", "max_new_tokens",
        [&] { dec.generate(1, ok, -1, Sampler::greedy(), rng, out); }, state},
       {"Decoder::generate", "out smaller than max_new_tokens", "out size",

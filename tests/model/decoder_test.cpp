@@ -682,6 +682,183 @@ TEST_CASE("decoder: f16 and bf16 KV caches stay close to the float reference, pr
   }
 }
 
+// A step's trace (model/trace.hpp) against the reference's: hidden[l] row r is the reference's
+// residual stream of that row's token before layer l, final_normed its final RMSNorm, and
+// self_attention[l][i] / cross_attention[l][i] the reference's softmax weights of row
+// attention_rows[i] (over the keys its sequence holds after the step).
+// Tolerances, about 10× the worst measured here: hidden states carry the logits' rounding, at
+// most 1.1e-8 at a scale of 0.1, tolerance 1e-6 · (1 + scale); the final norm divides by an
+// RMS near 0.05, 4.8e-7 measured at a scale near 4, tolerance 2e-6 · (1 + scale). A weight is a
+// softmax probability: a score error δ moves it by at most p·δ; worst measured 1.7e-7,
+// tolerance 2e-6 absolute. A key off by one, a wrong head, layer or mask moves them by O(0.1).
+template <class C>
+void check_trace(const Decoder<C>& dec, const StepTrace& trace, const ModelWeights& w,
+                 const ref::DecoderTrace& want, std::span<const tformer::index> positions) {
+  const Dims& d = dec.dims();
+  const bool one_plus = C::norm == NormScale::OnePlusWeight;
+  const auto rows = tformer::index(positions.size());
+  if (trace.hidden_states) {
+    REQUIRE(trace.hidden.size() == std::size_t(d.layers + 1));
+    double scale = 0, worst = 0;
+    for (tformer::index l = 0; l <= d.layers; ++l) {
+      const TraceMatrix& got = trace.hidden[std::size_t(l)];
+      REQUIRE(got.rows == rows);
+      REQUIRE(got.cols == d.hidden);
+      for (tformer::index r = 0; r < rows; ++r) {
+        const ref::Vec& x = want.hidden[std::size_t(l)][std::size_t(positions[std::size_t(r)])];
+        for (tformer::index c = 0; c < d.hidden; ++c) {
+          scale = std::max(scale, std::abs(x[std::size_t(c)]));
+          worst = std::max(worst, std::abs(got.row(r)[c] - x[std::size_t(c)]));
+        }
+      }
+    }
+    INFO("worst hidden-state error " << worst << ", scale " << scale);
+    REQUIRE(worst <= 1e-6 * (1 + scale));
+    worst = scale = 0;
+    REQUIRE(trace.final_normed.rows == rows);
+    for (tformer::index r = 0; r < rows; ++r) {
+      const ref::Vec normed = ref::rmsnorm(
+          want.hidden[std::size_t(d.layers)][std::size_t(positions[std::size_t(r)])], w.final_norm,
+          dec.params().eps, one_plus);
+      for (tformer::index c = 0; c < d.hidden; ++c) {
+        scale = std::max(scale, std::abs(normed[std::size_t(c)]));
+        worst = std::max(worst, std::abs(trace.final_normed.row(r)[c] - normed[std::size_t(c)]));
+      }
+    }
+    INFO("worst final-norm error " << worst << ", scale " << scale);
+    REQUIRE(worst <= 2e-6 * (1 + scale));
+  } else {
+    CHECK(trace.hidden.empty());
+  }
+  const auto weights = [&](const std::vector<std::vector<TraceMatrix>>& got,
+                           const std::vector<std::vector<std::vector<ref::Vec>>>& ref_weights,
+                           const auto& keys_of) {
+    REQUIRE(got.size() == std::size_t(d.layers));
+    double worst = 0, total = 0;
+    for (tformer::index l = 0; l < d.layers; ++l) {
+      REQUIRE(got[std::size_t(l)].size() == trace.attention_rows.size());
+      for (std::size_t i = 0; i < trace.attention_rows.size(); ++i) {
+        const tformer::index t = positions[std::size_t(trace.attention_rows[i])];
+        const TraceMatrix& m = got[std::size_t(l)][i];
+        REQUIRE(m.rows == d.heads);
+        REQUIRE(m.cols == keys_of(t));
+        for (tformer::index h = 0; h < d.heads; ++h) {
+          const ref::Vec& p = ref_weights[std::size_t(l)][std::size_t(t)][std::size_t(h)];
+          for (tformer::index j = 0; j < m.cols; ++j) {
+            worst = std::max(worst, std::abs(m.row(h)[j] - p[std::size_t(j)]));
+            total += m.row(h)[j];
+          }
+        }
+      }
+    }
+    INFO("worst attention-weight error " << worst);
+    REQUIRE(worst <= 2e-6);
+    // Each head's weights sum to 1 (every traced query sees at least one key).
+    CHECK(total == Approx(double(d.layers) * double(d.heads) * double(trace.attention_rows.size())));
+  };
+  weights(trace.self_attention, want.self, [&](tformer::index) { return dec.length(0); });
+  if constexpr (C::cross_attention)
+    weights(trace.cross_attention, want.cross,
+            [&](tformer::index) { return tformer::index(want.cross[0][0][0].size()); });
+  else
+    CHECK(trace.cross_attention.empty());
+}
+
+TEST_CASE("decoder: a traced step records each layer's hidden states and attention weights",
+          "[decoder][trace]") {
+  const auto run = [&]<class C>(const Dims& dims, std::uint64_t seed, int prompt, int steps,
+                                const DecoderOptions& options, std::vector<float> encoder = {}) {
+    OwnedWeights<C> owned(dims, seed);
+    randomise_norms(owned, seed + 1);
+    const Dims d = owned.dims();
+    test::Random rng(seed + 2);
+    const auto tokens = random_tokens(rng, prompt + steps, d.vocab);
+    const tformer::index S = C::cross_attention ? tformer::index(encoder.size()) / d.encoder_width : 0;
+    std::vector<std::uint8_t> valid(std::size_t(S), 1);
+    if (S > 2) valid[1] = 0;  // a padded encoder token has weight 0
+    ref::DecoderTrace want;
+    const auto want_logits = ref::decoder_logits<C>(owned.view(), d, tokens, encoder, valid,
+                                                    tformer::default_params<C>(), &want);
+    DecoderOptions o = options;
+    o.encoder_tokens = S;
+    Decoder<C> dec(owned.view(), dims, o), plain(owned.view(), dims, o);
+    if constexpr (C::cross_attention)
+      for (auto* decoder : {&dec, &plain}) decoder->set_encoder(0, {encoder.data(), S, d.encoder_width}, valid);
+    std::vector<float> logits(std::size_t(prompt) * std::size_t(d.vocab)), untraced(logits.size());
+    // The prompt in one step, tracing its first, a middle and its last row.
+    StepTrace trace{.hidden_states = true, .attention_rows = {0, tformer::index(prompt / 2), tformer::index(prompt - 1)}};
+    dec.forward(0, std::span(tokens).first(std::size_t(prompt)), {logits.data(), prompt, d.vocab},
+                LogitsFor::All, trace);
+    plain.forward(0, std::span(tokens).first(std::size_t(prompt)), {untraced.data(), prompt, d.vocab},
+                  LogitsFor::All);
+    CHECK(logits == untraced);  // tracing changes no bit of the logits
+    require_logits(logits, want_logits, 0, prompt, d.vocab);
+    std::vector<tformer::index> positions(static_cast<std::size_t>(prompt));
+    std::iota(positions.begin(), positions.end(), tformer::index(0));
+    check_trace(dec, trace, owned.view(), want, positions);
+    // Decode steps, weights only (the hidden states are emptied); past a ring's window too.
+    trace.hidden_states = false;
+    trace.attention_rows = {0};
+    for (int s = 0; s < steps; ++s) {
+      INFO("decode step " << s);
+      const auto token = std::span(tokens).subspan(std::size_t(prompt + s), 1);
+      dec.forward(0, token, {logits.data(), 1, d.vocab}, LogitsFor::Last, trace);
+      plain.forward(0, token, {untraced.data(), 1, d.vocab});
+      CHECK(std::equal(logits.begin(), logits.begin() + d.vocab, untraced.begin()));
+      const tformer::index at[] = {prompt + s};
+      check_trace(dec, trace, owned.view(), want, at);
+    }
+  };
+  SECTION("local layers with sinks in a ring beside global layers (qk-norm)") {
+    run.operator()<HybridSinks>(small, 111, 9, 8, {.capacity = 30, .max_tokens = 9});
+  }
+  SECTION("ALiBi over a ring with sinks") {
+    run.operator()<StreamingAlibi>(six_heads, 112, 6, 6, {.capacity = 12, .max_tokens = 6});
+  }
+  SECTION("cross-attention over encoder states with padding") {
+    Dims d = small;
+    d.encoder_width = 20;
+    test::Random rng(113);
+    run.operator()<SmallVLM>(d, 114, 7, 3, {.capacity = 12}, rng.normal_floats(9 * 20));
+  }
+}
+
+TEST_CASE("decoder: a traced batch records the rows of each sequence", "[decoder][trace][batch]") {
+  using C = configs::Qwen3;
+  OwnedWeights<C> weights(small, 121);
+  randomise_norms(weights, 122);
+  test::Random rng(123);
+  const auto a = random_tokens(rng, 8, small.vocab), b = random_tokens(rng, 4, small.vocab);
+  ref::DecoderTrace want_a, want_b;
+  (void)ref::decoder_logits<C>(weights.view(), small, a, {}, {}, tformer::default_params<C>(), &want_a);
+  (void)ref::decoder_logits<C>(weights.view(), small, b, {}, {}, tformer::default_params<C>(), &want_b);
+  Decoder<C> dec(weights.view(), small, {.sequences = 2, .capacity = 10, .max_tokens = 7});
+  const tformer::index V = small.vocab;
+  std::vector<float> logits(2 * std::size_t(V));
+  dec.forward(0, std::span(a).first(5), {logits.data(), 1, V});
+  // Rows 0–2: sequence 0 at positions 5–7; rows 3–6: sequence 1 at 0–3.
+  const SequenceTokens batch[] = {{0, std::span(a).subspan(5, 3)}, {1, std::span(b)}};
+  StepTrace trace{.hidden_states = true, .attention_rows = {2, 3, 6}};
+  dec.forward(batch, {logits.data(), 2, V}, LogitsFor::Last, trace);
+  const auto check_row = [&](std::size_t i, const ref::DecoderTrace& want, tformer::index t) {
+    const tformer::index r = trace.attention_rows[i];
+    for (tformer::index l = 0; l < small.layers; ++l) {
+      const TraceMatrix& m = trace.self_attention[std::size_t(l)][i];
+      REQUIRE(m.cols == tformer::index(want.self[0].size()));  // the sequence's length
+      for (tformer::index h = 0; h < small.heads; ++h)
+        for (tformer::index j = 0; j < m.cols; ++j)
+          REQUIRE(std::abs(m.row(h)[j] - want.self[std::size_t(l)][std::size_t(t)][std::size_t(h)][std::size_t(j)]) <= 2e-6);
+      for (tformer::index c = 0; c < small.hidden; ++c)
+        REQUIRE(std::abs(trace.hidden[std::size_t(l + 1)].row(r)[c] -
+                         want.hidden[std::size_t(l + 1)][std::size_t(t)][std::size_t(c)]) <=
+                1e-6 * (1 + max_abs(want.hidden[std::size_t(l + 1)])));
+    }
+  };
+  check_row(0, want_a, 7);
+  check_row(1, want_b, 0);
+  check_row(2, want_b, 3);
+}
+
 TEST_CASE("decoder: a batch of two sequences of different lengths equals their separate runs",
           "[decoder][batch]") {
   using C = configs::Qwen3;

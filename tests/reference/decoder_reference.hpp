@@ -83,7 +83,8 @@ inline std::vector<double> decoder_inv_freq(const tformer::Dims& d, const tforme
 // Softmax attention of one query head over keys/values rows [n][D] with a visibility mask.
 inline Vec attend_one(const Vec& q, const std::vector<Vec>& keys, const std::vector<Vec>& values,
                       const std::vector<bool>& visible, double scale,
-                      const std::vector<double>& bias = {}, double softcap = 0) {
+                      const std::vector<double>& bias = {}, double softcap = 0,
+                      std::vector<double>* probs = nullptr) {  // the softmax weights, if given
   std::vector<double> s(keys.size(), 0.0);
   double m = -INFINITY;
   for (std::size_t j = 0; j < keys.size(); ++j) {
@@ -95,13 +96,17 @@ inline Vec attend_one(const Vec& q, const std::vector<Vec>& keys, const std::vec
     m = std::max(m, s[j]);
   }
   Vec out(q.size(), 0.0);
+  if (probs != nullptr) probs->assign(keys.size(), 0.0);
   if (m == -INFINITY) return out;
   double z = 0;
   for (std::size_t j = 0; j < keys.size(); ++j)
     if (visible[j]) z += std::exp(s[j] - m);
   for (std::size_t j = 0; j < keys.size(); ++j)
-    if (visible[j])
-      for (std::size_t i = 0; i < q.size(); ++i) out[i] += std::exp(s[j] - m) / z * values[j][i];
+    if (visible[j]) {
+      const double pj = std::exp(s[j] - m) / z;
+      if (probs != nullptr) (*probs)[j] = pj;
+      for (std::size_t i = 0; i < q.size(); ++i) out[i] += pj * values[j][i];
+    }
   return out;
 }
 
@@ -150,12 +155,22 @@ inline std::vector<Vec> heads_of(const Vec& x, tformer::index heads, tformer::in
   return h;
 }
 
+// What decoder_logits records on request (Hugging Face's output_hidden_states and
+// output_attentions): hidden[l][t] the residual stream of token t before layer l (hidden[layers]:
+// after the last), self[l][t][h] and cross[l][t][h] the softmax weights over every key (0 where
+// not seen).
+struct DecoderTrace {
+  std::vector<std::vector<Vec>> hidden;
+  std::vector<std::vector<std::vector<Vec>>> self, cross;
+};
+
 template <class C>
 std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::Dims& d,
                                 const std::vector<std::int32_t>& tokens,
                                 const std::vector<float>& encoder = {},  // [S, encoder_width]
                                 const std::vector<std::uint8_t>& encoder_valid = {},
-                                const tformer::ModelParams& p = tformer::default_params<C>()) {
+                                const tformer::ModelParams& p = tformer::default_params<C>(),
+                                DecoderTrace* trace = nullptr) {
   using tformer::index;
   if (p.activation.kind != tformer::ActivationKind::SiLU)  // the reference's activation
     throw std::logic_error("decoder reference: SiLU only");
@@ -190,8 +205,17 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
       enc.push_back(w.encoder_proj.rows() > 0 ? matvec(w.encoder_proj, e, w.encoder_proj_bias) : e);
     }
   }
+  const auto per_token_head = [&] {
+    return std::vector<std::vector<Vec>>(static_cast<std::size_t>(T),
+                                         std::vector<Vec>(static_cast<std::size_t>(d.heads)));
+  };
   for (const tformer::LayerWeights& lw : w.layers) {
     const index layer = index(&lw - w.layers.data());
+    if (trace != nullptr) {
+      trace->hidden.push_back(x);
+      trace->self.push_back(per_token_head());
+      if (C::cross_attention) trace->cross.push_back(per_token_head());
+    }
     // Local or global, written out: with global_every = n, layers n−1, 2n−1, … are global.
     const auto pattern = p.attention;
     const bool global = pattern.global_every > 0 && (layer + 1) % pattern.global_every == 0;
@@ -256,7 +280,8 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
                                                          p.t5_max_distance, false))[h]);
         }
         const Vec o = attend_one(query, keys, values, visible, p.attention_scale > 0 ? double(p.attention_scale) : scale,
-                                 bias, p.attention_softcap);
+                                 bias, p.attention_softcap,
+                                 trace != nullptr ? &trace->self.back()[t][h] : nullptr);
         att.insert(att.end(), o.begin(), o.end());
       }
       Vec out = matvec(lw.wo, att, lw.bo);
@@ -293,7 +318,8 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
             keys.push_back(ck[s][static_cast<std::size_t>(hh / group)]);
             values.push_back(cv[s][static_cast<std::size_t>(hh / group)]);
           }
-          const Vec o = attend_one(cq[static_cast<std::size_t>(hh)], keys, values, visible, scale);
+          const Vec o = attend_one(cq[static_cast<std::size_t>(hh)], keys, values, visible, scale,
+                                   {}, 0, trace != nullptr ? &trace->cross.back()[t][hh] : nullptr);
           att.insert(att.end(), o.begin(), o.end());
         }
         add(x[static_cast<std::size_t>(t)], matvec(lw.cross_wo, att));
@@ -321,6 +347,7 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
       }
     }
   }
+  if (trace != nullptr) trace->hidden.push_back(x);
   std::vector<Vec> logits;
   for (index t = 0; t < T; ++t) {
     logits.push_back(matvec(w.head(), rmsnorm(x[static_cast<std::size_t>(t)], w.final_norm, eps, one_plus)));

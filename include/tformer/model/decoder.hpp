@@ -46,6 +46,7 @@
 #include "tformer/model/config.hpp"
 #include "tformer/model/decoder_layer.hpp"
 #include "tformer/model/sampling.hpp"
+#include "tformer/model/trace.hpp"
 #include "tformer/model/weights.hpp"
 #include "tformer/nn/position_bias.hpp"
 #include "tformer/nn/activation.hpp"
@@ -306,6 +307,21 @@ class Decoder {
     const SequenceTokens one{seq, tokens};
     forward(std::span<const SequenceTokens>(&one, 1), logits, which);
   }
+  // The same step, recording into `trace` what it asks for (model/trace.hpp): the same logits,
+  // bit for bit, plus the residual stream per layer and the attention weights of chosen rows.
+  void forward(std::span<const SequenceTokens> batch, MatrixView<float> logits, LogitsFor which,
+               StepTrace& trace) {
+    constexpr const char* where = "Decoder::forward";
+    const decoder_detail::CallOwner::Scope one(call_, where);
+    const index rows = check_step(where, batch, logits, which);
+    for (index r : trace.attention_rows) check_index(where, "trace.attention_rows[i]", r, rows);
+    run(batch, rows, logits, which, &trace);
+  }
+  void forward(index seq, std::span<const std::int32_t> tokens, MatrixView<float> logits,
+               LogitsFor which, StepTrace& trace) {
+    const SequenceTokens one{seq, tokens};
+    forward(std::span<const SequenceTokens>(&one, 1), logits, which, trace);
+  }
 
   // Feeds `prompt` to sequence `seq` (in steps of max_tokens), then samples up to
   // max_new_tokens tokens into `out`, feeding each back; stops after `stop_token` (if >= 0).
@@ -462,7 +478,7 @@ class Decoder {
   }
 
   void run(std::span<const SequenceTokens> batch, index rows, MatrixView<float> logits,
-           LogitsFor which) {
+           LogitsFor which, StepTrace* trace = nullptr) {
     segments_.clear();
     index row = 0;
     for (const SequenceTokens& b : batch) {
@@ -479,6 +495,7 @@ class Decoder {
                                 Positions::offset(static_cast<std::int32_t>(s.start)),
                                 p_.position_scale);
     prepare_positions(rows);
+    if (trace != nullptr) start_trace(*trace, rows);
     rmsnorm<C::norm>(ws_.x(rows), weights_.layers[0].attn_norm, p_.eps, ws_.xn(rows));
     const bool streaming_rope = C::positions == PositionKind::Rope && streaming();
     for (index l = 0; l < d_.layers; ++l) {
@@ -503,8 +520,13 @@ class Decoder {
                            t5_ ? &*t5_ : nullptr,
                            conv_state(0, l).data(),
                            d_.layers * conv_state(0, 0).rows() * d_.hidden,
-                           rotary_.empty() ? nullptr : &rotary_[std::size_t(l)]};
+                           rotary_.empty() ? nullptr : &rotary_[std::size_t(l)],
+                           trace};
       decoder_layer<C>(w, l, in, ws_, exec_);
+      if (trace != nullptr && trace->hidden_states) {
+        record(trace->hidden[std::size_t(l + 1)], ws_.x(rows));
+        if (last) record(trace->final_normed, ws_.xn(rows));
+      }
     }
     for (const StepSegment& s : segments_) {
       if (full_) full_->advance(s.seq, s.tokens);
@@ -524,6 +546,22 @@ class Decoder {
     }
     parallel_project(exec_, last, weights_.head(), logits);
     softcap_logits(logits);
+  }
+
+  // Sizes what `trace` asks for (and empties the rest) and records the embeddings.
+  void start_trace(StepTrace& trace, index rows) {
+    trace.hidden.assign(trace.hidden_states ? std::size_t(d_.layers + 1) : 0, TraceMatrix{});
+    trace.final_normed = {};
+    if (trace.hidden_states) record(trace.hidden[0], ws_.x(rows));
+    const std::vector<TraceMatrix> per_row(trace.attention_rows.size());
+    const std::size_t layers = trace.attention_rows.empty() ? 0 : std::size_t(d_.layers);
+    trace.self_attention.assign(layers, per_row);
+    trace.cross_attention.assign(C::cross_attention ? layers : 0, per_row);
+  }
+  static void record(TraceMatrix& into, MatrixView<const float> m) {
+    into.resize(m.rows(), m.cols());
+    for (index r = 0; r < m.rows(); ++r)
+      std::copy(m.row(r), m.row(r) + m.cols(), into.values.begin() + r * m.cols());
   }
 
   // Gemma 2's final soft-cap: z → c·tanh(z/c).

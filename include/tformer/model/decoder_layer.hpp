@@ -17,7 +17,8 @@
 // (sequence, KV head, block of 32 queries) tasks (prefill attention), and by KV heads × runs of
 // keys (decode attention, split-K); norms, RoPE, cache writes, MoE routing and the top-k FFN's
 // selection run on the calling thread. Every split depends on the sizes alone, never on the
-// number of threads. Preconditions (checked by Decoder):
+// number of threads. A traced step (LayerInputs::trace) also computes the chosen rows' weights
+// on the slow path, on the calling thread. Preconditions (checked by Decoder):
 // shapes agree with the Dims, every segment fits its cache, cross-attention inputs are set.
 #pragma once
 
@@ -32,6 +33,7 @@
 #include "tformer/cache/kv_cache.hpp"
 #include "tformer/core/parallel.hpp"
 #include "tformer/model/config.hpp"
+#include "tformer/model/trace.hpp"
 #include "tformer/model/weights.hpp"
 #include "tformer/nn/activation.hpp"
 #include "tformer/nn/attention.hpp"
@@ -225,6 +227,9 @@ struct LayerInputs {
   float* conv_state = nullptr;
   index conv_seq_stride = 0;
   RotaryBlock* rotary = nullptr;  // givens_rotations or rotation_matrix: this layer's block
+  // Rows whose attention weights this step records (Decoder::forward with a StepTrace), or
+  // none; self_attention[layer] and cross_attention[layer] are sized for them.
+  StepTrace* trace = nullptr;
 };
 
 namespace decoder_kernels {
@@ -349,6 +354,30 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
   });
 }
 
+// The traced rows' attention weights (rows[i] of the step into out[i], [heads, keys of its
+// segment's view]): the slow path (attention_weights), on the calling thread, with the masks,
+// scale, sinks and bias of the fast one. Rows outside `segments` are left as they are.
+template <class ViewOf, class Bias = NoBias>
+void record_weights(const Dims& d, std::span<const StepSegment> segments,
+                    std::span<const index> rows, MatrixView<const float> q, const ViewOf& view_of,
+                    const AttentionOptions& options, std::vector<TraceMatrix>& out,
+                    const Bias& bias = {}, MatrixView<const float> sink_q = {}) {
+  const index D = d.head_dim, qd = d.heads * D;
+  for (std::size_t i = 0; i < rows.size(); ++i)
+    for (const StepSegment& s : segments) {
+      const index r = rows[i];
+      if (r < s.row || r >= s.row + s.tokens) continue;
+      const KVView kv = view_of(s);
+      TraceMatrix& w = out[i];
+      w.resize(d.heads, kv.length);
+      AttentionOptions opt = options;
+      if (sink_q.rows() > 0) opt.sink_q = HeadsView<const float>(sink_q.row(r), 1, d.heads, D, qd);
+      attention_weights(HeadsView<const float>(q.row(r), 1, d.heads, D, qd), kv,
+                        Positions::offset(static_cast<std::int32_t>(s.start + (r - s.row))),
+                        HeadsView<float>(w.values.data(), 1, d.heads, kv.length), opt, bias);
+    }
+}
+
 }  // namespace decoder_kernels
 
 // One layer, in place on ws.x (residual stream) with ws.xn = attn_norm(x) on entry.
@@ -405,15 +434,19 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
   const auto self_view = [&](const StepSegment& s) {
     return in.cache.view(in.cache_layer, s.seq, s.start + s.tokens);
   };
-  if constexpr (C::bias == BiasKind::ALiBi)
-    decoder_kernels::attend_segments(exec, d, in.segments, q, att, self_view, self, ws,
-                                     AlibiBias{in.alibi}, sink_q);
-  else if constexpr (C::bias == BiasKind::T5)
-    decoder_kernels::attend_segments(exec, d, in.segments, q, att, self_view, self, ws,
-                                     *in.t5, sink_q);
-  else
-    decoder_kernels::attend_segments(exec, d, in.segments, q, att, self_view, self, ws, NoBias{},
+  const auto self_attention = [&](const auto& bias) {
+    decoder_kernels::attend_segments(exec, d, in.segments, q, att, self_view, self, ws, bias,
                                      sink_q);
+    if (in.trace != nullptr && !in.trace->attention_rows.empty())
+      decoder_kernels::record_weights(d, in.segments, in.trace->attention_rows, q, self_view, self,
+                                      in.trace->self_attention[std::size_t(layer)], bias, sink_q);
+  };
+  if constexpr (C::bias == BiasKind::ALiBi)
+    self_attention(AlibiBias{in.alibi});
+  else if constexpr (C::bias == BiasKind::T5)
+    self_attention(*in.t5);
+  else
+    self_attention(NoBias{});
   parallel_project(exec, att, w.wo, delta, w.bo);
   if constexpr (C::conv_kernel > 0)  // + the causal convolution of the block's input
     for (const StepSegment& s : in.segments)
@@ -430,9 +463,12 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
       AttentionOptions cross;
       cross.causal = false;
       cross.key_valid = in.cross->key_valid(s.seq);
-      decoder_kernels::attend_segments(
-          exec, d, std::span<const StepSegment>(&s, 1), q, att,
-          [&](const StepSegment& t) { return in.cross->view(layer, t.seq); }, cross, ws);
+      const auto cross_view = [&](const StepSegment& t) { return in.cross->view(layer, t.seq); };
+      const std::span<const StepSegment> one(&s, 1);
+      decoder_kernels::attend_segments(exec, d, one, q, att, cross_view, cross, ws);
+      if (in.trace != nullptr && !in.trace->attention_rows.empty())
+        decoder_kernels::record_weights(d, one, in.trace->attention_rows, q, cross_view, cross,
+                                        in.trace->cross_attention[std::size_t(layer)]);
     }
     parallel_project(exec, att, w.cross_wo, delta);
   }
