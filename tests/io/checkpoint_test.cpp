@@ -614,6 +614,18 @@ TEST_CASE("checkpoint: Hugging Face directories of each family load in one call 
     CHECK(m.params().attention.window == 3);
     check(m, owned.view(), p, configs::Llama{});
   }
+  SECTION("qwen2 with use_sliding_window: the layers from max_window_layers on slide") {
+    ModelParams p = presets::llama3();
+    p.attention = {.window = 3, .local_layers = {false, true}};  // layer 0 global, layer 1 local
+    auto owned = random_model<configs::Llama>(small, 16, p);
+    std::deque<std::vector<float>> store;
+    const auto qwen2 = with_biases(owned.view(), small, false, store, 20);
+    const auto m = tformer::load_hf(hf_dir(dir, "qwen2_swa", qwen2, small, p, {.type = "qwen2",
+        .extra = "\"use_sliding_window\": true, \"sliding_window\": 3, \"max_window_layers\": 1,"}));
+    CHECK(m.params().attention.window == 3);
+    CHECK(m.params().attention.local_layers == std::vector<bool>{false, true});
+    check(m, qwen2, p, configs::Llama{});
+  }
   SECTION("mixtral: 4 experts, top-2, router copied to f32") {
     Dims d = small;
     d.experts = 4;
@@ -702,6 +714,32 @@ TEST_CASE("checkpoint: config.json's rope_scaling kinds map to the RoPE scalings
   CHECK((mixtral.dims.kv_heads == 8 && mixtral.params.rope_base == 1e6 && mixtral.params.eps == 1e-5f &&
          mixtral.params.attention.window == 0));
   CHECK(tformer::parse_hf_config(base + R"("partial_rotary_factor": 0.5})", "p.json").params.rotary_dim == 2);
+  // Qwen's sliding layers: only with use_sliding_window; layer_types, else max_window_layers.
+  const std::string layers4 = R"("vocab_size": 10, "hidden_size": 64, "intermediate_size": 16,
+    "num_hidden_layers": 4, "num_attention_heads": 64, "max_position_embeddings": 4096, )";
+  const auto qwen_cfg = [&](const std::string& keys) {
+    return tformer::parse_hf_config(R"({"model_type": "qwen2", )" + layers4 + keys + "}", "q.json")
+        .params.attention;
+  };
+  const auto swa = qwen_cfg(R"("use_sliding_window": true, "max_window_layers": 2)");
+  CHECK((swa.window == 4096 && swa.local_layers == std::vector<bool>{false, false, true, true}));
+  CHECK(qwen_cfg(R"("use_sliding_window": true, "sliding_window": 8)").local_layers ==
+        std::vector<bool>(4, false));  // max_window_layers 28 >= 4 layers: all global
+  const auto listed = qwen_cfg(R"("use_sliding_window": true, "sliding_window": 8, "max_window_layers": 0,
+      "layer_types": ["sliding_attention", "full_attention", "sliding_attention", "full_attention"])");
+  CHECK((listed.window == 8 && listed.local_layers == std::vector<bool>{true, false, true, false}));
+  const auto off = qwen_cfg(R"("use_sliding_window": false, "sliding_window": 8,
+      "layer_types": ["sliding_attention", "full_attention", "sliding_attention", "full_attention"])");
+  CHECK((off.window == 0 && off.local_layers.empty()));
+  CHECK_THAT(error_of([&] { (void)qwen_cfg(R"("use_sliding_window": true, "layer_types": ["full_attention"])"); }),
+             Catch::Contains("layer_types") && Catch::Contains("4"));
+  CHECK_THAT(error_of([&] {
+               (void)qwen_cfg(R"("use_sliding_window": true, "layer_types": ["full_attention",
+                   "full_attention", "chunked_attention", "full_attention"])");
+             }),
+             Catch::Contains("layer_types") && Catch::Contains("chunked_attention"));
+  CHECK_THAT(error_of([&] { (void)qwen_cfg(R"("use_sliding_window": true, "max_window_layers": -1)"); }),
+             Catch::Contains("max_window_layers"));
   const auto d = tformer::parse_hf_config(base + "\"rope_theta\": 1e6}", "config.json");
   CHECK((d.dims.kv_heads == 2 && d.dims.head_dim == 4 && d.params.rope_base == 1e6 && d.params.eps == 1e-6f));
 }

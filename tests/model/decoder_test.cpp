@@ -1203,6 +1203,32 @@ TEST_CASE("decoder: local layers with sinks in a ring beside global layers match
   CHECK(dec.length(0) == 27);
 }
 
+TEST_CASE("decoder: a list of local layers (Qwen's layer_types) decides which layers slide",
+          "[decoder][sinks]") {
+  using C = configs::Qwen3;
+  // Layer 0 global, layer 1 local: what global_every cannot say (it makes the last layers global).
+  ModelParams p = tformer::default_params<C>();
+  p.attention = {.window = 3, .local_layers = {false, true}};
+  check_preset<C>(small, 131, 9, 5, {}, {}, nullptr, p);
+  // The same in a ring with a sink: the ring holds layer 1, the full cache layer 0.
+  p.attention = {.window = 4, .sinks = 1, .ring = true, .local_layers = {false, true}};
+  OwnedWeights<C> weights(small, 132, p);
+  randomise_norms(weights, 133);
+  test::Random rng(134);
+  const auto tokens = random_tokens(rng, 30, small.vocab);
+  Decoder<C> dec(weights.view(), small, p, {.capacity = 30, .max_tokens = 4});
+  REQUIRE(dec.full_cache()->config().layers == 1);
+  REQUIRE(dec.ring_cache()->config().layers == 1);
+  CHECK(!dec.streaming());
+  stream_and_check(dec, tokens, ref::decoder_logits<C>(weights.view(), small, tokens, {}, {}, p), rng);
+  // Every layer listed local, in a ring: the sequence may outgrow the capacity.
+  p.attention.local_layers = {true, true};
+  Decoder<C> streaming(weights.view(), small, p, {.capacity = 12, .max_tokens = 4});
+  CHECK(streaming.streaming());
+  CHECK(streaming.full_cache() == nullptr);
+  stream_and_check(streaming, tokens, ref::decoder_logits<C>(weights.view(), small, tokens, {}, {}, p), rng);
+}
+
 TEST_CASE("decoder: a streaming decoder depends only on its sinks and window, and stays finite",
           "[decoder][sinks]") {
   // One layer: position p's logits read tokens [0, 2) and (p − 5, p] only. Changing a token

@@ -216,9 +216,12 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
       trace->self.push_back(per_token_head());
       if (C::cross_attention) trace->cross.push_back(per_token_head());
     }
-    // Local or global, written out: with global_every = n, layers n−1, 2n−1, … are global.
+    // Local or global, written out: a local_layers list says it per layer; else, with
+    // global_every = n, layers n−1, 2n−1, … are global.
     const auto pattern = p.attention;
-    const bool global = pattern.global_every > 0 && (layer + 1) % pattern.global_every == 0;
+    const bool global = pattern.local_layers.empty()
+                            ? pattern.global_every > 0 && (layer + 1) % pattern.global_every == 0
+                            : !pattern.local_layers[static_cast<std::size_t>(layer)];
     const index window = global ? 0 : pattern.window;
     // Attention sinks, as StreamingLLM runs them: the first `sinks` keys stay visible. With
     // in-cache positions, a query past sinks + window − 1 sits at that position of a cache that

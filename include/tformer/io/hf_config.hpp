@@ -11,10 +11,12 @@
 // max_position_embeddings, rms_norm_eps (1e-6; mixtral 1e-5), rope_theta (10000; mixtral 1e6),
 // rope_scaling (default, linear, dynamic, yarn, llama3, longrope) or transformers 5's
 // rope_parameters (its rope_theta and the same kinds), tie_word_embeddings (false), hidden_act
-// (silu), attention_bias (llama: biases on q, k, v, o), sliding_window (mistral: 4096; mixtral:
-// none), partial_rotary_factor (f: the first int(head_dim · f) values rotate),
-// num_local_experts and num_experts_per_tok (mixtral). What tformer's decoder cannot express yet
-// is refused, never ignored: mlp_bias, other activations, Qwen's use_sliding_window. Each
+// (silu), attention_bias (llama: biases on q, k, v, o), sliding_window (mistral: 4096 on every
+// layer; mixtral: none), Qwen's use_sliding_window (false) with sliding_window (4096) on the
+// layers layer_types names, or else on those from max_window_layers (28) on,
+// partial_rotary_factor (f: the first int(head_dim · f) values rotate), num_local_experts and
+// num_experts_per_tok (mixtral). What tformer's decoder cannot express yet is refused, never
+// ignored: mlp_bias, other activations. Each
 // refusal and each malformed value is a tformer::Error naming the file, the key, the expected
 // and the found value.
 //
@@ -169,6 +171,29 @@ inline RopeScaling rope_scaling_of(const json& s, const Keys& top, const std::st
   k.fail("rope_type", "default, linear, dynamic, yarn, llama3 or longrope", type);
 }
 
+// Qwen2's and Qwen3's sliding layers (use_sliding_window set): layer_types when given
+// ("full_attention" or "sliding_attention" per layer), else the layers from max_window_layers
+// (default 28) on, as transformers' Qwen2Config builds its layer_types.
+inline std::vector<bool> qwen_local_layers(const Keys& k, index layers) {
+  std::vector<bool> local;
+  if (const json* types = k.find("layer_types")) {
+    if (!types->is_array() || types->size() != static_cast<std::size_t>(layers))
+      k.fail("layer_types", "a list of num_hidden_layers (" + std::to_string(layers) + ") strings",
+             types->dump());
+    for (const json& t : *types) {
+      if (t != "full_attention" && t != "sliding_attention")
+        k.fail("layer_types", "\"full_attention\" or \"sliding_attention\" per layer", t.dump());
+      local.push_back(t == "sliding_attention");
+    }
+    return local;
+  }
+  const double from = k.number_or("max_window_layers", 28);
+  if (!(from >= 0 && from == std::floor(from) && from <= std::numeric_limits<std::int32_t>::max()))
+    k.fail("max_window_layers", "an integer >= 0", std::to_string(from));
+  for (index l = 0; l < layers; ++l) local.push_back(double(l) >= from);
+  return local;
+}
+
 }  // namespace hf_detail
 
 // config.json's text (`name` for messages: its path) → CheckpointInfo. See the header comment.
@@ -244,13 +269,11 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
   }
 
   if (f == "mistral" || f == "mixtral") p.attention.window = k.size_or("sliding_window", def.window);
-  if (f == "qwen2" && k.flag_or("use_sliding_window", false))
-    k.fail("use_sliding_window", "false (Qwen's max_window_layers is not supported yet)", "true");
-  if (f == "qwen3") {
-    p.qk_norm = true;
-    if (k.flag_or("use_sliding_window", false))
-      k.fail("use_sliding_window", "false (Qwen's max_window_layers is not supported yet)", "true");
+  if ((f == "qwen2" || f == "qwen3") && k.flag_or("use_sliding_window", false)) {
+    p.attention.window = k.size_or("sliding_window", 4096);
+    p.attention.local_layers = hf_detail::qwen_local_layers(k, d.layers);
   }
+  if (f == "qwen3") p.qk_norm = true;
   if (f == "mixtral") {
     info.ffn = FfnKind::MoE;
     d.experts = k.size("num_local_experts");

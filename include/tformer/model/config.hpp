@@ -27,6 +27,7 @@
 #include <limits>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "tformer/core/error.hpp"
 #include "tformer/core/memory.hpp"
@@ -60,7 +61,8 @@ enum class FfnKind { Dense, TopK, MoE };
 // Which layers attend globally and which through a sliding window of `window` keys (a query at
 // p sees keys (p − W, p], Hugging Face's sliding-window mask). global_every = 0: every layer
 // alike (window 0: all global); global_every = n: layers n−1, 2n−1, … are global, the others
-// local (Gemma 2/3).
+// local (Gemma 2/3). A list, when given, decides instead: local_layers[l] says whether layer l
+// is local (Hugging Face's layer_types; Qwen2's max_window_layers: the layers from it on).
 // Local layers may keep `sinks` global tokens, the first positions, visible to every query
 // (StreamingLLM's attention sinks), scored from sink_positions (nn/attention.hpp). With `ring`,
 // local layers keep only those sinks and the last window of keys (plus max_tokens − 1) in a
@@ -72,15 +74,21 @@ struct AttentionPattern {
   index sinks = 0;
   SinkPositions sink_positions = SinkPositions::InCache;
   bool ring = false;
-  constexpr index window_of(index layer) const noexcept {
-    if (global_every > 0 && (layer + 1) % global_every == 0) return 0;
-    return window;
+  std::vector<bool> local_layers = {};  // empty, or one flag per layer (global_every then 0)
+
+  bool local(index layer) const noexcept {
+    if (!local_layers.empty()) return local_layers[static_cast<std::size_t>(layer)];
+    return global_every == 0 || (layer + 1) % global_every != 0;
   }
-  constexpr index sinks_of(index layer) const noexcept { return window_of(layer) > 0 ? sinks : 0; }
-  constexpr bool ring_of(index layer) const noexcept { return ring && window_of(layer) > 0; }
+  index window_of(index layer) const noexcept { return local(layer) ? window : 0; }
+  index sinks_of(index layer) const noexcept { return window_of(layer) > 0 ? sinks : 0; }
+  bool ring_of(index layer) const noexcept { return ring && window_of(layer) > 0; }
   // Whether every layer keeps a ring: sequences are then not bounded by the cache.
-  constexpr bool streaming(index layers) const noexcept {
-    return ring && window > 0 && (global_every == 0 || global_every > layers);
+  bool streaming(index layers) const noexcept {
+    if (!ring || window <= 0) return false;
+    for (index l = 0; l < layers; ++l)
+      if (!local(l)) return false;
+    return true;
   }
 };
 
@@ -171,6 +179,12 @@ void check_params(const char* where, const ModelParams& p, const Dims& d) {
   const AttentionPattern& a = p.attention;
   check(a.window >= 0, where, "params.attention.window", ">= 0", a.window);
   check(a.global_every >= 0, where, "params.attention.global_every", ">= 0", a.global_every);
+  if (!a.local_layers.empty()) {
+    check_eq(where, "params.attention.local_layers size (= layers, or 0)", d.layers,
+             index(a.local_layers.size()));
+    check(a.global_every == 0, where, "params.attention.global_every",
+          "0 with a local_layers list (the list decides)", a.global_every);
+  }
   check(a.sinks >= 0, where, "params.attention.sinks", ">= 0", a.sinks);
   check(a.sinks == 0 || a.window > 0, where, "params.attention.sinks",
         "0 without a window (sinks belong to local layers)", a.sinks);

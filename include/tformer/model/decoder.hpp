@@ -215,7 +215,7 @@ class Decoder {
   index length(index seq) const { return full_ ? full_->length(seq) : ring_->length(seq); }
   // Whether sequences may grow past `capacity` (every layer keeps a ring).
   bool streaming() const noexcept { return streaming(d_, p_); }
-  static constexpr bool streaming(const Dims& d, const ModelParams& p) noexcept {
+  static bool streaming(const Dims& d, const ModelParams& p) noexcept {
     return p.attention.streaming(d.layers) && C::positions != PositionKind::Sinusoidal;
   }
   // Bytes the decoder allocated: caches and workspaces (the weights are the caller's).
