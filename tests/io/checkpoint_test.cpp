@@ -363,6 +363,14 @@ std::string hf_dir(const test::TempDir& dir, const std::string& name, const tfor
       matrix(b + "mlp.gate_proj.weight", lw.ffn.gate);
       matrix(b + "mlp.up_proj.weight", lw.ffn.up);
       matrix(b + "mlp.down_proj.weight", lw.ffn.down);
+    } else if (h.type == "qwen3_moe") {
+      matrix(b + "mlp.gate.weight", WeightView(lw.router));
+      for (std::size_t e = 0; e < lw.experts.size(); ++e) {
+        const std::string x = b + "mlp.experts." + std::to_string(e) + ".";
+        matrix(x + "gate_proj.weight", lw.experts[e].gate);
+        matrix(x + "up_proj.weight", lw.experts[e].up);
+        matrix(x + "down_proj.weight", lw.experts[e].down);
+      }
     } else {
       matrix(b + "block_sparse_moe.gate.weight", WeightView(lw.router));
       for (std::size_t e = 0; e < lw.experts.size(); ++e) {
@@ -406,7 +414,11 @@ std::string hf_dir(const test::TempDir& dir, const std::string& name, const tfor
     << ",\n  \"tie_word_embeddings\": " << (h.tied ? "true" : "false") << ", \"hidden_act\": \"silu\","
     << " \"attention_bias\": false,\n  " << h.extra;  // h.extra's members last: they override
   if (h.extra.find("rope_scaling") == std::string::npos) c << "\"rope_scaling\": null, ";
-  if (d.experts > 0) c << "\"num_local_experts\": " << d.experts << ", \"num_experts_per_tok\": " << d.top_k << ",";
+  if (d.experts > 0 && h.type == "qwen3_moe")  // the experts' width apart from the dense one
+    c << "\"num_experts\": " << d.experts << ", \"num_experts_per_tok\": " << d.top_k
+      << ", \"moe_intermediate_size\": " << d.intermediate << ", \"intermediate_size\": 999, ";
+  else if (d.experts > 0)
+    c << "\"num_local_experts\": " << d.experts << ", \"num_experts_per_tok\": " << d.top_k << ",";
   c << "\"torch_dtype\": \"bfloat16\"\n}\n";
   const std::string text = c.str();
   write("config.json", std::vector<std::byte>(reinterpret_cast<const std::byte*>(text.data()),
@@ -638,6 +650,27 @@ TEST_CASE("checkpoint: Hugging Face directories of each family load in one call 
     check(m, owned.view(), p, configs::Mixtral{});
     CHECK_THAT(error_of([&] { (void)m.decoder<configs::Llama>(); }), Catch::Contains("Config::ffn"));
   }
+  SECTION("qwen3_moe: qk-norm, 4 experts of moe_intermediate_size, top-2 not renormalised, bf16") {
+    Dims d = small;
+    d.experts = 4;
+    d.top_k = 2;
+    ModelParams p = presets::qwen3();
+    p.renormalize = false;  // norm_topk_prob: transformers' default false
+    auto owned = random_model<configs::Mixtral>(d, 21, p);
+    const tformer::ConvertedWeights stored(owned.view(), {.attention = WeightType::bf16,
+                                                          .ffn = WeightType::bf16});
+    const auto m = tformer::load_hf(hf_dir(dir, "qwen3_moe", stored.view(), d, p, {.type = "qwen3_moe"}));
+    CHECK((m.info().ffn == tformer::FfnKind::MoE && m.dims().experts == 4 && m.dims().top_k == 2 &&
+           m.dims().intermediate == d.intermediate));
+    CHECK((m.params().qk_norm && !m.params().renormalize && m.params().eps == 1e-6f));
+    check(m, stored.view(), p, configs::Mixtral{});
+    // norm_topk_prob true: the k weights renormalised.
+    p.renormalize = true;
+    const auto r = tformer::load_hf(hf_dir(dir, "qwen3_moe_norm", stored.view(), d, p,
+                                           {.type = "qwen3_moe", .extra = "\"norm_topk_prob\": true,"}));
+    CHECK(r.params().renormalize);
+    check(r, stored.view(), p, configs::Mixtral{});
+  }
 }
 
 TEST_CASE("checkpoint: bad Hugging Face directories raise an Error naming the file and the key or tensor",
@@ -653,6 +686,10 @@ TEST_CASE("checkpoint: bad Hugging Face directories raise an Error naming the fi
   CHECK_THAT(error("gpt2", {.type = "gpt2"}), Catch::Contains("model_type") && Catch::Contains("gpt2"));
   CHECK_THAT(error("bias", {.extra = "\"mlp_bias\": true,"}), Catch::Contains("mlp_bias"));
   CHECK_THAT(error("act", {.extra = "\"hidden_act\": \"gelu\","}), Catch::Contains("hidden_act"));
+  CHECK_THAT(error("sparse_step", {.type = "qwen3_moe", .extra = "\"decoder_sparse_step\": 2,"}),
+             Catch::Contains("decoder_sparse_step") && Catch::Contains("2"));
+  CHECK_THAT(error("mlp_only", {.type = "qwen3_moe", .extra = "\"mlp_only_layers\": [0],"}),
+             Catch::Contains("mlp_only_layers") && Catch::Contains("[0]"));
   CHECK_THAT(error("heads", {.extra = "\"num_attention_heads\": 0,"}), Catch::Contains("num_attention_heads"));
   CHECK_THAT(error("extra", {.extra_tensor = "model.layers.0.mlp.extra.weight"}),
              Catch::Contains("model.layers.0.mlp.extra.weight"));

@@ -4,10 +4,12 @@
 //   CheckpointInfo info = read_hf_config("Llama-3.2-1B/config.json");
 //   // info.family "llama", info.dims, info.params (rope_theta, rms_norm_eps, llama3 scaling …)
 //
-// Families (model_type): llama, mistral, qwen2 (Q/K/V biases), qwen3 (qk-norm), mixtral (MoE).
+// Families (model_type): llama, mistral, qwen2 (Q/K/V biases), qwen3 (qk-norm), mixtral (MoE),
+// qwen3_moe (qk-norm, MoE: num_experts (128), num_experts_per_tok (8), moe_intermediate_size
+// (768) as the experts' width, norm_topk_prob (false) as renormalize; every layer MoE).
 // Keys read, with the family's transformers defaults where a key may be absent: vocab_size,
 // hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads
-// (llama: heads; mistral, mixtral: 8; qwen2, qwen3: 32), head_dim (hidden / heads; qwen3: 128),
+// (llama: heads; mistral, mixtral: 8; qwen2, qwen3: 32; qwen3_moe: 4), head_dim (hidden / heads; qwen3: 128),
 // max_position_embeddings, rms_norm_eps (1e-6; mixtral 1e-5), rope_theta (10000; mixtral 1e6),
 // rope_scaling (default, linear, dynamic, yarn, llama3, longrope) or transformers 5's
 // rope_parameters (its rope_theta and the same kinds), tie_word_embeddings (false), hidden_act
@@ -208,8 +210,10 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
   CheckpointInfo info;
   info.family = k.text_or("model_type", "");
   const std::string& f = info.family;
-  if (f != "llama" && f != "mistral" && f != "qwen2" && f != "qwen3" && f != "mixtral")
-    k.fail("model_type", "llama, mistral, qwen2, qwen3 or mixtral", f.empty() ? "no such key" : f);
+  if (f != "llama" && f != "mistral" && f != "qwen2" && f != "qwen3" && f != "mixtral" &&
+      f != "qwen3_moe")
+    k.fail("model_type", "llama, mistral, qwen2, qwen3, mixtral or qwen3_moe",
+           f.empty() ? "no such key" : f);
 
   // Each family's defaults for keys a saved config may lack (transformers' LlamaConfig,
   // MistralConfig, Qwen3Config, MixtralConfig).
@@ -223,6 +227,7 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
                        : f == "mistral" ? Defaults{8, 0, 10000.0, 1e-6, 4096}
                        : f == "qwen3"   ? Defaults{32, 128, 10000.0, 1e-6, 0}
                        : f == "qwen2"   ? Defaults{32, 0, 10000.0, 1e-6, 0}
+                       : f == "qwen3_moe" ? Defaults{4, 0, 10000.0, 1e-6, 0}
                                         : Defaults{8, 0, 1e6, 1e-5, 0};  // mixtral
 
   Dims& d = info.dims;
@@ -269,17 +274,33 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
   }
 
   if (f == "mistral" || f == "mixtral") p.attention.window = k.size_or("sliding_window", def.window);
+  if (f == "qwen3_moe" && k.flag_or("use_sliding_window", false))
+    k.fail("use_sliding_window", "false (transformers' Qwen3-MoE gives no per-layer list)", "true");
   if ((f == "qwen2" || f == "qwen3") && k.flag_or("use_sliding_window", false)) {
     p.attention.window = k.size_or("sliding_window", 4096);
     p.attention.local_layers = hf_detail::qwen_local_layers(k, d.layers);
   }
-  if (f == "qwen3") p.qk_norm = true;
+  if (f == "qwen3" || f == "qwen3_moe") p.qk_norm = true;
   if (f == "mixtral") {
     info.ffn = FfnKind::MoE;
     d.experts = k.size("num_local_experts");
     d.top_k = k.size("num_experts_per_tok");
     p.router = RouterKind::SoftmaxThenTopK;  // softmax over all experts, top-k, renormalised
     p.renormalize = true;
+  }
+  if (f == "qwen3_moe") {  // every layer an MoE block of moe_intermediate_size experts
+    info.ffn = FfnKind::MoE;
+    d.experts = k.size_or("num_experts", 128);
+    d.top_k = k.size_or("num_experts_per_tok", 8);
+    d.intermediate = k.size_or("moe_intermediate_size", 768);
+    p.router = RouterKind::SoftmaxThenTopK;  // softmax over all experts, then top-k
+    p.renormalize = k.flag_or("norm_topk_prob", false);
+    if (k.size_or("decoder_sparse_step", 1) != 1)
+      k.fail("decoder_sparse_step", "1 (dense layers between MoE layers are not supported yet)",
+             std::to_string(k.size("decoder_sparse_step")));
+    if (const hf_detail::json* dense = k.find("mlp_only_layers"); dense && !dense->empty())
+      k.fail("mlp_only_layers", "[] (dense layers among MoE layers are not supported yet)",
+             dense->dump());
   }
   return info;
 }

@@ -6,7 +6,8 @@
 //   LoadedModel m = load_hf("Llama-3.2-1B");
 //   auto dec = m.decoder<configs::Llama>({.capacity = 4096});
 //
-// Tensor names (the Llama, Mistral, Qwen3 and Mixtral modeling code's; N a layer, E an expert):
+// Tensor names (the Llama, Mistral, Qwen2/3, Mixtral and Qwen3-MoE modeling code's; N a layer,
+// E an expert):
 //   model.embed_tokens.weight              embedding [V, H]
 //   model.norm.weight                      final_norm
 //   lm_head.weight                         lm_head (absent, or ignored, when tie_word_embeddings:
@@ -20,6 +21,8 @@
 //   model.layers.N.mlp.{gate,up,down}_proj   ffn.gate, ffn.up, ffn.down
 //   model.layers.N.block_sparse_moe.gate   router [E, H] (mixtral)
 //   model.layers.N.block_sparse_moe.experts.E.{w1,w3,w2}  experts[E].gate, .up, .down
+//   model.layers.N.mlp.gate                router [E, H] (qwen3_moe)
+//   model.layers.N.mlp.experts.E.{gate,up,down}_proj  experts[E].gate, .up, .down (qwen3_moe)
 // model.layers.N.self_attn.rotary_emb.inv_freq (a buffer some old checkpoints kept) is skipped;
 // any other tensor is an error, never ignored.
 #pragma once
@@ -77,7 +80,10 @@ inline LoadedModel load_hf(const std::string& dir, FileMode mode = FileMode::Map
     read.mark_read(b + "self_attn.rotary_emb.inv_freq");  // older files: recomputed, not read
     lw.ffn_norm = read.vector(b + "post_attention_layernorm.weight", H);
     if (info.ffn == FfnKind::MoE) {
-      const std::string router = b + "block_sparse_moe.gate.weight";
+      // Mixtral's block_sparse_moe with w1/w3/w2; Qwen3-MoE's mlp with {gate,up,down}_proj.
+      const bool mixtral = info.family == "mixtral";
+      const std::string block = b + (mixtral ? "block_sparse_moe." : "mlp.");
+      const std::string router = block + "gate.weight";
       const SafetensorsTensor& t = st.at(router);
       if (t.shape != std::vector<index>{d.experts, H}) [[unlikely]]
         detail::fail_check(where, "tensor '" + router + "' shape",
@@ -89,10 +95,11 @@ inline LoadedModel load_hf(const std::string& dir, FileMode mode = FileMode::Map
       st.to_f32(router, r);
       lw.router = MatrixView<const float>(r.data(), d.experts, H);
       for (index e = 0; e < d.experts; ++e) {
-        const std::string x = b + "block_sparse_moe.experts." + std::to_string(e) + ".";
-        lw.experts.push_back({read.weight(x + "w1.weight", d.intermediate, H),
-                              read.weight(x + "w3.weight", d.intermediate, H),
-                              read.weight(x + "w2.weight", H, d.intermediate)});
+        const std::string x = block + "experts." + std::to_string(e) + ".";
+        lw.experts.push_back(
+            {read.weight(x + (mixtral ? "w1.weight" : "gate_proj.weight"), d.intermediate, H),
+             read.weight(x + (mixtral ? "w3.weight" : "up_proj.weight"), d.intermediate, H),
+             read.weight(x + (mixtral ? "w2.weight" : "down_proj.weight"), H, d.intermediate)});
       }
     } else {
       lw.ffn = {read.weight(b + "mlp.gate_proj.weight", d.intermediate, H),
