@@ -13,8 +13,9 @@
 //   tformer-generate --model DIR|FILE.gguf --tokens 1,5,17 [--steps 32] [--temperature T] …
 //                                         a Hugging Face directory (config.json + safetensors:
 //                                         Llama, Mistral, Qwen2/3, Mixtral, Qwen3-MoE) or a
-//                                         llama.cpp GGUF file (llama, qwen2, qwen3): prints what it loaded, then generates
-//                                         from the prompt's token ids (with a GGUF file's
+//                                         llama.cpp GGUF file (llama, qwen2, qwen3): prints
+//                                         what it loaded, then generates from the prompt's
+//                                         token ids (with a GGUF file's
 //                                         vocabulary, their text too)
 //   tformer-generate [--checkpoint model.bin | --model …] --tokens 1,5,17 --logits out.f32
 //                                         teacher forcing: the logits of every position,
