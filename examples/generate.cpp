@@ -13,7 +13,8 @@
 //   tformer-generate --model DIR|FILE.gguf --tokens 1,5,17 [--steps 32] [--temperature T] …
 //                                         a Hugging Face directory (config.json + safetensors:
 //                                         Llama, Mistral, Qwen2/3, Mixtral, Qwen3-MoE) or a
-//                                         llama.cpp GGUF file (llama, qwen2, qwen3): prints
+//                                         llama.cpp GGUF file (llama, qwen2, qwen3, qwen3moe;
+//                                         Mixtral as llama with experts): prints
 //                                         what it loaded, then generates from the prompt's
 //                                         token ids (with a GGUF file's
 //                                         vocabulary, their text too)
@@ -240,10 +241,10 @@ int run_model(const Args& a) {
   const tformer::LoadedModel m = tformer::load_checkpoint(a.model);
   std::fputs(m.summary().c_str(), stdout);
   using namespace tformer::configs;
-  if (m.info().ffn == tformer::FfnKind::MoE) return generate_from<Mixtral>(m, a);
-  if (m.info().rope_layout == tformer::RopeLayout::Interleaved)
-    return generate_from<LlamaInterleaved>(m, a);
-  return generate_from<Llama>(m, a);
+  const bool interleaved = m.info().rope_layout == tformer::RopeLayout::Interleaved;
+  if (m.info().ffn == tformer::FfnKind::MoE)
+    return interleaved ? generate_from<MixtralInterleaved>(m, a) : generate_from<Mixtral>(m, a);
+  return interleaved ? generate_from<LlamaInterleaved>(m, a) : generate_from<Llama>(m, a);
 }
 
 // The embedded default: seed 003's TrafficVLM with random weights and vision tokens.

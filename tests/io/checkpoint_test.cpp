@@ -137,7 +137,8 @@ struct GgufModel {
   bool extra_tensor = false;
   bool drop_ffn_down = false;
   std::uint32_t rope_dims = 0;  // 0: head_dim
-  std::uint32_t experts = 0;
+  std::uint32_t experts = 0;       // > 0: expert_count (and expert_used_count = the Dims' top_k)
+  std::uint32_t expert_width = 0;  // > 0: expert_feed_forward_length
   float linear = 0;             // > 0: a linear RoPE scaling factor …
   bool old_key = false;         // … as rope.scale_linear (no type key) instead of rope.scaling.*
   std::uint32_t value_length = 0;  // > 0: written
@@ -180,13 +181,34 @@ std::vector<std::byte> gguf_file(const tformer::ModelWeights& w, const Dims& d,
       vector(b + "attn_k_norm.weight", lw.k_norm);
     }
     vector(b + "ffn_norm.weight", lw.ffn_norm);
-    matrix(b + "ffn_gate.weight", lw.ffn.gate);
-    matrix(b + "ffn_up.weight", lw.ffn.up);
-    if (!g.drop_ffn_down) matrix(b + "ffn_down.weight", lw.ffn.down);
+    if (lw.experts.empty()) {
+      matrix(b + "ffn_gate.weight", lw.ffn.gate);
+      matrix(b + "ffn_up.weight", lw.ffn.up);
+      if (!g.drop_ffn_down) matrix(b + "ffn_down.weight", lw.ffn.down);
+      continue;
+    }
+    // Experts merged as llama.cpp's converter writes them: ne = [cols, rows, experts].
+    t.push_back({b + "ffn_gate_inp.weight", 0, {std::uint64_t(lw.router.cols()), std::uint64_t(lw.router.rows())},
+                 bytes_of(WeightView(lw.router))});
+    const auto merged = [&](const std::string& name, auto member) {
+      const WeightView& first = lw.experts[0].*member;
+      std::vector<std::uint8_t> all;
+      for (const auto& e : lw.experts) {
+        const std::vector<std::uint8_t> one = bytes_of(e.*member);
+        all.insert(all.end(), one.begin(), one.end());
+      }
+      t.push_back({name, ggml_type(first.type()),
+                   {std::uint64_t(first.cols()), std::uint64_t(first.rows()), std::uint64_t(lw.experts.size())},
+                   all});
+    };
+    merged(b + "ffn_gate_exps.weight", &tformer::SwiGluWeights::gate);
+    merged(b + "ffn_up_exps.weight", &tformer::SwiGluWeights::up);
+    merged(b + "ffn_down_exps.weight", &tformer::SwiGluWeights::down);
   }
   if (g.extra_tensor) vector("blk.0.attn_norm_2.weight", w.final_norm);
   const std::string a = g.arch;
-  const std::uint64_t kvs = 11 + (g.experts > 0) + (g.linear > 0 ? (g.old_key ? 1 : 2) : 0) +
+  const std::uint64_t kvs = 11 + (g.experts > 0) + (g.experts > 0 && d.top_k > 0) +
+                            (g.expert_width > 0) + (g.linear > 0 ? (g.old_key ? 1 : 2) : 0) +
                             (g.value_length > 0) + g.key_length;
   const auto bytes = test::gguf::build(t, kvs, [&](test::gguf::Writer& k) {
     k.kv_str("general.architecture", a);
@@ -205,6 +227,8 @@ std::vector<std::byte> gguf_file(const tformer::ModelWeights& w, const Dims& d,
     k.u32(6);
     k.f32(g.rope_base);
     if (g.experts > 0) k.kv_u32(a + ".expert_count", g.experts);
+    if (g.experts > 0 && d.top_k > 0) k.kv_u32(a + ".expert_used_count", std::uint32_t(d.top_k));
+    if (g.expert_width > 0) k.kv_u32(a + ".expert_feed_forward_length", g.expert_width);
     if (g.linear > 0) {
       k.str(a + (g.old_key ? ".rope.scale_linear" : ".rope.scaling.factor"));
       k.u32(6);
@@ -525,6 +549,48 @@ TEST_CASE("checkpoint: GGUF rope_freqs (Llama 3.1's scaling) and a tied qwen3 fi
   }
 }
 
+TEST_CASE("checkpoint: MoE GGUF files (Mixtral as llama, qwen3moe) load and match the reference",
+          "[checkpoint][gguf]") {
+  Dims d = small;
+  d.experts = 4;
+  d.top_k = 2;
+  test::Random rng(30);
+  std::vector<std::int32_t> tokens(12);
+  for (auto& x : tokens) x = rng.integer(0, int(d.vocab) - 1);
+  const test::TempDir dir;
+  SECTION("llama with experts (Mixtral): interleaved rows, q8_0 and q4_0 experts") {
+    const ModelParams p = presets::mixtral();
+    auto owned = random_model<configs::Mixtral>(d, 31, p);
+    for (WeightType type : {WeightType::q8_0, WeightType::q4_0}) {
+      INFO("type " << tformer::type_name(type));
+      const tformer::ConvertedWeights stored(owned.view(), {.attention = WeightType::f16, .ffn = type});
+      const std::string path = dir.write(std::string("mixtral_") + tformer::type_name(type) + ".gguf",
+                                         gguf_file(stored.view(), d, {.rope_base = 1e6f, .experts = 4}));
+      const auto m = tformer::load_checkpoint(path);
+      CHECK((m.info().ffn == tformer::FfnKind::MoE && m.dims().experts == 4 && m.dims().top_k == 2));
+      CHECK((m.params().router == tformer::RouterKind::SoftmaxThenTopK && m.params().renormalize));
+      CHECK(m.weights().layers[1].experts[3].down.type() == type);
+      auto dec = m.decoder<configs::MixtralInterleaved>({.capacity = 16});
+      require_matches(dec, tokens, ref::decoder_logits<configs::Mixtral>(stored.view(), d, tokens, {}, {}, p));
+    }
+  }
+  SECTION("qwen3moe: qk-norm, expert_feed_forward_length apart from feed_forward_length") {
+    ModelParams p = presets::qwen3();  // renormalised, as llama.cpp runs qwen3moe
+    Dims q = d;
+    q.intermediate = 32;  // the experts' width; the file's feed_forward_length says 96
+    auto owned = random_model<configs::Mixtral>(q, 32, p);
+    const tformer::ConvertedWeights stored(owned.view(), {.ffn = WeightType::q8_0});
+    GgufModel g{.arch = "qwen3moe", .rope_base = 1e6f, .eps = 1e-6f, .experts = 4, .expert_width = 32};
+    Dims written = q;
+    written.intermediate = 96;
+    const std::string path = dir.write("qwen3moe.gguf", gguf_file(stored.view(), written, g));
+    const auto m = tformer::load_checkpoint(path);
+    CHECK((m.dims().intermediate == 32 && m.params().qk_norm));
+    auto dec = m.decoder<configs::Mixtral>({.capacity = 16});
+    require_matches(dec, tokens, ref::decoder_logits<configs::Mixtral>(stored.view(), q, tokens, {}, {}, p));
+  }
+}
+
 TEST_CASE("checkpoint: bad GGUF models raise an Error naming the file and the key or tensor",
           "[checkpoint][gguf][errors]") {
   auto owned = random_model<configs::Llama>(small, 8, presets::llama3());
@@ -539,7 +605,9 @@ TEST_CASE("checkpoint: bad GGUF models raise an Error naming the file and the ke
   CHECK_THAT(load_error("extra.gguf", {.extra_tensor = true}), Catch::Contains("blk.0.attn_norm_2.weight"));
   CHECK_THAT(load_error("missing.gguf", {.drop_ffn_down = true}), Catch::Contains("blk.0.ffn_down.weight"));
   CHECK_THAT(load_error("partial.gguf", {.rope_dims = 8}), Catch::Contains("rope.dimension_count"));
-  CHECK_THAT(load_error("moe.gguf", {.experts = 4}), Catch::Contains("expert_count"));
+  CHECK_THAT(load_error("moe.gguf", {.experts = 4}), Catch::Contains("expert_used_count"));
+  CHECK_THAT(load_error("qwen3moe.gguf", {.arch = "qwen3moe"}), Catch::Contains("expert_count"));
+  CHECK_THAT(load_error("qwen2moe.gguf", {.arch = "qwen2", .experts = 4}), Catch::Contains("expert_count"));
   CHECK_THAT(load_error("value.gguf", {.value_length = 8}), Catch::Contains("value_length"));
   CHECK_THAT(load_error("freqs_and_linear.gguf", {.rope_freqs = std::vector<float>(8, 2.0f), .linear = 2.0f}),
              Catch::Contains("rope_freqs.weight"));

@@ -5,8 +5,14 @@
 //   LoadedModel m = load_gguf("llama-3.2-1b-q8_0.gguf");
 //   auto dec = m.decoder<configs::LlamaInterleaved>({.capacity = 4096});
 //
-// Architectures (general.architecture): llama (Llama 1/2/3, Mistral as llama.cpp converts it),
-// qwen2 (q/k/v biases: blk.N.attn_{q,k,v}.bias) and qwen3. llama.cpp's converter permutes
+// Architectures (general.architecture): llama (Llama 1/2/3, Mistral, and Mixtral with
+// {a}.expert_count > 0, as llama.cpp converts them), qwen2 (q/k/v biases:
+// blk.N.attn_{q,k,v}.bias), qwen3 and qwen3moe. Experts (llama with experts, qwen3moe):
+// {a}.expert_count, .expert_used_count (k), qwen3moe's .expert_feed_forward_length (else
+// feed_forward_length / k) as their width; blk.N.ffn_gate_inp [E, H] (the router, decoded to
+// f32) and the merged blk.N.ffn_{gate,up}_exps [E, I, H] and ffn_down_exps [E, H, I], each
+// expert a slice in place; softmax over the experts, top-k, renormalised (llama.cpp's
+// build_moe_ffn for both); .expert_weights_scale other than 0 or 1 is refused. llama.cpp's converter permutes
 // llama's q/k rows to Meta's interleaved order and runs them with its NORMAL RoPE (pairs
 // (x[2i], x[2i+1])): a llama GGUF loads with
 // RopeLayout::Interleaved, as stored, never permuted back. qwen2 and qwen3 keep Hugging Face's
@@ -16,7 +22,8 @@
 // (= hidden / heads; .value_length must equal it), .attention.layer_norm_rms_epsilon,
 // .rope.freq_base (10000), .rope.dimension_count (= head_dim: partial rotary is refused),
 // .rope.scaling.type (none, linear; linear when absent, as llama.cpp reads it) with
-// .rope.scaling.factor (or the older .rope.scale_linear), .vocab_size (else the embedding's rows), .expert_count (refused when > 0: MoE GGUFs are not loaded yet). The
+// .rope.scaling.factor (or the older .rope.scale_linear), .vocab_size (else the embedding's
+// rows). The
 // tensor rope_freqs.weight (head_dim / 2 divisors of the frequencies, how llama.cpp stores
 // Llama 3.1's scaling) becomes a LongRope scaling with equal short and long factors and
 // attention factor 1, which computes exactly f_i / factor_i. Every tensor of the file must be
@@ -76,8 +83,9 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
   CheckpointInfo& info = m.mutable_info();
   info.family = g.get<std::string>("general.architecture");
   const std::string& a = info.family;
-  if (a != "llama" && a != "qwen2" && a != "qwen3") [[unlikely]]
-    detail::fail_check(where, "metadata key 'general.architecture'", "llama, qwen2 or qwen3", a);
+  if (a != "llama" && a != "qwen2" && a != "qwen3" && a != "qwen3moe") [[unlikely]]
+    detail::fail_check(where, "metadata key 'general.architecture'",
+                       "llama, qwen2, qwen3 or qwen3moe", a);
   info.rope_layout = a == "llama" ? RopeLayout::Interleaved : RopeLayout::RotateHalf;
   info.qkv_bias = a == "qwen2";
 
@@ -99,10 +107,25 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
                        "the head size " + std::to_string(d.head_dim) +
                            " (partial rotary is not supported yet)",
                        rotary);
-  if (g.find(a + ".expert_count") && g.get_uint(a + ".expert_count") > 0) [[unlikely]]
-    detail::fail_check(where, "metadata key '" + a + ".expert_count'",
-                       "0 (mixture-of-experts GGUF files are not loaded yet)",
-                       g.get_uint(a + ".expert_count"));
+  // Mixture of experts: llama with experts (Mixtral as llama.cpp converts it) and qwen3moe.
+  // llama.cpp's build_moe_ffn for both: softmax over the experts, top-k, renormalised.
+  const bool moe =
+      a == "qwen3moe" || (g.find(a + ".expert_count") && g.get_uint(a + ".expert_count") > 0);
+  if (moe) {
+    if (a != "llama" && a != "qwen3moe") [[unlikely]]
+      detail::fail_check(where, "metadata key '" + a + ".expert_count'",
+                         "0 (experts are read for llama and qwen3moe only)",
+                         g.get_uint(a + ".expert_count"));
+    info.ffn = FfnKind::MoE;
+    d.experts = size_key(g, a + ".expert_count");
+    d.top_k = size_key(g, a + ".expert_used_count");
+    if (a == "qwen3moe")  // llama.cpp: else feed_forward_length / expert_used_count
+      d.intermediate = size_key_or(g, a + ".expert_feed_forward_length", d.intermediate / d.top_k);
+    const double scale = number_key_or(g, a + ".expert_weights_scale", 0.0);
+    if (scale != 0.0 && scale != 1.0) [[unlikely]]
+      detail::fail_check(where, "metadata key '" + a + ".expert_weights_scale'",
+                         "0 or 1 (scaled expert weights are not supported yet)", scale);
+  }
   const GgufTensor& embedding = g.tensor("token_embd.weight");
   if (embedding.dims.size() != 2) [[unlikely]]
     detail::fail_check(where, "tensor 'token_embd.weight'", "2 dimensions", embedding.dims.size());
@@ -112,7 +135,11 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
   ModelParams& p = info.params;
   p.eps = float_key(g, a + ".attention.layer_norm_rms_epsilon", where);
   p.rope_base = number_key_or(g, a + ".rope.freq_base", 10000.0);
-  p.qk_norm = a == "qwen3";
+  p.qk_norm = a == "qwen3" || a == "qwen3moe";
+  if (moe) {
+    p.router = RouterKind::SoftmaxThenTopK;
+    p.renormalize = true;
+  }
   // llama.cpp's load_hparams: the factor from rope.scaling.factor, else the older
   // rope.scale_linear; the type "linear" when absent; a factor of 0 or 1 scales nothing.
   double factor = number_key_or(g, a + ".rope.scaling.factor", 0.0);
@@ -163,13 +190,29 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
       lw.k_norm = read.vector(b + "attn_k_norm.weight", d.head_dim);
     }
     lw.ffn_norm = read.vector(b + "ffn_norm.weight", H);
-    lw.ffn = {read.weight(b + "ffn_gate.weight", d.intermediate, H),
-              read.weight(b + "ffn_up.weight", d.intermediate, H),
-              read.weight(b + "ffn_down.weight", H, d.intermediate)};
+    if (!moe) {
+      lw.ffn = {read.weight(b + "ffn_gate.weight", d.intermediate, H),
+                read.weight(b + "ffn_up.weight", d.intermediate, H),
+                read.weight(b + "ffn_down.weight", H, d.intermediate)};
+      continue;
+    }
+    // The router [E, H] decoded to f32; each expert a slice of the [E, I, H] (gate, up) and
+    // [E, H, I] (down) tensors, read as [E · I, H] and [E · H, I] views in place.
+    const index E = d.experts, I = d.intermediate;
+    const WeightView router = read.weight(b + "ffn_gate_inp.weight", E, H);
+    const std::span<float> r = m.own_vector(E * H);
+    for (index e = 0; e < E; ++e) convert_kernels::decode_range(router, e, 0, H, r.data() + e * H);
+    lw.router = MatrixView<const float>(r.data(), E, H);
+    const WeightView gate = read.weight(b + "ffn_gate_exps.weight", E * I, H);
+    const WeightView up = read.weight(b + "ffn_up_exps.weight", E * I, H);
+    const WeightView down = read.weight(b + "ffn_down_exps.weight", E * H, I);
+    for (index e = 0; e < E; ++e)
+      lw.experts.push_back({gate.row_slice(e * I, I), up.row_slice(e * I, I), down.row_slice(e * H, H)});
   }
   std::size_t bytes = 0;
   for (const GgufTensor& t : g.tensors()) {
-    read.check_read(t.name, "token_embd, output_norm, output, rope_freqs, blk.N.attn_*/ffn_*");
+    read.check_read(t.name, "token_embd, output_norm, output, rope_freqs, blk.N.attn_*/ffn_*"
+                            " (experts: ffn_gate_inp, ffn_{gate,up,down}_exps)");
     bytes += t.bytes.size();
   }
   m.hold(std::move(file), path, bytes);

@@ -395,6 +395,10 @@ struct Llama2c : Base, Dynamic {
 // The Llama structure with Meta's interleaved q/k rows: llama2.c files, and llama.cpp's GGUF
 // llama models (io/gguf_model.hpp).
 using LlamaInterleaved = Llama2c;
+// Mixtral with Meta's interleaved q/k rows: llama.cpp's GGUF llama models with experts.
+struct MixtralInterleaved : Mixtral {
+  static constexpr RopeLayout rope_layout = RopeLayout::Interleaved;
+};
 
 }  // namespace configs
 
