@@ -55,7 +55,8 @@ tformer::OwnedWeights<C> random_model(const Dims& d, std::uint64_t seed, const M
   };
   perturb(w.view().final_norm);
   for (const auto& l : w.view().layers)
-    for (auto s : {l.attn_norm, l.ffn_norm, l.q_norm, l.k_norm}) perturb(s);
+    for (auto s : {l.attn_norm, l.ffn_norm, l.q_norm, l.k_norm, l.post_attn_norm, l.post_ffn_norm})
+      perturb(s);
   return w;
 }
 
@@ -382,7 +383,13 @@ std::string hf_dir(const test::TempDir& dir, const std::string& name, const tfor
       vector(b + "self_attn.q_norm.weight", lw.q_norm);
       vector(b + "self_attn.k_norm.weight", lw.k_norm);
     }
-    vector(b + "post_attention_layernorm.weight", lw.ffn_norm);
+    if (lw.post_attn_norm.empty()) {
+      vector(b + "post_attention_layernorm.weight", lw.ffn_norm);
+    } else {  // Gemma 2's names
+      vector(b + "post_attention_layernorm.weight", lw.post_attn_norm);
+      vector(b + "pre_feedforward_layernorm.weight", lw.ffn_norm);
+      vector(b + "post_feedforward_layernorm.weight", lw.post_ffn_norm);
+    }
     if (lw.experts.empty()) {
       matrix(b + "mlp.gate_proj.weight", lw.ffn.gate);
       matrix(b + "mlp.up_proj.weight", lw.ffn.up);
@@ -706,6 +713,46 @@ TEST_CASE("checkpoint: Hugging Face directories of each family load in one call 
     CHECK(m.params().attention.local_layers == std::vector<bool>{false, true});
     check(m, qwen2, p, configs::Llama{});
   }
+  SECTION("gemma: (1 + w) norms, GeGLU, the embedding × √hidden, tied by default") {
+    const ModelParams p = presets::gemma(small.hidden);
+    auto owned = random_model<configs::Gemma>(small, 22, p);
+    tformer::ModelWeights tied = owned.view();
+    tied.lm_head = {};  // the embedding is the head
+    const auto m = tformer::load_hf(hf_dir(dir, "gemma", tied, small, p,
+        {.type = "gemma", .tied = true, .extra = "\"hidden_activation\": \"gelu_pytorch_tanh\","}));
+    CHECK((m.info().norm == tformer::NormScale::OnePlusWeight && m.info().tied && !m.info().post_norms));
+    CHECK(m.params().activation.kind == tformer::ActivationKind::GeluTanh);
+    CHECK(m.params().embed_scale == std::sqrt(float(small.hidden)));
+    check(m, tied, p, configs::Gemma{});
+    CHECK_THAT(error_of([&] { (void)m.decoder<configs::Llama>(); }), Catch::Contains("Config::norm"));
+  }
+  SECTION("gemma2: sandwich norms, query_pre_attn_scalar, soft-caps, alternating windows") {
+    ModelParams p = presets::gemma2(small.hidden, 16.0);
+    p.attention.window = 3;
+    p.attention_softcap = 0.05f;  // small enough to matter on a random model's scores
+    p.final_softcap = 0.3f;
+    auto owned = random_model<configs::Gemma2>(small, 23, p);
+    tformer::ModelWeights tied = owned.view();
+    tied.lm_head = {};
+    const auto m = tformer::load_hf(hf_dir(dir, "gemma2", tied, small, p,
+        {.type = "gemma2", .tied = true,
+         .extra = "\"query_pre_attn_scalar\": 16, \"sliding_window\": 3, "
+                  "\"attn_logit_softcapping\": 0.05, \"final_logit_softcapping\": 0.3,"}));
+    CHECK(m.info().post_norms);
+    CHECK((m.params().attention.window == 3 && m.params().attention.global_every == 2));
+    CHECK(m.params().attention_scale == 0.25f);
+    check(m, tied, p, configs::Gemma2{});
+    CHECK_THAT(error_of([&] { (void)m.decoder<configs::Gemma>(); }), Catch::Contains("Config::post_norms"));
+    // null soft-caps are off; a layer_types list decides the windows.
+    const auto off = tformer::parse_hf_config(R"({"model_type": "gemma2", "vocab_size": 10,
+        "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+        "max_position_embeddings": 64, "attn_logit_softcapping": null, "final_logit_softcapping": null,
+        "layer_types": ["full_attention", "sliding_attention"]})", "g.json");
+    CHECK((off.params.attention_softcap == 0 && off.params.final_softcap == 0));
+    CHECK((off.params.attention.local_layers == std::vector<bool>{false, true} &&
+           off.params.attention.global_every == 0 && off.params.attention.window == 4096));
+    CHECK((off.dims.head_dim == 256 && off.dims.kv_heads == 4 && off.tied));
+  }
   SECTION("mixtral: 4 experts, top-2, router copied to f32") {
     Dims d = small;
     d.experts = 4;
@@ -754,6 +801,8 @@ TEST_CASE("checkpoint: bad Hugging Face directories raise an Error naming the fi
   CHECK_THAT(error("gpt2", {.type = "gpt2"}), Catch::Contains("model_type") && Catch::Contains("gpt2"));
   CHECK_THAT(error("bias", {.extra = "\"mlp_bias\": true,"}), Catch::Contains("mlp_bias"));
   CHECK_THAT(error("act", {.extra = "\"hidden_act\": \"gelu\","}), Catch::Contains("hidden_act"));
+  CHECK_THAT(error("gemma_act", {.type = "gemma", .extra = "\"hidden_activation\": \"gelu\","}),
+             Catch::Contains("hidden_activation") && Catch::Contains("gelu"));
   CHECK_THAT(error("sparse_step", {.type = "qwen3_moe", .extra = "\"decoder_sparse_step\": 2,"}),
              Catch::Contains("decoder_sparse_step") && Catch::Contains("2"));
   CHECK_THAT(error("mlp_only", {.type = "qwen3_moe", .extra = "\"mlp_only_layers\": [0],"}),

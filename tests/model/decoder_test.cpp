@@ -161,7 +161,9 @@ void randomise_norms(OwnedWeights<C>& w, std::uint64_t seed) {
         OwnedWeights<C>::mut(v.relative_bias)[b * v.relative_bias.cols() + h] =
             float(rng.uniform(-2.0, 2.0));
   for (const LayerWeights& l : v.layers)
-    for (auto s : {l.attn_norm, l.ffn_norm, l.q_norm, l.k_norm, l.cross_norm}) perturb(s);
+    for (auto s : {l.attn_norm, l.ffn_norm, l.q_norm, l.k_norm, l.cross_norm, l.post_attn_norm,
+                   l.post_ffn_norm})
+      perturb(s);
 }
 
 std::vector<std::int32_t> random_tokens(test::Random& rng, int n, tformer::index vocab) {
@@ -357,6 +359,31 @@ TEST_CASE("decoder: Gemma's embedding scale, attention scale and soft-caps", "[d
   CHECK(apart([](ModelParams& p) { p.attention_scale = 0; }) > 10 * tol);
   CHECK(apart([](ModelParams& p) { p.attention_softcap = 0; }) > 10 * tol);
   CHECK(apart([](ModelParams& p) { p.final_softcap = 0; }) > 10 * tol);
+}
+
+// Gemma 2's structure: sandwich norms (post_attn_norm, post_ffn_norm) with (1 + w) scale, GeGLU,
+// local and global layers alternating, soft-caps. The post norms must reach the logits (Gemma's
+// structure without them is more than 10 tolerances away).
+TEST_CASE("decoder: Gemma 2's sandwich norms and GeGLU match the reference", "[decoder][params]") {
+  ModelParams p = presets::gemma2(small.hidden, 16.0);
+  p.attention.window = 3;
+  p.attention_softcap = 0.05f;  // small: the random model's scores are small
+  p.final_softcap = 0.3f;
+  check_preset<configs::Gemma2>(small, 53, 7, 4, {}, {}, nullptr, p);
+  OwnedWeights<configs::Gemma2> w(small, 54, p);
+  randomise_norms(w, 55);
+  test::Random rng(56);
+  const auto tokens = random_tokens(rng, 9, small.vocab);
+  const auto want = ref::decoder_logits<configs::Gemma2>(w.view(), small, tokens, {}, {}, p);
+  const auto plain = ref::decoder_logits<configs::Gemma>(w.view(), small, tokens, {}, {}, p);
+  double apart = 0;
+  for (std::size_t t = 0; t < want.size(); ++t)
+    for (std::size_t j = 0; j < want[t].size(); ++j) apart = std::max(apart, std::abs(want[t][j] - plain[t][j]));
+  CHECK(apart > 10 * 1e-5 * (1.0 + max_abs(want)));
+  // Their weights are checked like every norm's.
+  ModelWeights missing = w.view();
+  missing.layers[1].post_ffn_norm = {};
+  CHECK_THROWS_WITH((Decoder<configs::Gemma2>(missing, small, p)), Catch::Contains("post_ffn_norm"));
 }
 
 // Qwen2's q, k, v projection biases and Llama's attention_bias (o too): weights the decoder adds

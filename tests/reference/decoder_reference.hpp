@@ -172,8 +172,10 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
                                 const tformer::ModelParams& p = tformer::default_params<C>(),
                                 DecoderTrace* trace = nullptr) {
   using tformer::index;
-  if (p.activation.kind != tformer::ActivationKind::SiLU)  // the reference's activation
-    throw std::logic_error("decoder reference: SiLU only");
+  if (p.activation.kind != tformer::ActivationKind::SiLU &&
+      p.activation.kind != tformer::ActivationKind::GeluTanh)  // the reference's activations
+    throw std::logic_error("decoder reference: SiLU (SwiGLU) or GELU-tanh (GeGLU) only");
+  const Act act = p.activation.kind == tformer::ActivationKind::SiLU ? Act::SiLU : Act::GeluTanh;
   const bool one_plus = C::norm == tformer::NormScale::OnePlusWeight;
   const double eps = p.eps;
   const index T = index(tokens.size()), D = d.head_dim, group = d.heads / d.kv_heads;
@@ -288,6 +290,7 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
         att.insert(att.end(), o.begin(), o.end());
       }
       Vec out = matvec(lw.wo, att, lw.bo);
+      if (C::post_norms) out = rmsnorm(out, lw.post_attn_norm, eps, one_plus);  // Gemma 2
       if constexpr (C::conv_kernel > 0) {  // + Σ_i w[c][i] · h[t − (k − 1) + i][c], zero before 0
         const index k = C::conv_kernel;
         for (index c = 0; c < d.hidden; ++c) {
@@ -332,7 +335,7 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
       const Vec h = rmsnorm(x[static_cast<std::size_t>(t)], lw.ffn_norm, eps, one_plus);
       auto ffn = [&](const tformer::SwiGluWeights& f, int topk) {
         Vec g = matvec(f.gate, h), u = matvec(f.up, h);
-        for (std::size_t j = 0; j < g.size(); ++j) g[j] = silu(g[j]) * u[j];
+        for (std::size_t j = 0; j < g.size(); ++j) g[j] = activate(act, g[j]) * u[j];
         if (topk >= 0) g = keep_topk(g, topk);
         return matvec(f.down, g);
       };
@@ -344,9 +347,12 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
           const Vec ye = ffn(lw.experts[static_cast<std::size_t>(e)], -1);
           for (std::size_t i = 0; i < y.size(); ++i) y[i] += weight * ye[i];
         }
+        if (C::post_norms) y = rmsnorm(y, lw.post_ffn_norm, eps, one_plus);
         add(x[static_cast<std::size_t>(t)], y);
       } else {
-        add(x[static_cast<std::size_t>(t)], ffn(lw.ffn, C::ffn == tformer::FfnKind::TopK ? int(d.top_k) : -1));
+        Vec y = ffn(lw.ffn, C::ffn == tformer::FfnKind::TopK ? int(d.top_k) : -1);
+        if (C::post_norms) y = rmsnorm(y, lw.post_ffn_norm, eps, one_plus);  // Gemma 2
+        add(x[static_cast<std::size_t>(t)], y);
       }
     }
   }

@@ -12,11 +12,11 @@
 // feed_forward_length / k) as their width; blk.N.ffn_gate_inp [E, H] (the router, decoded to
 // f32) and the merged blk.N.ffn_{gate,up}_exps [E, I, H] and ffn_down_exps [E, H, I], each
 // expert a slice in place; softmax over the experts, top-k, renormalised (llama.cpp's
-// build_moe_ffn for both); .expert_weights_scale other than 0 or 1 is refused. llama.cpp's converter permutes
-// llama's q/k rows to Meta's interleaved order and runs them with its NORMAL RoPE (pairs
-// (x[2i], x[2i+1])): a llama GGUF loads with
-// RopeLayout::Interleaved, as stored, never permuted back. qwen2 and qwen3 keep Hugging Face's
-// rotate-half rows (llama.cpp's NEOX RoPE). Keys read ({a} = the architecture):
+// build_moe_ffn for both); .expert_weights_scale other than 0 or 1 is refused.
+// llama.cpp's converter permutes llama's q/k rows to Meta's interleaved order and runs them with
+// its NORMAL RoPE (pairs (x[2i], x[2i+1])): a llama GGUF loads with RopeLayout::Interleaved,
+// as stored, never permuted back. qwen2, qwen3 and qwen3moe keep Hugging Face's rotate-half
+// rows (llama.cpp's NEOX RoPE). Keys read ({a} = the architecture):
 // {a}.embedding_length, .feed_forward_length, .block_count, .context_length,
 // .attention.head_count, .attention.head_count_kv (= heads), .attention.key_length
 // (= hidden / heads; .value_length must equal it), .attention.layer_norm_rms_epsilon,
@@ -207,7 +207,8 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
     const WeightView up = read.weight(b + "ffn_up_exps.weight", E * I, H);
     const WeightView down = read.weight(b + "ffn_down_exps.weight", E * H, I);
     for (index e = 0; e < E; ++e)
-      lw.experts.push_back({gate.row_slice(e * I, I), up.row_slice(e * I, I), down.row_slice(e * H, H)});
+      lw.experts.push_back(
+          {gate.row_slice(e * I, I), up.row_slice(e * I, I), down.row_slice(e * H, H)});
   }
   std::size_t bytes = 0;
   for (const GgufTensor& t : g.tensors()) {

@@ -7,9 +7,15 @@
 // Families (model_type): llama, mistral, qwen2 (Q/K/V biases), qwen3 (qk-norm), mixtral (MoE),
 // qwen3_moe (qk-norm, MoE: num_experts (128), num_experts_per_tok (8), moe_intermediate_size
 // (768) as the experts' width, norm_topk_prob (false) as renormalize; every layer MoE).
+// gemma (configs::Gemma: (1 + w) norms; hidden_activation gelu_pytorch_tanh (GeGLU), the
+// embedding × √hidden, tied by default, head_dim 256) and gemma2 (configs::Gemma2: also
+// sandwich norms, query_pre_attn_scalar (256), attn_logit_softcapping (50) and
+// final_logit_softcapping (30), null: off; sliding_window (4096) on layers 0, 2, … unless
+// layer_types lists them).
 // Keys read, with the family's transformers defaults where a key may be absent: vocab_size,
 // hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads
-// (llama: heads; mistral, mixtral: 8; qwen2, qwen3: 32; qwen3_moe: 4), head_dim (hidden / heads; qwen3: 128),
+// (llama: heads; mistral, mixtral: 8; qwen2, qwen3: 32; qwen3_moe: 4; gemma: 16; gemma2: 4),
+// head_dim (hidden / heads; qwen3: 128; gemma, gemma2: 256),
 // max_position_embeddings, rms_norm_eps (1e-6; mixtral 1e-5), rope_theta (10000; mixtral 1e6),
 // rope_scaling (default, linear, dynamic, yarn, llama3, longrope) or transformers 5's
 // rope_parameters (its rope_theta and the same kinds), tie_word_embeddings (false), hidden_act
@@ -54,6 +60,10 @@ class Keys {
   const json* find(const char* key) const {
     const auto it = j_.find(key);
     return it == j_.end() || it->is_null() ? nullptr : &*it;
+  }
+  bool is_null(const char* key) const {  // present, and null (transformers: "off")
+    const auto it = j_.find(key);
+    return it != j_.end() && it->is_null();
   }
   [[noreturn]] void fail(const std::string& key, const std::string& expected,
                          const std::string& found) const {
@@ -173,10 +183,9 @@ inline RopeScaling rope_scaling_of(const json& s, const Keys& top, const std::st
   k.fail("rope_type", "default, linear, dynamic, yarn, llama3 or longrope", type);
 }
 
-// Qwen2's and Qwen3's sliding layers (use_sliding_window set): layer_types when given
-// ("full_attention" or "sliding_attention" per layer), else the layers from max_window_layers
-// (default 28) on, as transformers' Qwen2Config builds its layer_types.
-inline std::vector<bool> qwen_local_layers(const Keys& k, index layers) {
+// transformers' layer_types: "full_attention" or "sliding_attention" per layer, as local-layer
+// flags; empty when the key is absent.
+inline std::vector<bool> layer_types_of(const Keys& k, index layers) {
   std::vector<bool> local;
   if (const json* types = k.find("layer_types")) {
     if (!types->is_array() || types->size() != static_cast<std::size_t>(layers))
@@ -187,8 +196,16 @@ inline std::vector<bool> qwen_local_layers(const Keys& k, index layers) {
         k.fail("layer_types", "\"full_attention\" or \"sliding_attention\" per layer", t.dump());
       local.push_back(t == "sliding_attention");
     }
-    return local;
   }
+  return local;
+}
+
+// Qwen2's and Qwen3's sliding layers (use_sliding_window set): layer_types when given, else
+// the layers from max_window_layers (default 28) on, as transformers' Qwen2Config builds its
+// layer_types.
+inline std::vector<bool> qwen_local_layers(const Keys& k, index layers) {
+  std::vector<bool> local = layer_types_of(k, layers);
+  if (!local.empty()) return local;
   const double from = k.number_or("max_window_layers", 28);
   if (!(from >= 0 && from == std::floor(from) && from <= std::numeric_limits<std::int32_t>::max()))
     k.fail("max_window_layers", "an integer >= 0", std::to_string(from));
@@ -211,9 +228,10 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
   info.family = k.text_or("model_type", "");
   const std::string& f = info.family;
   if (f != "llama" && f != "mistral" && f != "qwen2" && f != "qwen3" && f != "mixtral" &&
-      f != "qwen3_moe")
-    k.fail("model_type", "llama, mistral, qwen2, qwen3, mixtral or qwen3_moe",
+      f != "qwen3_moe" && f != "gemma" && f != "gemma2")
+    k.fail("model_type", "llama, mistral, qwen2, qwen3, mixtral, qwen3_moe, gemma or gemma2",
            f.empty() ? "no such key" : f);
+  const bool gemma = f == "gemma" || f == "gemma2";
 
   // Each family's defaults for keys a saved config may lack (transformers' LlamaConfig,
   // MistralConfig, Qwen3Config, MixtralConfig).
@@ -228,6 +246,8 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
                        : f == "qwen3"   ? Defaults{32, 128, 10000.0, 1e-6, 0}
                        : f == "qwen2"   ? Defaults{32, 0, 10000.0, 1e-6, 0}
                        : f == "qwen3_moe" ? Defaults{4, 0, 10000.0, 1e-6, 0}
+                       : f == "gemma"   ? Defaults{16, 256, 10000.0, 1e-6, 0}
+                       : f == "gemma2"  ? Defaults{4, 256, 10000.0, 1e-6, 4096}
                                         : Defaults{8, 0, 1e6, 1e-5, 0};  // mixtral
 
   Dims& d = info.dims;
@@ -257,9 +277,15 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
   } else if (const hf_detail::json* s = k.find("rope_scaling")) {
     p.rope_scaling = hf_detail::rope_scaling_of(*s, k, where, d.max_positions);
   }
-  info.tied = k.flag_or("tie_word_embeddings", false);
-  const std::string act = k.text_or("hidden_act", "silu");
-  if (act != "silu") k.fail("hidden_act", "silu (SwiGLU)", act);
+  info.tied = k.flag_or("tie_word_embeddings", gemma);  // Gemma's default: tied
+  if (gemma) {  // GemmaMLP reads hidden_activation (GeGLU), not hidden_act
+    const std::string act = k.text_or("hidden_activation", "gelu_pytorch_tanh");
+    if (act != "gelu_pytorch_tanh") k.fail("hidden_activation", "gelu_pytorch_tanh (GeGLU)", act);
+    p.activation = {.kind = ActivationKind::GeluTanh};
+  } else {
+    const std::string act = k.text_or("hidden_act", "silu");
+    if (act != "silu") k.fail("hidden_act", "silu (SwiGLU)", act);
+  }
   // Biases of the attention projections: Qwen2's q, k, v always; Llama's attention_bias all four.
   info.qkv_bias = f == "qwen2" || k.flag_or("attention_bias", false);
   info.o_bias = f != "qwen2" && k.flag_or("attention_bias", false);
@@ -281,6 +307,26 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
     p.attention.local_layers = hf_detail::qwen_local_layers(k, d.layers);
   }
   if (f == "qwen3" || f == "qwen3_moe") p.qk_norm = true;
+  if (gemma) {
+    info.norm = NormScale::OnePlusWeight;   // x̂ · (1 + w)
+    p.embed_scale = std::sqrt(static_cast<float>(d.hidden));  // the embedding × √hidden
+  }
+  if (f == "gemma2") {
+    info.post_norms = true;
+    const double scalar = k.number_or("query_pre_attn_scalar", 256.0);
+    if (!(scalar > 0 && std::isfinite(scalar)))
+      k.fail("query_pre_attn_scalar", "a finite number > 0", std::to_string(scalar));
+    p.attention_scale = static_cast<float>(1.0 / std::sqrt(scalar));
+    // null turns a soft-cap off; absent, transformers' defaults (50, 30).
+    const auto softcap = [&](const char* key, double fallback) {
+      return k.is_null(key) ? 0.0f : k.single(key, fallback);
+    };
+    p.attention_softcap = softcap("attn_logit_softcapping", 50.0);
+    p.final_softcap = softcap("final_logit_softcapping", 30.0);
+    p.attention.window = k.size_or("sliding_window", def.window);
+    p.attention.local_layers = hf_detail::layer_types_of(k, d.layers);
+    if (p.attention.local_layers.empty()) p.attention.global_every = 2;  // layers 1, 3, … global
+  }
   if (f == "mixtral") {
     info.ffn = FfnKind::MoE;
     d.experts = k.size("num_local_experts");

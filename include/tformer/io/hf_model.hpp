@@ -6,8 +6,8 @@
 //   LoadedModel m = load_hf("Llama-3.2-1B");
 //   auto dec = m.decoder<configs::Llama>({.capacity = 4096});
 //
-// Tensor names (the Llama, Mistral, Qwen2/3, Mixtral and Qwen3-MoE modeling code's; N a layer,
-// E an expert):
+// Tensor names (the Llama, Mistral, Qwen2/3, Mixtral, Qwen3-MoE, Gemma and Gemma 2 modeling
+// code's; N a layer, E an expert):
 //   model.embed_tokens.weight              embedding [V, H]
 //   model.norm.weight                      final_norm
 //   lm_head.weight                         lm_head (absent, or ignored, when tie_word_embeddings:
@@ -17,7 +17,10 @@
 //                                          loaded as stored, RopeLayout::RotateHalf)
 //   model.layers.N.self_attn.{q,k,v,o}_proj.bias  bq, bk, bv (qwen2; llama's attention_bias: bo too)
 //   model.layers.N.self_attn.{q,k}_norm    q_norm, k_norm (qwen3)
-//   model.layers.N.post_attention_layernorm  ffn_norm (the FFN's input norm, despite its name)
+//   model.layers.N.post_attention_layernorm  ffn_norm (the FFN's input norm, despite its name;
+//                                          gemma2: post_attn_norm, the attention output's)
+//   model.layers.N.pre_feedforward_layernorm, post_feedforward_layernorm
+//                                          ffn_norm, post_ffn_norm (gemma2)
 //   model.layers.N.mlp.{gate,up,down}_proj   ffn.gate, ffn.up, ffn.down
 //   model.layers.N.block_sparse_moe.gate   router [E, H] (mixtral)
 //   model.layers.N.block_sparse_moe.experts.E.{w1,w3,w2}  experts[E].gate, .up, .down
@@ -78,7 +81,13 @@ inline LoadedModel load_hf(const std::string& dir, FileMode mode = FileMode::Map
       lw.k_norm = read.vector(b + "self_attn.k_norm.weight", d.head_dim);
     }
     read.mark_read(b + "self_attn.rotary_emb.inv_freq");  // older files: recomputed, not read
-    lw.ffn_norm = read.vector(b + "post_attention_layernorm.weight", H);
+    if (info.post_norms) {  // Gemma 2: post_attention_layernorm is the attention output's
+      lw.post_attn_norm = read.vector(b + "post_attention_layernorm.weight", H);
+      lw.ffn_norm = read.vector(b + "pre_feedforward_layernorm.weight", H);
+      lw.post_ffn_norm = read.vector(b + "post_feedforward_layernorm.weight", H);
+    } else {
+      lw.ffn_norm = read.vector(b + "post_attention_layernorm.weight", H);
+    }
     if (info.ffn == FfnKind::MoE) {
       // Mixtral's block_sparse_moe with w1/w3/w2; Qwen3-MoE's mlp with {gate,up,down}_proj.
       const bool mixtral = info.family == "mixtral";

@@ -42,6 +42,8 @@ struct CheckpointInfo {
   bool tied = false;     // the LM head is the embedding
   bool qkv_bias = false;  // q, k, v projections have biases (Qwen2; Llama's attention_bias)
   bool o_bias = false;    // the o projection too (Llama's attention_bias)
+  NormScale norm = NormScale::Weight;  // Gemma: x̂ · (1 + w)
+  bool post_norms = false;             // Gemma 2's sandwich norms
 };
 
 inline const char* layout_name(RopeLayout layout) noexcept {
@@ -88,12 +90,17 @@ class LoadedModel {
                          info_.tied ? "Tied or AsLoaded (the checkpoint ties its head)"
                                     : "Own or AsLoaded (the checkpoint has its own head)",
                          C::head == HeadKind::Tied ? "Tied" : "Own");
+    const auto norm_name = [](NormScale n) { return n == NormScale::Weight ? "Weight" : "OnePlusWeight"; };
+    if (C::norm != info_.norm) [[unlikely]]
+      detail::fail_check(where, "Config::norm", norm_name(info_.norm), norm_name(C::norm));
+    if (C::post_norms != info_.post_norms) [[unlikely]]
+      detail::fail_check(where, "Config::post_norms", info_.post_norms ? "true" : "false",
+                         C::post_norms ? "true" : "false");
     const bool plain = !C::cross_attention && C::positions == PositionKind::Rope &&
                        C::bias == BiasKind::None && C::conv_kernel == 0 &&
-                       C::givens_rotations == 0 && !C::rotation_matrix &&
-                       C::norm == NormScale::Weight;
+                       C::givens_rotations == 0 && !C::rotation_matrix;
     if (!plain) [[unlikely]]
-      detail::fail_check(where, "Config", "a decoder-only RoPE model with w·x̂ norms (as loaded)",
+      detail::fail_check(where, "Config", "a decoder-only RoPE model (as loaded)",
                          "a Config with blocks the checkpoint does not have");
   }
 

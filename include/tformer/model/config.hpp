@@ -18,7 +18,8 @@
 //
 // configs:: holds the structural presets: TrafficVLM (seed 003, all sizes static), Llama (one
 // type for Llama 2/3/3.1/3.2, Qwen3, Mistral: they differ in numbers only), Qwen3 (its
-// defaults), Mistral, Mixtral (MoE), Llama2c. presets:: holds the named parameter sets.
+// defaults), Mistral, Mixtral (MoE), Gemma, Gemma2 (sandwich norms), Llama2c. presets:: holds
+// the named parameter sets.
 #pragma once
 
 #include <algorithm>
@@ -297,6 +298,22 @@ inline ModelParams mistral_7b_v01() {  // sliding window of 4096 keys on every l
 inline ModelParams mixtral() { return {.rope_base = 1000000.0}; }  // softmax, top-k, renormalised
 inline ModelParams traffic_vlm() { return {.eps = 1e-6f, .pad_id = 0}; }
 inline ModelParams llama2c() { return {}; }  // run.c: base 10000, eps 1e-5
+// Gemma 1 (Hugging Face's GemmaConfig): GELU-tanh gate, eps 1e-6, the embedding × √hidden.
+inline ModelParams gemma(index hidden) {
+  return {.eps = 1e-6f,
+          .activation = {.kind = ActivationKind::GeluTanh},
+          .embed_scale = std::sqrt(static_cast<float>(hidden))};
+}
+// Gemma 2 (Gemma2Config): local layers of 4096 keys alternating with global ones (layer 1, 3,
+// … global), scores × query_pre_attn_scalar^−½ (256 by default), soft-caps 50 and 30.
+inline ModelParams gemma2(index hidden, double query_pre_attn_scalar = 256.0) {
+  ModelParams p = gemma(hidden);
+  p.attention = {.window = 4096, .global_every = 2};
+  p.attention_scale = static_cast<float>(1.0 / std::sqrt(query_pre_attn_scalar));
+  p.attention_softcap = 50.0f;
+  p.final_softcap = 30.0f;
+  return p;
+}
 
 }  // namespace presets
 
@@ -320,6 +337,9 @@ struct Base {
   // then a learned orthogonal [D, D] matrix when rotation_matrix.
   static constexpr index givens_rotations = 0;
   static constexpr bool rotation_matrix = false;
+  // Gemma 2's sandwich norms: the attention block's and the FFN's outputs are RMS-normalised
+  // (post_attn_norm, post_ffn_norm) before they join the residual stream.
+  static constexpr bool post_norms = false;
 };
 
 // Seed 003's small configuration: Gemma-style decoder with cross-attention to 196 vision
@@ -395,6 +415,19 @@ struct Llama2c : Base, Dynamic {
 // The Llama structure with Meta's interleaved q/k rows: llama2.c files, and llama.cpp's GGUF
 // llama models (io/gguf_model.hpp).
 using LlamaInterleaved = Llama2c;
+// Gemma (Hugging Face's GemmaModel): Llama's structure with x̂ · (1 + w) norms; its numbers
+// (presets::gemma(hidden): GeGLU, the embedding × √hidden) are ModelParams. Tied head as loaded.
+struct Gemma : Base, Dynamic {
+  using Base::encoder_width;
+  static constexpr NormScale norm = NormScale::OnePlusWeight;
+  static constexpr HeadKind head = HeadKind::AsLoaded;
+};
+// Gemma 2: Gemma with sandwich norms (post_attn_norm, post_ffn_norm); local and global layers
+// alternate, with soft-caps (presets::gemma2(hidden)).
+struct Gemma2 : Gemma {
+  static constexpr bool post_norms = true;
+};
+
 // Mixtral with Meta's interleaved q/k rows: llama.cpp's GGUF llama models with experts.
 struct MixtralInterleaved : Mixtral {
   static constexpr RopeLayout rope_layout = RopeLayout::Interleaved;

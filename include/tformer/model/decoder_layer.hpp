@@ -8,6 +8,7 @@
 //                                 its causal depthwise convolution of norm(x) added)
 //   x += cross(norm(x), encoder)  when the Config has cross-attention (K, V cached per sequence)
 //   x += ffn(norm(x))             dense SwiGLU, top-k SwiGLU or MoE
+//   (post_norms, Gemma 2: x += post_norm(attn(norm(x))) and x += post_norm(ffn(norm(x))))
 //
 // Each residual add is fused with the next block's RMSNorm (rmsnorm_residual), so on entry
 // `xn` already holds attn_norm(x) and on exit it holds `next_norm`(x): the next layer's
@@ -448,6 +449,7 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
   else
     self_attention(NoBias{});
   parallel_project(exec, att, w.wo, delta, w.bo);
+  if constexpr (C::post_norms) rmsnorm<C::norm>(delta, w.post_attn_norm, p.eps, delta);
   if constexpr (C::conv_kernel > 0)  // + the causal convolution of the block's input
     for (const StepSegment& s : in.segments)
       conv_kernels::causal_conv1d(xn.row_slice(s.row, s.tokens), w.conv, w.conv_bias,
@@ -486,6 +488,7 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
                         .shared_gate = {}};
     moe(xn, mw, DecoderWorkspace<C>::moe_config(d, p), delta, ws.moe(), exec);
   }
+  if constexpr (C::post_norms) rmsnorm<C::norm>(delta, w.post_ffn_norm, p.eps, delta);
   rmsnorm_residual<C::norm>(x, delta, in.next_norm, p.eps, xn);
 }
 

@@ -44,7 +44,9 @@ struct LayerWeights {
                                                       // projected encoder [S, H]
   MatrixView<const float> conv;             // conv_kernel > 0: depthwise kernel [H, k]
   std::span<const float> conv_bias;         // [H] or empty
+  std::span<const float> post_attn_norm;    // post_norms: [H], on the attention output
   std::span<const float> ffn_norm;          // [H]
+  std::span<const float> post_ffn_norm;     // post_norms: [H], on the FFN output
   SwiGluWeights ffn;                        // gate, up [I, H], down [H, I]
   MatrixView<const float> ffn_down_t;       // TopK: down transposed [I, H]; empty: built once
   MatrixView<const float> router;           // MoE: [E, H]
@@ -133,6 +135,10 @@ void validate_weights(const Dims& d, const ModelWeights& w,
       check_matrix(layer_name(l, "cross_wk"), lw.cross_wk, kvd, H);
       check_matrix(layer_name(l, "cross_wv"), lw.cross_wv, kvd, H);
       check_matrix(layer_name(l, "cross_wo"), lw.cross_wo, H, qd);
+    }
+    if constexpr (C::post_norms) {
+      check_vector(layer_name(l, "post_attn_norm"), lw.post_attn_norm, H);
+      check_vector(layer_name(l, "post_ffn_norm"), lw.post_ffn_norm, H);
     }
     if constexpr (C::conv_kernel > 0) {
       check_matrix(layer_name(l, "conv"), lw.conv, H, C::conv_kernel);
@@ -258,6 +264,10 @@ class OwnedWeights {
         l.conv_bias = vec(H);
       }
       l.ffn_norm = vec(H);
+      if constexpr (C::post_norms) {
+        l.post_attn_norm = vec(H);
+        l.post_ffn_norm = vec(H);
+      }
       if constexpr (C::ffn == FfnKind::MoE) {
         l.router = matrix(d.experts, H);
         for (index e = 0; e < d.experts; ++e) l.experts.push_back(ffn());
@@ -327,6 +337,10 @@ class OwnedWeights {
         for (auto m : {l.cross_wq, l.cross_wk, l.cross_wv, l.cross_wo}) normal(m);
       }
       ones(l.ffn_norm);
+      if (!l.post_attn_norm.empty()) {
+        ones(l.post_attn_norm);
+        ones(l.post_ffn_norm);
+      }
       if (l.conv.rows() > 0) {
         normal(l.conv);
         std::fill(mut(l.conv_bias), mut(l.conv_bias) + l.conv_bias.size(), 0.0f);
