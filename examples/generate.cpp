@@ -12,7 +12,8 @@
 //                                         version 2 (int8 groups, runq.c's), told by its header
 //   tformer-generate --model DIR|FILE.gguf --tokens 1,5,17 [--steps 32] [--temperature T] …
 //                                         a Hugging Face directory (config.json + safetensors:
-//                                         Llama, Mistral, Qwen2/3, Mixtral, Qwen3-MoE) or a
+//                                         Llama, Mistral, Qwen2/3, Mixtral, Qwen3-MoE, Gemma,
+//                                         Gemma 2) or a
 //                                         llama.cpp GGUF file (llama, qwen2, qwen3, qwen3moe;
 //                                         Mixtral as llama with experts): prints
 //                                         what it loaded, then generates from the prompt's
@@ -241,6 +242,8 @@ int run_model(const Args& a) {
   const tformer::LoadedModel m = tformer::load_checkpoint(a.model);
   std::fputs(m.summary().c_str(), stdout);
   using namespace tformer::configs;
+  if (m.info().post_norms) return generate_from<Gemma2>(m, a);
+  if (m.info().norm == tformer::NormScale::OnePlusWeight) return generate_from<Gemma>(m, a);
   const bool interleaved = m.info().rope_layout == tformer::RopeLayout::Interleaved;
   if (m.info().ffn == tformer::FfnKind::MoE)
     return interleaved ? generate_from<MixtralInterleaved>(m, a) : generate_from<Mixtral>(m, a);
