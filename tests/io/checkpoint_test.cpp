@@ -394,13 +394,19 @@ std::string hf_dir(const test::TempDir& dir, const std::string& name, const tfor
       matrix(b + "mlp.gate_proj.weight", lw.ffn.gate);
       matrix(b + "mlp.up_proj.weight", lw.ffn.up);
       matrix(b + "mlp.down_proj.weight", lw.ffn.down);
-    } else if (h.type == "qwen3_moe") {
+    } else if (h.type == "qwen3_moe" || h.type == "qwen2_moe") {
       matrix(b + "mlp.gate.weight", WeightView(lw.router));
       for (std::size_t e = 0; e < lw.experts.size(); ++e) {
         const std::string x = b + "mlp.experts." + std::to_string(e) + ".";
         matrix(x + "gate_proj.weight", lw.experts[e].gate);
         matrix(x + "up_proj.weight", lw.experts[e].up);
         matrix(x + "down_proj.weight", lw.experts[e].down);
+      }
+      if (lw.shared_expert.gate.rows() > 0) {
+        matrix(b + "mlp.shared_expert.gate_proj.weight", lw.shared_expert.gate);
+        matrix(b + "mlp.shared_expert.up_proj.weight", lw.shared_expert.up);
+        matrix(b + "mlp.shared_expert.down_proj.weight", lw.shared_expert.down);
+        matrix(b + "mlp.shared_expert_gate.weight", WeightView(lw.shared_expert_gate));
       }
     } else {
       matrix(b + "block_sparse_moe.gate.weight", WeightView(lw.router));
@@ -445,9 +451,10 @@ std::string hf_dir(const test::TempDir& dir, const std::string& name, const tfor
     << ",\n  \"tie_word_embeddings\": " << (h.tied ? "true" : "false") << ", \"hidden_act\": \"silu\","
     << " \"attention_bias\": false,\n  " << h.extra;  // h.extra's members last: they override
   if (h.extra.find("rope_scaling") == std::string::npos) c << "\"rope_scaling\": null, ";
-  if (d.experts > 0 && h.type == "qwen3_moe")  // the experts' width apart from the dense one
+  if (d.experts > 0 && h.type != "mixtral")  // the experts' width apart from the dense one
     c << "\"num_experts\": " << d.experts << ", \"num_experts_per_tok\": " << d.top_k
-      << ", \"moe_intermediate_size\": " << d.intermediate << ", \"intermediate_size\": 999, ";
+      << ", \"moe_intermediate_size\": " << d.intermediate << ", \"intermediate_size\": 999, "
+      << "\"shared_expert_intermediate_size\": " << d.shared_intermediate << ", ";
   else if (d.experts > 0)
     c << "\"num_local_experts\": " << d.experts << ", \"num_experts_per_tok\": " << d.top_k << ",";
   c << "\"torch_dtype\": \"bfloat16\"\n}\n";
@@ -712,6 +719,25 @@ TEST_CASE("checkpoint: Hugging Face directories of each family load in one call 
     CHECK(m.params().attention.window == 3);
     CHECK(m.params().attention.local_layers == std::vector<bool>{false, true});
     check(m, qwen2, p, configs::Llama{});
+  }
+  SECTION("qwen2_moe: q/k/v biases, 4 experts, a gated shared expert of its own width, bf16") {
+    Dims d = small;
+    d.intermediate = 32;
+    d.experts = 4;
+    d.top_k = 2;
+    d.shared_intermediate = 64;
+    ModelParams p = presets::llama3();
+    p.rope_base = 10000.0;
+    p.renormalize = false;  // norm_topk_prob: false
+    auto owned = random_model<configs::Mixtral>(d, 24, p);
+    const tformer::ConvertedWeights stored(owned.view(), {.attention = WeightType::bf16,
+                                                          .ffn = WeightType::bf16});
+    std::deque<std::vector<float>> store;
+    const auto w = with_biases(stored.view(), d, false, store, 25);
+    const auto m = tformer::load_hf(hf_dir(dir, "qwen2_moe", w, d, p, {.type = "qwen2_moe"}));
+    CHECK((m.dims().shared_intermediate == 64 && m.info().qkv_bias && !m.params().qk_norm));
+    CHECK(m.weights().layers[1].shared_expert.down.type() == WeightType::bf16);
+    check(m, w, p, configs::Mixtral{});
   }
   SECTION("gemma: (1 + w) norms, GeGLU, the embedding × √hidden, tied by default") {
     const ModelParams p = presets::gemma(small.hidden);

@@ -476,6 +476,35 @@ TEST_CASE("decoder: family presets match the reference on small random models",
     d.top_k = 2;
     check_preset<configs::Mixtral>(d, 27, 6, 3);
   }
+  SECTION("Qwen2-MoE-like: 4 experts of 32, top-2 unnormalised, a gated shared expert of 56") {
+    Dims d = small;
+    d.intermediate = 32;
+    d.experts = 4;
+    d.top_k = 2;
+    d.shared_intermediate = 56;
+    ModelParams p = presets::mixtral();
+    p.renormalize = false;
+    check_preset<configs::Mixtral>(d, 30, 6, 3, {}, {}, nullptr, p);
+    // The shared expert reaches the logits: without it the reference moves.
+    OwnedWeights<configs::Mixtral> w(d, 31, p);
+    test::Random rng(32);
+    const auto tokens = random_tokens(rng, 5, d.vocab);
+    const auto want = ref::decoder_logits<configs::Mixtral>(w.view(), d, tokens, {}, {}, p);
+    ModelWeights none = w.view();
+    for (LayerWeights& l : none.layers) {
+      l.shared_expert = {};
+      l.shared_expert_gate = {};
+    }
+    const auto without = ref::decoder_logits<configs::Mixtral>(none, d, tokens, {}, {}, p);
+    double apart = 0;
+    for (std::size_t t = 0; t < want.size(); ++t)
+      for (std::size_t j = 0; j < want[t].size(); ++j) apart = std::max(apart, std::abs(want[t][j] - without[t][j]));
+    CHECK(apart > 10 * 1e-5 * (1.0 + max_abs(want)));
+    // Weights the Dims do not announce are refused, not ignored.
+    Dims plain = d;
+    plain.shared_intermediate = 0;
+    CHECK_THROWS_WITH((Decoder<configs::Mixtral>(w.view(), plain, p)), Catch::Contains("shared_expert"));
+  }
   SECTION("Llama2c (interleaved)") { check_preset<configs::Llama2c>(small, 28, 6, 3); }
   SECTION("Gemma-style (1 + w) norms") { check_preset<Gemma>(small, 29, 5, 3); }
   SECTION("top-k SwiGLU") {
@@ -1456,6 +1485,7 @@ TEST_CASE("decoder: the same bits on 1-3 threads, an engine's pool and any order
   m.max_positions = 400;
   m.experts = 8;
   m.top_k = 2;
+  m.shared_intermediate = 48;  // and the shared expert's
   same_bits_on_every_executor<configs::Mixtral>(m, 85, 300);
   Dims s = small;
   s.max_positions = 400;

@@ -347,6 +347,13 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
           const Vec ye = ffn(lw.experts[static_cast<std::size_t>(e)], -1);
           for (std::size_t i = 0; i < y.size(); ++i) y[i] += weight * ye[i];
         }
+        if (lw.shared_expert.gate.rows() > 0) {  // + sigmoid(h · g) · shared(h) (Qwen2-MoE)
+          const Vec ys = ffn(lw.shared_expert, -1);
+          const double g = lw.shared_expert_gate.rows() > 0
+                               ? sigmoid(matvec(lw.shared_expert_gate, h)[0])
+                               : 1.0;
+          for (std::size_t i = 0; i < y.size(); ++i) y[i] += g * ys[i];
+        }
         if (C::post_norms) y = rmsnorm(y, lw.post_ffn_norm, eps, one_plus);
         add(x[static_cast<std::size_t>(t)], y);
       } else {

@@ -6,7 +6,9 @@
 //
 // Families (model_type): llama, mistral, qwen2 (Q/K/V biases), qwen3 (qk-norm), mixtral (MoE),
 // qwen3_moe (qk-norm, MoE: num_experts (128), num_experts_per_tok (8), moe_intermediate_size
-// (768) as the experts' width, norm_topk_prob (false) as renormalize; every layer MoE).
+// (768) as the experts' width, norm_topk_prob (false) as renormalize; every layer MoE),
+// qwen2_moe (as qwen3_moe without qk-norm, with Qwen2's q/k/v biases, defaults 60 experts, top-4,
+// width 1408, and a gated shared expert of shared_expert_intermediate_size (5632)).
 // gemma (configs::Gemma: (1 + w) norms; hidden_activation gelu_pytorch_tanh (GeGLU), the
 // embedding × √hidden, tied by default, head_dim 256) and gemma2 (configs::Gemma2: also
 // sandwich norms, query_pre_attn_scalar (256), attn_logit_softcapping (50) and
@@ -228,8 +230,9 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
   info.family = k.text_or("model_type", "");
   const std::string& f = info.family;
   if (f != "llama" && f != "mistral" && f != "qwen2" && f != "qwen3" && f != "mixtral" &&
-      f != "qwen3_moe" && f != "gemma" && f != "gemma2")
-    k.fail("model_type", "llama, mistral, qwen2, qwen3, mixtral, qwen3_moe, gemma or gemma2",
+      f != "qwen3_moe" && f != "qwen2_moe" && f != "gemma" && f != "gemma2")
+    k.fail("model_type",
+           "llama, mistral, qwen2, qwen3, mixtral, qwen2_moe, qwen3_moe, gemma or gemma2",
            f.empty() ? "no such key" : f);
   const bool gemma = f == "gemma" || f == "gemma2";
 
@@ -246,6 +249,7 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
                        : f == "qwen3"   ? Defaults{32, 128, 10000.0, 1e-6, 0}
                        : f == "qwen2"   ? Defaults{32, 0, 10000.0, 1e-6, 0}
                        : f == "qwen3_moe" ? Defaults{4, 0, 10000.0, 1e-6, 0}
+                       : f == "qwen2_moe" ? Defaults{16, 0, 10000.0, 1e-6, 0}
                        : f == "gemma"   ? Defaults{16, 256, 10000.0, 1e-6, 0}
                        : f == "gemma2"  ? Defaults{4, 256, 10000.0, 1e-6, 4096}
                                         : Defaults{8, 0, 1e6, 1e-5, 0};  // mixtral
@@ -287,8 +291,9 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
     if (act != "silu") k.fail("hidden_act", "silu (SwiGLU)", act);
   }
   // Biases of the attention projections: Qwen2's q, k, v always; Llama's attention_bias all four.
-  info.qkv_bias = f == "qwen2" || k.flag_or("attention_bias", false);
-  info.o_bias = f != "qwen2" && k.flag_or("attention_bias", false);
+  const bool qwen2 = f == "qwen2" || f == "qwen2_moe";
+  info.qkv_bias = qwen2 || k.flag_or("attention_bias", false);
+  info.o_bias = !qwen2 && k.flag_or("attention_bias", false);
   if (k.flag_or("mlp_bias", false)) k.fail("mlp_bias", "false", "true");
   if (k.find("partial_rotary_factor")) {  // Hugging Face: int(head_dim · factor) values rotate
     const double f = k.number("partial_rotary_factor");
@@ -300,8 +305,9 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
   }
 
   if (f == "mistral" || f == "mixtral") p.attention.window = k.size_or("sliding_window", def.window);
-  if (f == "qwen3_moe" && k.flag_or("use_sliding_window", false))
-    k.fail("use_sliding_window", "false (transformers' Qwen3-MoE gives no per-layer list)", "true");
+  if ((f == "qwen3_moe" || f == "qwen2_moe") && k.flag_or("use_sliding_window", false))
+    k.fail("use_sliding_window", "false (sliding layers of Qwen's MoE models are not read yet)",
+           "true");
   if ((f == "qwen2" || f == "qwen3") && k.flag_or("use_sliding_window", false)) {
     p.attention.window = k.size_or("sliding_window", 4096);
     p.attention.local_layers = hf_detail::qwen_local_layers(k, d.layers);
@@ -334,11 +340,14 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
     p.router = RouterKind::SoftmaxThenTopK;  // softmax over all experts, top-k, renormalised
     p.renormalize = true;
   }
-  if (f == "qwen3_moe") {  // every layer an MoE block of moe_intermediate_size experts
+  if (f == "qwen3_moe" || f == "qwen2_moe") {  // every layer an MoE block
+    const bool q3 = f == "qwen3_moe";
     info.ffn = FfnKind::MoE;
-    d.experts = k.size_or("num_experts", 128);
-    d.top_k = k.size_or("num_experts_per_tok", 8);
-    d.intermediate = k.size_or("moe_intermediate_size", 768);
+    d.experts = k.size_or("num_experts", q3 ? 128 : 60);
+    d.top_k = k.size_or("num_experts_per_tok", q3 ? 8 : 4);
+    d.intermediate = k.size_or("moe_intermediate_size", q3 ? 768 : 1408);
+    // Qwen2-MoE: a shared expert of its own width on every token, gated by sigmoid(x · g).
+    if (!q3) d.shared_intermediate = k.size_or("shared_expert_intermediate_size", 5632);
     p.router = RouterKind::SoftmaxThenTopK;  // softmax over all experts, then top-k
     p.renormalize = k.flag_or("norm_topk_prob", false);
     if (k.size_or("decoder_sparse_step", 1) != 1)

@@ -6,7 +6,7 @@
 //   LoadedModel m = load_hf("Llama-3.2-1B");
 //   auto dec = m.decoder<configs::Llama>({.capacity = 4096});
 //
-// Tensor names (the Llama, Mistral, Qwen2/3, Mixtral, Qwen3-MoE, Gemma and Gemma 2 modeling
+// Tensor names (the Llama, Mistral, Qwen2/3, Mixtral, Qwen2/3-MoE, Gemma and Gemma 2 modeling
 // code's; N a layer, E an expert):
 //   model.embed_tokens.weight              embedding [V, H]
 //   model.norm.weight                      final_norm
@@ -24,8 +24,10 @@
 //   model.layers.N.mlp.{gate,up,down}_proj   ffn.gate, ffn.up, ffn.down
 //   model.layers.N.block_sparse_moe.gate   router [E, H] (mixtral)
 //   model.layers.N.block_sparse_moe.experts.E.{w1,w3,w2}  experts[E].gate, .up, .down
-//   model.layers.N.mlp.gate                router [E, H] (qwen3_moe)
-//   model.layers.N.mlp.experts.E.{gate,up,down}_proj  experts[E].gate, .up, .down (qwen3_moe)
+//   model.layers.N.mlp.gate                router [E, H] (qwen2_moe, qwen3_moe)
+//   model.layers.N.mlp.experts.E.{gate,up,down}_proj  experts[E].gate, .up, .down
+//   model.layers.N.mlp.shared_expert.{gate,up,down}_proj  shared_expert (qwen2_moe)
+//   model.layers.N.mlp.shared_expert_gate  shared_expert_gate [1, H] (qwen2_moe, to f32)
 // model.layers.N.self_attn.rotary_emb.inv_freq (a buffer some old checkpoints kept) is skipped;
 // any other tensor is an error, never ignored.
 #pragma once
@@ -109,6 +111,16 @@ inline LoadedModel load_hf(const std::string& dir, FileMode mode = FileMode::Map
             {read.weight(x + (mixtral ? "w1.weight" : "gate_proj.weight"), d.intermediate, H),
              read.weight(x + (mixtral ? "w3.weight" : "up_proj.weight"), d.intermediate, H),
              read.weight(x + (mixtral ? "w2.weight" : "down_proj.weight"), H, d.intermediate)});
+      }
+      if (const index S = d.shared_intermediate; S > 0) {  // Qwen2-MoE
+        const std::string x = block + "shared_expert.";
+        lw.shared_expert = {read.weight(x + "gate_proj.weight", S, H),
+                            read.weight(x + "up_proj.weight", S, H),
+                            read.weight(x + "down_proj.weight", H, S)};
+        const WeightView gate = read.weight(block + "shared_expert_gate.weight", 1, H);
+        const std::span<float> g = m.own_vector(H);
+        convert_kernels::decode_range(gate, 0, 0, H, g.data());
+        lw.shared_expert_gate = MatrixView<const float>(g.data(), 1, H);
       }
     } else {
       lw.ffn = {read.weight(b + "mlp.gate_proj.weight", d.intermediate, H),

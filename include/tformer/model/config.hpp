@@ -54,6 +54,7 @@ struct Dims {
   index encoder_width = 0;  // width of the encoder states cross-attention reads; 0: none
   index experts = 0;        // MoE only
   index top_k = 0;          // MoE: experts per token; TopK FFN: kept intermediate entries
+  index shared_intermediate = 0;  // MoE: the always-on shared expert's width; 0: none
   bool operator==(const Dims&) const = default;
 };
 
@@ -242,6 +243,9 @@ Dims resolve_dims(const Dims& given = {}) {
   if constexpr (C::cross_attention) d.encoder_width = resolve("encoder_width", C::encoder_width, given.encoder_width);
   d.experts = given.experts;
   d.top_k = given.top_k;
+  d.shared_intermediate = given.shared_intermediate;
+  check(d.shared_intermediate == 0 || (C::ffn == FfnKind::MoE && d.shared_intermediate > 0),
+        "Dims", "shared_intermediate", "0, or > 0 with an MoE Config", d.shared_intermediate);
   if constexpr (C::ffn == FfnKind::MoE) {
     d.experts = resolve("experts", C::experts, given.experts);
     d.top_k = resolve("top_k", C::top_k, given.top_k);
@@ -267,9 +271,11 @@ Dims resolve_dims(const Dims& given = {}) {
   checked_size("Dims", "intermediate * hidden", {d.intermediate, d.hidden}, 4);
   if constexpr (C::positions == PositionKind::Sinusoidal)
     checked_size("Dims", "max_positions * hidden", {d.max_positions, d.hidden}, 4);
-  if constexpr (C::ffn == FfnKind::MoE)
+  if constexpr (C::ffn == FfnKind::MoE) {
     checked_size("Dims", "experts * intermediate * hidden", {d.experts, d.intermediate, d.hidden},
                  4);
+    checked_size("Dims", "shared_intermediate * hidden", {d.shared_intermediate, d.hidden}, 4);
+  }
   checked_size("Dims", "encoder_width * hidden", {d.encoder_width, d.hidden}, 4);
   return d;
 }

@@ -414,6 +414,8 @@ class Decoder {
     checked_size(where, "options.max_tokens * heads * head_dim",
                  {o.max_tokens, d.heads, d.head_dim}, 4);
     checked_size(where, "options.max_tokens * intermediate", {o.max_tokens, d.intermediate}, 4);
+    checked_size(where, "options.max_tokens * shared_intermediate",
+                 {o.max_tokens, d.shared_intermediate}, 4);
     checked_size(where, "options.sequences * vocab", {o.sequences, d.vocab}, 4);
     checked_size(where, "options.sequences * layers * capacity * kv_heads * head_dim",
                  {o.sequences, d.layers, o.capacity, d.kv_heads, d.head_dim}, 4);

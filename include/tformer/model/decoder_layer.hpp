@@ -7,7 +7,7 @@
 //                                 (with the Config's ALiBi or T5 bias on self-attention, and
 //                                 its causal depthwise convolution of norm(x) added)
 //   x += cross(norm(x), encoder)  when the Config has cross-attention (K, V cached per sequence)
-//   x += ffn(norm(x))             dense SwiGLU, top-k SwiGLU or MoE
+//   x += ffn(norm(x))             dense SwiGLU, top-k SwiGLU or MoE (+ its shared expert)
 //   (post_norms, Gemma 2: x += post_norm(attn(norm(x))) and x += post_norm(ffn(norm(x))))
 //
 // Each residual add is fused with the next block's RMSNorm (rmsnorm_residual), so on entry
@@ -108,7 +108,7 @@ class DecoderWorkspace {
     attention_.reserve(static_cast<std::size_t>(scratch));
     for (index w = 0; w < scratch; ++w) attention_.emplace_back(d.heads / d.kv_heads, d.head_dim);
     if constexpr (C::ffn == FfnKind::MoE)
-      moe_.emplace(max_tokens, d.hidden, d.intermediate, moe_config(d, p));
+      moe_.emplace(max_tokens, d.hidden, d.intermediate, moe_config(d, p), d.shared_intermediate);
   }
 
   static MoeConfig moe_config(const Dims& d, const ModelParams& p) {
@@ -484,8 +484,12 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
                                   TopK::count(d.top_k).resolve(d.intermediate), delta, ws.ffn(),
                                   p.activation);
   } else {
-    const MoeWeights mw{.router = w.router, .experts = w.experts, .shared = std::nullopt,
-                        .shared_gate = {}};
+    const MoeWeights mw{.router = w.router,
+                        .experts = w.experts,
+                        .shared = d.shared_intermediate > 0
+                                      ? std::optional<SwiGluWeights>(w.shared_expert)
+                                      : std::nullopt,
+                        .shared_gate = w.shared_expert_gate};
     moe(xn, mw, DecoderWorkspace<C>::moe_config(d, p), delta, ws.moe(), exec);
   }
   if constexpr (C::post_norms) rmsnorm<C::norm>(delta, w.post_ffn_norm, p.eps, delta);

@@ -51,6 +51,10 @@ struct LayerWeights {
   MatrixView<const float> ffn_down_t;       // TopK: down transposed [I, H]; empty: built once
   MatrixView<const float> router;           // MoE: [E, H]
   std::vector<SwiGluWeights> experts;       // MoE: E experts
+  SwiGluWeights shared_expert;              // MoE with Dims::shared_intermediate S > 0: gate,
+                                            // up [S, H], down [H, S], on every token
+  MatrixView<const float> shared_expert_gate;  // [1, H] or empty: the shared expert's output
+                                               // × sigmoid(x · g) (Qwen2-MoE)
 };
 
 struct ModelWeights {
@@ -157,6 +161,21 @@ void validate_weights(const Dims& d, const ModelWeights& w,
       for (index e = 0; e < d.experts; ++e)
         check_ffn(layer_name(l, "experts[") + std::to_string(e) + "]",
                   lw.experts[static_cast<std::size_t>(e)]);
+      const index S = d.shared_intermediate;
+      if (S > 0) {
+        check_matrix(layer_name(l, "shared_expert.gate"), lw.shared_expert.gate, S, H);
+        check_matrix(layer_name(l, "shared_expert.up"), lw.shared_expert.up, S, H);
+        check_matrix(layer_name(l, "shared_expert.down"), lw.shared_expert.down, H, S);
+        if (lw.shared_expert_gate.rows() > 0)
+          check_matrix(layer_name(l, "shared_expert_gate"), lw.shared_expert_gate, 1, H);
+      } else {  // weights the Dims do not announce would be ignored
+        check_eq("ModelWeights",
+                 layer_name(l, "shared_expert.gate rows (Dims::shared_intermediate)").c_str(),
+                 index(0), lw.shared_expert.gate.rows());
+        check_eq("ModelWeights",
+                 layer_name(l, "shared_expert_gate rows (no shared expert)").c_str(), index(0),
+                 lw.shared_expert_gate.rows());
+      }
     } else {
       check_ffn(layer_name(l, "ffn"), lw.ffn);
       if (C::ffn == FfnKind::TopK && lw.ffn_down_t.rows() > 0)
@@ -180,7 +199,8 @@ class OwnedWeights {
     const index experts = C::ffn == FfnKind::MoE ? dims_.experts : 1;
     const index per_layer =
         (2 * dims_.heads + 2 * dims_.kv_heads) * dims_.head_dim * dims_.hidden +
-        3 * experts * dims_.intermediate * dims_.hidden;
+        3 * experts * dims_.intermediate * dims_.hidden +
+        (3 * dims_.shared_intermediate + 1) * dims_.hidden;
     checked_size("OwnedWeights", "layers * weights per layer", {dims_.layers, per_layer},
                  sizeof(float));
     const index n = carve(nullptr);
@@ -271,6 +291,11 @@ class OwnedWeights {
       if constexpr (C::ffn == FfnKind::MoE) {
         l.router = matrix(d.experts, H);
         for (index e = 0; e < d.experts; ++e) l.experts.push_back(ffn());
+        if (d.shared_intermediate > 0) {  // with its sigmoid gate, as Qwen2-MoE
+          const index S = d.shared_intermediate;
+          l.shared_expert = {matrix(S, H), matrix(S, H), matrix(H, S)};
+          l.shared_expert_gate = matrix(1, H);
+        }
       } else {
         l.ffn = ffn();
       }
@@ -348,6 +373,10 @@ class OwnedWeights {
       if (l.router.rows() > 0) normal(l.router);
       for (const SwiGluWeights& f : l.experts)
         for (auto m : {f.gate, f.up, f.down}) normal(m);
+      if (l.shared_expert.gate.rows() > 0) {
+        for (auto m : {l.shared_expert.gate, l.shared_expert.up, l.shared_expert.down}) normal(m);
+        normal(l.shared_expert_gate);
+      }
       if (l.experts.empty())
         for (auto m : {l.ffn.gate, l.ffn.up, l.ffn.down}) normal(m);
     }
@@ -392,6 +421,7 @@ void for_each_matrix(ModelWeights& w, Fn&& fn) {
     ffn(lw.ffn, at + "ffn");
     for (std::size_t e = 0; e < lw.experts.size(); ++e)
       ffn(lw.experts[e], at + "experts[" + std::to_string(e) + "]");
+    ffn(lw.shared_expert, at + "shared_expert");
   }
 }
 
