@@ -205,11 +205,19 @@ std::vector<std::byte> gguf_file(const tformer::ModelWeights& w, const Dims& d,
     merged(b + "ffn_gate_exps.weight", &tformer::SwiGluWeights::gate);
     merged(b + "ffn_up_exps.weight", &tformer::SwiGluWeights::up);
     merged(b + "ffn_down_exps.weight", &tformer::SwiGluWeights::down);
+    if (lw.shared_expert.gate.rows() > 0) {
+      matrix(b + "ffn_gate_shexp.weight", lw.shared_expert.gate);
+      matrix(b + "ffn_up_shexp.weight", lw.shared_expert.up);
+      matrix(b + "ffn_down_shexp.weight", lw.shared_expert.down);
+      vector(b + "ffn_gate_inp_shexp.weight",
+             std::span<const float>(lw.shared_expert_gate.row(0), std::size_t(lw.shared_expert_gate.cols())));
+    }
   }
   if (g.extra_tensor) vector("blk.0.attn_norm_2.weight", w.final_norm);
   const std::string a = g.arch;
   const std::uint64_t kvs = 11 + (g.experts > 0) + (g.experts > 0 && d.top_k > 0) +
-                            (g.expert_width > 0) + (g.linear > 0 ? (g.old_key ? 1 : 2) : 0) +
+                            (g.expert_width > 0) + (d.shared_intermediate > 0) +
+                            (g.linear > 0 ? (g.old_key ? 1 : 2) : 0) +
                             (g.value_length > 0) + g.key_length;
   const auto bytes = test::gguf::build(t, kvs, [&](test::gguf::Writer& k) {
     k.kv_str("general.architecture", a);
@@ -230,6 +238,8 @@ std::vector<std::byte> gguf_file(const tformer::ModelWeights& w, const Dims& d,
     if (g.experts > 0) k.kv_u32(a + ".expert_count", g.experts);
     if (g.experts > 0 && d.top_k > 0) k.kv_u32(a + ".expert_used_count", std::uint32_t(d.top_k));
     if (g.expert_width > 0) k.kv_u32(a + ".expert_feed_forward_length", g.expert_width);
+    if (d.shared_intermediate > 0)
+      k.kv_u32(a + ".expert_shared_feed_forward_length", std::uint32_t(d.shared_intermediate));
     if (g.linear > 0) {
       k.str(a + (g.old_key ? ".rope.scale_linear" : ".rope.scaling.factor"));
       k.u32(6);
@@ -587,6 +597,27 @@ TEST_CASE("checkpoint: MoE GGUF files (Mixtral as llama, qwen3moe) load and matc
       auto dec = m.decoder<configs::MixtralInterleaved>({.capacity = 16});
       require_matches(dec, tokens, ref::decoder_logits<configs::Mixtral>(stored.view(), d, tokens, {}, {}, p));
     }
+  }
+  SECTION("qwen2moe: biases, a gated shared expert, the top-k weights not renormalised") {
+    ModelParams p = presets::llama3();
+    p.rope_base = 1e6;
+    p.renormalize = false;  // llama.cpp's qwen2moe: norm_w false
+    Dims q = d;
+    q.intermediate = 32;
+    q.shared_intermediate = 64;
+    auto owned = random_model<configs::Mixtral>(q, 33, p);
+    const tformer::ConvertedWeights stored(owned.view(), {.attention = WeightType::f16, .ffn = WeightType::q8_0});
+    std::deque<std::vector<float>> store;
+    const auto w = with_biases(stored.view(), q, false, store, 34);
+    Dims written = q;
+    written.intermediate = 96;  // feed_forward_length; the experts' own width is a key
+    const std::string path = dir.write("qwen2moe.gguf", gguf_file(w, written,
+        {.arch = "qwen2moe", .rope_base = 1e6f, .experts = 4, .expert_width = 32}));
+    const auto m = tformer::load_checkpoint(path);
+    CHECK((m.dims().intermediate == 32 && m.dims().shared_intermediate == 64 && !m.params().renormalize));
+    CHECK(m.weights().layers[0].shared_expert.up.type() == WeightType::q8_0);
+    auto dec = m.decoder<configs::Mixtral>({.capacity = 16});
+    require_matches(dec, tokens, ref::decoder_logits<configs::Mixtral>(w, q, tokens, {}, {}, p));
   }
   SECTION("qwen3moe: qk-norm, expert_feed_forward_length apart from feed_forward_length") {
     ModelParams p = presets::qwen3();  // renormalised, as llama.cpp runs qwen3moe

@@ -7,12 +7,16 @@
 //
 // Architectures (general.architecture): llama (Llama 1/2/3, Mistral, and Mixtral with
 // {a}.expert_count > 0, as llama.cpp converts them), qwen2 (q/k/v biases:
-// blk.N.attn_{q,k,v}.bias), qwen3 and qwen3moe. Experts (llama with experts, qwen3moe):
-// {a}.expert_count, .expert_used_count (k), qwen3moe's .expert_feed_forward_length (else
-// feed_forward_length / k) as their width; blk.N.ffn_gate_inp [E, H] (the router, decoded to
-// f32) and the merged blk.N.ffn_{gate,up}_exps [E, I, H] and ffn_down_exps [E, H, I], each
-// expert a slice in place; softmax over the experts, top-k, renormalised (llama.cpp's
-// build_moe_ffn for both); .expert_weights_scale other than 0 or 1 is refused.
+// blk.N.attn_{q,k,v}.bias), qwen3, qwen2moe (biases too) and qwen3moe. Experts (llama with
+// experts, qwen2moe, qwen3moe): {a}.expert_count, .expert_used_count (k), the qwen models'
+// .expert_feed_forward_length (else feed_forward_length / k) as their width;
+// blk.N.ffn_gate_inp [E, H] (the router, decoded to f32) and the merged
+// blk.N.ffn_{gate,up}_exps [E, I, H] and ffn_down_exps [E, H, I], each expert a slice in place;
+// softmax over the experts, top-k, renormalised for llama and qwen3moe, not for qwen2moe
+// (llama.cpp's build_moe_ffn and its norm_w); .expert_weights_scale other than 0 or 1 is
+// refused. qwen2moe's shared expert: blk.N.ffn_{gate,up,down}_shexp of
+// .expert_shared_feed_forward_length (else feed_forward_length), gated by sigmoid(x · g) with
+// g = blk.N.ffn_gate_inp_shexp [H].
 // llama.cpp's converter permutes llama's q/k rows to Meta's interleaved order and runs them with
 // its NORMAL RoPE (pairs (x[2i], x[2i+1])): a llama GGUF loads with RopeLayout::Interleaved,
 // as stored, never permuted back. qwen2, qwen3 and qwen3moe keep Hugging Face's rotate-half
@@ -83,11 +87,12 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
   CheckpointInfo& info = m.mutable_info();
   info.family = g.get<std::string>("general.architecture");
   const std::string& a = info.family;
-  if (a != "llama" && a != "qwen2" && a != "qwen3" && a != "qwen3moe") [[unlikely]]
+  if (a != "llama" && a != "qwen2" && a != "qwen3" && a != "qwen2moe" && a != "qwen3moe")
+      [[unlikely]]
     detail::fail_check(where, "metadata key 'general.architecture'",
-                       "llama, qwen2, qwen3 or qwen3moe", a);
+                       "llama, qwen2, qwen3, qwen2moe or qwen3moe", a);
   info.rope_layout = a == "llama" ? RopeLayout::Interleaved : RopeLayout::RotateHalf;
-  info.qkv_bias = a == "qwen2";
+  info.qkv_bias = a == "qwen2" || a == "qwen2moe";
 
   Dims& d = info.dims;
   d.hidden = size_key(g, a + ".embedding_length");
@@ -109,18 +114,21 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
                        rotary);
   // Mixture of experts: llama with experts (Mixtral as llama.cpp converts it) and qwen3moe.
   // llama.cpp's build_moe_ffn for both: softmax over the experts, top-k, renormalised.
-  const bool moe =
-      a == "qwen3moe" || (g.find(a + ".expert_count") && g.get_uint(a + ".expert_count") > 0);
+  const bool moe = a == "qwen2moe" || a == "qwen3moe" ||
+                   (g.find(a + ".expert_count") && g.get_uint(a + ".expert_count") > 0);
   if (moe) {
-    if (a != "llama" && a != "qwen3moe") [[unlikely]]
+    if (a != "llama" && a != "qwen2moe" && a != "qwen3moe") [[unlikely]]
       detail::fail_check(where, "metadata key '" + a + ".expert_count'",
-                         "0 (experts are read for llama and qwen3moe only)",
+                         "0 (experts are read for llama, qwen2moe and qwen3moe only)",
                          g.get_uint(a + ".expert_count"));
     info.ffn = FfnKind::MoE;
     d.experts = size_key(g, a + ".expert_count");
     d.top_k = size_key(g, a + ".expert_used_count");
-    if (a == "qwen3moe")  // llama.cpp: else feed_forward_length / expert_used_count
-      d.intermediate = size_key_or(g, a + ".expert_feed_forward_length", d.intermediate / d.top_k);
+    const index dense = d.intermediate;  // feed_forward_length
+    if (a != "llama")  // llama.cpp: else feed_forward_length / expert_used_count
+      d.intermediate = size_key_or(g, a + ".expert_feed_forward_length", dense / d.top_k);
+    if (a == "qwen2moe")  // the shared expert's width; llama.cpp: else feed_forward_length
+      d.shared_intermediate = size_key_or(g, a + ".expert_shared_feed_forward_length", dense);
     const double scale = number_key_or(g, a + ".expert_weights_scale", 0.0);
     if (scale != 0.0 && scale != 1.0) [[unlikely]]
       detail::fail_check(where, "metadata key '" + a + ".expert_weights_scale'",
@@ -136,9 +144,9 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
   p.eps = float_key(g, a + ".attention.layer_norm_rms_epsilon", where);
   p.rope_base = number_key_or(g, a + ".rope.freq_base", 10000.0);
   p.qk_norm = a == "qwen3" || a == "qwen3moe";
-  if (moe) {
+  if (moe) {  // llama.cpp's build_moe_ffn: norm_w for llama and qwen3moe, not for qwen2moe
     p.router = RouterKind::SoftmaxThenTopK;
-    p.renormalize = true;
+    p.renormalize = a != "qwen2moe";
   }
   // llama.cpp's load_hparams: the factor from rope.scaling.factor, else the older
   // rope.scale_linear; the type "linear" when absent; a factor of 0 or 1 scales nothing.
@@ -180,7 +188,7 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
     lw.wk = read.weight(b + "attn_k.weight", kvd, H);
     lw.wv = read.weight(b + "attn_v.weight", kvd, H);
     lw.wo = read.weight(b + "attn_output.weight", H, qd);
-    if (a == "qwen2") {  // llama.cpp's qwen2: q, k, v biases
+    if (info.qkv_bias) {  // llama.cpp's qwen2 and qwen2moe: q, k, v biases
       lw.bq = read.vector(b + "attn_q.bias", qd);
       lw.bk = read.vector(b + "attn_k.bias", kvd);
       lw.bv = read.vector(b + "attn_v.bias", kvd);
@@ -209,11 +217,18 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
     for (index e = 0; e < E; ++e)
       lw.experts.push_back(
           {gate.row_slice(e * I, I), up.row_slice(e * I, I), down.row_slice(e * H, H)});
+    if (const index S = d.shared_intermediate; S > 0) {  // qwen2moe's gated shared expert
+      lw.shared_expert = {read.weight(b + "ffn_gate_shexp.weight", S, H),
+                          read.weight(b + "ffn_up_shexp.weight", S, H),
+                          read.weight(b + "ffn_down_shexp.weight", H, S)};
+      const std::span<const float> g = read.vector(b + "ffn_gate_inp_shexp.weight", H);
+      lw.shared_expert_gate = MatrixView<const float>(g.data(), 1, H);
+    }
   }
   std::size_t bytes = 0;
   for (const GgufTensor& t : g.tensors()) {
     read.check_read(t.name, "token_embd, output_norm, output, rope_freqs, blk.N.attn_*/ffn_*"
-                            " (experts: ffn_gate_inp, ffn_{gate,up,down}_exps)");
+                            " (experts: ffn_gate_inp, ffn_{gate,up,down}_exps, *_shexp)");
     bytes += t.bytes.size();
   }
   m.hold(std::move(file), path, bytes);
