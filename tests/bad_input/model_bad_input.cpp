@@ -106,6 +106,9 @@ TEST_CASE("bad_input: the model's runtime parameters", "[bad_input][model]") {
       {"Decoder", "attention.local_layers of 3 flags for 2 layers",
        "params.attention.local_layers size",
        decoder(params([](ModelParams& p) { p.attention = {.window = 2, .local_layers = {true, false, true}}; }))},
+      {"Decoder", "attention.local_layers naming a local layer without a window",
+       "params.attention.window",
+       decoder(params([](ModelParams& p) { p.attention = {.local_layers = {true, false}}; }))},
       {"Decoder", "attention.global_every 2 beside a local_layers list", "params.attention.global_every",
        decoder(params([](ModelParams& p) {
          p.attention = {.window = 2, .global_every = 2, .local_layers = {true, false}};

@@ -140,6 +140,7 @@ struct GgufModel {
   std::uint32_t rope_dims = 0;  // 0: head_dim
   std::uint32_t experts = 0;       // > 0: expert_count (and expert_used_count = the Dims' top_k)
   std::uint32_t expert_width = 0;  // > 0: expert_feed_forward_length
+  bool experts_swapped = false;    // merged expert tensors with ne [cols, E, rows] (wrong)
   float linear = 0;             // > 0: a linear RoPE scaling factor …
   bool old_key = false;         // … as rope.scale_linear (no type key) instead of rope.scaling.*
   std::uint32_t value_length = 0;  // > 0: written
@@ -198,8 +199,10 @@ std::vector<std::byte> gguf_file(const tformer::ModelWeights& w, const Dims& d,
         const std::vector<std::uint8_t> one = bytes_of(e.*member);
         all.insert(all.end(), one.begin(), one.end());
       }
+      const std::uint64_t rows = std::uint64_t(first.rows()), E = std::uint64_t(lw.experts.size());
       t.push_back({name, ggml_type(first.type()),
-                   {std::uint64_t(first.cols()), std::uint64_t(first.rows()), std::uint64_t(lw.experts.size())},
+                   g.experts_swapped ? std::vector<std::uint64_t>{std::uint64_t(first.cols()), E, rows}
+                                     : std::vector<std::uint64_t>{std::uint64_t(first.cols()), rows, E},
                    all});
     };
     merged(b + "ffn_gate_exps.weight", &tformer::SwiGluWeights::gate);
@@ -597,6 +600,11 @@ TEST_CASE("checkpoint: MoE GGUF files (Mixtral as llama, qwen3moe) load and matc
       auto dec = m.decoder<configs::MixtralInterleaved>({.capacity = 16});
       require_matches(dec, tokens, ref::decoder_logits<configs::Mixtral>(stored.view(), d, tokens, {}, {}, p));
     }
+    // The experts' axis must be the last: the same bytes with ne [H, E, I] are refused.
+    const std::string swapped = dir.write("mixtral_swapped.gguf",
+        gguf_file(owned.view(), d, {.rope_base = 1e6f, .experts = 4, .experts_swapped = true}));
+    CHECK_THAT(error_of([&] { (void)tformer::load_gguf(swapped); }),
+               Catch::Contains("ffn_gate_exps") && Catch::Contains("[64, 96, 4]"));
   }
   SECTION("qwen2moe: biases, a gated shared expert, the top-k weights not renormalised") {
     ModelParams p = presets::llama3();
@@ -809,6 +817,22 @@ TEST_CASE("checkpoint: Hugging Face directories of each family load in one call 
     CHECK((off.params.attention.local_layers == std::vector<bool>{false, true} &&
            off.params.attention.global_every == 0 && off.params.attention.window == 4096));
     CHECK((off.dims.head_dim == 256 && off.dims.kv_heads == 4 && off.tied));
+  }
+  SECTION("sliding_window null: no window (Mistral v0.2+, Qwen, Gemma 2); bidirectional Gemma refused") {
+    const std::string sizes = R"("vocab_size": 10, "hidden_size": 8, "intermediate_size": 16,
+        "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 64, )";
+    const auto window = [&](const std::string& type, const std::string& keys) {
+      return tformer::parse_hf_config("{\"model_type\": \"" + type + "\", " + sizes + keys + "}", "w.json")
+          .params.attention;
+    };
+    CHECK(window("mistral", R"("sliding_window": null)").window == 0);
+    CHECK(window("mistral", R"("sliding_window": 8)").window == 8);
+    const auto qwen = window("qwen2", R"("use_sliding_window": true, "sliding_window": null)");
+    CHECK((qwen.window == 0 && qwen.local_layers.empty()));
+    const auto gemma2 = window("gemma2", R"("sliding_window": null)");
+    CHECK((gemma2.window == 0 && gemma2.global_every == 0));
+    CHECK_THAT(error_of([&] { (void)window("gemma", R"("use_bidirectional_attention": true)"); }),
+               Catch::Contains("use_bidirectional_attention"));
   }
   SECTION("mixtral: 4 experts, top-2, router copied to f32") {
     Dims d = small;

@@ -742,8 +742,8 @@ TEST_CASE("decoder: f16 and bf16 KV caches stay close to the float reference, pr
 // residual stream of that row's token before layer l, final_normed its final RMSNorm, and
 // self_attention[l][i] / cross_attention[l][i] the reference's softmax weights of row
 // attention_rows[i] (over the keys its sequence holds after the step).
-// Tolerances, about 10× the worst measured here: hidden states carry the logits' rounding, at
-// most 1.1e-8 at a scale of 0.1, tolerance 1e-6 · (1 + scale); the final norm divides by an
+// Tolerances, 10–20× the worst measured here: hidden states carry the logits' rounding, at
+// most 1.1e-8 at a scale of 0.1, tolerance 2e-7 · (1 + scale); the final norm divides by an
 // RMS near 0.05, 4.8e-7 measured at a scale near 4, tolerance 2e-6 · (1 + scale). A weight is a
 // softmax probability: a score error δ moves it by at most p·δ; worst measured 1.7e-7,
 // tolerance 2e-6 absolute. A key off by one, a wrong head, layer or mask moves them by O(0.1).
@@ -769,7 +769,7 @@ void check_trace(const Decoder<C>& dec, const StepTrace& trace, const ModelWeigh
       }
     }
     INFO("worst hidden-state error " << worst << ", scale " << scale);
-    REQUIRE(worst <= 1e-6 * (1 + scale));
+    REQUIRE(worst <= 2e-7 * (1 + scale));
     worst = scale = 0;
     REQUIRE(trace.final_normed.rows == rows);
     for (tformer::index r = 0; r < rows; ++r) {
@@ -907,7 +907,7 @@ TEST_CASE("decoder: a traced batch records the rows of each sequence", "[decoder
       for (tformer::index c = 0; c < small.hidden; ++c)
         REQUIRE(std::abs(trace.hidden[std::size_t(l + 1)].row(r)[c] -
                          want.hidden[std::size_t(l + 1)][std::size_t(t)][std::size_t(c)]) <=
-                1e-6 * (1 + max_abs(want.hidden[std::size_t(l + 1)])));
+                2e-7 * (1 + max_abs(want.hidden[std::size_t(l + 1)])));
     }
   };
   check_row(0, want_a, 7);

@@ -211,9 +211,20 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
     const std::span<float> r = m.own_vector(E * H);
     for (index e = 0; e < E; ++e) convert_kernels::decode_range(router, e, 0, H, r.data() + e * H);
     lw.router = MatrixView<const float>(r.data(), E, H);
-    const WeightView gate = read.weight(b + "ffn_gate_exps.weight", E * I, H);
-    const WeightView up = read.weight(b + "ffn_up_exps.weight", E * I, H);
-    const WeightView down = read.weight(b + "ffn_down_exps.weight", E * H, I);
+    // ne [cols, rows, E]: checked as three dims before the flattened view is sliced.
+    const auto merged = [&](const std::string& name, index rows, index cols) {
+      const GgufTensor& t = g.tensor(name);
+      if (t.dims.size() != 3 || t.dims[0] != std::uint64_t(cols) ||
+          t.dims[1] != std::uint64_t(rows) || t.dims[2] != std::uint64_t(E)) [[unlikely]]
+        detail::fail_check(where, "tensor '" + name + "' dims",
+                           "[" + std::to_string(cols) + ", " + std::to_string(rows) + ", " +
+                               std::to_string(E) + "] (ne: per expert, then the experts)",
+                           gguf_detail::dims_string(t.dims));
+      return read.weight(name, E * rows, cols);
+    };
+    const WeightView gate = merged(b + "ffn_gate_exps.weight", I, H);
+    const WeightView up = merged(b + "ffn_up_exps.weight", I, H);
+    const WeightView down = merged(b + "ffn_down_exps.weight", H, I);
     for (index e = 0; e < E; ++e)
       lw.experts.push_back(
           {gate.row_slice(e * I, I), up.row_slice(e * I, I), down.row_slice(e * H, H)});

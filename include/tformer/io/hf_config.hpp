@@ -22,11 +22,11 @@
 // rope_scaling (default, linear, dynamic, yarn, llama3, longrope) or transformers 5's
 // rope_parameters (its rope_theta and the same kinds), tie_word_embeddings (false), hidden_act
 // (silu), attention_bias (llama: biases on q, k, v, o), sliding_window (mistral: 4096 on every
-// layer; mixtral: none), Qwen's use_sliding_window (false) with sliding_window (4096) on the
+// layer; mixtral: none; null: none), Qwen's use_sliding_window (false) with sliding_window (4096) on the
 // layers layer_types names, or else on those from max_window_layers (28) on,
 // partial_rotary_factor (f: the first int(head_dim · f) values rotate), num_local_experts and
 // num_experts_per_tok (mixtral). What tformer's decoder cannot express yet is refused, never
-// ignored: mlp_bias, other activations. Each
+// ignored: mlp_bias, other activations, Gemma's use_bidirectional_attention. Each
 // refusal and each malformed value is a tformer::Error naming the file, the key, the expected
 // and the found value.
 //
@@ -282,10 +282,15 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
     p.rope_scaling = hf_detail::rope_scaling_of(*s, k, where, d.max_positions);
   }
   info.tied = k.flag_or("tie_word_embeddings", gemma);  // Gemma's default: tied
-  if (gemma) {  // GemmaMLP reads hidden_activation (GeGLU), not hidden_act
+  // Gemma: hidden_activation (transformers 4's GemmaMLP reads it; absent: gelu_pytorch_tanh, the
+  // function the models were trained with). hidden_act is not read: the first Gemma configs say
+  // "gelu" there for the same models.
+  if (gemma) {
     const std::string act = k.text_or("hidden_activation", "gelu_pytorch_tanh");
     if (act != "gelu_pytorch_tanh") k.fail("hidden_activation", "gelu_pytorch_tanh (GeGLU)", act);
     p.activation = {.kind = ActivationKind::GeluTanh};
+    if (k.flag_or("use_bidirectional_attention", false))  // an encoder (EmbeddingGemma)
+      k.fail("use_bidirectional_attention", "false (a causal decoder)", "true");
   } else {
     const std::string act = k.text_or("hidden_act", "silu");
     if (act != "silu") k.fail("hidden_act", "silu (SwiGLU)", act);
@@ -304,13 +309,17 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
     if (n < double(d.head_dim)) p.rotary_dim = static_cast<index>(n);
   }
 
-  if (f == "mistral" || f == "mixtral") p.attention.window = k.size_or("sliding_window", def.window);
+  // sliding_window null: no window (Mistral v0.2 and later), absent: the family's default.
+  const auto window_or = [&](index fallback) {
+    return k.is_null("sliding_window") ? index(0) : k.size_or("sliding_window", fallback);
+  };
+  if (f == "mistral" || f == "mixtral") p.attention.window = window_or(def.window);
   if ((f == "qwen3_moe" || f == "qwen2_moe") && k.flag_or("use_sliding_window", false))
     k.fail("use_sliding_window", "false (sliding layers of Qwen's MoE models are not read yet)",
            "true");
   if ((f == "qwen2" || f == "qwen3") && k.flag_or("use_sliding_window", false)) {
-    p.attention.window = k.size_or("sliding_window", 4096);
-    p.attention.local_layers = hf_detail::qwen_local_layers(k, d.layers);
+    p.attention.window = window_or(4096);
+    if (p.attention.window > 0) p.attention.local_layers = hf_detail::qwen_local_layers(k, d.layers);
   }
   if (f == "qwen3" || f == "qwen3_moe") p.qk_norm = true;
   if (gemma) {
@@ -329,9 +338,11 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
     };
     p.attention_softcap = softcap("attn_logit_softcapping", 50.0);
     p.final_softcap = softcap("final_logit_softcapping", 30.0);
-    p.attention.window = k.size_or("sliding_window", def.window);
-    p.attention.local_layers = hf_detail::layer_types_of(k, d.layers);
-    if (p.attention.local_layers.empty()) p.attention.global_every = 2;  // layers 1, 3, … global
+    p.attention.window = window_or(def.window);
+    if (p.attention.window > 0) {
+      p.attention.local_layers = hf_detail::layer_types_of(k, d.layers);
+      if (p.attention.local_layers.empty()) p.attention.global_every = 2;  // layers 1, 3, … global
+    }
   }
   if (f == "mixtral") {
     info.ffn = FfnKind::MoE;

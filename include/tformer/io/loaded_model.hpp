@@ -125,9 +125,19 @@ class LoadedModel {
       << d.intermediate << ", layers " << d.layers << ", heads " << d.heads << "/" << d.kv_heads
       << " × " << d.head_dim << ", max positions " << d.max_positions;
     if (d.experts > 0) s << ", experts " << d.experts << " top-" << d.top_k;
+    index local = 0;
+    for (index l = 0; l < d.layers; ++l) local += p.attention.window_of(l) > 0;
     s << "\nparams: rope base " << p.rope_base << ", scaling " << scaling_name(p.rope_scaling)
-      << ", eps " << p.eps << ", window " << p.attention.window << (p.qk_norm ? ", qk-norm" : "")
-      << "\ntypes:";
+      << ", eps " << p.eps << ", window " << p.attention.window << " on " << local << " of "
+      << d.layers << " layers" << (p.qk_norm ? ", qk-norm" : "");
+    if (d.shared_intermediate > 0) s << ", shared expert " << d.shared_intermediate;
+    if (info_.norm == NormScale::OnePlusWeight) s << ", (1 + w) norms";
+    if (info_.post_norms) s << ", post-norms";
+    if (p.embed_scale != 1.0f) s << ", embedding × " << p.embed_scale;
+    if (p.attention_scale > 0) s << ", attention scale " << p.attention_scale;
+    if (p.attention_softcap > 0) s << ", attention soft-cap " << p.attention_softcap;
+    if (p.final_softcap > 0) s << ", logit soft-cap " << p.final_softcap;
+    s << "\ntypes:";
     std::map<std::string, index> types;
     ModelWeights views = weights_;
     for_each_matrix(views, [&](WeightView& m, MatrixKind, const std::string&) {

@@ -78,8 +78,9 @@ struct AttentionPattern {
   bool ring = false;
   std::vector<bool> local_layers = {};  // empty, or one flag per layer (global_every then 0)
 
-  bool local(index layer) const noexcept {
-    if (!local_layers.empty()) return local_layers[static_cast<std::size_t>(layer)];
+  bool local(index layer) const noexcept {  // a list shorter than the layers: the rest global
+    if (!local_layers.empty())
+      return layer < index(local_layers.size()) && local_layers[static_cast<std::size_t>(layer)];
     return global_every == 0 || (layer + 1) % global_every != 0;
   }
   index window_of(index layer) const noexcept { return local(layer) ? window : 0; }
@@ -186,6 +187,10 @@ void check_params(const char* where, const ModelParams& p, const Dims& d) {
              index(a.local_layers.size()));
     check(a.global_every == 0, where, "params.attention.global_every",
           "0 with a local_layers list (the list decides)", a.global_every);
+    const bool any_local =
+        std::find(a.local_layers.begin(), a.local_layers.end(), true) != a.local_layers.end();
+    check(!any_local || a.window > 0, where, "params.attention.window",
+          "> 0 when local_layers names a local layer", a.window);
   }
   check(a.sinks >= 0, where, "params.attention.sinks", ">= 0", a.sinks);
   check(a.sinks == 0 || a.window > 0, where, "params.attention.sinks",
