@@ -407,27 +407,21 @@ std::string hf_dir(const test::TempDir& dir, const std::string& name, const tfor
       matrix(b + "mlp.gate_proj.weight", lw.ffn.gate);
       matrix(b + "mlp.up_proj.weight", lw.ffn.up);
       matrix(b + "mlp.down_proj.weight", lw.ffn.down);
-    } else if (h.type == "qwen3_moe" || h.type == "qwen2_moe") {
-      matrix(b + "mlp.gate.weight", WeightView(lw.router));
+    } else {  // Qwen's mlp.{gate, experts.E.*_proj}, or Mixtral's block_sparse_moe.{gate, w1/w3/w2}
+      const bool qwen = h.type == "qwen3_moe" || h.type == "qwen2_moe";
+      const std::string block = b + (qwen ? "mlp." : "block_sparse_moe.");
+      matrix(block + "gate.weight", WeightView(lw.router));
       for (std::size_t e = 0; e < lw.experts.size(); ++e) {
-        const std::string x = b + "mlp.experts." + std::to_string(e) + ".";
-        matrix(x + "gate_proj.weight", lw.experts[e].gate);
-        matrix(x + "up_proj.weight", lw.experts[e].up);
-        matrix(x + "down_proj.weight", lw.experts[e].down);
+        const std::string x = block + "experts." + std::to_string(e) + ".";
+        matrix(x + (qwen ? "gate_proj.weight" : "w1.weight"), lw.experts[e].gate);
+        matrix(x + (qwen ? "up_proj.weight" : "w3.weight"), lw.experts[e].up);
+        matrix(x + (qwen ? "down_proj.weight" : "w2.weight"), lw.experts[e].down);
       }
       if (lw.shared_expert.gate.rows() > 0) {
-        matrix(b + "mlp.shared_expert.gate_proj.weight", lw.shared_expert.gate);
-        matrix(b + "mlp.shared_expert.up_proj.weight", lw.shared_expert.up);
-        matrix(b + "mlp.shared_expert.down_proj.weight", lw.shared_expert.down);
-        matrix(b + "mlp.shared_expert_gate.weight", WeightView(lw.shared_expert_gate));
-      }
-    } else {
-      matrix(b + "block_sparse_moe.gate.weight", WeightView(lw.router));
-      for (std::size_t e = 0; e < lw.experts.size(); ++e) {
-        const std::string x = b + "block_sparse_moe.experts." + std::to_string(e) + ".";
-        matrix(x + "w1.weight", lw.experts[e].gate);
-        matrix(x + "w3.weight", lw.experts[e].up);
-        matrix(x + "w2.weight", lw.experts[e].down);
+        matrix(block + "shared_expert.gate_proj.weight", lw.shared_expert.gate);
+        matrix(block + "shared_expert.up_proj.weight", lw.shared_expert.up);
+        matrix(block + "shared_expert.down_proj.weight", lw.shared_expert.down);
+        matrix(block + "shared_expert_gate.weight", WeightView(lw.shared_expert_gate));
       }
     }
   }
