@@ -57,6 +57,9 @@ tformer::OwnedWeights<C> random_model(const Dims& d, std::uint64_t seed, const M
   for (const auto& l : w.view().layers)
     for (auto s : {l.attn_norm, l.ffn_norm, l.q_norm, l.k_norm, l.post_attn_norm, l.post_ffn_norm})
       perturb(s);
+  for (const auto& l : w.view().layers)  // a shared expert's gate of order 1: sigmoid spans (0, 1)
+    for (Index i = 0; i < l.shared_expert_gate.cols(); ++i)
+      tformer::OwnedWeights<C>::mut(l.shared_expert_gate)[i] *= 30.0f;
   return w;
 }
 
@@ -141,6 +144,8 @@ struct GgufModel {
   std::uint32_t experts = 0;       // > 0: expert_count (and expert_used_count = the Dims' top_k)
   std::uint32_t expert_width = 0;  // > 0: expert_feed_forward_length
   bool experts_swapped = false;    // merged expert tensors with ne [cols, E, rows] (wrong)
+  bool shared_width_key = true;    // write expert_shared_feed_forward_length (with a shared expert)
+  bool gate_2d = false;            // ffn_gate_inp_shexp as ne [H, 1], as newer converters write it
   float linear = 0;             // > 0: a linear RoPE scaling factor …
   bool old_key = false;         // … as rope.scale_linear (no type key) instead of rope.scaling.*
   std::uint32_t value_length = 0;  // > 0: written
@@ -212,14 +217,17 @@ std::vector<std::byte> gguf_file(const tformer::ModelWeights& w, const Dims& d,
       matrix(b + "ffn_gate_shexp.weight", lw.shared_expert.gate);
       matrix(b + "ffn_up_shexp.weight", lw.shared_expert.up);
       matrix(b + "ffn_down_shexp.weight", lw.shared_expert.down);
-      vector(b + "ffn_gate_inp_shexp.weight",
-             std::span<const float>(lw.shared_expert_gate.row(0), std::size_t(lw.shared_expert_gate.cols())));
+      const std::span<const float> gate(lw.shared_expert_gate.row(0), std::size_t(lw.shared_expert_gate.cols()));
+      if (g.gate_2d)
+        t.push_back({b + "ffn_gate_inp_shexp.weight", 0, {std::uint64_t(gate.size()), 1}, bytes_of(gate)});
+      else
+        vector(b + "ffn_gate_inp_shexp.weight", gate);
     }
   }
   if (g.extra_tensor) vector("blk.0.attn_norm_2.weight", w.final_norm);
   const std::string a = g.arch;
   const std::uint64_t kvs = 11 + (g.experts > 0) + (g.experts > 0 && d.top_k > 0) +
-                            (g.expert_width > 0) + (d.shared_intermediate > 0) +
+                            (g.expert_width > 0) + (d.shared_intermediate > 0 && g.shared_width_key) +
                             (g.linear > 0 ? (g.old_key ? 1 : 2) : 0) +
                             (g.value_length > 0) + g.key_length;
   const auto bytes = test::gguf::build(t, kvs, [&](test::gguf::Writer& k) {
@@ -241,7 +249,7 @@ std::vector<std::byte> gguf_file(const tformer::ModelWeights& w, const Dims& d,
     if (g.experts > 0) k.kv_u32(a + ".expert_count", g.experts);
     if (g.experts > 0 && d.top_k > 0) k.kv_u32(a + ".expert_used_count", std::uint32_t(d.top_k));
     if (g.expert_width > 0) k.kv_u32(a + ".expert_feed_forward_length", g.expert_width);
-    if (d.shared_intermediate > 0)
+    if (d.shared_intermediate > 0 && g.shared_width_key)
       k.kv_u32(a + ".expert_shared_feed_forward_length", std::uint32_t(d.shared_intermediate));
     if (g.linear > 0) {
       k.str(a + (g.old_key ? ".rope.scale_linear" : ".rope.scaling.factor"));
@@ -620,6 +628,16 @@ TEST_CASE("checkpoint: MoE GGUF files (Mixtral as llama, qwen3moe) load and matc
     CHECK(m.weights().layers[0].shared_expert.up.type() == WeightType::q8_0);
     auto dec = m.decoder<configs::Mixtral>({.capacity = 16});
     require_matches(dec, tokens, ref::decoder_logits<configs::Mixtral>(w, q, tokens, {}, {}, p));
+    // llama.cpp's fallbacks: without the keys, the shared expert is feed_forward_length wide and
+    // the experts feed_forward_length / k; the gate row as ne [H, 1] reads the same.
+    Dims fallback = q;
+    fallback.intermediate = 64;  // = the shared width, and 64 / 2 = the experts' 32
+    const std::string bare = dir.write("qwen2moe_bare.gguf", gguf_file(w, fallback,
+        {.arch = "qwen2moe", .rope_base = 1e6f, .experts = 4, .shared_width_key = false, .gate_2d = true}));
+    const auto mb = tformer::load_checkpoint(bare);
+    CHECK((mb.dims().intermediate == 32 && mb.dims().shared_intermediate == 64));
+    auto db = mb.decoder<configs::Mixtral>({.capacity = 16});
+    require_matches(db, tokens, ref::decoder_logits<configs::Mixtral>(w, q, tokens, {}, {}, p));
   }
   SECTION("qwen3moe: qk-norm, expert_feed_forward_length apart from feed_forward_length") {
     ModelParams p = presets::qwen3();  // renormalised, as llama.cpp runs qwen3moe
@@ -936,6 +954,11 @@ TEST_CASE("checkpoint: config.json's rope_scaling kinds map to the RoPE scalings
   const auto qwen = tformer::parse_hf_config(R"({"model_type": "qwen3", )" + bare, "q.json");
   CHECK((qwen.dims.kv_heads == 32 && qwen.dims.head_dim == 128 && qwen.params.eps == 1e-6f &&
          qwen.params.rope_base == 10000.0));
+  const auto qwen2_moe = tformer::parse_hf_config(R"({"model_type": "qwen2_moe", )" + bare, "q2.json");
+  CHECK((qwen2_moe.dims.kv_heads == 16 && qwen2_moe.dims.experts == 60 && qwen2_moe.dims.top_k == 4 &&
+         qwen2_moe.dims.intermediate == 1408 && qwen2_moe.dims.shared_intermediate == 5632 &&
+         qwen2_moe.qkv_bias && !qwen2_moe.params.renormalize));
+  CHECK(!tformer::parse_hf_config(R"({"model_type": "qwen2_moe", "qkv_bias": false, )" + bare, "q2.json").qkv_bias);
   const auto mistral = tformer::parse_hf_config(R"({"model_type": "mistral", )" + bare, "m.json");
   CHECK((mistral.dims.kv_heads == 8 && mistral.dims.head_dim == 1 && mistral.params.attention.window == 4096));
   const auto mixtral = tformer::parse_hf_config(R"({"model_type": "mixtral", "num_local_experts": 8,

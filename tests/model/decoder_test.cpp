@@ -164,6 +164,11 @@ void randomise_norms(OwnedWeights<C>& w, std::uint64_t seed) {
     for (auto s : {l.attn_norm, l.ffn_norm, l.q_norm, l.k_norm, l.cross_norm, l.post_attn_norm,
                    l.post_ffn_norm})
       perturb(s);
+  // A shared expert's gate of order 1 (x · g of order 1): sigmoid then spans (0, 1), so that a
+  // gate that ignores x, or the wrong sign, is seen.
+  for (const LayerWeights& l : v.layers)
+    for (tformer::index i = 0; i < l.shared_expert_gate.cols(); ++i)
+      OwnedWeights<C>::mut(l.shared_expert_gate)[i] *= 30.0f;
 }
 
 std::vector<std::int32_t> random_tokens(test::Random& rng, int n, tformer::index vocab) {
@@ -485,21 +490,31 @@ TEST_CASE("decoder: family presets match the reference on small random models",
     ModelParams p = presets::mixtral();
     p.renormalize = false;
     check_preset<configs::Mixtral>(d, 30, 6, 3, {}, {}, nullptr, p);
-    // The shared expert reaches the logits: without it the reference moves.
-    OwnedWeights<configs::Mixtral> w(d, 31, p);
+    // The same weights as check_preset's: the shared expert, and its gate's dependence on x,
+    // move the reference by more than 10 tolerances, so the decoder's match above sees both.
+    OwnedWeights<configs::Mixtral> w(d, 30, p);
+    randomise_norms(w, 31);
     test::Random rng(32);
-    const auto tokens = random_tokens(rng, 5, d.vocab);
+    const auto tokens = random_tokens(rng, 9, d.vocab);
     const auto want = ref::decoder_logits<configs::Mixtral>(w.view(), d, tokens, {}, {}, p);
-    ModelWeights none = w.view();
+    const auto apart = [&](const ModelWeights& other) {
+      const auto got = ref::decoder_logits<configs::Mixtral>(other, d, tokens, {}, {}, p);
+      double m = 0;
+      for (std::size_t t = 0; t < want.size(); ++t)
+        for (std::size_t j = 0; j < want[t].size(); ++j) m = std::max(m, std::abs(want[t][j] - got[t][j]));
+      return m;
+    };
+    ModelWeights none = w.view(), constant = w.view();
+    const std::vector<float> zeros(std::size_t(d.hidden), 0.0f);
     for (LayerWeights& l : none.layers) {
       l.shared_expert = {};
       l.shared_expert_gate = {};
     }
-    const auto without = ref::decoder_logits<configs::Mixtral>(none, d, tokens, {}, {}, p);
-    double apart = 0;
-    for (std::size_t t = 0; t < want.size(); ++t)
-      for (std::size_t j = 0; j < want[t].size(); ++j) apart = std::max(apart, std::abs(want[t][j] - without[t][j]));
-    CHECK(apart > 10 * 1e-5 * (1.0 + max_abs(want)));
+    for (LayerWeights& l : constant.layers)  // sigmoid(0) = 1/2 whatever x
+      l.shared_expert_gate = MatrixView<const float>(zeros.data(), 1, d.hidden);
+    const double tol = 1e-5 * (1.0 + max_abs(want));
+    CHECK(apart(none) > 10 * tol);
+    CHECK(apart(constant) > 10 * tol);
     // Weights the Dims do not announce are refused, not ignored.
     Dims plain = d;
     plain.shared_intermediate = 0;

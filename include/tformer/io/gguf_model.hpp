@@ -19,8 +19,8 @@
 // g = blk.N.ffn_gate_inp_shexp [H].
 // llama.cpp's converter permutes llama's q/k rows to Meta's interleaved order and runs them with
 // its NORMAL RoPE (pairs (x[2i], x[2i+1])): a llama GGUF loads with RopeLayout::Interleaved,
-// as stored, never permuted back. qwen2, qwen3 and qwen3moe keep Hugging Face's rotate-half
-// rows (llama.cpp's NEOX RoPE). Keys read ({a} = the architecture):
+// as stored, never permuted back. qwen2, qwen3, qwen2moe and qwen3moe keep Hugging Face's
+// rotate-half rows (llama.cpp's NEOX RoPE). Keys read ({a} = the architecture):
 // {a}.embedding_length, .feed_forward_length, .block_count, .context_length,
 // .attention.head_count, .attention.head_count_kv (= heads), .attention.key_length
 // (= hidden / heads; .value_length must equal it), .attention.layer_norm_rms_epsilon,
@@ -232,8 +232,8 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
       lw.shared_expert = {read.weight(b + "ffn_gate_shexp.weight", S, H),
                           read.weight(b + "ffn_up_shexp.weight", S, H),
                           read.weight(b + "ffn_down_shexp.weight", H, S)};
-      const std::span<const float> g = read.vector(b + "ffn_gate_inp_shexp.weight", H);
-      lw.shared_expert_gate = MatrixView<const float>(g.data(), 1, H);
+      const std::span<const float> gate_row = read.vector(b + "ffn_gate_inp_shexp.weight", H);
+      lw.shared_expert_gate = MatrixView<const float>(gate_row.data(), 1, H);
     }
   }
   std::size_t bytes = 0;

@@ -7,8 +7,9 @@
 // Families (model_type): llama, mistral, qwen2 (Q/K/V biases), qwen3 (qk-norm), mixtral (MoE),
 // qwen3_moe (qk-norm, MoE: num_experts (128), num_experts_per_tok (8), moe_intermediate_size
 // (768) as the experts' width, norm_topk_prob (false) as renormalize; every layer MoE),
-// qwen2_moe (as qwen3_moe without qk-norm, with Qwen2's q/k/v biases, defaults 60 experts, top-4,
-// width 1408, and a gated shared expert of shared_expert_intermediate_size (5632)).
+// qwen2_moe (as qwen3_moe without qk-norm, with Qwen2's q/k/v biases (qkv_bias, true),
+// defaults 60 experts, top-4, width 1408, and a gated shared expert of
+// shared_expert_intermediate_size (5632)).
 // gemma (configs::Gemma: (1 + w) norms; hidden_activation gelu_pytorch_tanh (GeGLU), the
 // embedding × √hidden, tied by default, head_dim 256) and gemma2 (configs::Gemma2: also
 // sandwich norms, query_pre_attn_scalar (256), attn_logit_softcapping (50) and
@@ -16,7 +17,8 @@
 // layer_types lists them).
 // Keys read, with the family's transformers defaults where a key may be absent: vocab_size,
 // hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads
-// (llama: heads; mistral, mixtral: 8; qwen2, qwen3: 32; qwen3_moe: 4; gemma: 16; gemma2: 4),
+// (llama: heads; mistral, mixtral: 8; qwen2, qwen3: 32; qwen3_moe: 4; qwen2_moe, gemma: 16;
+// gemma2: 4),
 // head_dim (hidden / heads; qwen3: 128; gemma, gemma2: 256),
 // max_position_embeddings, rms_norm_eps (1e-6; mixtral 1e-5), rope_theta (10000; mixtral 1e6),
 // rope_scaling (default, linear, dynamic, yarn, llama3, longrope) or transformers 5's
@@ -237,7 +239,8 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
   const bool gemma = f == "gemma" || f == "gemma2";
 
   // Each family's defaults for keys a saved config may lack (transformers' LlamaConfig,
-  // MistralConfig, Qwen3Config, MixtralConfig).
+  // MistralConfig, Qwen2Config, Qwen3Config, MixtralConfig, Qwen2MoeConfig, Qwen3MoeConfig,
+  // GemmaConfig, Gemma2Config).
   struct Defaults {
     index kv_heads;  // 0: = heads
     index head_dim;  // 0: = hidden / heads
@@ -296,8 +299,9 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
     if (act != "silu") k.fail("hidden_act", "silu (SwiGLU)", act);
   }
   // Biases of the attention projections: Qwen2's q, k, v always; Llama's attention_bias all four.
-  const bool qwen2 = f == "qwen2" || f == "qwen2_moe";
-  info.qkv_bias = qwen2 || k.flag_or("attention_bias", false);
+  const bool qwen2 = f == "qwen2" || f == "qwen2_moe";  // Qwen2MoeConfig: qkv_bias, default true
+  info.qkv_bias = (f == "qwen2" || (f == "qwen2_moe" && k.flag_or("qkv_bias", true))) ||
+                  k.flag_or("attention_bias", false);
   info.o_bias = !qwen2 && k.flag_or("attention_bias", false);
   if (k.flag_or("mlp_bias", false)) k.fail("mlp_bias", "false", "true");
   if (k.find("partial_rotary_factor")) {  // Hugging Face: int(head_dim · factor) values rotate

@@ -91,7 +91,8 @@ inline LoadedModel load_hf(const std::string& dir, FileMode mode = FileMode::Map
       lw.ffn_norm = read.vector(b + "post_attention_layernorm.weight", H);
     }
     if (info.ffn == FfnKind::MoE) {
-      // Mixtral's block_sparse_moe with w1/w3/w2; Qwen3-MoE's mlp with {gate,up,down}_proj.
+      // Mixtral's block_sparse_moe with w1/w3/w2; Qwen2/3-MoE's mlp with {gate,up,down}_proj
+      // (and Qwen2-MoE's shared expert).
       const bool mixtral = info.family == "mixtral";
       const std::string block = b + (mixtral ? "block_sparse_moe." : "mlp.");
       const std::string router = block + "gate.weight";

@@ -13,6 +13,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tformer/core/error.hpp"
@@ -30,7 +31,8 @@ inline namespace TFORMER_ARCH_NS {
 
 // One decoder layer. Which members are used depends on the Config: q_norm/k_norm with qk_norm,
 // cross_* with cross-attention, ffn (+ optional ffn_down_t) for Dense/TopK, router + experts
-// for MoE. Unused members stay empty.
+// (+ shared_expert, with Dims::shared_intermediate) for MoE, post_*_norm with post_norms.
+// Unused members stay empty.
 struct LayerWeights {
   std::span<const float> attn_norm;        // [H]
   WeightView wq, wk, wv, wo;               // [Hq·D, H], [Hkv·D, H], [Hkv·D, H], [H, Hq·D]
@@ -149,6 +151,19 @@ void validate_weights(const Dims& d, const ModelWeights& w,
       if (!lw.conv_bias.empty()) check_vector(layer_name(l, "conv_bias"), lw.conv_bias, H);
     }
     check_vector(layer_name(l, "ffn_norm"), lw.ffn_norm, H);
+    // Shared-expert weights the Dims do not announce (shared_intermediate 0, or no MoE) would be
+    // ignored: each must be empty.
+    auto check_no_shared_expert = [&] {
+      const std::pair<const char*, index> parts[] = {
+          {"shared_expert.gate rows", lw.shared_expert.gate.rows()},
+          {"shared_expert.up rows", lw.shared_expert.up.rows()},
+          {"shared_expert.down rows", lw.shared_expert.down.rows()},
+          {"shared_expert_gate rows", lw.shared_expert_gate.rows()}};
+      for (const auto& [name, rows] : parts)
+        check_eq("ModelWeights",
+                 layer_name(l, name) + " (0: no shared expert, as Dims::shared_intermediate says)",
+                 index(0), rows);
+    };
     auto check_ffn = [&](const std::string& name, const SwiGluWeights& f) {
       check_matrix(name + ".gate", f.gate, d.intermediate, H);
       check_matrix(name + ".up", f.up, d.intermediate, H);
@@ -168,15 +183,11 @@ void validate_weights(const Dims& d, const ModelWeights& w,
         check_matrix(layer_name(l, "shared_expert.down"), lw.shared_expert.down, H, S);
         if (lw.shared_expert_gate.rows() > 0)
           check_matrix(layer_name(l, "shared_expert_gate"), lw.shared_expert_gate, 1, H);
-      } else {  // weights the Dims do not announce would be ignored
-        check_eq("ModelWeights",
-                 layer_name(l, "shared_expert.gate rows (Dims::shared_intermediate)").c_str(),
-                 index(0), lw.shared_expert.gate.rows());
-        check_eq("ModelWeights",
-                 layer_name(l, "shared_expert_gate rows (no shared expert)").c_str(), index(0),
-                 lw.shared_expert_gate.rows());
+      } else {
+        check_no_shared_expert();
       }
     } else {
+      check_no_shared_expert();
       check_ffn(layer_name(l, "ffn"), lw.ffn);
       if (C::ffn == FfnKind::TopK && lw.ffn_down_t.rows() > 0)
         check_matrix(layer_name(l, "ffn_down_t"), lw.ffn_down_t, d.intermediate, H);
