@@ -54,8 +54,6 @@ struct StepTrace {
   std::vector<std::vector<TraceMatrix>> self_attention = {};
   // cross_attention[l][i]: [heads, the sequence's encoder tokens]; padding has weight 0.
   std::vector<std::vector<TraceMatrix>> cross_attention = {};
-
-  bool requested() const noexcept { return hidden_states || !attention_rows.empty(); }
 };
 
 }  // namespace TFORMER_ARCH_NS
