@@ -830,6 +830,43 @@ TEST_CASE("checkpoint: Hugging Face directories of each family load in one call 
            off.params.attention.global_every == 0 && off.params.attention.window == 4096));
     CHECK((off.dims.head_dim == 256 && off.dims.kv_heads == 4 && off.tied));
   }
+  SECTION("gemma3_text: qk-norm, local layers' own RoPE base, scaled global layers") {
+    ModelParams p = presets::gemma3(small.hidden, 16.0);
+    p.attention = {.window = 3, .global_every = 2};
+    p.rope_base = 1000.0;
+    p.local_rope_base = 20.0;
+    p.rope_scaling = tformer::rope_scaling::Linear{.factor = 8.0};
+    auto owned = random_model<configs::Gemma2>(small, 26, p);
+    tformer::ModelWeights tied = owned.view();
+    tied.lm_head = {};
+    const auto m = tformer::load_hf(hf_dir(dir, "gemma3", tied, small, p,
+        {.type = "gemma3_text", .tied = true,
+         .extra = "\"query_pre_attn_scalar\": 16, \"sliding_window\": 3, "
+                  "\"sliding_window_pattern\": 2, \"rope_local_base_freq\": 20, "
+                  "\"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": 8.0},"}));
+    CHECK((m.info().post_norms && m.params().qk_norm && m.params().local_rope_base == 20.0));
+    CHECK((m.params().attention_softcap == 0 && m.params().final_softcap == 0));
+    CHECK((m.params().attention.window == 3 && m.params().attention.global_every == 2));
+    check(m, tied, p, configs::Gemma2{});
+    // transformers 5: rope_parameters per layer type; defaults without them.
+    const std::string sizes = R"("model_type": "gemma3_text", "vocab_size": 10, "hidden_size": 8,
+        "intermediate_size": 16, "num_hidden_layers": 12, "num_attention_heads": 2,
+        "max_position_embeddings": 64, )";
+    const auto five = tformer::parse_hf_config("{" + sizes + R"("rope_parameters": {
+        "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0},
+        "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}})", "g3.json");
+    CHECK((five.params.rope_base == 1e6 && five.params.local_rope_base == 1e4));
+    CHECK(std::get<tformer::rope_scaling::Linear>(five.params.rope_scaling).factor == 8.0);
+    CHECK((five.params.attention.window == 4096 && five.params.attention.global_every == 6));
+    CHECK((five.dims.head_dim == 256 && five.dims.kv_heads == 4 && five.tied));
+    CHECK_THAT(error_of([&] {
+                 (void)tformer::parse_hf_config("{" + sizes + R"("rope_parameters": {
+        "full_attention": {"rope_type": "default"},
+        "sliding_attention": {"rope_type": "linear", "factor": 2.0}}})", "g3.json");
+               }),
+               Catch::Contains("g3.json") && Catch::Contains("rope_type") &&
+                   Catch::Contains("local layers are not scaled"));
+  }
   SECTION("sliding_window null: no window (Mistral v0.2+, Qwen, Gemma 2); bidirectional Gemma refused") {
     const std::string sizes = R"("vocab_size": 10, "hidden_size": 8, "intermediate_size": 16,
         "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 64, )";

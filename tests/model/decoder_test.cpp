@@ -123,6 +123,9 @@ struct StreamingAlibi : configs::Llama {  // positions only through the bias (MP
         [](ModelParams& p) { p.attention = {.window = 4, .sinks = 3, .ring = true}; });
   }
 };
+struct Gemma3Like : configs::Gemma2 {  // Gemma 3's structure; its numbers are ModelParams
+  static ModelParams params() { return presets::gemma3(48); }
+};
 struct SinksFull : configs::Llama {  // window 3 and 2 sinks over a full cache (no ring)
   static ModelParams params() {
     return changed<configs::Llama>([](ModelParams& p) { p.attention = {.window = 3, .sinks = 2}; });
@@ -460,6 +463,122 @@ TEST_CASE("decoder: parameters are checked at construction", "[decoder][params][
   p = presets::llama3();
   p.qk_norm = true;  // the weights have no q_norm
   bad(p, "q_norm");
+  p = presets::llama3();
+  p.local_rope_base = 0.5;
+  bad(p, "params.local_rope_base");
+  p = presets::llama3();  // sink queries would rotate with the table's frequencies
+  p.rope_scaling = tformer::rope_scaling::DynamicNtk{.factor = 2.0, .original_max_positions = 8};
+  p.attention = {.window = 3, .sinks = 2};
+  bad(p, "params.attention.sinks");
+  p.attention.sink_positions = SinkPositions::Original;  // no sink queries: allowed
+  CHECK_NOTHROW(Decoder<configs::Llama>(w.view(), small, p, {.capacity = 16}));
+  p = presets::llama3();  // the scaled base at the longest sequence overflows
+  p.rope_scaling = tformer::rope_scaling::DynamicNtk{.factor = 1e300, .original_max_positions = 8};
+  bad(p, "scaled base");
+}
+
+namespace {
+// Logits of every pass's tokens against the reference fed in the same passes, and shown to
+// differ from one fed in a single pass (so the test sees the per-pass frequencies).
+void check_passes(const ModelParams& p, std::uint64_t seed, const std::vector<tformer::index>& passes) {
+  OwnedWeights<configs::Llama> w(small, seed, p);
+  randomise_norms(w, seed + 1);
+  test::Random rng(seed + 2);
+  tformer::index T = 0;
+  for (tformer::index n : passes) T += n;
+  const auto tokens = random_tokens(rng, int(T), small.vocab);
+  const auto want =
+      ref::decoder_logits<configs::Llama>(w.view(), small, tokens, {}, {}, p, nullptr, passes);
+  const auto one_pass = ref::decoder_logits<configs::Llama>(w.view(), small, tokens, {}, {}, p);
+  double apart = 0;
+  for (std::size_t t = 0; t < want.size(); ++t)
+    for (std::size_t j = 0; j < want[t].size(); ++j)
+      apart = std::max(apart, std::abs(want[t][j] - one_pass[t][j]));
+  CHECK(apart > 10 * 1e-5 * (1.0 + max_abs(want)));
+
+  Decoder<configs::Llama> dec(w.view(), small, p, {.capacity = T, .max_tokens = 8});
+  tformer::index done = 0;
+  for (tformer::index n : passes) {
+    INFO("pass of " << n << " tokens from " << done);
+    std::vector<float> got(static_cast<std::size_t>(n * small.vocab));
+    dec.forward(0, std::span(tokens).subspan(std::size_t(done), std::size_t(n)),
+                {got.data(), n, small.vocab}, LogitsFor::All);
+    require_logits(got, want, done, n, small.vocab);
+    done += n;
+  }
+  // classify feeds a prompt longer than max_tokens (8) in steps: one pass, the prompt's length.
+  const tformer::index prompt = std::min<tformer::index>(T, 13);
+  const auto whole = ref::decoder_logits<configs::Llama>(
+      w.view(), small, std::vector<std::int32_t>(tokens.begin(), tokens.begin() + prompt), {}, {}, p);
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(small.vocab));
+  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = std::int32_t(i);
+  std::vector<float> got(ids.size()), probs(ids.size());
+  dec.reset(0);
+  dec.classify(0, std::span(tokens).first(std::size_t(prompt)), ids, got, probs);
+  require_logits(got, whole, prompt - 1, 1, small.vocab);
+}
+}  // namespace
+
+// Hugging Face recomputes length-dependent frequencies per forward pass from max(position_ids)
+// + 1 and rotates that pass's q and k with them; cached keys keep theirs.
+TEST_CASE("decoder: dynamic NTK and LongRoPE rotate each pass with its length's frequencies",
+          "[decoder][params][rope]") {
+  namespace rs = tformer::rope_scaling;
+  // Passes within L0 = 6, crossing it, and past it one token at a time.
+  const std::vector<tformer::index> passes = {4, 5, 1, 1, 3, 1};
+  SECTION("dynamic NTK, factor 4") {
+    ModelParams p = presets::llama3();
+    p.rope_base = 100.0;  // large angles at these short lengths
+    p.rope_scaling = rs::DynamicNtk{.factor = 4.0, .original_max_positions = 6};
+    check_passes(p, 81, passes);
+  }
+  SECTION("LongRoPE: short factors up to L0, long ones past it, s = max_positions / L0") {
+    ModelParams p = presets::llama3();
+    p.rope_base = 100.0;
+    std::vector<double> short_f, long_f;
+    for (int i = 0; i < 6; ++i) short_f.push_back(1.0 + 0.1 * i), long_f.push_back(1.5 + 2.0 * i);
+    p.rope_scaling = rs::LongRope{.short_factor = short_f, .long_factor = long_f,
+                                  .original_max_positions = 6};
+    check_passes(p, 82, passes);
+  }
+  SECTION("partial rotary with dynamic NTK") {
+    ModelParams p = presets::llama3();
+    p.rope_base = 100.0;
+    p.rotary_dim = 8;
+    p.rope_scaling = rs::DynamicNtk{.factor = 2.0, .original_max_positions = 5};
+    check_passes(p, 83, {3, 4, 1, 2, 1});
+  }
+}
+
+// Gemma 3: local layers rotate with their own base and no scaling, global ones with the
+// model's (rope_theta 1e6, linear factor 8), qk-norm, sandwich norms, 5 local : 1 global.
+TEST_CASE("decoder: local layers' own RoPE base (Gemma 3) matches the reference",
+          "[decoder][params][rope]") {
+  const Dims d = {.vocab = 61, .hidden = 48, .intermediate = 80, .layers = 6, .heads = 4,
+                  .kv_heads = 2, .head_dim = 12, .max_positions = 40};
+  ModelParams p = presets::gemma3(d.hidden, 16.0);
+  p.attention.window = 3;
+  p.rope_base = 1000.0;  // large angles at these short lengths
+  p.local_rope_base = 20.0;
+  check_preset<Gemma3Like>(d, 91, 9, 4, {}, {}, nullptr, p);
+  // Without the local base the reference moves: the test sees which table a layer uses.
+  OwnedWeights<Gemma3Like> w(d, 91, p);
+  randomise_norms(w, 92);
+  test::Random rng(93);
+  const auto tokens = random_tokens(rng, 13, d.vocab);
+  const auto want = ref::decoder_logits<Gemma3Like>(w.view(), d, tokens, {}, {}, p);
+  ModelParams same = p;
+  same.local_rope_base = 0;
+  const auto plain = ref::decoder_logits<Gemma3Like>(w.view(), d, tokens, {}, {}, same);
+  double apart = 0;
+  for (std::size_t t = 0; t < want.size(); ++t)
+    for (std::size_t j = 0; j < want[t].size(); ++j) apart = std::max(apart, std::abs(want[t][j] - plain[t][j]));
+  CHECK(apart > 10 * 1e-5 * (1.0 + max_abs(want)));
+  SECTION("every layer local, in a ring: the local table alone") {
+    ModelParams ring = p;
+    ring.attention = {.window = 3, .ring = true};
+    check_preset<Gemma3Like>(d, 94, 9, 4, {}, {}, nullptr, ring);
+  }
 }
 
 TEST_CASE("decoder: family presets match the reference on small random models",

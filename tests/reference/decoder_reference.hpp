@@ -64,19 +64,44 @@ inline void add(Vec& x, const Vec& y) {
   for (std::size_t i = 0; i < x.size(); ++i) x[i] += y[i];
 }
 
-inline std::vector<double> decoder_inv_freq(const tformer::Dims& d, const tformer::ModelParams& p) {
-  const auto& scaling = p.rope_scaling;
+// RoPE of a model as Hugging Face's rotary embeddings compute it: the inverse frequencies and
+// the factor that multiplies cos and sin, for a forward pass whose positions end at `length`
+// (max(position_ids) + 1: dynamic NTK's base and LongRoPE's factors depend on it). `local`:
+// local layers' own base without scaling (Gemma 3's rope_local_base_freq), when given.
+struct RopeAt {
+  std::vector<double> inv_freq;
+  double factor = 1.0;
+};
+inline RopeAt decoder_rope(const tformer::Dims& d, const tformer::ModelParams& p, double length,
+                           bool local = false) {
+  namespace rs = tformer::rope_scaling;
   const int rotary = int(p.rotary_dim > 0 ? p.rotary_dim : d.head_dim);
-  if (std::holds_alternative<tformer::rope_scaling::None>(scaling))
-    return default_inv_freq(rotary, p.rope_base);
-  if (const auto* lin = std::get_if<tformer::rope_scaling::Linear>(&scaling)) {  // positions / s
-    std::vector<double> f = default_inv_freq(rotary, p.rope_base);
-    for (double& x : f) x /= lin->factor;
-    return f;
+  const double base = p.rope_base;
+  if (local && p.local_rope_base > 0) return {default_inv_freq(rotary, p.local_rope_base), 1.0};
+  const auto& scaling = p.rope_scaling;
+  if (std::holds_alternative<rs::None>(scaling)) return {default_inv_freq(rotary, base), 1.0};
+  if (const auto* lin = std::get_if<rs::Linear>(&scaling))  // positions / s
+    return {linear_inv_freq(rotary, base, lin->factor), 1.0};
+  if (const auto* l3 = std::get_if<rs::Llama3>(&scaling))
+    return {llama3_inv_freq(rotary, base, l3->factor, l3->low_freq_factor, l3->high_freq_factor,
+                            l3->original_max_positions),
+            1.0};
+  if (const auto* y = std::get_if<rs::Yarn>(&scaling)) {  // no mscale pair in these tests
+    if (y->mscale || y->mscale_all_dim) throw std::logic_error("decoder reference: YaRN mscale");
+    return {yarn_inv_freq(rotary, base, y->factor, y->original_max_positions, y->beta_fast,
+                          y->beta_slow, y->truncate),
+            y->attention_factor.value_or(yarn_default_attention_factor(y->factor))};
   }
-  if (const auto* l3 = std::get_if<tformer::rope_scaling::Llama3>(&scaling))
-    return llama3_inv_freq(rotary, p.rope_base, l3->factor, l3->low_freq_factor,
-                           l3->high_freq_factor, l3->original_max_positions);
+  if (const auto* n = std::get_if<rs::DynamicNtk>(&scaling))  // b grows with L = max(length, L0)
+    return {dynamic_ntk_inv_freq(rotary, base, n->factor, n->original_max_positions, length), 1.0};
+  if (const auto* lr = std::get_if<rs::LongRope>(&scaling)) {
+    // Long factors once the pass's length exceeds L0; s = max_position_embeddings / L0; the
+    // factor sqrt(1 + ln s / ln L0) when s > 1.
+    const double l0 = lr->original_max_positions;
+    const double s = lr->factor.value_or(double(d.max_positions) / l0);
+    return {longrope_inv_freq(rotary, base, length > l0 ? lr->long_factor : lr->short_factor),
+            lr->attention_factor.value_or(s > 1 ? std::sqrt(1 + std::log(s) / std::log(l0)) : 1.0)};
+  }
   throw std::logic_error("decoder reference: scaling not covered");
 }
 
@@ -170,7 +195,10 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
                                 const std::vector<float>& encoder = {},  // [S, encoder_width]
                                 const std::vector<std::uint8_t>& encoder_valid = {},
                                 const tformer::ModelParams& p = tformer::default_params<C>(),
-                                DecoderTrace* trace = nullptr) {
+                                DecoderTrace* trace = nullptr,
+                                // The forward passes the tokens come in (sizes summing to the
+                                // tokens; empty: one pass): a pass's RoPE length is its end.
+                                const std::vector<tformer::index>& passes = {}) {
   using tformer::index;
   if (p.activation.kind != tformer::ActivationKind::SiLU &&
       p.activation.kind != tformer::ActivationKind::GeluTanh)  // the reference's activations
@@ -180,7 +208,20 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
   const double eps = p.eps;
   const index T = index(tokens.size()), D = d.head_dim, group = d.heads / d.kv_heads;
   const double scale = 1.0 / std::sqrt(double(D));
-  const auto inv_freq = decoder_inv_freq(d, p);
+  // Each token's RoPE (global layers, local layers): that of its pass's length.
+  std::vector<RopeAt> rope_global, rope_local;
+  {
+    std::vector<tformer::index> sizes = passes.empty() ? std::vector<tformer::index>{T} : passes;
+    tformer::index end = 0;
+    for (tformer::index n : sizes) {
+      end += n;
+      for (tformer::index i = 0; i < n; ++i) {
+        rope_global.push_back(decoder_rope(d, p, double(end)));
+        rope_local.push_back(decoder_rope(d, p, double(end), true));
+      }
+    }
+    if (end != T) throw std::logic_error("decoder reference: passes do not sum to the tokens");
+  }
   const Layout layout =
       C::rope_layout == tformer::RopeLayout::Interleaved ? Layout::Interleaved : Layout::RotateHalf;
 
@@ -258,24 +299,27 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
         rotate(head);
       }
     }
-    const auto rotated = [&](const Vec& head, index position) {
-      return C::positions == tformer::PositionKind::Rope
-                 ? rope(head, static_cast<std::size_t>(p.rotary_dim > 0 ? p.rotary_dim : D), layout,
-                        double(position), inv_freq)
-                 : head;
+    // Token t's head rotated at `position` with t's frequencies; cos and sin × the factor.
+    const auto rotated = [&](const Vec& head, index t, index position) {
+      if (C::positions != tformer::PositionKind::Rope) return head;
+      const RopeAt& r = (global ? rope_global : rope_local)[static_cast<std::size_t>(t)];
+      const std::size_t rot = static_cast<std::size_t>(p.rotary_dim > 0 ? p.rotary_dim : D);
+      Vec out = rope(head, rot, layout, double(position), r.inv_freq);
+      for (std::size_t i = 0; i < rot; ++i) out[i] *= r.factor;
+      return out;
     };
     for (index t = 0; t < T; ++t) {
       Vec att;
       const bool shifted = sinks > 0 && in_cache && t > sinks + window - 1;
       const index qpos = shifted ? sinks + window - 1 : t;
       for (index h = 0; h < d.heads; ++h) {
-        const Vec query = rotated(q[t][static_cast<std::size_t>(h)], qpos);
+        const Vec query = rotated(q[t][static_cast<std::size_t>(h)], t, qpos);
         std::vector<Vec> keys, values;
         std::vector<bool> visible;
         std::vector<double> bias;
         for (index j = 0; j < T; ++j) {
           const index kpos = !shifted || j < sinks ? j : sinks + window - 1 - (t - j);
-          keys.push_back(rotated(k[j][static_cast<std::size_t>(h / group)], kpos));
+          keys.push_back(rotated(k[j][static_cast<std::size_t>(h / group)], j, kpos));
           values.push_back(v[j][static_cast<std::size_t>(h / group)]);
           visible.push_back(j <= t && (window == 0 || j > t - window || j < sinks));
           if (C::bias == tformer::BiasKind::ALiBi)

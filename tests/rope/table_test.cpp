@@ -87,6 +87,77 @@ TEST_CASE("rope/table: LongRoPE switches factors with the sequence length", "[ro
   require_rows_match(table, ref::longrope_inv_freq(16, 10000.0, long_f), a, {1, 64});
 }
 
+namespace {
+// Rows from compute_rows(positions, n, length, out) against cos and sin of the reference's
+// frequencies, with the same bound as require_rows_match.
+void require_length_rows(RopeTable& table, int first, int n, int length,
+                         const std::vector<double>& inv, double factor) {
+  std::vector<float> rows(static_cast<std::size_t>(n * table.rotary_dim()));
+  table.compute_rows(tformer::Positions::offset(first), n, length,
+                     {rows.data(), n, table.rotary_dim()});
+  for (int t = 0; t < n; ++t)
+    for (int i = 0; i < table.half(); ++i) {
+      INFO("position " << first + t << " frequency " << i << " length " << length);
+      const double angle = (first + t) * inv[std::size_t(i)];
+      const float* row = rows.data() + t * table.rotary_dim();
+      REQUIRE(std::abs(row[i] - factor * std::cos(angle)) <= FLT_EPSILON * factor);
+      REQUIRE(std::abs(row[table.half() + i] - factor * std::sin(angle)) <= FLT_EPSILON * factor);
+    }
+}
+}  // namespace
+
+TEST_CASE("rope/table: rows at a sequence length leave the table as it is", "[rope][table]") {
+  SECTION("dynamic NTK: a new base per length past L0") {
+    const rs::DynamicNtk ntk{.factor = 3.0, .original_max_positions = 100};
+    RopeTable table(RopeConfig{.rotary_dim = 16, .max_positions = 128, .scaling = ntk}, 0);
+    CHECK(table.length_dependent());
+    CHECK(table.serves(0));
+    CHECK(table.serves(100));  // L = max(length, L0): the same frequencies up to L0
+    CHECK_FALSE(table.serves(101));
+    for (int length : {50, 101, 257, 5000}) {  // past the table too (a ring cache)
+      require_length_rows(table, length - 3, 3, length,
+                          ref::dynamic_ntk_inv_freq(16, 10000.0, 3.0, 100, length), 1.0);
+      require_rows_match(table, ref::default_inv_freq(16, 10000.0), 1.0, {1, 99, 127});
+    }
+  }
+  SECTION("LongRoPE: short factors in the table, long ones past L0") {
+    std::vector<double> short_f(4), long_f(4);
+    for (int i = 0; i < 4; ++i) short_f[std::size_t(i)] = 1.0 + 0.25 * i, long_f[std::size_t(i)] = 2.0 + i;
+    const rs::LongRope lr{.short_factor = short_f, .long_factor = long_f,
+                          .original_max_positions = 32, .factor = 8.0};
+    RopeTable table(RopeConfig{.rotary_dim = 8, .max_positions = 64, .scaling = lr}, 0);
+    const double a = std::sqrt(1 + std::log(8.0) / std::log(32.0));
+    CHECK(table.sequence_length() == 0);
+    CHECK(table.serves(32));
+    CHECK_FALSE(table.serves(33));
+    require_rows_match(table, ref::longrope_inv_freq(8, 10000.0, short_f), a, {1, 40, 63});
+    require_length_rows(table, 30, 10, 40, ref::longrope_inv_freq(8, 10000.0, long_f), a);
+    require_length_rows(table, 0, 5, 5, ref::longrope_inv_freq(8, 10000.0, short_f), a);
+    table.set_sequence_length(33);  // the table in the long regime: the short one computed
+    require_length_rows(table, 2, 4, 6, ref::longrope_inv_freq(8, 10000.0, short_f), a);
+    require_rows_match(table, ref::longrope_inv_freq(8, 10000.0, long_f), a, {1, 63});
+    const RopeTable copy = table.copy();
+    CHECK(copy.serves(40));
+    CHECK_FALSE(copy.serves(3));
+  }
+  SECTION("other scalings: every length is the table's") {
+    RopeTable table(RopeConfig{.rotary_dim = 8, .max_positions = 16, .scaling = rs::Linear{2.0}});
+    CHECK_FALSE(table.length_dependent());
+    CHECK(table.serves(1000));
+    require_length_rows(table, 20, 2, 22, ref::linear_inv_freq(8, 10000.0, 2.0), 1.0);
+  }
+  SECTION("bad arguments") {
+    RopeTable table(RopeConfig{.rotary_dim = 8, .max_positions = 16});
+    std::vector<float> rows(16);
+    CHECK_THROWS_WITH(table.compute_rows(tformer::Positions::offset(0), 2, -1, {rows.data(), 2, 8}),
+                      Contains("length") && Contains("got -1"));
+    CHECK_THROWS_WITH(table.compute_rows(tformer::Positions::offset(0), 2, 2, {rows.data(), 2, 6}),
+                      Contains("out"));
+    CHECK_THROWS_WITH(RopeTable(RopeConfig{.rotary_dim = 8, .max_positions = 16}, -2),
+                      Contains("sequence_length") && Contains("got -2"));
+  }
+}
+
 TEST_CASE("rope/table: a rejected update changes nothing", "[rope][table][errors]") {
   RopeTable table(RopeConfig{.rotary_dim = 8, .max_positions = 16, .base = 500.0});
   const float c = table.cos(3)[1];

@@ -11,16 +11,21 @@
 // defaults 60 experts, top-4, width 1408, and a gated shared expert of
 // shared_expert_intermediate_size (5632)).
 // gemma (configs::Gemma: (1 + w) norms; hidden_activation gelu_pytorch_tanh (GeGLU), the
-// embedding × √hidden, tied by default, head_dim 256) and gemma2 (configs::Gemma2: also
+// embedding × √hidden, tied by default, head_dim 256), gemma2 (configs::Gemma2: also
 // sandwich norms, query_pre_attn_scalar (256), attn_logit_softcapping (50) and
 // final_logit_softcapping (30), null: off; sliding_window (4096) on layers 0, 2, … unless
-// layer_types lists them).
+// layer_types lists them) and gemma3_text (Gemma 3's language model, configs::Gemma2: as gemma2
+// with qk-norm, soft-caps off by default, rope_theta 1e6 with rope_scaling on global layers,
+// rope_local_base_freq (10000) unscaled on local ones, one global layer in
+// sliding_window_pattern (6: layers 5, 11, …) unless layer_types lists them; transformers 5's
+// rope_parameters per layer type, {"full_attention": …, "sliding_attention": …}, too).
 // Keys read, with the family's transformers defaults where a key may be absent: vocab_size,
 // hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads
 // (llama: heads; mistral, mixtral: 8; qwen2, qwen3: 32; qwen3_moe: 4; qwen2_moe, gemma: 16;
-// gemma2: 4),
-// head_dim (hidden / heads; qwen3: 128; gemma, gemma2: 256),
-// max_position_embeddings, rms_norm_eps (1e-6; mixtral 1e-5), rope_theta (10000; mixtral 1e6),
+// gemma2, gemma3_text: 4),
+// head_dim (hidden / heads; qwen3: 128; gemma, gemma2, gemma3_text: 256),
+// max_position_embeddings, rms_norm_eps (1e-6; mixtral 1e-5), rope_theta (10000; mixtral,
+// gemma3_text 1e6),
 // rope_scaling (default, linear, dynamic, yarn, llama3, longrope) or transformers 5's
 // rope_parameters (its rope_theta and the same kinds), tie_word_embeddings (false), hidden_act
 // (silu), attention_bias (llama: biases on q, k, v, o), sliding_window (mistral: 4096 on every
@@ -111,6 +116,11 @@ class Keys {
     const double x = number_or(key, fallback);
     if (!(std::abs(x) <= std::numeric_limits<float>::max())) fail(key, "a finite float", std::to_string(x));
     return static_cast<float>(x);
+  }
+  const json& object(const char* key) const {
+    const json* v = find(key);
+    if (!v || !v->is_object()) fail(key, "an object", v ? v->dump() : "no such key");
+    return *v;
   }
   std::vector<double> numbers(const char* key) const {
     const json* v = find(key);
@@ -232,11 +242,14 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
   info.family = k.text_or("model_type", "");
   const std::string& f = info.family;
   if (f != "llama" && f != "mistral" && f != "qwen2" && f != "qwen3" && f != "mixtral" &&
-      f != "qwen3_moe" && f != "qwen2_moe" && f != "gemma" && f != "gemma2")
+      f != "qwen3_moe" && f != "qwen2_moe" && f != "gemma" && f != "gemma2" &&
+      f != "gemma3_text")
     k.fail("model_type",
-           "llama, mistral, qwen2, qwen3, mixtral, qwen2_moe, qwen3_moe, gemma or gemma2",
+           "llama, mistral, qwen2, qwen3, mixtral, qwen2_moe, qwen3_moe, gemma, gemma2 or "
+           "gemma3_text",
            f.empty() ? "no such key" : f);
-  const bool gemma = f == "gemma" || f == "gemma2";
+  const bool gemma = f == "gemma" || f == "gemma2" || f == "gemma3_text";
+  const bool gemma3 = f == "gemma3_text";
 
   // Each family's defaults for keys a saved config may lack (transformers' LlamaConfig,
   // MistralConfig, Qwen2Config, Qwen3Config, MixtralConfig, Qwen2MoeConfig, Qwen3MoeConfig,
@@ -255,6 +268,7 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
                        : f == "qwen2_moe" ? Defaults{16, 0, 10000.0, 1e-6, 0}
                        : f == "gemma"   ? Defaults{16, 256, 10000.0, 1e-6, 0}
                        : f == "gemma2"  ? Defaults{4, 256, 10000.0, 1e-6, 4096}
+                       : gemma3         ? Defaults{4, 256, 1e6, 1e-6, 4096}
                                         : Defaults{8, 0, 1e6, 1e-5, 0};  // mixtral
 
   Dims& d = info.dims;
@@ -270,7 +284,23 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
   ModelParams& p = info.params;
   p.eps = k.single("rms_norm_eps", def.eps);
   p.rope_base = k.number_or("rope_theta", def.rope_theta);
-  if (const hf_detail::json* rp = k.find("rope_parameters")) {  // transformers 5's form
+  const hf_detail::json* rp = k.find("rope_parameters");
+  if (gemma3) {  // local layers' base: rope_local_base_freq, or transformers 5's per-type form
+    p.local_rope_base = k.number_or("rope_local_base_freq", 10000.0);
+    if (rp && rp->is_object() && rp->contains("sliding_attention")) {
+      const hf_detail::Keys types(*rp, where + ": rope_parameters");
+      const hf_detail::Keys local(types.object("sliding_attention"),
+                                  where + ": rope_parameters.sliding_attention");
+      if (!std::holds_alternative<rope_scaling::None>(
+              hf_detail::rope_scaling_of(types.object("sliding_attention"), k, where,
+                                         d.max_positions)))
+        local.fail("rope_type", "default (local layers are not scaled)",
+                   local.text_or("rope_type", "?"));
+      p.local_rope_base = local.number_or("rope_theta", p.local_rope_base);
+      rp = &types.object("full_attention");
+    }
+  }
+  if (rp) {  // transformers 5's form
     if (!rp->is_object()) k.fail("rope_parameters", "an object", rp->dump());
     const hf_detail::Keys r(*rp, where + ": rope_parameters");
     const double theta = r.number_or("rope_theta", p.rope_base);
@@ -330,7 +360,7 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
     info.norm = NormScale::OnePlusWeight;   // x̂ · (1 + w)
     p.embed_scale = std::sqrt(static_cast<float>(d.hidden));  // the embedding × √hidden
   }
-  if (f == "gemma2") {
+  if (f == "gemma2" || gemma3) {
     info.post_norms = true;
     const double scalar = k.number_or("query_pre_attn_scalar", 256.0);
     if (!(scalar > 0 && std::isfinite(scalar)))
@@ -340,13 +370,17 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
     const auto softcap = [&](const char* key, double fallback) {
       return k.is_null(key) ? 0.0f : k.single(key, fallback);
     };
-    p.attention_softcap = softcap("attn_logit_softcapping", 50.0);
-    p.final_softcap = softcap("final_logit_softcapping", 30.0);
+    p.attention_softcap = softcap("attn_logit_softcapping", gemma3 ? 0.0 : 50.0);
+    p.final_softcap = softcap("final_logit_softcapping", gemma3 ? 0.0 : 30.0);
     p.attention.window = window_or(def.window);
     if (p.attention.window > 0) {
       p.attention.local_layers = hf_detail::layer_types_of(k, d.layers);
-      if (p.attention.local_layers.empty()) p.attention.global_every = 2;  // layers 1, 3, … global
+      // Without layer_types: Gemma 2's layers 1, 3, … global; Gemma 3's every
+      // sliding_window_pattern-th (6: layers 5, 11, …).
+      if (p.attention.local_layers.empty())
+        p.attention.global_every = gemma3 ? k.size_or("sliding_window_pattern", 6) : 2;
     }
+    if (gemma3) p.qk_norm = true;
   }
   if (f == "mixtral") {
     info.ffn = FfnKind::MoE;

@@ -112,6 +112,9 @@ struct ModelParams {
   double rope_base = 10000.0;                        // θ_i = pos · base^(−2i/d)
   index rotary_dim = 0;  // d: RoPE on the first d values of each head (partial); 0: head_dim
   RopeScaling rope_scaling = rope_scaling::None{};   // linear, dynamic NTK, YaRN, Llama 3, LongRoPE
+  // Local (sliding-window) layers' own RoPE base, without scaling (Gemma 3's
+  // rope_local_base_freq: 10000); 0: local layers rotate as global ones do.
+  double local_rope_base = 0.0;
   float eps = 1e-5f;                                 // every RMSNorm's ε
   AttentionPattern attention = {};                   // window, global layers, sinks, ring
   Activation activation = {};                        // of the gated FFN (SwiGLU: SiLU)
@@ -177,6 +180,10 @@ void check_params(const char* where, const ModelParams& p, const Dims& d) {
     detail::fail_check(where, "params.rotary_dim",
                        "0 (all) or even in [2, head_dim = " + std::to_string(d.head_dim) + "]",
                        p.rotary_dim);
+  if (p.local_rope_base != 0.0 && !(std::isfinite(p.local_rope_base) && p.local_rope_base > 1.0))
+      [[unlikely]]
+    detail::fail_check(where, "params.local_rope_base", "0 (none) or a finite number > 1",
+                       p.local_rope_base);
   finite_positive("params.eps", p.eps);
   check_activation(std::string(where) + ": params.activation", p.activation);
   const AttentionPattern& a = p.attention;
@@ -197,6 +204,13 @@ void check_params(const char* where, const ModelParams& p, const Dims& d) {
         "0 without a window (sinks belong to local layers)", a.sinks);
   check(a.sink_positions == SinkPositions::InCache || a.sink_positions == SinkPositions::Original,
         where, "params.attention.sink_positions", "InCache or Original", int(a.sink_positions));
+  // Sink queries are rotated from the table alone; a pass's own frequencies do not reach them.
+  if (a.sinks > 0 && a.sink_positions == SinkPositions::InCache &&
+      (std::holds_alternative<rope_scaling::DynamicNtk>(p.rope_scaling) ||
+       std::holds_alternative<rope_scaling::LongRope>(p.rope_scaling))) [[unlikely]]
+    detail::fail_check(where, "params.attention.sinks",
+                       "0 with dynamic NTK or LongRoPE scaling (or sink_positions Original)",
+                       a.sinks);
   check(!a.ring || a.window > 0, where, "params.attention.ring", "false without a window", a.ring);
   check_router(where, "params.router", p.router);
   check(p.pad_id >= -1 && p.pad_id < d.vocab, where, "params.pad_id",
@@ -326,6 +340,20 @@ inline ModelParams gemma2(index hidden, double query_pre_attn_scalar = 256.0) {
   return p;
 }
 
+// Gemma 3 (Gemma3TextConfig): Gemma 2's structure without soft-caps, with qk-norm; five local
+// layers of 4096 keys to one global (layers 5, 11, … global); global layers rotate with base
+// 1e6 (and the checkpoint's scaling: linear 8 for 4B and larger), local ones with 10000.
+inline ModelParams gemma3(index hidden, double query_pre_attn_scalar = 256.0) {
+  ModelParams p = gemma2(hidden, query_pre_attn_scalar);
+  p.rope_base = 1000000.0;
+  p.local_rope_base = 10000.0;
+  p.qk_norm = true;
+  p.attention = {.window = 4096, .global_every = 6};
+  p.attention_softcap = 0.0f;
+  p.final_softcap = 0.0f;
+  return p;
+}
+
 }  // namespace presets
 
 namespace configs {
@@ -433,8 +461,9 @@ struct Gemma : Base, Dynamic {
   static constexpr NormScale norm = NormScale::OnePlusWeight;
   static constexpr HeadKind head = HeadKind::AsLoaded;
 };
-// Gemma 2: Gemma with sandwich norms (post_attn_norm, post_ffn_norm); local and global layers
-// alternate, with soft-caps (presets::gemma2(hidden)).
+// Gemma 2 and 3: Gemma with sandwich norms (post_attn_norm, post_ffn_norm); their numbers
+// (presets::gemma2(hidden), presets::gemma3(hidden)): which layers slide, soft-caps, qk-norm,
+// local layers' RoPE base.
 struct Gemma2 : Gemma {
   static constexpr bool post_norms = true;
 };

@@ -146,10 +146,7 @@ class Decoder {
         options_(resolved(options, d_, p_)),
         weights_(checked_weights(weights, d_, p_)),
         exec_(std::forward<E>(executor)),
-        rope_(RopeConfig{.rotary_dim = int(rotary_dim_of(p_, d_)),
-                         .max_positions = int(options_.capacity),
-                         .base = p_.rope_base,
-                         .scaling = p_.rope_scaling}),
+        rope_(rope_config(p_.rope_base, p_.rope_scaling), 0),
         ws_(d_, p_, options_.max_tokens, C::cross_attention ? options_.encoder_tokens : 0,
             options_.sequences, std::max(options_.capacity, p_.attention.window),
             exec_.concurrency()),
@@ -189,6 +186,18 @@ class Decoder {
                                   .max_step = options_.max_tokens,
                                   .sinks = p_.attention.sinks,
                                   .type = options_.kv_type});
+    if (p_.local_rope_base > 0 && C::positions == PositionKind::Rope)
+      for (index l = 0; l < d_.layers; ++l)
+        if (p_.attention.local(l)) {  // Gemma 3: local layers' own base, without scaling
+          local_rope_.emplace(rope_config(p_.local_rope_base, rope_scaling::None{}), 0);
+          break;
+        }
+    if (const auto* ntk = std::get_if<rope_scaling::DynamicNtk>(&p_.rope_scaling)) {
+      // The scaled base grows with the length: check it at the longest a sequence can get, so
+      // that no step fails half way.
+      const int longest = streaming() ? std::numeric_limits<std::int32_t>::max() : int(options_.capacity);
+      compute_rope_frequencies(*ntk, rope_.rotary_dim(), p_.rope_base, rope_.max_positions(), longest);
+    }
     if (ws_.sink_queries()) sink_positions_.resize(static_cast<std::size_t>(options_.max_tokens));
     segments_.reserve(static_cast<std::size_t>(options_.sequences));
     if constexpr (C::bias == BiasKind::ALiBi) alibi_ = alibi_slopes(d_.heads);
@@ -376,6 +385,18 @@ class Decoder {
   }
 
  private:
+  // The table of `base` and `scaling` for this decoder: capacity rows (it starts short, and
+  // LongRoPE's factor, when not given, is the model's max_positions / L0, as Hugging Face's).
+  RopeConfig rope_config(double base, RopeScaling scaling) const {
+    if (auto* lr = std::get_if<rope_scaling::LongRope>(&scaling); lr && !lr->factor &&
+                                                                  lr->original_max_positions > 0)
+      lr->factor = double(d_.max_positions) / lr->original_max_positions;
+    return {.rotary_dim = int(rotary_dim_of(p_, d_)),
+            .max_positions = int(options_.capacity),
+            .base = base,
+            .scaling = std::move(scaling)};
+  }
+
   static ModelParams checked_params(const ModelParams& p, const Dims& d) {
     check_params<C>("Decoder", p, d);
     return p;
@@ -471,20 +492,28 @@ class Decoder {
   }
 
   // Feeds checked tokens (check_feed) to one sequence in steps of max_tokens; logits of the last.
+  // The prompt is one forward pass for length-dependent RoPE scalings: every step rotates with
+  // the frequencies of its full length, as Hugging Face's generate does.
   void prefill(index seq, std::span<const std::int32_t> tokens, MatrixView<float> logits) {
+    const index end = length(seq) + index(tokens.size());
     for (std::size_t done = 0; done < tokens.size();) {
       const std::size_t n = std::min<std::size_t>(tokens.size() - done, std::size_t(options_.max_tokens));
-      forward(seq, tokens.subspan(done, n), logits);
+      const SequenceTokens step{seq, tokens.subspan(done, n)};
+      const std::span<const SequenceTokens> batch(&step, 1);
+      run(batch, check_step("Decoder::forward", batch, logits, LogitsFor::Last), logits,
+          LogitsFor::Last, nullptr, end);
       done += n;
     }
   }
 
+  // pass_end > 0: the RoPE length of a one-sequence step (prefill); else each segment's end.
   void run(std::span<const SequenceTokens> batch, index rows, MatrixView<float> logits,
-           LogitsFor which, StepTrace* trace = nullptr) {
+           LogitsFor which, StepTrace* trace = nullptr, index pass_end = 0) {
     segments_.clear();
     index row = 0;
     for (const SequenceTokens& b : batch) {
-      segments_.push_back({b.seq, row, index(b.tokens.size()), length(b.seq)});
+      const index start = length(b.seq), tokens = index(b.tokens.size());
+      segments_.push_back({b.seq, row, tokens, start, pass_end > 0 ? pass_end : start + tokens});
       for (std::int32_t t : b.tokens)  // embedding rows, decoded from their storage type
         convert_kernels::decode_range(weights_.embedding, t, 0, d_.hidden, ws_.x(rows).row(row++));
     }
@@ -499,7 +528,6 @@ class Decoder {
     prepare_positions(rows);
     if (trace != nullptr) start_trace(*trace, rows);
     rmsnorm<C::norm>(ws_.x(rows), weights_.layers[0].attn_norm, p_.eps, ws_.xn(rows));
-    const bool streaming_rope = C::positions == PositionKind::Rope && streaming();
     for (index l = 0; l < d_.layers; ++l) {
       const LayerWeights& w = weights_.layers[std::size_t(l)];
       const bool last = l + 1 == d_.layers;
@@ -510,8 +538,8 @@ class Decoder {
                            p_,
                            segments_,
                            rows,
-                           rope_,
-                           streaming_rope ? ws_.rope_rows(rows) : MatrixView<float>{},
+                           rope_of(l),
+                           uses_local_rope(l) ? ws_.local_rope_rows(rows) : ws_.rope_rows(rows),
                            cache,
                            cache_layer_[std::size_t(l)],
                            sink_positions_now_,
@@ -573,15 +601,28 @@ class Decoder {
     for (index r = 0; r < logits.rows(); ++r) activation_kernels::soft_cap(logits.row(r), logits.cols(), c);
   }
 
-  // What the step's positions need besides the table: RoPE rows past it (streaming), and the
-  // positions sinks are scored from (InCache), once any query's window has left its sinks.
+  // Layer l's RoPE table: local layers' own (local_rope_base), or the model's.
+  bool uses_local_rope(index l) const noexcept { return local_rope_ && p_.attention.local(l); }
+  const RopeTable& rope_of(index l) const noexcept {
+    return uses_local_rope(l) ? *local_rope_ : rope_;
+  }
+
+  // What the step's positions need besides the tables: RoPE rows they do not hold (positions
+  // past them, another length's frequencies: rows_in_table), and the positions sinks are scored
+  // from (InCache), once any query's window has left its sinks.
   void prepare_positions(index rows) {
-    if constexpr (C::positions == PositionKind::Rope)
-      if (streaming())
+    if constexpr (C::positions == PositionKind::Rope) {
+      const auto compute = [&](RopeTable& table, MatrixView<float> out) {
         for (const StepSegment& s : segments_)
-          if (s.start + s.tokens > rope_.max_positions())
-            rope_.compute_rows(Positions::offset(static_cast<std::int32_t>(s.start)), s.tokens,
-                               ws_.rope_rows(rows).row_slice(s.row, s.tokens));
+          if (!rows_in_table(table, s))
+            table.compute_rows(Positions::offset(static_cast<std::int32_t>(s.start)), s.tokens,
+                               static_cast<int>(s.rope_length), out.row_slice(s.row, s.tokens));
+      };
+      bool model_table = !local_rope_;
+      for (index l = 0; l < d_.layers && !model_table; ++l) model_table = !p_.attention.local(l);
+      if (model_table) compute(rope_, ws_.rope_rows(rows));
+      if (local_rope_) compute(*local_rope_, ws_.local_rope_rows(rows));
+    }
     sink_positions_now_ = {};
     if (ws_.sink_queries()) {
       const index cap = p_.attention.sinks + p_.attention.window - 1;
@@ -616,6 +657,7 @@ class Decoder {
   ModelWeights weights_;  // views
   E exec_;
   RopeTable rope_;
+  std::optional<RopeTable> local_rope_;  // local layers' own (ModelParams::local_rope_base)
   std::optional<KVCache> full_;  // global layers' keys and values
   std::optional<KVCache> ring_;  // local layers' with AttentionPattern::ring
   std::vector<index> cache_layer_;  // per layer: its index in its cache (ring_of: the ring)

@@ -57,7 +57,19 @@ struct StepSegment {
   index row = 0;
   index tokens = 0;
   index start = 0;
+  // The sequence length whose RoPE frequencies rotate these tokens (dynamic NTK, LongRoPE): the
+  // end of the forward pass they belong to (Hugging Face: max(position_ids) + 1), i.e. start +
+  // tokens, or a whole prompt's end when generate feeds it in steps of max_tokens.
+  index rope_length = 0;
 };
+
+// Whether a segment's cos/sin rows come from `table`, or are computed for the step
+// (LayerInputs::rope_rows): positions past the table (a ring), or a length-dependent scaling
+// whose frequencies at the segment's rope_length are not the table's.
+inline bool rows_in_table(const RopeTable& table, const StepSegment& s) noexcept {
+  return s.start + s.tokens <= table.max_positions() &&
+         (!table.length_dependent() || table.serves(static_cast<int>(s.rope_length)));
+}
 
 // Scratch of a decoder for up to `max_tokens` rows per step, sized at construction.
 template <DecoderConfig C>
@@ -88,9 +100,8 @@ class DecoderWorkspace {
         encoder_k_(size(encoder_tokens * d.kv_heads * d.head_dim)),
         encoder_v_(size(encoder_tokens * d.kv_heads * d.head_dim)),
         sink_q_(size(sink_queries_ ? max_tokens * d.heads * d.head_dim : 0)),
-        rope_rows_(size(C::positions == PositionKind::Rope && p.attention.streaming(d.layers)
-                            ? max_tokens * rotary_
-                            : 0)),
+        rope_rows_(size(computed_rope_rows(p, d) ? max_tokens * rotary_ : 0)),
+        local_rope_rows_(size(computed_local_rope_rows(p, d) ? max_tokens * rotary_ : 0)),
         ffn_(C::ffn == FfnKind::MoE ? 0 : max_tokens, d.intermediate),
         parts_(std::max<index>(sequences, 1) * d.kv_heads *
                ((std::max(max_keys, encoder_tokens) + split_keys - 1) / split_keys + 2)),
@@ -119,6 +130,20 @@ class DecoderWorkspace {
             .activation = p.activation};
   }
 
+  // Whether steps may compute the cos/sin rows of rope_rows (positions past the table of a
+  // streaming ring; a length-dependent scaling) and of local_rope_rows (local layers' own RoPE,
+  // ModelParams::local_rope_base, when streaming).
+  static bool computed_rope_rows(const ModelParams& p, const Dims& d) noexcept {
+    return C::positions == PositionKind::Rope &&
+           (p.attention.streaming(d.layers) ||
+            std::holds_alternative<rope_scaling::DynamicNtk>(p.rope_scaling) ||
+            std::holds_alternative<rope_scaling::LongRope>(p.rope_scaling));
+  }
+  static bool computed_local_rope_rows(const ModelParams& p, const Dims& d) noexcept {
+    return C::positions == PositionKind::Rope && p.local_rope_base > 0 &&
+           p.attention.streaming(d.layers);
+  }
+
   // Whether local layers score their sinks with queries rotated at other positions (InCache).
   static constexpr bool sink_queries(const ModelParams& p) noexcept {
     return C::positions == PositionKind::Rope && p.attention.sinks > 0 &&
@@ -131,7 +156,8 @@ class DecoderWorkspace {
   std::size_t bytes() const noexcept {
     std::size_t n = x_.bytes() + xn_.bytes() + delta_.bytes() + q_.bytes() + k_.bytes() +
                     v_.bytes() + att_.bytes() + encoder_.bytes() + encoder_k_.bytes() +
-                    encoder_v_.bytes() + sink_q_.bytes() + rope_rows_.bytes() + ffn_.bytes() +
+                    encoder_v_.bytes() + sink_q_.bytes() + rope_rows_.bytes() +
+                    local_rope_rows_.bytes() + ffn_.bytes() +
                     part_m_.bytes() + part_l_.bytes() + part_acc_.bytes() + part_scores_.bytes() +
                     part_q_.bytes() + plan_.bytes();
     for (const auto& a : attention_) n += a.bytes();
@@ -158,6 +184,9 @@ class DecoderWorkspace {
   MatrixView<float> sink_q(index T) noexcept { return {sink_q_.data(), T, d_.heads * d_.head_dim}; }
   // Streaming RoPE: cos/sin rows of the step's positions past the table.
   MatrixView<float> rope_rows(index T) noexcept { return {rope_rows_.data(), T, rotary_}; }
+  MatrixView<float> local_rope_rows(index T) noexcept {
+    return {local_rope_rows_.data(), T, rotary_};
+  }
   // Prefill attention scratch of worker w < attention_workers().
   AttentionWorkspace& attention(index w) noexcept { return attention_[std::size_t(w)]; }
   index attention_workers() const noexcept { return index(attention_.size()); }
@@ -194,7 +223,7 @@ class DecoderWorkspace {
   index max_tokens_, encoder_tokens_;
   index rotary_;  // RoPE's values per head
   AlignedBuffer<float> x_, xn_, delta_, q_, k_, v_, att_, encoder_, encoder_k_, encoder_v_,
-      sink_q_, rope_rows_;
+      sink_q_, rope_rows_, local_rope_rows_;
   std::vector<AttentionWorkspace> attention_;
   FfnWorkspace ffn_;
   std::optional<MoeWorkspace> moe_;
@@ -211,8 +240,9 @@ struct LayerInputs {
   const ModelParams& params;
   std::span<const StepSegment> segments;
   index rows;  // Σ segment tokens
-  const RopeTable& rope;
-  // Positions past the table: cos/sin rows of the step's rows (segments that reach past it).
+  const RopeTable& rope;  // this layer's: the model's, or local layers' own (Gemma 3)
+  // cos/sin rows of the step's rows, for segments whose rows are not in the table
+  // (rows_in_table); unused otherwise.
   MatrixView<const float> rope_rows;
   KVCache& cache;     // this layer's: the full cache, or the ring of local layers
   index cache_layer;  // the layer's index in it
@@ -417,10 +447,10 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
   for (const StepSegment& s : in.segments) {
     HeadsView<float> qs(q.row(s.row), s.tokens, d.heads, D), ks(k.row(s.row), s.tokens, d.kv_heads, D);
     if constexpr (C::positions == PositionKind::Rope) {
-      if (s.start + s.tokens <= in.rope.max_positions())
+      if (rows_in_table(in.rope, s))
         apply_rope_inplace<C::rope_layout>(in.rope, qs, ks,
                                            Positions::offset(static_cast<std::int32_t>(s.start)));
-      else  // past the table (a streaming ring): rows computed for this step
+      else  // past the table, or another length's frequencies: rows computed for this step
         apply_rope_rows_inplace<C::rope_layout>(in.rope_rows.row_slice(s.row, s.tokens), qs, ks);
     }
     in.cache.write(in.cache_layer, s.seq, ks,
