@@ -99,6 +99,15 @@ TEST_CASE("bad_input: the model's runtime parameters", "[bad_input][model]") {
        decoder(params([](ModelParams& p) { p.rope_base = 0; }))},
       {"Decoder", "rope_base NaN", "params.rope_base",
        decoder(params([](ModelParams& p) { p.rope_base = kNaN; }))},
+      {"Decoder", "local_rope_base 1", "params.local_rope_base",
+       decoder(params([](ModelParams& p) { p.local_rope_base = 1.0; }))},
+      {"Decoder", "local_rope_base NaN", "params.local_rope_base",
+       decoder(params([](ModelParams& p) { p.local_rope_base = kNaN; }))},
+      {"Decoder", "sinks with dynamic NTK", "params.attention.sinks",
+       decoder(params([](ModelParams& p) {
+         p.rope_scaling = tformer::rope_scaling::DynamicNtk{.factor = 2, .original_max_positions = 4};
+         p.attention = {.window = 2, .sinks = 1};
+       }))},
       {"Decoder", "eps -1e-6", "params.eps", decoder(params([](ModelParams& p) { p.eps = -1e-6f; }))},
       {"Decoder", "eps +inf", "params.eps", decoder(params([](ModelParams& p) { p.eps = kInf; }))},
       {"Decoder", "attention.window -1", "params.attention.window",
