@@ -280,3 +280,30 @@ TEST_CASE("model/decoder: streaming past the capacity with attention sinks alloc
         }) == 0);
   CHECK(dec.length(0) > 80);
 }
+
+TEST_CASE("model/decoder: steps past L0 with dynamic NTK or LongRoPE, and Gemma 3's two tables, "
+          "allocate nothing",
+          "[decoder][allocation][rope]") {
+  struct Small : configs::Gemma2 {};
+  const Dims d = {.vocab = 97, .hidden = 64, .intermediate = 96, .layers = 2, .heads = 4,
+                  .kv_heads = 2, .head_dim = 16, .max_positions = 64};
+  ModelParams ntk = presets::gemma3(d.hidden);
+  ntk.attention = {.window = 4, .global_every = 2};
+  ntk.rope_scaling = rope_scaling::DynamicNtk{.factor = 4.0, .original_max_positions = 8};
+  ModelParams longrope = ntk;
+  longrope.rope_scaling = rope_scaling::LongRope{.short_factor = std::vector<double>(8, 1.0),
+                                                 .long_factor = std::vector<double>(8, 3.0),
+                                                 .original_max_positions = 8};
+  for (const ModelParams& p : {ntk, longrope}) {
+    OwnedWeights<Small> weights(d, 7, p);
+    Decoder<Small> dec(weights.view(), d, p, {.capacity = 48, .max_tokens = 4});
+    std::vector<float> logits(97);
+    const std::vector<std::int32_t> prompt = {1, 2, 3, 4, 5, 6};
+    Rng rng(4);
+    std::vector<std::int32_t> out(30);
+    CHECK(test::allocations_during([&] {
+            dec.generate(0, prompt, 30, Sampler::with_top_k(5), rng, out);  // 6 + 29 > L0
+          }) == 0);
+    CHECK(dec.length(0) == 35);
+  }
+}

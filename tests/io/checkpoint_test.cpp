@@ -847,6 +847,7 @@ TEST_CASE("checkpoint: Hugging Face directories of each family load in one call 
     CHECK((m.info().post_norms && m.params().qk_norm && m.params().local_rope_base == 20.0));
     CHECK((m.params().attention_softcap == 0 && m.params().final_softcap == 0));
     CHECK((m.params().attention.window == 3 && m.params().attention.global_every == 2));
+    CHECK_THAT(m.summary(), Catch::Contains("local layers' rope base 20"));
     check(m, tied, p, configs::Gemma2{});
     // transformers 5: rope_parameters per layer type; defaults without them.
     const std::string sizes = R"("model_type": "gemma3_text", "vocab_size": 10, "hidden_size": 8,

@@ -130,6 +130,7 @@ class LoadedModel {
     s << "\nparams: rope base " << p.rope_base << ", scaling " << scaling_name(p.rope_scaling)
       << ", eps " << p.eps << ", window " << p.attention.window << " on " << local << " of "
       << d.layers << " layers" << (p.qk_norm ? ", qk-norm" : "");
+    if (p.local_rope_base > 0) s << ", local layers' rope base " << p.local_rope_base;
     if (d.shared_intermediate > 0) s << ", shared expert " << d.shared_intermediate;
     if (info_.norm == NormScale::OnePlusWeight) s << ", (1 + w) norms";
     if (info_.post_norms) s << ", post-norms";
