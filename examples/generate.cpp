@@ -13,7 +13,7 @@
 //   tformer-generate --model DIR|FILE.gguf --tokens 1,5,17 [--steps 32] [--temperature T] …
 //                                         a Hugging Face directory (config.json + safetensors:
 //                                         Llama, Mistral, Qwen2/3, Mixtral, Qwen2/3-MoE, Gemma,
-//                                         Gemma 2, Gemma 3 text) or a llama.cpp GGUF file (llama, qwen2,
+//                                         Gemma 2, Gemma 3) or a llama.cpp GGUF file (llama, qwen2,
 //                                         qwen3, qwen2moe, qwen3moe; Mixtral as llama with
 //                                         experts): prints
 //                                         what it loaded, then generates from the prompt's

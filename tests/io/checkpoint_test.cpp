@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "support/error_of.hpp"
 #include "reference/decoder_reference.hpp"
 #include "support/gguf_writer.hpp"
@@ -355,6 +357,12 @@ struct HfModel {
   std::string extra_tensor = "";
   int shards = 1;
   bool bf16_norms = false;     // norm vectors as BF16 (their values must be bf16 already)
+  std::string prefix = "model.";       // the language model's names
+  std::string head = "lm_head.weight";
+  // A multimodal Gemma 3: config.json holds the model's as text_config under model_type
+  // gemma3, and the files a vision tower's tensors (under `vision`) beside the language model.
+  bool multimodal = false;
+  std::string vision = "";
 };
 
 // A model directory of `w` (Hugging Face's layout and names) in `dir`/`name`; returns its path.
@@ -379,16 +387,16 @@ std::string hf_dir(const test::TempDir& dir, const std::string& name, const tfor
     }
     t.push_back({n, "BF16", {Index(v.size())}, b});
   };
-  matrix("model.embed_tokens.weight", w.embedding);
-  vector("model.norm.weight", w.final_norm);
+  matrix(h.prefix + "embed_tokens.weight", w.embedding);
+  vector(h.prefix + "norm.weight", w.final_norm);
   // Tied: a checkpoint may still ship lm_head.weight; this one holds 7s, which would show.
   const std::vector<float> decoy(std::size_t(w.embedding.rows() * w.embedding.cols()), 7.0f);
   if (h.write_lm_head)
-    matrix("lm_head.weight", h.tied ? WeightView(decoy.data(), w.embedding.rows(), w.embedding.cols())
-                                    : w.lm_head);
+    matrix(h.head, h.tied ? WeightView(decoy.data(), w.embedding.rows(), w.embedding.cols())
+                          : w.lm_head);
   for (std::size_t l = 0; l < w.layers.size(); ++l) {
     const auto& lw = w.layers[l];
-    const std::string b = "model.layers." + std::to_string(l) + ".";
+    const std::string b = h.prefix + "layers." + std::to_string(l) + ".";
     vector(b + "input_layernorm.weight", lw.attn_norm);
     matrix(b + "self_attn.q_proj.weight", lw.wq);
     matrix(b + "self_attn.k_proj.weight", lw.wk);
@@ -434,6 +442,10 @@ std::string hf_dir(const test::TempDir& dir, const std::string& name, const tfor
     }
   }
   if (!h.extra_tensor.empty()) vector(h.extra_tensor, w.final_norm);
+  if (h.multimodal) {  // a vision tower's tensors, which the loader leaves alone
+    matrix(h.vision + "vision_tower.vision_model.embeddings.patch_embedding.weight", w.embedding);
+    vector(h.vision + "multi_modal_projector.mm_soft_emb_norm.weight", w.final_norm);
+  }
   const std::filesystem::path root = dir.path / name;
   std::filesystem::create_directory(root);
   const auto write = [&](const std::string& file, const std::vector<std::byte>& bytes) {
@@ -473,7 +485,12 @@ std::string hf_dir(const test::TempDir& dir, const std::string& name, const tfor
   else if (d.experts > 0)
     c << "\"num_local_experts\": " << d.experts << ", \"num_experts_per_tok\": " << d.top_k << ",";
   c << "\"torch_dtype\": \"bfloat16\"\n}\n";
-  const std::string text = c.str();
+  std::string text = c.str();
+  if (h.multimodal)
+    text = nlohmann::json{{"model_type", "gemma3"},
+                          {"text_config", nlohmann::json::parse(text)},
+                          {"vision_config", {{"model_type", "siglip_vision_model"}}}}
+               .dump(2);
   write("config.json", std::vector<std::byte>(reinterpret_cast<const std::byte*>(text.data()),
                                               reinterpret_cast<const std::byte*>(text.data()) + text.size()));
   return root.string();
@@ -867,6 +884,55 @@ TEST_CASE("checkpoint: Hugging Face directories of each family load in one call 
                }),
                Catch::Contains("g3.json") && Catch::Contains("rope_type") &&
                    Catch::Contains("local layers are not scaled"));
+  }
+  SECTION("gemma3 (multimodal): the language model of text_config, the vision tower left alone") {
+    ModelParams p = presets::gemma3(small.hidden, 16.0);
+    p.attention = {.window = 3, .global_every = 2};
+    p.rope_base = 1000.0;
+    p.local_rope_base = 20.0;
+    auto owned = random_model<configs::Gemma2>(small, 27, p);
+    tformer::ModelWeights tied = owned.view();
+    tied.lm_head = {};
+    const std::string extra = "\"query_pre_attn_scalar\": 16, \"sliding_window\": 3, "
+                              "\"sliding_window_pattern\": 2, \"rope_local_base_freq\": 20,";
+    for (const bool newer : {false, true}) {  // transformers 4.50's names, then 4.52's
+      INFO((newer ? "model.language_model." : "language_model.model."));
+      const auto m = tformer::load_hf(hf_dir(dir, newer ? "gemma3_mm_new" : "gemma3_mm", tied,
+          small, p,
+          {.type = "gemma3_text", .tied = true, .extra = extra,
+           .prefix = newer ? "model.language_model." : "language_model.model.",
+           .head = newer ? "lm_head.weight" : "language_model.lm_head.weight",
+           .multimodal = true, .vision = newer ? "model." : ""}));
+      CHECK(m.info().family == "gemma3");
+      CHECK((m.info().post_norms && m.params().qk_norm && m.params().local_rope_base == 20.0));
+      check(m, tied, p, configs::Gemma2{});
+    }
+    // Gemma 3 4B's text_config names a few keys; Gemma3TextConfig's defaults give the rest.
+    const auto four_b = tformer::parse_hf_config(R"({"model_type": "gemma3", "text_config": {
+        "hidden_size": 2560, "intermediate_size": 10240, "model_type": "gemma3_text",
+        "num_hidden_layers": 34, "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+        "sliding_window": 1024}, "vision_config": {}})", "4b.json");
+    CHECK((four_b.dims.vocab == 262208 && four_b.dims.heads == 8 && four_b.dims.kv_heads == 4 &&
+           four_b.dims.head_dim == 256 && four_b.dims.max_positions == 131072));
+    CHECK((four_b.params.attention.window == 1024 && four_b.params.attention.global_every == 6));
+    CHECK((four_b.params.rope_base == 1e6 && four_b.params.local_rope_base == 1e4 &&
+           four_b.params.attention_scale == 0.0625f && four_b.tied && four_b.params.qk_norm));
+    CHECK(std::get<tformer::rope_scaling::Linear>(four_b.params.rope_scaling).factor == 8.0);
+    // Another model inside is refused; an unknown tensor beside the vision tower too.
+    CHECK_THAT(error_of([&] {
+                 (void)tformer::parse_hf_config(
+                     R"({"model_type": "gemma3", "text_config": {"model_type": "llama"}})", "mm.json");
+               }),
+               Catch::Contains("mm.json") && Catch::Contains("text_config.model_type") &&
+                   Catch::Contains("llama"));
+    CHECK_THAT(error_of([&] {
+                 (void)tformer::load_hf(hf_dir(dir, "gemma3_mm_extra", tied, small, p,
+                     {.type = "gemma3_text", .tied = true, .extra = extra,
+                      .extra_tensor = "language_model.model.layers.0.mystery.weight",
+                      .prefix = "language_model.model.",
+                      .head = "language_model.lm_head.weight", .multimodal = true}));
+               }),
+               Catch::Contains("mystery") && Catch::Contains("language_model.model.layers.N"));
   }
   SECTION("sliding_window null: no window (Mistral v0.2+, Qwen, Gemma 2); bidirectional Gemma refused") {
     const std::string sizes = R"("vocab_size": 10, "hidden_size": 8, "intermediate_size": 16,

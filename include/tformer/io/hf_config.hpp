@@ -18,7 +18,9 @@
 // with qk-norm, soft-caps off by default, rope_theta 1e6 with rope_scaling on global layers,
 // rope_local_base_freq (10000) unscaled on local ones, one global layer in
 // sliding_window_pattern (6: layers 5, 11, …) unless layer_types lists them; transformers 5's
-// rope_parameters per layer type, {"full_attention": …, "sliding_attention": …}, too).
+// rope_parameters per layer type, {"full_attention": …, "sliding_attention": …}, too; sizes
+// default to Gemma3TextConfig's). A multimodal Gemma 3 (model_type gemma3, family "gemma3") is
+// read as its text_config; load_hf then reads its language model and skips the vision tower.
 // Keys read, with the family's transformers defaults where a key may be absent: vocab_size,
 // hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads
 // (llama: heads; mistral, mixtral: 8; qwen2, qwen3: 32; qwen3_moe: 4; qwen2_moe, gemma: 16;
@@ -229,15 +231,10 @@ inline std::vector<bool> qwen_local_layers(const Keys& k, index layers) {
 
 }  // namespace hf_detail
 
-// config.json's text (`name` for messages: its path) → CheckpointInfo. See the header comment.
-inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& name) {
-  using hf_detail::json;
-  const std::string where = "parse_hf_config: " + name;
-  const json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) detail::fail_check(where, "text", "JSON", "text that does not parse");
-  if (!j.is_object()) detail::fail_check(where, "text", "a JSON object", j.type_name());
-  const hf_detail::Keys k(j, where);
-
+namespace hf_detail {
+// One model's config object (the file's, or a multimodal file's text_config) → CheckpointInfo.
+inline CheckpointInfo parse_hf_object(const json& j, const std::string& where) {
+  const Keys k(j, where);
   CheckpointInfo info;
   info.family = k.text_or("model_type", "");
   const std::string& f = info.family;
@@ -272,14 +269,23 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
                                         : Defaults{8, 0, 1e6, 1e-5, 0};  // mixtral
 
   Dims& d = info.dims;
-  d.vocab = k.size("vocab_size");
-  d.hidden = k.size("hidden_size");
-  d.intermediate = k.size("intermediate_size");
-  d.layers = k.size("num_hidden_layers");
-  d.heads = k.size("num_attention_heads");
+  if (gemma3) {  // Gemma3TextConfig's defaults (Gemma 3 4B's text_config names only some keys)
+    d.vocab = k.size_or("vocab_size", 262208);
+    d.hidden = k.size_or("hidden_size", 2304);
+    d.intermediate = k.size_or("intermediate_size", 9216);
+    d.layers = k.size_or("num_hidden_layers", 26);
+    d.heads = k.size_or("num_attention_heads", 8);
+  } else {
+    d.vocab = k.size("vocab_size");
+    d.hidden = k.size("hidden_size");
+    d.intermediate = k.size("intermediate_size");
+    d.layers = k.size("num_hidden_layers");
+    d.heads = k.size("num_attention_heads");
+  }
   d.kv_heads = k.size_or("num_key_value_heads", def.kv_heads > 0 ? def.kv_heads : d.heads);
   d.head_dim = k.size_or("head_dim", def.head_dim > 0 ? def.head_dim : d.hidden / d.heads);
-  d.max_positions = k.size("max_position_embeddings");
+  d.max_positions = gemma3 ? k.size_or("max_position_embeddings", 131072)
+                           : k.size("max_position_embeddings");
 
   ModelParams& p = info.params;
   p.eps = k.single("rms_norm_eps", def.eps);
@@ -406,6 +412,28 @@ inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& 
       k.fail("mlp_only_layers", "[] (dense layers among MoE layers are not supported yet)",
              dense->dump());
   }
+  return info;
+}
+}  // namespace hf_detail
+
+// config.json's text (`name` for messages: its path) → CheckpointInfo. See the header comment.
+// A multimodal Gemma 3 (model_type gemma3) is read as its language model: its text_config
+// (model_type gemma3_text), family "gemma3".
+inline CheckpointInfo parse_hf_config(std::string_view text, const std::string& name) {
+  using hf_detail::json;
+  const std::string where = "parse_hf_config: " + name;
+  const json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) detail::fail_check(where, "text", "JSON", "text that does not parse");
+  if (!j.is_object()) detail::fail_check(where, "text", "a JSON object", j.type_name());
+  const hf_detail::Keys k(j, where);
+  if (k.text_or("model_type", "") != "gemma3") return hf_detail::parse_hf_object(j, where);
+  json t = k.object("text_config");
+  const std::string inner = hf_detail::Keys(t, where + ": text_config").text_or("model_type", "gemma3_text");
+  if (inner != "gemma3_text")
+    k.fail("text_config.model_type", "gemma3_text (Gemma 3's language model)", inner);
+  t["model_type"] = "gemma3_text";
+  CheckpointInfo info = hf_detail::parse_hf_object(t, where + ": text_config");
+  info.family = "gemma3";
   return info;
 }
 

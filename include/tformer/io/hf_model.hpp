@@ -29,7 +29,10 @@
 //   model.layers.N.mlp.shared_expert.{gate,up,down}_proj  shared_expert (qwen2_moe)
 //   model.layers.N.mlp.shared_expert_gate  shared_expert_gate [1, H] (qwen2_moe, to f32)
 // model.layers.N.self_attn.rotary_emb.inv_freq (a buffer some old checkpoints kept) is skipped;
-// any other tensor is an error, never ignored.
+// any other tensor is an error, never ignored. A multimodal Gemma 3 (config model_type gemma3)
+// names its language model language_model.model.… with language_model.lm_head (transformers
+// 4.50), or model.language_model.… with lm_head (4.52 on); its vision_tower.… and
+// multi_modal_projector.… tensors (either prefix) are not read.
 #pragma once
 
 #include <filesystem>
@@ -56,17 +59,33 @@ inline LoadedModel load_hf(const std::string& dir, FileMode mode = FileMode::Map
   const index H = d.hidden, qd = d.heads * d.head_dim, kvd = d.kv_heads * d.head_dim;
 
   detail::TensorReader<SafetensorsModel> read(st, m, where);
+  // A multimodal Gemma 3: its language model's names (transformers 4.50's, or 4.52's and later),
+  // and the vision tower's tensors, which are not read.
+  std::string model = "model.", head = "lm_head.weight";
+  if (info.family == "gemma3") {
+    if (st.find("language_model.model.embed_tokens.weight")) {
+      model = "language_model.model.";
+      head = "language_model.lm_head.weight";
+    } else {
+      model = "model.language_model.";
+    }
+    st.for_each([&](const SafetensorsFile&, const SafetensorsTensor& t) {
+      for (const char* vision : {"vision_tower.", "multi_modal_projector.", "model.vision_tower.",
+                                 "model.multi_modal_projector."})
+        if (t.name.starts_with(vision)) read.mark_read(t.name);
+    });
+  }
   ModelWeights& w = m.mutable_weights();
-  w.embedding = read.weight("model.embed_tokens.weight", d.vocab, H);
-  w.final_norm = read.vector("model.norm.weight", H);
+  w.embedding = read.weight(model + "embed_tokens.weight", d.vocab, H);
+  w.final_norm = read.vector(model + "norm.weight", H);
   if (!info.tied)
-    w.lm_head = read.weight("lm_head.weight", d.vocab, H);
-  else if (st.find("lm_head.weight"))
-    read.mark_read("lm_head.weight");  // tied: Hugging Face uses the embedding in its place
+    w.lm_head = read.weight(head, d.vocab, H);
+  else if (st.find(head))
+    read.mark_read(head);  // tied: Hugging Face uses the embedding in its place
   w.layers.resize(static_cast<std::size_t>(d.layers));
   for (index l = 0; l < d.layers; ++l) {
     LayerWeights& lw = w.layers[static_cast<std::size_t>(l)];
-    const std::string b = "model.layers." + std::to_string(l) + ".";
+    const std::string b = model + "layers." + std::to_string(l) + ".";
     lw.attn_norm = read.vector(b + "input_layernorm.weight", H);
     lw.wq = read.weight(b + "self_attn.q_proj.weight", qd, H);
     lw.wk = read.weight(b + "self_attn.k_proj.weight", kvd, H);
@@ -130,8 +149,10 @@ inline LoadedModel load_hf(const std::string& dir, FileMode mode = FileMode::Map
     }
   }
   std::size_t bytes = 0;
+  const std::string known =
+      model + "embed_tokens, " + model + "norm, " + head + ", " + model + "layers.N.…";
   st.for_each([&](const SafetensorsFile&, const SafetensorsTensor& t) {
-    read.check_read(t.name, "model.embed_tokens, model.norm, lm_head, model.layers.N.…");
+    read.check_read(t.name, known);
     bytes += t.bytes.size();
   });
   m.hold(std::move(files), dir, bytes);
