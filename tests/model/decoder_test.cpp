@@ -126,6 +126,25 @@ struct StreamingAlibi : configs::Llama {  // positions only through the bias (MP
 struct Gemma3Like : configs::Gemma2 {  // Gemma 3's structure; its numbers are ModelParams
   static ModelParams params() { return presets::gemma3(48); }
 };
+struct StreamingLocalBase : configs::Gemma2 {  // Gemma 3's local layers, every layer local
+  static ModelParams params() {
+    ModelParams p = presets::gemma3(48, 16.0);
+    p.rope_base = 1000.0;
+    p.local_rope_base = 20.0;  // large angles at these short lengths
+    p.attention = {.window = 5, .sinks = 2, .ring = true};
+    return p;
+  }
+};
+struct StreamingNtk : configs::Llama {  // the scaled base grows with every pass past L0 = 8
+  static ModelParams params() {
+    return changed<configs::Llama>([](ModelParams& p) {
+      p.rope_base = 100.0;
+      p.rope_scaling = tformer::rope_scaling::DynamicNtk{.factor = 3.0, .original_max_positions = 8};
+      p.attention = {
+          .window = 5, .sinks = 2, .sink_positions = SinkPositions::Original, .ring = true};
+    });
+  }
+};
 struct SinksFull : configs::Llama {  // window 3 and 2 sinks over a full cache (no ring)
   static ModelParams params() {
     return changed<configs::Llama>([](ModelParams& p) { p.attention = {.window = 3, .sinks = 2}; });
@@ -1283,14 +1302,19 @@ TEST_CASE("decoder: bad inputs raise tformer::Error and change nothing", "[decod
 
 // Streams `tokens` through `dec` in steps of 1 to max_tokens tokens (all logits) and checks
 // every position against `want`.
+// Steps of random sizes, or of `passes` when given.
 template <class C>
 void stream_and_check(Decoder<C>& dec, const std::vector<std::int32_t>& tokens,
-                      const std::vector<ref::Vec>& want, test::Random& rng) {
+                      const std::vector<ref::Vec>& want, test::Random& rng,
+                      const std::vector<tformer::index>& passes = {}) {
   const tformer::index V = dec.dims().vocab;
   std::vector<float> got(static_cast<std::size_t>(dec.options().max_tokens * V));
-  for (std::size_t done = 0; done < tokens.size();) {
-    const std::size_t n = std::min<std::size_t>(
-        tokens.size() - done, std::size_t(rng.integer(1, int(dec.options().max_tokens))));
+  std::size_t step = 0;
+  for (std::size_t done = 0; done < tokens.size(); ++step) {
+    const std::size_t n =
+        !passes.empty() ? std::size_t(passes[step])
+                        : std::min<std::size_t>(tokens.size() - done,
+                                                std::size_t(rng.integer(1, int(dec.options().max_tokens))));
     INFO("positions " << done << " to " << done + n - 1);
     dec.forward(0, std::span(tokens).subspan(done, n), {got.data(), tformer::index(n), V},
                 LogitsFor::All);
@@ -1342,6 +1366,23 @@ TEST_CASE("decoder: attention sinks in a ring run far past the capacity and matc
   }
   SECTION("ALiBi with in-cache distances") {
     check_streaming<StreamingAlibi>(six_heads, 76, options, tokens, rng);
+  }
+  SECTION("local layers' own RoPE base (Gemma 3's), rows past their table") {
+    check_streaming<StreamingLocalBase>(small, 77, options, tokens, rng);
+  }
+  SECTION("dynamic NTK with original sink positions: each pass's own frequencies") {
+    OwnedWeights<StreamingNtk> weights(small, 78);
+    randomise_norms(weights, 79);
+    Decoder<StreamingNtk> dec(weights.view(), small, options);
+    std::vector<tformer::index> passes;
+    for (tformer::index done = 0; done < tformer::index(tokens.size());) {
+      passes.push_back(std::min<tformer::index>(rng.integer(1, 3), tformer::index(tokens.size()) - done));
+      done += passes.back();
+    }
+    stream_and_check(dec, tokens,
+                     ref::decoder_logits<StreamingNtk>(weights.view(), small, tokens, {}, {},
+                                                       StreamingNtk::params(), nullptr, passes),
+                     rng, passes);
   }
 }
 
