@@ -14,8 +14,8 @@
 //                                         a Hugging Face directory (config.json + safetensors:
 //                                         Llama, Mistral, Qwen2/3, Mixtral, Qwen2/3-MoE, Gemma,
 //                                         Gemma 2, Gemma 3) or a llama.cpp GGUF file (llama, qwen2,
-//                                         qwen3, qwen2moe, qwen3moe; Mixtral as llama with
-//                                         experts): prints
+//                                         qwen3, qwen2moe, qwen3moe, gemma, gemma2, gemma3;
+//                                         Mixtral as llama with experts): prints
 //                                         what it loaded, then generates from the prompt's
 //                                         token ids (with a GGUF file's
 //                                         vocabulary, their text too)
@@ -242,7 +242,8 @@ int run_model(const Args& a) {
   const tformer::LoadedModel m = tformer::load_checkpoint(a.model);
   std::fputs(m.summary().c_str(), stdout);
   using namespace tformer::configs;
-  if (m.info().post_norms) return generate_from<Gemma2>(m, a);
+  const bool one_plus = m.info().norm == tformer::NormScale::OnePlusWeight;
+  if (m.info().post_norms) return one_plus ? generate_from<Gemma2>(m, a) : generate_from<Gemma2Gguf>(m, a);
   if (m.info().norm == tformer::NormScale::OnePlusWeight) return generate_from<Gemma>(m, a);
   const bool interleaved = m.info().rope_layout == tformer::RopeLayout::Interleaved;
   if (m.info().ffn == tformer::FfnKind::MoE)

@@ -152,6 +152,12 @@ struct GgufModel {
   bool old_key = false;         // … as rope.scale_linear (no type key) instead of rope.scaling.*
   std::uint32_t value_length = 0;  // > 0: written
   bool key_length = false;         // write attention.key_length = head_dim
+  float yarn = 0;                  // > 0: rope.scaling.type yarn with this factor, …
+  std::uint32_t yarn_original = 0;  // … rope.scaling.original_context_length, …
+  float attn_factor = 0;            // … and rope.scaling.attn_factor when > 0
+  bool norm_shift = false;  // Gemma: every *norm.weight written with 1 added (llama.cpp's converter)
+  std::vector<std::pair<std::string, std::uint32_t>> u32_keys = {};  // more keys ({a}. prefixed)
+  std::vector<std::pair<std::string, float>> f32_keys = {};
 };
 
 // A GGUF file of `w` (Hugging Face layout) as llama.cpp's converter writes it.
@@ -166,6 +172,12 @@ std::vector<std::byte> gguf_file(const tformer::ModelWeights& w, const Dims& d,
                  permute && heads > 0 ? permuted_rows(m, heads) : bytes_of(m)});
   };
   const auto vector = [&](const std::string& name, std::span<const float> v) {
+    if (g.norm_shift && name.ends_with("norm.weight")) {
+      std::vector<float> shifted(v.begin(), v.end());
+      for (float& x : shifted) x += 1.0f;
+      t.push_back({name, 0, {std::uint64_t(v.size())}, bytes_of(std::span<const float>(shifted))});
+      return;
+    }
     t.push_back({name, 0, {std::uint64_t(v.size())}, bytes_of(v)});
   };
   matrix("token_embd.weight", w.embedding);
@@ -190,6 +202,10 @@ std::vector<std::byte> gguf_file(const tformer::ModelWeights& w, const Dims& d,
       vector(b + "attn_k_norm.weight", lw.k_norm);
     }
     vector(b + "ffn_norm.weight", lw.ffn_norm);
+    if (!lw.post_attn_norm.empty()) {  // Gemma 2 and 3
+      vector(b + "post_attention_norm.weight", lw.post_attn_norm);
+      vector(b + "post_ffw_norm.weight", lw.post_ffn_norm);
+    }
     if (lw.experts.empty()) {
       matrix(b + "ffn_gate.weight", lw.ffn.gate);
       matrix(b + "ffn_up.weight", lw.ffn.up);
@@ -231,7 +247,9 @@ std::vector<std::byte> gguf_file(const tformer::ModelWeights& w, const Dims& d,
   const std::uint64_t kvs = 11 + (g.experts > 0) + (g.experts > 0 && d.top_k > 0) +
                             (g.expert_width > 0) + (d.shared_intermediate > 0 && g.shared_width_key) +
                             (g.linear > 0 ? (g.old_key ? 1 : 2) : 0) +
-                            (g.value_length > 0) + g.key_length;
+                            (g.value_length > 0) + g.key_length +
+                            (g.yarn > 0 ? 3 + (g.attn_factor > 0) : 0) + g.u32_keys.size() +
+                            g.f32_keys.size();
   const auto bytes = test::gguf::build(t, kvs, [&](test::gguf::Writer& k) {
     k.kv_str("general.architecture", a);
     k.kv_u32(a + ".embedding_length", std::uint32_t(d.hidden));
@@ -261,6 +279,19 @@ std::vector<std::byte> gguf_file(const tformer::ModelWeights& w, const Dims& d,
     }
     if (g.value_length > 0) k.kv_u32(a + ".attention.value_length", g.value_length);
     if (g.key_length) k.kv_u32(a + ".attention.key_length", std::uint32_t(d.head_dim));
+    const auto f32 = [&](const std::string& key, float v) {
+      k.str(key);
+      k.u32(6);
+      k.f32(v);
+    };
+    if (g.yarn > 0) {
+      k.kv_str(a + ".rope.scaling.type", "yarn");
+      f32(a + ".rope.scaling.factor", g.yarn);
+      k.kv_u32(a + ".rope.scaling.original_context_length", g.yarn_original);
+      if (g.attn_factor > 0) f32(a + ".rope.scaling.attn_factor", g.attn_factor);
+    }
+    for (const auto& [key, v] : g.u32_keys) k.kv_u32(a + key, v);
+    for (const auto& [key, v] : g.f32_keys) f32(a + key, v);
   });
   std::vector<std::byte> out(bytes.size());
   std::memcpy(out.data(), bytes.data(), bytes.size());
@@ -595,6 +626,103 @@ TEST_CASE("checkpoint: GGUF rope_freqs (Llama 3.1's scaling) and a tied qwen3 fi
   }
 }
 
+TEST_CASE("checkpoint: GGUF YaRN, partial rotary and the Gemma architectures match the reference",
+          "[checkpoint][gguf]") {
+  test::Random rng(9);
+  std::vector<std::int32_t> tokens(30);
+  for (auto& x : tokens) x = rng.integer(0, int(small.vocab) - 1);
+  const test::TempDir dir;
+  SECTION("qwen2: YaRN (factor 4, L0 8, attn_factor 1.5) on the first 8 of 16 values") {
+    ModelParams params = presets::llama3();
+    params.rope_base = 100.0;  // large angles: the ramp and the factor matter at these lengths
+    params.rotary_dim = 8;
+    params.rope_scaling = tformer::rope_scaling::Yarn{
+        .factor = 4.0, .original_max_positions = 8, .attention_factor = 1.5 * (1 + 0.1 * std::log(4.0))};
+    auto owned = random_model<configs::Llama>(small, 30, params);
+    std::deque<std::vector<float>> store;
+    const auto w = with_biases(owned.view(), small, false, store, 31);
+    const std::string path = dir.write("yarn.gguf", gguf_file(w, small,
+        {.arch = "qwen2", .rope_base = 100.0f, .rope_dims = 8, .yarn = 4.0f, .yarn_original = 8,
+         .attn_factor = 1.5f}));
+    const tformer::LoadedModel m = tformer::load_gguf(path);
+    CHECK(m.params().rotary_dim == 8);
+    const auto& y = std::get<tformer::rope_scaling::Yarn>(m.params().rope_scaling);
+    CHECK((y.factor == 4.0 && y.original_max_positions == 8 && y.beta_fast == 32 && y.beta_slow == 1));
+    auto dec = m.decoder<configs::Llama>({.capacity = 32});
+    const auto want = ref::decoder_logits<configs::Llama>(w, small, tokens, {}, {}, params);
+    require_matches(dec, tokens, want);
+    // Without the attention factor the logits move: the test sees it.
+    ModelParams plain = params;
+    std::get<tformer::rope_scaling::Yarn>(plain.rope_scaling).attention_factor = std::nullopt;
+    const auto other = ref::decoder_logits<configs::Llama>(w, small, tokens, {}, {}, plain);
+    double apart = 0;
+    for (std::size_t t = 0; t < want.size(); ++t)
+      for (std::size_t j = 0; j < want[t].size(); ++j) apart = std::max(apart, std::abs(want[t][j] - other[t][j]));
+    CHECK(apart > 10 * 1e-5 * (1.0 + max_abs(want)));
+  }
+  SECTION("gemma: norms stored with the 1 added load as x̂ · w (configs::Llama)") {
+    const ModelParams params = presets::gemma(small.hidden);
+    auto owned = random_model<configs::Gemma>(small, 32, params);
+    tformer::ModelWeights tied = owned.view();
+    tied.lm_head = {};
+    const std::string path = dir.write("gemma.gguf", gguf_file(tied, small,
+        {.arch = "gemma", .rope_base = 10000.0f, .eps = 1e-6f, .norm_shift = true}));
+    const tformer::LoadedModel m = tformer::load_gguf(path);
+    CHECK((m.info().tied && m.info().norm == tformer::NormScale::Weight && !m.info().post_norms));
+    CHECK((m.params().embed_scale == std::sqrt(float(small.hidden)) &&
+           m.params().activation.kind == tformer::ActivationKind::GeluTanh));
+    auto dec = m.decoder<configs::Llama>({.capacity = 32});
+    require_matches(dec, tokens, ref::decoder_logits<configs::Gemma>(tied, small, tokens, {}, {}, params));
+  }
+  SECTION("gemma2: sandwich norms, soft-caps and window from the keys") {
+    ModelParams params = presets::gemma2(small.hidden);
+    params.attention_scale = 0;  // llama.cpp: 1/√head_dim below 27B
+    params.attention = {.window = 3, .global_every = 2};
+    params.attention_softcap = 0.05f;
+    params.final_softcap = 0.3f;
+    auto owned = random_model<configs::Gemma2>(small, 33, params);
+    tformer::ModelWeights tied = owned.view();
+    tied.lm_head = {};
+    const std::string path = dir.write("gemma2.gguf", gguf_file(tied, small,
+        {.arch = "gemma2", .rope_base = 10000.0f, .eps = 1e-6f, .norm_shift = true,
+         .u32_keys = {{".attention.sliding_window", 3}},
+         .f32_keys = {{".attn_logit_softcapping", 0.05f}, {".final_logit_softcapping", 0.3f}}}));
+    const tformer::LoadedModel m = tformer::load_gguf(path);
+    CHECK((m.info().post_norms && m.params().attention.window == 3 &&
+           m.params().attention.global_every == 2 && m.params().attention_softcap == 0.05f));
+    auto dec = m.decoder<configs::Gemma2Gguf>({.capacity = 32});
+    require_matches(dec, tokens, ref::decoder_logits<configs::Gemma2>(tied, small, tokens, {}, {}, params));
+    // 46 layers is llama.cpp's Gemma 2 27B: queries × 1/√(n_embd / n_head), not 1/√head_dim.
+    Dims deep = small;
+    deep.layers = 46;
+    deep.head_dim = 8;
+    auto big = random_model<configs::Gemma2>(deep, 35, params);
+    tformer::ModelWeights big_tied = big.view();
+    big_tied.lm_head = {};
+    const auto b = tformer::load_gguf(dir.write("gemma2_27b.gguf", gguf_file(big_tied, deep,
+        {.arch = "gemma2", .rope_base = 10000.0f, .eps = 1e-6f, .key_length = true, .norm_shift = true})));
+    CHECK((b.dims().head_dim == 8 && b.params().attention_scale == 0.25f));
+  }
+  SECTION("gemma3: qk-norm, local layers' base 10000 unscaled, global ones scaled") {
+    ModelParams params = presets::gemma3(small.hidden);
+    params.attention_scale = 0;
+    params.attention = {.window = 3, .global_every = 2};
+    params.rope_base = 1000.0;
+    params.rope_scaling = tformer::rope_scaling::Linear{.factor = 8.0};
+    auto owned = random_model<configs::Gemma2>(small, 34, params);
+    tformer::ModelWeights tied = owned.view();
+    tied.lm_head = {};
+    const std::string path = dir.write("gemma3.gguf", gguf_file(tied, small,
+        {.arch = "gemma3", .rope_base = 1000.0f, .eps = 1e-6f, .linear = 8.0f, .norm_shift = true,
+         .u32_keys = {{".attention.sliding_window", 3}, {".attention.sliding_window_pattern", 2}}}));
+    const tformer::LoadedModel m = tformer::load_gguf(path);
+    CHECK((m.params().qk_norm && m.params().local_rope_base == 10000.0 &&
+           m.params().attention_softcap == 0 && m.params().final_softcap == 0));
+    auto dec = m.decoder<configs::Gemma2Gguf>({.capacity = 32});
+    require_matches(dec, tokens, ref::decoder_logits<configs::Gemma2>(tied, small, tokens, {}, {}, params));
+  }
+}
+
 TEST_CASE("checkpoint: MoE GGUF files (Mixtral as llama, qwen3moe) load and match the reference",
           "[checkpoint][gguf]") {
   Dims d = small;
@@ -686,7 +814,10 @@ TEST_CASE("checkpoint: bad GGUF models raise an Error naming the file and the ke
   CHECK_THAT(load_error("arch.gguf", {.arch = "gpt2"}), Catch::Contains("general.architecture"));
   CHECK_THAT(load_error("extra.gguf", {.extra_tensor = true}), Catch::Contains("blk.0.attn_norm_2.weight"));
   CHECK_THAT(load_error("missing.gguf", {.drop_ffn_down = true}), Catch::Contains("blk.0.ffn_down.weight"));
-  CHECK_THAT(load_error("partial.gguf", {.rope_dims = 8}), Catch::Contains("rope.dimension_count"));
+  CHECK_THAT(load_error("partial.gguf", {.rope_dims = 18}), Catch::Contains("rope.dimension_count"));
+  CHECK_THAT(load_error("odd_rotary.gguf", {.rope_dims = 7}), Catch::Contains("rope.dimension_count"));
+  // gemma and gemma2 tie their head: an output.weight is not theirs.
+  CHECK_THAT(load_error("gemma_output.gguf", {.arch = "gemma"}), Catch::Contains("output.weight"));
   CHECK_THAT(load_error("moe.gguf", {.experts = 4}), Catch::Contains("expert_used_count"));
   CHECK_THAT(load_error("qwen3moe.gguf", {.arch = "qwen3moe"}), Catch::Contains("expert_count"));
   CHECK_THAT(load_error("qwen2moe.gguf", {.arch = "qwen2", .experts = 4}), Catch::Contains("expert_count"));

@@ -7,7 +7,18 @@
 //
 // Architectures (general.architecture): llama (Llama 1/2/3, Mistral, and Mixtral with
 // {a}.expert_count > 0, as llama.cpp converts them), qwen2 (q/k/v biases:
-// blk.N.attn_{q,k,v}.bias), qwen3, qwen2moe (biases too) and qwen3moe. Experts (llama with
+// blk.N.attn_{q,k,v}.bias), qwen3, qwen2moe (biases too), qwen3moe, and gemma, gemma2, gemma3
+// (rotate-half; norm weights stored with Gemma's 1 added, so they load as x̂ · w:
+// configs::Llama for gemma, configs::Gemma2Gguf for gemma2 and gemma3 with their sandwich norms
+// blk.N.post_attention_norm and post_ffw_norm; the embedding × √n_embd; GELU-tanh; queries ×
+// 1/√head_dim, or 1/√(n_embd / n_head) for the 27B models (46 layers for gemma2, 62 for gemma3)
+// as llama.cpp; gemma2: .attn_logit_softcapping (50), .final_logit_softcapping (30),
+// .attention.sliding_window (4096) on layers 0, 2, … (.attention.sliding_window_pattern, 2),
+// .rope.freq_base_swa for local layers when given; gemma3: qk-norm, no attention soft-cap,
+// .final_logit_softcapping when given, .attention.sliding_window (absent or 0: none) with one
+// global layer in .attention.sliding_window_pattern (6), local layers rotated with
+// .rope.freq_base_swa (10000) unscaled and global ones with .rope.freq_base and the scaling;
+// gemma and gemma2 always tie the head to the embedding, gemma3 unless output.weight exists). Experts (llama with
 // experts, qwen2moe, qwen3moe): {a}.expert_count, .expert_used_count (k), the qwen models'
 // .expert_feed_forward_length (else feed_forward_length / k) as their width;
 // blk.N.ffn_gate_inp [E, H] (the router, decoded to f32) and the merged
@@ -24,10 +35,12 @@
 // {a}.embedding_length, .feed_forward_length, .block_count, .context_length,
 // .attention.head_count, .attention.head_count_kv (= heads), .attention.key_length
 // (= hidden / heads; .value_length must equal it), .attention.layer_norm_rms_epsilon,
-// .rope.freq_base (10000), .rope.dimension_count (= head_dim: partial rotary is refused),
-// .rope.scaling.type (none, linear; linear when absent, as llama.cpp reads it) with
-// .rope.scaling.factor (or the older .rope.scale_linear), .vocab_size (else the embedding's
-// rows). The
+// .rope.freq_base (10000), .rope.dimension_count (head_dim; fewer: partial rotary, the first
+// n_rot values rotate), .rope.scaling.type (none, linear or yarn; linear when absent, as
+// llama.cpp reads it) with .rope.scaling.factor (or the older .rope.scale_linear); yarn also
+// .rope.scaling.original_context_length (else context_length), .rope.scaling.attn_factor (cos
+// and sin × it · (1 + 0.1 ln s)) and .rope.scaling.yarn_beta_fast/slow (32, 1) when present;
+// .vocab_size (else the embedding's rows). The
 // tensor rope_freqs.weight (head_dim / 2 divisors of the frequencies, how llama.cpp stores
 // Llama 3.1's scaling) becomes a LongRope scaling with equal short and long factors and
 // attention factor 1, which computes exactly f_i / factor_i. Every tensor of the file must be
@@ -74,6 +87,10 @@ inline float float_key(const GgufFile& g, const std::string& key, const std::str
 inline double number_key_or(const GgufFile& g, const std::string& key, double fallback) {
   return g.find(key) ? number_key(g, key) : fallback;
 }
+inline float float_key_or(const GgufFile& g, const std::string& key, float fallback,
+                          const std::string& where) {
+  return g.find(key) ? float_key(g, key, where) : fallback;
+}
 
 }  // namespace gguf_model_detail
 
@@ -87,10 +104,11 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
   CheckpointInfo& info = m.mutable_info();
   info.family = g.get<std::string>("general.architecture");
   const std::string& a = info.family;
-  if (a != "llama" && a != "qwen2" && a != "qwen3" && a != "qwen2moe" && a != "qwen3moe")
-      [[unlikely]]
+  const bool gemma = a == "gemma" || a == "gemma2" || a == "gemma3";
+  if (a != "llama" && a != "qwen2" && a != "qwen3" && a != "qwen2moe" && a != "qwen3moe" &&
+      !gemma) [[unlikely]]
     detail::fail_check(where, "metadata key 'general.architecture'",
-                       "llama, qwen2, qwen3, qwen2moe or qwen3moe", a);
+                       "llama, qwen2, qwen3, qwen2moe, qwen3moe, gemma, gemma2 or gemma3", a);
   info.rope_layout = a == "llama" ? RopeLayout::Interleaved : RopeLayout::RotateHalf;
   info.qkv_bias = a == "qwen2" || a == "qwen2moe";
 
@@ -106,12 +124,13 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
   if (value_length != d.head_dim) [[unlikely]]
     detail::fail_check(where, "metadata key '" + a + ".attention.value_length'",
                        "the key length " + std::to_string(d.head_dim), value_length);
+  // Partial rotary: the first n_rot values of each head rotate (llama.cpp's ggml_rope copies
+  // the rest), in the file's pair order.
   const index rotary = size_key_or(g, a + ".rope.dimension_count", d.head_dim);
-  if (rotary != d.head_dim) [[unlikely]]
+  if (rotary > d.head_dim || rotary % 2 != 0) [[unlikely]]
     detail::fail_check(where, "metadata key '" + a + ".rope.dimension_count'",
-                       "the head size " + std::to_string(d.head_dim) +
-                           " (partial rotary is not supported yet)",
-                       rotary);
+                       "even and <= the head size " + std::to_string(d.head_dim), rotary);
+  if (rotary < d.head_dim) info.params.rotary_dim = rotary;
   // Mixture of experts: llama with experts (Mixtral as llama.cpp converts it) and qwen3moe.
   // llama.cpp's build_moe_ffn for both: softmax over the experts, top-k, renormalised.
   const bool moe = a == "qwen2moe" || a == "qwen3moe" ||
@@ -143,7 +162,39 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
   ModelParams& p = info.params;
   p.eps = float_key(g, a + ".attention.layer_norm_rms_epsilon", where);
   p.rope_base = number_key_or(g, a + ".rope.freq_base", 10000.0);
-  p.qk_norm = a == "qwen3" || a == "qwen3moe";
+  p.qk_norm = a == "qwen3" || a == "qwen3moe" || a == "gemma3";
+  if (gemma) {
+    // llama.cpp's gemma graphs: the embedding × √n_embd, GELU-tanh gate. Its converter stores
+    // every norm weight (q/k-norms too) with Gemma's 1 added, so the norms are x̂ · w here:
+    // info.norm stays NormScale::Weight.
+    p.embed_scale = std::sqrt(static_cast<float>(d.hidden));
+    p.activation = {.kind = ActivationKind::GeluTanh};
+    info.post_norms = a != "gemma";
+    // Queries × 1/√(n_embd / n_head) for the 27B models (llama.cpp tells them by their layer
+    // count: gemma2 46, gemma3 62), else 1/√head_dim; query_pre_attn_scalar is not stored.
+    if ((a == "gemma2" && d.layers == 46) || (a == "gemma3" && d.layers == 62))
+      p.attention_scale = static_cast<float>(1.0 / std::sqrt(double(d.hidden / d.heads)));
+    if (a == "gemma2") {  // soft-caps 50 and 30 unless given; local layers 0, 2, …
+      p.attention_softcap = float_key_or(g, a + ".attn_logit_softcapping", 50.0f, where);
+      p.final_softcap = float_key_or(g, a + ".final_logit_softcapping", 30.0f, where);
+      p.attention.window = size_key_or(g, a + ".attention.sliding_window", 4096);
+      p.attention.global_every = size_key_or(g, a + ".attention.sliding_window_pattern", 2);
+      p.local_rope_base = number_key_or(g, a + ".rope.freq_base_swa", 0.0);
+    }
+    if (a == "gemma3") {  // no attention soft-cap; one global layer in 6; local base 10000
+      p.final_softcap = float_key_or(g, a + ".final_logit_softcapping", 0.0f, where);
+      if (g.find(a + ".attention.sliding_window")) {  // absent (or 0): every layer global
+        const std::uint64_t w = g.get_uint(a + ".attention.sliding_window");
+        if (w > std::uint64_t(std::numeric_limits<std::int32_t>::max())) [[unlikely]]
+          detail::fail_check(where, "metadata key '" + a + ".attention.sliding_window'",
+                             "an integer in [0, 2^31 - 1]", w);
+        p.attention.window = index(w);
+        if (p.attention.window > 0)
+          p.attention.global_every = size_key_or(g, a + ".attention.sliding_window_pattern", 6);
+      }
+      p.local_rope_base = number_key_or(g, a + ".rope.freq_base_swa", 10000.0);
+    }
+  }
   if (moe) {  // llama.cpp's build_moe_ffn: norm_w for llama and qwen3moe, not for qwen2moe
     p.router = RouterKind::SoftmaxThenTopK;
     p.renormalize = a != "qwen2moe";
@@ -154,11 +205,27 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
   if (factor == 0.0) factor = number_key_or(g, a + ".rope.scale_linear", 0.0);
   const std::string type =
       g.find(a + ".rope.scaling.type") ? g.get<std::string>(a + ".rope.scaling.type") : "linear";
-  if (type != "none" && type != "linear") [[unlikely]]
+  if (type != "none" && type != "linear" && type != "yarn") [[unlikely]]
     detail::fail_check(where, "metadata key '" + a + ".rope.scaling.type'",
-                       "none or linear (yarn is not loaded from GGUF yet)", type);
+                       "none, linear or yarn", type);
   if (type == "linear" && factor != 0.0 && factor != 1.0)
     p.rope_scaling = rope_scaling::Linear{.factor = factor};
+  if (type == "yarn" && factor != 0.0 && factor != 1.0) {
+    // llama.cpp: L0 = rope.scaling.original_context_length (else context_length); correction
+    // dims floored and ceiled from beta_fast 32 and beta_slow 1 (the yarn_beta_* keys, which
+    // llama.cpp reads for other architectures only, are read here when present, as the Hugging
+    // Face config they came from says); cos and sin × attn_factor · (1 + 0.1 ln s).
+    rope_scaling::Yarn y{
+        .factor = factor,
+        .original_max_positions = int(size_key_or(g, a + ".rope.scaling.original_context_length",
+                                                  d.max_positions)),
+        .beta_fast = number_key_or(g, a + ".rope.scaling.yarn_beta_fast", 32.0),
+        .beta_slow = number_key_or(g, a + ".rope.scaling.yarn_beta_slow", 1.0)};
+    if (g.find(a + ".rope.scaling.attn_factor"))
+      y.attention_factor = number_key(g, a + ".rope.scaling.attn_factor") *
+                           (1.0 + 0.1 * std::log(factor));
+    p.rope_scaling = y;
+  }
   detail::TensorReader<GgufFile> read(g, m, where);
   if (g.find_tensor("rope_freqs.weight")) {  // Llama 3.1's scaling, as frequency divisors
     if (!std::holds_alternative<rope_scaling::None>(p.rope_scaling)) [[unlikely]]
@@ -177,7 +244,9 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
   const index H = d.hidden, qd = d.heads * d.head_dim, kvd = d.kv_heads * d.head_dim;
   w.embedding = read.weight("token_embd.weight", d.vocab, H);
   w.final_norm = read.vector("output_norm.weight", H);
-  info.tied = g.find_tensor("output.weight") == nullptr;
+  // gemma and gemma2 always use the embedding (llama.cpp's TENSOR_DUPLICATED): an output.weight
+  // there is left unread, so the unknown-tensor check reports it.
+  info.tied = g.find_tensor("output.weight") == nullptr || a == "gemma" || a == "gemma2";
   if (!info.tied) w.lm_head = read.weight("output.weight", d.vocab, H);
   w.layers.resize(static_cast<std::size_t>(d.layers));
   for (index l = 0; l < d.layers; ++l) {
@@ -198,6 +267,10 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
       lw.k_norm = read.vector(b + "attn_k_norm.weight", d.head_dim);
     }
     lw.ffn_norm = read.vector(b + "ffn_norm.weight", H);
+    if (info.post_norms) {  // gemma2, gemma3: the sandwich norms
+      lw.post_attn_norm = read.vector(b + "post_attention_norm.weight", H);
+      lw.post_ffn_norm = read.vector(b + "post_ffw_norm.weight", H);
+    }
     if (!moe) {
       lw.ffn = {read.weight(b + "ffn_gate.weight", d.intermediate, H),
                 read.weight(b + "ffn_up.weight", d.intermediate, H),
@@ -238,8 +311,10 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
   }
   std::size_t bytes = 0;
   for (const GgufTensor& t : g.tensors()) {
-    read.check_read(t.name, "token_embd, output_norm, output, rope_freqs, blk.N.attn_*/ffn_*"
-                            " (experts: ffn_gate_inp, ffn_{gate,up,down}_exps, *_shexp)");
+    read.check_read(t.name, "token_embd, output_norm, output (not gemma, gemma2), rope_freqs, "
+                            "blk.N.attn_*/ffn_* (experts: ffn_gate_inp, "
+                            "ffn_{gate,up,down}_exps, *_shexp; gemma2/3: post_attention_norm, "
+                            "post_ffw_norm)");
     bytes += t.bytes.size();
   }
   m.hold(std::move(file), path, bytes);

@@ -468,6 +468,14 @@ struct Gemma2 : Gemma {
   static constexpr bool post_norms = true;
 };
 
+// Gemma 2 and 3 as llama.cpp's GGUF files store them: the norm weights hold Gemma's 1 added
+// (x̂ · w), with sandwich norms. (GGUF gemma, without them, loads as configs::Llama.)
+struct Gemma2Gguf : Base, Dynamic {
+  using Base::encoder_width;
+  static constexpr HeadKind head = HeadKind::AsLoaded;
+  static constexpr bool post_norms = true;
+};
+
 // Mixtral with Meta's interleaved q/k rows: llama.cpp's GGUF llama models with experts.
 struct MixtralInterleaved : Mixtral {
   static constexpr RopeLayout rope_layout = RopeLayout::Interleaved;
