@@ -403,10 +403,7 @@ TEST_CASE("decoder: Gemma 2's sandwich norms and GeGLU match the reference", "[d
   const auto tokens = random_tokens(rng, 9, small.vocab);
   const auto want = ref::decoder_logits<configs::Gemma2>(w.view(), small, tokens, {}, {}, p);
   const auto plain = ref::decoder_logits<configs::Gemma>(w.view(), small, tokens, {}, {}, p);
-  double apart = 0;
-  for (std::size_t t = 0; t < want.size(); ++t)
-    for (std::size_t j = 0; j < want[t].size(); ++j) apart = std::max(apart, std::abs(want[t][j] - plain[t][j]));
-  CHECK(apart > 10 * 1e-5 * (1.0 + max_abs(want)));
+  CHECK(ref::max_difference(want, plain) > 10 * 1e-5 * (1.0 + max_abs(want)));
   // Their weights are checked like every norm's.
   ModelWeights missing = w.view();
   missing.layers[1].post_ffn_norm = {};
@@ -509,11 +506,7 @@ void check_passes(const ModelParams& p, std::uint64_t seed, const std::vector<tf
   const auto want =
       ref::decoder_logits<configs::Llama>(w.view(), small, tokens, {}, {}, p, nullptr, passes);
   const auto one_pass = ref::decoder_logits<configs::Llama>(w.view(), small, tokens, {}, {}, p);
-  double apart = 0;
-  for (std::size_t t = 0; t < want.size(); ++t)
-    for (std::size_t j = 0; j < want[t].size(); ++j)
-      apart = std::max(apart, std::abs(want[t][j] - one_pass[t][j]));
-  CHECK(apart > 10 * 1e-5 * (1.0 + max_abs(want)));
+  CHECK(ref::max_difference(want, one_pass) > 10 * 1e-5 * (1.0 + max_abs(want)));
 
   Decoder<configs::Llama> dec(w.view(), small, p, {.capacity = T, .max_tokens = 8});
   tformer::index done = 0;
@@ -589,10 +582,7 @@ TEST_CASE("decoder: local layers' own RoPE base (Gemma 3) matches the reference"
   ModelParams same = p;
   same.local_rope_base = 0;
   const auto plain = ref::decoder_logits<Gemma3Like>(w.view(), d, tokens, {}, {}, same);
-  double apart = 0;
-  for (std::size_t t = 0; t < want.size(); ++t)
-    for (std::size_t j = 0; j < want[t].size(); ++j) apart = std::max(apart, std::abs(want[t][j] - plain[t][j]));
-  CHECK(apart > 10 * 1e-5 * (1.0 + max_abs(want)));
+  CHECK(ref::max_difference(want, plain) > 10 * 1e-5 * (1.0 + max_abs(want)));
   SECTION("every layer local, in a ring: the local table alone") {
     ModelParams ring = p;
     ring.attention = {.window = 3, .ring = true};

@@ -105,6 +105,14 @@ inline RopeAt decoder_rope(const tformer::Dims& d, const tformer::ModelParams& p
   throw std::logic_error("decoder reference: scaling not covered");
 }
 
+// The largest |a − b| over rows of logits of the same shape: how far two runs are apart.
+inline double max_difference(const std::vector<Vec>& a, const std::vector<Vec>& b) {
+  double m = 0;
+  for (std::size_t t = 0; t < a.size(); ++t)
+    for (std::size_t j = 0; j < a[t].size(); ++j) m = std::max(m, std::abs(a[t][j] - b[t][j]));
+  return m;
+}
+
 // Softmax attention of one query head over keys/values rows [n][D] with a visibility mask.
 inline Vec attend_one(const Vec& q, const std::vector<Vec>& keys, const std::vector<Vec>& values,
                       const std::vector<bool>& visible, double scale,
