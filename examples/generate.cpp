@@ -19,6 +19,10 @@
 //                                         what it loaded, then generates from the prompt's
 //                                         token ids (with a GGUF file's
 //                                         vocabulary, their text too)
+//   tformer-generate --model FILE.gguf --prompt "Once upon" [--steps 32] …
+//                                         the same from text, through the file's SentencePiece
+//                                         vocabulary (tokenizer.ggml.model llama: Llama 2,
+//                                         Mistral, Gemma), stopping at its EOS
 //   tformer-generate [--checkpoint model.bin | --model …] --tokens 1,5,17 --logits out.f32
 //                                         teacher forcing: the logits of every position,
 //                                         [tokens, vocab] little-endian float32
@@ -41,6 +45,7 @@
 
 #include "tformer/core/simd.hpp"
 #include "tformer/io/checkpoint.hpp"
+#include "tformer/io/gguf_tokenizer.hpp"
 #include "tformer/io/llama2c.hpp"
 #include "tformer/model/decoder.hpp"
 
@@ -71,6 +76,7 @@ struct Args {
                "[--activations f32|int8] [--kv f32|f16|bf16]\n"
                "       tformer-generate --model DIR|FILE.gguf --tokens 1,5,17 [--steps N] "
                "[--temperature T] [--top-p P] [--seed S] [--capacity N] [--kv f32|f16|bf16]\n"
+               "       tformer-generate --model FILE.gguf --prompt TEXT [--steps N] …\n"
                "       tformer-generate [--checkpoint model.bin | --model DIR|FILE.gguf] "
                "--tokens 1,5,17 --logits out.f32\n",
                why);
@@ -114,10 +120,12 @@ Args parse(int argc, char** argv) {
   if (!a.logits_path.empty() && a.tokens.empty()) usage("--logits needs --tokens");
   if (!a.tokens.empty() && a.logits_path.empty() && a.model.empty())
     usage("--tokens needs --logits (or --model)");
-  if (!a.model.empty() && a.tokens.empty()) usage("--model needs --tokens (the prompt's ids)");
+  if (!a.model.empty() && a.tokens.empty() && a.prompt.empty())
+    usage("--model needs --tokens (the prompt's ids) or --prompt (a GGUF SentencePiece vocabulary)");
   if (!a.model.empty() && !a.checkpoint.empty()) usage("--model and --checkpoint exclude each other");
-  if (!a.prompt.empty() && (a.checkpoint.empty() || a.tokenizer.empty()))
-    usage("--prompt needs --checkpoint and --tokenizer");
+  if (!a.prompt.empty() && a.model.empty() && (a.checkpoint.empty() || a.tokenizer.empty()))
+    usage("--prompt needs --checkpoint and --tokenizer, or --model with a GGUF file");
+  if (!a.prompt.empty() && !a.tokens.empty()) usage("--prompt and --tokens exclude each other");
   return a;
 }
 
@@ -213,27 +221,42 @@ int generate_from(const tformer::LoadedModel& m, const Args& a) {
               long(dec.options().capacity), double(dec.bytes()) / (1 << 20),
               tformer::kv_type_name(a.kv));
   if (!a.logits_path.empty()) return write_logits(dec, a);
-  const tformer::index room = dec.options().capacity - tformer::index(a.tokens.size()) + 1;
+  // --prompt: the text through the GGUF file's SentencePiece vocabulary.
+  std::optional<tformer::SpmTokenizer> tok;
+  if (!a.prompt.empty()) tok.emplace(tformer::SpmTokenizer::from_gguf(tformer::GgufFile::open(a.model)));
+  const std::vector<std::int32_t> prompt = tok ? tok->encode(a.prompt) : a.tokens;
+  const tformer::index room = dec.options().capacity - tformer::index(prompt.size()) + 1;
   if (room < 1) throw std::runtime_error("prompt longer than the decoder's capacity");
   const tformer::index steps = std::min<tformer::index>(a.steps < 0 ? 32 : a.steps, room);
   tformer::Rng rng(a.seed);
   std::vector<std::int32_t> out(static_cast<std::size_t>(steps));
   const auto t0 = Clock::now();
-  const tformer::index n = dec.generate(0, a.tokens, steps, sampler_of(a), rng, out);
+  const tformer::index n = dec.generate(0, prompt, steps, sampler_of(a), rng, out,
+                                        tok ? tok->eos() : -1);
   const double s = seconds_since(t0);
-  const std::vector<std::string> vocab = gguf_vocabulary(a.model);
-  std::printf("generated:");
+  const std::vector<std::string> vocab = tok ? std::vector<std::string>{} : gguf_vocabulary(a.model);
+  std::printf("prompt:");
+  for (std::int32_t t : prompt) std::printf(" %d", t);
+  std::printf("\ngenerated:");
   for (tformer::index i = 0; i < n; ++i) std::printf(" %d", out[std::size_t(i)]);
   std::printf("\n");
-  if (!vocab.empty()) {
+  if (tok) {
+    std::printf("text: %s |", a.prompt.c_str());
+    std::int32_t prev = prompt.back();
+    for (tformer::index i = 0; i < n; ++i) {
+      std::fputs(tok->decode(prev, out[std::size_t(i)]).c_str(), stdout);
+      prev = out[std::size_t(i)];
+    }
+    std::printf("\n");
+  } else if (!vocab.empty()) {
     std::printf("text: ");
-    for (std::int32_t t : a.tokens) std::fputs(piece(vocab, t).c_str(), stdout);
+    for (std::int32_t t : prompt) std::fputs(piece(vocab, t).c_str(), stdout);
     std::printf(" |");
     for (tformer::index i = 0; i < n; ++i) std::fputs(piece(vocab, out[std::size_t(i)]).c_str(), stdout);
     std::printf("\n");
   }
-  std::printf("%zu prompt + %ld generated tokens in %.3f s: %.1f tokens/s\n", a.tokens.size(),
-              long(n), s, double(tformer::index(a.tokens.size()) + n) / s);
+  std::printf("%zu prompt + %ld generated tokens in %.3f s: %.1f tokens/s\n", prompt.size(),
+              long(n), s, double(tformer::index(prompt.size()) + n) / s);
   return 0;
 }
 

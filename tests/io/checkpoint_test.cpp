@@ -717,6 +717,10 @@ TEST_CASE("checkpoint: GGUF YaRN, partial rotary and the Gemma architectures mat
            m.params().attention_softcap == 0 && m.params().final_softcap == 0));
     auto dec = m.decoder<configs::Gemma2Gguf>({.capacity = 32});
     require_matches(dec, tokens, ref::decoder_logits<configs::Gemma2>(tied, small, tokens, {}, {}, params));
+    // Without attention.sliding_window every layer is global, rotated with the model's RoPE.
+    const auto global = tformer::load_gguf(dir.write("gemma3_global.gguf", gguf_file(tied, small,
+        {.arch = "gemma3", .rope_base = 1000.0f, .eps = 1e-6f, .linear = 8.0f, .norm_shift = true})));
+    CHECK((global.params().attention.window == 0 && global.params().local_rope_base == 0));
   }
 }
 
@@ -1005,6 +1009,15 @@ TEST_CASE("checkpoint: Hugging Face directories of each family load in one call 
     CHECK(std::get<tformer::rope_scaling::Linear>(five.params.rope_scaling).factor == 8.0);
     CHECK((five.params.attention.window == 4096 && five.params.attention.global_every == 6));
     CHECK((five.dims.head_dim == 256 && five.dims.kv_heads == 4 && five.tied));
+    CHECK_THAT(error_of([&] {
+                 (void)tformer::parse_hf_config("{" + sizes + R"("sliding_window": null})", "g3.json");
+               }),
+               Catch::Contains("sliding_window") && Catch::Contains("null"));
+    // The per-type form with only full_attention: its theta and scaling are the global ones.
+    const auto full = tformer::parse_hf_config("{" + sizes + R"("rope_parameters": {
+        "full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 5000.0}}})", "g3.json");
+    CHECK((full.params.rope_base == 5000.0 && full.params.local_rope_base == 1e4));
+    CHECK(std::get<tformer::rope_scaling::Linear>(full.params.rope_scaling).factor == 4.0);
     CHECK_THAT(error_of([&] {
                  (void)tformer::parse_hf_config("{" + sizes + R"("rope_parameters": {
         "full_attention": {"rope_type": "default"},

@@ -488,8 +488,11 @@ TEST_CASE("decoder: parameters are checked at construction", "[decoder][params][
   bad(p, "params.attention.sinks");
   p.attention.sink_positions = SinkPositions::Original;  // no sink queries: allowed
   CHECK_NOTHROW(Decoder<configs::Llama>(w.view(), small, p, {.capacity = 16}));
-  p = presets::llama3();  // the scaled base at the longest sequence overflows
-  p.rope_scaling = tformer::rope_scaling::DynamicNtk{.factor = 1e300, .original_max_positions = 8};
+  p = presets::llama3();  // the scaled base is finite at L0 = 8 but overflows at capacity 16
+  p.rope_base = 1e300;
+  p.rope_scaling = tformer::rope_scaling::DynamicNtk{.factor = 1e8, .original_max_positions = 8};
+  CHECK_NOTHROW(tformer::RopeTable(tformer::RopeConfig{.rotary_dim = 12, .max_positions = 16,
+                                                       .base = 1e300, .scaling = p.rope_scaling}, 0));
   bad(p, "scaled base");
 }
 
@@ -518,15 +521,16 @@ void check_passes(const ModelParams& p, std::uint64_t seed, const std::vector<tf
     require_logits(got, want, done, n, small.vocab);
     done += n;
   }
-  // classify feeds a prompt longer than max_tokens (8) in steps: one pass, the prompt's length.
-  const tformer::index prompt = std::min<tformer::index>(T, 13);
+  // classify feeds a prompt longer than max_tokens (4) in steps: one pass, the prompt's
+  // length (the first step ends at 4, within L0; the prompt past it).
+  Decoder<configs::Llama> chunked(w.view(), small, p, {.capacity = T, .max_tokens = 4});
+  const tformer::index prompt = std::min<tformer::index>(T, 9);
   const auto whole = ref::decoder_logits<configs::Llama>(
       w.view(), small, std::vector<std::int32_t>(tokens.begin(), tokens.begin() + prompt), {}, {}, p);
   std::vector<std::int32_t> ids(static_cast<std::size_t>(small.vocab));
   for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = std::int32_t(i);
   std::vector<float> got(ids.size()), probs(ids.size());
-  dec.reset(0);
-  dec.classify(0, std::span(tokens).first(std::size_t(prompt)), ids, got, probs);
+  chunked.classify(0, std::span(tokens).first(std::size_t(prompt)), ids, got, probs);
   require_logits(got, whole, prompt - 1, 1, small.vocab);
 }
 }  // namespace
@@ -583,6 +587,11 @@ TEST_CASE("decoder: local layers' own RoPE base (Gemma 3) matches the reference"
   same.local_rope_base = 0;
   const auto plain = ref::decoder_logits<Gemma3Like>(w.view(), d, tokens, {}, {}, same);
   CHECK(ref::max_difference(want, plain) > 10 * 1e-5 * (1.0 + max_abs(want)));
+  SECTION("no window: every layer global, rotated with the model's table") {
+    ModelParams global = p;
+    global.attention = {};
+    check_preset<Gemma3Like>(d, 95, 6, 3, {}, {}, nullptr, global);
+  }
   SECTION("every layer local, in a ring: the local table alone") {
     ModelParams ring = p;
     ring.attention = {.window = 3, .ring = true};

@@ -310,7 +310,7 @@ std::vector<Vec> decoder_logits(const tformer::ModelWeights& w, const tformer::D
     // Token t's head rotated at `position` with t's frequencies; cos and sin × the factor.
     const auto rotated = [&](const Vec& head, index t, index position) {
       if (C::positions != tformer::PositionKind::Rope) return head;
-      const RopeAt& r = (global ? rope_global : rope_local)[static_cast<std::size_t>(t)];
+      const RopeAt& r = (window > 0 ? rope_local : rope_global)[static_cast<std::size_t>(t)];
       const std::size_t rot = static_cast<std::size_t>(p.rotary_dim > 0 ? p.rotary_dim : D);
       Vec out = rope(head, rot, layout, double(position), r.inv_freq);
       for (std::size_t i = 0; i < rot; ++i) out[i] *= r.factor;

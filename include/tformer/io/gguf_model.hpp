@@ -13,11 +13,12 @@
 // blk.N.post_attention_norm and post_ffw_norm; the embedding × √n_embd; GELU-tanh; queries ×
 // 1/√head_dim, or 1/√(n_embd / n_head) for the 27B models (46 layers for gemma2, 62 for gemma3)
 // as llama.cpp; gemma2: .attn_logit_softcapping (50), .final_logit_softcapping (30),
-// .attention.sliding_window (4096) on layers 0, 2, … (.attention.sliding_window_pattern, 2),
-// .rope.freq_base_swa for local layers when given; gemma3: qk-norm, no attention soft-cap,
-// .final_logit_softcapping when given, .attention.sliding_window (absent or 0: none) with one
-// global layer in .attention.sliding_window_pattern (6), local layers rotated with
-// .rope.freq_base_swa (10000) unscaled and global ones with .rope.freq_base and the scaling;
+// .attention.sliding_window (4096) on layers 0, 2, … (every 2nd global; a newer llama.cpp's
+// integer .attention.sliding_window_pattern when present); gemma3: qk-norm, no attention
+// soft-cap, .final_logit_softcapping when given, .attention.sliding_window (absent or 0: every
+// layer global, rotated as such) with one global layer in 6 (or the pattern key), sliding layers
+// rotated with base 10000 (.rope.freq_base_swa when present) unscaled and global ones with
+// .rope.freq_base and the scaling;
 // gemma and gemma2 always tie the head to the embedding, gemma3 unless output.weight exists). Experts (llama with
 // experts, qwen2moe, qwen3moe): {a}.expert_count, .expert_used_count (k), the qwen models'
 // .expert_feed_forward_length (else feed_forward_length / k) as their width;
@@ -127,9 +128,9 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
   // Partial rotary: the first n_rot values of each head rotate (llama.cpp's ggml_rope copies
   // the rest), in the file's pair order.
   const index rotary = size_key_or(g, a + ".rope.dimension_count", d.head_dim);
-  if (rotary > d.head_dim || rotary % 2 != 0) [[unlikely]]
+  if (rotary < 2 || rotary > d.head_dim || rotary % 2 != 0) [[unlikely]]
     detail::fail_check(where, "metadata key '" + a + ".rope.dimension_count'",
-                       "even and <= the head size " + std::to_string(d.head_dim), rotary);
+                       "even, in [2, the head size " + std::to_string(d.head_dim) + "]", rotary);
   if (rotary < d.head_dim) info.params.rotary_dim = rotary;
   // Mixture of experts: llama with experts (Mixtral as llama.cpp converts it) and qwen3moe.
   // llama.cpp's build_moe_ffn for both: softmax over the experts, top-k, renormalised.
@@ -179,7 +180,6 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
       p.final_softcap = float_key_or(g, a + ".final_logit_softcapping", 30.0f, where);
       p.attention.window = size_key_or(g, a + ".attention.sliding_window", 4096);
       p.attention.global_every = size_key_or(g, a + ".attention.sliding_window_pattern", 2);
-      p.local_rope_base = number_key_or(g, a + ".rope.freq_base_swa", 0.0);
     }
     if (a == "gemma3") {  // no attention soft-cap; one global layer in 6; local base 10000
       p.final_softcap = float_key_or(g, a + ".final_logit_softcapping", 0.0f, where);
@@ -189,10 +189,11 @@ inline LoadedModel load_gguf(const std::string& path, FileMode mode = FileMode::
           detail::fail_check(where, "metadata key '" + a + ".attention.sliding_window'",
                              "an integer in [0, 2^31 - 1]", w);
         p.attention.window = index(w);
-        if (p.attention.window > 0)
-          p.attention.global_every = size_key_or(g, a + ".attention.sliding_window_pattern", 6);
       }
-      p.local_rope_base = number_key_or(g, a + ".rope.freq_base_swa", 10000.0);
+      if (p.attention.window > 0) {
+        p.attention.global_every = size_key_or(g, a + ".attention.sliding_window_pattern", 6);
+        p.local_rope_base = number_key_or(g, a + ".rope.freq_base_swa", 10000.0);
+      }
     }
   }
   if (moe) {  // llama.cpp's build_moe_ffn: norm_w for llama and qwen3moe, not for qwen2moe

@@ -293,17 +293,19 @@ inline CheckpointInfo parse_hf_object(const json& j, const std::string& where) {
   const hf_detail::json* rp = k.find("rope_parameters");
   if (gemma3) {  // local layers' base: rope_local_base_freq, or transformers 5's per-type form
     p.local_rope_base = k.number_or("rope_local_base_freq", 10000.0);
-    if (rp && rp->is_object() && rp->contains("sliding_attention")) {
+    if (rp && rp->is_object() &&
+        (rp->contains("sliding_attention") || rp->contains("full_attention"))) {
       const hf_detail::Keys types(*rp, where + ": rope_parameters");
-      const hf_detail::Keys local(types.object("sliding_attention"),
-                                  where + ": rope_parameters.sliding_attention");
-      if (!std::holds_alternative<rope_scaling::None>(
-              hf_detail::rope_scaling_of(types.object("sliding_attention"), k, where,
-                                         d.max_positions)))
-        local.fail("rope_type", "default (local layers are not scaled)",
-                   local.text_or("rope_type", "?"));
-      p.local_rope_base = local.number_or("rope_theta", p.local_rope_base);
-      rp = &types.object("full_attention");
+      if (types.find("sliding_attention")) {
+        const json& sliding = types.object("sliding_attention");
+        const hf_detail::Keys local(sliding, where + ": rope_parameters.sliding_attention");
+        if (!std::holds_alternative<rope_scaling::None>(
+                hf_detail::rope_scaling_of(sliding, k, where, d.max_positions)))
+          local.fail("rope_type", "default (local layers are not scaled)",
+                     local.text_or("rope_type", "?"));
+        p.local_rope_base = local.number_or("rope_theta", p.local_rope_base);
+      }
+      rp = types.find("full_attention") ? &types.object("full_attention") : nullptr;
     }
   }
   if (rp) {  // transformers 5's form
@@ -378,6 +380,11 @@ inline CheckpointInfo parse_hf_object(const json& j, const std::string& where) {
     };
     p.attention_softcap = softcap("attn_logit_softcapping", gemma3 ? 0.0 : 50.0);
     p.final_softcap = softcap("final_logit_softcapping", gemma3 ? 0.0 : 30.0);
+    // Gemma 3's sliding layers rotate with their own base even without a window, which the
+    // decoder does not express (a layer without a window is global there): refused.
+    if (gemma3 && k.is_null("sliding_window"))
+      k.fail("sliding_window", "a number of keys (Gemma 3's sliding layers keep their own RoPE)",
+             "null");
     p.attention.window = window_or(def.window);
     if (p.attention.window > 0) {
       p.attention.local_layers = hf_detail::layer_types_of(k, d.layers);

@@ -112,8 +112,8 @@ struct ModelParams {
   double rope_base = 10000.0;                        // θ_i = pos · base^(−2i/d)
   index rotary_dim = 0;  // d: RoPE on the first d values of each head (partial); 0: head_dim
   RopeScaling rope_scaling = rope_scaling::None{};   // linear, dynamic NTK, YaRN, Llama 3, LongRoPE
-  // Local (sliding-window) layers' own RoPE base, without scaling (Gemma 3's
-  // rope_local_base_freq: 10000); 0: local layers rotate as global ones do.
+  // Sliding-window layers' own RoPE base, without scaling (Gemma 3's rope_local_base_freq:
+  // 10000); 0: they rotate as global layers do.
   double local_rope_base = 0.0;
   float eps = 1e-5f;                                 // every RMSNorm's ε
   AttentionPattern attention = {};                   // window, global layers, sinks, ring

@@ -188,7 +188,7 @@ class Decoder {
                                   .type = options_.kv_type});
     if (p_.local_rope_base > 0 && C::positions == PositionKind::Rope)
       for (index l = 0; l < d_.layers; ++l)
-        if (p_.attention.local(l)) {  // Gemma 3: local layers' own base, without scaling
+        if (p_.attention.window_of(l) > 0) {  // Gemma 3: local layers' own base, unscaled
           local_rope_.emplace(rope_config(p_.local_rope_base, rope_scaling::None{}), 0);
           break;
         }
@@ -601,8 +601,11 @@ class Decoder {
     for (index r = 0; r < logits.rows(); ++r) activation_kernels::soft_cap(logits.row(r), logits.cols(), c);
   }
 
-  // Layer l's RoPE table: local layers' own (local_rope_base), or the model's.
-  bool uses_local_rope(index l) const noexcept { return local_rope_ && p_.attention.local(l); }
+  // Layer l's RoPE table: a sliding layer's own (local_rope_base), or the model's. (A layer
+  // the pattern calls local without a window attends globally and rotates as global ones.)
+  bool uses_local_rope(index l) const noexcept {
+    return local_rope_ && p_.attention.window_of(l) > 0;
+  }
   const RopeTable& rope_of(index l) const noexcept {
     return uses_local_rope(l) ? *local_rope_ : rope_;
   }
@@ -619,7 +622,7 @@ class Decoder {
                                static_cast<int>(s.rope_length), out.row_slice(s.row, s.tokens));
       };
       bool model_table = !local_rope_;
-      for (index l = 0; l < d_.layers && !model_table; ++l) model_table = !p_.attention.local(l);
+      for (index l = 0; l < d_.layers && !model_table; ++l) model_table = !uses_local_rope(l);
       if (model_table) compute(rope_, ws_.rope_rows(rows));
       if (local_rope_) compute(*local_rope_, ws_.local_rope_rows(rows));
     }
