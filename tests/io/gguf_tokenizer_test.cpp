@@ -48,7 +48,9 @@ TEST_CASE("tokenizer/spm: merges by score, leftmost first, with byte fallback", 
 
 TEST_CASE("tokenizer/spm: equals the quadratic reference on random vocabularies and texts",
           "[io][tokenizer]") {
-  const std::vector<std::string> chars = {"a", "b", "c", " ", "\xc3\xa9", "\xe4\xb8\x80"};
+  // ASCII, a space, 2- and 3-byte characters, and bytes that are not UTF-8 (a lead byte without
+  // its continuation, 0xFF): every text encodes, through byte tokens where need be.
+  const std::vector<std::string> chars = {"a", "b", "c", " ", "\xc3\xa9", "\xe4\xb8\x80", "\xc3", "\xff"};
   for (std::uint64_t seed = 1; seed <= 150; ++seed) {
     test::Random rng(seed);
     std::vector<std::string> pieces = {"<unk>", "<s>", "</s>"};
