@@ -2,6 +2,7 @@
 // and the vocabulary read from GGUF metadata.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -46,11 +47,42 @@ TEST_CASE("tokenizer/spm: merges by score, leftmost first, with byte fallback", 
   CHECK_THROWS_WITH(tok.decode(0, 10), Contains("token"));
 }
 
+TEST_CASE("tokenizer/spm: user-defined pieces are cut first, EOS when asked, token types decode",
+          "[io][tokenizer]") {
+  // 0 <unk>, 1 <s>, 2 </s>, 3 ▁, 4 a, 5 b, 6 ab, 7 ▁a, 8 <T> (user-defined), 9 <TT> (user-
+  // defined, longer: cut first), 10 <0x3C> ('<'), 11 <0x54> ('T'), 12 <0x3E> ('>'), 13 ▁ab (unused)
+  const SpmTokenizer tok({"<unk>", "<s>", "</s>", sp, "a", "b", "ab", sp + "a", "<T>", "<TT>",
+                          "<0x3C>", "<0x54>", "<0x3E>", sp + "ab"},
+                         {0, 0, 0, 0, 0, 0, -1, -2, 0, 0, 0, 0, 0, -3},
+                         1, 2, true, true, {2, 3, 3, 1, 1, 1, 1, 1, 4, 4, 6, 6, 6, 5},
+                         /*add_eos=*/true);
+  // "ab<TT>a<T>": runs "ab" and "a", each after the start or a user-defined piece, so each gets
+  // the dummy prefix. "▁ab": ab (-1) merges before ▁a (-2), then ▁ + ab is the piece ▁ab (an
+  // unused-typed piece still merges). "▁a": ▁a.
+  CHECK(tok.encode("ab<TT>a<T>") == std::vector<std::int32_t>{1, 13, 9, 7, 8, 2});
+  // Without the user-defined pieces the brackets are bytes: "<TT>" is < T T >.
+  const SpmTokenizer plain({"<unk>", "<s>", "</s>", sp, "<0x3C>", "<0x54>", "<0x3E>"}, {0, 0, 0, 0, 0, 0, 0},
+                           1, 2, false, false, {2, 3, 3, 1, 6, 6, 6});
+  CHECK(plain.encode("<TT>") == std::vector<std::int32_t>{4, 5, 5, 6});
+  CHECK(tok.encode("") == std::vector<std::int32_t>{1, 2});
+  CHECK(tok.decode(3, 9) == "<TT>");   // user-defined: as stored
+  CHECK(tok.decode(3, 13).empty());    // unused
+  CHECK(tok.decode(3, 0).empty());     // unknown
+  CHECK(tok.decode(3, 10) == "<");     // byte
+  // Without token types every token is normal: a byte piece decodes as its text (llama.cpp).
+  CHECK(plain.decode(3, 4) == "<");
+  const SpmTokenizer untyped({"<unk>", "<s>", "</s>", "<0x0a>"}, {0, 0, 0, 0}, 1, 2, true, true);
+  CHECK(untyped.decode(3, 3) == "<0x0a>");
+  CHECK_THAT(test::error_of([] { SpmTokenizer({"a", "b", "a"}, {0, 0, 0}, -1, -1, false, false); }),
+             Contains("pieces[2]") && Contains("token 0"));
+}
+
 TEST_CASE("tokenizer/spm: equals the quadratic reference on random vocabularies and texts",
           "[io][tokenizer]") {
   // ASCII, a space, 2- and 3-byte characters, and bytes that are not UTF-8 (a lead byte without
   // its continuation, 0xFF): every text encodes, through byte tokens where need be.
-  const std::vector<std::string> chars = {"a", "b", "c", " ", "\xc3\xa9", "\xe4\xb8\x80", "\xc3", "\xff"};
+  const std::vector<std::string> chars = {"a", "b", "c", " ", "\xc3\xa9", "\xe4\xb8\x80", "\xc3", "\xff",
+                                          "\xf8"};
   for (std::uint64_t seed = 1; seed <= 150; ++seed) {
     test::Random rng(seed);
     std::vector<std::string> pieces = {"<unk>", "<s>", "</s>"};
@@ -67,6 +99,7 @@ TEST_CASE("tokenizer/spm: equals the quadratic reference on random vocabularies 
         const std::string& c = chars[std::size_t(rng.integer(0, int(chars.size()) - 1))];
         p += c == " " ? sp : c;
       }
+      if (std::find(pieces.begin(), pieces.end(), p) != pieces.end()) continue;  // no duplicates
       pieces.push_back(p);
       scores.push_back(float(rng.integer(-5, 0)));
     }

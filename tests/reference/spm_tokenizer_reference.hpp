@@ -3,7 +3,9 @@
 // spaces as "▁", one symbol per UTF-8 character (length from its lead byte); then, while some
 // adjacent pair's concatenation is a piece, merge the pair of the highest score, the leftmost
 // among equal scores; symbols that are not pieces become their bytes' "<0xXX>" tokens (-1 when
-// the vocabulary lacks one). The last of equal pieces owns the string (llama.cpp's token_to_id).
+// the vocabulary lacks one). A character's length: 1 for lead bytes below 0xC0, 2 for 0xC0 to
+// 0xDF, 3 for 0xE0 to 0xEF, 4 from 0xF0 (llama.cpp's unicode_len_utf8), cut at the end. No
+// user-defined pieces (SpmTokenizer's own test covers them).
 #pragma once
 
 #include <cstdint>
@@ -19,7 +21,7 @@ inline std::vector<std::int32_t> spm_encode(const std::vector<std::string>& piec
                                             const std::vector<float>& scores, std::string_view text,
                                             std::int32_t bos, bool add_space_prefix) {
   std::unordered_map<std::string, std::int32_t> ids;
-  for (std::size_t i = 0; i < pieces.size(); ++i) ids[pieces[i]] = std::int32_t(i);
+  for (std::size_t i = 0; i < pieces.size(); ++i) ids.emplace(pieces[i], std::int32_t(i));
   std::string s = add_space_prefix && !text.empty() ? " " : "";
   s += text;
   std::string e;
@@ -27,7 +29,7 @@ inline std::vector<std::int32_t> spm_encode(const std::vector<std::string>& piec
   std::vector<std::string> sym;
   for (std::size_t i = 0; i < e.size();) {
     const unsigned char c = static_cast<unsigned char>(e[i]);
-    std::size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
+    std::size_t n = c < 0xC0 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
     if (n > e.size() - i) n = e.size() - i;
     sym.push_back(e.substr(i, n));
     i += n;

@@ -1,18 +1,23 @@
 // SentencePiece tokenization from a GGUF file's vocabulary (tokenizer.ggml.model "llama": Llama
-// 1/2, Mistral, Mixtral, Gemma as llama.cpp converts them), as llama.cpp's SPM tokenizer runs it:
+// 1/2, Mistral, Mixtral, Gemma as llama.cpp converts them), as llama.cpp's SPM tokenizer runs it
+// (llama_tokenize with add_special, without parse_special):
 //
 //   const SpmTokenizer tok = SpmTokenizer::from_gguf(GgufFile::open("mistral-7b.gguf"));
 //   std::vector<std::int32_t> ids = tok.encode("Once upon a time");  // BOS first if the file says
 //
-// encode: " " is prepended when add_space_prefix (the dummy prefix) and the text is not empty;
-// every space becomes "▁" (U+2581); each UTF-8 character starts as one symbol; then the adjacent
-// pair whose concatenation is a piece of the highest score merges, the leftmost first among
-// equal scores, until no pair is a piece; a symbol that is not a piece becomes its bytes'
-// tokens "<0xXX>". No special-token text is parsed ("<s>" in the text is three characters).
-// BPE vocabularies (tokenizer.ggml.model "gpt2": Llama 3, Qwen) are refused: their
-// pre-tokenizers are not implemented.
+// encode: the text is first cut at user-defined pieces (token type 4, e.g. Gemma's
+// <start_of_turn>; the longest first), which become their ids; each remaining run gets " "
+// prepended when add_space_prefix (at the start, and after a user-defined piece), every space
+// becomes "▁" (U+2581), each UTF-8 character (its length from the lead byte's top 4 bits, as
+// llama.cpp's unicode_len_utf8) starts as one symbol; then the adjacent pair whose concatenation
+// is a piece of the highest score merges, the leftmost first among equal scores, until no pair
+// is a piece; a symbol that is not a piece becomes its bytes' tokens "<0xXX>". BOS first and EOS
+// last when the file asks (add_bos_token, add_eos_token). Control-token text ("<s>") is not
+// parsed: it is three characters. BPE vocabularies (tokenizer.ggml.model "gpt2": Llama 3, Qwen)
+// are refused: their pre-tokenizers are not implemented.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <queue>
@@ -31,19 +36,22 @@ inline namespace TFORMER_ARCH_NS {
 class SpmTokenizer {
  public:
   // llama.cpp's token types (tokenizer.ggml.token_type).
-  static constexpr std::int32_t normal = 1, control = 3, byte_type = 6;
+  static constexpr std::int32_t normal = 1, unknown = 2, control = 3, user_defined = 4,
+                                unused = 5, byte_type = 6;
 
   // pieces[i] is token i's text ("▁" for spaces), scores[i] its merge score; bos and eos ids
-  // (-1: none) must be tokens. token_types: empty, or one llama.cpp type per token.
+  // (-1: none) must be tokens; equal pieces are an error (as llama.cpp's loader). token_types:
+  // empty (every token normal), or one llama.cpp type per token.
   SpmTokenizer(std::vector<std::string> pieces, std::vector<float> scores, std::int32_t bos,
                std::int32_t eos, bool add_bos, bool add_space_prefix,
-               std::vector<std::int32_t> token_types = {})
+               std::vector<std::int32_t> token_types = {}, bool add_eos = false)
       : pieces_(std::move(pieces)),
         scores_(std::move(scores)),
         types_(std::move(token_types)),
         bos_(bos),
         eos_(eos),
         add_bos_(add_bos),
+        add_eos_(add_eos),
         add_space_prefix_(add_space_prefix) {
     constexpr const char* where = "SpmTokenizer";
     check(!pieces_.empty() && pieces_.size() <= std::size_t(INT32_MAX), where, "pieces",
@@ -53,13 +61,23 @@ class SpmTokenizer {
     check(bos_ >= -1 && bos_ < vocab_size(), where, "bos", "-1 or a token id", bos_);
     check(eos_ >= -1 && eos_ < vocab_size(), where, "eos", "-1 or a token id", eos_);
     check(!add_bos_ || bos_ >= 0, where, "add_bos", "false without a BOS token", add_bos_);
-    // llama.cpp's token_to_id: a later equal piece takes the string.
-    for (std::size_t i = 0; i < pieces_.size(); ++i) ids_.insert_or_assign(pieces_[i], std::int32_t(i));
+    check(!add_eos_ || eos_ >= 0, where, "add_eos", "false without an EOS token", add_eos_);
+    for (std::size_t i = 0; i < pieces_.size(); ++i)
+      if (!ids_.try_emplace(pieces_[i], std::int32_t(i)).second) [[unlikely]]
+        detail::fail_check(where, "pieces[" + std::to_string(i) + "]",
+                           "a piece no other token has", "the piece of token " +
+                               std::to_string(ids_.at(pieces_[i])));
+    // User-defined pieces, cut out of the text before merging: the longest first.
+    for (std::size_t i = 0; i < types_.size(); ++i)
+      if (types_[i] == user_defined && !pieces_[i].empty()) user_.push_back(std::int32_t(i));
+    std::stable_sort(user_.begin(), user_.end(), [&](std::int32_t a, std::int32_t b) {
+      return pieces_[std::size_t(a)].size() > pieces_[std::size_t(b)].size();
+    });
   }
 
   // From tokenizer.ggml.model ("llama"), .tokens, .scores (0 when absent), .token_type
-  // (optional), .bos_token_id (1), .eos_token_id (2), .add_bos_token (true) and
-  // .add_space_prefix (true), llama.cpp's defaults for an SPM vocabulary.
+  // (optional), .bos_token_id (1), .eos_token_id (2), .add_bos_token (true), .add_eos_token
+  // (false) and .add_space_prefix (true): llama.cpp's defaults for an SPM vocabulary.
   static SpmTokenizer from_gguf(const GgufFile& g) {
     const std::string where = "SpmTokenizer::from_gguf: " + g.where();
     const std::string model = g.get<std::string>("tokenizer.ggml.model");
@@ -89,18 +107,22 @@ class SpmTokenizer {
                            "a token id < " + std::to_string(pieces.size()), v);
       return std::int32_t(v);
     };
-    const auto flag = [&](const char* key) { return g.find(key) ? g.get<bool>(key) : true; };
+    const auto flag = [&](const char* key, bool fallback) {
+      return g.find(key) ? g.get<bool>(key) : fallback;
+    };
     const std::int32_t bos = id("tokenizer.ggml.bos_token_id", pieces.size() > 1 ? 1 : -1);
     const std::int32_t eos = id("tokenizer.ggml.eos_token_id", pieces.size() > 2 ? 2 : -1);
     return SpmTokenizer(std::move(pieces), std::move(scores), bos, eos,
-                        flag("tokenizer.ggml.add_bos_token") && bos >= 0,
-                        flag("tokenizer.ggml.add_space_prefix"), std::move(types));
+                        flag("tokenizer.ggml.add_bos_token", true) && bos >= 0,
+                        flag("tokenizer.ggml.add_space_prefix", true), std::move(types),
+                        flag("tokenizer.ggml.add_eos_token", false) && eos >= 0);
   }
 
   index vocab_size() const noexcept { return index(pieces_.size()); }
   std::int32_t bos() const noexcept { return bos_; }
   std::int32_t eos() const noexcept { return eos_; }
   bool add_bos() const noexcept { return add_bos_; }
+  bool add_eos() const noexcept { return add_eos_; }
   std::string_view piece(std::int32_t id) const {
     check_index("SpmTokenizer::piece", "id", id, vocab_size());
     return pieces_[std::size_t(id)];
@@ -109,8 +131,76 @@ class SpmTokenizer {
   // See the header comment. Raises tformer::Error naming the byte when a character that is not
   // a piece has a byte without its "<0xXX>" token.
   std::vector<std::int32_t> encode(std::string_view text) const {
+    // Fragments: runs of text, and user-defined pieces (id >= 0), cut longest piece first.
+    struct Fragment {
+      std::string_view text;
+      std::int32_t id;
+    };
+    std::vector<Fragment> parts;
+    if (!text.empty()) parts.push_back({text, -1});
+    for (std::int32_t u : user_) {
+      const std::string& p = pieces_[std::size_t(u)];
+      std::vector<Fragment> next;
+      for (const Fragment& f : parts) {
+        if (f.id >= 0) {
+          next.push_back(f);
+          continue;
+        }
+        std::size_t from = 0;
+        for (std::size_t at; (at = f.text.find(p, from)) != std::string_view::npos; from = at + p.size()) {
+          if (at > from) next.push_back({f.text.substr(from, at - from), -1});
+          next.push_back({{}, u});
+        }
+        if (from < f.text.size()) next.push_back({f.text.substr(from), -1});
+      }
+      parts = std::move(next);
+    }
+    std::vector<std::int32_t> out;
+    if (add_bos_) out.push_back(bos_);
+    bool after_piece = true;  // the text's start, or a user-defined piece: a space prefix
+    for (const Fragment& f : parts) {
+      if (f.id >= 0) {
+        out.push_back(f.id);
+        after_piece = true;
+        continue;
+      }
+      encode_run(f.text, add_space_prefix_ && after_piece, out);
+      after_piece = false;
+    }
+    if (add_eos_) out.push_back(eos_);
+    return out;
+  }
+
+  // Token `token`'s text after `prev`, as llama.cpp's token_to_piece: "▁" as a space in normal
+  // tokens, a byte token (type 6) as its byte, a user-defined token as stored, control, unknown
+  // and unused tokens as nothing. After BOS the dummy prefix's space is dropped, as
+  // SentencePiece's decode does (llama.cpp's token_to_piece keeps it).
+  std::string decode(std::int32_t prev, std::int32_t token) const {
+    check_index("SpmTokenizer::decode", "token", token, vocab_size());
+    const std::size_t t = std::size_t(token);
+    const std::int32_t type = types_.empty() ? normal : types_[t];
+    const std::string& p = pieces_[t];
+    if (type == control || type == unknown || type == unused) return "";
+    if (type == user_defined) return p;
+    if (const int b = byte_of(p); b >= 0 && type == byte_type) return std::string(1, char(b));
     std::string s;
-    if (add_space_prefix_ && !text.empty()) s = " ";
+    for (std::size_t i = 0; i < p.size();) {
+      if (p.compare(i, 3, "\xe2\x96\x81") == 0) {
+        s += ' ';
+        i += 3;
+      } else {
+        s += p[i++];
+      }
+    }
+    if (prev == bos_ && bos_ >= 0 && add_space_prefix_ && !s.empty() && s[0] == ' ') s.erase(0, 1);
+    return s;
+  }
+
+ private:
+  // One run of text (no user-defined piece in it) merged into `out`; `prefix`: " " first.
+  void encode_run(std::string_view text, bool prefix, std::vector<std::int32_t>& out) const {
+    std::string s;
+    if (prefix) s = " ";
     s.append(text);
     std::string escaped;  // " " → "▁"
     for (char c : s) escaped += c == ' ' ? std::string_view("\xe2\x96\x81") : std::string_view(&c, 1);
@@ -122,8 +212,8 @@ class SpmTokenizer {
     };
     std::vector<Symbol> sym;
     for (std::size_t i = 0; i < escaped.size();) {
-      const auto lead = static_cast<unsigned char>(escaped[i]);
-      const std::size_t len = lead < 0x80 ? 1 : lead >> 5 == 6 ? 2 : lead >> 4 == 14 ? 3 : lead >> 3 == 30 ? 4 : 1;
+      static constexpr std::size_t len_of[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
+      const std::size_t len = len_of[static_cast<unsigned char>(escaped[i]) >> 4];
       const std::size_t n = std::min(len, escaped.size() - i);
       sym.push_back({i, n, int(sym.size()) - 1, int(sym.size()) + 1});
       i += n;
@@ -163,8 +253,6 @@ class SpmTokenizer {
       try_add(b.left, l.next);
     }
 
-    std::vector<std::int32_t> out;
-    if (add_bos_) out.push_back(bos_);
     for (int i = sym.empty() ? -1 : 0; i >= 0; i = sym[std::size_t(i)].next) {
       const Symbol& y = sym[std::size_t(i)];
       const std::string text_of(escaped.data() + y.at, y.n);
@@ -174,37 +262,16 @@ class SpmTokenizer {
       }
       for (std::size_t k = 0; k < y.n; ++k) out.push_back(byte_token(escaped, y.at + k));
     }
-    return out;
   }
 
-  // Token `token`'s text after `prev`: "▁" as a space, a byte token as its byte, a control
-  // token (BOS, EOS, …) as nothing; after BOS, the dummy prefix's space is dropped.
-  std::string decode(std::int32_t prev, std::int32_t token) const {
-    check_index("SpmTokenizer::decode", "token", token, vocab_size());
-    const std::size_t t = std::size_t(token);
-    if (!types_.empty() && types_[t] == control) return "";
-    const std::string& p = pieces_[t];
-    if (int b = byte_of(p); b >= 0 && (types_.empty() || types_[t] == byte_type))
-      return std::string(1, char(b));
-    std::string s;
-    for (std::size_t i = 0; i < p.size();) {
-      if (p.compare(i, 3, "\xe2\x96\x81") == 0) {
-        s += ' ';
-        i += 3;
-      } else {
-        s += p[i++];
-      }
-    }
-    if (prev == bos_ && bos_ >= 0 && add_space_prefix_ && !s.empty() && s[0] == ' ') s.erase(0, 1);
-    return s;
-  }
-
- private:
-  // "<0xXX>" → XX; -1 for any other piece.
+  // "<0xXX>" → XX (either case, as llama.cpp's strtol); -1 for any other piece.
   static int byte_of(std::string_view p) {
     if (p.size() != 6 || p.substr(0, 3) != "<0x" || p[5] != '>') return -1;
     const auto hex = [](char c) {
-      return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+      return c >= '0' && c <= '9'   ? c - '0'
+             : c >= 'A' && c <= 'F' ? c - 'A' + 10
+             : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                    : -1;
     };
     const int hi = hex(p[3]), lo = hex(p[4]);
     return hi >= 0 && lo >= 0 ? hi * 16 + lo : -1;
@@ -226,8 +293,9 @@ class SpmTokenizer {
   std::vector<float> scores_;
   std::vector<std::int32_t> types_;
   std::unordered_map<std::string, std::int32_t> ids_;
+  std::vector<std::int32_t> user_;  // user-defined tokens, the longest piece first
   std::int32_t bos_, eos_;
-  bool add_bos_, add_space_prefix_;
+  bool add_bos_, add_eos_, add_space_prefix_;
 };
 
 }  // namespace TFORMER_ARCH_NS
