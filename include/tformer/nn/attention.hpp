@@ -40,6 +40,7 @@
 #include <span>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "tformer/cache/kv_cache.hpp"
@@ -334,6 +335,36 @@ inline void scale_scores(float* s, index n, float scale) noexcept {
   for (; j < n; ++j) s[j] *= scale;
 }
 
+// s[j] *= scale for j < n; returns the largest, −inf when n is 0. With a NaN among them the result
+// is NaN, −inf or the largest of some others: the callers' NaN rules (has_nan, exp) then make the
+// output NaN whichever it is.
+inline float scale_max(float* s, index n, float scale) noexcept {
+  constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+  index j = 0;
+  float m = neg_inf;
+#if TFORMER_HAS_SIMD
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  if (n >= W) {
+    const B f(scale);
+    B vm(neg_inf);
+    for (const index end = n / W * W; j < end; j += W) {
+      const B x = B::load_unaligned(s + j) * f;
+      x.store_unaligned(s + j);
+      vm = xsimd::max(vm, x);
+    }
+    alignas(64) float lanes[W];
+    vm.store_aligned(lanes);
+    for (index i = 0; i < W; ++i) m = std::max(m, lanes[i]);
+  }
+#endif
+  for (; j < n; ++j) {
+    s[j] *= scale;
+    m = std::max(m, s[j]);
+  }
+  return m;
+}
+
 // Whether s[0, n) holds a NaN: asked only when a tile's maximum is −inf, i.e. when std::max and
 // std::max_element may have skipped NaN scores (they compare with <), so that a NaN score
 // makes the output NaN without a test per key on the hot path.
@@ -610,8 +641,12 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
   std::fill(l, l + rows, 0.0f);
   const eigen::ConstMatrixMap Q(qb, rows, d, eigen::Stride(d));
   eigen::MatrixMap O(ob, rows, d, eigen::Stride(d));
-  // Keys [k_lo, k_hi) for the rows: seen(p, kp) masks, scored from position_of(p).
-  const auto pass = [&](index k_lo, index k_hi, auto seen, auto position_of) {
+  // No bias, soft-cap or padding mask: a row's visible keys are one run, scaled in one vector pass
+  // and masked only where the run ends inside the block (the diagonal, the window's edge).
+  const bool plain = std::is_same_v<Bias, NoBias> && opt.softcap == 0.0f && opt.key_valid.empty();
+  // Keys [k_lo, k_hi) for the rows: seen(p, kp) masks, scored from position_of(p); without a
+  // padding mask, the keys p sees are the run run_of(p) = [from, to).
+  const auto pass = [&](index k_lo, index k_hi, auto seen, auto position_of, auto run_of) {
     for (index k0 = k_lo, n = 0; k0 < k_hi; k0 += n) {
       n = std::min({bk, k_hi - k0, kv.contiguous(k0)});
       const float* kb = ws.k_block();
@@ -633,13 +668,23 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
         const index p = positions(t0 + r / group), h = g * group + r % group;
         const index at = position_of(p);
         float* srow = sb + r * bk;
-        for (index j = 0; j < n; ++j) {
-          const index kp = k0 + j;
-          float x = srow[j] * scale;
-          if (opt.softcap > 0.0f) x = opt.softcap * std::tanh(x / opt.softcap);
-          srow[j] = seen(p, kp) ? x + bias(h, at, kp) : neg_inf;
+        float tile_max = neg_inf;
+        if (plain) {
+          const auto [from, to] = run_of(p);
+          const index a = std::clamp<index>(from - k0, 0, n), b = std::clamp<index>(to - k0, a, n);
+          std::fill(srow, srow + a, neg_inf);
+          std::fill(srow + b, srow + n, neg_inf);
+          tile_max = scale_max(srow + a, b - a, scale);
+        } else {
+          for (index j = 0; j < n; ++j) {
+            const index kp = k0 + j;
+            float x = srow[j] * scale;
+            if (opt.softcap > 0.0f) x = opt.softcap * std::tanh(x / opt.softcap);
+            srow[j] = seen(p, kp) ? x + bias(h, at, kp) : neg_inf;
+          }
+          tile_max = *std::max_element(srow, srow + n);
         }
-        const float m_new = std::max(m[r], *std::max_element(srow, srow + n));
+        const float m_new = std::max(m[r], tile_max);
         if (m_new == neg_inf) [[unlikely]] {  // nothing visible to this row yet, or only NaN
           if (has_nan(srow, n)) {  // the row is NaN from now on (see accumulate)
             m[r] = l[r] = std::numeric_limits<float>::quiet_NaN();
@@ -659,11 +704,16 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
   if (const index sinks_end = opt.window > 0 ? std::min(opt.sinks, lo_max) : 0; sinks_end > 0) {
     load_q(opt.sink_q.data() != nullptr ? opt.sink_q : q);
     pass(0, sinks_end, [&](index p, index kp) { return as_sink(opt, p, kp); },
-         [&](index p) { return sink_position(opt, p); });
+         [&](index p) { return sink_position(opt, p); },
+         [&](index p) { return std::pair<index, index>(0, std::min(opt.sinks, p - opt.window + 1)); });
   }
   load_q(q);
   pass(lo_min, hi_max, [&](index p, index kp) { return in_window(opt, p, kp); },
-       [](index p) { return p; });
+       [](index p) { return p; },
+       [&](index p) {
+         return std::pair<index, index>(opt.window > 0 ? p - opt.window + 1 : 0,
+                                        opt.causal ? p + 1 : kv.length);
+       });
   for (index r = 0; r < rows; ++r) {
     const float inv = l[r] == 0.0f ? 0.0f : 1.0f / l[r];  // NaN stays NaN
     float* out = o.row(t0 + r / group, g * group + r % group);
