@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <limits>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "reference/attention_reference.hpp"
@@ -1107,4 +1108,61 @@ TEST_CASE("nn/attention: merging parts that saw no key or NaN", "[nn][attention]
                                HeadsView<const float>(ob.data(), 1, 2, 2), {lse_b.data(), 1, 1},
                                HeadsView<float>(o.data(), 1, 1, 4), {lse.data(), 1, 1}),
       Contains("merge_attention") && Contains("o_b.heads"));
+}
+
+// The prefill path's two register-tiled products (attention_kernels::block_product, out =
+// α·out + a·b, and a·b alone) against a double reference, on random sizes that reach every tail:
+// rows past a whole tile, columns past whole vectors and a partial last vector, strides wider than
+// the rows. Each output is a sum of `depth` products accumulated in float: within
+// (depth + 1)·u·(|α·out| + Σ_j |a_j·b_j|) of the exact value.
+TEST_CASE("nn/attention: the prefill block product matches a double reference, with and without "
+          "the rescale",
+          "[nn][attention][prefill]") {
+  namespace k = tformer::attention_kernels;
+  for (std::uint64_t seed = 1; seed <= 40; ++seed) {
+    CAPTURE(seed);
+    test::Random rng(seed);
+    const int rows = rng.integer(1, 140), cols = rng.integer(1, 150), depth = rng.integer(1, 140);
+    const int lda = depth + rng.integer(0, 5), ldb = cols + rng.integer(0, 5),
+              ldo = cols + rng.integer(0, 5);
+    const bool rescale = seed % 2 == 0;
+    CAPTURE(rows, cols, depth, rescale);
+    const auto a = rng.normal_floats(std::size_t(rows) * lda);
+    const auto b = rng.normal_floats(std::size_t(depth) * ldb);
+    const auto alpha = rng.normal_floats(std::size_t(rows));
+    auto out = rng.normal_floats(std::size_t(rows) * ldo);
+    const auto before = out;
+    k::block_product(out.data(), ldo, rescale ? alpha.data() : nullptr, rows, cols, a.data(), lda,
+                     b.data(), ldb, depth);
+    for (int r = 0; r < rows; ++r) {
+      for (int c = 0; c < ldo; ++c) {
+        const std::size_t at = std::size_t(r) * ldo + c;
+        if (c >= cols) {  // past the columns: untouched
+          REQUIRE(out[at] == before[at]);
+          continue;
+        }
+        double exact = rescale ? double(alpha[r]) * before[at] : 0.0;
+        double magnitude = std::abs(exact);
+        for (int j = 0; j < depth; ++j) {
+          const double p = double(a[std::size_t(r) * lda + j]) * b[std::size_t(j) * ldb + c];
+          exact += p;
+          magnitude += std::abs(p);
+        }
+        REQUIRE(std::abs(out[at] - exact) <= (depth + 1) * u * magnitude + 1e-30);
+      }
+    }
+  }
+}
+
+TEST_CASE("nn/attention: the prefill transpose moves every value once", "[nn][attention][prefill]") {
+  test::Random rng(7);
+  for (const auto& [n, d] : {std::pair{1, 1}, std::pair{64, 128}, std::pair{37, 5}, std::pair{3, 140}}) {
+    const auto from = rng.normal_floats(std::size_t(n) * d);
+    const int ld = n + 3;
+    std::vector<float> to(std::size_t(d) * ld, -1.0f);
+    tformer::attention_kernels::transpose(from.data(), n, d, to.data(), ld);
+    for (int i = 0; i < d; ++i)
+      for (int j = 0; j < ld; ++j)
+        REQUIRE(to[std::size_t(i) * ld + j] == (j < n ? from[std::size_t(j) * d + i] : -1.0f));
+  }
 }

@@ -25,7 +25,8 @@
 // running maximum and sum
 // (online softmax), so no score matrix over the whole context exists and logits of any magnitude
 // are stable. exp is vectorised. Many query tokens (prefill) take the same steps in blocks of
-// 32 tokens × 64 keys whose inner products are GEMMs (Eigen): S = Q·Kᵀ, then O += P·V.
+// 32 tokens × 64 keys whose inner products are register tiles of the project's own: S = Q·Kᵀ
+// (block_scores), then O = α·O + P·V (block_values), each reading its rows in place.
 //
 // The cache's element type (KVView::type: f32, f16, bf16) is read as stored: the one-token path
 // widens each register it loads (core/simd_load.hpp), the many-token path widens each 64-key
@@ -44,7 +45,6 @@
 #include <vector>
 
 #include "tformer/cache/kv_cache.hpp"
-#include "tformer/core/eigen.hpp"
 #include "tformer/core/error.hpp"
 #include "tformer/core/memory.hpp"
 #include "tformer/core/positions.hpp"
@@ -97,16 +97,19 @@ class AttentionWorkspace {
         s_block_(size(query_tile * group_size * key_tile)),
         m_(size(query_tile * group_size)),
         l_(size(query_tile * group_size)),
+        alpha_(size(query_tile * group_size)),
         k_block_(size(key_tile * head_dim)),
         v_block_(size(key_tile * head_dim)),
+        kt_block_(size(key_tile * head_dim)),
         q_rows_(size(2 * group_size)),
         o_rows_(size(group_size)) {}
   index group_size() const noexcept { return group_; }
   index head_dim() const noexcept { return head_dim_; }
   std::size_t bytes() const noexcept {
     return acc_.bytes() + scores_.bytes() + q_block_.bytes() + o_block_.bytes() +
-           s_block_.bytes() + m_.bytes() + l_.bytes() + q_rows_.bytes() + o_rows_.bytes() +
-           k_block_.bytes() + v_block_.bytes();
+           s_block_.bytes() + m_.bytes() + l_.bytes() + alpha_.bytes() + q_rows_.bytes() +
+           o_rows_.bytes() +
+           k_block_.bytes() + v_block_.bytes() + kt_block_.bytes();
   }
   float* acc(index h) noexcept { return acc_.data() + h * head_dim_; }
   float* scores(index h) noexcept { return scores_.data() + h * tile; }
@@ -119,9 +122,11 @@ class AttentionWorkspace {
   float* s_block() noexcept { return s_block_.data(); }
   float* row_max() noexcept { return m_.data(); }
   float* row_sum() noexcept { return l_.data(); }
+  float* row_rescale() noexcept { return alpha_.data(); }
   // Many-token path over a 16-bit cache: a block of key_tile keys and values widened to float.
   float* k_block() noexcept { return k_block_.data(); }
   float* v_block() noexcept { return v_block_.data(); }
+  float* kt_block() noexcept { return kt_block_.data(); }
   // One-token path: per head of the group, its query row, sink query row and output row.
   const float** q_rows() noexcept { return q_rows_.data(); }
   const float** sink_q_rows() noexcept { return q_rows_.data() + group_; }
@@ -141,7 +146,8 @@ class AttentionWorkspace {
     return group_size;
   }
   index group_, head_dim_;
-  AlignedBuffer<float> acc_, scores_, q_block_, o_block_, s_block_, m_, l_, k_block_, v_block_;
+  AlignedBuffer<float> acc_, scores_, q_block_, o_block_, s_block_, m_, l_, alpha_, k_block_,
+      v_block_, kt_block_;
   AlignedBuffer<const float*> q_rows_;
   AlignedBuffer<float*> o_rows_;
 };
@@ -604,10 +610,96 @@ void check_bias(const char* where, const Bias& bias, index q_heads) {
   }
 }
 
+#if TFORMER_HAS_SIMD
+// block_product for rows [0, RM) and the RN vectors of columns from c (the last one `tail`
+// lanes wide when tail > 0): the tile of out stays in registers over the depth.
+template <index RM, index RN>
+inline void product_tile(float* out, index ldo, const float* alpha, const float* a, index lda,
+                         const float* b, index ldb, index depth, index c,
+                         std::size_t tail) noexcept {
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  const auto load = [&](const float* at, index u) {
+    return tail > 0 && u == RN - 1 ? xsimd_compat::load_partial<simd::arch>(at, tail)
+                                   : B::load_unaligned(at);
+  };
+  B acc[RM * RN];
+  TFORMER_UNROLL for (index m = 0; m < RM; ++m) {
+    TFORMER_UNROLL for (index u = 0; u < RN; ++u)
+      acc[m * RN + u] = alpha ? B(alpha[m]) * load(out + m * ldo + c + u * W, u) : B(0.0f);
+  }
+  for (index j = 0; j < depth; ++j) {
+    B bv[RN];
+    TFORMER_UNROLL for (index u = 0; u < RN; ++u) bv[u] = load(b + j * ldb + c + u * W, u);
+    TFORMER_UNROLL for (index m = 0; m < RM; ++m) {
+      const B aj(a[m * lda + j]);
+      TFORMER_UNROLL for (index u = 0; u < RN; ++u)
+        acc[m * RN + u] = xsimd_compat::fma(aj, bv[u], acc[m * RN + u]);
+    }
+  }
+  TFORMER_UNROLL for (index m = 0; m < RM; ++m)
+    TFORMER_UNROLL for (index u = 0; u < RN; ++u) {
+      float* at = out + m * ldo + c + u * W;
+      if (tail > 0 && u == RN - 1)
+        xsimd_compat::store_partial<simd::arch>(at, acc[m * RN + u], tail);
+      else
+        acc[m * RN + u].store_unaligned(at);
+    }
+}
+
+// product_tile over rows [0, rows) in tiles of RM (then one at a time) for the columns from c.
+template <index RM, index RN>
+inline void product_rows(float* out, index ldo, const float* alpha, index rows, const float* a,
+                         index lda, const float* b, index ldb, index depth, index c,
+                         std::size_t tail) noexcept {
+  index r = 0;
+  for (; r + RM <= rows; r += RM)
+    product_tile<RM, RN>(out + r * ldo, ldo, alpha ? alpha + r : nullptr, a + r * lda, lda, b, ldb,
+                         depth, c, tail);
+  for (; r < rows; ++r)
+    product_tile<1, RN>(out + r * ldo, ldo, alpha ? alpha + r : nullptr, a + r * lda, lda, b, ldb,
+                        depth, c, tail);
+}
+#endif
+
+// out[r][c] = alpha[r]·out[r][c] + Σ_j a[r][j]·b[j][c] for r < rows, c < cols, j < depth; without
+// alpha (nullptr) out = a·b. Row-major with strides ldo, lda, ldb, read in place. Tiles of 4 rows
+// (2 below AVX-512) × 4 vectors of out in registers over the whole depth: per j one load of each
+// b vector, one broadcast of each a value, one FMA per row and vector, no horizontal sum. Every j
+// is added, a weight 0 too (0·NaN is NaN, as in a GEMM).
+inline void block_product(float* out, index ldo, const float* alpha, index rows, index cols,
+                          const float* a, index lda, const float* b, index ldb,
+                          index depth) noexcept {
+  index c = 0;
+#if TFORMER_HAS_SIMD
+  constexpr index W = static_cast<index>(simd::lanes), rm = W == 16 ? 4 : 2, rn = 4;
+  for (; c + rn * W <= cols; c += rn * W)
+    product_rows<rm, rn>(out, ldo, alpha, rows, a, lda, b, ldb, depth, c, 0);
+  for (; c + W <= cols; c += W) product_rows<rm, 1>(out, ldo, alpha, rows, a, lda, b, ldb, depth, c, 0);
+  if (c < cols)
+    product_rows<rm, 1>(out, ldo, alpha, rows, a, lda, b, ldb, depth, c, std::size_t(cols - c));
+  c = cols;
+#endif
+  for (index r = 0; r < rows; ++r) {
+    float* o = out + r * ldo;
+    for (index i = c; i < cols; ++i) o[i] = alpha ? o[i] * alpha[r] : 0.0f;
+    for (index j = 0; j < depth; ++j) {
+      const float w = a[r * lda + j];
+      for (index i = c; i < cols; ++i) o[i] += w * b[j * ldb + i];
+    }
+  }
+}
+
+// to[i·ld + j] = from[j·d + i] for j < n, i < d: n rows of d values to d rows of n.
+inline void transpose(const float* from, index n, index d, float* to, index ld) noexcept {
+  for (index j = 0; j < n; ++j)
+    for (index i = 0; i < d; ++i) to[i * ld + j] = from[j * d + i];
+}
+
 // The many-token (prefill) path for query tokens [t0, t0 + tq) and kv head g: their group's
 // rows (token, head) form a block Q [rows, D]; for each key block K [n, D] of the union of
-// their visible ranges, S = Q·Kᵀ and O += P·V are GEMMs (Eigen), with the streaming softmax
-// applied row by row between them. Sinks the window has left are a first pass with Q taken
+// their visible ranges, S = Q·Kᵀ (block_scores) and O = α·O + P·V (block_values), with the
+// streaming softmax applied row by row between them. Sinks the window has left are a first pass with Q taken
 // from opt.sink_q (when given).
 template <class Bias>
 void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions& positions,
@@ -622,6 +714,7 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
   float* sb = ws.s_block();
   float* m = ws.row_max();
   float* l = ws.row_sum();
+  float* alpha = ws.row_rescale();
   index lo_min = std::numeric_limits<index>::max(), lo_max = 0, hi_max = 0;
   for (index t = 0; t < tq; ++t) {
     const index p = positions(t0 + t);
@@ -639,8 +732,6 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
   std::fill(ob, ob + rows * d, 0.0f);
   std::fill(m, m + rows, neg_inf);
   std::fill(l, l + rows, 0.0f);
-  const eigen::ConstMatrixMap Q(qb, rows, d, eigen::Stride(d));
-  eigen::MatrixMap O(ob, rows, d, eigen::Stride(d));
   // No bias, soft-cap or padding mask: a row's visible keys are one run, scaled in one vector pass
   // and masked only where the run ends inside the block (the diagonal, the window's edge).
   const bool plain = std::is_same_v<Bias, NoBias> && opt.softcap == 0.0f && opt.key_valid.empty();
@@ -660,10 +751,8 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
           widen(kv.value<T>(g, k0), n * d, ws.v_block());
         });
       }
-      const eigen::ConstMatrixMap K(kb, n, d, eigen::Stride(d));
-      const eigen::ConstMatrixMap V(vb, n, d, eigen::Stride(d));
-      eigen::MatrixMap S(sb, rows, n, eigen::Stride(bk));
-      S.noalias() = Q * K.transpose();
+      transpose(kb, n, d, ws.kt_block(), bk);
+      block_product(sb, bk, nullptr, rows, n, qb, d, ws.kt_block(), bk, d);
       for (index r = 0; r < rows; ++r) {
         const index p = positions(t0 + r / group), h = g * group + r % group;
         const index at = position_of(p);
@@ -688,17 +777,17 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
         if (m_new == neg_inf) [[unlikely]] {  // nothing visible to this row yet, or only NaN
           if (has_nan(srow, n)) {  // the row is NaN from now on (see accumulate)
             m[r] = l[r] = std::numeric_limits<float>::quiet_NaN();
-            O.row(r).setConstant(m[r]);
+            std::fill(ob + r * d, ob + (r + 1) * d, m[r]);
           }
           std::fill(srow, srow + n, 0.0f);  // else its weights stay 0
+          alpha[r] = 1.0f;
           continue;
         }
-        const float alpha = m[r] == neg_inf ? 0.0f : std::exp(m[r] - m_new);
-        l[r] = l[r] * alpha + exp_shifted(srow, n, m_new);
+        alpha[r] = m[r] == neg_inf ? 0.0f : std::exp(m[r] - m_new);
+        l[r] = l[r] * alpha[r] + exp_shifted(srow, n, m_new);
         m[r] = m_new;
-        if (alpha != 1.0f) O.row(r) *= alpha;
       }
-      O.noalias() += S * V;
+      block_product(ob, d, alpha, rows, d, sb, bk, vb, d, n);
     }
   };
   if (const index sinks_end = opt.window > 0 ? std::min(opt.sinks, lo_max) : 0; sinks_end > 0) {
