@@ -1156,7 +1156,8 @@ TEST_CASE("nn/attention: the prefill block product matches a double reference, w
 
 TEST_CASE("nn/attention: the prefill transpose moves every value once", "[nn][attention][prefill]") {
   test::Random rng(7);
-  for (const auto& [n, d] : {std::pair{1, 1}, std::pair{64, 128}, std::pair{37, 5}, std::pair{3, 140}}) {
+  for (const auto& [n, d] : {std::pair{1, 1}, std::pair{64, 128}, std::pair{37, 5}, std::pair{3, 140},
+                             std::pair{8, 8}, std::pair{16, 24}, std::pair{23, 17}, std::pair{9, 100}}) {
     const auto from = rng.normal_floats(std::size_t(n) * d);
     const int ld = n + 3;
     std::vector<float> to(std::size_t(d) * ld, -1.0f);
