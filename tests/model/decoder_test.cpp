@@ -289,6 +289,11 @@ TEST_CASE("decoder: one compiled Llama decoder runs each family member's paramet
   // Llama 3.1 and 3.2 differ in the scaling factor (8, 32), which moves only frequencies with
   // wavelengths past 2048 positions: 150 positions reach them (the last section shows it).
   SECTION("Llama 2") { check_preset<configs::Llama>(d, 41, 6, 3, {}, {}, nullptr, presets::llama2()); }
+  SECTION("the default capacity is min(max_positions, 4096), not a checkpoint's maximum") {
+    OwnedWeights<configs::Llama> w(d, 40);
+    CHECK(Decoder<configs::Llama>(w.view(), d).options().capacity == 4096);
+    CHECK(Decoder<configs::Llama>(w.view(), small).options().capacity == small.max_positions);
+  }
   SECTION("Llama 3.1") {
     check_preset<configs::Llama>(d, 42, 150, 3, {}, {}, nullptr, presets::llama31());
   }

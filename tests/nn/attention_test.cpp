@@ -680,16 +680,23 @@ TEST_CASE("nn/attention: sinks match the reference on random shapes, both paths 
   if (own_sink_q) opt.sink_q = HeadsView<const float>(sq.data(), T, s.Hq, D);
   std::vector<std::int32_t> pos(T);
   for (auto& p : pos) p = rng.integer(0, L - 1);
-  // An ALiBi-like bias, so that the position sinks are scored from matters.
+  // An ALiBi-like bias, so that the position sinks are scored from matters; every third seed
+  // none, so that the many-token path's vector score pass (no bias, soft-cap or padding) runs.
+  const bool with_bias = seed % 3 != 2;
+  CAPTURE(with_bias);
   auto bias = [](tformer::index h, tformer::index p, tformer::index j) {
     return -0.05f * float(h + 1) * float(p - j);
   };
   std::vector<float> o(q.size(), -9.0f);
   AttentionWorkspace ws(g, D);
-  tformer::attention(HeadsView<const float>(q.data(), T, s.Hq, D), s.cache.view(0, 0, L),
-                     Positions::ids(pos), HeadsView<float>(o.data(), T, s.Hq, D), ws, opt, bias);
+  const HeadsView<const float> qv(q.data(), T, s.Hq, D);
+  const HeadsView<float> ov(o.data(), T, s.Hq, D);
+  if (with_bias)
+    tformer::attention(qv, s.cache.view(0, 0, L), Positions::ids(pos), ov, ws, opt, bias);
+  else
+    tformer::attention(qv, s.cache.view(0, 0, L), Positions::ids(pos), ov, ws, opt);
   auto c = s.reference(opt);
-  c.bias = [&](int h, int p, int j) { return double(bias(h, p, j)); };
+  if (with_bias) c.bias = [&](int h, int p, int j) { return double(bias(h, p, j)); };
   check_outputs(s, c, q, o, pos, sq);
 }
 
@@ -1115,9 +1122,10 @@ TEST_CASE("nn/attention: merging parts that saw no key or NaN", "[nn][attention]
 // rows past a whole tile, columns past whole vectors and a partial last vector, strides wider than
 // the rows. Each output is a sum of `depth` products accumulated in float: within
 // (depth + 1)·u·(|α·out| + Σ_j |a_j·b_j|) of the exact value.
-TEST_CASE("nn/attention: the prefill block product matches a double reference, with and without "
-          "the rescale",
-          "[nn][attention][prefill]") {
+TEST_CASE(
+    "nn/attention: the prefill block product matches a double reference, with and without "
+    "the rescale",
+    "[nn][attention][prefill]") {
   namespace k = tformer::attention_kernels;
   for (std::uint64_t seed = 1; seed <= 40; ++seed) {
     CAPTURE(seed);
@@ -1154,16 +1162,45 @@ TEST_CASE("nn/attention: the prefill block product matches a double reference, w
   }
 }
 
-TEST_CASE("nn/attention: the prefill transpose moves every value once", "[nn][attention][prefill]") {
+TEST_CASE("nn/attention: the prefill transpose moves every value once",
+          "[nn][attention][prefill]") {
   test::Random rng(7);
-  for (const auto& [n, d] : {std::pair{1, 1}, std::pair{64, 128}, std::pair{37, 5}, std::pair{3, 140},
-                             std::pair{8, 8}, std::pair{16, 24}, std::pair{23, 17}, std::pair{9, 100}}) {
+  for (const auto& [n, d] :
+       {std::pair{1, 1}, std::pair{64, 128}, std::pair{37, 5}, std::pair{3, 140}, std::pair{8, 8},
+        std::pair{16, 24}, std::pair{23, 17}, std::pair{9, 100}}) {
     const auto from = rng.normal_floats(std::size_t(n) * d);
     const int ld = n + 3;
     std::vector<float> to(std::size_t(d) * ld, -1.0f);
-    tformer::attention_kernels::transpose(from.data(), n, d, to.data(), ld);
+    tformer::attention_kernels::transpose_block(from.data(), n, d, to.data(), ld);
     for (int i = 0; i < d; ++i)
       for (int j = 0; j < ld; ++j)
         REQUIRE(to[std::size_t(i) * ld + j] == (j < n ? from[std::size_t(j) * d + i] : -1.0f));
+  }
+}
+
+// docs/CONVENTIONS.md: a NaN value reaches every output of its 64-key block in the many-token
+// path (0 · NaN for the rows that give it weight 0), as PyTorch's math backend; rows whose blocks
+// end before it stay finite. Pins the rule, so that skipping zero weights cannot change it unseen.
+TEST_CASE("nn/attention: a NaN value reaches the rows of its key block in a prefill, no others",
+          "[nn][attention][prefill]") {
+  constexpr int Hq = 2, Hkv = 1, D = 16, L = 40, bad = 35;  // query tiles [0, 32) and [32, 40)
+  test::Random rng(5);
+  const auto k = rng.normal_floats(std::size_t(L) * Hkv * D);
+  auto v = rng.normal_floats(k.size());
+  std::fill(v.begin() + bad * D, v.begin() + (bad + 1) * D,
+            std::numeric_limits<float>::quiet_NaN());
+  KVCache cache({.layers = 1, .kv_heads = Hkv, .head_dim = D, .capacity = L});
+  cache.write(0, 0, HeadsView<const float>(k.data(), L, Hkv, D),
+              HeadsView<const float>(v.data(), L, Hkv, D));
+  cache.advance(0, L);
+  const auto q = rng.normal_floats(std::size_t(L) * Hq * D);
+  std::vector<float> o(q.size());
+  AttentionWorkspace ws(Hq / Hkv, D);
+  tformer::attention(HeadsView<const float>(q.data(), L, Hq, D), cache.view(0, 0, L),
+                     Positions::offset(0), HeadsView<float>(o.data(), L, Hq, D), ws);
+  for (int t = 0; t < L; ++t) {
+    CAPTURE(t);
+    for (int i = 0; i < Hq * D; ++i)
+      REQUIRE(std::isnan(o[std::size_t(t) * Hq * D + i]) == (t >= 32));  // t < bad: weight 0
   }
 }

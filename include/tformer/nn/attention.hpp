@@ -16,7 +16,7 @@
 // the bias) makes that query head's whole output NaN, as PyTorch's softmax does; other queries
 // are untouched. A masked key is never scored for the query it is masked from. A NaN or inf in a
 // value reaches the outputs through the weighted sum, and in the many-token path also the rows
-// of a block that give that value weight 0 (0 · NaN in the block's P·V GEMM, as in PyTorch's
+// of a block that give that value weight 0 (0 · NaN in the block's P·V product, as in PyTorch's
 // math backend). Options are checked: scale and softcap finite and >= 0, a bias with heads()
 // (AlibiBias, T5Bias) covering q.heads, o disjoint from q and sink_q.
 //
@@ -25,8 +25,8 @@
 // running maximum and sum
 // (online softmax), so no score matrix over the whole context exists and logits of any magnitude
 // are stable. exp is vectorised. Many query tokens (prefill) take the same steps in blocks of
-// 32 tokens × 64 keys whose inner products are register tiles of the project's own: S = Q·Kᵀ
-// (block_scores), then O = α·O + P·V (block_values), each reading its rows in place.
+// 32 tokens × 64 keys whose products are register tiles (block_product): S = Q·Kᵀ over the key
+// block transposed once, then O = α·O + P·V over the values as stored (f32) or widened (16-bit).
 //
 // The cache's element type (KVView::type: f32, f16, bf16) is read as stored: the one-token path
 // widens each register it loads (core/simd_load.hpp), the many-token path widens each 64-key
@@ -106,9 +106,8 @@ class AttentionWorkspace {
   index group_size() const noexcept { return group_; }
   index head_dim() const noexcept { return head_dim_; }
   std::size_t bytes() const noexcept {
-    return acc_.bytes() + scores_.bytes() + q_block_.bytes() + o_block_.bytes() +
-           s_block_.bytes() + m_.bytes() + l_.bytes() + alpha_.bytes() + q_rows_.bytes() +
-           o_rows_.bytes() +
+    return acc_.bytes() + scores_.bytes() + q_block_.bytes() + o_block_.bytes() + s_block_.bytes() +
+           m_.bytes() + l_.bytes() + alpha_.bytes() + q_rows_.bytes() + o_rows_.bytes() +
            k_block_.bytes() + v_block_.bytes() + kt_block_.bytes();
   }
   float* acc(index h) noexcept { return acc_.data() + h * head_dim_; }
@@ -122,10 +121,11 @@ class AttentionWorkspace {
   float* s_block() noexcept { return s_block_.data(); }
   float* row_max() noexcept { return m_.data(); }
   float* row_sum() noexcept { return l_.data(); }
-  float* row_rescale() noexcept { return alpha_.data(); }
+  float* row_rescale() noexcept { return alpha_.data(); }  // α of each row for the block's P·V
   // Many-token path over a 16-bit cache: a block of key_tile keys and values widened to float.
   float* k_block() noexcept { return k_block_.data(); }
   float* v_block() noexcept { return v_block_.data(); }
+  // Many-token path, every cache type: the key block transposed, [head_dim, key_tile].
   float* kt_block() noexcept { return kt_block_.data(); }
   // One-token path: per head of the group, its query row, sink query row and output row.
   const float** q_rows() noexcept { return q_rows_.data(); }
@@ -342,8 +342,8 @@ inline void scale_scores(float* s, index n, float scale) noexcept {
 }
 
 // s[j] *= scale for j < n; returns the largest, −inf when n is 0. With a NaN among them the result
-// is NaN, −inf or the largest of some others: the callers' NaN rules (has_nan, exp) then make the
-// output NaN whichever it is.
+// is −inf or the largest of some others: the callers' NaN rules (has_nan, exp) then make the
+// output NaN either way.
 inline float scale_max(float* s, index n, float scale) noexcept {
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   index j = 0;
@@ -664,20 +664,23 @@ inline void product_rows(float* out, index ldo, const float* alpha, index rows, 
 
 // out[r][c] = alpha[r]·out[r][c] + Σ_j a[r][j]·b[j][c] for r < rows, c < cols, j < depth; without
 // alpha (nullptr) out = a·b. Row-major with strides ldo, lda, ldb, read in place. Tiles of 4 rows
-// (2 below AVX-512) × 4 vectors of out in registers over the whole depth: per j one load of each
-// b vector, one broadcast of each a value, one FMA per row and vector, no horizontal sum. Every j
-// is added, a weight 0 too (0·NaN is NaN, as in a GEMM).
+// (2 below AVX-512) × 4 vectors of out in registers over the whole depth: per j the tile's b
+// vectors, a broadcast of each row's a value, one FMA per row and vector, no horizontal sum. Every
+// j is added, a weight 0 too (0·NaN is NaN, as in a GEMM).
 inline void block_product(float* out, index ldo, const float* alpha, index rows, index cols,
                           const float* a, index lda, const float* b, index ldb,
                           index depth) noexcept {
   index c = 0;
 #if TFORMER_HAS_SIMD
-  constexpr index W = static_cast<index>(simd::lanes), rm = W == 16 ? 4 : 2, rn = 4;
-  for (; c + rn * W <= cols; c += rn * W)
-    product_rows<rm, rn>(out, ldo, alpha, rows, a, lda, b, ldb, depth, c, 0);
-  for (; c + W <= cols; c += W) product_rows<rm, 1>(out, ldo, alpha, rows, a, lda, b, ldb, depth, c, 0);
+  // 16 accumulators of 32 registers (AVX-512), 8 of 16 below.
+  constexpr index W = static_cast<index>(simd::lanes), tile_rows = W == 16 ? 4 : 2, vectors = 4;
+  for (; c + vectors * W <= cols; c += vectors * W)
+    product_rows<tile_rows, vectors>(out, ldo, alpha, rows, a, lda, b, ldb, depth, c, 0);
+  for (; c + W <= cols; c += W)
+    product_rows<tile_rows, 1>(out, ldo, alpha, rows, a, lda, b, ldb, depth, c, 0);
   if (c < cols)
-    product_rows<rm, 1>(out, ldo, alpha, rows, a, lda, b, ldb, depth, c, std::size_t(cols - c));
+    product_rows<tile_rows, 1>(out, ldo, alpha, rows, a, lda, b, ldb, depth, c,
+                               std::size_t(cols - c));
   c = cols;
 #endif
   for (index r = 0; r < rows; ++r) {
@@ -693,7 +696,7 @@ inline void block_product(float* out, index ldo, const float* alpha, index rows,
 // to[i·ld + j] = from[j·d + i] for j < n, i < d: n rows of d values to d rows of n. With AVX, in
 // 8 × 8 squares held in registers (8 loads, 24 shuffles, 8 stores: a third of the scalar loop's
 // time); the edges one value at a time.
-inline void transpose(const float* from, index n, index d, float* to, index ld) noexcept {
+inline void transpose_block(const float* from, index n, index d, float* to, index ld) noexcept {
   index j0 = 0;
 #if defined(__AVX__) && TFORMER_HAS_SIMD
   for (; j0 + 8 <= n; j0 += 8) {
@@ -702,7 +705,7 @@ inline void transpose(const float* from, index n, index d, float* to, index ld) 
       __m256 r[8], t[8], u[8];
       for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(from + (j0 + k) * d + i0);
       for (int k = 0; k < 8; k += 2) {
-        t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);      // r_k[0] r_k+1[0] r_k[1] r_k+1[1] | [4], [5]
+        t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);  // r_k[0] r_k+1[0] r_k[1] r_k+1[1] | [4], [5]
         t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);  // the same of [2], [3] | [6], [7]
       }
       for (int k = 0; k < 8; k += 4)
@@ -725,8 +728,8 @@ inline void transpose(const float* from, index n, index d, float* to, index ld) 
 
 // The many-token (prefill) path for query tokens [t0, t0 + tq) and kv head g: their group's
 // rows (token, head) form a block Q [rows, D]; for each key block K [n, D] of the union of
-// their visible ranges, S = Q·Kᵀ (block_scores) and O = α·O + P·V (block_values), with the
-// streaming softmax applied row by row between them. Sinks the window has left are a first pass with Q taken
+// their visible ranges, S = Q·Kᵀ and O = α·O + P·V (block_product), with the streaming softmax
+// applied row by row between them. Sinks the window has left are a first pass with Q taken
 // from opt.sink_q (when given).
 template <class Bias>
 void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions& positions,
@@ -772,13 +775,13 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
       if (kv.type == KVType::f32) {
         kb = kv.key<float>(g, k0);
         vb = kv.value<float>(g, k0);
-      } else {  // widened once per block, for every row of the block's GEMMs
+      } else {  // widened once per block, for every row of the block's products
         visit_kv_type(kv.type, [&]<class T>(T) {
           widen(kv.key<T>(g, k0), n * d, ws.k_block());
           widen(kv.value<T>(g, k0), n * d, ws.v_block());
         });
       }
-      transpose(kb, n, d, ws.kt_block(), bk);
+      transpose_block(kb, n, d, ws.kt_block(), bk);
       block_product(sb, bk, nullptr, rows, n, qb, d, ws.kt_block(), bk, d);
       for (index r = 0; r < rows; ++r) {
         const index p = positions(t0 + r / group), h = g * group + r % group;
@@ -819,17 +822,21 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
   };
   if (const index sinks_end = opt.window > 0 ? std::min(opt.sinks, lo_max) : 0; sinks_end > 0) {
     load_q(opt.sink_q.data() != nullptr ? opt.sink_q : q);
-    pass(0, sinks_end, [&](index p, index kp) { return as_sink(opt, p, kp); },
-         [&](index p) { return sink_position(opt, p); },
-         [&](index p) { return std::pair<index, index>(0, std::min(opt.sinks, p - opt.window + 1)); });
+    pass(
+        0, sinks_end, [&](index p, index kp) { return as_sink(opt, p, kp); },
+        [&](index p) { return sink_position(opt, p); },
+        [&](index p) {
+          return std::pair<index, index>(0, std::min(opt.sinks, p - opt.window + 1));
+        });
   }
   load_q(q);
-  pass(lo_min, hi_max, [&](index p, index kp) { return in_window(opt, p, kp); },
-       [](index p) { return p; },
-       [&](index p) {
-         return std::pair<index, index>(opt.window > 0 ? p - opt.window + 1 : 0,
-                                        opt.causal ? p + 1 : kv.length);
-       });
+  pass(
+      lo_min, hi_max, [&](index p, index kp) { return in_window(opt, p, kp); },
+      [](index p) { return p; },
+      [&](index p) {
+        return std::pair<index, index>(opt.window > 0 ? p - opt.window + 1 : 0,
+                                       opt.causal ? p + 1 : kv.length);
+      });
   for (index r = 0; r < rows; ++r) {
     const float inv = l[r] == 0.0f ? 0.0f : 1.0f / l[r];  // NaN stays NaN
     float* out = o.row(t0 + r / group, g * group + r % group);
@@ -862,7 +869,7 @@ void attention_checked(const char* where, HeadsView<const float> q, const KVView
       opt.scale > 0.0f ? opt.scale : 1.0f / std::sqrt(static_cast<float>(q.head_dim()));
 
   if (q.tokens() == 0) return;
-  if (q.tokens() > 1) {  // many tokens: GEMM-shaped blocks
+  if (q.tokens() > 1) {  // many tokens: blocks of register-tiled products
     for (index g = 0; g < kv.kv_heads; ++g)
       for (index t0 = 0; t0 < q.tokens(); t0 += AttentionWorkspace::query_tile)
         attend_block(q, o, positions, t0, std::min(AttentionWorkspace::query_tile, q.tokens() - t0),
