@@ -124,6 +124,84 @@ TEST_CASE("cache/kv_cache: f16 and bf16 caches store each value rounded to neare
   CHECK(view.head(2).kv_heads == 1);
 }
 
+TEST_CASE("cache/kv_cache: a q8 cache stores each row as int8 with its scale, within half a step",
+          "[cache][kvq8]") {
+  const tformer::KVCacheConfig config{.layers = 2,
+                                      .kv_heads = 3,
+                                      .head_dim = 40,
+                                      .capacity = 9,
+                                      .sequences = 2,
+                                      .type = tformer::KVType::q8};
+  KVCache cache(config);
+  // int8 values plus one float scale per (sequence, layer, head, position) for keys and values.
+  CHECK(cache.bytes() == 2u * 2 * 2 * 3 * 9 * 40 * 1 + 2u * 2 * 2 * 3 * 9 * 4);
+  test::Random rng(8);
+  const int T = 9, H = 3, D = 40;
+  auto k = rng.normal_floats(std::size_t(T) * H * D, 3.0f), v = rng.normal_floats(k.size());
+  const auto row = [&](std::vector<float>& x, int t, int h) {
+    return x.data() + (std::size_t(t) * H + h) * D;
+  };
+  // Rows of every kind: magnitudes far apart, all zero, a NaN, an inf, one value alone, ties.
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < H; ++h)
+      for (int i = 0; i < D; ++i) row(k, t, h)[i] *= std::ldexp(1.0f, 3 * t - 12);
+  std::fill(row(k, 1, 0), row(k, 1, 0) + D, 0.0f);
+  row(k, 2, 1)[7] = std::numeric_limits<float>::quiet_NaN();
+  row(v, 3, 2)[0] = -std::numeric_limits<float>::infinity();
+  std::fill(row(v, 4, 0), row(v, 4, 0) + D, 0.0f);
+  row(v, 4, 0)[5] = -2.5f;  // one value: stored as −127 with scale 2.5/127
+  for (int i = 0; i < D; ++i) row(k, 5, 2)[i] = 127.0f - float(i) / 2;  // scale 1: half-way ties
+  cache.write(1, 1, HeadsView<const float>(k.data(), T, H, D),
+              HeadsView<const float>(v.data(), T, H, D));
+  cache.advance(1, T);
+  const tformer::KVView view = cache.view(1, 1, T);
+  CHECK(view.type == tformer::KVType::q8);
+  const auto check_row = [&](const float* x, const std::int8_t* q, float s) {
+    double amax = 0;
+    bool finite = true;
+    for (int i = 0; i < D; ++i) {
+      finite = finite && std::isfinite(x[i]);
+      amax = std::max(amax, std::abs(double(x[i])));
+    }
+    if (!finite) {  // stored as NaN
+      REQUIRE(std::isnan(s));
+      return;
+    }
+    REQUIRE(double(s) == double(float(amax / 127)));  // the scale rounded once
+    for (int i = 0; i < D; ++i) {
+      INFO("dim " << i << " x " << x[i] << " stored " << int(q[i]) << " scale " << s);
+      REQUIRE(std::abs(int(q[i])) <= 127);
+      if (s == 0.0f) {
+        REQUIRE(q[i] == 0);
+        continue;
+      }
+      const double y = double(x[i]) / double(s);  // the nearest integer, ties to even
+      REQUIRE(std::abs(y - q[i]) <= 0.5 + 1e-5);
+      if (std::abs(std::abs(y - q[i]) - 0.5) > 1e-5) REQUIRE(std::abs(y - q[i]) < 0.5);
+      REQUIRE(std::abs(double(x[i]) - double(q[i]) * s) <= 0.5 * s * (1 + std::ldexp(1.0, -15)));
+    }
+  };
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < H; ++h) {
+      CAPTURE(t, h);
+      check_row(row(k, t, h), view.key<std::int8_t>(h, t), *view.key_scale(h, t));
+      check_row(row(v, t, h), view.value<std::int8_t>(h, t), *view.value_scale(h, t));
+    }
+  CHECK(*view.value_scale(0, 4) == 2.5f / 127);
+  CHECK(view.value<std::int8_t>(0, 4)[5] == -127);
+  CHECK(view.key<std::int8_t>(2, 5)[1] == 126);  // 126.5: the tie goes to the even 126
+  CHECK(view.key<std::int8_t>(2, 5)[3] == 126);  // 125.5: to 126
+  // Scales laid out like the rows: [head][slot]; views of one head and from a position carry them.
+  CHECK(view.scale_stride == 9);
+  CHECK(view.key_scale(2, 4) == view.key_scales + 2 * 9 + 4);
+  CHECK(view.from(3).key_scale(0, 0) == view.key_scale(0, 3));
+  CHECK(view.from(3).value_scale(1, 2) == view.value_scale(1, 5));
+  CHECK(view.head(2).key_scale(0, 1) == view.key_scale(2, 1));
+  CHECK(view.head(2).value_scale(0, 1) == view.value_scale(2, 1));
+  CHECK(static_cast<const void*>(view.head(2).key<std::int8_t>(0, 1)) ==
+        static_cast<const void*>(view.key<std::int8_t>(2, 1)));
+}
+
 TEST_CASE("cache/kv_cache: overflow and bad arguments raise tformer::Error", "[cache][errors]") {
   KVCache cache({.layers = 1, .kv_heads = 1, .head_dim = 2, .capacity = 4});
   std::vector<float> kv(5 * 2);
@@ -140,9 +218,12 @@ TEST_CASE("cache/kv_cache: overflow and bad arguments raise tformer::Error", "[c
   CHECK_THROWS_WITH(cache.truncate(0, 1), Contains("[0, 0] (current length)"));
   CHECK_THROWS_WITH(KVCache({.layers = 0, .kv_heads = 1, .head_dim = 2, .capacity = 4}),
                     Contains("layers"));
-  CHECK_THROWS_WITH(KVCache({.layers = 1, .kv_heads = 1, .head_dim = 2, .capacity = 4,
+  CHECK_THROWS_WITH(KVCache({.layers = 1,
+                             .kv_heads = 1,
+                             .head_dim = 2,
+                             .capacity = 4,
                              .type = static_cast<tformer::KVType>(7)}),
-                    Contains("type") && Contains("f32, f16 or bf16") && Contains("got 7"));
+                    Contains("type") && Contains("f32, f16, bf16 or q8") && Contains("got 7"));
 }
 
 TEST_CASE("cache/kv_cache: view() covers only positions written to that layer", "[cache][errors]") {

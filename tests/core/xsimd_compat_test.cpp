@@ -110,6 +110,24 @@ TEST_CASE("simd_load: bf16 and f16 rows widen to the floats they hold, lane by l
   }
 }
 
+TEST_CASE("simd_load: int8 rows widen to their integers, lane by lane, signs kept",
+          "[core][xsimd]") {
+  // Lanes that all differ, both signs, and the ends −128 and 127.
+  std::vector<std::int8_t> q(std::size_t(2 * W));
+  for (std::size_t i = 0; i < q.size(); ++i) q[i] = std::int8_t(int(i) * 13 % 251 - 125);
+  q[1] = -128;
+  q[2] = 127;
+  q[3] = -1;
+  for (int offset : {0, 1, 3, W}) {  // unaligned too
+    const auto l = lanes_of(tformer::simd::load_float(q.data() + offset));
+    for (int i = 0; i < W; ++i) {
+      INFO("offset " << offset << " lane " << i);
+      REQUIRE(l[i] == float(q[std::size_t(offset + i)]));
+    }
+  }
+  CHECK(tformer::as_float(std::int8_t(-128)) == -128.0f);
+}
+
 TEST_CASE("xsimd: loads, stores and broadcasts keep every lane in place", "[core][xsimd]") {
   const auto x = distinct_lanes(3, 3);
   alignas(64) float aligned[3 * W];

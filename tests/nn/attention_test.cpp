@@ -61,6 +61,16 @@ struct Setup {
             k_heads[(std::size_t(g) * l + t) * d + i] = k[(std::size_t(t) * hkv + g) * d + i];
             v_heads[(std::size_t(g) * l + t) * d + i] = v[(std::size_t(t) * hkv + g) * d + i];
           }
+    } else if (type == tformer::KVType::q8) {  // the stored values: integer · row scale, in float
+      const tformer::KVView view = cache.view(0, 0, l);
+      for (int g = 0; g < hkv; ++g)
+        for (int t = 0; t < l; ++t)
+          for (int i = 0; i < d; ++i) {
+            k_heads[(std::size_t(g) * l + t) * d + i] =
+                float(view.key<std::int8_t>(g, t)[i]) * *view.key_scale(g, t);
+            v_heads[(std::size_t(g) * l + t) * d + i] =
+                float(view.value<std::int8_t>(g, t)[i]) * *view.value_scale(g, t);
+          }
     } else {  // the stored 16-bit values, decoded from their format's definition
       const tformer::KVView view = cache.view(0, 0, l);
       const auto decode = [&](auto tag) {
@@ -165,10 +175,14 @@ TEST_CASE("nn/attention: GQA matches the reference on random shapes and masks",
   check_random_queries(s, rng, T, opt);
 }
 
-TEST_CASE("nn/attention: f16 and bf16 caches match the reference over the stored values, both "
-          "paths and every mask",
-          "[nn][attention][property][kv16]") {
-  const auto type = GENERATE(tformer::KVType::f16, tformer::KVType::bf16);
+// q8: the one-token path scales a row's dot product (and its softmax weight) instead of its
+// values, one more float rounding per score and per weight than the reference over the stored
+// values makes: inside the factor 2 of check_outputs' score term and its 16u of the sum.
+TEST_CASE(
+    "nn/attention: f16, bf16 and q8 caches match the reference over the stored values, "
+    "both paths and every mask",
+    "[nn][attention][property][kv16][kvq8]") {
+  const auto type = GENERATE(tformer::KVType::f16, tformer::KVType::bf16, tformer::KVType::q8);
   const auto seed = GENERATE(range(1, 17));
   CAPTURE(tformer::kv_type_name(type), seed);
   test::Random rng(seed + 100);
@@ -181,15 +195,18 @@ TEST_CASE("nn/attention: f16 and bf16 caches match the reference over the stored
   check_random_queries(s, rng, T, opt);
 }
 
-TEST_CASE("nn/attention: f16 and bf16 caches are within the stated bound of the f32 cache, and "
-          "equal an f32 cache of the stored values",
-          "[nn][attention][kv16]") {
+TEST_CASE(
+    "nn/attention: f16, bf16 and q8 caches are within the stated bound of the f32 cache, "
+    "and equal an f32 cache of the stored values",
+    "[nn][attention][kv16][kvq8]") {
   // Bound: each stored key moves each score by at most r·scale·Σ_i |q_i·k_i| (r = 2^−11 for
-  // f16 in its normal range, 2^−8 for bf16), so each softmax weight by a relative factor within
-  // e^(2E) − 1 (E the largest such move); each value by r·|v|. On top, both runs' own float
-  // rounding (the reference tolerance of check_outputs, twice). A worst-case bound, loose for
-  // bf16 (the test against the reference over the stored values above is the tight one).
-  const auto type = GENERATE(tformer::KVType::f16, tformer::KVType::bf16);
+  // f16 in its normal range, 2^−8 for bf16), for q8 by scale·Σ_i |q_i|·s_k/2·(1 + 2^−15) (s_k the
+  // key row's scale, KVType::q8's bound), so each softmax weight by a relative factor within
+  // e^(2E) − 1 (E the largest such move); each value by r·|v|, for q8 by s_v/2·(1 + 2^−15). On
+  // top, both runs' own float rounding (the reference tolerance of check_outputs, twice). A
+  // worst-case bound, loose for bf16 and q8 (the test against the reference over the stored
+  // values above is the tight one).
+  const auto type = GENERATE(tformer::KVType::f16, tformer::KVType::bf16, tformer::KVType::q8);
   const auto seed = GENERATE(range(1, 9));
   CAPTURE(tformer::kv_type_name(type), seed);
   test::Random rng(seed);
@@ -201,28 +218,45 @@ TEST_CASE("nn/attention: f16 and bf16 caches are within the stated bound of the 
   std::vector<std::int32_t> pos(T);
   for (auto& p : pos) p = rng.integer(0, L - 1);
   const auto o32 = run(s32, q, pos), o16 = run(s16, q, pos);
+  const bool q8 = type == tformer::KVType::q8;
   const double r = type == tformer::KVType::f16 ? std::ldexp(1.0, -11) : std::ldexp(1.0, -8);
+  const double half_step = 0.5 * (1 + std::ldexp(1.0, -15)) / 127;  // q8: of a row's max |x|
+  const auto row_max = [&](const std::vector<float>& x, int kh,
+                           int j) {  // of s32's head-major rows
+    double m = 0;
+    for (int i = 0; i < D; ++i)
+      m = std::max(m, double(std::abs(x[(std::size_t(kh) * L + j) * D + i])));
+    return m;
+  };
   const double scale = 1.0 / std::sqrt(double(D));
-  double vmax = 0, qk = 0;
+  double vmax = 0, qk = 0, E = 0, value_error = 0;
   for (float x : s32.v) vmax = std::max(vmax, double(std::abs(x)));
+  for (int kh = 0; kh < Hkv; ++kh)
+    for (int j = 0; j < L; ++j)
+      value_error = std::max(value_error, q8 ? half_step * row_max(s32.v_heads, kh, j) : r * vmax);
   for (int t = 0; t < T; ++t)
     for (int h = 0; h < s32.Hq; ++h)
       for (int j = 0; j < L; ++j) {
-        double m = 0;
-        for (int i = 0; i < D; ++i)
-          m += std::abs(q[(std::size_t(t) * s32.Hq + h) * D + i] *
-                        s32.k_heads[(std::size_t(h / g) * L + j) * D + i]);
+        double m = 0, qsum = 0;
+        for (int i = 0; i < D; ++i) {
+          const float qi = q[(std::size_t(t) * s32.Hq + h) * D + i];
+          m += std::abs(qi * s32.k_heads[(std::size_t(h / g) * L + j) * D + i]);
+          qsum += std::abs(qi);
+        }
         qk = std::max(qk, m);
+        E = std::max(E, scale * (q8 ? qsum * half_step * row_max(s32.k_heads, h / g, j) : r * m));
       }
-  const double E = r * scale * qk, e32 = (D + 2) * u * scale * qk;
-  const double tol = vmax * (std::expm1(2 * E) + r) + 2 * vmax * (2 * e32 + (L + 16) * u);
+  const double e32 = (D + 2) * u * scale * qk;
+  const double tol = vmax * std::expm1(2 * E) + value_error + 2 * vmax * (2 * e32 + (L + 16) * u);
   double worst = 0;
   for (std::size_t n = 0; n < o32.size(); ++n) worst = std::max(worst, double(std::abs(o32[n] - o16[n])));
   CAPTURE(worst, tol);
   CHECK(worst <= tol);
-  CHECK(worst > 0);  // the 16-bit cache really rounded
+  CHECK(worst > 0);  // the cache really rounded
   // Exactly: an f32 cache holding the stored values (decoded by the formats' definitions) gives
-  // the same bits, both paths: the 16-bit kernels widen exactly and sum in the same order.
+  // the same bits, both paths: the 16-bit kernels widen exactly and sum in the same order. q8
+  // widens a block to exactly the stored values in the many-token path; the one-token path
+  // scales dot products and weights instead: within the float rounding of the reference test.
   std::vector<float> k(s16.k_heads.size()), v(k.size());
   for (int t = 0; t < L; ++t)
     for (int kh = 0; kh < Hkv; ++kh)
@@ -237,7 +271,8 @@ TEST_CASE("nn/attention: f16 and bf16 caches are within the stated bound of the 
   AttentionWorkspace ws(g, D);
   tformer::attention(HeadsView<const float>(q.data(), T, s32.Hq, D), stored.view(0, 0, L),
                      Positions::ids(pos), HeadsView<float>(o_stored.data(), T, s32.Hq, D), ws);
-  for (std::size_t n = 0; n < o16.size(); ++n) REQUIRE(o16[n] == o_stored[n]);
+  const double rounding = q8 && T == 1 ? 2 * vmax * (2 * e32 + (L + 16) * u) : 0.0;
+  for (std::size_t n = 0; n < o16.size(); ++n) REQUIRE(std::abs(o16[n] - o_stored[n]) <= rounding);
 }
 
 TEST_CASE("nn/attention: multi-query attention, one KV head for up to 71 query heads",
@@ -378,12 +413,27 @@ TEST_CASE("nn/attention: bad shapes raise tformer::Error", "[nn][attention][erro
       tformer::attention(HeadsView<const float>(q4.data(), 1, 4, 8), s.cache.view(0, 0, 10),
                          Positions::offset(10), HeadsView<float>(o4.data(), 1, 4, 8), ws2),
       Contains("positions") && Contains("[0, 10)"));
+  // An engine's own q8 view without its row scales, or with scale rows that overlap.
+  Setup s8(rng, 4, 2, 8, 10, 1.0f, tformer::KVType::q8);
+  tformer::KVView no_scales = s8.cache.view(0, 0, 10);
+  no_scales.value_scales = nullptr;
+  CHECK_THROWS_WITH(
+      tformer::attention(HeadsView<const float>(q4.data(), 1, 4, 8), no_scales,
+                         Positions::offset(9), HeadsView<float>(o4.data(), 1, 4, 8), ws2),
+      Contains("key_scales, value_scales (q8)") && Contains("nullptr"));
+  tformer::KVView overlap = s8.cache.view(0, 0, 10);
+  overlap.scale_stride = 9;
+  CHECK_THROWS_WITH(
+      tformer::attention(HeadsView<const float>(q4.data(), 1, 4, 8), overlap, Positions::offset(9),
+                         HeadsView<float>(o4.data(), 1, 4, 8), ws2),
+      Contains("scale_stride") && Contains(">= positions held") && Contains("got 9"));
 }
 
 TEST_CASE("nn/attention: a ring cache equals a full cache with the window mask, past its size",
           "[nn][attention][ring]") {
   const auto step = GENERATE(1, 3);
-  const auto type = GENERATE(tformer::KVType::f32, tformer::KVType::f16, tformer::KVType::bf16);
+  const auto type = GENERATE(tformer::KVType::f32, tformer::KVType::f16, tformer::KVType::bf16,
+                             tformer::KVType::q8);
   CAPTURE(step, tformer::kv_type_name(type));
   test::Random rng(17);
   const int Hkv = 2, g = 2, D = 24, W = 7, L = 60;
@@ -393,7 +443,9 @@ TEST_CASE("nn/attention: a ring cache equals a full cache with the window mask, 
   KVCache ring({.layers = 1, .kv_heads = Hkv, .head_dim = D, .window = W, .max_step = step,
                 .type = type});
   CHECK(ring.slots() == W + step - 1);
-  CHECK(ring.bytes() == 2u * Hkv * (W + step - 1) * D * std::size_t(tformer::kv_type_bytes(type)));
+  CHECK(ring.bytes() ==
+        2u * Hkv * (W + step - 1) * D * std::size_t(tformer::kv_type_bytes(type)) +
+            (type == tformer::KVType::q8 ? 2u * Hkv * (W + step - 1) * sizeof(float) : 0));
   AttentionWorkspace ws(g, D);
   AttentionOptions opt;
   opt.window = W;
@@ -571,9 +623,11 @@ TEST_CASE("nn/attention: cross-attention over cached encoder states, invariant t
 
 TEST_CASE("nn/attention: the explain path returns the weights the fast path applies",
           "[nn][attention]") {
+  const auto type = GENERATE(tformer::KVType::f32, tformer::KVType::q8);  // q8: scales applied
+  CAPTURE(tformer::kv_type_name(type));
   test::Random rng(20);
   const int Hkv = 2, g = 2, D = 16, L = 40, T = 3;
-  Setup s(rng, Hkv * g, Hkv, D, L);
+  Setup s(rng, Hkv * g, Hkv, D, L, 1.0f, type);
   const auto q = rng.normal_floats(std::size_t(T) * s.Hq * D);
   const std::vector<std::int32_t> pos = {5, 22, 39};
   AttentionOptions opt;
@@ -891,6 +945,60 @@ TEST_CASE("nn/attention: a NaN in a query or a visible key makes exactly those o
           REQUIRE(std::isnan(got));
         else
           REQUIRE(got == clean[row(t, h) + std::size_t(i)]);
+      }
+    }
+  }
+}
+
+TEST_CASE(
+    "nn/attention: a q8 row holding inf or NaN reads as NaN, for exactly the queries that "
+    "see it",
+    "[nn][attention][kvq8]") {
+  const auto seed = GENERATE(range(1, 9));
+  CAPTURE(seed);
+  test::Random rng(std::uint64_t(700 + seed));
+  const int Hkv = rng.integer(1, 3), g = rng.integer(1, 4), D = rng.integer(1, 80);
+  const int L = rng.integer(1, 200);
+  const int T = seed % 2 ? 1 : rng.integer(2, std::min(L, 40) + 1);  // decode, or block path
+  const int Hq = Hkv * g;
+  CAPTURE(Hkv, g, D, L, T);
+  Setup s(rng, Hq, Hkv, D, L, 1.0f, tformer::KVType::q8);
+  std::vector<std::int32_t> pos(static_cast<std::size_t>(T));
+  for (auto& p : pos) p = rng.integer(0, L - 1);
+  const auto q = rng.normal_floats(std::size_t(T) * Hq * D);
+  const auto clean = run(s, q, pos);
+  // One element of the key (seeds 1 and 5, one token: of the value) at position j0 of kv head g0
+  // made ±inf or NaN: the whole row is stored as NaN, so the heads of group g0 whose query sees
+  // j0 are NaN, and the rest unchanged.
+  const int j0 = rng.integer(0, L - 1), g0 = rng.integer(0, Hkv - 1);
+  const bool value = seed % 4 == 1;
+  const float bad = seed % 3 == 0
+                        ? std::numeric_limits<float>::quiet_NaN()
+                        : (seed % 3 == 1 ? 1.0f : -1.0f) * std::numeric_limits<float>::infinity();
+  auto keys = s.k, values = s.v;
+  (value ? values : keys)[(std::size_t(j0) * Hkv + g0) * D + std::size_t(rng.integer(0, D - 1))] =
+      bad;
+  KVCache cache(
+      {.layers = 1, .kv_heads = Hkv, .head_dim = D, .capacity = L, .type = tformer::KVType::q8});
+  cache.write(0, 0, HeadsView<const float>(keys.data(), L, Hkv, D),
+              HeadsView<const float>(values.data(), L, Hkv, D));
+  cache.advance(0, L);
+  CHECK(std::isnan(
+      *(value ? cache.view(0, 0, L).value_scale(g0, j0) : cache.view(0, 0, L).key_scale(g0, j0))));
+  std::vector<float> o(q.size());
+  AttentionWorkspace ws(g, D);
+  tformer::attention(HeadsView<const float>(q.data(), T, Hq, D), cache.view(0, 0, L),
+                     Positions::ids(pos), HeadsView<float>(o.data(), T, Hq, D), ws);
+  for (int t = 0; t < T; ++t) {
+    const bool sees = j0 <= pos[std::size_t(t)];
+    for (int h = 0; h < Hq; ++h) {
+      INFO("token " << t << " head " << h << " sees the row: " << sees);
+      for (int i = 0; i < D; ++i) {
+        const std::size_t at = (std::size_t(t) * Hq + h) * D + std::size_t(i);
+        if (sees && h / g == g0)
+          REQUIRE(std::isnan(o[at]));
+        else
+          REQUIRE(o[at] == clean[at]);
       }
     }
   }

@@ -13,18 +13,22 @@
 // first `sinks` positions (attention sinks, StreamingLLM) in slots of their own: a sequence then
 // grows without bound at constant memory.
 //
-// Element type, chosen per cache at run time (KVCacheConfig::type): f32, or f16 / bf16 at half
-// the bytes. write() rounds each value to nearest even once; the attention kernels read the
-// stored type directly (core/simd_load.hpp). Decode time falls less than the bytes do: the
+// Element type, chosen per cache at run time (KVCacheConfig::type): f32, f16 / bf16 at half the
+// bytes, or q8 at a quarter plus a scale per row: int8 values with one f32 scale for each head's
+// row of each position (per token, per head). write() rounds each value once; the attention
+// kernels read the stored type directly (core/simd_load.hpp) and apply a q8 row's scale to its
+// score (keys) or its softmax weight (values). Decode time falls less than the bytes do: the
 // kernel is bound by its arithmetic as much as by memory (docs/PERFORMANCE.md).
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <span>
 #include <string>
+#include <type_traits>
 
 #include "tformer/core/arch.hpp"
 #include "tformer/core/error.hpp"
@@ -38,27 +42,43 @@ namespace tformer {
 // What a KV cache stores its keys and values as. Round trip of one value x (core/convert.hpp):
 // f32 exact; bf16 |x − x̂| <= 2^−8·|x| for normal x up to bf16's largest finite value (beyond,
 // ±inf); f16 |x − x̂| <= 2^−11·|x| for 2^−14 <= |x| <= 65504 (|x| >= 65520 is stored as ±inf,
-// below 2^−14 as a subnormal: within 2^−25). NaN stays NaN.
-enum class KVType : std::uint8_t { f32, f16, bf16 };
+// below 2^−14 as a subnormal: within 2^−25). NaN stays NaN. q8: a row r (head_dim values of one
+// head at one position) is stored as s = max|r_i| / 127 and q_i = round(r_i / s) (to nearest
+// even) in [−127, 127], read as q_i · s: |r_i − q_i·s| <= s/2 · (1 + 2^−15) when s is a normal
+// float (max|r_i| >= 127 · 2^−126); an all-zero row is s = 0. A row holding NaN or ±inf is stored
+// as NaN (s = NaN): every value of it reads as NaN.
+enum class KVType : std::uint8_t { f32, f16, bf16, q8 };
 
 // Whether t is one of KVType's enumerators (a value cast from an integer may not be).
 constexpr bool valid_kv_type(KVType t) noexcept {
-  return t == KVType::f32 || t == KVType::f16 || t == KVType::bf16;
+  return t == KVType::f32 || t == KVType::f16 || t == KVType::bf16 || t == KVType::q8;
 }
-constexpr index kv_type_bytes(KVType t) noexcept { return t == KVType::f32 ? 4 : 2; }
+// Bytes of one stored value (q8's row scales are apart: 4 bytes per row).
+constexpr index kv_type_bytes(KVType t) noexcept {
+  return t == KVType::f32 ? 4 : t == KVType::q8 ? 1 : 2;
+}
 constexpr const char* kv_type_name(KVType t) noexcept {
-  return t == KVType::f32 ? "f32" : t == KVType::f16 ? "f16" : t == KVType::bf16 ? "bf16" : "?";
+  return t == KVType::f32    ? "f32"
+         : t == KVType::f16  ? "f16"
+         : t == KVType::bf16 ? "bf16"
+         : t == KVType::q8   ? "q8"
+                             : "?";
 }
+// What a check names as the valid types.
+inline constexpr const char* kv_types_expected = "f32, f16, bf16 or q8 (KVType 0, 1, 2 or 3)";
 
 inline namespace TFORMER_ARCH_NS {
 
-// Calls f(T{}) with T the element type (float, f16 or bf16) of `type`: one kernel instantiation
-// per stored type, chosen at run time. Precondition: type is one of KVType's enumerators.
+// Calls f(T{}) with T the element type (float, f16, bf16 or std::int8_t for q8) of `type`: one
+// kernel instantiation per stored type, chosen at run time. Precondition: type is one of
+// KVType's enumerators.
 template <class F>
 decltype(auto) visit_kv_type(KVType type, F&& f) {
   switch (type) {
     case KVType::f16: return f(f16{});
     case KVType::bf16: return f(bf16{});
+    case KVType::q8:
+      return f(std::int8_t{});
     case KVType::f32: break;
   }
   return f(float{});
@@ -90,7 +110,9 @@ constexpr index cache_slot(index position, index slots, index sinks) noexcept {
 }
 
 // Read-only view of one layer of one sequence: `length` positions of `kv_heads` heads, stored
-// as `type` (key<T>() and value<T>() with T its element type: float, f16 or bf16).
+// as `type` (key<T>() and value<T>() with T its element type: float, f16, bf16, std::int8_t).
+// q8 adds each row's scale: key_scale(head, position), laid out like the rows with one float
+// per row (scale_stride floats from one head's to the next).
 struct KVView {
   const void* keys = nullptr;
   const void* values = nullptr;
@@ -102,9 +124,12 @@ struct KVView {
   index window = 0;       // ring mode: the window the ring keeps (keys (p − window, p])
   index sinks = 0;        // ring mode: positions [0, sinks) are kept for good
   KVType type = KVType::f32;
+  const float* key_scales = nullptr;    // q8 only
+  const float* value_scales = nullptr;  // q8 only
+  index scale_stride = 0;               // q8: floats from one kv head's scales to the next
 
   index slot(index position) const noexcept { return cache_slot(position, slots, sinks); }
-  // Precondition: T is the element type of `type` (float for f32, f16, bf16).
+  // Precondition: T is the element type of `type` (float, f16, bf16, std::int8_t for q8).
   template <FloatStorage T>
   const T* key(index head, index position) const noexcept {
     return static_cast<const T*>(keys) + head * head_stride + slot(position) * head_dim;
@@ -113,12 +138,24 @@ struct KVView {
   const T* value(index head, index position) const noexcept {
     return static_cast<const T*>(values) + head * head_stride + slot(position) * head_dim;
   }
+  // q8: the scales of the rows from `position` on (contiguous as the rows are). Precondition:
+  // type == KVType::q8.
+  const float* key_scale(index head, index position) const noexcept {
+    return key_scales + head * scale_stride + slot(position);
+  }
+  const float* value_scale(index head, index position) const noexcept {
+    return value_scales + head * scale_stride + slot(position);
+  }
   // Head g alone (kv_heads = 1). Precondition: 0 <= g < kv_heads.
   KVView head(index g) const noexcept {
     KVView one = *this;
     const index offset = g * head_stride * kv_type_bytes(type);
     one.keys = static_cast<const std::byte*>(keys) + offset;
     one.values = static_cast<const std::byte*>(values) + offset;
+    if (type == KVType::q8) {
+      one.key_scales = key_scales + g * scale_stride;
+      one.value_scales = value_scales + g * scale_stride;
+    }
     one.kv_heads = 1;
     return one;
   }
@@ -129,6 +166,10 @@ struct KVView {
     const index offset = first * head_dim * kv_type_bytes(type);
     rest.keys = static_cast<const std::byte*>(keys) + offset;
     rest.values = static_cast<const std::byte*>(values) + offset;
+    if (type == KVType::q8) {
+      rest.key_scales = key_scales + first;
+      rest.value_scales = value_scales + first;
+    }
     rest.length = length - first;
     return rest;
   }
@@ -146,6 +187,8 @@ class KVCache {
       : config_(checked(config)),
         keys_(buffer_bytes(config)),
         values_(buffer_bytes(config)),
+        key_scales_(scale_count(config)),
+        value_scales_(scale_count(config)),
         lengths_(static_cast<std::size_t>(config.sequences)),
         written_(static_cast<std::size_t>(config.sequences)),
         valid_(static_cast<std::size_t>(config.sequences * config.layers)) {}
@@ -163,13 +206,17 @@ class KVCache {
   index slots() const noexcept { return slots_of(config_); }
   bool ring() const noexcept { return config_.window > 0; }
   // Bytes of keys and values: exactly
-  // 2 · sequences · layers · kv_heads · slots · head_dim · kv_type_bytes(type).
-  std::size_t bytes() const noexcept { return keys_.bytes() + values_.bytes(); }
+  // 2 · sequences · layers · kv_heads · slots · head_dim · kv_type_bytes(type), and for q8 the
+  // row scales, 2 · sequences · layers · kv_heads · slots · 4.
+  std::size_t bytes() const noexcept {
+    return keys_.bytes() + values_.bytes() + key_scales_.bytes() + value_scales_.bytes();
+  }
 
   // Stores k and v [T, kv_heads, head_dim] of layer `layer` at positions
   // [length(seq), length(seq) + T) of sequence `seq`, rounded to the cache's type (nearest,
   // ties to even). The length moves only with advance(). Precondition for the data: none (NaN
-  // and Inf are stored as NaN and Inf; f16 stores |x| >= 65520 as ±inf).
+  // and Inf are stored as NaN and Inf; f16 stores |x| >= 65520 as ±inf; q8 stores a row holding
+  // either as NaN).
   void write(index layer, index seq, HeadsView<const float> k, HeadsView<const float> v) {
     check_index("KVCache::write", "seq", seq, config_.sequences);
     const index first = lengths_[static_cast<std::size_t>(seq)];
@@ -224,7 +271,10 @@ class KVCache {
             ring() ? slots() : 0,
             config_.window,
             config_.sinks,
-            config_.type};
+            config_.type,
+            q8() ? key_scales_.data() + scale_offset(layer, seq, 0) : nullptr,
+            q8() ? value_scales_.data() + scale_offset(layer, seq, 0) : nullptr,
+            q8() ? slots() : 0};
   }
 
   // Commits `tokens` written positions of sequence `seq` (after every layer wrote them).
@@ -291,8 +341,14 @@ class KVCache {
         T* vd = reinterpret_cast<T*>(values_.data() + offset(layer, seq, h));
         for (index t = 0; t < k.tokens(); ++t) {
           const index slot = cache_slot(first + t, slots, config_.sinks);
-          store_row(k.row(t, h), d, kd + slot * d);
-          store_row(v.row(t, h), d, vd + slot * d);
+          if constexpr (std::is_same_v<T, std::int8_t>) {
+            const index s = scale_offset(layer, seq, h) + slot;
+            key_scales_.data()[s] = store_q8(k.row(t, h), d, kd + slot * d);
+            value_scales_.data()[s] = store_q8(v.row(t, h), d, vd + slot * d);
+          } else {
+            store_row(k.row(t, h), d, kd + slot * d);
+            store_row(v.row(t, h), d, vd + slot * d);
+          }
         }
       }
     });
@@ -309,11 +365,30 @@ class KVCache {
   static void store_row(const float* from, index n, f16* to) noexcept {
     for (index i = 0; i < n; ++i) to[i] = to_f16(from[i]);
   }
+  // Stores a row of n values as int8 (see KVType::q8) and returns its scale.
+  static float store_q8(const float* from, index n, std::int8_t* to) noexcept {
+    float amax = 0.0f;
+    bool finite = true;
+    for (index i = 0; i < n; ++i) {
+      finite = finite && std::isfinite(from[i]);
+      amax = std::max(amax, std::abs(from[i]));
+    }
+    if (!finite) [[unlikely]] {
+      std::fill(to, to + n, std::int8_t(0));
+      return std::numeric_limits<float>::quiet_NaN();
+    }
+    const float s = amax / 127.0f;
+    for (index i = 0; i < n; ++i)  // |from[i] / s| <= 127 up to rounding: clamped
+      to[i] =
+          s == 0.0f
+              ? std::int8_t(0)
+              : static_cast<std::int8_t>(std::clamp(std::nearbyint(from[i] / s), -127.0f, 127.0f));
+    return s;
+  }
 
   static const KVCacheConfig& checked(const KVCacheConfig& c) {
     constexpr const char* where = "KVCache";
-    check(valid_kv_type(c.type), where, "type", "f32, f16 or bf16 (KVType 0, 1 or 2)",
-          static_cast<int>(c.type));
+    check(valid_kv_type(c.type), where, "type", kv_types_expected, static_cast<int>(c.type));
     check(c.layers > 0, where, "layers", "> 0", c.layers);
     check(c.kv_heads > 0, where, "kv_heads", "> 0", c.kv_heads);
     check(c.head_dim > 0, where, "head_dim", "> 0", c.head_dim);
@@ -343,6 +418,17 @@ class KVCache {
     return static_cast<std::size_t>(c.sequences * c.layers * c.kv_heads * slots_of(c) * c.head_dim *
                                     kv_type_bytes(c.type));
   }
+  // q8: row scales per buffer (keys', values'), one per (sequence, layer, head, slot); else 0.
+  static std::size_t scale_count(const KVCacheConfig& c) {
+    return c.type == KVType::q8
+               ? static_cast<std::size_t>(c.sequences * c.layers * c.kv_heads * slots_of(c))
+               : 0;
+  }
+  bool q8() const noexcept { return config_.type == KVType::q8; }
+  // Floats from the start of a scale buffer to the scales of (layer, seq, head).
+  index scale_offset(index layer, index seq, index head) const noexcept {
+    return ((seq * config_.layers + layer) * config_.kv_heads + head) * slots();
+  }
   // Bytes from the start of a buffer to the block of (layer, seq, head).
   index offset(index layer, index seq, index head) const noexcept {
     const index per_head = slots() * config_.head_dim;
@@ -352,6 +438,7 @@ class KVCache {
 
   KVCacheConfig config_;
   AlignedBuffer<std::byte> keys_, values_;
+  AlignedBuffer<float> key_scales_, value_scales_;  // q8: [seq][layer][head][slot]
   AlignedBuffer<index> lengths_;
   AlignedBuffer<index> written_;  // per sequence: one past the highest position written
   // [seq][layer]: positions [0, valid) hold what was written to the layer (view()'s bound).

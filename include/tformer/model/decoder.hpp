@@ -64,7 +64,8 @@ struct DecoderOptions {
                              // would take 16 GiB of f32 cache per sequence at 8B)
   index max_tokens = 0;      // rows per forward step over all sequences; 0: min(capacity, 512)
   index encoder_tokens = 0;  // cross-attention inputs per sequence; 0: Config::encoder_tokens
-  KVType kv_type = KVType::f32;  // what the KV caches store (f16, bf16: half the bytes)
+  KVType kv_type =
+      KVType::f32;  // what the KV caches store (f16, bf16: half the bytes; q8 a quarter)
 };
 
 // The tokens one sequence contributes to a step.
@@ -404,8 +405,8 @@ class Decoder {
   static DecoderOptions resolved(DecoderOptions o, const Dims& d, const ModelParams& p) {
     constexpr const char* where = "Decoder";
     check(o.sequences >= 1, where, "options.sequences", ">= 1", o.sequences);
-    check(valid_kv_type(o.kv_type), where, "options.kv_type",
-          "KVType::f32, f16 or bf16 (0, 1 or 2)", static_cast<int>(o.kv_type));
+    check(valid_kv_type(o.kv_type), where, "options.kv_type", kv_types_expected,
+          static_cast<int>(o.kv_type));
     if (o.capacity == 0) o.capacity = std::min<index>(d.max_positions, 4096);
     if (o.capacity < 1 || o.capacity > d.max_positions) [[unlikely]]
       detail::fail_check(where, "options.capacity",

@@ -28,9 +28,11 @@
 // 32 tokens × 64 keys whose products are register tiles (block_product): S = Q·Kᵀ over the key
 // block transposed once, then O = α·O + P·V over the values as stored (f32) or widened (16-bit).
 //
-// The cache's element type (KVView::type: f32, f16, bf16) is read as stored: the one-token path
-// widens each register it loads (core/simd_load.hpp), the many-token path widens each 64-key
-// block once into the workspace. Results equal f32 attention over the stored (rounded) values.
+// The cache's element type (KVView::type: f32, f16, bf16, q8) is read as stored: the one-token
+// path widens each register it loads (core/simd_load.hpp), the many-token path widens each 64-key
+// block once into the workspace. Results equal f32 attention over the stored (rounded) values;
+// for q8 up to float rounding, as a row's scale multiplies its dot product (keys) or its softmax
+// weight (values) in the one-token path, and its values when a block is widened.
 #pragma once
 
 #include <algorithm>
@@ -204,6 +206,35 @@ inline void widen(const T* from, index n, float* to) noexcept {
   for (const index end = n / W * W; i < end; i += W) simd::load_float(from + i).store_unaligned(to + i);
 #endif
   for (; i < n; ++i) to[i] = as_float(from[i]);
+}
+
+// to[j·d + i] = scale[j] · from[j·d + i] for j < n, i < d: q8 rows widened with their scales.
+inline void widen_scaled(const std::int8_t* from, const float* scale, index n, index d,
+                         float* to) noexcept {
+  for (index j = 0; j < n; ++j) {
+    const std::int8_t* row = from + j * d;
+    float* out = to + j * d;
+    index i = 0;
+#if TFORMER_HAS_SIMD
+    constexpr index W = static_cast<index>(simd::lanes);
+    const simd::batch f(scale[j]);
+    for (const index end = d / W * W; i < end; i += W)
+      (simd::load_float(row + i) * f).store_unaligned(out + i);
+#endif
+    for (; i < d; ++i) out[i] = as_float(row[i]) * scale[j];
+  }
+}
+
+// s[j] *= f[j] for j < n: q8 row scales applied to dot products or softmax weights.
+inline void scale_each(float* s, const float* f, index n) noexcept {
+  index j = 0;
+#if TFORMER_HAS_SIMD
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  for (const index end = n / W * W; j < end; j += W)
+    (B::load_unaligned(s + j) * B::load_unaligned(f + j)).store_unaligned(s + j);
+#endif
+  for (; j < n; ++j) s[j] *= f[j];
 }
 
 // s[j] = exp(s[j] − m) for j < n; returns their sum. −inf scores give 0.
@@ -410,6 +441,7 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   const index d = kv.head_dim;
   constexpr index ahead = 2 * AttentionWorkspace::tile;  // prefetch distance, in keys
+  constexpr bool q8 = std::is_same_v<T, std::int8_t>;
   // No bias, soft-cap or padding mask: a score is its dot product scaled, one vector pass.
   const bool plain = std::is_same_v<Bias, NoBias> && opt.softcap == 0.0f && opt.key_valid.empty();
   for (index k0 = lo, n = 0; k0 < hi; k0 += n) {
@@ -424,6 +456,7 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
     for (index h = 0; h < group; ++h) {
       float* s = st.scores_of(h);
       tile_dots<T>(q[h], kv, g, k0, n, s);
+      if constexpr (q8) scale_each(s, kv.key_scale(g, k0), n);  // <q, k̂> = s_k · <q, k_int>
       if (plain) {
         scale_scores(s, n, scale);
       } else {
@@ -442,6 +475,7 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
       const float alpha = st.m[h] == neg_inf ? 0.0f : std::exp(st.m[h] - m_new);
       st.l[h] = st.l[h] * alpha + exp_shifted(s, n, m_new);
       st.m[h] = m_new;
+      if constexpr (q8) scale_each(s, kv.value_scale(g, k0), n);  // p · v̂ = (p · s_v) · v_int
       tile_values<T>(st.acc_of(h), alpha, s, kv, g, k0, n);
     }
   }
@@ -529,8 +563,7 @@ void merge_states(index count, const PartOf& part, index h, const DecodeState& i
 // A KV view's sizes: a length >= 0, keys and values when it holds any, and heads, positions (or
 // ring slots) and head_dim spanning at most 2^40 bytes.
 inline void check_kv(const char* where, const KVView& kv) {
-  check(valid_kv_type(kv.type), where, "kv.type", "f32, f16 or bf16 (KVType 0, 1 or 2)",
-        static_cast<int>(kv.type));
+  check(valid_kv_type(kv.type), where, "kv.type", kv_types_expected, static_cast<int>(kv.type));
   const auto bytes = std::size_t(kv_type_bytes(kv.type));
   check(kv.length >= 0, where, "kv.length", ">= 0", kv.length);
   check(kv.slots >= 0, where, "kv.slots", ">= 0", kv.slots);
@@ -546,6 +579,16 @@ inline void check_kv(const char* where, const KVView& kv) {
   }
   if (kv.length > 0 && (kv.keys == nullptr || kv.values == nullptr)) [[unlikely]]
     detail::fail_check(where, "kv keys, values", "non-null pointers", "nullptr");
+  if (kv.type == KVType::q8 && kv.length > 0) {
+    if (kv.key_scales == nullptr || kv.value_scales == nullptr) [[unlikely]]
+      detail::fail_check(where, "kv key_scales, value_scales (q8)", "non-null pointers", "nullptr");
+    if (kv.kv_heads > 1) {
+      checked_size(where, "kv kv_heads * scale_stride", {kv.kv_heads, kv.scale_stride},
+                   sizeof(float));
+      check(kv.scale_stride >= held, where, "kv.scale_stride (q8)", ">= positions held",
+            kv.scale_stride);
+    }
+  }
 }
 
 // The checks attention() and attention_weights() share: q against the view, the mask options,
@@ -777,8 +820,13 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
         vb = kv.value<float>(g, k0);
       } else {  // widened once per block, for every row of the block's products
         visit_kv_type(kv.type, [&]<class T>(T) {
-          widen(kv.key<T>(g, k0), n * d, ws.k_block());
-          widen(kv.value<T>(g, k0), n * d, ws.v_block());
+          if constexpr (std::is_same_v<T, std::int8_t>) {
+            widen_scaled(kv.key<T>(g, k0), kv.key_scale(g, k0), n, d, ws.k_block());
+            widen_scaled(kv.value<T>(g, k0), kv.value_scale(g, k0), n, d, ws.v_block());
+          } else {
+            widen(kv.key<T>(g, k0), n * d, ws.k_block());
+            widen(kv.value<T>(g, k0), n * d, ws.v_block());
+          }
         });
       }
       transpose_block(kb, n, d, ws.kt_block(), bk);
@@ -1012,9 +1060,15 @@ void attention_weights(HeadsView<const float> q, const KVView& kv, const Positio
         if (!window && !attention_kernels::as_sink(opt, p, j)) return;
         const float* qr = window ? q.row(t, h) : sq.row(t, h);
         const index at = window ? p : attention_kernels::sink_position(opt, p);
-        double x = visit_kv_type(kv.type, [&]<class T>(T) {
-                     return attention_kernels::dot(qr, kv.key<T>(h / group, j), q.head_dim());
-                   }) * scale;
+        double x = visit_kv_type(kv.type,
+                                 [&]<class T>(T) {
+                                   const float dot = attention_kernels::dot(
+                                       qr, kv.key<T>(h / group, j), q.head_dim());
+                                   if constexpr (std::is_same_v<T, std::int8_t>)
+                                     return dot * *kv.key_scale(h / group, j);
+                                   return dot;
+                                 }) *
+                   scale;
         if (opt.softcap > 0.0f) x = opt.softcap * std::tanh(x / opt.softcap);
         s.push_back(x + bias(h, at, j));
         seen.push_back(j);
