@@ -65,8 +65,8 @@ void decode(benchmark::State& state, int length, const Bias& bias = {},
                        {o.data(), 1, kQHeads, kDim}, ws, {}, bias);
     benchmark::ClobberMemory();
   }
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * 2 * kKvHeads *
-                          std::int64_t(length) * kDim * tformer::kv_type_bytes(type));
+  // The cache holds exactly the keys and values read (and q8's row scales).
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * std::int64_t(cache.bytes()));
   bench::set_flops(state, 4.0 * kQHeads * kDim * length);
   // Memory: the cache, the attention workspace, and the process's peak resident set (run one
   // context alone, e.g. --benchmark_filter=L32768, for a peak that belongs to it).
@@ -151,15 +151,17 @@ int main(int argc, char** argv) {
         ->Unit(benchmark::kMicrosecond);
     copies.insert(std::size_t(2) * kKvHeads * length * kDim * 4 / 1024);
   }
-  // The same over 16-bit caches: half the bytes.
-  for (const auto type : {tformer::KVType::f16, tformer::KVType::bf16})
-    for (int length : {4096, 16384, 32768}) {
+  // The same over 16-bit caches (half the bytes) and q8 (a quarter, plus a float per row).
+  for (const auto type : {tformer::KVType::f16, tformer::KVType::bf16, tformer::KVType::q8})
+    for (int length : {512, 4096, 16384, 32768}) {
       benchmark::RegisterBenchmark(("attention_decode_" + std::string(tformer::kv_type_name(type)) +
                                     "/32x8x128/L" + std::to_string(length))
                                        .c_str(),
                                    decode<tformer::NoBias>, length, tformer::NoBias{}, type)
           ->Unit(benchmark::kMicrosecond);
-      copies.insert(std::size_t(2) * kKvHeads * length * kDim * 2 / 1024);
+      const std::size_t row = std::size_t(kDim * tformer::kv_type_bytes(type)) +
+                              (type == tformer::KVType::q8 ? sizeof(float) : 0);
+      copies.insert(std::size_t(2) * kKvHeads * length * row / 1024);
     }
   // Seed 001's hybrid local + global decode at 32k (and a window alone), beside global at 32k.
   benchmark::RegisterBenchmark("attention_decode_hybrid/32x8x128/L32768/S4W4096", hybrid_decode,
@@ -184,7 +186,7 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark(("attention_prefill/32x8x128/T" + std::to_string(tokens)).c_str(),
                                  prefill, tokens, tformer::KVType::f32)
         ->Unit(benchmark::kMillisecond);
-  for (const auto type : {tformer::KVType::f16, tformer::KVType::bf16})
+  for (const auto type : {tformer::KVType::f16, tformer::KVType::bf16, tformer::KVType::q8})
     benchmark::RegisterBenchmark(("attention_prefill_" + std::string(tformer::kv_type_name(type)) +
                                   "/32x8x128/T512")
                                      .c_str(),
