@@ -90,8 +90,8 @@ TEST_CASE("bad_input: KVCache and CrossKVCache", "[bad_input][cache]") {
       {"KVCache", "sequences = 0", "sequences", make(with([](auto& c) { c.sequences = 0; }))},
       {"KVCache", "capacity = 0", "capacity", make(with([](auto& c) { c.capacity = 0; }))},
       {"KVCache", "window = -1", "window", make(with([](auto& c) { c.window = -1; }))},
-      {"KVCache", "type 3 (not a KVType)", "type",
-       make(with([](auto& c) { c.type = static_cast<tformer::KVType>(3); }))},
+      {"KVCache", "type 9 (not a KVType)", "type",
+       make(with([](auto& c) { c.type = static_cast<tformer::KVType>(9); }))},
       {"KVCache", "sinks without a window", "window", make(with([](auto& c) { c.sinks = 2; }))},
       {"KVCache", "sinks = -1", "sinks", make(with([](auto& c) {
          c.window = 4;
@@ -126,8 +126,8 @@ TEST_CASE("bad_input: KVCache and CrossKVCache", "[bad_input][cache]") {
        cache_state},
       {"KVCache::write", "k with 1 head", "k.heads", [&] { cache.write(1, 0, k3_one_head, k3); },
        cache_state},
-      {"KVCache::write", "v with head_dim 2", "v.head_dim",
-       [&] { cache.write(1, 0, k3, k3_dim2); }, cache_state},
+      {"KVCache::write", "v with head_dim 2", "v.head_dim", [&] { cache.write(1, 0, k3, k3_dim2); },
+       cache_state},
       {"KVCache::write", "v.tokens != k.tokens", "v.tokens", [&] { cache.write(1, 0, k3, k2); },
        cache_state},
       {"KVCache::write", "negative tokens", "k shape", [&] { cache.write(1, 0, negative, k3); },
@@ -163,8 +163,9 @@ TEST_CASE("bad_input: KVCache and CrossKVCache", "[bad_input][cache]") {
       {"KVCache::truncate", "seq = 2", "seq", [&] { cache.truncate(2, 0); }, cache_state},
       {"KVCache::reset", "seq = -1", "seq", [&] { cache.reset(-1); }, cache_state},
       {"CrossKVCache", "window = 4", "window",
-       [] { CrossKVCache c({.layers = 1, .kv_heads = 1, .head_dim = 2, .capacity = 4,
-                            .window = 4}); }},
+       [] {
+         CrossKVCache c({.layers = 1, .kv_heads = 1, .head_dim = 2, .capacity = 4, .window = 4});
+       }},
       {"CrossKVCache", "capacity = 0", "capacity",
        [] { CrossKVCache c({.layers = 1, .kv_heads = 1, .head_dim = 2, .capacity = 0}); }},
       {"CrossKVCache", "size product wraps", "sequences * layers",
@@ -184,8 +185,7 @@ TEST_CASE("bad_input: KVCache and CrossKVCache", "[bad_input][cache]") {
       {"CrossKVCache::view", "layer not set", "layer", [&] { (void)cross.view(1, 0); },
        cross_state},
       {"CrossKVCache::view", "seq = -1", "seq", [&] { (void)cross.view(0, -1); }, cross_state},
-      {"CrossKVCache::key_valid", "seq = 2", "seq", [&] { (void)cross.key_valid(2); },
-       cross_state},
+      {"CrossKVCache::key_valid", "seq = 2", "seq", [&] { (void)cross.key_valid(2); }, cross_state},
       {"CrossKVCache::tokens", "seq = 2", "seq", [&] { (void)cross.tokens(2); }, cross_state},
       {"CrossKVCache::reset", "seq = 2", "seq", [&] { cross.reset(2); }, cross_state},
   });

@@ -248,8 +248,8 @@ TEST_CASE("bad_input: attention", "[bad_input][nn][attention]") {
       {a, "scale = -1", "scale", with([](auto& o) { o.scale = -1.0f; }), state},
       {a, "softcap = NaN (would read as off)", "softcap", with([](auto& o) { o.softcap = kNaN; }),
        state},
-      {a, "softcap = +inf (outputs would be 0)", "softcap",
-       with([](auto& o) { o.softcap = kInf; }), state},
+      {a, "softcap = +inf (outputs would be 0)", "softcap", with([](auto& o) { o.softcap = kInf; }),
+       state},
       {a, "softcap = -5", "softcap", with([](auto& o) { o.softcap = -5.0f; }), state},
       {a, "window = -1", "window", with([](auto& o) { o.window = -1; }), state},
       {a, "sinks = -1", "sinks", with([](auto& o) { o.sinks = -1; }), state},
@@ -313,15 +313,16 @@ TEST_CASE("bad_input: attention", "[bad_input][nn][attention]") {
        attend([](auto& o) { o.causal = false; }, qv, kv_with([](auto& k) { k.length = -1; }), at,
               ov, ws),
        state},
-      {a, "kv.kv_heads = 0", "q.heads", attend(same, qv, kv_with([](auto& k) { k.kv_heads = 0; }),
-                                              at, ov, ws),
-       state},
+      {a, "kv.kv_heads = 0", "q.heads",
+       attend(same, qv, kv_with([](auto& k) { k.kv_heads = 0; }), at, ov, ws), state},
       {a, "kv.type 9 (not a KVType)", "kv.type",
-       attend(same, qv, kv_with([](auto& k) { k.type = static_cast<tformer::KVType>(9); }), at, ov, ws),
+       attend(same, qv, kv_with([](auto& k) { k.type = static_cast<tformer::KVType>(9); }), at, ov,
+              ws),
        state},
-      {a, "kv.keys null", "kv keys", attend(same, qv, kv_with([](auto& k) { k.keys = nullptr; }), at,
-                                           ov, ws),
-       state},
+      {a, "kv.keys null", "kv keys",
+       attend(same, qv, kv_with([](auto& k) { k.keys = nullptr; }), at, ov, ws), state},
+      {a, "q8 kv without its key scales", "key_scales, value_scales (q8)",
+       attend(same, qv, kv_with([](auto& k) { k.type = tformer::KVType::q8; }), at, ov, ws), state},
       {a, "kv.head_stride below length * head_dim", "kv.head_stride",
        attend(same, qv, kv_with([](auto& k) { k.head_stride = 8; }), at, ov, ws), state},
       {a, "kv.head_stride = 2^62", "kv kv_heads * head_stride",
@@ -331,23 +332,28 @@ TEST_CASE("bad_input: attention", "[bad_input][nn][attention]") {
        attend([](auto& o) { o.causal = false; }, qv,
               kv_with([](auto& k) { k.length = Index(1) << 40; }), at, ov, ws),
        state},
-      {a, "ring view with global attention", "ring cache",
-       attend(same, qv, ring_view, at, ov, ws), state},
+      {a, "ring view with global attention", "ring cache", attend(same, qv, ring_view, at, ov, ws),
+       state},
       {a, "ring view, window 8 > its 4", "ring cache",
        attend([](auto& o) { o.window = 8; }, qv, ring_view, at, ov, ws), state},
-      {a, "ring view, 2 sinks > its 1", "sinks", attend([](auto& o) {
-         o.window = 4;
-         o.sinks = 2;
-       }, qv, ring_view, at, ov, ws),
+      {a, "ring view, 2 sinks > its 1", "sinks",
+       attend(
+           [](auto& o) {
+             o.window = 4;
+             o.sinks = 2;
+           },
+           qv, ring_view, at, ov, ws),
        state},
       {a, "ring view, a query whose window was overwritten", "ring still holds",
        attend([](auto& o) { o.window = 4; }, qv, ring_view, Positions::offset(2), ov, ws), state},
       {a, "ring view with sinks >= slots", "kv.sinks",
-       attend([](auto& o) { o.window = 4; }, qv, [&] {
-         KVView k = ring_view;
-         k.sinks = k.slots;
-         return k;
-       }(), at, ov, ws),
+       attend([](auto& o) { o.window = 4; }, qv,
+              [&] {
+                KVView k = ring_view;
+                k.sinks = k.slots;
+                return k;
+              }(),
+              at, ov, ws),
        state},
       {a, "ALiBi with 3 slopes for 4 query heads", "bias heads",
        [&] { attention(qv, kv, at, ov, ws, {}, AlibiBias{three}); }, state},
@@ -364,13 +370,16 @@ TEST_CASE("bad_input: attention", "[bad_input][nn][attention]") {
          attention_weights({big.data(), 2, Hq, D}, kv, at, {big.data() + D, 2, Hq, L});
        },
        state},
-      {aw, "weights tokens = 2^62", "weights shape",
-       weights(same, {w.data(), opaque(huge), Hq, L}), state},
-      {aw, "sink_positions = -1", "sink_positions", weights([](auto& o) {
-         o.window = 4;
-         o.sinks = 1;
-         o.sink_positions = static_cast<SinkPositions>(-1);
-       }, wv),
+      {aw, "weights tokens = 2^62", "weights shape", weights(same, {w.data(), opaque(huge), Hq, L}),
+       state},
+      {aw, "sink_positions = -1", "sink_positions",
+       weights(
+           [](auto& o) {
+             o.window = 4;
+             o.sinks = 1;
+             o.sink_positions = static_cast<SinkPositions>(-1);
+           },
+           wv),
        state},
       {aw, "ALiBi with 3 slopes for 4 query heads", "bias heads",
        [&] { attention_weights(qv, kv, at, wv, {}, AlibiBias{three}); }, state},
@@ -379,9 +388,11 @@ TEST_CASE("bad_input: attention", "[bad_input][nn][attention]") {
       {"attention_lse", "lse [2, 3] for 4 heads", "lse",
        [&] { attention_lse(qv, kv, at, ov, {lse.data(), 2, 3}, ws); }, lse_state},
       {"attention_lse", "lse null", "lse",
-       [&] { attention_lse(qv, kv, at, ov, {static_cast<float*>(nullptr), 2, Hq}, ws); }, lse_state},
+       [&] { attention_lse(qv, kv, at, ov, {static_cast<float*>(nullptr), 2, Hq}, ws); },
+       lse_state},
       {"attention_lse", "causal position 10 of 10 keys", "positions",
-       [&] { attention_lse(qv, kv, Positions::offset(9), ov, {lse.data(), 2, Hq}, ws); }, lse_state},
+       [&] { attention_lse(qv, kv, Positions::offset(9), ov, {lse.data(), 2, Hq}, ws); },
+       lse_state},
       {"merge_attention", "o_b with 2 heads", "o_b.heads",
        [&] { merge_attention(qv, lse_c, {q.data(), 2, 2, 2 * D}, lse_c, ov, {lse.data(), 2, Hq}); },
        lse_state},
@@ -389,7 +400,8 @@ TEST_CASE("bad_input: attention", "[bad_input][nn][attention]") {
        [&] { merge_attention({q.data(), 2, Hq, D / 2}, lse_c, qv, lse_c, ov, {lse.data(), 2, Hq}); },
        lse_state},
       {"merge_attention", "lse_b [1, 4]", "lse_b",
-       [&] { merge_attention(qv, lse_c, qv, {lse.data(), 1, Hq}, ov, {lse.data(), 2, Hq}); }, lse_state},
+       [&] { merge_attention(qv, lse_c, qv, {lse.data(), 1, Hq}, ov, {lse.data(), 2, Hq}); },
+       lse_state},
       {"merge_attention", "lse [2, 5]", "lse",
        [&] { merge_attention(qv, lse_c, qv, lse_c, ov, {big.data(), 2, 5}); }, lse_state},
   });

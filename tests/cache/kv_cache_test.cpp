@@ -151,6 +151,10 @@ TEST_CASE("cache/kv_cache: a q8 cache stores each row as int8 with its scale, wi
   std::fill(row(v, 4, 0), row(v, 4, 0) + D, 0.0f);
   row(v, 4, 0)[5] = -2.5f;  // one value: stored as −127 with scale 2.5/127
   for (int i = 0; i < D; ++i) row(k, 5, 2)[i] = 127.0f - float(i) / 2;  // scale 1: half-way ties
+  // Subnormal scales, a row that rounds to s = 0, and one reaching FLT_MAX (s stepped down).
+  for (int i = 0; i < D; ++i) row(k, 6, 0)[i] = float(i - 20) * 1e-40f;
+  for (int i = 0; i < D; ++i) row(k, 7, 1)[i] = float(i % 3) * std::ldexp(1.0f, -149);
+  row(v, 8, 1)[3] = -std::numeric_limits<float>::max();
   cache.write(1, 1, HeadsView<const float>(k.data(), T, H, D),
               HeadsView<const float>(v.data(), T, H, D));
   cache.advance(1, T);
@@ -167,18 +171,26 @@ TEST_CASE("cache/kv_cache: a q8 cache stores each row as int8 with its scale, wi
       REQUIRE(std::isnan(s));
       return;
     }
-    REQUIRE(double(s) == double(float(amax / 127)));  // the scale rounded once
+    float want = float(amax / 127);  // the scale rounded once, stepped down if 127·s overflows
+    if (!std::isfinite(127.0f * want)) want = std::nextafter(want, 0.0f);
+    REQUIRE(s == want);
+    // A subnormal scale has fewer bits: up to 127 · 2^−150 more.
+    const double slack = s < std::numeric_limits<float>::min() ? 127 * std::ldexp(1.0, -150) : 0.0;
     for (int i = 0; i < D; ++i) {
       INFO("dim " << i << " x " << x[i] << " stored " << int(q[i]) << " scale " << s);
       REQUIRE(std::abs(int(q[i])) <= 127);
       if (s == 0.0f) {
         REQUIRE(q[i] == 0);
+        REQUIRE(std::abs(x[i]) <= slack);
         continue;
       }
       const double y = double(x[i]) / double(s);  // the nearest integer, ties to even
-      REQUIRE(std::abs(y - q[i]) <= 0.5 + 1e-5);
-      if (std::abs(std::abs(y - q[i]) - 0.5) > 1e-5) REQUIRE(std::abs(y - q[i]) < 0.5);
-      REQUIRE(std::abs(double(x[i]) - double(q[i]) * s) <= 0.5 * s * (1 + std::ldexp(1.0, -15)));
+      if (slack == 0) {
+        REQUIRE(std::abs(y - q[i]) <= 0.5 + 1e-5);
+        if (std::abs(std::abs(y - q[i]) - 0.5) > 1e-5) REQUIRE(std::abs(y - q[i]) < 0.5);
+      }
+      REQUIRE(std::abs(double(x[i]) - double(q[i]) * s) <=
+              0.5 * s * (1 + std::ldexp(1.0, -15)) + slack);
     }
   };
   for (int t = 0; t < T; ++t)
@@ -191,6 +203,11 @@ TEST_CASE("cache/kv_cache: a q8 cache stores each row as int8 with its scale, wi
   CHECK(view.value<std::int8_t>(0, 4)[5] == -127);
   CHECK(view.key<std::int8_t>(2, 5)[1] == 126);  // 126.5: the tie goes to the even 126
   CHECK(view.key<std::int8_t>(2, 5)[3] == 126);  // 125.5: to 126
+  CHECK(*view.key_scale(1, 7) == 0.0f);
+  CHECK(*view.key_scale(0, 6) < std::numeric_limits<float>::min());
+  CHECK(*view.key_scale(0, 6) > 0.0f);
+  CHECK(std::isfinite(127.0f * *view.value_scale(1, 8)));
+  CHECK(view.value<std::int8_t>(1, 8)[3] == -127);
   // Scales laid out like the rows: [head][slot]; views of one head and from a position carry them.
   CHECK(view.scale_stride == 9);
   CHECK(view.key_scale(2, 4) == view.key_scales + 2 * 9 + 4);

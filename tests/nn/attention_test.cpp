@@ -176,8 +176,9 @@ TEST_CASE("nn/attention: GQA matches the reference on random shapes and masks",
 }
 
 // q8: the one-token path scales a row's dot product (and its softmax weight) instead of its
-// values, one more float rounding per score and per weight than the reference over the stored
-// values makes: inside the factor 2 of check_outputs' score term and its 16u of the sum.
+// values: a score is D − 1 sums, D products, the row scale and the softmax scale against the
+// reference's stored value (one rounding of q·s), D + 2 roundings, what check_outputs' (D + 2)·u
+// allows; the weight's one more rounding fits in its 16u of the sum.
 TEST_CASE(
     "nn/attention: f16, bf16 and q8 caches match the reference over the stored values, "
     "both paths and every mask",
@@ -720,7 +721,9 @@ TEST_CASE("nn/attention: sinks match the reference on random shapes, both paths 
   test::Random rng(100 + seed);
   const int Hkv = rng.integer(1, 3), g = rng.integer(1, 4), D = rng.even(2, 80);
   const int L = rng.integer(2, 300), T = seed % 3 == 0 ? 1 : rng.integer(1, std::min(L, 40));
-  Setup s(rng, Hkv * g, Hkv, D, L);
+  const auto type =
+      seed % 4 == 0 ? tformer::KVType::q8 : tformer::KVType::f32;  // sink rows' scales
+  Setup s(rng, Hkv * g, Hkv, D, L, 1.0f, type);
   AttentionOptions opt;
   opt.window = rng.integer(1, std::max(1, L / 3));
   opt.sinks = rng.integer(1, 6);

@@ -45,8 +45,10 @@ namespace tformer {
 // below 2^−14 as a subnormal: within 2^−25). NaN stays NaN. q8: a row r (head_dim values of one
 // head at one position) is stored as s = max|r_i| / 127 and q_i = round(r_i / s) (to nearest
 // even) in [−127, 127], read as q_i · s: |r_i − q_i·s| <= s/2 · (1 + 2^−15) when s is a normal
-// float (max|r_i| >= 127 · 2^−126); an all-zero row is s = 0. A row holding NaN or ±inf is stored
-// as NaN (s = NaN): every value of it reads as NaN.
+// float (max|r_i| >= 127 · 2^−126; s is stepped down one float where 127·s would overflow); a row
+// that is all zero, or below 64 · 2^−149, is s = 0 and reads as zeros. A row holding NaN or ±inf
+// is stored as NaN (s = NaN): every value of it reads as NaN. (q8 rounds twice: x / s in float,
+// then to the nearest integer in the current rounding mode, nearest-even by default.)
 enum class KVType : std::uint8_t { f32, f16, bf16, q8 };
 
 // Whether t is one of KVType's enumerators (a value cast from an integer may not be).
@@ -377,7 +379,8 @@ class KVCache {
       std::fill(to, to + n, std::int8_t(0));
       return std::numeric_limits<float>::quiet_NaN();
     }
-    const float s = amax / 127.0f;
+    float s = amax / 127.0f;
+    if (!std::isfinite(127.0f * s)) s = std::nextafter(s, 0.0f);  // a row reaching FLT_MAX
     for (index i = 0; i < n; ++i)  // |from[i] / s| <= 127 up to rounding: clamped
       to[i] =
           s == 0.0f
@@ -408,6 +411,9 @@ class KVCache {
     checked_size(where, "sequences * layers * kv_heads * slots * head_dim",
                  {c.sequences, c.layers, c.kv_heads, slots_of(c), c.head_dim},
                  std::size_t(kv_type_bytes(c.type)));
+    if (c.type == KVType::q8)  // the row scales, keys' and values'
+      checked_size(where, "sequences * layers * kv_heads * slots (q8 scales)",
+                   {c.sequences, c.layers, c.kv_heads, slots_of(c)}, 2 * sizeof(float));
     return c;
   }
   static index slots_of(const KVCacheConfig& c) noexcept {

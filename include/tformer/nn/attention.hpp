@@ -26,7 +26,8 @@
 // (online softmax), so no score matrix over the whole context exists and logits of any magnitude
 // are stable. exp is vectorised. Many query tokens (prefill) take the same steps in blocks of
 // 32 tokens × 64 keys whose products are register tiles (block_product): S = Q·Kᵀ over the key
-// block transposed once, then O = α·O + P·V over the values as stored (f32) or widened (16-bit).
+// block transposed once, then O = α·O + P·V over the values as stored (f32) or widened (16-bit,
+// or q8 times its row scales).
 //
 // The cache's element type (KVView::type: f32, f16, bf16, q8) is read as stored: the one-token
 // path widens each register it loads (core/simd_load.hpp), the many-token path widens each 64-key
@@ -124,7 +125,8 @@ class AttentionWorkspace {
   float* row_max() noexcept { return m_.data(); }
   float* row_sum() noexcept { return l_.data(); }
   float* row_rescale() noexcept { return alpha_.data(); }  // α of each row for the block's P·V
-  // Many-token path over a 16-bit cache: a block of key_tile keys and values widened to float.
+  // Many-token path over a 16-bit or q8 cache: a block of key_tile keys and values widened to
+  // float (q8 with its row scales).
   float* k_block() noexcept { return k_block_.data(); }
   float* v_block() noexcept { return v_block_.data(); }
   // Many-token path, every cache type: the key block transposed, [head_dim, key_tile].
