@@ -810,9 +810,10 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
   // No bias, soft-cap or padding mask: a row's visible keys are one run, scaled in one vector pass
   // and masked only where the run ends inside the block (the diagonal, the window's edge).
   const bool plain = std::is_same_v<Bias, NoBias> && opt.softcap == 0.0f && opt.key_valid.empty();
-  // Keys [k_lo, k_hi) for the rows: seen(p, kp) masks, scored from position_of(p); without a
-  // padding mask, the keys p sees are the run run_of(p) = [from, to).
-  const auto pass = [&](index k_lo, index k_hi, auto seen, auto position_of, auto run_of) {
+  // Keys [k_lo, k_hi) for the rows, scored from position_of(p): the keys p sees are the run
+  // run_of(p) = [from, to) (causal end, window start, the sinks the window left), less the
+  // padding mask's.
+  const auto pass = [&](index k_lo, index k_hi, auto position_of, auto run_of) {
     for (index k0 = k_lo, n = 0; k0 < k_hi; k0 += n) {
       n = std::min({bk, k_hi - k0, kv.contiguous(k0)});
       const float* kb = ws.k_block();
@@ -838,8 +839,8 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
         const index at = position_of(p);
         float* srow = sb + r * bk;
         float tile_max = neg_inf;
+        const auto [from, to] = run_of(p);
         if (plain) {
-          const auto [from, to] = run_of(p);
           const index a = std::clamp<index>(from - k0, 0, n), b = std::clamp<index>(to - k0, a, n);
           std::fill(srow, srow + a, neg_inf);
           std::fill(srow + b, srow + n, neg_inf);
@@ -849,7 +850,7 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
             const index kp = k0 + j;
             float x = srow[j] * scale;
             if (opt.softcap > 0.0f) x = opt.softcap * std::tanh(x / opt.softcap);
-            srow[j] = seen(p, kp) ? x + bias(h, at, kp) : neg_inf;
+            srow[j] = kp >= from && kp < to && valid(opt, kp) ? x + bias(h, at, kp) : neg_inf;
           }
           tile_max = *std::max_element(srow, srow + n);
         }
@@ -873,16 +874,14 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
   if (const index sinks_end = opt.window > 0 ? std::min(opt.sinks, lo_max) : 0; sinks_end > 0) {
     load_q(opt.sink_q.data() != nullptr ? opt.sink_q : q);
     pass(
-        0, sinks_end, [&](index p, index kp) { return as_sink(opt, p, kp); },
-        [&](index p) { return sink_position(opt, p); },
+        0, sinks_end, [&](index p) { return sink_position(opt, p); },
         [&](index p) {
           return std::pair<index, index>(0, std::min(opt.sinks, p - opt.window + 1));
         });
   }
   load_q(q);
   pass(
-      lo_min, hi_max, [&](index p, index kp) { return in_window(opt, p, kp); },
-      [](index p) { return p; },
+      lo_min, hi_max, [](index p) { return p; },
       [&](index p) {
         return std::pair<index, index>(opt.window > 0 ? p - opt.window + 1 : 0,
                                        opt.causal ? p + 1 : kv.length);
