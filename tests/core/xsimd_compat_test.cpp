@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "reference/weight_reference.hpp"
@@ -68,6 +69,25 @@ TEST_CASE("xsimd: reduce_add_rows sums each row into its own lane", "[core][xsim
     // W terms of about (r + 1)·1000 + 255: a float sum is within (W − 1)·u of their |sum|.
     REQUIRE(std::abs(got[r] - expected) <= (W - 1) * u * expected);
   }
+}
+
+TEST_CASE("xsimd: reduce_max finds the largest lane wherever it is, skipping NaN lanes",
+          "[core][xsimd]") {
+  const auto x = distinct_lanes(1, 4);
+  for (int at = 0; at < W; ++at) {  // the largest in every lane in turn
+    auto y = x;
+    y[std::size_t(at)] = 1e6f + float(at);
+    REQUIRE(tformer::xsimd_compat::reduce_max(B::load_unaligned(y.data())) == 1e6f + float(at));
+    y[std::size_t((at + 1) % W)] = std::numeric_limits<float>::quiet_NaN();  // skipped
+    if (W > 1)
+      REQUIRE(tformer::xsimd_compat::reduce_max(B::load_unaligned(y.data())) == 1e6f + float(at));
+  }
+  const float inf = std::numeric_limits<float>::infinity();
+  REQUIRE(tformer::xsimd_compat::reduce_max(B(-inf)) == -inf);
+  REQUIRE(tformer::xsimd_compat::reduce_max(B(std::numeric_limits<float>::quiet_NaN())) == -inf);
+  std::vector<float> neg(static_cast<std::size_t>(W));
+  for (int i = 0; i < W; ++i) neg[std::size_t(i)] = -float(i + 1);  // all negative: not 0
+  REQUIRE(tformer::xsimd_compat::reduce_max(B::load_unaligned(neg.data())) == -1.0f);
 }
 
 TEST_CASE("xsimd: reduce_add sums the lanes of one register", "[core][xsimd]") {

@@ -17,7 +17,9 @@ TFORMER_THIRD_PARTY_END
 #error "tformer/core/xsimd_compat.hpp is written for xsimd 8.x (Debian bookworm's libxsimd-dev 8.1)"
 #endif
 
+#include <algorithm>
 #include <cstddef>
+#include <limits>
 #include <type_traits>
 
 namespace tformer {
@@ -59,6 +61,19 @@ inline __m256i avx_lane_mask(std::size_t n) noexcept {
 template <class T, class A>
 inline T reduce_add(const xsimd::batch<T, A>& x) noexcept {
   return xsimd::hadd(x);
+}
+
+// Largest lane, by std::max over the lanes in order from −inf: NaN lanes are skipped (all NaN or
+// all −inf gives −inf). Stored and compared one lane at a time: a max-reduction is rare on a hot
+// path (once per run of a scan), and this one has the same meaning on every ISA.
+template <class A>
+inline float reduce_max(const xsimd::batch<float, A>& x) noexcept {
+  using B = xsimd::batch<float, A>;
+  alignas(64) float lanes[B::size];
+  x.store_aligned(lanes);
+  float m = -std::numeric_limits<float>::infinity();
+  for (std::size_t i = 0; i < B::size; ++i) m = std::max(m, lanes[i]);
+  return m;
 }
 
 // The first n lanes (0 <= n <= lanes) from p, the others 0; reads no float past p + n.

@@ -137,9 +137,7 @@ inline MaxScan max_scan(const float* x, index n) noexcept {
       vbad = vbad | !(v < B(inf));
       vm = xsimd::max(vm, v);
     }
-    alignas(64) float lanes[W];
-    vm.store_aligned(lanes);
-    for (index j = 0; j < W; ++j) m = std::max(m, lanes[j]);
+    m = xsimd_compat::reduce_max(vm);
     bad = xsimd::any(vbad);
   }
 #endif

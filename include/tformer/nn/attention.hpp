@@ -361,19 +361,6 @@ inline void tile_values(float* acc, float alpha, const float* p, const KVView& k
   }
 }
 
-// s[j] *= scale for j < n.
-inline void scale_scores(float* s, index n, float scale) noexcept {
-  index j = 0;
-#if TFORMER_HAS_SIMD
-  using B = simd::batch;
-  constexpr index W = static_cast<index>(B::size);
-  const B f(scale);
-  for (const index end = n / W * W; j < end; j += W)
-    (B::load_unaligned(s + j) * f).store_unaligned(s + j);
-#endif
-  for (; j < n; ++j) s[j] *= scale;
-}
-
 // s[j] *= scale for j < n; returns the largest, −inf when n is 0. With a NaN among them the result
 // is −inf or the largest of some others: the callers' NaN rules (has_nan, exp) then make the
 // output NaN either way.
@@ -392,9 +379,7 @@ inline float scale_max(float* s, index n, float scale) noexcept {
       x.store_unaligned(s + j);
       vm = xsimd::max(vm, x);
     }
-    alignas(64) float lanes[W];
-    vm.store_aligned(lanes);
-    for (index i = 0; i < W; ++i) m = std::max(m, lanes[i]);
+    m = xsimd_compat::reduce_max(vm);
   }
 #endif
   for (; j < n; ++j) {
@@ -404,9 +389,9 @@ inline float scale_max(float* s, index n, float scale) noexcept {
   return m;
 }
 
-// Whether s[0, n) holds a NaN: asked only when a tile's maximum is −inf, i.e. when std::max and
-// std::max_element may have skipped NaN scores (they compare with <), so that a NaN score
-// makes the output NaN without a test per key on the hot path.
+// Whether s[0, n) holds a NaN: asked only when a tile's maximum is −inf, i.e. when std::max,
+// std::max_element or scale_max may have skipped NaN scores (they compare with <), so that a NaN
+// score makes the output NaN without a test per key on the hot path.
 inline bool has_nan(const float* s, index n) noexcept {
   for (index j = 0; j < n; ++j)
     if (std::isnan(s[j])) return true;
@@ -459,16 +444,18 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
       float* s = st.scores_of(h);
       tile_dots<T>(q[h], kv, g, k0, n, s);
       if constexpr (q8) scale_each(s, kv.key_scale(g, k0), n);  // <q, k̂> = s_k · <q, k_int>
+      float tile_max = neg_inf;
       if (plain) {
-        scale_scores(s, n, scale);
+        tile_max = scale_max(s, n, scale);
       } else {
         for (index j = 0; j < n; ++j) {
           float x = s[j] * scale;
           if (opt.softcap > 0.0f) x = opt.softcap * std::tanh(x / opt.softcap);
           s[j] = valid(opt, k0 + j) ? x + bias(first_head + h, position, k0 + j) : neg_inf;
         }
+        tile_max = *std::max_element(s, s + n);
       }
-      const float m_new = std::max(st.m[h], *std::max_element(s, s + n));
+      const float m_new = std::max(st.m[h], tile_max);
       if (m_new == neg_inf) [[unlikely]] {  // nothing visible yet, or only NaN scores
         if (has_nan(s, n)) st.m[h] = st.l[h] = std::numeric_limits<float>::quiet_NaN();
         continue;  // else weights stay 0
