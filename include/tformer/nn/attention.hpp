@@ -361,6 +361,19 @@ inline void tile_values(float* acc, float alpha, const float* p, const KVView& k
   }
 }
 
+// s[j] *= scale for j < n.
+inline void scale_scores(float* s, index n, float scale) noexcept {
+  index j = 0;
+#if TFORMER_HAS_SIMD
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  const B f(scale);
+  for (const index end = n / W * W; j < end; j += W)
+    (B::load_unaligned(s + j) * f).store_unaligned(s + j);
+#endif
+  for (; j < n; ++j) s[j] *= scale;
+}
+
 // s[j] *= scale for j < n; returns the largest, −inf when n is 0. With a NaN among them the result
 // is −inf or the largest of some others: the callers' NaN rules (has_nan, exp) then make the
 // output NaN either way.
@@ -444,18 +457,18 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
       float* s = st.scores_of(h);
       tile_dots<T>(q[h], kv, g, k0, n, s);
       if constexpr (q8) scale_each(s, kv.key_scale(g, k0), n);  // <q, k̂> = s_k · <q, k_int>
-      float tile_max = neg_inf;
+      // (scale_max's one pass measured no faster here than the two below, slower in two noisy
+      // rounds of three: its lane maximum is a serial chain of lanes − 1 maxima per head and tile.)
       if (plain) {
-        tile_max = scale_max(s, n, scale);
+        scale_scores(s, n, scale);
       } else {
         for (index j = 0; j < n; ++j) {
           float x = s[j] * scale;
           if (opt.softcap > 0.0f) x = opt.softcap * std::tanh(x / opt.softcap);
           s[j] = valid(opt, k0 + j) ? x + bias(first_head + h, position, k0 + j) : neg_inf;
         }
-        tile_max = *std::max_element(s, s + n);
       }
-      const float m_new = std::max(st.m[h], tile_max);
+      const float m_new = std::max(st.m[h], *std::max_element(s, s + n));
       if (m_new == neg_inf) [[unlikely]] {  // nothing visible yet, or only NaN scores
         if (has_nan(s, n)) st.m[h] = st.l[h] = std::numeric_limits<float>::quiet_NaN();
         continue;  // else weights stay 0
