@@ -64,8 +64,9 @@ inline T reduce_add(const xsimd::batch<T, A>& x) noexcept {
 }
 
 // Largest lane, by std::max over the lanes in order from −inf: NaN lanes are skipped (all NaN or
-// all −inf gives −inf). Stored and compared one lane at a time: a max-reduction is rare on a hot
-// path (once per run of a scan), and this one has the same meaning on every ISA.
+// all −inf gives −inf). Stored and compared one lane at a time, once per scan (per row and key
+// block in prefill attention's scale_max, once per vocabulary in sampling's max_scan), with the
+// same meaning on every ISA.
 template <class A>
 inline float reduce_max(const xsimd::batch<float, A>& x) noexcept {
   using B = xsimd::batch<float, A>;

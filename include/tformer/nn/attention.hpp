@@ -403,8 +403,9 @@ inline float scale_max(float* s, index n, float scale) noexcept {
 }
 
 // Whether s[0, n) holds a NaN: asked only when a tile's maximum is −inf, i.e. when std::max,
-// std::max_element or scale_max may have skipped NaN scores (they compare with <), so that a NaN
-// score makes the output NaN without a test per key on the hot path.
+// std::max_element or scale_max may have skipped NaN scores (std::max compares with <;
+// xsimd::max and reduce_max may drop a NaN lane), so that a NaN score makes the output NaN
+// without a test per key on the hot path.
 inline bool has_nan(const float* s, index n) noexcept {
   for (index j = 0; j < n; ++j)
     if (std::isnan(s[j])) return true;
@@ -457,8 +458,8 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
       float* s = st.scores_of(h);
       tile_dots<T>(q[h], kv, g, k0, n, s);
       if constexpr (q8) scale_each(s, kv.key_scale(g, k0), n);  // <q, k̂> = s_k · <q, k_int>
-      // (scale_max's one pass measured no faster here than the two below, slower in two noisy
-      // rounds of three: its lane maximum is a serial chain of lanes − 1 maxima per head and tile.)
+      // (scale_max's one pass measured no faster here than scale_scores + max_element, and slower
+      // in two of three noisy rounds at L 512.)
       if (plain) {
         scale_scores(s, n, scale);
       } else {
@@ -811,8 +812,8 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
   // and masked only where the run ends inside the block (the diagonal, the window's edge).
   const bool plain = std::is_same_v<Bias, NoBias> && opt.softcap == 0.0f && opt.key_valid.empty();
   // Keys [k_lo, k_hi) for the rows, scored from position_of(p): the keys p sees are the run
-  // run_of(p) = [from, to) (causal end, window start, the sinks the window left), less the
-  // padding mask's.
+  // run_of(p) = [from, to) (causal end, window start, the sinks the window left), minus the keys
+  // the padding mask hides.
   const auto pass = [&](index k_lo, index k_hi, auto position_of, auto run_of) {
     for (index k0 = k_lo, n = 0; k0 < k_hi; k0 += n) {
       n = std::min({bk, k_hi - k0, kv.contiguous(k0)});
