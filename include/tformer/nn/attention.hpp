@@ -300,6 +300,41 @@ inline void tile_dots(const float* q, const KVView& kv, index g, index k0, index
   for (; j < n; ++j) out[j] = dot(q, keys + j * d, d);
 }
 
+// out[h][j] = <q[h], key(g, k0 + j)> for H heads and j < n: W / H keys of H heads per
+// reduce_add_rows, each key register loaded once for the H heads (tile_dots loads it per head).
+// A head_dim that is not a multiple of W takes dot() per key.
+template <int H, FloatStorage T>
+inline void tile_dots_heads(const float* const* q, const KVView& kv, index g, index k0, index n,
+                            float* const* out) noexcept {
+  const index d = kv.head_dim;
+  const T* keys = kv.key<T>(g, k0);
+  index j = 0;
+#if TFORMER_HAS_SIMD
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  constexpr index J = W / H;  // keys per block
+  if (d % W == 0) {
+    for (const index nv = n / J * J; j < nv; j += J) {
+      B acc[W];  // acc[h·J + w]: head h, key j + w
+      for (index w = 0; w < W; ++w) acc[w] = B(0.0f);
+      for (index i = 0; i < d; i += W) {
+        B qv[H];
+        for (int h = 0; h < H; ++h) qv[h] = B::load_unaligned(q[h] + i);
+        for (index w = 0; w < J; ++w) {
+          const B k = simd::load_float(keys + (j + w) * d + i);
+          for (int h = 0; h < H; ++h) acc[h * J + w] = xsimd_compat::fma(qv[h], k, acc[h * J + w]);
+        }
+      }
+      alignas(64) float sums[W];
+      xsimd_compat::reduce_add_rows(acc).store_aligned(sums);
+      for (int h = 0; h < H; ++h) std::copy_n(sums + h * J, J, out[h] + j);
+    }
+  }
+#endif
+  for (; j < n; ++j)
+    for (int h = 0; h < H; ++h) out[h][j] = dot(q[h], keys + j * d, d);
+}
+
 #if TFORMER_HAS_SIMD
 // acc[i, i + R·W) = acc · alpha + Σ_{j < n} p[j] · values[j·d + i …]: R registers of the output
 // held across the tile, the keys split over K interleaved partial sums (added at the end), so
@@ -359,6 +394,74 @@ inline void tile_values(float* acc, float alpha, const float* p, const KVView& k
     for (index j = 0; j < n; ++j) t += p[j] * as_float(values[j * d + i]);
     acc[i] = t;
   }
+}
+
+#if TFORMER_HAS_SIMD
+// For each of H heads, acc[h][i, i + R·W) = acc[h] · alpha[h] + Σ_{j < n} p[h][j] · values[j·d + i
+// …]: H·R output registers held across the tile, each value register loaded once for all H heads
+// (tile_values loads it once per head). Per head: acc · alpha, then one FMA per key in key order.
+template <int H, int R, FloatStorage T>
+inline void values_heads_chunk(float* const* acc, const float* alpha, const float* const* p,
+                               const T* values, index d, index n, index i) noexcept {
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  B r[H][R];
+  for (int h = 0; h < H; ++h) {
+    const B a(alpha[h]);
+    for (int k = 0; k < R; ++k) r[h][k] = B::load_unaligned(acc[h] + i + k * W) * a;
+  }
+  for (index j = 0; j < n; ++j) {
+    B v[R];
+    for (int k = 0; k < R; ++k) v[k] = simd::load_float(values + j * d + i + k * W);
+    for (int h = 0; h < H; ++h) {
+      const B pj(p[h][j]);
+      for (int k = 0; k < R; ++k) r[h][k] = xsimd_compat::fma(pj, v[k], r[h][k]);
+    }
+  }
+  for (int h = 0; h < H; ++h)
+    for (int k = 0; k < R; ++k) r[h][k].store_unaligned(acc[h] + i + k * W);
+}
+#endif
+
+// Heads of a group that take their dot products and value passes together: their registers and
+// the loaded rows fit the register file (4 × 4 accumulators + 4 rows of 32 on AVX-512, 2 × 4 + 4
+// of 16 below).
+inline constexpr index pass_heads = simd::lanes == 16 ? 4 : 2;
+
+// tile_values for H heads at once: acc[h] = acc[h] · alpha[h] + Σ_j p[h][j] · value(g, k0 + j).
+// A head's sums are the same bits whatever H is (which heads of a batch are live depends on data).
+template <int H, FloatStorage T>
+inline void tile_values_heads(float* const* acc, const float* alpha, const float* const* p,
+                              const KVView& kv, index g, index k0, index n) noexcept {
+  const index d = kv.head_dim;
+  const T* values = kv.value<T>(g, k0);
+  index i = 0;
+#if TFORMER_HAS_SIMD
+  constexpr index W = static_cast<index>(simd::lanes);
+  for (const index end = d / (4 * W) * (4 * W); i < end; i += 4 * W)
+    values_heads_chunk<H, 4>(acc, alpha, p, values, d, n, i);
+  for (const index end = d / W * W; i < end; i += W)
+    values_heads_chunk<H, 1>(acc, alpha, p, values, d, n, i);
+#endif
+  for (index h = 0; h < H; ++h)
+    for (index c = i; c < d; ++c) {
+      float t = acc[h][c] * alpha[h];
+      for (index j = 0; j < n; ++j) t += p[h][j] * as_float(values[j * d + c]);
+      acc[h][c] = t;
+    }
+}
+
+// tile_values_heads for the first `live` (1 to pass_heads) of the arrays.
+template <FloatStorage T>
+inline void tile_values_live(index live, float* const* acc, const float* alpha,
+                             const float* const* p, const KVView& kv, index g, index k0,
+                             index n) noexcept {
+  [&]<int... H>(std::integer_sequence<int, H...>) {
+    (void)((live == H + 1 ? (tile_values_heads<H + 1, T>(acc, alpha, p, kv, g, k0, n), true)
+                          : false) ||
+           ...);
+  }
+  (std::make_integer_sequence<int, static_cast<int>(pass_heads)>{});
 }
 
 // s[j] *= scale for j < n.
@@ -441,45 +544,73 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
                    float scale, const Bias& bias, const DecodeState& st) noexcept {
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   const index d = kv.head_dim;
-  constexpr index ahead = 2 * AttentionWorkspace::tile;  // prefetch distance, in keys
+  constexpr index ahead = 4 * AttentionWorkspace::tile;  // prefetch distance, in keys
   constexpr bool q8 = std::is_same_v<T, std::int8_t>;
   // No bias, soft-cap or padding mask: a score is its dot product scaled, one vector pass.
   const bool plain = std::is_same_v<Bias, NoBias> && opt.softcap == 0.0f && opt.key_valid.empty();
   for (index k0 = lo, n = 0; k0 < hi; k0 += n) {
     n = std::min({AttentionWorkspace::tile, hi - k0, kv.contiguous(k0)});
-    // Streaming from DRAM: ask for the keys and values two tiles ahead while this one computes
-    // (the hardware prefetcher alone leaves the loads of each tile exposed).
-    for (index j = k0 + ahead; j < std::min(hi, k0 + ahead + AttentionWorkspace::tile); ++j)
-      for (index i = 0; i < d; i += 64 / index(sizeof(T))) {
-        __builtin_prefetch(kv.key<T>(g, j) + i);
-        __builtin_prefetch(kv.value<T>(g, j) + i);
+    // Streaming from DRAM: ask for the keys and values 4 tiles ahead, into L2, while this one
+    // computes. (Into L1, as before session 29, they evicted the tile every head reads; see
+    // docs/PERFORMANCE.md.)
+    if (const index j0 = k0 + ahead; j0 < hi) {
+      const index m = std::min({AttentionWorkspace::tile, hi - j0, kv.contiguous(j0)});
+      const char* kb = reinterpret_cast<const char*>(kv.key<T>(g, j0));
+      const char* vb = reinterpret_cast<const char*>(kv.value<T>(g, j0));
+      for (index b = 0, e = m * d * index(sizeof(T)); b < e; b += 64) {
+        __builtin_prefetch(kb + b, 0, 2);
+        __builtin_prefetch(vb + b, 0, 2);
       }
-    for (index h = 0; h < group; ++h) {
-      float* s = st.scores_of(h);
-      tile_dots<T>(q[h], kv, g, k0, n, s);
-      if constexpr (q8) scale_each(s, kv.key_scale(g, k0), n);  // <q, k̂> = s_k · <q, k_int>
-      // (scale_max's one pass measured no faster here than scale_scores + max_element, and slower
-      // in two of three noisy rounds at L 512.)
-      if (plain) {
-        scale_scores(s, n, scale);
-      } else {
-        for (index j = 0; j < n; ++j) {
-          float x = s[j] * scale;
-          if (opt.softcap > 0.0f) x = opt.softcap * std::tanh(x / opt.softcap);
-          s[j] = valid(opt, k0 + j) ? x + bias(first_head + h, position, k0 + j) : neg_inf;
+    }
+    // Heads in batches of pass_heads: each head's scores and softmax, then the batch's values in
+    // one pass (a head that sees nothing yet takes no value pass, as alone).
+    for (index h0 = 0; h0 < group; h0 += pass_heads) {
+      const index batch = std::min(pass_heads, group - h0);
+      float alpha[pass_heads];
+      float* acc[pass_heads];
+      const float* p[pass_heads];
+      index live = 0;
+      {
+        index h = h0;
+        for (; h + pass_heads <= h0 + batch; h += pass_heads) {
+          float* out[pass_heads];
+          for (index e = 0; e < pass_heads; ++e) out[e] = st.scores_of(h + e);
+          tile_dots_heads<static_cast<int>(pass_heads), T>(q + h, kv, g, k0, n, out);
         }
+        for (; h < h0 + batch; ++h) tile_dots<T>(q[h], kv, g, k0, n, st.scores_of(h));
       }
-      const float m_new = std::max(st.m[h], *std::max_element(s, s + n));
-      if (m_new == neg_inf) [[unlikely]] {  // nothing visible yet, or only NaN scores
-        if (has_nan(s, n)) st.m[h] = st.l[h] = std::numeric_limits<float>::quiet_NaN();
-        continue;  // else weights stay 0
+      for (index h = h0; h < h0 + batch; ++h) {
+        float* s = st.scores_of(h);
+        if constexpr (q8) scale_each(s, kv.key_scale(g, k0), n);  // <q, k̂> = s_k · <q, k_int>
+        // (scale_max's one pass measured no faster here than scale_scores + max_element, and
+        // slower in two of three noisy rounds at L 512.)
+        if (plain) {
+          scale_scores(s, n, scale);
+        } else {
+          for (index j = 0; j < n; ++j) {
+            float x = s[j] * scale;
+            if (opt.softcap > 0.0f) x = opt.softcap * std::tanh(x / opt.softcap);
+            s[j] = valid(opt, k0 + j) ? x + bias(first_head + h, position, k0 + j) : neg_inf;
+          }
+        }
+        const float m_new = std::max(st.m[h], *std::max_element(s, s + n));
+        if (m_new == neg_inf) [[unlikely]] {  // nothing visible yet, or only NaN scores
+          if (has_nan(s, n)) st.m[h] = st.l[h] = std::numeric_limits<float>::quiet_NaN();
+          continue;  // else weights stay 0
+        }
+        // A NaN max (marked above) stays NaN through std::max, alpha and the sums.
+        alpha[live] = st.m[h] == neg_inf ? 0.0f : std::exp(st.m[h] - m_new);
+        st.l[h] = st.l[h] * alpha[live] + exp_shifted(s, n, m_new);
+        st.m[h] = m_new;
+        if constexpr (q8) scale_each(s, kv.value_scale(g, k0), n);  // p · v̂ = (p · s_v) · v_int
+        acc[live] = st.acc_of(h);
+        p[live] = s;
+        ++live;
       }
-      // A NaN max (marked above) stays NaN through std::max, alpha and the sums.
-      const float alpha = st.m[h] == neg_inf ? 0.0f : std::exp(st.m[h] - m_new);
-      st.l[h] = st.l[h] * alpha + exp_shifted(s, n, m_new);
-      st.m[h] = m_new;
-      if constexpr (q8) scale_each(s, kv.value_scale(g, k0), n);  // p · v̂ = (p · s_v) · v_int
-      tile_values<T>(st.acc_of(h), alpha, s, kv, g, k0, n);
+      if (batch == pass_heads)
+        tile_values_live<T>(live, acc, alpha, p, kv, g, k0, n);
+      else  // the group's last heads, fewer than pass_heads: one at a time, 8 registers each
+        for (index h = 0; h < live; ++h) tile_values<T>(acc[h], alpha[h], p[h], kv, g, k0, n);
     }
   }
 }
