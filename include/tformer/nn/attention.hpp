@@ -300,12 +300,20 @@ inline void tile_dots(const float* q, const KVView& kv, index g, index k0, index
   for (; j < n; ++j) out[j] = dot(q, keys + j * d, d);
 }
 
+// Asks for the cache line `ahead` bytes past p into L2 (a hint: never faults, and the address is
+// formed as an integer, so a line past a buffer's end is no out-of-bounds pointer).
+inline void prefetch_ahead(const void* p, index ahead) noexcept {
+  __builtin_prefetch(
+      reinterpret_cast<const void*>(reinterpret_cast<std::uintptr_t>(p) + std::uintptr_t(ahead)), 0,
+      2);
+}
+
 // out[h][j] = <q[h], key(g, k0 + j)> for H heads and j < n: W / H keys of H heads per
 // reduce_add_rows, each key register loaded once for the H heads (tile_dots loads it per head).
 // A head_dim that is not a multiple of W takes dot() per key.
 template <int H, FloatStorage T>
 inline void tile_dots_heads(const float* const* q, const KVView& kv, index g, index k0, index n,
-                            float* const* out) noexcept {
+                            float* const* out, [[maybe_unused]] index ahead) noexcept {
   const index d = kv.head_dim;
   const T* keys = kv.key<T>(g, k0);
   index j = 0;
@@ -321,7 +329,9 @@ inline void tile_dots_heads(const float* const* q, const KVView& kv, index g, in
         B qv[H];
         for (int h = 0; h < H; ++h) qv[h] = B::load_unaligned(q[h] + i);
         for (index w = 0; w < J; ++w) {
-          const B k = simd::load_float(keys + (j + w) * d + i);
+          const T* row = keys + (j + w) * d + i;
+          if (ahead != 0 && (i * index(sizeof(T))) % 64 == 0) prefetch_ahead(row, ahead);
+          const B k = simd::load_float(row);
           for (int h = 0; h < H; ++h) acc[h * J + w] = xsimd_compat::fma(qv[h], k, acc[h * J + w]);
         }
       }
@@ -402,7 +412,7 @@ inline void tile_values(float* acc, float alpha, const float* p, const KVView& k
 // (tile_values loads it once per head). Per head: acc · alpha, then one FMA per key in key order.
 template <int H, int R, FloatStorage T>
 inline void values_heads_chunk(float* const* acc, const float* alpha, const float* const* p,
-                               const T* values, index d, index n, index i) noexcept {
+                               const T* values, index d, index n, index i, index ahead) noexcept {
   using B = simd::batch;
   constexpr index W = static_cast<index>(B::size);
   B r[H][R];
@@ -412,7 +422,11 @@ inline void values_heads_chunk(float* const* acc, const float* alpha, const floa
   }
   for (index j = 0; j < n; ++j) {
     B v[R];
-    for (int k = 0; k < R; ++k) v[k] = simd::load_float(values + j * d + i + k * W);
+    for (int k = 0; k < R; ++k) {
+      const T* row = values + j * d + i + k * W;
+      if (ahead != 0 && ((i + k * W) * index(sizeof(T))) % 64 == 0) prefetch_ahead(row, ahead);
+      v[k] = simd::load_float(row);
+    }
     for (int h = 0; h < H; ++h) {
       const B pj(p[h][j]);
       for (int k = 0; k < R; ++k) r[h][k] = xsimd_compat::fma(pj, v[k], r[h][k]);
@@ -432,16 +446,17 @@ inline constexpr index pass_heads = simd::lanes == 16 ? 4 : 2;
 // A head's sums are the same bits whatever H is (which heads of a batch are live depends on data).
 template <int H, FloatStorage T>
 inline void tile_values_heads(float* const* acc, const float* alpha, const float* const* p,
-                              const KVView& kv, index g, index k0, index n) noexcept {
+                              const KVView& kv, index g, index k0, index n,
+                              [[maybe_unused]] index ahead) noexcept {
   const index d = kv.head_dim;
   const T* values = kv.value<T>(g, k0);
   index i = 0;
 #if TFORMER_HAS_SIMD
   constexpr index W = static_cast<index>(simd::lanes);
   for (const index end = d / (4 * W) * (4 * W); i < end; i += 4 * W)
-    values_heads_chunk<H, 4>(acc, alpha, p, values, d, n, i);
+    values_heads_chunk<H, 4>(acc, alpha, p, values, d, n, i, ahead);
   for (const index end = d / W * W; i < end; i += W)
-    values_heads_chunk<H, 1>(acc, alpha, p, values, d, n, i);
+    values_heads_chunk<H, 1>(acc, alpha, p, values, d, n, i, ahead);
 #endif
   for (index h = 0; h < H; ++h)
     for (index c = i; c < d; ++c) {
@@ -454,10 +469,10 @@ inline void tile_values_heads(float* const* acc, const float* alpha, const float
 // tile_values_heads for the first `live` (1 to pass_heads) of the arrays.
 template <FloatStorage T>
 inline void tile_values_live(index live, float* const* acc, const float* alpha,
-                             const float* const* p, const KVView& kv, index g, index k0,
-                             index n) noexcept {
+                             const float* const* p, const KVView& kv, index g, index k0, index n,
+                             index ahead) noexcept {
   [&]<int... H>(std::integer_sequence<int, H...>) {
-    (void)((live == H + 1 ? (tile_values_heads<H + 1, T>(acc, alpha, p, kv, g, k0, n), true)
+    (void)((live == H + 1 ? (tile_values_heads<H + 1, T>(acc, alpha, p, kv, g, k0, n, ahead), true)
                           : false) ||
            ...);
   }
@@ -550,16 +565,18 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
   const bool plain = std::is_same_v<Bias, NoBias> && opt.softcap == 0.0f && opt.key_valid.empty();
   for (index k0 = lo, n = 0; k0 < hi; k0 += n) {
     n = std::min({AttentionWorkspace::tile, hi - k0, kv.contiguous(k0)});
-    // Streaming from DRAM: ask for the keys and values 4 tiles ahead, into L2, while this one
-    // computes. (Into L1, as before session 29, they evicted the tile every head reads; see
-    // docs/PERFORMANCE.md.)
-    if (const index j0 = k0 + ahead; j0 < hi) {
-      const index m = std::min({AttentionWorkspace::tile, hi - j0, kv.contiguous(j0)});
-      const char* kb = reinterpret_cast<const char*>(kv.key<T>(g, j0));
-      const char* vb = reinterpret_cast<const char*>(kv.value<T>(g, j0));
-      for (index b = 0, e = m * d * index(sizeof(T)); b < e; b += 64) {
-        __builtin_prefetch(kb + b, 0, 2);
-        __builtin_prefetch(vb + b, 0, 2);
+    // Streaming from DRAM: the rows `ahead` keys on are asked for while these are read, one line
+    // per line read, by the first batch of heads; a group too small for a batch asks for them in
+    // one run here. (Before session 29: one run of the tile 2 tiles ahead into L1, which evicted
+    // the tile every head reads and stalled while the run's misses queued; docs/PERFORMANCE.md.)
+    const index pf =
+        k0 + ahead + n <= hi && kv.contiguous(k0) >= ahead + n ? ahead * d * index(sizeof(T)) : 0;
+    if (group < pass_heads && pf != 0) {
+      const char* kb = reinterpret_cast<const char*>(kv.key<T>(g, k0));
+      const char* vb = reinterpret_cast<const char*>(kv.value<T>(g, k0));
+      for (index b = 0, e = n * d * index(sizeof(T)); b < e; b += 64) {
+        prefetch_ahead(kb + b, pf);
+        prefetch_ahead(vb + b, pf);
       }
     }
     // Heads in batches of pass_heads: each head's scores and softmax, then the batch's values in
@@ -575,7 +592,8 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
         for (; h + pass_heads <= h0 + batch; h += pass_heads) {
           float* out[pass_heads];
           for (index e = 0; e < pass_heads; ++e) out[e] = st.scores_of(h + e);
-          tile_dots_heads<static_cast<int>(pass_heads), T>(q + h, kv, g, k0, n, out);
+          tile_dots_heads<static_cast<int>(pass_heads), T>(q + h, kv, g, k0, n, out,
+                                                           h == 0 ? pf : 0);
         }
         for (; h < h0 + batch; ++h) tile_dots<T>(q[h], kv, g, k0, n, st.scores_of(h));
       }
@@ -608,7 +626,7 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
         ++live;
       }
       if (batch == pass_heads)
-        tile_values_live<T>(live, acc, alpha, p, kv, g, k0, n);
+        tile_values_live<T>(live, acc, alpha, p, kv, g, k0, n, h0 == 0 ? pf : 0);
       else  // the group's last heads, fewer than pass_heads: one at a time, 8 registers each
         for (index h = 0; h < live; ++h) tile_values<T>(acc[h], alpha[h], p[h], kv, g, k0, n);
     }
