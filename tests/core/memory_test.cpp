@@ -34,7 +34,7 @@ TEST_CASE("core/memory: large AlignedBuffers start on a huge-page boundary", "[c
     tformer::AlignedBuffer<float> big(bytes / sizeof(float));
     CHECK(reinterpret_cast<std::uintptr_t>(big.data()) % tformer::huge_page_bytes == 0);
     CHECK(big[big.size() - 1] == 0.0f);
-    auto moved = std::move(big);  // freed with the alignment it was allocated with
+    auto moved = std::move(big);  // freed with its allocation's alignment (ASan checks the pair)
     CHECK(moved.bytes() == bytes);
   }
   tformer::AlignedBuffer<std::byte> small((std::size_t(4) << 20) - 1);

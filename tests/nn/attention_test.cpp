@@ -197,6 +197,25 @@ TEST_CASE(
   check_random_queries(s, rng, T, opt);
 }
 
+// Decode (one query token) with head_dim a multiple of 16, so every SIMD width runs its vector
+// blocks: groups that fill decode's batches of heads (4 on AVX-512, 2 below), exceed them, and fall
+// short; contexts past the prefetch distance (128 keys), every cache type, every mask.
+TEST_CASE("nn/attention: decode over every cache type, group and vector head_dim",
+          "[nn][attention][property][kv16][kvq8]") {
+  const auto type = GENERATE(tformer::KVType::f32, tformer::KVType::f16, tformer::KVType::bf16,
+                             tformer::KVType::q8);
+  const auto seed = GENERATE(range(0, 8));
+  CAPTURE(tformer::kv_type_name(type), seed);
+  test::Random rng(std::uint64_t(seed + 600));
+  constexpr int groups[8] = {4, 8, 1, 5, 2, 9, 3, 6};
+  const int Hkv = rng.integer(1, 2), g = groups[seed], D = 16 * rng.integer(1, 8);
+  const int L = rng.integer(130, 700);
+  Setup s(rng, Hkv * g, Hkv, D, L, 1.0f, type);
+  AttentionOptions opt = seeded_masks(seed, rng);
+  CAPTURE(Hkv, g, D, L, opt.window, opt.softcap, opt.causal);
+  check_random_queries(s, rng, 1, opt);
+}
+
 TEST_CASE(
     "nn/attention: f16, bf16 and q8 caches are within the stated bound of the f32 cache, "
     "and equal an f32 cache of the stored values",

@@ -437,9 +437,9 @@ inline void values_heads_chunk(float* const* acc, const float* alpha, const floa
 }
 #endif
 
-// Heads of a group that take their dot products and value passes together: their registers and
-// the loaded rows fit the register file (4 × 4 accumulators + 4 rows of 32 on AVX-512, 2 × 4 + 4
-// of 16 below).
+// Heads of a group that take their dot products and value passes together: their registers fit
+// the register file (value pass: 4 heads × 4 accumulators + 4 loaded rows + a broadcast, 21 of
+// AVX-512's 32 registers; 2 × 4 + 4 + 1 = 13 of AVX2's 16).
 inline constexpr index pass_heads = simd::lanes == 16 ? 4 : 2;
 
 // tile_values for H heads at once: acc[h] = acc[h] · alpha[h] + Σ_j p[h][j] · value(g, k0 + j).
@@ -569,8 +569,12 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
     // per line read, by the first batch of heads; a group too small for a batch asks for them in
     // one run here. (Before session 29: one run of the tile 2 tiles ahead into L1, which evicted
     // the tile every head reads and stalled while the run's misses queued; docs/PERFORMANCE.md.)
-    const index pf =
-        k0 + ahead + n <= hi && kv.contiguous(k0) >= ahead + n ? ahead * d * index(sizeof(T)) : 0;
+    // Past hi too, up to the view's length: the decoder's split-K parts end every 512 keys, and the
+    // next part's first keys are read next (a prefetch never faults, so a part's end needs no
+    // stop).
+    const index pf = k0 + ahead + n <= kv.length && kv.contiguous(k0) >= ahead + n
+                         ? ahead * d * index(sizeof(T))
+                         : 0;
     if (group < pass_heads && pf != 0) {
       const char* kb = reinterpret_cast<const char*>(kv.key<T>(g, k0));
       const char* vb = reinterpret_cast<const char*>(kv.value<T>(g, k0));
@@ -627,7 +631,7 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
       }
       if (batch == pass_heads)
         tile_values_live<T>(live, acc, alpha, p, kv, g, k0, n, h0 == 0 ? pf : 0);
-      else  // the group's last heads, fewer than pass_heads: one at a time, 8 registers each
+      else  // the group's last heads, fewer than pass_heads: one at a time
         for (index h = 0; h < live; ++h) tile_values<T>(acc[h], alpha[h], p[h], kv, g, k0, n);
     }
   }
