@@ -81,6 +81,10 @@ TEST_CASE("xsimd: reduce_max finds the largest lane wherever it is, skipping NaN
     y[std::size_t((at + 1) % W)] = std::numeric_limits<float>::quiet_NaN();  // skipped
     if (W > 1)
       REQUIRE(tformer::xsimd_compat::reduce_max(B::load_unaligned(y.data())) == 1e6f + float(at));
+    // Every other lane NaN: the one number, negative, is the answer.
+    std::vector<float> lone(static_cast<std::size_t>(W), std::numeric_limits<float>::quiet_NaN());
+    lone[std::size_t(at)] = -3.0f - float(at);
+    REQUIRE(tformer::xsimd_compat::reduce_max(B::load_unaligned(lone.data())) == -3.0f - float(at));
   }
   const float inf = std::numeric_limits<float>::infinity();
   REQUIRE(tformer::xsimd_compat::reduce_max(B(-inf)) == -inf);

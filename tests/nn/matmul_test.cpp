@@ -284,6 +284,19 @@ TEST_CASE("nn/matmul: int8 activations: zero and non-finite blocks, and the type
   test::Matrix x0(1, 96);
   for (int k = 0; k < 96; ++k) x0.at(0, k) = x.at(0, k);
   check_int8(x0, w.view, y.cview().row_slice(0, 1));
+  // One row alone (the one-row kernel: 16 blocks a step, then the last pairs, then a last block):
+  // a NaN or an infinity in any block, a whole group's or the last ones', makes every output NaN.
+  for (WeightType type : {WeightType::q8_0, WeightType::q4_0}) {
+    const Weight long_w(rng, type, 3, 32 * 37);
+    for (int at : {5, 32 * 20 + 7, 32 * 33, 32 * 36 + 31}) {
+      CAPTURE(tformer::type_name(type), at);
+      test::Matrix row = test::Matrix::random(rng, 1, 32 * 37), out(1, 3);
+      row.at(0, at) = at % 2 == 0 ? INFINITY : NAN;
+      tformer::matmul(row.cview(), long_w.view.with_activations(tformer::Activations::int8),
+                      out.view());
+      for (int o = 0; o < 3; ++o) REQUIRE(std::isnan(out.at(0, o)));
+    }
+  }
   test::Matrix y1(1, 5);
   for (WeightType type : {WeightType::f32, WeightType::bf16, WeightType::f16}) {
     const Weight e(rng, type, 5, 96);

@@ -63,16 +63,45 @@ inline T reduce_add(const xsimd::batch<T, A>& x) noexcept {
   return xsimd::hadd(x);
 }
 
-// Largest lane, by std::max over the lanes in order from −inf: NaN lanes are skipped (all NaN or
-// all −inf gives −inf). Stored and compared one lane at a time, once per scan (per row and key
-// block in prefill attention's scale_max, once per vocabulary in sampling's max_scan), with the
-// same meaning on every ISA.
+// Largest lane; NaN lanes are skipped (all NaN or all −inf gives −inf). NaN lanes become −inf,
+// then a tree of log2(lanes) shuffle + max steps: no serial chain of one max per lane (decode
+// attention asks once per head and tile of keys).
 template <class A>
 inline float reduce_max(const xsimd::batch<float, A>& x) noexcept {
   using B = xsimd::batch<float, A>;
+  constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+#if defined(__AVX512F__)
+  if constexpr (B::size == 16) {
+    __m512 v =
+        _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), _mm512_set1_ps(neg_inf));
+    v = _mm512_max_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));  // 256-bit halves
+    v = _mm512_max_ps(v, _mm512_shuffle_f32x4(v, v, 0xB1));  // 128-bit quarters
+    v = _mm512_max_ps(v, _mm512_permute_ps(v, 0x4E));        // pairs of lanes
+    v = _mm512_max_ps(v, _mm512_permute_ps(v, 0xB1));        // lanes
+    return _mm512_cvtss_f32(v);
+  }
+#endif
+#if defined(__AVX__)
+  if constexpr (B::size == 8) {
+    __m256 v = _mm256_blendv_ps(x, _mm256_set1_ps(neg_inf), _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+    v = _mm256_max_ps(v, _mm256_permute2f128_ps(v, v, 0x01));
+    v = _mm256_max_ps(v, _mm256_permute_ps(v, 0x4E));
+    v = _mm256_max_ps(v, _mm256_permute_ps(v, 0xB1));
+    return _mm256_cvtss_f32(v);
+  }
+#endif
+#if defined(__SSE2__)
+  if constexpr (B::size == 4 && std::is_base_of_v<xsimd::sse2, A>) {
+    const __m128 nan = _mm_cmpunord_ps(x, x);
+    __m128 v = _mm_or_ps(_mm_andnot_ps(nan, x), _mm_and_ps(nan, _mm_set1_ps(neg_inf)));
+    v = _mm_max_ps(v, _mm_shuffle_ps(v, v, 0x4E));
+    v = _mm_max_ps(v, _mm_shuffle_ps(v, v, 0xB1));
+    return _mm_cvtss_f32(v);
+  }
+#endif
   alignas(64) float lanes[B::size];
   x.store_aligned(lanes);
-  float m = -std::numeric_limits<float>::infinity();
+  float m = neg_inf;
   for (std::size_t i = 0; i < B::size; ++i) m = std::max(m, lanes[i]);
   return m;
 }

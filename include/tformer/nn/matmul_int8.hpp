@@ -6,18 +6,21 @@
 // every output it meets is NaN, as in float.
 //
 // Kernels (one block of 32 = one 256-bit register of bytes; with AVX512_VNNI two blocks per
-// 512-bit register, which halves the instructions and loads: 1.3–1.5× the 256-bit loop):
+// 512-bit register, which halves the instructions and loads: 1.3–1.5× the 256-bit loop; and for
+// one x row, 16 blocks at a time whose integer sums are reduced to one lane each before any
+// float work: one conversion and one FMA per 16 blocks instead of one per 2):
 //   AVX512_VNNI + VL, or AVX-VNNI: vpdpbusd (unsigned × signed bytes, 4 per int32 lane). q4_0's
 //     nibbles n are the unsigned side; q8 weights become unsigned as w ⊕ 0x80 = w + 128. The
-//     excess (8 or 128)·Σq_x, computed with x's quantization, starts lane 0 negated, so the
-//     lanes sum to Σ q_w·q_x exactly.
-//   AVX2 (with FMA and F16C): vpmaddubsw + vpmaddwd. q8 as |w| · sign(w)·q_x (pairs within ±32512, no saturation),
-//     q4_0 as n·q_x with the same −8·Σq_x start.
+//     excess (8 or 128)·Σq_x, computed with x's quantization, starts lane 0 negated (the
+//     one-row kernel adds it to each block's reduced sum), so the lanes sum to Σ q_w·q_x exactly.
+//   AVX2 (with FMA and F16C): vpmaddubsw + vpmaddwd. q8 as |w| · sign(w)·q_x (pairs within
+//     ±32512, no saturation), q4_0 as n·q_x with the same −8·Σq_x start.
 //   Otherwise: the integer sums in plain loops.
 // Per block and x row: the lanes to float, times d_w·d_x (rounded once), into float accumulators.
 //
 // No allocation: x is quantized into a 64 KiB stack buffer, up to 16 rows and a slice of `in`
-// at a time (a row of up to 52,000 values in one slice); each slice of W meets the rows of a
+// at a time (a row of up to 52,000 values in one slice, 43,000 with the one-row 512-bit kernel's
+// SixteenScales); each slice of W meets the rows of a
 // buffer from L1/L2 (W row outer, groups of 4 x rows inner).
 #pragma once
 
@@ -75,6 +78,32 @@ inline void quantize_input(const float* x, index n, std::int32_t excess, std::in
     }
     s[b] = {finite ? d : std::numeric_limits<float>::quiet_NaN(), -excess * sum};
   }
+}
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && !defined(TFORMER_SIMD_SCALAR)
+#define TFORMER_INT8_VNNI512 1
+#else
+#define TFORMER_INT8_VNNI512 0
+#endif
+
+// The one-row 512-bit kernel's lane order: lane l of its 16 block sums is block sixteen_lane[l]
+// (block_sums below).
+inline constexpr int sixteen_lane[16] = {0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15};
+
+// 16 blocks of x in that lane order: each block's correction and scale.
+struct alignas(64) SixteenScale {
+  std::int32_t correction[16];
+  float d[16];
+};
+
+// Blocks [0, 16·groups) of s, 16 at a time.
+inline void sixteen_scales(const BlockScale* s, index groups, SixteenScale* out) noexcept {
+  for (index g = 0; g < groups; ++g)
+    for (int l = 0; l < 16; ++l) {
+      const BlockScale& b = s[16 * g + sixteen_lane[l]];
+      out[g].correction[l] = b.correction;
+      out[g].d[l] = b.d;
+    }
 }
 
 // One row of W as these kernels read it.
@@ -142,6 +171,85 @@ inline __m256i dot_lanes(__m256i init, __m256i u, __m256i s) noexcept {
 #endif
 }
 
+#if TFORMER_INT8_VNNI512
+// Lane l = the sum of the 8 lanes of block sixteen_lane[l], where p[k] holds blocks 2k (lanes
+// 0–7) and 2k + 1 (lanes 8–15): a tree of 14 shuffles and 7 additions, exact in integers.
+inline __m512i block_sums(const __m512i* p) noexcept {
+  __m512i q[4], r[2];
+  for (int k = 0; k < 4; ++k)  // 128-bit lane i: [P0+P2, Q0+Q2, P1+P3, Q1+Q3] of p[2k], p[2k + 1]
+    q[k] = _mm512_add_epi32(_mm512_unpacklo_epi32(p[2 * k], p[2 * k + 1]),
+                            _mm512_unpackhi_epi32(p[2 * k], p[2 * k + 1]));
+  for (int k = 0; k < 2; ++k)  // 128-bit lane i, lane j: that 128-bit lane of p[4k + j], summed
+    r[k] = _mm512_add_epi32(_mm512_unpacklo_epi64(q[2 * k], q[2 * k + 1]),
+                            _mm512_unpackhi_epi64(q[2 * k], q[2 * k + 1]));
+  // A block is two 128-bit lanes of its register: 0 and 1 (even blocks) or 2 and 3 (odd).
+  return _mm512_add_epi32(_mm512_shuffle_i32x4(r[0], r[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                          _mm512_shuffle_i32x4(r[0], r[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// Blocks b and b + 1 of W as vpdpbusd's unsigned operand, in the layout of 64 bytes of x.
+template <WeightType T>
+inline __m512i unsigned_pair(const WRow& w, index b) noexcept {
+  const std::byte *p0 = weight_bytes<T>(w, b), *p1 = weight_bytes<T>(w, b + 1);
+  if constexpr (T == WeightType::q4_0) {
+    // [bytes b, bytes b, bytes b + 1, bytes b + 1] (16 each), the second and fourth copies
+    // shifted to their high nibbles, then the nibbles alone.
+    __m512i raw = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p0)));
+    raw = _mm512_mask_broadcast_i32x4(raw, 0xFF00,
+                                      _mm_loadu_si128(reinterpret_cast<const __m128i*>(p1)));
+    const __m512i shifts = _mm512_set_epi64(0x0004000400040004, 0x0004000400040004, 0, 0,
+                                            0x0004000400040004, 0x0004000400040004, 0, 0);
+    return _mm512_and_si512(_mm512_srlv_epi16(raw, shifts), _mm512_set1_epi8(15));
+  } else {
+    const __m512i q = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p0))),
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p1)), 1);
+    return _mm512_xor_si512(q, _mm512_set1_epi8(char(0x80)));
+  }
+}
+
+// W's f16 scales of blocks [b, b + 16) in sixteen_lane order, as floats. q4_0: each 8 blocks'
+// scales are words 0, 9, …, 63 of the 128 bytes from their first block, one two-register word
+// permute each. q8_0 and q8_group: one at a time (GCC builds the register with vpinsrw; a store
+// and reload instead measured slower: the wide load waits for the narrow stores).
+template <WeightType T>
+inline __m512 sixteen_weight_scales(const WRow& w, index b) noexcept {
+  if constexpr (T == WeightType::q4_0) {
+    const auto* p = reinterpret_cast<const char*>(w.values + b * 18);
+    const __m512i to_lanes = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  //
+                                              63, 45, 27, 9, 54, 36, 18, 0,   // lanes 8–15
+                                              63, 45, 27, 9, 54, 36, 18, 0);  // lanes 0–7
+    const __m512i first =
+        _mm512_permutex2var_epi16(_mm512_loadu_si512(p), to_lanes, _mm512_loadu_si512(p + 64));
+    const __m512i second = _mm512_permutex2var_epi16(_mm512_loadu_si512(p + 144), to_lanes,
+                                                     _mm512_loadu_si512(p + 208));
+    return _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_mask_blend_epi16(0xFF00u, first, second)));
+  } else if constexpr (T == WeightType::q8_group) {
+    alignas(64) float d[16];
+    for (int l = 0; l < 16; ++l) d[l] = weight_scale<T>(w, b + sixteen_lane[l]);
+    return _mm512_load_ps(d);
+  } else {
+    alignas(32) std::uint16_t h[16];
+    for (int l = 0; l < 16; ++l) std::memcpy(&h[l], w.values + (b + sixteen_lane[l]) * 34, 2);
+    return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(h)));
+  }
+}
+
+// Σ over blocks [b, b + 16) of one x row (its bytes xq from block b, its scales xs) against W.
+template <WeightType T>
+inline __m512 sixteen_blocks(const WRow& w, index b, const std::int8_t* xq, const SixteenScale& xs,
+                             __m512 acc) noexcept {
+  __m512i p[8];
+  TFORMER_UNROLL for (int k = 0; k < 8; ++k) {
+    const __m512i x = _mm512_loadu_si512(xq + 2 * k * block);
+    p[k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), unsigned_pair<T>(w, b + 2 * k), x);
+  }
+  const __m512i sums = _mm512_add_epi32(block_sums(p), _mm512_load_si512(xs.correction));
+  const __m512 scale = _mm512_mul_ps(sixteen_weight_scales<T>(w, b), _mm512_load_ps(xs.d));
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc);
+}
+#endif
+
 inline float horizontal_sum(__m256 v) noexcept {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -153,8 +261,9 @@ inline float horizontal_sum(__m256 v) noexcept {
 // accumulators per row, taking blocks in turn, so 4 FMA chains cover the FMA latency when few
 // rows share a block (one token: A = 4).
 template <WeightType T, index RM>
-inline void tile(const WRow& w, const std::int8_t* const* xq, const BlockScale* const* xs, index b0,
-                 index b1, float* out) noexcept {
+inline void tile(const WRow& w, const std::int8_t* const* xq, const BlockScale* const* xs,
+                 [[maybe_unused]] const SixteenScale* const* xg, index b0, index b1,
+                 float* out) noexcept {
   constexpr index A = std::max<index>(1, 4 / RM);
   __m256 acc[RM * A];
   TFORMER_UNROLL for (index i = 0; i < RM * A; ++i) acc[i] = _mm256_setzero_ps();
@@ -183,6 +292,15 @@ inline void tile(const WRow& w, const std::int8_t* const* xq, const BlockScale* 
     }
   };
   index b = b0;
+#if TFORMER_INT8_VNNI512
+  if constexpr (RM == 1) {  // one x row: 16 blocks a step, then pairs and single blocks below
+    __m512 acc16 = _mm512_setzero_ps();
+    for (; b + 16 <= b1; b += 16)
+      acc16 = sixteen_blocks<T>(w, b, xq[0] + (b - b0) * block, xg[0][(b - b0) / 16], acc16);
+    acc[0] = _mm256_add_ps(
+        acc[0], _mm256_add_ps(_mm512_castps512_ps256(acc16), _mm512_extractf32x8_ps(acc16, 1)));
+  }
+#endif
 #if defined(__AVX512VNNI__) && defined(__AVX512F__)
   // Two blocks per 512-bit register: half the instructions, and fewer loads (the limit at one a
   // block: 5 loads per 32 values). Lanes 0–7 hold block b, 8–15 block b + 1.
@@ -252,8 +370,9 @@ inline void tile(const WRow& w, const std::int8_t* const* xq, const BlockScale* 
 #else
 // The integer sums in plain loops.
 template <WeightType T, index RM>
-inline void tile(const WRow& w, const std::int8_t* const* xq, const BlockScale* const* xs, index b0,
-                 index b1, float* out) noexcept {
+inline void tile(const WRow& w, const std::int8_t* const* xq, const BlockScale* const* xs,
+                 [[maybe_unused]] const SixteenScale* const* xg, index b0, index b1,
+                 float* out) noexcept {
   float acc[RM] = {};
   for (index b = b0; b < b1; ++b) {
     const float dw = weight_scale<T>(w, b);
@@ -297,15 +416,16 @@ inline constexpr index rm = 4;
 // Tiles of up to rm rows over x rows [0, count) of the buffer, against W row o, into y.
 template <WeightType T, index RM = rm>
 inline void rows_against(const WRow& w, const std::int8_t* const* xq, const BlockScale* const* xs,
-                         index count, index b0, index b1, bool first_slice, MatrixView<float> y,
-                         index t0, index o) noexcept {
+                         const SixteenScale* const* xg, index count, index b0, index b1,
+                         bool first_slice, MatrixView<float> y, index t0, index o) noexcept {
   for (index m0 = 0; m0 < count; m0 += RM) {
     if constexpr (RM > 1) {
-      if (count - m0 < RM) return rows_against<T, RM - 1>(w, xq + m0, xs + m0, count - m0, b0, b1,
-                                                         first_slice, y, t0 + m0, o);
+      if (count - m0 < RM)
+        return rows_against<T, RM - 1>(w, xq + m0, xs + m0, xg + m0, count - m0, b0, b1,
+                                       first_slice, y, t0 + m0, o);
     }
     float r[RM];
-    tile<T, RM>(w, xq + m0, xs + m0, b0, b1, r);
+    tile<T, RM>(w, xq + m0, xs + m0, xg + m0, b0, b1, r);
     for (index m = 0; m < RM; ++m) {
       float& dst = y.row(t0 + m0 + m)[o];
       dst = first_slice ? r[m] : dst + r[m];
@@ -317,8 +437,12 @@ template <WeightType T>
 inline void project_typed(MatrixView<const float> x, const WeightView& w, MatrixView<float> y) noexcept {
   const index T_ = x.rows(), in = x.cols();
   const index R = std::min(T_, rows_per_buffer);
-  // The most whole blocks of R rows that fit the buffer (1 byte + 8/32 bytes of scale a value).
-  const index slice = std::min(in, buffer_bytes / R / (block + index(sizeof(BlockScale))) * block);
+  // The most whole blocks of R rows that fit the buffer: a block's 32 bytes and its BlockScale,
+  // and (the one-row 512-bit kernel) a sixteenth of a SixteenScale, whose array starts on the next
+  // 64-byte boundary.
+  constexpr index group_bytes = TFORMER_INT8_VNNI512 ? index(sizeof(SixteenScale)) / 16 : 0;
+  constexpr index per_block = block + index(sizeof(BlockScale)) + group_bytes;
+  const index slice = std::min(in, (buffer_bytes - 64) / R / per_block * block);
   alignas(64) std::byte buffer[buffer_bytes];
   const int shift = w.type() == WeightType::q8_group ? std::countr_zero(std::uint64_t(w.group())) : 0;
   for (index t0 = 0; t0 < T_; t0 += R) {
@@ -327,14 +451,20 @@ inline void project_typed(MatrixView<const float> x, const WeightView& w, Matrix
       const index n = std::min(slice, in - k0), blocks = n / block;
       std::int8_t* xq[rows_per_buffer];
       BlockScale* xs[rows_per_buffer];
+      SixteenScale* xg[rows_per_buffer] = {};
+      const index groups_at = (count * (n + blocks * index(sizeof(BlockScale))) + 63) / 64 * 64;
       for (index m = 0; m < count; ++m) {
         xq[m] = reinterpret_cast<std::int8_t*>(buffer) + m * n;
         xs[m] = reinterpret_cast<BlockScale*>(buffer + count * n) + m * blocks;
         quantize_input(x.row(t0 + m) + k0, n, excess<T>, xq[m], xs[m]);
+        if constexpr (TFORMER_INT8_VNNI512) {
+          xg[m] = reinterpret_cast<SixteenScale*>(buffer + groups_at) + m * (blocks / 16);
+          sixteen_scales(xs[m], blocks / 16, xg[m]);
+        }
       }
       for (index o = 0; o < w.rows(); ++o) {
         const WRow row{w.row(o), w.scale_row(o), shift};
-        rows_against<T>(row, xq, xs, count, k0 / block, k0 / block + blocks, k0 == 0, y, t0, o);
+        rows_against<T>(row, xq, xs, xg, count, k0 / block, k0 / block + blocks, k0 == 0, y, t0, o);
       }
     }
   }
