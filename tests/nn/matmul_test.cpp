@@ -243,7 +243,8 @@ TEST_CASE("nn/matmul: int8 activations give the integer dot products of quantize
   const auto seed = GENERATE(range(1, 25));
   CAPTURE(seed);
   test::Random rng(300 + seed);
-  // Decode and prefill shapes; some rows past the 64 KiB buffer's slice (16 rows: 3,264 values).
+  // Decode and prefill shapes; some rows past the 64 KiB buffer's slice (16 rows: 3,232 or 3,264
+  // values).
   const int T = seed % 3 == 0 ? rng.integer(1, 4) : rng.integer(5, 40);
   const int blocks = seed % 4 == 0 ? rng.integer(100, 180) : rng.integer(1, 24);
   const int out = rng.integer(1, 40);
@@ -266,6 +267,22 @@ TEST_CASE("nn/matmul: int8 activations give the integer dot products of quantize
   }
 }
 
+TEST_CASE("nn/matmul: int8 activations: one row longer than the buffer's slice",
+          "[nn][matmul][int8]") {
+  // 1,700 blocks (54,400 values): past one row's slice at every level (43,648 values with the
+  // 512-bit kernel, 52,416 without), so the one-row kernel also runs on a slice that starts inside
+  // the row, and the slices' sums meet.
+  test::Random rng(91);
+  const test::Matrix x = test::Matrix::random(rng, 1, 32 * 1700);
+  for (WeightType type : {WeightType::q8_0, WeightType::q4_0}) {
+    const Weight w(rng, type, 3, 32 * 1700);
+    CAPTURE(tformer::type_name(type));
+    test::Matrix y(1, 3, -7.0f);
+    tformer::matmul(x.cview(), w.view.with_activations(tformer::Activations::int8), y.view());
+    check_int8(x, w.view, y.cview());
+  }
+}
+
 TEST_CASE("nn/matmul: int8 activations: zero and non-finite blocks, and the types that have them",
           "[nn][matmul][int8]") {
   test::Random rng(77);
@@ -284,13 +301,14 @@ TEST_CASE("nn/matmul: int8 activations: zero and non-finite blocks, and the type
   test::Matrix x0(1, 96);
   for (int k = 0; k < 96; ++k) x0.at(0, k) = x.at(0, k);
   check_int8(x0, w.view, y.cview().row_slice(0, 1));
-  // One row alone (the one-row kernel: 16 blocks a step, then the last pairs, then a last block):
-  // a NaN or an infinity in any block, a whole group's or the last ones', makes every output NaN.
+  // One row alone (45 blocks, on AVX512_VNNI: two steps of 16 blocks, a step of 4 pairs, a last
+  // block): a NaN or an infinity in any block, in a group of 16, the pairs or the last block, makes
+  // every output NaN.
   for (WeightType type : {WeightType::q8_0, WeightType::q4_0}) {
-    const Weight long_w(rng, type, 3, 32 * 37);
-    for (int at : {5, 32 * 20 + 7, 32 * 33, 32 * 36 + 31}) {
+    const Weight long_w(rng, type, 3, 32 * 45);
+    for (int at : {5, 32 * 20 + 8, 32 * 33 + 1, 32 * 38, 32 * 44 + 31}) {
       CAPTURE(tformer::type_name(type), at);
-      test::Matrix row = test::Matrix::random(rng, 1, 32 * 37), out(1, 3);
+      test::Matrix row = test::Matrix::random(rng, 1, 32 * 45), out(1, 3);
       row.at(0, at) = at % 2 == 0 ? INFINITY : NAN;
       tformer::matmul(row.cview(), long_w.view.with_activations(tformer::Activations::int8),
                       out.view());

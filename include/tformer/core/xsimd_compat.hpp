@@ -63,9 +63,9 @@ inline T reduce_add(const xsimd::batch<T, A>& x) noexcept {
   return xsimd::hadd(x);
 }
 
-// Largest lane; NaN lanes are skipped (all NaN or all −inf gives −inf). NaN lanes become −inf,
-// then a tree of log2(lanes) shuffle + max steps: no serial chain of one max per lane (decode
-// attention asks once per head and tile of keys).
+// Largest lane; NaN lanes are skipped (all NaN or all −inf gives −inf). On x86: NaN lanes become
+// −inf, then a tree of log2(lanes) shuffle + max steps, no serial chain of one max per lane (decode
+// attention asks once per head and tile of keys); elsewhere lane by lane.
 template <class A>
 inline float reduce_max(const xsimd::batch<float, A>& x) noexcept {
   using B = xsimd::batch<float, A>;

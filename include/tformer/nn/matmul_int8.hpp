@@ -19,9 +19,9 @@
 // Per block and x row: the lanes to float, times d_w·d_x (rounded once), into float accumulators.
 //
 // No allocation: x is quantized into a 64 KiB stack buffer, up to 16 rows and a slice of `in`
-// at a time (a row of up to 52,000 values in one slice, 43,000 with the one-row 512-bit kernel's
-// SixteenScales); each slice of W meets the rows of a
-// buffer from L1/L2 (W row outer, groups of 4 x rows inner).
+// at a time (one row: up to 52,000 values a slice, 43,000 with the 512-bit kernel's SixteenScales;
+// 16 rows: 3,264 or 3,232); each slice of W meets the rows of a buffer from L1/L2 (W row outer,
+// groups of 4 x rows inner).
 #pragma once
 
 #include <algorithm>
@@ -80,7 +80,10 @@ inline void quantize_input(const float* x, index n, std::int32_t excess, std::in
   }
 }
 
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && !defined(TFORMER_SIMD_SCALAR)
+// The 512-bit kernels: VNNI, with BW (word shuffles), VL (the q8 excess of 128 assumes the VNNI
+// kernels, `vnni` below) and DQ (extractf32x8), on top of the 256-bit kernels' AVX2.
+#if TFORMER_INT8_AVX2 && defined(__AVX512VNNI__) && defined(__AVX512BW__) && \
+    defined(__AVX512VL__) && defined(__AVX512DQ__)
 #define TFORMER_INT8_VNNI512 1
 #else
 #define TFORMER_INT8_VNNI512 0
@@ -208,10 +211,11 @@ inline __m512i unsigned_pair(const WRow& w, index b) noexcept {
   }
 }
 
-// W's f16 scales of blocks [b, b + 16) in sixteen_lane order, as floats. q4_0: each 8 blocks'
+// W's scales of blocks [b, b + 16) in sixteen_lane order, as floats. q4_0: each 8 blocks' f16
 // scales are words 0, 9, …, 63 of the 128 bytes from their first block, one two-register word
-// permute each. q8_0 and q8_group: one at a time (GCC builds the register with vpinsrw; a store
-// and reload instead measured slower: the wide load waits for the narrow stores).
+// permute each. q8_0 (f16) and q8_group (f32): gathered one at a time through a small array,
+// which GCC turns into vmovd/vpinsrw and unpacks (forcing the store and a wide reload instead
+// measured slower: the wide load waits for the narrow stores).
 template <WeightType T>
 inline __m512 sixteen_weight_scales(const WRow& w, index b) noexcept {
   if constexpr (T == WeightType::q4_0) {
@@ -301,7 +305,7 @@ inline void tile(const WRow& w, const std::int8_t* const* xq, const BlockScale* 
         acc[0], _mm256_add_ps(_mm512_castps512_ps256(acc16), _mm512_extractf32x8_ps(acc16, 1)));
   }
 #endif
-#if defined(__AVX512VNNI__) && defined(__AVX512F__)
+#if TFORMER_INT8_VNNI512
   // Two blocks per 512-bit register: half the instructions, and fewer loads (the limit at one a
   // block: 5 loads per 32 values). Lanes 0–7 hold block b, 8–15 block b + 1.
   __m512 acc2[RM * A];
@@ -437,12 +441,14 @@ template <WeightType T>
 inline void project_typed(MatrixView<const float> x, const WeightView& w, MatrixView<float> y) noexcept {
   const index T_ = x.rows(), in = x.cols();
   const index R = std::min(T_, rows_per_buffer);
-  // The most whole blocks of R rows that fit the buffer: a block's 32 bytes and its BlockScale,
-  // and (the one-row 512-bit kernel) a sixteenth of a SixteenScale, whose array starts on the next
-  // 64-byte boundary.
+  // The most whole blocks of R rows that fit the buffer: a block's 32 bytes and its BlockScale per
+  // row, and (the 512-bit kernel) a sixteenth of a SixteenScale for the one row that meets W
+  // alone (rows_against's last tile when count % rm == 1), whose array starts on the next 64-byte
+  // boundary.
   constexpr index group_bytes = TFORMER_INT8_VNNI512 ? index(sizeof(SixteenScale)) / 16 : 0;
-  constexpr index per_block = block + index(sizeof(BlockScale)) + group_bytes;
-  const index slice = std::min(in, (buffer_bytes - 64) / R / per_block * block);
+  constexpr index room = buffer_bytes - (TFORMER_INT8_VNNI512 ? 64 : 0);
+  const index slice =
+      std::min(in, room / (R * (block + index(sizeof(BlockScale))) + group_bytes) * block);
   alignas(64) std::byte buffer[buffer_bytes];
   const int shift = w.type() == WeightType::q8_group ? std::countr_zero(std::uint64_t(w.group())) : 0;
   for (index t0 = 0; t0 < T_; t0 += R) {
@@ -457,8 +463,8 @@ inline void project_typed(MatrixView<const float> x, const WeightView& w, Matrix
         xq[m] = reinterpret_cast<std::int8_t*>(buffer) + m * n;
         xs[m] = reinterpret_cast<BlockScale*>(buffer + count * n) + m * blocks;
         quantize_input(x.row(t0 + m) + k0, n, excess<T>, xq[m], xs[m]);
-        if constexpr (TFORMER_INT8_VNNI512) {
-          xg[m] = reinterpret_cast<SixteenScale*>(buffer + groups_at) + m * (blocks / 16);
+        if (TFORMER_INT8_VNNI512 && m == count - 1 && count % rm == 1) {
+          xg[m] = reinterpret_cast<SixteenScale*>(buffer + groups_at);
           sixteen_scales(xs[m], blocks / 16, xg[m]);
         }
       }
