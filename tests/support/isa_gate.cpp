@@ -1,6 +1,6 @@
 // tformer_isa_gate LEVEL[+avxvnni] PROGRAM [ARGS...]: runs PROGRAM (a test executable built for
-// LEVEL, and with AVX-VNNI where the level names it) when this CPU can, else prints "skipped
-// LEVEL: this CPU lacks FEATURE" and exits 77 (ctest reads the message: skipped).
+// LEVEL, and with AVX-VNNI where the level names it: avx2_fma+avxvnni only) when this CPU can,
+// else prints "skipped LEVEL: this CPU lacks FEATURE" and exits 77 (ctest reads the message).
 // tformer_isa_gate --list: prints each level and whether this CPU runs it.
 // Built without -march flags, so that it runs on every x86-64 CPU.
 #include <unistd.h>
@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
   const bool vnni = level.ends_with(avx_vnni_suffix);
   if (vnni) level.remove_suffix(avx_vnni_suffix.size());
   const auto isa = tformer::parse_isa(level);
-  if (!isa) {
+  if (!isa || (vnni && *isa != tformer::Isa::avx2_fma)) {  // AVX-VNNI only on top of AVX2 + FMA
     std::fprintf(stderr, "tformer_isa_gate: unknown level %s\n", argv[1]);
     return 2;
   }
