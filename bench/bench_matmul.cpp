@@ -22,8 +22,12 @@ namespace {
 
 using tformer::WeightType;
 
-constexpr WeightType all_types[] = {WeightType::f32, WeightType::bf16, WeightType::f16,
-                                    WeightType::q8_0, WeightType::q4_0, WeightType::q8_group};
+constexpr WeightType all_types[] = {WeightType::f32,    WeightType::bf16, WeightType::f16,
+                                    WeightType::q8_0,   WeightType::q4_0, WeightType::q8_group,
+                                    WeightType::q4_0x16};
+
+// Whether a type multiplies f32 activations (q4_0x16 is a layout of the int8 kernel alone).
+bool has_f32(WeightType t) { return t != WeightType::q4_0x16; }
 
 // q8_group's group as llama2.c's export picks it: 64, halved until it divides the width.
 tformer::index group_for(tformer::index in) { return in % 64 == 0 ? 64 : 32; }
@@ -55,7 +59,8 @@ struct Weight {
 
 // The reduced activations a type has: int8 for the 8- and 4-bit types, bf16 for bf16.
 bool has_int8(WeightType t) {
-  return t == WeightType::q8_0 || t == WeightType::q4_0 || t == WeightType::q8_group;
+  return t == WeightType::q8_0 || t == WeightType::q4_0 || t == WeightType::q8_group ||
+         t == WeightType::q4_0x16;
 }
 std::optional<tformer::Activations> reduced_activations(WeightType t) {
   if (has_int8(t)) return tformer::Activations::int8;
@@ -70,7 +75,7 @@ std::string shape(tformer::index a, tformer::index b) {
 void run_matmul(benchmark::State& state, WeightType type, tformer::index t, tformer::index out,
                 tformer::index in, tformer::Activations a = tformer::Activations::f32) {
   Weight w(type, out, in);
-  w.view = w.view.with_activations(a);
+  if (has_f32(type)) w.view = w.view.with_activations(a);  // q4_0x16: int8 as converted
   const std::vector<float> x = bench::random_floats(std::size_t(t * in));
   std::vector<float> y(std::size_t(t * out));
   for (auto _ : state) {
@@ -94,9 +99,10 @@ int main(int argc, char** argv) {
     for (WeightType type : all_types) {
       const tformer::index out = out_, in = in_;  // (clang 14 cannot capture structured bindings)
       const std::string suffix = std::string(tformer::type_name(type)) + "/" + shape(out, in);
-      benchmark::RegisterBenchmark(("gemv/" + suffix).c_str(), [=](benchmark::State& s) {
-        run_matmul(s, type, 1, out, in);
-      })->Unit(benchmark::kMicrosecond);
+      if (has_f32(type))
+        benchmark::RegisterBenchmark(("gemv/" + suffix).c_str(), [=](benchmark::State& s) {
+          run_matmul(s, type, 1, out, in);
+        })->Unit(benchmark::kMicrosecond);
       if (const auto a = reduced_activations(type))
         benchmark::RegisterBenchmark(
             ("gemv/" + std::string(tformer::type_name(type)) + "+" + tformer::activations_name(*a) +
@@ -114,11 +120,12 @@ int main(int argc, char** argv) {
   for (auto [t_, out_, in_] : gemm_shapes) {
     const tformer::index t = t_, out = out_, in = in_;
     for (WeightType type : all_types)
-      benchmark::RegisterBenchmark(
-          ("gemm/" + std::string(tformer::type_name(type)) + "/" + std::to_string(t) + "x" +
-           shape(out, in)).c_str(),
-          [=](benchmark::State& s) { run_matmul(s, type, t, out, in); })
-          ->Unit(benchmark::kMillisecond);
+      if (has_f32(type))
+        benchmark::RegisterBenchmark(("gemm/" + std::string(tformer::type_name(type)) + "/" +
+                                      std::to_string(t) + "x" + shape(out, in))
+                                         .c_str(),
+                                     [=](benchmark::State& s) { run_matmul(s, type, t, out, in); })
+            ->Unit(benchmark::kMillisecond);
     for (WeightType type : all_types)
       if (const auto a = reduced_activations(type))
         benchmark::RegisterBenchmark(

@@ -15,10 +15,8 @@ using tformer::WeightType;
 
 namespace {
 
-constexpr WeightType all_types[] = {WeightType::f32, WeightType::bf16, WeightType::f16,
-                                    WeightType::q8_0, WeightType::q4_0};
-
-ref::Format format_of(WeightType t) { return ref::Format(int(t)); }
+constexpr WeightType all_types[] = {WeightType::f32,  WeightType::bf16, WeightType::f16,
+                                    WeightType::q8_0, WeightType::q4_0, WeightType::q4_0x16};
 
 // The header's bound for value x in a block whose largest magnitude is m.
 double bound(WeightType t, double x, double m) {
@@ -27,7 +25,9 @@ double bound(WeightType t, double x, double m) {
     case WeightType::bf16: return std::abs(x) * 0x1p-8;
     case WeightType::f16: return std::abs(x) * 0x1p-11 + 0x1p-25;
     case WeightType::q8_0: return m / 127 * (1 + 0x1p-11) / 2;
-    case WeightType::q4_0: return m / 8 * (1 + 0x1p-11) + std::abs(x) * 0x1p-11;
+    case WeightType::q4_0:
+    case WeightType::q4_0x16:
+      return m / 8 * (1 + 0x1p-11) + std::abs(x) * 0x1p-11;
     case WeightType::q8_group: break;  // not a conversion target
   }
   return 0;
@@ -52,8 +52,7 @@ TEST_CASE("core/convert: every type round-trips within its bound", "[core][conve
     for (int r = 0; r < rows; ++r) {
       tformer::dequantize_row(w, r, row);
       // The stored bytes decoded by the format's definition give the same values.
-      const auto expected = ref::decode_row(format_of(type),
-                                            reinterpret_cast<const unsigned char*>(bytes.data()), cols, r);
+      const auto expected = ref::decode_view_row(w, r);
       for (int c = 0; c < cols; c += 32) {
         double m = 0;
         for (int j = 0; j < 32; ++j) m = std::max(m, double(std::abs(src.at(r, c + j))));
@@ -93,4 +92,48 @@ TEST_CASE("core/convert: bad input is an error and writes nothing", "[core][conv
   REQUIRE_THROWS_WITH(tformer::dequantize_row(w, 2, out), Contains("row: expected a value in [0, 2)"));
   REQUIRE_THROWS_WITH(tformer::dequantize_row(w, 0, std::span(out).first(63)),
                       Contains("out size (= cols): expected 64, got 63"));
+}
+
+TEST_CASE("core/convert: q4_0x16 holds q4_0's blocks; repack_q4_0x16 writes the same bytes",
+          "[core][convert]") {
+  const auto seed = GENERATE(range(1, 6));
+  CAPTURE(seed);
+  test::Random rng(100 + seed);
+  const int rows = rng.integer(1, 40), cols = 32 * rng.integer(1, 5);
+  CAPTURE(rows, cols);
+  const test::Matrix src = test::Matrix::random(rng, rows, cols, 0.05f);
+  std::vector<std::byte> q4(std::size_t(tformer::converted_bytes(WeightType::q4_0, rows, cols)));
+  std::vector<std::byte> x16(
+      std::size_t(tformer::converted_bytes(WeightType::q4_0x16, rows, cols)));
+  REQUIRE(x16.size() == std::size_t((rows + 15) / 16 * cols / 32 * 288));
+  const tformer::WeightView a = tformer::convert_weights(src.cview(), WeightType::q4_0, q4, "w");
+  const tformer::WeightView b =
+      tformer::convert_weights(src.cview(), WeightType::q4_0x16, x16, "w");
+  std::vector<std::byte> repacked(x16.size(), std::byte{0x5a});
+  const tformer::WeightView c = tformer::repack_q4_0x16(a, repacked);
+  REQUIRE(repacked == x16);
+  REQUIRE(c.type() == WeightType::q4_0x16);
+  REQUIRE(c.activations() == tformer::Activations::int8);
+  REQUIRE(std::string(c.name()) == "w");
+  std::vector<float> ra(static_cast<std::size_t>(cols)), rb(static_cast<std::size_t>(cols));
+  for (int r = 0; r < rows; ++r) {  // the same values, and the reference reads them from b's bytes
+    tformer::dequantize_row(a, r, ra);
+    tformer::dequantize_row(b, r, rb);
+    REQUIRE(ra == rb);
+    const auto expected = ref::decode_q4_0x16_row(
+        reinterpret_cast<const unsigned char*>(x16.data()), long(b.row_stride()), cols, r);
+    for (int j = 0; j < cols; ++j) REQUIRE(double(rb[std::size_t(j)]) == expected[std::size_t(j)]);
+  }
+  for (int r = rows; r < (rows + 15) / 16 * 16; ++r) {  // padding rows: value 0
+    const auto pad = ref::decode_q4_0x16_row(reinterpret_cast<const unsigned char*>(x16.data()),
+                                             long(b.row_stride()), cols, r);
+    for (double v : pad) REQUIRE(v == 0.0);
+  }
+  // Bad input writes nothing: another type, a short buffer.
+  const auto untouched = repacked;
+  REQUIRE_THROWS_WITH(tformer::repack_q4_0x16(b, repacked),
+                      Contains("w (q4_0x16) type: expected q4_0, got q4_0x16"));
+  REQUIRE_THROWS_WITH(tformer::repack_q4_0x16(a, std::span(repacked).first(repacked.size() - 1)),
+                      Contains("dst size in bytes: expected " + std::to_string(x16.size())));
+  REQUIRE(repacked == untouched);
 }

@@ -757,8 +757,10 @@ TEST_CASE("decoder: int8 and bf16 activations stay close to the float reference,
     OwnedWeights<C> owned(dims, seed);
     randomise_norms(owned, seed + 1);
     const tformer::ConvertedWeights converted(owned.view(), t);
-    tformer::WeightTypes f = t;
+    tformer::WeightTypes f = t;  // the same values with float activations (q4_0x16 as q4_0)
     f.activations = tformer::Activations::f32;
+    for (WeightType* k : {&f.attention, &f.ffn, &f.embedding, &f.head, &f.cross})
+      if (*k == WeightType::q4_0x16) *k = WeightType::q4_0;
     const tformer::ConvertedWeights exact(owned.view(), f);
     const Dims d = owned.dims();
     test::Random rng(seed + 2);
@@ -801,6 +803,20 @@ TEST_CASE("decoder: int8 and bf16 activations stay close to the float reference,
     run.operator()<configs::Mixtral>(d, 62, {.attention = WeightType::bf16, .ffn = WeightType::q4_0,
                                              .activations = tformer::Activations::int8});
   }
+  SECTION("Llama, q4_0x16 everywhere (vocab 61: a padded group), tied head") {
+    run.operator()<configs::Llama2c>(blocks, 65,
+                                     {.attention = WeightType::q4_0x16,
+                                      .ffn = WeightType::q4_0x16,
+                                      .embedding = WeightType::q4_0x16,
+                                      .activations = tformer::Activations::int8});
+  }
+  SECTION("Mixtral, q4_0x16 experts, f32 activations elsewhere") {
+    Dims d = blocks;
+    d.experts = 8;
+    d.top_k = 2;
+    run.operator()<configs::Mixtral>(d, 66,
+                                     {.attention = WeightType::q8_0, .ffn = WeightType::q4_0x16});
+  }
   SECTION("Qwen3-shaped, bf16 everywhere with bf16 activations (x rounded to bf16, 2^-8 relative)") {
     run.operator()<configs::Qwen3>(blocks, 64, {.attention = WeightType::bf16, .ffn = WeightType::bf16,
                                                 .embedding = WeightType::bf16, .head = WeightType::bf16,
@@ -817,6 +833,12 @@ TEST_CASE("decoder: int8 and bf16 activations stay close to the float reference,
     tformer::set_activations(w, tformer::Activations::bf16);  // bf16: the bf16 ones; the rest f32
     CHECK(w.layers[1].wq.activations() == tformer::Activations::f32);
     CHECK(w.layers[1].ffn.up.activations() == tformer::Activations::bf16);
+    const tformer::ConvertedWeights x16(owned.view(), {.ffn = WeightType::q4_0x16});
+    w = x16.view();  // q4_0x16 has int8 activations alone: it keeps them
+    CHECK(w.layers[0].ffn.down.activations() == tformer::Activations::int8);
+    tformer::set_activations(w, tformer::Activations::f32);
+    CHECK(w.layers[0].ffn.down.activations() == tformer::Activations::int8);
+    CHECK(w.layers[0].wq.activations() == tformer::Activations::f32);
   }
 }
 

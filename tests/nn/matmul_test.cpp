@@ -26,8 +26,6 @@ using tformer::WeightView;
 
 namespace {
 
-ref::Format format_of(WeightType t) { return ref::Format(int(t)); }
-
 // A random divisor of n: a q8_group group size (llama2.c uses 32 or 64; any divisor is allowed).
 int random_divisor(test::Random& rng, int n) {
   std::vector<int> divisors;
@@ -68,10 +66,7 @@ void check_matmul(const test::Matrix& x, const WeightView& wv, int out,
   const double u = FLT_EPSILON / 2, lanes = double(tformer::simd::lanes);
   const double n = std::ceil(K / lanes) + std::log2(lanes) + double(K / 512) + 33;
   for (int o = 0; o < out; ++o) {
-    const auto w = ref::decode_row_at(format_of(wv.type()),
-                                      reinterpret_cast<const unsigned char*>(wv.row(o)), K,
-                                      reinterpret_cast<const unsigned char*>(wv.scale_row(o)),
-                                      long(wv.group()));
+    const auto w = ref::decode_view_row(wv, o);
     for (tformer::index t = 0; t < x.rows; ++t) {
       double exact = bias ? double((*bias)[std::size_t(o)]) : 0.0, magnitude = 0;
       for (long k = 0; k < K; ++k) {
@@ -216,10 +211,7 @@ void check_int8(const test::Matrix& x, const WeightView& wv, tformer::MatrixView
   for (tformer::index t = 0; t < x.rows; ++t) {
     const QuantizedRow qx = quantize_by_definition(x.data.data() + t * x.cols, K);
     for (int o = 0; o < wv.rows(); ++o) {
-      const auto w = ref::decode_row_at(format_of(wv.type()),
-                                        reinterpret_cast<const unsigned char*>(wv.row(o)), K,
-                                        reinterpret_cast<const unsigned char*>(wv.scale_row(o)),
-                                        long(wv.group()));
+      const auto w = ref::decode_view_row(wv, o);
       double exact = 0, magnitude = 0, real = 0, real_magnitude = 0, quantization = 0;
       for (long k = 0; k < K; ++k) {
         const double xq = double(qx.d[std::size_t(k / 32)]) * qx.q[std::size_t(k)];
@@ -249,7 +241,8 @@ TEST_CASE("nn/matmul: int8 activations give the integer dot products of quantize
   const int blocks = seed % 4 == 0 ? rng.integer(100, 180) : rng.integer(1, 24);
   const int out = rng.integer(1, 40);
   const test::Matrix x = test::Matrix::random(rng, T, 32 * blocks);
-  for (WeightType type : {WeightType::q8_0, WeightType::q4_0, WeightType::q8_group}) {
+  for (WeightType type :
+       {WeightType::q8_0, WeightType::q4_0, WeightType::q8_group, WeightType::q4_0x16}) {
     Weight w(rng, type, out, 32 * blocks);
     if (type == WeightType::q8_group && (w.view.group() < 32 || (w.view.group() & (w.view.group() - 1))))
       continue;  // int8 activations need a power-of-two group >= 32
@@ -271,15 +264,20 @@ TEST_CASE("nn/matmul: int8 activations: one row longer than the buffer's slice",
           "[nn][matmul][int8]") {
   // 1,700 blocks (54,400 values): past one row's slice at every level (43,648 values with the
   // 512-bit kernel, 52,416 without), so the one-row kernel also runs on a slice that starts inside
-  // the row, and the slices' sums meet.
+  // the row, and the slices' sums meet; two rows (27,200 values a slice) too. 19 rows of W: a
+  // q4_0x16 group and a padded one.
   test::Random rng(91);
-  const test::Matrix x = test::Matrix::random(rng, 1, 32 * 1700);
-  for (WeightType type : {WeightType::q8_0, WeightType::q4_0}) {
-    const Weight w(rng, type, 3, 32 * 1700);
+  const test::Matrix x = test::Matrix::random(rng, 2, 32 * 1700);
+  for (WeightType type : {WeightType::q8_0, WeightType::q4_0, WeightType::q4_0x16}) {
+    const Weight w(rng, type, 19, 32 * 1700);
     CAPTURE(tformer::type_name(type));
-    test::Matrix y(1, 3, -7.0f);
+    test::Matrix y(2, 19, -7.0f);
     tformer::matmul(x.cview(), w.view.with_activations(tformer::Activations::int8), y.view());
     check_int8(x, w.view, y.cview());
+    test::Matrix x1(1, 32 * 1700), y1(1, 19, -7.0f);  // one token: the decode kernels
+    std::copy_n(x.data.data(), 32 * 1700, x1.data.data());
+    tformer::matmul(x1.cview(), w.view.with_activations(tformer::Activations::int8), y1.view());
+    check_int8(x1, w.view, y1.cview());
   }
 }
 
@@ -304,7 +302,7 @@ TEST_CASE("nn/matmul: int8 activations: zero and non-finite blocks, and the type
   // One row alone (45 blocks, on AVX512_VNNI: two steps of 16 blocks, a step of 4 pairs, a last
   // block): a NaN or an infinity in any block, in a group of 16, the pairs or the last block, makes
   // every output NaN.
-  for (WeightType type : {WeightType::q8_0, WeightType::q4_0}) {
+  for (WeightType type : {WeightType::q8_0, WeightType::q4_0, WeightType::q4_0x16}) {
     const Weight long_w(rng, type, 3, 32 * 45);
     for (int at : {5, 32 * 20 + 8, 32 * 33 + 1, 32 * 38, 32 * 44 + 31}) {
       CAPTURE(tformer::type_name(type), at);
@@ -326,6 +324,21 @@ TEST_CASE("nn/matmul: int8 activations: zero and non-finite blocks, and the type
   const WeightView g16 = WeightView::q8_group(q.data(), s.data(), 16, 5, 96, "w");
   REQUIRE_THROWS_WITH(tformer::matmul(x.cview().row_slice(0, 1), g16.with_activations(tformer::Activations::int8), y1.view()),
                       Contains("got int8 with a group of 16"));
+}
+
+TEST_CASE("nn/matmul: q4_0x16 row slices are whole groups, and give those rows' outputs",
+          "[nn][matmul][int8]") {
+  test::Random rng(78);
+  const Weight w(rng, WeightType::q4_0x16, 45, 96);  // groups of 16, 16, 13
+  const test::Matrix x = test::Matrix::random(rng, 5, 96);
+  test::Matrix all(5, 45), part(5, 29);
+  tformer::matmul(x.cview(), w.view, all.view());
+  tformer::matmul(x.cview(), w.view.row_slice(16, 29), part.view());
+  for (int t = 0; t < 5; ++t)
+    for (int o = 0; o < 29; ++o) REQUIRE(part.at(t, o) == all.at(t, 16 + o));
+  test::Matrix y(5, 3);
+  REQUIRE_THROWS_WITH(tformer::matmul(x.cview(), w.view.row_slice(8, 3), y.view()),
+                      Contains("w (q4_0x16) row_slice start: expected a multiple of 16"));
 }
 
 // bf16 activations (nn/matmul_bf16.hpp): y is the float sum of the products of x rounded to bf16

@@ -22,9 +22,7 @@ namespace ref {
 
 // A typed weight's row r as doubles, decoded by the format's definition (weight_reference.hpp).
 inline Vec weight_row(const tformer::WeightView& w, tformer::index r) {
-  return decode_row_at(Format(static_cast<int>(w.type())),
-                       reinterpret_cast<const unsigned char*>(w.row(r)), long(w.cols()),
-                       reinterpret_cast<const unsigned char*>(w.scale_row(r)), long(w.group()));
+  return decode_view_row(w, long(r));
 }
 
 // y = W x (+ b), W [out, in] of any storage type.

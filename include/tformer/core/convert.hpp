@@ -7,6 +7,7 @@
 //   q8_0  |x − x̂| <= d/2, d = m/127 rounded to f16 (so about m/254)
 //   q4_0  |x − x̂| <= |d|/2 + 2^−11·|x|, d = m/8 rounded to f16, except the values clamped at
 //         the positive end (x near −(the signed extreme)): <= |d|, i.e. m/8
+//   q4_0x16  as q4_0 (the same blocks, interleaved 16 rows at a time: core/weight_view.hpp)
 // (q8_group is read, not written: its scales live apart, in the checkpoint's own layout.)
 // (The block bounds hold while d is a normal f16: m >= 127·2^−14 for q8_0, m >= 8·2^−14 for
 // q4_0; smaller blocks lose relative precision to d's subnormal rounding.)
@@ -26,12 +27,41 @@
 namespace tformer {
 inline namespace TFORMER_ARCH_NS {
 
-// Bytes that convert_weights writes for a [rows, cols] matrix of `type`, rows packed.
+// Bytes that convert_weights writes for a [rows, cols] matrix of `type`, rows packed (q4_0x16:
+// groups of 16 rows, the last padded).
 constexpr index converted_bytes(WeightType type, index rows, index cols) noexcept {
-  return rows * row_bytes(type, cols);
+  const index per = rows_per_group(type);
+  return (rows + per - 1) / per * row_bytes(type, cols);
 }
 
-// Writes src [rows, cols] as `type` into dst (packed rows) and returns the view of it.
+namespace convert_kernels {
+// Block b of row r of a q4_0x16 matrix, whose group's block b starts at `at` (288 bytes), from
+// and to the q4_0 block it is.
+inline void put_q4_0x16(std::byte* at, index r, const BlockQ4_0& b) noexcept {
+  for (index c = 0; c < 4; ++c) std::memcpy(at + 64 * c + 4 * r, b.q + 4 * c, 4);
+  std::memcpy(at + 256 + 2 * r, &b.d, 2);
+}
+inline BlockQ4_0 get_q4_0x16(const std::byte* at, index r) noexcept {
+  BlockQ4_0 b;
+  for (index c = 0; c < 4; ++c) std::memcpy(b.q + 4 * c, at + 64 * c + 4 * r, 4);
+  std::memcpy(&b.d, at + 256 + 2 * r, 2);
+  return b;
+}
+// Blocks of q4_0 rows into q4_0x16 (rows whose first block is at src(r)), padding rows included
+// (d = 0, nibbles 8: value 0).
+template <class Block>
+inline void write_q4_0x16(index rows, index cols, std::byte* dst, Block&& block) noexcept {
+  const index blocks = cols / 32, stride = row_bytes(WeightType::q4_0x16, cols);
+  BlockQ4_0 zero{};
+  std::memset(zero.q, 0x88, sizeof zero.q);
+  for (index r = 0; r < (rows + 15) / 16 * 16; ++r)
+    for (index b = 0; b < blocks; ++b)
+      put_q4_0x16(dst + r / 16 * stride + b * 288, r % 16, r < rows ? block(r, b) : zero);
+}
+}  // namespace convert_kernels
+
+// Writes src [rows, cols] as `type` into dst (packed rows) and returns the view of it (q4_0x16:
+// with int8 activations, the only ones it has).
 // Throws, writing nothing, unless dst holds converted_bytes(type, rows, cols), cols is a multiple
 // of the type's block, and every value is finite and (for f16 and the f16 block scales) within
 // f16's range: |x| <= 65504 for f16, <= 65504·127 for q8_0, <= 65504·8 for q4_0.
@@ -40,16 +70,18 @@ inline WeightView convert_weights(MatrixView<const float> src, WeightType type,
   constexpr const char* where = "convert_weights";
   check_view(where, "src", src);
   const WeightTypeInfo info = type_info(type);
-  check(type != WeightType::q8_group, where, "type", "f32, bf16, f16, q8_0 or q4_0 (a packed type)",
-        type_name(type));
-  const WeightView out(type, dst.data(), src.rows(), src.cols(), name);
+  check(type != WeightType::q8_group, where, "type",
+        "f32, bf16, f16, q8_0, q4_0 or q4_0x16 (a packed type)", type_name(type));
+  const WeightView out =
+      WeightView(type, dst.data(), src.rows(), src.cols(), name)
+          .with_activations(type == WeightType::q4_0x16 ? Activations::int8 : Activations::f32);
   check_weight_view(where, out);
   check_eq(where, "dst size in bytes", converted_bytes(type, src.rows(), src.cols()),
            index(dst.size()));
-  const float limit = type == WeightType::f16    ? 65504.0f
-                      : type == WeightType::q8_0 ? 65504.0f * 127.0f
-                      : type == WeightType::q4_0 ? 65504.0f * 8.0f
-                                                 : INFINITY;
+  const float limit = type == WeightType::f16                                   ? 65504.0f
+                      : type == WeightType::q8_0                                ? 65504.0f * 127.0f
+                      : type == WeightType::q4_0 || type == WeightType::q4_0x16 ? 65504.0f * 8.0f
+                                                                                : INFINITY;
   for (index r = 0; r < src.rows(); ++r)
     for (index c = 0; c < src.cols(); ++c) {
       const float v = src.row(r)[c];
@@ -62,6 +94,12 @@ inline WeightView convert_weights(MatrixView<const float> src, WeightType type,
         detail::fail_check(where, what.str(), expected.str(), v);
       }
     }
+  if (type == WeightType::q4_0x16) {
+    convert_kernels::write_q4_0x16(src.rows(), src.cols(), dst.data(), [&](index r, index b) {
+      return quantize_q4_0(src.row(r) + 32 * b);
+    });
+    return out;
+  }
   for (index r = 0; r < src.rows(); ++r) {
     const float* s = src.row(r);
     std::byte* d = dst.data() + r * row_bytes(type, src.cols());
@@ -90,6 +128,8 @@ inline WeightView convert_weights(MatrixView<const float> src, WeightType type,
           break;
         }
         case WeightType::q8_group: break;  // refused above
+        case WeightType::q4_0x16:
+          break;  // written above
       }
     }
   }
@@ -126,6 +166,10 @@ inline void decode_range(const WeightView& w, index r, index first, index count,
       for (index b = first / 32; b < (first + count) / 32; ++b)
         dequantize(load_block<BlockQ4_0>(row + b * 18), out + (b * 32 - first));
       return;
+    case WeightType::q4_0x16:
+      for (index b = first / 32; b < (first + count) / 32; ++b)
+        dequantize(get_q4_0x16(w.row_group(r / 16) + b * 288, r % 16), out + (b * 32 - first));
+      return;
     case WeightType::q8_group: {
       const std::byte* scales = w.scale_row(r);
       for (index c = first; c < first + count; ++c) {
@@ -138,6 +182,28 @@ inline void decode_range(const WeightView& w, index r, index first, index count,
   }
 }
 }  // namespace convert_kernels
+
+// Writes the q4_0 matrix src as q4_0x16 into dst (converted_bytes(q4_0x16, rows, cols) bytes)
+// and returns the view of it, with int8 activations: the same blocks, bit for bit, laid out for
+// the int8 kernel. For engines that load q4_0 (a GGUF file) and repack once. Throws, writing
+// nothing, unless src is a well-formed q4_0 view and dst has that size.
+inline WeightView repack_q4_0x16(const WeightView& src, std::span<std::byte> dst,
+                                 const char* name = nullptr) {
+  constexpr const char* where = "repack_q4_0x16";
+  check_weight_view(where, src);
+  check(src.type() == WeightType::q4_0, where, detail::weight_what(src, "type"), "q4_0",
+        type_name(src.type()));
+  const WeightView out =
+      WeightView(WeightType::q4_0x16, dst.data(), src.rows(), src.cols(), name ? name : src.name())
+          .with_activations(Activations::int8);
+  check_weight_view(where, out);
+  check_eq(where, "dst size in bytes", converted_bytes(WeightType::q4_0x16, src.rows(), src.cols()),
+           index(dst.size()));
+  convert_kernels::write_q4_0x16(src.rows(), src.cols(), dst.data(), [&](index r, index b) {
+    return load_block<BlockQ4_0>(src.row(r) + 18 * b);
+  });
+  return out;
+}
 
 // out = row r of w as float (an embedding lookup of a typed table). Exact: every stored value is
 // a float. Throws unless w is well formed, 0 <= r < rows and out holds cols values.

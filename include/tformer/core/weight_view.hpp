@@ -7,6 +7,15 @@
 // values of a row (llama2.c's version-2 checkpoints; per-group int8 tensors with a scale tensor).
 // The type is chosen per matrix at run time, so one model may mix them (4-bit FFN, 8-bit
 // attention, f32 norms).
+//
+// q4_0x16 is q4_0 repacked for the int8 kernel (nn/matmul_int8.hpp; convert_weights or
+// repack_q4_0x16 in core/convert.hpp write it): rows in groups of 16, the last padded with zero
+// rows, each group `row_stride` bytes from the last (row_group). Per block of 32 columns a group
+// holds 288 bytes: 256 of nibbles, where byte 64c + 4r + i (c, i < 4, r < 16) is byte 4c + i of
+// row r's q4_0 block (low nibble: value 4c + i, high nibble: value 16 + 4c + i), then the 16
+// rows' f16 scales. One 64-byte load gives 4 bytes of each of 16 rows, so one broadcast dword of x
+// meets 16 rows at once and the 16 outputs need no horizontal sums (ggml's block_q4_0x8 and
+// ik_llama.cpp's Q4_0_R8 are the same idea at 8 rows).
 #pragma once
 
 #include <cmath>
@@ -25,11 +34,12 @@
 namespace tformer {
 
 // How a weight's values are stored. Plain data, outside the instruction-set namespace.
-enum class WeightType : std::uint8_t { f32, bf16, f16, q8_0, q4_0, q8_group };
+enum class WeightType : std::uint8_t { f32, bf16, f16, q8_0, q4_0, q8_group, q4_0x16 };
 
 // What x is multiplied in: float as given (every type); int8, each block of 32 values
 // quantized once per call with its own f32 scale (q8_0, q4_0 and q8_group with a power-of-two
-// group >= 32: integer dot products, as llama.cpp's q8_0 activations; nn/matmul_int8.hpp); or
+// group >= 32: integer dot products, as llama.cpp's q8_0 activations; nn/matmul_int8.hpp;
+// q4_0x16 has these only); or
 // bf16, x rounded to bf16 once per call (bf16 weights: AVX512_BF16's vdpbf16ps, as llama.cpp's
 // bf16 activations; nn/matmul_bf16.hpp).
 enum class Activations : std::uint8_t { f32, int8, bf16 };
@@ -45,7 +55,7 @@ inline const char* activations_name(Activations a) noexcept {
 
 inline namespace TFORMER_ARCH_NS {
 
-// Values per block (1 for the element types) and bytes per block.
+// Values per block (1 for the element types) and bytes per block (q4_0x16: of 16 rows).
 struct WeightTypeInfo {
   const char* name;
   index block_values;
@@ -61,14 +71,21 @@ constexpr WeightTypeInfo type_info(WeightType type) noexcept {
     case WeightType::q8_0: return {"q8_0", 32, 34, 2};
     case WeightType::q4_0: return {"q4_0", 32, 18, 2};
     case WeightType::q8_group: return {"q8_group", 1, 1, 1};  // the int8 values; scales apart
+    case WeightType::q4_0x16:
+      return {"q4_0x16", 32, 288, 2};
   }
   return {"unknown", 1, 0, 1};
 }
 
 inline const char* type_name(WeightType type) noexcept { return type_info(type).name; }
 
+// Rows per stored row of a type: 16 for q4_0x16 (a row group), else 1.
+constexpr index rows_per_group(WeightType type) noexcept {
+  return type == WeightType::q4_0x16 ? 16 : 1;
+}
+
 // Bytes of one packed row of `cols` values (cols a multiple of the block size; for q8_group,
-// the int8 values only).
+// the int8 values only; for q4_0x16, of one group of 16 rows).
 constexpr index row_bytes(WeightType type, index cols) noexcept {
   const WeightTypeInfo info = type_info(type);
   // Wraps (defined, unsigned) for absurd cols, which check_weight_view refuses.
@@ -117,7 +134,15 @@ class WeightView {
   constexpr index row_stride() const noexcept { return row_stride_; }
   // The tensor's name, for error messages.
   constexpr const char* name() const noexcept { return name_; }
+  // Row r (not for q4_0x16, whose rows are interleaved: row_group).
   constexpr const std::byte* row(index r) const noexcept { return data_ + r * row_stride_; }
+  // q4_0x16: the group of rows [16g, 16g + 16).
+  constexpr const std::byte* row_group(index g) const noexcept { return data_ + g * row_stride_; }
+  // Stored rows: rows, or for q4_0x16 its groups of 16.
+  constexpr index stored_rows() const noexcept {
+    const index per = rows_per_group(type_);
+    return (rows_ + per - 1) / per;
+  }
   // q8_group: values per scale, and the f32 scales of row r (cols / group of them, unaligned).
   constexpr index group() const noexcept { return group_; }
   constexpr const std::byte* scales() const noexcept { return scales_; }
@@ -127,9 +152,12 @@ class WeightView {
   constexpr index scale_row_bytes() const noexcept {
     return group_ > 0 ? cols_ / group_ * index(sizeof(float)) : 0;
   }
-  // Rows [first, first + count): e.g. the K rows of a fused QKV weight.
+  // Rows [first, first + count): e.g. the K rows of a fused QKV weight. q4_0x16: first must be
+  // a multiple of 16 (check_weight_view refuses the slice otherwise).
   constexpr WeightView row_slice(index first, index count) const noexcept {
-    WeightView w{type_, row(first), count, cols_, row_stride_, name_};
+    const index per = rows_per_group(type_);
+    WeightView w{type_, row_group(first / per), count, cols_, row_stride_, name_};
+    w.lane_ = static_cast<std::uint8_t>(first % per);
     if (type_ == WeightType::q8_group) {
       w.scales_ = scale_row(first);
       w.group_ = group_;
@@ -144,10 +172,12 @@ class WeightView {
     w.activations_ = a;
     return w;
   }
-  // Bytes from the first row's start to the last row's end.
+  // Bytes from the first stored row's start to the last one's end.
   constexpr index extent_bytes() const noexcept {
-    return rows_ == 0 ? 0 : (rows_ - 1) * row_stride_ + tformer::row_bytes(type_, cols_);
+    return rows_ == 0 ? 0 : (stored_rows() - 1) * row_stride_ + tformer::row_bytes(type_, cols_);
   }
+  // q4_0x16: the row within its group where a row_slice began (0 for a valid view).
+  constexpr index first_lane() const noexcept { return lane_; }
   // Bytes of the separate scales (q8_group; 0 for the other types).
   constexpr index scales_extent_bytes() const noexcept {
     return type_ == WeightType::q8_group ? rows_ * scale_row_bytes() : 0;
@@ -167,6 +197,7 @@ class WeightView {
   index group_ = 0;                    // q8_group only
   WeightType type_ = WeightType::f32;
   Activations activations_ = Activations::f32;
+  std::uint8_t lane_ = 0;  // q4_0x16: first_lane()
   const char* name_ = "weight";
 };
 
@@ -174,12 +205,16 @@ class WeightView {
 // power-of-two groups of at least 32 (one scale per block of x).
 constexpr bool takes_int8_activations(const WeightView& w) noexcept {
   return w.type() == WeightType::q8_0 || w.type() == WeightType::q4_0 ||
-         (w.type() == WeightType::q8_group && w.group() >= 32 && (w.group() & (w.group() - 1)) == 0);
+         w.type() == WeightType::q4_0x16 ||
+         (w.type() == WeightType::q8_group && w.group() >= 32 &&
+          (w.group() & (w.group() - 1)) == 0);
 }
 
-// Whether w can multiply activations `a`: f32 always, int8 as above, bf16 with bf16 weights.
+// Whether w can multiply activations `a`: f32 (every type but q4_0x16), int8 as above, bf16
+// with bf16 weights.
 constexpr bool takes_activations(const WeightView& w, Activations a) noexcept {
-  return a == Activations::f32 || (a == Activations::int8 && takes_int8_activations(w)) ||
+  return (a == Activations::f32 && w.type() != WeightType::q4_0x16) ||
+         (a == Activations::int8 && takes_int8_activations(w)) ||
          (a == Activations::bf16 && w.type() == WeightType::bf16);
 }
 
@@ -201,15 +236,16 @@ inline void check_weight_view(std::string_view where, const WeightView& w,
                               std::string_view name = {}) {
   const WeightTypeInfo info = type_info(w.type());
   if (info.block_bytes == 0)
-    detail::fail_check(where, detail::weight_what(w, "type", name), "f32, bf16, f16, q8_0, q4_0 or q8_group",
-                       int(w.type()));
+    detail::fail_check(where, detail::weight_what(w, "type", name),
+                       "f32, bf16, f16, q8_0, q4_0, q8_group or q4_0x16", int(w.type()));
   if (w.rows() < 0 || w.cols() < 0) {
     std::ostringstream given;
     given << "[" << w.rows() << ", " << w.cols() << "]";
     detail::fail_check(where, detail::weight_what(w, "shape", name), "non-negative sizes", given.str());
   }
   if (w.cols() / info.block_values > std::numeric_limits<index>::max() / info.block_bytes ||
-      detail::span_overflows<std::byte>(w.rows(), w.row_stride(), row_bytes(w.type(), w.cols()))) {
+      detail::span_overflows<std::byte>(w.stored_rows(), w.row_stride(),
+                                        row_bytes(w.type(), w.cols()))) {
     std::ostringstream given;
     given << "[" << w.rows() << ", " << w.cols() << "], row_stride " << w.row_stride();
     detail::fail_check(where, detail::weight_what(w, "shape", name),
@@ -231,14 +267,21 @@ inline void check_weight_view(std::string_view where, const WeightView& w,
        __builtin_mul_overflow(w.rows(), row, &all)))
     detail::fail_check(where, detail::weight_what(w, "scales", name),
                        "rows * cols / group * 4 bytes fewer than 2^63", "an overflow");
+  if (w.first_lane() != 0)
+    detail::fail_check(where, detail::weight_what(w, "row_slice start", name),
+                       "a multiple of 16 (whole groups of rows)",
+                       "16k + " + std::to_string(w.first_lane()));
   if (!takes_activations(w, w.activations()))
-    detail::fail_check(where, detail::weight_what(w, "activations", name),
-                       "f32, int8 with q8_0, q4_0 or q8_group in power-of-two groups >= 32, or bf16 "
-                       "with bf16",
-                       w.type() == WeightType::q8_group && w.activations() == Activations::int8
-                           ? "int8 with a group of " + std::to_string(w.group())
-                           : std::string(activations_name(w.activations())));
-  if (w.rows() > 1 && w.row_stride() < row_bytes(w.type(), w.cols())) {
+    detail::fail_check(
+        where, detail::weight_what(w, "activations", name),
+        w.type() == WeightType::q4_0x16
+            ? "int8 (q4_0x16 is a layout of the int8 kernel)"
+            : "f32, int8 with q8_0, q4_0 or q8_group in power-of-two groups >= 32, or "
+              "bf16 with bf16",
+        w.type() == WeightType::q8_group && w.activations() == Activations::int8
+            ? "int8 with a group of " + std::to_string(w.group())
+            : std::string(activations_name(w.activations())));
+  if (w.stored_rows() > 1 && w.row_stride() < row_bytes(w.type(), w.cols())) {
     std::ostringstream expected;
     expected << ">= " << row_bytes(w.type(), w.cols()) << " bytes (one packed row)";
     detail::fail_check(where, detail::weight_what(w, "row_stride", name), expected.str(),
@@ -252,7 +295,7 @@ inline void check_weight_view(std::string_view where, const WeightView& w,
                        "nullptr");
   const auto address = reinterpret_cast<std::uintptr_t>(w.data());
   if (address % std::uintptr_t(info.alignment) != 0 ||
-      (w.rows() > 1 && w.row_stride() % info.alignment != 0)) {
+      (w.stored_rows() > 1 && w.row_stride() % info.alignment != 0)) {
     std::ostringstream expected, given;
     expected << "data and row_stride multiples of " << info.alignment << " bytes";
     given << "address " << address % 64 << " mod 64, row_stride " << w.row_stride();
@@ -323,8 +366,12 @@ inline void check_weight_scales(std::string_view where, const WeightView& w) {
   const index blocks = w.cols() / info.block_values;
   for (index r = 0; r < w.rows(); ++r)
     for (index b = 0; b < blocks; ++b) {
+      // q4_0x16: row r's scale follows its group's 256 bytes of nibbles (a block of 16 rows)
+      const std::byte* at = w.type() == WeightType::q4_0x16
+                                ? w.row_group(r / 16) + b * info.block_bytes + 256 + 2 * (r % 16)
+                                : w.row(r) + b * info.block_bytes;
       f16 d;
-      std::memcpy(&d, w.row(r) + b * info.block_bytes, sizeof d);
+      std::memcpy(&d, at, sizeof d);
       if (!std::isfinite(to_float(d))) [[unlikely]] {
         std::ostringstream what;
         what << "scale of row " << r << " block " << b;

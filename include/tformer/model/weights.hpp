@@ -437,12 +437,13 @@ void for_each_matrix(ModelWeights& w, Fn&& fn) {
 }
 
 // Sets `a` on every matrix of w that can take it (int8: the q8_0, q4_0 and q8_group ones; bf16:
-// the bf16 ones; the others get f32), e.g. on a copy of a reader's ModelWeights. A tied LM head
-// follows the embedding.
+// the bf16 ones; the others get f32, but q4_0x16 keeps int8), e.g. on a copy of a reader's
+// ModelWeights. A tied LM head follows the embedding.
 inline void set_activations(ModelWeights& w, Activations a) {
   const bool tied = w.lm_head.rows() > 0 && w.lm_head.data() == w.embedding.data();
   for_each_matrix(w, [&](WeightView& m, MatrixKind, const std::string&) {
-    m = m.with_activations(takes_activations(m, a) ? a : Activations::f32);
+    if (takes_activations(m, a) || takes_activations(m, Activations::f32))  // q4_0x16: int8 only
+      m = m.with_activations(takes_activations(m, a) ? a : Activations::f32);
   });
   if (tied) w.lm_head = w.embedding;
 }

@@ -399,6 +399,139 @@ inline void tile(const WRow& w, const std::int8_t* const* xq, const BlockScale* 
 }
 #endif
 
+// q4_0x16 (core/weight_view.hpp): one group of 16 rows of W against RM x rows at a time. Per
+// block: 4 loads of 64 bytes, each lane 4 bytes of one row; their nibbles meet x's dwords
+// broadcast to all lanes, so lane r sums row r and the 16 outputs need no horizontal sums.
+namespace x16 {
+inline constexpr index block_bytes = type_info(WeightType::q4_0x16).block_bytes;  // 288
+
+// x's 4 bytes [4i, 4i + 4) of block b, as one int32 for a broadcast.
+inline std::int32_t dword(const std::int8_t* xb, index i) noexcept {
+  std::int32_t v;
+  std::memcpy(&v, xb + 4 * i, 4);
+  return v;
+}
+
+#if TFORMER_INT8_VNNI512
+inline constexpr index rm = 4;
+// out[m][r] = Σ over blocks [0, blocks) of x row m against row r of the group at `group`.
+template <index RM>
+inline void group_tile(const std::byte* group, const std::int8_t* const* xq,
+                       const BlockScale* const* xs, index blocks, float (*out)[16]) noexcept {
+  __m512 acc[RM];
+  TFORMER_UNROLL for (index m = 0; m < RM; ++m) acc[m] = _mm512_setzero_ps();
+  const __m512i low = _mm512_set1_epi8(15);
+  for (index b = 0; b < blocks; ++b) {
+    const std::byte* p = group + b * block_bytes;
+    __m512i lo[4], hi[4];  // nibbles of values 4c + i and (× 16) 16 + 4c + i of every row
+    TFORMER_UNROLL for (int c = 0; c < 4; ++c) {
+      const __m512i v = _mm512_loadu_si512(p + 64 * c);
+      lo[c] = _mm512_and_si512(v, low);
+      hi[c] = _mm512_andnot_si512(low, v);
+    }
+    const __m512 dw =
+        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 256)));
+    TFORMER_UNROLL for (index m = 0; m < RM; ++m) {
+      const std::int8_t* xb = xq[m] + b * block;
+      __m512i sl = _mm512_set1_epi32(xs[m][b].correction), sh = _mm512_setzero_si512();
+      TFORMER_UNROLL for (int c = 0; c < 4; ++c) {
+        sl = _mm512_dpbusd_epi32(sl, lo[c], _mm512_set1_epi32(dword(xb, c)));
+        sh = _mm512_dpbusd_epi32(sh, hi[c], _mm512_set1_epi32(dword(xb, 4 + c)));
+      }
+      const __m512i sums = _mm512_add_epi32(sl, _mm512_srai_epi32(sh, 4));  // sh = 16·Σ, exact
+      acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums),
+                               _mm512_mul_ps(dw, _mm512_set1_ps(xs[m][b].d)), acc[m]);
+    }
+  }
+  TFORMER_UNROLL for (index m = 0; m < RM; ++m) _mm512_storeu_ps(out[m], acc[m]);
+}
+#elif TFORMER_INT8_AVX2
+inline constexpr index rm = 2;
+// As above, rows 0–7 of the group (the low 32 bytes of each 64) and then rows 8–15.
+template <index RM>
+inline void group_tile(const std::byte* group, const std::int8_t* const* xq,
+                       const BlockScale* const* xs, index blocks, float (*out)[16]) noexcept {
+  const __m256i low = _mm256_set1_epi8(15);
+  for (index h = 0; h < 2; ++h) {
+    __m256 acc[RM];
+    TFORMER_UNROLL for (index m = 0; m < RM; ++m) acc[m] = _mm256_setzero_ps();
+    for (index b = 0; b < blocks; ++b) {
+      const std::byte* p = group + b * block_bytes;
+      __m256i lo[4], hi[4];
+      TFORMER_UNROLL for (int c = 0; c < 4; ++c) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64 * c + 32 * h));
+        lo[c] = _mm256_and_si256(v, low);
+        hi[c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);  // vpmaddubsw: keep pairs small
+      }
+      const __m256 dw =
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 256 + 16 * h)));
+      TFORMER_UNROLL for (index m = 0; m < RM; ++m) {
+        const std::int8_t* xb = xq[m] + b * block;
+        __m256i sl = _mm256_set1_epi32(xs[m][b].correction), sh = _mm256_setzero_si256();
+        TFORMER_UNROLL for (int c = 0; c < 4; ++c) {
+          sl = dot_lanes(sl, lo[c], _mm256_set1_epi32(dword(xb, c)));
+          sh = dot_lanes(sh, hi[c], _mm256_set1_epi32(dword(xb, 4 + c)));
+        }
+        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(sl, sh)),
+                                 _mm256_mul_ps(dw, _mm256_set1_ps(xs[m][b].d)), acc[m]);
+      }
+    }
+    TFORMER_UNROLL for (index m = 0; m < RM; ++m) _mm256_storeu_ps(out[m] + 8 * h, acc[m]);
+  }
+}
+#else
+inline constexpr index rm = 2;
+// The integer sums in plain loops, a row of the group at a time.
+template <index RM>
+inline void group_tile(const std::byte* group, const std::int8_t* const* xq,
+                       const BlockScale* const* xs, index blocks, float (*out)[16]) noexcept {
+  for (index m = 0; m < RM; ++m) std::fill_n(out[m], 16, 0.0f);
+  for (index b = 0; b < blocks; ++b) {
+    const auto* p = reinterpret_cast<const std::uint8_t*>(group + b * block_bytes);
+    for (index r = 0; r < 16; ++r) {
+      std::int32_t wq[block];
+      for (index c = 0; c < 4; ++c)
+        for (index i = 0; i < 4; ++i) {
+          const std::uint8_t v = p[64 * c + 4 * r + i];
+          wq[4 * c + i] = std::int32_t(v & 15) - 8;
+          wq[16 + 4 * c + i] = std::int32_t(v >> 4) - 8;
+        }
+      f16 d;
+      std::memcpy(&d, p + 256 + 2 * r, 2);
+      const float dw = to_float(d);
+      for (index m = 0; m < RM; ++m) {
+        const std::int8_t* xb = xq[m] + b * block;
+        std::int32_t sum = 0;
+        for (index j = 0; j < block; ++j) sum += wq[j] * std::int32_t(xb[j]);
+        out[m][r] += float(sum) * (dw * xs[m][b].d);
+      }
+    }
+  }
+}
+#endif
+
+// group_tile over x rows [0, count) in tiles of up to rm, into y's columns [o0, o0 + n) (n <= 16:
+// the last group's padding rows are not stored).
+template <index RM = rm>
+inline void group_against(const std::byte* group, const std::int8_t* const* xq,
+                          const BlockScale* const* xs, index count, index blocks, bool first_slice,
+                          MatrixView<float> y, index t0, index o0, index n) noexcept {
+  for (index m0 = 0; m0 < count; m0 += RM) {
+    if constexpr (RM > 1) {
+      if (count - m0 < RM)
+        return group_against<RM - 1>(group, xq + m0, xs + m0, count - m0, blocks, first_slice, y,
+                                     t0 + m0, o0, n);
+    }
+    alignas(64) float r[RM][16];
+    group_tile<RM>(group, xq + m0, xs + m0, blocks, r);
+    for (index m = 0; m < RM; ++m) {
+      float* dst = y.row(t0 + m0 + m) + o0;
+      for (index i = 0; i < n; ++i) dst[i] = first_slice ? r[m][i] : dst[i] + r[m][i];
+    }
+  }
+}
+}  // namespace x16
+
 // The unsigned operand's offset per unit of Σq_x, which the kernel subtracts: 8 for q4_0's
 // nibbles, 128 for q8 weights made unsigned (VNNI); none where the kernel multiplies signed values.
 template <WeightType T>
@@ -406,6 +539,8 @@ inline constexpr std::int32_t excess = 0;
 #if TFORMER_INT8_AVX2
 template <>
 inline constexpr std::int32_t excess<WeightType::q4_0> = 8;
+template <>
+inline constexpr std::int32_t excess<WeightType::q4_0x16> = 8;
 template <>
 inline constexpr std::int32_t excess<WeightType::q8_0> = vnni ? 128 : 0;
 template <>
@@ -476,6 +611,32 @@ inline void project_typed(MatrixView<const float> x, const WeightView& w, Matrix
   }
 }
 
+// y = x · Wᵀ for q4_0x16: as project_typed, a group of 16 rows of W at a time.
+inline void project_q4_0x16(MatrixView<const float> x, const WeightView& w,
+                            MatrixView<float> y) noexcept {
+  const index T_ = x.rows(), in = x.cols();
+  const index R = std::min(T_, rows_per_buffer);
+  const index slice =
+      std::min(in, buffer_bytes / (R * (block + index(sizeof(BlockScale)))) * block);
+  alignas(64) std::byte buffer[buffer_bytes];
+  for (index t0 = 0; t0 < T_; t0 += R) {
+    const index count = std::min(R, T_ - t0);
+    for (index k0 = 0; k0 < in; k0 += slice) {
+      const index n = std::min(slice, in - k0), blocks = n / block;
+      std::int8_t* xq[rows_per_buffer];
+      BlockScale* xs[rows_per_buffer];
+      for (index m = 0; m < count; ++m) {
+        xq[m] = reinterpret_cast<std::int8_t*>(buffer) + m * n;
+        xs[m] = reinterpret_cast<BlockScale*>(buffer + count * n) + m * blocks;
+        quantize_input(x.row(t0 + m) + k0, n, excess<WeightType::q4_0x16>, xq[m], xs[m]);
+      }
+      for (index g = 0; g < w.stored_rows(); ++g)
+        x16::group_against(w.row_group(g) + k0 / block * x16::block_bytes, xq, xs, count, blocks,
+                           k0 == 0, y, t0, 16 * g, std::min<index>(16, w.rows() - 16 * g));
+    }
+  }
+}
+
 // y = x · Wᵀ + b with int8 activations. Preconditions: as matmul_kernels::project, and w's type
 // supports int8 activations (check_weight_view).
 inline void project(MatrixView<const float> x, const WeightView& w, std::span<const float> bias,
@@ -487,6 +648,8 @@ inline void project(MatrixView<const float> x, const WeightView& w, std::span<co
     project_typed<WeightType::q8_0>(x, w, y);
   } else if (w.type() == WeightType::q4_0) {
     project_typed<WeightType::q4_0>(x, w, y);
+  } else if (w.type() == WeightType::q4_0x16) {
+    project_q4_0x16(x, w, y);
   } else {
     project_typed<WeightType::q8_group>(x, w, y);
   }
