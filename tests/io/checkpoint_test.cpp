@@ -747,6 +747,27 @@ TEST_CASE("checkpoint: MoE GGUF files (Mixtral as llama, qwen3moe) load and matc
       CHECK(m.weights().layers[1].experts[3].down.type() == type);
       auto dec = m.decoder<configs::MixtralInterleaved>({.capacity = 16});
       require_matches(dec, tokens, ref::decoder_logits<configs::Mixtral>(stored.view(), d, tokens, {}, {}, p));
+      if (type != WeightType::q4_0) continue;
+      // The experts (row slices of one stacked tensor) repacked as q4_0x16: the int8 logits of
+      // the file's own q4_0 views, to float rounding (the decoder test's RepackedWeights bound).
+      tformer::ModelWeights int8 = m.weights();
+      tformer::set_activations(int8, tformer::Activations::int8);
+      const tformer::RepackedWeights x16(int8);
+      CHECK(x16.view().layers[1].experts[3].down.type() == WeightType::q4_0x16);
+      tformer::Decoder<configs::MixtralInterleaved> a(int8, m.dims(), m.params(), {.capacity = 16});
+      tformer::Decoder<configs::MixtralInterleaved> b(x16.view(), m.dims(), m.params(),
+                                                      {.capacity = 16});
+      const Index V = d.vocab, T = Index(tokens.size());
+      std::vector<float> la(std::size_t(T * V)), lb(la.size());
+      a.forward(0, tokens, {la.data(), T, V}, tformer::LogitsFor::All);
+      b.forward(0, tokens, {lb.data(), T, V}, tformer::LogitsFor::All);
+      double worst = 0, scale = 0;
+      for (std::size_t i = 0; i < la.size(); ++i) {
+        worst = std::max(worst, double(std::abs(la[i] - lb[i])));
+        scale = std::max(scale, double(std::abs(la[i])));
+      }
+      INFO("worst " << worst << " of scale " << scale);
+      REQUIRE(worst <= 1e-5 * (1 + scale));
     }
     // The experts' axis must be the last: the same bytes with ne [H, E, I] are refused.
     const std::string swapped = dir.write("mixtral_swapped.gguf",

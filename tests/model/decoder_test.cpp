@@ -842,6 +842,48 @@ TEST_CASE("decoder: int8 and bf16 activations stay close to the float reference,
   }
 }
 
+TEST_CASE("decoder: RepackedWeights turns q4_0 matrices into q4_0x16 with the same logits",
+          "[decoder][typed][int8]") {
+  // The same blocks and int8 activations: only the float summation order differs (each output's
+  // block terms are added in another order), so the logits agree to float rounding: 1e-5 of the
+  // logits' scale, where a wrong block, row or nibble moves them by O(1).
+  using tformer::WeightType;
+  constexpr Dims d = {.vocab = 61,
+                      .hidden = 64,
+                      .intermediate = 96,
+                      .layers = 2,
+                      .heads = 4,
+                      .kv_heads = 2,
+                      .head_dim = 16,
+                      .max_positions = 40};
+  OwnedWeights<configs::Llama> owned(d, 67);
+  const tformer::ConvertedWeights q4(owned.view(), {.attention = WeightType::q8_0,
+                                                    .ffn = WeightType::q4_0,
+                                                    .embedding = WeightType::q4_0,
+                                                    .head = WeightType::q4_0,
+                                                    .activations = tformer::Activations::int8});
+  const tformer::RepackedWeights x16(q4.view());
+  CHECK(x16.view().layers[1].ffn.down.type() == WeightType::q4_0x16);
+  CHECK(x16.view().lm_head.type() == WeightType::q4_0x16);
+  CHECK(x16.view().layers[1].wq.type() == WeightType::q8_0);
+  CHECK(x16.view().layers[1].wq.data() == q4.view().layers[1].wq.data());  // not copied
+  CHECK(std::string(x16.view().layers[0].ffn.up.name()) == "layers[0].ffn.up");
+  CHECK(x16.bytes() > 0);
+  test::Random rng(68);
+  const auto tokens = random_tokens(rng, 8, d.vocab);
+  std::vector<float> want(tokens.size() * std::size_t(d.vocab)), got(want.size());
+  Decoder<configs::Llama> a(q4.view(), d, {.capacity = 8}), b(x16.view(), d, {.capacity = 8});
+  a.forward(0, tokens, {want.data(), 8, d.vocab}, LogitsFor::All);
+  b.forward(0, tokens, {got.data(), 8, d.vocab}, LogitsFor::All);
+  double worst = 0, scale = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    worst = std::max(worst, double(std::abs(want[i] - got[i])));
+    scale = std::max(scale, double(std::abs(want[i])));
+  }
+  INFO("worst " << worst << " of scale " << scale);
+  REQUIRE(worst <= 1e-5 * (1 + scale));
+}
+
 TEST_CASE(
     "decoder: f16, bf16 and q8 KV caches stay close to the float reference, prefill and "
     "decode",

@@ -513,5 +513,46 @@ class ConvertedWeights {
   ModelWeights view_;
 };
 
+// A model's q4_0 matrices repacked as q4_0x16 (repack_q4_0x16: the same blocks, laid out for the
+// int8 kernel, with int8 activations), in one 64-byte aligned arena; every other member of
+// view() still points into the source's memory, which must outlive this object. For engines that
+// load q4_0 checkpoints (a GGUF file) and decode with int8 activations: the q4_0x16 kernel is
+// 1.4–4× the q4_0 one (docs/PERFORMANCE.md). Costs the q4_0 matrices' bytes again (and up to 15
+// padding rows each); the source's q4_0 pages are not read again.
+class RepackedWeights {
+ public:
+  explicit RepackedWeights(const ModelWeights& src) {
+    view_ = src;
+    index used = 0;
+    for_each_matrix(view_, [&](WeightView& m, MatrixKind, const std::string&) {
+      if (m.type() == WeightType::q4_0)
+        used += (converted_bytes(WeightType::q4_0x16, m.rows(), m.cols()) + 63) / 64 * 64;
+    });
+    arena_ = AlignedBuffer<std::byte>(static_cast<std::size_t>(used));
+    used = 0;
+    for_each_matrix(view_, [&](WeightView& m, MatrixKind, const std::string& name) {
+      if (m.type() != WeightType::q4_0) return;
+      const index n = converted_bytes(WeightType::q4_0x16, m.rows(), m.cols());
+      names_.push_back(name);
+      m = repack_q4_0x16(m, {arena_.data() + used, static_cast<std::size_t>(n)},
+                         names_.back().c_str());
+      used += (n + 63) / 64 * 64;
+    });
+    if (src.lm_head.rows() > 0 && src.lm_head.data() == src.embedding.data())
+      view_.lm_head = view_.embedding;  // tied, and given as the embedding's own memory
+  }
+  RepackedWeights(RepackedWeights&&) noexcept = default;
+  RepackedWeights& operator=(RepackedWeights&&) noexcept = default;
+
+  const ModelWeights& view() const noexcept { return view_; }
+  // Bytes of the repacked matrices (each padded to 64).
+  std::size_t bytes() const noexcept { return arena_.size(); }
+
+ private:
+  AlignedBuffer<std::byte> arena_;
+  std::deque<std::string> names_;  // the views' names, for error messages
+  ModelWeights view_;
+};
+
 }  // namespace TFORMER_ARCH_NS
 }  // namespace tformer
