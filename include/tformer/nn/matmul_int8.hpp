@@ -17,6 +17,8 @@
 //     ±32512, no saturation), q4_0 as n·q_x with the same −8·Σq_x start.
 //   Otherwise: the integer sums in plain loops.
 // Per block and x row: the lanes to float, times d_w·d_x (rounded once), into float accumulators.
+// q4_0x16 (q4_0 repacked 16 rows at a time, core/weight_view.hpp) has a kernel of its own, x16
+// below: 16 rows of W per step, x's dwords broadcast, no horizontal sums.
 //
 // No allocation: x is quantized into a 64 KiB stack buffer, up to 16 rows and a slice of `in`
 // at a time (one row: up to 52,000 values a slice, 43,000 with the 512-bit kernel's SixteenScales;
@@ -405,6 +407,17 @@ inline void tile(const WRow& w, const std::int8_t* const* xq, const BlockScale* 
 namespace x16 {
 inline constexpr index block_bytes = type_info(WeightType::q4_0x16).block_bytes;  // 288
 
+// The 288 bytes of a block `prefetch_distance` bytes ahead: the groups follow one another, so
+// this runs ahead of one stream, into the next group (measured 1.2–1.5× in a 110M decode from
+// L3; docs/CONVENTIONS.md). A prefetch past the matrix is harmless.
+inline constexpr index prefetch_distance = 8192;
+inline void prefetch_ahead([[maybe_unused]] const std::byte* block) noexcept {
+#if TFORMER_INT8_AVX2
+  TFORMER_UNROLL for (int c = 0; c < 5; ++c)
+      _mm_prefetch(reinterpret_cast<const char*>(block + prefetch_distance + 64 * c), _MM_HINT_T0);
+#endif
+}
+
 // x's 4 bytes [4i, 4i + 4) of block b, as one int32 for a broadcast.
 inline std::int32_t dword(const std::int8_t* xb, index i) noexcept {
   std::int32_t v;
@@ -423,6 +436,7 @@ inline void group_tile(const std::byte* group, const std::int8_t* const* xq,
   const __m512i low = _mm512_set1_epi8(15);
   for (index b = 0; b < blocks; ++b) {
     const std::byte* p = group + b * block_bytes;
+    prefetch_ahead(p);
     __m512i lo[4], hi[4];  // nibbles of values 4c + i and (× 16) 16 + 4c + i of every row
     TFORMER_UNROLL for (int c = 0; c < 4; ++c) {
       const __m512i v = _mm512_loadu_si512(p + 64 * c);
@@ -457,6 +471,7 @@ inline void group_tile(const std::byte* group, const std::int8_t* const* xq,
     TFORMER_UNROLL for (index m = 0; m < RM; ++m) acc[m] = _mm256_setzero_ps();
     for (index b = 0; b < blocks; ++b) {
       const std::byte* p = group + b * block_bytes;
+      if (h == 0) prefetch_ahead(p);
       __m256i lo[4], hi[4];
       TFORMER_UNROLL for (int c = 0; c < 4; ++c) {
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64 * c + 32 * h));
