@@ -471,87 +471,91 @@ struct WeightTypes {
   }
 };
 
-// A copy of a model's f32 matrices in other storage types (core/convert.hpp), in one 64-byte
-// aligned arena; the norms, biases, routers and other f32 members of view() still point into the
-// source's memory, which must outlive this object. For engines that quantize their own weights
-// at load time, and for tests. Throws if a source matrix is not f32 or does not convert
-// (cols not whole blocks, values outside f16's range).
-class ConvertedWeights {
+namespace detail {
+// A model whose matrices are rewritten into one 64-byte aligned arena (ConvertedWeights,
+// RepackedWeights): bytes(m, kind) of each matrix's new form (0: kept as given), then
+// write(m, kind, dst, name) → its new view. The other members still point into the source.
+class RewrittenWeights {
  public:
-  ConvertedWeights(const ModelWeights& src, const WeightTypes& types) {
+  RewrittenWeights(RewrittenWeights&&) noexcept = default;
+  RewrittenWeights& operator=(RewrittenWeights&&) noexcept = default;
+
+  const ModelWeights& view() const noexcept { return view_; }
+  // Bytes of the rewritten matrices (each padded to 64).
+  std::size_t bytes() const noexcept { return arena_.size(); }
+
+ protected:
+  template <class Bytes, class Write>
+  RewrittenWeights(const ModelWeights& src, Bytes&& bytes, Write&& write) {
     view_ = src;
     index used = 0;
     for_each_matrix(view_, [&](WeightView& m, MatrixKind kind, const std::string&) {
-      used += (converted_bytes(types.of(kind), m.rows(), m.cols()) + 63) / 64 * 64;
+      used += (bytes(m, kind) + 63) / 64 * 64;
     });
     arena_ = AlignedBuffer<std::byte>(static_cast<std::size_t>(used));
     used = 0;
     for_each_matrix(view_, [&](WeightView& m, MatrixKind kind, const std::string& name) {
-      check(m.type() == WeightType::f32, "ConvertedWeights", name + " type", "f32",
-            type_name(m.type()));
-      const WeightType t = types.of(kind);
-      const index n = converted_bytes(t, m.rows(), m.cols());
-      const std::span<std::byte> dst(arena_.data() + used, static_cast<std::size_t>(n));
+      const index n = bytes(m, kind);
+      if (n == 0) return;
       names_.push_back(name);  // a deque: the strings stay where they are, moves included
-      m = convert_weights(m.f32(), t, dst, names_.back().c_str());
-      if (takes_activations(m, types.activations)) m = m.with_activations(types.activations);
+      m = write(m, kind, std::span<std::byte>(arena_.data() + used, static_cast<std::size_t>(n)),
+                names_.back());
       used += (n + 63) / 64 * 64;
     });
     if (src.lm_head.rows() > 0 && src.lm_head.data() == src.embedding.data())
       view_.lm_head = view_.embedding;  // tied, and given as the embedding's own memory
   }
-  ConvertedWeights(ConvertedWeights&&) noexcept = default;
-  ConvertedWeights& operator=(ConvertedWeights&&) noexcept = default;
-
-  const ModelWeights& view() const noexcept { return view_; }
-  // Bytes of the converted matrices (each padded to 64).
-  std::size_t bytes() const noexcept { return arena_.size(); }
 
  private:
   AlignedBuffer<std::byte> arena_;
   std::deque<std::string> names_;  // the views' names, for error messages
   ModelWeights view_;
 };
+}  // namespace detail
+
+// A copy of a model's f32 matrices in other storage types (core/convert.hpp), in one 64-byte
+// aligned arena; the norms, biases, routers and other f32 members of view() still point into the
+// source's memory, which must outlive this object. For engines that quantize their own weights
+// at load time, and for tests. Throws if a source matrix is not f32 or does not convert
+// (cols not whole blocks, values outside f16's range). bytes(): of the converted matrices.
+class ConvertedWeights : public detail::RewrittenWeights {
+ public:
+  ConvertedWeights(const ModelWeights& src, const WeightTypes& types)
+      : RewrittenWeights(
+            src,
+            [&](const WeightView& m, MatrixKind kind) {
+              return converted_bytes(types.of(kind), m.rows(), m.cols());
+            },
+            [&](const WeightView& m, MatrixKind kind, std::span<std::byte> dst,
+                const std::string& name) {
+              check(m.type() == WeightType::f32, "ConvertedWeights", name + " type", "f32",
+                    type_name(m.type()));
+              const WeightView out = convert_weights(m.f32(), types.of(kind), dst, name.c_str());
+              return takes_activations(out, types.activations)
+                         ? out.with_activations(types.activations)
+                         : out;
+            }) {}
+};
 
 // A model's q4_0 matrices repacked as q4_0x16 (repack_q4_0x16: the same blocks, laid out for the
 // int8 kernel, with int8 activations), in one 64-byte aligned arena; every other member of
 // view() still points into the source's memory, which must outlive this object. For engines that
 // load q4_0 checkpoints (a GGUF file) and decode with int8 activations: the q4_0x16 kernel is
-// 1.4–4× the q4_0 one (docs/PERFORMANCE.md). Costs the q4_0 matrices' bytes again (and up to 15
-// padding rows each); the source's q4_0 pages are not read again.
-class RepackedWeights {
+// 1.6–4.7× the q4_0 one (docs/PERFORMANCE.md). Costs the q4_0 matrices' bytes again (and up to 15
+// padding rows each); the source's q4_0 pages are not read again. bytes(): of the copies.
+class RepackedWeights : public detail::RewrittenWeights {
  public:
-  explicit RepackedWeights(const ModelWeights& src) {
-    view_ = src;
-    index used = 0;
-    for_each_matrix(view_, [&](WeightView& m, MatrixKind, const std::string&) {
-      if (m.type() == WeightType::q4_0)
-        used += (converted_bytes(WeightType::q4_0x16, m.rows(), m.cols()) + 63) / 64 * 64;
-    });
-    arena_ = AlignedBuffer<std::byte>(static_cast<std::size_t>(used));
-    used = 0;
-    for_each_matrix(view_, [&](WeightView& m, MatrixKind, const std::string& name) {
-      if (m.type() != WeightType::q4_0) return;
-      const index n = converted_bytes(WeightType::q4_0x16, m.rows(), m.cols());
-      names_.push_back(name);
-      m = repack_q4_0x16(m, {arena_.data() + used, static_cast<std::size_t>(n)},
-                         names_.back().c_str());
-      used += (n + 63) / 64 * 64;
-    });
-    if (src.lm_head.rows() > 0 && src.lm_head.data() == src.embedding.data())
-      view_.lm_head = view_.embedding;  // tied, and given as the embedding's own memory
-  }
-  RepackedWeights(RepackedWeights&&) noexcept = default;
-  RepackedWeights& operator=(RepackedWeights&&) noexcept = default;
-
-  const ModelWeights& view() const noexcept { return view_; }
-  // Bytes of the repacked matrices (each padded to 64).
-  std::size_t bytes() const noexcept { return arena_.size(); }
-
- private:
-  AlignedBuffer<std::byte> arena_;
-  std::deque<std::string> names_;  // the views' names, for error messages
-  ModelWeights view_;
+  explicit RepackedWeights(const ModelWeights& src)
+      : RewrittenWeights(
+            src,
+            [](const WeightView& m, MatrixKind) {
+              return m.type() == WeightType::q4_0
+                         ? converted_bytes(WeightType::q4_0x16, m.rows(), m.cols())
+                         : 0;
+            },
+            [](const WeightView& m, MatrixKind, std::span<std::byte> dst, const std::string& name) {
+              return repack_q4_0x16(m, dst, name.c_str());
+            }) {}
 };
 
 }  // namespace TFORMER_ARCH_NS
