@@ -94,7 +94,7 @@ TEST_CASE("core/convert: bad input is an error and writes nothing", "[core][conv
                       Contains("out size (= cols): expected 64, got 63"));
 }
 
-TEST_CASE("core/convert: q4_0x16 holds q4_0's blocks; repack_q4_0x16 writes the same bytes",
+TEST_CASE("core/convert: q4_0x16 holds q4_0's blocks, and repack_q4_0x16 writes the same bytes",
           "[core][convert]") {
   const auto seed = GENERATE(range(1, 6));
   CAPTURE(seed);

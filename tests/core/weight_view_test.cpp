@@ -105,7 +105,7 @@ TEST_CASE("core/weight_view: q8_group keeps its scales apart, per row and per sl
           "type: expected f32, bf16, f16, q8_0, q4_0 or q4_0x16 (a packed type), got q8_group"));
 }
 
-TEST_CASE("core/weight_view: q4_0x16 stores groups of 16 rows; slices start on a group",
+TEST_CASE("core/weight_view: q4_0x16 stores groups of 16 rows, and slices start on a group",
           "[core][weight_view]") {
   // [19, 64]: two groups (the second padded) of 2 blocks × 288 bytes.
   std::vector<float> src(19 * 64);
