@@ -126,6 +126,11 @@ TEST_CASE("core/weight_view: q4_0x16 stores groups of 16 rows, and slices start 
   tformer::check_weight_view("t", tail);
   REQUIRE(tail.row_group(0) == w.row_group(1));
   REQUIRE(tail.extent_bytes() == 576);
+  // A slice of a slice counts from the first view's group: rows 8 + 8 = 16 on are group 1.
+  const WeightView inner = w.row_slice(8, 11).row_slice(8, 3);
+  tformer::check_weight_view("t", inner);
+  REQUIRE(inner.row_group(0) == w.row_group(1));
+  REQUIRE(w.row_slice(8, 11).first_lane() == 8);
   REQUIRE_THROWS_WITH(tformer::check_weight_view("t", w.row_slice(5, 11)),
                       Contains("ffn_up (q4_0x16) row_slice start: expected a multiple of 16 (whole "
                                "groups of rows), got 16k + 5"));

@@ -749,11 +749,18 @@ TEST_CASE("checkpoint: MoE GGUF files (Mixtral as llama, qwen3moe) load and matc
       require_matches(dec, tokens, ref::decoder_logits<configs::Mixtral>(stored.view(), d, tokens, {}, {}, p));
       if (type != WeightType::q4_0) continue;
       // The experts (row slices of one stacked tensor) repacked as q4_0x16: the int8 logits of
-      // the file's own q4_0 views, to float rounding (the decoder test's RepackedWeights bound).
+      // the file's own q4_0 views, within the decoder test's RepackedWeights bound (a rounding of
+      // x's int8 quantization may flip between the two; a wrong row or block moves them by O(1)).
       tformer::ModelWeights int8 = m.weights();
       tformer::set_activations(int8, tformer::Activations::int8);
       const tformer::RepackedWeights x16(int8);
       CHECK(x16.view().layers[1].experts[3].down.type() == WeightType::q4_0x16);
+      std::vector<float> ra(std::size_t(d.intermediate)), rb(ra.size());
+      for (Index r = 0; r < d.hidden; ++r) {  // the same values, row by row
+        tformer::dequantize_row(int8.layers[1].experts[3].down, r, ra);
+        tformer::dequantize_row(x16.view().layers[1].experts[3].down, r, rb);
+        REQUIRE(ra == rb);
+      }
       tformer::Decoder<configs::MixtralInterleaved> a(int8, m.dims(), m.params(), {.capacity = 16});
       tformer::Decoder<configs::MixtralInterleaved> b(x16.view(), m.dims(), m.params(),
                                                       {.capacity = 16});
@@ -767,7 +774,7 @@ TEST_CASE("checkpoint: MoE GGUF files (Mixtral as llama, qwen3moe) load and matc
         scale = std::max(scale, double(std::abs(la[i])));
       }
       INFO("worst " << worst << " of scale " << scale);
-      REQUIRE(worst <= 1e-5 * (1 + scale));
+      REQUIRE(worst <= 2e-2 * (1 + scale));
     }
     // The experts' axis must be the last: the same bytes with ne [H, E, I] are refused.
     const std::string swapped = dir.write("mixtral_swapped.gguf",

@@ -842,11 +842,13 @@ TEST_CASE("decoder: int8 and bf16 activations stay close to the float reference,
   }
 }
 
-TEST_CASE("decoder: RepackedWeights turns q4_0 matrices into q4_0x16 with the same logits",
+TEST_CASE("decoder: RepackedWeights turns q4_0 matrices into q4_0x16 of the same values",
           "[decoder][typed][int8]") {
-  // The same blocks and int8 activations: only the float summation order differs (each output's
-  // block terms are added in another order), so the logits agree to float rounding: 1e-5 of the
-  // logits' scale, where a wrong block, row or nibble moves them by O(1).
+  // Every repacked matrix holds the q4_0 values exactly. The logits then differ only through the
+  // float summation order of each matmul, but a last-bit change of one layer's output may flip
+  // one rounding of the next layer's int8 quantization of x (a block's term moves by about
+  // 1/254), so they are held to the int8 decoder test's bound, 2e-2 of (1 + the logits' scale):
+  // a wrong block, row or nibble moves them by O(1).
   using tformer::WeightType;
   constexpr Dims d = {.vocab = 61,
                       .hidden = 64,
@@ -865,10 +867,23 @@ TEST_CASE("decoder: RepackedWeights turns q4_0 matrices into q4_0x16 with the sa
   const tformer::RepackedWeights x16(q4.view());
   CHECK(x16.view().layers[1].ffn.down.type() == WeightType::q4_0x16);
   CHECK(x16.view().lm_head.type() == WeightType::q4_0x16);
-  CHECK(x16.view().layers[1].wq.type() == WeightType::q8_0);
-  CHECK(x16.view().layers[1].wq.data() == q4.view().layers[1].wq.data());  // not copied
+  CHECK(x16.view().embedding.data() == q4.view().embedding.data());        // looked up only: kept
+  CHECK(x16.view().layers[1].wq.data() == q4.view().layers[1].wq.data());  // not q4_0: kept
   CHECK(std::string(x16.view().layers[0].ffn.up.name()) == "layers[0].ffn.up");
-  CHECK(x16.bytes() > 0);
+  const auto same_values = [](const tformer::WeightView& a, const tformer::WeightView& b) {
+    std::vector<float> ra(std::size_t(a.cols())), rb(ra.size());
+    for (tformer::index r = 0; r < a.rows(); ++r) {
+      tformer::dequantize_row(a, r, ra);
+      tformer::dequantize_row(b, r, rb);
+      if (ra != rb) return false;
+    }
+    return a.rows() == b.rows();
+  };
+  for (std::size_t l = 0; l < 2; ++l)
+    for (auto m : {&tformer::SwiGluWeights::gate, &tformer::SwiGluWeights::up,
+                   &tformer::SwiGluWeights::down})
+      CHECK(same_values(q4.view().layers[l].ffn.*m, x16.view().layers[l].ffn.*m));
+  CHECK(same_values(q4.view().lm_head, x16.view().lm_head));
   test::Random rng(68);
   const auto tokens = random_tokens(rng, 8, d.vocab);
   std::vector<float> want(tokens.size() * std::size_t(d.vocab)), got(want.size());
@@ -881,7 +896,7 @@ TEST_CASE("decoder: RepackedWeights turns q4_0 matrices into q4_0x16 with the sa
     scale = std::max(scale, double(std::abs(want[i])));
   }
   INFO("worst " << worst << " of scale " << scale);
-  REQUIRE(worst <= 1e-5 * (1 + scale));
+  REQUIRE(worst <= 2e-2 * (1 + scale));
 }
 
 TEST_CASE(

@@ -264,7 +264,7 @@ TEST_CASE("nn/matmul: int8 activations: one row longer than the buffer's slice",
           "[nn][matmul][int8]") {
   // 1,700 blocks (54,400 values): past one row's slice at every level (43,648 values with the
   // 512-bit kernel, 52,416 without), so the one-row kernel also runs on a slice that starts inside
-  // the row, and the slices' sums meet; two rows (27,200 values a slice) too. 19 rows of W: a
+  // the row, and the slices' sums meet; two rows (about 26,000 values a slice) too. 19 rows of W: a
   // q4_0x16 group and a padded one.
   test::Random rng(91);
   const test::Matrix x = test::Matrix::random(rng, 2, 32 * 1700);

@@ -141,7 +141,7 @@ namespace convert_kernels {
 // block types. Preconditions: w is well formed and the range lies inside its row.
 inline void decode_range(const WeightView& w, index r, index first, index count,
                          float* out) noexcept {
-  const std::byte* row = w.row(r);
+  const std::byte* row = w.type() == WeightType::q4_0x16 ? nullptr : w.row(r);  // else groups
   switch (w.type()) {
     case WeightType::f32: std::memcpy(out, row + 4 * first, std::size_t(4 * count)); return;
     case WeightType::bf16:

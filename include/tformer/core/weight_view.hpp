@@ -155,9 +155,9 @@ class WeightView {
   // Rows [first, first + count): e.g. the K rows of a fused QKV weight. q4_0x16: first must be
   // a multiple of 16 (check_weight_view refuses the slice otherwise).
   constexpr WeightView row_slice(index first, index count) const noexcept {
-    const index per = rows_per_group(type_);
-    WeightView w{type_, row_group(first / per), count, cols_, row_stride_, name_};
-    w.lane_ = static_cast<std::uint8_t>(first % per);
+    const index per = rows_per_group(type_), at = lane_ + first;  // from this view's group
+    WeightView w{type_, row_group(at / per), count, cols_, row_stride_, name_};
+    w.lane_ = static_cast<std::uint8_t>(at % per);
     if (type_ == WeightType::q8_group) {
       w.scales_ = scale_row(first);
       w.group_ = group_;

@@ -473,7 +473,7 @@ struct WeightTypes {
 
 namespace detail {
 // A model whose matrices are rewritten into one 64-byte aligned arena (ConvertedWeights,
-// RepackedWeights): bytes(m, kind) of each matrix's new form (0: kept as given), then
+// RepackedWeights): bytes(m, kind) of each matrix's new form (−1: kept as given), then
 // write(m, kind, dst, name) → its new view. The other members still point into the source.
 class RewrittenWeights {
  public:
@@ -490,13 +490,13 @@ class RewrittenWeights {
     view_ = src;
     index used = 0;
     for_each_matrix(view_, [&](WeightView& m, MatrixKind kind, const std::string&) {
-      used += (bytes(m, kind) + 63) / 64 * 64;
+      used += (std::max<index>(0, bytes(m, kind)) + 63) / 64 * 64;
     });
     arena_ = AlignedBuffer<std::byte>(static_cast<std::size_t>(used));
     used = 0;
     for_each_matrix(view_, [&](WeightView& m, MatrixKind kind, const std::string& name) {
       const index n = bytes(m, kind);
-      if (n == 0) return;
+      if (n < 0) return;
       names_.push_back(name);  // a deque: the strings stay where they are, moves included
       m = write(m, kind, std::span<std::byte>(arena_.data() + used, static_cast<std::size_t>(n)),
                 names_.back());
@@ -537,8 +537,9 @@ class ConvertedWeights : public detail::RewrittenWeights {
             }) {}
 };
 
-// A model's q4_0 matrices repacked as q4_0x16 (repack_q4_0x16: the same blocks, laid out for the
-// int8 kernel, with int8 activations), in one 64-byte aligned arena; every other member of
+// A model's multiplied q4_0 matrices (all but an untied embedding) repacked as q4_0x16
+// (repack_q4_0x16: the same blocks, laid out for the int8 kernel, with int8 activations), in one
+// 64-byte aligned arena; every other member of
 // view() still points into the source's memory, which must outlive this object. For engines that
 // load q4_0 checkpoints (a GGUF file) and decode with int8 activations: the q4_0x16 kernel is
 // 1.6–4.7× the q4_0 one (docs/PERFORMANCE.md). Costs the q4_0 matrices' bytes again (and up to 15
@@ -548,10 +549,12 @@ class RepackedWeights : public detail::RewrittenWeights {
   explicit RepackedWeights(const ModelWeights& src)
       : RewrittenWeights(
             src,
-            [](const WeightView& m, MatrixKind) {
-              return m.type() == WeightType::q4_0
+            [tied = src.head().data() == src.embedding.data()](const WeightView& m,
+                                                               MatrixKind kind) {
+              // An embedding that is not the head is looked up, never multiplied: kept.
+              return m.type() == WeightType::q4_0 && (kind != MatrixKind::embedding || tied)
                          ? converted_bytes(WeightType::q4_0x16, m.rows(), m.cols())
-                         : 0;
+                         : index(-1);
             },
             [](const WeightView& m, MatrixKind, std::span<std::byte> dst, const std::string& name) {
               return repack_q4_0x16(m, dst, name.c_str());

@@ -408,7 +408,7 @@ namespace x16 {
 inline constexpr index block_bytes = type_info(WeightType::q4_0x16).block_bytes;  // 288
 
 // The 288 bytes of a block `prefetch_distance` bytes ahead: the groups follow one another, so
-// this runs ahead of one stream, into the next group (measured 1.2–1.5× in a 110M decode from
+// this runs ahead of one stream, into the next group (measured 1.2–1.8× in a 110M decode from
 // L3; docs/CONVENTIONS.md). A prefetch past the matrix is harmless.
 inline constexpr index prefetch_distance = 8192;
 inline void prefetch_ahead([[maybe_unused]] const std::byte* block) noexcept {
