@@ -19,8 +19,8 @@
 //                                         what it loaded, then generates from the prompt's
 //                                         token ids (with a GGUF file's
 //                                         vocabulary, their text too)
-//   --activations int8 with --model: q8_0 and q4_0 matrices multiply int8 activations, the q4_0
-//                                         ones repacked once as q4_0x16 (the faster int8 kernel)
+//   --activations int8 with --model: q8_0 and q4_0 matrices multiply int8 activations, repacked
+//                                         once as q8_0x16 and q4_0x16 (the faster int8 kernel)
 //   tformer-generate --model FILE.gguf --prompt "Once upon" [--steps 32] …
 //                                         the same from text, through the file's SentencePiece
 //                                         vocabulary (tokenizer.ggml.model llama: Llama 2,
@@ -221,15 +221,16 @@ std::string piece(const std::vector<std::string>& vocab, std::int32_t id) {
 template <class C>
 int generate_from(const tformer::LoadedModel& m, const Args& a) {
   const tformer::index cap = a.capacity > 0 ? a.capacity : 0;
-  // --activations int8: the q8_0 / q4_0 matrices multiply int8 activations, the q4_0 ones
-  // repacked once as q4_0x16 for the int8 kernel.
+  // --activations int8: the q8_0 / q4_0 matrices multiply int8 activations, repacked once as
+  // q8_0x16 / q4_0x16 for the int8 kernel.
   tformer::ModelWeights weights = m.weights();
   tformer::set_activations(weights, a.activations);
   std::optional<tformer::RepackedWeights> repacked;
   if (a.activations == tformer::Activations::int8) {
     repacked.emplace(weights);
-    std::printf("int8 activations; %.2f MiB of q4_0 matrices repacked as q4_0x16\n",
-                double(repacked->bytes()) / (1 << 20));
+    std::printf(
+        "int8 activations; %.2f MiB of q8_0 / q4_0 matrices repacked as q8_0x16 / q4_0x16\n",
+        double(repacked->bytes()) / (1 << 20));
   }
   m.check_structure<C>();
   tformer::Decoder<C> dec(repacked ? repacked->view() : weights, m.dims(), m.params(),

@@ -15,8 +15,9 @@ using tformer::WeightType;
 
 namespace {
 
-constexpr WeightType all_types[] = {WeightType::f32,  WeightType::bf16, WeightType::f16,
-                                    WeightType::q8_0, WeightType::q4_0, WeightType::q4_0x16};
+constexpr WeightType all_types[] = {WeightType::f32,    WeightType::bf16, WeightType::f16,
+                                    WeightType::q8_0,   WeightType::q4_0, WeightType::q4_0x16,
+                                    WeightType::q8_0x16};
 
 // The header's bound for value x in a block whose largest magnitude is m.
 double bound(WeightType t, double x, double m) {
@@ -24,7 +25,9 @@ double bound(WeightType t, double x, double m) {
     case WeightType::f32: return 0;
     case WeightType::bf16: return std::abs(x) * 0x1p-8;
     case WeightType::f16: return std::abs(x) * 0x1p-11 + 0x1p-25;
-    case WeightType::q8_0: return m / 127 * (1 + 0x1p-11) / 2;
+    case WeightType::q8_0:
+    case WeightType::q8_0x16:
+      return m / 127 * (1 + 0x1p-11) / 2;
     case WeightType::q4_0:
     case WeightType::q4_0x16:
       return m / 8 * (1 + 0x1p-11) + std::abs(x) * 0x1p-11;
@@ -94,25 +97,28 @@ TEST_CASE("core/convert: bad input is an error and writes nothing", "[core][conv
                       Contains("out size (= cols): expected 64, got 63"));
 }
 
-TEST_CASE("core/convert: q4_0x16 holds q4_0's blocks, and repack_q4_0x16 writes the same bytes",
-          "[core][convert]") {
+TEST_CASE(
+    "core/convert: the x16 types hold q4_0's and q8_0's blocks, and repack_x16 writes the same "
+    "bytes",
+    "[core][convert]") {
   const auto seed = GENERATE(range(1, 6));
-  CAPTURE(seed);
+  const WeightType base = GENERATE(WeightType::q4_0, WeightType::q8_0);
+  const WeightType type = tformer::x16_type(base);
+  CAPTURE(seed, tformer::type_name(type));
   test::Random rng(100 + seed);
   const int rows = rng.integer(1, 40), cols = 32 * rng.integer(1, 5);
   CAPTURE(rows, cols);
+  const long values = type == WeightType::q4_0x16 ? 256 : 512;  // bytes before a block's scales
   const test::Matrix src = test::Matrix::random(rng, rows, cols, 0.05f);
-  std::vector<std::byte> q4(std::size_t(tformer::converted_bytes(WeightType::q4_0, rows, cols)));
-  std::vector<std::byte> x16(
-      std::size_t(tformer::converted_bytes(WeightType::q4_0x16, rows, cols)));
-  REQUIRE(x16.size() == std::size_t((rows + 15) / 16 * cols / 32 * 288));
-  const tformer::WeightView a = tformer::convert_weights(src.cview(), WeightType::q4_0, q4, "w");
-  const tformer::WeightView b =
-      tformer::convert_weights(src.cview(), WeightType::q4_0x16, x16, "w");
+  std::vector<std::byte> plain(std::size_t(tformer::converted_bytes(base, rows, cols)));
+  std::vector<std::byte> x16(std::size_t(tformer::converted_bytes(type, rows, cols)));
+  REQUIRE(x16.size() == std::size_t((rows + 15) / 16 * cols / 32 * (values + 32)));
+  const tformer::WeightView a = tformer::convert_weights(src.cview(), base, plain, "w");
+  const tformer::WeightView b = tformer::convert_weights(src.cview(), type, x16, "w");
   std::vector<std::byte> repacked(x16.size(), std::byte{0x5a});
-  const tformer::WeightView c = tformer::repack_q4_0x16(a, repacked);
+  const tformer::WeightView c = tformer::repack_x16(a, repacked);
   REQUIRE(repacked == x16);
-  REQUIRE(c.type() == WeightType::q4_0x16);
+  REQUIRE(c.type() == type);
   REQUIRE(c.activations() == tformer::Activations::int8);
   REQUIRE(std::string(c.name()) == "w");
   std::vector<float> ra(static_cast<std::size_t>(cols)), rb(static_cast<std::size_t>(cols));
@@ -120,23 +126,27 @@ TEST_CASE("core/convert: q4_0x16 holds q4_0's blocks, and repack_q4_0x16 writes 
     tformer::dequantize_row(a, r, ra);
     tformer::dequantize_row(b, r, rb);
     REQUIRE(ra == rb);
-    const auto expected = ref::decode_q4_0x16_row(
-        reinterpret_cast<const unsigned char*>(x16.data()), long(b.row_stride()), cols, r);
+    const auto expected = ref::decode_x16_row(ref::Format(int(type)),
+                                              reinterpret_cast<const unsigned char*>(x16.data()),
+                                              long(b.row_stride()), cols, r);
     for (int j = 0; j < cols; ++j) REQUIRE(double(rb[std::size_t(j)]) == expected[std::size_t(j)]);
   }
-  for (int r = rows; r < (rows + 15) / 16 * 16; ++r)  // padding rows: d = 0, nibbles 8 (value 0)
+  // Padding rows: d = 0, and values 0 (q4_0x16: nibbles 8, bytes 0x88; q8_0x16: q + 128 = 0x80).
+  const std::byte zero{std::uint8_t(type == WeightType::q4_0x16 ? 0x88 : 0x80)};
+  for (int r = rows; r < (rows + 15) / 16 * 16; ++r)
     for (int blk = 0; blk < cols / 32; ++blk) {
-      const std::byte* at = x16.data() + (r / 16) * b.row_stride() + 288 * blk;
-      for (int c = 0; c < 4; ++c)
-        for (int i = 0; i < 4; ++i) REQUIRE(at[64 * c + 4 * (r % 16) + i] == std::byte{0x88});
-      REQUIRE(at[256 + 2 * (r % 16)] == std::byte{0});
-      REQUIRE(at[257 + 2 * (r % 16)] == std::byte{0});
+      const std::byte* at = x16.data() + (r / 16) * b.row_stride() + (values + 32) * blk;
+      for (int c = 0; c < values / 64; ++c)
+        for (int i = 0; i < 4; ++i) REQUIRE(at[64 * c + 4 * (r % 16) + i] == zero);
+      REQUIRE(at[values + 2 * (r % 16)] == std::byte{0});
+      REQUIRE(at[values + 1 + 2 * (r % 16)] == std::byte{0});
     }
   // Bad input writes nothing: another type, a short buffer.
   const auto untouched = repacked;
-  REQUIRE_THROWS_WITH(tformer::repack_q4_0x16(b, repacked),
-                      Contains("w (q4_0x16) type: expected q4_0, got q4_0x16"));
-  REQUIRE_THROWS_WITH(tformer::repack_q4_0x16(a, std::span(repacked).first(repacked.size() - 1)),
+  REQUIRE_THROWS_WITH(tformer::repack_x16(b, repacked),
+                      Contains(std::string("w (") + tformer::type_name(type) +
+                               ") type: expected q4_0 or q8_0, got " + tformer::type_name(type)));
+  REQUIRE_THROWS_WITH(tformer::repack_x16(a, std::span(repacked).first(repacked.size() - 1)),
                       Contains("dst size in bytes: expected " + std::to_string(x16.size())));
   REQUIRE(repacked == untouched);
 }

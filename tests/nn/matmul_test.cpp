@@ -241,8 +241,8 @@ TEST_CASE("nn/matmul: int8 activations give the integer dot products of quantize
   const int blocks = seed % 4 == 0 ? rng.integer(100, 180) : rng.integer(1, 24);
   const int out = rng.integer(1, 40);
   const test::Matrix x = test::Matrix::random(rng, T, 32 * blocks);
-  for (WeightType type :
-       {WeightType::q8_0, WeightType::q4_0, WeightType::q8_group, WeightType::q4_0x16}) {
+  for (WeightType type : {WeightType::q8_0, WeightType::q4_0, WeightType::q8_group,
+                          WeightType::q4_0x16, WeightType::q8_0x16}) {
     Weight w(rng, type, out, 32 * blocks);
     if (type == WeightType::q8_group && (w.view.group() < 32 || (w.view.group() & (w.view.group() - 1))))
       continue;  // int8 activations need a power-of-two group >= 32
@@ -265,10 +265,11 @@ TEST_CASE("nn/matmul: int8 activations: one row longer than the buffer's slice",
   // 1,700 blocks (54,400 values): past one row's slice at every level (43,648 values with the
   // 512-bit kernel, 52,416 without), so the one-row kernel also runs on a slice that starts inside
   // the row, and the slices' sums meet; two rows (about 26,000 values a slice) too. 19 rows of W: a
-  // q4_0x16 group and a padded one.
+  // group of 16 (q4_0x16, q8_0x16) and a padded one.
   test::Random rng(91);
   const test::Matrix x = test::Matrix::random(rng, 2, 32 * 1700);
-  for (WeightType type : {WeightType::q8_0, WeightType::q4_0, WeightType::q4_0x16}) {
+  for (WeightType type :
+       {WeightType::q8_0, WeightType::q4_0, WeightType::q4_0x16, WeightType::q8_0x16}) {
     const Weight w(rng, type, 19, 32 * 1700);
     CAPTURE(tformer::type_name(type));
     test::Matrix y(2, 19, -7.0f);
@@ -302,7 +303,8 @@ TEST_CASE("nn/matmul: int8 activations: zero and non-finite blocks, and the type
   // One row alone (45 blocks, on AVX512_VNNI: two steps of 16 blocks, a step of 4 pairs, a last
   // block): a NaN or an infinity in any block, in a group of 16, the pairs or the last block, makes
   // every output NaN.
-  for (WeightType type : {WeightType::q8_0, WeightType::q4_0, WeightType::q4_0x16}) {
+  for (WeightType type :
+       {WeightType::q8_0, WeightType::q4_0, WeightType::q4_0x16, WeightType::q8_0x16}) {
     const Weight long_w(rng, type, 3, 32 * 45);
     for (int at : {5, 32 * 20 + 8, 32 * 33 + 1, 32 * 38, 32 * 44 + 31}) {
       CAPTURE(tformer::type_name(type), at);
@@ -326,19 +328,23 @@ TEST_CASE("nn/matmul: int8 activations: zero and non-finite blocks, and the type
                       Contains("got int8 with a group of 16"));
 }
 
-TEST_CASE("nn/matmul: q4_0x16 row slices are whole groups, and give those rows' outputs",
+TEST_CASE("nn/matmul: x16 row slices are whole groups, and give those rows' outputs",
           "[nn][matmul][int8]") {
-  test::Random rng(78);
-  const Weight w(rng, WeightType::q4_0x16, 45, 96);  // groups of 16, 16, 13
-  const test::Matrix x = test::Matrix::random(rng, 5, 96);
-  test::Matrix all(5, 45), part(5, 29);
-  tformer::matmul(x.cview(), w.view, all.view());
-  tformer::matmul(x.cview(), w.view.row_slice(16, 29), part.view());
-  for (int t = 0; t < 5; ++t)
-    for (int o = 0; o < 29; ++o) REQUIRE(part.at(t, o) == all.at(t, 16 + o));
-  test::Matrix y(5, 3);
-  REQUIRE_THROWS_WITH(tformer::matmul(x.cview(), w.view.row_slice(8, 3), y.view()),
-                      Contains("w (q4_0x16) row_slice start: expected a multiple of 16"));
+  for (WeightType type : {WeightType::q4_0x16, WeightType::q8_0x16}) {
+    CAPTURE(tformer::type_name(type));
+    test::Random rng(78);
+    const Weight w(rng, type, 45, 96);  // groups of 16, 16, 13
+    const test::Matrix x = test::Matrix::random(rng, 5, 96);
+    test::Matrix all(5, 45), part(5, 29);
+    tformer::matmul(x.cview(), w.view, all.view());
+    tformer::matmul(x.cview(), w.view.row_slice(16, 29), part.view());
+    for (int t = 0; t < 5; ++t)
+      for (int o = 0; o < 29; ++o) REQUIRE(part.at(t, o) == all.at(t, 16 + o));
+    test::Matrix y(5, 3);
+    REQUIRE_THROWS_WITH(tformer::matmul(x.cview(), w.view.row_slice(8, 3), y.view()),
+                        Contains(std::string("w (") + tformer::type_name(type) +
+                                 ") row_slice start: expected a multiple of 16"));
+  }
 }
 
 // bf16 activations (nn/matmul_bf16.hpp): y is the float sum of the products of x rounded to bf16

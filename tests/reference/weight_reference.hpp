@@ -3,7 +3,8 @@
 // block_q4_0 {ggml_half d; uint8_t qs[16]}, element j < 16 in the low nibble of qs[j], element
 // j + 16 in its high nibble, value (nibble − 8)·d), and llama2.c's version-2 groups (int8 values,
 // a float32 scale per `group` values kept apart; runq.c's value is the float product q·s), and
-// tformer's q4_0x16 (q4_0 blocks of 16 rows interleaved; include/tformer/core/weight_view.hpp).
+// tformer's q4_0x16 and q8_0x16 (q4_0 and q8_0 blocks of 16 rows interleaved;
+// include/tformer/core/weight_view.hpp).
 // Shares no code with include/tformer.
 #pragma once
 
@@ -33,7 +34,7 @@ inline double bfloat_value(std::uint16_t b) {
 }
 
 // In the order of tformer::WeightType's enumerators: Format(int(type)) names the same format.
-enum class Format { f32, bf16, f16, q8_0, q4_0, q8_group, q4_0x16 };
+enum class Format { f32, bf16, f16, q8_0, q4_0, q8_group, q4_0x16, q8_0x16 };
 
 // Bytes of one packed row.
 inline long packed_row_bytes(Format format, long cols) {
@@ -46,12 +47,14 @@ inline long packed_row_bytes(Format format, long cols) {
     case Format::q8_group: return cols;  // the int8 values; scales apart
     case Format::q4_0x16:
       return cols / 32 * 288;  // one group of 16 rows
+    case Format::q8_0x16:
+      return cols / 32 * 544;
   }
   return 0;
 }
 
 // The `cols` values of the row at `row`, stored in `format`, as doubles (q8_group: with the
-// row's scales, one float32 per `group` values; not q4_0x16: decode_q4_0x16_row).
+// row's scales, one float32 per `group` values; not the x16 formats: decode_x16_row).
 inline std::vector<double> decode_row_at(Format format, const unsigned char* row, long cols,
                                          const unsigned char* scales = nullptr, long group = 0) {
   std::vector<double> out(cols);
@@ -99,27 +102,36 @@ inline std::vector<double> decode_row_at(Format format, const unsigned char* row
       break;
     }
     case Format::q4_0x16:
-      break;  // rows interleaved: decode_q4_0x16_row
+    case Format::q8_0x16:
+      break;  // rows interleaved: decode_x16_row
   }
   return out;
 }
 
-// Row r of a q4_0x16 matrix whose groups of 16 rows start `group_stride` bytes apart at `data`:
-// per block of 32 columns, 288 bytes of the group; byte 64c + 4l + i (l = r mod 16) holds element
-// 4c + i in its low nibble and 16 + 4c + i in its high nibble, value (nibble − 8)·d, with d the
-// binary16 at byte 256 + 2l.
-inline std::vector<double> decode_q4_0x16_row(const unsigned char* data, long group_stride,
-                                              long cols, long r) {
+// Row r of a q4_0x16 or q8_0x16 matrix whose groups of 16 rows start `group_stride` bytes apart
+// at `data`, l = r mod 16:
+//   q4_0x16: per block of 32 columns, 288 bytes of the group; byte 64c + 4l + i (c < 4) holds
+//     element 4c + i in its low nibble and 16 + 4c + i in its high nibble, value (nibble − 8)·d,
+//     with d the binary16 at byte 256 + 2l;
+//   q8_0x16: per block, 544 bytes; byte 64c + 4l + i (c < 8) is element 4c + i as q + 128, value
+//     q·d, with d the binary16 at byte 512 + 2l.
+inline std::vector<double> decode_x16_row(Format format, const unsigned char* data,
+                                          long group_stride, long cols, long r) {
   std::vector<double> out(cols);
-  const long l = r % 16;
+  const long l = r % 16, values = format == Format::q4_0x16 ? 256 : 512;
   for (long b = 0; b < cols / 32; ++b) {
-    const unsigned char* block = data + (r / 16) * group_stride + 288 * b;
-    const double d = half_value(std::uint16_t(block[256 + 2 * l] | (block[257 + 2 * l] << 8)));
-    for (int c = 0; c < 4; ++c)
+    const unsigned char* block = data + (r / 16) * group_stride + (values + 32) * b;
+    const double d =
+        half_value(std::uint16_t(block[values + 2 * l] | (block[values + 1 + 2 * l] << 8)));
+    for (int c = 0; c < values / 64; ++c)
       for (int i = 0; i < 4; ++i) {
         const unsigned char v = block[64 * c + 4 * l + i];
-        out[32 * b + 4 * c + i] = double((v & 15) - 8) * d;
-        out[32 * b + 16 + 4 * c + i] = double((v >> 4) - 8) * d;
+        if (format == Format::q4_0x16) {
+          out[32 * b + 4 * c + i] = double((v & 15) - 8) * d;
+          out[32 * b + 16 + 4 * c + i] = double((v >> 4) - 8) * d;
+        } else {
+          out[32 * b + 4 * c + i] = double(int(v) - 128) * d;
+        }
       }
   }
   return out;
@@ -135,8 +147,8 @@ template <class View>
 std::vector<double> decode_view_row(const View& w, long r) {
   const auto bytes = [](const auto* p) { return reinterpret_cast<const unsigned char*>(p); };
   const Format format = Format(int(w.type()));
-  if (format == Format::q4_0x16)
-    return decode_q4_0x16_row(bytes(w.data()), long(w.row_stride()), long(w.cols()), r);
+  if (format == Format::q4_0x16 || format == Format::q8_0x16)
+    return decode_x16_row(format, bytes(w.data()), long(w.row_stride()), long(w.cols()), r);
   return decode_row_at(format, bytes(w.row(r)), long(w.cols()), bytes(w.scale_row(r)),
                        long(w.group()));
 }

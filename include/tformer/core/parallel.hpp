@@ -183,7 +183,8 @@ class ThreadTeam {
 constexpr index row_chunk(index rows) noexcept {
   return std::max<index>(64, ((rows + 47) / 48 + 15) / 16 * 16);
 }
-// Also what lets a chunk of a q4_0x16 weight be a row_slice: it starts on a group of 16 rows.
+// Also what lets a chunk of an x16 weight (q4_0x16, q8_0x16) be a row_slice: it starts on a group
+// of 16 rows.
 static_assert(row_chunk(1) % 16 == 0 && row_chunk(100'003) % 16 == 0);
 
 // Runs f(first, count) for the chunks [first, first + count) of row_chunk(rows) rows (the last

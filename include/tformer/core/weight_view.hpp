@@ -8,14 +8,17 @@
 // The type is chosen per matrix at run time, so one model may mix them (4-bit FFN, 8-bit
 // attention, f32 norms).
 //
-// q4_0x16 is q4_0 repacked for the int8 kernel (nn/matmul_int8.hpp; convert_weights or
-// repack_q4_0x16 in core/convert.hpp write it): rows in groups of 16, the last padded with zero
-// rows, each group `row_stride` bytes from the last (row_group). Per block of 32 columns a group
-// holds 288 bytes: 256 of nibbles, where byte 64c + 4r + i (c, i < 4, r < 16) is byte 4c + i of
-// row r's q4_0 block (low nibble: value 4c + i, high nibble: value 16 + 4c + i), then the 16
-// rows' f16 scales. One 64-byte load gives 4 bytes of each of 16 rows, so one broadcast dword of x
-// meets 16 rows at once and the 16 outputs need no horizontal sums (ggml's block_q4_0x8 and
-// ik_llama.cpp's Q4_0_R8 are the same idea at 8 rows).
+// q4_0x16 and q8_0x16 are q4_0 and q8_0 repacked for the int8 kernel (nn/matmul_int8.hpp;
+// convert_weights or repack_x16 in core/convert.hpp write them): rows in groups of 16, the last
+// padded with zero rows, each group `row_stride` bytes from the last (row_group). Per block of 32
+// columns a group holds the 16 rows' values, then their 16 f16 scales:
+//   q4_0x16 (288 bytes): 256 of nibbles, where byte 64c + 4r + i (c, i < 4, r < 16) is byte 4c + i
+//     of row r's q4_0 block (low nibble: value 4c + i, high nibble: value 16 + 4c + i);
+//   q8_0x16 (544 bytes): 512 of values, where byte 64c + 4r + i (c < 8, i < 4) is value 4c + i of
+//     row r, stored as q + 128 (q ⊕ 0x80: the unsigned operand vpdpbusd takes).
+// One 64-byte load gives 4 bytes of each of 16 rows, so one broadcast dword of x meets 16 rows at
+// once and the 16 outputs need no horizontal sums (ggml's block_q4_0x8 and ik_llama.cpp's Q4_0_R8
+// and Q8_0_R8 are the same idea at 8 rows).
 #pragma once
 
 #include <cmath>
@@ -34,12 +37,12 @@
 namespace tformer {
 
 // How a weight's values are stored. Plain data, outside the instruction-set namespace.
-enum class WeightType : std::uint8_t { f32, bf16, f16, q8_0, q4_0, q8_group, q4_0x16 };
+enum class WeightType : std::uint8_t { f32, bf16, f16, q8_0, q4_0, q8_group, q4_0x16, q8_0x16 };
 
 // What x is multiplied in: float as given (every type); int8, each block of 32 values
 // quantized once per call with its own f32 scale (q8_0, q4_0 and q8_group with a power-of-two
 // group >= 32: integer dot products, as llama.cpp's q8_0 activations; nn/matmul_int8.hpp;
-// q4_0x16 has these only); or
+// q4_0x16 and q8_0x16 have these only); or
 // bf16, x rounded to bf16 once per call (bf16 weights: AVX512_BF16's vdpbf16ps, as llama.cpp's
 // bf16 activations; nn/matmul_bf16.hpp).
 enum class Activations : std::uint8_t { f32, int8, bf16 };
@@ -55,7 +58,7 @@ inline const char* activations_name(Activations a) noexcept {
 
 inline namespace TFORMER_ARCH_NS {
 
-// Values per block (1 for the element types) and bytes per block (q4_0x16: of 16 rows).
+// Values per block (1 for the element types) and bytes per block (the x16 types: of 16 rows).
 struct WeightTypeInfo {
   const char* name;
   index block_values;
@@ -73,19 +76,24 @@ constexpr WeightTypeInfo type_info(WeightType type) noexcept {
     case WeightType::q8_group: return {"q8_group", 1, 1, 1};  // the int8 values; scales apart
     case WeightType::q4_0x16:
       return {"q4_0x16", 32, 288, 2};
+    case WeightType::q8_0x16:
+      return {"q8_0x16", 32, 544, 2};
   }
   return {"unknown", 1, 0, 1};
 }
 
 inline const char* type_name(WeightType type) noexcept { return type_info(type).name; }
 
-// Rows per stored row of a type: 16 for q4_0x16 (a row group), else 1.
-constexpr index rows_per_group(WeightType type) noexcept {
-  return type == WeightType::q4_0x16 ? 16 : 1;
+// Whether a type interleaves rows in groups of 16: q4_0x16 and q8_0x16.
+constexpr bool is_x16(WeightType type) noexcept {
+  return type == WeightType::q4_0x16 || type == WeightType::q8_0x16;
 }
 
+// Rows per stored row of a type: 16 for the x16 types (a row group), else 1.
+constexpr index rows_per_group(WeightType type) noexcept { return is_x16(type) ? 16 : 1; }
+
 // Bytes of one packed row of `cols` values (cols a multiple of the block size; for q8_group,
-// the int8 values only; for q4_0x16, of one group of 16 rows).
+// the int8 values only; for the x16 types, of one group of 16 rows).
 constexpr index row_bytes(WeightType type, index cols) noexcept {
   const WeightTypeInfo info = type_info(type);
   // Wraps (defined, unsigned) for absurd cols, which check_weight_view refuses.
@@ -134,11 +142,11 @@ class WeightView {
   constexpr index row_stride() const noexcept { return row_stride_; }
   // The tensor's name, for error messages.
   constexpr const char* name() const noexcept { return name_; }
-  // Row r (not for q4_0x16, whose rows are interleaved: row_group).
+  // Row r (not for the x16 types, whose rows are interleaved: row_group).
   constexpr const std::byte* row(index r) const noexcept { return data_ + r * row_stride_; }
-  // q4_0x16: the group of rows [16g, 16g + 16).
+  // The x16 types: the group of rows [16g, 16g + 16).
   constexpr const std::byte* row_group(index g) const noexcept { return data_ + g * row_stride_; }
-  // Stored rows: rows, or for q4_0x16 its groups of 16.
+  // Stored rows: rows, or for the x16 types their groups of 16.
   constexpr index stored_rows() const noexcept {
     const index per = rows_per_group(type_);
     return (rows_ + per - 1) / per;
@@ -152,8 +160,8 @@ class WeightView {
   constexpr index scale_row_bytes() const noexcept {
     return group_ > 0 ? cols_ / group_ * index(sizeof(float)) : 0;
   }
-  // Rows [first, first + count): e.g. the K rows of a fused QKV weight. q4_0x16: first must be
-  // a multiple of 16 (check_weight_view refuses the slice otherwise).
+  // Rows [first, first + count): e.g. the K rows of a fused QKV weight. x16 types: first must
+  // be a multiple of 16 (check_weight_view refuses the slice otherwise).
   constexpr WeightView row_slice(index first, index count) const noexcept {
     const index per = rows_per_group(type_), at = lane_ + first;  // from this view's group
     WeightView w{type_, row_group(at / per), count, cols_, row_stride_, name_};
@@ -176,7 +184,7 @@ class WeightView {
   constexpr index extent_bytes() const noexcept {
     return rows_ == 0 ? 0 : (stored_rows() - 1) * row_stride_ + tformer::row_bytes(type_, cols_);
   }
-  // q4_0x16: the row within its group where a row_slice began (0 for a valid view).
+  // x16 types: the row within its group where a row_slice began (0 for a valid view).
   constexpr index first_lane() const noexcept { return lane_; }
   // Bytes of the separate scales (q8_group; 0 for the other types).
   constexpr index scales_extent_bytes() const noexcept {
@@ -197,23 +205,22 @@ class WeightView {
   index group_ = 0;                    // q8_group only
   WeightType type_ = WeightType::f32;
   Activations activations_ = Activations::f32;
-  std::uint8_t lane_ = 0;  // q4_0x16: first_lane()
+  std::uint8_t lane_ = 0;  // x16 types: first_lane()
   const char* name_ = "weight";
 };
 
-// Whether w's type (and group) can multiply int8 activations: q8_0, q4_0, and q8_group in
-// power-of-two groups of at least 32 (one scale per block of x).
+// Whether w's type (and group) can multiply int8 activations: q8_0, q4_0, the x16 types, and
+// q8_group in power-of-two groups of at least 32 (one scale per block of x).
 constexpr bool takes_int8_activations(const WeightView& w) noexcept {
-  return w.type() == WeightType::q8_0 || w.type() == WeightType::q4_0 ||
-         w.type() == WeightType::q4_0x16 ||
+  return w.type() == WeightType::q8_0 || w.type() == WeightType::q4_0 || is_x16(w.type()) ||
          (w.type() == WeightType::q8_group && w.group() >= 32 &&
           (w.group() & (w.group() - 1)) == 0);
 }
 
-// Whether w can multiply activations `a`: f32 (every type but q4_0x16), int8 as above, bf16
+// Whether w can multiply activations `a`: f32 (every type but the x16 ones), int8 as above, bf16
 // with bf16 weights.
 constexpr bool takes_activations(const WeightView& w, Activations a) noexcept {
-  return (a == Activations::f32 && w.type() != WeightType::q4_0x16) ||
+  return (a == Activations::f32 && !is_x16(w.type())) ||
          (a == Activations::int8 && takes_int8_activations(w)) ||
          (a == Activations::bf16 && w.type() == WeightType::bf16);
 }
@@ -237,7 +244,7 @@ inline void check_weight_view(std::string_view where, const WeightView& w,
   const WeightTypeInfo info = type_info(w.type());
   if (info.block_bytes == 0)
     detail::fail_check(where, detail::weight_what(w, "type", name),
-                       "f32, bf16, f16, q8_0, q4_0, q8_group or q4_0x16", int(w.type()));
+                       "f32, bf16, f16, q8_0, q4_0, q8_group, q4_0x16 or q8_0x16", int(w.type()));
   if (w.rows() < 0 || w.cols() < 0) {
     std::ostringstream given;
     given << "[" << w.rows() << ", " << w.cols() << "]";
@@ -274,10 +281,10 @@ inline void check_weight_view(std::string_view where, const WeightView& w,
   if (!takes_activations(w, w.activations()))
     detail::fail_check(
         where, detail::weight_what(w, "activations", name),
-        w.type() == WeightType::q4_0x16
-            ? "int8 (q4_0x16 is a layout of the int8 kernel)"
-            : "f32, int8 with q8_0, q4_0 or q8_group in power-of-two groups >= 32, or "
-              "bf16 with bf16",
+        is_x16(w.type())
+            ? std::string("int8 (") + type_name(w.type()) + " is a layout of the int8 kernel)"
+            : std::string("f32, int8 with q8_0, q4_0 or q8_group in power-of-two groups >= 32, "
+                          "or bf16 with bf16"),
         w.type() == WeightType::q8_group && w.activations() == Activations::int8
             ? "int8 with a group of " + std::to_string(w.group())
             : std::string(activations_name(w.activations())));
@@ -366,10 +373,10 @@ inline void check_weight_scales(std::string_view where, const WeightView& w) {
   const index blocks = w.cols() / info.block_values;
   for (index r = 0; r < w.rows(); ++r)
     for (index b = 0; b < blocks; ++b) {
-      // q4_0x16: row r's scale follows its group's 256 bytes of nibbles (a block of 16 rows)
-      const std::byte* at = w.type() == WeightType::q4_0x16
-                                ? w.row_group(r / 16) + b * info.block_bytes + 256 + 2 * (r % 16)
-                                : w.row(r) + b * info.block_bytes;
+      // x16 types: row r's scale follows its group's values (the block's last 32 bytes)
+      const std::byte* at =
+          is_x16(w.type()) ? w.row_group(r / 16) + (b + 1) * info.block_bytes - 32 + 2 * (r % 16)
+                           : w.row(r) + b * info.block_bytes;
       f16 d;
       std::memcpy(&d, at, sizeof d);
       if (!std::isfinite(to_float(d))) [[unlikely]] {

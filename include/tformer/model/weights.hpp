@@ -437,12 +437,12 @@ void for_each_matrix(ModelWeights& w, Fn&& fn) {
 }
 
 // Sets `a` on every matrix of w that can take it (int8: the q8_0, q4_0 and q8_group ones; bf16:
-// the bf16 ones; the others get f32, but q4_0x16 keeps int8), e.g. on a copy of a reader's
+// the bf16 ones; the others get f32, but the x16 types keep int8), e.g. on a copy of a reader's
 // ModelWeights. A tied LM head follows the embedding.
 inline void set_activations(ModelWeights& w, Activations a) {
   const bool tied = w.lm_head.rows() > 0 && w.lm_head.data() == w.embedding.data();
   for_each_matrix(w, [&](WeightView& m, MatrixKind, const std::string&) {
-    if (takes_activations(m, a) || takes_activations(m, Activations::f32))  // q4_0x16: int8 only
+    if (takes_activations(m, a) || takes_activations(m, Activations::f32))  // x16: int8 only
       m = m.with_activations(takes_activations(m, a) ? a : Activations::f32);
   });
   if (tied) w.lm_head = w.embedding;
@@ -537,13 +537,13 @@ class ConvertedWeights : public detail::RewrittenWeights {
             }) {}
 };
 
-// A model's multiplied q4_0 matrices (all but an untied embedding) repacked as q4_0x16
-// (repack_q4_0x16: the same blocks, laid out for the int8 kernel, with int8 activations), in one
-// 64-byte aligned arena; every other member of
-// view() still points into the source's memory, which must outlive this object. For engines that
-// load q4_0 checkpoints (a GGUF file) and decode with int8 activations: the q4_0x16 kernel is
-// 1.6–4.7× the q4_0 one (docs/PERFORMANCE.md). Costs the q4_0 matrices' bytes again (and up to 15
-// padding rows each); the source's q4_0 pages are not read again. bytes(): of the copies.
+// A model's multiplied q4_0 and q8_0 matrices (all but an untied embedding) repacked as q4_0x16
+// and q8_0x16 (repack_x16: the same blocks, laid out for the int8 kernel, with int8
+// activations), in one 64-byte aligned arena; every other member of view() still points into the
+// source's memory, which must outlive this object. For engines that load q4_0 or q8_0 checkpoints
+// (a GGUF file) and decode with int8 activations: the x16 kernel is 1.6–4.7× the q4_0 one
+// (docs/PERFORMANCE.md). Costs those matrices' bytes again (and up to 15 padding rows each); the
+// source's pages of them are not read again. bytes(): of the copies.
 class RepackedWeights : public detail::RewrittenWeights {
  public:
   explicit RepackedWeights(const ModelWeights& src)
@@ -552,12 +552,12 @@ class RepackedWeights : public detail::RewrittenWeights {
             [tied = src.head().data() == src.embedding.data()](const WeightView& m,
                                                                MatrixKind kind) {
               // An embedding that is not the head is looked up, never multiplied: kept.
-              return m.type() == WeightType::q4_0 && (kind != MatrixKind::embedding || tied)
-                         ? converted_bytes(WeightType::q4_0x16, m.rows(), m.cols())
+              return x16_type(m.type()) != m.type() && (kind != MatrixKind::embedding || tied)
+                         ? converted_bytes(x16_type(m.type()), m.rows(), m.cols())
                          : index(-1);
             },
             [](const WeightView& m, MatrixKind, std::span<std::byte> dst, const std::string& name) {
-              return repack_q4_0x16(m, dst, name.c_str());
+              return repack_x16(m, dst, name.c_str());
             }) {}
 };
 

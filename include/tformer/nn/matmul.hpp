@@ -547,6 +547,7 @@ inline void project(MatrixView<const float> x, const WeightView& w, std::span<co
       case WeightType::q4_0: project_typed<WeightType::q4_0>(x, w, y); break;
       case WeightType::q8_group: project_typed<WeightType::q8_group>(x, w, y); break;
       case WeightType::q4_0x16:
+      case WeightType::q8_0x16:
         break;  // int8 activations only (check_weight_view), above
     }
   }

@@ -17,8 +17,8 @@
 //     ±32512, no saturation), q4_0 as n·q_x with the same −8·Σq_x start.
 //   Otherwise: the integer sums in plain loops.
 // Per block and x row: the lanes to float, times d_w·d_x (rounded once), into float accumulators.
-// q4_0x16 (q4_0 repacked 16 rows at a time, core/weight_view.hpp) has a kernel of its own, x16
-// below: 16 rows of W per step, x's dwords broadcast, no horizontal sums.
+// q4_0x16 and q8_0x16 (q4_0 and q8_0 repacked 16 rows at a time, core/weight_view.hpp) have a
+// kernel of their own, x16 below: 16 rows of W per step, x's dwords broadcast, no horizontal sums.
 //
 // No allocation: x is quantized into a 64 KiB stack buffer, up to 16 rows and a slice of `in`
 // at a time (one row: up to 52,000 values a slice, 43,000 with the 512-bit kernel's SixteenScales;
@@ -401,19 +401,24 @@ inline void tile(const WRow& w, const std::int8_t* const* xq, const BlockScale* 
 }
 #endif
 
-// q4_0x16 (core/weight_view.hpp): one group of 16 rows of W against RM x rows at a time. Per
-// block: 4 loads of 64 bytes, each lane 4 bytes of one row; their nibbles meet x's dwords
-// broadcast to all lanes, so lane r sums row r and the 16 outputs need no horizontal sums.
+// The x16 types (core/weight_view.hpp): one group of 16 rows of W against RM x rows at a time.
+// Per block, 64-byte loads that each hold 4 bytes of every row (4 for q4_0x16, whose nibbles make
+// two operands each; 8 for q8_0x16); they meet x's dwords broadcast to all lanes, so lane r sums
+// row r and the 16 outputs need no horizontal sums.
 namespace x16 {
-inline constexpr index block_bytes = type_info(WeightType::q4_0x16).block_bytes;  // 288
+template <WeightType T>
+inline constexpr index block_bytes = type_info(T).block_bytes;  // 288 or 544
+template <WeightType T>
+inline constexpr index scales_at = block_bytes<T> - 32;  // the 16 f16 scales follow the values
 
-// The 288 bytes of a block `prefetch_distance` bytes ahead: the groups follow one another, so
-// this runs ahead of one stream, into the next group (measured 1.2–1.8× in a 110M decode from
-// L3; docs/CONVENTIONS.md). A prefetch past the matrix is harmless.
+// The block `prefetch_distance` bytes ahead: the groups follow one another, so this runs ahead
+// of one stream, into the next group (measured 1.2–1.8× in a 110M decode from L3;
+// docs/CONVENTIONS.md). A prefetch past the matrix is harmless.
 inline constexpr index prefetch_distance = 8192;
+template <WeightType T>
 inline void prefetch_ahead([[maybe_unused]] const std::byte* block) noexcept {
 #if TFORMER_INT8_AVX2
-  TFORMER_UNROLL for (int c = 0; c < 5; ++c)
+  TFORMER_UNROLL for (int c = 0; c < (block_bytes<T> + 63) / 64; ++c)
       _mm_prefetch(reinterpret_cast<const char*>(block + prefetch_distance + 64 * c), _MM_HINT_T0);
 #endif
 }
@@ -428,32 +433,39 @@ inline std::int32_t dword(const std::int8_t* xb, index i) noexcept {
 #if TFORMER_INT8_VNNI512
 inline constexpr index rm = 4;
 // out[m][r] = Σ over blocks [0, blocks) of x row m against row r of the group at `group`.
-template <index RM>
+template <WeightType T, index RM>
 inline void group_tile(const std::byte* group, const std::int8_t* const* xq,
                        const BlockScale* const* xs, index blocks, float (*out)[16]) noexcept {
   __m512 acc[RM];
   TFORMER_UNROLL for (index m = 0; m < RM; ++m) acc[m] = _mm512_setzero_ps();
   const __m512i low = _mm512_set1_epi8(15);
   for (index b = 0; b < blocks; ++b) {
-    const std::byte* p = group + b * block_bytes;
-    prefetch_ahead(p);
-    __m512i lo[4], hi[4];  // nibbles of values 4c + i and (× 16) 16 + 4c + i of every row
+    const std::byte* p = group + b * block_bytes<T>;
+    prefetch_ahead<T>(p);
+    // The unsigned operands: of x's dwords c (chain 0) and 4 + c (chain 1). q4_0x16: the low
+    // nibbles, and the high ones as they lie (16× their value); q8_0x16: the bytes as stored.
+    __m512i u[2][4];
     TFORMER_UNROLL for (int c = 0; c < 4; ++c) {
       const __m512i v = _mm512_loadu_si512(p + 64 * c);
-      lo[c] = _mm512_and_si512(v, low);
-      hi[c] = _mm512_andnot_si512(low, v);
+      if constexpr (T == WeightType::q4_0x16) {
+        u[0][c] = _mm512_and_si512(v, low);
+        u[1][c] = _mm512_andnot_si512(low, v);
+      } else {
+        u[0][c] = v;
+        u[1][c] = _mm512_loadu_si512(p + 64 * (4 + c));
+      }
     }
     const __m512 dw =
-        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 256)));
+        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + scales_at<T>)));
     TFORMER_UNROLL for (index m = 0; m < RM; ++m) {
       const std::int8_t* xb = xq[m] + b * block;
-      __m512i sl = _mm512_set1_epi32(xs[m][b].correction), sh = _mm512_setzero_si512();
+      __m512i s0 = _mm512_set1_epi32(xs[m][b].correction), s1 = _mm512_setzero_si512();
       TFORMER_UNROLL for (int c = 0; c < 4; ++c) {
-        sl = _mm512_dpbusd_epi32(sl, lo[c], _mm512_set1_epi32(dword(xb, c)));
-        sh = _mm512_dpbusd_epi32(sh, hi[c], _mm512_set1_epi32(dword(xb, 4 + c)));
+        s0 = _mm512_dpbusd_epi32(s0, u[0][c], _mm512_set1_epi32(dword(xb, c)));
+        s1 = _mm512_dpbusd_epi32(s1, u[1][c], _mm512_set1_epi32(dword(xb, 4 + c)));
       }
-      const __m512i sums = _mm512_add_epi32(sl, _mm512_srai_epi32(sh, 4));  // sh = 16·Σ, exact
-      acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums),
+      if constexpr (T == WeightType::q4_0x16) s1 = _mm512_srai_epi32(s1, 4);  // 16·Σ, exact
+      acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)),
                                _mm512_mul_ps(dw, _mm512_set1_ps(xs[m][b].d)), acc[m]);
     }
   }
@@ -462,7 +474,7 @@ inline void group_tile(const std::byte* group, const std::int8_t* const* xq,
 #elif TFORMER_INT8_AVX2
 inline constexpr index rm = 2;
 // As above, rows 0–7 of the group (the low 32 bytes of each 64) and then rows 8–15.
-template <index RM>
+template <WeightType T, index RM>
 inline void group_tile(const std::byte* group, const std::int8_t* const* xq,
                        const BlockScale* const* xs, index blocks, float (*out)[16]) noexcept {
   const __m256i low = _mm256_set1_epi8(15);
@@ -470,24 +482,38 @@ inline void group_tile(const std::byte* group, const std::int8_t* const* xq,
     __m256 acc[RM];
     TFORMER_UNROLL for (index m = 0; m < RM; ++m) acc[m] = _mm256_setzero_ps();
     for (index b = 0; b < blocks; ++b) {
-      const std::byte* p = group + b * block_bytes;
-      if (h == 0) prefetch_ahead(p);
-      __m256i lo[4], hi[4];
+      const std::byte* p = group + b * block_bytes<T> + 32 * h;
+      if (h == 0) prefetch_ahead<T>(p);
+      const auto load = [&](int c) {
+        return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64 * c));
+      };
+      __m256i u[8];  // the operands of x's dwords 0–7
       TFORMER_UNROLL for (int c = 0; c < 4; ++c) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64 * c + 32 * h));
-        lo[c] = _mm256_and_si256(v, low);
-        hi[c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);  // vpmaddubsw: keep pairs small
+        if constexpr (T == WeightType::q4_0x16) {
+          const __m256i v = load(c);
+          u[c] = _mm256_and_si256(v, low);
+          u[4 + c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);  // vpmaddubsw: pairs small
+        } else {
+          u[c] = load(c);
+          u[4 + c] = load(4 + c);
+        }
       }
-      const __m256 dw =
-          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 256 + 16 * h)));
+      const __m256 dw = _mm256_cvtph_ps(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(p - 32 * h + scales_at<T> + 16 * h)));
       TFORMER_UNROLL for (index m = 0; m < RM; ++m) {
         const std::int8_t* xb = xq[m] + b * block;
-        __m256i sl = _mm256_set1_epi32(xs[m][b].correction), sh = _mm256_setzero_si256();
-        TFORMER_UNROLL for (int c = 0; c < 4; ++c) {
-          sl = dot_lanes(sl, lo[c], _mm256_set1_epi32(dword(xb, c)));
-          sh = dot_lanes(sh, hi[c], _mm256_set1_epi32(dword(xb, 4 + c)));
+        __m256i s0 = _mm256_set1_epi32(xs[m][b].correction), s1 = _mm256_setzero_si256();
+        TFORMER_UNROLL for (int c = 0; c < 8; ++c) {
+          __m256i w = u[c], x = _mm256_set1_epi32(dword(xb, c));
+          if constexpr (T == WeightType::q8_0x16 && !vnni) {
+            // q + 128 → q, then |q| · sign(q)·x: vpmaddubsw's pairs within ±32512
+            const __m256i q = _mm256_xor_si256(w, _mm256_set1_epi8(char(0x80)));
+            w = _mm256_sign_epi8(q, q);
+            x = _mm256_sign_epi8(x, q);
+          }
+          (c % 2 ? s1 : s0) = dot_lanes(c % 2 ? s1 : s0, w, x);
         }
-        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(sl, sh)),
+        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)),
                                  _mm256_mul_ps(dw, _mm256_set1_ps(xs[m][b].d)), acc[m]);
       }
     }
@@ -497,22 +523,25 @@ inline void group_tile(const std::byte* group, const std::int8_t* const* xq,
 #else
 inline constexpr index rm = 2;
 // The integer sums in plain loops, a row of the group at a time.
-template <index RM>
+template <WeightType T, index RM>
 inline void group_tile(const std::byte* group, const std::int8_t* const* xq,
                        const BlockScale* const* xs, index blocks, float (*out)[16]) noexcept {
   for (index m = 0; m < RM; ++m) std::fill_n(out[m], 16, 0.0f);
   for (index b = 0; b < blocks; ++b) {
-    const auto* p = reinterpret_cast<const std::uint8_t*>(group + b * block_bytes);
+    const auto* p = reinterpret_cast<const std::uint8_t*>(group + b * block_bytes<T>);
     for (index r = 0; r < 16; ++r) {
       std::int32_t wq[block];
-      for (index c = 0; c < 4; ++c)
+      for (index c = 0; c < 8; ++c)
         for (index i = 0; i < 4; ++i) {
-          const std::uint8_t v = p[64 * c + 4 * r + i];
-          wq[4 * c + i] = std::int32_t(v & 15) - 8;
-          wq[16 + 4 * c + i] = std::int32_t(v >> 4) - 8;
+          if constexpr (T == WeightType::q4_0x16) {
+            const std::uint8_t v = p[64 * (c % 4) + 4 * r + i];
+            wq[4 * c + i] = std::int32_t(c < 4 ? v & 15 : v >> 4) - 8;
+          } else {
+            wq[4 * c + i] = std::int32_t(p[64 * c + 4 * r + i]) - 128;
+          }
         }
       f16 d;
-      std::memcpy(&d, p + 256 + 2 * r, 2);
+      std::memcpy(&d, p + scales_at<T> + 2 * r, 2);
       const float dw = to_float(d);
       for (index m = 0; m < RM; ++m) {
         const std::int8_t* xb = xq[m] + b * block;
@@ -524,28 +553,16 @@ inline void group_tile(const std::byte* group, const std::int8_t* const* xq,
   }
 }
 #endif
-
-// group_tile over x rows [0, count) in tiles of up to rm, into y's columns [o0, o0 + n) (n <= 16:
-// the last group's padding rows are not stored).
-template <index RM = rm>
-inline void group_against(const std::byte* group, const std::int8_t* const* xq,
-                          const BlockScale* const* xs, index count, index blocks, bool first_slice,
-                          MatrixView<float> y, index t0, index o0, index n) noexcept {
-  for (index m0 = 0; m0 < count; m0 += RM) {
-    if constexpr (RM > 1) {
-      if (count - m0 < RM)
-        return group_against<RM - 1>(group, xq + m0, xs + m0, count - m0, blocks, first_slice, y,
-                                     t0 + m0, o0, n);
-    }
-    alignas(64) float r[RM][16];
-    group_tile<RM>(group, xq + m0, xs + m0, blocks, r);
-    for (index m = 0; m < RM; ++m) {
-      float* dst = y.row(t0 + m0 + m) + o0;
-      for (index i = 0; i < n; ++i) dst[i] = first_slice ? r[m][i] : dst[i] + r[m][i];
-    }
-  }
-}
 }  // namespace x16
+
+// Calls tile.template operator()<R>(m0) for tiles [m0, m0 + R) covering [m0, count): R = RM while
+// RM rows remain, then one smaller tile for the rest.
+template <index RM, class Tile>
+inline void for_tiles(index m0, index count, Tile& tile) noexcept {
+  for (; count - m0 >= RM; m0 += RM) tile.template operator()<RM>(m0);
+  if constexpr (RM > 1)
+    if (m0 < count) for_tiles<RM - 1>(m0, count, tile);
+}
 
 // The unsigned operand's offset per unit of Σq_x, which the kernel subtracts: 8 for q4_0's
 // nibbles, 128 for q8 weights made unsigned (VNNI); none where the kernel multiplies signed values.
@@ -559,6 +576,8 @@ inline constexpr std::int32_t excess<WeightType::q4_0x16> = 8;
 template <>
 inline constexpr std::int32_t excess<WeightType::q8_0> = vnni ? 128 : 0;
 template <>
+inline constexpr std::int32_t excess<WeightType::q8_0x16> = vnni ? 128 : 0;
+template <>
 inline constexpr std::int32_t excess<WeightType::q8_group> = vnni ? 128 : 0;
 #endif
 
@@ -567,40 +586,30 @@ inline constexpr index rows_per_buffer = 16;
 inline constexpr index buffer_bytes = 64 * 1024;
 inline constexpr index rm = 4;
 
-// Tiles of up to rm rows over x rows [0, count) of the buffer, against W row o, into y.
-template <WeightType T, index RM = rm>
-inline void rows_against(const WRow& w, const std::int8_t* const* xq, const BlockScale* const* xs,
-                         const SixteenScale* const* xg, index count, index b0, index b1,
-                         bool first_slice, MatrixView<float> y, index t0, index o) noexcept {
-  for (index m0 = 0; m0 < count; m0 += RM) {
-    if constexpr (RM > 1) {
-      if (count - m0 < RM)
-        return rows_against<T, RM - 1>(w, xq + m0, xs + m0, xg + m0, count - m0, b0, b1,
-                                       first_slice, y, t0 + m0, o);
-    }
-    float r[RM];
-    tile<T, RM>(w, xq + m0, xs + m0, xg + m0, b0, b1, r);
-    for (index m = 0; m < RM; ++m) {
-      float& dst = y.row(t0 + m0 + m)[o];
-      dst = first_slice ? r[m] : dst + r[m];
-    }
-  }
-}
+// One buffer of quantized x: rows [t0, t0 + count) and values [k0, k0 + 32·blocks) of x; row m
+// of the buffer has its bytes xq[m], its block scales xs[m] and (xg[m], the 512-bit one-row
+// kernel's, when asked for) its SixteenScales.
+struct XBuffer {
+  index t0, count, k0, blocks;
+  const std::int8_t* const* xq;
+  const BlockScale* const* xs;
+  const SixteenScale* const* xg;
+};
 
-template <WeightType T>
-inline void project_typed(MatrixView<const float> x, const WeightView& w, MatrixView<float> y) noexcept {
+// Quantizes x (quantize_input, with `excess`) into the stack buffer, up to rows_per_buffer rows
+// and as many whole blocks of `in` as fit, and calls body(const XBuffer&) for each buffer.
+// `sixteen`: also SixteenScales for the one row that meets W alone (rows_against's last tile when
+// count % rm == 1), a sixteenth of one per block, the array on the next 64-byte boundary.
+template <class Body>
+inline void for_quantized_x(MatrixView<const float> x, std::int32_t excess, bool sixteen,
+                            Body&& body) noexcept {
   const index T_ = x.rows(), in = x.cols();
   const index R = std::min(T_, rows_per_buffer);
-  // The most whole blocks of R rows that fit the buffer: a block's 32 bytes and its BlockScale per
-  // row, and (the 512-bit kernel) a sixteenth of a SixteenScale for the one row that meets W
-  // alone (rows_against's last tile when count % rm == 1), whose array starts on the next 64-byte
-  // boundary.
-  constexpr index group_bytes = TFORMER_INT8_VNNI512 ? index(sizeof(SixteenScale)) / 16 : 0;
-  constexpr index room = buffer_bytes - (TFORMER_INT8_VNNI512 ? 64 : 0);
+  const index group_bytes = sixteen ? index(sizeof(SixteenScale)) / 16 : 0;
+  const index room = buffer_bytes - (sixteen ? 64 : 0);
   const index slice =
       std::min(in, room / (R * (block + index(sizeof(BlockScale))) + group_bytes) * block);
   alignas(64) std::byte buffer[buffer_bytes];
-  const int shift = w.type() == WeightType::q8_group ? std::countr_zero(std::uint64_t(w.group())) : 0;
   for (index t0 = 0; t0 < T_; t0 += R) {
     const index count = std::min(R, T_ - t0);
     for (index k0 = 0; k0 < in; k0 += slice) {
@@ -612,44 +621,60 @@ inline void project_typed(MatrixView<const float> x, const WeightView& w, Matrix
       for (index m = 0; m < count; ++m) {
         xq[m] = reinterpret_cast<std::int8_t*>(buffer) + m * n;
         xs[m] = reinterpret_cast<BlockScale*>(buffer + count * n) + m * blocks;
-        quantize_input(x.row(t0 + m) + k0, n, excess<T>, xq[m], xs[m]);
-        if (TFORMER_INT8_VNNI512 && m == count - 1 && count % rm == 1) {
+        quantize_input(x.row(t0 + m) + k0, n, excess, xq[m], xs[m]);
+        if (sixteen && m == count - 1 && count % rm == 1) {
           xg[m] = reinterpret_cast<SixteenScale*>(buffer + groups_at);
           sixteen_scales(xs[m], blocks / 16, xg[m]);
         }
       }
-      for (index o = 0; o < w.rows(); ++o) {
-        const WRow row{w.row(o), w.scale_row(o), shift};
-        rows_against<T>(row, xq, xs, xg, count, k0 / block, k0 / block + blocks, k0 == 0, y, t0, o);
-      }
+      body(XBuffer{t0, count, k0, blocks, xq, xs, xg});
     }
   }
 }
 
-// y = x · Wᵀ for q4_0x16: as project_typed, a group of 16 rows of W at a time.
-inline void project_q4_0x16(MatrixView<const float> x, const WeightView& w,
-                            MatrixView<float> y) noexcept {
-  const index T_ = x.rows(), in = x.cols();
-  const index R = std::min(T_, rows_per_buffer);
-  const index slice =
-      std::min(in, buffer_bytes / (R * (block + index(sizeof(BlockScale)))) * block);
-  alignas(64) std::byte buffer[buffer_bytes];
-  for (index t0 = 0; t0 < T_; t0 += R) {
-    const index count = std::min(R, T_ - t0);
-    for (index k0 = 0; k0 < in; k0 += slice) {
-      const index n = std::min(slice, in - k0), blocks = n / block;
-      std::int8_t* xq[rows_per_buffer];
-      BlockScale* xs[rows_per_buffer];
-      for (index m = 0; m < count; ++m) {
-        xq[m] = reinterpret_cast<std::int8_t*>(buffer) + m * n;
-        xs[m] = reinterpret_cast<BlockScale*>(buffer + count * n) + m * blocks;
-        quantize_input(x.row(t0 + m) + k0, n, excess<WeightType::q4_0x16>, xq[m], xs[m]);
-      }
-      for (index g = 0; g < w.stored_rows(); ++g)
-        x16::group_against(w.row_group(g) + k0 / block * x16::block_bytes, xq, xs, count, blocks,
-                           k0 == 0, y, t0, 16 * g, std::min<index>(16, w.rows() - 16 * g));
+// y = x · Wᵀ for q8_0, q4_0 and q8_group: each row of W against the buffer's rows, rm at a time.
+template <WeightType T>
+inline void project_typed(MatrixView<const float> x, const WeightView& w,
+                          MatrixView<float> y) noexcept {
+  const int shift =
+      w.type() == WeightType::q8_group ? std::countr_zero(std::uint64_t(w.group())) : 0;
+  for_quantized_x(x, excess<T>, TFORMER_INT8_VNNI512, [&](const XBuffer& xb) {
+    const index b0 = xb.k0 / block, b1 = b0 + xb.blocks;
+    for (index o = 0; o < w.rows(); ++o) {
+      const WRow row{w.row(o), w.scale_row(o), shift};
+      auto tile_at = [&]<index RM>(index m0) {
+        float r[RM];
+        tile<T, RM>(row, xb.xq + m0, xb.xs + m0, xb.xg + m0, b0, b1, r);
+        for (index m = 0; m < RM; ++m) {
+          float& dst = y.row(xb.t0 + m0 + m)[o];
+          dst = xb.k0 == 0 ? r[m] : dst + r[m];
+        }
+      };
+      for_tiles<rm>(0, xb.count, tile_at);
     }
-  }
+  });
+}
+
+// y = x · Wᵀ for the x16 types: each group of 16 rows of W against the buffer's rows, x16::rm at
+// a time, into 16 columns of y (fewer for the last group, whose padding rows are not stored).
+template <WeightType T>
+inline void project_x16(MatrixView<const float> x, const WeightView& w,
+                        MatrixView<float> y) noexcept {
+  for_quantized_x(x, excess<T>, false, [&](const XBuffer& xb) {
+    for (index g = 0; g < w.stored_rows(); ++g) {
+      const std::byte* group = w.row_group(g) + xb.k0 / block * x16::block_bytes<T>;
+      const index o0 = 16 * g, n = std::min<index>(16, w.rows() - o0);
+      auto tile_at = [&]<index RM>(index m0) {
+        alignas(64) float r[RM][16];
+        x16::group_tile<T, RM>(group, xb.xq + m0, xb.xs + m0, xb.blocks, r);
+        for (index m = 0; m < RM; ++m) {
+          float* dst = y.row(xb.t0 + m0 + m) + o0;
+          for (index i = 0; i < n; ++i) dst[i] = xb.k0 == 0 ? r[m][i] : dst[i] + r[m][i];
+        }
+      };
+      for_tiles<x16::rm>(0, xb.count, tile_at);
+    }
+  });
 }
 
 // y = x · Wᵀ + b with int8 activations. Preconditions: as matmul_kernels::project, and w's type
@@ -664,7 +689,9 @@ inline void project(MatrixView<const float> x, const WeightView& w, std::span<co
   } else if (w.type() == WeightType::q4_0) {
     project_typed<WeightType::q4_0>(x, w, y);
   } else if (w.type() == WeightType::q4_0x16) {
-    project_q4_0x16(x, w, y);
+    project_x16<WeightType::q4_0x16>(x, w, y);
+  } else if (w.type() == WeightType::q8_0x16) {
+    project_x16<WeightType::q8_0x16>(x, w, y);
   } else {
     project_typed<WeightType::q8_group>(x, w, y);
   }
