@@ -287,15 +287,15 @@ int main(int argc, char** argv) {
                   .heads = 32, .kv_heads = 4, .head_dim = 64, .max_positions = 2048}}};
     for (const auto& [name, dims] : shapes)
       for (WeightType type : {WeightType::f32, WeightType::bf16, WeightType::f16, WeightType::q8_0,
-                              WeightType::q4_0, WeightType::q4_0x16}) {
+                              WeightType::q4_0, WeightType::q4_0x16, WeightType::q8_0x16}) {
         const std::string suffix = std::string(name) + "/" + tformer::type_name(type);
         // <type>+int8, bf16+bf16: the same weights multiplying int8 activations (q8_0, q4_0 and
-        // q4_0x16, which has no other) or bf16 activations (bf16).
+        // the x16 types, which have no other) or bf16 activations (bf16).
         const bool int8 =
-            type == WeightType::q8_0 || type == WeightType::q4_0 || type == WeightType::q4_0x16;
+            type == WeightType::q8_0 || type == WeightType::q4_0 || tformer::is_x16(type);
         for (tformer::Activations a : {tformer::Activations::f32, tformer::Activations::int8,
                                        tformer::Activations::bf16}) {
-          if ((a == tformer::Activations::f32 && type == WeightType::q4_0x16) ||
+          if ((a == tformer::Activations::f32 && tformer::is_x16(type)) ||
               (a == tformer::Activations::int8 && !int8) ||
               (a == tformer::Activations::bf16 && type != WeightType::bf16))
             continue;

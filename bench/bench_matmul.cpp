@@ -22,12 +22,12 @@ namespace {
 
 using tformer::WeightType;
 
-constexpr WeightType all_types[] = {WeightType::f32,    WeightType::bf16, WeightType::f16,
-                                    WeightType::q8_0,   WeightType::q4_0, WeightType::q8_group,
-                                    WeightType::q4_0x16};
+constexpr WeightType all_types[] = {WeightType::f32,     WeightType::bf16, WeightType::f16,
+                                    WeightType::q8_0,    WeightType::q4_0, WeightType::q8_group,
+                                    WeightType::q4_0x16, WeightType::q8_0x16};
 
-// Whether a type multiplies f32 activations (q4_0x16 is a layout of the int8 kernel alone).
-bool has_f32(WeightType t) { return t != WeightType::q4_0x16; }
+// Whether a type multiplies f32 activations (the x16 types are layouts of the int8 kernel alone).
+bool has_f32(WeightType t) { return !tformer::is_x16(t); }
 
 // q8_group's group as llama2.c's export picks it: 64, halved until it divides the width.
 tformer::index group_for(tformer::index in) { return in % 64 == 0 ? 64 : 32; }
@@ -60,7 +60,7 @@ struct Weight {
 // The reduced activations a type has: int8 for the 8- and 4-bit types, bf16 for bf16.
 bool has_int8(WeightType t) {
   return t == WeightType::q8_0 || t == WeightType::q4_0 || t == WeightType::q8_group ||
-         t == WeightType::q4_0x16;
+         tformer::is_x16(t);
 }
 std::optional<tformer::Activations> reduced_activations(WeightType t) {
   if (has_int8(t)) return tformer::Activations::int8;
@@ -75,7 +75,7 @@ std::string shape(tformer::index a, tformer::index b) {
 void run_matmul(benchmark::State& state, WeightType type, tformer::index t, tformer::index out,
                 tformer::index in, tformer::Activations a = tformer::Activations::f32) {
   Weight w(type, out, in);
-  if (has_f32(type)) w.view = w.view.with_activations(a);  // q4_0x16: int8 as converted
+  if (has_f32(type)) w.view = w.view.with_activations(a);  // x16: int8 as converted
   const std::vector<float> x = bench::random_floats(std::size_t(t * in));
   std::vector<float> y(std::size_t(t * out));
   for (auto _ : state) {

@@ -39,7 +39,7 @@ TEST_CASE("core/weight_view: malformed views are errors naming the tensor", "[co
                       Contains("data: expected a non-null pointer"));
   REQUIRE_THROWS_WITH(
       tformer::check_weight_view("t", WeightView(WeightType(9), buf, 2, 8, "x")),
-      Contains("type: expected f32, bf16, f16, q8_0, q4_0, q8_group or q4_0x16, got 9"));
+      Contains("type: expected f32, bf16, f16, q8_0, q4_0, q8_group, q4_0x16 or q8_0x16, got 9"));
   REQUIRE_THROWS_WITH(tformer::check_weight_view("t", WeightView(WeightType::f32, buf, -1, 8, "x")),
                       Contains("shape: expected non-negative sizes"));
   tformer::check_weight_view("t", WeightView(WeightType::q4_0, buf + 2, 3, 64, "ok"));  // 2-aligned
@@ -102,47 +102,53 @@ TEST_CASE("core/weight_view: q8_group keeps its scales apart, per row and per sl
   REQUIRE_THROWS_WITH(
       tformer::convert_weights({src.data(), 1, 8}, WeightType::q8_group, out),
       Contains(
-          "type: expected f32, bf16, f16, q8_0, q4_0 or q4_0x16 (a packed type), got q8_group"));
+          "type: expected f32, bf16, f16, q8_0, q4_0, q4_0x16 or q8_0x16 (a packed type), got "
+          "q8_group"));
 }
 
-TEST_CASE("core/weight_view: q4_0x16 stores groups of 16 rows, and slices start on a group",
+TEST_CASE("core/weight_view: the x16 types store groups of 16 rows, and slices start on a group",
           "[core][weight_view]") {
-  // [19, 64]: two groups (the second padded) of 2 blocks × 288 bytes.
+  // [19, 64]: two groups (the second padded) of 2 blocks × 288 (q4_0x16) or 544 bytes (q8_0x16).
+  const WeightType type = GENERATE(WeightType::q4_0x16, WeightType::q8_0x16);
+  const std::string name = tformer::type_name(type);
+  CAPTURE(name);
+  const tformer::index block = type == WeightType::q4_0x16 ? 288 : 544, group = 2 * block;
   std::vector<float> src(19 * 64);
   for (std::size_t i = 0; i < src.size(); ++i) src[i] = float(int(i % 29) - 14) * 0.01f;
-  std::vector<std::byte> bytes(std::size_t(tformer::converted_bytes(WeightType::q4_0x16, 19, 64)));
-  REQUIRE(bytes.size() == 2 * 576);
-  const WeightView w =
-      tformer::convert_weights({src.data(), 19, 64}, WeightType::q4_0x16, bytes, "ffn_up");
-  REQUIRE(w.row_stride() == 576);
+  std::vector<std::byte> bytes(std::size_t(tformer::converted_bytes(type, 19, 64)));
+  REQUIRE(bytes.size() == std::size_t(2 * group));
+  const WeightView w = tformer::convert_weights({src.data(), 19, 64}, type, bytes, "ffn_up");
+  REQUIRE(w.row_stride() == group);
   REQUIRE(w.stored_rows() == 2);
-  REQUIRE(w.extent_bytes() == 2 * 576);
+  REQUIRE(w.extent_bytes() == 2 * group);
   REQUIRE(w.activations() == tformer::Activations::int8);
   tformer::check_weight_within("load", w, bytes.data(), bytes.size());
-  REQUIRE_THROWS_WITH(
-      tformer::check_weight_within("load", w, bytes.data(), bytes.size() - 1),
-      Contains("ffn_up (q4_0x16) extent: expected 1152 bytes inside a buffer of 1151"));
+  REQUIRE_THROWS_WITH(tformer::check_weight_within("load", w, bytes.data(), bytes.size() - 1),
+                      Contains("ffn_up (" + name + ") extent: expected " +
+                               std::to_string(2 * group) + " bytes inside a buffer of " +
+                               std::to_string(2 * group - 1)));
   const WeightView tail = w.row_slice(16, 3);
   tformer::check_weight_view("t", tail);
   REQUIRE(tail.row_group(0) == w.row_group(1));
-  REQUIRE(tail.extent_bytes() == 576);
+  REQUIRE(tail.extent_bytes() == group);
   // A slice of a slice counts from the first view's group: rows 8 + 8 = 16 on are group 1.
   const WeightView inner = w.row_slice(8, 11).row_slice(8, 3);
   tformer::check_weight_view("t", inner);
   REQUIRE(inner.row_group(0) == w.row_group(1));
   REQUIRE(w.row_slice(8, 11).first_lane() == 8);
   REQUIRE_THROWS_WITH(tformer::check_weight_view("t", w.row_slice(5, 11)),
-                      Contains("ffn_up (q4_0x16) row_slice start: expected a multiple of 16 (whole "
+                      Contains("ffn_up (" + name +
+                               ") row_slice start: expected a multiple of 16 (whole "
                                "groups of rows), got 16k + 5"));
   REQUIRE_THROWS_WITH(
       tformer::check_weight_view("t", w.with_activations(tformer::Activations::f32)),
-      Contains("ffn_up (q4_0x16) activations: expected int8 (q4_0x16 is a layout of "
-               "the int8 kernel), got f32"));
+      Contains("ffn_up (" + name + ") activations: expected int8 (" + name +
+               " is a layout of the int8 kernel), got f32"));
   tformer::check_weight_scales("load", w);
   const tformer::f16 inf{0x7c00};
-  std::memcpy(bytes.data() + 576 + 288 + 256 + 2 * 1, &inf,
-              2);  // row 17 (group 1, lane 1), block 1
+  // Row 17 (group 1, lane 1), block 1: its scale follows the block's values.
+  std::memcpy(bytes.data() + group + block + (block - 32) + 2 * 1, &inf, 2);
   REQUIRE_THROWS_WITH(
       tformer::check_weight_scales("load", w),
-      Contains("ffn_up (q4_0x16) scale of row 17 block 1: expected a finite f16, got inf"));
+      Contains("ffn_up (" + name + ") scale of row 17 block 1: expected a finite f16, got inf"));
 }

@@ -757,10 +757,11 @@ TEST_CASE("decoder: int8 and bf16 activations stay close to the float reference,
     OwnedWeights<C> owned(dims, seed);
     randomise_norms(owned, seed + 1);
     const tformer::ConvertedWeights converted(owned.view(), t);
-    tformer::WeightTypes f = t;  // the same values with float activations (q4_0x16 as q4_0)
+    tformer::WeightTypes f = t;  // the same values with float activations (x16 types unpacked)
     f.activations = tformer::Activations::f32;
     for (WeightType* k : {&f.attention, &f.ffn, &f.embedding, &f.head, &f.cross})
       if (*k == WeightType::q4_0x16) *k = WeightType::q4_0;
+      else if (*k == WeightType::q8_0x16) *k = WeightType::q8_0;
     const tformer::ConvertedWeights exact(owned.view(), f);
     const Dims d = owned.dims();
     test::Random rng(seed + 2);
@@ -803,11 +804,11 @@ TEST_CASE("decoder: int8 and bf16 activations stay close to the float reference,
     run.operator()<configs::Mixtral>(d, 62, {.attention = WeightType::bf16, .ffn = WeightType::q4_0,
                                              .activations = tformer::Activations::int8});
   }
-  SECTION("Llama, q4_0x16 everywhere (vocab 61: a padded group), tied head") {
+  SECTION("Llama, q8_0x16 attention, q4_0x16 FFN, q8_0x16 tied head (vocab 61: a padded group)") {
     run.operator()<configs::Llama2c>(blocks, 65,
-                                     {.attention = WeightType::q4_0x16,
+                                     {.attention = WeightType::q8_0x16,
                                       .ffn = WeightType::q4_0x16,
-                                      .embedding = WeightType::q4_0x16,
+                                      .embedding = WeightType::q8_0x16,
                                       .activations = tformer::Activations::int8});
   }
   SECTION("Mixtral, q4_0x16 experts, f32 activations elsewhere") {
@@ -842,7 +843,7 @@ TEST_CASE("decoder: int8 and bf16 activations stay close to the float reference,
   }
 }
 
-TEST_CASE("decoder: RepackedWeights turns q4_0 matrices into q4_0x16 of the same values",
+TEST_CASE("decoder: RepackedWeights turns q4_0 and q8_0 matrices into x16 ones of the same values",
           "[decoder][typed][int8]") {
   // Every repacked matrix holds the q4_0 values exactly. The logits then differ only through the
   // float summation order of each matmul, but a last-bit change of one layer's output may flip
@@ -866,9 +867,10 @@ TEST_CASE("decoder: RepackedWeights turns q4_0 matrices into q4_0x16 of the same
                                                     .activations = tformer::Activations::int8});
   const tformer::RepackedWeights x16(q4.view());
   CHECK(x16.view().layers[1].ffn.down.type() == WeightType::q4_0x16);
+  CHECK(x16.view().layers[1].wq.type() == WeightType::q8_0x16);
   CHECK(x16.view().lm_head.type() == WeightType::q4_0x16);
-  CHECK(x16.view().embedding.data() == q4.view().embedding.data());        // looked up only: kept
-  CHECK(x16.view().layers[1].wq.data() == q4.view().layers[1].wq.data());  // not q4_0: kept
+  CHECK(x16.view().embedding.data() == q4.view().embedding.data());  // looked up only: kept
+  CHECK(x16.view().layers[1].attn_norm.data() == q4.view().layers[1].attn_norm.data());
   CHECK(std::string(x16.view().layers[0].ffn.up.name()) == "layers[0].ffn.up");
   const auto same_values = [](const tformer::WeightView& a, const tformer::WeightView& b) {
     std::vector<float> ra(std::size_t(a.cols())), rb(ra.size());
@@ -879,10 +881,14 @@ TEST_CASE("decoder: RepackedWeights turns q4_0 matrices into q4_0x16 of the same
     }
     return a.rows() == b.rows();
   };
-  for (std::size_t l = 0; l < 2; ++l)
+  for (std::size_t l = 0; l < 2; ++l) {
     for (auto m : {&tformer::SwiGluWeights::gate, &tformer::SwiGluWeights::up,
                    &tformer::SwiGluWeights::down})
       CHECK(same_values(q4.view().layers[l].ffn.*m, x16.view().layers[l].ffn.*m));
+    for (auto m : {&tformer::LayerWeights::wq, &tformer::LayerWeights::wk,
+                   &tformer::LayerWeights::wv, &tformer::LayerWeights::wo})
+      CHECK(same_values(q4.view().layers[l].*m, x16.view().layers[l].*m));
+  }
   CHECK(same_values(q4.view().lm_head, x16.view().lm_head));
   test::Random rng(68);
   const auto tokens = random_tokens(rng, 8, d.vocab);
