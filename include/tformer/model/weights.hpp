@@ -541,8 +541,8 @@ class ConvertedWeights : public detail::RewrittenWeights {
 // and q8_0x16 (repack_x16: the same blocks, laid out for the int8 kernel, with int8
 // activations), in one 64-byte aligned arena; every other member of view() still points into the
 // source's memory, which must outlive this object. For engines that load q4_0 or q8_0 checkpoints
-// (a GGUF file) and decode with int8 activations: the x16 kernel is 1.6–4.7× the q4_0 one
-// (docs/PERFORMANCE.md). Costs those matrices' bytes again (and up to 15 padding rows each); the
+// (a GGUF file) and decode with int8 activations: the x16 kernel is 1.6–4.7× the q4_0 one and
+// 1.0–4.9× the q8_0 one per GEMV (docs/PERFORMANCE.md). Costs those matrices' bytes again (and up to 15 padding rows each); the
 // source's pages of them are not read again. bytes(): of the copies.
 class RepackedWeights : public detail::RewrittenWeights {
  public:

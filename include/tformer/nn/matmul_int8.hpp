@@ -633,7 +633,7 @@ struct XBuffer {
 
 // Quantizes x (quantize_input, with `excess`) into the stack buffer, up to rows_per_buffer rows
 // and as many whole blocks of `in` as fit, and calls body(const XBuffer&) for each buffer.
-// `sixteen`: also SixteenScales for the one row that meets W alone (rows_against's last tile when
+// `sixteen`: also SixteenScales for the one row that meets W alone (project_typed's last tile when
 // count % rm == 1), a sixteenth of one per block, the array on the next 64-byte boundary.
 template <class Body>
 inline void for_quantized_x(MatrixView<const float> x, std::int32_t excess, bool sixteen,
