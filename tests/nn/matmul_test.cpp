@@ -10,8 +10,10 @@
 // |error| <= n·u·Σ|x_k·w_k| (+ u·|b| for the bias), u = 2^−24. In the scalar build lanes = 1.
 #include <catch2/catch.hpp>
 
+#include <bit>
 #include <cfloat>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "reference/weight_reference.hpp"
@@ -181,7 +183,9 @@ TEST_CASE("nn/matmul: bad shapes are errors that write nothing", "[nn][matmul]")
 // ---- int8 activations (nn/matmul_int8.hpp) ----
 namespace {
 
-// x's blocks of 32 quantized by the definition: d = max|x|/127 in float, q = nearbyint(x·(1/d)).
+// x's blocks of 32 quantized by the definition: d = max|x|/127 in float, q = nearbyint(x·(1/d));
+// d = 0 and q = 0 when d is below the smallest normal float; d = NaN and q = 0 for a block holding
+// a NaN or an infinity.
 struct QuantizedRow {
   std::vector<int> q;
   std::vector<float> d;
@@ -190,10 +194,17 @@ QuantizedRow quantize_by_definition(const float* x, long n) {
   QuantizedRow r;
   for (long b = 0; b < n / 32; ++b) {
     float m = 0;
-    for (long j = 0; j < 32; ++j) m = std::max(m, std::abs(x[32 * b + j]));
-    const float d = m / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
-    r.d.push_back(d);
-    for (long j = 0; j < 32; ++j) r.q.push_back(int(std::nearbyint(x[32 * b + j] * id)));
+    bool finite = true;
+    for (long j = 0; j < 32; ++j) {
+      finite = finite && std::isfinite(x[32 * b + j]);
+      if (finite) m = std::max(m, std::abs(x[32 * b + j]));
+    }
+    float d = m / 127.0f;
+    if (d < FLT_MIN) d = 0;
+    const float id = d > 0 ? 1.0f / d : 0.0f;
+    r.d.push_back(finite ? d : NAN);
+    for (long j = 0; j < 32; ++j)
+      r.q.push_back(finite ? int(std::nearbyint(x[32 * b + j] * id)) : 0);
   }
   return r;
 }
@@ -326,6 +337,82 @@ TEST_CASE("nn/matmul: int8 activations: zero and non-finite blocks, and the type
   const WeightView g16 = WeightView::q8_group(q.data(), s.data(), 16, 5, 96, "w");
   REQUIRE_THROWS_WITH(tformer::matmul(x.cview().row_slice(0, 1), g16.with_activations(tformer::Activations::int8), y1.view()),
                       Contains("got int8 with a group of 16"));
+}
+
+TEST_CASE("nn/matmul: int8 activations: x quantizes by the definition, edge cases included",
+          "[nn][matmul][int8]") {
+  // quantize_input against quantize_by_definition, bit for bit, on crafted blocks: each special
+  // value in each of a block's four groups of 8 (the vector path's registers), at every excess.
+  namespace k = tformer::matmul_int8_kernels;
+  std::vector<std::vector<float>> blocks;
+  test::Random rng(5);
+  const auto random_block = [&](float scale) {
+    std::vector<float> b(32);
+    for (auto& v : b) v = float(scale * rng.uniform(-1, 1));
+    return b;
+  };
+  // max|x| = 127, so d = 1 and 1/d = 1 exactly: ±(n + 1/2) are ties, to even (−0.5 → −0 → 0).
+  std::vector<float> ties(32);
+  for (int j = 0; j < 32; ++j)
+    ties[std::size_t(j)] = float(j % 2 == 0 ? 1 : -1) * (float(j) + 0.5f);
+  ties[31] = -127.0f;
+  blocks.push_back(ties);
+  blocks.push_back(std::vector<float>(32, -0.0f));  // all −0: d = 0
+  blocks.push_back(std::vector<float>(32, 0.0f));
+  std::vector<float> subnormal(32, 1e-40f);  // all subnormal: d = 0
+  subnormal[7] = -3e-39f;
+  blocks.push_back(subnormal);
+  for (const float m : {1e-37f, 127 * FLT_MIN, 126 * FLT_MIN, 1.0f, FLT_MAX}) {
+    // d subnormal; d the smallest normal float, then just below it; ordinary; the largest float.
+    for (int at : {0, 9, 18, 31}) {
+      std::vector<float> b = random_block(m);
+      b[std::size_t(at)] = at % 2 == 0 ? m : -m;
+      b[std::size_t((at + 5) % 32)] = 1e-41f;  // a subnormal beside normal values: q = 0
+      b[std::size_t((at + 11) % 32)] = -0.0f;
+      blocks.push_back(b);
+    }
+  }
+  for (const float bad : {NAN, INFINITY, -INFINITY})
+    for (int at : {2, 13, 20, 29}) {
+      std::vector<float> b = random_block(3.0f);
+      b[std::size_t(at)] = bad;
+      blocks.push_back(b);
+    }
+  std::vector<float> x;
+  for (const auto& b : blocks) x.insert(x.end(), b.begin(), b.end());
+  const long n = long(x.size());
+  const QuantizedRow want = quantize_by_definition(x.data(), n);
+  for (const std::int32_t excess : {0, 8, 128}) {
+    std::vector<std::int8_t> q(std::size_t(n), 99);
+    std::vector<k::BlockScale> s(std::size_t(n / 32));
+    k::quantize_input(x.data(), n, excess, q.data(), s.data());
+    for (long b = 0; b < n / 32; ++b) {
+      CAPTURE(excess, b);
+      const float d = want.d[std::size_t(b)];
+      REQUIRE((std::isnan(d) ? std::isnan(s[std::size_t(b)].d)
+                             : std::bit_cast<std::uint32_t>(s[std::size_t(b)].d) ==
+                                   std::bit_cast<std::uint32_t>(d)));
+      int sum = 0;
+      for (long j = 32 * b; j < 32 * b + 32; ++j) {
+        CAPTURE(j);
+        REQUIRE(int(q[std::size_t(j)]) == want.q[std::size_t(j)]);
+        REQUIRE(std::abs(want.q[std::size_t(j)]) <= 127);
+        sum += want.q[std::size_t(j)];
+      }
+      REQUIRE(s[std::size_t(b)].correction == -excess * sum);
+    }
+  }
+  // Spot checks of the definition itself.
+  REQUIRE(want.q[0] == 0);   // 0.5 → 0
+  REQUIRE(want.q[1] == -2);  // −1.5 → −2
+  REQUIRE(want.q[2] == 2);   // 2.5 → 2
+  REQUIRE(want.q[31] == -127);
+  REQUIRE(want.d[0] == 1.0f);
+  REQUIRE(want.d[3] == 0.0f);  // the subnormal block
+  REQUIRE(want.d[4] == 0.0f);
+  REQUIRE(want.d[8] == FLT_MIN);
+  REQUIRE(want.q[8 * 32 + 0] == 127);
+  REQUIRE(want.d[12] == 0.0f);
 }
 
 TEST_CASE("nn/matmul: x16 row slices are whole groups, and give those rows' outputs",

@@ -3,7 +3,8 @@
 // (as x · (1/d), ties to even), and each output is Σ over blocks of d_w·d_x · Σ q_w·q_x, the
 // integer sums exact. The x blocks start at every multiple of 32 of a row, so a row quantizes the
 // same in any batch (decode and prefill agree). A block holding a NaN or an infinity gets d = NaN:
-// every output it meets is NaN, as in float.
+// every output it meets is NaN, as in float. A block with 0 < max|x| < 127·2^−126 (d subnormal)
+// gets d = 0 and q = 0, as an all-zero block does (block_scale).
 //
 // Kernels (one block of 32 = one 256-bit register of bytes; with AVX512_VNNI two blocks per
 // 512-bit register, which halves the instructions and loads: 1.3–1.5× the 256-bit loop; and for
@@ -60,6 +61,18 @@ struct BlockScale {
   std::int32_t correction;
 };
 
+// d = m/127 and 1/d for a block whose largest |x| is m; (0, 0) when d is not a normal float
+// (m < 127·2^−126 ≈ 1.5e-36, zero included), where 1/d would overflow or d's rounding could push
+// a q past 127: such a block quantizes to q = 0.
+struct ScaleAndInverse {
+  float d, id;
+};
+inline ScaleAndInverse block_scale(float m) noexcept {
+  const float d = m / 127.0f;
+  if (!(d >= std::numeric_limits<float>::min())) return {0.0f, 0.0f};
+  return {d, 1.0f / d};
+}
+
 // One block of x, xb[0, 32), into q[0, 32), by the definition above; returns its BlockScale.
 inline BlockScale quantize_block(const float* xb, std::int32_t excess, std::int8_t* q) noexcept {
 #if TFORMER_INT8_AVX2
@@ -80,7 +93,7 @@ inline BlockScale quantize_block(const float* xb, std::int32_t excess, std::int8
   __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
   h = _mm_max_ps(h, _mm_movehl_ps(h, h));
   h = _mm_max_ss(h, _mm_movehdup_ps(h));
-  const float d = _mm_cvtss_f32(h) / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+  const auto [d, id] = block_scale(_mm_cvtss_f32(h));
   __m256i i[4];
   TFORMER_UNROLL for (int k = 0; k < 4; ++k)
       i[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], _mm256_set1_ps(id)));
@@ -100,7 +113,7 @@ inline BlockScale quantize_block(const float* xb, std::int32_t excess, std::int8
     m = std::max(m, std::fabs(xb[j]));
     finite &= std::isfinite(xb[j]);
   }
-  const float d = m / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+  const auto [d, id] = block_scale(m);
   std::int32_t sum = 0;
   for (index j = 0; j < block; ++j) {
     const std::int32_t v = finite ? std::int32_t(std::nearbyint(xb[j] * id)) : 0;
