@@ -747,14 +747,14 @@ TEST_CASE("checkpoint: MoE GGUF files (Mixtral as llama, qwen3moe) load and matc
       CHECK(m.weights().layers[1].experts[3].down.type() == type);
       auto dec = m.decoder<configs::MixtralInterleaved>({.capacity = 16});
       require_matches(dec, tokens, ref::decoder_logits<configs::Mixtral>(stored.view(), d, tokens, {}, {}, p));
-      if (type != WeightType::q4_0) continue;
-      // The experts (row slices of one stacked tensor) repacked as q4_0x16: the int8 logits of
-      // the file's own q4_0 views, within the decoder test's RepackedWeights bound (a rounding of
-      // x's int8 quantization may flip between the two; a wrong row or block moves them by O(1)).
+      // The experts (row slices of one stacked tensor) repacked as q8_0x16 or q4_0x16: the int8
+      // logits of the file's own q8_0 or q4_0 views, within the decoder test's RepackedWeights
+      // bound (a rounding of x's int8 quantization may flip between the two; a wrong row or block
+      // moves them by O(1)).
       tformer::ModelWeights int8 = m.weights();
       tformer::set_activations(int8, tformer::Activations::int8);
       const tformer::RepackedWeights x16(int8);
-      CHECK(x16.view().layers[1].experts[3].down.type() == WeightType::q4_0x16);
+      CHECK(x16.view().layers[1].experts[3].down.type() == tformer::x16_type(type));
       std::vector<float> ra(std::size_t(d.intermediate)), rb(ra.size());
       for (Index r = 0; r < d.hidden; ++r) {  // the same values, row by row
         tformer::dequantize_row(int8.layers[1].experts[3].down, r, ra);

@@ -67,6 +67,14 @@ inline Block get_x16(const std::byte* at, index r) noexcept {
   std::memcpy(&b.d, at + x16_values<Block> + 2 * r, 2);
   return b;
 }
+// f(Block{}) with the block type of the x16 type: BlockQ4_0 for q4_0x16, BlockQ8_0 for q8_0x16.
+template <class F>
+inline void with_x16_block(WeightType type, F&& f) {
+  if (type == WeightType::q4_0x16)
+    f(BlockQ4_0{});
+  else
+    f(BlockQ8_0{});
+}
 // Blocks of rows into their x16 layout (block(r, b) gives block b of row r), padding rows
 // included (d = 0, values 0).
 template <class Block, class Blocks>
@@ -116,16 +124,15 @@ inline WeightView convert_weights(MatrixView<const float> src, WeightType type,
         detail::fail_check(where, what.str(), expected.str(), v);
       }
     }
-  if (type == WeightType::q4_0x16) {
-    convert_kernels::write_x16<BlockQ4_0>(
-        src.rows(), src.cols(), dst.data(),
-        [&](index r, index b) { return quantize_q4_0(src.row(r) + 32 * b); });
-    return out;
-  }
-  if (type == WeightType::q8_0x16) {
-    convert_kernels::write_x16<BlockQ8_0>(
-        src.rows(), src.cols(), dst.data(),
-        [&](index r, index b) { return quantize_q8_0(src.row(r) + 32 * b); });
+  if (is_x16(type)) {
+    convert_kernels::with_x16_block(type, [&]<class Block>(Block) {
+      convert_kernels::write_x16<Block>(src.rows(), src.cols(), dst.data(), [&](index r, index b) {
+        if constexpr (std::is_same_v<Block, BlockQ8_0>)
+          return quantize_q8_0(src.row(r) + 32 * b);
+        else
+          return quantize_q4_0(src.row(r) + 32 * b);
+      });
+    });
     return out;
   }
   for (index r = 0; r < src.rows(); ++r) {
@@ -189,21 +196,22 @@ inline void decode_range(const WeightView& w, index r, index first, index count,
       return;
     case WeightType::q8_0:
       for (index b = first / 32; b < (first + count) / 32; ++b)
-        dequantize(load_block<BlockQ8_0>(row + b * 34), out + (b * 32 - first));
+        dequantize(load_block<BlockQ8_0>(row + b * index(sizeof(BlockQ8_0))),
+                   out + (b * 32 - first));
       return;
     case WeightType::q4_0:
       for (index b = first / 32; b < (first + count) / 32; ++b)
-        dequantize(load_block<BlockQ4_0>(row + b * 18), out + (b * 32 - first));
+        dequantize(load_block<BlockQ4_0>(row + b * index(sizeof(BlockQ4_0))),
+                   out + (b * 32 - first));
       return;
     case WeightType::q4_0x16:
-      for (index b = first / 32; b < (first + count) / 32; ++b)
-        dequantize(get_x16<BlockQ4_0>(w.row_group(r / 16) + b * 288, r % 16),
-                   out + (b * 32 - first));
-      return;
     case WeightType::q8_0x16:
-      for (index b = first / 32; b < (first + count) / 32; ++b)
-        dequantize(get_x16<BlockQ8_0>(w.row_group(r / 16) + b * 544, r % 16),
-                   out + (b * 32 - first));
+      with_x16_block(w.type(), [&]<class Block>(Block) {
+        const index bytes = type_info(w.type()).block_bytes;  // a group's bytes per block
+        for (index b = first / 32; b < (first + count) / 32; ++b)
+          dequantize(get_x16<Block>(w.row_group(r / 16) + b * bytes, r % 16),
+                     out + (b * 32 - first));
+      });
       return;
     case WeightType::q8_group: {
       const std::byte* scales = w.scale_row(r);
@@ -236,14 +244,11 @@ inline WeightView repack_x16(const WeightView& src, std::span<std::byte> dst,
   check_weight_view(where, out);
   check_eq(where, "dst size in bytes", converted_bytes(type, src.rows(), src.cols()),
            index(dst.size()));
-  if (type == WeightType::q4_0x16)
-    convert_kernels::write_x16<BlockQ4_0>(
-        src.rows(), src.cols(), dst.data(),
-        [&](index r, index b) { return load_block<BlockQ4_0>(src.row(r) + 18 * b); });
-  else
-    convert_kernels::write_x16<BlockQ8_0>(
-        src.rows(), src.cols(), dst.data(),
-        [&](index r, index b) { return load_block<BlockQ8_0>(src.row(r) + 34 * b); });
+  convert_kernels::with_x16_block(type, [&]<class Block>(Block) {
+    convert_kernels::write_x16<Block>(src.rows(), src.cols(), dst.data(), [&](index r, index b) {
+      return load_block<Block>(src.row(r) + index(sizeof(Block)) * b);
+    });
+  });
   return out;
 }
 

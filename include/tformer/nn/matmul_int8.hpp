@@ -644,12 +644,13 @@ struct XBuffer {
   const SixteenScale* const* xg;
 };
 
-// Quantizes x (quantize_input, with `excess`) into the stack buffer, up to rows_per_buffer rows
-// and as many whole blocks of `in` as fit, and calls body(const XBuffer&) for each buffer.
+// Quantizes x (quantize_input, with x_excess: the kernel's excess<T>) into the stack buffer, up
+// to rows_per_buffer rows and as many whole blocks of `in` as fit, and calls body(const XBuffer&)
+// for each buffer.
 // `sixteen`: also SixteenScales for the one row that meets W alone (project_typed's last tile when
 // count % rm == 1), a sixteenth of one per block, the array on the next 64-byte boundary.
 template <class Body>
-inline void for_quantized_x(MatrixView<const float> x, std::int32_t excess, bool sixteen,
+inline void for_quantized_x(MatrixView<const float> x, std::int32_t x_excess, bool sixteen,
                             Body&& body) noexcept {
   const index T_ = x.rows(), in = x.cols();
   const index R = std::min(T_, rows_per_buffer);
@@ -669,7 +670,7 @@ inline void for_quantized_x(MatrixView<const float> x, std::int32_t excess, bool
       for (index m = 0; m < count; ++m) {
         xq[m] = reinterpret_cast<std::int8_t*>(buffer) + m * n;
         xs[m] = reinterpret_cast<BlockScale*>(buffer + count * n) + m * blocks;
-        quantize_input(x.row(t0 + m) + k0, n, excess, xq[m], xs[m]);
+        quantize_input(x.row(t0 + m) + k0, n, x_excess, xq[m], xs[m]);
         if (sixteen && m == count - 1 && count % rm == 1) {
           xg[m] = reinterpret_cast<SixteenScale*>(buffer + groups_at);
           sixteen_scales(xs[m], blocks / 16, xg[m]);
