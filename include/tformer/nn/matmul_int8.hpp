@@ -175,8 +175,8 @@ inline float weight_scale(const WRow& w, index b) noexcept {
     return d;
   } else {
     f16 d;
-    std::memcpy(&d, w.values + b * (T == WeightType::q8_0 ? 34 : 18), 2);
-#if defined(__F16C__)
+    std::memcpy(&d, w.values + b * type_info(T).block_bytes, 2);
+#if TFORMER_INT8_AVX2  // F16C, and not the plain-loop build (which includes no intrinsics)
     return _cvtsh_ss(d.bits);
 #else
     return to_float(d);
@@ -191,7 +191,7 @@ inline __m256 weight_scale_lanes(const WRow& w, index b) noexcept {
     return _mm256_set1_ps(weight_scale<T>(w, b));
   } else {
     std::int16_t bits;
-    std::memcpy(&bits, w.values + b * (T == WeightType::q8_0 ? 34 : 18), 2);
+    std::memcpy(&bits, w.values + b * type_info(T).block_bytes, 2);
     return _mm256_cvtph_ps(_mm_set1_epi16(bits));
   }
 }
