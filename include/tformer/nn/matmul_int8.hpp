@@ -45,6 +45,7 @@
 // plain loops.
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__) && !defined(TFORMER_SIMD_SCALAR)
 #define TFORMER_INT8_AVX2 1
+#include <immintrin.h>
 #else
 #define TFORMER_INT8_AVX2 0
 #endif
@@ -174,6 +175,7 @@ inline float weight_scale(const WRow& w, index b) noexcept {
     std::memcpy(&d, w.scales + ((b * block) >> w.shift) * index(sizeof d), sizeof d);
     return d;
   } else {
+    static_assert(T == WeightType::q8_0 || T == WeightType::q4_0);  // the scale leads the block
     f16 d;
     std::memcpy(&d, w.values + b * type_info(T).block_bytes, 2);
 #if TFORMER_INT8_AVX2  // F16C, and not the plain-loop build (which includes no intrinsics)
@@ -199,9 +201,12 @@ inline __m256 weight_scale_lanes(const WRow& w, index b) noexcept {
 
 template <WeightType T>
 inline const std::byte* weight_bytes(const WRow& w, index b) noexcept {
-  if constexpr (T == WeightType::q8_group) return w.values + b * block;
-  else if constexpr (T == WeightType::q8_0) return w.values + b * 34 + 2;
-  else return w.values + b * 18 + 2;
+  static_assert(T == WeightType::q8_group || T == WeightType::q8_0 || T == WeightType::q4_0);
+  if constexpr (T == WeightType::q8_group) {
+    return w.values + b * block;
+  } else {
+    return w.values + b * type_info(T).block_bytes + 2;  // past the f16 scale
+  }
 }
 
 #if TFORMER_INT8_AVX2
@@ -269,6 +274,7 @@ inline __m512i unsigned_pair(const WRow& w, index b) noexcept {
 template <WeightType T>
 inline __m512 sixteen_weight_scales(const WRow& w, index b) noexcept {
   if constexpr (T == WeightType::q4_0) {
+    static_assert(type_info(T).block_bytes == 18, "the word indices below count 18-byte blocks");
     const auto* p = reinterpret_cast<const char*>(w.values + b * 18);
     const __m512i to_lanes = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  //
                                               63, 45, 27, 9, 54, 36, 18, 0,   // lanes 8–15
@@ -284,7 +290,8 @@ inline __m512 sixteen_weight_scales(const WRow& w, index b) noexcept {
     return _mm512_load_ps(d);
   } else {
     alignas(32) std::uint16_t h[16];
-    for (int l = 0; l < 16; ++l) std::memcpy(&h[l], w.values + (b + sixteen_lane[l]) * 34, 2);
+    for (int l = 0; l < 16; ++l)
+      std::memcpy(&h[l], w.values + (b + sixteen_lane[l]) * type_info(T).block_bytes, 2);
     return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(h)));
   }
 }
