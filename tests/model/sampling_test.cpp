@@ -120,8 +120,8 @@ TEST_CASE("sampling: every sampler agrees with the double reference on random ca
 
 TEST_CASE("sampling: top-p over a flat vocabulary keeps the growing prefix it needs",
           "[sampling]") {
-  // Equal logits: no threshold short of all of them holds top_p's mass, so every lowering of the
-  // threshold runs; ties order by id, so top_p·n of the lowest ids are kept.
+  // Equal logits: all of them are gathered at once; ties order by id, so top_p·n of the lowest
+  // ids are kept.
   const int n = 50000;
   const std::vector<float> flat(n, 1.5f);
   SamplerWorkspace ws(n);
@@ -133,6 +133,29 @@ TEST_CASE("sampling: top-p over a flat vocabulary keeps the growing prefix it ne
       CHECK(t == ref::sample(flat, Sampler::with_top_p(p), copy.uniform()).token);
       CHECK(t < std::int32_t(std::ceil(p * n)) + 1);
     }
+  }
+  // Two tokens above a crowd just below the first threshold (−9·T). At top_p 0.5 the prefix
+  // needs the crowd, so the threshold goes down. With top_p 1 % below the first token's share or
+  // 0.1 % above it, the cut lies inside the slack of the gathering pass's bounds on the crowd's
+  // mass (−0.4 %, +5.7 % here): the exact mass decides, the first token alone or both.
+  std::vector<float> crowd(n, -10.0f);
+  crowd[777] = crowd[778] = 0.0f;
+  const double share = 1.0 / (2.0 + (n - 2) * std::exp(-10.0));
+  for (const double p : {0.5, 0.99 * share, 1.001 * share}) {
+    CAPTURE(p);
+    Rng rng(5);
+    int first = 0, second = 0;
+    for (int i = 0; i < 400; ++i) {
+      Rng copy = rng;
+      const std::int32_t t = sample(crowd, Sampler::with_top_p(float(p)), rng, ws);
+      const ref::SampleResult want =
+          ref::sample(crowd, Sampler::with_top_p(float(p)), copy.uniform());
+      CHECK((t == want.token || want.margin < 1e-5));
+      first += t == 777;
+      second += t == 778;
+    }
+    if (p < share) CHECK(first == 400);
+    if (p > share && p < 0.49) CHECK((second > 100 && first + second == 400));
   }
   // Top-k larger than the tokens near the top: the threshold goes down until k are in.
   std::vector<float> peaked(n, -30.0f);
@@ -277,6 +300,24 @@ TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "
         if (y[std::size_t(i)] >= threshold) want.push_back(i);
       got.resize(std::size_t(kernels::gather_at_least(y.data(), n, threshold, got.data())));
       CHECK(got == want);
+      // gather_and_bound_rest: the same tokens, and bounds on the others' mass in double (at
+      // inv_t 3 part of it lies below 2^-126, where the chord is 0).
+      for (const float inv_t : {0.5f, 3.0f}) {
+        CAPTURE(inv_t);
+        got.assign(std::size_t(n) + 1, -1);
+        const kernels::Gathered g =
+            kernels::gather_and_bound_rest(y.data(), n, threshold, 50.0f, inv_t, got.data());
+        got.resize(std::size_t(g.count));
+        CHECK(got == want);
+        double rest = 0;
+        for (int i = 0; i < n; ++i)
+          if (y[std::size_t(i)] < threshold)
+            rest += std::exp((double(y[std::size_t(i)]) - 50.0) * inv_t);
+        CHECK(g.rest_lo <= rest);
+        CHECK(rest <= g.rest_hi);
+        CHECK(g.rest_hi <=
+              kernels::chord_slack * 1.003 * g.rest_lo + n * 0x1p-126);  // as tight as stated
+      }
     }
     // exp_sum: the sum, the values and the block sums, against double.
     std::vector<float> e(static_cast<std::size_t>(n));
@@ -290,6 +331,26 @@ TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "
     }
     CHECK(std::abs(total - want) <= 1e-6 * want);
     CHECK(blocks[0] == total);
+    // exp_sum over the values below a threshold only.
+    const float below = x[std::size_t(n / 2)];
+    double want_below = 0;
+    for (int i = 0; i < n; ++i)
+      if (x[std::size_t(i)] < below)
+        want_below += std::exp((double(x[std::size_t(i)]) - 41.0) * 0.5);
+    CHECK(std::abs(kernels::exp_sum(x.data(), n, 41.0f, 0.5f, nullptr, nullptr, below) -
+                   want_below) <= 1e-6 * want_below);
+  }
+  // The chord of 2^y lies on or above exp and within chord_slack of it, up to 3e-5 of rounding,
+  // over the whole range where exp is a normal float and at the boundaries between powers of 2.
+  for (const float inv_t : {0.25f, 1.0f, 1.7f}) {
+    const float k = kernels::chord_scale(inv_t);
+    for (double d = 0; d * inv_t >= -87; d -= 0.0137) {
+      CAPTURE(inv_t, d);
+      const double e = std::exp(d * inv_t), chord = kernels::chord_exp(float(d), k);
+      CHECK(chord >= e * (1 - 3e-5));
+      CHECK(chord <= e * kernels::chord_slack * (1 + 3e-5));
+    }
+    CHECK(kernels::chord_exp(-INFINITY, k) == 0.0f);
   }
 }
 

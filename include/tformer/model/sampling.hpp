@@ -18,17 +18,20 @@
 // No step sorts the vocabulary: the truncations gather the tokens above a logit threshold with
 // one vector pass, lowering it only when what is gathered cannot hold the kept set; only the
 // gathered few are sorted. Steps 3 to 7 read exp() of the whole vocabulary only when their
-// result depends on all of it (no truncation, or top_p without top_k). Scratch lives in
-// SamplerWorkspace: no allocation per token.
+// result depends on all of it: with no truncation, and for top_p without top_k only when the
+// bounds on the ungathered tokens' mass, from the gathering pass itself, cannot place the cut.
+// Scratch lives in SamplerWorkspace: no allocation per token.
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
 #include <span>
 #include <string>
+#include <type_traits>
 
 #include "tformer/core/error.hpp"
 #include "tformer/core/memory.hpp"
@@ -117,10 +120,11 @@ struct Candidate {
 
 struct MaxScan {
   float max;
-  bool bad;  // a NaN or +inf among the values (max is then meaningless)
+  bool bad;  // true when a NaN or +inf is among the values (max is then meaningless), and
+             // rarely without one (a sum overflowed): a cue to check exactly
 };
 
-// The largest of x[0, n), n >= 1, and whether any value is NaN or +inf.
+// The largest of x[0, n), n >= 1, and whether a value may be NaN or +inf.
 inline MaxScan max_scan(const float* x, index n) noexcept {
   constexpr float inf = std::numeric_limits<float>::infinity();
   float m = -inf;
@@ -130,15 +134,32 @@ inline MaxScan max_scan(const float* x, index n) noexcept {
   using B = simd::batch;
   constexpr index W = static_cast<index>(B::size);
   if (n >= W) {
-    B vm(-inf);
+    // Four maxima (one would wait on max's latency). A NaN or +inf shows in a compare where
+    // AVX-512's mask registers make it cheap; elsewhere in a sum, NaN or +inf (as may a sum that
+    // overflows: `bad` then sends the caller to its exact check for nothing), one add a register.
+    constexpr bool masks = std::is_same_v<simd::arch, xsimd::avx512f>;
+    B m0(-inf), m1(-inf), m2(-inf), m3(-inf), sum(0.0f);
     auto vbad = B(0.0f) != B(0.0f);  // all false
-    for (const index end = n / W * W; i < end; i += W) {
+    const index end = n / W * W;
+    for (; i + 4 * W <= end; i += 4 * W) {
+      const B v0 = B::load_unaligned(x + i), v1 = B::load_unaligned(x + i + W),
+              v2 = B::load_unaligned(x + i + 2 * W), v3 = B::load_unaligned(x + i + 3 * W);
+      if constexpr (masks)
+        vbad = vbad | (!(v0 < B(inf)) | !(v1 < B(inf))) | (!(v2 < B(inf)) | !(v3 < B(inf)));
+      else
+        sum += (v0 + v1) + (v2 + v3);
+      m0 = xsimd::max(m0, v0);
+      m1 = xsimd::max(m1, v1);
+      m2 = xsimd::max(m2, v2);
+      m3 = xsimd::max(m3, v3);
+    }
+    for (; i < end; i += W) {
       const B v = B::load_unaligned(x + i);
       vbad = vbad | !(v < B(inf));
-      vm = xsimd::max(vm, v);
+      m0 = xsimd::max(m0, v);
     }
-    m = xsimd_compat::reduce_max(vm);
-    bad = xsimd::any(vbad);
+    m = xsimd_compat::reduce_max(xsimd::max(xsimd::max(m0, m1), xsimd::max(m2, m3)));
+    bad = xsimd::any(vbad | !(sum < B(inf)));
   }
 #endif
   for (; i < n; ++i) {
@@ -161,11 +182,11 @@ inline index find_first(const float* x, [[maybe_unused]] index n, float v) noexc
   return i;
 }
 
-// Σ exp((x[i] − m)·inv_t) over i < n: in float within blocks of `block` values, the block sums
-// in double. Writes e[i] = exp(…) and blocks[b] = the sum of block b when they are not null.
-// Precondition: x[i] <= m (each term in [0, 1]).
-inline double exp_sum(const float* x, index n, float m, float inv_t, float* e,
-                      double* blocks) noexcept {
+// Σ exp((x[i] − m)·inv_t) over i < n with x[i] < below: in float within blocks of `block`
+// values, the block sums in double. Writes e[i] = exp(…) (every i) and blocks[b] = the sum of
+// block b when they are not null. Precondition: x[i] <= m (each term in [0, 1]).
+inline double exp_sum(const float* x, index n, float m, float inv_t, float* e, double* blocks,
+                      float below = std::numeric_limits<float>::infinity()) noexcept {
   double total = 0.0;
   for (index b0 = 0; b0 < n; b0 += block) {
     const index b1 = std::min(n, b0 + block);
@@ -176,9 +197,10 @@ inline double exp_sum(const float* x, index n, float m, float inv_t, float* e,
     constexpr index W = static_cast<index>(B::size);
     B vs(0.0f);
     for (const index end = b0 + (b1 - b0) / W * W; i < end; i += W) {
-      const B v = xsimd::exp((B::load_unaligned(x + i) - B(m)) * B(inv_t));
+      const B xi = B::load_unaligned(x + i);
+      const B v = xsimd::exp((xi - B(m)) * B(inv_t));
       if (e) v.store_unaligned(e + i);
-      vs += v;
+      vs += xsimd::select(xi < B(below), v, B(0.0f));
     }
     alignas(64) float lanes[W];
     vs.store_aligned(lanes);
@@ -187,7 +209,7 @@ inline double exp_sum(const float* x, index n, float m, float inv_t, float* e,
     for (; i < b1; ++i) {
       const float v = std::exp((x[i] - m) * inv_t);
       if (e) e[i] = v;
-      sum += v;
+      if (x[i] < below) sum += v;
     }
     if (blocks) blocks[b0 / block] = sum;
     total += sum;
@@ -195,20 +217,116 @@ inline double exp_sum(const float* x, index n, float m, float inv_t, float* e,
   return total;
 }
 
+// exp(d·inv_t) for d <= 0, rounded up to the chord of 2^y between the powers of two around it
+// (y = d·inv_t·log2 e): the float whose bits are (y + 127)·2^23, which is 2^⌊y⌋·(1 + frac y).
+// `k` is inv_t·log2(e)·2^23 (chord_scale). At least exp(d·inv_t) and at most chord_slack times
+// it (the largest (1 + f)/2^f, 1.06148 at f = 1/ln 2 − 1), up to 3e-5 of rounding, where exp
+// is at least 2^-126; below that it falls short (0 from 2^-127 down, d = −inf included).
+inline constexpr double chord_slack = 1.0615;
+inline float chord_scale(float inv_t) noexcept {
+  return inv_t * float(1.4426950408889634 * 0x1p23);
+}
+inline float chord_exp(float d, float k) noexcept {
+  const float bits = std::fma(d, k, 127.0f * 0x1p23f);
+  return std::bit_cast<float>(bits > 0.0f ? std::int32_t(bits) : std::int32_t(0));
+}
+
+// What gather_and_bound_rest found: `count` indices, and the mass of the tokens it left out.
+struct Gathered {
+  index count;
+  double rest_lo, rest_hi;  // bounds on Σ exp((x[i] − m)·inv_t) over the tokens not gathered
+};
+
+namespace detail {
+// gather_at_least, and with BoundRest the sum of chord_exp over the tokens below the threshold
+// (float sums within blocks of `block` values, the blocks in double).
+template <bool BoundRest>
+inline Gathered gather(const float* x, index n, float threshold, float m, float inv_t,
+                       std::int32_t* out) noexcept {
+  const float k = chord_scale(inv_t);
+  index c = 0, i = 0;
+  double rest = 0.0;
+#if TFORMER_HAS_SIMD
+  using B = simd::batch;
+  using I = xsimd::batch<std::int32_t, simd::arch>;
+  constexpr index W = static_cast<index>(B::size);
+  const index end = n / W * W;
+  // Gathers from `count` registers from x + at when any value reaches the threshold.
+  const auto gather_from = [&](index at, index count) {
+    for (index j = at; j < at + count * W; ++j)
+      if (x[j] >= threshold) out[c++] = std::int32_t(j);
+  };
+  const auto add_bound = [&](B& acc, const B& v, const auto& below) {
+    if constexpr (BoundRest) {
+      const B bits = xsimd_compat::fma(v - B(m), B(k), B(127.0f * 0x1p23f));
+      const B e = xsimd::bitwise_cast<B>(xsimd::max(xsimd::to_int(bits), I(0)));
+      acc = xsimd::select(below, acc + e, acc);
+    }
+  };
+  while (i < end) {  // four registers a step, each with its own sum
+    B a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);
+    const index stop = std::min(end, i + block);
+    for (; i + 4 * W <= stop; i += 4 * W) {
+      const B v0 = B::load_unaligned(x + i), v1 = B::load_unaligned(x + i + W),
+              v2 = B::load_unaligned(x + i + 2 * W), v3 = B::load_unaligned(x + i + 3 * W);
+      const auto b0 = v0 < B(threshold), b1 = v1 < B(threshold), b2 = v2 < B(threshold),
+                 b3 = v3 < B(threshold);
+      if (!xsimd::all((b0 & b1) & (b2 & b3))) gather_from(i, 4);
+      add_bound(a0, v0, b0);
+      add_bound(a1, v1, b1);
+      add_bound(a2, v2, b2);
+      add_bound(a3, v3, b3);
+    }
+    for (; i < stop; i += W) {
+      const B v = B::load_unaligned(x + i);
+      const auto below = v < B(threshold);
+      if (!xsimd::all(below)) gather_from(i, 1);
+      add_bound(a0, v, below);
+    }
+    if constexpr (BoundRest) rest += double(xsimd_compat::reduce_add((a0 + a1) + (a2 + a3)));
+  }
+#endif
+  while (i < n) {
+    float acc = 0.0f;
+    for (const index stop = std::min(n, i + block); i < stop; ++i) {
+      if (x[i] >= threshold)
+        out[c++] = std::int32_t(i);
+      else if constexpr (BoundRest)
+        acc += chord_exp(x[i] - m, k);
+    }
+    rest += double(acc);
+  }
+  // The chord is above exp by at most chord_slack; 1e-3 covers the float sums (≤ 256 terms a
+  // block: 1.5e-5) and the rounding of the exponent; n·2^-126 what the chord flushes to 0.
+  return {c, rest / chord_slack * (1.0 - 1e-3), rest * (1.0 + 1e-3) + double(n) * 0x1p-126};
+}
+}  // namespace detail
+
 // Writes every i < n with x[i] >= threshold to out, in increasing order; returns how many.
 inline index gather_at_least(const float* x, index n, float threshold, std::int32_t* out) noexcept {
-  index c = 0, i = 0;
+  return detail::gather<false>(x, n, threshold, 0.0f, 0.0f, out).count;
+}
+
+// gather_at_least, and bounds on the mass Σ exp((x[i] − m)·inv_t) of the tokens it leaves out
+// (the upper one within 6.2 % of the lower, from one chord per token: no exp). Precondition:
+// x[i] <= m for every i, inv_t > 0 finite.
+inline Gathered gather_and_bound_rest(const float* x, index n, float threshold, float m,
+                                      float inv_t, std::int32_t* out) noexcept {
+  return detail::gather<true>(x, n, threshold, m, inv_t, out);
+}
+
+// w[j] = exp((l[order[j]] − m)·inv_t) for j < c: the gathered tokens' weights, in float.
+inline void candidate_weights(const float* l, const std::int32_t* order, index c, float m,
+                              float inv_t, float* w) noexcept {
+  for (index j = 0; j < c; ++j) w[j] = l[order[j]];
+  index j = 0;
 #if TFORMER_HAS_SIMD
   using B = simd::batch;
   constexpr index W = static_cast<index>(B::size);
-  for (const index end = n / W * W; i < end; i += W)
-    if (xsimd::any(B::load_unaligned(x + i) >= B(threshold)))
-      for (index j = i; j < i + W; ++j)
-        if (x[j] >= threshold) out[c++] = std::int32_t(j);
+  for (const index end = c / W * W; j < end; j += W)
+    xsimd::exp((B::load_unaligned(w + j) - B(m)) * B(inv_t)).store_unaligned(w + j);
 #endif
-  for (; i < n; ++i)
-    if (x[i] >= threshold) out[c++] = std::int32_t(i);
-  return c;
+  for (; j < c; ++j) w[j] = std::exp((w[j] - m) * inv_t);
 }
 
 // Writes the k best of x[0, n) (larger first, ties to the lower index) to out, in no order;
@@ -282,7 +400,7 @@ class SamplerWorkspace {
   static std::size_t size(index n) { return static_cast<std::size_t>(n); }
   index vocab_;
   AlignedBuffer<float> adjusted_;     // logits after bias and penalties
-  AlignedBuffer<float> e_;            // exp((l − max)/T), no truncation only
+  AlignedBuffer<float> e_;  // exp((l − max)/T): by id with no truncation, else by candidate
   AlignedBuffer<double> probs_;       // kept weights by id for a draw over many; zero between calls
   AlignedBuffer<double> blocks_;      // e_'s block sums
   AlignedBuffer<std::int32_t> order_;   // gathered token ids
@@ -377,13 +495,17 @@ struct sampling_detail {
     return l;
   }
 
+  // 1/T in float, at most FLT_MAX: a temperature below 1/FLT_MAX is greedy (0 · inf is NaN).
+  static float inverse_temperature(const Sampler& s) noexcept {
+    return float(std::min(1.0 / double(s.temperature), double(std::numeric_limits<float>::max())));
+  }
+
   // Steps 3 to 7 on the adjusted logits l, whose largest is m (finite).
   static std::int32_t draw(const float* l, index n, float m, const Sampler& s, Rng& rng,
                            SamplerWorkspace& ws) {
     namespace k = sampling_kernels;
     const double T = s.temperature;
-    // 1/T in float, at most FLT_MAX: a temperature below 1/FLT_MAX is greedy (0 · inf is NaN).
-    const float inv_t = float(std::min(1.0 / T, double(std::numeric_limits<float>::max())));
+    const float inv_t = inverse_temperature(s);
     const index top_k = s.top_k;
     const bool top_p = s.top_p < 1.0f, min_p = s.min_p > 0.0f;
     if (top_k == 0 && !top_p && !min_p) {  // every token, in id order
@@ -413,52 +535,66 @@ struct sampling_detail {
     std::int32_t* order = ws.order_.data();
     if (top_k > 0) {  // exactly the k most probable, then top_p and min_p within them
       const index c = k::select_top_k(l, n, top_k, order);
-      return draw_kept(l, m, s, rng, ws, c, nullptr, 0.0, log_min_p, false);
+      return draw_kept(l, m, s, rng, ws, c, 0.0, 0.0, log_min_p, false);
     }
-    // Without top_k, top_p's mass is a fraction of all tokens' (a float-block sum of e_).
-    const double total_all = top_p ? k::exp_sum(l, n, m, inv_t, ws.e_.data(), nullptr) : 0.0;
     // No logit below `lowest` is kept under min_p: a margin below the exact bound, which
     // draw_kept applies in double.
     const double lowest =
         min_p ? double(m) + T * log_min_p - 1e-3 * (1.0 + std::abs(double(m))) : -HUGE_VAL;
-    // Gather the tokens with (l − m)/T >= tau; lower tau until they hold the kept set.
+    // Gather the tokens with (l − m)/T >= tau; lower tau until they hold the kept set. Without
+    // top_k, top_p's mass is a fraction of all tokens': the gathering pass bounds the mass of
+    // those it leaves out, which decides the prefix unless its cut falls within the bounds' 6 %;
+    // only then does an exp pass over the rest make the mass exact.
     for (double tau = -9.0;; tau = tau > -90.0 ? tau - 18.0 : -HUGE_VAL) {
       const double bound = std::max(double(m) + T * tau, lowest);
       const float threshold = bound < -double(std::numeric_limits<float>::max())
                                   ? -std::numeric_limits<float>::infinity()
                                   : float(bound);
-      const index c = k::gather_at_least(l, n, threshold, order);
       // Everything that can be kept is gathered when the bound is min_p's or there is none;
       // otherwise top_p needs its prefix here (draw_kept says), min_p alone the whole set.
       const bool complete = threshold == -std::numeric_limits<float>::infinity() || bound == lowest;
       if (!complete && !top_p) continue;
-      const std::int32_t token = draw_kept(l, m, s, rng, ws, c, top_p ? ws.e_.data() : nullptr,
-                                           total_all, log_min_p, !complete);
+      const k::Gathered g = top_p ? k::gather_and_bound_rest(l, n, threshold, m, inv_t, order)
+                                  : k::Gathered{k::gather_at_least(l, n, threshold, order), 0, 0};
+      std::int32_t token =
+          draw_kept(l, m, s, rng, ws, g.count, g.rest_lo, g.rest_hi, log_min_p, !complete);
+      if (token == undecided) {
+        const double rest = k::exp_sum(l, n, m, inv_t, nullptr, nullptr, threshold);
+        token = draw_kept(l, m, s, rng, ws, g.count, rest, rest, log_min_p, !complete);
+      }
       if (token >= 0) return token;
     }
   }
 
+  static constexpr std::int32_t need_more = -1, undecided = -2;
+
   // Steps 5 to 7 over the c tokens ws.order_[0, c), which hold every token steps 5 and 6 keep:
-  // top_p's shortest most-probable prefix reaching top_p of `total` (0: of these c), min_p's
-  // cut, one draw in id order. Weights from e (indexed by id) when given, else exp in double.
-  // With `may_need_more`, returns −1 (drawing nothing) when top_p's prefix goes past the c.
+  // top_p's shortest most-probable prefix reaching top_p of the c's mass plus the rest's (in
+  // [rest_lo, rest_hi]; 0 for top_k's set), min_p's cut, one draw in id order. Returns need_more
+  // when top_p's prefix goes past the c and `may_need_more`, and undecided when the rest's
+  // bounds leave the prefix open; then it draws nothing.
   static std::int32_t draw_kept(const float* l, float m, const Sampler& s, Rng& rng,
-                                SamplerWorkspace& ws, index c, const float* e, double total,
+                                SamplerWorkspace& ws, index c, double rest_lo, double rest_hi,
                                 double log_min_p, bool may_need_more) {
     const double T = s.temperature;
+    const float inv_t = inverse_temperature(s);
     Candidate* cand = ws.candidates_.data();
+    const float* weight = ws.e_.data();
+    sampling_kernels::candidate_weights(l, ws.order_.data(), c, m, inv_t, ws.e_.data());
     double mass_of_c = 0.0;
     for (index j = 0; j < c; ++j) {
       const std::int32_t t = ws.order_[std::size_t(j)];
-      const double w = e ? double(e[t]) : std::exp((double(l[t]) - m) / T);
-      cand[j] = {t, l[t], w};
-      mass_of_c += w;
+      cand[j] = {t, l[t], double(weight[j])};
+      mass_of_c += weight[j];
     }
     index kept = c;
     if (s.top_p < 1.0f) {
-      const double target = s.top_p * (total > 0.0 ? total : mass_of_c);
-      if (mass_of_c < target && may_need_more) return -1;
-      kept = top_p_prefix(cand, c, target);
+      const double lo = s.top_p * (mass_of_c + rest_lo), hi = s.top_p * (mass_of_c + rest_hi);
+      if (mass_of_c < lo && may_need_more) return need_more;
+      const Prefix prefix = top_p_prefix(cand, c, lo);
+      // The prefix reaching hi is this one unless this one falls short of hi.
+      if (prefix.mass < hi && (prefix.count < c || may_need_more)) return undecided;
+      kept = prefix.count;
     }
     if (s.min_p > 0.0f)  // the most probable token always passes ((m − m)/T = 0 >= log min_p)
       kept = index(std::partition(cand, cand + kept, [&](const Candidate& x) {
@@ -497,9 +633,13 @@ struct sampling_detail {
   }
 
   // Reorders cand[0, c) so that its first j are the j most probable (larger logit first, ties
-  // to the lower id), j the fewest whose weights reach `target` (all c if none do); returns j.
-  // A quickselect weighted by mass: expected O(c), never a full sort.
-  static index top_p_prefix(Candidate* cand, index c, double target) {
+  // to the lower id), j the fewest whose weights reach `target` (all c if none do); returns j
+  // and their mass. A quickselect weighted by mass: expected O(c), never a full sort.
+  struct Prefix {
+    index count;
+    double mass;
+  };
+  static Prefix top_p_prefix(Candidate* cand, index c, double target) {
     const auto better = [](const Candidate& a, const Candidate& b) {
       return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
     };
@@ -521,7 +661,7 @@ struct sampling_detail {
       if (acc + left >= target) {
         hi = at;
       } else if (acc + left + pv.weight >= target) {
-        return at + 1;
+        return {at + 1, acc + left + pv.weight};
       } else {
         acc += left + pv.weight;
         lo = at + 1;
@@ -530,9 +670,9 @@ struct sampling_detail {
     std::sort(cand + lo, cand + hi, better);
     for (index j = lo; j < hi; ++j) {
       acc += cand[j].weight;
-      if (acc >= target) return j + 1;
+      if (acc >= target) return {j + 1, acc};
     }
-    return hi;
+    return {hi, acc};
   }
 
   // The whole of sample(); logprob only when asked (one more exp pass over the vocabulary).
