@@ -137,25 +137,29 @@ TEST_CASE("sampling: top-p over a flat vocabulary keeps the growing prefix it ne
   // Two tokens above a crowd just below the first threshold (−9·T). At top_p 0.5 the prefix
   // needs the crowd, so the threshold goes down. With top_p 1 % below the first token's share or
   // 0.1 % above it, the cut lies inside the slack of the gathering pass's bounds on the crowd's
-  // mass (−0.4 %, +5.7 % here): the exact mass decides, the first token alone or both.
-  std::vector<float> crowd(n, -10.0f);
-  crowd[777] = crowd[778] = 0.0f;
+  // mass (−0.5 %, +5.9 % here): the exact mass decides, the first token alone or both.
+  // The same at T = 1e-33 with logits 1e-33 times as large: there the chord's scale overflows
+  // float, so the gathering pass cannot bound the crowd and the exact mass always decides.
   const double share = 1.0 / (2.0 + (n - 2) * std::exp(-10.0));
-  for (const double p : {0.5, 0.99 * share, 1.001 * share}) {
-    CAPTURE(p);
-    Rng rng(5);
-    int first = 0, second = 0;
-    for (int i = 0; i < 400; ++i) {
-      Rng copy = rng;
-      const std::int32_t t = sample(crowd, Sampler::with_top_p(float(p)), rng, ws);
-      const ref::SampleResult want =
-          ref::sample(crowd, Sampler::with_top_p(float(p)), copy.uniform());
-      CHECK((t == want.token || want.margin < 1e-5));
-      first += t == 777;
-      second += t == 778;
+  for (const float scale : {1.0f, 1e-33f}) {
+    std::vector<float> crowd(n, -10.0f * scale);
+    crowd[777] = crowd[778] = 0.0f;
+    for (const double p : {0.5, 0.99 * share, 1.001 * share}) {
+      CAPTURE(scale, p);
+      const Sampler s = Sampler::with_top_p(float(p), scale);
+      Rng rng(5);
+      int first = 0, second = 0;
+      for (int i = 0; i < 400; ++i) {
+        Rng copy = rng;
+        const std::int32_t t = sample(crowd, s, rng, ws);
+        const ref::SampleResult want = ref::sample(crowd, s, copy.uniform());
+        CHECK((t == want.token || want.margin < 1e-5));
+        first += t == 777;
+        second += t == 778;
+      }
+      if (p < share) CHECK(first == 400);
+      if (p > share && p < 0.49) CHECK((second > 100 && first + second == 400));
     }
-    if (p < share) CHECK(first == 400);
-    if (p > share && p < 0.49) CHECK((second > 100 && first + second == 400));
   }
   // Top-k larger than the tokens near the top: the threshold goes down until k are in.
   std::vector<float> peaked(n, -30.0f);
@@ -277,11 +281,15 @@ TEST_CASE("sampling: log-probabilities are the model's, before bias and truncati
 }
 
 TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "[sampling]") {
-  // Every length up to three registers and a tail, the extreme at every position.
-  for (int n = 1; n <= 3 * 16 + 5; ++n) {
+  // Every length up to five registers of 16 and a tail (past the kernels' four-register steps),
+  // the extreme at every position; then lengths past the 256-value blocks, at some positions.
+  std::vector<int> lengths;
+  for (int n = 1; n <= 5 * 16 + 5; ++n) lengths.push_back(n);
+  for (const int n : {300, 600, 1100}) lengths.push_back(n);
+  for (const int n : lengths) {
     std::vector<float> x(static_cast<std::size_t>(n));
     for (int i = 0; i < n; ++i) x[std::size_t(i)] = float((i * 7919) % 101) - 60.0f;  // all differ in a register
-    for (int at = 0; at < n; ++at) {
+    for (int at = 0; at<n; at += n> 85 ? 37 : 1) {
       CAPTURE(n, at);
       std::vector<float> y = x;
       y[std::size_t(at)] = 50.0f;
@@ -292,6 +300,12 @@ TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "
       for (const float bad : {std::nanf(""), INFINITY}) {
         std::vector<float> z = y;
         z[std::size_t(at)] = bad;
+        CHECK(kernels::max_scan(z.data(), n).bad);
+      }
+      if (n > 16) {  // +inf after −inf in the same lane (a sum of the two is NaN, still bad)
+        std::vector<float> z = y;
+        z[std::size_t(at)] = -INFINITY;
+        z[std::size_t((at + 16) % n)] = INFINITY;
         CHECK(kernels::max_scan(z.data(), n).bad);
       }
       std::vector<std::int32_t> got(std::size_t(n) + 1), want;
@@ -321,7 +335,7 @@ TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "
     }
     // exp_sum: the sum, the values and the block sums, against double.
     std::vector<float> e(static_cast<std::size_t>(n));
-    std::vector<double> blocks(1);
+    std::vector<double> blocks(std::size_t((n + kernels::block - 1) / kernels::block));
     const double total = kernels::exp_sum(x.data(), n, 41.0f, 0.5f, e.data(), blocks.data());
     double want = 0;
     for (int i = 0; i < n; ++i) {
@@ -330,7 +344,9 @@ TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "
       want += v;
     }
     CHECK(std::abs(total - want) <= 1e-6 * want);
-    CHECK(blocks[0] == total);
+    double sum_of_blocks = 0;  // in the same order as the kernel's
+    for (const double b : blocks) sum_of_blocks += b;
+    CHECK(sum_of_blocks == total);
     // exp_sum over the values below a threshold only.
     const float below = x[std::size_t(n / 2)];
     double want_below = 0;

@@ -109,7 +109,8 @@ struct Sampled {
 
 namespace sampling_kernels {
 
-inline constexpr index block = 256;  // exp_sum's unit: a float sum per block, blocks in double
+inline constexpr index block =
+    256;  // exp_sum's and gather's unit: a float sum a block, blocks in double
 
 // A token the truncations consider.
 struct Candidate {
@@ -135,8 +136,9 @@ inline MaxScan max_scan(const float* x, index n) noexcept {
   constexpr index W = static_cast<index>(B::size);
   if (n >= W) {
     // Four maxima (one would wait on max's latency). A NaN or +inf shows in a compare where
-    // AVX-512's mask registers make it cheap; elsewhere in a sum, NaN or +inf (as may a sum that
-    // overflows: `bad` then sends the caller to its exact check for nothing), one add a register.
+    // AVX-512's mask registers make it cheap; on the other ISAs in a running sum, NaN or +inf (as
+    // may a sum that overflows: `bad` then sends the caller to its exact check for nothing), one
+    // add a register where a compare, a negation and an or cost three.
     constexpr bool masks = std::is_same_v<simd::arch, xsimd::avx512f>;
     B m0(-inf), m1(-inf), m2(-inf), m3(-inf), sum(0.0f);
     auto vbad = B(0.0f) != B(0.0f);  // all false
@@ -298,6 +300,7 @@ inline Gathered gather(const float* x, index n, float threshold, float m, float 
   }
   // The chord is above exp by at most chord_slack; 1e-3 covers the float sums (≤ 256 terms a
   // block: 1.5e-5) and the rounding of the exponent; n·2^-126 what the chord flushes to 0.
+  if (!(k < std::numeric_limits<float>::infinity())) return {c, 0.0, HUGE_VAL};  // T < 3.6e-32
   return {c, rest / chord_slack * (1.0 - 1e-3), rest * (1.0 + 1e-3) + double(n) * 0x1p-126};
 }
 }  // namespace detail
@@ -308,8 +311,9 @@ inline index gather_at_least(const float* x, index n, float threshold, std::int3
 }
 
 // gather_at_least, and bounds on the mass Σ exp((x[i] − m)·inv_t) of the tokens it leaves out
-// (the upper one within 6.2 % of the lower, from one chord per token: no exp). Precondition:
-// x[i] <= m for every i, inv_t > 0 finite.
+// (the upper one within 6.4 % of the lower, from one chord per token: no exp; unbounded above
+// when inv_t is so large that chord_scale overflows). Precondition: x[i] <= m for every i,
+// inv_t > 0 finite.
 inline Gathered gather_and_bound_rest(const float* x, index n, float threshold, float m,
                                       float inv_t, std::int32_t* out) noexcept {
   return detail::gather<true>(x, n, threshold, m, inv_t, out);
@@ -592,8 +596,10 @@ struct sampling_detail {
       const double lo = s.top_p * (mass_of_c + rest_lo), hi = s.top_p * (mass_of_c + rest_hi);
       if (mass_of_c < lo && may_need_more) return need_more;
       const Prefix prefix = top_p_prefix(cand, c, lo);
-      // The prefix reaching hi is this one unless this one falls short of hi.
-      if (prefix.mass < hi && (prefix.count < c || may_need_more)) return undecided;
+      // The prefix reaching hi is this one unless this one falls short of hi (with exact
+      // bounds it never does: a last-bit difference between two sums is no reason to ask again).
+      if (rest_hi > rest_lo && prefix.mass < hi && (prefix.count < c || may_need_more))
+        return undecided;
       kept = prefix.count;
     }
     if (s.min_p > 0.0f)  // the most probable token always passes ((m − m)/T = 0 >= log min_p)
