@@ -6,6 +6,9 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#if defined(__F16C__)
+#include <immintrin.h>  // the hardware's conversion, compared below
+#endif
 
 #include "reference/weight_reference.hpp"
 #include "support/random.hpp"
