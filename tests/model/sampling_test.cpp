@@ -370,6 +370,67 @@ TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "
   }
 }
 
+TEST_CASE("sampling: top-p's prefix is the most probable tokens' shortest reaching the target",
+          "[sampling]") {
+  // top_p_prefix (histogram rounds, ties by id, −inf tokens) against a stable sort and a walk,
+  // on candidate sets of every size class: spread logits, integer logits (ties across parts),
+  // all equal, and some −inf.
+  using tformer::sampling_detail;
+  using Candidate = tformer::sampling_kernels::Candidate;
+  std::vector<double> mass(tformer::sampling_kernels::prefix_buckets);
+  std::vector<tformer::index> count(tformer::sampling_kernels::prefix_buckets);
+  test::Random rng(77);
+  for (int round = 0; round < 300; ++round) {
+    const int c = rng.integer(1, round < 200 ? 300 : 20000);
+    const int shape = rng.integer(0, 3);
+    std::vector<Candidate> cand(static_cast<std::size_t>(c));
+    for (int j = 0; j < c; ++j) {
+      float l = float(rng.uniform(-8, 8));
+      if (shape == 1) l = std::round(l);
+      if (shape == 2) l = 1.25f;
+      if (shape == 3 && rng.integer(0, 9) == 0) l = -kInf;
+      cand[std::size_t(j)] = {std::int32_t(c - 1 - j), l, 0.0};
+    }
+    cand[0].logit = 8.0f;  // a finite maximum
+    for (Candidate& x : cand) x.weight = std::exp(double(x.logit) - 8.0);
+    double total = 0;
+    for (const Candidate& x : cand) total += x.weight;
+    const double target = total * rng.uniform(0.0, 1.05);
+    CAPTURE(round, c, shape, target, total);
+    std::vector<Candidate> sorted = cand;
+    std::stable_sort(sorted.begin(), sorted.end(), [](const Candidate& a, const Candidate& b) {
+      return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+    });
+    tformer::index want = c;
+    double acc = 0;
+    for (int j = 0; j < c; ++j) {
+      acc += sorted[std::size_t(j)].weight;
+      if (acc >= target) {
+        want = j + 1;
+        break;
+      }
+    }
+    // Where the reference's running mass is within 1e-12 of the target, sums in another order
+    // may round the other way.
+    double before = 0;
+    for (tformer::index j = 0; j + 1 < want; ++j) before += sorted[std::size_t(j)].weight;
+    if (std::abs(before - target) < 1e-12 * total || std::abs(acc - target) < 1e-12 * total) continue;
+    const auto got = sampling_detail::top_p_prefix(cand.data(), c, target, mass.data(), count.data());
+    REQUIRE(got.count == want);
+    std::vector<std::int32_t> got_ids, want_ids;
+    for (tformer::index j = 0; j < want; ++j) {
+      got_ids.push_back(cand[std::size_t(j)].id);
+      want_ids.push_back(sorted[std::size_t(j)].id);
+    }
+    std::sort(got_ids.begin(), got_ids.end());
+    std::sort(want_ids.begin(), want_ids.end());
+    CHECK(got_ids == want_ids);
+    double got_mass = 0;
+    for (tformer::index j = 0; j < want; ++j) got_mass += cand[std::size_t(j)].weight;
+    CHECK(std::abs(got.mass - got_mass) <= 1e-12 * total);
+  }
+}
+
 TEST_CASE("sampling: bad settings raise tformer::Error naming them", "[sampling][errors]") {
   const std::vector<float> logits = {0.0f, 1.0f, 2.0f, 0.5f, 1.0f};
   SamplerWorkspace ws(5);

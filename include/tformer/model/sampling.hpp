@@ -109,8 +109,10 @@ struct Sampled {
 
 namespace sampling_kernels {
 
-inline constexpr index block =
-    256;  // exp_sum's and gather's unit: a float sum a block, blocks in double
+// exp_sum's and gather's unit: a float sum a block, the blocks' sums in double.
+inline constexpr index block = 256;
+// top_p_prefix's histogram: parts of the gathered logits' span.
+inline constexpr index prefix_buckets = 1024;
 
 // A token the truncations consider.
 struct Candidate {
@@ -389,9 +391,16 @@ inline index select_top_k(const float* x, index n, index k, std::int32_t* out) {
 class SamplerWorkspace {
  public:
   explicit SamplerWorkspace(index vocab)
-      : vocab_(checked(vocab)), adjusted_(size(vocab)), e_(size(vocab)), probs_(size(vocab)),
+      : vocab_(checked(vocab)),
+        adjusted_(size(vocab)),
+        e_(size(vocab)),
+        probs_(size(vocab)),
         blocks_(size((vocab + sampling_kernels::block - 1) / sampling_kernels::block)),
-        order_(size(vocab)), candidates_(size(vocab)), counts_(size(vocab)) {}
+        order_(size(vocab)),
+        candidates_(size(vocab)),
+        counts_(size(vocab)),
+        bucket_mass_(size(sampling_kernels::prefix_buckets)),
+        bucket_count_(size(sampling_kernels::prefix_buckets)) {}
   index vocab() const noexcept { return vocab_; }
 
  private:
@@ -410,6 +419,8 @@ class SamplerWorkspace {
   AlignedBuffer<std::int32_t> order_;   // gathered token ids
   AlignedBuffer<sampling_kernels::Candidate> candidates_;  // gathered tokens with logit and weight
   AlignedBuffer<std::int32_t> counts_;  // history counts, zero between calls
+  AlignedBuffer<double> bucket_mass_;   // top_p_prefix's histogram
+  AlignedBuffer<index> bucket_count_;
 };
 
 // Throws unless the sampler's settings are valid for `vocab` tokens.
@@ -462,6 +473,7 @@ inline void check_history(const char* where, std::span<const std::int32_t> histo
 
 struct sampling_detail {
   using Candidate = sampling_kernels::Candidate;
+  static constexpr index prefix_buckets = sampling_kernels::prefix_buckets;
 
   // The history as two spans (a generate call's prompt, then what it generated), of which the
   // last `window` tokens count (0: all).
@@ -585,17 +597,17 @@ struct sampling_detail {
     Candidate* cand = ws.candidates_.data();
     const float* weight = ws.e_.data();
     sampling_kernels::candidate_weights(l, ws.order_.data(), c, m, inv_t, ws.e_.data());
-    double mass_of_c = 0.0;
     for (index j = 0; j < c; ++j) {
       const std::int32_t t = ws.order_[std::size_t(j)];
       cand[j] = {t, l[t], double(weight[j])};
-      mass_of_c += weight[j];
     }
+    const double mass_of_c = mass(cand, c);
     index kept = c;
     if (s.top_p < 1.0f) {
       const double lo = s.top_p * (mass_of_c + rest_lo), hi = s.top_p * (mass_of_c + rest_hi);
       if (mass_of_c < lo && may_need_more) return need_more;
-      const Prefix prefix = top_p_prefix(cand, c, lo);
+      const Prefix prefix =
+          top_p_prefix(cand, c, lo, ws.bucket_mass_.data(), ws.bucket_count_.data());
       // The prefix reaching hi is this one unless this one falls short of hi (with exact
       // bounds it never does: a last-bit difference between two sums is no reason to ask again).
       if (rest_hi > rest_lo && prefix.mass < hi && (prefix.count < c || may_need_more))
@@ -607,9 +619,7 @@ struct sampling_detail {
                      return (double(x.logit) - m) / T >= log_min_p;
                    }) - cand);
     // One draw over the kept tokens in id order: sorted when few, else marked and scanned.
-    double sum = 0.0;
-    for (index j = 0; j < kept; ++j) sum += cand[j].weight;
-    const double r = rng.uniform() * sum;
+    const double r = rng.uniform() * mass(cand, kept);
     const index n = ws.vocab_;
     if (kept <= 4096 || kept * 16 <= n) {
       std::sort(cand, cand + kept, [](const Candidate& a, const Candidate& b) { return a.id < b.id; });
@@ -623,15 +633,35 @@ struct sampling_detail {
       return cand[0].id;
     }
     double* w = ws.probs_.data();  // zero between calls
-    for (index j = 0; j < kept; ++j) w[cand[j].id] = cand[j].weight;
-    std::int32_t token = -1, last = cand[0].id;
+    std::int32_t token = -1, last = cand[0].id;  // rounding left r at the top: the last with weight
+    for (index j = 0; j < kept; ++j) {
+      w[cand[j].id] = cand[j].weight;
+      if (cand[j].weight > 0.0) last = std::max(last, cand[j].id);
+    }
+    // Block by block: a block the draw passes is summed in four independent chains; the one it
+    // falls in is walked token by token.
     double acc = 0.0;
-    for (index i = 0; i < n; ++i) {
-      if (w[i] > 0.0) last = std::int32_t(i);
-      acc += w[i];
-      if (r < acc) {
-        token = std::int32_t(i);
-        break;
+    for (index b0 = 0; b0 < n && token < 0; b0 += sampling_kernels::block) {
+      const index b1 = std::min(n, b0 + sampling_kernels::block);
+      double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+      index i = b0;
+      for (; i + 4 <= b1; i += 4) {
+        s0 += w[i];
+        s1 += w[i + 1];
+        s2 += w[i + 2];
+        s3 += w[i + 3];
+      }
+      for (; i < b1; ++i) s0 += w[i];
+      if (const double sum = (s0 + s1) + (s2 + s3); acc + sum <= r) {
+        acc += sum;
+        continue;
+      }
+      for (i = b0; i < b1; ++i) {
+        acc += w[i];
+        if (r < acc) {
+          token = std::int32_t(i);
+          break;
+        }
       }
     }
     for (index j = 0; j < kept; ++j) w[cand[j].id] = 0.0;
@@ -640,38 +670,51 @@ struct sampling_detail {
 
   // Reorders cand[0, c) so that its first j are the j most probable (larger logit first, ties
   // to the lower id), j the fewest whose weights reach `target` (all c if none do); returns j
-  // and their mass. A quickselect weighted by mass: expected O(c), never a full sort.
+  // and their mass. A selection by histogram: the logits' span in prefix_buckets equal parts,
+  // the mass of each, then the part holding the cut again, until few remain (sorted); equal
+  // logits by the lowest ids (nth_element). O(c) a round, a round or two for a vocabulary's
+  // logits; never a full sort. `mass` and `count` are scratch of prefix_buckets entries.
   struct Prefix {
     index count;
     double mass;
   };
-  static Prefix top_p_prefix(Candidate* cand, index c, double target) {
-    const auto better = [](const Candidate& a, const Candidate& b) {
-      return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
-    };
+  static Prefix top_p_prefix(Candidate* cand, index c, double target, double* mass, index* count) {
+    constexpr float inf = std::numeric_limits<float>::infinity();
     index lo = 0, hi = c;  // cand[0, lo) is in the prefix, with mass acc < target
     double acc = 0.0;
-    while (hi - lo > 32) {
-      Candidate* a = cand + lo;
-      Candidate* mid = cand + (lo + hi) / 2;
-      Candidate* z = cand + hi - 1;
-      Candidate* pivot = better(*a, *mid) ? (better(*mid, *z) ? mid : (better(*a, *z) ? z : a))
-                                          : (better(*a, *z) ? a : (better(*mid, *z) ? z : mid));
-      std::swap(*pivot, *z);  // the pivot waits at the end
-      const Candidate pv = *z;
-      Candidate* split = std::partition(cand + lo, z, [&](const Candidate& x) { return better(x, pv); });
-      std::swap(*split, *z);  // now [lo, split) beat the pivot, which sits at split
-      double left = 0.0;
-      for (const Candidate* x = cand + lo; x != split; ++x) left += x->weight;
-      const index at = index(split - cand);
-      if (acc + left >= target) {
-        hi = at;
-      } else if (acc + left + pv.weight >= target) {
-        return {at + 1, acc + left + pv.weight};
-      } else {
-        acc += left + pv.weight;
-        lo = at + 1;
+    while (hi - lo > 64) {
+      float top = -inf, bottom = inf, finite_bottom = inf;
+      for (index j = lo; j < hi; ++j) {
+        const float x = cand[j].logit;
+        top = std::max(top, x);
+        bottom = std::min(bottom, x);
+        if (x > -inf) finite_bottom = std::min(finite_bottom, x);
       }
+      if (top == bottom) return equal_logits(cand, lo, hi, acc, target);
+      // Part 0 holds the top, the last part the finite bottom and every −inf (weight 0).
+      const double span = double(top) - double(finite_bottom);
+      const double scale = span > 0.0 ? double(prefix_buckets - 1) / span : 0.0;
+      const auto part = [&](float x) {
+        const double t = (double(top) - double(x)) * scale;  // NaN for −inf when scale is 0
+        return t < double(prefix_buckets - 1) ? index(t) : prefix_buckets - 1;
+      };
+      std::fill(mass, mass + prefix_buckets, 0.0);
+      std::fill(count, count + prefix_buckets, index(0));
+      for (index j = lo; j < hi; ++j) {
+        const index b = part(cand[j].logit);
+        mass[b] += cand[j].weight;
+        ++count[b];
+      }
+      index cut = 0;  // the part where the running mass reaches the target
+      double before = acc;
+      while (cut < prefix_buckets && before + mass[cut] < target) before += mass[cut++];
+      if (cut == prefix_buckets) return {hi, before};
+      Candidate* first =
+          partition(cand + lo, cand + hi, [&](const Candidate& x) { return part(x.logit) < cut; });
+      partition(first, cand + hi, [&](const Candidate& x) { return part(x.logit) == cut; });
+      acc = before;
+      lo = index(first - cand);
+      hi = lo + count[cut];
     }
     std::sort(cand + lo, cand + hi, better);
     for (index j = lo; j < hi; ++j) {
@@ -679,6 +722,49 @@ struct sampling_detail {
       if (acc >= target) return {j + 1, acc};
     }
     return {hi, acc};
+  }
+
+  // The weights of cand[0, n), in four independent sums (one would wait on the add's latency).
+  static double mass(const Candidate* cand, index n) noexcept {
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    index j = 0;
+    for (; j + 4 <= n; j += 4) {
+      s0 += cand[j].weight;
+      s1 += cand[j + 1].weight;
+      s2 += cand[j + 2].weight;
+      s3 += cand[j + 3].weight;
+    }
+    for (; j < n; ++j) s0 += cand[j].weight;
+    return (s0 + s1) + (s2 + s3);
+  }
+
+  // std::partition without a branch per element (whose outcome is a coin toss here): every
+  // element is swapped to the boundary, which moves on when it satisfies `pred`.
+  template <class Pred>
+  static Candidate* partition(Candidate* first, Candidate* last, Pred pred) noexcept {
+    for (Candidate* x = first; x != last; ++x) {
+      const bool keep = pred(*x);
+      std::swap(*first, *x);
+      first += keep;
+    }
+    return first;
+  }
+
+  static bool better(const Candidate& a, const Candidate& b) noexcept {
+    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+  }
+
+  // top_p_prefix over cand[lo, hi), whose logits (and so weights) are all equal: the lowest ids.
+  static Prefix equal_logits(Candidate* cand, index lo, index hi, double acc, double target) {
+    const double w = cand[lo].weight;
+    const index n = hi - lo;
+    if (!(acc + double(n) * w >= target)) return {hi, acc + double(n) * w};
+    index j = index(std::clamp(std::ceil((target - acc) / w), 1.0, double(n)));
+    while (j < n && acc + double(j) * w < target) ++j;
+    while (j > 1 && acc + double(j - 1) * w >= target) --j;
+    std::nth_element(cand + lo, cand + lo + (j - 1), cand + hi,
+                     [](const Candidate& a, const Candidate& b) { return a.id < b.id; });
+    return {lo + j, acc + double(j) * w};
   }
 
   // The whole of sample(); logprob only when asked (one more exp pass over the vocabulary).
