@@ -374,21 +374,24 @@ TEST_CASE("sampling: top-p's prefix is the most probable tokens' shortest reachi
           "[sampling]") {
   // top_p_prefix (histogram rounds, ties by id, −inf tokens) against a stable sort and a walk,
   // on candidate sets of every size class: spread logits, integer logits (ties across parts),
-  // all equal, and some −inf.
+  // all equal, some −inf, a dense cluster a few ulps wide (rounds after the first with a span),
+  // and the top over zeros and −infs (a round whose finite logits are equal: scale 0).
   using tformer::sampling_detail;
   using Candidate = tformer::sampling_kernels::Candidate;
   std::vector<double> mass(tformer::sampling_kernels::prefix_buckets);
-  std::vector<tformer::index> count(tformer::sampling_kernels::prefix_buckets);
+  std::vector<std::int32_t> count(tformer::sampling_kernels::prefix_buckets);
   test::Random rng(77);
   for (int round = 0; round < 300; ++round) {
     const int c = rng.integer(1, round < 200 ? 300 : 20000);
-    const int shape = rng.integer(0, 3);
+    const int shape = rng.integer(0, 5);
     std::vector<Candidate> cand(static_cast<std::size_t>(c));
     for (int j = 0; j < c; ++j) {
       float l = float(rng.uniform(-8, 8));
       if (shape == 1) l = std::round(l);
       if (shape == 2) l = 1.25f;
       if (shape == 3 && rng.integer(0, 9) == 0) l = -kInf;
+      if (shape == 4) l = 1.0f + float(rng.integer(0, 300)) * 0x1p-23f;
+      if (shape == 5) l = rng.integer(0, 1) ? 0.0f : -kInf;
       cand[std::size_t(j)] = {std::int32_t(c - 1 - j), l, 0.0};
     }
     cand[0].logit = 8.0f;  // a finite maximum
@@ -425,6 +428,10 @@ TEST_CASE("sampling: top-p's prefix is the most probable tokens' shortest reachi
     std::sort(got_ids.begin(), got_ids.end());
     std::sort(want_ids.begin(), want_ids.end());
     CHECK(got_ids == want_ids);
+    std::vector<std::int32_t> all;  // still a permutation of the candidates
+    for (const Candidate& x : cand) all.push_back(x.id);
+    std::sort(all.begin(), all.end());
+    for (int j = 0; j < c; ++j) REQUIRE(all[std::size_t(j)] == j);
     double got_mass = 0;
     for (tformer::index j = 0; j < want; ++j) got_mass += cand[std::size_t(j)].weight;
     CHECK(std::abs(got.mass - got_mass) <= 1e-12 * total);

@@ -419,8 +419,8 @@ class SamplerWorkspace {
   AlignedBuffer<std::int32_t> order_;   // gathered token ids
   AlignedBuffer<sampling_kernels::Candidate> candidates_;  // gathered tokens with logit and weight
   AlignedBuffer<std::int32_t> counts_;  // history counts, zero between calls
-  AlignedBuffer<double> bucket_mass_;   // top_p_prefix's histogram
-  AlignedBuffer<index> bucket_count_;
+  AlignedBuffer<double> bucket_mass_;   // top_p_prefix's histogram: each part's mass
+  AlignedBuffer<std::int32_t> bucket_count_;  // and its count of tokens
 };
 
 // Throws unless the sampler's settings are valid for `vocab` tokens.
@@ -633,7 +633,7 @@ struct sampling_detail {
       return cand[0].id;
     }
     double* w = ws.probs_.data();  // zero between calls
-    std::int32_t token = -1, last = cand[0].id;  // rounding left r at the top: the last with weight
+    std::int32_t token = -1, last = -1;  // rounding left r at the top: the last with weight
     for (index j = 0; j < kept; ++j) {
       w[cand[j].id] = cand[j].weight;
       if (cand[j].weight > 0.0) last = std::max(last, cand[j].id);
@@ -665,7 +665,7 @@ struct sampling_detail {
       }
     }
     for (index j = 0; j < kept; ++j) w[cand[j].id] = 0.0;
-    return token >= 0 ? token : last;
+    return token >= 0 ? token : last >= 0 ? last : cand[0].id;
   }
 
   // Reorders cand[0, c) so that its first j are the j most probable (larger logit first, ties
@@ -673,12 +673,14 @@ struct sampling_detail {
   // and their mass. A selection by histogram: the logits' span in prefix_buckets equal parts,
   // the mass of each, then the part holding the cut again, until few remain (sorted); equal
   // logits by the lowest ids (nth_element). O(c) a round, a round or two for a vocabulary's
-  // logits; never a full sort. `mass` and `count` are scratch of prefix_buckets entries.
+  // logits; never a full sort. `part_mass` and `part_count` are scratch of prefix_buckets
+  // entries.
   struct Prefix {
     index count;
     double mass;
   };
-  static Prefix top_p_prefix(Candidate* cand, index c, double target, double* mass, index* count) {
+  static Prefix top_p_prefix(Candidate* cand, index c, double target, double* part_mass,
+                             std::int32_t* part_count) {
     constexpr float inf = std::numeric_limits<float>::infinity();
     index lo = 0, hi = c;  // cand[0, lo) is in the prefix, with mass acc < target
     double acc = 0.0;
@@ -691,30 +693,39 @@ struct sampling_detail {
         if (x > -inf) finite_bottom = std::min(finite_bottom, x);
       }
       if (top == bottom) return equal_logits(cand, lo, hi, acc, target);
-      // Part 0 holds the top, the last part the finite bottom and every −inf (weight 0).
+      // About 8 tokens a part, at most prefix_buckets parts. Part 0 holds the top; the last part
+      // (or, by rounding, the one before) the finite bottom; the last every −inf (weight 0).
+      const index parts =
+          std::min(prefix_buckets, index(std::bit_ceil(std::uint64_t(hi - lo) / 8)));
       const double span = double(top) - double(finite_bottom);
-      const double scale = span > 0.0 ? double(prefix_buckets - 1) / span : 0.0;
+      const double scale = span > 0.0 ? double(parts - 1) / span : 0.0;
       const auto part = [&](float x) {
         const double t = (double(top) - double(x)) * scale;  // NaN for −inf when scale is 0
-        return t < double(prefix_buckets - 1) ? index(t) : prefix_buckets - 1;
+        return t < double(parts - 1) ? index(t) : parts - 1;
       };
-      std::fill(mass, mass + prefix_buckets, 0.0);
-      std::fill(count, count + prefix_buckets, index(0));
+      std::fill(part_mass, part_mass + parts, 0.0);
+      std::fill(part_count, part_count + parts, std::int32_t(0));
       for (index j = lo; j < hi; ++j) {
         const index b = part(cand[j].logit);
-        mass[b] += cand[j].weight;
-        ++count[b];
+        part_mass[b] += cand[j].weight;
+        ++part_count[b];
       }
       index cut = 0;  // the part where the running mass reaches the target
       double before = acc;
-      while (cut < prefix_buckets && before + mass[cut] < target) before += mass[cut++];
-      if (cut == prefix_buckets) return {hi, before};
+      while (cut < parts && before + part_mass[cut] < target) before += part_mass[cut++];
+      if (cut == parts) {
+        if (lo == 0 && hi == c) return {c, before};  // the target is past every token's mass
+        // Summed in another order than the round before, the mass fell a last bit short: the
+        // cut is in the last part with mass.
+        do before -= part_mass[--cut];
+        while (cut > 0 && part_mass[cut] == 0.0);
+      }
       Candidate* first =
           partition(cand + lo, cand + hi, [&](const Candidate& x) { return part(x.logit) < cut; });
       partition(first, cand + hi, [&](const Candidate& x) { return part(x.logit) == cut; });
       acc = before;
       lo = index(first - cand);
-      hi = lo + count[cut];
+      hi = lo + part_count[cut];
     }
     std::sort(cand + lo, cand + hi, better);
     for (index j = lo; j < hi; ++j) {
@@ -759,9 +770,12 @@ struct sampling_detail {
     const double w = cand[lo].weight;
     const index n = hi - lo;
     if (!(acc + double(n) * w >= target)) return {hi, acc + double(n) * w};
-    index j = index(std::clamp(std::ceil((target - acc) / w), 1.0, double(n)));
-    while (j < n && acc + double(j) * w < target) ++j;
-    while (j > 1 && acc + double(j - 1) * w >= target) --j;
+    index j = 1;         // the target is already met: one token (as a walk would take)
+    if (target > acc) {  // then w > 0
+      j = index(std::clamp(std::ceil((target - acc) / w), 1.0, double(n)));
+      while (j < n && acc + double(j) * w < target) ++j;
+      while (j > 1 && acc + double(j - 1) * w >= target) --j;
+    }
     std::nth_element(cand + lo, cand + lo + (j - 1), cand + hi,
                      [](const Candidate& a, const Candidate& b) { return a.id < b.id; });
     return {lo + j, acc + double(j) * w};
