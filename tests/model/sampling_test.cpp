@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <numeric>
 #include <vector>
 
 #include "reference/sampling_reference.hpp"
@@ -149,7 +150,7 @@ TEST_CASE("sampling: top-p over a flat vocabulary keeps the growing prefix it ne
       const Sampler s = Sampler::with_top_p(float(p), scale);
       Rng rng(5);
       int first = 0, second = 0;
-      for (int i = 0; i < 400; ++i) {
+      for (int i = 0; i < 120; ++i) {
         Rng copy = rng;
         const std::int32_t t = sample(crowd, s, rng, ws);
         const ref::SampleResult want = ref::sample(crowd, s, copy.uniform());
@@ -157,8 +158,8 @@ TEST_CASE("sampling: top-p over a flat vocabulary keeps the growing prefix it ne
         first += t == 777;
         second += t == 778;
       }
-      if (p < share) CHECK(first == 400);
-      if (p > share && p < 0.49) CHECK((second > 100 && first + second == 400));
+      if (p < share) CHECK(first == 120);
+      if (p > share && p < 0.49) CHECK((second > 30 && first + second == 120));  // ~60 expected
     }
   }
   // Top-k larger than the tokens near the top: the threshold goes down until k are in.
@@ -431,7 +432,9 @@ TEST_CASE("sampling: top-p's prefix is the most probable tokens' shortest reachi
     std::vector<std::int32_t> all;  // still a permutation of the candidates
     for (const Candidate& x : cand) all.push_back(x.id);
     std::sort(all.begin(), all.end());
-    for (int j = 0; j < c; ++j) REQUIRE(all[std::size_t(j)] == j);
+    std::vector<std::int32_t> ids(std::size_t(c), 0);
+    std::iota(ids.begin(), ids.end(), 0);
+    CHECK(all == ids);
     double got_mass = 0;
     for (tformer::index j = 0; j < want; ++j) got_mass += cand[std::size_t(j)].weight;
     CHECK(std::abs(got.mass - got_mass) <= 1e-12 * total);
