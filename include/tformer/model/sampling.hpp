@@ -144,12 +144,14 @@ inline MaxScan max_scan(const float* x, index n) noexcept {
     constexpr bool masks = std::is_same_v<simd::arch, xsimd::avx512f>;
     B m0(-inf), m1(-inf), m2(-inf), m3(-inf), sum(0.0f);
     auto vbad = B(0.0f) != B(0.0f);  // all false
+    const auto not_below_inf = [](const B& v) { return !(v < B(inf)); };  // NaN or +inf
     const index end = n / W * W;
     for (; i + 4 * W <= end; i += 4 * W) {
       const B v0 = B::load_unaligned(x + i), v1 = B::load_unaligned(x + i + W),
               v2 = B::load_unaligned(x + i + 2 * W), v3 = B::load_unaligned(x + i + 3 * W);
       if constexpr (masks)
-        vbad = vbad | (!(v0 < B(inf)) | !(v1 < B(inf))) | (!(v2 < B(inf)) | !(v3 < B(inf)));
+        vbad = vbad |
+               ((not_below_inf(v0) | not_below_inf(v1)) | (not_below_inf(v2) | not_below_inf(v3)));
       else
         sum += (v0 + v1) + (v2 + v3);
       m0 = xsimd::max(m0, v0);
@@ -159,7 +161,7 @@ inline MaxScan max_scan(const float* x, index n) noexcept {
     }
     for (; i < end; i += W) {
       const B v = B::load_unaligned(x + i);
-      vbad = vbad | !(v < B(inf));
+      vbad = vbad | not_below_inf(v);
       m0 = xsimd::max(m0, v);
     }
     m = xsimd_compat::reduce_max(xsimd::max(xsimd::max(m0, m1), xsimd::max(m2, m3)));
