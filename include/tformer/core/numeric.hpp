@@ -17,15 +17,6 @@
 #include <cstring>
 
 #include "tformer/core/arch.hpp"
-#include "tformer/core/simd.hpp"  // first: xsimd's fenced include of the intrinsics (arch.hpp)
-
-// F16C converts an f16 in one instruction; the plain-loop build includes no intrinsics.
-#if defined(__F16C__) && !defined(TFORMER_SIMD_SCALAR)
-#define TFORMER_F16C 1
-#include <immintrin.h>
-#else
-#define TFORMER_F16C 0
-#endif
 
 namespace tformer {
 
@@ -68,12 +59,8 @@ inline bf16 to_bf16(float x) noexcept {
   return {std::uint16_t(u >> 16)};
 }
 
-// Exact: every f16 (subnormals and ±inf included) is a float; a NaN stays NaN with its payload
-// (F16C, where the build has it, also sets a signalling NaN's quiet bit).
+// Exact: every f16 (subnormals, ±inf and NaN payloads included) is a float.
 inline float to_float(f16 x) noexcept {
-#if TFORMER_F16C
-  return _cvtsh_ss(x.bits);
-#else
   const std::uint32_t sign = std::uint32_t(x.bits & 0x8000u) << 16;
   const std::uint32_t exponent = (x.bits >> 10) & 0x1fu, mantissa = x.bits & 0x3ffu;
   if (exponent == 0) {  // zero or subnormal: mantissa · 2^−24, exact in float
@@ -82,7 +69,6 @@ inline float to_float(f16 x) noexcept {
   }
   if (exponent == 31) return std::bit_cast<float>(sign | 0x7f800000u | (mantissa << 13));
   return std::bit_cast<float>(sign | ((exponent + 112) << 23) | (mantissa << 13));
-#endif
 }
 
 // Round to nearest, ties to even, as F16C's vcvtps2ph with rounding mode 0: |x| >= 65520 gives
