@@ -32,6 +32,16 @@ inline constexpr std::size_t lanes = batch::size;
 inline constexpr std::size_t lanes = 1;
 #endif
 
+// Keeps a loaded vector (an intrinsic's type, or a batch's .data) in a register. GCC folds a load
+// into every instruction that uses the value, so a vector used n times is loaded n times; where
+// loads limit a loop (the matmul tiles), that costs. No code: an empty asm that claims to change v.
+template <class V>
+inline void in_register([[maybe_unused]] V& v) noexcept {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  asm("" : "+v"(v));
+#endif
+}
+
 }  // namespace simd
 }  // namespace TFORMER_ARCH_NS
 }  // namespace tformer

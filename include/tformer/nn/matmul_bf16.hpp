@@ -69,7 +69,7 @@ template <index PM, index PN, bool Masked>
       wv = _mm512_maskz_loadu_epi16(mask, w[n] + k);
     } else {
       wv = _mm512_loadu_si512(w[n] + k);
-      asm("" : "+v"(wv));  // one load per W row, not one per product (matmul_tile::in_register)
+      simd::in_register(wv);  // one load per W row, not one per product
     }
     TFORMER_UNROLL for (index m = 0; m < PM; ++m)
       acc[m * PN + n] = B(_mm512_dpbf16_ps(acc[m * PN + n], as_bh(xv[m]), as_bh(wv)));

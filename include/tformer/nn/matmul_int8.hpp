@@ -501,8 +501,9 @@ inline void group_tile(const std::byte* group, const std::int8_t* const* xq,
     // nibbles, and the high ones as they lie (16× their value); q8_0x16: the bytes as stored.
     __m512i u[2][4];
     TFORMER_UNROLL for (int c = 0; c < 4; ++c) {
-      const __m512i v = _mm512_loadu_si512(p + 64 * c);
+      __m512i v = _mm512_loadu_si512(p + 64 * c);
       if constexpr (T == WeightType::q4_0x16) {
+        simd::in_register(v);  // one load for both nibbles (loads limit this loop)
         u[0][c] = _mm512_and_si512(v, low);
         u[1][c] = _mm512_andnot_si512(low, v);
       } else {
@@ -545,7 +546,8 @@ inline void group_tile(const std::byte* group, const std::int8_t* const* xq,
       __m256i u[8];  // the operands of x's dwords 0–7
       TFORMER_UNROLL for (int c = 0; c < 4; ++c) {
         if constexpr (T == WeightType::q4_0x16) {
-          const __m256i v = load(c);
+          __m256i v = load(c);
+          simd::in_register(v);  // one load for both nibbles
           u[c] = _mm256_and_si256(v, low);
           u[4 + c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);  // vpmaddubsw: pairs small
         } else {

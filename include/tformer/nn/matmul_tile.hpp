@@ -42,18 +42,12 @@ inline float value_at(const std::uint16_t* p) noexcept {
 using B = simd::batch;
 inline constexpr index W = index(simd::lanes);
 
-// Keeps a loaded vector in a register: otherwise GCC folds the load into each of the PM FMAs
-// that use it, PM loads instead of one (the f32 tile is then load-bound: 0.70 of the FMA peak).
-inline void in_register(B& v) noexcept {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-  asm("" : "+v"(v.data));
-#endif
-}
-
-// W values from p as floats, in a register (bf16 widened exactly: its 16 bits to the top).
+// W values from p as floats, in a register (bf16 widened exactly: its 16 bits to the top). In a
+// register: otherwise GCC folds the load into each of the PM FMAs that use it, PM loads instead
+// of one (the f32 tile is then load-bound: 0.70 of the FMA peak).
 inline B lanes_at(const float* p) noexcept {
   B v = B::load_unaligned(p);
-  in_register(v);
+  simd::in_register(v.data);
   return v;
 }
 inline B lanes_at(const std::uint16_t* p) noexcept {
