@@ -229,11 +229,12 @@ inline double exp_sum(const float* x, index n, float m, float inv_t, float* e, d
 // it (the largest (1 + f)/2^f, 1.06148 at f = 1/ln 2 − 1), up to 3e-5 of rounding, where exp
 // is at least 2^-126; below that it falls short (0 from 2^-127 down, d = −inf included).
 inline constexpr double chord_slack = 1.0615;
+inline constexpr float chord_bias = 127.0f * 0x1p23f;  // the exponent's bias, in the bits' units
 inline float chord_scale(float inv_t) noexcept {
   return inv_t * float(1.4426950408889634 * 0x1p23);
 }
 inline float chord_exp(float d, float k) noexcept {
-  const float bits = d * k + 127.0f * 0x1p23f;  // one rounding or two: both within the 3e-5
+  const float bits = d * k + chord_bias;  // one rounding or two: both within the 3e-5
   return std::bit_cast<float>(bits > 0.0f ? std::int32_t(bits) : std::int32_t(0));
 }
 
@@ -264,7 +265,7 @@ inline Gathered gather(const float* x, index n, float threshold, float m, float 
   };
   const auto add_bound = [&](B& acc, const B& v, const auto& below) {
     if constexpr (BoundRest) {
-      const B bits = xsimd_compat::fma(v - B(m), B(k), B(127.0f * 0x1p23f));
+      const B bits = xsimd_compat::fma(v - B(m), B(k), B(chord_bias));
       const B e = xsimd::bitwise_cast<B>(xsimd::max(xsimd::to_int(bits), I(0)));
       acc = xsimd::select(below, acc + e, acc);
     }
@@ -553,7 +554,7 @@ struct sampling_detail {
     std::int32_t* order = ws.order_.data();
     if (top_k > 0) {  // exactly the k most probable, then top_p and min_p within them
       const index c = k::select_top_k(l, n, top_k, order);
-      return draw_kept(l, m, s, rng, ws, c, 0.0, 0.0, log_min_p, false);
+      return draw_kept(l, m, inv_t, s, rng, ws, c, 0.0, 0.0, log_min_p, false);
     }
     // No logit below `lowest` is kept under min_p: a margin below the exact bound, which
     // draw_kept applies in double.
@@ -575,10 +576,10 @@ struct sampling_detail {
       const k::Gathered g = top_p ? k::gather_and_bound_rest(l, n, threshold, m, inv_t, order)
                                   : k::Gathered{k::gather_at_least(l, n, threshold, order), 0, 0};
       std::int32_t token =
-          draw_kept(l, m, s, rng, ws, g.count, g.rest_lo, g.rest_hi, log_min_p, !complete);
+          draw_kept(l, m, inv_t, s, rng, ws, g.count, g.rest_lo, g.rest_hi, log_min_p, !complete);
       if (token == undecided) {
         const double rest = k::exp_sum(l, n, m, inv_t, nullptr, nullptr, threshold);
-        token = draw_kept(l, m, s, rng, ws, g.count, rest, rest, log_min_p, !complete);
+        token = draw_kept(l, m, inv_t, s, rng, ws, g.count, rest, rest, log_min_p, !complete);
       }
       if (token >= 0) return token;
     }
@@ -591,11 +592,10 @@ struct sampling_detail {
   // [rest_lo, rest_hi]; 0 for top_k's set), min_p's cut, one draw in id order. Returns need_more
   // when top_p's prefix goes past the c and `may_need_more`, and undecided when the rest's
   // bounds leave the prefix open; then it draws nothing.
-  static std::int32_t draw_kept(const float* l, float m, const Sampler& s, Rng& rng,
+  static std::int32_t draw_kept(const float* l, float m, float inv_t, const Sampler& s, Rng& rng,
                                 SamplerWorkspace& ws, index c, double rest_lo, double rest_hi,
                                 double log_min_p, bool may_need_more) {
     const double T = s.temperature;
-    const float inv_t = inverse_temperature(s);
     Candidate* cand = ws.candidates_.data();
     const float* weight = ws.e_.data();
     sampling_kernels::candidate_weights(l, ws.order_.data(), c, m, inv_t, ws.e_.data());
@@ -645,20 +645,11 @@ struct sampling_detail {
     double acc = 0.0;
     for (index b0 = 0; b0 < n && token < 0; b0 += sampling_kernels::block) {
       const index b1 = std::min(n, b0 + sampling_kernels::block);
-      double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-      index i = b0;
-      for (; i + 4 <= b1; i += 4) {
-        s0 += w[i];
-        s1 += w[i + 1];
-        s2 += w[i + 2];
-        s3 += w[i + 3];
-      }
-      for (; i < b1; ++i) s0 += w[i];
-      if (const double sum = (s0 + s1) + (s2 + s3); acc + sum <= r) {
+      if (const double sum = sum4(b1 - b0, [&](index j) { return w[b0 + j]; }); acc + sum <= r) {
         acc += sum;
         continue;
       }
-      for (i = b0; i < b1; ++i) {
+      for (index i = b0; i < b1; ++i) {
         acc += w[i];
         if (r < acc) {
           token = std::int32_t(i);
@@ -737,18 +728,24 @@ struct sampling_detail {
     return {hi, acc};
   }
 
-  // The weights of cand[0, n), in four independent sums (one would wait on the add's latency).
-  static double mass(const Candidate* cand, index n) noexcept {
+  // Σ weight(j) over j < n in four independent sums (one would wait on the add's latency).
+  template <class Weight>
+  static double sum4(index n, Weight weight) noexcept {
     double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
     index j = 0;
     for (; j + 4 <= n; j += 4) {
-      s0 += cand[j].weight;
-      s1 += cand[j + 1].weight;
-      s2 += cand[j + 2].weight;
-      s3 += cand[j + 3].weight;
+      s0 += weight(j);
+      s1 += weight(j + 1);
+      s2 += weight(j + 2);
+      s3 += weight(j + 3);
     }
-    for (; j < n; ++j) s0 += cand[j].weight;
+    for (; j < n; ++j) s0 += weight(j);
     return (s0 + s1) + (s2 + s3);
+  }
+
+  // The weights of cand[0, n).
+  static double mass(const Candidate* cand, index n) noexcept {
+    return sum4(n, [&](index j) { return cand[j].weight; });
   }
 
   // std::partition without a branch per element (whose outcome is a coin toss here): every
