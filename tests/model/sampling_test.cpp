@@ -281,6 +281,13 @@ TEST_CASE("sampling: log-probabilities are the model's, before bias and truncati
   CHECK(got.logprob == Approx(ref::logprob(logits, 0)).epsilon(1e-6));
 }
 
+// gather_and_bound_rest's bounds are as tight as stated: the upper within the chord's slack of
+// the lower (and 0.3 % of rounding), plus what the chord flushes (n·2^-126) and twice each block's
+// float-sum slack, 2^-16 of its chords (at most 1.07 times every token's mass, `total`).
+static double tight_enough(double rest_lo, double total, int n) {
+  return kernels::chord_slack * 1.003 * rest_lo + n * 0x1p-126 + 3 * 0x1p-16 * total;
+}
+
 TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "[sampling]") {
   // Every length up to five registers of 16 and a tail (past the kernels' four-register steps),
   // the extreme at every position; then lengths past the 256-value blocks, at some positions.
@@ -315,23 +322,51 @@ TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "
         if (y[std::size_t(i)] >= threshold) want.push_back(i);
       got.resize(std::size_t(kernels::gather_at_least(y.data(), n, threshold, got.data())));
       CHECK(got == want);
+      // scan_blocks: the max, each block's max and chord sum against its reference; then
       // gather_and_bound_rest: the same tokens, and bounds on the others' mass in double (at
       // inv_t 3 part of it lies below 2^-126, where the chord is 0).
       for (const float inv_t : {0.5f, 3.0f}) {
         CAPTURE(inv_t);
+        const float k = kernels::chord_scale(inv_t);
+        std::vector<kernels::BlockMass> blocks(
+            std::size_t((n + kernels::block - 1) / kernels::block));
+        const auto s = kernels::scan_blocks(y.data(), n, inv_t, blocks.data());
+        CHECK(s.max == 50.0f);
+        CHECK_FALSE(s.bad);
+        float before = -INFINITY;  // the largest value before the block
+        for (std::size_t b = 0; b < blocks.size(); ++b) {
+          const int b0 = int(b) * int(kernels::block), b1 = std::min(n, b0 + int(kernels::block));
+          float top = -INFINITY;
+          double chords = 0;
+          for (int i = b0; i < b1; ++i) {
+            top = std::max(top, y[std::size_t(i)]);
+            chords += kernels::chord_against(y[std::size_t(i)], blocks[b].ref, k);
+          }
+          CHECK(blocks[b].top == top);
+          CHECK((blocks[b].ref == before || blocks[b].ref == top));  // its own when none before
+          CHECK(blocks[b].ref <= s.max);
+          CHECK(std::abs(blocks[b].sum - chords) <= 1e-5 * chords);
+          before = std::max(before, top);
+        }
         got.assign(std::size_t(n) + 1, -1);
-        const kernels::Gathered g =
-            kernels::gather_and_bound_rest(y.data(), n, threshold, 50.0f, inv_t, got.data());
+        const kernels::Gathered g = kernels::gather_and_bound_rest(
+            y.data(), n, threshold, s.max, inv_t, blocks.data(), got.data());
         got.resize(std::size_t(g.count));
         CHECK(got == want);
-        double rest = 0;
-        for (int i = 0; i < n; ++i)
-          if (y[std::size_t(i)] < threshold)
-            rest += std::exp((double(y[std::size_t(i)]) - 50.0) * inv_t);
+        double rest = 0, total = 0;
+        for (int i = 0; i < n; ++i) {
+          const double w = std::exp((double(y[std::size_t(i)]) - 50.0) * inv_t);
+          total += w;
+          if (y[std::size_t(i)] < threshold) rest += w;
+        }
         CHECK(g.rest_lo <= rest);
         CHECK(rest <= g.rest_hi);
-        CHECK(g.rest_hi <=
-              kernels::chord_slack * 1.003 * g.rest_lo + n * 0x1p-126);  // as tight as stated
+        CHECK(g.rest_hi <= tight_enough(g.rest_lo, total, n));
+        for (const float bad : {std::nanf(""), INFINITY}) {
+          std::vector<float> z = y;
+          z[std::size_t(at)] = bad;
+          CHECK(kernels::scan_blocks(z.data(), n, inv_t, blocks.data()).bad);
+        }
       }
     }
     // exp_sum: the sum, the values and the block sums, against double.
@@ -368,6 +403,54 @@ TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "
       CHECK(chord <= e * kernels::chord_slack * (1 + 3e-5));
     }
     CHECK(kernels::chord_exp(-INFINITY, k) == 0.0f);
+  }
+}
+
+TEST_CASE("sampling: the block scan's references: far below, all -inf, far from 0", "[sampling]") {
+  // Block 0 far below the rest (block 2 is then 2^60 times as probable: its own reference),
+  // block 1 all −inf (no mass, and no NaN from −inf − −inf), then values near 50; and the same
+  // shifted by 1e4, where |ref|·k passes 2^32 and the chords are not folded.
+  for (const float shift : {0.0f, 1e4f}) {
+    for (const float inv_t : {0.5f, 3.0f}) {
+      CAPTURE(shift, inv_t);
+      const int n = 3 * int(kernels::block) + 77;
+      std::vector<float> x(static_cast<std::size_t>(n));
+      for (int i = 0; i < n; ++i)
+        x[std::size_t(i)] = i < int(kernels::block)       ? -200.0f + float(i % 13)
+                            : i < 2 * int(kernels::block) ? -INFINITY
+                                                          : 50.0f - float((i * 7919) % 31) / 4;
+      for (float& v : x) v += shift;
+      const float k = kernels::chord_scale(inv_t);
+      std::vector<kernels::BlockMass> blocks(4);
+      const auto s = kernels::scan_blocks(x.data(), n, inv_t, blocks.data());
+      CHECK_FALSE(s.bad);
+      CHECK(s.max == 50.0f + shift);
+      CHECK(blocks[0].ref == blocks[0].top);
+      CHECK(blocks[1].top == -INFINITY);
+      CHECK(blocks[1].sum == 0.0f);
+      CHECK(blocks[2].ref == blocks[2].top);  // 250/T above block 0: past the headroom
+      CHECK(blocks[3].ref == blocks[2].top);
+      CHECK(kernels::chord_folds(blocks[3].ref, k) == (shift == 0.0f));
+      for (const float threshold : {50.0f + shift - 2.0f, -150.0f + shift}) {
+        std::vector<std::int32_t> got(std::size_t(n) + 1);
+        const kernels::Gathered g = kernels::gather_and_bound_rest(
+            x.data(), n, threshold, s.max, inv_t, blocks.data(), got.data());
+        double rest = 0, total = 0;
+        std::int64_t count = 0;
+        for (int i = 0; i < n; ++i) {
+          const double w = std::exp((double(x[std::size_t(i)]) - s.max) * inv_t);
+          total += w;
+          if (x[std::size_t(i)] >= threshold)
+            CHECK(got[std::size_t(count++)] == i);
+          else
+            rest += w;
+        }
+        CHECK(g.count == count);
+        CHECK(g.rest_lo <= rest);
+        CHECK(rest <= g.rest_hi);
+        CHECK(g.rest_hi <= tight_enough(g.rest_lo, total, n));
+      }
+    }
   }
 }
 

@@ -237,6 +237,175 @@ inline float chord_exp(float d, float k) noexcept {
   const float bits = d * k + chord_bias;  // one rounding or two: both within the 3e-5
   return std::bit_cast<float>(bits > 0.0f ? std::int32_t(bits) : std::int32_t(0));
 }
+// chord_exp(x − ref, k), as x·k + (chord_bias − ref·k) (one FMA a value) when |ref|·k < 2^32:
+// then the tokens it does not flush have |x|·k < 2^32 + 2^30, whose roundings move the bits by
+// at most ~900 of their 2^23 a unit of y, 7.5e-5 of the chord. Otherwise as chord_exp.
+inline bool chord_folds(float ref, float k) noexcept { return std::abs(ref) * k < 0x1p32f; }
+// The bits as the SIMD kernels compute them: one FMA where the target has one.
+inline float chord_against(float x, float ref, float k) noexcept {
+  if (!chord_folds(ref, k)) return chord_exp(x - ref, k);
+#if defined(FP_FAST_FMAF)
+  const float bits = std::fma(x, k, chord_bias - ref * k);
+#else
+  const float bits = x * k + (chord_bias - ref * k);
+#endif
+  return std::bit_cast<float>(bits > 0.0f ? std::int32_t(bits) : std::int32_t(0));
+}
+
+// Writes every i < n with x[i] >= threshold to out, in increasing order; returns how many.
+inline index gather_at_least(const float* x, index n, float threshold, std::int32_t* out) noexcept {
+  index c = 0, i = 0;
+#if TFORMER_HAS_SIMD
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  // Four registers a test; when a value reaches the threshold, their values one by one.
+  for (const index end = n / (4 * W) * (4 * W); i < end; i += 4 * W) {
+    const B v0 = B::load_unaligned(x + i), v1 = B::load_unaligned(x + i + W),
+            v2 = B::load_unaligned(x + i + 2 * W), v3 = B::load_unaligned(x + i + 3 * W);
+    const B t(threshold);
+    if (xsimd::all(((v0 < t) & (v1 < t)) & ((v2 < t) & (v3 < t)))) continue;
+    for (index j = i; j < i + 4 * W; ++j)
+      if (x[j] >= threshold) out[c++] = std::int32_t(j);
+  }
+#endif
+  for (; i < n; ++i)
+    if (x[i] >= threshold) out[c++] = std::int32_t(i);
+  return c;
+}
+
+// One block of scan_blocks.
+struct BlockMass {
+  float top;  // the block's largest value (NaN skipped)
+  float ref;  // what its chords are taken against (see block_mass)
+  float sum;  // Σ chord_against(x, ref, chord_scale(inv_t)) over the block, in float
+};
+
+namespace detail {
+#if TFORMER_HAS_SIMD
+// chord_exp's bits, d·k + c, on a register. On AVX-512 a NaN or +inf in x makes the lane NaN (its
+// unsigned conversion gives all ones), so that a block's sum shows one; elsewhere it is 0.
+template <class B>
+inline B chord_lanes(const B& d, const B& k, const B& c) noexcept {
+  const B bits = xsimd_compat::fma(d, k, c);
+#if defined(__AVX512F__)
+  if constexpr (B::size == 16)  // max(0, NaN) is NaN (maxps returns its second operand)
+    return _mm512_castsi512_ps(_mm512_cvttps_epu32(_mm512_max_ps(_mm512_setzero_ps(), bits)));
+#endif
+  using I = xsimd::batch<std::int32_t, typename B::arch_type>;
+  return xsimd::bitwise_cast<B>(xsimd::max(xsimd::to_int(bits), I(0)));
+}
+#endif
+
+// Σ chord_against(x, ref, k) over x[0, len), Folds = chord_folds(ref, k).
+template <bool Folds>
+[[gnu::always_inline]] inline float chord_sum(const float* x, index len, float ref,
+                                              float k) noexcept {
+  float sum = 0.0f;
+  index i = 0;
+#if TFORMER_HAS_SIMD
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  if (const index end = len / W * W; end > 0) {
+    // x·k + (chord_bias − ref·k), or (x − ref)·k + chord_bias
+    const B vk(k), vc(Folds ? chord_bias - ref * k : chord_bias), vr(ref);
+    const auto chord = [&](index at) {
+      const B v = B::load_unaligned(x + at);
+      if constexpr (Folds)
+        return chord_lanes(v, vk, vc);
+      else
+        return chord_lanes(v - vr, vk, vc);
+    };
+    B a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);
+    for (; i + 4 * W <= end; i += 4 * W) {
+      a0 += chord(i);
+      a1 += chord(i + W);
+      a2 += chord(i + 2 * W);
+      a3 += chord(i + 3 * W);
+    }
+    for (; i < end; i += W) a0 += chord(i);
+    sum = xsimd_compat::reduce_add((a0 + a1) + (a2 + a3));
+  }
+#endif
+  for (; i < len; ++i) sum += chord_against(x[i], ref, k);
+  return sum;
+}
+
+[[gnu::always_inline]] inline float chord_sum(const float* x, index len, float ref,
+                                              float k) noexcept {
+  return chord_folds(ref, k) ? chord_sum<true>(x, len, ref, k) : chord_sum<false>(x, len, ref, k);
+}
+
+// block_mass's rare case: the block against its own largest value (0 when that is −inf).
+[[gnu::noinline, gnu::cold]] inline BlockMass own_block_mass(const float* x, index len, float top,
+                                                             float k) noexcept {
+  const float ref = top > -std::numeric_limits<float>::infinity() ? top : 0.0f;
+  return {top, ref, chord_sum(x, len, ref, k)};
+}
+
+// The block x[0, len) after values whose largest is `before`: its largest value, its reference
+// (`before`, or its own largest when there is none before or it is 2^60 times as probable: then
+// its chords could overflow) and Σ chord_against(x, ref, k). `bad` is set when a value may be
+// NaN or +inf (on AVX-512 the sum shows it instead; see chord_lanes). Two loops over the block,
+// the maximum first: the chords wait on `before`, which then comes from the block before's first
+// loop, long done, rather than from its last instruction.
+[[gnu::always_inline]] inline BlockMass block_mass(const float* x, index len, float before, float k,
+                                                   bool& bad) noexcept {
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  constexpr float headroom = 60.0f * 0x1p23f;  // chords below 2^60: a float sum of 256 is finite
+  float top = -inf;
+  index i = 0;
+#if TFORMER_HAS_SIMD
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  constexpr bool sum_shows_bad = B::size == 16 && std::is_same_v<simd::arch, xsimd::avx512f>;
+  if (const index end = len / W * W; end > 0) {
+    B t0(-inf), t1(-inf), raw(0.0f);
+    for (; i + 2 * W <= end; i += 2 * W) {
+      const B v0 = B::load_unaligned(x + i), v1 = B::load_unaligned(x + i + W);
+      t0 = xsimd::max(t0, v0);
+      t1 = xsimd::max(t1, v1);
+      if constexpr (!sum_shows_bad) raw += v0 + v1;  // NaN or +inf (see max_scan)
+    }
+    for (; i < end; i += W) {
+      const B v = B::load_unaligned(x + i);
+      t0 = xsimd::max(t0, v);
+      if constexpr (!sum_shows_bad) raw += v;
+    }
+    top = xsimd_compat::reduce_max(xsimd::max(t0, t1));
+    if constexpr (!sum_shows_bad) bad = bad || !(xsimd_compat::reduce_add(raw) < inf);
+  }
+#endif
+  for (; i < len; ++i) {
+    bad = bad || !(x[i] < inf);
+    top = std::max(top, x[i]);
+  }
+  // The chords against `before` need not wait for this block's maximum; against its own when
+  // that is far above (rare: a cold call). Before the first value above −inf, 0: x − ref is then
+  // −inf, not NaN, for x = −inf.
+  if (before > -inf && (top - before) * k < headroom) [[likely]]
+    return {top, before, chord_sum(x, len, before, k)};
+  return own_block_mass(x, len, top, k);
+}
+}  // namespace detail
+
+// max_scan, and for each block b of `block` values (the last may be shorter) its BlockMass in
+// blocks[b]: the mass of every token to within the chord's bounds, without an exp and in the
+// same pass over memory. Each block's reference is the largest value before it (or its own
+// largest: see block_mass), which its chords need not wait for. `blocks` is meaningless when
+// `bad`. Precondition: inv_t > 0 and chord_scale(inv_t) finite.
+inline MaxScan scan_blocks(const float* x, index n, float inv_t, BlockMass* blocks) noexcept {
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  const float k = chord_scale(inv_t);
+  float m = -inf;
+  bool bad = false;
+  for (index b0 = 0; b0 < n; b0 += block) {
+    const BlockMass r = detail::block_mass(x + b0, std::min(block, n - b0), m, k, bad);
+    bad = bad || !(r.sum < inf);
+    m = std::max(m, r.top);
+    blocks[b0 / block] = r;
+  }
+  return {m, bad || !(m < inf)};
+}
 
 // What gather_and_bound_rest found: `count` indices, and the mass of the tokens it left out.
 struct Gathered {
@@ -244,84 +413,47 @@ struct Gathered {
   double rest_lo, rest_hi;  // bounds on Σ exp((x[i] − m)·inv_t) over the tokens not gathered
 };
 
-namespace detail {
-// gather_at_least, and with BoundRest the sum of chord_exp over the tokens below the threshold
-// (float sums within blocks of `block` values, the blocks in double).
-template <bool BoundRest>
-inline Gathered gather(const float* x, index n, float threshold, float m, float inv_t,
-                       std::int32_t* out) noexcept {
-  const float k = chord_scale(inv_t);
-  index c = 0, i = 0;
-  double rest = 0.0;
-#if TFORMER_HAS_SIMD
-  using B = simd::batch;
-  using I = xsimd::batch<std::int32_t, simd::arch>;
-  constexpr index W = static_cast<index>(B::size);
-  const index end = n / W * W;
-  // Gathers from `count` registers from x + at when any value reaches the threshold.
-  const auto gather_from = [&](index at, index count) {
-    for (index j = at; j < at + count * W; ++j)
-      if (x[j] >= threshold) out[c++] = std::int32_t(j);
-  };
-  const auto add_bound = [&](B& acc, const B& v, const auto& below) {
-    if constexpr (BoundRest) {
-      const B bits = xsimd_compat::fma(v - B(m), B(k), B(chord_bias));
-      const B e = xsimd::bitwise_cast<B>(xsimd::max(xsimd::to_int(bits), I(0)));
-      acc = xsimd::select(below, acc + e, acc);
-    }
-  };
-  while (i < end) {  // four registers a step, each with its own sum
-    B a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);
-    const index stop = std::min(end, i + block);
-    for (; i + 4 * W <= stop; i += 4 * W) {
-      const B v0 = B::load_unaligned(x + i), v1 = B::load_unaligned(x + i + W),
-              v2 = B::load_unaligned(x + i + 2 * W), v3 = B::load_unaligned(x + i + 3 * W);
-      const auto b0 = v0 < B(threshold), b1 = v1 < B(threshold), b2 = v2 < B(threshold),
-                 b3 = v3 < B(threshold);
-      if (!xsimd::all((b0 & b1) & (b2 & b3))) gather_from(i, 4);
-      add_bound(a0, v0, b0);
-      add_bound(a1, v1, b1);
-      add_bound(a2, v2, b2);
-      add_bound(a3, v3, b3);
-    }
-    for (; i < stop; i += W) {
-      const B v = B::load_unaligned(x + i);
-      const auto below = v < B(threshold);
-      if (!xsimd::all(below)) gather_from(i, 1);
-      add_bound(a0, v, below);
-    }
-    if constexpr (BoundRest) rest += double(xsimd_compat::reduce_add((a0 + a1) + (a2 + a3)));
-  }
-#endif
-  while (i < n) {
-    float acc = 0.0f;
-    for (const index stop = std::min(n, i + block); i < stop; ++i) {
-      if (x[i] >= threshold)
-        out[c++] = std::int32_t(i);
-      else if constexpr (BoundRest)
-        acc += chord_exp(x[i] - m, k);
-    }
-    rest += double(acc);
-  }
-  // The chord is above exp by at most chord_slack; 1e-3 covers the float sums (≤ 256 terms a
-  // block: 1.5e-5) and the rounding of the exponent; n·2^-126 what the chord flushes to 0.
-  if (!(k < std::numeric_limits<float>::infinity())) return {c, 0.0, HUGE_VAL};  // T < 3.6e-32
-  return {c, rest / chord_slack * (1.0 - 1e-3), rest * (1.0 + 1e-3) + double(n) * 0x1p-126};
-}
-}  // namespace detail
-
-// Writes every i < n with x[i] >= threshold to out, in increasing order; returns how many.
-inline index gather_at_least(const float* x, index n, float threshold, std::int32_t* out) noexcept {
-  return detail::gather<false>(x, n, threshold, 0.0f, 0.0f, out).count;
-}
-
-// gather_at_least, and bounds on the mass Σ exp((x[i] − m)·inv_t) of the tokens it leaves out
-// (the upper one within 6.4 % of the lower, from one chord per token: no exp; unbounded above
-// when inv_t is so large that chord_scale overflows). Precondition: x[i] <= m for every i,
-// inv_t > 0 finite.
+// gather_at_least, visiting only the blocks that reach the threshold, and bounds on the mass
+// Σ exp((x[i] − m)·inv_t) of the tokens it leaves out: each block's chord sum (scan_blocks) less
+// its gathered tokens' chords, scaled from its reference to m in double. The upper bound is
+// within 6.4 % of the lower, plus 2^-16 of each block's chords (which, where the rest is small
+// beside the gathered, moves the total mass by 2^-16 at most); unbounded above when
+// chord_scale(inv_t) overflows. Preconditions: `blocks` from scan_blocks(x, n, inv_t, blocks)
+// with nothing bad, m its max; inv_t > 0 finite.
 inline Gathered gather_and_bound_rest(const float* x, index n, float threshold, float m,
-                                      float inv_t, std::int32_t* out) noexcept {
-  return detail::gather<true>(x, n, threshold, m, inv_t, out);
+                                      float inv_t, const BlockMass* blocks,
+                                      std::int32_t* out) noexcept {
+  const float k = chord_scale(inv_t);
+  if (!(k < std::numeric_limits<float>::infinity()))  // T < 3.6e-32
+    return {gather_at_least(x, n, threshold, out), 0.0, HUGE_VAL};
+  // A block's float sum of ≤ 256 chords is within 80·2^-24 < 2^-16 of its exact sum (the
+  // chords subtracted here are the kernel's, bit for bit: chord_against).
+  constexpr double slack_of_sum = 0x1p-16;
+  index c = 0;
+  double lo = 0.0, hi = 0.0, scale = 0.0;
+  float scale_ref = std::numeric_limits<float>::quiet_NaN();
+  for (index b0 = 0; b0 < n; b0 += block) {
+    const BlockMass& r = blocks[b0 / block];
+    if (r.top == -std::numeric_limits<float>::infinity()) continue;
+    double rest = r.sum;
+    if (r.top >= threshold) {
+      const index from = c, len = std::min(block, n - b0);
+      c += gather_at_least(x + b0, len, threshold, out + c);
+      for (index j = from; j < c; ++j) out[j] += std::int32_t(b0);
+      if (c - from == len) continue;  // all gathered: no rest
+      for (index j = from; j < c; ++j) rest -= double(chord_against(x[out[j]], r.ref, k));
+    }
+    if (r.ref != scale_ref) {  // references change a few times over a vocabulary
+      scale_ref = r.ref;
+      scale = std::exp((double(r.ref) - double(m)) * double(inv_t));
+    }
+    const double e = slack_of_sum * double(r.sum);
+    hi += scale * (rest + e);
+    lo += scale * std::max(0.0, rest - e);
+  }
+  // The chord is above exp by at most chord_slack; 1e-3 covers its rounding (3e-5) and the
+  // scales'; n·2^-126 what the chord flushes to 0.
+  return {c, lo / chord_slack * (1.0 - 1e-3), hi * (1.0 + 1e-3) + double(n) * 0x1p-126};
 }
 
 // w[j] = exp((l[order[j]] − m)·inv_t) for j < c: the gathered tokens' weights, in float.
@@ -399,6 +531,7 @@ class SamplerWorkspace {
         e_(size(vocab)),
         probs_(size(vocab)),
         blocks_(size((vocab + sampling_kernels::block - 1) / sampling_kernels::block)),
+        block_mass_(size((vocab + sampling_kernels::block - 1) / sampling_kernels::block)),
         order_(size(vocab)),
         candidates_(size(vocab)),
         counts_(size(vocab)),
@@ -419,6 +552,7 @@ class SamplerWorkspace {
   AlignedBuffer<float> e_;  // exp((l − max)/T): by id with no truncation, else by candidate
   AlignedBuffer<double> probs_;       // kept weights by id for a draw over many; zero between calls
   AlignedBuffer<double> blocks_;      // e_'s block sums
+  AlignedBuffer<sampling_kernels::BlockMass> block_mass_;  // top-p's scan of the logits
   AlignedBuffer<std::int32_t> order_;   // gathered token ids
   AlignedBuffer<sampling_kernels::Candidate> candidates_;  // gathered tokens with logit and weight
   AlignedBuffer<std::int32_t> counts_;  // history counts, zero between calls
@@ -519,7 +653,8 @@ struct sampling_detail {
     return float(std::min(1.0 / double(s.temperature), double(std::numeric_limits<float>::max())));
   }
 
-  // Steps 3 to 7 on the adjusted logits l, whose largest is m (finite).
+  // Steps 3 to 7 on the adjusted logits l, whose largest is m (finite); for top-p without
+  // top-k, ws.block_mass_ holds scan_blocks(l) (run).
   static std::int32_t draw(const float* l, index n, float m, const Sampler& s, Rng& rng,
                            SamplerWorkspace& ws) {
     namespace k = sampling_kernels;
@@ -561,9 +696,9 @@ struct sampling_detail {
     const double lowest =
         min_p ? double(m) + T * log_min_p - 1e-3 * (1.0 + std::abs(double(m))) : -HUGE_VAL;
     // Gather the tokens with (l − m)/T >= tau; lower tau until they hold the kept set. Without
-    // top_k, top_p's mass is a fraction of all tokens': the gathering pass bounds the mass of
-    // those it leaves out, which decides the prefix unless its cut falls within the bounds' 6 %;
-    // only then does an exp pass over the rest make the mass exact.
+    // top_k, top_p's mass is a fraction of all tokens': the scan's block sums bound the mass of
+    // those the gathering leaves out, which decides the prefix unless its cut falls within the
+    // bounds' 6 %; only then does an exp pass over the rest make the mass exact.
     for (double tau = -9.0;; tau = tau > -90.0 ? tau - 18.0 : -HUGE_VAL) {
       const double bound = std::max(double(m) + T * tau, lowest);
       const float threshold = bound < -double(std::numeric_limits<float>::max())
@@ -573,8 +708,9 @@ struct sampling_detail {
       // otherwise top_p needs its prefix here (draw_kept says), min_p alone the whole set.
       const bool complete = threshold == -std::numeric_limits<float>::infinity() || bound == lowest;
       if (!complete && !top_p) continue;
-      const k::Gathered g = top_p ? k::gather_and_bound_rest(l, n, threshold, m, inv_t, order)
-                                  : k::Gathered{k::gather_at_least(l, n, threshold, order), 0, 0};
+      const k::Gathered g =
+          top_p ? k::gather_and_bound_rest(l, n, threshold, m, inv_t, ws.block_mass_.data(), order)
+                : k::Gathered{k::gather_at_least(l, n, threshold, order), 0, 0};
       std::int32_t token =
           draw_kept(l, m, inv_t, s, rng, ws, g.count, g.rest_lo, g.rest_hi, log_min_p, !complete);
       if (token == undecided) {
@@ -785,13 +921,26 @@ struct sampling_detail {
                      SamplerWorkspace& ws, History h, bool want_logprob) {
     const index n = index(logits.size());
     const float* raw = logits.data();
-    const sampling_kernels::MaxScan raw_max = sampling_kernels::max_scan(raw, n);
+    // Top-p without top-k bounds the mass of every token: that scan finds the max too (draw).
+    const float inv_t = inverse_temperature(s);
+    sampling_kernels::BlockMass* blocks =
+        s.kind != SamplerKind::Greedy && s.top_k == 0 && s.top_p < 1.0f &&
+                sampling_kernels::chord_scale(inv_t) < std::numeric_limits<float>::infinity()
+            ? ws.block_mass_.data()
+            : nullptr;
+    const auto scan = [&](const float* x) {
+      return blocks ? sampling_kernels::scan_blocks(x, n, inv_t, blocks)
+                    : sampling_kernels::max_scan(x, n);
+    };
+    const bool adjusts = !s.logit_bias.empty() || s.penalises();
+    const sampling_kernels::MaxScan raw_max =
+        adjusts ? sampling_kernels::max_scan(raw, n) : scan(raw);
     if (raw_max.bad) [[unlikely]]
       check_logits("sample", logits);
     const float* l = adjust(raw, n, s, h, ws);
     float m = raw_max.max;
     if (l != raw) {
-      const sampling_kernels::MaxScan adjusted = sampling_kernels::max_scan(l, n);
+      const sampling_kernels::MaxScan adjusted = scan(l);
       if (adjusted.bad) [[unlikely]]
         check_logits("sample: logits after logit_bias and penalties", {l, std::size_t(n)});
       m = adjusted.max;
