@@ -233,23 +233,23 @@ inline constexpr float chord_bias = 127.0f * 0x1p23f;  // the exponent's bias, i
 inline float chord_scale(float inv_t) noexcept {
   return inv_t * float(1.4426950408889634 * 0x1p23);
 }
-inline float chord_exp(float d, float k) noexcept {
-  const float bits = d * k + chord_bias;  // one rounding or two: both within the 3e-5
+// The float whose bits are d·k + c (0 below 0), as the SIMD kernels compute it: one FMA where
+// the target has one, else two roundings (both within the 3e-5).
+inline float chord_bits(float d, float k, float c) noexcept {
+#if defined(FP_FAST_FMAF)
+  const float bits = std::fma(d, k, c);
+#else
+  const float bits = d * k + c;
+#endif
   return std::bit_cast<float>(bits > 0.0f ? std::int32_t(bits) : std::int32_t(0));
 }
+inline float chord_exp(float d, float k) noexcept { return chord_bits(d, k, chord_bias); }
 // chord_exp(x − ref, k), as x·k + (chord_bias − ref·k) (one FMA a value) when |ref|·k < 2^32:
 // then the tokens it does not flush have |x|·k < 2^32 + 2^30, whose roundings move the bits by
 // at most ~900 of their 2^23 a unit of y, 7.5e-5 of the chord. Otherwise as chord_exp.
 inline bool chord_folds(float ref, float k) noexcept { return std::abs(ref) * k < 0x1p32f; }
-// The bits as the SIMD kernels compute them: one FMA where the target has one.
 inline float chord_against(float x, float ref, float k) noexcept {
-  if (!chord_folds(ref, k)) return chord_exp(x - ref, k);
-#if defined(FP_FAST_FMAF)
-  const float bits = std::fma(x, k, chord_bias - ref * k);
-#else
-  const float bits = x * k + (chord_bias - ref * k);
-#endif
-  return std::bit_cast<float>(bits > 0.0f ? std::int32_t(bits) : std::int32_t(0));
+  return chord_folds(ref, k) ? chord_bits(x, k, chord_bias - ref * k) : chord_exp(x - ref, k);
 }
 
 // Writes every i < n with x[i] >= threshold to out, in increasing order; returns how many.
@@ -451,8 +451,8 @@ inline Gathered gather_and_bound_rest(const float* x, index n, float threshold, 
     hi += scale * (rest + e);
     lo += scale * std::max(0.0, rest - e);
   }
-  // The chord is above exp by at most chord_slack; 1e-3 covers its rounding (3e-5) and the
-  // scales'; n·2^-126 what the chord flushes to 0.
+  // The chord is above exp by at most chord_slack; 1e-3 covers its rounding (3e-5, 7.5e-5
+  // folded: chord_against) and the scales'; n·2^-126 what the chord flushes to 0.
   return {c, lo / chord_slack * (1.0 - 1e-3), hi * (1.0 + 1e-3) + double(n) * 0x1p-126};
 }
 
