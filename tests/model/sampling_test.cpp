@@ -283,9 +283,9 @@ TEST_CASE("sampling: log-probabilities are the model's, before bias and truncati
 
 // gather_and_bound_rest's bounds are as tight as stated: the upper within the chord's slack of
 // the lower (and 0.3 % of rounding), plus what the chord flushes (n·2^-126) and twice each block's
-// float-sum slack, 2^-16 of its chords (at most 1.07 times every token's mass, `total`).
+// sum slack, 2^-13 of its chords (at most 1.07 times every token's mass, `total`).
 static double tight_enough(double rest_lo, double total, int n) {
-  return kernels::chord_slack * 1.003 * rest_lo + n * 0x1p-126 + 3 * 0x1p-16 * total;
+  return kernels::chord_slack * 1.003 * rest_lo + n * 0x1p-126 + 3 * 0x1p-13 * total;
 }
 
 TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "[sampling]") {

@@ -19,7 +19,8 @@
 // one vector pass, lowering it only when what is gathered cannot hold the kept set; only the
 // gathered few are sorted. Steps 3 to 7 read exp() of the whole vocabulary only when their
 // result depends on all of it: with no truncation, and for top_p without top_k only when the
-// bounds on the ungathered tokens' mass, from the gathering pass itself, cannot place the cut.
+// bounds on the ungathered tokens' mass, from the pass that finds the maximum (scan_blocks),
+// cannot place the cut.
 // Scratch lives in SamplerWorkspace: no allocation per token.
 #pragma once
 
@@ -109,7 +110,7 @@ struct Sampled {
 
 namespace sampling_kernels {
 
-// exp_sum's and gather's unit: a float sum a block, the blocks' sums in double.
+// exp_sum's and scan_blocks' unit: a float sum a block, the blocks' sums in double.
 inline constexpr index block = 256;
 // top_p_prefix's histogram: parts of the gathered logits' span.
 inline constexpr index prefix_buckets = 1024;
@@ -223,7 +224,7 @@ inline double exp_sum(const float* x, index n, float m, float inv_t, float* e, d
   return total;
 }
 
-// exp(d·inv_t) for d <= 0, rounded up to the chord of 2^y between the powers of two around it
+// exp(d·inv_t) for y < 128, rounded up to the chord of 2^y between the powers of two around it
 // (y = d·inv_t·log2 e): the float whose bits are (y + 127)·2^23, which is 2^⌊y⌋·(1 + frac y).
 // `k` is inv_t·log2(e)·2^23 (chord_scale). At least exp(d·inv_t) and at most chord_slack times
 // it (the largest (1 + f)/2^f, 1.06148 at f = 1/ln 2 − 1), up to 3e-5 of rounding, where exp
@@ -246,7 +247,7 @@ inline float chord_bits(float d, float k, float c) noexcept {
 inline float chord_exp(float d, float k) noexcept { return chord_bits(d, k, chord_bias); }
 // chord_exp(x − ref, k), as x·k + (chord_bias − ref·k) (one FMA a value) when |ref|·k < 2^32:
 // then the tokens it does not flush have |x|·k < 2^32 + 2^30, whose roundings move the bits by
-// at most ~900 of their 2^23 a unit of y, 7.5e-5 of the chord. Otherwise as chord_exp.
+// at most ~900 of their 2^23 a unit of y, 1.1e-4 of the chord. Otherwise as chord_exp.
 inline bool chord_folds(float ref, float k) noexcept { return std::abs(ref) * k < 0x1p32f; }
 inline float chord_against(float x, float ref, float k) noexcept {
   return chord_folds(ref, k) ? chord_bits(x, k, chord_bias - ref * k) : chord_exp(x - ref, k);
@@ -283,7 +284,8 @@ struct BlockMass {
 namespace detail {
 #if TFORMER_HAS_SIMD
 // chord_exp's bits, d·k + c, on a register. On AVX-512 a NaN or +inf in x makes the lane NaN (its
-// unsigned conversion gives all ones), so that a block's sum shows one; elsewhere it is 0.
+// unsigned conversion gives all ones), so that a block's sum shows one; elsewhere 0 or, where the
+// conversion saturates (NEON), NaN: block_mass's sum of the raw values catches them there.
 template <class B>
 inline B chord_lanes(const B& d, const B& k, const B& c) noexcept {
   const B bits = xsimd_compat::fma(d, k, c);
@@ -344,10 +346,10 @@ template <bool Folds>
 
 // The block x[0, len) after values whose largest is `before`: its largest value, its reference
 // (`before`, or its own largest when there is none before or it is 2^60 times as probable: then
-// its chords could overflow) and Σ chord_against(x, ref, k). `bad` is set when a value may be
-// NaN or +inf (on AVX-512 the sum shows it instead; see chord_lanes). Two loops over the block,
-// the maximum first: the chords wait on `before`, which then comes from the block before's first
-// loop, long done, rather than from its last instruction.
+// its chords could overflow: y stays below 60) and Σ chord_against(x, ref, k). `bad` is set when a
+// value may be NaN or +inf (on AVX-512 the sum shows it instead; see chord_lanes). Two loops over
+// the block, the maximum first: the chords wait on `before`, which then comes from the block
+// before's first loop, long done, rather than from its last instruction.
 [[gnu::always_inline]] inline BlockMass block_mass(const float* x, index len, float before, float k,
                                                    bool& bad) noexcept {
   constexpr float inf = std::numeric_limits<float>::infinity();
@@ -416,9 +418,9 @@ struct Gathered {
 // gather_at_least, visiting only the blocks that reach the threshold, and bounds on the mass
 // Σ exp((x[i] − m)·inv_t) of the tokens it leaves out: each block's chord sum (scan_blocks) less
 // its gathered tokens' chords, scaled from its reference to m in double. The upper bound is
-// within 6.4 % of the lower, plus 2^-16 of each block's chords (which, where the rest is small
-// beside the gathered, moves the total mass by 2^-16 at most); unbounded above when
-// chord_scale(inv_t) overflows. Preconditions: `blocks` from scan_blocks(x, n, inv_t, blocks)
+// within 6.4 % of the lower, plus twice 2^-13 of each block's chords (at most 2^-12·1.07 of every
+// token's mass: it matters only where the rest is small beside the gathered); unbounded above
+// when chord_scale(inv_t) overflows. Preconditions: `blocks` from scan_blocks(x, n, inv_t, blocks)
 // with nothing bad, m its max; inv_t > 0 finite.
 inline Gathered gather_and_bound_rest(const float* x, index n, float threshold, float m,
                                       float inv_t, const BlockMass* blocks,
@@ -426,9 +428,12 @@ inline Gathered gather_and_bound_rest(const float* x, index n, float threshold, 
   const float k = chord_scale(inv_t);
   if (!(k < std::numeric_limits<float>::infinity()))  // T < 3.6e-32
     return {gather_at_least(x, n, threshold, out), 0.0, HUGE_VAL};
-  // A block's float sum of ≤ 256 chords is within 80·2^-24 < 2^-16 of its exact sum (the
-  // chords subtracted here are the kernel's, bit for bit: chord_against).
-  constexpr double slack_of_sum = 0x1p-16;
+  // A block's float sum of ≤ 256 chords is within 255·2^-24 of its exact sum (the scalar
+  // build's one chain; about 26·2^-24 in four SIMD chains). The chords subtracted here are the
+  // kernel's bit for bit where chord_bits and xsimd_compat::fma agree on fusing; where they do
+  // not (e.g. -ffp-contract=off with an FMA ISA), one rounding of x·k apart: ≤ 384 of the bits'
+  // 2^23, 4.6e-5 of a chord. 2^-13 of the block's chords covers both.
+  constexpr double slack_of_sum = 0x1p-13;
   index c = 0;
   double lo = 0.0, hi = 0.0, scale = 0.0;
   float scale_ref = std::numeric_limits<float>::quiet_NaN();
@@ -451,7 +456,7 @@ inline Gathered gather_and_bound_rest(const float* x, index n, float threshold, 
     hi += scale * (rest + e);
     lo += scale * std::max(0.0, rest - e);
   }
-  // The chord is above exp by at most chord_slack; 1e-3 covers its rounding (3e-5, 7.5e-5
+  // The chord is above exp by at most chord_slack; 1e-3 covers its rounding (3e-5, 1.1e-4
   // folded: chord_against) and the scales'; n·2^-126 what the chord flushes to 0.
   return {c, lo / chord_slack * (1.0 - 1e-3), hi * (1.0 + 1e-3) + double(n) * 0x1p-126};
 }
