@@ -347,9 +347,10 @@ template <bool Folds>
 // The block x[0, len) after values whose largest is `before`: its largest value, its reference
 // (`before`, or its own largest when there is none before or it is 2^60 times as probable: then
 // its chords could overflow: y stays below 60) and Σ chord_against(x, ref, k). `bad` is set when a
-// value may be NaN or +inf (on AVX-512 the sum shows it instead; see chord_lanes). Two loops over
-// the block, the maximum first: the chords wait on `before`, which then comes from the block
-// before's first loop, long done, rather than from its last instruction.
+// value may be NaN or +inf (on AVX-512 the sum shows it instead, see chord_lanes: max_scan's
+// compare a register made this scan 1.2× slower). Two loops over the block, the maximum first: the
+// chords wait on `before`, which then comes from the block before's first loop, long done, rather
+// than from its last instruction.
 [[gnu::always_inline]] inline BlockMass block_mass(const float* x, index len, float before, float k,
                                                    bool& bad) noexcept {
   constexpr float inf = std::numeric_limits<float>::infinity();
@@ -937,12 +938,13 @@ struct sampling_detail {
       return blocks ? sampling_kernels::scan_blocks(x, n, inv_t, blocks)
                     : sampling_kernels::max_scan(x, n);
     };
-    const bool adjusts = !s.logit_bias.empty() || s.penalises();
+    // With bias or penalties the raw logits are only checked (and give logprob its max): the
+    // adjusted ones are scanned.
+    const float* l = adjust(raw, n, s, h, ws);
     const sampling_kernels::MaxScan raw_max =
-        adjusts ? sampling_kernels::max_scan(raw, n) : scan(raw);
+        l == raw ? scan(raw) : sampling_kernels::max_scan(raw, n);
     if (raw_max.bad) [[unlikely]]
       check_logits("sample", logits);
-    const float* l = adjust(raw, n, s, h, ws);
     float m = raw_max.max;
     if (l != raw) {
       const sampling_kernels::MaxScan adjusted = scan(l);
