@@ -170,9 +170,15 @@ void prefill(benchmark::State& state, const tformer::Dims& dims, int T) {
 template <class C>
 struct Threaded {
   Threaded(const tformer::Dims& dims, tformer::index threads, tformer::index capacity)
-      : team(threads), owned(dims, 1),
-        decoder(owned.view(), dims, {.capacity = capacity, .max_tokens = 512}, team),
-        logits(std::size_t(dims.vocab)) {}
+      : team(threads),
+        owned(dims, 1),
+        decoder(owned.view(), owned.dims(), {.capacity = capacity, .max_tokens = 512}, team),
+        logits(std::size_t(owned.dims().vocab)) {
+    if constexpr (C::cross_attention) {  // 196 image tokens, as Model<C>
+      const auto vision = bench::random_floats(196 * std::size_t(C::encoder_width), 1.0f, 2);
+      decoder.set_encoder(0, {vision.data(), 196, C::encoder_width});
+    }
+  }
   tformer::ThreadTeam team;
   tformer::OwnedWeights<C> owned;
   tformer::Decoder<C, tformer::ThreadTeam&> decoder;
@@ -181,15 +187,18 @@ struct Threaded {
 
 template <class C = tformer::configs::Llama2c>
 void threads_decode(benchmark::State& state, tformer::Dims dims, tformer::index threads, int ctx) {
-  dims.max_positions = std::max<index>(dims.max_positions, ctx + 1);
+  if constexpr (!C::cross_attention)  // (a Config with fixed dims keeps its own)
+    dims.max_positions = std::max<index>(dims.max_positions, ctx + 1);
   Threaded<C> m(dims, threads, ctx + 1);
-  const auto prompt = tokens(ctx, dims.vocab);
+  const index V = m.owned.dims().vocab;
+  const auto prompt = tokens(ctx, V);
   for (int i = 0; i < ctx; i += 512)
-    m.decoder.forward(0, std::span(prompt).subspan(std::size_t(i), std::size_t(std::min(512, ctx - i))),
-                      {m.logits.data(), 1, dims.vocab});
+    m.decoder.forward(
+        0, std::span(prompt).subspan(std::size_t(i), std::size_t(std::min(512, ctx - i))),
+        {m.logits.data(), 1, V});
   const std::int32_t next = 5;
   for (auto _ : state) {
-    m.decoder.forward(0, std::span(&next, 1), {m.logits.data(), 1, dims.vocab});
+    m.decoder.forward(0, std::span(&next, 1), {m.logits.data(), 1, V});
     m.decoder.truncate(0, ctx);
     benchmark::ClobberMemory();
   }
@@ -199,10 +208,11 @@ void threads_decode(benchmark::State& state, tformer::Dims dims, tformer::index 
 template <class C = tformer::configs::Llama2c>
 void threads_prefill(benchmark::State& state, tformer::Dims dims, tformer::index threads, int T) {
   Threaded<C> m(dims, threads, T);
-  const auto prompt = tokens(T, dims.vocab);
+  const index V = m.owned.dims().vocab;
+  const auto prompt = tokens(T, V);
   for (auto _ : state) {
-    m.decoder.reset(0);
-    m.decoder.forward(0, prompt, {m.logits.data(), 1, dims.vocab});
+    m.decoder.truncate(0, 0);  // forgets the tokens, keeps the encoder input
+    m.decoder.forward(0, prompt, {m.logits.data(), 1, V});
     benchmark::ClobberMemory();
   }
   state.SetItemsProcessed(std::int64_t(state.iterations()) * T);
@@ -242,6 +252,17 @@ int main(int argc, char** argv) {
                                    threads_prefill<tformer::configs::Mixtral>, small_moe, threads,
                                    128)
           ->Unit(benchmark::kMillisecond)->UseRealTime();
+      // TrafficVLM (2 KV heads, cross-attention to 196 image tokens) at its own size.
+      benchmark::RegisterBenchmark(("threads_decode/TrafficVLM/ctx64" + t).c_str(),
+                                   threads_decode<tformer::configs::TrafficVLM>, tformer::Dims{},
+                                   threads, 64)
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
+      benchmark::RegisterBenchmark(("threads_prefill/TrafficVLM/T128" + t).c_str(),
+                                   threads_prefill<tformer::configs::TrafficVLM>, tformer::Dims{},
+                                   threads, 128)
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
       // The read ceiling of 110M's f32 weights (one decode token's bytes) on as many threads.
       tformer::OwnedWeights<tformer::configs::Llama2c> w(stories110m, 1);
       const std::size_t bytes = weight_bytes_per_token(w.view());

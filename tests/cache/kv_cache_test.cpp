@@ -3,8 +3,9 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <utility>
+#include <cstring>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "reference/weight_reference.hpp"
@@ -217,6 +218,89 @@ TEST_CASE("cache/kv_cache: a q8 cache stores each row as int8 with its scale, wi
   CHECK(view.head(2).value_scale(0, 1) == view.value_scale(2, 1));
   CHECK(static_cast<const void*>(view.head(2).key<std::int8_t>(0, 1)) ==
         static_cast<const void*>(view.key<std::int8_t>(2, 1)));
+}
+
+namespace {
+
+// Every item of a parallel_for on the calling thread, last first, while claiming 3 workers: a
+// split and an order no thread team produces.
+struct Reversed {
+  tformer::index concurrency() const noexcept { return 3; }
+  template <class F>
+  void parallel_for(tformer::index begin, tformer::index end, F&& f) const {
+    for (tformer::index i = end; i-- > begin;) f(i);
+  }
+};
+
+// Whether slots [0, slots) of every head of (layer, seq) hold the same bytes in a and b (values
+// and, for q8, row scales).
+bool same_slots(const KVCache& a, const KVCache& b, tformer::index layer, tformer::index seq,
+                tformer::index length, tformer::index slots) {
+  const tformer::KVView x = a.view(layer, seq, length), y = b.view(layer, seq, length);
+  const auto bytes = std::size_t(x.head_dim * tformer::kv_type_bytes(x.type));
+  for (tformer::index h = 0; h < x.kv_heads; ++h) {
+    const tformer::KVView xh = x.head(h), yh = y.head(h);
+    if (std::memcmp(xh.keys, yh.keys, bytes * std::size_t(slots)) != 0 ||
+        std::memcmp(xh.values, yh.values, bytes * std::size_t(slots)) != 0)
+      return false;
+    if (x.type == tformer::KVType::q8 &&
+        (std::memcmp(xh.key_scales, yh.key_scales, sizeof(float) * std::size_t(slots)) != 0 ||
+         std::memcmp(xh.value_scales, yh.value_scales, sizeof(float) * std::size_t(slots)) != 0))
+      return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "cache/kv_cache: a write split over workers stores what write() stores, in every type "
+    "and in a ring",
+    "[cache][threads]") {
+  const tformer::ThreadTeam team(3);
+  test::Random rng(31);
+  for (const auto type :
+       {tformer::KVType::f32, tformer::KVType::f16, tformer::KVType::bf16, tformer::KVType::q8})
+    for (const bool ring : {false, true}) {
+      INFO("type " << int(type) << (ring ? ", ring" : ", full"));
+      // A ring of 2 sinks + 8 + 40 - 1 slots, wrapped by steps of 40, 40 and 5 tokens (every slot
+      // written); a full cache of 85 positions.
+      const tformer::KVCacheConfig config{.layers = 2,
+                                          .kv_heads = 3,
+                                          .head_dim = 20,
+                                          .capacity = 85,
+                                          .sequences = 2,
+                                          .window = ring ? 8 : 0,
+                                          .max_step = 40,
+                                          .sinks = ring ? 2 : 0,
+                                          .type = type};
+      KVCache plain(config), split(config), reversed(config);
+      for (const tformer::index T : {40, 40, 5}) {
+        const auto k = rng.normal_floats(std::size_t(T) * 3 * 20, 2.0f),
+                   v = rng.normal_floats(k.size());
+        const HeadsView<const float> kv(k.data(), T, 3, 20), vv(v.data(), T, 3, 20);
+        for (tformer::index layer = 0; layer < 2; ++layer) {
+          plain.write(layer, 1, kv, vv);
+          split.write(layer, 1, kv, vv, team);
+          reversed.write(layer, 1, kv, vv, Reversed{});
+        }
+        plain.advance(1, T);
+        split.advance(1, T);
+        reversed.advance(1, T);
+      }
+      const tformer::index length = plain.length(1), slots = ring ? plain.slots() : length;
+      REQUIRE(split.length(1) == length);
+      for (tformer::index layer = 0; layer < 2; ++layer) {
+        CHECK(same_slots(plain, split, layer, 1, length, slots));
+        CHECK(same_slots(plain, reversed, layer, 1, length, slots));
+      }
+      // A rejected split write raises write()'s error and changes nothing.
+      const auto k = rng.normal_floats(41 * 3 * 20);
+      const HeadsView<const float> big(k.data(), 41, 3, 20);
+      CHECK_THROWS_WITH(split.write(0, 1, big, big, team),
+                        Contains(ring ? "max_step (40)" : "capacity (85)"));
+      CHECK(same_slots(plain, split, 0, 1, length, slots));
+    }
 }
 
 TEST_CASE("cache/kv_cache: overflow and bad arguments raise tformer::Error", "[cache][errors]") {

@@ -34,6 +34,7 @@
 #include "tformer/core/error.hpp"
 #include "tformer/core/memory.hpp"
 #include "tformer/core/numeric.hpp"
+#include "tformer/core/parallel.hpp"
 #include "tformer/core/simd_load.hpp"
 #include "tformer/core/views.hpp"
 
@@ -225,6 +226,19 @@ class KVCache {
     check_write("KVCache::write", layer, seq, k, v, first);
     store(layer, seq, k, v, first);
   }
+  // The same, its tokens split over exec's workers in runs (for_token_runs): the same bits as
+  // write() on any executor. A rejected call changes nothing.
+  template <Executor E>
+  void write(index layer, index seq, HeadsView<const float> k, HeadsView<const float> v,
+             const E& exec) {
+    check_index("KVCache::write", "seq", seq, config_.sequences);
+    const index first = lengths_[static_cast<std::size_t>(seq)];
+    check_write("KVCache::write", layer, seq, k, v, first);
+    for_token_runs(exec, k.tokens(), [&](index t, index n) {
+      store_rows(layer, seq, k.tokens_slice(t, n), v.tokens_slice(t, n), first + t);
+    });
+    note_stored(layer, seq, first, k.tokens());
+  }
 
   // Throws unless write(layer, seq, k, v) at position `first` would be valid.
   void check_write(const char* where, index layer, index seq, HeadsView<const float> k,
@@ -336,6 +350,13 @@ class KVCache {
   // write()'s copy at positions [first, first + T), after its checks.
   void store(index layer, index seq, HeadsView<const float> k, HeadsView<const float> v,
              index first) noexcept {
+    store_rows(layer, seq, k, v, first);
+    note_stored(layer, seq, first, k.tokens());
+  }
+  // The rows alone. T <= max_step in a ring, so T consecutive positions have T distinct slots:
+  // runs of tokens stored at once never write the same memory.
+  void store_rows(index layer, index seq, HeadsView<const float> k, HeadsView<const float> v,
+                  index first) noexcept {
     const index d = config_.head_dim, slots = ring() ? this->slots() : 0;
     visit_kv_type(config_.type, [&]<class T>(T) {
       for (index h = 0; h < config_.kv_heads; ++h) {
@@ -354,10 +375,13 @@ class KVCache {
         }
       }
     });
+  }
+  // What positions [first, first + tokens) of the layer now hold, after their rows are stored.
+  void note_stored(index layer, index seq, index first, index tokens) noexcept {
     written_[static_cast<std::size_t>(seq)] =
-        std::max(written_[static_cast<std::size_t>(seq)], first + k.tokens());
+        std::max(written_[static_cast<std::size_t>(seq)], first + tokens);
     index& valid = valid_[static_cast<std::size_t>(seq * config_.layers + layer)];
-    if (valid >= first) valid = first + k.tokens();  // else a gap stays: view() refuses past it
+    if (valid >= first) valid = first + tokens;  // else a gap stays: view() refuses past it
   }
 
   static void store_row(const float* from, index n, float* to) noexcept { std::copy(from, from + n, to); }

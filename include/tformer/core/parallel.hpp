@@ -205,6 +205,26 @@ void for_row_chunks(const E& exec, index rows, F&& f) {
   }
 }
 
+// Tokens per run of for_token_runs: a run of norms, RoPE or cache writes over 16 tokens is a few
+// microseconds of work, about what a fork-join costs.
+inline constexpr index token_run = 16;
+
+// Runs f(first, count) for the runs [first, first + count) of token_run tokens (the last may be
+// shorter) that cover [0, tokens), on exec's workers; fewer than two runs' worth of tokens run
+// on the calling thread, in one call. For per-token work (norms, RoPE, cache writes), whose bits
+// never depend on the split.
+template <Executor E, class F>
+void for_token_runs(const E& exec, index tokens, F&& f) {
+  if (tokens < 2 * token_run || exec.concurrency() <= 1) {
+    if (tokens > 0) f(index(0), tokens);
+    return;
+  }
+  exec.parallel_for(0, (tokens + token_run - 1) / token_run, [&](index r) {
+    const index first = r * token_run;
+    f(first, std::min(token_run, tokens - first));
+  });
+}
+
 #if defined(_OPENMP)
 struct OpenMPExecutor {
   index concurrency() const noexcept { return omp_get_max_threads(); }

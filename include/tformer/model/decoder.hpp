@@ -528,7 +528,8 @@ class Decoder {
                                 p_.position_scale);
     prepare_positions(rows);
     if (trace != nullptr) start_trace(*trace, rows);
-    rmsnorm<C::norm>(ws_.x(rows), weights_.layers[0].attn_norm, p_.eps, ws_.xn(rows));
+    decoder_kernels::norm_tokens<C::norm>(exec_, ws_.x(rows), weights_.layers[0].attn_norm, p_.eps,
+                                          ws_.xn(rows));
     for (index l = 0; l < d_.layers; ++l) {
       const LayerWeights& w = weights_.layers[std::size_t(l)];
       const bool last = l + 1 == d_.layers;

@@ -15,12 +15,14 @@
 // attn_norm, or the final norm after the last layer.
 //
 // Work is split over the executor by output rows (projections, every FFN and MoE expert), by
-// (sequence, KV head, block of 32 queries) tasks (prefill attention), and by KV heads × runs of
-// keys (decode attention, split-K); norms, RoPE, cache writes, MoE routing and the top-k FFN's
-// selection run on the calling thread. Every split depends on the sizes alone, never on the
-// number of threads. A traced step (LayerInputs::trace) also computes the chosen rows' weights
-// on the slow path, on the calling thread. Preconditions (checked by Decoder):
-// shapes agree with the Dims, every segment fits its cache, cross-attention inputs are set.
+// (sequence, KV head, block of 32 queries) tasks (prefill attention), by KV heads × runs of
+// keys (decode attention, split-K), and by runs of 16 tokens (norms, RoPE, cache writes;
+// for_token_runs: steps of fewer than 32 tokens run them on the calling thread). MoE routing,
+// the top-k FFN's selection and learned rotations run on the calling thread. Every split
+// depends on the sizes alone, never on the number of threads. A traced step (LayerInputs::trace)
+// also computes the chosen rows' weights on the slow path, on the calling thread. Preconditions
+// (checked by Decoder): shapes agree with the Dims, every segment fits its cache, cross-attention
+// inputs are set.
 #pragma once
 
 #include <algorithm>
@@ -409,6 +411,59 @@ void record_weights(const Dims& d, std::span<const StepSegment> segments,
     }
 }
 
+// The decoder's norms, per token, the tokens split over exec's workers (for_token_runs): the
+// entry points' loops without their checks (Decoder's workspace has the shapes, ModelParams
+// the eps).
+// x += residual, then y = RMSNorm(x) (rmsnorm_residual).
+template <NormScale S, Executor E>
+void add_norm_tokens(const E& exec, MatrixView<float> x, MatrixView<const float> residual,
+                     std::span<const float> weight, float eps, MatrixView<float> y) {
+  for_token_runs(exec, x.rows(), [&](index t, index n) {
+    for (index r = t; r < t + n; ++r)
+      rmsnorm_kernels::add_norm_row<S>(x.row(r), residual.row(r), weight.data(), eps, y.row(r),
+                                       x.cols());
+  });
+}
+// y = RMSNorm(x); y may be x (rmsnorm).
+template <NormScale S, Executor E>
+void norm_tokens(const E& exec, MatrixView<const float> x, std::span<const float> weight, float eps,
+                 MatrixView<float> y) {
+  for_token_runs(exec, x.rows(), [&](index t, index n) {
+    for (index r = t; r < t + n; ++r)
+      rmsnorm_kernels::norm_row<S>(x.row(r), weight.data(), eps, y.row(r), x.cols());
+  });
+}
+// Each head of each token normalised in place (rmsnorm_heads: q/k-norm).
+template <NormScale S, Executor E>
+void norm_heads_tokens(const E& exec, HeadsView<float> x, std::span<const float> weight,
+                       float eps) {
+  for_token_runs(exec, x.tokens(), [&](index t, index n) {
+    for (index r = t; r < t + n; ++r)
+      for (index h = 0; h < x.heads(); ++h)
+        rmsnorm_kernels::norm_row<S>(x.row(r, h), weight.data(), eps, x.row(r, h), x.head_dim());
+  });
+}
+
+// Segment s's queries and keys rotated in place, its tokens split over exec's workers: by the
+// table's rows at s.start, s.start + 1, … when rows_in_table(table, s), else by `rows` (one per
+// token of s, computed for this step). apply_rope_inplace / apply_rope_rows_inplace without
+// their checks (Decoder checked the positions against the table).
+template <RopeLayout Layout, Executor E>
+void rotate_segment(const E& exec, const RopeTable& table, MatrixView<const float> rows,
+                    const StepSegment& s, HeadsView<float> q, HeadsView<float> k) {
+  const bool in_table = rows_in_table(table, s);
+  for_token_runs(exec, s.tokens, [&](index t, index n) {
+    const HeadsView<float> qt = q.tokens_slice(t, n), kt = k.tokens_slice(t, n);
+    if (in_table)
+      rope_kernels::rotate_heads<Layout, false, 2>(
+          [&](index i) { return table.cos(s.start + t + i); }, table.rotary_dim(), {qt, kt},
+          {qt, kt}, 1.0f);
+    else
+      rope_kernels::rotate_heads<Layout, false, 2>([&](index i) { return rows.row(t + i); },
+                                                   rows.cols(), {qt, kt}, {qt, kt}, 1.0f);
+  });
+}
+
 }  // namespace decoder_kernels
 
 // One layer, in place on ws.x (residual stream) with ws.xn = attn_norm(x) on entry.
@@ -426,8 +481,9 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
   parallel_project(exec, xn, w.wk, k, w.bk);
   parallel_project(exec, xn, w.wv, v, w.bv);
   if (p.qk_norm) {
-    rmsnorm_heads<C::norm>({q.data(), T, d.heads, D}, w.q_norm, p.eps);
-    rmsnorm_heads<C::norm>({k.data(), T, d.kv_heads, D}, w.k_norm, p.eps);
+    decoder_kernels::norm_heads_tokens<C::norm>(exec, {q.data(), T, d.heads, D}, w.q_norm, p.eps);
+    decoder_kernels::norm_heads_tokens<C::norm>(exec, {k.data(), T, d.kv_heads, D}, w.k_norm,
+                                                p.eps);
   }
   if constexpr (C::givens_rotations > 0 || C::rotation_matrix) {  // learned rotations first
     in.rotary->apply({q.data(), T, d.heads, D});
@@ -446,15 +502,11 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
   }
   for (const StepSegment& s : in.segments) {
     HeadsView<float> qs(q.row(s.row), s.tokens, d.heads, D), ks(k.row(s.row), s.tokens, d.kv_heads, D);
-    if constexpr (C::positions == PositionKind::Rope) {
-      if (rows_in_table(in.rope, s))
-        apply_rope_inplace<C::rope_layout>(in.rope, qs, ks,
-                                           Positions::offset(static_cast<std::int32_t>(s.start)));
-      else  // past the table, or another length's frequencies: rows computed for this step
-        apply_rope_rows_inplace<C::rope_layout>(in.rope_rows.row_slice(s.row, s.tokens), qs, ks);
-    }
+    if constexpr (C::positions == PositionKind::Rope)  // past the table: rows for this step
+      decoder_kernels::rotate_segment<C::rope_layout>(
+          exec, in.rope, in.rope_rows.row_slice(s.row, s.tokens), s, qs, ks);
     in.cache.write(in.cache_layer, s.seq, ks,
-                   HeadsView<const float>(v.row(s.row), s.tokens, d.kv_heads, D));
+                   HeadsView<const float>(v.row(s.row), s.tokens, d.kv_heads, D), exec);
   }
   AttentionOptions self;
   self.window = p.attention.window_of(layer);
@@ -479,7 +531,8 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
   else
     self_attention(NoBias{});
   parallel_project(exec, att, w.wo, delta, w.bo);
-  if constexpr (C::post_norms) rmsnorm<C::norm>(delta, w.post_attn_norm, p.eps, delta);
+  if constexpr (C::post_norms)
+    decoder_kernels::norm_tokens<C::norm>(exec, delta, w.post_attn_norm, p.eps, delta);
   if constexpr (C::conv_kernel > 0)  // + the causal convolution of the block's input
     for (const StepSegment& s : in.segments)
       conv_kernels::causal_conv1d(xn.row_slice(s.row, s.tokens), w.conv, w.conv_bias,
@@ -489,7 +542,7 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
 
   // Cross-attention to the encoder (non-causal, its padding mask).
   if constexpr (C::cross_attention) {
-    rmsnorm_residual<C::norm>(x, delta, w.cross_norm, p.eps, xn);
+    decoder_kernels::add_norm_tokens<C::norm>(exec, x, delta, w.cross_norm, p.eps, xn);
     parallel_project(exec, xn, w.cross_wq, q);
     for (const StepSegment& s : in.segments) {
       AttentionOptions cross;
@@ -506,7 +559,7 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
   }
 
   // Feed-forward.
-  rmsnorm_residual<C::norm>(x, delta, w.ffn_norm, p.eps, xn);
+  decoder_kernels::add_norm_tokens<C::norm>(exec, x, delta, w.ffn_norm, p.eps, xn);
   if constexpr (C::ffn == FfnKind::Dense) {
     ffn_kernels::swiglu_rows(exec, xn, w.ffn, delta, ws.ffn(), p.activation);
   } else if constexpr (C::ffn == FfnKind::TopK) {
@@ -522,8 +575,9 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
                         .shared_gate = w.shared_expert_gate};
     moe(xn, mw, DecoderWorkspace<C>::moe_config(d, p), delta, ws.moe(), exec);
   }
-  if constexpr (C::post_norms) rmsnorm<C::norm>(delta, w.post_ffn_norm, p.eps, delta);
-  rmsnorm_residual<C::norm>(x, delta, in.next_norm, p.eps, xn);
+  if constexpr (C::post_norms)
+    decoder_kernels::norm_tokens<C::norm>(exec, delta, w.post_ffn_norm, p.eps, delta);
+  decoder_kernels::add_norm_tokens<C::norm>(exec, x, delta, in.next_norm, p.eps, xn);
 }
 
 }  // namespace TFORMER_ARCH_NS
