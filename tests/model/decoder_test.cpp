@@ -1659,8 +1659,8 @@ std::vector<float> long_run(const tformer::ModelWeights& w, const Dims& d, const
 
 template <class C>
 void same_bits_on_every_executor(const Dims& d, std::uint64_t seed, int length,
-                                 tformer::index S = 0) {
-  const ModelParams p = tformer::default_params<C>();
+                                 tformer::index S = 0,
+                                 const ModelParams& p = tformer::default_params<C>()) {
   OwnedWeights<C> owned(d, seed, p);
   randomise_norms(owned, seed + 1);
   test::Random rng(seed + 2);
@@ -1765,6 +1765,16 @@ TEST_CASE("decoder: the same bits on 1-3 threads, an engine's pool and any order
   mqa.max_positions = 400;
   mqa.kv_heads = 1;
   same_bits_on_every_executor<configs::Llama>(mqa, 87, 300);
+  // Runs of tokens: q/k-norms, and RoPE by rows computed for each step (dynamic NTK past 64
+  // positions) rather than the table's.
+  ModelParams qwen = presets::qwen3();
+  qwen.rope_scaling =
+      tformer::rope_scaling::DynamicNtk{.factor = 4.0, .original_max_positions = 64};
+  same_bits_on_every_executor<configs::Llama>(s, 88, 300, 0, qwen);
+  // Gemma 2's post-norms and (1 + w) norms, local layers of 40 keys in rings.
+  ModelParams gemma = presets::gemma2(small.hidden, 16.0);
+  gemma.attention.window = 40;
+  same_bits_on_every_executor<configs::Gemma2>(s, 89, 300, 0, gemma);
 }
 
 namespace {

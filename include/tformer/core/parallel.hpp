@@ -1,5 +1,6 @@
-// Executors: how Decoder spreads independent work (output rows, blocks of queries, runs of keys)
-// over threads. Kernels themselves are single-threaded. An executor is any type with
+// Executors: how Decoder spreads independent work (output rows, blocks of queries, runs of keys,
+// runs of tokens) over threads. Kernels themselves are single-threaded. An executor is any type
+// with
 //   index concurrency() const;                              // workers it may use at once
 //   void parallel_for(index begin, index end, F&& f) const; // f(i) for each i, any order
 // that returns after every f(i) has returned. f never throws (inputs are checked before).
@@ -210,9 +211,9 @@ void for_row_chunks(const E& exec, index rows, F&& f) {
 inline constexpr index token_run = 16;
 
 // Runs f(first, count) for the runs [first, first + count) of token_run tokens (the last may be
-// shorter) that cover [0, tokens), on exec's workers; fewer than two runs' worth of tokens run
-// on the calling thread, in one call. For per-token work (norms, RoPE, cache writes), whose bits
-// never depend on the split.
+// shorter) that cover [0, tokens), on exec's workers. Fewer than two runs' worth of tokens, or
+// an executor of concurrency 1, make one call f(0, tokens) on the calling thread. For per-token
+// work (norms, RoPE, cache writes), whose bits never depend on the split.
 template <Executor E, class F>
 void for_token_runs(const E& exec, index tokens, F&& f) {
   if (tokens < 2 * token_run || exec.concurrency() <= 1) {

@@ -16,13 +16,14 @@
 //
 // Work is split over the executor by output rows (projections, every FFN and MoE expert), by
 // (sequence, KV head, block of 32 queries) tasks (prefill attention), by KV heads × runs of
-// keys (decode attention, split-K), and by runs of 16 tokens (norms, RoPE, cache writes;
-// for_token_runs: steps of fewer than 32 tokens run them on the calling thread). MoE routing,
-// the top-k FFN's selection and learned rotations run on the calling thread. Every split
-// depends on the sizes alone, never on the number of threads. A traced step (LayerInputs::trace)
-// also computes the chosen rows' weights on the slow path, on the calling thread. Preconditions
-// (checked by Decoder): shapes agree with the Dims, every segment fits its cache, cross-attention
-// inputs are set.
+// keys (decode attention, split-K), and by runs of 16 tokens (norms over the step's rows; RoPE
+// and cache writes over each segment's tokens; for_token_runs: fewer than 32 rows or tokens run
+// on the calling thread). MoE routing, the top-k FFN's selection and learned rotations run on
+// the calling thread. Every split that can change a result depends on the sizes alone, never on
+// the number of threads (per-token work gives the same bits however it is split). A traced step
+// (LayerInputs::trace) also computes the chosen rows' weights on the slow path, on the calling
+// thread. Preconditions (checked by Decoder): shapes agree with the Dims, every segment fits its
+// cache, cross-attention inputs are set.
 #pragma once
 
 #include <algorithm>
@@ -412,8 +413,8 @@ void record_weights(const Dims& d, std::span<const StepSegment> segments,
 }
 
 // The decoder's norms, per token, the tokens split over exec's workers (for_token_runs): the
-// entry points' loops without their checks (Decoder's workspace has the shapes, ModelParams
-// the eps).
+// kernels the checked entry points call, without their checks (Decoder's workspace has the
+// shapes, ModelParams the eps).
 // x += residual, then y = RMSNorm(x) (rmsnorm_residual).
 template <NormScale S, Executor E>
 void add_norm_tokens(const E& exec, MatrixView<float> x, MatrixView<const float> residual,
@@ -424,13 +425,18 @@ void add_norm_tokens(const E& exec, MatrixView<float> x, MatrixView<const float>
                                        x.cols());
   });
 }
-// y = RMSNorm(x); y may be x (rmsnorm).
+// y = RMSNorm(x); y may be x (rmsnorm, with its prefetch of the next row past 4 MiB).
 template <NormScale S, Executor E>
 void norm_tokens(const E& exec, MatrixView<const float> x, std::span<const float> weight, float eps,
                  MatrixView<float> y) {
+  const bool prefetch = x.rows() * x.cols() * index(sizeof(float)) > (index(4) << 20);
   for_token_runs(exec, x.rows(), [&](index t, index n) {
-    for (index r = t; r < t + n; ++r)
-      rmsnorm_kernels::norm_row<S>(x.row(r), weight.data(), eps, y.row(r), x.cols());
+    for (index r = t; r < t + n; ++r) {
+      const float* xr = x.row(r);
+      rmsnorm_kernels::finish_row<S>(xr, rmsnorm_kernels::sum_squares<false>(xr, nullptr, x.cols()),
+                                     weight.data(), eps, y.row(r), x.cols(),
+                                     prefetch && r + 1 < x.rows() ? x.row(r + 1) : nullptr);
+    }
   });
 }
 // Each head of each token normalised in place (rmsnorm_heads: q/k-norm).
@@ -445,9 +451,10 @@ void norm_heads_tokens(const E& exec, HeadsView<float> x, std::span<const float>
 }
 
 // Segment s's queries and keys rotated in place, its tokens split over exec's workers: by the
-// table's rows at s.start, s.start + 1, … when rows_in_table(table, s), else by `rows` (one per
-// token of s, computed for this step). apply_rope_inplace / apply_rope_rows_inplace without
-// their checks (Decoder checked the positions against the table).
+// table's rows at s.start, s.start + 1, … when rows_in_table(table, s), else by the step's
+// `rows` s.row, s.row + 1, … (computed for this step: LayerInputs::rope_rows).
+// apply_rope_inplace / apply_rope_rows_inplace without their checks (rows_in_table bounds the
+// positions; Decoder checked the shapes).
 template <RopeLayout Layout, Executor E>
 void rotate_segment(const E& exec, const RopeTable& table, MatrixView<const float> rows,
                     const StepSegment& s, HeadsView<float> q, HeadsView<float> k) {
@@ -459,7 +466,7 @@ void rotate_segment(const E& exec, const RopeTable& table, MatrixView<const floa
           [&](index i) { return table.cos(s.start + t + i); }, table.rotary_dim(), {qt, kt},
           {qt, kt}, 1.0f);
     else
-      rope_kernels::rotate_heads<Layout, false, 2>([&](index i) { return rows.row(t + i); },
+      rope_kernels::rotate_heads<Layout, false, 2>([&](index i) { return rows.row(s.row + t + i); },
                                                    rows.cols(), {qt, kt}, {qt, kt}, 1.0f);
   });
 }
@@ -502,9 +509,8 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
   }
   for (const StepSegment& s : in.segments) {
     HeadsView<float> qs(q.row(s.row), s.tokens, d.heads, D), ks(k.row(s.row), s.tokens, d.kv_heads, D);
-    if constexpr (C::positions == PositionKind::Rope)  // past the table: rows for this step
-      decoder_kernels::rotate_segment<C::rope_layout>(
-          exec, in.rope, in.rope_rows.row_slice(s.row, s.tokens), s, qs, ks);
+    if constexpr (C::positions == PositionKind::Rope)
+      decoder_kernels::rotate_segment<C::rope_layout>(exec, in.rope, in.rope_rows, s, qs, ks);
     in.cache.write(in.cache_layer, s.seq, ks,
                    HeadsView<const float>(v.row(s.row), s.tokens, d.kv_heads, D), exec);
   }
