@@ -221,13 +221,10 @@ class KVCache {
   // and Inf are stored as NaN and Inf; f16 stores |x| >= 65520 as ±inf; q8 stores a row holding
   // either as NaN).
   void write(index layer, index seq, HeadsView<const float> k, HeadsView<const float> v) {
-    check_index("KVCache::write", "seq", seq, config_.sequences);
-    const index first = lengths_[static_cast<std::size_t>(seq)];
-    check_write("KVCache::write", layer, seq, k, v, first);
-    store(layer, seq, k, v, first);
+    write(layer, seq, k, v, SerialExecutor{});
   }
-  // The same, its tokens split over exec's workers in runs (for_token_runs): the same bits as
-  // write() on any executor. A rejected call changes nothing.
+  // The same, its tokens split over exec's workers in runs (for_token_runs): the same bits on
+  // any executor. A rejected call changes nothing.
   template <Executor E>
   void write(index layer, index seq, HeadsView<const float> k, HeadsView<const float> v,
              const E& exec) {

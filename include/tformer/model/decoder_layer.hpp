@@ -412,31 +412,23 @@ void record_weights(const Dims& d, std::span<const StepSegment> segments,
     }
 }
 
-// The decoder's norms, per token, the tokens split over exec's workers (for_token_runs): the
-// kernels the checked entry points call, without their checks (Decoder's workspace has the
-// shapes, ModelParams the eps).
+// The decoder's norms, their tokens split over exec's workers (for_token_runs): the row
+// kernels of the checked entry points, without the checks (Decoder's workspace has the shapes,
+// ModelParams the eps).
 // x += residual, then y = RMSNorm(x) (rmsnorm_residual).
 template <NormScale S, Executor E>
 void add_norm_tokens(const E& exec, MatrixView<float> x, MatrixView<const float> residual,
                      std::span<const float> weight, float eps, MatrixView<float> y) {
   for_token_runs(exec, x.rows(), [&](index t, index n) {
-    for (index r = t; r < t + n; ++r)
-      rmsnorm_kernels::add_norm_row<S>(x.row(r), residual.row(r), weight.data(), eps, y.row(r),
-                                       x.cols());
+    rmsnorm_kernels::add_norm_rows<S>(x, residual, weight.data(), eps, y, t, n);
   });
 }
-// y = RMSNorm(x); y may be x (rmsnorm, with its prefetch of the next row past 4 MiB).
+// y = RMSNorm(x); y may be x (rmsnorm).
 template <NormScale S, Executor E>
 void norm_tokens(const E& exec, MatrixView<const float> x, std::span<const float> weight, float eps,
                  MatrixView<float> y) {
-  const bool prefetch = x.rows() * x.cols() * index(sizeof(float)) > (index(4) << 20);
   for_token_runs(exec, x.rows(), [&](index t, index n) {
-    for (index r = t; r < t + n; ++r) {
-      const float* xr = x.row(r);
-      rmsnorm_kernels::finish_row<S>(xr, rmsnorm_kernels::sum_squares<false>(xr, nullptr, x.cols()),
-                                     weight.data(), eps, y.row(r), x.cols(),
-                                     prefetch && r + 1 < x.rows() ? x.row(r + 1) : nullptr);
-    }
+    rmsnorm_kernels::norm_rows<S>(x, weight.data(), eps, y, t, n);
   });
 }
 // Each head of each token normalised in place (rmsnorm_heads: q/k-norm).
@@ -444,9 +436,7 @@ template <NormScale S, Executor E>
 void norm_heads_tokens(const E& exec, HeadsView<float> x, std::span<const float> weight,
                        float eps) {
   for_token_runs(exec, x.tokens(), [&](index t, index n) {
-    for (index r = t; r < t + n; ++r)
-      for (index h = 0; h < x.heads(); ++h)
-        rmsnorm_kernels::norm_row<S>(x.row(r, h), weight.data(), eps, x.row(r, h), x.head_dim());
+    rmsnorm_kernels::norm_head_rows<S>(x, weight.data(), eps, t, n);
   });
 }
 

@@ -195,6 +195,37 @@ inline void add_norm_row(float* x, const float* add, const float* w, float eps, 
   finish_row<Scale>(x, sum_squares<true>(x, add, n), w, eps, y, n);
 }
 
+// Rows [first, first + count) of y = RMSNorm(x) (rmsnorm; y may be x). Past the caches,
+// prefetching the next row during the scale pass hides its latency (measured on the 2-vCPU EPYC
+// of docs/PERFORMANCE.md: +40 % at 8 MiB); within them it only costs instructions (−8 % at 1 MiB).
+template <NormScale Scale>
+inline void norm_rows(MatrixView<const float> x, const float* w, float eps, MatrixView<float> y,
+                      index first, index count) noexcept {
+  const bool prefetch = x.rows() * x.cols() * index(sizeof(float)) > (index(4) << 20);
+  for (index r = first; r < first + count; ++r) {
+    const float* xr = x.row(r);
+    finish_row<Scale>(xr, sum_squares<false>(xr, nullptr, x.cols()), w, eps, y.row(r), x.cols(),
+                      prefetch && r + 1 < x.rows() ? x.row(r + 1) : nullptr);
+  }
+}
+
+// Rows [first, first + count) of rmsnorm_residual: x += residual, then y = RMSNorm(x).
+template <NormScale Scale>
+inline void add_norm_rows(MatrixView<float> x, MatrixView<const float> residual, const float* w,
+                          float eps, MatrixView<float> y, index first, index count) noexcept {
+  for (index r = first; r < first + count; ++r)
+    add_norm_row<Scale>(x.row(r), residual.row(r), w, eps, y.row(r), x.cols());
+}
+
+// Tokens [first, first + count) of rmsnorm_heads: each head normalised in place.
+template <NormScale Scale>
+inline void norm_head_rows(HeadsView<float> x, const float* w, float eps, index first,
+                           index count) noexcept {
+  for (index t = first; t < first + count; ++t)
+    for (index h = 0; h < x.heads(); ++h)
+      norm_row<Scale>(x.row(t, h), w, eps, x.row(t, h), x.head_dim());
+}
+
 }  // namespace rmsnorm_kernels
 
 namespace rmsnorm_detail {
@@ -215,16 +246,7 @@ void rmsnorm(MatrixView<const float> x, std::span<const float> weight, float eps
     check_disjoint(where, "y", y, "x", x);
   check_eq(where, "weight size (= x.cols)", x.cols(), index(weight.size()));
   rmsnorm_detail::check_eps(where, eps);
-  // Past the caches, prefetching the next row during the scale pass hides its latency (measured
-  // on the 2-vCPU EPYC of docs/PERFORMANCE.md: +40 % at 8 MiB); within them it only costs
-  // instructions (−8 % at 1 MiB).
-  const bool prefetch = x.rows() * x.cols() * index(sizeof(float)) > (index(4) << 20);
-  for (index r = 0; r < x.rows(); ++r) {
-    const float* xr = x.row(r);
-    rmsnorm_kernels::finish_row<Scale>(xr, rmsnorm_kernels::sum_squares<false>(xr, nullptr, x.cols()),
-                                       weight.data(), eps, y.row(r), x.cols(),
-                                       prefetch && r + 1 < x.rows() ? x.row(r + 1) : nullptr);
-  }
+  rmsnorm_kernels::norm_rows<Scale>(x, weight.data(), eps, y, 0, x.rows());
 }
 
 // The fused residual form of a pre-norm block: x += residual, then y = RMSNorm(x), reading x
@@ -241,9 +263,7 @@ void rmsnorm_residual(MatrixView<float> x, MatrixView<const float> residual,
   check_disjoint(where, "x", x, "residual", residual);
   check_eq(where, "weight size (= x.cols)", x.cols(), index(weight.size()));
   rmsnorm_detail::check_eps(where, eps);
-  for (index r = 0; r < x.rows(); ++r)
-    rmsnorm_kernels::add_norm_row<Scale>(x.row(r), residual.row(r), weight.data(), eps, y.row(r),
-                                         x.cols());
+  rmsnorm_kernels::add_norm_rows<Scale>(x, residual, weight.data(), eps, y, 0, x.rows());
 }
 
 // Per-head RMSNorm in place over head_dim (Qwen3 and Gemma 3 q/k-norm, applied before RoPE),
@@ -254,9 +274,7 @@ void rmsnorm_heads(HeadsView<float> x, std::span<const float> weight, float eps)
   check_view(where, "x", x);
   check_eq(where, "weight size (= x.head_dim)", x.head_dim(), index(weight.size()));
   rmsnorm_detail::check_eps(where, eps);
-  for (index t = 0; t < x.tokens(); ++t)
-    for (index h = 0; h < x.heads(); ++h)
-      rmsnorm_kernels::norm_row<Scale>(x.row(t, h), weight.data(), eps, x.row(t, h), x.head_dim());
+  rmsnorm_kernels::norm_head_rows<Scale>(x, weight.data(), eps, 0, x.tokens());
 }
 
 }  // namespace TFORMER_ARCH_NS
