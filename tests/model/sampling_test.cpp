@@ -290,7 +290,7 @@ static double tight_enough(double rest_lo, double total, int n) {
 
 TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "[sampling]") {
   // Every length up to five registers of 16 and a tail (past the kernels' four-register steps),
-  // the extreme at every position; then lengths past the 256-value blocks, at some positions.
+  // the extreme at every position; then lengths past the 256- and 512-value blocks, at some positions.
   std::vector<int> lengths;
   for (int n = 1; n <= 5 * 16 + 5; ++n) lengths.push_back(n);
   for (const int n : {300, 600, 1100}) lengths.push_back(n);
@@ -329,13 +329,14 @@ TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "
         CAPTURE(inv_t);
         const float k = kernels::chord_scale(inv_t);
         std::vector<kernels::BlockMass> blocks(
-            std::size_t((n + kernels::block - 1) / kernels::block));
+            std::size_t((n + kernels::mass_block - 1) / kernels::mass_block));
         const auto s = kernels::scan_blocks(y.data(), n, inv_t, blocks.data());
         CHECK(s.max == 50.0f);
         CHECK_FALSE(s.bad);
         float before = -INFINITY;  // the largest value before the block
         for (std::size_t b = 0; b < blocks.size(); ++b) {
-          const int b0 = int(b) * int(kernels::block), b1 = std::min(n, b0 + int(kernels::block));
+          const int b0 = int(b) * int(kernels::mass_block),
+                    b1 = std::min(n, b0 + int(kernels::mass_block));
           float top = -INFINITY;
           double chords = 0;
           for (int i = b0; i < b1; ++i) {
@@ -345,7 +346,8 @@ TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "
           CHECK(blocks[b].top == top);
           CHECK((blocks[b].ref == before || blocks[b].ref == top));  // its own when none before
           CHECK(blocks[b].ref <= s.max);
-          CHECK(std::abs(blocks[b].sum - chords) <= 1e-5 * chords);
+          // a float sum of positive terms: within (len − 1)·2^-24 of the sum, relatively
+          CHECK(std::abs(blocks[b].sum - chords) <= (b1 - b0) * 0x1p-24 * chords);
           before = std::max(before, top);
         }
         got.assign(std::size_t(n) + 1, -1);
@@ -413,11 +415,11 @@ TEST_CASE("sampling: the block scan's references: far below, all -inf, far from 
   for (const float shift : {0.0f, 1e4f}) {
     for (const float inv_t : {0.5f, 3.0f}) {
       CAPTURE(shift, inv_t);
-      const int n = 3 * int(kernels::block) + 77;
+      const int n = 3 * int(kernels::mass_block) + 77;
       std::vector<float> x(static_cast<std::size_t>(n));
       for (int i = 0; i < n; ++i)
-        x[std::size_t(i)] = i < int(kernels::block)       ? -200.0f + float(i % 13)
-                            : i < 2 * int(kernels::block) ? -INFINITY
+        x[std::size_t(i)] = i < int(kernels::mass_block)       ? -200.0f + float(i % 13)
+                            : i < 2 * int(kernels::mass_block) ? -INFINITY
                                                           : 50.0f - float((i * 7919) % 31) / 4;
       for (float& v : x) v += shift;
       const float k = kernels::chord_scale(inv_t);

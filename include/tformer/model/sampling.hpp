@@ -110,8 +110,12 @@ struct Sampled {
 
 namespace sampling_kernels {
 
-// exp_sum's and scan_blocks' unit: a float sum a block, the blocks' sums in double.
+// exp_sum's unit: a float sum a block, the blocks' sums in double.
 inline constexpr index block = 256;
+// scan_blocks' unit (BlockMass), larger: each block ends in two horizontal reductions and a
+// few scalar steps, whose latency the next block's loads did not hide (at 128,256 tokens on
+// Zen 5, AVX-512, the scan took 7.7 µs in blocks of 256 and 6.0 µs in blocks of 512).
+inline constexpr index mass_block = 512;
 // top_p_prefix's histogram: parts of the gathered logits' span.
 inline constexpr index prefix_buckets = 1024;
 
@@ -354,7 +358,7 @@ template <bool Folds>
 [[gnu::always_inline]] inline BlockMass block_mass(const float* x, index len, float before, float k,
                                                    bool& bad) noexcept {
   constexpr float inf = std::numeric_limits<float>::infinity();
-  constexpr float headroom = 60.0f * 0x1p23f;  // chords below 2^60: a float sum of 256 is finite
+  constexpr float headroom = 60.0f * 0x1p23f;  // chords below 2^60: a float sum of 512 is finite
   float top = -inf;
   index i = 0;
 #if TFORMER_HAS_SIMD
@@ -391,8 +395,8 @@ template <bool Folds>
 }
 }  // namespace detail
 
-// max_scan, and for each block b of `block` values (the last may be shorter) its BlockMass in
-// blocks[b]: the mass of every token to within the chord's bounds, without an exp and in the
+// max_scan, and for each block b of `mass_block` values (the last may be shorter) its BlockMass
+// in blocks[b]: the mass of every token to within the chord's bounds, without an exp and in the
 // same pass over memory. Each block's reference is the largest value before it (or its own
 // largest: see block_mass), which its chords need not wait for. `blocks` is meaningless when
 // `bad`. Precondition: inv_t > 0 and chord_scale(inv_t) finite.
@@ -401,11 +405,11 @@ inline MaxScan scan_blocks(const float* x, index n, float inv_t, BlockMass* bloc
   const float k = chord_scale(inv_t);
   float m = -inf;
   bool bad = false;
-  for (index b0 = 0; b0 < n; b0 += block) {
-    const BlockMass r = detail::block_mass(x + b0, std::min(block, n - b0), m, k, bad);
+  for (index b0 = 0; b0 < n; b0 += mass_block) {
+    const BlockMass r = detail::block_mass(x + b0, std::min(mass_block, n - b0), m, k, bad);
     bad = bad || !(r.sum < inf);
     m = std::max(m, r.top);
-    blocks[b0 / block] = r;
+    blocks[b0 / mass_block] = r;
   }
   return {m, bad || !(m < inf)};
 }
@@ -429,21 +433,21 @@ inline Gathered gather_and_bound_rest(const float* x, index n, float threshold, 
   const float k = chord_scale(inv_t);
   if (!(k < std::numeric_limits<float>::infinity()))  // T < 3.6e-32
     return {gather_at_least(x, n, threshold, out), 0.0, HUGE_VAL};
-  // A block's float sum of ≤ 256 chords is within 255·2^-24 of its exact sum (the scalar
-  // build's one chain; about 26·2^-24 in four SIMD chains). The chords subtracted here are the
-  // kernel's bit for bit where chord_bits and xsimd_compat::fma agree on fusing; where they do
+  // A block's float sum of ≤ 512 chords is within 511·2^-24 = 3.05e-5 of its exact sum,
+  // relatively (the scalar build's one chain; far less in the SIMD builds' 4·W chains). The
+  // chords subtracted here are the kernel's bit for bit where chord_bits and xsimd_compat::fma agree on fusing; where they do
   // not (e.g. -ffp-contract=off with an FMA ISA), one rounding of x·k apart: ≤ 384 of the bits'
   // 2^23, 4.6e-5 of a chord. 2^-13 of the block's chords covers both.
   constexpr double slack_of_sum = 0x1p-13;
   index c = 0;
   double lo = 0.0, hi = 0.0, scale = 0.0;
   float scale_ref = std::numeric_limits<float>::quiet_NaN();
-  for (index b0 = 0; b0 < n; b0 += block) {
-    const BlockMass& r = blocks[b0 / block];
+  for (index b0 = 0; b0 < n; b0 += mass_block) {
+    const BlockMass& r = blocks[b0 / mass_block];
     if (r.top == -std::numeric_limits<float>::infinity()) continue;
     double rest = r.sum;
     if (r.top >= threshold) {
-      const index from = c, len = std::min(block, n - b0);
+      const index from = c, len = std::min(mass_block, n - b0);
       c += gather_at_least(x + b0, len, threshold, out + c);
       for (index j = from; j < c; ++j) out[j] += std::int32_t(b0);
       if (c - from == len) continue;  // all gathered: no rest
@@ -537,7 +541,7 @@ class SamplerWorkspace {
         e_(size(vocab)),
         probs_(size(vocab)),
         blocks_(size((vocab + sampling_kernels::block - 1) / sampling_kernels::block)),
-        block_mass_(size((vocab + sampling_kernels::block - 1) / sampling_kernels::block)),
+        block_mass_(size((vocab + sampling_kernels::mass_block - 1) / sampling_kernels::mass_block)),
         order_(size(vocab)),
         candidates_(size(vocab)),
         counts_(size(vocab)),
