@@ -333,7 +333,8 @@ TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "
         const auto s = kernels::scan_blocks(y.data(), n, inv_t, blocks.data());
         CHECK(s.max == 50.0f);
         CHECK_FALSE(s.bad);
-        float before = -INFINITY;  // the largest value before the block
+        // the largest value before the block, and before the block before it
+        float before = -INFINITY, before2 = -INFINITY;
         for (std::size_t b = 0; b < blocks.size(); ++b) {
           const int b0 = int(b) * int(kernels::mass_block),
                     b1 = std::min(n, b0 + int(kernels::mass_block));
@@ -344,10 +345,13 @@ TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "
             chords += kernels::chord_against(y[std::size_t(i)], blocks[b].ref, k);
           }
           CHECK(blocks[b].top == top);
-          CHECK((blocks[b].ref == before || blocks[b].ref == top));  // its own when none before
+          // two blocks back, one for the second block; its own when there is none
+          const float ref = before2 > -INFINITY ? before2 : before;
+          CHECK((blocks[b].ref == ref || blocks[b].ref == top));
           CHECK(blocks[b].ref <= s.max);
           // a float sum of positive terms: within (len − 1)·2^-24 of the sum, relatively
           CHECK(std::abs(blocks[b].sum - chords) <= (b1 - b0) * 0x1p-24 * chords);
+          before2 = before;
           before = std::max(before, top);
         }
         got.assign(std::size_t(n) + 1, -1);
@@ -409,13 +413,15 @@ TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "
 }
 
 TEST_CASE("sampling: the block scan's references: far below, all -inf, far from 0", "[sampling]") {
-  // Block 0 far below the rest (block 2 is then 2^60 times as probable: its own reference),
-  // block 1 all −inf (no mass, and no NaN from −inf − −inf), then values near 50; and the same
-  // shifted by 1e4, where |ref|·k passes 2^32 and the chords are not folded.
+  // Block 0 far below the rest (blocks 2 and 3, whose references would be block 0's largest, are
+  // then 2^60 times as probable: their own), block 1 all −inf (no mass, and no NaN from
+  // −inf − −inf), then values near 50 (block 4 against block 2's largest, in one pass, and a
+  // shorter last block); and the same shifted by 1e4, where |ref|·k passes 2^32 and the chords
+  // are not folded.
   for (const float shift : {0.0f, 1e4f}) {
     for (const float inv_t : {0.5f, 3.0f}) {
       CAPTURE(shift, inv_t);
-      const int n = 3 * int(kernels::mass_block) + 77;
+      const int n = 5 * int(kernels::mass_block) + 77;
       std::vector<float> x(static_cast<std::size_t>(n));
       for (int i = 0; i < n; ++i)
         x[std::size_t(i)] = i < int(kernels::mass_block)       ? -200.0f + float(i % 13)
@@ -423,7 +429,7 @@ TEST_CASE("sampling: the block scan's references: far below, all -inf, far from 
                                                           : 50.0f - float((i * 7919) % 31) / 4;
       for (float& v : x) v += shift;
       const float k = kernels::chord_scale(inv_t);
-      std::vector<kernels::BlockMass> blocks(4);
+      std::vector<kernels::BlockMass> blocks(6);
       const auto s = kernels::scan_blocks(x.data(), n, inv_t, blocks.data());
       CHECK_FALSE(s.bad);
       CHECK(s.max == 50.0f + shift);
@@ -431,8 +437,19 @@ TEST_CASE("sampling: the block scan's references: far below, all -inf, far from 
       CHECK(blocks[1].top == -INFINITY);
       CHECK(blocks[1].sum == 0.0f);
       CHECK(blocks[2].ref == blocks[2].top);  // 250/T above block 0: past the headroom
-      CHECK(blocks[3].ref == blocks[2].top);
-      CHECK(kernels::chord_folds(blocks[3].ref, k) == (shift == 0.0f));
+      CHECK(blocks[3].ref == blocks[3].top);  // likewise (two blocks back: block 0's largest)
+      CHECK(blocks[4].ref == blocks[2].top);
+      CHECK(blocks[5].ref == blocks[2].top);
+      CHECK(kernels::chord_folds(blocks[4].ref, k) == (shift == 0.0f));
+      for (std::size_t b = 2; b < blocks.size(); ++b) {  // the chords' sums, against double
+        CAPTURE(b);
+        const int b0 = int(b) * int(kernels::mass_block),
+                  b1 = std::min(n, b0 + int(kernels::mass_block));
+        double chords = 0;
+        for (int i = b0; i < b1; ++i)
+          chords += kernels::chord_against(x[std::size_t(i)], blocks[b].ref, k);
+        CHECK(std::abs(blocks[b].sum - chords) <= (b1 - b0) * 0x1p-24 * chords);
+      }
       for (const float threshold : {50.0f + shift - 2.0f, -150.0f + shift}) {
         std::vector<std::int32_t> got(std::size_t(n) + 1);
         const kernels::Gathered g = kernels::gather_and_bound_rest(
