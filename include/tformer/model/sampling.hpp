@@ -263,14 +263,19 @@ inline index gather_at_least(const float* x, index n, float threshold, std::int3
 #if TFORMER_HAS_SIMD
   using B = simd::batch;
   constexpr index W = static_cast<index>(B::size);
-  // Four registers a test; when a value reaches the threshold, their values one by one.
+  // Four registers a test; when a value reaches the threshold, each register's test, and the
+  // values of those that pass one by one.
+  const B t(threshold);
   for (const index end = n / (4 * W) * (4 * W); i < end; i += 4 * W) {
-    const B v0 = B::load_unaligned(x + i), v1 = B::load_unaligned(x + i + W),
-            v2 = B::load_unaligned(x + i + 2 * W), v3 = B::load_unaligned(x + i + 3 * W);
-    const B t(threshold);
-    if (xsimd::all(((v0 < t) & (v1 < t)) & ((v2 < t) & (v3 < t)))) continue;
-    for (index j = i; j < i + 4 * W; ++j)
-      if (x[j] >= threshold) out[c++] = std::int32_t(j);
+    const B v[4] = {B::load_unaligned(x + i), B::load_unaligned(x + i + W),
+                    B::load_unaligned(x + i + 2 * W), B::load_unaligned(x + i + 3 * W)};
+    if (xsimd::all(((v[0] < t) & (v[1] < t)) & ((v[2] < t) & (v[3] < t)))) [[likely]]
+      continue;
+    for (index r = 0; r < 4; ++r) {
+      if (xsimd::all(v[r] < t)) continue;
+      for (index j = i + r * W; j < i + (r + 1) * W; ++j)
+        if (x[j] >= threshold) out[c++] = std::int32_t(j);
+    }
   }
 #endif
   for (; i < n; ++i)
@@ -487,32 +492,45 @@ inline Gathered gather_and_bound_rest(const float* x, index n, float threshold, 
     return {gather_at_least(x, n, threshold, out), 0.0, HUGE_VAL};
   // A block's float sum of ≤ 512 chords is within 511·2^-24 = 3.05e-5 of its exact sum,
   // relatively (the scalar build's one chain; far less in the SIMD builds' 4·W chains). The
-  // chords subtracted here are the kernel's bit for bit where chord_bits and xsimd_compat::fma agree on fusing; where they do
-  // not (e.g. -ffp-contract=off with an FMA ISA), one rounding of x·k apart: ≤ 384 of the bits'
-  // 2^23, 4.6e-5 of a chord. 2^-13 of the block's chords covers both.
+  // chords subtracted here are the kernel's bit for bit where chord_bits and xsimd_compat::fma
+  // agree on fusing; where they do not (e.g. -ffp-contract=off with an FMA ISA), one rounding of
+  // x·k apart: ≤ 384 of the bits' 2^23, 4.6e-5 of a chord. 2^-13 of the block's chords covers
+  // both: a block with nothing gathered adds its sum times 1 ± 2^-13 to the bounds.
   constexpr double slack_of_sum = 0x1p-13;
   index c = 0;
   double lo = 0.0, hi = 0.0, scale = 0.0;
   float scale_ref = std::numeric_limits<float>::quiet_NaN();
+  // The sums of the blocks with nothing gathered since the reference last changed (references
+  // change a few times over a vocabulary): one add a block, scaled once a run.
+  double run = 0.0;
+  const auto end_run = [&] {
+    hi += scale * run * (1.0 + slack_of_sum);
+    lo += scale * run * (1.0 - slack_of_sum);
+    run = 0.0;
+  };
   for (index b0 = 0; b0 < n; b0 += mass_block) {
     const BlockMass& r = blocks[b0 / mass_block];
     if (r.top == -std::numeric_limits<float>::infinity()) continue;
-    double rest = r.sum;
-    if (r.top >= threshold) {
-      const index from = c, len = std::min(mass_block, n - b0);
-      c += gather_at_least(x + b0, len, threshold, out + c);
-      for (index j = from; j < c; ++j) out[j] += std::int32_t(b0);
-      if (c - from == len) continue;  // all gathered: no rest
-      for (index j = from; j < c; ++j) rest -= double(chord_against(x[out[j]], r.ref, k));
-    }
-    if (r.ref != scale_ref) {  // references change a few times over a vocabulary
+    if (r.ref != scale_ref) {
+      end_run();
       scale_ref = r.ref;
       scale = std::exp((double(r.ref) - double(m)) * double(inv_t));
     }
+    if (!(r.top >= threshold)) [[likely]] {
+      run += double(r.sum);
+      continue;
+    }
+    const index from = c, len = std::min(mass_block, n - b0);
+    c += gather_at_least(x + b0, len, threshold, out + c);
+    for (index j = from; j < c; ++j) out[j] += std::int32_t(b0);
+    if (c - from == len) continue;  // all gathered: no rest
+    double rest = r.sum;
+    for (index j = from; j < c; ++j) rest -= double(chord_against(x[out[j]], r.ref, k));
     const double e = slack_of_sum * double(r.sum);
     hi += scale * (rest + e);
     lo += scale * std::max(0.0, rest - e);
   }
+  end_run();
   // The chord is above exp by at most chord_slack; 1e-3 covers its rounding (3e-5, 1.1e-4
   // folded: chord_against) and the scales'; n·2^-126 what the chord flushes to 0.
   return {c, lo / chord_slack * (1.0 - 1e-3), hi * (1.0 + 1e-3) + double(n) * 0x1p-126};
