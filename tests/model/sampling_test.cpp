@@ -204,14 +204,14 @@ TEST_CASE("sampling: distributions follow the softmax, top-k and top-p keep what
   const std::vector<float> masked = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
   for (const Sampler s : {Sampler::greedy(), Sampler::with_temperature(2), Sampler::with_top_k(3),
                           Sampler::with_top_p(0.5f), Sampler::with_min_p(0.1f)}) {
-    for (const float bad : {std::nanf(""), INFINITY}) {
+    for (const float bad : {std::nanf(""), -std::nanf(""), INFINITY}) {
       const std::vector<float> row = {0.0f, 1.0f, bad, 0.5f, 1.0f};
       CHECK_THROWS_WITH(sample(row, s, rng, ws),
                         Catch::Contains("logits[2]") && Catch::Contains("below +inf"));
     }
     CHECK(sample(masked, s, rng, ws) == 0);
   }
-  for (const float bad : {std::nanf(""), INFINITY}) {
+  for (const float bad : {std::nanf(""), -std::nanf(""), INFINITY}) {
     const std::vector<float> row = {0.0f, 1.0f, bad};
     const std::vector<std::int32_t> ids = {0, 2};
     std::vector<float> out(2), probs(2);
@@ -290,10 +290,11 @@ static double tight_enough(double rest_lo, double total, int n) {
 
 TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "[sampling]") {
   // Every length up to five registers of 16 and a tail (past the kernels' four-register steps),
-  // the extreme at every position; then lengths past the 256- and 512-value blocks, at some positions.
+  // the extreme at every position; then lengths past the 256- and 512-value blocks (2200:
+  // scan_blocks in one pass from its third block), at some positions.
   std::vector<int> lengths;
   for (int n = 1; n <= 5 * 16 + 5; ++n) lengths.push_back(n);
-  for (const int n : {300, 600, 1100}) lengths.push_back(n);
+  for (const int n : {300, 600, 1100, 2200}) lengths.push_back(n);
   for (const int n : lengths) {
     std::vector<float> x(static_cast<std::size_t>(n));
     for (int i = 0; i < n; ++i) x[std::size_t(i)] = float((i * 7919) % 101) - 60.0f;  // all differ in a register
@@ -305,7 +306,7 @@ TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "
       CHECK(scan.max == 50.0f);
       CHECK_FALSE(scan.bad);
       CHECK(kernels::find_first(y.data(), n, 50.0f) == at);
-      for (const float bad : {std::nanf(""), INFINITY}) {
+      for (const float bad : {std::nanf(""), -std::nanf(""), INFINITY}) {
         std::vector<float> z = y;
         z[std::size_t(at)] = bad;
         CHECK(kernels::max_scan(z.data(), n).bad);
@@ -368,7 +369,7 @@ TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "
         CHECK(g.rest_lo <= rest);
         CHECK(rest <= g.rest_hi);
         CHECK(g.rest_hi <= tight_enough(g.rest_lo, total, n));
-        for (const float bad : {std::nanf(""), INFINITY}) {
+        for (const float bad : {std::nanf(""), -std::nanf(""), INFINITY}) {
           std::vector<float> z = y;
           z[std::size_t(at)] = bad;
           CHECK(kernels::scan_blocks(z.data(), n, inv_t, blocks.data()).bad);

@@ -132,6 +132,23 @@ struct MaxScan {
              // rarely without one (a sum overflowed): a cue to check exactly
 };
 
+#if TFORMER_HAS_SIMD
+// Lanes where a or b is NaN: one compare on AVX, two elsewhere.
+template <class B>
+inline auto unordered(const B& a, const B& b) noexcept {
+#if defined(__AVX__)
+  if constexpr (B::size == 8)
+    return xsimd::batch_bool<float, typename B::arch_type>(_mm256_cmp_ps(a, b, _CMP_UNORD_Q));
+#endif
+  return xsimd::isnan(a) | xsimd::isnan(b);
+}
+// Whether the scans see a NaN by unordered(): AVX (a +inf then shows in the largest value).
+// AVX-512 compares against +inf in mask registers (max_scan) or lets the chords' sum show both
+// (chord_lanes); SSE and NEON keep a running sum of the values, one add a register.
+template <class B>
+inline constexpr bool pairs_show_nan = B::size == 8;
+#endif
+
 // The largest of x[0, n), n >= 1, and whether a value may be NaN or +inf.
 inline MaxScan max_scan(const float* x, index n) noexcept {
   constexpr float inf = std::numeric_limits<float>::infinity();
@@ -147,6 +164,7 @@ inline MaxScan max_scan(const float* x, index n) noexcept {
     // may a sum that overflows: `bad` then sends the caller to its exact check for nothing), one
     // add a register where a compare, a negation and an or cost three.
     constexpr bool masks = std::is_same_v<simd::arch, xsimd::avx512f>;
+    constexpr bool pairs = !masks && pairs_show_nan<B>;
     B m0(-inf), m1(-inf), m2(-inf), m3(-inf), sum(0.0f);
     auto vbad = B(0.0f) != B(0.0f);  // all false
     const auto not_below_inf = [](const B& v) { return !(v < B(inf)); };  // NaN or +inf
@@ -157,6 +175,8 @@ inline MaxScan max_scan(const float* x, index n) noexcept {
       if constexpr (masks)
         vbad = vbad |
                ((not_below_inf(v0) | not_below_inf(v1)) | (not_below_inf(v2) | not_below_inf(v3)));
+      else if constexpr (pairs)
+        vbad = vbad | (unordered(v0, v1) | unordered(v2, v3));
       else
         sum += (v0 + v1) + (v2 + v3);
       m0 = xsimd::max(m0, v0);
@@ -170,7 +190,7 @@ inline MaxScan max_scan(const float* x, index n) noexcept {
       m0 = xsimd::max(m0, v);
     }
     m = xsimd_compat::reduce_max(xsimd::max(xsimd::max(m0, m1), xsimd::max(m2, m3)));
-    bad = xsimd::any(vbad | !(sum < B(inf)));
+    bad = xsimd::any(vbad | !(sum < B(inf))) || !(m < inf);
   }
 #endif
   for (; i < n; ++i) {
@@ -413,6 +433,7 @@ inline constexpr float chord_headroom = 60.0f * 0x1p23f;
   constexpr bool sum_shows_bad = B::size == 16 && std::is_same_v<simd::arch, xsimd::avx512f>;
   const B vk(k), vc(chord_bias - ref * k);  // chord_against(x, ref, k) folded: x·k + vc
   B t0(-inf), t1(-inf), raw0(0.0f), raw1(0.0f), a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);
+  auto nan = B(0.0f) != B(0.0f);  // all false
   // Not unrolled: GCC 12 unrolls the 8 steps of AVX-512 fully, holds the chords of many steps and
   // spills them (6.8 µs at 128,256 tokens, 5.7 µs as a loop).
 #pragma GCC unroll 1
@@ -421,7 +442,9 @@ inline constexpr float chord_headroom = 60.0f * 0x1p23f;
             v2 = B::load_unaligned(x + i + 2 * W), v3 = B::load_unaligned(x + i + 3 * W);
     t0 = xsimd::max(t0, xsimd::max(v0, v1));
     t1 = xsimd::max(t1, xsimd::max(v2, v3));
-    if constexpr (!sum_shows_bad) {  // NaN or +inf (see max_scan)
+    if constexpr (pairs_show_nan<B>)  // a NaN (a +inf shows in the largest value)
+      nan = nan | (unordered(v0, v1) | unordered(v2, v3));
+    else if constexpr (!sum_shows_bad) {  // NaN or +inf (see max_scan)
       raw0 += v0 + v1;
       raw1 += v2 + v3;
     }
@@ -431,7 +454,10 @@ inline constexpr float chord_headroom = 60.0f * 0x1p23f;
     a3 += chord_lanes(v3, vk, vc);
   }
   const float top = xsimd_compat::reduce_max(xsimd::max(t0, t1));
-  if constexpr (!sum_shows_bad) bad = bad || !(xsimd_compat::reduce_add(raw0 + raw1) < inf);
+  if constexpr (pairs_show_nan<B>)  // a +inf is scan_blocks' largest value: it checks that
+    bad = bad || xsimd::any(nan);
+  else if constexpr (!sum_shows_bad)
+    bad = bad || !(xsimd_compat::reduce_add(raw0 + raw1) < inf);
   if ((top - ref) * k < chord_headroom) [[likely]]
     return {top, ref, xsimd_compat::reduce_add((a0 + a1) + (a2 + a3))};
   return own_block_mass(x, mass_block, top, k);
