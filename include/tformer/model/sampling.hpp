@@ -285,15 +285,14 @@ inline index gather_at_least(const float* x, index n, float threshold, std::int3
   constexpr index W = static_cast<index>(B::size);
   // Four registers a test; when a value reaches the threshold, each register's test, and the
   // values of those that pass one by one.
-  const B t(threshold);
   for (const index end = n / (4 * W) * (4 * W); i < end; i += 4 * W) {
-    const B v[4] = {B::load_unaligned(x + i), B::load_unaligned(x + i + W),
-                    B::load_unaligned(x + i + 2 * W), B::load_unaligned(x + i + 3 * W)};
-    if (xsimd::all(((v[0] < t) & (v[1] < t)) & ((v[2] < t) & (v[3] < t)))) [[likely]]
-      continue;
-    for (index r = 0; r < 4; ++r) {
-      if (xsimd::all(v[r] < t)) continue;
-      for (index j = i + r * W; j < i + (r + 1) * W; ++j)
+    const B v0 = B::load_unaligned(x + i), v1 = B::load_unaligned(x + i + W),
+            v2 = B::load_unaligned(x + i + 2 * W), v3 = B::load_unaligned(x + i + 3 * W);
+    const B t(threshold);
+    if (xsimd::all(((v0 < t) & (v1 < t)) & ((v2 < t) & (v3 < t)))) continue;
+    for (index r = i; r < i + 4 * W; r += W) {
+      if (xsimd::all(B::load_unaligned(x + r) < t)) continue;
+      for (index j = r; j < r + W; ++j)
         if (x[j] >= threshold) out[c++] = std::int32_t(j);
     }
   }
