@@ -113,8 +113,8 @@ namespace sampling_kernels {
 // exp_sum's unit: a float sum a block, the blocks' sums in double.
 inline constexpr index block = 256;
 // scan_blocks' unit (BlockMass), larger: each block ends in two horizontal reductions and a
-// few scalar steps, whose latency the next block's loads did not hide (at 128,256 tokens on
-// Zen 5, AVX-512, the scan took 7.7 µs in blocks of 256 and 6.0 µs in blocks of 512).
+// few scalar steps, about 25 cycles that the next block's work does not hide (Zen 5, AVX-512).
+// Fewer blocks also shorten gather_and_bound_rest's loop over them.
 inline constexpr index mass_block = 512;
 // top_p_prefix's histogram: parts of the gathered logits' span.
 inline constexpr index prefix_buckets = 1024;
@@ -160,7 +160,8 @@ inline MaxScan max_scan(const float* x, index n) noexcept {
   constexpr index W = static_cast<index>(B::size);
   if (n >= W) {
     // Four maxima (one would wait on max's latency). A NaN or +inf shows in a compare where
-    // AVX-512's mask registers make it cheap; on the other ISAs in a running sum, NaN or +inf (as
+    // AVX-512's mask registers make it cheap; on AVX a NaN in one unordered compare per two
+    // registers and a +inf in the maximum; on SSE and NEON in a running sum, NaN or +inf (as
     // may a sum that overflows: `bad` then sends the caller to its exact check for nothing), one
     // add a register where a compare, a negation and an or cost three.
     constexpr bool masks = std::is_same_v<simd::arch, xsimd::avx512f>;
@@ -422,7 +423,7 @@ inline constexpr float chord_headroom = 60.0f * 0x1p23f;
 #if TFORMER_HAS_SIMD
 // block_mass's common case in one pass: a whole block (mass_block values) against `ref`, finite
 // with chord_folds(ref, k); the largest value and the chords in the same loop, which waits on
-// nothing from this block (scan_blocks' ref comes from two blocks back).
+// nothing from the block before (scan_blocks' ref comes from two blocks back).
 [[gnu::always_inline]] inline BlockMass block_mass_against(const float* x, float ref, float k,
                                                            bool& bad) noexcept {
   constexpr float inf = std::numeric_limits<float>::infinity();
