@@ -14,6 +14,7 @@
 #include <limits>
 #include <memory>
 #include <numeric>
+#include <random>
 #include <vector>
 
 #include "reference/sampling_reference.hpp"
@@ -291,7 +292,7 @@ static double tight_enough(double rest_lo, double total, int n) {
 TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "[sampling]") {
   // Every length up to five registers of 16 and a tail (past the kernels' four-register steps),
   // the extreme at every position; then lengths past the 256- and 512-value blocks (2200:
-  // scan_blocks in one pass from its third block), at some positions.
+  // scan_blocks in one pass from its second block), at some positions.
   std::vector<int> lengths;
   for (int n = 1; n <= 5 * 16 + 5; ++n) lengths.push_back(n);
   for (const int n : {300, 600, 1100, 2200}) lengths.push_back(n);
@@ -346,9 +347,14 @@ TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "
             chords += kernels::chord_against(y[std::size_t(i)], blocks[b].ref, k);
           }
           CHECK(blocks[b].top == top);
-          // two blocks back, one for the second block; its own when there is none
-          const float ref = before2 > -INFINITY ? before2 : before;
-          CHECK((blocks[b].ref == ref || blocks[b].ref == top));
+          // two blocks back (one back while there is none); its own when there is none, or when
+          // the block is 2^60 times as probable (0 when its own is −inf)
+          const float other = before2 > -INFINITY ? before2 : before;
+          const float ref = other > -INFINITY && (top - other) * k < kernels::detail::chord_headroom
+                                ? other
+                            : top > -INFINITY ? top
+                                              : 0.0f;
+          CHECK(blocks[b].ref == ref);
           CHECK(blocks[b].ref <= s.max);
           // a float sum of positive terms: within (len − 1)·2^-24 of the sum, relatively
           CHECK(std::abs(blocks[b].sum - chords) <= (b1 - b0) * 0x1p-24 * chords);
@@ -416,9 +422,9 @@ TEST_CASE("sampling: kernels agree with plain loops on lanes that all differ", "
 TEST_CASE("sampling: the block scan's references: far below, all -inf, far from 0", "[sampling]") {
   // Block 0 far below the rest (blocks 2 and 3, whose references would be block 0's largest, are
   // then 2^60 times as probable: their own), block 1 all −inf (no mass, and no NaN from
-  // −inf − −inf), then values near 50 (block 4 against block 2's largest, in one pass, and a
-  // shorter last block); and the same shifted by 1e4, where |ref|·k passes 2^32 and the chords
-  // are not folded.
+  // −inf − −inf), then values near 50 in block 2 and near 55 after (block 4 against block 2's
+  // largest, in one pass, not block 3's; the shorter last block against block 3's); and the same
+  // shifted by 1e4, where |ref|·k passes 2^32 and the chords are not folded.
   for (const float shift : {0.0f, 1e4f}) {
     for (const float inv_t : {0.5f, 3.0f}) {
       CAPTURE(shift, inv_t);
@@ -427,20 +433,23 @@ TEST_CASE("sampling: the block scan's references: far below, all -inf, far from 
       for (int i = 0; i < n; ++i)
         x[std::size_t(i)] = i < int(kernels::mass_block)       ? -200.0f + float(i % 13)
                             : i < 2 * int(kernels::mass_block) ? -INFINITY
-                                                          : 50.0f - float((i * 7919) % 31) / 4;
+                            : i < 3 * int(kernels::mass_block) ? 50.0f - float((i * 7919) % 31) / 4
+                                                               : 55.0f - float((i * 7919) % 31) / 4;
       for (float& v : x) v += shift;
       const float k = kernels::chord_scale(inv_t);
       std::vector<kernels::BlockMass> blocks(6);
       const auto s = kernels::scan_blocks(x.data(), n, inv_t, blocks.data());
       CHECK_FALSE(s.bad);
-      CHECK(s.max == 50.0f + shift);
+      CHECK(s.max == 55.0f + shift);
       CHECK(blocks[0].ref == blocks[0].top);
       CHECK(blocks[1].top == -INFINITY);
       CHECK(blocks[1].sum == 0.0f);
       CHECK(blocks[2].ref == blocks[2].top);  // 250/T above block 0: past the headroom
       CHECK(blocks[3].ref == blocks[3].top);  // likewise (two blocks back: block 0's largest)
+      CHECK(blocks[2].top == 50.0f + shift);
+      CHECK(blocks[3].top == 55.0f + shift);
       CHECK(blocks[4].ref == blocks[2].top);
-      CHECK(blocks[5].ref == blocks[2].top);
+      CHECK(blocks[5].ref == blocks[3].top);
       CHECK(kernels::chord_folds(blocks[4].ref, k) == (shift == 0.0f));
       for (std::size_t b = 2; b < blocks.size(); ++b) {  // the chords' sums, against double
         CAPTURE(b);
@@ -451,7 +460,7 @@ TEST_CASE("sampling: the block scan's references: far below, all -inf, far from 
           chords += kernels::chord_against(x[std::size_t(i)], blocks[b].ref, k);
         CHECK(std::abs(blocks[b].sum - chords) <= (b1 - b0) * 0x1p-24 * chords);
       }
-      for (const float threshold : {50.0f + shift - 2.0f, -150.0f + shift}) {
+      for (const float threshold : {55.0f + shift - 2.0f, -150.0f + shift}) {
         std::vector<std::int32_t> got(std::size_t(n) + 1);
         const kernels::Gathered g = kernels::gather_and_bound_rest(
             x.data(), n, threshold, s.max, inv_t, blocks.data(), got.data());
@@ -470,6 +479,51 @@ TEST_CASE("sampling: the block scan's references: far below, all -inf, far from 
         CHECK(rest <= g.rest_hi);
         CHECK(g.rest_hi <= tight_enough(g.rest_lo, total, n));
       }
+    }
+  }
+}
+
+TEST_CASE("sampling: the gathering's bounds over runs of blocks that share a reference",
+          "[sampling]") {
+  // A model-shaped body (σ = 2) over 10 blocks and a tail, the largest logits in block 0 and
+  // block 5: blocks 2 to 6 share block 0's largest as their reference and 7 on block 5's, so the
+  // gathering adds runs of several blocks it gathers nothing from, closed where the reference
+  // changes; the bounds hold the mass left out, and the same tokens are gathered as by a loop.
+  std::mt19937_64 rng(7);
+  std::normal_distribution<float> body(0.0f, 2.0f);
+  const int n = 10 * int(kernels::mass_block) + 33;
+  std::vector<float> x(static_cast<std::size_t>(n));
+  for (float& v : x) v = body(rng);
+  x[100] = 12.0f;
+  x[std::size_t(5 * kernels::mass_block + 7)] = 14.0f;
+  for (const float inv_t : {1.25f, 0.5f}) {
+    CAPTURE(inv_t);
+    std::vector<kernels::BlockMass> blocks(11);
+    const auto s = kernels::scan_blocks(x.data(), n, inv_t, blocks.data());
+    REQUIRE_FALSE(s.bad);
+    CHECK(s.max == 14.0f);
+    for (std::size_t b = 2; b <= 6; ++b) CHECK(blocks[b].ref == 12.0f);
+    for (std::size_t b = 7; b <= 10; ++b) CHECK(blocks[b].ref == 14.0f);
+    for (const float below : {9.0f, 4.0f}) {  // (l − m)·inv_t >= −tau: top-p's first thresholds
+      const float threshold = s.max - below / inv_t;
+      CAPTURE(threshold);
+      std::vector<std::int32_t> got(std::size_t(n) + 1), want;
+      const kernels::Gathered g = kernels::gather_and_bound_rest(x.data(), n, threshold, s.max,
+                                                                 inv_t, blocks.data(), got.data());
+      got.resize(std::size_t(g.count));
+      double rest = 0, total = 0;
+      for (int i = 0; i < n; ++i) {
+        const double w = std::exp((double(x[std::size_t(i)]) - s.max) * inv_t);
+        total += w;
+        if (x[std::size_t(i)] >= threshold)
+          want.push_back(i);
+        else
+          rest += w;
+      }
+      CHECK(got == want);
+      CHECK(g.rest_lo <= rest);
+      CHECK(rest <= g.rest_hi);
+      CHECK(g.rest_hi <= tight_enough(g.rest_lo, total, n));
     }
   }
 }

@@ -113,7 +113,7 @@ namespace sampling_kernels {
 // exp_sum's unit: a float sum a block, the blocks' sums in double.
 inline constexpr index block = 256;
 // scan_blocks' unit (BlockMass), larger: each block ends in two horizontal reductions and a
-// few scalar steps, about 25 cycles that the next block's work does not hide (Zen 5, AVX-512).
+// few scalar steps, about 20 cycles that the next block's work does not hide (Zen 5, AVX-512).
 // Fewer blocks also shorten gather_and_bound_rest's loop over them.
 inline constexpr index mass_block = 512;
 // top_p_prefix's histogram: parts of the gathered logits' span.
@@ -142,7 +142,8 @@ inline auto unordered(const B& a, const B& b) noexcept {
 #endif
   return xsimd::isnan(a) | xsimd::isnan(b);
 }
-// Whether the scans see a NaN by unordered(): AVX (a +inf then shows in the largest value).
+// Whether max_scan and the one-pass block see a NaN by unordered(): AVX (a +inf then shows in
+// the largest value; the two-loop block_mass keeps a running sum).
 // AVX-512 compares against +inf in mask registers (max_scan) or lets the chords' sum show both
 // (chord_lanes); SSE and NEON keep a running sum of the values, one add a register.
 template <class B>
@@ -468,11 +469,12 @@ inline constexpr float chord_headroom = 60.0f * 0x1p23f;
 // max_scan, and for each block b of `mass_block` values (the last may be shorter) its BlockMass
 // in blocks[b]: the mass of every token to within the chord's bounds, without an exp and in the
 // same pass over memory. Each block's reference is the largest value before the block before it
-// (before it, for the second block; or its own largest: see block_mass), so that neither its
-// chords nor its loads wait on the reduction that ends the block before (one pass over a block
-// against the largest value right before it took 8.0 µs at 128,256 tokens, against the one two
-// blocks back 6.6 µs; two passes, the maximum first, 7.7 µs: Zen 5, AVX-512, blocks of 256).
-// `blocks` is meaningless when `bad`. Precondition: inv_t > 0 and chord_scale(inv_t) finite.
+// (before it while there is none two blocks back; or its own largest: see block_mass), so that
+// neither its chords nor its loads wait on the reduction that ends the block before (one pass
+// over a block against the largest value right before it took 8.0 µs at 128,256 tokens, against
+// the one two blocks back 6.6 µs; two passes, the maximum first, 7.7 µs: Zen 5, AVX-512, blocks
+// of 256). `blocks` is meaningless when `bad`. Precondition: inv_t > 0 and chord_scale(inv_t)
+// finite.
 inline MaxScan scan_blocks(const float* x, index n, float inv_t, BlockMass* blocks) noexcept {
   constexpr float inf = std::numeric_limits<float>::infinity();
   const float k = chord_scale(inv_t);
