@@ -35,6 +35,7 @@
 #include <cstring>
 #include <limits>
 #include <span>
+#include <utility>
 
 #include "tformer/core/numeric.hpp"
 #include "tformer/core/simd.hpp"
@@ -485,6 +486,36 @@ inline std::int32_t dword(const std::int8_t* xb, index i) noexcept {
   return v;
 }
 
+// x's 8 dwords of a block, each in all lanes: 8 broadcasts from memory, or two 16-byte loads into
+// every 128-bit lane and a shuffle a dword. The shuffles trade loads for shuffle-pipe work, which
+// pays where loads limit the loop: q8_0x16 (8 weight loads a block) with VNNI, and q4_0x16 for one
+// row on AVX-512. Elsewhere (q4_0x16's nibble work takes the same pipes; AVX2 without VNNI) they
+// measured 5–20 % slower (docs/PERFORMANCE.md, "x's dwords by shuffles").
+template <WeightType T, index RM>
+inline constexpr bool dwords_by_shuffle = T == WeightType::q8_0x16 ||
+                                          (RM == 1 && TFORMER_INT8_VNNI512);
+#if TFORMER_INT8_VNNI512
+// Bytes [16h, 16h + 16) of x's block in all four 128-bit lanes; dword_lanes<c> takes its dword c.
+inline __m512i quad_lanes(const std::int8_t* xb, int h) noexcept {
+  return _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xb + 16 * h)));
+}
+template <int C>
+inline __m512i dword_lanes(__m512i quads) noexcept {
+  return _mm512_shuffle_epi32(quads, _MM_PERM_ENUM(C * 0x55));
+}
+#endif
+#if TFORMER_INT8_AVX2
+// The same in both 128-bit lanes of a 256-bit register.
+inline __m256i quad_lanes_256(const std::int8_t* xb, int h) noexcept {
+  return _mm256_broadcastsi128_si256(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(xb + 16 * h)));
+}
+template <int C>
+inline __m256i dword_lanes(__m256i quads) noexcept {
+  return _mm256_shuffle_epi32(quads, C * 0x55);
+}
+#endif
+
 #if TFORMER_INT8_VNNI512
 inline constexpr index rm = 4;
 // out[m][r] = Σ over blocks [0, blocks) of x row m against row r of the group at `group`.
@@ -516,9 +547,19 @@ inline void group_tile(const std::byte* group, const std::int8_t* const* xq,
     TFORMER_UNROLL for (index m = 0; m < RM; ++m) {
       const std::int8_t* xb = xq[m] + b * block;
       __m512i s0 = _mm512_set1_epi32(xs[m][b].correction), s1 = _mm512_setzero_si512();
-      TFORMER_UNROLL for (int c = 0; c < 4; ++c) {
-        s0 = _mm512_dpbusd_epi32(s0, u[0][c], _mm512_set1_epi32(dword(xb, c)));
-        s1 = _mm512_dpbusd_epi32(s1, u[1][c], _mm512_set1_epi32(dword(xb, 4 + c)));
+      if constexpr (dwords_by_shuffle<T, RM>) {
+        const __m512i x0 = quad_lanes(xb, 0), x1 = quad_lanes(xb, 1);  // dwords 0–3, 4–7
+        [&]<int... C>(std::integer_sequence<int, C...>) {
+          ((s0 = _mm512_dpbusd_epi32(s0, u[0][C], dword_lanes<C>(x0)),
+            s1 = _mm512_dpbusd_epi32(s1, u[1][C], dword_lanes<C>(x1))),
+           ...);
+        }
+        (std::make_integer_sequence<int, 4>{});
+      } else {
+        TFORMER_UNROLL for (int c = 0; c < 4; ++c) {
+          s0 = _mm512_dpbusd_epi32(s0, u[0][c], _mm512_set1_epi32(dword(xb, c)));
+          s1 = _mm512_dpbusd_epi32(s1, u[1][c], _mm512_set1_epi32(dword(xb, 4 + c)));
+        }
       }
       if constexpr (T == WeightType::q4_0x16) s1 = _mm512_srai_epi32(s1, 4);  // 16·Σ, exact
       acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)),
@@ -560,8 +601,18 @@ inline void group_tile(const std::byte* group, const std::int8_t* const* xq,
       TFORMER_UNROLL for (index m = 0; m < RM; ++m) {
         const std::int8_t* xb = xq[m] + b * block;
         __m256i s0 = _mm256_set1_epi32(xs[m][b].correction), s1 = _mm256_setzero_si256();
+        __m256i xd[8];  // x's dwords, each in all lanes
+        if constexpr (vnni && dwords_by_shuffle<T, RM>) {
+          const __m256i x0 = quad_lanes_256(xb, 0), x1 = quad_lanes_256(xb, 1);
+          [&]<int... C>(std::integer_sequence<int, C...>) {
+            ((xd[C] = dword_lanes<C>(x0), xd[4 + C] = dword_lanes<C>(x1)), ...);
+          }
+          (std::make_integer_sequence<int, 4>{});
+        } else {
+          TFORMER_UNROLL for (int c = 0; c < 8; ++c) xd[c] = _mm256_set1_epi32(dword(xb, c));
+        }
         TFORMER_UNROLL for (int c = 0; c < 8; ++c) {
-          __m256i w = u[c], x = _mm256_set1_epi32(dword(xb, c));
+          __m256i w = u[c], x = xd[c];
           if constexpr (T == WeightType::q8_0x16 && !vnni) {
             // q + 128 → q, then |q| · sign(q)·x: vpmaddubsw's pairs within ±32512
             const __m256i q = _mm256_xor_si256(w, _mm256_set1_epi8(char(0x80)));
