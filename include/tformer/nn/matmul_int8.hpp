@@ -19,7 +19,8 @@
 //   Otherwise: the integer sums in plain loops.
 // Per block and x row: the lanes to float, times d_w·d_x (rounded once), into float accumulators.
 // q4_0x16 and q8_0x16 (q4_0 and q8_0 repacked 16 rows at a time, core/weight_view.hpp) have a
-// kernel of their own, x16 below: 16 rows of W per step, x's dwords broadcast, no horizontal sums.
+// kernel of their own, x16 below: 16 rows of W per step, x's dwords in every lane (broadcast or
+// shuffled: dwords_by_shuffle), no horizontal sums.
 //
 // No allocation: x is quantized into a 64 KiB stack buffer, up to 16 rows and a slice of `in`
 // at a time (one row: up to 52,000 values a slice, 43,000 with the 512-bit kernel's SixteenScales;
@@ -459,7 +460,7 @@ inline void tile(const WRow& w, const std::int8_t* const* xq, const BlockScale* 
 
 // The x16 types (core/weight_view.hpp): one group of 16 rows of W against RM x rows at a time.
 // Per block, 64-byte loads that each hold 4 bytes of every row (4 for q4_0x16, whose nibbles make
-// two operands each; 8 for q8_0x16); they meet x's dwords broadcast to all lanes, so lane r sums
+// two operands each; 8 for q8_0x16); they meet x's dwords in all lanes, so lane r sums
 // row r and the 16 outputs need no horizontal sums.
 namespace x16 {
 template <WeightType T>
@@ -488,14 +489,16 @@ inline std::int32_t dword(const std::int8_t* xb, index i) noexcept {
 
 // x's 8 dwords of a block, each in all lanes: 8 broadcasts from memory, or two 16-byte loads into
 // every 128-bit lane and a shuffle a dword. The shuffles trade loads for shuffle-pipe work, which
-// pays where loads limit the loop: q8_0x16 (8 weight loads a block) with VNNI, and q4_0x16 for one
-// row on AVX-512. Elsewhere (q4_0x16's nibble work takes the same pipes; AVX2 without VNNI) they
-// measured 5–20 % slower (docs/PERFORMANCE.md, "x's dwords by shuffles").
+// paid in cache where loads limit the loop: q8_0x16 (8 weight loads a block) with VNNI (the AVX2
+// kernel also asks for `vnni`), and q4_0x16 in one-row tiles on AVX-512. Elsewhere they measured
+// 0.80–0.95× (q4_0x16: its nibble work takes the same pipes) and 0.94–1.04× (q8_0x16 without VNNI)
+// (docs/PERFORMANCE.md, "x's dwords by shuffles").
 template <WeightType T, index RM>
 inline constexpr bool dwords_by_shuffle = T == WeightType::q8_0x16 ||
                                           (RM == 1 && TFORMER_INT8_VNNI512);
 #if TFORMER_INT8_VNNI512
-// Bytes [16h, 16h + 16) of x's block in all four 128-bit lanes; dword_lanes<c> takes its dword c.
+// Bytes [16h, 16h + 16) of x's block in all four 128-bit lanes; dword_lanes<c> of it is the
+// block's dword 4h + c in every lane.
 inline __m512i quad_lanes(const std::int8_t* xb, int h) noexcept {
   return _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xb + 16 * h)));
 }
