@@ -18,6 +18,13 @@
 
 #include "tformer/core/arch.hpp"
 
+#if defined(__F16C__) && !defined(TFORMER_SIMD_SCALAR)
+// Fenced: this may be the first include of the intrinsics (to_float below).
+TFORMER_THIRD_PARTY_BEGIN
+#include <immintrin.h>
+TFORMER_THIRD_PARTY_END
+#endif
+
 namespace tformer {
 
 // The storage types are plain data outside the instruction-set namespace (like tformer::Error):
@@ -59,8 +66,12 @@ inline bf16 to_bf16(float x) noexcept {
   return {std::uint16_t(u >> 16)};
 }
 
-// Exact: every f16 (subnormals, ±inf and NaN payloads included) is a float.
+// Exact: every f16 (subnormals and ±inf included) is a float; a NaN stays NaN (F16C quiets a
+// signalling one). By F16C where the build has it; the plain-loop build by the bits.
 inline float to_float(f16 x) noexcept {
+#if defined(__F16C__) && !defined(TFORMER_SIMD_SCALAR)
+  return _cvtsh_ss(x.bits);
+#else
   const std::uint32_t sign = std::uint32_t(x.bits & 0x8000u) << 16;
   const std::uint32_t exponent = (x.bits >> 10) & 0x1fu, mantissa = x.bits & 0x3ffu;
   if (exponent == 0) {  // zero or subnormal: mantissa · 2^−24, exact in float
@@ -69,6 +80,7 @@ inline float to_float(f16 x) noexcept {
   }
   if (exponent == 31) return std::bit_cast<float>(sign | 0x7f800000u | (mantissa << 13));
   return std::bit_cast<float>(sign | ((exponent + 112) << 23) | (mantissa << 13));
+#endif
 }
 
 // Round to nearest, ties to even, as F16C's vcvtps2ph with rounding mode 0: |x| >= 65520 gives

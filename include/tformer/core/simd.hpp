@@ -3,6 +3,7 @@
 // over the whole range.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 
 #include "tformer/core/arch.hpp"
@@ -39,6 +40,18 @@ template <class V>
 inline void in_register([[maybe_unused]] V& v) noexcept {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
   asm("" : "+v"(v));
+#endif
+}
+
+// a·b + c in one rounding where the build has FMA, two otherwise, in every inlined copy alike.
+// Written as `c += a * b`, GCC decides per copy whether to fuse (its Zen tuning avoids fusing a
+// loop-carried sum, and not for every source of b), so the same sum over float and over f16 values
+// could round differently. Scalar tails that must match each other bit for bit use this.
+inline float multiply_add(float a, float b, float c) noexcept {
+#if defined(__FMA__)
+  return std::fma(a, b, c);
+#else
+  return a * b + c;  // no FMA instruction to fuse into
 #endif
 }
 

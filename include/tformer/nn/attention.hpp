@@ -195,7 +195,7 @@ inline float dot(const float* a, const T* b, index n) noexcept {
   }
   total = xsimd_compat::reduce_add(acc0 + acc1);
 #endif
-  for (; i < n; ++i) total += a[i] * as_float(b[i]);
+  for (; i < n; ++i) total = simd::multiply_add(a[i], as_float(b[i]), total);
   return total;
 }
 
@@ -289,7 +289,7 @@ inline void tile_dots(const float* q, const KVView& kv, index g, index k0, index
       for (index w = 0; w < W; ++w) {
         const T* key = keys + (j + w) * d;
         float t = 0.0f;
-        for (index i = dv; i < d; ++i) t += q[i] * as_float(key[i]);
+        for (index i = dv; i < d; ++i) t = simd::multiply_add(q[i], as_float(key[i]), t);
         tail[w] = t;
       }
       sums += B::load_aligned(tail);
@@ -402,7 +402,7 @@ inline void tile_values(float* acc, float alpha, const float* p, const KVView& k
 #endif
   for (; i < d; ++i) {
     float t = acc[i] * alpha;
-    for (index j = 0; j < n; ++j) t += p[j] * as_float(values[j * d + i]);
+    for (index j = 0; j < n; ++j) t = simd::multiply_add(p[j], as_float(values[j * d + i]), t);
     acc[i] = t;
   }
 }
@@ -462,7 +462,7 @@ inline void tile_values_heads(float* const* acc, const float* alpha, const float
   for (index h = 0; h < H; ++h)
     for (index c = i; c < d; ++c) {
       float t = acc[h][c] * alpha[h];
-      for (index j = 0; j < n; ++j) t += p[h][j] * as_float(values[j * d + c]);
+      for (index j = 0; j < n; ++j) t = simd::multiply_add(p[h][j], as_float(values[j * d + c]), t);
       acc[h][c] = t;
     }
 }

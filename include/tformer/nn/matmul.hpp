@@ -118,15 +118,11 @@ using B = simd::batch;
 inline constexpr index W = index(simd::lanes);
 inline constexpr index V = step / W;  // registers per step
 
-// An f16 scale as float, by F16C where the level has it.
+// The f16 scale at p as float.
 inline float scale_to_float(const std::byte* p) noexcept {
   f16 d;
   std::memcpy(&d, p, 2);
-#if defined(__F16C__)
-  return _cvtsh_ss(d.bits);
-#else
   return to_float(d);
-#endif
 }
 
 // decode_step through a buffer (any type, any level), out of line: the rare q8_group with a

@@ -180,11 +180,7 @@ inline float weight_scale(const WRow& w, index b) noexcept {
     static_assert(T == WeightType::q8_0 || T == WeightType::q4_0);  // the scale leads the block
     f16 d;
     std::memcpy(&d, w.values + b * type_info(T).block_bytes, 2);
-#if TFORMER_INT8_AVX2  // F16C, and not the plain-loop build (which includes no intrinsics)
-    return _cvtsh_ss(d.bits);
-#else
     return to_float(d);
-#endif
   }
 }
 #if TFORMER_INT8_AVX2
