@@ -114,9 +114,10 @@ int main(int argc, char** argv) {
         bench::read_bandwidth(s, bytes);
       })->Unit(benchmark::kMicrosecond);
     }
-  // Prefill shapes [T, out, in].
-  const std::array<tformer::index, 3> gemm_shapes[] = {
-      {64, 2048, 2048}, {64, 5632, 2048}, {512, 2048, 2048}, {128, 2048, 5632}};
+  // Prefill shapes [T, out, in], and a few rows (batched decode: project_few's tiles).
+  const std::array<tformer::index, 3> gemm_shapes[] = {{4, 2048, 768},    {4, 5632, 2048},
+                                                       {64, 2048, 2048},  {64, 5632, 2048},
+                                                       {512, 2048, 2048}, {128, 2048, 5632}};
   for (auto [t_, out_, in_] : gemm_shapes) {
     const tformer::index t = t_, out = out_, in = in_;
     for (WeightType type : all_types)

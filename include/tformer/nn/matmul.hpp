@@ -264,12 +264,16 @@ inline void tile(const float* const* x, const Row* w, index k0, index k1,
   TFORMER_UNROLL for (index i = 0; i < N * A; ++i) acc[i] = B(0.0f);
   index k = k0;
   for (; k + step <= k1; k += step) {
-    // AVX-512 (32 registers): x's RM·V registers are loaded once per step and stay; below, they
-    // are reloaded per W row (memory operands of the FMA), which is what 16 registers allow.
+    // AVX-512 (32 registers): x's RM·V registers are loaded once per step and stay (in_register:
+    // GCC would fold the loads into every FMA); below, they are reloaded per W row (memory
+    // operands of the FMA), which is what 16 registers allow.
     B xv[x_in_registers ? RM * V : 1];
-    if constexpr (x_in_registers)
-      TFORMER_UNROLL for (index i = 0; i < RM * V; ++i)
+    if constexpr (x_in_registers) {
+      TFORMER_UNROLL for (index i = 0; i < RM * V; ++i) {
         xv[i] = B::load_unaligned(x[i / V] + k + (i % V) * W);
+        simd::in_register(xv[i].data);
+      }
+    }
     TFORMER_UNROLL for (index n = 0; n < RN; ++n) {
       B wv[V];
       decode_step<T>(w[n], k, wv);
