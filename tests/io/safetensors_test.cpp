@@ -89,8 +89,8 @@ float f16_to_float(std::uint16_t bits) {
     const float v = std::ldexp(float(mant), -24);
     return sign ? -v : v;
   }
-  if (exp == 31)  // inf or NaN, payload kept in the top mantissa bits
-    return std::bit_cast<float>(sign << 31 | 0xffu << 23 | mant << 13);
+  if (exp == 31)  // inf, or NaN: payload kept in the top mantissa bits, quieted (as F16C does)
+    return std::bit_cast<float>(sign << 31 | 0xffu << 23 | mant << 13 | (mant ? 1u << 22 : 0u));
   return std::bit_cast<float>(sign << 31 | (exp - 15 + 127) << 23 | mant << 13);
 }
 std::uint32_t bits_of(float x) { return std::bit_cast<std::uint32_t>(x); }
@@ -141,7 +141,8 @@ TEST_CASE("safetensors: every float dtype reads back bit-identically", "[io][saf
       {"empty", "F32", {0, 4}, {}},
   };
   // Sub-normal, infinite and NaN f16 / bf16 bit patterns among the random ones.
-  const std::uint16_t special[] = {0x0001, 0x8001, 0x03ff, 0x7c00, 0xfc00, 0x7e01, 0x0000, 0x8000};
+  const std::uint16_t special[] = {0x0001, 0x8001, 0x03ff, 0x7c00, 0xfc00, 0x7e01,
+                                   0x7c01, 0xfd55, 0x0000, 0x8000};  // 0x7c01, 0xfd55 signal
   for (std::size_t i = 0; i < std::size(special); ++i) {
     std::memcpy(specs[1].data.data() + 2 * i, &special[i], 2);
     std::memcpy(specs[2].data.data() + 2 * i, &special[i], 2);

@@ -66,8 +66,9 @@ inline bf16 to_bf16(float x) noexcept {
   return {std::uint16_t(u >> 16)};
 }
 
-// Exact: every f16 (subnormals and ±inf included) is a float; a NaN stays NaN (F16C quiets a
-// signalling one). By F16C where the build has it; the plain-loop build by the bits.
+// Exact: every f16 (subnormals and ±inf included) is a float; a NaN keeps its payload, quieted
+// (as F16C's vcvtph2ps does: the same bits on every build). By F16C where the build has it,
+// elsewhere by the bits.
 inline float to_float(f16 x) noexcept {
 #if defined(__F16C__) && !defined(TFORMER_SIMD_SCALAR)
   return _cvtsh_ss(x.bits);
@@ -78,7 +79,9 @@ inline float to_float(f16 x) noexcept {
     const float magnitude = float(mantissa) * 0x1p-24f;
     return std::bit_cast<float>(sign | std::bit_cast<std::uint32_t>(magnitude));
   }
-  if (exponent == 31) return std::bit_cast<float>(sign | 0x7f800000u | (mantissa << 13));
+  if (exponent == 31)  // ±inf, or a NaN with the quiet bit set
+    return std::bit_cast<float>(sign | 0x7f800000u | (mantissa << 13) |
+                                (mantissa != 0 ? 0x00400000u : 0u));
   return std::bit_cast<float>(sign | ((exponent + 112) << 23) | (mantissa << 13));
 #endif
 }

@@ -43,15 +43,14 @@ inline void in_register([[maybe_unused]] V& v) noexcept {
 #endif
 }
 
-// a·b + c in one rounding where the build has FMA, two otherwise, in every inlined copy alike.
-// Written as `c += a * b`, GCC decides per copy whether to fuse (its Zen tuning avoids fusing a
-// loop-carried sum, and not for every source of b), so the same sum over float and over f16 values
-// could round differently. Scalar tails that must match each other bit for bit use this.
+// a·b + c: one rounding where the target has a fused multiply-add, two otherwise, alike in every
+// inlined copy (`c += a * b` is fused or not per copy, at GCC's choice). For scalar tails whose
+// bits must match across storage types.
 inline float multiply_add(float a, float b, float c) noexcept {
-#if defined(__FMA__)
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA) || defined(__FP_FAST_FMAF)
   return std::fma(a, b, c);
 #else
-  return a * b + c;  // no FMA instruction to fuse into
+  return a * b + c;  // no fused instruction to contract into
 #endif
 }
 

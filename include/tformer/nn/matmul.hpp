@@ -8,7 +8,7 @@
 //   - One token: W one row at a time, a single sequential stream (gemv below); f32 rows 8 (AVX-512)
 //     or 4 at a time in place, sharing each load of x (gemv_f32).
 //   - A few tokens (T <= max_rm): one tile of RM = T rows against 4 rows of W at a time; W
-//     streams from memory once.
+//     streams from memory once. f32 rows in place through matmul_tile::dot_tile (gemv_f32).
 //   - Prefill (SIMD builds): W in panels of 8 (AVX-512) or 4 rows × a slice of `in`, decoded once
 //     to f32 in L1 (project_panels); x's rows stream from L2 in tiles of 3 against the panel,
 //     24 or 12 accumulators (matmul_tile::dot_tile). The scalar build runs the RM×RN tiles instead.
@@ -403,17 +403,21 @@ inline void load_panel(const WeightView& w, index n0, index k0, index k1, float*
   }
 }
 
-// One token against f32 rows in place: panel_n adjacent rows (one contiguous stream) share each
-// load of x. 0.95–0.98× Eigen's row-major GEMV from L2 to DRAM, 1.4–1.6× the one-row gemv
-// (which reloads x for every row: two loads per FMA).
-inline void gemv_f32(const float* x, const WeightView& w, float* y) noexcept {
-  for (index r0 = 0; r0 < w.rows(); r0 += panel_n) {
-    const float* p[panel_n];
-    for (index n = 0; n < panel_n; ++n)
+// RM <= max_rm tokens against f32 rows in place: PN adjacent rows (one contiguous stream) share
+// each load of x. One token: 0.95–0.98× Eigen's row-major GEMV from L2 to DRAM, 1.4–1.6× the
+// one-row gemv (which reloads x for every row: two loads per FMA).
+template <index RM>
+inline void gemv_f32(MatrixView<const float> x, const WeightView& w, MatrixView<float> y) noexcept {
+  constexpr index PN = RM == 1 ? panel_n : rn;  // RM·PN accumulators: 8 or 16 (AVX-512)
+  const float* xr[RM];
+  for (index m = 0; m < RM; ++m) xr[m] = x.row(m);
+  for (index r0 = 0; r0 < w.rows(); r0 += PN) {
+    const float* p[PN];
+    for (index n = 0; n < PN; ++n)
       p[n] = reinterpret_cast<const float*>(w.row(std::min(r0 + n, w.rows() - 1)));
-    float r[panel_n];
-    matmul_tile::dot_tile<1, panel_n>(&x, p, w.cols(), r);
-    for (index n = 0; n < std::min(panel_n, w.rows() - r0); ++n) y[r0 + n] = r[n];
+    float r[RM * PN];
+    matmul_tile::dot_tile<RM, PN>(xr, p, w.cols(), r);
+    matmul_tile::store_tile(r, RM, PN, std::min(PN, w.rows() - r0), y, 0, r0, false);
   }
 }
 
@@ -499,10 +503,8 @@ inline void project_few(MatrixView<const float> x, const WeightView& w,
     if (x.rows() < RM) return project_few<T, RM - 1>(x, w, y);
   }
 #if TFORMER_HAS_SIMD
-  if constexpr (RM == 1) {
-    if constexpr (T == WeightType::f32) return gemv_f32(x.row(0), w, y.row(0));
-    return gemv<T>(x.row(0), w, y.row(0));
-  }
+  if constexpr (T == WeightType::f32) return gemv_f32<RM>(x, w, y);
+  if constexpr (RM == 1) return gemv<T>(x.row(0), w, y.row(0));
 #endif
   for (index n0 = 0; n0 < w.rows(); n0 += rn) tile_into<T, RM, rn>(x, 0, w, n0, 0, x.cols(), true, y);
 }
