@@ -6,10 +6,14 @@
 //   read/<type>/<out>x<in>      the read-only ceiling over a buffer of exactly those bytes
 //   gemm/<type>/<T>x<out>x<in>  T tokens; FLOPS = 2·T·out·in per second
 //   gemm/<T>x<out>x<in>         Eigen's GEMM on the same f32 shape
+//   step/<type>/1.1B            one token through the 155 matrices of a 1.1B decode step, in
+//                               order (read/step/<type>/1.1B: their read ceiling); run them with
+//                               --benchmark_filter=step: each builds 0.5–2 GB of weights first
 // <type>+int8, bf16+bf16: the same weight with int8 activations (nn/matmul_int8.hpp) or bf16
 // activations (nn/matmul_bf16.hpp).
 #include <benchmark/benchmark.h>
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -88,6 +92,58 @@ void run_matmul(benchmark::State& state, WeightType type, tformer::index t, tfor
   state.SetLabel(tformer::simd::arch_name);
 }
 
+// The matrices one token of the 1.1B Llama shape streams (TinyLlama: 22 layers of q, k, v, o,
+// gate, up and down, then the LM head), each in its own buffer and in that order: the decode's
+// weight stream without the rest of the decoder. One random matrix per shape, converted per copy.
+struct DecodeStep {
+  std::vector<tformer::AlignedBuffer<std::byte>> bytes;
+  std::vector<tformer::WeightView> views;
+  std::size_t total = 0;
+  explicit DecodeStep(WeightType type) {
+    using Shape = std::pair<tformer::index, tformer::index>;
+    const Shape q{2048, 2048}, kv{256, 2048}, up{5632, 2048}, down{2048, 5632}, head{32000, 2048};
+    std::vector<Shape> order;
+    for (int layer = 0; layer < 22; ++layer)
+      order.insert(order.end(), {q, kv, kv, q, up, up, down});
+    order.push_back(head);
+    std::map<Shape, std::vector<float>> sources;
+    for (const Shape& m : order)
+      if (!sources.contains(m))
+        sources[m] = bench::random_floats(std::size_t(m.first * m.second), 0.05f);
+    bytes.reserve(order.size());
+    for (const auto& [out, in] : order) {
+      bytes.emplace_back(tformer::converted_bytes(type, out, in));
+      views.push_back(tformer::convert_weights({sources[{out, in}].data(), out, in}, type,
+                                               bytes.back().span(), "w"));
+      total += bytes.back().size();
+    }
+  }
+};
+
+void run_step(benchmark::State& state, WeightType type) {
+  const DecodeStep step(type);
+  const std::vector<float> x = bench::random_floats(5632);
+  std::vector<float> y(32000);
+  for (auto _ : state) {
+    for (const tformer::WeightView& w : step.views)
+      tformer::matmul({x.data(), 1, w.cols()}, w, {y.data(), 1, w.rows()});
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(std::int64_t(state.iterations()) * std::int64_t(step.total));
+  state.counters["weight_MiB"] = double(step.total) / double(1 << 20);
+}
+
+// read_bandwidth over the same buffers, in the same order.
+void read_step(benchmark::State& state, WeightType type) {
+  const DecodeStep step(type);
+  for (auto _ : state)
+    for (const auto& b : step.bytes)
+      benchmark::DoNotOptimize(
+          bench::read_sum(reinterpret_cast<const float*>(b.data()), b.size() / sizeof(float)));
+  state.SetBytesProcessed(std::int64_t(state.iterations()) * std::int64_t(step.total));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -135,6 +191,14 @@ int main(int argc, char** argv) {
             [=](benchmark::State& s) { run_matmul(s, type, t, out, in, *a); })
             ->Unit(benchmark::kMillisecond);
     bench::register_gemm(t, out, in);
+  }
+  // One 1.1B decode step's matrices in order, from DRAM (each program builds its weights first).
+  for (WeightType type : {WeightType::bf16, WeightType::q8_0x16, WeightType::q4_0x16}) {
+    const std::string suffix = std::string(tformer::type_name(type)) + "/1.1B";
+    benchmark::RegisterBenchmark(("step/" + suffix).c_str(), run_step, type)
+        ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("read/step/" + suffix).c_str(), read_step, type)
+        ->Unit(benchmark::kMillisecond);
   }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();

@@ -294,6 +294,25 @@ TEST_CASE(
                      Positions::ids(pos), HeadsView<float>(o_stored.data(), T, s32.Hq, D), ws);
   const double rounding = q8 && T == 1 ? 2 * vmax * (2 * e32 + (L + 16) * u) : 0.0;
   for (std::size_t n = 0; n < o16.size(); ++n) REQUIRE(std::abs(o16[n] - o_stored[n]) <= rounding);
+  // The same with a bias hook, a window and a soft-cap: the per-key scalar path (score · scale
+  // + bias, cap · tanh + bias) is compiled once per storage type and must round alike in each.
+  // The soft-cap and the bias are under 1 in derivative, so q8's one-token bound above holds.
+  const auto alibi = [](tformer::index h, tformer::index p, tformer::index j) {
+    return -0.03125f * float(h + 1) * float(p - j);
+  };
+  for (const float softcap : {0.0f, 2.5f}) {
+    CAPTURE(softcap);
+    const AttentionOptions opt{.softcap = softcap, .window = L / 2};
+    std::vector<float> o16_opt(q.size()), o_stored_opt(q.size());
+    tformer::attention(HeadsView<const float>(q.data(), T, s32.Hq, D), s16.cache.view(0, 0, L),
+                       Positions::ids(pos), HeadsView<float>(o16_opt.data(), T, s32.Hq, D), ws, opt,
+                       alibi);
+    tformer::attention(HeadsView<const float>(q.data(), T, s32.Hq, D), stored.view(0, 0, L),
+                       Positions::ids(pos), HeadsView<float>(o_stored_opt.data(), T, s32.Hq, D), ws,
+                       opt, alibi);
+    for (std::size_t n = 0; n < o16.size(); ++n)
+      REQUIRE(std::abs(o16_opt[n] - o_stored_opt[n]) <= rounding);
+  }
 }
 
 TEST_CASE("nn/attention: multi-query attention, one KV head for up to 71 query heads",

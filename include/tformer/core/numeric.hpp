@@ -86,6 +86,13 @@ inline float to_float(f16 x) noexcept {
 #endif
 }
 
+// The f16 stored at p (any alignment: a block's scale), as float.
+inline float f16_at(const std::byte* p) noexcept {
+  f16 d;
+  std::memcpy(&d, p, sizeof d);
+  return to_float(d);
+}
+
 // Round to nearest, ties to even, as F16C's vcvtps2ph with rounding mode 0: |x| >= 65520 gives
 // ±inf, results below 2^−14 are subnormal, NaN stays NaN (quiet).
 inline f16 to_f16(float x) noexcept {

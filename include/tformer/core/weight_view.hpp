@@ -377,13 +377,10 @@ inline void check_weight_scales(std::string_view where, const WeightView& w) {
       const std::byte* at =
           is_x16(w.type()) ? w.row_group(r / 16) + (b + 1) * info.block_bytes - 32 + 2 * (r % 16)
                            : w.row(r) + b * info.block_bytes;
-      f16 d;
-      std::memcpy(&d, at, sizeof d);
-      if (!std::isfinite(to_float(d))) [[unlikely]] {
+      if (const float d = f16_at(at); !std::isfinite(d)) [[unlikely]] {
         std::ostringstream what;
         what << "scale of row " << r << " block " << b;
-        detail::fail_check(where, detail::weight_what(w, what.str()), "a finite f16",
-                           to_float(d));
+        detail::fail_check(where, detail::weight_what(w, what.str()), "a finite f16", d);
       }
     }
 }

@@ -118,13 +118,6 @@ using B = simd::batch;
 inline constexpr index W = index(simd::lanes);
 inline constexpr index V = step / W;  // registers per step
 
-// The f16 scale at p as float.
-inline float scale_to_float(const std::byte* p) noexcept {
-  f16 d;
-  std::memcpy(&d, p, 2);
-  return to_float(d);
-}
-
 // decode_step through a buffer (any type, any level), out of line: the rare q8_group with a
 // group that is not a power of two >= 32 keeps the hot loop free of its division.
 template <WeightType T>
@@ -155,14 +148,14 @@ inline void decode_step(const Row& r, index k, B* out) noexcept {
             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * (k + v * 16))));
     } else if constexpr (T == WeightType::q8_0) {
       const std::byte* b = row + k / 32 * 34;
-      const __m512 d = _mm512_set1_ps(scale_to_float(b));
+      const __m512 d = _mm512_set1_ps(f16_at(b));
       for (index v = 0; v < V; ++v) {
         const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2 + 16 * v));
         out[v] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), d);
       }
     } else if constexpr (T == WeightType::q4_0) {  // (n − 8)·d = n·d − 8d, one FMA, exact
       const std::byte* b = row + k / 32 * 18;
-      const float df = scale_to_float(b);
+      const float df = f16_at(b);
       const __m512 d = _mm512_set1_ps(df), m = _mm512_set1_ps(-8.0f * df);
       const __m512i n = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2)));
       out[0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(n, _mm512_set1_epi32(15))), d, m);
@@ -188,7 +181,7 @@ inline void decode_step(const Row& r, index k, B* out) noexcept {
       return;
     } else if constexpr (T == WeightType::q8_0) {
       const std::byte* b = row + k / 32 * 34;
-      const __m256 d = _mm256_set1_ps(scale_to_float(b));
+      const __m256 d = _mm256_set1_ps(f16_at(b));
       for (index v = 0; v < V; ++v) {
         const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 2 + 8 * v));
         out[v] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
@@ -196,7 +189,7 @@ inline void decode_step(const Row& r, index k, B* out) noexcept {
       return;
     } else if constexpr (T == WeightType::q4_0) {
       const std::byte* b = row + k / 32 * 18;
-      const float df = scale_to_float(b);
+      const float df = f16_at(b);
       const __m256 d = _mm256_set1_ps(df), m = _mm256_set1_ps(-8.0f * df);
       const __m256i mask = _mm256_set1_epi32(15);
       const __m256i n0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 2)));

@@ -178,9 +178,7 @@ inline float weight_scale(const WRow& w, index b) noexcept {
     return d;
   } else {
     static_assert(T == WeightType::q8_0 || T == WeightType::q4_0);  // the scale leads the block
-    f16 d;
-    std::memcpy(&d, w.values + b * type_info(T).block_bytes, 2);
-    return to_float(d);
+    return f16_at(w.values + b * type_info(T).block_bytes);
   }
 }
 #if TFORMER_INT8_AVX2
@@ -635,7 +633,8 @@ inline void group_tile(const std::byte* group, const std::int8_t* const* xq,
                        const BlockScale* const* xs, index blocks, float (*out)[16]) noexcept {
   for (index m = 0; m < RM; ++m) std::fill_n(out[m], 16, 0.0f);
   for (index b = 0; b < blocks; ++b) {
-    const auto* p = reinterpret_cast<const std::uint8_t*>(group + b * block_bytes<T>);
+    const std::byte* block_at = group + b * block_bytes<T>;
+    const auto* p = reinterpret_cast<const std::uint8_t*>(block_at);
     for (index r = 0; r < 16; ++r) {
       std::int32_t wq[block];
       for (index c = 0; c < 8; ++c)
@@ -647,9 +646,7 @@ inline void group_tile(const std::byte* group, const std::int8_t* const* xq,
             wq[4 * c + i] = std::int32_t(p[64 * c + 4 * r + i]) - 128;
           }
         }
-      f16 d;
-      std::memcpy(&d, p + scales_at<T> + 2 * r, 2);
-      const float dw = to_float(d);
+      const float dw = f16_at(block_at + scales_at<T> + 2 * r);
       for (index m = 0; m < RM; ++m) {
         const std::int8_t* xb = xq[m] + b * block;
         std::int32_t sum = 0;
