@@ -7,8 +7,8 @@
 //   gemm/<type>/<T>x<out>x<in>  T tokens; FLOPS = 2·T·out·in per second
 //   gemm/<T>x<out>x<in>         Eigen's GEMM on the same f32 shape
 //   step/<type>/1.1B            one token through the 155 matrices of a 1.1B decode step, in
-//                               order (read/step/<type>/1.1B: their read ceiling); run them with
-//                               --benchmark_filter=step: each builds 0.5–2 GB of weights first
+//                               order (read/step/<type>/1.1B: the read ceiling of their sizes);
+//                               run them with --benchmark_filter=step: 0.5–2 GB of weights a type
 // <type>+int8, bf16+bf16: the same weight with int8 activations (nn/matmul_int8.hpp) or bf16
 // activations (nn/matmul_bf16.hpp).
 #include <benchmark/benchmark.h>
@@ -92,22 +92,27 @@ void run_matmul(benchmark::State& state, WeightType type, tformer::index t, tfor
   state.SetLabel(tformer::simd::arch_name);
 }
 
-// The matrices one token of the 1.1B Llama shape streams (TinyLlama: 22 layers of q, k, v, o,
-// gate, up and down, then the LM head), each in its own buffer and in that order: the decode's
-// weight stream without the rest of the decoder. One random matrix per shape, converted per copy.
+// The [out, in] shapes one token of the 1.1B Llama shape streams, in order: TinyLlama's 22 layers
+// of q, k, v, o, gate, up and down, then the LM head.
+std::vector<std::pair<tformer::index, tformer::index>> decode_step_shapes() {
+  using Shape = std::pair<tformer::index, tformer::index>;
+  const Shape q{2048, 2048}, kv{256, 2048}, up{5632, 2048}, down{2048, 5632}, head{32000, 2048};
+  std::vector<Shape> order;
+  for (int layer = 0; layer < 22; ++layer) order.insert(order.end(), {q, kv, kv, q, up, up, down});
+  order.push_back(head);
+  return order;
+}
+
+// Those matrices, each in its own buffer: the decode's weight stream without the rest of the
+// decoder. One random matrix per shape, converted per copy.
 struct DecodeStep {
   std::vector<tformer::AlignedBuffer<std::byte>> bytes;
   std::vector<tformer::WeightView> views;
   std::size_t total = 0;
   explicit DecodeStep(WeightType type) {
-    using Shape = std::pair<tformer::index, tformer::index>;
-    const Shape q{2048, 2048}, kv{256, 2048}, up{5632, 2048}, down{2048, 5632}, head{32000, 2048};
-    std::vector<Shape> order;
-    for (int layer = 0; layer < 22; ++layer)
-      order.insert(order.end(), {q, kv, kv, q, up, up, down});
-    order.push_back(head);
-    std::map<Shape, std::vector<float>> sources;
-    for (const Shape& m : order)
+    const auto order = decode_step_shapes();
+    std::map<std::pair<tformer::index, tformer::index>, std::vector<float>> sources;
+    for (const auto& m : order)
       if (!sources.contains(m))
         sources[m] = bench::random_floats(std::size_t(m.first * m.second), 0.05f);
     bytes.reserve(order.size());
@@ -118,10 +123,15 @@ struct DecodeStep {
       total += bytes.back().size();
     }
   }
+  // One per type, built on first use and kept: a benchmark's repetitions share it.
+  static const DecodeStep& of(WeightType type) {
+    static std::map<WeightType, DecodeStep> built;
+    return built.try_emplace(type, type).first->second;
+  }
 };
 
 void run_step(benchmark::State& state, WeightType type) {
-  const DecodeStep step(type);
+  const DecodeStep& step = DecodeStep::of(type);
   const std::vector<float> x = bench::random_floats(5632);
   std::vector<float> y(32000);
   for (auto _ : state) {
@@ -134,14 +144,19 @@ void run_step(benchmark::State& state, WeightType type) {
   state.counters["weight_MiB"] = double(step.total) / double(1 << 20);
 }
 
-// read_bandwidth over the same buffers, in the same order.
+// read_bandwidth over buffers of the same sizes (of 1.0f, as read_bandwidth's), in the same order.
 void read_step(benchmark::State& state, WeightType type) {
-  const DecodeStep step(type);
+  std::vector<tformer::AlignedBuffer<float>> buffers;
+  std::size_t total = 0;
+  for (const auto& [out, in] : decode_step_shapes()) {
+    const std::size_t bytes = tformer::converted_bytes(type, out, in);
+    buffers.emplace_back(bytes / sizeof(float));
+    std::fill(buffers.back().data(), buffers.back().data() + bytes / sizeof(float), 1.0f);
+    total += bytes / sizeof(float) * sizeof(float);
+  }
   for (auto _ : state)
-    for (const auto& b : step.bytes)
-      benchmark::DoNotOptimize(
-          bench::read_sum(reinterpret_cast<const float*>(b.data()), b.size() / sizeof(float)));
-  state.SetBytesProcessed(std::int64_t(state.iterations()) * std::int64_t(step.total));
+    for (const auto& b : buffers) benchmark::DoNotOptimize(bench::read_sum(b.data(), b.size()));
+  state.SetBytesProcessed(std::int64_t(state.iterations()) * std::int64_t(total));
 }
 
 }  // namespace
@@ -192,12 +207,14 @@ int main(int argc, char** argv) {
             ->Unit(benchmark::kMillisecond);
     bench::register_gemm(t, out, in);
   }
-  // One 1.1B decode step's matrices in order, from DRAM (each program builds its weights first).
+  // One 1.1B decode step's matrices in order, from DRAM (bf16 with f32 activations, the x16
+  // types with int8 as converted); each type's weights are built once, on first use.
   for (WeightType type : {WeightType::bf16, WeightType::q8_0x16, WeightType::q4_0x16}) {
-    const std::string suffix = std::string(tformer::type_name(type)) + "/1.1B";
-    benchmark::RegisterBenchmark(("step/" + suffix).c_str(), run_step, type)
+    const std::string name = tformer::type_name(type);
+    benchmark::RegisterBenchmark(
+        ("step/" + name + (tformer::is_x16(type) ? "+int8" : "") + "/1.1B").c_str(), run_step, type)
         ->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark(("read/step/" + suffix).c_str(), read_step, type)
+    benchmark::RegisterBenchmark(("read/step/" + name + "/1.1B").c_str(), read_step, type)
         ->Unit(benchmark::kMillisecond);
   }
   benchmark::Initialize(&argc, argv);

@@ -188,11 +188,7 @@ inline void decode_range(const WeightView& w, index r, index first, index count,
       }
       return;
     case WeightType::f16:
-      for (index c = 0; c < count; ++c) {
-        f16 v;
-        std::memcpy(&v, row + 2 * (first + c), 2);
-        out[c] = to_float(v);
-      }
+      for (index c = 0; c < count; ++c) out[c] = f16_at(row + 2 * (first + c));
       return;
     case WeightType::q8_0:
       for (index b = first / 32; b < (first + count) / 32; ++b)
