@@ -9,10 +9,12 @@
 //   step/<type>/1.1B            one token through the 155 matrices of a 1.1B decode step, in
 //                               order (read/step/<type>/1.1B: the read ceiling of their sizes);
 //                               run them with --benchmark_filter=step: 0.5–2 GB of weights a type
+//   step_vs_read/<type>/1.1B    the two in turn in each iteration: of_read = read / step time
 // <type>+int8, bf16+bf16: the same weight with int8 activations (nn/matmul_int8.hpp) or bf16
 // activations (nn/matmul_bf16.hpp).
 #include <benchmark/benchmark.h>
 
+#include <chrono>
 #include <map>
 #include <optional>
 #include <string>
@@ -130,33 +132,70 @@ struct DecodeStep {
   }
 };
 
+// One token through every matrix of the step.
+void multiply_step(const DecodeStep& step, const std::vector<float>& x, std::vector<float>& y) {
+  for (const tformer::WeightView& w : step.views)
+    tformer::matmul({x.data(), 1, w.cols()}, w, {y.data(), 1, w.rows()});
+  benchmark::DoNotOptimize(y.data());
+  benchmark::ClobberMemory();
+}
+
 void run_step(benchmark::State& state, WeightType type) {
   const DecodeStep& step = DecodeStep::of(type);
   const std::vector<float> x = bench::random_floats(5632);
   std::vector<float> y(32000);
-  for (auto _ : state) {
-    for (const tformer::WeightView& w : step.views)
-      tformer::matmul({x.data(), 1, w.cols()}, w, {y.data(), 1, w.rows()});
-    benchmark::DoNotOptimize(y.data());
-    benchmark::ClobberMemory();
-  }
+  for (auto _ : state) multiply_step(step, x, y);
   state.SetBytesProcessed(std::int64_t(state.iterations()) * std::int64_t(step.total));
   state.counters["weight_MiB"] = double(step.total) / double(1 << 20);
 }
 
-// read_bandwidth over buffers of the same sizes (of 1.0f, as read_bandwidth's), in the same order.
-void read_step(benchmark::State& state, WeightType type) {
+// Buffers of 1.0f (as read_bandwidth's) of the step's matrix sizes, in the same order.
+struct StepReads {
   std::vector<tformer::AlignedBuffer<float>> buffers;
   std::size_t total = 0;
-  for (const auto& [out, in] : decode_step_shapes()) {
-    const std::size_t bytes = tformer::converted_bytes(type, out, in);
-    buffers.emplace_back(bytes / sizeof(float));
-    std::fill(buffers.back().data(), buffers.back().data() + bytes / sizeof(float), 1.0f);
-    total += bytes / sizeof(float) * sizeof(float);
+  explicit StepReads(WeightType type) {
+    for (const auto& [out, in] : decode_step_shapes()) {
+      const std::size_t floats = tformer::converted_bytes(type, out, in) / sizeof(float);
+      buffers.emplace_back(floats);
+      std::fill(buffers.back().data(), buffers.back().data() + floats, 1.0f);
+      total += floats * sizeof(float);
+    }
   }
-  for (auto _ : state)
+  void read() const {
     for (const auto& b : buffers) benchmark::DoNotOptimize(bench::read_sum(b.data(), b.size()));
-  state.SetBytesProcessed(std::int64_t(state.iterations()) * std::int64_t(total));
+  }
+};
+
+// read_bandwidth over the step's sizes.
+void read_step(benchmark::State& state, WeightType type) {
+  const StepReads reads(type);
+  for (auto _ : state) reads.read();
+  state.SetBytesProcessed(std::int64_t(state.iterations()) * std::int64_t(reads.total));
+}
+
+// The step and its reads in turn within each iteration, so the host's drift (the read time of
+// the same bytes moved up to 2× between benchmarks of one run here) falls on both alike. Time:
+// the step's; read_ms: the reads'; of_read: read time / step time over all iterations.
+void step_against_read(benchmark::State& state, WeightType type) {
+  using clock = std::chrono::steady_clock;
+  const DecodeStep& step = DecodeStep::of(type);
+  const StepReads reads(type);
+  const std::vector<float> x = bench::random_floats(5632);
+  std::vector<float> y(32000);
+  double step_s = 0, read_s = 0;
+  for (auto _ : state) {
+    const auto t0 = clock::now();
+    multiply_step(step, x, y);
+    const auto t1 = clock::now();
+    reads.read();
+    const auto t2 = clock::now();
+    const double s = std::chrono::duration<double>(t1 - t0).count();
+    state.SetIterationTime(s);
+    step_s += s;
+    read_s += std::chrono::duration<double>(t2 - t1).count();
+  }
+  state.counters["read_ms"] = 1e3 * read_s / double(state.iterations());
+  state.counters["of_read"] = read_s / step_s;
 }
 
 }  // namespace
@@ -215,6 +254,11 @@ int main(int argc, char** argv) {
         ("step/" + name + (tformer::is_x16(type) ? "+int8" : "") + "/1.1B").c_str(), run_step, type)
         ->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark(("read/step/" + name + "/1.1B").c_str(), read_step, type)
+        ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(
+        ("step_vs_read/" + name + (tformer::is_x16(type) ? "+int8" : "") + "/1.1B").c_str(),
+        step_against_read, type)
+        ->UseManualTime()
         ->Unit(benchmark::kMillisecond);
   }
   benchmark::Initialize(&argc, argv);

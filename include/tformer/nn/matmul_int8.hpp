@@ -515,32 +515,33 @@ inline __m256i dword_lanes(__m256i quads) noexcept {
 
 #if TFORMER_INT8_VNNI512
 inline constexpr index rm = 4;
+// The 64-byte weight vectors of a block: 4 for q4_0x16 (both nibbles), 8 for q8_0x16.
+template <WeightType T>
+inline constexpr int vectors = T == WeightType::q4_0x16 ? 4 : 8;
 // out[m][r] = Σ over blocks [0, blocks) of x row m against row r of the group at `group`.
+// Precondition: blocks ≥ 1.
 template <WeightType T, index RM>
 inline void group_tile(const std::byte* group, const std::int8_t* const* xq,
                        const BlockScale* const* xs, index blocks, float (*out)[16]) noexcept {
   __m512 acc[RM];
   TFORMER_UNROLL for (index m = 0; m < RM; ++m) acc[m] = _mm512_setzero_ps();
   const __m512i low = _mm512_set1_epi8(15);
-  for (index b = 0; b < blocks; ++b) {
-    const std::byte* p = group + b * block_bytes<T>;
-    prefetch_ahead<T>(p);
+  // acc[m] += x row m · block b, whose vectors are v.
+  const auto add_block = [&](const __m512i(&v)[vectors<T>], index b) {
     // The unsigned operands: of x's dwords c (chain 0) and 4 + c (chain 1). q4_0x16: the low
     // nibbles, and the high ones as they lie (16× their value); q8_0x16: the bytes as stored.
     __m512i u[2][4];
     TFORMER_UNROLL for (int c = 0; c < 4; ++c) {
-      __m512i v = _mm512_loadu_si512(p + 64 * c);
       if constexpr (T == WeightType::q4_0x16) {
-        simd::in_register(v);  // one load for both nibbles (loads limit this loop)
-        u[0][c] = _mm512_and_si512(v, low);
-        u[1][c] = _mm512_andnot_si512(low, v);
+        u[0][c] = _mm512_and_si512(v[c], low);
+        u[1][c] = _mm512_andnot_si512(low, v[c]);
       } else {
-        u[0][c] = v;
-        u[1][c] = _mm512_loadu_si512(p + 64 * (4 + c));
+        u[0][c] = v[c];
+        u[1][c] = v[4 + c];
       }
     }
-    const __m512 dw =
-        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + scales_at<T>)));
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(
+        reinterpret_cast<const __m256i*>(group + b * block_bytes<T> + scales_at<T>)));
     TFORMER_UNROLL for (index m = 0; m < RM; ++m) {
       const std::int8_t* xb = xq[m] + b * block;
       __m512i s0 = _mm512_set1_epi32(xs[m][b].correction), s1 = _mm512_setzero_si512();
@@ -561,6 +562,31 @@ inline void group_tile(const std::byte* group, const std::int8_t* const* xq,
       if constexpr (T == WeightType::q4_0x16) s1 = _mm512_srai_epi32(s1, 4);  // 16·Σ, exact
       acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)),
                                _mm512_mul_ps(dw, _mm512_set1_ps(xs[m][b].d)), acc[m]);
+    }
+  };
+  const auto load = [&](index b, __m512i(&to)[vectors<T>]) {
+    TFORMER_UNROLL for (int c = 0; c < vectors<T>; ++c) to[c] =
+        _mm512_loadu_si512(group + b * block_bytes<T> + 64 * c);
+  };
+  __m512i v[vectors<T>];
+  if constexpr (T == WeightType::q4_0x16) {
+    // Block b + 1's vectors load before block b's arithmetic: from DRAM the 1.1B step took about
+    // 6 % less time than with each block's loads in its own iteration. (q8_0x16's 8 vectors a
+    // block measured 8–20 % slower so in cache, and no faster from DRAM; session 44.)
+    load(0, v);
+    for (index b = 0; b + 1 < blocks; ++b) {
+      prefetch_ahead<T>(group + b * block_bytes<T>);
+      __m512i next[vectors<T>];
+      load(b + 1, next);
+      add_block(v, b);
+      TFORMER_UNROLL for (int c = 0; c < vectors<T>; ++c) v[c] = next[c];
+    }
+    add_block(v, blocks - 1);
+  } else {
+    for (index b = 0; b < blocks; ++b) {
+      prefetch_ahead<T>(group + b * block_bytes<T>);
+      load(b, v);
+      add_block(v, b);
     }
   }
   TFORMER_UNROLL for (index m = 0; m < RM; ++m) _mm512_storeu_ps(out[m], acc[m]);
