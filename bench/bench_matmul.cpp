@@ -10,6 +10,7 @@
 //                               order (read/step/<type>/1.1B: the read ceiling of their sizes);
 //                               run them with --benchmark_filter=step: 0.5–2 GB of weights a type
 //   step_vs_read/<type>/1.1B    the two in turn in each iteration: of_read = read / step time
+//                               (reported as step_vs_read/<type>/1.1B/manual_time)
 // <type>+int8, bf16+bf16: the same weight with int8 activations (nn/matmul_int8.hpp) or bf16
 // activations (nn/matmul_bf16.hpp).
 #include <benchmark/benchmark.h>
@@ -174,9 +175,10 @@ void read_step(benchmark::State& state, WeightType type) {
 }
 
 // The step and its reads in turn within each iteration, so the host's drift (the read time of
-// the same bytes moved up to 2× between benchmarks of one run here) falls on both alike. Time:
-// the step's; read_ms: the reads'; of_read: read time / step time over all iterations.
-void step_against_read(benchmark::State& state, WeightType type) {
+// the same bytes moved 15–51 ms within minutes here) falls on both alike. Time (reported as
+// …/manual_time): the step's; read_ms: the reads'; of_read: read time / step time over all
+// iterations. The CPU column counts both.
+void step_vs_read(benchmark::State& state, WeightType type) {
   using clock = std::chrono::steady_clock;
   const DecodeStep& step = DecodeStep::of(type);
   const StepReads reads(type);
@@ -257,7 +259,7 @@ int main(int argc, char** argv) {
         ->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark(
         ("step_vs_read/" + name + (tformer::is_x16(type) ? "+int8" : "") + "/1.1B").c_str(),
-        step_against_read, type)
+        step_vs_read, type)
         ->UseManualTime()
         ->Unit(benchmark::kMillisecond);
   }
