@@ -128,6 +128,28 @@ TEST_CASE("nn/matmul: element types take any width (a scalar tail)", "[nn][matmu
   }
 }
 
+TEST_CASE("nn/matmul: one token, rows longer than gemv_max_in (8 rows share x)", "[nn][matmul]") {
+  const auto seed = GENERATE(range(1, 7));
+  CAPTURE(seed);
+  test::Random rng(200 + seed);
+  // Element types any width past the limit (a scalar tail), block types whole blocks; out not a
+  // multiple of 8 in most draws (the last tile repeats W's last row).
+  const int limit = int(tformer::matmul_kernels::gemv_max_in);
+  const int in =
+      seed % 2 == 0 ? limit + rng.integer(1, 2000) : (limit / 32 + rng.integer(1, 60)) * 32;
+  const int out = rng.integer(1, 21);
+  const test::Matrix x = test::Matrix::random(rng, 1, in);
+  for (WeightType type : all_types) {
+    if (in % tformer::type_info(type).block_values != 0) continue;
+    CAPTURE(tformer::type_name(type), in, out);
+    const Weight w(rng, type, out, in);
+    CAPTURE(w.view.group());
+    test::Matrix y(1, out, -7.0f);
+    tformer::matmul(x.cview(), w.view, y.view());
+    check_matmul(x, w.view, out, nullptr, y.cview());
+  }
+}
+
 TEST_CASE("nn/matmul: strided x and y, row slices of a fused weight", "[nn][matmul]") {
   test::Random rng(5);
   const int T = 7, in = 96, q = 40, kv = 24;

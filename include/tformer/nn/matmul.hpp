@@ -5,8 +5,9 @@
 // keeps RM·RN vector accumulators, each a dot product along `in`; per step of 32 values it decodes
 // 32 values of each W row to float registers once and multiplies them with all RM rows of x.
 // One horizontal sum per output at the end, RM·RN of them together (reduce_add_rows).
-//   - One token: W one row at a time, a single sequential stream (gemv below); f32 rows 8 (AVX-512)
-//     or 4 at a time in place, sharing each load of x (gemv_f32).
+//   - One token: W one row at a time, a single sequential stream (gemv below); rows longer than
+//     gemv_max_in 8 at a time, sharing each load of x; f32 rows 8 (AVX-512) or 4 at a time in
+//     place, sharing each load of x (gemv_f32).
 //   - A few tokens (T <= max_rm): one tile of RM = T rows against 4 rows of W at a time; W
 //     streams from memory once. f32 rows in place through matmul_tile::dot_tile (gemv_f32).
 //   - Prefill (SIMD builds): W in panels of 8 (AVX-512) or 4 rows × a slice of `in`, decoded once
@@ -42,6 +43,14 @@ namespace matmul_kernels {
 
 // Values per decode step: one q8_0 / q4_0 block.
 inline constexpr index step = 32;
+
+// One token, float x (SIMD builds): rows longer than this go 8 at a time (tile), sharing each
+// load of x. An x past 24 KiB (half of Zen 4/5's L1d) is evicted by W's stream and reloaded from
+// L2 for every row: bf16 and f16 4096×11008 from DRAM read at 0.52–0.59 of the bandwidth one row
+// at a time, 0.78–0.86 eight at a time. Rows this long are long streams, which the prefetchers
+// follow; shorter rows stay one at a time (8 streams of 768-value rows: 0.73 against 0.91 of the
+// bandwidth from DRAM, 110M shapes).
+inline constexpr index gemv_max_in = 24 * 1024 / index(sizeof(float));
 
 // Types without blocks: a row may end in a partial step.
 template <WeightType T>
@@ -329,6 +338,9 @@ inline B dot_row(const float* x, const Row& w, index in) noexcept {
   return acc[0];
 }
 
+// Rows past gemv_max_in: 8 rows of W a tile.
+inline constexpr index long_rn = 8;
+
 template <WeightType T>
 inline void gemv(const float* x, const WeightView& w, float* y) noexcept {
   const index in = w.cols(), full = in / step * step;
@@ -497,7 +509,12 @@ inline void project_few(MatrixView<const float> x, const WeightView& w,
   }
 #if TFORMER_HAS_SIMD
   if constexpr (T == WeightType::f32) return gemv_f32<RM>(x, w, y);
-  if constexpr (RM == 1) return gemv<T>(x.row(0), w, y.row(0));
+  if constexpr (RM == 1) {
+    if (x.cols() <= gemv_max_in) return gemv<T>(x.row(0), w, y.row(0));
+    for (index n0 = 0; n0 < w.rows(); n0 += long_rn)
+      tile_into<T, 1, long_rn>(x, 0, w, n0, 0, x.cols(), true, y);
+    return;
+  }
 #endif
   for (index n0 = 0; n0 < w.rows(); n0 += rn) tile_into<T, RM, rn>(x, 0, w, n0, 0, x.cols(), true, y);
 }
