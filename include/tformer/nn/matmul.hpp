@@ -47,7 +47,7 @@ inline constexpr index step = 32;
 // One token, float x (SIMD builds): rows longer than this go 8 at a time (tile), sharing each
 // load of x. An x past 24 KiB (half of Zen 4/5's L1d) is evicted by W's stream and reloaded from
 // L2 for every row: bf16 and f16 4096×11008 from DRAM read at 0.52–0.59 of the bandwidth one row
-// at a time, 0.78–0.86 eight at a time. Rows this long are long streams, which the prefetchers
+// at a time, 0.78–0.84 eight at a time. Rows this long are long streams, which the prefetchers
 // follow; shorter rows stay one at a time (8 streams of 768-value rows: 0.73 against 0.91 of the
 // bandwidth from DRAM, 110M shapes).
 inline constexpr index gemv_max_in = 24 * 1024 / index(sizeof(float));
