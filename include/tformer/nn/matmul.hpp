@@ -5,9 +5,9 @@
 // keeps RM·RN vector accumulators, each a dot product along `in`; per step of 32 values it decodes
 // 32 values of each W row to float registers once and multiplies them with all RM rows of x.
 // One horizontal sum per output at the end, RM·RN of them together (reduce_add_rows).
-//   - One token: W one row at a time, a single sequential stream (gemv below); rows longer than
-//     gemv_max_in 8 at a time, sharing each load of x; f32 rows 8 (AVX-512) or 4 at a time in
-//     place, sharing each load of x (gemv_f32).
+//   - One token: W one row at a time, a single sequential stream (gemv below), or 8 rows a tile
+//     when rows are longer than gemv_max_in; f32 rows 8 (AVX-512) or 4 at a time in place,
+//     sharing each load of x (gemv_f32).
 //   - A few tokens (T <= max_rm): one tile of RM = T rows against 4 rows of W at a time; W
 //     streams from memory once. f32 rows in place through matmul_tile::dot_tile (gemv_f32).
 //   - Prefill (SIMD builds): W in panels of 8 (AVX-512) or 4 rows × a slice of `in`, decoded once
@@ -44,12 +44,12 @@ namespace matmul_kernels {
 // Values per decode step: one q8_0 / q4_0 block.
 inline constexpr index step = 32;
 
-// One token, float x (SIMD builds): rows longer than this go 8 at a time (tile), sharing each
-// load of x. An x past 24 KiB (half of Zen 4/5's L1d) is evicted by W's stream and reloaded from
-// L2 for every row: bf16 and f16 4096×11008 from DRAM read at 0.52–0.59 of the bandwidth one row
-// at a time, 0.78–0.84 eight at a time. Rows this long are long streams, which the prefetchers
-// follow; shorter rows stay one at a time (8 streams of 768-value rows: 0.73 against 0.91 of the
-// bandwidth from DRAM, 110M shapes).
+// One token, float x (SIMD builds): rows longer than this go 8 at a time (tile), each line of x
+// fetched once per step for all 8. An x past 24 KiB (half of Zen 4/5's L1d) is evicted by W's
+// stream and reloaded from L2 for every row: bf16 and f16 4096×11008 from DRAM read at 0.52–0.59
+// of the bandwidth one row at a time, 0.78–0.84 eight at a time. Rows this long are long streams,
+// which the prefetchers follow; shorter rows stay one at a time (8-row tiles over a 110M step's
+// rows of 768 and 2048 values: 0.71–0.74 against 0.88–0.92 of the bandwidth from DRAM).
 inline constexpr index gemv_max_in = 24 * 1024 / index(sizeof(float));
 
 // Types without blocks: a row may end in a partial step.
@@ -241,16 +241,18 @@ inline void decode_step(const Row& r, index k, B* out) noexcept {
   for (index v = 0; v < V; ++v) out[v] = B::load_aligned(values + v * W);
 }
 
-// Tile shapes. RN = 4 rows of W per pass, for any RM: W's rows are adjacent in memory, so a pass
-// reads 4 neighbouring streams (16 rows 16 KiB apart, as a 4096-wide f32 matrix has, fight over
-// the same L1/L2 sets and the prefetchers' stream slots: 10–30× slower from DRAM, measured).
+// Tile shapes. RN = 4 rows of W per pass, for any RM; 8 (long_rn) for one token whose rows are
+// longer than gemv_max_in. W's rows are adjacent in memory, so a pass reads RN neighbouring
+// streams (16 rows 16 KiB apart, as a 4096-wide f32 matrix has, fight over the same L1/L2 sets and
+// the prefetchers' stream slots: 10–30× slower from DRAM, measured).
 // RM·RN outputs, each with A accumulators (A partial sums along `in`, A <= V) so that at least
 // 8 independent FMA chains cover the FMA latency; the accumulators fill half the register file.
 inline constexpr index rn = 4;
+inline constexpr index long_rn = 8;
 inline constexpr index accumulators = W == 16 ? 16 : 8;
 inline constexpr index max_rm = W == 16 ? 4 : 2;
-template <index RM>
-inline constexpr index chains_for = std::clamp<index>(accumulators / (RM * rn), 1, V);
+template <index RM, index RN>
+inline constexpr index chains_for = std::clamp<index>(accumulators / (RM * RN), 1, V);
 inline constexpr bool x_in_registers = W == 16;
 
 // out[m·RN + n] = x_m · w_n over [k0, k1) for the rows x[0..RM) and w[0..RN).
@@ -259,7 +261,7 @@ inline constexpr bool x_in_registers = W == 16;
 template <WeightType T, index RM, index RN>
 inline void tile(const float* const* x, const Row* w, index k0, index k1,
                  float* out) noexcept {
-  constexpr index A = chains_for<RM>;
+  constexpr index A = chains_for<RM, RN>;
   constexpr index N = RM * RN;
   constexpr index groups = (N + W - 1) / W;
   B acc[N * A];
@@ -309,10 +311,10 @@ inline void tile(const float* const* x, const Row* w, index k0, index k1,
   }
 }
 
-// One token: W one row at a time, so the whole matrix is one sequential stream for the
-// prefetchers (4-row tiles start 3 new short streams per tile: measured 1.5–2× slower from DRAM
-// inside a decoder step). U steps unrolled with their own accumulators keep 8 FMA chains; the
-// totals of W rows are reduced together. Preconditions as tile's, with k0 = 0, k1 = in.
+// One token, rows up to gemv_max_in: W one row at a time, so the whole matrix is one sequential
+// stream for the prefetchers (4-row tiles start 3 new short streams per tile: measured 1.5–2×
+// slower from DRAM inside a decoder step). U steps unrolled with their own accumulators keep 8 FMA
+// chains; the totals of W rows are reduced together. Preconditions as tile's, with k0 = 0, k1 = in.
 inline constexpr index unroll = std::max<index>(1, 8 / V);
 
 template <WeightType T>
@@ -337,9 +339,6 @@ inline B dot_row(const float* x, const Row& w, index in) noexcept {
   for (index i = 1; i < unroll * V; ++i) acc[0] += acc[i];
   return acc[0];
 }
-
-// Rows past gemv_max_in: 8 rows of W a tile.
-inline constexpr index long_rn = 8;
 
 template <WeightType T>
 inline void gemv(const float* x, const WeightView& w, float* y) noexcept {
@@ -500,6 +499,14 @@ inline void tile_rows(MatrixView<const float> x, index m0, index count, const We
   tile_into<T, RM, RN>(x, m0, w, n0, k0, k1, first_slice, y);
 }
 
+// Every output: all RM rows of x against RN rows of W a tile, W streaming once.
+template <WeightType T, index RM, index RN>
+inline void tiles_over_w(MatrixView<const float> x, const WeightView& w,
+                         MatrixView<float> y) noexcept {
+  for (index n0 = 0; n0 < w.rows(); n0 += RN)
+    tile_into<T, RM, RN>(x, 0, w, n0, 0, x.cols(), true, y);
+}
+
 // Decode: all rows of x in one tile of RM rows, rn rows of W per pass; W streams once.
 template <WeightType T, index RM = max_rm>
 inline void project_few(MatrixView<const float> x, const WeightView& w,
@@ -511,12 +518,10 @@ inline void project_few(MatrixView<const float> x, const WeightView& w,
   if constexpr (T == WeightType::f32) return gemv_f32<RM>(x, w, y);
   if constexpr (RM == 1) {
     if (x.cols() <= gemv_max_in) return gemv<T>(x.row(0), w, y.row(0));
-    for (index n0 = 0; n0 < w.rows(); n0 += long_rn)
-      tile_into<T, 1, long_rn>(x, 0, w, n0, 0, x.cols(), true, y);
-    return;
+    return tiles_over_w<T, 1, long_rn>(x, w, y);
   }
 #endif
-  for (index n0 = 0; n0 < w.rows(); n0 += rn) tile_into<T, RM, rn>(x, 0, w, n0, 0, x.cols(), true, y);
+  tiles_over_w<T, RM, rn>(x, w, y);
 }
 
 template <WeightType T>
