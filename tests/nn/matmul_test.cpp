@@ -10,6 +10,7 @@
 // |error| <= n·u·Σ|x_k·w_k| (+ u·|b| for the bias), u = 2^−24. In the scalar build lanes = 1.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <bit>
 #include <cfloat>
 #include <cmath>
@@ -19,6 +20,7 @@
 #include "reference/weight_reference.hpp"
 #include "support/matrix.hpp"
 #include "tformer/core/convert.hpp"
+#include "tformer/core/memory.hpp"
 #include "tformer/core/simd.hpp"
 #include "tformer/nn/matmul.hpp"
 
@@ -149,6 +151,79 @@ TEST_CASE("nn/matmul: one token, rows longer than gemv_max_in (8 rows share x)",
     test::Matrix y(1, out, -7.0f);
     tformer::matmul(x.cview(), w.view, y.view());
     check_matmul(x, w.view, out, nullptr, y.cview());
+  }
+}
+
+TEST_CASE("nn/matmul: one token, x at any offset from a 64-byte boundary gives the same bits",
+          "[nn][matmul]") {
+  // Loads of x at every misalignment: the same products in the same order, so every offset gives
+  // the aligned call's bits. Element types at any width (a scalar tail), block types whole
+  // blocks; `in` up to gemv_max_in (gemv; f32 through gemv_f32).
+  const auto seed = GENERATE(range(1, 5));
+  CAPTURE(seed);
+  test::Random rng(300 + seed);
+  const int limit = int(tformer::matmul_kernels::gemv_max_in);
+  const int in = seed == 1 ? limit : seed == 2 ? 32 * rng.integer(1, 40) : rng.integer(1, 1500);
+  const int out = rng.integer(1, 40);
+  const test::Matrix x = test::Matrix::random(rng, 1, in);
+  tformer::AlignedBuffer<float> buffer(std::size_t(in) + 16);
+  for (WeightType type : all_types) {
+    if (in % tformer::type_info(type).block_values != 0) continue;
+    CAPTURE(tformer::type_name(type), in, out);
+    const Weight w(rng, type, out, in);
+    CAPTURE(w.view.group());
+    test::Matrix aligned(1, out, -7.0f);
+    std::copy_n(x.data.data(), in, buffer.data());
+    tformer::matmul({buffer.data(), 1, in}, w.view, aligned.view());
+    check_matmul(x, w.view, out, nullptr, aligned.cview());
+    for (int offset = 1; offset < 16; ++offset) {
+      CAPTURE(offset);
+      std::copy_n(x.data.data(), in, buffer.data() + offset);
+      test::Matrix y(1, out, -7.0f);
+      tformer::matmul({buffer.data() + offset, 1, in}, w.view, y.view());
+      for (int o = 0; o < out; ++o) REQUIRE(std::bit_cast<std::uint32_t>(y.at(0, o)) ==
+                                            std::bit_cast<std::uint32_t>(aligned.at(0, o)));
+    }
+  }
+}
+
+TEST_CASE("nn/matmul: one token through padded rows and row slices", "[nn][matmul]") {
+  // The one-token GEMV steps from row to row by the view's stride (and q8_group's scale rows by
+  // theirs): rows 64 bytes apart past their end, with bytes there that would poison a sum (0xff:
+  // a NaN in bf16 and f16), and slices that start past row 0 give the packed view's bits.
+  const auto seed = GENERATE(range(1, 4));
+  CAPTURE(seed);
+  test::Random rng(400 + seed);
+  const int in = seed == 1 ? 32 * rng.integer(1, 30) : rng.integer(1, 900);
+  const int out = rng.integer(2, 40);
+  const test::Matrix x = test::Matrix::random(rng, 1, in);
+  for (WeightType type : all_types) {
+    if (in % tformer::type_info(type).block_values != 0) continue;
+    CAPTURE(tformer::type_name(type), in, out);
+    const Weight w(rng, type, out, in);
+    CAPTURE(w.view.group());
+    test::Matrix packed(1, out, -7.0f);
+    tformer::matmul(x.cview(), w.view, packed.view());
+    check_matmul(x, w.view, out, nullptr, packed.cview());
+    const auto same_bits = [&](const test::Matrix& y, int first) {
+      for (int o = 0; o < y.cols; ++o)
+        REQUIRE(std::bit_cast<std::uint32_t>(y.at(0, o)) ==
+                std::bit_cast<std::uint32_t>(packed.at(0, first + o)));
+    };
+    const int first = rng.integer(1, out - 1), count = rng.integer(1, out - first);
+    CAPTURE(first, count);
+    test::Matrix slice(1, count, -7.0f);
+    tformer::matmul(x.cview(), w.view.row_slice(first, count), slice.view());
+    same_bits(slice, first);
+    if (type == WeightType::q8_group) continue;  // its views come with scales (above)
+    const auto row = std::size_t(tformer::row_bytes(type, in)), stride = row + 64;
+    std::vector<std::byte> padded(stride * std::size_t(out), std::byte{0xff});
+    for (int o = 0; o < out; ++o)
+      std::copy_n(w.view.row(o), row, padded.data() + stride * std::size_t(o));
+    const WeightView wide(type, padded.data(), out, in, tformer::index(stride), "w");
+    test::Matrix y(1, out, -7.0f);
+    tformer::matmul(x.cview(), wide, y.view());
+    same_bits(y, 0);
   }
 }
 
