@@ -87,6 +87,30 @@ void check_matmul(const test::Matrix& x, const WeightView& wv, int out,
 constexpr WeightType all_types[] = {WeightType::f32, WeightType::bf16, WeightType::f16,
                                     WeightType::q8_0, WeightType::q4_0, WeightType::q8_group};
 
+// One token x through a random [out, x.cols] weight of each type whose blocks divide x.cols, y
+// checked against the double reference; then property(type, w, y) for the test's own claim.
+template <class Property>
+void one_token_each_type(test::Random& rng, const test::Matrix& x, int out, Property&& property) {
+  const int in = int(x.cols);
+  for (WeightType type : all_types) {
+    if (in % tformer::type_info(type).block_values != 0) continue;
+    CAPTURE(tformer::type_name(type), in, out);
+    const Weight w(rng, type, out, in);
+    CAPTURE(w.view.group());
+    test::Matrix y(1, out, -7.0f);
+    tformer::matmul(x.cview(), w.view, y.view());
+    check_matmul(x, w.view, out, nullptr, y.cview());
+    property(type, w, y);
+  }
+}
+
+// Output o of y has the bits of output first + o of `of`.
+void require_same_bits(const test::Matrix& y, const test::Matrix& of, int first = 0) {
+  for (int o = 0; o < int(y.cols); ++o)
+    REQUIRE(std::bit_cast<std::uint32_t>(y.at(0, o)) ==
+            std::bit_cast<std::uint32_t>(of.at(0, first + o)));
+}
+
 }  // namespace
 
 TEST_CASE("nn/matmul: every type matches the reference on random shapes", "[nn][matmul]") {
@@ -143,22 +167,14 @@ TEST_CASE("nn/matmul: one token, rows longer than gemv_max_in (8 rows share x)",
                                  : (limit / 32 + rng.integer(1, 60)) * 32;
   const int out = rng.integer(1, 21);
   const test::Matrix x = test::Matrix::random(rng, 1, in);
-  for (WeightType type : all_types) {
-    if (in % tformer::type_info(type).block_values != 0) continue;
-    CAPTURE(tformer::type_name(type), in, out);
-    const Weight w(rng, type, out, in);
-    CAPTURE(w.view.group());
-    test::Matrix y(1, out, -7.0f);
-    tformer::matmul(x.cview(), w.view, y.view());
-    check_matmul(x, w.view, out, nullptr, y.cview());
-  }
+  one_token_each_type(rng, x, out, [](WeightType, const Weight&, const test::Matrix&) {});
 }
 
 TEST_CASE("nn/matmul: one token, x at any offset from a 64-byte boundary gives the same bits",
           "[nn][matmul]") {
-  // Loads of x at every misalignment: the same products in the same order, so every offset gives
-  // the aligned call's bits. Element types at any width (a scalar tail), block types whole
-  // blocks; `in` up to gemv_max_in (gemv; f32 through gemv_f32).
+  // Loads of x at every misalignment: the same products in the same order, so every offset of x
+  // from a 64-byte boundary gives the same bits. Element types at any width (a scalar tail), block
+  // types whole blocks; `in` up to gemv_max_in (gemv; f32 through gemv_f32).
   const auto seed = GENERATE(range(1, 5));
   CAPTURE(seed);
   test::Random rng(300 + seed);
@@ -167,24 +183,15 @@ TEST_CASE("nn/matmul: one token, x at any offset from a 64-byte boundary gives t
   const int out = rng.integer(1, 40);
   const test::Matrix x = test::Matrix::random(rng, 1, in);
   tformer::AlignedBuffer<float> buffer(std::size_t(in) + 16);
-  for (WeightType type : all_types) {
-    if (in % tformer::type_info(type).block_values != 0) continue;
-    CAPTURE(tformer::type_name(type), in, out);
-    const Weight w(rng, type, out, in);
-    CAPTURE(w.view.group());
-    test::Matrix aligned(1, out, -7.0f);
-    std::copy_n(x.data.data(), in, buffer.data());
-    tformer::matmul({buffer.data(), 1, in}, w.view, aligned.view());
-    check_matmul(x, w.view, out, nullptr, aligned.cview());
-    for (int offset = 1; offset < 16; ++offset) {
+  one_token_each_type(rng, x, out, [&](WeightType, const Weight& w, const test::Matrix& ref) {
+    for (int offset = 0; offset < 16; ++offset) {
       CAPTURE(offset);
       std::copy_n(x.data.data(), in, buffer.data() + offset);
       test::Matrix y(1, out, -7.0f);
       tformer::matmul({buffer.data() + offset, 1, in}, w.view, y.view());
-      for (int o = 0; o < out; ++o) REQUIRE(std::bit_cast<std::uint32_t>(y.at(0, o)) ==
-                                            std::bit_cast<std::uint32_t>(aligned.at(0, o)));
+      require_same_bits(y, ref);
     }
-  }
+  });
 }
 
 TEST_CASE("nn/matmul: one token through padded rows and row slices", "[nn][matmul]") {
@@ -197,34 +204,23 @@ TEST_CASE("nn/matmul: one token through padded rows and row slices", "[nn][matmu
   const int in = seed == 1 ? 32 * rng.integer(1, 30) : rng.integer(1, 900);
   const int out = rng.integer(2, 40);
   const test::Matrix x = test::Matrix::random(rng, 1, in);
-  for (WeightType type : all_types) {
-    if (in % tformer::type_info(type).block_values != 0) continue;
-    CAPTURE(tformer::type_name(type), in, out);
-    const Weight w(rng, type, out, in);
-    CAPTURE(w.view.group());
-    test::Matrix packed(1, out, -7.0f);
-    tformer::matmul(x.cview(), w.view, packed.view());
-    check_matmul(x, w.view, out, nullptr, packed.cview());
-    const auto same_bits = [&](const test::Matrix& y, int first) {
-      for (int o = 0; o < y.cols; ++o)
-        REQUIRE(std::bit_cast<std::uint32_t>(y.at(0, o)) ==
-                std::bit_cast<std::uint32_t>(packed.at(0, first + o)));
-    };
-    const int first = rng.integer(1, out - 1), count = rng.integer(1, out - first);
-    CAPTURE(first, count);
-    test::Matrix slice(1, count, -7.0f);
-    tformer::matmul(x.cview(), w.view.row_slice(first, count), slice.view());
-    same_bits(slice, first);
-    if (type == WeightType::q8_group) continue;  // its views come with scales (above)
-    const auto row = std::size_t(tformer::row_bytes(type, in)), stride = row + 64;
-    std::vector<std::byte> padded(stride * std::size_t(out), std::byte{0xff});
-    for (int o = 0; o < out; ++o)
-      std::copy_n(w.view.row(o), row, padded.data() + stride * std::size_t(o));
-    const WeightView wide(type, padded.data(), out, in, tformer::index(stride), "w");
-    test::Matrix y(1, out, -7.0f);
-    tformer::matmul(x.cview(), wide, y.view());
-    same_bits(y, 0);
-  }
+  one_token_each_type(
+      rng, x, out, [&](WeightType type, const Weight& w, const test::Matrix& packed) {
+        const int first = rng.integer(1, out - 1), count = rng.integer(1, out - first);
+        CAPTURE(first, count);
+        test::Matrix slice(1, count, -7.0f);
+        tformer::matmul(x.cview(), w.view.row_slice(first, count), slice.view());
+        require_same_bits(slice, packed, first);
+        if (type == WeightType::q8_group) return;  // its views carry scales: the slice covers them
+        const auto row = std::size_t(tformer::row_bytes(type, in)), stride = row + 64;
+        std::vector<std::byte> padded(stride * std::size_t(out), std::byte{0xff});
+        for (int o = 0; o < out; ++o)
+          std::copy_n(w.view.row(o), row, padded.data() + stride * std::size_t(o));
+        const WeightView wide(type, padded.data(), out, in, tformer::index(stride), "w");
+        test::Matrix y(1, out, -7.0f);
+        tformer::matmul(x.cview(), wide, y.view());
+        require_same_bits(y, packed);
+      });
 }
 
 TEST_CASE("nn/matmul: strided x and y, row slices of a fused weight", "[nn][matmul]") {
