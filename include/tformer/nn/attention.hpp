@@ -308,6 +308,19 @@ inline void prefetch_ahead(const void* p, index ahead) noexcept {
       2);
 }
 
+#if TFORMER_HAS_SIMD
+// W values of a key or value row as floats, for H heads. An f32 row stays in a register on
+// AVX-512: GCC would fold its load into each of the H FMAs (f32 decode took 1.06–1.08× as long at
+// L 512–16384, measured). Converted rows are in a register anyway; on AVX2 (16 registers) keeping
+// them measured 1.4× slower for q8, and f32 did not gain.
+template <FloatStorage T>
+inline simd::batch shared_row(const T* row) noexcept {
+  simd::batch v = simd::load_float(row);
+  if constexpr (simd::lanes == 16 && std::is_same_v<T, float>) simd::in_register(v.data);
+  return v;
+}
+#endif
+
 // out[h][j] = <q[h], key(g, k0 + j)> for H heads and j < n: W / H keys of H heads per
 // reduce_add_rows, each key register loaded once for the H heads (tile_dots loads it per head).
 // A head_dim that is not a multiple of W takes dot() per key, one horizontal sum each: slower
@@ -332,7 +345,7 @@ inline void tile_dots_heads(const float* const* q, const KVView& kv, index g, in
         for (index w = 0; w < J; ++w) {
           const T* row = keys + (j + w) * d + i;
           if (ahead != 0 && (i * index(sizeof(T))) % 64 == 0) prefetch_ahead(row, ahead);
-          const B k = simd::load_float(row);
+          const B k = shared_row(row);
           for (int h = 0; h < H; ++h) acc[h * J + w] = xsimd_compat::fma(qv[h], k, acc[h * J + w]);
         }
       }
@@ -426,7 +439,7 @@ inline void values_heads_chunk(float* const* acc, const float* alpha, const floa
     for (int k = 0; k < R; ++k) {
       const T* row = values + j * d + i + k * W;
       if (ahead != 0 && ((i + k * W) * index(sizeof(T))) % 64 == 0) prefetch_ahead(row, ahead);
-      v[k] = simd::load_float(row);
+      v[k] = shared_row(row);
     }
     for (int h = 0; h < H; ++h) {
       const B pj(p[h][j]);
