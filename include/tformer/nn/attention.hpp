@@ -309,10 +309,9 @@ inline void prefetch_ahead(const void* p, index ahead) noexcept {
 }
 
 #if TFORMER_HAS_SIMD
-// W values of a key or value row as floats, for H heads. An f32 row stays in a register on
-// AVX-512: GCC would fold its load into each of the H FMAs (f32 decode took 1.06–1.08× as long at
-// L 512–16384, measured). Converted rows are in a register anyway; on AVX2 (16 registers) keeping
-// them measured 1.4× slower for q8, and f32 did not gain.
+// One register of a key or value row as floats, shared by a batch of heads. f32 on AVX-512 stays
+// in a register: GCC folds its load into each head's FMA (decode 1.03–1.09× slower, measured).
+// Converted rows are in a register already; AVX2 (16 registers) measured no gain.
 template <FloatStorage T>
 inline simd::batch shared_row(const T* row) noexcept {
   simd::batch v = simd::load_float(row);
@@ -322,7 +321,7 @@ inline simd::batch shared_row(const T* row) noexcept {
 #endif
 
 // out[h][j] = <q[h], key(g, k0 + j)> for H heads and j < n: W / H keys of H heads per
-// reduce_add_rows, each key register loaded once for the H heads (tile_dots loads it per head).
+// reduce_add_rows, each key register shared by the H heads (shared_row; tile_dots: one per head).
 // A head_dim that is not a multiple of W takes dot() per key, one horizontal sum each: slower
 // than tile_dots' blocks (head_dims of real models are multiples of 16).
 template <int H, FloatStorage T>
@@ -422,8 +421,9 @@ inline void tile_values(float* acc, float alpha, const float* p, const KVView& k
 
 #if TFORMER_HAS_SIMD
 // For each of H heads, acc[h][i, i + R·W) = acc[h] · alpha[h] + Σ_{j < n} p[h][j] · values[j·d + i
-// …]: H·R output registers held across the tile, each value register loaded once for all H heads
-// (tile_values loads it once per head). Per head: acc · alpha, then one FMA per key in key order.
+// …]: H·R output registers held across the tile, each value register shared by the H heads
+// (shared_row; tile_values loads it per head). Per head: acc · alpha, then one FMA per key in key
+// order.
 template <int H, int R, FloatStorage T>
 inline void values_heads_chunk(float* const* acc, const float* alpha, const float* const* p,
                                const T* values, index d, index n, index i, index ahead) noexcept {
