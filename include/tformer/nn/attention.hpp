@@ -308,6 +308,26 @@ inline void prefetch_ahead(const void* p, index ahead) noexcept {
       2);
 }
 
+// The prefetch of a tile's keys and values `ahead` bytes on. Each pass asks for half of the lines
+// of both, key and value lines in turn: the score pass lines [0, half) of each, the value pass
+// [half, 2·half). Each pass asking for its own stream only (keys while scoring, values while
+// summing) left the other stream idle half the time; with both, f32 decode from DRAM is
+// 1.2–1.3× faster (docs/PERFORMANCE.md, session 48).
+struct TilePrefetch {
+  const char* keys = nullptr;    // the tile's first key row
+  const char* values = nullptr;  // and its first value row
+  index ahead = 0;               // bytes; 0: no prefetch
+  index half = 0;                // lines of one stream each pass asks for
+
+  // Line `line` of the keys or of the values, `ahead` bytes on (formed as an integer, as in
+  // prefetch_ahead: a line past the tile is no out-of-bounds pointer).
+  void line(index line, bool of_values) const noexcept {
+    prefetch_ahead(of_values ? values : keys, ahead + line * 64);
+  }
+  // Point c of a sequence that alternates key and value lines: line c / 2 of keys or values.
+  void point(index c) const noexcept { line(c >> 1, (c & 1) != 0); }
+};
+
 #if TFORMER_HAS_SIMD
 // One register of a key or value row as floats, shared by a batch of heads. f32 on AVX-512 stays
 // in a register: GCC folds its load into each head's FMA (decode 1.03–1.09× slower, measured).
@@ -326,7 +346,7 @@ inline simd::batch shared_row(const T* row) noexcept {
 // than tile_dots' blocks (head_dims of real models are multiples of 16).
 template <int H, FloatStorage T>
 inline void tile_dots_heads(const float* const* q, const KVView& kv, index g, index k0, index n,
-                            float* const* out, [[maybe_unused]] index ahead) noexcept {
+                            float* const* out, [[maybe_unused]] const TilePrefetch& pf) noexcept {
   const index d = kv.head_dim;
   const T* keys = kv.key<T>(g, k0);
   index j = 0;
@@ -334,6 +354,8 @@ inline void tile_dots_heads(const float* const* q, const KVView& kv, index g, in
   using B = simd::batch;
   constexpr index W = static_cast<index>(B::size);
   constexpr index J = W / H;  // keys per block
+  static_assert(J % 2 == 0, "a block's prefetch points pair key and value lines");
+  const index row_lines = (d * index(sizeof(T)) + 63) / 64;  // prefetch points per key row
   if (d % W == 0) {
     for (const index nv = n / J * J; j < nv; j += J) {
       B acc[W];  // acc[h·J + w]: head h, key j + w
@@ -343,7 +365,11 @@ inline void tile_dots_heads(const float* const* q, const KVView& kv, index g, in
         for (int h = 0; h < H; ++h) qv[h] = B::load_unaligned(q[h] + i);
         for (index w = 0; w < J; ++w) {
           const T* row = keys + (j + w) * d + i;
-          if (ahead != 0 && (i * index(sizeof(T))) % 64 == 0) prefetch_ahead(row, ahead);
+          // The block's points in turn: an even w asks for a key line, the next w for the value
+          // line of the same number.
+          if (pf.ahead != 0 && (i * index(sizeof(T))) % 64 == 0)
+            pf.line(((j / J) * row_lines + i * index(sizeof(T)) / 64) * (J / 2) + w / 2,
+                    w % 2 != 0);
           const B k = shared_row(row);
           for (int h = 0; h < H; ++h) acc[h * J + w] = xsimd_compat::fma(qv[h], k, acc[h * J + w]);
         }
@@ -426,9 +452,11 @@ inline void tile_values(float* acc, float alpha, const float* p, const KVView& k
 // order.
 template <int H, int R, FloatStorage T>
 inline void values_heads_chunk(float* const* acc, const float* alpha, const float* const* p,
-                               const T* values, index d, index n, index i, index ahead) noexcept {
+                               const T* values, index d, index n, index i,
+                               const TilePrefetch& pf) noexcept {
   using B = simd::batch;
   constexpr index W = static_cast<index>(B::size);
+  constexpr index chunk_lines = std::max<index>(1, R * W * index(sizeof(T)) / 64);  // of a row
   B r[H][R];
   for (int h = 0; h < H; ++h) {
     const B a(alpha[h]);
@@ -438,7 +466,15 @@ inline void values_heads_chunk(float* const* acc, const float* alpha, const floa
     B v[R];
     for (int k = 0; k < R; ++k) {
       const T* row = values + j * d + i + k * W;
-      if (ahead != 0 && ((i + k * W) * index(sizeof(T))) % 64 == 0) prefetch_ahead(row, ahead);
+      if (pf.ahead != 0 && ((i + k * W) * index(sizeof(T))) % 64 == 0) {
+        // Point c after the score pass's; an even chunk_lines pairs a row's lines (i is a multiple
+        // of R·W, so c's parity is the line's), the rest alternate at run time.
+        const index line = k * W * index(sizeof(T)) / 64;
+        if constexpr (chunk_lines % 2 == 0)
+          pf.line(pf.half + (i / (R * W) * n + j) * (chunk_lines / 2) + line / 2, line % 2 != 0);
+        else
+          pf.point(2 * pf.half + i * index(sizeof(T)) / 64 * n + j * chunk_lines + line);
+      }
       v[k] = shared_row(row);
     }
     for (int h = 0; h < H; ++h) {
@@ -461,16 +497,16 @@ inline constexpr index pass_heads = simd::lanes == 16 ? 4 : 2;
 template <int H, FloatStorage T>
 inline void tile_values_heads(float* const* acc, const float* alpha, const float* const* p,
                               const KVView& kv, index g, index k0, index n,
-                              [[maybe_unused]] index ahead) noexcept {
+                              [[maybe_unused]] const TilePrefetch& pf) noexcept {
   const index d = kv.head_dim;
   const T* values = kv.value<T>(g, k0);
   index i = 0;
 #if TFORMER_HAS_SIMD
   constexpr index W = static_cast<index>(simd::lanes);
   for (const index end = d / (4 * W) * (4 * W); i < end; i += 4 * W)
-    values_heads_chunk<H, 4>(acc, alpha, p, values, d, n, i, ahead);
+    values_heads_chunk<H, 4>(acc, alpha, p, values, d, n, i, pf);
   for (const index end = d / W * W; i < end; i += W)
-    values_heads_chunk<H, 1>(acc, alpha, p, values, d, n, i, ahead);
+    values_heads_chunk<H, 1>(acc, alpha, p, values, d, n, i, pf);
 #endif
   for (index h = 0; h < H; ++h)
     for (index c = i; c < d; ++c) {
@@ -484,9 +520,9 @@ inline void tile_values_heads(float* const* acc, const float* alpha, const float
 template <FloatStorage T>
 inline void tile_values_live(index live, float* const* acc, const float* alpha,
                              const float* const* p, const KVView& kv, index g, index k0, index n,
-                             index ahead) noexcept {
+                             const TilePrefetch& pf) noexcept {
   [&]<int... H>(std::integer_sequence<int, H...>) {
-    (void)((live == H + 1 ? (tile_values_heads<H + 1, T>(acc, alpha, p, kv, g, k0, n, ahead), true)
+    (void)((live == H + 1 ? (tile_values_heads<H + 1, T>(acc, alpha, p, kv, g, k0, n, pf), true)
                           : false) ||
            ...);
   }
@@ -560,30 +596,33 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
                    float scale, const Bias& bias, const DecodeState& st) noexcept {
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   const index d = kv.head_dim;
-  constexpr index ahead = 4 * AttentionWorkspace::tile;  // prefetch distance, in keys
+  // Prefetch distance, in keys: the next tile. With both streams asked for in turn (TilePrefetch),
+  // 1 tile ahead measured faster than 2 or 4 (4 was best when each pass asked for its own stream);
+  // a view held in L2 pays for prefetches that hit (L 64–128: 0.8–0.9×; docs/PERFORMANCE.md).
+  constexpr index ahead = AttentionWorkspace::tile;
   constexpr bool q8 = std::is_same_v<T, std::int8_t>;
   // No bias, soft-cap or padding mask: a score is its dot product scaled, one vector pass.
   const bool plain = std::is_same_v<Bias, NoBias> && opt.softcap == 0.0f && opt.key_valid.empty();
   for (index k0 = lo, n = 0; k0 < hi; k0 += n) {
     n = std::min({AttentionWorkspace::tile, hi - k0, kv.contiguous(k0)});
     // Streaming from DRAM: the rows `ahead` keys on are asked for while these are read, one line
-    // per line read, by the first batch of heads; a group too small for a batch asks for them in
-    // one run here. (Before session 29: one run of the tile 2 tiles ahead into L1, which evicted
-    // the tile every head reads and stalled while the run's misses queued; docs/PERFORMANCE.md.)
-    // Past hi too, up to the view's length: the decoder's split-K parts end every 512 keys, and the
-    // next part's first keys are read next (a prefetch never faults, so a part's end needs no
-    // stop).
+    // per line read, by the first batch of heads, key and value lines in turn (TilePrefetch); a
+    // group too small for a batch asks for them in one run here. (Before session 29: one run of the
+    // tile 2 tiles ahead into L1, which evicted the tile every head reads and stalled while the
+    // run's misses queued; docs/PERFORMANCE.md.) Past hi too, up to the view's length: the
+    // decoder's split-K parts end every 512 keys, and the next part's first keys are read next (a
+    // prefetch never faults, so a part's end needs no stop).
     const index pf = k0 + ahead + n <= kv.length && kv.contiguous(k0) >= ahead + n
                          ? ahead * d * index(sizeof(T))
                          : 0;
-    if (group < pass_heads && pf != 0) {
-      const char* kb = reinterpret_cast<const char*>(kv.key<T>(g, k0));
-      const char* vb = reinterpret_cast<const char*>(kv.value<T>(g, k0));
+    const TilePrefetch tile_pf{reinterpret_cast<const char*>(kv.key<T>(g, k0)),
+                               reinterpret_cast<const char*>(kv.value<T>(g, k0)), pf,
+                               n * ((d * index(sizeof(T)) + 63) / 64) / 2};
+    if (group < pass_heads && pf != 0)
       for (index b = 0, e = n * d * index(sizeof(T)); b < e; b += 64) {
-        prefetch_ahead(kb + b, pf);
-        prefetch_ahead(vb + b, pf);
+        prefetch_ahead(tile_pf.keys + b, pf);
+        prefetch_ahead(tile_pf.values + b, pf);
       }
-    }
     // Heads in batches of pass_heads: each head's scores and softmax, then the batch's values in
     // one pass (a head that sees nothing yet takes no value pass, as alone).
     for (index h0 = 0; h0 < group; h0 += pass_heads) {
@@ -600,7 +639,7 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
           float* out[pass_heads];
           for (index e = 0; e < pass_heads; ++e) out[e] = st.scores_of(h + e);
           tile_dots_heads<static_cast<int>(pass_heads), T>(q + h, kv, g, k0, n, out,
-                                                           h == 0 ? pf : 0);
+                                                           h == 0 ? tile_pf : TilePrefetch{});
         }
         for (; h < h0 + batch; ++h) tile_dots<T>(q[h], kv, g, k0, n, st.scores_of(h));
       }
@@ -635,7 +674,7 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
         ++live;
       }
       if (batch == pass_heads)
-        tile_values_live<T>(live, acc, alpha, p, kv, g, k0, n, h0 == 0 ? pf : 0);
+        tile_values_live<T>(live, acc, alpha, p, kv, g, k0, n, h0 == 0 ? tile_pf : TilePrefetch{});
       else  // the group's last heads, fewer than pass_heads: one at a time
         for (index h = 0; h < live; ++h) tile_values<T>(acc[h], alpha[h], p[h], kv, g, k0, n);
     }
