@@ -597,9 +597,12 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   const index d = kv.head_dim;
   // Prefetch distance, in keys: the next tile. With both streams asked for in turn (TilePrefetch),
-  // 1 tile ahead measured faster than 2 or 4 (4 was best when each pass asked for its own stream);
-  // a view held in L2 pays for prefetches that hit (L 64–128: 0.8–0.9×; docs/PERFORMANCE.md).
+  // 1 tile ahead measured faster than 2 or 4 (4 was best when each pass asked for its own stream).
   constexpr index ahead = AttentionWorkspace::tile;
+  // A view of fewer than 5 tiles takes none: it is read from cache, where prefetches only take
+  // load slots (L 64 and 128: 0.80–0.88× with them; 5 tiles is where the prefetch 4 tiles ahead
+  // before began, and L 256–1024 measured within 3 % of it; docs/PERFORMANCE.md).
+  const bool stream = kv.length >= 5 * AttentionWorkspace::tile;
   constexpr bool q8 = std::is_same_v<T, std::int8_t>;
   // No bias, soft-cap or padding mask: a score is its dot product scaled, one vector pass.
   const bool plain = std::is_same_v<Bias, NoBias> && opt.softcap == 0.0f && opt.key_valid.empty();
@@ -612,7 +615,7 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
     // run's misses queued; docs/PERFORMANCE.md.) Past hi too, up to the view's length: the
     // decoder's split-K parts end every 512 keys, and the next part's first keys are read next (a
     // prefetch never faults, so a part's end needs no stop).
-    const index pf = k0 + ahead + n <= kv.length && kv.contiguous(k0) >= ahead + n
+    const index pf = stream && k0 + ahead + n <= kv.length && kv.contiguous(k0) >= ahead + n
                          ? ahead * d * index(sizeof(T))
                          : 0;
     const TilePrefetch tile_pf{reinterpret_cast<const char*>(kv.key<T>(g, k0)),
