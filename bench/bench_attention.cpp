@@ -2,10 +2,13 @@
 // 4096, 16384 and 32768 positions, and causal prefill (T = L = 512, 2048).
 //   decode: bytes = the K and V rows read (2 · 8 · L · 128 · 4, or · 2 for the f16 and bf16
 //           caches of attention_decode_f16 / _bf16); beside each, copy/<KiB> of the
-//           same bytes in the same run, and read/<KiB>, a read-only stream of them (decode reads, it
-//           writes almost nothing).
+//           same bytes in the same run, and read/<KiB>, a read-only stream of them (decode reads,
+//           it writes almost nothing).
 //   prefill: FLOPS = 4 · Hq · D · (causal pairs), pairs = T·(T+1)/2.
 //   cross:   over 196 encoder tokens, FLOPS = 4 · Hq · D · S · T.
+//   split:   decode on a ThreadTeam of 1 or 2 through the public split-K primitives (parts of a
+//            KV head × 512 keys by attention_lse, merged by merge_attention), beside
+//            read_threads/<KiB>/threads:<n>, the read ceiling of the same bytes on as many threads;
 //   hybrid:  seed 001's local + global decode at position L − 1 of a ring cache that keeps 4
 //            sinks and a window of 4096 (StreamingLLM), beside global decode at the same L;
 //            bytes = the K and V rows of the 4 + 4096 keys it reads.
@@ -13,11 +16,13 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "ceilings.hpp"
+#include "tformer/core/parallel.hpp"
 #include "tformer/nn/attention.hpp"
 #include "tformer/nn/position_bias.hpp"
 
@@ -76,6 +81,60 @@ void decode(benchmark::State& state, int length, const Bias& bias = {},
   state.counters["workspace_KiB"] =
       double((kQHeads / kKvHeads) * (kDim + tformer::AttentionWorkspace::tile) * 4) / 1024;
   state.counters["peak_rss_MiB"] = double(usage.ru_maxrss) / 1024;
+}
+
+// Decode split as an engine would split it over threads: parts of (KV head g, 512 keys), each
+// attention_lse over its keys into its own (o, lse), each thread its share of the parts in
+// order with its own workspace; then each head's parts merged in key order (merge_attention).
+void split_decode(benchmark::State& state, int length, int threads) {
+  constexpr int split = 512, group = kQHeads / kKvHeads;
+  const auto cache = filled_cache(length);
+  const auto q = bench::random_floats(std::size_t(kQHeads) * kDim, 0.1f, 3);
+  const auto kv = cache.view(0, 0, length);
+  const int chunks = (length + split - 1) / split, parts = kKvHeads * chunks;
+  std::vector<float> o(std::size_t(parts) * group * kDim), lse(std::size_t(parts) * group);
+  tformer::ThreadTeam team(threads);
+  std::vector<tformer::AttentionWorkspace> ws;
+  for (int t = 0; t < threads; ++t) ws.emplace_back(group, kDim);
+  const auto o_of = [&](int p) {
+    return tformer::HeadsView<float>{o.data() + std::size_t(p) * group * kDim, 1, group, kDim};
+  };
+  const auto lse_of = [&](int p) {
+    return tformer::MatrixView<float>{lse.data() + std::size_t(p) * group, 1, group};
+  };
+  for (auto _ : state) {
+    team.parallel_for(0, threads, [&](tformer::index t) {
+      for (int p = int(t) * parts / threads; p < int(t + 1) * parts / threads; ++p) {
+        const int g = p / chunks, first = p % chunks * split;
+        tformer::KVView part = kv.head(g).from(first);
+        part.length = std::min(split, length - first);
+        tformer::attention_lse({q.data() + std::size_t(g) * group * kDim, 1, group, kDim}, part,
+                               tformer::Positions::offset(part.length - 1), o_of(p), lse_of(p),
+                               ws[std::size_t(t)]);
+      }
+    });
+    team.parallel_for(0, kKvHeads, [&](tformer::index g) {
+      const int first = int(g) * chunks;
+      for (int c = 1; c < chunks; ++c)
+        tformer::merge_attention(o_of(first), lse_of(first), o_of(first + c), lse_of(first + c),
+                                 o_of(first), lse_of(first));
+    });
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
+                          std::int64_t(cache.bytes()));
+  bench::set_flops(state, 4.0 * kQHeads * kDim * length);
+  // Untimed: the merged result against attention() over the whole view (float rounding apart).
+  std::vector<float> whole(q.size());
+  tformer::attention({q.data(), 1, kQHeads, kDim}, kv, tformer::Positions::offset(length - 1),
+                     {whole.data(), 1, kQHeads, kDim}, ws[0]);
+  double diff = 0;
+  for (int g = 0; g < kKvHeads; ++g)
+    for (int i = 0; i < group * kDim; ++i)
+      diff =
+          std::max(diff, double(std::abs(o_of(g * chunks).data()[i] -
+                                         whole[std::size_t(g) * group * kDim + std::size_t(i)])));
+  state.counters["max_diff_vs_whole"] = diff;
 }
 
 // Decode at position length − 1 with a window of `window` keys and `sinks` attention sinks
@@ -162,6 +221,26 @@ int main(int argc, char** argv) {
       const std::size_t row = std::size_t(kDim * tformer::kv_type_bytes(type)) +
                               (type == tformer::KVType::q8 ? sizeof(float) : 0);
       copies.insert(std::size_t(2) * kKvHeads * length * row / 1024);
+    }
+  // Split-K decode on 1 and 2 threads, beside the read ceiling of the same bytes on as many.
+  for (int threads : {1, 2})
+    for (int length : {4096, 16384, 32768}) {
+      const std::string tail =
+          "/L" + std::to_string(length) + "/threads:" + std::to_string(threads);
+      benchmark::RegisterBenchmark(("attention_decode_split/32x8x128" + tail).c_str(), split_decode,
+                                   length, threads)
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
+      const std::size_t bytes = std::size_t(2) * kKvHeads * length * kDim * 4;
+      benchmark::RegisterBenchmark(
+          ("read_threads/" + std::to_string(bytes / 1024) + "/threads:" + std::to_string(threads))
+              .c_str(),
+          [bytes, threads](benchmark::State& st) {
+            const tformer::ThreadTeam team(threads);
+            bench::read_bandwidth_threads(st, bytes, team);
+          })
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
     }
   // Seed 001's hybrid local + global decode at 32k (and a window alone), beside global at 32k.
   benchmark::RegisterBenchmark("attention_decode_hybrid/32x8x128/L32768/S4W4096", hybrid_decode,

@@ -308,21 +308,26 @@ inline void prefetch_ahead(const void* p, index ahead) noexcept {
       2);
 }
 
+// Cache lines a row of `bytes` bytes starts (a row that is not whole lines shares its last).
+constexpr index lines_of(index bytes) noexcept { return (bytes + 63) / 64; }
+
 // The prefetch of a tile's keys and values `ahead` bytes on. Each pass asks for half of the lines
 // of both, key and value lines in turn: the score pass lines [0, half) of each, the value pass
 // [half, 2·half). Each pass asking for its own stream only (keys while scoring, values while
 // summing) left the other stream idle half the time; with both, f32 decode from DRAM is
-// 1.2–1.3× faster (docs/PERFORMANCE.md, session 48).
+// 1.21–1.32× faster at L 4096–32768 (docs/PERFORMANCE.md, session 48). A line is a 64-byte step
+// from the tile's first row: exact where rows are whole lines; otherwise 2·half runs a little
+// past the tile's end (hints: nothing is missed, some lines are asked for twice).
 struct TilePrefetch {
   const char* keys = nullptr;    // the tile's first key row
   const char* values = nullptr;  // and its first value row
   index ahead = 0;               // bytes; 0: no prefetch
   index half = 0;                // lines of one stream each pass asks for
 
-  // Line `line` of the keys or of the values, `ahead` bytes on (formed as an integer, as in
+  // Line `number` of the keys or of the values, `ahead` bytes on (formed as an integer, as in
   // prefetch_ahead: a line past the tile is no out-of-bounds pointer).
-  void line(index line, bool of_values) const noexcept {
-    prefetch_ahead(of_values ? values : keys, ahead + line * 64);
+  void line(index number, bool of_values) const noexcept {
+    prefetch_ahead(of_values ? values : keys, ahead + number * 64);
   }
   // Point c of a sequence that alternates key and value lines: line c / 2 of keys or values.
   void point(index c) const noexcept { line(c >> 1, (c & 1) != 0); }
@@ -355,7 +360,7 @@ inline void tile_dots_heads(const float* const* q, const KVView& kv, index g, in
   constexpr index W = static_cast<index>(B::size);
   constexpr index J = W / H;  // keys per block
   static_assert(J % 2 == 0, "a block's prefetch points pair key and value lines");
-  const index row_lines = (d * index(sizeof(T)) + 63) / 64;  // prefetch points per key row
+  const index row_lines = lines_of(d * index(sizeof(T)));  // prefetch points per key row
   if (d % W == 0) {
     for (const index nv = n / J * J; j < nv; j += J) {
       B acc[W];  // acc[h·J + w]: head h, key j + w
@@ -456,7 +461,8 @@ inline void values_heads_chunk(float* const* acc, const float* alpha, const floa
                                const TilePrefetch& pf) noexcept {
   using B = simd::batch;
   constexpr index W = static_cast<index>(B::size);
-  constexpr index chunk_lines = std::max<index>(1, R * W * index(sizeof(T)) / 64);  // of a row
+  // Prefetch points per row of a chunk (1 where a chunk is shorter than a line).
+  constexpr index chunk_lines = std::max<index>(1, R * W * index(sizeof(T)) / 64);
   B r[H][R];
   for (int h = 0; h < H; ++h) {
     const B a(alpha[h]);
@@ -467,13 +473,15 @@ inline void values_heads_chunk(float* const* acc, const float* alpha, const floa
     for (int k = 0; k < R; ++k) {
       const T* row = values + j * d + i + k * W;
       if (pf.ahead != 0 && ((i + k * W) * index(sizeof(T))) % 64 == 0) {
-        // Point c after the score pass's; an even chunk_lines pairs a row's lines (i is a multiple
-        // of R·W, so c's parity is the line's), the rest alternate at run time.
-        const index line = k * W * index(sizeof(T)) / 64;
+        // The point sequence after the score pass's, chunk by chunk, row by row. An even
+        // chunk_lines pairs a row's lines (i is a multiple of R·W, so the point's parity is the
+        // line's); an odd one alternates at run time.
+        const index reg_line = k * W * index(sizeof(T)) / 64;  // this register's line in the row
         if constexpr (chunk_lines % 2 == 0)
-          pf.line(pf.half + (i / (R * W) * n + j) * (chunk_lines / 2) + line / 2, line % 2 != 0);
+          pf.line(pf.half + (i / (R * W) * n + j) * (chunk_lines / 2) + reg_line / 2,
+                  reg_line % 2 != 0);
         else
-          pf.point(2 * pf.half + i * index(sizeof(T)) / 64 * n + j * chunk_lines + line);
+          pf.point(2 * pf.half + i * index(sizeof(T)) / 64 * n + j * chunk_lines + reg_line);
       }
       v[k] = shared_row(row);
     }
@@ -599,9 +607,9 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
   // Prefetch distance, in keys: the next tile. With both streams asked for in turn (TilePrefetch),
   // 1 tile ahead measured faster than 2 or 4 (4 was best when each pass asked for its own stream).
   constexpr index ahead = AttentionWorkspace::tile;
-  // A view of fewer than 5 tiles takes none: it is read from cache, where prefetches only take
-  // load slots (L 64 and 128: 0.80–0.88× with them; 5 tiles is where the prefetch 4 tiles ahead
-  // before began, and L 256–1024 measured within 3 % of it; docs/PERFORMANCE.md).
+  // A view of fewer than 5 tiles takes none, as the prefetch 4 tiles ahead before it took none.
+  // Where such a view is in cache its prefetches only take load slots (L 64 and 128 re-read:
+  // 0.80–0.88× with them); from 5 tiles on they gain or cost little (L 256–1024: 0.95–1.02×).
   const bool stream = kv.length >= 5 * AttentionWorkspace::tile;
   constexpr bool q8 = std::is_same_v<T, std::int8_t>;
   // No bias, soft-cap or padding mask: a score is its dot product scaled, one vector pass.
@@ -615,16 +623,17 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
     // run's misses queued; docs/PERFORMANCE.md.) Past hi too, up to the view's length: the
     // decoder's split-K parts end every 512 keys, and the next part's first keys are read next (a
     // prefetch never faults, so a part's end needs no stop).
-    const index pf = stream && k0 + ahead + n <= kv.length && kv.contiguous(k0) >= ahead + n
-                         ? ahead * d * index(sizeof(T))
-                         : 0;
+    const index ahead_bytes =
+        stream && k0 + ahead + n <= kv.length && kv.contiguous(k0) >= ahead + n
+            ? ahead * d * index(sizeof(T))
+            : 0;
     const TilePrefetch tile_pf{reinterpret_cast<const char*>(kv.key<T>(g, k0)),
-                               reinterpret_cast<const char*>(kv.value<T>(g, k0)), pf,
-                               n * ((d * index(sizeof(T)) + 63) / 64) / 2};
-    if (group < pass_heads && pf != 0)
+                               reinterpret_cast<const char*>(kv.value<T>(g, k0)), ahead_bytes,
+                               n * lines_of(d * index(sizeof(T))) / 2};
+    if (group < pass_heads && ahead_bytes != 0)
       for (index b = 0, e = n * d * index(sizeof(T)); b < e; b += 64) {
-        prefetch_ahead(tile_pf.keys + b, pf);
-        prefetch_ahead(tile_pf.values + b, pf);
+        prefetch_ahead(tile_pf.keys + b, ahead_bytes);
+        prefetch_ahead(tile_pf.values + b, ahead_bytes);
       }
     // Heads in batches of pass_heads: each head's scores and softmax, then the batch's values in
     // one pass (a head that sees nothing yet takes no value pass, as alone).
