@@ -11,8 +11,10 @@
 //   llama_decode/<shape>/<type>, llama_prefill/<shape>/<type>/T128: Llama shapes of 15M, 110M and
 //            1.1B parameters (llama2.c's stories15M and stories110M, TinyLlama's GQA 32/4) with
 //            every matrix converted to one storage type (ConvertedWeights), beside
-//            read/<type>/<shape>, the read ceiling of the same weight bytes. Run the 1.1B ones
-//            with --benchmark_filter=1.1B: its f32 weights take 4.4 GB and a minute to build.
+//            read/<shape>/<type>, the read ceiling of the same weight bytes. Decode's counters:
+//            weight_MiB (one token's weight bytes) and cache_workspace_MiB (Decoder::bytes()).
+//            Run the 1.1B ones with --benchmark_filter=1.1B: its f32 weights take 4.4 GB and a
+//            minute to build.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -130,6 +132,8 @@ void llama_decode(benchmark::State& state, const tformer::Dims& dims, tformer::W
   state.SetItemsProcessed(state.iterations());
   state.SetBytesProcessed(std::int64_t(state.iterations()) * std::int64_t(bytes));
   state.counters["weight_MiB"] = double(bytes) / (1 << 20);
+  // What the decoder allocated besides the weights: its KV cache and workspaces.
+  state.counters["cache_workspace_MiB"] = double(m.decoder.bytes()) / (1 << 20);
 }
 
 void llama_prefill(benchmark::State& state, const tformer::Dims& dims, tformer::WeightType type,
