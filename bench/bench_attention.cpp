@@ -4,7 +4,9 @@
 //           caches of attention_decode_f16 / _bf16); beside each, copy/<KiB> of the
 //           same bytes in the same run, and read/<KiB>, a read-only stream of them (decode reads,
 //           it writes almost nothing).
-//   prefill: FLOPS = 4 · Hq · D · (causal pairs), pairs = T·(T+1)/2.
+//   prefill: FLOPS = 4 · Hq · D · (causal pairs), pairs = T·(T+1)/2; prefill_threads: the same
+//            through attention() on a ThreadTeam of 1 or 2 (tasks of a KV head × 32 queries),
+//            beside fma_peak_threads/threads:<n>, the FMA peak of as many threads at once.
 //   cross:   over 196 encoder tokens, FLOPS = 4 · Hq · D · S · T.
 //   split:   decode on a ThreadTeam of 1 or 2 through the public split-K primitives (parts of a
 //            KV head × 512 keys by attention_lse, merged by merge_attention), beside
@@ -18,6 +20,7 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -199,6 +202,23 @@ void prefill(benchmark::State& state, int tokens, tformer::KVType type) {
   bench::set_flops(state, 4.0 * kQHeads * kDim * (double(tokens) * (tokens + 1) / 2));
 }
 
+// prefill() on a ThreadTeam of `threads`, one workspace each.
+void prefill_threads(benchmark::State& state, int tokens, int threads) {
+  const auto cache = filled_cache(tokens);
+  const auto q = bench::random_floats(std::size_t(tokens) * kQHeads * kDim, 0.1f, 3);
+  std::vector<float> o(q.size());
+  const tformer::ThreadTeam team(threads);
+  std::vector<tformer::AttentionWorkspace> ws;
+  for (int w = 0; w < threads; ++w) ws.emplace_back(kQHeads / kKvHeads, kDim);
+  const auto kv = cache.view(0, 0, tokens);
+  for (auto _ : state) {
+    tformer::attention(team, {q.data(), tokens, kQHeads, kDim}, kv, tformer::Positions::offset(0),
+                       {o.data(), tokens, kQHeads, kDim}, std::span(ws));
+    benchmark::ClobberMemory();
+  }
+  bench::set_flops(state, 4.0 * kQHeads * kDim * (double(tokens) * (tokens + 1) / 2));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -265,6 +285,22 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark(("attention_prefill/32x8x128/T" + std::to_string(tokens)).c_str(),
                                  prefill, tokens, tformer::KVType::f32)
         ->Unit(benchmark::kMillisecond);
+  // Prefill on 1 and 2 threads (the executor overload of attention()), beside the FMA peak of as
+  // many threads.
+  for (int threads : {1, 2}) {
+    const std::string tail = "/threads:" + std::to_string(threads);
+    for (int tokens : {512, 2048})
+      benchmark::RegisterBenchmark(
+          ("attention_prefill_threads/32x8x128/T" + std::to_string(tokens) + tail).c_str(),
+          prefill_threads, tokens, threads)
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("fma_peak_threads" + tail).c_str(), [threads](
+                                                                          benchmark::State& st) {
+      const tformer::ThreadTeam team(threads);
+      bench::fma_peak_threads(st, team);
+    })->UseRealTime();
+  }
   for (const auto type : {tformer::KVType::f16, tformer::KVType::bf16, tformer::KVType::q8})
     benchmark::RegisterBenchmark(("attention_prefill_" + std::string(tformer::kv_type_name(type)) +
                                   "/32x8x128/T512")

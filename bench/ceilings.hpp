@@ -135,32 +135,51 @@ inline void register_gemm(Eigen::Index m, Eigen::Index n, Eigen::Index k) {
   })->Unit(benchmark::kMillisecond);
 }
 
-// 12 independent FMA chains: enough to cover the FMA latency (4-5 cycles) on two FMA ports.
-inline void fma_peak(benchmark::State& state) {
+// 12 independent FMA chains (enough to cover the FMA latency, 4-5 cycles, on two FMA ports) of
+// `steps` FMAs each, their results kept; returns the FLOPs done.
+inline double fma_chains(int steps) {
   constexpr int chains = 12;
-  constexpr int steps = 1000;
 #if TFORMER_HAS_SIMD
   using B = tformer::simd::batch;
   std::array<B, chains> acc;
   for (int c = 0; c < chains; ++c) acc[c] = B(1.0f + 0.01f * c);
   const B a(0.999999f), b(1e-7f);
-  for (auto _ : state) {
-    for (int i = 0; i < steps; ++i)  // unrolled, so the chains stay in registers at -O2 too
-      TFORMER_UNROLL for (int c = 0; c < chains; ++c) acc[c] = tformer::xsimd_compat::fma(acc[c], a, b);
-    for (auto& x : acc) benchmark::DoNotOptimize(x);
-  }
+  for (int i = 0; i < steps; ++i)  // unrolled, so the chains stay in registers at -O2 too
+    TFORMER_UNROLL for (int c = 0; c < chains; ++c) acc[c] =
+        tformer::xsimd_compat::fma(acc[c], a, b);
   constexpr double lanes = B::size;
 #else
   std::array<float, chains> acc;
   for (int c = 0; c < chains; ++c) acc[c] = 1.0f + 0.01f * c;
-  for (auto _ : state) {
-    for (int i = 0; i < steps; ++i)
-      TFORMER_UNROLL for (int c = 0; c < chains; ++c) acc[c] = acc[c] * 0.999999f + 1e-7f;
-    for (auto& x : acc) benchmark::DoNotOptimize(x);
-  }
+  for (int i = 0; i < steps; ++i)
+    TFORMER_UNROLL for (int c = 0; c < chains; ++c) acc[c] = acc[c] * 0.999999f + 1e-7f;
   constexpr double lanes = 1;
 #endif
-  bench::set_flops(state, 2.0 * lanes * chains * steps);
+  for (auto& x : acc) benchmark::DoNotOptimize(x);
+  return 2.0 * lanes * chains * steps;
+}
+
+// The FMA peak of one thread.
+inline void fma_peak(benchmark::State& state) {
+  double flops = 0;
+  for (auto _ : state) flops = fma_chains(1000);
+  bench::set_flops(state, flops);
+  state.SetLabel(tformer::simd::arch_name);
+}
+
+// fma_chains on every thread of an executor at once (long enough, 0.1–0.2 ms, that the fork and
+// join do not count): the peak of that many threads, to set beside the FLOP rate of a kernel on
+// them (UseRealTime).
+template <class E>
+inline void fma_peak_threads(benchmark::State& state, const E& exec) {
+  const tformer::index parts = exec.concurrency();
+  std::vector<double> flops(static_cast<std::size_t>(parts));
+  for (auto _ : state)
+    exec.parallel_for(0, parts,
+                      [&](tformer::index p) { flops[std::size_t(p)] = fma_chains(100'000); });
+  double total = 0;
+  for (double f : flops) total += f;
+  bench::set_flops(state, total);
   state.SetLabel(tformer::simd::arch_name);
 }
 

@@ -7,17 +7,22 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
+#include <span>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "reference/attention_reference.hpp"
 #include "reference/weight_reference.hpp"
+#include "support/engine_pool.hpp"
 #include "support/random.hpp"
+#include "tformer/core/parallel.hpp"
 #include "tformer/nn/attention.hpp"
 #include "tformer/nn/position_bias.hpp"
 
@@ -1356,4 +1361,86 @@ TEST_CASE("nn/attention: a NaN value reaches the rows of its key block in a pref
     for (int i = 0; i < Hq * D; ++i)
       REQUIRE(std::isnan(o[std::size_t(t) * Hq * D + i]) == (t >= 32));  // t < bad: weight 0
   }
+}
+
+// attention() on an executor splits a call into (kv head, block of 32 queries) tasks, one token
+// into kv heads; each task writes its own rows, so every executor gives attention()'s bits.
+TEST_CASE("nn/attention: on threads, the same bits as on one, every cache type and mask",
+          "[nn][attention][threads]") {
+  const auto seed = GENERATE(range(1, 13));
+  CAPTURE(seed);
+  test::Random rng(std::uint64_t(seed + 900));
+  const auto type = std::array{tformer::KVType::f32, tformer::KVType::f16, tformer::KVType::bf16,
+                               tformer::KVType::q8}[std::size_t(seed % 4)];
+  const int Hkv = rng.integer(1, 4), g = rng.integer(1, 5), D = rng.integer(1, 70);
+  const int L = rng.integer(1, 200), T = seed % 3 == 0 ? 1 : rng.integer(2, std::min(L + 1, 100));
+  Setup s(rng, Hkv * g, Hkv, D, L, 1.0f, type);
+  AttentionOptions opt = seeded_masks(seed, rng);
+  if (seed % 6 == 1 && opt.window > 0) opt.sinks = rng.integer(1, 4);
+  CAPTURE(tformer::kv_type_name(type), Hkv, g, D, L, T, opt.window, opt.softcap, opt.causal);
+  const auto q = rng.normal_floats(std::size_t(T) * s.Hq * s.D);
+  std::vector<std::int32_t> pos(static_cast<std::size_t>(T));
+  for (auto& p : pos) p = rng.integer(0, L - 1);
+  const auto slopes = tformer::alibi_slopes(s.Hq);
+  const tformer::AlibiBias alibi{slopes};
+  const HeadsView<const float> qv(q.data(), T, s.Hq, D);
+  const auto kv = s.cache.view(0, 0, L);
+  for (const bool biased : {false, true}) {
+    CAPTURE(biased);
+    std::vector<float> serial(q.size(), -9.0f);
+    AttentionWorkspace one(g, D);
+    const HeadsView<float> sv(serial.data(), T, s.Hq, D);
+    if (biased)
+      tformer::attention(qv, kv, Positions::ids(pos), sv, one, opt, alibi);
+    else
+      tformer::attention(qv, kv, Positions::ids(pos), sv, one, opt);
+    if (!biased) check_outputs(s, s.reference(opt), q, serial, pos);
+    const auto same_bits = [&](const auto& exec, int workspaces) {
+      std::vector<AttentionWorkspace> ws;
+      for (int w = 0; w < workspaces; ++w) ws.emplace_back(g, D);
+      std::vector<float> o(q.size(), -9.0f);
+      const HeadsView<float> ov(o.data(), T, s.Hq, D);
+      if (biased)
+        tformer::attention(exec, qv, kv, Positions::ids(pos), ov, std::span(ws), opt, alibi);
+      else
+        tformer::attention(exec, qv, kv, Positions::ids(pos), ov, std::span(ws), opt);
+      REQUIRE(std::memcmp(o.data(), serial.data(), o.size() * sizeof(float)) == 0);
+    };
+    same_bits(tformer::SerialExecutor{}, 1);
+    for (const int threads : {2, 3}) {
+      CAPTURE(threads);
+      const tformer::ThreadTeam team(threads);
+      same_bits(team, threads);
+      same_bits(team, 1);  // one workspace: one worker, whatever the team
+      same_bits(test::EnginePool(threads), threads);
+    }
+  }
+}
+
+TEST_CASE("nn/attention: on threads, bad input is rejected before any worker runs",
+          "[nn][attention][threads][errors]") {
+  test::Random rng(33);
+  const int D = 8;
+  Setup s(rng, 4, 2, D, 40);
+  std::vector<float> q(std::size_t(40) * 4 * D, 1.0f), o(q.size(), -9.0f);
+  const HeadsView<const float> qv(q.data(), 40, 4, D);
+  const HeadsView<float> ov(o.data(), 40, 4, D);
+  const auto kv = s.cache.view(0, 0, 40);
+  const tformer::ThreadTeam team(2);
+  std::vector<AttentionWorkspace> none;
+  CHECK_THROWS_WITH(tformer::attention(team, qv, kv, Positions::offset(0), ov, std::span(none)),
+                    Contains("attention: ws.size() (workspaces)"));
+  std::vector<AttentionWorkspace> mixed;
+  mixed.emplace_back(2, D);
+  mixed.emplace_back(4, D);  // the second of the wrong group size
+  CHECK_THROWS_WITH(tformer::attention(team, qv, kv, Positions::offset(0), ov, std::span(mixed)),
+                    Contains("attention: workspace group size"));
+  std::vector<AttentionWorkspace> ws;
+  ws.emplace_back(2, D);
+  ws.emplace_back(2, D);
+  CHECK_THROWS_WITH(tformer::attention(team, qv, kv, Positions::offset(1), ov, std::span(ws)),
+                    Contains("attention: "));  // the last causal query at 40, past the 40 keys
+  CHECK(std::all_of(o.begin(), o.end(), [](float x) { return x == -9.0f; }));
+  tformer::attention(team, qv, kv, Positions::offset(0), ov, std::span(ws));
+  CHECK(std::none_of(o.begin(), o.end(), [](float x) { return x == -9.0f; }));
 }

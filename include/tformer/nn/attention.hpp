@@ -34,9 +34,15 @@
 // block once into the workspace. Results equal f32 attention over the stored (rounded) values;
 // for q8 up to float rounding, as a row's scale multiplies its dot product (keys) or its softmax
 // weight (values) in the one-token path, and its values when a block is widened.
+//
+// attention(exec, …, std::span<AttentionWorkspace>) runs the same call on an executor's threads
+// (core/parallel.hpp), one workspace per worker: tasks of a KV head × a block of 32 queries (one
+// token: a KV head), each writing its own outputs, so every executor gives the same bits. Decode
+// over one long context splits its keys instead (attention_lse, merge_attention; the decoder does).
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
@@ -50,6 +56,7 @@
 #include "tformer/cache/kv_cache.hpp"
 #include "tformer/core/error.hpp"
 #include "tformer/core/memory.hpp"
+#include "tformer/core/parallel.hpp"
 #include "tformer/core/positions.hpp"
 #include "tformer/core/simd.hpp"
 #include "tformer/core/simd_load.hpp"
@@ -1108,11 +1115,11 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
 
 namespace attention_kernels {
 
-// attention() and attention_lse(): lse [T, Hq] written when it has data.
+// The checks of attention() and attention_lse() but the workspace's; returns the score scale.
 template <class Bias>
-void attention_checked(const char* where, HeadsView<const float> q, const KVView& kv,
-                       const Positions& positions, HeadsView<float> o, MatrixView<float> lse,
-                       AttentionWorkspace& ws, const AttentionOptions& opt, const Bias& bias) {
+float check_attention(const char* where, HeadsView<const float> q, const KVView& kv,
+                      const Positions& positions, HeadsView<float> o, const AttentionOptions& opt,
+                      const Bias& bias) {
   check_inputs(where, q, kv, positions, opt);
   check_view(where, "o", o);
   check_eq(where, "o.tokens (= q.tokens)", q.tokens(), o.tokens());
@@ -1121,18 +1128,40 @@ void attention_checked(const char* where, HeadsView<const float> q, const KVView
   check_disjoint(where, "o", o, "q", q);
   if (opt.sink_q.data() != nullptr) check_disjoint(where, "o", o, "sink_q", opt.sink_q);
   check_bias(where, bias, q.heads());
-  const index group = q.heads() / kv.kv_heads;
-  check_eq(where, "workspace group size", group, ws.group_size());
-  check_eq(where, "workspace head_dim", q.head_dim(), ws.head_dim());
-  const float scale =
-      opt.scale > 0.0f ? opt.scale : 1.0f / std::sqrt(static_cast<float>(q.head_dim()));
+  return opt.scale > 0.0f ? opt.scale : 1.0f / std::sqrt(static_cast<float>(q.head_dim()));
+}
 
-  if (q.tokens() == 0) return;
+// Throws unless ws was made for this call's group size and head_dim.
+inline void check_workspace(const char* where, const AttentionWorkspace& ws, index group,
+                            index head_dim) {
+  check_eq(where, "workspace group size", group, ws.group_size());
+  check_eq(where, "workspace head_dim", head_dim, ws.head_dim());
+}
+
+// The independent pieces of an attention call, each writing its own rows of o (and lse): many
+// tokens, one per (kv head, block of query_tile queries), the last blocks (most keys when causal)
+// first; one token, one per kv head.
+inline index attention_tasks(index tokens, index kv_heads) noexcept {
+  const index blocks =
+      tokens > 1 ? (tokens + AttentionWorkspace::query_tile - 1) / AttentionWorkspace::query_tile
+                 : std::min<index>(tokens, 1);
+  return blocks * kv_heads;
+}
+
+// Task `task` (< attention_tasks) of a checked call, in ws. Its result does not depend on what
+// ran in ws before or on which thread runs it.
+template <class Bias>
+void attention_task(index task, HeadsView<const float> q, const KVView& kv,
+                    const Positions& positions, HeadsView<float> o, MatrixView<float> lse,
+                    const AttentionOptions& opt, float scale, const Bias& bias,
+                    AttentionWorkspace& ws) noexcept {
+  const index group = q.heads() / kv.kv_heads, g = task % kv.kv_heads;
   if (q.tokens() > 1) {  // many tokens: blocks of register-tiled products
-    for (index g = 0; g < kv.kv_heads; ++g)
-      for (index t0 = 0; t0 < q.tokens(); t0 += AttentionWorkspace::query_tile)
-        attend_block(q, o, positions, t0, std::min(AttentionWorkspace::query_tile, q.tokens() - t0),
-                     g, group, kv, opt, scale, bias, ws, lse);
+    constexpr index tile = AttentionWorkspace::query_tile;
+    const index blocks = (q.tokens() + tile - 1) / tile,
+                t0 = (blocks - 1 - task / kv.kv_heads) * tile;
+    attend_block(q, o, positions, t0, std::min(tile, q.tokens() - t0), g, group, kv, opt, scale,
+                 bias, ws, lse);
     return;
   }
   const float** qs = ws.q_rows();
@@ -1143,19 +1172,28 @@ void attention_checked(const char* where, HeadsView<const float> q, const KVView
   const index lo = opt.window > 0 ? std::max<index>(0, p - opt.window + 1) : 0;
   const index sinks_end = opt.window > 0 ? std::min(opt.sinks, lo) : 0;  // sinks left behind
   const HeadsView<const float> sq = opt.sink_q.data() != nullptr ? opt.sink_q : q;
-  for (index g = 0; g < kv.kv_heads; ++g) {
-    for (index h = 0; h < group; ++h) {
-      qs[h] = q.row(0, g * group + h);
-      sink_qs[h] = sq.row(0, g * group + h);
-      os[h] = o.row(0, g * group + h);
-    }
-    const DecodeState st{ws.decode_max(), ws.decode_sum(), ws.acc(0), ws.scores(0), q.head_dim()};
-    attend_state(qs, sink_qs, group, g * group, kv, g, sinks_end, lo, std::max(lo, hi), p, opt,
-                 scale, bias, st);
-    finish(st, group, os);
-    if (lse.data() != nullptr)
-      for (index h = 0; h < group; ++h) lse.row(0)[g * group + h] = log_sum_exp(st.m[h], st.l[h]);
+  for (index h = 0; h < group; ++h) {
+    qs[h] = q.row(0, g * group + h);
+    sink_qs[h] = sq.row(0, g * group + h);
+    os[h] = o.row(0, g * group + h);
   }
+  const DecodeState st{ws.decode_max(), ws.decode_sum(), ws.acc(0), ws.scores(0), q.head_dim()};
+  attend_state(qs, sink_qs, group, g * group, kv, g, sinks_end, lo, std::max(lo, hi), p, opt, scale,
+               bias, st);
+  finish(st, group, os);
+  if (lse.data() != nullptr)
+    for (index h = 0; h < group; ++h) lse.row(0)[g * group + h] = log_sum_exp(st.m[h], st.l[h]);
+}
+
+// attention() and attention_lse(): lse [T, Hq] written when it has data.
+template <class Bias>
+void attention_checked(const char* where, HeadsView<const float> q, const KVView& kv,
+                       const Positions& positions, HeadsView<float> o, MatrixView<float> lse,
+                       AttentionWorkspace& ws, const AttentionOptions& opt, const Bias& bias) {
+  const float scale = check_attention(where, q, kv, positions, o, opt, bias);
+  check_workspace(where, ws, q.heads() / kv.kv_heads, q.head_dim());
+  for (index task = 0, tasks = attention_tasks(q.tokens(), kv.kv_heads); task < tasks; ++task)
+    attention_task(task, q, kv, positions, o, lse, opt, scale, bias, ws);
 }
 
 }  // namespace attention_kernels
@@ -1170,6 +1208,36 @@ void attention(HeadsView<const float> q, const KVView& kv, const Positions& posi
                const Bias& bias = {}) {
   attention_kernels::attention_checked("attention", q, kv, positions, o, MatrixView<float>{}, ws,
                                        opt, bias);
+}
+
+// attention() on exec's workers, with a workspace for each (at most ws.size() work at once): the
+// tasks (kv head × block of 32 queries; one token: kv heads) are taken from a shared counter. The
+// same bits as attention() whatever the executor and its threads (every task's result is its
+// own). Everything is checked on the calling thread first; the workers run unchecked kernels.
+template <Executor E, class Bias = NoBias>
+void attention(const E& exec, HeadsView<const float> q, const KVView& kv,
+               const Positions& positions, HeadsView<float> o, std::span<AttentionWorkspace> ws,
+               const AttentionOptions& opt = {}, const Bias& bias = {}) {
+  constexpr const char* where = "attention";
+  check(!ws.empty(), where, "ws.size() (workspaces)", ">= 1", index(ws.size()));
+  const float scale = attention_kernels::check_attention(where, q, kv, positions, o, opt, bias);
+  for (const AttentionWorkspace& w : ws)
+    attention_kernels::check_workspace(where, w, q.heads() / kv.kv_heads, q.head_dim());
+  const index tasks = attention_kernels::attention_tasks(q.tokens(), kv.kv_heads);
+  const index workers = std::min({index(exec.concurrency()), index(ws.size()), tasks});
+  const auto run = [&](index task, AttentionWorkspace& w) {
+    attention_kernels::attention_task(task, q, kv, positions, o, MatrixView<float>{}, opt, scale,
+                                      bias, w);
+  };
+  if (workers <= 1) {
+    for (index task = 0; task < tasks; ++task) run(task, ws[0]);
+    return;
+  }
+  std::atomic<index> next{0};
+  exec.parallel_for(0, workers, [&](index w) {
+    for (index task; (task = next.fetch_add(1, std::memory_order_relaxed)) < tasks;)
+      run(task, ws[std::size_t(w)]);
+  });
 }
 
 // attention(), and lse [T, Hq] = log Σ_j exp(s_j) over the keys each query sees (−inf when it
