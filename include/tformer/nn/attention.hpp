@@ -909,7 +909,8 @@ inline void product_tile(float* out, index ldo, const float* alpha, const float*
     }
 }
 
-// product_tile over rows [0, rows) in tiles of RM (then one at a time) for the columns from c.
+// product_tile over rows [0, rows) in tiles of RM (then of 2, then one at a time) for the columns
+// from c.
 template <index RM, index RN>
 inline void product_rows(float* out, index ldo, const float* alpha, index rows, const float* a,
                          index lda, const float* b, index ldb, index depth, index c,
@@ -918,6 +919,10 @@ inline void product_rows(float* out, index ldo, const float* alpha, index rows, 
   for (; r + RM <= rows; r += RM)
     product_tile<RM, RN>(out + r * ldo, ldo, alpha ? alpha + r : nullptr, a + r * lda, lda, b, ldb,
                          depth, c, tail);
+  if constexpr (RM > 2)
+    for (; r + 2 <= rows; r += 2)
+      product_tile<2, RN>(out + r * ldo, ldo, alpha ? alpha + r : nullptr, a + r * lda, lda, b, ldb,
+                          depth, c, tail);
   for (; r < rows; ++r)
     product_tile<1, RN>(out + r * ldo, ldo, alpha ? alpha + r : nullptr, a + r * lda, lda, b, ldb,
                         depth, c, tail);
@@ -925,8 +930,8 @@ inline void product_rows(float* out, index ldo, const float* alpha, index rows, 
 #endif
 
 // out[r][c] = alpha[r]·out[r][c] + Σ_j a[r][j]·b[j][c] for r < rows, c < cols, j < depth; without
-// alpha (nullptr) out = a·b. Row-major with strides ldo, lda, ldb, read in place. Tiles of 4 rows
-// (2 below AVX-512) × 4 vectors of out in registers over the whole depth: per j the tile's b
+// alpha (nullptr) out = a·b. Row-major with strides ldo, lda, ldb, read in place. Tiles of 6 rows ×
+// 4 vectors of out (2 vectors below AVX-512) in registers over the whole depth: per j the tile's b
 // vectors, a broadcast of each row's a value, one FMA per row and vector, no horizontal sum. Every
 // j is added, a weight 0 too (0·NaN is NaN, as in a GEMM).
 inline void block_product(float* out, index ldo, const float* alpha, index rows, index cols,
@@ -934,8 +939,10 @@ inline void block_product(float* out, index ldo, const float* alpha, index rows,
                           index depth) noexcept {
   index c = 0;
 #if TFORMER_HAS_SIMD
-  // 16 accumulators of 32 registers (AVX-512), 8 of 16 below.
-  constexpr index W = static_cast<index>(simd::lanes), tile_rows = W == 16 ? 4 : 2, vectors = 4;
+  // AVX-512: 24 accumulators and 4 b vectors of 32 registers, 10 loads per 24 FMAs (4 × 4 tiles
+  // were 1.17–1.18× slower, 12 × 2 1.06×); below: 12, 2 and a broadcast of 16 (2 × 4 tiles were
+  // 1.22× slower on AVX2). docs/PERFORMANCE.md, session 50.
+  constexpr index W = static_cast<index>(simd::lanes), tile_rows = 6, vectors = W == 16 ? 4 : 2;
   for (; c + vectors * W <= cols; c += vectors * W)
     product_rows<tile_rows, vectors>(out, ldo, alpha, rows, a, lda, b, ldb, depth, c, 0);
   for (; c + W <= cols; c += W)
