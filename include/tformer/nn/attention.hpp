@@ -940,8 +940,8 @@ inline void block_product(float* out, index ldo, const float* alpha, index rows,
   index c = 0;
 #if TFORMER_HAS_SIMD
   // AVX-512: 24 accumulators and 4 b vectors of 32 registers, 10 loads per 24 FMAs (4 × 4 tiles
-  // were 1.17–1.18× slower, 12 × 2 1.06×); below: 12, 2 and a broadcast of 16 (2 × 4 tiles were
-  // 1.22× slower on AVX2). docs/PERFORMANCE.md, session 50.
+  // were 1.17–1.19× slower, 12 × 2 1.06×); below: 12, 2 and a broadcast of 16 (2 × 4 tiles were
+  // 1.22–1.23× slower on AVX2). docs/PERFORMANCE.md, session 50.
   constexpr index W = static_cast<index>(simd::lanes), tile_rows = 6, vectors = W == 16 ? 4 : 2;
   for (; c + vectors * W <= cols; c += vectors * W)
     product_rows<tile_rows, vectors>(out, ldo, alpha, rows, a, lda, b, ldb, depth, c, 0);
