@@ -143,7 +143,8 @@ inline double fma_chains(int steps) {
   using B = tformer::simd::batch;
   std::array<B, chains> acc;
   for (int c = 0; c < chains; ++c) acc[c] = B(1.0f + 0.01f * c);
-  const B a(0.999999f), b(1e-7f);
+  B a(0.999999f), b(1e-7f);
+  benchmark::DoNotOptimize(a);  // not a constant: no call is folded or hoisted
   for (int i = 0; i < steps; ++i)  // unrolled, so the chains stay in registers at -O2 too
     TFORMER_UNROLL for (int c = 0; c < chains; ++c) acc[c] =
         tformer::xsimd_compat::fma(acc[c], a, b);
@@ -151,8 +152,10 @@ inline double fma_chains(int steps) {
 #else
   std::array<float, chains> acc;
   for (int c = 0; c < chains; ++c) acc[c] = 1.0f + 0.01f * c;
+  float a = 0.999999f;
+  benchmark::DoNotOptimize(a);
   for (int i = 0; i < steps; ++i)
-    TFORMER_UNROLL for (int c = 0; c < chains; ++c) acc[c] = acc[c] * 0.999999f + 1e-7f;
+    TFORMER_UNROLL for (int c = 0; c < chains; ++c) acc[c] = acc[c] * a + 1e-7f;
   constexpr double lanes = 1;
 #endif
   for (auto& x : acc) benchmark::DoNotOptimize(x);

@@ -1372,12 +1372,19 @@ TEST_CASE("nn/attention: on threads, the same bits as on one, every cache type a
   test::Random rng(std::uint64_t(seed + 900));
   const auto type = std::array{tformer::KVType::f32, tformer::KVType::f16, tformer::KVType::bf16,
                                tformer::KVType::q8}[std::size_t(seed % 4)];
-  const int Hkv = rng.integer(1, 4), g = rng.integer(1, 5), D = rng.integer(1, 70);
+  // At least 2 KV heads, so that every call has tasks for 2 workers.
+  const int Hkv = rng.integer(2, 4), g = rng.integer(1, 5), D = rng.integer(1, 70);
   const int L = rng.integer(1, 200), T = seed % 3 == 0 ? 1 : rng.integer(2, std::min(L + 1, 100));
   Setup s(rng, Hkv * g, Hkv, D, L, 1.0f, type);
   AttentionOptions opt = seeded_masks(seed, rng);
   if (seed % 6 == 1 && opt.window > 0) opt.sinks = rng.integer(1, 4);
-  CAPTURE(tformer::kv_type_name(type), Hkv, g, D, L, T, opt.window, opt.softcap, opt.causal);
+  std::vector<std::uint8_t> valid;  // a padding mask on some seeds
+  if (seed % 4 == 1) {
+    for (int j = 0; j < L; ++j) valid.push_back(rng.integer(0, 3) != 0);
+    opt.key_valid = valid;
+  }
+  CAPTURE(tformer::kv_type_name(type), Hkv, g, D, L, T, opt.window, opt.softcap, opt.causal,
+          valid.size());
   const auto q = rng.normal_floats(std::size_t(T) * s.Hq * s.D);
   std::vector<std::int32_t> pos(static_cast<std::size_t>(T));
   for (auto& p : pos) p = rng.integer(0, L - 1);
@@ -1394,7 +1401,11 @@ TEST_CASE("nn/attention: on threads, the same bits as on one, every cache type a
       tformer::attention(qv, kv, Positions::ids(pos), sv, one, opt, alibi);
     else
       tformer::attention(qv, kv, Positions::ids(pos), sv, one, opt);
-    if (!biased) check_outputs(s, s.reference(opt), q, serial, pos);
+    if (!biased) {
+      auto c = s.reference(opt);
+      if (!valid.empty()) c.key_valid = &valid;
+      check_outputs(s, c, q, serial, pos);
+    }
     const auto same_bits = [&](const auto& exec, int workspaces) {
       std::vector<AttentionWorkspace> ws;
       for (int w = 0; w < workspaces; ++w) ws.emplace_back(g, D);
@@ -1429,17 +1440,29 @@ TEST_CASE("nn/attention: on threads, bad input is rejected before any worker run
   const tformer::ThreadTeam team(2);
   std::vector<AttentionWorkspace> none;
   CHECK_THROWS_WITH(tformer::attention(team, qv, kv, Positions::offset(0), ov, std::span(none)),
-                    Contains("attention: ws.size() (workspaces)"));
+                    Contains("attention: ws.size() (workspaces): expected >= 1, got 0"));
   std::vector<AttentionWorkspace> mixed;
   mixed.emplace_back(2, D);
   mixed.emplace_back(4, D);  // the second of the wrong group size
   CHECK_THROWS_WITH(tformer::attention(team, qv, kv, Positions::offset(0), ov, std::span(mixed)),
-                    Contains("attention: workspace group size"));
+                    Contains("attention: workspace group size: expected 2, got 4"));
   std::vector<AttentionWorkspace> ws;
   ws.emplace_back(2, D);
   ws.emplace_back(2, D);
-  CHECK_THROWS_WITH(tformer::attention(team, qv, kv, Positions::offset(1), ov, std::span(ws)),
-                    Contains("attention: "));  // the last causal query at 40, past the 40 keys
+  AttentionWorkspace taken = std::move(ws[1]);  // leaves ws[1] without buffers
+  CHECK_THROWS_WITH(
+      tformer::attention(team, qv, kv, Positions::offset(0), ov, std::span(ws)),
+      Contains("attention: workspace bytes (none once moved from): expected > 0, got 0"));
+  ws[1] = std::move(taken);
+  // The last causal query at position 40, past the 40 keys.
+  CHECK_THROWS_WITH(
+      tformer::attention(team, qv, kv, Positions::offset(1), ov, std::span(ws)),
+      Contains(
+          "attention: positions (offset + tokens): expected positions in [0, 40), got [1, 41)"));
+  CHECK(std::all_of(o.begin(), o.end(), [](float x) { return x == -9.0f; }));
+  // No tokens: nothing to do, nothing written.
+  tformer::attention(team, HeadsView<const float>(q.data(), 0, 4, D), kv, Positions::offset(0),
+                     HeadsView<float>(o.data(), 0, 4, D), std::span(ws));
   CHECK(std::all_of(o.begin(), o.end(), [](float x) { return x == -9.0f; }));
   tformer::attention(team, qv, kv, Positions::offset(0), ov, std::span(ws));
   CHECK(std::none_of(o.begin(), o.end(), [](float x) { return x == -9.0f; }));

@@ -939,9 +939,10 @@ inline void block_product(float* out, index ldo, const float* alpha, index rows,
                           index depth) noexcept {
   index c = 0;
 #if TFORMER_HAS_SIMD
-  // AVX-512: 24 accumulators and 4 b vectors of 32 registers, 10 loads per 24 FMAs (4 × 4 tiles
-  // were 1.17–1.19× slower, 12 × 2 1.06×); below: 12, 2 and a broadcast of 16 (2 × 4 tiles were
-  // 1.22–1.23× slower on AVX2). docs/PERFORMANCE.md, session 50.
+  // AVX-512: 24 accumulators, 4 b vectors and a broadcast in 29 of 32 registers, 10 loads per 24
+  // FMAs (the 4 × 4 tile as GCC compiled it, b folded into each FMA: 20 per 16, 1.17–1.19×
+  // slower; 12 × 2 1.06×); below: 12, 2 and 1 of 16 (2 × 4 tiles were 1.22–1.23× slower on
+  // AVX2). docs/PERFORMANCE.md, session 50.
   constexpr index W = static_cast<index>(simd::lanes), tile_rows = 6, vectors = W == 16 ? 4 : 2;
   for (; c + vectors * W <= cols; c += vectors * W)
     product_rows<tile_rows, vectors>(out, ldo, alpha, rows, a, lda, b, ldb, depth, c, 0);
@@ -1138,11 +1139,12 @@ float check_attention(const char* where, HeadsView<const float> q, const KVView&
   return opt.scale > 0.0f ? opt.scale : 1.0f / std::sqrt(static_cast<float>(q.head_dim()));
 }
 
-// Throws unless ws was made for this call's group size and head_dim.
+// Throws unless ws was made for this call's group size and head_dim (and was not moved from).
 inline void check_workspace(const char* where, const AttentionWorkspace& ws, index group,
                             index head_dim) {
   check_eq(where, "workspace group size", group, ws.group_size());
   check_eq(where, "workspace head_dim", head_dim, ws.head_dim());
+  check(ws.bytes() > 0, where, "workspace bytes (none once moved from)", "> 0", index(ws.bytes()));
 }
 
 // The independent pieces of an attention call, each writing its own rows of o (and lse): many
@@ -1219,8 +1221,11 @@ void attention(HeadsView<const float> q, const KVView& kv, const Positions& posi
 
 // attention() on exec's workers, with a workspace for each (at most ws.size() work at once): the
 // tasks (kv head × block of 32 queries; one token: kv heads) are taken from a shared counter. The
-// same bits as attention() whatever the executor and its threads (every task's result is its
-// own). Everything is checked on the calling thread first; the workers run unchecked kernels.
+// same bits as attention() whatever the executor and its threads: every task's result is its own,
+// computed by one compiled body (attention_task) on every thread. Everything is checked on the
+// calling thread first; the workers run unchecked kernels. bias is called from several threads at
+// once, so it must be safe to (a const call without shared state, as AlibiBias and T5Bias are) and
+// must not throw.
 template <Executor E, class Bias = NoBias>
 void attention(const E& exec, HeadsView<const float> q, const KVView& kv,
                const Positions& positions, HeadsView<float> o, std::span<AttentionWorkspace> ws,
