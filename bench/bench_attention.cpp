@@ -188,32 +188,23 @@ void cross(benchmark::State& state, int tokens) {
   bench::set_flops(state, 4.0 * Hq * D * S * tokens);
 }
 
-void prefill(benchmark::State& state, int tokens, tformer::KVType type) {
+// threads 0: attention() on the calling thread; else attention() on a ThreadTeam of `threads`,
+// one workspace each.
+void prefill(benchmark::State& state, int tokens, tformer::KVType type, int threads) {
   const auto cache = filled_cache(tokens, 0, 0, type);
   const auto q = bench::random_floats(std::size_t(tokens) * kQHeads * kDim, 0.1f, 3);
   std::vector<float> o(q.size());
-  tformer::AttentionWorkspace ws(kQHeads / kKvHeads, kDim);
-  const auto kv = cache.view(0, 0, tokens);
-  for (auto _ : state) {
-    tformer::attention({q.data(), tokens, kQHeads, kDim}, kv, tformer::Positions::offset(0),
-                       {o.data(), tokens, kQHeads, kDim}, ws);
-    benchmark::ClobberMemory();
-  }
-  bench::set_flops(state, 4.0 * kQHeads * kDim * (double(tokens) * (tokens + 1) / 2));
-}
-
-// prefill() on a ThreadTeam of `threads`, one workspace each.
-void prefill_threads(benchmark::State& state, int tokens, int threads) {
-  const auto cache = filled_cache(tokens);
-  const auto q = bench::random_floats(std::size_t(tokens) * kQHeads * kDim, 0.1f, 3);
-  std::vector<float> o(q.size());
-  const tformer::ThreadTeam team(threads);
+  const tformer::ThreadTeam team(std::max(threads, 1));
   std::vector<tformer::AttentionWorkspace> ws;
-  for (int w = 0; w < threads; ++w) ws.emplace_back(kQHeads / kKvHeads, kDim);
+  for (int w = 0; w < std::max(threads, 1); ++w) ws.emplace_back(kQHeads / kKvHeads, kDim);
   const auto kv = cache.view(0, 0, tokens);
+  const tformer::HeadsView<const float> qv(q.data(), tokens, kQHeads, kDim);
+  const tformer::HeadsView<float> ov(o.data(), tokens, kQHeads, kDim);
   for (auto _ : state) {
-    tformer::attention(team, {q.data(), tokens, kQHeads, kDim}, kv, tformer::Positions::offset(0),
-                       {o.data(), tokens, kQHeads, kDim}, std::span(ws));
+    if (threads == 0)
+      tformer::attention(qv, kv, tformer::Positions::offset(0), ov, ws[0]);
+    else
+      tformer::attention(team, qv, kv, tformer::Positions::offset(0), ov, std::span(ws));
     benchmark::ClobberMemory();
   }
   bench::set_flops(state, 4.0 * kQHeads * kDim * (double(tokens) * (tokens + 1) / 2));
@@ -283,7 +274,7 @@ int main(int argc, char** argv) {
       ->Unit(benchmark::kMicrosecond);
   for (int tokens : {512, 2048})
     benchmark::RegisterBenchmark(("attention_prefill/32x8x128/T" + std::to_string(tokens)).c_str(),
-                                 prefill, tokens, tformer::KVType::f32)
+                                 prefill, tokens, tformer::KVType::f32, 0)
         ->Unit(benchmark::kMillisecond);
   // Prefill on 1 and 2 threads (the executor overload of attention()), beside the FMA peak of as
   // many threads.
@@ -291,8 +282,8 @@ int main(int argc, char** argv) {
     const std::string tail = "/threads:" + std::to_string(threads);
     for (int tokens : {512, 2048})
       benchmark::RegisterBenchmark(
-          ("attention_prefill_threads/32x8x128/T" + std::to_string(tokens) + tail).c_str(),
-          prefill_threads, tokens, threads)
+          ("attention_prefill_threads/32x8x128/T" + std::to_string(tokens) + tail).c_str(), prefill,
+          tokens, tformer::KVType::f32, threads)
           ->UseRealTime()
           ->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark(("fma_peak_threads" + tail).c_str(), [threads](
@@ -302,10 +293,10 @@ int main(int argc, char** argv) {
     })->UseRealTime();
   }
   for (const auto type : {tformer::KVType::f16, tformer::KVType::bf16, tformer::KVType::q8})
-    benchmark::RegisterBenchmark(("attention_prefill_" + std::string(tformer::kv_type_name(type)) +
-                                  "/32x8x128/T512")
-                                     .c_str(),
-                                 prefill, 512, type)
+    benchmark::RegisterBenchmark(
+        ("attention_prefill_" + std::string(tformer::kv_type_name(type)) + "/32x8x128/T512")
+            .c_str(),
+        prefill, 512, type, 0)
         ->Unit(benchmark::kMillisecond);
   for (int tokens : {1, 32})
     benchmark::RegisterBenchmark(("attention_cross/8x2x64/S196/T" + std::to_string(tokens)).c_str(),

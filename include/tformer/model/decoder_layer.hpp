@@ -295,28 +295,26 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
     // Tasks: (segment, kv head, block of query_tile queries), the last blocks (most keys) first.
     // Each worker takes tasks from a shared counter into its own scratch; a task's result does
     // not depend on which worker runs it or on what ran before.
-    constexpr index tile = AttentionWorkspace::query_tile;
+    const auto tasks_of = [&](const StepSegment& s) {
+      return s.tokens > 1 ? attention_kernels::attention_tasks(s.tokens, d.kv_heads) : index(0);
+    };
     index tasks = 0;
-    for (const StepSegment& s : segments)
-      if (s.tokens > 1) tasks += d.kv_heads * ((s.tokens + tile - 1) / tile);
+    for (const StepSegment& s : segments) tasks += tasks_of(s);
     const auto run_task = [&](index task, AttentionWorkspace& scratch) {
       for (index si = 0; si < index(segments.size()); ++si) {
         const StepSegment& s = segments[std::size_t(si)];
-        if (s.tokens <= 1) continue;
-        const index blocks = (s.tokens + tile - 1) / tile, here = d.kv_heads * blocks;
-        if (task >= here) {
+        if (const index here = tasks_of(s); task >= here) {
           task -= here;
           continue;
         }
-        const index g = task % d.kv_heads, t0 = (blocks - 1 - task / d.kv_heads) * tile;
         const HeadsView<const float> qs(q.row(s.row), s.tokens, d.heads, D, qd);
         const HeadsView<float> os(att.row(s.row), s.tokens, d.heads, D, qd);
         AttentionOptions opt = options;
         if (sink_q.rows() > 0)
           opt.sink_q = HeadsView<const float>(sink_q.row(s.row), s.tokens, d.heads, D, qd);
-        attention_kernels::attend_block(qs, os, Positions::offset(static_cast<std::int32_t>(s.start)),
-                                        t0, std::min(tile, s.tokens - t0), g, group, views[si],
-                                        opt, scale, bias, scratch, MatrixView<float>{});
+        attention_kernels::attention_task(task, qs, views[si],
+                                          Positions::offset(static_cast<std::int32_t>(s.start)), os,
+                                          MatrixView<float>{}, opt, scale, bias, scratch);
         return;
       }
     };
