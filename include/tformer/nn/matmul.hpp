@@ -404,15 +404,22 @@ inline void panel_rows(MatrixView<const float> x, index m0, index count, index k
 // type, f32 too (a contiguous, aligned panel, one code path; f32 rows used in place measured no
 // faster);
 // `p` gets the rows. Past the last row of W, the last row repeats.
+// Each step also asks for the same values of the next panel's row into L2, so the next panel
+// comes from DRAM while this one is multiplied (1.04–1.44× faster from DRAM; docs/PERFORMANCE.md,
+// session 51). q8_group's scales are not asked for.
 template <WeightType T>
 inline void load_panel(const WeightView& w, index n0, index k0, index k1, float* buffer,
                        const float** p) noexcept {
+  constexpr index step_bytes = row_bytes(T, step);
   for (index n = 0; n < panel_n; ++n) {
     const Row row = row_of(w, std::min(n0 + n, w.rows() - 1));
+    const std::byte* next = w.row(std::min(n0 + panel_n + n, w.rows() - 1)) + row_bytes(T, k0);
     {
       float* out = buffer + n * panel_k;
       index k = k0;
-      for (; k + step <= k1; k += step) {
+      for (; k + step <= k1; k += step, next += step_bytes) {
+        TFORMER_UNROLL for (index c = 0; c < step_bytes; c += 64)
+            __builtin_prefetch(next + c, 0, 2);
         B v[V];
         decode_step<T>(row, k, v);
         for (index i = 0; i < V; ++i) v[i].store_aligned(out + (k - k0) + i * W);
