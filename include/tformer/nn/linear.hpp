@@ -41,8 +41,9 @@ inline void project(MatrixView<const float> x, MatrixView<const float> w,
 // The same for a weight of any storage type: the project's kernels (matmul_kernels), but f32
 // weights for up to max_rm tokens, which take Eigen as above (its GEMV streams f32 rows at the
 // read bound; docs/PERFORMANCE.md). Prefill of f32 weights takes the f32 panels (1.25–1.27×
-// Eigen's GEMM where W fits L3, 0.85–1.02× from DRAM), which, unlike Eigen's GEMM, never
-// allocate. Preconditions as above, and w well formed.
+// Eigen's GEMM where W fits L3, 0.85–1.02× from DRAM before session 51's prefetch of the next
+// panel; docs/PERFORMANCE.md), which, unlike Eigen's GEMM, never allocate. Preconditions as above,
+// and w well formed.
 inline void project(MatrixView<const float> x, const WeightView& w, std::span<const float> bias,
                     MatrixView<float> y) noexcept {
   const bool f32_gemv = w.type() == WeightType::f32 && w.activations() == Activations::f32 &&

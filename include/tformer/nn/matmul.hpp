@@ -404,9 +404,10 @@ inline void panel_rows(MatrixView<const float> x, index m0, index count, index k
 // type, f32 too (a contiguous, aligned panel, one code path; f32 rows used in place measured no
 // faster);
 // `p` gets the rows. Past the last row of W, the last row repeats.
-// Each step also asks for the same values of the next panel's row into L2, so the next panel
-// comes from DRAM while this one is multiplied (1.04–1.44× faster from DRAM; docs/PERFORMANCE.md,
-// session 51). q8_group's scales are not asked for.
+// Each step also asks for the same bytes of row n0 + panel_n + n (the next panel's row n) into L2,
+// so the next panel comes from DRAM while this one is multiplied: 1.04–1.44× from DRAM from 8
+// tokens up, 0.87–0.97× at 5–8 tokens in cache (docs/PERFORMANCE.md, session 51). q8_group's
+// scales are not asked for.
 template <WeightType T>
 inline void load_panel(const WeightView& w, index n0, index k0, index k1, float* buffer,
                        const float** p) noexcept {
