@@ -58,6 +58,7 @@
 #include "tformer/core/memory.hpp"
 #include "tformer/core/parallel.hpp"
 #include "tformer/core/positions.hpp"
+#include "tformer/core/prefetch.hpp"
 #include "tformer/core/simd.hpp"
 #include "tformer/core/simd_load.hpp"
 #include "tformer/core/views.hpp"
@@ -307,14 +308,6 @@ inline void tile_dots(const float* q, const KVView& kv, index g, index k0, index
   for (; j < n; ++j) out[j] = dot(q, keys + j * d, d);
 }
 
-// Asks for the cache line `ahead` bytes past p into L2 (a hint: never faults, and the address is
-// formed as an integer, so a line past a buffer's end is no out-of-bounds pointer).
-inline void prefetch_ahead(const void* p, index ahead) noexcept {
-  __builtin_prefetch(
-      reinterpret_cast<const void*>(reinterpret_cast<std::uintptr_t>(p) + std::uintptr_t(ahead)), 0,
-      2);
-}
-
 // Cache lines a row of `bytes` bytes starts (a row that is not whole lines shares its last).
 constexpr index lines_of(index bytes) noexcept { return (bytes + 63) / 64; }
 
@@ -331,10 +324,10 @@ struct TilePrefetch {
   index ahead = 0;               // bytes; 0: no prefetch
   index half = 0;                // lines of one stream each pass asks for
 
-  // Line `number` of the keys or of the values, `ahead` bytes on (formed as an integer, as in
-  // prefetch_ahead: a line past the tile is no out-of-bounds pointer).
+  // Line `number` of the keys or of the values, `ahead` bytes on, into L2 (a line past the tile
+  // is no out-of-bounds pointer: prefetch() forms the address as an integer).
   void line(index number, bool of_values) const noexcept {
-    prefetch_ahead(of_values ? values : keys, ahead + number * 64);
+    prefetch<CacheLevel::L2>(of_values ? values : keys, ahead + number * 64);
   }
   // Point c of a sequence that alternates key and value lines: line c / 2 of keys or values.
   void point(index c) const noexcept { line(c >> 1, (c & 1) != 0); }
@@ -639,8 +632,8 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
                                n * lines_of(d * index(sizeof(T))) / 2};
     if (group < pass_heads && ahead_bytes != 0)
       for (index b = 0, e = n * d * index(sizeof(T)); b < e; b += 64) {
-        prefetch_ahead(tile_pf.keys + b, ahead_bytes);
-        prefetch_ahead(tile_pf.values + b, ahead_bytes);
+        prefetch<CacheLevel::L2>(tile_pf.keys + b, ahead_bytes);
+        prefetch<CacheLevel::L2>(tile_pf.values + b, ahead_bytes);
       }
     // Heads in batches of pass_heads: each head's scores and softmax, then the batch's values in
     // one pass (a head that sees nothing yet takes no value pass, as alone).

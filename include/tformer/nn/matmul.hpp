@@ -30,6 +30,7 @@
 #include "tformer/core/convert.hpp"
 #include "tformer/core/error.hpp"
 #include "tformer/core/numeric.hpp"
+#include "tformer/core/prefetch.hpp"
 #include "tformer/core/simd.hpp"
 #include "tformer/core/views.hpp"
 #include "tformer/core/weight_view.hpp"
@@ -420,7 +421,7 @@ inline void load_panel(const WeightView& w, index n0, index k0, index k1, float*
       index k = k0;
       for (; k + step <= k1; k += step, next += step_bytes) {
         TFORMER_UNROLL for (index c = 0; c < step_bytes; c += 64)
-            __builtin_prefetch(next + c, 0, 2);
+            prefetch<CacheLevel::L2>(next + c);
         B v[V];
         decode_step<T>(row, k, v);
         for (index i = 0; i < V; ++i) v[i].store_aligned(out + (k - k0) + i * W);

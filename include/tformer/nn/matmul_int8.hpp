@@ -39,6 +39,7 @@
 #include <utility>
 
 #include "tformer/core/numeric.hpp"
+#include "tformer/core/prefetch.hpp"
 #include "tformer/core/simd.hpp"
 #include "tformer/core/views.hpp"
 #include "tformer/core/weight_view.hpp"
@@ -464,13 +465,15 @@ inline constexpr index scales_at = block_bytes<T> - 32;  // the 16 f16 scales fo
 
 // The block `prefetch_distance` bytes ahead: the groups follow one another, so this runs ahead
 // of one stream, into the next group (measured 1.2–1.8× in a 110M decode from L3;
-// docs/CONVENTIONS.md). A prefetch past the matrix is harmless.
+// docs/CONVENTIONS.md). A hint past the matrix is harmless; its address is formed as a pointer
+// here, as before core/prefetch.hpp (prefetch(p, ahead)'s integer form changed GCC 12's code for
+// this loop, unmeasured).
 inline constexpr index prefetch_distance = 8192;
 template <WeightType T>
 inline void prefetch_ahead([[maybe_unused]] const std::byte* block) noexcept {
 #if TFORMER_INT8_AVX2
   TFORMER_UNROLL for (int c = 0; c < (block_bytes<T> + 63) / 64; ++c)
-      _mm_prefetch(reinterpret_cast<const char*>(block + prefetch_distance + 64 * c), _MM_HINT_T0);
+      prefetch<CacheLevel::L1>(block + prefetch_distance + 64 * c);
 #endif
 }
 

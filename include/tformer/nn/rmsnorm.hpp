@@ -23,6 +23,7 @@
 #include <type_traits>
 
 #include "tformer/core/error.hpp"
+#include "tformer/core/prefetch.hpp"
 #include "tformer/core/simd.hpp"
 #include "tformer/core/views.hpp"
 
@@ -129,7 +130,7 @@ inline void scale_row(const float* x, const float* w, float scale, float* y, ind
   index i = 0;
   const index vector_end = n / W * W;
   for (; i < vector_end; i += W) {
-    if (next && i % 16 == 0) __builtin_prefetch(next + i);
+    if (next && i % 16 == 0) prefetch<CacheLevel::L1>(next + i);
     const B wv =
         Scale == NormScale::Weight ? B::load_unaligned(w + i) : one + B::load_unaligned(w + i);
     (B::load_unaligned(x + i) * s * wv).store_unaligned(y + i);
