@@ -111,7 +111,24 @@ TEST_CASE("core/parallel: row chunks cover the rows once and do not depend on th
     CHECK(row_chunks(two, rows) == serial);
     CHECK(row_chunks(three, rows) == serial);
     CHECK(row_chunks(pool, rows) == serial);
-    CHECK(serial.size() <= 48u);  // rows / 48 per chunk at least (but 64): up to 48 workers
+    // Whole chunks of row_chunk(rows) (at least rows / 48, and 64) for up to 48 workers, then
+    // between one and two chunks' worth of rows in quarters (tail_chunk); a matrix of one chunk's
+    // rows or fewer is one chunk.
+    const Index chunk = tformer::row_chunk(rows), tail = tformer::tail_chunk(rows);
+    CHECK(tail % 16 == 0);
+    CHECK(tail >= 16);
+    CHECK(tail <= std::max<Index>(16, chunk / 4));
+    CHECK(serial.size() <= 47u + 8u);
+    if (rows <= chunk) CHECK(serial.size() == (rows > 0 ? 1u : 0u));
+    if (rows > chunk) {
+      std::size_t i = 0;
+      while (i < serial.size() && serial[i].second == chunk) ++i;
+      REQUIRE(i < serial.size());
+      CHECK(rows - serial[i].first >= chunk);
+      CHECK(rows - serial[i].first < 2 * chunk);
+      for (; i < serial.size(); ++i)
+        CHECK(serial[i].second == std::min(tail, rows - serial[i].first));
+    }
     if (rows >= 128) CHECK(serial.size() >= 2u);
   }
 }

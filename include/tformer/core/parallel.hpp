@@ -179,7 +179,7 @@ class ThreadTeam {
   std::vector<std::thread> workers_;
 };
 
-// Rows per chunk of for_row_chunks: at least rows / 48 (so at most 48 chunks, for up to 48
+// Rows per chunk of for_row_chunks: at least rows / 48 (so at most 48 such chunks, for up to 48
 // workers), a multiple of 16 (a chunk starts on a vector boundary at every ISA), at least 64.
 constexpr index row_chunk(index rows) noexcept {
   return std::max<index>(64, ((rows + 47) / 48 + 15) / 16 * 16);
@@ -188,21 +188,34 @@ constexpr index row_chunk(index rows) noexcept {
 // of 16 rows.
 static_assert(row_chunk(1) % 16 == 0 && row_chunk(100'003) % 16 == 0);
 
-// Runs f(first, count) for the chunks [first, first + count) of row_chunk(rows) rows (the last
-// may be shorter) that cover [0, rows), on exec's workers. The chunks depend on `rows` alone, not
-// on the workers, so a kernel whose result depends on its slice (Eigen's GEMM blocking does) still
-// gives the same bits on any number of threads. For work split by output rows.
+// Rows per chunk at the end of for_row_chunks: a quarter of row_chunk(rows), a multiple of 16, at
+// least 16. Short last items let the workers finish closer together (session 52: two threads
+// 1.00–1.02× faster in decode and prefill, one thread unchanged; docs/PERFORMANCE.md).
+constexpr index tail_chunk(index rows) noexcept {
+  return std::max<index>(16, row_chunk(rows) / 4 / 16 * 16);
+}
+static_assert(tail_chunk(1) % 16 == 0 && tail_chunk(100'003) % 16 == 0);
+
+// Runs f(first, count) for chunks [first, first + count) that cover [0, rows), on exec's workers:
+// chunks of row_chunk(rows) rows, then the last chunk's worth of rows and what remains (fewer than
+// 2 · row_chunk(rows) rows) in chunks of tail_chunk(rows) (the last may be shorter). A matrix of
+// row_chunk(rows) rows or fewer is one chunk. The chunks depend on `rows` alone, not on the
+// workers, so a kernel whose result depends on its slice (Eigen's GEMM blocking does) still gives
+// the same bits on any number of threads. For work split by output rows.
 template <Executor E, class F>
 void for_row_chunks(const E& exec, index rows, F&& f) {
-  const index chunk = row_chunk(rows), chunks = (rows + chunk - 1) / chunk;
+  const index chunk = row_chunk(rows);
+  const index head = rows > chunk ? (rows - chunk) / chunk * chunk : 0;  // rows in whole chunks
+  const index tail = rows > chunk ? tail_chunk(rows) : chunk;
+  const index whole = head / chunk, items = whole + (rows - head + tail - 1) / tail;
   const auto run = [&](index c) {
-    const index first = c * chunk;
-    f(first, std::min(chunk, rows - first));
+    const index first = c < whole ? c * chunk : head + (c - whole) * tail;
+    f(first, std::min(c < whole ? chunk : tail, rows - first));
   };
-  if (chunks <= 1 || exec.concurrency() <= 1) {
-    for (index c = 0; c < chunks; ++c) run(c);
+  if (items <= 1 || exec.concurrency() <= 1) {
+    for (index c = 0; c < items; ++c) run(c);
   } else {
-    exec.parallel_for(0, chunks, run);
+    exec.parallel_for(0, items, run);
   }
 }
 
