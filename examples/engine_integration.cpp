@@ -10,6 +10,7 @@
 //  3. Two requests of different lengths share each step (forward with a batch).
 // The program checks that the pool and the serial executor give the same logits.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
@@ -24,12 +25,13 @@ namespace {
 
 using tformer::index;
 
-// A minimal fixed-size pool: the caller takes share 0, workers shares 1 … n − 1 (index i goes
-// to share i mod n). No allocation per call: the job is a function pointer and a context.
+// A minimal fixed-size pool: the caller and the workers take items from a shared counter, each
+// the next one as it becomes free (items differ in size: fixed shares would leave one thread
+// waiting for another). No allocation per call: the job is a function pointer and a context.
 class ThreadPool {
  public:
   explicit ThreadPool(int threads) : n_(std::max(threads, 1)) {
-    for (int w = 1; w < n_; ++w) workers_.emplace_back([this, w] { work(w); });
+    for (int w = 1; w < n_; ++w) workers_.emplace_back([this] { work(); });
   }
   ~ThreadPool() {
     {
@@ -50,11 +52,12 @@ class ThreadPool {
     std::unique_lock lock(mutex_);
     job_ = {[](const void* fn, index i) { (*static_cast<const std::remove_reference_t<F>*>(fn))(i); },
             &f, begin, end};
+    next_.store(begin, std::memory_order_relaxed);
     pending_ = n_ - 1;
     ++generation_;
     lock.unlock();
     wake_.notify_all();
-    run_share(0);
+    run_items();
     lock.lock();
     done_.wait(lock, [this] { return pending_ == 0; });
   }
@@ -65,10 +68,11 @@ class ThreadPool {
     const void* fn = nullptr;
     index begin = 0, end = 0;
   };
-  void run_share(int w) const {
-    for (index i = job_.begin + w; i < job_.end; i += n_) job_.call(job_.fn, i);
+  void run_items() const {
+    for (index i; (i = next_.fetch_add(1, std::memory_order_relaxed)) < job_.end;)
+      job_.call(job_.fn, i);
   }
-  void work(int w) {
+  void work() {
     std::uint64_t seen = 0;
     for (;;) {
       std::unique_lock lock(mutex_);
@@ -76,7 +80,7 @@ class ThreadPool {
       if (stop_) return;
       seen = generation_;
       lock.unlock();
-      run_share(w);
+      run_items();
       lock.lock();
       if (--pending_ == 0) done_.notify_one();
     }
@@ -87,6 +91,7 @@ class ThreadPool {
   mutable std::mutex mutex_;
   mutable std::condition_variable wake_, done_;
   mutable Job job_;
+  mutable std::atomic<index> next_{0};
   mutable int pending_ = 0;
   mutable std::uint64_t generation_ = 0;
   bool stop_ = false;

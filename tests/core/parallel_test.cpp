@@ -104,7 +104,8 @@ TEST_CASE("core/parallel: row chunks cover the rows once and do not depend on th
           "[core][parallel]") {
   const ThreadTeam one(1), two(2), three(3);
   const test::EnginePool pool(2);
-  for (const Index rows : {0, 1, 15, 63, 64, 65, 100, 768, 3000, 32000, 128256}) {
+  for (const Index rows : {0, 1, 15, 63, 64, 65, 100, 127, 128, 129, 512, 768, 3000, 3839, 5120,
+                           5361, 32000, 128256}) {
     CAPTURE(rows);
     const auto serial = row_chunks(tformer::SerialExecutor{}, rows);
     CHECK(row_chunks(one, rows) == serial);
@@ -116,8 +117,8 @@ TEST_CASE("core/parallel: row chunks cover the rows once and do not depend on th
     // rows or fewer is one chunk.
     const Index chunk = tformer::row_chunk(rows), tail = tformer::tail_chunk(rows);
     CHECK(tail % 16 == 0);
-    CHECK(tail >= 16);
-    CHECK(tail <= std::max<Index>(16, chunk / 4));
+    CHECK(tail >= chunk / 4);
+    CHECK(tail < chunk / 4 + 16);
     CHECK(serial.size() <= 47u + 8u);
     if (rows <= chunk) CHECK(serial.size() == (rows > 0 ? 1u : 0u));
     if (rows > chunk) {
@@ -131,6 +132,13 @@ TEST_CASE("core/parallel: row chunks cover the rows once and do not depend on th
     }
     if (rows >= 128) CHECK(serial.size() >= 2u);
   }
+  using Chunks = std::vector<std::pair<Index, Index>>;
+  CHECK(row_chunks(two, 128) == Chunks{{0, 64}, {64, 16}, {80, 16}, {96, 16}, {112, 16}});
+  CHECK(row_chunks(two, 65) == Chunks{{0, 16}, {16, 16}, {32, 16}, {48, 16}, {64, 1}});
+  Chunks c512;
+  for (Index c = 0; c < 7; ++c) c512.emplace_back(64 * c, 64);
+  for (Index c = 0; c < 4; ++c) c512.emplace_back(448 + 16 * c, 16);
+  CHECK(row_chunks(two, 512) == c512);
 }
 
 TEST_CASE("core/parallel: an engine's pool and OpenMP run every item once", "[core][parallel]") {

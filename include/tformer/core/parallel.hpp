@@ -3,7 +3,10 @@
 // with
 //   index concurrency() const;                              // workers it may use at once
 //   void parallel_for(index begin, index end, F&& f) const; // f(i) for each i, any order
-// that returns after every f(i) has returned. f never throws (inputs are checked before).
+// that returns after every f(i) has returned. f never throws (inputs are checked before). Items
+// may differ in size (for_row_chunks ends in shorter chunks; causal attention's tasks grow with
+// their queries' positions), so an executor should hand them to threads as they become free, as
+// ThreadTeam does from a counter, rather than in fixed shares.
 // SerialExecutor is the default; ThreadTeam is the library's own persistent team; OpenMPExecutor
 // exists when compiled with OpenMP; an engine adapts its own thread pool with a struct of these
 // two functions (examples/engine_integration). What an f(i) computes never depends on which
@@ -179,8 +182,9 @@ class ThreadTeam {
   std::vector<std::thread> workers_;
 };
 
-// Rows per chunk of for_row_chunks: at least rows / 48 (so at most 48 such chunks, for up to 48
-// workers), a multiple of 16 (a chunk starts on a vector boundary at every ISA), at least 64.
+// Rows per chunk of for_row_chunks: at least rows / 48 (so at most 47 whole chunks before the
+// tail, for up to 48 workers), a multiple of 16 (a chunk starts on a vector boundary at every
+// ISA), at least 64.
 constexpr index row_chunk(index rows) noexcept {
   return std::max<index>(64, ((rows + 47) / 48 + 15) / 16 * 16);
 }
@@ -188,12 +192,11 @@ constexpr index row_chunk(index rows) noexcept {
 // of 16 rows.
 static_assert(row_chunk(1) % 16 == 0 && row_chunk(100'003) % 16 == 0);
 
-// Rows per chunk at the end of for_row_chunks: a quarter of row_chunk(rows), a multiple of 16, at
-// least 16. Short last items let the workers finish closer together (session 52: two threads
-// 1.00–1.02× faster in decode and prefill, one thread unchanged; docs/PERFORMANCE.md).
-constexpr index tail_chunk(index rows) noexcept {
-  return std::max<index>(16, row_chunk(rows) / 4 / 16 * 16);
-}
+// Rows per chunk at the end of for_row_chunks: a quarter of row_chunk(rows) rounded up to a
+// multiple of 16 (so at most 8 of them). Short last items let the workers finish closer together
+// (session 52: two threads 1.00–1.02× faster in decode and prefill, one thread unchanged;
+// docs/PERFORMANCE.md).
+constexpr index tail_chunk(index rows) noexcept { return (row_chunk(rows) / 4 + 15) / 16 * 16; }
 static_assert(tail_chunk(1) % 16 == 0 && tail_chunk(100'003) % 16 == 0);
 
 // Runs f(first, count) for chunks [first, first + count) that cover [0, rows), on exec's workers:
@@ -244,7 +247,7 @@ struct OpenMPExecutor {
   index concurrency() const noexcept { return omp_get_max_threads(); }
   template <class F>
   void parallel_for(index begin, index end, F&& f) const {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
     for (index i = begin; i < end; ++i) f(i);
   }
 };

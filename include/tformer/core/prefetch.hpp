@@ -11,8 +11,8 @@
 namespace tformer {
 inline namespace TFORMER_ARCH_NS {
 
-// Where a prefetched line lands: every level down to L1 (x86 prefetcht0), or L2 and L3 only
-// (prefetcht1), for data read later than the next few hundred cycles.
+// Where a prefetched line lands: every level down to L1 (x86 prefetcht0), or L2 and beyond, per
+// the ISA (prefetcht1), for data read later than the next few hundred cycles.
 enum class CacheLevel { L1, L2 };
 
 // Asks for the line holding p into `level`, for reading.

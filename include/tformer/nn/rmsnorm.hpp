@@ -202,11 +202,11 @@ inline void add_norm_row(float* x, const float* add, const float* w, float eps, 
 template <NormScale Scale>
 inline void norm_rows(MatrixView<const float> x, const float* w, float eps, MatrixView<float> y,
                       index first, index count) noexcept {
-  const bool prefetch = x.rows() * x.cols() * index(sizeof(float)) > (index(4) << 20);
+  const bool prefetch_next = x.rows() * x.cols() * index(sizeof(float)) > (index(4) << 20);
   for (index r = first; r < first + count; ++r) {
     const float* xr = x.row(r);
     finish_row<Scale>(xr, sum_squares<false>(xr, nullptr, x.cols()), w, eps, y.row(r), x.cols(),
-                      prefetch && r + 1 < x.rows() ? x.row(r + 1) : nullptr);
+                      prefetch_next && r + 1 < x.rows() ? x.row(r + 1) : nullptr);
   }
 }
 
