@@ -1,11 +1,13 @@
 // Executors: ThreadTeam runs each item exactly once, on several threads, for many calls in a
 // row; nested and concurrent calls are safe; 1 thread starts no worker. for_row_chunks covers the
-// rows once in chunks that do not depend on the executor; an engine's pool (tests/support) and
+// rows once in chunks that do not depend on the executor, and for_row_chunks_of gives several
+// matrices those same chunks in one pass; an engine's pool (tests/support) and
 // OpenMPExecutor (with -fopenmp: tformer_openmp_tests) run the same items. (The decoder's results
 // on every executor are compared bit for bit in tests/model/decoder_test.cpp.)
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <mutex>
 #include <set>
@@ -139,6 +141,41 @@ TEST_CASE("core/parallel: row chunks cover the rows once and do not depend on th
   for (Index c = 0; c < 7; ++c) c512.emplace_back(64 * c, 64);
   for (Index c = 0; c < 4; ++c) c512.emplace_back(448 + 16 * c, 16);
   CHECK(row_chunks(two, 512) == c512);
+}
+
+TEST_CASE("core/parallel: row chunks of several matrices in one pass are each matrix's own",
+          "[core][parallel]") {
+  const ThreadTeam one(1), two(2), three(3);
+  const test::EnginePool pool(2);
+  using Chunks = std::vector<std::pair<Index, Index>>;
+  const auto check_of = [&](const auto& exec, const std::array<Index, 4>& rows) {
+    std::mutex m;
+    std::array<Chunks, 4> got;
+    std::vector<std::size_t> order;  // matrices in the order the serial pass visits them
+    tformer::for_row_chunks_of(exec, rows, [&](std::size_t matrix, Index first, Index n) {
+      const std::lock_guard<std::mutex> lock(m);
+      got[matrix].emplace_back(first, n);
+      order.push_back(matrix);
+    });
+    for (std::size_t i = 0; i < 4; ++i) {
+      CAPTURE(i, rows[i]);
+      std::sort(got[i].begin(), got[i].end());
+      CHECK(got[i] == row_chunks(tformer::SerialExecutor{}, rows[i]));
+    }
+    return order;
+  };
+  for (const auto& rows : {std::array<Index, 4>{512, 128, 128, 0},
+                           {0, 65, 1, 3000},
+                           {64, 64, 64, 64},
+                           {0, 0, 0, 0},
+                           {32000, 15, 768, 129}}) {
+    const auto order = check_of(tformer::SerialExecutor{}, rows);
+    CHECK(std::is_sorted(order.begin(), order.end()));  // matrix 0's chunks first
+    check_of(one, rows);
+    check_of(two, rows);
+    check_of(three, rows);
+    check_of(pool, rows);
+  }
 }
 
 TEST_CASE("core/parallel: an engine's pool and OpenMP run every item once", "[core][parallel]") {

@@ -1,8 +1,10 @@
-// linear(): against a double matrix-vector reference.
+// linear(): against a double matrix-vector reference; parallel_project_all against
+// parallel_project.
 // Tolerance: a float dot product of n terms, however blocked, is within (n + 2)·u·Σ|x_i·w_i|
 // of the exact value (u = 2^−24; the classical bound γ_n), plus u·|b| for the bias.
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <cfloat>
 #include <cmath>
 
@@ -64,6 +66,42 @@ TEST_CASE("nn/linear: a fused QKV weight equals three separate projections", "[n
   check_linear(x, qkv, nullptr, separate);
   for (std::size_t i = 0; i < fused.data.size(); ++i)
     REQUIRE(std::abs(fused.data[i] - separate.data[i]) <= 2 * (H + 2) * FLT_EPSILON / 2 * 64.0);
+}
+
+TEST_CASE("nn/linear: projections of one input in one pass equal separate passes, bit for bit",
+          "[nn][linear]") {
+  // parallel_project_all (the decoder's Q, K and V) against parallel_project of each weight,
+  // on one to three threads; 200 rows are four chunks, 77 rows two.
+  for (const int T : {1, 3, 40}) {
+    CAPTURE(T);
+    test::Random rng(43 + T);
+    const int H = 96;
+    const Matrix x = Matrix::random(rng, T, H), wq = Matrix::random(rng, 200, H),
+                 wk = Matrix::random(rng, 77, H), wv = Matrix::random(rng, 77, H);
+    std::vector<float> bq = rng.normal_floats(200), bv = rng.normal_floats(77);
+    const tformer::WeightView q(tformer::WeightType::f32, wq.data.data(), 200, H),
+        k(tformer::WeightType::f32, wk.data.data(), 77, H),
+        v(tformer::WeightType::f32, wv.data.data(), 77, H);
+    Matrix sq(T, 200), sk(T, 77), sv(T, 77);
+    tformer::parallel_project(tformer::SerialExecutor{}, x.cview(), q, sq.view(), bq);
+    tformer::parallel_project(tformer::SerialExecutor{}, x.cview(), k, sk.view());
+    tformer::parallel_project(tformer::SerialExecutor{}, x.cview(), v, sv.view(), bv);
+    check_linear(x, wq, &bq, sq);
+    check_linear(x, wk, nullptr, sk);
+    check_linear(x, wv, &bv, sv);
+    for (const tformer::index threads : {1, 2, 3}) {
+      CAPTURE(threads);
+      const tformer::ThreadTeam team(threads);
+      Matrix yq(T, 200, -1.0f), yk(T, 77, -1.0f), yv(T, 77, -1.0f);
+      tformer::parallel_project_all(
+          team, x.cview(),
+          std::array{tformer::Projection{q, yq.view(), bq}, tformer::Projection{k, yk.view()},
+                     tformer::Projection{v, yv.view(), bv}});
+      CHECK(yq.data == sq.data);
+      CHECK(yk.data == sk.data);
+      CHECK(yv.data == sv.data);
+    }
+  }
 }
 
 TEST_CASE("nn/linear: strided views and zero tokens", "[nn][linear]") {

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <concepts>
@@ -199,24 +200,65 @@ static_assert(row_chunk(1) % 16 == 0 && row_chunk(100'003) % 16 == 0);
 constexpr index tail_chunk(index rows) noexcept { return (row_chunk(rows) / 4 + 15) / 16 * 16; }
 static_assert(tail_chunk(1) % 16 == 0 && tail_chunk(100'003) % 16 == 0);
 
-// Runs f(first, count) for chunks [first, first + count) that cover [0, rows), on exec's workers:
-// chunks of row_chunk(rows) rows, then the last chunk's worth of rows and what remains (fewer than
-// 2 · row_chunk(rows) rows) in chunks of tail_chunk(rows) (the last may be shorter). A matrix of
-// row_chunk(rows) rows or fewer is one chunk. The chunks depend on `rows` alone, not on the
-// workers, so a kernel whose result depends on its slice (Eigen's GEMM blocking does) still gives
-// the same bits on any number of threads. For work split by output rows.
+// The chunks of for_row_chunks over `rows` rows: chunks of row_chunk(rows) rows, then the last
+// chunk's worth of rows and what remains (fewer than 2 · row_chunk(rows) rows) in chunks of
+// tail_chunk(rows) (the last may be shorter). A matrix of row_chunk(rows) rows or fewer is one
+// chunk. Chunk c < items() covers the rows [first(c), first(c) + count(c)).
+class RowChunks {
+ public:
+  constexpr RowChunks() noexcept : RowChunks(0) {}
+  constexpr explicit RowChunks(index rows) noexcept
+      : rows_(rows),
+        chunk_(row_chunk(rows)),
+        head_(rows > chunk_ ? (rows - chunk_) / chunk_ * chunk_ : 0),  // rows in whole chunks
+        tail_(rows > chunk_ ? tail_chunk(rows) : chunk_),
+        whole_(head_ / chunk_),
+        items_(whole_ + (rows - head_ + tail_ - 1) / tail_) {}
+  constexpr index items() const noexcept { return items_; }
+  constexpr index first(index c) const noexcept {
+    return c < whole_ ? c * chunk_ : head_ + (c - whole_) * tail_;
+  }
+  constexpr index count(index c) const noexcept {
+    return std::min(c < whole_ ? chunk_ : tail_, rows_ - first(c));
+  }
+
+ private:
+  index rows_, chunk_, head_, tail_, whole_, items_;
+};
+
+// Runs f(first, count) for the chunks of RowChunks(rows), which cover [0, rows), on exec's
+// workers. The chunks depend on `rows` alone, not on the workers, so a kernel whose result
+// depends on its slice (Eigen's GEMM blocking does) still gives the same bits on any number of
+// threads. For work split by output rows.
 template <Executor E, class F>
 void for_row_chunks(const E& exec, index rows, F&& f) {
-  const index chunk = row_chunk(rows);
-  const index head = rows > chunk ? (rows - chunk) / chunk * chunk : 0;  // rows in whole chunks
-  const index tail = rows > chunk ? tail_chunk(rows) : chunk;
-  const index whole = head / chunk, items = whole + (rows - head + tail - 1) / tail;
-  const auto run = [&](index c) {
-    const index first = c < whole ? c * chunk : head + (c - whole) * tail;
-    f(first, std::min(c < whole ? chunk : tail, rows - first));
+  const RowChunks chunks(rows);
+  const auto run = [&](index c) { f(chunks.first(c), chunks.count(c)); };
+  if (chunks.items() <= 1 || exec.concurrency() <= 1) {
+    for (index c = 0; c < chunks.items(); ++c) run(c);
+  } else {
+    exec.parallel_for(0, chunks.items(), run);
+  }
+}
+
+// for_row_chunks over N matrices in one pass (one fork-join, one wait at the end): f(m, first,
+// count) for every chunk of RowChunks(rows[m]), matrix 0's chunks first. Each matrix gets the
+// chunks for_row_chunks would give it, so the bits are those of N separate calls.
+template <Executor E, std::size_t N, class F>
+void for_row_chunks_of(const E& exec, const std::array<index, N>& rows, F&& f) {
+  std::array<RowChunks, N> chunks;
+  index items = 0;
+  for (std::size_t m = 0; m < N; ++m) {
+    chunks[m] = RowChunks(rows[m]);
+    items += chunks[m].items();
+  }
+  const auto run = [&](index item) {
+    std::size_t m = 0;
+    while (item >= chunks[m].items()) item -= chunks[m++].items();
+    f(m, chunks[m].first(item), chunks[m].count(item));
   };
   if (items <= 1 || exec.concurrency() <= 1) {
-    for (index c = 0; c < items; ++c) run(c);
+    for (index i = 0; i < items; ++i) run(i);
   } else {
     exec.parallel_for(0, items, run);
   }

@@ -29,14 +29,15 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <optional>
 #include <span>
-#include <thread>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -296,8 +297,9 @@ class Decoder {
     const index kvd = d_.kv_heads * d_.head_dim;
     for (index l = 0; l < d_.layers; ++l) {
       const LayerWeights& w = weights_.layers[std::size_t(l)];
-      parallel_project(exec_, projected, w.cross_wk, ws_.encoder_k(S));
-      parallel_project(exec_, projected, w.cross_wv, ws_.encoder_v(S));
+      parallel_project_all(exec_, projected,
+                           std::array{Projection{w.cross_wk, ws_.encoder_k(S)},
+                                      Projection{w.cross_wv, ws_.encoder_v(S)}});
       cross_->set(l, seq, {ws_.encoder_k(S).data(), S, d_.kv_heads, d_.head_dim, kvd},
                   {ws_.encoder_v(S).data(), S, d_.kv_heads, d_.head_dim, kvd}, valid);
     }

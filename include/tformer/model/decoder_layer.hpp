@@ -27,6 +27,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <optional>
@@ -471,10 +472,10 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
   const MatrixView<float> x = ws.x(T), xn = ws.xn(T), delta = ws.delta(T);
   const MatrixView<float> q = ws.q(T), k = ws.k(T), v = ws.v(T), att = ws.att(T);
 
-  // Self-attention.
-  parallel_project(exec, xn, w.wq, q, w.bq);  // biases: Qwen2's (empty: none)
-  parallel_project(exec, xn, w.wk, k, w.bk);
-  parallel_project(exec, xn, w.wv, v, w.bv);
+  // Self-attention: Q, K and V in one pass (biases: Qwen2's; empty: none).
+  parallel_project_all(
+      exec, xn,
+      std::array{Projection{w.wq, q, w.bq}, Projection{w.wk, k, w.bk}, Projection{w.wv, v, w.bv}});
   if (p.qk_norm) {
     decoder_kernels::norm_heads_tokens<C::norm>(exec, {q.data(), T, d.heads, D}, w.q_norm, p.eps);
     decoder_kernels::norm_heads_tokens<C::norm>(exec, {k.data(), T, d.kv_heads, D}, w.k_norm,

@@ -11,6 +11,7 @@
 // may allocate for large widths.
 #pragma once
 
+#include <array>
 #include <span>
 
 #include "tformer/core/eigen.hpp"
@@ -86,6 +87,32 @@ void parallel_project(const E& exec, MatrixView<const float> x, const WeightView
         x, w.row_slice(first, n),
         bias.empty() ? bias : bias.subspan(std::size_t(first), std::size_t(n)),
         y.col_slice(first, n));
+  });
+}
+
+// One of the projections of one input that parallel_project_all runs together: y = x · wᵀ + bias
+// (bias may be empty). Holds views, not copies.
+struct Projection {
+  const WeightView& w;
+  MatrixView<float> y;
+  std::span<const float> bias = {};
+};
+
+// parallel_project for N projections of one x (attention's Q, K and V) in one pass over the
+// executor (for_row_chunks_of): one fork-join, and one wait for the last chunk, instead of N.
+// Each projection's chunks are those parallel_project gives it, so the bits are the same.
+// Preconditions as linear_kernels::project for each.
+template <Executor E, std::size_t N>
+void parallel_project_all(const E& exec, MatrixView<const float> x,
+                          const std::array<Projection, N>& ps) {
+  std::array<index, N> rows;
+  for (std::size_t m = 0; m < N; ++m) rows[m] = ps[m].w.rows();
+  for_row_chunks_of(exec, rows, [&](std::size_t m, index first, index n) {
+    const Projection& p = ps[m];
+    linear_kernels::project(
+        x, p.w.row_slice(first, n),
+        p.bias.empty() ? p.bias : p.bias.subspan(std::size_t(first), std::size_t(n)),
+        p.y.col_slice(first, n));
   });
 }
 
