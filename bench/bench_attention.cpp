@@ -3,7 +3,8 @@
 //   decode: bytes = the K and V rows read (2 · 8 · L · 128 · 4, or · 2 for the f16 and bf16
 //           caches of attention_decode_f16 / _bf16); beside each, copy/<KiB> of the
 //           same bytes in the same run, and read/<KiB>, a read-only stream of them (decode reads,
-//           it writes almost nothing).
+//           it writes almost nothing). decode_layers: L 4096 over 4 layers in turn, as a
+//           decoder step reads them (no layer still in L3 when it comes round again).
 //   prefill: FLOPS = 4 · Hq · D · (causal pairs), pairs = T·(T+1)/2; prefill_threads: the same
 //            through attention() on a ThreadTeam of 1 or 2 (tasks of a KV head × 32 queries),
 //            beside fma_peak_threads/threads:<n>, the FMA peak of as many threads at once.
@@ -33,10 +34,11 @@ namespace {
 
 constexpr int kQHeads = 32, kKvHeads = 8, kDim = 128;
 
-// A cache of `length` random positions, written in chunks so that no full-size temporary
-// inflates the process's peak memory. window > 0: a ring keeping `sinks` sinks and the window.
+// A cache of `length` random positions in each of `layers` layers, written in chunks so that no
+// full-size temporary inflates the process's peak memory. window > 0: a ring (one layer) keeping
+// `sinks` sinks and the window.
 tformer::KVCache filled_cache(int length, int window = 0, int sinks = 0,
-                              tformer::KVType type = tformer::KVType::f32) {
+                              tformer::KVType type = tformer::KVType::f32, int layers = 1) {
   constexpr int chunk = 512;
   tformer::KVCache cache(window > 0 ? tformer::KVCacheConfig{.layers = 1,
                                                              .kv_heads = kKvHeads,
@@ -45,16 +47,19 @@ tformer::KVCache filled_cache(int length, int window = 0, int sinks = 0,
                                                              .max_step = chunk,
                                                              .sinks = sinks,
                                                              .type = type}
-                                    : tformer::KVCacheConfig{.layers = 1,
+                                    : tformer::KVCacheConfig{.layers = layers,
                                                              .kv_heads = kKvHeads,
                                                              .head_dim = kDim,
                                                              .capacity = length,
                                                              .type = type});
   for (int t0 = 0; t0 < length; t0 += chunk) {
     const int n = std::min(chunk, length - t0);
-    const auto k = bench::random_floats(std::size_t(n) * kKvHeads * kDim, 1.0f, unsigned(t0 + 1));
-    const auto v = bench::random_floats(k.size(), 1.0f, unsigned(t0 + 2));
-    cache.write(0, 0, {k.data(), n, kKvHeads, kDim}, {v.data(), n, kKvHeads, kDim});
+    for (int l = 0; l < layers; ++l) {
+      const unsigned seed = unsigned(2 * (t0 + l * length) + 1);
+      const auto k = bench::random_floats(std::size_t(n) * kKvHeads * kDim, 1.0f, seed);
+      const auto v = bench::random_floats(k.size(), 1.0f, seed + 1);
+      cache.write(l, 0, {k.data(), n, kKvHeads, kDim}, {v.data(), n, kKvHeads, kDim});
+    }
     cache.advance(0, n);
   }
   return cache;
@@ -84,6 +89,26 @@ void decode(benchmark::State& state, int length, const Bias& bias = {},
   state.counters["workspace_KiB"] =
       double((kQHeads / kKvHeads) * (kDim + tformer::AttentionWorkspace::tile) * 4) / 1024;
   state.counters["peak_rss_MiB"] = double(usage.ru_maxrss) / 1024;
+}
+
+// Decode as a decoder step reads the cache: each iteration attends over every one of `layers`
+// layers' K and V in turn, so no layer's rows are still in L3 when it is read again (one layer
+// of 32 MiB repeated, attention_decode at L 4096, stays partly in a 32 MiB L3).
+void decode_layers(benchmark::State& state, int length, int layers) {
+  const auto cache = filled_cache(length, 0, 0, tformer::KVType::f32, layers);
+  const auto q = bench::random_floats(std::size_t(kQHeads) * kDim, 0.1f, 3);
+  std::vector<float> o(q.size());
+  tformer::AttentionWorkspace ws(kQHeads / kKvHeads, kDim);
+  for (auto _ : state) {
+    for (int l = 0; l < layers; ++l)
+      tformer::attention({q.data(), 1, kQHeads, kDim}, cache.view(l, 0, length),
+                         tformer::Positions::offset(length - 1), {o.data(), 1, kQHeads, kDim}, ws);
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
+                          std::int64_t(cache.bytes()));
+  bench::set_flops(state, 4.0 * kQHeads * kDim * length * layers);
+  state.counters["cache_MiB"] = double(cache.bytes()) / (1 << 20);
 }
 
 // Decode split as an engine would split it over threads: parts of (KV head g, 512 keys), each
@@ -221,6 +246,11 @@ int main(int argc, char** argv) {
         ->Unit(benchmark::kMicrosecond);
     copies.insert(std::size_t(2) * kKvHeads * length * kDim * 4 / 1024);
   }
+  // L 4096 over 4 layers read in turn (128 MiB a step, beside read/131072): from DRAM.
+  benchmark::RegisterBenchmark("attention_decode_layers/32x8x128/L4096/layers:4", decode_layers,
+                               4096, 4)
+      ->Unit(benchmark::kMicrosecond);
+  copies.insert(std::size_t(4) * 2 * kKvHeads * 4096 * kDim * 4 / 1024);
   // The same over 16-bit caches (half the bytes) and q8 (a quarter, plus a float per row).
   for (const auto type : {tformer::KVType::f16, tformer::KVType::bf16, tformer::KVType::q8})
     for (int length : {512, 4096, 16384, 32768}) {
