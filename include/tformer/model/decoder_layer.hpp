@@ -269,7 +269,8 @@ struct LayerInputs {
 
 namespace decoder_kernels {
 
-// att = attention of q over `kv(segment)` for every segment. Segments of many tokens
+// att = attention of q over view_of(segment) with options_of(segment) (cross-attention: each
+// sequence's own padding mask) for every segment, in one pass over exec. Segments of many tokens
 // (prefill) are split into (segment, KV head, block of 32 queries) tasks; a decode token's
 // attention over KV heads and runs of split_keys keys (split-K, flash-decoding), whose states
 // merge in key order. The split depends on the sizes alone, so results are the same bit for bit
@@ -277,10 +278,10 @@ namespace decoder_kernels {
 // the workers run unchecked kernels only.
 // bias(h, q, k) takes the model's query head h. sink_q (rows like q, or none): the queries the
 // sinks are scored with.
-template <Executor E, class ViewOf, class Bias = NoBias>
+template <Executor E, class ViewOf, class OptionsOf, class Bias = NoBias>
 void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> segments,
                      MatrixView<const float> q, MatrixView<float> att, const ViewOf& view_of,
-                     const AttentionOptions& options, auto& ws, const Bias& bias = {},
+                     const OptionsOf& options_of, auto& ws, const Bias& bias = {},
                      MatrixView<const float> sink_q = {}) {
   const index group = d.heads / d.kv_heads, D = d.head_dim, qd = d.heads * D;
   if (index(segments.size()) > ws.max_segments()) [[unlikely]]
@@ -289,7 +290,9 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
                        index(segments.size()));
   KVView* const views = ws.segment_views();
   for (std::size_t i = 0; i < segments.size(); ++i) views[i] = view_of(segments[i]);
-  const float scale = options.scale > 0.0f ? options.scale : 1.0f / std::sqrt(static_cast<float>(D));
+  const auto scale_of = [D](const AttentionOptions& o) {
+    return o.scale > 0.0f ? o.scale : 1.0f / std::sqrt(static_cast<float>(D));
+  };
   const bool prefill = std::any_of(segments.begin(), segments.end(),
                                   [](const StepSegment& s) { return s.tokens > 1; });
   if (prefill) {
@@ -310,12 +313,12 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
         }
         const HeadsView<const float> qs(q.row(s.row), s.tokens, d.heads, D, qd);
         const HeadsView<float> os(att.row(s.row), s.tokens, d.heads, D, qd);
-        AttentionOptions opt = options;
+        AttentionOptions opt = options_of(s);
         if (sink_q.rows() > 0)
           opt.sink_q = HeadsView<const float>(sink_q.row(s.row), s.tokens, d.heads, D, qd);
         attention_kernels::attention_task(task, qs, views[si],
                                           Positions::offset(static_cast<std::int32_t>(s.start)), os,
-                                          MatrixView<float>{}, opt, scale, bias, scratch);
+                                          MatrixView<float>{}, opt, scale_of(opt), bias, scratch);
         return;
       }
     };
@@ -338,6 +341,7 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
   for (index si = 0; si < index(segments.size()); ++si) {
     const StepSegment& s = segments[std::size_t(si)];
     if (s.tokens != 1) continue;
+    const AttentionOptions options = options_of(s);
     const index p = s.start, length = views[si].length;
     const index hi = options.causal ? std::min(p + 1, length) : length;
     const index lo = options.window > 0 ? std::max<index>(0, p - options.window + 1) : 0;
@@ -369,9 +373,10 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
     for (index h = 0; h < group; ++h) qs[h] = rows.row(s.row) + (part.g * group + h) * D;
     const attention_kernels::DecodeState st = ws.part_state(i);
     st.reset(group);
+    const AttentionOptions options = options_of(s);
     const index position = part.sinks ? attention_kernels::sink_position(options, s.start) : s.start;
     attention_kernels::accumulate(qs, group, part.g * group, kv, 0, part.lo, part.hi, position,
-                                  options, scale, bias, st);
+                                  options, scale_of(options), bias, st);
   });
   // Merge each (segment, kv head)'s parts in key order, into its first part, and normalise.
   exec.parallel_for(0, parts, [&](index i) {
@@ -390,10 +395,10 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
 // The traced rows' attention weights (rows[i] of the step into out[i], [heads, keys of its
 // segment's view]): the slow path (attention_weights), on the calling thread, with the masks,
 // scale, sinks and bias of the fast one. Rows outside `segments` are left as they are.
-template <class ViewOf, class Bias = NoBias>
+template <class ViewOf, class OptionsOf, class Bias = NoBias>
 void record_weights(const Dims& d, std::span<const StepSegment> segments,
                     std::span<const index> rows, MatrixView<const float> q, const ViewOf& view_of,
-                    const AttentionOptions& options, std::vector<TraceMatrix>& out,
+                    const OptionsOf& options_of, std::vector<TraceMatrix>& out,
                     const Bias& bias = {}, MatrixView<const float> sink_q = {}) {
   const index D = d.head_dim, qd = d.heads * D;
   for (std::size_t i = 0; i < rows.size(); ++i)
@@ -403,7 +408,7 @@ void record_weights(const Dims& d, std::span<const StepSegment> segments,
       const KVView kv = view_of(s);
       TraceMatrix& w = out[i];
       w.resize(d.heads, kv.length);
-      AttentionOptions opt = options;
+      AttentionOptions opt = options_of(s);
       if (sink_q.rows() > 0) opt.sink_q = HeadsView<const float>(sink_q.row(r), 1, d.heads, D, qd);
       attention_weights(HeadsView<const float>(q.row(r), 1, d.heads, D, qd), kv,
                         Positions::offset(static_cast<std::int32_t>(s.start + (r - s.row))),
@@ -512,12 +517,14 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
   const auto self_view = [&](const StepSegment& s) {
     return in.cache.view(in.cache_layer, s.seq, s.start + s.tokens);
   };
+  const auto self_options = [&](const StepSegment&) -> const AttentionOptions& { return self; };
   const auto self_attention = [&](const auto& bias) {
-    decoder_kernels::attend_segments(exec, d, in.segments, q, att, self_view, self, ws, bias,
-                                     sink_q);
+    decoder_kernels::attend_segments(exec, d, in.segments, q, att, self_view, self_options, ws,
+                                     bias, sink_q);
     if (in.trace != nullptr && !in.trace->attention_rows.empty())
-      decoder_kernels::record_weights(d, in.segments, in.trace->attention_rows, q, self_view, self,
-                                      in.trace->self_attention[std::size_t(layer)], bias, sink_q);
+      decoder_kernels::record_weights(d, in.segments, in.trace->attention_rows, q, self_view,
+                                      self_options, in.trace->self_attention[std::size_t(layer)],
+                                      bias, sink_q);
   };
   if constexpr (C::bias == BiasKind::ALiBi)
     self_attention(AlibiBias{in.alibi});
@@ -539,17 +546,18 @@ void decoder_layer(const LayerWeights& w, index layer, const LayerInputs& in,
   if constexpr (C::cross_attention) {
     decoder_kernels::add_norm_tokens<C::norm>(exec, x, delta, w.cross_norm, p.eps, xn);
     parallel_project(exec, xn, w.cross_wq, q);
-    for (const StepSegment& s : in.segments) {
+    // Every sequence at once, each over its own encoder's K, V and padding mask.
+    const auto cross_view = [&](const StepSegment& s) { return in.cross->view(layer, s.seq); };
+    const auto cross_options = [&](const StepSegment& s) {
       AttentionOptions cross;
       cross.causal = false;
       cross.key_valid = in.cross->key_valid(s.seq);
-      const auto cross_view = [&](const StepSegment& t) { return in.cross->view(layer, t.seq); };
-      const std::span<const StepSegment> one(&s, 1);
-      decoder_kernels::attend_segments(exec, d, one, q, att, cross_view, cross, ws);
-      if (in.trace != nullptr && !in.trace->attention_rows.empty())
-        decoder_kernels::record_weights(d, one, in.trace->attention_rows, q, cross_view, cross,
-                                        in.trace->cross_attention[std::size_t(layer)]);
-    }
+      return cross;
+    };
+    decoder_kernels::attend_segments(exec, d, in.segments, q, att, cross_view, cross_options, ws);
+    if (in.trace != nullptr && !in.trace->attention_rows.empty())
+      decoder_kernels::record_weights(d, in.segments, in.trace->attention_rows, q, cross_view,
+                                      cross_options, in.trace->cross_attention[std::size_t(layer)]);
     parallel_project(exec, att, w.cross_wo, delta);
   }
 
