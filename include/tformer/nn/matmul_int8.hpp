@@ -465,15 +465,15 @@ inline constexpr index scales_at = block_bytes<T> - 32;  // the 16 f16 scales fo
 
 // The block `prefetch_distance` bytes ahead: the groups follow one another, so this runs ahead
 // of one stream, into the next group (measured 1.2–1.8× in a 110M decode from L3;
-// docs/CONVENTIONS.md). A hint past the matrix is harmless; its address is formed as a pointer
-// here, as before core/prefetch.hpp (prefetch(p, ahead)'s integer form changed GCC 12's code for
-// this loop, unmeasured).
+// docs/CONVENTIONS.md). Past the matrix's end it asks for lines beyond it, harmless for a hint;
+// prefetch(p, ahead) forms that address as an integer, never as an out-of-bounds pointer (the
+// pointer sum before it measured the same: docs/PERFORMANCE.md, session 53).
 inline constexpr index prefetch_distance = 8192;
 template <WeightType T>
 inline void prefetch_ahead([[maybe_unused]] const std::byte* block) noexcept {
 #if TFORMER_INT8_AVX2
   TFORMER_UNROLL for (int c = 0; c < (block_bytes<T> + 63) / 64; ++c)
-      prefetch<CacheLevel::L1>(block + prefetch_distance + 64 * c);
+      prefetch<CacheLevel::L1>(block, prefetch_distance + 64 * c);
 #endif
 }
 
