@@ -1207,7 +1207,9 @@ TEST_CASE(
     "runs",
     "[decoder][batch][cross]") {
   // One step's cross-attention covers every sequence at once, each over its own encoder's keys
-  // and padding mask (of different lengths), prefill and decode, on one and two threads.
+  // and padding mask (of different lengths): a step of two prefills, then a step where one
+  // sequence decodes while the other prefills (prefill tasks and decode parts in one call), on
+  // one and two threads.
   Dims d = small;
   d.encoder_width = 20;
   OwnedWeights<SmallVLM> weights(d, 131);
@@ -1218,7 +1220,7 @@ TEST_CASE(
              enc1 = rng.normal_floats(std::size_t(S1 * 20));
   const std::vector<std::uint8_t> valid0 = {1, 0, 1, 1, 1, 1, 0, 1, 1}, valid1 = {1, 1, 1, 0, 1};
   const auto a = random_tokens(rng, 6, V), b = random_tokens(rng, 3, V);
-  const auto a2 = random_tokens(rng, 1, V), b2 = random_tokens(rng, 1, V);
+  const auto a2 = random_tokens(rng, 3, V), b2 = random_tokens(rng, 1, V);
   // Separate runs: each sequence alone in a decoder of one sequence.
   const auto alone = [&](const std::vector<float>& enc, tformer::index S,
                          const std::vector<std::uint8_t>& valid, const std::vector<std::int32_t>& p,
@@ -1242,10 +1244,27 @@ TEST_CASE(
     std::vector<float> step1(2 * std::size_t(V)), step2(2 * std::size_t(V));
     const SequenceTokens prefill[] = {{0, a}, {1, b}};
     batch.forward(prefill, {step1.data(), 2, V});
-    const SequenceTokens decode[] = {{1, b2}, {0, a2}};  // not in sequence order
-    batch.forward(decode, {step2.data(), 2, V});
-    // The same arithmetic row by row, the projections over other row counts (Eigen may block
-    // them differently): within a few u of the logit scale, as in the batch test above.
+    const SequenceTokens mixed[] = {{1, b2}, {0, a2}};  // not in sequence order
+    // Rows 0 (sequence 1's token) and 3 (sequence 0's last) traced: each row's cross-attention
+    // weights span its own encoder, 0 exactly on its own padded tokens, and sum to 1.
+    StepTrace trace{.attention_rows = {0, 3}};
+    batch.forward(mixed, {step2.data(), 2, V}, LogitsFor::Last, trace);
+    for (tformer::index l = 0; l < d.layers; ++l)
+      for (const auto& [i, valid] : {std::pair{0, &valid1}, std::pair{1, &valid0}}) {
+        const TraceMatrix& w = trace.cross_attention[std::size_t(l)][std::size_t(i)];
+        REQUIRE(w.cols == tformer::index(valid->size()));
+        for (tformer::index h = 0; h < d.heads; ++h) {
+          double sum = 0;
+          for (tformer::index j = 0; j < w.cols; ++j) {
+            if ((*valid)[std::size_t(j)] == 0) CHECK(w.row(h)[j] == 0.0f);
+            sum += w.row(h)[j];
+          }
+          CHECK(sum == Approx(1.0).margin(1e-5));
+        }
+      }
+    // The same arithmetic row by row, but the projections run over other row counts (Eigen may
+    // block them differently): the batch test's margin above, 1e-5 absolute (with Approx's
+    // default relative epsilon, 1.2e-5).
     for (tformer::index j = 0; j < V; ++j) {
       CHECK(step1[std::size_t(j)] == Approx(want0[std::size_t(j)]).margin(1e-5));
       CHECK(step1[std::size_t(V + j)] == Approx(want1[std::size_t(j)]).margin(1e-5));

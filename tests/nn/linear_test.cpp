@@ -71,7 +71,7 @@ TEST_CASE("nn/linear: a fused QKV weight equals three separate projections", "[n
 TEST_CASE("nn/linear: projections of one input in one pass equal separate passes, bit for bit",
           "[nn][linear]") {
   // parallel_project_all (the decoder's Q, K and V) against parallel_project of each weight,
-  // on one to three threads; 200 rows are four chunks, 77 rows two.
+  // on one to three threads; 200 rows are seven chunks (64, 64, then 16s and 8), 77 rows five.
   for (const int T : {1, 3, 40}) {
     CAPTURE(T);
     test::Random rng(43 + T);

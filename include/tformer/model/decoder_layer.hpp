@@ -115,7 +115,8 @@ class DecoderWorkspace {
         part_scores_(size(parts_ * d.heads / d.kv_heads * AttentionWorkspace::tile)),
         part_q_(size(parts_ * (d.heads / d.kv_heads))),
         plan_(size(parts_)),
-        views_(size(std::max<index>(sequences, 1))) {
+        views_(size(std::max<index>(sequences, 1))),
+        options_(size(std::max<index>(sequences, 1))) {
     // One prefill scratch per worker, but no more than a step has tasks (1 for decode only).
     const index tasks = d.kv_heads * ((max_tokens + AttentionWorkspace::query_tile - 1) /
                                       AttentionWorkspace::query_tile + std::max<index>(sequences, 1));
@@ -164,6 +165,7 @@ class DecoderWorkspace {
                     local_rope_rows_.bytes() + ffn_.bytes() +
                     part_m_.bytes() + part_l_.bytes() + part_acc_.bytes() + part_scores_.bytes() +
                     part_q_.bytes() + plan_.bytes();
+    n += options_.size() * sizeof(AttentionOptions);
     for (const auto& a : attention_) n += a.bytes();
     if (moe_) n += moe_->bytes();
     return n;
@@ -207,8 +209,10 @@ class DecoderWorkspace {
   };
   index max_parts() const noexcept { return parts_; }
   Part* plan() noexcept { return plan_.data(); }
-  // The KV view of each segment of a step (built on the calling thread), up to `sequences`.
+  // The KV view and the attention options of each segment of a step (built on the calling
+  // thread), up to `sequences`.
   KVView* segment_views() noexcept { return views_.data(); }
+  AttentionOptions* segment_options() noexcept { return options_.data(); }
   index max_segments() const noexcept { return index(views_.size()); }
   attention_kernels::DecodeState part_state(index i) noexcept {
     const index group = d_.heads / d_.kv_heads;
@@ -236,6 +240,7 @@ class DecoderWorkspace {
   AlignedBuffer<const float*> part_q_;
   AlignedBuffer<Part> plan_;
   AlignedBuffer<KVView> views_;
+  std::vector<AttentionOptions> options_;
 };
 
 // What a layer reads besides its weights and the workspace.
@@ -270,12 +275,12 @@ struct LayerInputs {
 namespace decoder_kernels {
 
 // att = attention of q over view_of(segment) with options_of(segment) (cross-attention: each
-// sequence's own padding mask) for every segment, in one pass over exec. Segments of many tokens
+// sequence's own padding mask) for every segment, in one call. Segments of many tokens
 // (prefill) are split into (segment, KV head, block of 32 queries) tasks; a decode token's
 // attention over KV heads and runs of split_keys keys (split-K, flash-decoding), whose states
 // merge in key order. The split depends on the sizes alone, so results are the same bit for bit
-// whatever the executor's threads. The views (which check) are built on the calling thread;
-// the workers run unchecked kernels only.
+// whatever the executor's threads. The views (which check) and the options are built on the
+// calling thread, once per segment; the workers run unchecked kernels only.
 // bias(h, q, k) takes the model's query head h. sink_q (rows like q, or none): the queries the
 // sinks are scored with.
 template <Executor E, class ViewOf, class OptionsOf, class Bias = NoBias>
@@ -289,7 +294,11 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
                        "at most " + std::to_string(ws.max_segments()) + " (the sequences)",
                        index(segments.size()));
   KVView* const views = ws.segment_views();
-  for (std::size_t i = 0; i < segments.size(); ++i) views[i] = view_of(segments[i]);
+  AttentionOptions* const options = ws.segment_options();
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    views[i] = view_of(segments[i]);
+    options[i] = options_of(segments[i]);
+  }
   const auto scale_of = [D](const AttentionOptions& o) {
     return o.scale > 0.0f ? o.scale : 1.0f / std::sqrt(static_cast<float>(D));
   };
@@ -313,7 +322,7 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
         }
         const HeadsView<const float> qs(q.row(s.row), s.tokens, d.heads, D, qd);
         const HeadsView<float> os(att.row(s.row), s.tokens, d.heads, D, qd);
-        AttentionOptions opt = options_of(s);
+        AttentionOptions opt = options[si];
         if (sink_q.rows() > 0)
           opt.sink_q = HeadsView<const float>(sink_q.row(s.row), s.tokens, d.heads, D, qd);
         attention_kernels::attention_task(task, qs, views[si],
@@ -341,11 +350,11 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
   for (index si = 0; si < index(segments.size()); ++si) {
     const StepSegment& s = segments[std::size_t(si)];
     if (s.tokens != 1) continue;
-    const AttentionOptions options = options_of(s);
+    const AttentionOptions& opt = options[si];
     const index p = s.start, length = views[si].length;
-    const index hi = options.causal ? std::min(p + 1, length) : length;
-    const index lo = options.window > 0 ? std::max<index>(0, p - options.window + 1) : 0;
-    const index sinks_end = options.window > 0 ? std::min(options.sinks, lo) : 0;
+    const index hi = opt.causal ? std::min(p + 1, length) : length;
+    const index lo = opt.window > 0 ? std::max<index>(0, p - opt.window + 1) : 0;
+    const index sinks_end = opt.window > 0 ? std::min(opt.sinks, lo) : 0;
     const index per_head = (sinks_end > 0) + std::max<index>(1, (std::max(lo, hi) - 1) / split - lo / split + 1);
     if (parts + d.kv_heads * per_head > ws.max_parts()) [[unlikely]]
       detail::fail_check("decoder attention", "split-K parts",
@@ -373,10 +382,10 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
     for (index h = 0; h < group; ++h) qs[h] = rows.row(s.row) + (part.g * group + h) * D;
     const attention_kernels::DecodeState st = ws.part_state(i);
     st.reset(group);
-    const AttentionOptions options = options_of(s);
-    const index position = part.sinks ? attention_kernels::sink_position(options, s.start) : s.start;
-    attention_kernels::accumulate(qs, group, part.g * group, kv, 0, part.lo, part.hi, position,
-                                  options, scale_of(options), bias, st);
+    const AttentionOptions& opt = options[part.segment];
+    const index position = part.sinks ? attention_kernels::sink_position(opt, s.start) : s.start;
+    attention_kernels::accumulate(qs, group, part.g * group, kv, 0, part.lo, part.hi, position, opt,
+                                  scale_of(opt), bias, st);
   });
   // Merge each (segment, kv head)'s parts in key order, into its first part, and normalise.
   exec.parallel_for(0, parts, [&](index i) {

@@ -91,9 +91,9 @@ void parallel_project(const E& exec, MatrixView<const float> x, const WeightView
 }
 
 // One of the projections of one input that parallel_project_all runs together: y = x · wᵀ + bias
-// (bias may be empty). Holds views, not copies.
+// (bias may be empty). Holds views, not copies of the data.
 struct Projection {
-  const WeightView& w;
+  WeightView w;
   MatrixView<float> y;
   std::span<const float> bias = {};
 };
