@@ -226,24 +226,12 @@ class RowChunks {
   index rows_, chunk_, head_, tail_, whole_, items_;
 };
 
-// Runs f(first, count) for the chunks of RowChunks(rows), which cover [0, rows), on exec's
-// workers. The chunks depend on `rows` alone, not on the workers, so a kernel whose result
-// depends on its slice (Eigen's GEMM blocking does) still gives the same bits on any number of
-// threads. For work split by output rows.
-template <Executor E, class F>
-void for_row_chunks(const E& exec, index rows, F&& f) {
-  const RowChunks chunks(rows);
-  const auto run = [&](index c) { f(chunks.first(c), chunks.count(c)); };
-  if (chunks.items() <= 1 || exec.concurrency() <= 1) {
-    for (index c = 0; c < chunks.items(); ++c) run(c);
-  } else {
-    exec.parallel_for(0, chunks.items(), run);
-  }
-}
-
-// for_row_chunks over N matrices in one pass (one fork-join, one wait at the end): f(m, first,
-// count) for every chunk of RowChunks(rows[m]), matrix 0's chunks first. Each matrix gets the
-// chunks for_row_chunks would give it, so the bits are those of N separate calls.
+// Runs f(m, first, count) for every chunk of RowChunks(rows[m]) of N matrices, on exec's workers
+// in one pass (one fork-join, one wait at the end), matrix 0's chunks first; on the calling thread
+// when there is one chunk or one worker. The chunks depend on the row counts alone, not on the
+// workers, so a kernel whose result depends on its slice (Eigen's GEMM blocking does) still gives
+// the same bits on any number of threads, and N matrices in one pass those of N passes. For work
+// split by output rows.
 template <Executor E, std::size_t N, class F>
 void for_row_chunks_of(const E& exec, const std::array<index, N>& rows, F&& f) {
   std::array<RowChunks, N> chunks;
@@ -262,6 +250,14 @@ void for_row_chunks_of(const E& exec, const std::array<index, N>& rows, F&& f) {
   } else {
     exec.parallel_for(0, items, run);
   }
+}
+
+// for_row_chunks_of for one matrix: f(first, count) for the chunks of RowChunks(rows), which
+// cover [0, rows).
+template <Executor E, class F>
+void for_row_chunks(const E& exec, index rows, F&& f) {
+  for_row_chunks_of(exec, std::array{rows},
+                    [&](std::size_t, index first, index n) { f(first, n); });
 }
 
 // Tokens per run of for_token_runs: a run of norms, RoPE or cache writes over 16 tokens is a few

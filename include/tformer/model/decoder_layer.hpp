@@ -298,10 +298,8 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
   for (std::size_t i = 0; i < segments.size(); ++i) {
     views[i] = view_of(segments[i]);
     options[i] = options_of(segments[i]);
+    options[i].scale = attention_kernels::score_scale(options[i], D);  // resolved once
   }
-  const auto scale_of = [D](const AttentionOptions& o) {
-    return o.scale > 0.0f ? o.scale : 1.0f / std::sqrt(static_cast<float>(D));
-  };
   const bool prefill = std::any_of(segments.begin(), segments.end(),
                                   [](const StepSegment& s) { return s.tokens > 1; });
   if (prefill) {
@@ -327,7 +325,7 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
           opt.sink_q = HeadsView<const float>(sink_q.row(s.row), s.tokens, d.heads, D, qd);
         attention_kernels::attention_task(task, qs, views[si],
                                           Positions::offset(static_cast<std::int32_t>(s.start)), os,
-                                          MatrixView<float>{}, opt, scale_of(opt), bias, scratch);
+                                          MatrixView<float>{}, opt, opt.scale, bias, scratch);
         return;
       }
     };
@@ -385,7 +383,7 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
     const AttentionOptions& opt = options[part.segment];
     const index position = part.sinks ? attention_kernels::sink_position(opt, s.start) : s.start;
     attention_kernels::accumulate(qs, group, part.g * group, kv, 0, part.lo, part.hi, position, opt,
-                                  scale_of(opt), bias, st);
+                                  opt.scale, bias, st);
   });
   // Merge each (segment, kv head)'s parts in key order, into its first part, and normalise.
   exec.parallel_for(0, parts, [&](index i) {

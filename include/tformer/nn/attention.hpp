@@ -1116,6 +1116,11 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
 
 namespace attention_kernels {
 
+// The factor of every score: opt.scale, or 1/sqrt(head_dim) when it is 0.
+inline float score_scale(const AttentionOptions& opt, index head_dim) noexcept {
+  return opt.scale > 0.0f ? opt.scale : 1.0f / std::sqrt(static_cast<float>(head_dim));
+}
+
 // The checks of attention() and attention_lse() but the workspace's; returns the score scale.
 template <class Bias>
 float check_attention(const char* where, HeadsView<const float> q, const KVView& kv,
@@ -1129,7 +1134,7 @@ float check_attention(const char* where, HeadsView<const float> q, const KVView&
   check_disjoint(where, "o", o, "q", q);
   if (opt.sink_q.data() != nullptr) check_disjoint(where, "o", o, "sink_q", opt.sink_q);
   check_bias(where, bias, q.heads());
-  return opt.scale > 0.0f ? opt.scale : 1.0f / std::sqrt(static_cast<float>(q.head_dim()));
+  return score_scale(opt, q.head_dim());
 }
 
 // Throws unless ws was made for this call's group size and head_dim (and was not moved from).

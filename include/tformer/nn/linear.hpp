@@ -77,19 +77,6 @@ inline void linear(MatrixView<const float> x, MatrixView<const float> w, MatrixV
   linear(x, w, {}, y);
 }
 
-// linear_kernels::project with the output rows of w split over the executor (for_row_chunks);
-// the bits do not depend on the number of workers. Preconditions as linear_kernels::project.
-template <Executor E>
-void parallel_project(const E& exec, MatrixView<const float> x, const WeightView& w,
-                      MatrixView<float> y, std::span<const float> bias = {}) {
-  for_row_chunks(exec, w.rows(), [&](index first, index n) {
-    linear_kernels::project(
-        x, w.row_slice(first, n),
-        bias.empty() ? bias : bias.subspan(std::size_t(first), std::size_t(n)),
-        y.col_slice(first, n));
-  });
-}
-
 // One of the projections of one input that parallel_project_all runs together: y = x · wᵀ + bias
 // (bias may be empty). Holds views, not copies of the data.
 struct Projection {
@@ -114,6 +101,14 @@ void parallel_project_all(const E& exec, MatrixView<const float> x,
         p.bias.empty() ? p.bias : p.bias.subspan(std::size_t(first), std::size_t(n)),
         p.y.col_slice(first, n));
   });
+}
+
+// linear_kernels::project with the output rows of w split over the executor (for_row_chunks);
+// the bits do not depend on the number of workers. Preconditions as linear_kernels::project.
+template <Executor E>
+void parallel_project(const E& exec, MatrixView<const float> x, const WeightView& w,
+                      MatrixView<float> y, std::span<const float> bias = {}) {
+  parallel_project_all(exec, x, std::array{Projection{w, y, bias}});
 }
 
 // Weights of other storage types: matmul() (nn/matmul.hpp), which has the same checks.
