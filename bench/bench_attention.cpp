@@ -12,6 +12,9 @@
 //   split:   decode on a ThreadTeam of 1 or 2 through the public split-K primitives (parts of a
 //            KV head × 512 keys by attention_lse, merged by merge_attention), beside
 //            read_threads/<KiB>/threads:<n>, the read ceiling of the same bytes on as many threads;
+//   vs_read: decode and a read of its own K and V rows timed in turns in every iteration, on 1
+//            thread (attention()) or 2 (split); of_read = the median per-iteration read / decode
+//            time, robust to the drift of a shared host's bandwidth that separate runs see.
 //   hybrid:  seed 001's local + global decode at position L − 1 of a ring cache that keeps 4
 //            sinks and a window of 4096 (StreamingLLM), beside global decode at the same L;
 //            bytes = the K and V rows of the 4 + 4096 keys it reads.
@@ -19,10 +22,12 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <set>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ceilings.hpp"
@@ -116,55 +121,145 @@ void decode_layers(benchmark::State& state, int length, int layers) {
 // Decode split as an engine would split it over threads: parts of (KV head g, 512 keys), each
 // attention_lse over its keys into its own (o, lse), each thread its share of the parts in
 // order with its own workspace; then each head's parts merged in key order (merge_attention).
-void split_decode(benchmark::State& state, int length, int threads) {
-  constexpr int split = 512, group = kQHeads / kKvHeads;
-  const auto cache = filled_cache(length);
-  const auto q = bench::random_floats(std::size_t(kQHeads) * kDim, 0.1f, 3);
-  const auto kv = cache.view(0, 0, length);
-  const int chunks = (length + split - 1) / split, parts = kKvHeads * chunks;
-  std::vector<float> o(std::size_t(parts) * group * kDim), lse(std::size_t(parts) * group);
-  tformer::ThreadTeam team(threads);
-  std::vector<tformer::AttentionWorkspace> ws;
-  for (int t = 0; t < threads; ++t) ws.emplace_back(group, kDim);
-  const auto o_of = [&](int p) {
-    return tformer::HeadsView<float>{o.data() + std::size_t(p) * group * kDim, 1, group, kDim};
-  };
-  const auto lse_of = [&](int p) {
-    return tformer::MatrixView<float>{lse.data() + std::size_t(p) * group, 1, group};
-  };
-  for (auto _ : state) {
+class SplitDecode {
+ public:
+  static constexpr int split = 512, group = kQHeads / kKvHeads;
+  SplitDecode(int length, int threads)
+      : length_(length),
+        chunks_((length + split - 1) / split),
+        parts_(kKvHeads * chunks_),
+        o_(std::size_t(parts_) * group * kDim),
+        lse_(std::size_t(parts_) * group) {
+    for (int t = 0; t < threads; ++t) ws_.emplace_back(group, kDim);
+  }
+
+  // o_of(g · chunks) holds KV head g's group after run().
+  void run(const tformer::ThreadTeam& team, const float* q, const tformer::KVView& kv) {
+    const int threads = int(team.concurrency());
     team.parallel_for(0, threads, [&](tformer::index t) {
-      for (int p = int(t) * parts / threads; p < int(t + 1) * parts / threads; ++p) {
-        const int g = p / chunks, first = p % chunks * split;
+      for (int p = int(t) * parts_ / threads; p < int(t + 1) * parts_ / threads; ++p) {
+        const int g = p / chunks_, first = p % chunks_ * split;
         tformer::KVView part = kv.head(g).from(first);
-        part.length = std::min(split, length - first);
-        tformer::attention_lse({q.data() + std::size_t(g) * group * kDim, 1, group, kDim}, part,
+        part.length = std::min(split, length_ - first);
+        tformer::attention_lse({q + std::size_t(g) * group * kDim, 1, group, kDim}, part,
                                tformer::Positions::offset(part.length - 1), o_of(p), lse_of(p),
-                               ws[std::size_t(t)]);
+                               ws_[std::size_t(t)]);
       }
     });
     team.parallel_for(0, kKvHeads, [&](tformer::index g) {
-      const int first = int(g) * chunks;
-      for (int c = 1; c < chunks; ++c)
+      const int first = int(g) * chunks_;
+      for (int c = 1; c < chunks_; ++c)
         tformer::merge_attention(o_of(first), lse_of(first), o_of(first + c), lse_of(first + c),
                                  o_of(first), lse_of(first));
     });
+  }
+
+  // Untimed: the largest difference of run()'s result from attention() over the whole view.
+  double max_diff_vs_whole(const float* q, const tformer::KVView& kv) {
+    std::vector<float> whole(std::size_t(kQHeads) * kDim);
+    tformer::attention({q, 1, kQHeads, kDim}, kv, tformer::Positions::offset(length_ - 1),
+                       {whole.data(), 1, kQHeads, kDim}, ws_[0]);
+    double diff = 0;
+    for (int g = 0; g < kKvHeads; ++g)
+      for (int i = 0; i < group * kDim; ++i)
+        diff = std::max(diff, double(std::abs(o_of(g * chunks_).data()[i] -
+                                              whole[std::size_t(g) * group * kDim + std::size_t(i)])));
+    return diff;
+  }
+
+ private:
+  tformer::HeadsView<float> o_of(int p) {
+    return {o_.data() + std::size_t(p) * group * kDim, 1, group, kDim};
+  }
+  tformer::MatrixView<float> lse_of(int p) { return {lse_.data() + std::size_t(p) * group, 1, group}; }
+
+  int length_, chunks_, parts_;
+  std::vector<float> o_, lse_;
+  std::vector<tformer::AttentionWorkspace> ws_;
+};
+
+void split_decode(benchmark::State& state, int length, int threads) {
+  const auto cache = filled_cache(length);
+  const auto q = bench::random_floats(std::size_t(kQHeads) * kDim, 0.1f, 3);
+  const auto kv = cache.view(0, 0, length);
+  const tformer::ThreadTeam team(threads);
+  SplitDecode split(length, threads);
+  for (auto _ : state) {
+    split.run(team, q.data(), kv);
     benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
                           std::int64_t(cache.bytes()));
   bench::set_flops(state, 4.0 * kQHeads * kDim * length);
-  // Untimed: the merged result against attention() over the whole view (float rounding apart).
-  std::vector<float> whole(q.size());
-  tformer::attention({q.data(), 1, kQHeads, kDim}, kv, tformer::Positions::offset(length - 1),
-                     {whole.data(), 1, kQHeads, kDim}, ws[0]);
-  double diff = 0;
-  for (int g = 0; g < kKvHeads; ++g)
-    for (int i = 0; i < group * kDim; ++i)
-      diff =
-          std::max(diff, double(std::abs(o_of(g * chunks).data()[i] -
-                                         whole[std::size_t(g) * group * kDim + std::size_t(i)])));
-  state.counters["max_diff_vs_whole"] = diff;
+  state.counters["max_diff_vs_whole"] = split.max_diff_vs_whole(q.data(), kv);
+}
+
+// A decode step and a read of the same bytes in every iteration, in turns (which runs first
+// alternates), so that both see the same memory bandwidth: on a shared host it drifts by up to
+// 2× within minutes, more than the ratio measured. of_read = median over the iterations of
+// read time / decode time (q1, q3: its quartiles); the reported time is the decode's. Decode:
+// attention() on the calling thread (threads 1), else SplitDecode on a team; over `layers`
+// layers in turn. Read: read_sum over each layer's K and V rows themselves, each thread its
+// share of a layer (SplitDecode's: kv heads [t·8/n, (t+1)·8/n)), a fork-join per layer as in
+// the decode.
+void decode_vs_read(benchmark::State& state, int length, int layers, int threads) {
+  const auto cache = filled_cache(length, 0, 0, tformer::KVType::f32, layers);
+  const auto q = bench::random_floats(std::size_t(kQHeads) * kDim, 0.1f, 3);
+  std::vector<float> o(q.size());
+  tformer::AttentionWorkspace ws(kQHeads / kKvHeads, kDim);
+  const tformer::ThreadTeam team(threads);
+  SplitDecode split(length, threads);
+  std::vector<tformer::KVView> views;
+  for (int l = 0; l < layers; ++l) views.push_back(cache.view(l, 0, length));
+  const std::size_t head_floats = std::size_t(length) * kDim;  // capacity = length: rows adjoin
+  std::vector<float> totals(std::size_t(threads) * 16);         // a cache line each
+  const auto decode_step = [&] {
+    for (const tformer::KVView& kv : views)
+      if (threads == 1)
+        tformer::attention({q.data(), 1, kQHeads, kDim}, kv,
+                           tformer::Positions::offset(length - 1), {o.data(), 1, kQHeads, kDim}, ws);
+      else
+        split.run(team, q.data(), kv);
+    benchmark::ClobberMemory();
+  };
+  const auto read_step = [&] {
+    for (const tformer::KVView& kv : views)
+      team.parallel_for(0, threads, [&](tformer::index t) {
+        const std::size_t g0 = std::size_t(t) * kKvHeads / std::size_t(threads),
+                          g1 = std::size_t(t + 1) * kKvHeads / std::size_t(threads);
+        const auto* keys = static_cast<const float*>(kv.keys) + g0 * head_floats;
+        const auto* values = static_cast<const float*>(kv.values) + g0 * head_floats;
+        totals[std::size_t(t) * 16] = bench::read_sum(keys, (g1 - g0) * head_floats) +
+                                      bench::read_sum(values, (g1 - g0) * head_floats);
+      });
+    benchmark::DoNotOptimize(totals.data());
+  };
+  const auto seconds = [](auto&& step) {
+    const auto start = std::chrono::steady_clock::now();
+    step();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  std::vector<double> ratios;
+  for (auto _ : state) {
+    double read = 0, decode = 0;
+    if (ratios.size() % 2 == 0) {
+      read = seconds(read_step);
+      decode = seconds(decode_step);
+    } else {
+      decode = seconds(decode_step);
+      read = seconds(read_step);
+    }
+    state.SetIterationTime(decode);
+    ratios.push_back(read / decode);
+  }
+  std::sort(ratios.begin(), ratios.end());
+  const auto at = [&](double f) { return ratios[std::size_t(f * double(ratios.size() - 1))]; };
+  state.counters["of_read"] = at(0.5);
+  state.counters["of_read_q1"] = at(0.25);
+  state.counters["of_read_q3"] = at(0.75);
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
+                          std::int64_t(cache.bytes()));
+  bench::set_flops(state, 4.0 * kQHeads * kDim * length * layers);
 }
 
 // Decode at position length − 1 with a window of `window` keys and `sinks` attention sinks
@@ -285,6 +380,18 @@ int main(int argc, char** argv) {
           ->UseRealTime()
           ->Unit(benchmark::kMicrosecond);
     }
+  // Decode and the read of its own bytes timed in turns in each iteration (of_read: the median
+  // of their per-iteration ratio): L 4096 over 4 layers as a decoder step reads it, 16k and 32k.
+  for (int threads : {1, 2})
+    for (const auto& [length, layers] : {std::pair{4096, 4}, {16384, 1}, {32768, 1}})
+      benchmark::RegisterBenchmark(("attention_decode_vs_read/32x8x128/L" + std::to_string(length) +
+                                    "/layers:" + std::to_string(layers) +
+                                    "/threads:" + std::to_string(threads))
+                                       .c_str(),
+                                   decode_vs_read, length, layers, threads)
+          ->UseManualTime()
+          ->MinTime(2.0)
+          ->Unit(benchmark::kMicrosecond);
   // Seed 001's hybrid local + global decode at 32k (and a window alone), beside global at 32k.
   benchmark::RegisterBenchmark("attention_decode_hybrid/32x8x128/L32768/S4W4096", hybrid_decode,
                                32768, 4096, 4)

@@ -318,20 +318,33 @@ constexpr index lines_of(index bytes) noexcept { return (bytes + 63) / 64; }
 // 1.21–1.32× faster at L 4096–32768 (docs/PERFORMANCE.md, session 48). A line is a 64-byte step
 // from the tile's first row: exact where rows are whole lines; otherwise 2·half runs a little
 // past the tile's end (hints: nothing is missed, some lines are asked for twice).
+// Lines go to L1: asked for one per line read, they arrive about as the tile before them is done
+// with, and decode from DRAM measured 1.04–1.18× faster than into L2 (head_dim 64–256, f32 and
+// f16, AVX-512 and AVX2; docs/PERFORMANCE.md, session 54).
 struct TilePrefetch {
   const char* keys = nullptr;    // the tile's first key row
   const char* values = nullptr;  // and its first value row
   index ahead = 0;               // bytes; 0: no prefetch
   index half = 0;                // lines of one stream each pass asks for
 
-  // Line `number` of the keys or of the values, `ahead` bytes on, into L2 (a line past the tile
+  // Line `number` of the keys or of the values, `ahead` bytes on, into L1 (a line past the tile
   // is no out-of-bounds pointer: prefetch() forms the address as an integer).
   void line(index number, bool of_values) const noexcept {
-    prefetch<CacheLevel::L2>(of_values ? values : keys, ahead + number * 64);
+    prefetch<CacheLevel::L1>(of_values ? values : keys, ahead + number * 64);
   }
   // Point c of a sequence that alternates key and value lines: line c / 2 of keys or values.
   void point(index c) const noexcept { line(c >> 1, (c & 1) != 0); }
 };
+
+// The first `bytes` bytes of the tile's keys and of its values, `pf.ahead` bytes on, into
+// `level` in one run.
+template <CacheLevel level>
+inline void prefetch_run(const TilePrefetch& pf, index bytes) noexcept {
+  for (index b = 0; b < bytes; b += 64) {
+    prefetch<level>(pf.keys + b, pf.ahead);
+    prefetch<level>(pf.values + b, pf.ahead);
+  }
+}
 
 #if TFORMER_HAS_SIMD
 // One register of a key or value row as floats, shared by a batch of heads. f32 on AVX-512 stays
@@ -630,11 +643,17 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
     const TilePrefetch tile_pf{reinterpret_cast<const char*>(kv.key<T>(g, k0)),
                                reinterpret_cast<const char*>(kv.value<T>(g, k0)), ahead_bytes,
                                n * lines_of(d * index(sizeof(T))) / 2};
-    if (group < pass_heads && ahead_bytes != 0)
-      for (index b = 0, e = n * d * index(sizeof(T)); b < e; b += 64) {
-        prefetch<CacheLevel::L2>(tile_pf.keys + b, ahead_bytes);
-        prefetch<CacheLevel::L2>(tile_pf.values + b, ahead_bytes);
-      }
+    if (group < pass_heads && ahead_bytes != 0) {
+      // Into L1 where the run's keys and values take at most 32 KiB, the smallest L1 data cache of
+      // current x86 cores: 1.03–1.15× faster than into L2 at head_dim 64 and 128. A 64 KiB run
+      // (head_dim 256, f32) gained nothing in L1 (0.98–1.00×, what two builds of one code differ
+      // by) and would overflow a 32 KiB L1, so it goes to L2 (session 54).
+      const index run = n * d * index(sizeof(T));
+      if (2 * run <= 32 * 1024)
+        prefetch_run<CacheLevel::L1>(tile_pf, run);
+      else
+        prefetch_run<CacheLevel::L2>(tile_pf, run);
+    }
     // Heads in batches of pass_heads: each head's scores and softmax, then the batch's values in
     // one pass (a head that sees nothing yet takes no value pass, as alone).
     for (index h0 = 0; h0 < group; h0 += pass_heads) {
