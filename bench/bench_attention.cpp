@@ -13,8 +13,9 @@
 //            KV head × 512 keys by attention_lse, merged by merge_attention), beside
 //            read_threads/<KiB>/threads:<n>, the read ceiling of the same bytes on as many threads;
 //   vs_read: decode and a read of its own K and V rows timed in turns in every iteration, on 1
-//            thread (attention()) or 2 (split); of_read = the median per-iteration read / decode
-//            time, robust to the drift of a shared host's bandwidth that separate runs see.
+//            or 2 threads (attention(), its executor overload on 2); of_read = the median
+//            per-iteration read / decode time, robust to the drift of a shared host's bandwidth
+//            that separate runs see.
 //   hybrid:  seed 001's local + global decode at position L − 1 of a ring cache that keeps 4
 //            sinks and a window of 4096 (StreamingLLM), beside global decode at the same L;
 //            bytes = the K and V rows of the 4 + 4096 keys it reads.
@@ -198,17 +199,19 @@ void split_decode(benchmark::State& state, int length, int threads) {
 // alternates), so that both see the same memory bandwidth: on a shared host it drifts by up to
 // 2× within minutes, more than the ratio measured. of_read = median over the iterations of
 // read time / decode time (q1, q3: its quartiles); the reported time is the decode's. Decode:
-// attention() on the calling thread (threads 1), else SplitDecode on a team; over `layers`
-// layers in turn. Read: read_sum over each layer's K and V rows themselves, each thread its
-// share of a layer (SplitDecode's: kv heads [t·8/n, (t+1)·8/n)), a fork-join per layer as in
-// the decode.
+// attention() on the calling thread (threads 1), else attention() on a ThreadTeam (tasks of a
+// KV head, 4 a thread on 2), over `layers` layers in turn. Read: read_sum over each layer's K
+// and V rows themselves, each thread its share of a layer (kv heads [t·8/n, (t+1)·8/n)), a
+// fork-join per layer as in the decode.
 void decode_vs_read(benchmark::State& state, int length, int layers, int threads) {
   const auto cache = filled_cache(length, 0, 0, tformer::KVType::f32, layers);
   const auto q = bench::random_floats(std::size_t(kQHeads) * kDim, 0.1f, 3);
   std::vector<float> o(q.size());
-  tformer::AttentionWorkspace ws(kQHeads / kKvHeads, kDim);
   const tformer::ThreadTeam team(threads);
-  SplitDecode split(length, threads);
+  std::vector<tformer::AttentionWorkspace> ws;
+  for (int t = 0; t < threads; ++t) ws.emplace_back(kQHeads / kKvHeads, kDim);
+  const tformer::HeadsView<const float> qv(q.data(), 1, kQHeads, kDim);
+  const tformer::HeadsView<float> ov(o.data(), 1, kQHeads, kDim);
   std::vector<tformer::KVView> views;
   for (int l = 0; l < layers; ++l) views.push_back(cache.view(l, 0, length));
   const std::size_t head_floats = std::size_t(length) * kDim;  // capacity = length: rows adjoin
@@ -216,10 +219,10 @@ void decode_vs_read(benchmark::State& state, int length, int layers, int threads
   const auto decode_step = [&] {
     for (const tformer::KVView& kv : views)
       if (threads == 1)
-        tformer::attention({q.data(), 1, kQHeads, kDim}, kv,
-                           tformer::Positions::offset(length - 1), {o.data(), 1, kQHeads, kDim}, ws);
+        tformer::attention(qv, kv, tformer::Positions::offset(length - 1), ov, ws[0]);
       else
-        split.run(team, q.data(), kv);
+        tformer::attention(team, qv, kv, tformer::Positions::offset(length - 1), ov,
+                           std::span(ws));
     benchmark::ClobberMemory();
   };
   const auto read_step = [&] {
