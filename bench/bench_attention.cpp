@@ -122,87 +122,65 @@ void decode_layers(benchmark::State& state, int length, int layers) {
 // Decode split as an engine would split it over threads: parts of (KV head g, 512 keys), each
 // attention_lse over its keys into its own (o, lse), each thread its share of the parts in
 // order with its own workspace; then each head's parts merged in key order (merge_attention).
-class SplitDecode {
- public:
-  static constexpr int split = 512, group = kQHeads / kKvHeads;
-  SplitDecode(int length, int threads)
-      : length_(length),
-        chunks_((length + split - 1) / split),
-        parts_(kKvHeads * chunks_),
-        o_(std::size_t(parts_) * group * kDim),
-        lse_(std::size_t(parts_) * group) {
-    for (int t = 0; t < threads; ++t) ws_.emplace_back(group, kDim);
-  }
-
-  // o_of(g · chunks) holds KV head g's group after run().
-  void run(const tformer::ThreadTeam& team, const float* q, const tformer::KVView& kv) {
-    const int threads = int(team.concurrency());
-    team.parallel_for(0, threads, [&](tformer::index t) {
-      for (int p = int(t) * parts_ / threads; p < int(t + 1) * parts_ / threads; ++p) {
-        const int g = p / chunks_, first = p % chunks_ * split;
-        tformer::KVView part = kv.head(g).from(first);
-        part.length = std::min(split, length_ - first);
-        tformer::attention_lse({q + std::size_t(g) * group * kDim, 1, group, kDim}, part,
-                               tformer::Positions::offset(part.length - 1), o_of(p), lse_of(p),
-                               ws_[std::size_t(t)]);
-      }
-    });
-    team.parallel_for(0, kKvHeads, [&](tformer::index g) {
-      const int first = int(g) * chunks_;
-      for (int c = 1; c < chunks_; ++c)
-        tformer::merge_attention(o_of(first), lse_of(first), o_of(first + c), lse_of(first + c),
-                                 o_of(first), lse_of(first));
-    });
-  }
-
-  // Untimed: the largest difference of run()'s result from attention() over the whole view.
-  double max_diff_vs_whole(const float* q, const tformer::KVView& kv) {
-    std::vector<float> whole(std::size_t(kQHeads) * kDim);
-    tformer::attention({q, 1, kQHeads, kDim}, kv, tformer::Positions::offset(length_ - 1),
-                       {whole.data(), 1, kQHeads, kDim}, ws_[0]);
-    double diff = 0;
-    for (int g = 0; g < kKvHeads; ++g)
-      for (int i = 0; i < group * kDim; ++i)
-        diff = std::max(diff, double(std::abs(o_of(g * chunks_).data()[i] -
-                                              whole[std::size_t(g) * group * kDim + std::size_t(i)])));
-    return diff;
-  }
-
- private:
-  tformer::HeadsView<float> o_of(int p) {
-    return {o_.data() + std::size_t(p) * group * kDim, 1, group, kDim};
-  }
-  tformer::MatrixView<float> lse_of(int p) { return {lse_.data() + std::size_t(p) * group, 1, group}; }
-
-  int length_, chunks_, parts_;
-  std::vector<float> o_, lse_;
-  std::vector<tformer::AttentionWorkspace> ws_;
-};
-
 void split_decode(benchmark::State& state, int length, int threads) {
+  constexpr int split = 512, group = kQHeads / kKvHeads;
   const auto cache = filled_cache(length);
   const auto q = bench::random_floats(std::size_t(kQHeads) * kDim, 0.1f, 3);
   const auto kv = cache.view(0, 0, length);
-  const tformer::ThreadTeam team(threads);
-  SplitDecode split(length, threads);
+  const int chunks = (length + split - 1) / split, parts = kKvHeads * chunks;
+  std::vector<float> o(std::size_t(parts) * group * kDim), lse(std::size_t(parts) * group);
+  tformer::ThreadTeam team(threads);
+  std::vector<tformer::AttentionWorkspace> ws;
+  for (int t = 0; t < threads; ++t) ws.emplace_back(group, kDim);
+  const auto o_of = [&](int p) {
+    return tformer::HeadsView<float>{o.data() + std::size_t(p) * group * kDim, 1, group, kDim};
+  };
+  const auto lse_of = [&](int p) {
+    return tformer::MatrixView<float>{lse.data() + std::size_t(p) * group, 1, group};
+  };
   for (auto _ : state) {
-    split.run(team, q.data(), kv);
+    team.parallel_for(0, threads, [&](tformer::index t) {
+      for (int p = int(t) * parts / threads; p < int(t + 1) * parts / threads; ++p) {
+        const int g = p / chunks, first = p % chunks * split;
+        tformer::KVView part = kv.head(g).from(first);
+        part.length = std::min(split, length - first);
+        tformer::attention_lse({q.data() + std::size_t(g) * group * kDim, 1, group, kDim}, part,
+                               tformer::Positions::offset(part.length - 1), o_of(p), lse_of(p),
+                               ws[std::size_t(t)]);
+      }
+    });
+    team.parallel_for(0, kKvHeads, [&](tformer::index g) {
+      const int first = int(g) * chunks;
+      for (int c = 1; c < chunks; ++c)
+        tformer::merge_attention(o_of(first), lse_of(first), o_of(first + c), lse_of(first + c),
+                                 o_of(first), lse_of(first));
+    });
     benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
                           std::int64_t(cache.bytes()));
   bench::set_flops(state, 4.0 * kQHeads * kDim * length);
-  state.counters["max_diff_vs_whole"] = split.max_diff_vs_whole(q.data(), kv);
+  // Untimed: the merged result against attention() over the whole view (float rounding apart).
+  std::vector<float> whole(q.size());
+  tformer::attention({q.data(), 1, kQHeads, kDim}, kv, tformer::Positions::offset(length - 1),
+                     {whole.data(), 1, kQHeads, kDim}, ws[0]);
+  double diff = 0;
+  for (int g = 0; g < kKvHeads; ++g)
+    for (int i = 0; i < group * kDim; ++i)
+      diff =
+          std::max(diff, double(std::abs(o_of(g * chunks).data()[i] -
+                                         whole[std::size_t(g) * group * kDim + std::size_t(i)])));
+  state.counters["max_diff_vs_whole"] = diff;
 }
 
 // A decode step and a read of the same bytes in every iteration, in turns (which runs first
 // alternates), so that both see the same memory bandwidth: on a shared host it drifts by up to
-// 2× within minutes, more than the ratio measured. of_read = median over the iterations of
-// read time / decode time (q1, q3: its quartiles); the reported time is the decode's. Decode:
-// attention() on the calling thread (threads 1), else attention() on a ThreadTeam (tasks of a
-// KV head, 4 a thread on 2), over `layers` layers in turn. Read: read_sum over each layer's K
-// and V rows themselves, each thread its share of a layer (kv heads [t·8/n, (t+1)·8/n)), a
-// fork-join per layer as in the decode.
+// 2× within minutes, more than the differences being measured. of_read = median over the
+// iterations of read time / decode time (q1, q3: its quartiles); the reported time is the
+// decode's. Decode: attention() on the calling thread (threads 1), else attention() on a
+// ThreadTeam (its KV-head tasks taken from a shared counter), over `layers` layers in turn.
+// Read: read_sum over each layer's K and V rows themselves, each thread its share of a layer
+// (kv heads [t·8/n, (t+1)·8/n)), a fork-join per layer (inline on one thread).
 void decode_vs_read(benchmark::State& state, int length, int layers, int threads) {
   const auto cache = filled_cache(length, 0, 0, tformer::KVType::f32, layers);
   const auto q = bench::random_floats(std::size_t(kQHeads) * kDim, 0.1f, 3);
@@ -255,6 +233,7 @@ void decode_vs_read(benchmark::State& state, int length, int layers, int threads
     state.SetIterationTime(decode);
     ratios.push_back(read / decode);
   }
+  if (ratios.empty()) return;
   std::sort(ratios.begin(), ratios.end());
   const auto at = [&](double f) { return ratios[std::size_t(f * double(ratios.size() - 1))]; };
   state.counters["of_read"] = at(0.5);
@@ -386,7 +365,8 @@ int main(int argc, char** argv) {
   // Decode and the read of its own bytes timed in turns in each iteration (of_read: the median
   // of their per-iteration ratio): L 4096 over 4 layers as a decoder step reads it, 16k and 32k.
   for (int threads : {1, 2})
-    for (const auto& [length, layers] : {std::pair{4096, 4}, {16384, 1}, {32768, 1}})
+    for (const auto& [length, layers] :
+         {std::pair{4096, 4}, std::pair{16384, 1}, std::pair{32768, 1}})
       benchmark::RegisterBenchmark(("attention_decode_vs_read/32x8x128/L" + std::to_string(length) +
                                     "/layers:" + std::to_string(layers) +
                                     "/threads:" + std::to_string(threads))

@@ -318,9 +318,10 @@ constexpr index lines_of(index bytes) noexcept { return (bytes + 63) / 64; }
 // 1.21–1.32× faster at L 4096–32768 (docs/PERFORMANCE.md, session 48). A line is a 64-byte step
 // from the tile's first row: exact where rows are whole lines; otherwise 2·half runs a little
 // past the tile's end (hints: nothing is missed, some lines are asked for twice).
-// Lines go to L1: asked for one per line read, they arrive about as the tile before them is done
-// with, and decode from DRAM measured 1.04–1.18× faster than into L2 (head_dim 64–256, f32 and
-// f16, AVX-512 and AVX2; docs/PERFORMANCE.md, session 54).
+// Lines go to L1 (one asked for per line read, so about a tile is in flight): against L2, decode
+// from DRAM measured 0.97–1.16× at 16k–32k keys for f32 head_dim 128 (median 1.06 of 16 runs,
+// AVX-512 and AVX2), up to 1.18–1.41× for head_dim 64 and f16, and within 3 % in L3
+// (docs/PERFORMANCE.md, session 54).
 struct TilePrefetch {
   const char* keys = nullptr;    // the tile's first key row
   const char* values = nullptr;  // and its first value row
@@ -334,17 +335,16 @@ struct TilePrefetch {
   }
   // Point c of a sequence that alternates key and value lines: line c / 2 of keys or values.
   void point(index c) const noexcept { line(c >> 1, (c & 1) != 0); }
-};
-
-// The first `bytes` bytes of the tile's keys and of its values, `pf.ahead` bytes on, into
-// `level` in one run.
-template <CacheLevel level>
-inline void prefetch_run(const TilePrefetch& pf, index bytes) noexcept {
-  for (index b = 0; b < bytes; b += 64) {
-    prefetch<level>(pf.keys + b, pf.ahead);
-    prefetch<level>(pf.values + b, pf.ahead);
+  // The first `bytes` bytes of the keys and of the values, `ahead` bytes on, into `level` in one
+  // run (bytes <= the tile's rows: the pointers stay in the tile).
+  template <CacheLevel level>
+  void run(index bytes) const noexcept {
+    for (index b = 0; b < bytes; b += 64) {
+      prefetch<level>(keys + b, ahead);
+      prefetch<level>(values + b, ahead);
+    }
   }
-}
+};
 
 #if TFORMER_HAS_SIMD
 // One register of a key or value row as floats, shared by a batch of heads. f32 on AVX-512 stays
@@ -631,11 +631,12 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
     n = std::min({AttentionWorkspace::tile, hi - k0, kv.contiguous(k0)});
     // Streaming from DRAM: the rows `ahead` keys on are asked for while these are read, one line
     // per line read, by the first batch of heads, key and value lines in turn (TilePrefetch); a
-    // group too small for a batch asks for them in one run here. (Before session 29: one run of the
-    // tile 2 tiles ahead into L1, which evicted the tile every head reads and stalled while the
-    // run's misses queued; docs/PERFORMANCE.md.) Past hi too, up to the view's length: the
-    // decoder's split-K parts end every 512 keys, and the next part's first keys are read next (a
-    // prefetch never faults, so a part's end needs no stop).
+    // group too small for a batch asks for them in one run here. (Before session 29 every group
+    // took one run of the tile 2 tiles ahead into L1, which evicted the tile every head reads and
+    // stalled while the run's misses queued; for a group of 4, one run 1 tile ahead into L1 is
+    // still 0.47–0.58× the spread, session 54; docs/PERFORMANCE.md.) Past hi too, up to the view's
+    // length: the decoder's split-K parts end every 512 keys, and the next part's first keys are
+    // read next (a prefetch never faults, so a part's end needs no stop).
     const index ahead_bytes =
         stream && k0 + ahead + n <= kv.length && kv.contiguous(k0) >= ahead + n
             ? ahead * d * index(sizeof(T))
@@ -645,14 +646,15 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
                                n * lines_of(d * index(sizeof(T))) / 2};
     if (group < pass_heads && ahead_bytes != 0) {
       // Into L1 where the run's keys and values take at most 32 KiB, the smallest L1 data cache of
-      // current x86 cores: 1.03–1.15× faster than into L2 at head_dim 64 and 128. A 64 KiB run
-      // (head_dim 256, f32) gained nothing in L1 (0.98–1.00×, what two builds of one code differ
-      // by) and would overflow a 32 KiB L1, so it goes to L2 (session 54).
-      const index run = n * d * index(sizeof(T));
-      if (2 * run <= 32 * 1024)
-        prefetch_run<CacheLevel::L1>(tile_pf, run);
+      // current x86 cores: 1.03–1.15× faster than into L2 at head_dim 64 and 128 (f32). A 64 KiB
+      // run (head_dim 256, f32) gained nothing in L1 (0.98–1.00×, what two builds of one code
+      // differ by) and would overflow a 32 KiB L1, so it goes to L2 (session 54).
+      constexpr index l1_run_bytes = 32 * 1024;
+      const index stream_bytes = n * d * index(sizeof(T));  // of the keys, and of the values
+      if (2 * stream_bytes <= l1_run_bytes)
+        tile_pf.run<CacheLevel::L1>(stream_bytes);
       else
-        prefetch_run<CacheLevel::L2>(tile_pf, run);
+        tile_pf.run<CacheLevel::L2>(stream_bytes);
     }
     // Heads in batches of pass_heads: each head's scores and softmax, then the batch's values in
     // one pass (a head that sees nothing yet takes no value pass, as alone).
