@@ -10,7 +10,7 @@
 //            beside fma_peak_threads/threads:<n>, the FMA peak of as many threads at once.
 //   cross:   over 196 encoder tokens, FLOPS = 4 · Hq · D · S · T.
 //   split:   decode on a ThreadTeam of 1 or 2 through the public split-K primitives (parts of a
-//            KV head × 512 keys by attention_lse, merged by merge_attention), beside
+//            KV head × 512 keys, KVView::part, by attention_lse, merged by merge_attention), beside
 //            read_threads/<KiB>/threads:<n>, the read ceiling of the same bytes on as many threads;
 //   vs_read: decode and a read of its own K and V rows timed in turns in every iteration, on 1
 //            or 2 threads (attention(), its executor overload on 2); of_read = the median
@@ -120,8 +120,9 @@ void decode_layers(benchmark::State& state, int length, int layers) {
 }
 
 // Decode split as an engine would split it over threads: parts of (KV head g, 512 keys), each
-// attention_lse over its keys into its own (o, lse), each thread its share of the parts in
-// order with its own workspace; then each head's parts merged in key order (merge_attention).
+// attention_lse over its keys (a part() view, whose prefetch reads on into the next part) into
+// its own (o, lse), each thread its share of the parts in order with its own workspace; then each
+// head's parts merged in key order (merge_attention).
 void split_decode(benchmark::State& state, int length, int threads) {
   constexpr int split = 512, group = kQHeads / kKvHeads;
   const auto cache = filled_cache(length);
@@ -142,8 +143,7 @@ void split_decode(benchmark::State& state, int length, int threads) {
     team.parallel_for(0, threads, [&](tformer::index t) {
       for (int p = int(t) * parts / threads; p < int(t + 1) * parts / threads; ++p) {
         const int g = p / chunks, first = p % chunks * split;
-        tformer::KVView part = kv.head(g).from(first);
-        part.length = std::min(split, length - first);
+        const tformer::KVView part = kv.head(g).part(first, std::min(split, length - first));
         tformer::attention_lse({q.data() + std::size_t(g) * group * kDim, 1, group, kDim}, part,
                                tformer::Positions::offset(part.length - 1), o_of(p), lse_of(p),
                                ws[std::size_t(t)]);

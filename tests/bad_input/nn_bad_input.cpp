@@ -313,6 +313,8 @@ TEST_CASE("bad_input: attention", "[bad_input][nn][attention]") {
        attend([](auto& o) { o.causal = false; }, qv, kv_with([](auto& k) { k.length = -1; }), at,
               ov, ws),
        state},
+      {a, "kv.stored = -1", "kv.stored",
+       attend(same, qv, kv_with([](auto& k) { k.stored = -1; }), at, ov, ws), state},
       {a, "kv.kv_heads = 0", "q.heads",
        attend(same, qv, kv_with([](auto& k) { k.kv_heads = 0; }), at, ov, ws), state},
       {a, "kv.type 9 (not a KVType)", "kv.type",
@@ -366,9 +368,7 @@ TEST_CASE("bad_input: attention", "[bad_input][nn][attention]") {
        weights(same, {w.data(), 2, Hq, 8}), state},
       {aw, "weights.heads 2", "weights.heads", weights(same, {w.data(), 2, 2, L}), state},
       {aw, "weights over q", "memory disjoint from q",
-       [&] {
-         attention_weights({big.data(), 2, Hq, D}, kv, at, {big.data() + D, 2, Hq, L});
-       },
+       [&] { attention_weights({big.data(), 2, Hq, D}, kv, at, {big.data() + D, 2, Hq, L}); },
        state},
       {aw, "weights tokens = 2^62", "weights shape", weights(same, {w.data(), opaque(huge), Hq, L}),
        state},

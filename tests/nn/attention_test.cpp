@@ -1230,6 +1230,53 @@ TEST_CASE("nn/attention: attention over two key sets merged equals attention ove
     }
 }
 
+// part(first, count) names keys [first, first + count) as from() does, `count` long, and lets the
+// kernel prefetch the keys after them: a prefetch changes no bit, so each part's output and lse
+// are those of a view of its keys alone. Lengths of 160 keys and more, where decode prefetches.
+TEST_CASE("nn/attention: a part() of a view is its keys, with the bits of a view of them alone",
+          "[nn][attention][merge]") {
+  const auto seed = GENERATE(range(1, 13));
+  CAPTURE(seed);
+  test::Random rng(seed);
+  const auto type = static_cast<tformer::KVType>(rng.integer(0, 3));
+  const int Hkv = rng.integer(1, 2), g = rng.integer(1, 8), D = 16 * rng.integer(1, 8);
+  const int L = rng.integer(400, 2000), first = rng.integer(0, L - 160),
+            count = rng.integer(160, L - first);
+  Setup s(rng, Hkv * g, Hkv, D, L, 1.0f, type);
+  CAPTURE(tformer::kv_type_name(type), Hkv, g, D, L, first, count);
+  const tformer::KVView all = s.cache.view(0, 0, L);
+  const tformer::KVView part = all.part(first, count);
+  tformer::KVView alone = all.from(first);  // the same keys, nothing readable past them
+  alone.length = alone.stored = count;
+  CHECK(part.length == count);
+  CHECK(part.readable() == L - first);
+  CHECK(alone.readable() == count);
+  for (int h = 0; h < Hkv; ++h)
+    for (int j : {0, count - 1}) {
+      tformer::visit_kv_type(type, [&]<class T>(T) {
+        CHECK(part.key<T>(h, j) == all.key<T>(h, first + j));
+        CHECK(part.value<T>(h, j) == all.value<T>(h, first + j));
+      });
+      if (type == tformer::KVType::q8) {
+        CHECK(part.key_scale(h, j) == all.key_scale(h, first + j));
+        CHECK(part.value_scale(h, j) == all.value_scale(h, first + j));
+      }
+    }
+  const auto q = rng.normal_floats(std::size_t(s.Hq) * D);
+  const HeadsView<const float> qv(q.data(), 1, s.Hq, D);
+  AttentionWorkspace ws(g, D);
+  std::vector<float> o_part(q.size()), o_alone(q.size()), lse_part(std::size_t(s.Hq)),
+      lse_alone(lse_part.size());
+  const auto at = Positions::offset(count - 1);
+  tformer::attention_lse(qv, part, at, HeadsView<float>(o_part.data(), 1, s.Hq, D),
+                         {lse_part.data(), 1, s.Hq}, ws);
+  tformer::attention_lse(qv, alone, at, HeadsView<float>(o_alone.data(), 1, s.Hq, D),
+                         {lse_alone.data(), 1, s.Hq}, ws);
+  CHECK(o_part == o_alone);
+  CHECK(lse_part == lse_alone);
+  CHECK(std::all_of(lse_part.begin(), lse_part.end(), [](float x) { return std::isfinite(x); }));
+}
+
 TEST_CASE("nn/attention: merging parts that saw no key or NaN", "[nn][attention][merge]") {
   const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
   std::vector<float> oa = {1, 2, 3, 4}, ob = {5, 6, 7, 8}, o(4);

@@ -130,8 +130,13 @@ struct KVView {
   const float* key_scales = nullptr;    // q8 only
   const float* value_scales = nullptr;  // q8 only
   index scale_stride = 0;               // q8: floats from one kv head's scales to the next
+  // Positions stored from the view's start, `length` and those after it, which the decode kernel
+  // may prefetch: a split's part reads ahead into the next part's keys (part()). 0: length.
+  index stored = 0;
 
   index slot(index position) const noexcept { return cache_slot(position, slots, sinks); }
+  // Positions from the view's start the kernels may read ahead into: length, or stored past it.
+  index readable() const noexcept { return std::max(length, stored); }
   // Precondition: T is the element type of `type` (float, f16, bf16, std::int8_t for q8).
   template <FloatStorage T>
   const T* key(index head, index position) const noexcept {
@@ -174,7 +179,17 @@ struct KVView {
       rest.value_scales = value_scales + first;
     }
     rest.length = length - first;
+    rest.stored = readable() - first;
     return rest;
+  }
+  // Positions [first, first + count) alone, renumbered from 0: a part of a split of the keys, as
+  // from() but `count` long, whose prefetch reads on into the positions this view holds after it
+  // (the next part's first keys, when one thread takes consecutive parts). Precondition: not a
+  // ring (slots == 0), 0 <= first, 0 <= count, first + count <= length.
+  KVView part(index first, index count) const noexcept {
+    KVView p = from(first);
+    p.length = count;
+    return p;
   }
   // How many positions from `position` on are stored contiguously (until the ring wraps, or
   // the sinks end).

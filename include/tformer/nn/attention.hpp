@@ -634,11 +634,12 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
     // group too small for a batch asks for them in one run here. (Before session 29 every group
     // took one run of the tile 2 tiles ahead into L1, which evicted the tile every head reads and
     // stalled while the run's misses queued; for a group of 4, one run 1 tile ahead into L1 is
-    // still 0.47–0.58× the spread, session 54; docs/PERFORMANCE.md.) Past hi too, up to the view's
-    // length: the decoder's split-K parts end every 512 keys, and the next part's first keys are
-    // read next (a prefetch never faults, so a part's end needs no stop).
+    // still 0.47–0.58× the spread, session 54; docs/PERFORMANCE.md.) Past hi too, up to what the
+    // view holds (readable(): its length, or the positions stored after a part()): the decoder's
+    // split-K parts end every 512 keys, and the next part's first keys are read next (a prefetch
+    // never faults, so a part's end needs no stop).
     const index ahead_bytes =
-        stream && k0 + ahead + n <= kv.length && kv.contiguous(k0) >= ahead + n
+        stream && k0 + ahead + n <= kv.readable() && kv.contiguous(k0) >= ahead + n
             ? ahead * d * index(sizeof(T))
             : 0;
     const TilePrefetch tile_pf{reinterpret_cast<const char*>(kv.key<T>(g, k0)),
@@ -800,6 +801,7 @@ inline void check_kv(const char* where, const KVView& kv) {
   const auto bytes = std::size_t(kv_type_bytes(kv.type));
   check(kv.length >= 0, where, "kv.length", ">= 0", kv.length);
   check(kv.slots >= 0, where, "kv.slots", ">= 0", kv.slots);
+  check(kv.stored >= 0, where, "kv.stored", ">= 0 (0: length)", kv.stored);
   if (kv.slots > 0)
     check(kv.sinks >= 0 && kv.sinks < kv.slots && kv.window >= 1, where,
           "kv.sinks, kv.window (ring)", "0 <= sinks < slots, window >= 1", kv.sinks);
@@ -1273,7 +1275,9 @@ void attention(const E& exec, HeadsView<const float> q, const KVView& kv,
 
 // attention(), and lse [T, Hq] = log Σ_j exp(s_j) over the keys each query sees (−inf when it
 // sees none): an attention over part of the keys (a shared prefix, a page, a split of a long
-// context) that merge_attention() combines with the other parts exactly.
+// context) that merge_attention() combines with the other parts exactly. A split of one view is
+// best made of kv.part() views: decode then prefetches on into the next part's keys (1.04–1.06×
+// faster on 2 threads at 512-key parts; docs/PERFORMANCE.md, session 55).
 template <class Bias = NoBias>
 void attention_lse(HeadsView<const float> q, const KVView& kv, const Positions& positions,
                    HeadsView<float> o, MatrixView<float> lse, AttentionWorkspace& ws,
