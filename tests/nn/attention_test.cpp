@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
@@ -1381,6 +1382,35 @@ TEST_CASE("nn/attention: the prefill transpose moves every value once",
       for (int j = 0; j < ld; ++j)
         REQUIRE(to[std::size_t(i) * ld + j] == (j < n ? from[std::size_t(j) * d + i] : -1.0f));
   }
+}
+
+// The online softmax's rescale factor skips exp where the maximum did not move: the same bits as
+// exp(m_old − m_new) on every pair the kernels pass (m_new = max(m_old, tile maximum)), with 0
+// for no key yet and NaN kept.
+TEST_CASE("nn/attention: the rescale factor is exp(m_old - m_new) to the bit", "[nn][attention]") {
+  const float inf = std::numeric_limits<float>::infinity(),
+              nan = std::numeric_limits<float>::quiet_NaN();
+  const auto old_rule = [&](float m_old, float m_new) {
+    return m_old == -inf ? 0.0f : std::exp(m_old - m_new);
+  };
+  test::Random rng(11);
+  std::vector<float> values = {0.0f, -0.0f, 1.0f, -3.5f, 88.0f, -1e30f, 1e30f, inf, -inf, nan};
+  values.push_back(std::numeric_limits<float>::denorm_min());
+  for (int i = 0; i < 200; ++i) values.push_back(float(rng.uniform(-50.0, 50.0)));
+  int equal_pairs = 0;
+  for (float m_old : values)
+    for (float tile_max : values) {
+      const float m_new = std::max(m_old, tile_max);  // as the kernels form it
+      if (m_new == -inf) continue;                    // the kernels return before asking
+      const float got = tformer::attention_kernels::rescale_factor(m_old, m_new);
+      const float want = old_rule(m_old, m_new);
+      CAPTURE(m_old, tile_max, m_new, got, want);
+      REQUIRE((std::isnan(want)
+                   ? std::isnan(got)
+                   : std::bit_cast<std::uint32_t>(got) == std::bit_cast<std::uint32_t>(want)));
+      equal_pairs += m_old == m_new;
+    }
+  CHECK(equal_pairs > 200);  // the skipped call was exercised
 }
 
 // docs/CONVENTIONS.md: a NaN value reaches every output of its 64-key block in the many-token
