@@ -368,7 +368,9 @@ TEST_CASE("bad_input: attention", "[bad_input][nn][attention]") {
        weights(same, {w.data(), 2, Hq, 8}), state},
       {aw, "weights.heads 2", "weights.heads", weights(same, {w.data(), 2, 2, L}), state},
       {aw, "weights over q", "memory disjoint from q",
-       [&] { attention_weights({big.data(), 2, Hq, D}, kv, at, {big.data() + D, 2, Hq, L}); },
+       [&] {
+         attention_weights({big.data(), 2, Hq, D}, kv, at, {big.data() + D, 2, Hq, L});
+       },
        state},
       {aw, "weights tokens = 2^62", "weights shape", weights(same, {w.data(), opaque(huge), Hq, L}),
        state},

@@ -130,13 +130,13 @@ struct KVView {
   const float* key_scales = nullptr;    // q8 only
   const float* value_scales = nullptr;  // q8 only
   index scale_stride = 0;               // q8: floats from one kv head's scales to the next
-  // Positions stored from the view's start, `length` and those after it, which the decode kernel
-  // may prefetch: a split's part reads ahead into the next part's keys (part()). 0: length.
+  // Positions stored from the view's start, the first `length` included (0: length).
+  // Decode prefetches up to there, so a split's part asks for the next part's first keys (part()).
   index stored = 0;
 
   index slot(index position) const noexcept { return cache_slot(position, slots, sinks); }
-  // Positions from the view's start the kernels may read ahead into: length, or stored past it.
-  index readable() const noexcept { return std::max(length, stored); }
+  // Where decode's prefetch stops: length, or stored past it. Never a bound on the keys read.
+  index prefetchable() const noexcept { return std::max(length, stored); }
   // Precondition: T is the element type of `type` (float, f16, bf16, std::int8_t for q8).
   template <FloatStorage T>
   const T* key(index head, index position) const noexcept {
@@ -168,7 +168,9 @@ struct KVView {
     return one;
   }
   // Positions [first, length) alone, renumbered from 0 (a split of the keys for attention_lse
-  // and merge_attention). Precondition: not a ring (slots == 0), 0 <= first <= length.
+  // and merge_attention). It keeps what is stored after them (stored = prefetchable() − first),
+  // so cutting its length later still lets decode prefetch past the cut; set stored to stop there.
+  // Precondition: not a ring (slots == 0), 0 <= first <= length.
   KVView from(index first) const noexcept {
     KVView rest = *this;
     const index offset = first * head_dim * kv_type_bytes(type);
@@ -179,13 +181,13 @@ struct KVView {
       rest.value_scales = value_scales + first;
     }
     rest.length = length - first;
-    rest.stored = readable() - first;
+    rest.stored = prefetchable() - first;
     return rest;
   }
   // Positions [first, first + count) alone, renumbered from 0: a part of a split of the keys, as
-  // from() but `count` long, whose prefetch reads on into the positions this view holds after it
-  // (the next part's first keys, when one thread takes consecutive parts). Precondition: not a
-  // ring (slots == 0), 0 <= first, 0 <= count, first + count <= length.
+  // from() but `count` long. Decode prefetches on past its end into what this view holds after it:
+  // the next part's first keys, when one thread takes consecutive parts.
+  // Precondition: not a ring (slots == 0), 0 <= first, 0 <= count, first + count <= length.
   KVView part(index first, index count) const noexcept {
     KVView p = from(first);
     p.length = count;

@@ -580,8 +580,9 @@ inline float scale_max(float* s, index n, float scale) noexcept {
 
 // exp(m_old − m_new), the factor for sums kept against the old maximum once it is m_new; 0 before
 // any key (m_old −inf). Where the maximum did not move (most tiles after the first few) it is 1
-// without a call to exp: std::exp(0) is exactly 1, so the bits are the same, and decode is
-// 1.03–1.10× faster (session 55). Precondition: m_new >= m_old, or either is NaN.
+// without a call to exp. std::exp(0) is exactly 1, so the bits are those of the call.
+// Decode measured 1.03–1.10× faster without the call (session 55).
+// Precondition: m_new >= m_old, or either is NaN.
 inline float rescale_factor(float m_old, float m_new) noexcept {
   if (m_old == m_new && std::isfinite(m_old)) return 1.0f;
   return m_old == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp(m_old - m_new);
@@ -644,11 +645,11 @@ void accumulate_as(const float* const* q, index group, index first_head, const K
     // took one run of the tile 2 tiles ahead into L1, which evicted the tile every head reads and
     // stalled while the run's misses queued; for a group of 4, one run 1 tile ahead into L1 is
     // still 0.47–0.58× the spread, session 54; docs/PERFORMANCE.md.) Past hi too, up to what the
-    // view holds (readable(): its length, or the positions stored after a part()): the decoder's
-    // split-K parts end every 512 keys, and the next part's first keys are read next (a prefetch
-    // never faults, so a part's end needs no stop).
+    // view holds (prefetchable(): its length, or the positions stored after a part()): the
+    // decoder's split-K parts end every 512 keys, and the next part's first keys are read next (a
+    // prefetch never faults, so a part's end needs no stop).
     const index ahead_bytes =
-        stream && k0 + ahead + n <= kv.readable() && kv.contiguous(k0) >= ahead + n
+        stream && k0 + ahead + n <= kv.prefetchable() && kv.contiguous(k0) >= ahead + n
             ? ahead * d * index(sizeof(T))
             : 0;
     const TilePrefetch tile_pf{reinterpret_cast<const char*>(kv.key<T>(g, k0)),
@@ -1284,9 +1285,9 @@ void attention(const E& exec, HeadsView<const float> q, const KVView& kv,
 
 // attention(), and lse [T, Hq] = log Σ_j exp(s_j) over the keys each query sees (−inf when it
 // sees none): an attention over part of the keys (a shared prefix, a page, a split of a long
-// context) that merge_attention() combines with the other parts exactly. A split of one view is
-// best made of kv.part() views: decode then prefetches on into the next part's keys (1.04–1.06×
-// faster on 2 threads at 512-key parts; docs/PERFORMANCE.md, session 55).
+// context) that merge_attention() combines with the other parts exactly.
+// Split one view with kv.part(): decode then prefetches on into the next part's keys.
+// On 2 threads with 512-key parts that was 1.01–1.06× faster (docs/PERFORMANCE.md, session 55).
 template <class Bias = NoBias>
 void attention_lse(HeadsView<const float> q, const KVView& kv, const Positions& positions,
                    HeadsView<float> o, MatrixView<float> lse, AttentionWorkspace& ws,
