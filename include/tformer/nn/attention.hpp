@@ -15,10 +15,10 @@
 // NaN: a NaN score among the keys a query sees (a NaN in its query, in a visible key, or from
 // the bias) makes that query head's whole output NaN, as PyTorch's softmax does; other queries
 // are untouched. A masked key is never scored for the query it is masked from. A NaN or inf in a
-// value reaches the outputs through the weighted sum, and in the many-token path also the rows
+// value reaches the outputs through the weighted sum, and in the many-token path may reach rows
 // of a block that give that value weight 0 (0 · NaN in the block's P·V product, as in PyTorch's
-// math backend). Options are checked: scale and softcap finite and >= 0, a bias with heads()
-// (AlibiBias, T5Bias) covering q.heads, o disjoint from q and sink_q.
+// math backend; docs/CONVENTIONS.md says which). Options are checked: scale and softcap finite and
+// >= 0, a bias with heads() (AlibiBias, T5Bias) covering q.heads, o disjoint from q and sink_q.
 //
 // The g query heads of a group are processed together: each K and V row is read from memory once
 // per query token for all of them (a tile stays in L1). Keys are consumed in tiles of 32 with a
@@ -935,23 +935,67 @@ inline void product_tile(float* out, index ldo, const float* alpha, const float*
     }
 }
 
+#endif
+
+// Where a block_product's rows end early (the causal diagonal of prefill, where a row's keys end
+// inside the block): row r needs only out's columns [0, end(r)), the rest may be left unwritten
+// (Ragged::columns), or its a[r][j] are 0 for j >= end(r), whose products are skipped
+// (Ragged::depth). A tile of rows takes the largest end of its rows; columns in whole vectors.
+enum class Ragged { none, columns, depth };
+
+// The ends of rows that need everything (Ragged::none).
+struct WholeRows {
+  index operator()(index) const noexcept { return std::numeric_limits<index>::max(); }
+};
+
+#if TFORMER_HAS_SIMD
+// product_tile for the first `used` (1 to RN) of its RN vectors.
+template <index RM, index RN>
+inline void product_tile_first(index used, float* out, index ldo, const float* alpha,
+                               const float* a, index lda, const float* b, index ldb, index depth,
+                               index c, std::size_t tail) noexcept {
+  if constexpr (RN > 1) {
+    if (used < RN)
+      return product_tile_first<RM, RN - 1>(used, out, ldo, alpha, a, lda, b, ldb, depth, c, 0);
+  }
+  product_tile<RM, RN>(out, ldo, alpha, a, lda, b, ldb, depth, c, tail);
+}
+
+// product_tile over the RM rows from r for the columns from c, cut to what the rows' ends need.
+template <index RM, index RN, class Ends>
+inline void product_rows_from(index r, Ragged ragged, const Ends& ends, float* out, index ldo,
+                              const float* alpha, const float* a, index lda, const float* b,
+                              index ldb, index depth, index c, std::size_t tail) noexcept {
+  constexpr index W = static_cast<index>(simd::lanes);
+  index used = RN;
+  if (ragged != Ragged::none) {
+    index end = 0;
+    for (index m = 0; m < RM; ++m) end = std::max(end, ends(r + m));
+    if (ragged == Ragged::columns) {
+      if (end <= c) return;
+      used = std::min(RN, (end - c + W - 1) / W);
+    } else {
+      depth = std::clamp<index>(end, 0, depth);
+    }
+  }
+  product_tile_first<RM, RN>(used, out + r * ldo, ldo, alpha ? alpha + r : nullptr, a + r * lda,
+                             lda, b, ldb, depth, c, tail);
+}
+
 // product_tile over rows [0, rows) in tiles of RM (then of 2, then one at a time) for the columns
 // from c.
-template <index RM, index RN>
+template <index RM, index RN, class Ends>
 inline void product_rows(float* out, index ldo, const float* alpha, index rows, const float* a,
                          index lda, const float* b, index ldb, index depth, index c,
-                         std::size_t tail) noexcept {
+                         std::size_t tail, Ragged ragged, const Ends& ends) noexcept {
   index r = 0;
   for (; r + RM <= rows; r += RM)
-    product_tile<RM, RN>(out + r * ldo, ldo, alpha ? alpha + r : nullptr, a + r * lda, lda, b, ldb,
-                         depth, c, tail);
+    product_rows_from<RM, RN>(r, ragged, ends, out, ldo, alpha, a, lda, b, ldb, depth, c, tail);
   if constexpr (RM > 2)
     for (; r + 2 <= rows; r += 2)
-      product_tile<2, RN>(out + r * ldo, ldo, alpha ? alpha + r : nullptr, a + r * lda, lda, b, ldb,
-                          depth, c, tail);
+      product_rows_from<2, RN>(r, ragged, ends, out, ldo, alpha, a, lda, b, ldb, depth, c, tail);
   for (; r < rows; ++r)
-    product_tile<1, RN>(out + r * ldo, ldo, alpha ? alpha + r : nullptr, a + r * lda, lda, b, ldb,
-                        depth, c, tail);
+    product_rows_from<1, RN>(r, ragged, ends, out, ldo, alpha, a, lda, b, ldb, depth, c, tail);
 }
 #endif
 
@@ -959,10 +1003,13 @@ inline void product_rows(float* out, index ldo, const float* alpha, index rows, 
 // alpha (nullptr) out = a·b. Row-major with strides ldo, lda, ldb, read in place. Tiles of 6 rows ×
 // 4 vectors of out (2 vectors below AVX-512) in registers over the whole depth: per j the tile's b
 // vectors, a broadcast of each row's a value, one FMA per row and vector, no horizontal sum. Every
-// j is added, a weight 0 too (0·NaN is NaN, as in a GEMM).
+// j is added, a weight 0 too (0·NaN is NaN, as in a GEMM), except where `ragged` and `ends` say
+// a row ends early (the scalar build computes everything).
+template <class Ends = WholeRows>
 inline void block_product(float* out, index ldo, const float* alpha, index rows, index cols,
-                          const float* a, index lda, const float* b, index ldb,
-                          index depth) noexcept {
+                          const float* a, index lda, const float* b, index ldb, index depth,
+                          [[maybe_unused]] Ragged ragged = Ragged::none,
+                          [[maybe_unused]] const Ends& ends = {}) noexcept {
   index c = 0;
 #if TFORMER_HAS_SIMD
   // AVX-512: 24 accumulators, 4 b vectors and a broadcast in 29 of 32 registers, 10 loads per 24
@@ -971,12 +1018,13 @@ inline void block_product(float* out, index ldo, const float* alpha, index rows,
   // AVX2). docs/PERFORMANCE.md, session 50.
   constexpr index W = static_cast<index>(simd::lanes), tile_rows = 6, vectors = W == 16 ? 4 : 2;
   for (; c + vectors * W <= cols; c += vectors * W)
-    product_rows<tile_rows, vectors>(out, ldo, alpha, rows, a, lda, b, ldb, depth, c, 0);
+    product_rows<tile_rows, vectors>(out, ldo, alpha, rows, a, lda, b, ldb, depth, c, 0, ragged,
+                                     ends);
   for (; c + W <= cols; c += W)
-    product_rows<tile_rows, 1>(out, ldo, alpha, rows, a, lda, b, ldb, depth, c, 0);
+    product_rows<tile_rows, 1>(out, ldo, alpha, rows, a, lda, b, ldb, depth, c, 0, ragged, ends);
   if (c < cols)
     product_rows<tile_rows, 1>(out, ldo, alpha, rows, a, lda, b, ldb, depth, c,
-                               std::size_t(cols - c));
+                               std::size_t(cols - c), ragged, ends);
   c = cols;
 #endif
   for (index r = 0; r < rows; ++r) {
@@ -1084,7 +1132,12 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
         });
       }
       transpose_block(kb, n, d, ws.kt_block(), bk);
-      block_product(sb, bk, nullptr, rows, n, qb, d, ws.kt_block(), bk, d);
+      // Plain rows need their scores up to the end of their run only (the rest is masked below),
+      // and their weights past it are 0: on the causal diagonal both products skip what is past
+      // the ends (in vectors of keys, rows in tiles).
+      const auto end_of = [&](index r) { return run_of(positions(t0 + r / group)).second - k0; };
+      const Ragged scores_ragged = plain ? Ragged::columns : Ragged::none;
+      block_product(sb, bk, nullptr, rows, n, qb, d, ws.kt_block(), bk, d, scores_ragged, end_of);
       for (index r = 0; r < rows; ++r) {
         const index p = positions(t0 + r / group), h = g * group + r % group;
         const index at = position_of(p);
@@ -1119,7 +1172,8 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
         l[r] = l[r] * alpha[r] + exp_shifted(srow, n, m_new);
         m[r] = m_new;
       }
-      block_product(ob, d, alpha, rows, d, sb, bk, vb, d, n);
+      block_product(ob, d, alpha, rows, d, sb, bk, vb, d, n, plain ? Ragged::depth : Ragged::none,
+                    end_of);
     }
   };
   if (const index sinks_end = opt.window > 0 ? std::min(opt.sinks, lo_max) : 0; sinks_end > 0) {
