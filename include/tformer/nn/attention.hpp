@@ -1113,6 +1113,8 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
   // run_of(p) = [from, to) (causal end, window start, the sinks the window left), minus the keys
   // the padding mask hides.
   const auto pass = [&](index k_lo, index k_hi, auto position_of, auto run_of) {
+    index end_min = std::numeric_limits<index>::max();  // where the first row's keys end
+    for (index t = 0; t < tq; ++t) end_min = std::min(end_min, run_of(positions(t0 + t)).second);
     for (index k0 = k_lo, n = 0; k0 < k_hi; k0 += n) {
       n = std::min({bk, k_hi - k0, kv.contiguous(k0)});
       const float* kb = ws.k_block();
@@ -1133,11 +1135,12 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
       }
       transpose_block(kb, n, d, ws.kt_block(), bk);
       // Plain rows need their scores up to the end of their run only (the rest is masked below),
-      // and their weights past it are 0: on the causal diagonal both products skip what is past
-      // the ends (in vectors of keys, rows in tiles).
+      // and their weights past it are 0: where a row ends inside the block (the causal diagonal),
+      // both products skip what is past the ends (in vectors of keys, rows in tiles).
+      const bool ragged = plain && end_min < k0 + n;
       const auto end_of = [&](index r) { return run_of(positions(t0 + r / group)).second - k0; };
-      const Ragged scores_ragged = plain ? Ragged::columns : Ragged::none;
-      block_product(sb, bk, nullptr, rows, n, qb, d, ws.kt_block(), bk, d, scores_ragged, end_of);
+      block_product(sb, bk, nullptr, rows, n, qb, d, ws.kt_block(), bk, d,
+                    ragged ? Ragged::columns : Ragged::none, end_of);
       for (index r = 0; r < rows; ++r) {
         const index p = positions(t0 + r / group), h = g * group + r % group;
         const index at = position_of(p);
@@ -1172,7 +1175,7 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
         l[r] = l[r] * alpha[r] + exp_shifted(srow, n, m_new);
         m[r] = m_new;
       }
-      block_product(ob, d, alpha, rows, d, sb, bk, vb, d, n, plain ? Ragged::depth : Ragged::none,
+      block_product(ob, d, alpha, rows, d, sb, bk, vb, d, n, ragged ? Ragged::depth : Ragged::none,
                     end_of);
     }
   };
