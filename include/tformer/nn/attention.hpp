@@ -792,7 +792,7 @@ void merge_states(index count, const PartOf& part, index h, const DecodeState& i
   float l = 0.0f;
   for (index c = 0; c < count; ++c) {
     const DecodeState pc = part(c);
-    const float w = pc.m[h] == neg_inf ? 0.0f : std::exp(pc.m[h] - m);
+    const float w = rescale_factor(pc.m[h], m);  // m is no NaN and the largest of the parts
     const float* a = pc.acc_of(h);
     if (c == 0)
       for (index i = 0; i < d; ++i) acc[i] = w * a[i];  // a may be acc
