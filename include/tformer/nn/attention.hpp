@@ -1113,7 +1113,7 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
   // run_of(p) = [from, to) (causal end, window start, the sinks the window left), minus the keys
   // the padding mask hides.
   const auto pass = [&](index k_lo, index k_hi, auto position_of, auto run_of) {
-    index end_min = std::numeric_limits<index>::max();  // where the first row's keys end
+    index end_min = std::numeric_limits<index>::max();  // the earliest end of the rows' keys
     for (index t = 0; t < tq; ++t) end_min = std::min(end_min, run_of(positions(t0 + t)).second);
     for (index k0 = k_lo, n = 0; k0 < k_hi; k0 += n) {
       n = std::min({bk, k_hi - k0, kv.contiguous(k0)});
