@@ -1431,7 +1431,9 @@ TEST_CASE("nn/attention: the rescale factor is exp(m_old - m_new) to the bit", "
 
 // docs/CONVENTIONS.md: a NaN value reaches every output that weights it; in the many-token path
 // it may reach rows of its query tile that give it weight 0 (0 · NaN where a product tile of rows
-// reaches past their ends), never rows of a query tile whose keys end before it.
+// reaches past their ends), never rows of a query tile whose keys end before it. Tokens 32-34
+// (group 2: rows 0-5 of their tile, one register tile whose last end is key 35) give it weight 0:
+// the SIMD builds stop that tile's P·V before it, the scalar build multiplies the whole block.
 TEST_CASE(
     "nn/attention: a NaN value reaches the rows that weight it in a prefill, and no query "
     "tile that ends before it",
@@ -1453,9 +1455,8 @@ TEST_CASE(
                      Positions::offset(0), HeadsView<float>(o.data(), L, Hq, D), ws);
   for (int t = 0; t < L; ++t) {
     CAPTURE(t);
-    if (t >= 32 && t < bad) continue;  // weight 0, in a tile that reaches it: either
-    for (int i = 0; i < Hq * D; ++i)
-      REQUIRE(std::isnan(o[std::size_t(t) * Hq * D + i]) == (t >= bad));
+    const bool nan = t >= bad || (t >= 32 && !TFORMER_HAS_SIMD);
+    for (int i = 0; i < Hq * D; ++i) REQUIRE(std::isnan(o[std::size_t(t) * Hq * D + i]) == nan);
   }
 }
 

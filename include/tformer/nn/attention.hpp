@@ -939,7 +939,7 @@ inline void product_tile(float* out, index ldo, const float* alpha, const float*
 
 // Where a block_product's rows end early (the causal diagonal of prefill, where a row's keys end
 // inside the block): row r needs only out's columns [0, end(r)), the rest may be left unwritten
-// (Ragged::columns), or its a[r][j] are 0 for j >= end(r), whose products are skipped
+// (Ragged::columns), or its a[r][j] are 0 for j >= end(r), whose products may be skipped
 // (Ragged::depth). A tile of rows takes the largest end of its rows; columns in whole vectors.
 enum class Ragged { none, columns, depth };
 
@@ -1135,8 +1135,9 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
       }
       transpose_block(kb, n, d, ws.kt_block(), bk);
       // Plain rows need their scores up to the end of their run only (the rest is masked below),
-      // and their weights past it are 0: where a row ends inside the block (the causal diagonal),
-      // both products skip what is past the ends (in vectors of keys, rows in tiles).
+      // and their weights past it are 0: where a row ends inside or before the block (the causal
+      // diagonal), both products skip what lies past each tile of rows' last end (S in vectors of
+      // keys, P·V at the end itself).
       const bool ragged = plain && end_min < k0 + n;
       const auto end_of = [&](index r) { return run_of(positions(t0 + r / group)).second - k0; };
       block_product(sb, bk, nullptr, rows, n, qb, d, ws.kt_block(), bk, d,
