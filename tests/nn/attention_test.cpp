@@ -174,7 +174,8 @@ TEST_CASE("nn/attention: GQA matches the reference on random shapes and masks",
   test::Random rng(seed);
   // Groups up to 9: decode takes heads in batches (4 on AVX-512, 2 below) and the rest alone.
   const int Hkv = rng.integer(1, 4), g = rng.integer(1, 9), D = rng.even(2, 96);
-  const int L = rng.integer(1, 300), T = rng.integer(1, std::min(L, 12));
+  // Every fourth seed a prefill of up to 150 tokens: several query tiles and key blocks.
+  const int L = rng.integer(1, 300), T = rng.integer(1, std::min(L, seed % 4 == 0 ? 150 : 12));
   Setup s(rng, Hkv * g, Hkv, D, L);
   AttentionOptions opt = seeded_masks(seed, rng);
   if (seed % 2) opt.scale = float(rng.uniform(0.05, 0.5));
@@ -195,7 +196,7 @@ TEST_CASE(
   CAPTURE(tformer::kv_type_name(type), seed);
   test::Random rng(seed + 100);
   const int Hkv = rng.integer(1, 4), g = rng.integer(1, 9), D = rng.integer(1, 140);
-  const int L = rng.integer(1, 400), T = seed % 2 ? 1 : rng.integer(2, std::min(L + 1, 40));
+  const int L = rng.integer(1, 400), T = seed % 2 ? 1 : rng.integer(2, std::min(L + 1, 150));
   Setup s(rng, Hkv * g, Hkv, D, L, 1.0f, type);
   AttentionOptions opt = seeded_masks(seed, rng);
   if (seed % 7 == 5 && opt.window > 0) opt.sinks = rng.integer(1, 6);
@@ -708,15 +709,16 @@ TEST_CASE("nn/attention: the explain path returns the weights the fast path appl
 TEST_CASE("nn/attention: many-block prefill, wide groups, and the explain path with every mask",
           "[nn][attention]") {
   test::Random rng(21);
-  const int Hkv = 1, g = 16, D = 8, L = 150, T = 75;  // 3 query blocks, 3 key blocks, group 16
+  // 3 query blocks (64, 64, 22 tokens), up to 3 key blocks of 128 each, group 16.
+  const int Hkv = 1, g = 16, D = 8, L = 400, T = 150, W = 280;
   Setup s(rng, Hkv * g, Hkv, D, L);
   const auto q = rng.normal_floats(std::size_t(T) * s.Hq * D);
   std::vector<std::int32_t> pos(T);
-  for (int t = 0; t < T; ++t) pos[t] = 70 + t;
+  for (int t = 0; t < T; ++t) pos[t] = 240 + t;
   std::vector<std::uint8_t> valid(L, 1);
-  for (int j : {0, 69, 70, 100, 149}) valid[j] = 0;
+  for (int j : {0, 127, 128, 239, 240, 300, 389}) valid[j] = 0;
   AttentionOptions opt;
-  opt.window = 40;
+  opt.window = W;
   opt.softcap = 3.0f;
   opt.key_valid = valid;
   auto alibi = [](tformer::index h, tformer::index p, tformer::index j) {
@@ -738,7 +740,7 @@ TEST_CASE("nn/attention: many-block prefill, wide groups, and the explain path w
       const float* wr = w.data() + (std::size_t(t) * s.Hq + h) * L;
       double total = 0;
       for (int j = 0; j < L; ++j) {
-        if (!valid[j] || j > pos[t] || j <= pos[t] - 40) REQUIRE(wr[j] == 0.0f);
+        if (!valid[j] || j > pos[t] || j <= pos[t] - W) REQUIRE(wr[j] == 0.0f);
         total += wr[j];
       }
       REQUIRE(std::abs(total - 1.0) <= 1e-6);
@@ -768,7 +770,7 @@ TEST_CASE("nn/attention: sinks match the reference on random shapes, both paths 
   CAPTURE(seed);
   test::Random rng(100 + seed);
   const int Hkv = rng.integer(1, 3), g = rng.integer(1, 4), D = rng.even(2, 80);
-  const int L = rng.integer(2, 300), T = seed % 3 == 0 ? 1 : rng.integer(1, std::min(L, 40));
+  const int L = rng.integer(2, 300), T = seed % 3 == 0 ? 1 : rng.integer(1, std::min(L, 150));
   const auto type =
       seed % 4 == 0 ? tformer::KVType::q8 : tformer::KVType::f32;  // sink rows' scales
   Setup s(rng, Hkv * g, Hkv, D, L, 1.0f, type);
@@ -941,7 +943,7 @@ TEST_CASE("nn/attention: a NaN in a query or a visible key makes exactly those o
   test::Random rng(std::uint64_t(300 + seed));
   const int Hkv = rng.integer(1, 3), g = rng.integer(1, 4), D = rng.even(2, 80);
   const int L = rng.integer(1, 200);
-  const int T = seed % 2 ? 1 : rng.integer(2, std::min(L, 40) + 1);  // decode, or block path
+  const int T = seed % 2 ? 1 : rng.integer(2, std::min(L, 150) + 1);  // decode, or blocks
   const int Hq = Hkv * g;
   CAPTURE(Hkv, g, D, L, T);
   Setup s(rng, Hq, Hkv, D, L);
@@ -1010,7 +1012,7 @@ TEST_CASE(
   test::Random rng(std::uint64_t(700 + seed));
   const int Hkv = rng.integer(1, 3), g = rng.integer(1, 4), D = rng.integer(1, 80);
   const int L = rng.integer(1, 200);
-  const int T = seed % 2 ? 1 : rng.integer(2, std::min(L, 40) + 1);  // decode, or block path
+  const int T = seed % 2 ? 1 : rng.integer(2, std::min(L, 150) + 1);  // decode, or blocks
   const int Hq = Hkv * g;
   CAPTURE(Hkv, g, D, L, T);
   Setup s(rng, Hq, Hkv, D, L, 1.0f, tformer::KVType::q8);
@@ -1175,7 +1177,7 @@ TEST_CASE("nn/attention: attention over two key sets merged equals attention ove
   CAPTURE(seed);
   test::Random rng(seed);
   const int Hkv = rng.integer(1, 3), g = rng.integer(1, 4), D = rng.even(2, 80);
-  const int L = rng.integer(2, 400), split = rng.integer(1, L - 1), T = rng.integer(1, 40);
+  const int L = rng.integer(2, 400), split = rng.integer(1, L - 1), T = rng.integer(1, 150);
   Setup s(rng, Hkv * g, Hkv, D, L, float(rng.uniform(0.5, 3.0)));
   CAPTURE(Hkv, g, D, L, split, T);
   AttentionOptions opt;
@@ -1431,14 +1433,15 @@ TEST_CASE("nn/attention: the rescale factor is exp(m_old - m_new) to the bit", "
 
 // docs/CONVENTIONS.md: a NaN value reaches every output that weights it; in the many-token path
 // it may reach rows of its query tile that give it weight 0 (0 · NaN where a product tile of rows
-// reaches past their ends), never rows of a query tile whose keys end before it. Tokens 32-34
-// (group 2: rows 0-5 of their tile, one register tile whose last end is key 35) give it weight 0:
+// reaches past their ends), never rows of a query tile whose keys end before it. Tokens 64-66
+// (group 2: rows 0-5 of their tile, one register tile whose last end is key 67) give it weight 0:
 // the SIMD builds stop that tile's P·V before it, the scalar build multiplies the whole block.
 TEST_CASE(
     "nn/attention: a NaN value reaches the rows that weight it in a prefill, and no query "
     "tile that ends before it",
     "[nn][attention][prefill]") {
-  constexpr int Hq = 2, Hkv = 1, D = 16, L = 40, bad = 35;  // query tiles [0, 32) and [32, 40)
+  constexpr int tile = int(AttentionWorkspace::query_tile);             // 64
+  constexpr int Hq = 2, Hkv = 1, D = 16, L = tile + 8, bad = tile + 3;  // tiles [0, 64), [64, 72)
   test::Random rng(5);
   const auto k = rng.normal_floats(std::size_t(L) * Hkv * D);
   auto v = rng.normal_floats(k.size());
@@ -1455,12 +1458,12 @@ TEST_CASE(
                      Positions::offset(0), HeadsView<float>(o.data(), L, Hq, D), ws);
   for (int t = 0; t < L; ++t) {
     CAPTURE(t);
-    const bool nan = t >= bad || (t >= 32 && !TFORMER_HAS_SIMD);
+    const bool nan = t >= bad || (t >= tile && !TFORMER_HAS_SIMD);
     for (int i = 0; i < Hq * D; ++i) REQUIRE(std::isnan(o[std::size_t(t) * Hq * D + i]) == nan);
   }
 }
 
-// attention() on an executor splits a call into (kv head, block of 32 queries) tasks, one token
+// attention() on an executor splits a call into (kv head, block of 64 queries) tasks, one token
 // into kv heads; each task writes its own rows, so every executor gives attention()'s bits.
 TEST_CASE("nn/attention: on threads, the same bits as on one, every cache type and mask",
           "[nn][attention][threads]") {

@@ -15,7 +15,7 @@
 // attn_norm, or the final norm after the last layer.
 //
 // Work is split over the executor by output rows (projections, every FFN and MoE expert), by
-// (sequence, KV head, block of 32 queries) tasks (prefill attention), by KV heads × runs of
+// (sequence, KV head, block of 64 queries) tasks (prefill attention), by KV heads × runs of
 // keys (decode attention, split-K), and by runs of 16 tokens (norms over the step's rows; RoPE
 // and cache writes over each segment's tokens; for_token_runs: fewer than 32 rows or tokens run
 // on the calling thread). MoE routing, the top-k FFN's selection and learned rotations run on
@@ -276,7 +276,7 @@ namespace decoder_kernels {
 
 // att = attention of q over view_of(segment) with options_of(segment) (cross-attention: each
 // sequence's own padding mask) for every segment, in one call. Segments of many tokens
-// (prefill) are split into (segment, KV head, block of 32 queries) tasks; a decode token's
+// (prefill) are split into (segment, KV head, block of 64 queries) tasks; a decode token's
 // attention over KV heads and runs of split_keys keys (split-K, flash-decoding), whose states
 // merge in key order. The split depends on the sizes alone, so results are the same bit for bit
 // whatever the executor's threads. The views (which check) and the options are built on the
