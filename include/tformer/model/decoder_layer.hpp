@@ -303,7 +303,7 @@ void attend_segments(const E& exec, const Dims& d, std::span<const StepSegment> 
   const bool prefill = std::any_of(segments.begin(), segments.end(),
                                   [](const StepSegment& s) { return s.tokens > 1; });
   if (prefill) {
-    // Tasks: (segment, kv head, block of query_tile queries), the last blocks (most keys) first.
+    // Tasks: (segment, kv head, block of query_tile queries), head by head, the last blocks first.
     // Each worker takes tasks from a shared counter into its own scratch; a task's result does
     // not depend on which worker runs it or on what ran before.
     const auto tasks_of = [&](const StepSegment& s) {

@@ -1238,8 +1238,9 @@ inline void check_workspace(const char* where, const AttentionWorkspace& ws, ind
 }
 
 // The independent pieces of an attention call, each writing its own rows of o (and lse): many
-// tokens, one per (kv head, block of query_tile queries), the last blocks (most keys when causal)
-// first; one token, one per kv head.
+// tokens, one per (kv head, block of query_tile queries), kv head by kv head and each head's last
+// blocks (most keys when causal) first, so that a worker's next task reads the keys and values it
+// just read (1.01–1.06× on two threads, session 57); one token, one per kv head.
 inline index attention_tasks(index tokens, index kv_heads) noexcept {
   const index blocks =
       tokens > 1 ? (tokens + AttentionWorkspace::query_tile - 1) / AttentionWorkspace::query_tile
@@ -1254,15 +1255,15 @@ void attention_task(index task, HeadsView<const float> q, const KVView& kv,
                     const Positions& positions, HeadsView<float> o, MatrixView<float> lse,
                     const AttentionOptions& opt, float scale, const Bias& bias,
                     AttentionWorkspace& ws) noexcept {
-  const index group = q.heads() / kv.kv_heads, g = task % kv.kv_heads;
+  const index group = q.heads() / kv.kv_heads;
   if (q.tokens() > 1) {  // many tokens: blocks of register-tiled products
     constexpr index tile = AttentionWorkspace::query_tile;
-    const index blocks = (q.tokens() + tile - 1) / tile,
-                t0 = (blocks - 1 - task / kv.kv_heads) * tile;
-    attend_block(q, o, positions, t0, std::min(tile, q.tokens() - t0), g, group, kv, opt, scale,
-                 bias, ws, lse);
+    const index blocks = (q.tokens() + tile - 1) / tile, t0 = (blocks - 1 - task % blocks) * tile;
+    attend_block(q, o, positions, t0, std::min(tile, q.tokens() - t0), task / blocks, group, kv,
+                 opt, scale, bias, ws, lse);
     return;
   }
+  const index g = task;
   const float** qs = ws.q_rows();
   const float** sink_qs = ws.sink_q_rows();
   float** os = ws.o_rows();
