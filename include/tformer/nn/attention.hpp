@@ -1098,11 +1098,22 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
     lo_max = std::max(lo_max, lo);
     hi_max = std::max(hi_max, opt.causal ? std::min(p + 1, kv.length) : kv.length);
   }
+  // The group's query rows, copied token by token (a token's group is contiguous), each token
+  // asked for 4 tokens ahead: 1.00–1.03× on two threads at T 512 (session 57). Read in place,
+  // the rows of 64 tokens one token stride apart share L1 sets: 0.94–0.96×.
   const auto load_q = [&](HeadsView<const float> from) {
-    for (index t = 0; t < tq; ++t)
-      for (index j = 0; j < group; ++j)
-        std::copy(from.row(t0 + t, g * group + j), from.row(t0 + t, g * group + j) + d,
-                  qb + (t * group + j) * d);
+    constexpr index ahead = 4;
+    const index bytes = group * d * index(sizeof(float));
+    const auto ask = [&](index t) {
+      if (t < tq)
+        for (index b = 0; b < bytes; b += 64)
+          prefetch<CacheLevel::L1>(from.row(t0 + t, g * group), b);
+    };
+    for (index t = 0; t < ahead; ++t) ask(t);
+    for (index t = 0; t < tq; ++t) {
+      ask(t + ahead);
+      std::copy_n(from.row(t0 + t, g * group), group * d, qb + t * group * d);
+    }
   };
   std::fill(ob, ob + rows * d, 0.0f);
   std::fill(m, m + rows, neg_inf);
