@@ -6,7 +6,7 @@
 //           it writes almost nothing). decode_layers: L 4096 over 4 layers in turn, as a
 //           decoder step reads them (no layer still in L3 when it comes round again).
 //   prefill: FLOPS = 4 · Hq · D · (causal pairs), pairs = T·(T+1)/2; prefill_threads: the same
-//            through attention() on a ThreadTeam of 1 or 2 (tasks of a KV head × 32 queries),
+//            through attention() on a ThreadTeam of 1 or 2 (tasks of a KV head × 64 queries),
 //            beside fma_peak_threads/threads:<n>, the FMA peak of as many threads at once.
 //   cross:   over 196 encoder tokens, FLOPS = 4 · Hq · D · S · T.
 //   split:   decode on a ThreadTeam of 1 or 2 through the public split-K primitives (parts of a

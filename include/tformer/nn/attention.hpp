@@ -95,7 +95,8 @@ struct NoBias {
 class AttentionWorkspace {
  public:
   static constexpr index tile = 32;        // keys per step of the one-token (decode) path
-  // Blocks of the many-token path: 64 × 128 ran 1.05–1.14× as fast as 32 × 64 (session 57).
+  // Blocks of the many-token path: 64 × 128 ran 1.02–1.14× as fast as 32 × 64 (0.99× for a
+  // group of 32 on two threads; docs/PERFORMANCE.md, session 57).
   static constexpr index query_tile = 64;  // query tokens per block of the many-token path
   static constexpr index key_tile = 128;   // keys per block of the many-token path
   // Throws unless group_size >= 1, head_dim >= 1 and the largest buffer is at most 2^40 bytes.
@@ -1099,8 +1100,8 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
     hi_max = std::max(hi_max, opt.causal ? std::min(p + 1, kv.length) : kv.length);
   }
   // The group's query rows, copied token by token (a token's group is contiguous), each token
-  // asked for 4 tokens ahead: 1.00–1.03× on two threads at T 512 (session 57). Read in place,
-  // the rows of 64 tokens one token stride apart share L1 sets: 0.94–0.96×.
+  // asked for 4 tokens ahead: 1.00–1.02× on two threads at T 512 (session 57). Read in place,
+  // 0.94–0.96× at 32/8 × 128 (a guess: 64 tokens' rows a token stride apart share L1 sets).
   const auto load_q = [&](HeadsView<const float> from) {
     constexpr index ahead = 4;
     const index bytes = group * d * index(sizeof(float));
@@ -1265,7 +1266,7 @@ inline void check_workspace(const char* where, const AttentionWorkspace& ws, ind
 // The independent pieces of an attention call, each writing its own rows of o (and lse): many
 // tokens, one per (kv head, block of query_tile queries), kv head by kv head and each head's last
 // blocks (most keys when causal) first, so that a worker's next task reads the keys and values it
-// just read (1.01–1.06× on two threads, session 57); one token, one per kv head.
+// just read (0.97–1.06× on two threads, session 57); one token, one per kv head.
 inline index attention_tasks(index tokens, index kv_heads) noexcept {
   const index blocks =
       tokens > 1 ? (tokens + AttentionWorkspace::query_tile - 1) / AttentionWorkspace::query_tile
