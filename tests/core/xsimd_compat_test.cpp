@@ -256,6 +256,48 @@ TEST_CASE("xsimd: exp, tanh and abs against the standard library, lane by lane",
       [](double) { return 0.0; }, "abs");
 }
 
+TEST_CASE("simd: exp_nonpositive against the standard library, lane by lane", "[core][xsimd]") {
+  test::Random rng(15);
+  std::vector<float> x(std::size_t(256) * W);
+  for (auto& v : x) v = float(rng.uniform(-86.5, 0.0));
+  for (int i = 0; i < W; ++i) x[i] = -0.05f * float(i);  // around 0, where most weights lie
+  // Cephes' polynomial as in xsimd::exp (1.5 ulp there): 2 ulp, and a normal result down to −86.5.
+  const auto exp_np = [](B b) { return tformer::simd::exp_nonpositive(b); };
+  check_lanewise(
+      x, exp_np, [](float v) { return std::exp(double(v)); },
+      [](double e) { return 4 * u * std::abs(e); }, "exp_nonpositive");
+  for (auto& v : x) v = float(rng.uniform(0.0, 88.0));  // defined up to 88 too
+  check_lanewise(
+      x, exp_np, [](float v) { return std::exp(double(v)); },
+      [](double e) { return 4 * u * std::abs(e); }, "exp_nonpositive, x > 0");
+  // The edges, each in every lane in turn: 0 below −86.5 and at −inf, NaN kept, e^0 exactly 1.
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float edges[] = {-inf, -1e30f, -200.0f, -86.51f, -86.5f, -0.0f, 0.0f, nan};
+  for (int lane = 0; lane < W; ++lane) {
+    for (const float e : edges) {
+      std::vector<float> row(W);
+      for (int i = 0; i < W; ++i) row[i] = -0.25f * float(i + 1);
+      row[lane] = e;
+      const auto got = lanes_of(exp_np(B::load_unaligned(row.data())));
+      INFO("lane " << lane << " of " << W << ", input " << e);
+      if (std::isnan(e)) {
+        CHECK(std::isnan(got[lane]));
+      } else if (e < -86.5f) {
+        CHECK(got[lane] == 0.0f);
+      } else if (e == 0.0f) {
+        CHECK(got[lane] == 1.0f);
+      } else {
+        CHECK(std::abs(got[lane] - std::exp(double(e))) <= 4 * u * std::exp(double(e)));
+        CHECK(std::isnormal(got[lane]));
+      }
+      for (int i = 0; i < W; ++i)  // the other lanes untouched by the edge
+        if (i != lane)
+          CHECK(std::abs(got[i] - std::exp(double(row[i]))) <= 4 * u * std::exp(double(row[i])));
+    }
+  }
+}
+
 TEST_CASE("xsimd: select and comparisons pick per lane", "[core][xsimd]") {
   const auto x = distinct_lanes(2, 6);
   std::vector<float> signed_x(x.begin(), x.begin() + W);

@@ -47,6 +47,7 @@
 #include <concepts>
 #include <cstdint>
 #include <limits>
+#include <numeric>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -109,7 +110,7 @@ class AttentionWorkspace {
         o_block_(size(query_tile * group_size * head_dim)),
         s_block_(size(query_tile * group_size * key_tile)),
         m_(size(query_tile * group_size)),
-        l_(size(query_tile * group_size)),
+        l_(size(query_tile * group_size * index(simd::lanes))),
         alpha_(size(query_tile * group_size)),
         k_block_(size(key_tile * head_dim)),
         v_block_(size(key_tile * head_dim)),
@@ -133,7 +134,7 @@ class AttentionWorkspace {
   float* o_block() noexcept { return o_block_.data(); }
   float* s_block() noexcept { return s_block_.data(); }
   float* row_max() noexcept { return m_.data(); }
-  float* row_sum() noexcept { return l_.data(); }
+  float* row_sum() noexcept { return l_.data(); }          // simd::lanes partial sums per row
   float* row_rescale() noexcept { return alpha_.data(); }  // α of each row for the block's P·V
   // Many-token path over a 16-bit or q8 cache: a block of key_tile keys and values widened to
   // float (q8 with its row scales).
@@ -249,27 +250,56 @@ inline void scale_each(float* s, const float* f, index n) noexcept {
   for (; j < n; ++j) s[j] *= f[j];
 }
 
-// s[j] = exp(s[j] − m) for j < n; returns their sum. −inf scores give 0.
-inline float exp_shifted(float* s, index n, float m) noexcept {
+// s[j] = exp(scale·s[j] − m) for j < n, scale·s[j] − m rounded once; returns their sum. −inf
+// scores give 0. Precondition: m is at least about the largest scale·s[j] (within its rounding).
+inline float exp_shifted(float* s, index n, float m, float scale = 1.0f) noexcept {
   index j = 0;
   float total = 0.0f;
 #if TFORMER_HAS_SIMD
   using B = simd::batch;
   constexpr index W = static_cast<index>(B::size);
-  const B mb(m);
+  const B f(scale), minus_m(-m);
   B acc(0.0f);
   for (const index end = n / W * W; j < end; j += W) {
-    const B e = xsimd::exp(B::load_unaligned(s + j) - mb);
+    const B e = simd::exp_nonpositive(xsimd_compat::fma(B::load_unaligned(s + j), f, minus_m));
     e.store_unaligned(s + j);
     acc += e;
   }
   total = xsimd_compat::reduce_add(acc);
 #endif
   for (; j < n; ++j) {
-    s[j] = std::exp(s[j] - m);
+    s[j] = std::exp(simd::multiply_add(s[j], scale, -m));
     total += s[j];
   }
   return total;
+}
+
+// s[j] = exp(scale·s[j] − m) for j < n, as exp_shifted; sum[i] = α·sum[i] + lane i's share of
+// their total, for i < simd::lanes. A row's sum kept in lanes is added up once, at its end, not
+// once per block (1.0x at T 512, session 58).
+[[gnu::always_inline]] inline void exp_shifted_lanes(float* s, index n, float m, float scale,
+                                                     float alpha, float* sum) noexcept {
+  index j = 0;
+  float rest = 0.0f;
+#if TFORMER_HAS_SIMD
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  const B f(scale), minus_m(-m);
+  B acc = B::load_unaligned(sum) * B(alpha);
+  for (const index end = n / W * W; j < end; j += W) {
+    const B e = simd::exp_nonpositive(xsimd_compat::fma(B::load_unaligned(s + j), f, minus_m));
+    e.store_unaligned(s + j);
+    acc += e;
+  }
+  acc.store_unaligned(sum);
+#else
+  sum[0] *= alpha;
+#endif
+  for (; j < n; ++j) {
+    s[j] = std::exp(simd::multiply_add(s[j], scale, -m));
+    rest += s[j];
+  }
+  sum[0] += rest;
 }
 
 // out[j] = <q, key(g, k0 + j)> for j < n, keys stored as T. W keys at a time: one accumulator
@@ -550,6 +580,24 @@ inline void tile_values_live(index live, float* const* acc, const float* alpha,
            ...);
   }
   (std::make_integer_sequence<int, static_cast<int>(pass_heads)>{});
+}
+
+// The largest s[j] for j < n, −inf when n is 0; NaN skipped as scale_max skips it.
+inline float max_of(const float* s, index n) noexcept {
+  index j = 0;
+  float m = -std::numeric_limits<float>::infinity();
+#if TFORMER_HAS_SIMD
+  using B = simd::batch;
+  constexpr index W = static_cast<index>(B::size);
+  if (n >= W) {
+    B vm(m);
+    for (const index end = n / W * W; j < end; j += W)
+      vm = xsimd::max(vm, B::load_unaligned(s + j));
+    m = xsimd_compat::reduce_max(vm);
+  }
+#endif
+  for (; j < n; ++j) m = std::max(m, s[j]);
+  return m;
 }
 
 // s[j] *= scale for j < n; returns the largest, −inf when n is 0. With a NaN among them the result
@@ -1118,7 +1166,8 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
   };
   std::fill(ob, ob + rows * d, 0.0f);
   std::fill(m, m + rows, neg_inf);
-  std::fill(l, l + rows, 0.0f);
+  constexpr index lanes = static_cast<index>(simd::lanes);
+  std::fill(l, l + rows * lanes, 0.0f);
   // No bias, soft-cap or padding mask: a row's visible keys are one run, scaled in one vector pass
   // and masked only where the run ends inside the block (the diagonal, the window's edge).
   const bool plain = std::is_same_v<Bias, NoBias> && opt.softcap == 0.0f && opt.key_valid.empty();
@@ -1179,7 +1228,9 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
           const index a = std::clamp<index>(from - k0, 0, n), b = std::clamp<index>(to - k0, a, n);
           std::fill(srow, srow + a, neg_inf);
           std::fill(srow + b, srow + n, neg_inf);
-          tile_max = scale_max(srow + a, b - a, scale);
+          // Scaled in the exponential's pass below; scale > 0 and rounding keeps order, so the
+          // largest scaled score is scale times the largest.
+          tile_max = scale * max_of(srow + a, b - a);
         } else {
           for (index j = 0; j < n; ++j) {
             const index kp = k0 + j;
@@ -1192,7 +1243,8 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
         const float m_new = std::max(m[r], tile_max);
         if (m_new == neg_inf) [[unlikely]] {  // nothing visible to this row yet, or only NaN
           if (has_nan(srow, n)) {  // the row is NaN from now on (see accumulate)
-            m[r] = l[r] = std::numeric_limits<float>::quiet_NaN();
+            m[r] = std::numeric_limits<float>::quiet_NaN();
+            std::fill(l + r * lanes, l + (r + 1) * lanes, m[r]);
             std::fill(ob + r * d, ob + (r + 1) * d, m[r]);
           }
           std::fill(srow, srow + n, 0.0f);  // else its weights stay 0
@@ -1200,7 +1252,7 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
           continue;
         }
         alpha[r] = rescale_factor(m[r], m_new);
-        l[r] = l[r] * alpha[r] + exp_shifted(srow, n, m_new);
+        exp_shifted_lanes(srow, n, m_new, plain ? scale : 1.0f, alpha[r], l + r * lanes);
         m[r] = m_new;
       }
       block_product(ob, d, alpha, rows, d, sb, bk, vb, d, n, ragged ? Ragged::depth : Ragged::none,
@@ -1223,10 +1275,12 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
                                        opt.causal ? p + 1 : kv.length);
       });
   for (index r = 0; r < rows; ++r) {
-    const float inv = l[r] == 0.0f ? 0.0f : 1.0f / l[r];  // NaN stays NaN
+    const float sum = std::accumulate(l + r * lanes, l + (r + 1) * lanes, 0.0f);
+    const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;  // NaN stays NaN
     float* out = o.row(t0 + r / group, g * group + r % group);
     for (index i = 0; i < d; ++i) out[i] = ob[r * d + i] * inv;
-    if (lse.data() != nullptr) lse.row(t0 + r / group)[g * group + r % group] = log_sum_exp(m[r], l[r]);
+    if (lse.data() != nullptr)
+      lse.row(t0 + r / group)[g * group + r % group] = log_sum_exp(m[r], sum);
   }
 }
 
