@@ -31,14 +31,14 @@ using batch = xsimd::batch<float, arch>;
 // Floats in one register.
 inline constexpr std::size_t lanes = batch::size;
 
-// exp(x) lane by lane for x ≤ 0 (softmax weights: a score less the running maximum), in about
-// 15 instructions against xsimd::exp's 24: no overflow branch, the power of two added to the
-// exponent bits. Cephes' range reduction and polynomial (xsimd's too): within 2 ulp for
-// −86.5 ≤ x ≤ 0, and up to x = 88. Below −86.5 (e^−86.5 ≈ 2.6e−38, near float's smallest
-// normal) and at −inf the result is 0; NaN stays NaN. Undefined for x > 88.
+// exp(x) lane by lane for x ≤ 0 (softmax weights: a score less the running maximum) in 15
+// vector operations against xsimd::exp's 20 (AVX-512, GCC 12): no overflow test, and 2^k added to
+// the exponent bits, not multiplied. Cephes' range reduction and polynomial, as xsimd's: within
+// 2 ulp for −86.5 ≤ x ≤ 88. Below −86.5 (e^−86.5 ≈ 2.6e−38, near float's smallest normal) and at
+// −inf the result is 0; NaN stays NaN. Undefined for x > 88.
 inline batch exp_nonpositive(const batch& x) noexcept {
-  const batch round(
-      0x1.8p23f);  // added to a float below 2^22, leaves its nearest integer in the mantissa
+  // Added to a float below 2^22 in magnitude, leaves its nearest integer in the mantissa.
+  const batch round(0x1.8p23f);
   const batch t = xsimd_compat::fma(x, batch(1.44269504088896341f), round);  // x·log2(e) + round
   const batch k = t - round;                                                 // the integer k
   batch r = xsimd_compat::fnma(k, batch(0.693359375f), x);  // x − k·ln 2 in two parts
