@@ -250,11 +250,11 @@ inline void scale_each(float* s, const float* f, index n) noexcept {
   for (; j < n; ++j) s[j] *= f[j];
 }
 
-// s[j] = exp(scale·s[j] − m) for j < n (scale·s[j] − m rounded once; −inf scores give 0), and
-// sum[i] = α·sum[i] + lane i's share of their total, for i < simd::lanes: a row's sum kept in
-// lanes is added up once, at its end, not once per block of keys (1.00–1.01× at 32/8 × 128 T 512,
-// 1.03–1.05× with heads of 64, session 58). Precondition: m is at least the largest scale·s[j],
-// give or take its rounding.
+// s[j] = exp(scale·s[j] − m) for j < n (−inf scores give 0; vectors by simd::exp_nonpositive,
+// the tail by std::exp), and sum[i] = α·sum[i] + lane i's share of their total, for
+// i < simd::lanes: a row's sum kept in lanes is added up once, at its end, not once per block of
+// keys (0.997–1.011× at 32/8 × 128 T 512, 1.03–1.05× with heads of 64 on one thread, session 58).
+// Precondition: m is at least the largest scale·s[j], give or take its rounding.
 [[gnu::always_inline]] inline void exp_shifted_lanes(float* s, index n, float m, float scale,
                                                      float alpha, float* sum) noexcept {
   index j = 0;
@@ -572,7 +572,8 @@ inline void tile_values_live(index live, float* const* acc, const float* alpha,
   (std::make_integer_sequence<int, static_cast<int>(pass_heads)>{});
 }
 
-// The largest s[j] for j < n, −inf when n is 0; NaN skipped as scale_max skips it.
+// The largest s[j] for j < n, −inf when n is 0. With a NaN among them, as scale_max: −inf or the
+// largest of some others.
 inline float max_of(const float* s, index n) noexcept {
   index j = 0;
   float m = -std::numeric_limits<float>::infinity();
