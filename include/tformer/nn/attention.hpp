@@ -1155,7 +1155,7 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
       std::copy_n(from.row(t0 + t, g * group), group * d, qb + t * group * d);
     }
   };
-  std::fill(ob, ob + rows * d, 0.0f);
+  bool first = true;  // no key block yet: the first one's P·V writes O without reading it
   std::fill(m, m + rows, neg_inf);
   constexpr index lanes = static_cast<index>(simd::lanes);
   std::fill(l, l + rows * lanes, 0.0f);
@@ -1233,10 +1233,9 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
         }
         const float m_new = std::max(m[r], tile_max);
         if (m_new == neg_inf) [[unlikely]] {  // nothing visible to this row yet, or only NaN
-          if (has_nan(srow, n)) {  // the row is NaN from now on (see accumulate)
+          if (has_nan(srow, n)) {  // the row is NaN from now on (see accumulate): its sum is NaN
             m[r] = std::numeric_limits<float>::quiet_NaN();
             std::fill(l + r * lanes, l + (r + 1) * lanes, m[r]);
-            std::fill(ob + r * d, ob + (r + 1) * d, m[r]);
           }
           std::fill(srow, srow + n, 0.0f);  // else its weights stay 0
           alpha[r] = 1.0f;
@@ -1246,8 +1245,11 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
         exp_shifted_lanes(srow, n, m_new, plain ? scale : 1.0f, alpha[r], l + r * lanes);
         m[r] = m_new;
       }
-      block_product(ob, d, alpha, rows, d, sb, bk, vb, d, n, ragged ? Ragged::depth : Ragged::none,
-                    end_of);
+      // The first block writes O = P·V (every row: a tile whose rows all end before the block
+      // gets 0), later ones O = α·O + P·V: no pass to zero O first.
+      block_product(ob, d, first ? nullptr : alpha, rows, d, sb, bk, vb, d, n,
+                    ragged ? Ragged::depth : Ragged::none, end_of);
+      first = false;
     }
   };
   if (const index sinks_end = opt.window > 0 ? std::min(opt.sinks, lo_max) : 0; sinks_end > 0) {
@@ -1265,6 +1267,7 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
         return std::pair<index, index>(opt.window > 0 ? p - opt.window + 1 : 0,
                                        opt.causal ? p + 1 : kv.length);
       });
+  if (first) std::fill(ob, ob + rows * d, 0.0f);  // no key at all
   for (index r = 0; r < rows; ++r) {
     const float sum = std::accumulate(l + r * lanes, l + (r + 1) * lanes, 0.0f);
     const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;  // NaN stays NaN
