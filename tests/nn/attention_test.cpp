@@ -1466,6 +1466,80 @@ TEST_CASE(
   }
 }
 
+// A score scaled past the float range is +inf: softmax's exp(inf − inf) makes the head NaN, as
+// in PyTorch. The many-token path scales inside the exponential's fma (one rounding), where
+// inf − inf never forms: without its check those rows would get weights 0 and output 0.
+TEST_CASE("nn/attention: a score scaled to +inf makes its query head NaN, in both paths",
+          "[nn][attention]") {
+  constexpr int Hq = 2, Hkv = 1, D = 16, L = 40, big = 30;
+  test::Random rng(31);
+  auto k = rng.normal_floats(std::size_t(L) * Hkv * D, 1e-3f);
+  k[std::size_t(big) * D] = 1.0f;  // head 0's score at key `big`: 4 · 1e38, past FLT_MAX
+  const auto v = rng.normal_floats(k.size());
+  KVCache cache({.layers = 1, .kv_heads = Hkv, .head_dim = D, .capacity = L});
+  cache.write(0, 0, HeadsView<const float>(k.data(), L, Hkv, D),
+              HeadsView<const float>(v.data(), L, Hkv, D));
+  cache.advance(0, L);
+  auto q = rng.normal_floats(std::size_t(L) * Hq * D);
+  for (int t = 0; t < L; ++t) {  // head 0 = (1e38, 0, …): its other scores stay below 1e37
+    std::fill_n(q.begin() + std::ptrdiff_t(t) * Hq * D, D, 0.0f);
+    q[std::size_t(t) * Hq * D] = 1e38f;
+  }
+  AttentionOptions opt;
+  opt.scale = 4.0f;
+  AttentionWorkspace ws(Hq / Hkv, D);
+  std::vector<float> prefill(q.size()), decode(q.size());
+  tformer::attention(HeadsView<const float>(q.data(), L, Hq, D), cache.view(0, 0, L),
+                     Positions::offset(0), HeadsView<float>(prefill.data(), L, Hq, D), ws, opt);
+  for (int t = 0; t < L; ++t)
+    tformer::attention(HeadsView<const float>(q.data() + std::size_t(t) * Hq * D, 1, Hq, D),
+                       cache.view(0, 0, L), Positions::offset(t),
+                       HeadsView<float>(decode.data() + std::size_t(t) * Hq * D, 1, Hq, D), ws,
+                       opt);
+  for (const auto* o : {&prefill, &decode})
+    for (int t = 0; t < L; ++t)
+      for (int h = 0; h < Hq; ++h) {
+        INFO("token " << t << " head " << h << (o == &prefill ? " prefill" : " decode"));
+        for (int i = 0; i < D; ++i) {
+          const float x = (*o)[(std::size_t(t) * Hq + h) * D + i];
+          if (h == 0 && t >= big)
+            REQUIRE(std::isnan(x));
+          else
+            REQUIRE(std::isfinite(x));
+        }
+      }
+}
+
+// A many-token call whose queries see no key at all (no key block runs) writes zeros, whatever the
+// workspace's output block held from an earlier call (NaN here, from a NaN value every row saw).
+TEST_CASE("nn/attention: a prefill that sees no key writes zeros over a workspace left NaN",
+          "[nn][attention][prefill]") {
+  constexpr int Hq = 2, Hkv = 1, D = 16, L = 10;
+  test::Random rng(32);
+  const auto k = rng.normal_floats(std::size_t(L) * Hkv * D);
+  auto v = rng.normal_floats(k.size());
+  // Key 0's value, which every causal query sees.
+  std::fill_n(v.begin(), D, std::numeric_limits<float>::quiet_NaN());
+  KVCache cache({.layers = 1, .kv_heads = Hkv, .head_dim = D, .capacity = L});
+  cache.write(0, 0, HeadsView<const float>(k.data(), L, Hkv, D),
+              HeadsView<const float>(v.data(), L, Hkv, D));
+  cache.advance(0, L);
+  const auto q = rng.normal_floats(std::size_t(L) * Hq * D);
+  std::vector<float> o(q.size());
+  AttentionWorkspace ws(Hq / Hkv, D);
+  tformer::attention(HeadsView<const float>(q.data(), L, Hq, D), cache.view(0, 0, L),
+                     Positions::offset(0), HeadsView<float>(o.data(), L, Hq, D), ws);
+  for (float x : o) REQUIRE(std::isnan(x));
+  AttentionOptions opt;  // keys (p − 4, p] for p = 50, 51: past the 10 stored
+  opt.causal = false;
+  opt.window = 4;
+  const std::vector<std::int32_t> pos = {50, 51};
+  std::fill(o.begin(), o.end(), 1.0f);
+  tformer::attention(HeadsView<const float>(q.data(), 2, Hq, D), cache.view(0, 0, L),
+                     Positions::ids(pos), HeadsView<float>(o.data(), 2, Hq, D), ws, opt);
+  for (int i = 0; i < 2 * Hq * D; ++i) REQUIRE(o[std::size_t(i)] == 0.0f);
+}
+
 // attention() on an executor splits a call into (kv head, block of 64 queries) tasks, one token
 // into kv heads; each task writes its own rows, so every executor gives attention()'s bits.
 TEST_CASE("nn/attention: on threads, the same bits as on one, every cache type and mask",

@@ -13,8 +13,9 @@
 // o = Σ softmax(s)_j · v_j. A query that sees no key gets o = 0.
 //
 // NaN: a NaN score among the keys a query sees (a NaN in its query, in a visible key, or from
-// the bias) makes that query head's whole output NaN, as PyTorch's softmax does; other queries
-// are untouched. A masked key is never scored for the query it is masked from. A NaN or inf in a
+// the bias) makes that query head's whole output NaN, as PyTorch's softmax does, and so does a
+// score of +inf (scale · <q, k> past the float range: exp(inf − inf)); other queries are
+// untouched. A masked key is never scored for the query it is masked from. A NaN or inf in a
 // value reaches the outputs through the weighted sum, and in the many-token path may reach rows
 // of a block that give that value weight 0 (0 · NaN in the block's P·V product, as in PyTorch's
 // math backend; docs/CONVENTIONS.md says which). Options are checked: scale and softcap finite and
@@ -1269,7 +1270,11 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
       });
   if (first) std::fill(ob, ob + rows * d, 0.0f);  // no key at all
   for (index r = 0; r < rows; ++r) {
-    const float sum = std::accumulate(l + r * lanes, l + (r + 1) * lanes, 0.0f);
+    // A maximum of +inf (scale · score past the float range, an inf key or bias) makes the row NaN,
+    // as exp(inf − inf) does in the one-token path and in PyTorch; the exponential's fma, which
+    // rounds once, would have given its scores weight 0.
+    const float sum = m[r] == -neg_inf ? std::numeric_limits<float>::quiet_NaN()
+                                       : std::accumulate(l + r * lanes, l + (r + 1) * lanes, 0.0f);
     const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;  // NaN stays NaN
     float* out = o.row(t0 + r / group, g * group + r % group);
     for (index i = 0; i < d; ++i) out[i] = ob[r * d + i] * inv;
