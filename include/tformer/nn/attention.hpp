@@ -1160,8 +1160,8 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
   std::fill(m, m + rows, neg_inf);
   constexpr index lanes = static_cast<index>(simd::lanes);
   std::fill(l, l + rows * lanes, 0.0f);
-  // No bias, soft-cap or padding mask: a row's visible keys are one run, scaled in one vector pass
-  // and masked only where the run ends inside the block (the diagonal, the window's edge).
+  // No bias, soft-cap or padding mask: a row's visible keys are one run, scaled in the exponential's
+  // pass and masked only where the run ends inside the block (the diagonal, the window's edge).
   const bool plain = std::is_same_v<Bias, NoBias> && opt.softcap == 0.0f && opt.key_valid.empty();
   // Keys [k_lo, k_hi) for the rows, scored from position_of(p): the keys p sees are the run
   // run_of(p) = [from, to) (causal end, window start, the sinks the window left), minus the keys
