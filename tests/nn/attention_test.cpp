@@ -1467,8 +1467,9 @@ TEST_CASE(
 }
 
 // A score scaled past the float range is +inf: softmax's exp(inf − inf) makes the head NaN, as
-// in PyTorch. The many-token path scales inside the exponential's fma (one rounding), where
-// inf − inf never forms: without its check those rows would get weights 0 and output 0.
+// in PyTorch. The many-token path scales inside the exponential's fma (one rounding, on FMA
+// targets), where inf − inf never forms: without its check those rows would get weights 0 and
+// output 0.
 TEST_CASE("nn/attention: a score scaled to +inf makes its query head NaN, in both paths",
           "[nn][attention]") {
   constexpr int Hq = 2, Hkv = 1, D = 16, L = 40, big = 30;
@@ -1530,7 +1531,7 @@ TEST_CASE("nn/attention: a prefill that sees no key writes zeros over a workspac
   tformer::attention(HeadsView<const float>(q.data(), L, Hq, D), cache.view(0, 0, L),
                      Positions::offset(0), HeadsView<float>(o.data(), L, Hq, D), ws);
   for (float x : o) REQUIRE(std::isnan(x));
-  AttentionOptions opt;  // keys (p − 4, p] for p = 50, 51: past the 10 stored
+  AttentionOptions opt;  // not causal, window 4: keys [p − 3, 10) for p = 50, 51, none
   opt.causal = false;
   opt.window = 4;
   const std::vector<std::int32_t> pos = {50, 51};

@@ -1271,10 +1271,11 @@ void attend_block(HeadsView<const float> q, HeadsView<float> o, const Positions&
   if (first) std::fill(ob, ob + rows * d, 0.0f);  // no key at all
   for (index r = 0; r < rows; ++r) {
     // A maximum of +inf (scale · score past the float range, an inf key or bias) makes the row NaN,
-    // as exp(inf − inf) does in the one-token path and in PyTorch; the exponential's fma, which
-    // rounds once, would have given its scores weight 0.
-    const float sum = m[r] == -neg_inf ? std::numeric_limits<float>::quiet_NaN()
-                                       : std::accumulate(l + r * lanes, l + (r + 1) * lanes, 0.0f);
+    // as exp(inf − inf) does in the one-token path and in PyTorch; where the exponential's
+    // scale · s − m is an fma (one rounding) its scores would have had weight 0.
+    const float sum = m[r] == std::numeric_limits<float>::infinity()
+                          ? std::numeric_limits<float>::quiet_NaN()
+                          : std::accumulate(l + r * lanes, l + (r + 1) * lanes, 0.0f);
     const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;  // NaN stays NaN
     float* out = o.row(t0 + r / group, g * group + r % group);
     for (index i = 0; i < d; ++i) out[i] = ob[r * d + i] * inv;
