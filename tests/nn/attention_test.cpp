@@ -138,6 +138,15 @@ void check_outputs(const Setup& s, const ref::AttentionCase& c, const std::vecto
     }
 }
 
+// A one-layer f32 cache holding keys k and values v ([L, Hkv, D], token-major) at positions [0, L).
+KVCache cache_of(const std::vector<float>& k, const std::vector<float>& v, int L, int Hkv, int D) {
+  KVCache cache({.layers = 1, .kv_heads = Hkv, .head_dim = D, .capacity = L});
+  cache.write(0, 0, HeadsView<const float>(k.data(), L, Hkv, D),
+              HeadsView<const float>(v.data(), L, Hkv, D));
+  cache.advance(0, L);
+  return cache;
+}
+
 std::vector<float> run(Setup& s, const std::vector<float>& q, const std::vector<std::int32_t>& pos,
                        const AttentionOptions& opt = {}) {
   const int T = int(pos.size());
@@ -983,10 +992,7 @@ TEST_CASE("nn/attention: a NaN in a query or a visible key makes exactly those o
   const int j0 = rng.integer(0, L - 1), g0 = rng.integer(0, Hkv - 1);
   auto keys = s.k;
   keys[(std::size_t(j0) * Hkv + g0) * D + std::size_t(rng.integer(0, D - 1))] = nan;
-  KVCache cache({.layers = 1, .kv_heads = Hkv, .head_dim = D, .capacity = L});
-  cache.write(0, 0, HeadsView<const float>(keys.data(), L, Hkv, D),
-              HeadsView<const float>(s.v.data(), L, Hkv, D));
-  cache.advance(0, L);
+  KVCache cache = cache_of(keys, s.v, L, Hkv, D);
   std::vector<float> ok(q.size());
   AttentionWorkspace ws(g, D);
   tformer::attention(HeadsView<const float>(q.data(), T, Hq, D), cache.view(0, 0, L),
@@ -1450,10 +1456,7 @@ TEST_CASE(
   auto v = rng.normal_floats(k.size());
   std::fill(v.begin() + bad * D, v.begin() + (bad + 1) * D,
             std::numeric_limits<float>::quiet_NaN());
-  KVCache cache({.layers = 1, .kv_heads = Hkv, .head_dim = D, .capacity = L});
-  cache.write(0, 0, HeadsView<const float>(k.data(), L, Hkv, D),
-              HeadsView<const float>(v.data(), L, Hkv, D));
-  cache.advance(0, L);
+  KVCache cache = cache_of(k, v, L, Hkv, D);
   const auto q = rng.normal_floats(std::size_t(L) * Hq * D);
   std::vector<float> o(q.size());
   AttentionWorkspace ws(Hq / Hkv, D);
@@ -1477,10 +1480,7 @@ TEST_CASE("nn/attention: a score scaled to +inf makes its query head NaN, in bot
   auto k = rng.normal_floats(std::size_t(L) * Hkv * D, 1e-3f);
   k[std::size_t(big) * D] = 1.0f;  // head 0's score at key `big`: 4 · 1e38, past FLT_MAX
   const auto v = rng.normal_floats(k.size());
-  KVCache cache({.layers = 1, .kv_heads = Hkv, .head_dim = D, .capacity = L});
-  cache.write(0, 0, HeadsView<const float>(k.data(), L, Hkv, D),
-              HeadsView<const float>(v.data(), L, Hkv, D));
-  cache.advance(0, L);
+  KVCache cache = cache_of(k, v, L, Hkv, D);
   auto q = rng.normal_floats(std::size_t(L) * Hq * D);
   for (int t = 0; t < L; ++t) {  // head 0 = (1e38, 0, …): its other scores stay below 1e37
     std::fill_n(q.begin() + std::ptrdiff_t(t) * Hq * D, D, 0.0f);
@@ -1521,10 +1521,7 @@ TEST_CASE("nn/attention: a prefill that sees no key writes zeros over a workspac
   auto v = rng.normal_floats(k.size());
   // Key 0's value, which every causal query sees.
   std::fill_n(v.begin(), D, std::numeric_limits<float>::quiet_NaN());
-  KVCache cache({.layers = 1, .kv_heads = Hkv, .head_dim = D, .capacity = L});
-  cache.write(0, 0, HeadsView<const float>(k.data(), L, Hkv, D),
-              HeadsView<const float>(v.data(), L, Hkv, D));
-  cache.advance(0, L);
+  KVCache cache = cache_of(k, v, L, Hkv, D);
   const auto q = rng.normal_floats(std::size_t(L) * Hq * D);
   std::vector<float> o(q.size());
   AttentionWorkspace ws(Hq / Hkv, D);
