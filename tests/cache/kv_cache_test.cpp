@@ -54,11 +54,13 @@ double decoded(tformer::KVType type, std::uint16_t bits) {
 }
 
 // Whether `bits` is x rounded to nearest, ties to even, in `type`: no neighbour (one unit of the
-// last place either way, same sign) is nearer, and a tie picks the even one. f16 overflows to inf
+// last place either way, same sign) is nearer, a tie picks the even one, and the sign is x's (a
+// negative x that rounds to zero is −0). f16 overflows to inf
 // from 65520 on (IEEE: beyond the largest finite value plus half its unit in the last place).
 bool rounds_to_nearest_even(tformer::KVType type, float x, std::uint16_t bits) {
   const double y = decoded(type, bits);
   if (std::isnan(x)) return std::isnan(y);
+  if (((bits & 0x8000) != 0) != std::signbit(x)) return false;  // −0 for a negative x too
   if (std::isinf(x)) return y == double(x);
   if (type == tformer::KVType::f16 && std::abs(x) >= 65520.0f)
     return std::isinf(y) && (y > 0) == (x > 0);

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -42,6 +43,19 @@ TEST_CASE("core/parallel: a thread team runs every item once, on its threads",
     });
     CHECK(ids.size() >= (threads > 1 ? 2u : 1u));
     CHECK(ids.size() <= std::size_t(threads));
+    // The caller runs items too: an item on another thread waits (up to a second) for one on it.
+    const std::thread::id caller = std::this_thread::get_id();
+    std::atomic<bool> caller_ran{false};
+    team.parallel_for(0, 64, [&](Index) {
+      if (std::this_thread::get_id() == caller) {
+        caller_ran.store(true);
+        return;
+      }
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+      while (!caller_ran.load() && std::chrono::steady_clock::now() < until)
+        std::this_thread::yield();
+    });
+    CHECK(caller_ran.load());
   }
 }
 
@@ -63,11 +77,16 @@ TEST_CASE("core/parallel: many short calls in a row, with and without sleeping w
 TEST_CASE("core/parallel: nested calls run serially, concurrent callers take turns",
           "[core][parallel]") {
   ThreadTeam team(2);
-  std::atomic<int> inner{0};
+  std::atomic<int> inner{0}, elsewhere{0};  // inner items, and those off their outer item's thread
   team.parallel_for(0, 4, [&](Index) {
-    team.parallel_for(0, 10, [&](Index) { inner.fetch_add(1); });
+    const std::thread::id outer = std::this_thread::get_id();
+    team.parallel_for(0, 10, [&](Index) {
+      inner.fetch_add(1);
+      if (std::this_thread::get_id() != outer) elsewhere.fetch_add(1);
+    });
   });
   CHECK(inner.load() == 40);
+  CHECK(elsewhere.load() == 0);
   std::atomic<long> sum{0};
   std::vector<std::thread> callers;
   for (int c = 0; c < 3; ++c)

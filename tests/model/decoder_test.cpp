@@ -1774,7 +1774,11 @@ TEST_CASE("decoder: split-K decode attention matches the reference past 1,000 ke
   d.max_positions = 1200;
   // Every decode step attends over 3 runs of split_keys (512) keys, merged.
   SECTION("global attention") { check_preset<configs::Llama>(d, 71, 1030, 4); }
-  SECTION("sinks and a window") { check_preset<SinksFull>(d, 72, 600, 3); }
+  SECTION("2 sinks and a window of 700: the sinks and the window's runs, merged") {
+    ModelParams p = tformer::default_params<SinksFull>();
+    p.attention.window = 700;  // keys [331, 1031) and on: parts of 512 keys split the window
+    check_preset<SinksFull>(d, 72, 1030, 3, {}, {}, nullptr, p);
+  }
   SECTION("cross-attention over 600 encoder tokens (two runs)") {
     d.encoder_width = 20;
     test::Random rng(73);

@@ -747,6 +747,7 @@ TEST_CASE("nn/attention: many-block prefill, wide groups, and the explain path w
   c.key_valid = &valid;
   c.bias = [&](int h, int p, int j) { return double(alibi(h, p, j)); };
   check_outputs(s, c, q, o, pos);
+  std::vector<float> from_weights(o.size());  // Σ_j w_j v_j with the explain path's weights
   for (int t = 0; t < T; ++t)
     for (int h = 0; h < s.Hq; ++h) {
       const float* wr = w.data() + (std::size_t(t) * s.Hq + h) * L;
@@ -756,7 +757,17 @@ TEST_CASE("nn/attention: many-block prefill, wide groups, and the explain path w
         total += wr[j];
       }
       REQUIRE(std::abs(total - 1.0) <= 1e-6);
+      for (int i = 0; i < D; ++i) {
+        double e = 0;
+        for (int j = 0; j < L; ++j)
+          e += double(wr[j]) * s.v_heads[(std::size_t(h / g) * L + j) * D + i];
+        from_weights[(std::size_t(t) * s.Hq + h) * D + i] = float(e);
+      }
     }
+  // The weights themselves against the reference (soft-cap, ALiBi and masks): they carry the
+  // scores' error and one rounding each, as the fast path's output does, so the same bound holds
+  // (rounding the sum to float adds u·max|v|, inside its (L + 16)·u·max|v| term).
+  check_outputs(s, c, q, from_weights, pos);
 }
 
 TEST_CASE("nn/attention: a query that sees no key outputs zeros, in both paths",

@@ -1,8 +1,11 @@
 // Mixture of experts against a double reference built from the dense reference SwiGLU.
-// Tolerance: the output is a convex (or, with the shared expert, affine) combination of expert
-// outputs, each within the dense bound of swiglu_test; here the simpler 2e-5 · (1 + |y|) covers
-// that bound for the sizes drawn (H, I <= 64, weights of scale 0.1), and routing weights
-// are within 1e-6 of the reference.
+// Tolerance per output (moe_bound): y = Σ_e w_e·y_e over the chosen experts (+ g·s, the shared
+// expert s with its sigmoid gate g). Each y_e is within the dense bound b_e of
+// reference/ffn_bound.hpp; each routing weight within 1e-6 of the reference (checked); the
+// weighted sum rounds k + 1 times. So |Δy| <= Σ_e (w_e·b_e + (1e-6 + (k + 1)·u·w_e)·|y_e|), and the
+// shared term (y starts from g·s, then the k routed terms are added: k + 1 roundings) adds
+// g·b_s + (|Δg| + (k + 1)·u·g)·|s| with |Δg| <= g·(1 − g)·(H + 2)·u·Σ_i |x_i·gate_i| (the gate's
+// dot product, loose: the library sums it in double) + 8·u·g (its float sigmoid).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -11,6 +14,7 @@
 #include <limits>
 #include <numeric>
 
+#include "reference/ffn_bound.hpp"
 #include "reference/ffn_reference.hpp"
 #include "support/matrix.hpp"
 #include "tformer/core/parallel.hpp"
@@ -41,6 +45,41 @@ struct Experts {
   tformer::MoeWeights weights() const { return {router.cview(), views, std::nullopt, {}}; }
   ref::Ffn ref(int e) const { return {&gate[e].data, &up[e].data, &down[e].data, H, I}; }
 };
+
+// The tolerance of each output of the routed experts for token x (the header's bound).
+ref::Vec moe_bound(const Experts& ex, const ref::Vec& x, const MoeConfig& c) {
+  constexpr double u = ref::float_unit;
+  const ref::Vec logits = ref::matvec(ex.router.data, ex.E, ex.H, x);
+  ref::Vec tol(ex.H, 1e-30);
+  for (auto [e, w] :
+       ref::route(logits, int(c.top_k), c.router == RouterKind::SoftmaxThenTopK, c.renormalize)) {
+    const auto out = ref::swiglu(ex.ref(e), x, ref::Act::SiLU);
+    const auto b = ref::swiglu_error_bound(ex.ref(e), x, ref::Act::SiLU);
+    for (int o = 0; o < ex.H; ++o)
+      tol[o] += w * b[o] + (1e-6 + double(c.top_k + 1) * u * w) * std::abs(out[o]);
+  }
+  return tol;
+}
+
+// A shared expert f with the sigmoid gate row `gate` for token x, beside k routed experts: adds
+// g·s(x) to `expected` and its bound (the header's) to `tol`.
+void add_shared(const ref::Ffn& f, const std::vector<float>& gate, const ref::Vec& x, int k,
+                ref::Vec& expected, ref::Vec& tol) {
+  constexpr double u = ref::float_unit;
+  const auto s = ref::swiglu(f, x, ref::Act::SiLU);
+  const auto b = ref::swiglu_error_bound(f, x, ref::Act::SiLU);
+  double dot = 0, magnitude = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    dot += x[i] * gate[i];
+    magnitude += std::abs(x[i] * gate[i]);
+  }
+  const double g = ref::sigmoid(dot);
+  const double dg = g * (1 - g) * double(x.size() + 2) * u * magnitude + 8 * u * g;
+  for (std::size_t o = 0; o < s.size(); ++o) {
+    expected[o] += g * s[o];
+    tol[o] += g * b[o] + (dg + double(k + 1) * u * g) * std::abs(s[o]);
+  }
+}
 
 ref::Vec reference_moe(const Experts& ex, const ref::Vec& x, const MoeConfig& c) {
   const ref::Vec logits = ref::matvec(ex.router.data, ex.E, ex.H, x);
@@ -82,8 +121,8 @@ TEST_CASE("nn/moe: matches the reference for each router", "[nn][moe][property]"
       REQUIRE(std::abs(ws.weights(t)[j] - routes[j].second) <= 1e-6);
     }
     const auto expected = reference_moe(ex, xr, config);
-    for (int o = 0; o < H; ++o)
-      REQUIRE(std::abs(y.at(t, o) - expected[o]) <= 2e-5 * (1 + std::abs(expected[o])));
+    const auto tol = moe_bound(ex, xr, config);
+    for (int o = 0; o < H; ++o) REQUIRE(std::abs(y.at(t, o) - expected[o]) <= tol[o]);
   }
 }
 
@@ -110,13 +149,10 @@ TEST_CASE("nn/moe: the same bits on 1, 2 and 3 threads, and the reference", "[nn
   for (int t = 0; t < T; ++t) {  // the routed experts against the reference; the shared one added
     ref::Vec xr(x.data.begin() + t * H, x.data.begin() + (t + 1) * H);
     auto expected = reference_moe(ex, xr, config);
-    const auto s = ref::swiglu({&shared_gate.data, &shared_up.data, &shared_down.data, H, I}, xr,
-                               ref::Act::SiLU);
-    double dot = 0;
-    for (int i = 0; i < H; ++i) dot += xr[i] * gate_row.data[i];
-    for (int o = 0; o < H; ++o) expected[o] += s[o] / (1 + std::exp(-dot));
-    for (int o = 0; o < H; ++o)
-      REQUIRE(std::abs(outs[0].at(t, o) - expected[o]) <= 2e-5 * (1 + std::abs(expected[o])));
+    auto tol = moe_bound(ex, xr, config);
+    add_shared({&shared_gate.data, &shared_up.data, &shared_down.data, H, I}, gate_row.data, xr, k,
+               expected, tol);
+    for (int o = 0; o < H; ++o) REQUIRE(std::abs(outs[0].at(t, o) - expected[o]) <= tol[o]);
   }
 }
 
@@ -193,11 +229,9 @@ TEST_CASE("nn/moe: a shared expert is added to every token, optionally gated", "
   for (int t = 0; t < T; ++t) {
     ref::Vec xr(x.data.begin() + t * H, x.data.begin() + (t + 1) * H);
     auto expected = reference_moe(ex, xr, config);
-    const auto s = ref::swiglu(shared, xr, ref::Act::SiLU);
-    const double g = ref::sigmoid(ref::matvec(gate.data, 1, H, xr)[0]);
-    for (int o = 0; o < H; ++o) expected[o] += g * s[o];
-    for (int o = 0; o < H; ++o)
-      REQUIRE(std::abs(y.at(t, o) - expected[o]) <= 2e-5 * (1 + std::abs(expected[o])));
+    auto tol = moe_bound(ex, xr, config);
+    add_shared(shared, gate.data, xr, int(config.top_k), expected, tol);
+    for (int o = 0; o < H; ++o) REQUIRE(std::abs(y.at(t, o) - expected[o]) <= tol[o]);
   }
 }
 
